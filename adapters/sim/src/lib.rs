@@ -1,0 +1,2 @@
+//! In-memory storage with a fault model.
+#![no_std]

@@ -1,0 +1,1 @@
+//! Walden on real files.

@@ -1,0 +1,1 @@
+//! Cross-adapter suites.
