@@ -1,0 +1,1 @@
+//! Walden over WASI preview 2.
