@@ -1,0 +1,308 @@
+//! The bytes on disk, exactly as `docs/FORMAT.md` specifies them.
+//!
+//! Every field has a named offset; encoding and decoding go through explicit little-endian
+//! helpers over fixed-size arrays, so a short or trailing byte cannot go unnoticed.
+
+use crate::checksum::{ChecksumAlgorithm, crc32c};
+use crate::lsn::Lsn;
+use crate::storage::SegmentId;
+
+/// The segment magic, `WALDENLG`.
+pub const MAGIC: [u8; 8] = *b"WALDENLG";
+/// The format version this code writes.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Length of the segment header.
+pub const SEGMENT_HEADER_LEN: usize = 64;
+/// Offsets of the segment header fields.
+pub mod seg {
+    /// `magic`, 8 bytes.
+    pub const MAGIC: usize = 0;
+    /// `version`, u16.
+    pub const VERSION: usize = 8;
+    /// `checksum_alg`, u8.
+    pub const CHECKSUM_ALG: usize = 10;
+    /// `flags`, u8.
+    pub const FLAGS: usize = 11;
+    /// `header_len`, u32.
+    pub const HEADER_LEN: usize = 12;
+    /// `log_id`, u64.
+    pub const LOG_ID: usize = 16;
+    /// `segment_id`, u64.
+    pub const SEGMENT_ID: usize = 24;
+    /// `first_lsn`, u64.
+    pub const FIRST_LSN: usize = 32;
+    /// `salt`, u64.
+    pub const SALT: usize = 40;
+    /// `reserved`, 12 bytes of zero.
+    pub const RESERVED: usize = 48;
+    /// `header_crc`, u32.
+    pub const HEADER_CRC: usize = 60;
+}
+
+/// Length of a record header.
+pub const RECORD_HEADER_LEN: usize = 32;
+/// Offsets of the record header fields.
+pub mod rec {
+    /// `header_crc`, u32.
+    pub const HEADER_CRC: usize = 0;
+    /// `length`, u32.
+    pub const LENGTH: usize = 4;
+    /// `lsn`, u64.
+    pub const LSN: usize = 8;
+    /// `payload_crc`, u64.
+    pub const PAYLOAD_CRC: usize = 16;
+    /// `kind`, u8.
+    pub const KIND: usize = 24;
+    /// `flags`, u8.
+    pub const FLAGS: usize = 25;
+    /// `reserved`, u16.
+    pub const RESERVED: usize = 26;
+    /// `ack_gap`, u32.
+    pub const ACK_GAP: usize = 28;
+}
+
+fn get_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn get_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn get_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn put(b: &mut [u8], at: usize, v: &[u8]) {
+    b[at..at + v.len()].copy_from_slice(v);
+}
+
+/// The header at the start of every segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// The format version.
+    pub version: u16,
+    /// The checksum of this segment's records.
+    pub checksum: ChecksumAlgorithm,
+    /// The id shared by all segments of one log.
+    pub log_id: u64,
+    /// The segment's own id.
+    pub segment_id: SegmentId,
+    /// LSN of the first record in this segment.
+    pub first_lsn: Lsn,
+    /// Per-segment salt mixed into every record checksum.
+    pub salt: u64,
+}
+
+/// Why a segment header was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderProblem {
+    /// Fewer than [`SEGMENT_HEADER_LEN`] bytes.
+    Short,
+    /// The magic is not `WALDENLG`.
+    BadMagic,
+    /// The header checksum does not match.
+    BadChecksum,
+    /// Checksum fine, but a version this code does not read.
+    NewerVersion(u16),
+    /// Checksum fine, but impossible fields (unknown algorithm, flags, length, zero salt).
+    Impossible(&'static str),
+}
+
+impl SegmentHeader {
+    /// Encodes the header.
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
+        let mut b = [0u8; SEGMENT_HEADER_LEN];
+        put(&mut b, seg::MAGIC, &MAGIC);
+        put(&mut b, seg::VERSION, &self.version.to_le_bytes());
+        b[seg::CHECKSUM_ALG] = self.checksum.id();
+        b[seg::FLAGS] = 0;
+        put(&mut b, seg::HEADER_LEN, &(SEGMENT_HEADER_LEN as u32).to_le_bytes());
+        put(&mut b, seg::LOG_ID, &self.log_id.to_le_bytes());
+        put(&mut b, seg::SEGMENT_ID, &self.segment_id.to_le_bytes());
+        put(&mut b, seg::FIRST_LSN, &self.first_lsn.0.to_le_bytes());
+        put(&mut b, seg::SALT, &self.salt.to_le_bytes());
+        let crc = crc32c(&b[..seg::HEADER_CRC]);
+        put(&mut b, seg::HEADER_CRC, &crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and verifies a header: checksum first, then every field.
+    pub fn decode(b: &[u8]) -> Result<Self, HeaderProblem> {
+        let b: &[u8; SEGMENT_HEADER_LEN] = b
+            .get(..SEGMENT_HEADER_LEN)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(HeaderProblem::Short)?;
+        if b[seg::MAGIC..seg::MAGIC + 8] != MAGIC {
+            return Err(HeaderProblem::BadMagic);
+        }
+        if crc32c(&b[..seg::HEADER_CRC]) != get_u32(b, seg::HEADER_CRC) {
+            return Err(HeaderProblem::BadChecksum);
+        }
+        let version = get_u16(b, seg::VERSION);
+        if version > FORMAT_VERSION {
+            return Err(HeaderProblem::NewerVersion(version));
+        }
+        if version == 0 {
+            return Err(HeaderProblem::Impossible("version 0"));
+        }
+        let checksum = ChecksumAlgorithm::from_id(b[seg::CHECKSUM_ALG])
+            .ok_or(HeaderProblem::Impossible("unknown checksum algorithm"))?;
+        if b[seg::FLAGS] != 0 {
+            return Err(HeaderProblem::Impossible("unknown flags"));
+        }
+        if get_u32(b, seg::HEADER_LEN) != SEGMENT_HEADER_LEN as u32 {
+            return Err(HeaderProblem::Impossible("header length"));
+        }
+        if b[seg::RESERVED..seg::HEADER_CRC].iter().any(|&x| x != 0) {
+            return Err(HeaderProblem::Impossible("reserved bytes not zero"));
+        }
+        let salt = get_u64(b, seg::SALT);
+        if salt == 0 {
+            return Err(HeaderProblem::Impossible("zero salt"));
+        }
+        let first_lsn = get_u64(b, seg::FIRST_LSN);
+        if first_lsn == 0 || first_lsn == u64::MAX {
+            return Err(HeaderProblem::Impossible("first LSN out of range"));
+        }
+        Ok(Self {
+            version,
+            checksum,
+            log_id: get_u64(b, seg::LOG_ID),
+            segment_id: get_u64(b, seg::SEGMENT_ID),
+            first_lsn: Lsn(first_lsn),
+            salt,
+        })
+    }
+}
+
+/// What a record is within a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    /// A record appended on its own.
+    Single,
+    /// The first record of a batch of two or more.
+    First,
+    /// A record strictly inside a batch.
+    Middle,
+    /// The last record of a batch; the batch is valid once this is.
+    Last,
+}
+
+impl RecordKind {
+    /// The byte stored on disk.
+    pub const fn to_byte(self) -> u8 {
+        match self {
+            Self::Single => 1,
+            Self::First => 2,
+            Self::Middle => 3,
+            Self::Last => 4,
+        }
+    }
+
+    /// The kind for a stored byte.
+    pub const fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Self::Single),
+            2 => Some(Self::First),
+            3 => Some(Self::Middle),
+            4 => Some(Self::Last),
+            _ => None,
+        }
+    }
+
+    /// The kind of record `i` of a batch of `n`.
+    pub const fn in_batch(i: usize, n: usize) -> Self {
+        match (i, n) {
+            (_, 1) => Self::Single,
+            (0, _) => Self::First,
+            (i, n) if i + 1 == n => Self::Last,
+            _ => Self::Middle,
+        }
+    }
+}
+
+/// A record header, decoded and verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// Payload length.
+    pub length: u32,
+    /// The record's LSN.
+    pub lsn: Lsn,
+    /// Checksum of `salt ‖ payload`.
+    pub payload_crc: u64,
+    /// Position in a batch.
+    pub kind: RecordKind,
+    /// `lsn − durable` at write time (saturating).
+    pub ack_gap: u32,
+}
+
+/// Why bytes are not a valid record header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordProblem {
+    /// Fewer than [`RECORD_HEADER_LEN`] bytes.
+    Short,
+    /// Header checksum mismatch (torn, stale, zeroed or damaged bytes).
+    BadChecksum,
+    /// Checksum fine but impossible fields.
+    Impossible(&'static str),
+}
+
+impl RecordHeader {
+    /// The highest LSN this record proves durable.
+    pub const fn proves_durable(&self) -> Lsn {
+        Lsn(self.lsn.0.saturating_sub(self.ack_gap as u64))
+    }
+
+    /// The `ack_gap` for a record at `lsn` written while `durable` was durable.
+    pub fn ack_gap_for(lsn: Lsn, durable: Lsn) -> u32 {
+        u32::try_from(lsn.0.saturating_sub(durable.0)).unwrap_or(u32::MAX)
+    }
+
+    /// Encodes the header with the segment's algorithm and salt.
+    pub fn encode(&self, alg: ChecksumAlgorithm, salt: u64) -> [u8; RECORD_HEADER_LEN] {
+        let mut b = [0u8; RECORD_HEADER_LEN];
+        put(&mut b, rec::LENGTH, &self.length.to_le_bytes());
+        put(&mut b, rec::LSN, &self.lsn.0.to_le_bytes());
+        put(&mut b, rec::PAYLOAD_CRC, &self.payload_crc.to_le_bytes());
+        b[rec::KIND] = self.kind.to_byte();
+        put(&mut b, rec::ACK_GAP, &self.ack_gap.to_le_bytes());
+        let crc = alg.of_salted(salt, &b[rec::LENGTH..]) as u32;
+        put(&mut b, rec::HEADER_CRC, &crc.to_le_bytes());
+        b
+    }
+
+    /// Verifies the header checksum, then decodes. `length` is not yet checked against limits.
+    pub fn decode(b: &[u8], alg: ChecksumAlgorithm, salt: u64) -> Result<Self, RecordProblem> {
+        let b: &[u8; RECORD_HEADER_LEN] = b
+            .get(..RECORD_HEADER_LEN)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(RecordProblem::Short)?;
+        if alg.of_salted(salt, &b[rec::LENGTH..]) as u32 != get_u32(b, rec::HEADER_CRC) {
+            return Err(RecordProblem::BadChecksum);
+        }
+        let kind = RecordKind::from_byte(b[rec::KIND]).ok_or(RecordProblem::Impossible("kind"))?;
+        if b[rec::FLAGS] != 0 || get_u16(b, rec::RESERVED) != 0 {
+            return Err(RecordProblem::Impossible("reserved bits set"));
+        }
+        let ack_gap = get_u32(b, rec::ACK_GAP);
+        if ack_gap == 0 {
+            return Err(RecordProblem::Impossible("ack_gap of zero"));
+        }
+        Ok(Self {
+            length: get_u32(b, rec::LENGTH),
+            lsn: Lsn(get_u64(b, rec::LSN)),
+            payload_crc: get_u64(b, rec::PAYLOAD_CRC),
+            kind,
+            ack_gap,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
