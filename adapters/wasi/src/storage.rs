@@ -1,0 +1,256 @@
+//! [`WasiStorage`]: core's [`Storage`] over a WASI preview 2 directory descriptor.
+
+use core::cell::RefCell;
+use std::collections::BTreeMap;
+
+use walden_core::{SegmentId, Storage, StorageErrorKind};
+use wasi::filesystem::preopens::get_directories;
+use wasi::filesystem::types::{
+    Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
+};
+
+use crate::error::WasiError;
+use crate::name::{SegmentName, parse_segment_name};
+
+/// Segment descriptors kept open at once. The log touches the newest segment or two; readers
+/// during recovery walk the rest once, so a small cache avoids an `open-at` per call without
+/// holding one handle per segment forever.
+const OPEN_SEGMENTS: usize = 8;
+
+/// Largest single `read`/`write` handed to the host, so a huge caller buffer does not become one
+/// huge host-side allocation.
+const CHUNK: usize = 1 << 20;
+
+/// A directory of Walden segments reached through a WASI preview 2 descriptor.
+///
+/// Every [`Storage`] method maps to one or a few WASI calls: `open-at` (create, or open an
+/// existing segment), `read`, `write`, `set-size`, `sync-data`, `stat`, `read-directory`,
+/// `unlink-file-at`, and `sync` on the directory descriptor for [`Storage::sync_dir`]. Whether
+/// those calls reach the disk is the host's business: wasmtime maps `sync-data` to `fdatasync`
+/// and a directory `sync` to `fsync` of the directory.
+pub struct WasiStorage {
+    dir: Descriptor,
+    /// Open segment descriptors, by id. `RefCell` because `read` and `len` take `&self`; WASI
+    /// components are single-threaded, so no borrow is ever held across a call into this type.
+    open: RefCell<BTreeMap<SegmentId, Descriptor>>,
+}
+
+impl WasiStorage {
+    /// Uses `dir`, a directory descriptor with read, write and mutate-directory rights.
+    pub fn new(dir: Descriptor) -> Self {
+        Self {
+            dir,
+            open: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// Uses the preopened directory the host published under `guest_path` (for example `"."`
+    /// or `"/data"`). Fails with [`StorageErrorKind::NotFound`] if there is none.
+    pub fn from_preopen(guest_path: &str) -> Result<Self, WasiError> {
+        get_directories()
+            .into_iter()
+            .find(|(_, path)| path == guest_path)
+            .map(|(dir, _)| Self::new(dir))
+            .ok_or(WasiError::new(
+                "preopens",
+                StorageErrorKind::NotFound,
+                "no such preopen",
+            ))
+    }
+
+    /// Opens (creating it if needed) the directory `path` below the preopen `guest_path` and
+    /// uses it. The creation is not made durable here; see [`Storage::sync_dir`].
+    pub fn open_dir(guest_path: &str, path: &str) -> Result<Self, WasiError> {
+        let parent = Self::from_preopen(guest_path)?;
+        match parent.dir.create_directory_at(path) {
+            Ok(()) | Err(ErrorCode::Exist) => {}
+            Err(code) => return Err(wasi_error("create-directory-at", code)),
+        }
+        let dir = parent
+            .dir
+            .open_at(
+                PathFlags::empty(),
+                path,
+                OpenFlags::DIRECTORY,
+                DescriptorFlags::READ | DescriptorFlags::MUTATE_DIRECTORY,
+            )
+            .map_err(|code| wasi_error("open-at", code))?;
+        Ok(Self::new(dir))
+    }
+
+    /// Calls `each` with the name of every directory entry that is not a segment: foreign
+    /// files, temporary files, subdirectories. [`Storage::list`] skips these.
+    pub fn foreign_entries(&self, each: &mut dyn FnMut(&str)) -> Result<(), WasiError> {
+        self.walk(&mut |name, segment| {
+            if segment.is_none() {
+                each(name);
+            }
+        })
+    }
+
+    /// Calls `each` with every entry name in the directory (`read-directory` never reports `.`
+    /// or `..`) and, for segments, the segment id. A directory with a segment's name is not a
+    /// segment.
+    fn walk(&self, each: &mut dyn FnMut(&str, Option<SegmentId>)) -> Result<(), WasiError> {
+        let stream = self
+            .dir
+            .read_directory()
+            .map_err(|code| wasi_error("read-directory", code))?;
+        while let Some(entry) = stream
+            .read_directory_entry()
+            .map_err(|code| wasi_error("read-directory-entry", code))?
+        {
+            let segment = match entry.type_ {
+                DescriptorType::Directory => None,
+                _ => parse_segment_name(&entry.name),
+            };
+            each(&entry.name, segment);
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the open descriptor of segment `id`, opening it first if needed.
+    fn with_segment<R>(
+        &self,
+        id: SegmentId,
+        f: impl FnOnce(&Descriptor) -> Result<R, WasiError>,
+    ) -> Result<R, WasiError> {
+        let mut open = self.open.borrow_mut();
+        if !open.contains_key(&id) {
+            let name = SegmentName::new(id);
+            let file = self
+                .dir
+                .open_at(
+                    PathFlags::empty(),
+                    name.as_str(),
+                    OpenFlags::empty(),
+                    DescriptorFlags::READ | DescriptorFlags::WRITE,
+                )
+                .map_err(|code| wasi_error("open-at", code))?;
+            if open.len() >= OPEN_SEGMENTS {
+                // Evict the oldest segment: the tail, which sees the traffic, has the highest id.
+                open.pop_first();
+            }
+            open.insert(id, file);
+        }
+        match open.get(&id) {
+            Some(file) => f(file),
+            None => Err(WasiError::new("open-at", StorageErrorKind::Io, "cache")),
+        }
+    }
+}
+
+impl Storage for WasiStorage {
+    type Error = WasiError;
+
+    fn list(&self, each: &mut dyn FnMut(SegmentId)) -> Result<(), WasiError> {
+        self.walk(&mut |_, segment| {
+            if let Some(id) = segment {
+                each(id);
+            }
+        })
+    }
+
+    fn create(&mut self, id: SegmentId) -> Result<(), WasiError> {
+        let name = SegmentName::new(id);
+        let file = self
+            .dir
+            .open_at(
+                PathFlags::empty(),
+                name.as_str(),
+                OpenFlags::CREATE | OpenFlags::EXCLUSIVE,
+                DescriptorFlags::READ | DescriptorFlags::WRITE,
+            )
+            .map_err(|code| wasi_error("open-at", code))?;
+        let mut open = self.open.borrow_mut();
+        if open.len() >= OPEN_SEGMENTS {
+            open.pop_first();
+        }
+        open.insert(id, file);
+        Ok(())
+    }
+
+    fn remove(&mut self, id: SegmentId) -> Result<(), WasiError> {
+        // Close first: some hosts refuse to unlink an open file.
+        self.open.borrow_mut().remove(&id);
+        self.dir
+            .unlink_file_at(SegmentName::new(id).as_str())
+            .map_err(|code| wasi_error("unlink-file-at", code))
+    }
+
+    fn len(&self, id: SegmentId) -> Result<u64, WasiError> {
+        self.with_segment(id, |file| {
+            file.stat()
+                .map(|stat| stat.size)
+                .map_err(|code| wasi_error("stat", code))
+        })
+    }
+
+    fn read(&self, id: SegmentId, offset: u64, buf: &mut [u8]) -> Result<usize, WasiError> {
+        self.with_segment(id, |file| {
+            let mut done = 0;
+            while done < buf.len() {
+                let want = (buf.len() - done).min(CHUNK);
+                let (bytes, end) = file
+                    .read(want as u64, offset + done as u64)
+                    .map_err(|code| wasi_error("read", code))?;
+                // A host that returns more than asked would overrun `buf`: refuse it.
+                let got = buf.get_mut(done..done + bytes.len()).ok_or(WasiError::new(
+                    "read",
+                    StorageErrorKind::Io,
+                    "overlong read",
+                ))?;
+                got.copy_from_slice(&bytes);
+                done += bytes.len();
+                if end || bytes.is_empty() {
+                    break;
+                }
+            }
+            Ok(done)
+        })
+    }
+
+    fn write(&mut self, id: SegmentId, offset: u64, data: &[u8]) -> Result<(), WasiError> {
+        self.with_segment(id, |file| {
+            let mut done = 0;
+            while done < data.len() {
+                let end = (done + CHUNK).min(data.len());
+                let wrote = file
+                    .write(&data[done..end], offset + done as u64)
+                    .map_err(|code| wasi_error("write", code))?;
+                if wrote == 0 {
+                    return Err(WasiError::new(
+                        "write",
+                        StorageErrorKind::ShortWrite,
+                        "wrote 0 bytes",
+                    ));
+                }
+                done += usize::try_from(wrote).unwrap_or(usize::MAX).min(end - done);
+            }
+            Ok(())
+        })
+    }
+
+    fn truncate(&mut self, id: SegmentId, len: u64) -> Result<(), WasiError> {
+        self.with_segment(id, |file| {
+            file.set_size(len)
+                .map_err(|code| wasi_error("set-size", code))
+        })
+    }
+
+    fn sync(&mut self, id: SegmentId) -> Result<(), WasiError> {
+        self.with_segment(id, |file| {
+            file.sync_data()
+                .map_err(|code| wasi_error("sync-data", code))
+        })
+    }
+
+    fn sync_dir(&mut self) -> Result<(), WasiError> {
+        self.dir.sync().map_err(|code| wasi_error("sync", code))
+    }
+}
+
+/// Wraps a WASI error code from operation `op`.
+fn wasi_error(op: &'static str, code: ErrorCode) -> WasiError {
+    WasiError::from_code(op, code.name())
+}
