@@ -1,6 +1,6 @@
 //! Walden over WASI preview 2.
 //!
-//! [`WasiStorage`] implements core's [`Storage`](walden_core::Storage) with the filesystem
+//! `WasiStorage` implements core's [`Storage`](walden_core::Storage) with the filesystem
 //! descriptors of WASI 0.2 (`wasi:filesystem/types`), for components built for
 //! `wasm32-wasip2` and run by any WASI host (wasmtime, for one). It does not use `std::fs`: every
 //! operation is one named WASI call, so what it promises about durability is exactly what the
