@@ -131,7 +131,11 @@ mod tests {
     #[test]
     fn streaming_equals_one_shot_and_salt_matters() {
         let data = [7u8; 1000];
-        for alg in [ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Crc32, ChecksumAlgorithm::Crc64] {
+        for alg in [
+            ChecksumAlgorithm::Crc32c,
+            ChecksumAlgorithm::Crc32,
+            ChecksumAlgorithm::Crc64,
+        ] {
             let mut c = alg.salted(42);
             c.update(&data[..123]);
             c.update(&data[123..]);

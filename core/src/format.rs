@@ -122,7 +122,11 @@ impl SegmentHeader {
         put(&mut b, seg::VERSION, &self.version.to_le_bytes());
         b[seg::CHECKSUM_ALG] = self.checksum.id();
         b[seg::FLAGS] = 0;
-        put(&mut b, seg::HEADER_LEN, &(SEGMENT_HEADER_LEN as u32).to_le_bytes());
+        put(
+            &mut b,
+            seg::HEADER_LEN,
+            &(SEGMENT_HEADER_LEN as u32).to_le_bytes(),
+        );
         put(&mut b, seg::LOG_ID, &self.log_id.to_le_bytes());
         put(&mut b, seg::SEGMENT_ID, &self.segment_id.to_le_bytes());
         put(&mut b, seg::FIRST_LSN, &self.first_lsn.0.to_le_bytes());

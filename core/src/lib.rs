@@ -1,4 +1,4 @@
-//! Walden core: the on-disk format, the codec, the [`Storage`] trait and the log state machine.
+#![doc = include_str!("../README.md")]
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -8,11 +8,26 @@ extern crate std;
 
 pub mod checksum;
 pub mod config;
+mod counters;
+mod error;
 pub mod format;
-pub mod lsn;
+mod lsn;
+mod reader;
+pub mod recovery;
+mod report;
 pub mod storage;
+mod wal;
 
 pub use checksum::ChecksumAlgorithm;
 pub use config::{Config, ConfigError, RecoveryPolicy, SyncPolicy};
+pub use counters::Counters;
+pub use error::{
+    AppendError, Corruption, IoFailure, Op, OpenError, Poisoned, ReadError, SyncError,
+    TruncateError,
+};
 pub use lsn::Lsn;
+pub use reader::{Reader, Record};
+pub use recovery::{Case, MIN_SCRATCH};
+pub use report::{RecoveryReport, SalvageLoss, TailCut};
 pub use storage::{SegmentId, Storage, StorageError, StorageErrorKind};
+pub use wal::{DEFAULT_SEGMENTS, SegmentInfo, Wal};

@@ -42,8 +42,16 @@ fn documented_layout_matches_code() {
         ("ack_gap", rec::ACK_GAP, 4),
     ];
     for (marker, code, total) in [
-        ("<!-- segment-header-table -->", &segment[..], SEGMENT_HEADER_LEN),
-        ("<!-- record-header-table -->", &record[..], RECORD_HEADER_LEN),
+        (
+            "<!-- segment-header-table -->",
+            &segment[..],
+            SEGMENT_HEADER_LEN,
+        ),
+        (
+            "<!-- record-header-table -->",
+            &record[..],
+            RECORD_HEADER_LEN,
+        ),
     ] {
         let doc: heapless::Vec<_, 16> = doc_table(marker).collect();
         assert_eq!(doc.len(), code.len(), "{marker}: field count");
@@ -77,28 +85,50 @@ fn segment_header_round_trip_and_every_bit_flip_is_caught() {
     for bit in 0..SEGMENT_HEADER_LEN * 8 {
         let mut b = bytes;
         b[bit / 8] ^= 1 << (bit % 8);
-        assert!(SegmentHeader::decode(&b).is_err(), "flip of bit {bit} accepted");
+        assert!(
+            SegmentHeader::decode(&b).is_err(),
+            "flip of bit {bit} accepted"
+        );
     }
-    assert_eq!(SegmentHeader::decode(&bytes[..63]), Err(HeaderProblem::Short));
-    assert_eq!(SegmentHeader::decode(&[0; 64]), Err(HeaderProblem::BadMagic));
+    assert_eq!(
+        SegmentHeader::decode(&bytes[..63]),
+        Err(HeaderProblem::Short)
+    );
+    assert_eq!(
+        SegmentHeader::decode(&[0; 64]),
+        Err(HeaderProblem::BadMagic)
+    );
 }
 
 #[test]
 fn newer_version_and_impossible_fields_with_valid_checksum() {
     let mut h = header();
     h.version = 9;
-    assert_eq!(SegmentHeader::decode(&h.encode()), Err(HeaderProblem::NewerVersion(9)));
+    assert_eq!(
+        SegmentHeader::decode(&h.encode()),
+        Err(HeaderProblem::NewerVersion(9))
+    );
     let mut h = header();
     h.salt = 0;
-    assert!(matches!(SegmentHeader::decode(&h.encode()), Err(HeaderProblem::Impossible(_))));
+    assert!(matches!(
+        SegmentHeader::decode(&h.encode()),
+        Err(HeaderProblem::Impossible(_))
+    ));
     let mut h = header();
     h.first_lsn = Lsn(0);
-    assert!(matches!(SegmentHeader::decode(&h.encode()), Err(HeaderProblem::Impossible(_))));
+    assert!(matches!(
+        SegmentHeader::decode(&h.encode()),
+        Err(HeaderProblem::Impossible(_))
+    ));
 }
 
 #[test]
 fn zeroed_record_header_never_validates() {
-    for alg in [ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Crc32, ChecksumAlgorithm::Crc64] {
+    for alg in [
+        ChecksumAlgorithm::Crc32c,
+        ChecksumAlgorithm::Crc32,
+        ChecksumAlgorithm::Crc64,
+    ] {
         for salt in [1u64, 0xffff_ffff_ffff_ffff, 0x1234_5678] {
             assert!(RecordHeader::decode(&[0; 32], alg, salt).is_err());
         }
@@ -115,7 +145,10 @@ fn record_from_another_salt_is_rejected() {
         ack_gap: 1,
     };
     let b = h.encode(ChecksumAlgorithm::Crc32c, 77);
-    assert_eq!(RecordHeader::decode(&b, ChecksumAlgorithm::Crc32c, 77), Ok(h));
+    assert_eq!(
+        RecordHeader::decode(&b, ChecksumAlgorithm::Crc32c, 77),
+        Ok(h)
+    );
     assert_eq!(
         RecordHeader::decode(&b, ChecksumAlgorithm::Crc32c, 78),
         Err(RecordProblem::BadChecksum)

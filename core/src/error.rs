@@ -1,0 +1,393 @@
+//! Errors, one enum per operation. All are `Copy` (when the storage error is) and carry their
+//! context without allocating.
+
+use core::fmt;
+
+use crate::config::ConfigError;
+use crate::lsn::Lsn;
+use crate::recovery::Case;
+use crate::storage::{SegmentId, StorageError, StorageErrorKind};
+
+/// The storage operation that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Op {
+    /// `Storage::list`.
+    List,
+    /// `Storage::create`.
+    Create,
+    /// `Storage::remove`.
+    Remove,
+    /// `Storage::len`.
+    Len,
+    /// `Storage::read`.
+    Read,
+    /// `Storage::write`.
+    Write,
+    /// `Storage::truncate`.
+    Truncate,
+    /// `Storage::sync`.
+    Sync,
+    /// `Storage::sync_dir`.
+    SyncDir,
+}
+
+impl Op {
+    /// The operation's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Op::List => "list",
+            Op::Create => "create",
+            Op::Remove => "remove",
+            Op::Len => "len",
+            Op::Read => "read",
+            Op::Write => "write",
+            Op::Truncate => "truncate",
+            Op::Sync => "sync",
+            Op::SyncDir => "sync_dir",
+        }
+    }
+}
+
+/// A storage failure with its context.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoFailure<E> {
+    /// What was being done.
+    pub op: Op,
+    /// On which segment (none for directory operations).
+    pub segment: Option<SegmentId>,
+    /// The adapter's error.
+    pub error: E,
+}
+
+impl<E: StorageError> fmt::Display for IoFailure<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.segment {
+            Some(s) => write!(
+                f,
+                "{} of segment {s} failed: {}",
+                self.op.name(),
+                self.error
+            ),
+            None => write!(f, "{} failed: {}", self.op.name(), self.error),
+        }
+    }
+}
+
+/// Why a log refuses further work: an earlier write or sync failed, so what is on the medium is
+/// unknown. Reopen the log (which runs recovery) to continue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Poisoned {
+    /// The operation that failed.
+    pub op: Op,
+    /// The segment it failed on, if any.
+    pub segment: Option<SegmentId>,
+    /// The kind of the original failure.
+    pub kind: StorageErrorKind,
+}
+
+impl fmt::Display for Poisoned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "log poisoned by an earlier failed {} ({})",
+            self.op.name(),
+            self.kind
+        )?;
+        if let Some(s) = self.segment {
+            write!(f, " on segment {s}")?;
+        }
+        f.write_str("; nothing after the last successful sync is durable; reopen the log")
+    }
+}
+
+/// Damage found on the medium, with where it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Corruption {
+    /// The recovery case (see `docs/FORMAT.md`).
+    pub case: Case,
+    /// The segment.
+    pub segment: SegmentId,
+    /// Byte offset within the segment.
+    pub offset: u64,
+    /// The LSN expected at that offset, where known.
+    pub lsn: Option<Lsn>,
+    /// What exactly is wrong.
+    pub detail: &'static str,
+}
+
+impl fmt::Display for Corruption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} in segment {} at offset {}: {}",
+            self.case, self.segment, self.offset, self.detail
+        )?;
+        if let Some(l) = self.lsn {
+            write!(f, " (at LSN {l})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Opening (recovering) a log failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpenError<E> {
+    /// The configuration is invalid; nothing was touched.
+    Config(ConfigError),
+    /// The scratch buffer is smaller than [`crate::MIN_SCRATCH`].
+    ScratchTooSmall {
+        /// The minimum length.
+        min: usize,
+    },
+    /// More segments exist than the log's segment table holds.
+    TooManySegments {
+        /// The table's capacity.
+        capacity: usize,
+    },
+    /// The medium holds damage the recovery policy does not repair.
+    Corrupted(Corruption),
+    /// A storage operation failed.
+    Storage(IoFailure<E>),
+}
+
+/// Appending failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AppendError<E> {
+    /// An earlier failure poisoned the log; reopen it.
+    Poisoned(Poisoned),
+    /// The payload exceeds `max_record_size`; nothing was written.
+    RecordTooLarge {
+        /// The payload length.
+        len: usize,
+        /// The limit.
+        max: u32,
+    },
+    /// The batch exceeds `max_batch_size`; nothing was written.
+    BatchTooLarge {
+        /// The batch's total payload.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The segment table is full; call `truncate_front` or use a larger capacity.
+    SegmentTableFull {
+        /// The table's capacity.
+        capacity: usize,
+    },
+    /// A storage operation failed; the log is now poisoned.
+    Storage(IoFailure<E>),
+}
+
+/// Syncing failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SyncError<E> {
+    /// An earlier failure poisoned the log; reopen it.
+    Poisoned(Poisoned),
+    /// The sync failed; the log is now poisoned and the unsynced records may be lost.
+    Storage(IoFailure<E>),
+}
+
+/// Reading failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReadError<E> {
+    /// The LSN is not in the log.
+    OutOfRange {
+        /// The LSN asked for.
+        lsn: Lsn,
+        /// The first LSN in the log.
+        first: Lsn,
+        /// The last LSN in the log (`first − 1` when empty).
+        last: Lsn,
+    },
+    /// The caller's buffer is too small for the next record; the reader did not advance.
+    BufferTooSmall {
+        /// The record's length.
+        needed: usize,
+    },
+    /// A record read back does not verify.
+    Corrupted(Corruption),
+    /// A storage operation failed.
+    Storage(IoFailure<E>),
+}
+
+/// Truncating (either end) failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TruncateError<E> {
+    /// An earlier failure poisoned the log; reopen it.
+    Poisoned(Poisoned),
+    /// The LSN is before the start of the log.
+    OutOfRange {
+        /// The LSN asked for.
+        lsn: Lsn,
+        /// The first LSN in the log.
+        first: Lsn,
+    },
+    /// `truncate_back` would split an atomic batch; the batch starts at `batch_start`.
+    InsideBatch {
+        /// The first LSN of the batch.
+        batch_start: Lsn,
+    },
+    /// A record on the way does not verify.
+    Corrupted(Corruption),
+    /// A storage operation failed; the log is now poisoned.
+    Storage(IoFailure<E>),
+}
+
+impl<E: StorageError> fmt::Display for OpenError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Config(c) => write!(f, "invalid configuration: {c}"),
+            Self::ScratchTooSmall { min } => {
+                write!(f, "scratch buffer must be at least {min} bytes")
+            }
+            Self::TooManySegments { capacity } => {
+                write!(f, "more segments than the segment table holds ({capacity})")
+            }
+            Self::Corrupted(c) => write!(f, "recovery refused: {c}"),
+            Self::Storage(s) => write!(f, "recovery: {s}"),
+        }
+    }
+}
+
+impl<E: StorageError> fmt::Display for AppendError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Poisoned(p) => write!(f, "append refused: {p}"),
+            Self::RecordTooLarge { len, max } => {
+                write!(f, "record of {len} bytes exceeds max_record_size {max}")
+            }
+            Self::BatchTooLarge { len, max } => {
+                write!(f, "batch of {len} bytes exceeds max_batch_size {max}")
+            }
+            Self::SegmentTableFull { capacity } => write!(
+                f,
+                "segment table full ({capacity} segments); truncate_front or raise the capacity"
+            ),
+            Self::Storage(s) => write!(f, "append: {s}; the log is poisoned"),
+        }
+    }
+}
+
+impl<E: StorageError> fmt::Display for SyncError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Poisoned(p) => write!(f, "sync refused: {p}"),
+            Self::Storage(s) => write!(f, "sync: {s}; the log is poisoned"),
+        }
+    }
+}
+
+impl<E: StorageError> fmt::Display for ReadError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OutOfRange { lsn, first, last } => {
+                write!(
+                    f,
+                    "LSN {lsn} is not in the log (first {first}, last {last})"
+                )
+            }
+            Self::BufferTooSmall { needed } => {
+                write!(f, "buffer too small: the record needs {needed} bytes")
+            }
+            Self::Corrupted(c) => write!(f, "read: {c}"),
+            Self::Storage(s) => write!(f, "read: {s}"),
+        }
+    }
+}
+
+impl<E: StorageError> fmt::Display for TruncateError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Poisoned(p) => write!(f, "truncate refused: {p}"),
+            Self::OutOfRange { lsn, first } => {
+                write!(f, "LSN {lsn} is before the start of the log ({first})")
+            }
+            Self::InsideBatch { batch_start } => write!(
+                f,
+                "cannot truncate inside an atomic batch; it starts at LSN {batch_start}"
+            ),
+            Self::Corrupted(c) => write!(f, "truncate: {c}"),
+            Self::Storage(s) => write!(f, "truncate: {s}; the log is poisoned"),
+        }
+    }
+}
+
+impl<E: StorageError> core::error::Error for OpenError<E> {}
+impl<E: StorageError> core::error::Error for AppendError<E> {}
+impl<E: StorageError> core::error::Error for SyncError<E> {}
+impl<E: StorageError> core::error::Error for ReadError<E> {}
+impl<E: StorageError> core::error::Error for TruncateError<E> {}
+impl core::error::Error for Poisoned {}
+impl core::error::Error for Corruption {}
+
+impl<E> From<Poisoned> for AppendError<E> {
+    fn from(p: Poisoned) -> Self {
+        AppendError::Poisoned(p)
+    }
+}
+
+impl<E> From<Poisoned> for SyncError<E> {
+    fn from(p: Poisoned) -> Self {
+        SyncError::Poisoned(p)
+    }
+}
+
+impl<E> From<Poisoned> for TruncateError<E> {
+    fn from(p: Poisoned) -> Self {
+        TruncateError::Poisoned(p)
+    }
+}
+
+impl<E> From<IoFailure<E>> for AppendError<E> {
+    fn from(e: IoFailure<E>) -> Self {
+        AppendError::Storage(e)
+    }
+}
+
+impl<E> From<IoFailure<E>> for SyncError<E> {
+    fn from(e: IoFailure<E>) -> Self {
+        SyncError::Storage(e)
+    }
+}
+
+impl<E> From<IoFailure<E>> for TruncateError<E> {
+    fn from(e: IoFailure<E>) -> Self {
+        TruncateError::Storage(e)
+    }
+}
+
+impl<E> From<IoFailure<E>> for OpenError<E> {
+    fn from(e: IoFailure<E>) -> Self {
+        OpenError::Storage(e)
+    }
+}
+
+impl<E> From<IoFailure<E>> for ReadError<E> {
+    fn from(e: IoFailure<E>) -> Self {
+        ReadError::Storage(e)
+    }
+}
+
+impl<E> From<SyncError<E>> for AppendError<E> {
+    fn from(e: SyncError<E>) -> Self {
+        match e {
+            SyncError::Poisoned(p) => AppendError::Poisoned(p),
+            SyncError::Storage(s) => AppendError::Storage(s),
+        }
+    }
+}
+
+impl<E> From<SyncError<E>> for TruncateError<E> {
+    fn from(e: SyncError<E>) -> Self {
+        match e {
+            SyncError::Poisoned(p) => TruncateError::Poisoned(p),
+            SyncError::Storage(s) => TruncateError::Storage(s),
+        }
+    }
+}

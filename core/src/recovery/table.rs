@@ -1,0 +1,314 @@
+//! The recovery decision table of `docs/FORMAT.md`, as code.
+//!
+//! Recovery reduces what it finds in each segment to an [`Inputs`] value; exactly one [`Case`]
+//! applies to every possible input (a test walks them all), and the policy turns the case into an
+//! [`Action`].
+
+use core::fmt;
+
+use crate::config::RecoveryPolicy;
+
+/// Whether a segment has a successor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Position {
+    /// The last segment: its tail may be torn by an ordinary crash.
+    Newest,
+    /// A successor exists, so this segment was synced whole before the successor was created.
+    Sealed,
+}
+
+/// What the segment header looks like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderState {
+    /// Verified and consistent with the log.
+    Valid,
+    /// Invalid, and the file is no longer than a header: a creation that did not complete.
+    Short,
+    /// Invalid (checksum, magic or impossible fields) in a longer file.
+    Invalid,
+    /// Valid checksum, newer format version.
+    NewerVersion,
+    /// Valid, but another log's id, a wrong segment id, or a first LSN that does not continue
+    /// the previous segment.
+    Foreign,
+}
+
+/// Whether segment ids are consecutive up to this segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sequence {
+    /// No id is missing before this segment.
+    Continuous,
+    /// An id is missing right before this segment.
+    Gap,
+}
+
+/// How the record scan ended (meaningful only for a valid header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanState {
+    /// Records end where they should; only zeros (if anything) follow.
+    Clean,
+    /// Invalid bytes where a record should be, or a sealed segment ending early.
+    Invalid,
+}
+
+/// What lies after invalid bytes (meaningful only for an invalid scan).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Evidence {
+    /// No valid record after the invalid bytes.
+    None,
+    /// Valid records follow, but none proves the damaged LSN was ever durable.
+    Unacknowledged,
+    /// A later record (or the successor segment) proves the damaged LSN was durable.
+    Acknowledged,
+}
+
+/// Everything recovery knows about one segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inputs {
+    /// Newest or sealed.
+    pub position: Position,
+    /// Header state.
+    pub header: HeaderState,
+    /// Id sequence.
+    pub sequence: Sequence,
+    /// Record scan result.
+    pub scan: ScanState,
+    /// Evidence after invalid bytes.
+    pub evidence: Evidence,
+}
+
+/// The named recovery cases. See the table in `docs/FORMAT.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Case {
+    /// Nothing wrong.
+    Clean,
+    /// Invalid bytes at the end of the newest segment that no later record vouches for.
+    TornTail,
+    /// Invalid bytes in the newest segment at an LSN a later record proves was durable.
+    MidLogCorruption,
+    /// A sealed segment is damaged or ends before its successor begins.
+    SealedSegmentDamaged,
+    /// The newest segment's creation did not complete (header short or zero).
+    TornCreation,
+    /// A segment header is damaged.
+    DamagedHeader,
+    /// A segment was written by a newer format version.
+    NewerVersion,
+    /// A segment belongs to another log or does not continue the previous one.
+    ForeignSegment,
+    /// A segment id is missing from the sequence.
+    MissingSegment,
+}
+
+/// What recovery does about a case under a policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing to do.
+    Keep,
+    /// Truncate the newest segment after its last valid record (never-acknowledged bytes).
+    CutTornTail,
+    /// Rewrite the newest segment's header from scratch.
+    RewriteHeader,
+    /// Refuse to open.
+    Fail,
+    /// Salvage: truncate this segment after its last valid record and drop every later one.
+    SalvageCut,
+    /// Salvage: drop this segment and every later one.
+    SalvageDrop,
+}
+
+impl Case {
+    /// Every case, in table order.
+    pub const ALL: [Case; 9] = [
+        Case::Clean,
+        Case::TornTail,
+        Case::MidLogCorruption,
+        Case::SealedSegmentDamaged,
+        Case::TornCreation,
+        Case::DamagedHeader,
+        Case::NewerVersion,
+        Case::ForeignSegment,
+        Case::MissingSegment,
+    ];
+
+    /// Whether this case describes `i`. Exactly one case applies to every input.
+    pub fn applies(self, i: &Inputs) -> bool {
+        use HeaderState as H;
+        let cont = i.sequence == Sequence::Continuous;
+        let valid = i.header == H::Valid;
+        let newest = i.position == Position::Newest;
+        let invalid_scan = i.scan == ScanState::Invalid;
+        match self {
+            Case::Clean => cont && valid && !invalid_scan,
+            Case::TornTail => {
+                cont && valid && newest && invalid_scan && i.evidence != Evidence::Acknowledged
+            }
+            Case::MidLogCorruption => {
+                cont && valid && newest && invalid_scan && i.evidence == Evidence::Acknowledged
+            }
+            Case::SealedSegmentDamaged => cont && valid && !newest && invalid_scan,
+            Case::TornCreation => cont && newest && i.header == H::Short,
+            Case::DamagedHeader => {
+                cont && (i.header == H::Invalid || (i.header == H::Short && !newest))
+            }
+            Case::NewerVersion => cont && i.header == H::NewerVersion,
+            Case::ForeignSegment => cont && i.header == H::Foreign,
+            Case::MissingSegment => !cont,
+        }
+    }
+
+    /// The one case that applies to `i`.
+    pub fn classify(i: &Inputs) -> Case {
+        Case::ALL
+            .into_iter()
+            .find(|c| c.applies(i))
+            .unwrap_or(Case::MissingSegment)
+    }
+
+    /// What the policy does about this case.
+    pub fn action(self, policy: RecoveryPolicy) -> Action {
+        use RecoveryPolicy::{Salvage, Strict, TolerateTornTail};
+        match (self, policy) {
+            (Case::Clean, _) => Action::Keep,
+            (Case::TornTail, Strict) => Action::Fail,
+            (Case::TornTail, TolerateTornTail | Salvage) => Action::CutTornTail,
+            (Case::TornCreation, Strict) => Action::Fail,
+            (Case::TornCreation, TolerateTornTail | Salvage) => Action::RewriteHeader,
+            (Case::MidLogCorruption | Case::SealedSegmentDamaged, Salvage) => Action::SalvageCut,
+            (
+                Case::DamagedHeader
+                | Case::NewerVersion
+                | Case::ForeignSegment
+                | Case::MissingSegment,
+                Salvage,
+            ) => Action::SalvageDrop,
+            (_, _) => Action::Fail,
+        }
+    }
+
+    /// Whether the case means damage to data that may have been acknowledged (as opposed to
+    /// the effects of an ordinary crash).
+    pub fn is_corruption(self) -> bool {
+        !matches!(self, Case::Clean | Case::TornTail | Case::TornCreation)
+    }
+
+    /// The case's name as in the table.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Case::Clean => "Clean",
+            Case::TornTail => "TornTail",
+            Case::MidLogCorruption => "MidLogCorruption",
+            Case::SealedSegmentDamaged => "SealedSegmentDamaged",
+            Case::TornCreation => "TornCreation",
+            Case::DamagedHeader => "DamagedHeader",
+            Case::NewerVersion => "NewerVersion",
+            Case::ForeignSegment => "ForeignSegment",
+            Case::MissingSegment => "MissingSegment",
+        }
+    }
+}
+
+impl fmt::Display for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_input() -> impl Iterator<Item = Inputs> {
+        use Evidence as E;
+        use HeaderState as H;
+        [Position::Newest, Position::Sealed]
+            .into_iter()
+            .flat_map(|position| {
+                [H::Valid, H::Short, H::Invalid, H::NewerVersion, H::Foreign]
+                    .into_iter()
+                    .flat_map(move |header| {
+                        [Sequence::Continuous, Sequence::Gap].into_iter().flat_map(
+                            move |sequence| {
+                                [ScanState::Clean, ScanState::Invalid].into_iter().flat_map(
+                                    move |scan| {
+                                        [E::None, E::Unacknowledged, E::Acknowledged]
+                                            .into_iter()
+                                            .map(move |evidence| Inputs {
+                                                position,
+                                                header,
+                                                sequence,
+                                                scan,
+                                                evidence,
+                                            })
+                                    },
+                                )
+                            },
+                        )
+                    })
+            })
+    }
+
+    #[test]
+    fn every_input_matches_exactly_one_case() {
+        let mut seen = [false; Case::ALL.len()];
+        let mut n = 0;
+        for i in every_input() {
+            let matching = Case::ALL.iter().filter(|c| c.applies(&i)).count();
+            assert_eq!(matching, 1, "{i:?} matches {matching} cases");
+            seen[Case::ALL
+                .iter()
+                .position(|c| *c == Case::classify(&i))
+                .unwrap()] = true;
+            n += 1;
+        }
+        assert_eq!(n, 2 * 5 * 2 * 2 * 3);
+        assert!(seen.iter().all(|s| *s), "every case is reachable");
+    }
+
+    #[test]
+    fn only_torn_tail_and_torn_creation_are_repaired_by_default() {
+        for case in Case::ALL {
+            let a = case.action(RecoveryPolicy::TolerateTornTail);
+            match case {
+                Case::Clean => assert_eq!(a, Action::Keep),
+                Case::TornTail => assert_eq!(a, Action::CutTornTail),
+                Case::TornCreation => assert_eq!(a, Action::RewriteHeader),
+                _ => assert_eq!(a, Action::Fail, "{case}"),
+            }
+            // Strict refuses everything but a clean log; Salvage never refuses.
+            assert_eq!(
+                case.action(RecoveryPolicy::Strict) == Action::Keep,
+                case == Case::Clean
+            );
+            assert_ne!(case.action(RecoveryPolicy::Salvage), Action::Fail);
+            assert_eq!(case.is_corruption(), a == Action::Fail);
+        }
+    }
+
+    #[test]
+    fn the_documented_table_lists_every_case_with_its_actions() {
+        let doc = include_str!("../../../docs/FORMAT.md");
+        let start = doc.find("<!-- recovery-table -->").unwrap();
+        let table = &doc[start..start + doc[start..].find("<!-- end -->").unwrap()];
+        for case in Case::ALL {
+            let row = table
+                .lines()
+                .find(|l| l.starts_with(&std::format!("| `{}` |", case.name())))
+                .unwrap_or_else(|| panic!("{case} missing from FORMAT.md"));
+            let cells: std::vec::Vec<&str> = row.split('|').map(str::trim).collect();
+            for (policy, cell) in [
+                (RecoveryPolicy::Strict, cells[3]),
+                (RecoveryPolicy::TolerateTornTail, cells[4]),
+                (RecoveryPolicy::Salvage, cells[5]),
+            ] {
+                let documented_fail = cell == "error";
+                assert_eq!(
+                    case.action(policy) == Action::Fail,
+                    documented_fail,
+                    "{case} {policy:?}"
+                );
+            }
+        }
+    }
+}

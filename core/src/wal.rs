@@ -1,0 +1,427 @@
+//! The log state machine: append, batch, sync, rotate, truncate.
+
+use crate::checksum::ChecksumAlgorithm;
+use crate::config::{Config, SyncPolicy};
+use crate::counters::Counters;
+use crate::error::{AppendError, Corruption, IoFailure, Op, Poisoned, SyncError, TruncateError};
+use crate::format::{
+    FORMAT_VERSION, RECORD_HEADER_LEN, RecordHeader, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader,
+};
+use crate::lsn::Lsn;
+use crate::recovery::Case;
+use crate::storage::{SegmentId, Storage, StorageError};
+
+/// What the log knows about one segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// The segment id.
+    pub id: SegmentId,
+    /// LSN of its first record.
+    pub first_lsn: Lsn,
+    /// Its salt.
+    pub salt: u64,
+    /// Its checksum algorithm.
+    pub checksum: ChecksumAlgorithm,
+    /// Offset just past its last record.
+    pub end: u64,
+}
+
+/// The default capacity of the segment table.
+pub const DEFAULT_SEGMENTS: usize = 64;
+
+/// A write-ahead log over a [`Storage`]. `N` is the most segments it can hold at once (a
+/// fixed table, so no allocator is needed).
+///
+/// Open it with [`Wal::open`], which runs recovery. Errors on a write or sync path poison the
+/// log: every later call fails with [`Poisoned`] until the log is reopened.
+pub struct Wal<S: Storage, const N: usize = DEFAULT_SEGMENTS> {
+    pub(crate) storage: S,
+    pub(crate) config: Config,
+    pub(crate) log_id: u64,
+    pub(crate) segments: heapless::Vec<SegmentInfo, N>,
+    pub(crate) next_lsn: Lsn,
+    pub(crate) durable: Lsn,
+    pub(crate) unsynced_records: u64,
+    pub(crate) unsynced_bytes: u64,
+    pub(crate) dirty: bool,
+    pub(crate) poisoned: Option<Poisoned>,
+    pub(crate) counters: Counters,
+    pub(crate) salt_state: u64,
+}
+
+pub(crate) fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl<S: Storage, const N: usize> Wal<S, N> {
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The log's id (the same in every segment header).
+    pub fn log_id(&self) -> u64 {
+        self.log_id
+    }
+
+    /// The first LSN in the log (equal to [`Wal::next_lsn`] when the log is empty).
+    pub fn first_lsn(&self) -> Lsn {
+        self.segments.first().map_or(self.next_lsn, |s| s.first_lsn)
+    }
+
+    /// The LSN of the last record appended (`first_lsn − 1` when empty).
+    pub fn last_lsn(&self) -> Lsn {
+        self.next_lsn.prev()
+    }
+
+    /// The LSN the next record will get.
+    pub fn next_lsn(&self) -> Lsn {
+        self.next_lsn
+    }
+
+    /// The highest LSN known durable: every record up to it survives a crash.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.durable
+    }
+
+    /// Why the log is poisoned, if it is.
+    pub fn poisoned(&self) -> Option<Poisoned> {
+        self.poisoned
+    }
+
+    /// Counters since open.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The segments, oldest first; the last one is being appended to.
+    pub fn segments(&self) -> &[SegmentInfo] {
+        &self.segments
+    }
+
+    /// The storage, for inspection.
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// Gives the storage back (after a final `sync` if you need durability).
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
+
+    fn check(&self) -> Result<(), Poisoned> {
+        self.poisoned.map_or(Ok(()), Err)
+    }
+
+    /// Runs a storage operation on the write path: any failure poisons the log.
+    pub(crate) fn guarded<T>(
+        &mut self,
+        op: Op,
+        segment: Option<SegmentId>,
+        f: impl FnOnce(&mut S) -> Result<T, S::Error>,
+    ) -> Result<T, IoFailure<S::Error>> {
+        f(&mut self.storage).map_err(|error| {
+            self.poisoned = Some(Poisoned {
+                op,
+                segment,
+                kind: error.kind(),
+            });
+            IoFailure { op, segment, error }
+        })
+    }
+
+    pub(crate) fn fresh_salt(&mut self, id: SegmentId, first: Lsn) -> u64 {
+        self.salt_state = splitmix64(
+            self.salt_state ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ first.0.rotate_left(32),
+        );
+        self.salt_state.max(1)
+    }
+
+    /// Creates segment `id` starting at `first`: create, header, sync, directory sync.
+    pub(crate) fn create_segment(
+        &mut self,
+        id: SegmentId,
+        first: Lsn,
+        exists: bool,
+    ) -> Result<SegmentInfo, IoFailure<S::Error>> {
+        let salt = self.fresh_salt(id, first);
+        let checksum = self.config.checksum;
+        let header = SegmentHeader {
+            version: FORMAT_VERSION,
+            checksum,
+            log_id: self.log_id,
+            segment_id: id,
+            first_lsn: first,
+            salt,
+        }
+        .encode();
+        if exists {
+            self.guarded(Op::Truncate, Some(id), |s| s.truncate(id, 0))?;
+        } else {
+            self.guarded(Op::Create, Some(id), |s| s.create(id))?;
+        }
+        self.guarded(Op::Write, Some(id), |s| s.write(id, 0, &header))?;
+        self.guarded(Op::Sync, Some(id), |s| s.sync(id))?;
+        self.guarded(Op::SyncDir, None, |s| s.sync_dir())?;
+        // Only a hint: a failure here surfaces on the write that needs the space.
+        let _ = self.storage.reserve(id, self.config.segment_size);
+        Ok(SegmentInfo {
+            id,
+            first_lsn: first,
+            salt,
+            checksum,
+            end: SEGMENT_HEADER_LEN as u64,
+        })
+    }
+
+    /// Appends one record and returns its LSN. Durable on return under `SyncPolicy::Always`;
+    /// otherwise see [`Wal::durable_lsn`].
+    pub fn append(&mut self, payload: &[u8]) -> Result<Lsn, AppendError<S::Error>> {
+        self.append_batch(&[payload])
+    }
+
+    /// Appends records atomically: after any crash, all of them or none are recovered. Returns
+    /// the LSN of the first; the others follow densely. An empty batch appends nothing and
+    /// returns the next LSN.
+    pub fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<Lsn, AppendError<S::Error>> {
+        self.check()?;
+        let max = self.config.max_record_size;
+        let mut total = 0u64;
+        for p in payloads {
+            if p.len() > max as usize {
+                return Err(AppendError::RecordTooLarge { len: p.len(), max });
+            }
+            total += p.len() as u64;
+        }
+        if total > self.config.max_batch_size {
+            return Err(AppendError::BatchTooLarge {
+                len: total,
+                max: self.config.max_batch_size,
+            });
+        }
+        let first = self.next_lsn;
+        if payloads.is_empty() {
+            return Ok(first);
+        }
+        let needed = total + (RECORD_HEADER_LEN * payloads.len()) as u64;
+        let active = self.active();
+        if active.end > SEGMENT_HEADER_LEN as u64 && active.end + needed > self.config.segment_size
+        {
+            self.rotate()?;
+        }
+        let SegmentInfo {
+            id,
+            salt,
+            checksum,
+            mut end,
+            ..
+        } = self.active();
+        for (i, p) in payloads.iter().enumerate() {
+            let lsn = Lsn(first.0 + i as u64);
+            let header = RecordHeader {
+                length: p.len() as u32,
+                lsn,
+                payload_crc: checksum.of_salted(salt, p),
+                kind: RecordKind::in_batch(i, payloads.len()),
+                ack_gap: RecordHeader::ack_gap_for(lsn, self.durable),
+            }
+            .encode(checksum, salt);
+            self.guarded(Op::Write, Some(id), |s| s.write(id, end, &header))?;
+            end += RECORD_HEADER_LEN as u64;
+            self.guarded(Op::Write, Some(id), |s| s.write(id, end, p))?;
+            end += p.len() as u64;
+        }
+        if let Some(a) = self.segments.last_mut() {
+            a.end = end;
+        }
+        let n = payloads.len() as u64;
+        self.next_lsn = Lsn(first.0 + n);
+        self.dirty = true;
+        self.unsynced_records += n;
+        self.unsynced_bytes += total;
+        self.counters.appends += n;
+        self.counters.bytes_appended += total;
+        self.counters.batches += u64::from(n > 1);
+        let due = match self.config.sync_policy {
+            SyncPolicy::Always => true,
+            SyncPolicy::Manual => false,
+            SyncPolicy::EveryRecords(k) => self.unsynced_records >= u64::from(k),
+            SyncPolicy::EveryBytes(k) => self.unsynced_bytes >= k,
+        };
+        if due {
+            self.sync()?;
+        }
+        Ok(first)
+    }
+
+    pub(crate) fn active(&self) -> SegmentInfo {
+        // Invariant: a Wal always has at least one segment (open creates one).
+        self.segments[self.segments.len() - 1]
+    }
+
+    /// Makes every appended record durable and returns the durable LSN. After a failure the
+    /// log is poisoned: the records since the last successful sync may be lost.
+    pub fn sync(&mut self) -> Result<Lsn, SyncError<S::Error>> {
+        self.check()?;
+        if self.dirty {
+            let id = self.active().id;
+            self.guarded(Op::Sync, Some(id), |s| s.sync(id))?;
+            self.dirty = false;
+            self.counters.syncs += 1;
+        }
+        self.durable = self.last_lsn();
+        self.unsynced_records = 0;
+        self.unsynced_bytes = 0;
+        Ok(self.durable)
+    }
+
+    /// Seals the active segment (sync) and starts the next.
+    fn rotate(&mut self) -> Result<(), AppendError<S::Error>> {
+        if self.segments.is_full() {
+            return Err(AppendError::SegmentTableFull { capacity: N });
+        }
+        self.sync()?;
+        let id = self.active().id + 1;
+        let info = self.create_segment(id, self.next_lsn, false)?;
+        // Cannot fail: checked for room above.
+        let _ = self.segments.push(info);
+        self.counters.rotations += 1;
+        Ok(())
+    }
+
+    /// Removes whole segments whose records are all below `lsn` (retention). The segment
+    /// being appended to is never removed. Returns how many segments were removed.
+    pub fn truncate_front(&mut self, lsn: Lsn) -> Result<usize, TruncateError<S::Error>> {
+        self.check()?;
+        let mut removed = 0;
+        while self.segments.len() > 1 && self.segments[1].first_lsn <= lsn {
+            let id = self.segments[0].id;
+            self.guarded(Op::Remove, Some(id), |s| s.remove(id))?;
+            // One directory sync per removal keeps the survivors a contiguous run of ids.
+            self.guarded(Op::SyncDir, None, |s| s.sync_dir())?;
+            self.segments.remove(0);
+            removed += 1;
+        }
+        self.counters.segments_removed += removed as u64;
+        Ok(removed)
+    }
+
+    /// Removes every record after `lsn`, durably (raft-style rewind). The next append gets
+    /// `lsn + 1`. Fails with [`TruncateError::InsideBatch`] rather than split an atomic batch.
+    pub fn truncate_back(&mut self, lsn: Lsn) -> Result<(), TruncateError<S::Error>> {
+        self.check()?;
+        if lsn >= self.last_lsn() {
+            return Ok(());
+        }
+        let first = self.first_lsn();
+        if lsn.next() < first {
+            return Err(TruncateError::OutOfRange { lsn, first });
+        }
+        let cut = lsn.next();
+        let k = self
+            .segments
+            .iter()
+            .rposition(|s| s.first_lsn <= cut)
+            .unwrap_or(0);
+        let offset = match self.locate(k, cut)? {
+            Located::At { offset, .. } => offset,
+            Located::InBatch { batch_start } => {
+                return Err(TruncateError::InsideBatch { batch_start });
+            }
+        };
+        while self.segments.len() > k + 1 {
+            let id = self.active().id;
+            self.counters.bytes_truncated += self.active().end;
+            self.guarded(Op::Remove, Some(id), |s| s.remove(id))?;
+            self.guarded(Op::SyncDir, None, |s| s.sync_dir())?;
+            self.segments.pop();
+        }
+        let id = self.segments[k].id;
+        self.guarded(Op::Truncate, Some(id), |s| s.truncate(id, offset))?;
+        self.guarded(Op::Sync, Some(id), |s| s.sync(id))?;
+        self.counters.bytes_truncated += self.segments[k].end - offset;
+        self.segments[k].end = offset;
+        self.next_lsn = cut;
+        self.durable = lsn;
+        self.dirty = false;
+        self.unsynced_records = 0;
+        self.unsynced_bytes = 0;
+        Ok(())
+    }
+
+    /// Finds the record `lsn` in segment `k` by walking record headers.
+    pub(crate) fn locate(&self, k: usize, lsn: Lsn) -> Result<Located, LocateError<S::Error>> {
+        let seg = self.segments[k];
+        let mut offset = SEGMENT_HEADER_LEN as u64;
+        let mut batch_start = None;
+        let mut buf = [0u8; RECORD_HEADER_LEN];
+        loop {
+            let corrupt = |detail| Corruption {
+                case: Case::SealedSegmentDamaged,
+                segment: seg.id,
+                offset,
+                lsn: Some(lsn),
+                detail,
+            };
+            if offset >= seg.end {
+                return Err(LocateError::Corrupted(corrupt(
+                    "LSN not found in its segment",
+                )));
+            }
+            let n = crate::storage::read_full(&self.storage, seg.id, offset, &mut buf).map_err(
+                |error| {
+                    LocateError::Storage(IoFailure {
+                        op: Op::Read,
+                        segment: Some(seg.id),
+                        error,
+                    })
+                },
+            )?;
+            let h = RecordHeader::decode(&buf[..n], seg.checksum, seg.salt)
+                .map_err(|_| LocateError::Corrupted(corrupt("record header does not verify")))?;
+            match h.kind {
+                RecordKind::First => batch_start = Some(h.lsn),
+                RecordKind::Single => batch_start = None,
+                RecordKind::Middle | RecordKind::Last => {}
+            }
+            if h.lsn == lsn {
+                return Ok(match (h.kind, batch_start) {
+                    (RecordKind::Middle | RecordKind::Last, Some(batch_start)) => {
+                        Located::InBatch { batch_start }
+                    }
+                    _ => Located::At { offset },
+                });
+            }
+            if h.lsn > lsn {
+                return Err(LocateError::Corrupted(corrupt("LSNs out of order")));
+            }
+            offset += (RECORD_HEADER_LEN as u64) + u64::from(h.length);
+        }
+    }
+}
+
+/// Where a record is.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Located {
+    At { offset: u64 },
+    InBatch { batch_start: Lsn },
+}
+
+/// Why a record could not be found.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum LocateError<E> {
+    Corrupted(Corruption),
+    Storage(IoFailure<E>),
+}
+
+impl<E> From<LocateError<E>> for TruncateError<E> {
+    fn from(e: LocateError<E>) -> Self {
+        match e {
+            LocateError::Corrupted(c) => TruncateError::Corrupted(c),
+            LocateError::Storage(s) => TruncateError::Storage(s),
+        }
+    }
+}
