@@ -307,8 +307,21 @@ impl SimStorage {
         after
     }
 
-    /// A crash state enumeration index and a plan are only meaningful for this state; this is
-    /// the number of effects a plan for it should cover.
+    /// The storage as a new process finds it when only the process died, not the machine:
+    /// everything unsynced stays unsynced (and a crash can still resolve it), but the trace,
+    /// operation budget and faults start afresh. Use it to reopen a poisoned log.
+    pub fn reopen(&self) -> SimStorage {
+        let mut reopened = SimStorage::with_config(self.config);
+        reopened.files = self.files.clone();
+        reopened.next_file = self.next_file;
+        reopened.durable_dir = self.durable_dir.clone();
+        reopened.volatile_dir = self.volatile_dir.clone();
+        reopened.pending_dir = self.pending_dir.clone();
+        reopened
+    }
+
+    /// How many unsynced effects a crash would resolve: the length a [`CrashPlan`] for the
+    /// current state should have.
     pub fn unsynced_effect_count(&self) -> usize {
         self.pending_dir.len() + self.files.values().map(|f| f.pending.len()).sum::<usize>()
     }

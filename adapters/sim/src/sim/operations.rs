@@ -190,13 +190,18 @@ impl SimStorage {
         if offset > file.volatile.len() {
             return Err(refused(StorageErrorKind::Io, index, "write beyond the end"));
         }
+        let end_before = file.volatile.len();
         let end = offset + data.len();
         if file.volatile.len() < end {
             file.volatile.resize(end, 0);
         }
         file.volatile[offset..end].copy_from_slice(data);
         if !data.is_empty() {
-            let landing = (offset as i64).saturating_add(landing_shift).max(0) as usize;
+            // A misdirected write stays within the file as it was, so a fault cannot make the
+            // simulator allocate without bound.
+            let landing = (offset as i64)
+                .saturating_add(landing_shift)
+                .clamp(0, end_before as i64) as usize;
             file.pending.push(FileEffect::Write {
                 offset: landing,
                 data: data.to_vec(),

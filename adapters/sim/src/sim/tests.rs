@@ -304,3 +304,29 @@ fn same_seed_same_run() {
     assert_eq!(run(11), run(11));
     assert_ne!(run(11).1, run(12).1);
 }
+
+#[test]
+fn misdirected_write_stays_within_the_file() {
+    let mut sim = with_segment(SimStorage::new());
+    sim.write(1, 0, b"ab").unwrap();
+    let far = FaultAction::Misdirect { shift: i64::MAX };
+    sim.set_faults(FaultSchedule::new().nth(OpKind::Write, 1, far));
+    sim.write(1, 2, b"cd").unwrap();
+    sim.sync(1).unwrap();
+    assert_eq!(sim.durable_contents(1), Some(&b"abcd"[..]));
+}
+
+#[test]
+fn reopen_keeps_unsynced_effects_pending() {
+    let mut sim = with_segment(SimStorage::new());
+    sim.crash_after(3);
+    sim.write(1, 0, b"ab").unwrap();
+    assert!(sim.sync(1).unwrap_err().is_crash());
+    let mut reopened = sim.reopen();
+    assert!(!reopened.has_crashed());
+    assert_eq!(reopened.op_count(), 0);
+    assert_eq!(reopened.contents(1), Some(&b"ab"[..]));
+    assert_eq!(reopened.unsynced_effect_count(), 1);
+    reopened.sync(1).unwrap();
+    assert_eq!(reopened.durable_contents(1), Some(&b"ab"[..]));
+}
