@@ -1,1 +1,2 @@
+//! Placeholder while dependencies build.
 fn main() {}

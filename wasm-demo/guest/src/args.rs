@@ -1,0 +1,64 @@
+//! Command-line options (`--name value`), parsed by hand to keep the component small.
+
+/// What the guest does this run.
+pub struct Args {
+    /// Operations in the workload (puts, deletes, gets, scans).
+    pub ops: u64,
+    /// Seed of the workload's PRNG.
+    pub seed: u64,
+    /// Distinct keys.
+    pub keys: u64,
+    /// Smallest and largest value in bytes.
+    pub min_value: usize,
+    pub max_value: usize,
+    /// Segment size of the log.
+    pub segment_size: u64,
+    /// The deliberate bug: print ACK before the record is synced, and sync only every 8 puts.
+    pub ack_before_sync: bool,
+    /// Append benchmark instead of the workload: records, and a sync every this many.
+    pub bench: Option<u64>,
+    pub sync_every: u64,
+    /// Skip printing the recovered records (the state line is still printed).
+    pub quiet_dump: bool,
+}
+
+impl Args {
+    pub fn parse(mut words: impl Iterator<Item = String>) -> Result<Self, String> {
+        let mut args = Self {
+            ops: 40,
+            seed: 1,
+            keys: 64,
+            min_value: 8,
+            max_value: 256,
+            segment_size: 32 * 1024,
+            ack_before_sync: false,
+            bench: None,
+            sync_every: 1,
+            quiet_dump: false,
+        };
+        while let Some(flag) = words.next() {
+            let mut value = || words.next().ok_or_else(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--ops" => args.ops = number(&value()?)?,
+                "--seed" => args.seed = number(&value()?)?,
+                "--keys" => args.keys = number(&value()?)?.max(1),
+                "--min-value" => args.min_value = number(&value()?)? as usize,
+                "--max-value" => args.max_value = number(&value()?)? as usize,
+                "--segment-size" => args.segment_size = number(&value()?)?,
+                "--bench" => args.bench = Some(number(&value()?)?),
+                "--sync-every" => args.sync_every = number(&value()?)?.max(1),
+                "--ack-before-sync" => args.ack_before_sync = true,
+                "--quiet-dump" => args.quiet_dump = true,
+                _ => return Err(format!("unknown option {flag}")),
+            }
+        }
+        if args.max_value < args.min_value {
+            return Err("--max-value is below --min-value".into());
+        }
+        Ok(args)
+    }
+}
+
+fn number(text: &str) -> Result<u64, String> {
+    text.parse().map_err(|_| format!("not a number: {text}"))
+}

@@ -1,0 +1,272 @@
+//! The Walden wasm demo guest: a key-value store whose every change is a record in a Walden log
+//! kept in the preopened directory `/data`, through `walden-wasi`.
+//!
+//! At start it opens the log (running recovery), prints what recovery reported, replays every
+//! record to rebuild the store and prints each one, then runs a seeded workload of puts,
+//! deletes, gets and scans. Before each append it prints `INTENT`; after the record is synced it
+//! prints `ACK`: the host holds the guest to exactly those promises. The line protocol is
+//! documented in the host's `protocol.rs`.
+
+mod args;
+mod entry;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::exit;
+use std::time::Instant;
+
+use walden_core::{Config, Lsn, RecoveryReport, SyncPolicy, Wal};
+use walden_wasi::WasiStorage;
+
+use crate::args::Args;
+use crate::entry::{Entry, fnv1a};
+
+/// Segments the log can hold at once (core's table is fixed-size).
+const SEGMENTS: usize = 512;
+/// The largest record the demo writes or accepts.
+const MAX_RECORD: usize = 64 * 1024;
+
+type Log = Wal<WasiStorage, SEGMENTS>;
+type Store = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn main() {
+    let args = Args::parse(std::env::args().skip(1)).unwrap_or_else(|e| fail(2, &e));
+    let storage = WasiStorage::from_preopen("/data").unwrap_or_else(|e| fail(2, &e.to_string()));
+    let mut config = Config::default();
+    config.segment_size = args.segment_size;
+    config.max_record_size = MAX_RECORD as u32;
+    config.sync_policy = SyncPolicy::Manual;
+    config.salt_seed = wasi::random::random::get_random_u64();
+
+    let mut scratch = vec![0u8; 64 * 1024];
+    let (mut wal, report) = Log::open(storage, config, &mut scratch)
+        .unwrap_or_else(|e| fail(3, &format!("open failed: {e:?}")));
+    line(&recovery_line(&report));
+    let mut store = replay(&wal, args.quiet_dump);
+    line(&format!("STATE {} {:016x}", store.len(), digest(&store)));
+
+    match args.bench {
+        Some(records) => bench(&mut wal, &args, records),
+        None => workload(&mut wal, &mut store, &args),
+    }
+}
+
+fn recovery_line(report: &RecoveryReport) -> String {
+    let (cut_bytes, cut_lsn) = report
+        .cut
+        .map_or((0, 0), |cut| (cut.bytes, cut.first_lsn.0));
+    format!(
+        "RECOVERY created={} records={} segments={} cut_bytes={cut_bytes} cut_lsn={cut_lsn} \
+         torn_tail_cut={} rewritten_header={} trailing_garbage={}",
+        report.created,
+        report.records,
+        report.segments,
+        u8::from(report.cut.is_some()),
+        u8::from(report.rewritten_header.is_some()),
+        u8::from(report.trailing_garbage.is_some()),
+    )
+}
+
+/// Reads every record, rebuilds the store, and prints one `REC` line per record.
+fn replay(wal: &Log, quiet: bool) -> Store {
+    let mut store = Store::new();
+    let mut buf = vec![0u8; MAX_RECORD];
+    let mut text = String::new();
+    let mut reader = wal
+        .reader(wal.first_lsn())
+        .unwrap_or_else(|e| fail(3, &format!("reader failed: {e:?}")));
+    loop {
+        let record = match reader.next(&mut buf) {
+            Ok(Some(record)) => record,
+            Ok(None) => break,
+            Err(e) => fail(3, &format!("read failed: {e:?}")),
+        };
+        let entry = Entry::decode(record.payload)
+            .unwrap_or_else(|e| fail(3, &format!("LSN {}: bad entry: {e}", record.lsn.0)));
+        if !quiet {
+            let _ = writeln!(text, "REC {} {}", record.lsn.0, describe(&entry));
+            if text.len() > 16 * 1024 {
+                raw(&text);
+                text.clear();
+            }
+        }
+        match entry {
+            Entry::Put { key, value } => {
+                store.insert(key.to_vec(), value.to_vec());
+            }
+            Entry::Delete { key } => {
+                store.remove(key);
+            }
+        }
+    }
+    raw(&text);
+    store
+}
+
+/// The seeded workload. Puts and deletes are appended, synced, then acknowledged; gets and
+/// scans are checked against the store.
+fn workload(wal: &mut Log, store: &mut Store, args: &Args) {
+    let mut rng = SplitMix64(args.seed);
+    let mut payload = Vec::with_capacity(MAX_RECORD);
+    let (mut puts, mut deletes, mut gets, mut scans, mut unsynced) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    for _ in 0..args.ops {
+        let key = format!("k{:05}", rng.next() % args.keys).into_bytes();
+        let roll = rng.next() % 100;
+        if roll < 70 {
+            let entry;
+            let value;
+            if roll < 55 {
+                let len = args.min_value
+                    + (rng.next() % (args.max_value - args.min_value + 1) as u64) as usize;
+                value = (0..len).map(|_| rng.next() as u8).collect::<Vec<u8>>();
+                entry = Entry::Put {
+                    key: &key,
+                    value: &value,
+                };
+                puts += 1;
+            } else {
+                entry = Entry::Delete { key: &key };
+                deletes += 1;
+            }
+            payload.clear();
+            entry.encode(&mut payload);
+            let op = describe(&entry);
+            let due = wal.next_lsn();
+            line(&format!("INTENT {} {op}", due.0));
+            let lsn = wal
+                .append(&payload)
+                .unwrap_or_else(|e| fail(4, &format!("append failed: {e:?}")));
+            if lsn != due {
+                fail(
+                    4,
+                    &format!("append returned LSN {} where {} was due", lsn.0, due.0),
+                );
+            }
+            if args.ack_before_sync {
+                // The deliberate bug: promise first, make durable later.
+                line(&format!("ACK {} {op}", lsn.0));
+                unsynced += 1;
+                if unsynced == 8 {
+                    sync(wal);
+                    unsynced = 0;
+                }
+            } else {
+                sync(wal);
+                line(&format!("ACK {} {op}", lsn.0));
+            }
+            match entry {
+                Entry::Put { key, value } => {
+                    store.insert(key.to_vec(), value.to_vec());
+                }
+                Entry::Delete { key } => {
+                    store.remove(key);
+                }
+            }
+        } else if roll < 90 {
+            gets += u64::from(store.get(&key).is_some());
+        } else {
+            scans += store.range(key..).take(8).count() as u64;
+        }
+    }
+    if unsynced > 0 {
+        sync(wal);
+    }
+    line(&format!(
+        "DONE puts={puts} deletes={deletes} get_hits={gets} scanned={scans} keys={} durable_lsn={}",
+        store.len(),
+        wal.durable_lsn().0
+    ));
+}
+
+/// Appends `records` values of `--max-value` bytes, syncing every `--sync-every`, and reports
+/// the throughput measured inside the guest.
+fn bench(wal: &mut Log, args: &Args, records: u64) {
+    let mut rng = SplitMix64(args.seed);
+    let value: Vec<u8> = (0..args.max_value).map(|_| rng.next() as u8).collect();
+    let mut payload = Vec::new();
+    Entry::Put {
+        key: b"bench",
+        value: &value,
+    }
+    .encode(&mut payload);
+    let start = Instant::now();
+    let mut syncs = 0u64;
+    for i in 1..=records {
+        wal.append(&payload)
+            .unwrap_or_else(|e| fail(4, &format!("append failed: {e:?}")));
+        if i % args.sync_every == 0 {
+            sync(wal);
+            syncs += 1;
+        }
+    }
+    sync(wal);
+    let secs = start.elapsed().as_secs_f64();
+    line(&format!(
+        "BENCH records={records} payload_bytes={} syncs={syncs} secs={secs:.6}",
+        payload.len()
+    ));
+}
+
+fn sync(wal: &mut Log) -> Lsn {
+    wal.sync()
+        .unwrap_or_else(|e| fail(4, &format!("sync failed: {e:?}")))
+}
+
+fn describe(entry: &Entry<'_>) -> String {
+    match entry {
+        Entry::Put { key, value } => {
+            format!("put {} {:016x}", String::from_utf8_lossy(key), fnv1a(value))
+        }
+        Entry::Delete { key } => format!("del {}", String::from_utf8_lossy(key)),
+    }
+}
+
+/// Digest of the store: FNV-1a over `key '=' hash(value) '\n'` in key order (the host computes
+/// the same from the records it was told about).
+fn digest(store: &Store) -> u64 {
+    let mut text = String::new();
+    for (key, value) in store {
+        let _ = writeln!(
+            text,
+            "{}={:016x}",
+            String::from_utf8_lossy(key),
+            fnv1a(value)
+        );
+    }
+    fnv1a(text.as_bytes())
+}
+
+/// Prints one protocol line with a single write, so a crash cannot leave half of it.
+fn line(text: &str) {
+    raw(&format!("{text}\n"));
+}
+
+fn raw(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        exit(5);
+    }
+}
+
+fn fail(code: i32, message: &str) -> ! {
+    eprintln!("walden-demo-guest: {message}");
+    exit(code)
+}
+
+/// SplitMix64, for a workload that replays from its seed.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}

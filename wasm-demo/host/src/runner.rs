@@ -1,0 +1,156 @@
+//! One wasmtime engine, the compiled guest component, and running it once with a fuel budget.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, Trap};
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::durable::{self, DurableImage};
+
+/// Where the guest sees its data directory.
+pub(crate) const GUEST_DATA_DIR: &str = "/data";
+
+/// Most a guest may print in one run; the ACK stream of a long run fits many times over.
+const STDOUT_CAPACITY: usize = 256 << 20;
+
+/// The store's data: WASI state plus the durable-image bookkeeping the sync hooks update.
+pub(crate) struct HostState {
+    ctx: WasiCtx,
+    table: ResourceTable,
+    pub(crate) image: DurableImage,
+}
+
+impl HostState {
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// How one run of the guest ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// `main` returned normally.
+    Finished,
+    /// The fuel budget ran out: the simulated crash.
+    OutOfFuel,
+    /// The guest exited with a non-zero status or trapped for another reason (a panic).
+    Failed,
+}
+
+/// What one run produced.
+pub(crate) struct RunOutcome {
+    pub(crate) ending: Ending,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) fuel_used: u64,
+    /// The error text for [`Ending::Failed`].
+    pub(crate) failure: Option<String>,
+}
+
+/// The engine and the pre-linked guest, reused by every run.
+pub(crate) struct Guest {
+    engine: Engine,
+    pre: CommandPre<HostState>,
+    fuel: bool,
+}
+
+impl Guest {
+    /// Compiles the guest component at `wasm`. With `fuel`, every run is metered and can be cut
+    /// at an arbitrary instruction; without it (for benchmarks) runs are not metered.
+    pub(crate) fn load(wasm: &Path, fuel: bool) -> Result<Self> {
+        let mut config = Config::new();
+        config.consume_fuel(fuel);
+        let engine = Engine::new(&config)?;
+        let component = Component::from_file(&engine, wasm)
+            .with_context(|| format!("loading the guest component {}", wasm.display()))?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        durable::install_sync_hooks(&mut linker)?;
+        let pre = CommandPre::new(linker.instantiate_pre(&component)?)?;
+        Ok(Self { engine, pre, fuel })
+    }
+
+    /// Runs the guest once with `args` (without the program name) against the host directory
+    /// `data`, stopping it after `fuel` units if this guest is metered.
+    pub(crate) fn run(
+        &self,
+        data: &Path,
+        args: &[String],
+        fuel: u64,
+        image: DurableImage,
+    ) -> Result<(RunOutcome, DurableImage)> {
+        let stdout = MemoryOutputPipe::new(STDOUT_CAPACITY);
+        let stderr = MemoryOutputPipe::new(STDOUT_CAPACITY);
+        let mut builder = WasiCtxBuilder::new();
+        builder
+            .arg("walden-demo-guest")
+            .args(args)
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .preopened_dir(data, GUEST_DATA_DIR, FsPerms::ReadWrite)
+            .with_context(|| format!("preopening {}", data.display()))?;
+        let state = HostState {
+            ctx: builder.build(),
+            table: ResourceTable::new(),
+            image,
+        };
+        let mut store = Store::new(&self.engine, state);
+        if self.fuel {
+            store.set_fuel(fuel)?;
+        }
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|command| command.wasi_cli_run().call_run(&mut store));
+        let fuel_used = if self.fuel {
+            fuel - store.get_fuel()?
+        } else {
+            0
+        };
+        let (ending, failure) = match result {
+            Ok(Ok(())) => (Ending::Finished, None),
+            Ok(Err(())) => (Ending::Failed, Some("the guest returned an error".into())),
+            Err(e) => match e.downcast_ref::<Trap>() {
+                Some(Trap::OutOfFuel) => (Ending::OutOfFuel, None),
+                _ => match e.downcast_ref::<I32Exit>() {
+                    Some(I32Exit(0)) => (Ending::Finished, None),
+                    _ => (Ending::Failed, Some(format!("{e:?}"))),
+                },
+            },
+        };
+        let image = store.into_data().image;
+        let outcome = RunOutcome {
+            ending,
+            stdout: String::from_utf8_lossy(&stdout.contents()).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr.contents()).into_owned(),
+            fuel_used,
+            failure,
+        };
+        Ok((outcome, image))
+    }
+}
+
+/// The guest component built by `build.rs`, unless `explicit` names another.
+pub(crate) fn guest_path(explicit: Option<&Path>) -> Result<PathBuf> {
+    let path = explicit.map_or_else(|| PathBuf::from(env!("WALDEN_GUEST_WASM")), Path::to_path_buf);
+    if !path.is_file() {
+        bail!(
+            "guest component {} not found; rebuild walden-demo-host (its build script builds the guest)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
