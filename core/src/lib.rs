@@ -18,6 +18,9 @@ mod report;
 pub mod storage;
 mod wal;
 
+#[cfg(test)]
+mod tests;
+
 pub use checksum::ChecksumAlgorithm;
 pub use config::{Config, ConfigError, RecoveryPolicy, SyncPolicy};
 pub use counters::Counters;

@@ -112,6 +112,11 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         self.storage
     }
 
+    #[cfg(test)]
+    pub(crate) fn storage_for_tests(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
     fn check(&self) -> Result<(), Poisoned> {
         self.poisoned.map_or(Ok(()), Err)
     }

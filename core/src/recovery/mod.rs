@@ -108,7 +108,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         self.log_id = listed
             .iter()
             .find_map(|l| l.header.ok().map(|h| h.log_id))
-            .unwrap_or_else(|| splitmix64(self.salt_state ^ 0x4c4f_4749_44));
+            .unwrap_or_else(|| splitmix64(self.salt_state ^ 0x004c_4f47_4944));
         if listed.is_empty() {
             let info = self.create_segment(0, Lsn(1), false)?;
             let _ = self.segments.push(info);

@@ -1,0 +1,99 @@
+use std::collections::BTreeMap;
+use std::vec::Vec;
+
+use crate::{SegmentId, Storage, StorageError, StorageErrorKind};
+
+/// The simplest storage: every write is immediately "durable"; failures on demand.
+#[derive(Clone, Default)]
+pub(crate) struct Mem {
+    pub(crate) files: BTreeMap<SegmentId, Vec<u8>>,
+    pub(crate) fail_sync: bool,
+    pub(crate) fail_write: bool,
+    pub(crate) syncs: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MemError(pub(crate) StorageErrorKind);
+
+impl core::fmt::Display for MemError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl StorageError for MemError {
+    fn kind(&self) -> StorageErrorKind {
+        self.0
+    }
+}
+
+impl Mem {
+    fn file(&self, id: SegmentId) -> Result<&Vec<u8>, MemError> {
+        self.files
+            .get(&id)
+            .ok_or(MemError(StorageErrorKind::NotFound))
+    }
+
+    fn file_mut(&mut self, id: SegmentId) -> Result<&mut Vec<u8>, MemError> {
+        self.files
+            .get_mut(&id)
+            .ok_or(MemError(StorageErrorKind::NotFound))
+    }
+}
+
+impl Storage for Mem {
+    type Error = MemError;
+
+    fn list(&self, each: &mut dyn FnMut(SegmentId)) -> Result<(), MemError> {
+        self.files.keys().for_each(|k| each(*k));
+        Ok(())
+    }
+    fn create(&mut self, id: SegmentId) -> Result<(), MemError> {
+        if self.files.insert(id, Vec::new()).is_some() {
+            return Err(MemError(StorageErrorKind::AlreadyExists));
+        }
+        Ok(())
+    }
+    fn remove(&mut self, id: SegmentId) -> Result<(), MemError> {
+        self.files
+            .remove(&id)
+            .map(|_| ())
+            .ok_or(MemError(StorageErrorKind::NotFound))
+    }
+    fn len(&self, id: SegmentId) -> Result<u64, MemError> {
+        Ok(self.file(id)?.len() as u64)
+    }
+    fn read(&self, id: SegmentId, offset: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+        let f = self.file(id)?;
+        let start = (offset as usize).min(f.len());
+        let n = buf.len().min(f.len() - start);
+        buf[..n].copy_from_slice(&f[start..start + n]);
+        Ok(n)
+    }
+    fn write(&mut self, id: SegmentId, offset: u64, data: &[u8]) -> Result<(), MemError> {
+        if self.fail_write {
+            return Err(MemError(StorageErrorKind::NoSpace));
+        }
+        let f = self.file_mut(id)?;
+        let end = offset as usize + data.len();
+        if f.len() < end {
+            f.resize(end, 0);
+        }
+        f[offset as usize..end].copy_from_slice(data);
+        Ok(())
+    }
+    fn truncate(&mut self, id: SegmentId, len: u64) -> Result<(), MemError> {
+        self.file_mut(id)?.truncate(len as usize);
+        Ok(())
+    }
+    fn sync(&mut self, _id: SegmentId) -> Result<(), MemError> {
+        if self.fail_sync {
+            return Err(MemError(StorageErrorKind::Io));
+        }
+        self.syncs += 1;
+        Ok(())
+    }
+    fn sync_dir(&mut self) -> Result<(), MemError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,42 @@
+//! Unit tests of the log state machine and recovery over a plain in-memory storage.
+
+mod mem;
+mod recovery_cases;
+mod wal_ops;
+
+use crate::{Config, Wal};
+pub(crate) use mem::Mem;
+
+pub(crate) type TestWal = Wal<Mem, 16>;
+
+pub(crate) fn open(mem: Mem, config: Config) -> (TestWal, crate::RecoveryReport) {
+    let mut scratch = [0u8; 4096];
+    Wal::open(mem, config, &mut scratch).expect("open")
+}
+
+pub(crate) fn try_open(
+    mem: Mem,
+    config: Config,
+) -> Result<(TestWal, crate::RecoveryReport), crate::OpenError<mem::MemError>> {
+    let mut scratch = [0u8; 300];
+    Wal::open(mem, config, &mut scratch)
+}
+
+pub(crate) fn small() -> Config {
+    Config::default().with_segment_size(400)
+}
+
+pub(crate) fn payload(i: u64) -> std::vec::Vec<u8> {
+    std::format!("record number {i}").into_bytes()
+}
+
+/// All records from the start, as (lsn, payload).
+pub(crate) fn all(wal: &TestWal) -> std::vec::Vec<(u64, std::vec::Vec<u8>)> {
+    let mut out = std::vec::Vec::new();
+    let mut r = wal.reader(wal.first_lsn()).expect("reader");
+    let mut buf = [0u8; 1024];
+    while let Some(rec) = r.next(&mut buf).expect("next") {
+        out.push((rec.lsn.0, rec.payload.to_vec()));
+    }
+    out
+}

@@ -1,0 +1,283 @@
+//! One test per row of the recovery decision table, on real bytes.
+
+use super::*;
+use crate::{Case, Lsn, OpenError, RecoveryPolicy, SyncPolicy};
+
+/// Fixed-size payloads so record offsets are easy: record `i` of segment 0 is at 64 + 40(i−1).
+fn fixed(i: u64) -> std::vec::Vec<u8> {
+    std::format!("rec{i:05}").into_bytes()
+}
+
+fn at(i: u64) -> usize {
+    64 + 40 * (i as usize - 1)
+}
+
+fn log_with(n: u64, cfg: Config) -> Mem {
+    let (mut wal, _) = open(Mem::default(), cfg);
+    for i in 1..=n {
+        wal.append(&fixed(i)).unwrap();
+    }
+    wal.into_storage()
+}
+
+fn big() -> Config {
+    Config::default()
+}
+
+fn corruption(r: Result<(TestWal, crate::RecoveryReport), OpenError<mem::MemError>>) -> Case {
+    match r {
+        Err(OpenError::Corrupted(c)) => c.case,
+        Err(e) => panic!("unexpected error {e:?}"),
+        Ok((_, report)) => panic!("opened: {report}"),
+    }
+}
+
+#[test]
+fn clean_log_reopens_without_findings() {
+    let (_, report) = open(log_with(5, big()), big());
+    assert!(report.is_clean());
+    assert_eq!(report.records, 5);
+}
+
+#[test]
+fn torn_tail_is_cut_and_reported() {
+    let mut mem = log_with(5, big());
+    let f = mem.files.get_mut(&0).unwrap();
+    f.truncate(at(5) + 20); // record 5 torn mid-header-and-payload
+    let (wal, report) = open(mem.clone(), big());
+    let cut = report.cut.expect("cut reported");
+    assert_eq!(
+        (cut.case, cut.first_lsn, cut.offset, cut.bytes),
+        (Case::TornTail, Lsn(5), at(5) as u64, 20)
+    );
+    assert_eq!(wal.last_lsn(), Lsn(4));
+    assert_eq!(
+        wal.storage().files[&0].len(),
+        at(5),
+        "cut durably on the medium"
+    );
+    // Strict refuses the same image.
+    assert_eq!(
+        corruption(try_open(mem, big().with_recovery(RecoveryPolicy::Strict))),
+        Case::TornTail
+    );
+}
+
+#[test]
+fn garbage_tail_after_valid_records_is_torn() {
+    let mut mem = log_with(3, big());
+    mem.files
+        .get_mut(&0)
+        .unwrap()
+        .extend_from_slice(&[0xAB; 70]);
+    let (wal, report) = open(mem, big());
+    assert_eq!(report.cut.unwrap().bytes, 70);
+    assert_eq!(wal.last_lsn(), Lsn(3));
+}
+
+#[test]
+fn zero_tail_is_clean_preallocated_space() {
+    let mut mem = log_with(3, big());
+    mem.files.get_mut(&0).unwrap().extend_from_slice(&[0; 4096]);
+    let (mut wal, report) = open(mem, big());
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(wal.append(b"next").unwrap(), Lsn(4));
+    let (wal, _) = open(wal.into_storage(), big());
+    assert_eq!(wal.last_lsn(), Lsn(4));
+}
+
+#[test]
+fn unsynced_records_after_a_lost_write_are_orphans_not_corruption() {
+    // Manual sync: nothing after the open is durable, so no record vouches for record 2.
+    let cfg = big().with_sync_policy(SyncPolicy::Manual);
+    let mut mem = log_with(4, cfg);
+    // Reordered crash: record 2's write was lost (zeros), records 3 and 4 persisted.
+    mem.files.get_mut(&0).unwrap()[at(2)..at(3)].fill(0);
+    let (wal, report) = open(mem, cfg);
+    let cut = report.cut.expect("torn tail");
+    assert_eq!(
+        (cut.case, cut.first_lsn, cut.orphans),
+        (Case::TornTail, Lsn(2), 2)
+    );
+    assert_eq!(wal.last_lsn(), Lsn(1));
+    assert_eq!(
+        wal.counters().corruption_events,
+        0,
+        "a pure crash is never corruption"
+    );
+}
+
+#[test]
+fn damage_that_a_later_record_proves_acknowledged_is_mid_log_corruption() {
+    let mut mem = log_with(5, big()); // every append synced: record 3 vouches for record 2
+    mem.files.get_mut(&0).unwrap()[at(2) + 35] ^= 0x10; // a bit flip in record 2's payload
+    assert_eq!(
+        corruption(try_open(mem.clone(), big())),
+        Case::MidLogCorruption
+    );
+    match try_open(mem.clone(), big()) {
+        Err(OpenError::Corrupted(c)) => {
+            assert_eq!(
+                (c.segment, c.offset, c.lsn),
+                (0, at(2) as u64, Some(Lsn(2)))
+            );
+        }
+        _ => unreachable!(),
+    }
+    let (wal, report) = open(mem, big().with_recovery(RecoveryPolicy::Salvage));
+    let loss = report.salvage.expect("salvage reported");
+    assert_eq!(
+        (loss.case, loss.first_lost, loss.last_known),
+        (Case::MidLogCorruption, Lsn(2), Some(Lsn(5)))
+    );
+    assert_eq!(wal.last_lsn(), Lsn(1));
+}
+
+fn rotated() -> Mem {
+    let (mut wal, _) = open(Mem::default(), small());
+    for i in 1..=30 {
+        wal.append(&fixed(i)).unwrap();
+    }
+    assert!(wal.segments().len() >= 4);
+    wal.into_storage()
+}
+
+#[test]
+fn damage_in_a_sealed_segment_is_an_error() {
+    let mut mem = rotated();
+    let f = mem.files.get_mut(&1).unwrap();
+    let last = f.len() - 3;
+    f[last] ^= 1; // the very last record of a sealed segment: its successor vouches for it
+    assert_eq!(
+        corruption(try_open(mem.clone(), small())),
+        Case::SealedSegmentDamaged
+    );
+    let (wal, report) = open(mem, small().with_recovery(RecoveryPolicy::Salvage));
+    let loss = report.salvage.unwrap();
+    assert_eq!(loss.case, Case::SealedSegmentDamaged);
+    assert_eq!(wal.segments().len(), 2);
+    assert_eq!(wal.last_lsn(), loss.first_lost.prev());
+    assert!(loss.segments_dropped >= 2);
+}
+
+#[test]
+fn sealed_segment_trailing_garbage_is_reported_not_fatal() {
+    let mut mem = rotated();
+    mem.files.get_mut(&1).unwrap().extend_from_slice(b"junk");
+    let (wal, report) = open(mem, small());
+    assert!(report.trailing_garbage.is_some());
+    assert_eq!(wal.last_lsn(), Lsn(30));
+}
+
+#[test]
+fn missing_segment_is_an_error_and_nothing_is_deleted() {
+    let mut mem = rotated();
+    mem.files.remove(&2);
+    let n = mem.files.len();
+    assert_eq!(
+        corruption(try_open(mem.clone(), small())),
+        Case::MissingSegment
+    );
+    assert_eq!(mem.files.len(), n);
+    let (_, report) = open(mem, small().with_recovery(RecoveryPolicy::Salvage));
+    assert_eq!(report.salvage.unwrap().case, Case::MissingSegment);
+}
+
+#[test]
+fn foreign_and_newer_segments_are_refused() {
+    // A segment from another log.
+    let mut mem = rotated();
+    let other = rotated_with_seed(99);
+    mem.files.insert(2, other.files[&2].clone());
+    assert_eq!(corruption(try_open(mem, small())), Case::ForeignSegment);
+    // A header from a newer version (valid checksum).
+    let mut mem = rotated();
+    let f = mem.files.get_mut(&3).unwrap();
+    f[8] = 2;
+    let crc = crate::checksum::crc32c(&f[..60]);
+    f[60..64].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(corruption(try_open(mem, small())), Case::NewerVersion);
+}
+
+fn rotated_with_seed(seed: u64) -> Mem {
+    let cfg = small().with_salt_seed(seed);
+    let (mut wal, _) = open(Mem::default(), cfg);
+    for i in 1..=30 {
+        wal.append(&fixed(i)).unwrap();
+    }
+    wal.into_storage()
+}
+
+#[test]
+fn torn_creation_of_the_newest_segment_is_rewritten() {
+    let mut mem = rotated();
+    let next = *mem.files.keys().last().unwrap() + 1;
+    mem.files.insert(next, std::vec![0; 20]); // created, header never made it
+    let (mut wal, report) = open(mem.clone(), small());
+    assert_eq!(report.rewritten_header, Some(next));
+    assert_eq!(wal.last_lsn(), Lsn(30));
+    assert_eq!(wal.append(b"x").unwrap(), Lsn(31));
+    assert_eq!(
+        corruption(try_open(mem, small().with_recovery(RecoveryPolicy::Strict))),
+        Case::TornCreation
+    );
+}
+
+#[test]
+fn damaged_header_in_a_longer_file_is_corruption() {
+    let mut mem = rotated();
+    mem.files.get_mut(&1).unwrap()[30] ^= 0xff;
+    assert_eq!(corruption(try_open(mem, small())), Case::DamagedHeader);
+}
+
+#[test]
+fn absurd_length_with_valid_header_checksum_is_not_trusted() {
+    // A record whose header claims 4 GiB: the length is checked before any allocation or read.
+    let mut mem = log_with(2, big());
+    let salt = crate::format::SegmentHeader::decode(&mem.files[&0])
+        .unwrap()
+        .salt;
+    let h = crate::format::RecordHeader {
+        length: u32::MAX,
+        lsn: Lsn(3),
+        payload_crc: 0,
+        kind: crate::format::RecordKind::Single,
+        ack_gap: 1,
+    }
+    .encode(crate::ChecksumAlgorithm::Crc32c, salt);
+    mem.files.get_mut(&0).unwrap().extend_from_slice(&h);
+    let (wal, report) = open(mem, big());
+    assert_eq!(
+        report.cut.unwrap().detail,
+        "record length exceeds max_record_size"
+    );
+    assert_eq!(wal.last_lsn(), Lsn(2));
+}
+
+#[test]
+fn recovery_is_idempotent() {
+    let mut mem = log_with(6, big().with_sync_policy(SyncPolicy::Manual));
+    mem.files.get_mut(&0).unwrap().truncate(at(6) + 7);
+    let (wal, first) = open(mem, big());
+    let (wal2, second) = open(wal.into_storage(), big());
+    assert!(first.cut.is_some());
+    assert!(second.is_clean());
+    assert_eq!(all(&wal2).len(), 5);
+}
+
+#[test]
+fn every_checksum_algorithm_round_trips() {
+    for alg in [
+        crate::ChecksumAlgorithm::Crc32,
+        crate::ChecksumAlgorithm::Crc64,
+    ] {
+        let cfg = small().with_checksum(alg);
+        let (mut wal, _) = open(Mem::default(), cfg);
+        for i in 1..=12 {
+            wal.append(&fixed(i)).unwrap();
+        }
+        let (wal, report) = open(wal.into_storage(), big());
+        assert!(report.is_clean());
+        assert_eq!(all(&wal).len(), 12);
+    }
+}
