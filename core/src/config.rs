@@ -204,8 +204,10 @@ mod tests {
                 .validate(),
             Err(ConfigError::ZeroSyncInterval)
         );
-        let mut c = Config::default();
-        c.max_batch_size = 1;
+        let c = Config {
+            max_batch_size: 1,
+            ..Config::default()
+        };
         assert_eq!(c.validate(), Err(ConfigError::BatchSmallerThanRecord));
     }
 }

@@ -81,8 +81,10 @@ fn oversized_records_and_batches_are_refused_without_writing() {
         wal.append(&big),
         Err(AppendError::RecordTooLarge { len: 101, max: 100 })
     );
-    let mut cfg = cfg;
-    cfg.max_batch_size = 150;
+    let cfg = Config {
+        max_batch_size: 150,
+        ..cfg
+    };
     let (mut wal, _) = open(wal.into_storage(), cfg);
     let part = [0u8; 80];
     assert!(matches!(
