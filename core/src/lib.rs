@@ -12,6 +12,7 @@ mod counters;
 mod error;
 pub mod format;
 mod lsn;
+pub mod name;
 mod reader;
 pub mod recovery;
 mod report;
@@ -29,6 +30,7 @@ pub use error::{
     TruncateError,
 };
 pub use lsn::Lsn;
+pub use name::{SEGMENT_NAME_LEN, SegmentName, parse_segment_name};
 pub use reader::{Reader, Record};
 pub use recovery::{Case, MIN_SCRATCH};
 pub use report::{RecoveryReport, SalvageLoss, TailCut};

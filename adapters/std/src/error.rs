@@ -1,0 +1,132 @@
+//! Errors of the file adapter.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use walden_core::{StorageError, StorageErrorKind};
+
+/// A failed file-system call. `Copy` (it keeps the OS error code, not the `io::Error`), so the
+/// core errors that embed it stay `Copy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileError {
+    kind: StorageErrorKind,
+    io_kind: io::ErrorKind,
+    os_code: Option<i32>,
+}
+
+impl FileError {
+    /// Classifies an `io::Error`.
+    pub fn from_io(e: &io::Error) -> Self {
+        let os_code = e.raw_os_error();
+        let kind = match (e.kind(), os_code) {
+            (_, Some(libc::ENOSPC | libc::EDQUOT)) => StorageErrorKind::NoSpace,
+            (_, Some(libc::EROFS | libc::EACCES | libc::EPERM)) => {
+                StorageErrorKind::PermissionDenied
+            }
+            (io::ErrorKind::NotFound, _) => StorageErrorKind::NotFound,
+            (io::ErrorKind::AlreadyExists, _) => StorageErrorKind::AlreadyExists,
+            (io::ErrorKind::PermissionDenied, _) => StorageErrorKind::PermissionDenied,
+            (io::ErrorKind::StorageFull, _) => StorageErrorKind::NoSpace,
+            (io::ErrorKind::WriteZero, _) => StorageErrorKind::ShortWrite,
+            (io::ErrorKind::Unsupported, _) => StorageErrorKind::Unsupported,
+            _ => StorageErrorKind::Io,
+        };
+        Self {
+            kind,
+            io_kind: e.kind(),
+            os_code,
+        }
+    }
+
+    /// An error of a given kind without an OS error behind it.
+    pub fn new(kind: StorageErrorKind) -> Self {
+        Self {
+            kind,
+            io_kind: io::ErrorKind::Other,
+            os_code: None,
+        }
+    }
+
+    /// The OS error code, if there was one.
+    pub fn os_code(&self) -> Option<i32> {
+        self.os_code
+    }
+
+    /// The `std::io::ErrorKind` of the original error.
+    pub fn io_kind(&self) -> io::ErrorKind {
+        self.io_kind
+    }
+}
+
+impl From<io::Error> for FileError {
+    fn from(e: io::Error) -> Self {
+        Self::from_io(&e)
+    }
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.os_code {
+            Some(code) => write!(f, "{} ({})", self.kind, io::Error::from_raw_os_error(code)),
+            None => write!(f, "{}", self.kind),
+        }
+    }
+}
+
+impl StorageError for FileError {
+    fn kind(&self) -> StorageErrorKind {
+        self.kind
+    }
+}
+
+impl std::error::Error for FileError {}
+
+/// Anything that can go wrong opening or using a log directory, with the path it concerns.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The directory could not be opened, created, or locked.
+    Directory {
+        /// The directory.
+        dir: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The failure.
+        error: FileError,
+    },
+    /// Another process (or another handle in this one) holds the directory's lock.
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Recovery failed; `file` names the segment file concerned, if any.
+    Open {
+        /// The segment file concerned, if any.
+        file: Option<PathBuf>,
+        /// The core error (with segment, offset and LSN where relevant).
+        error: walden_core::OpenError<FileError>,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Directory { dir, action, error } => {
+                write!(f, "cannot {action} {}: {error}", dir.display())
+            }
+            Error::Locked { dir } => write!(
+                f,
+                "{} is locked by another process (or another open log handle)",
+                dir.display()
+            ),
+            Error::Open {
+                file: Some(p),
+                error,
+            } => write!(f, "{}: {error}", p.display()),
+            Error::Open { file: None, error } => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,285 @@
+//! `FileStorage`: segments as files in one directory.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use walden_core::{SegmentId, SegmentName, Storage, StorageErrorKind, parse_segment_name};
+
+use crate::error::{Error, FileError};
+
+/// The name of the lock file in a log directory.
+pub const LOCK_FILE: &str = "walden.lock";
+
+/// Bytes buffered before they are handed to the OS without a sync.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// Segments as files named `{id:020}.wal` in one directory, locked for exclusive use.
+///
+/// * `sync` is `fdatasync`; `sync_dir` is `fsync` of the directory.
+/// * Writes are buffered in memory (up to 1 MiB) and handed to the OS on `sync`, on a read of
+///   the same segment, when the buffer fills, and on drop. This is within the `Storage`
+///   contract: unsynced bytes are volatile either way.
+/// * Files in the directory that are not segments are left alone and listed by
+///   [`FileStorage::foreign_files`].
+pub struct FileStorage {
+    dir: PathBuf,
+    dir_handle: File,
+    _lock: File,
+    files: HashMap<SegmentId, File>,
+    pending: Option<Pending>,
+    foreign: Vec<PathBuf>,
+}
+
+struct Pending {
+    id: SegmentId,
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+impl FileStorage {
+    /// Opens (and with `create`, creates) the directory and takes its lock.
+    pub fn open(dir: impl AsRef<Path>, create: bool) -> Result<Self, Error> {
+        let dir = dir.as_ref().to_path_buf();
+        let fail = |action, e: io::Error| Error::Directory {
+            dir: dir.clone(),
+            action,
+            error: FileError::from_io(&e),
+        };
+        if create {
+            fs::create_dir_all(&dir).map_err(|e| fail("create", e))?;
+        }
+        let meta = fs::metadata(&dir).map_err(|e| fail("open", e))?;
+        if !meta.is_dir() {
+            return Err(Error::Directory {
+                dir,
+                action: "use as a log directory (not a directory)",
+                error: FileError::new(StorageErrorKind::Unsupported),
+            });
+        }
+        let dir_handle = File::open(&dir).map_err(|e| fail("open", e))?;
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(LOCK_FILE))
+            .map_err(|e| fail("open the lock file in", e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { dir }),
+            Err(fs::TryLockError::Error(e)) => return Err(fail("lock", e)),
+        }
+        Ok(Self {
+            dir,
+            dir_handle,
+            _lock: lock,
+            files: HashMap::new(),
+            pending: None,
+            foreign: Vec::new(),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The path of a segment file.
+    pub fn segment_path(&self, id: SegmentId) -> PathBuf {
+        self.dir.join(SegmentName::new(id).as_str())
+    }
+
+    /// Entries of the directory that are not segments (found by the last `list`), except the
+    /// lock file. Walden never touches them.
+    pub fn foreign_files(&self) -> &[PathBuf] {
+        &self.foreign
+    }
+
+    fn file(&mut self, id: SegmentId) -> Result<&File, FileError> {
+        if !self.files.contains_key(&id) {
+            let path = self.segment_path(id);
+            let meta = fs::symlink_metadata(&path)?;
+            if !meta.file_type().is_file() {
+                // A symlink or anything else where a segment should be: never follow it.
+                return Err(FileError::new(StorageErrorKind::Unsupported));
+            }
+            let f = OpenOptions::new().read(true).write(true).open(&path)?;
+            self.files.insert(id, f);
+        }
+        Ok(&self.files[&id])
+    }
+
+    fn flush(&mut self) -> Result<(), FileError> {
+        if let Some(p) = self.pending.take() {
+            let f = self.file(p.id)?;
+            f.write_all_at(&p.bytes, p.offset)?;
+        }
+        Ok(())
+    }
+
+    fn flush_if(&mut self, id: SegmentId) -> Result<(), FileError> {
+        if self.pending.as_ref().is_some_and(|p| p.id == id) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FileStorage {
+    fn drop(&mut self) {
+        // Best effort: hand buffered bytes to the OS. They were never reported durable.
+        let _ = self.flush();
+    }
+}
+
+impl Storage for FileStorage {
+    type Error = FileError;
+
+    fn list(&self, each: &mut dyn FnMut(SegmentId)) -> Result<(), FileError> {
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if let Some(id) = name.to_str().and_then(parse_segment_name) {
+                each(id);
+            }
+        }
+        Ok(())
+    }
+
+    fn create(&mut self, id: SegmentId) -> Result<(), FileError> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(self.segment_path(id))?;
+        self.files.insert(id, f);
+        Ok(())
+    }
+
+    fn remove(&mut self, id: SegmentId) -> Result<(), FileError> {
+        if self.pending.as_ref().is_some_and(|p| p.id == id) {
+            self.pending = None;
+        }
+        self.files.remove(&id);
+        fs::remove_file(self.segment_path(id))?;
+        Ok(())
+    }
+
+    fn len(&self, id: SegmentId) -> Result<u64, FileError> {
+        let path = self.segment_path(id);
+        let meta = fs::symlink_metadata(&path)?;
+        if !meta.file_type().is_file() {
+            return Err(FileError::new(StorageErrorKind::Unsupported));
+        }
+        let pending_end = self
+            .pending
+            .as_ref()
+            .filter(|p| p.id == id)
+            .map_or(0, |p| p.offset + p.bytes.len() as u64);
+        Ok(meta.len().max(pending_end))
+    }
+
+    fn read(&self, id: SegmentId, offset: u64, buf: &mut [u8]) -> Result<usize, FileError> {
+        // Reads must see buffered writes: serve the overlap from the buffer.
+        let on_disk = match self.files.get(&id) {
+            Some(f) => read_at(f, offset, buf)?,
+            None => {
+                let path = self.segment_path(id);
+                if !fs::symlink_metadata(&path)?.file_type().is_file() {
+                    return Err(FileError::new(StorageErrorKind::Unsupported));
+                }
+                read_at(&File::open(path)?, offset, buf)?
+            }
+        };
+        let Some(p) = self.pending.as_ref().filter(|p| p.id == id) else {
+            return Ok(on_disk);
+        };
+        let (p_start, p_end) = (p.offset, p.offset + p.bytes.len() as u64);
+        let (r_start, r_end) = (offset, offset + buf.len() as u64);
+        let (lo, hi) = (r_start.max(p_start), r_end.min(p_end));
+        if lo >= hi {
+            return Ok(on_disk);
+        }
+        buf[(lo - r_start) as usize..(hi - r_start) as usize]
+            .copy_from_slice(&p.bytes[(lo - p_start) as usize..(hi - p_start) as usize]);
+        Ok(on_disk.max((hi - r_start) as usize))
+    }
+
+    fn write(&mut self, id: SegmentId, offset: u64, data: &[u8]) -> Result<(), FileError> {
+        match &mut self.pending {
+            Some(p) if p.id == id && p.offset + p.bytes.len() as u64 == offset => {
+                p.bytes.extend_from_slice(data);
+            }
+            _ => {
+                self.flush()?;
+                self.file(id)?;
+                let mut bytes = Vec::with_capacity(WRITE_BUFFER.max(data.len()));
+                bytes.extend_from_slice(data);
+                self.pending = Some(Pending { id, offset, bytes });
+            }
+        }
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.bytes.len() >= WRITE_BUFFER)
+        {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn truncate(&mut self, id: SegmentId, len: u64) -> Result<(), FileError> {
+        self.flush_if(id)?;
+        self.file(id)?.set_len(len)?;
+        Ok(())
+    }
+
+    fn sync(&mut self, id: SegmentId) -> Result<(), FileError> {
+        self.flush_if(id)?;
+        self.file(id)?.sync_data()?;
+        Ok(())
+    }
+
+    fn sync_dir(&mut self) -> Result<(), FileError> {
+        self.dir_handle.sync_all()?;
+        Ok(())
+    }
+}
+
+fn read_at(f: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// Lists the non-segment entries of `dir` (other than the lock file).
+pub(crate) fn scan_foreign(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let is_segment = name.to_str().and_then(parse_segment_name).is_some();
+        if !is_segment && name != LOCK_FILE {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+impl FileStorage {
+    pub(crate) fn refresh_foreign(&mut self) -> io::Result<()> {
+        self.foreign = scan_foreign(&self.dir)?;
+        Ok(())
+    }
+}

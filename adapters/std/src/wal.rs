@@ -1,0 +1,164 @@
+//! `walden_std::Wal`: a log in a directory, opened in one call.
+
+use std::hash::{BuildHasher, Hasher};
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+
+use walden_core::{Config, Lsn, OpenError, ReadError, RecoveryReport};
+
+use crate::error::{Error, FileError};
+use crate::storage::FileStorage;
+
+/// How many segments one log can hold at once (64 MiB segments: 256 GiB).
+pub const MAX_SEGMENTS: usize = 4096;
+
+/// The core log over files.
+pub type CoreWal = walden_core::Wal<FileStorage, MAX_SEGMENTS>;
+
+/// How to open a log directory.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// The log configuration (segment size, sync policy, recovery policy, checksum, …).
+    pub config: Config,
+    /// Create the directory if it does not exist (default: true).
+    pub create_dir: bool,
+    /// Scratch memory for recovery scans (default 1 MiB).
+    pub scratch_size: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            config: Config::default(),
+            create_dir: true,
+            scratch_size: 1 << 20,
+        }
+    }
+}
+
+impl From<Config> for Options {
+    fn from(config: Config) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+}
+
+/// A write-ahead log in a directory of segment files. Dereferences to the core
+/// [`walden_core::Wal`], which has `append`, `append_batch`, `sync`, `reader`, `read`,
+/// `truncate_front`, `truncate_back`, `durable_lsn` and the rest.
+///
+/// The directory is locked while the log is open: a second `open` (from this or another
+/// process) fails with [`Error::Locked`].
+pub struct Wal {
+    inner: Box<CoreWal>,
+    dir: PathBuf,
+    foreign: Vec<PathBuf>,
+}
+
+/// A random seed for salts, from the standard library's per-process hash keys and the clock.
+fn random_seed() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+impl Wal {
+    /// Opens (recovers) or creates the log in `dir`.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        options: impl Into<Options>,
+    ) -> Result<(Self, RecoveryReport), Error> {
+        let options = options.into();
+        let dir = dir.as_ref().to_path_buf();
+        let mut storage = FileStorage::open(&dir, options.create_dir)?;
+        storage.refresh_foreign().map_err(|e| Error::Directory {
+            dir: dir.clone(),
+            action: "list",
+            error: FileError::from_io(&e),
+        })?;
+        let foreign = storage.foreign_files().to_vec();
+        let config = options
+            .config
+            .with_salt_seed(options.config.salt_seed ^ random_seed());
+        let mut scratch = vec![0u8; options.scratch_size.max(walden_core::MIN_SCRATCH)];
+        let paths = SegmentPaths(dir.clone());
+        let (inner, report) =
+            CoreWal::open(storage, config, &mut scratch).map_err(|error| Error::Open {
+                file: paths.of(&error),
+                error,
+            })?;
+        Ok((
+            Self {
+                inner: Box::new(inner),
+                dir,
+                foreign,
+            },
+            report,
+        ))
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Files in the directory that are not segments (left alone, reported here).
+    pub fn foreign_files(&self) -> &[PathBuf] {
+        &self.foreign
+    }
+
+    /// Reads every record from `from` on into owned buffers (a convenience; the core reader
+    /// reads into caller buffers without allocating).
+    pub fn read_all_from(&self, from: Lsn) -> Result<Vec<(Lsn, Vec<u8>)>, ReadError<FileError>> {
+        let mut out = Vec::new();
+        let mut reader = self.inner.reader(from)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match reader.next(&mut buf) {
+                Ok(Some(r)) => out.push((r.lsn, r.payload.to_vec())),
+                Ok(None) => return Ok(out),
+                Err(ReadError::BufferTooSmall { needed }) => buf.resize(needed, 0),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Closes the log and returns the core log's storage (the directory stays locked until
+    /// the storage is dropped).
+    pub fn into_core(self) -> CoreWal {
+        *self.inner
+    }
+}
+
+struct SegmentPaths(PathBuf);
+
+impl SegmentPaths {
+    fn of(&self, e: &OpenError<FileError>) -> Option<PathBuf> {
+        let seg = match e {
+            OpenError::Corrupted(c) => Some(c.segment),
+            OpenError::Storage(s) => s.segment,
+            _ => None,
+        }?;
+        Some(self.0.join(walden_core::SegmentName::new(seg).as_str()))
+    }
+}
+
+impl Deref for Wal {
+    type Target = CoreWal;
+    fn deref(&self) -> &CoreWal {
+        &self.inner
+    }
+}
+
+impl DerefMut for Wal {
+    fn deref_mut(&mut self) -> &mut CoreWal {
+        &mut self.inner
+    }
+}

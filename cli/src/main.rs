@@ -1,0 +1,2 @@
+//! The walden command.
+fn main() {}
