@@ -64,7 +64,9 @@ fn main() {
     }
     run(&mut build, "building the wasm demo guest");
 
-    let wasm = target_dir.join(TARGET).join("release/walden-demo-guest.wasm");
+    let wasm = target_dir
+        .join(TARGET)
+        .join("release/walden-demo-guest.wasm");
     assert!(
         wasm.is_file(),
         "the guest build succeeded but {} is missing",
@@ -93,7 +95,11 @@ fn ensure_target() {
 }
 
 fn has_target(sysroot: &Path) -> bool {
-    sysroot.join("lib/rustlib").join(TARGET).join("lib").is_dir()
+    sysroot
+        .join("lib/rustlib")
+        .join(TARGET)
+        .join("lib")
+        .is_dir()
 }
 
 fn run(command: &mut Command, what: &str) {

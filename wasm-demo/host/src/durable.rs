@@ -54,15 +54,22 @@ pub(crate) fn install_sync_hooks(linker: &mut Linker<HostState>) -> Result<()> {
 }
 
 fn sync_descriptor(state: &mut HostState, fd: &Resource<Descriptor>) -> Result<(), ErrorCode> {
-    let descriptor = state.table().get(fd).map_err(|_| ErrorCode::BadDescriptor)?;
+    let descriptor = state
+        .table()
+        .get(fd)
+        .map_err(|_| ErrorCode::BadDescriptor)?;
     match descriptor {
         Descriptor::File(file) => {
             let file = file.file.clone();
             file.sync_data().map_err(|_| ErrorCode::Io)?;
             state.image.file_synced(&file);
         }
-        Descriptor::Dir(dir) => {
-            dir.dir.sync_all().map_err(|_| ErrorCode::Io)?;
+        Descriptor::Dir(_) => {
+            // The descriptor's own handle may be an `O_PATH` one, which cannot be synced (wasmtime
+            // reopens it for the same reason). The guest has one directory, the image's.
+            File::open(&state.image.dir)
+                .and_then(|dir| dir.sync_all())
+                .map_err(|_| ErrorCode::Io)?;
             state.image.dir_synced();
         }
     }
@@ -119,7 +126,9 @@ impl DurableImage {
     fn file_synced(&mut self, file: &File) {
         self.file_syncs += 1;
         let Ok(meta) = file.metadata() else { return };
-        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let same = entry
                 .metadata()

@@ -62,9 +62,9 @@ impl Model {
                 Line::Rec(lsn, op) => {
                     check.recovered += 1;
                     if *lsn != next {
-                        check
-                            .violations
-                            .push(format!("recovered LSN {lsn} where {next} was due (gap or reorder)"));
+                        check.violations.push(format!(
+                            "recovered LSN {lsn} where {next} was due (gap or reorder)"
+                        ));
                         return;
                     }
                     next += 1;
@@ -73,16 +73,20 @@ impl Model {
                         if known != op {
                             check.violations.push(format!(
                                 "LSN {lsn}: recovered `{op}` but the log holds `{known}`{}",
-                                if *lsn <= self.acked { " (acknowledged)" } else { "" }
+                                if *lsn <= self.acked {
+                                    " (acknowledged)"
+                                } else {
+                                    ""
+                                }
                             ));
                         }
                     } else if self.in_flight.get(lsn) == Some(op) {
                         // An unacknowledged append that survived: it joins the log.
                         self.log.push(op.clone());
                     } else {
-                        check
-                            .violations
-                            .push(format!("LSN {lsn}: phantom record `{op}` that was never appended"));
+                        check.violations.push(format!(
+                            "LSN {lsn}: phantom record `{op}` that was never appended"
+                        ));
                     }
                     match op {
                         Op::Put { key, hash } => {
@@ -135,9 +139,9 @@ impl Model {
                 }
                 Line::Ack(lsn, op) => {
                     if self.in_flight.get(lsn) != Some(op) {
-                        check
-                            .violations
-                            .push(format!("acknowledged LSN {lsn} `{op}` that was not appended"));
+                        check.violations.push(format!(
+                            "acknowledged LSN {lsn} `{op}` that was not appended"
+                        ));
                         continue;
                     }
                     // A durable LSN makes every earlier record durable too.
@@ -177,13 +181,20 @@ mod tests {
         assert!(run(&mut m, &first).is_empty());
         let digest = state_digest(&BTreeMap::from([("a".to_owned(), 1)]));
         let second = format!("REC 1 put a 0000000000000001\nSTATE 1 {digest:016x}\n");
-        assert_eq!(run(&mut m, &second), Vec::<String>::new(), "in-flight del may vanish");
+        assert_eq!(
+            run(&mut m, &second),
+            Vec::<String>::new(),
+            "in-flight del may vanish"
+        );
     }
 
     #[test]
     fn flags_lost_acknowledged_record() {
         let mut m = Model::default();
-        run(&mut m, &format!("{EMPTY}INTENT 1 put a 01\nACK 1 put a 01\n"));
+        run(
+            &mut m,
+            &format!("{EMPTY}INTENT 1 put a 01\nACK 1 put a 01\n"),
+        );
         let v = run(&mut m, EMPTY);
         assert_eq!(v.len(), 1, "{v:?}");
         assert!(v[0].contains("lost"));
@@ -192,7 +203,10 @@ mod tests {
     #[test]
     fn flags_phantom_and_changed_records() {
         let mut m = Model::default();
-        run(&mut m, &format!("{EMPTY}INTENT 1 put a 01\nACK 1 put a 01\n"));
+        run(
+            &mut m,
+            &format!("{EMPTY}INTENT 1 put a 01\nACK 1 put a 01\n"),
+        );
         let v = run(&mut m, "REC 1 put a 02\nREC 2 del b\n");
         assert_eq!(v.len(), 2, "{v:?}");
     }

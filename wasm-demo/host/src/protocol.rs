@@ -55,7 +55,9 @@ pub(crate) fn parse(stdout: &str) -> Result<Vec<Line>> {
     complete
         .lines()
         .enumerate()
-        .map(|(i, line)| parse_line(line).with_context(|| format!("guest stdout line {}: {line:?}", i + 1)))
+        .map(|(i, line)| {
+            parse_line(line).with_context(|| format!("guest stdout line {}: {line:?}", i + 1))
+        })
         .collect()
 }
 
@@ -113,7 +115,10 @@ fn pairs(words: &[&str]) -> Result<Vec<(String, String)>> {
 
 /// Looks up `key` in `key=value` pairs.
 pub(crate) fn field<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// FNV-1a 64, the hash the guest prints for values; the guest has its own copy of this code.
@@ -147,13 +152,31 @@ mod tests {
         assert_eq!(lines.len(), 7, "the cut last line is ignored");
         assert_eq!(
             lines[1],
-            Line::Rec(1, Op::Put { key: "k1".into(), hash: 0xff })
+            Line::Rec(
+                1,
+                Op::Put {
+                    key: "k1".into(),
+                    hash: 0xff
+                }
+            )
         );
         assert_eq!(lines[2], Line::Rec(2, Op::Del { key: "k1".into() }));
-        assert_eq!(lines[5], Line::Ack(3, Op::Put { key: "k2".into(), hash: 10 }));
+        assert_eq!(
+            lines[5],
+            Line::Ack(
+                3,
+                Op::Put {
+                    key: "k2".into(),
+                    hash: 10
+                }
+            )
+        );
         assert_eq!(
             lines[3],
-            Line::State { keys: 0, digest: state_digest(&BTreeMap::new()) }
+            Line::State {
+                keys: 0,
+                digest: state_digest(&BTreeMap::new())
+            }
         );
     }
 

@@ -75,6 +75,7 @@ impl Guest {
         config.consume_fuel(fuel);
         let engine = Engine::new(&config)?;
         let component = Component::from_file(&engine, wasm)
+            .map_err(anyhow::Error::from)
             .with_context(|| format!("loading the guest component {}", wasm.display()))?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -101,6 +102,7 @@ impl Guest {
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .preopened_dir(data, GUEST_DATA_DIR, FsPerms::ReadWrite)
+            .map_err(anyhow::Error::from)
             .with_context(|| format!("preopening {}", data.display()))?;
         let state = HostState {
             ctx: builder.build(),
@@ -145,7 +147,10 @@ impl Guest {
 
 /// The guest component built by `build.rs`, unless `explicit` names another.
 pub(crate) fn guest_path(explicit: Option<&Path>) -> Result<PathBuf> {
-    let path = explicit.map_or_else(|| PathBuf::from(env!("WALDEN_GUEST_WASM")), Path::to_path_buf);
+    let path = explicit.map_or_else(
+        || PathBuf::from(env!("WALDEN_GUEST_WASM")),
+        Path::to_path_buf,
+    );
     if !path.is_file() {
         bail!(
             "guest component {} not found; rebuild walden-demo-host (its build script builds the guest)",

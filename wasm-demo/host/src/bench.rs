@@ -1,0 +1,94 @@
+//! `bench`: append throughput inside the guest, and (later) the same workload natively.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use crate::durable::DurableImage;
+use crate::protocol::{self, Line, field};
+use crate::runner::{Ending, Guest};
+
+/// One append benchmark.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Workload {
+    pub(crate) records: u64,
+    pub(crate) value_size: u64,
+    pub(crate) sync_every: u64,
+    pub(crate) segment_size: u64,
+}
+
+/// What one side measured.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Throughput {
+    pub(crate) records: u64,
+    pub(crate) payload_bytes: u64,
+    pub(crate) secs: f64,
+}
+
+impl std::fmt::Display for Throughput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rate = self.records as f64 / self.secs;
+        let mib = (self.records * self.payload_bytes) as f64 / self.secs / (1024.0 * 1024.0);
+        write!(
+            f,
+            "{} records of {} B in {:.3} s: {rate:.0} records/s, {mib:.1} MiB/s",
+            self.records, self.payload_bytes, self.secs
+        )
+    }
+}
+
+/// Runs the append loop in the guest, timed by the guest's own monotonic clock.
+pub(crate) fn in_guest(guest: &Guest, data: &Path, work: Workload) -> Result<Throughput> {
+    let args: Vec<String> = [
+        ("--bench", work.records),
+        ("--max-value", work.value_size),
+        ("--min-value", 0),
+        ("--sync-every", work.sync_every),
+        ("--segment-size", work.segment_size),
+    ]
+    .iter()
+    .flat_map(|(flag, value)| [(*flag).to_owned(), value.to_string()])
+    .chain(["--quiet-dump".to_owned()])
+    .collect();
+    let started = Instant::now();
+    let (outcome, _) = guest.run(data, &args, u64::MAX, DurableImage::of(data)?)?;
+    let wall = started.elapsed();
+    if outcome.ending != Ending::Finished {
+        bail!(
+            "the benchmark guest failed: {}; stderr: {}",
+            outcome.failure.as_deref().unwrap_or("?"),
+            outcome.stderr.trim()
+        );
+    }
+    let lines = protocol::parse(&outcome.stdout)?;
+    let pairs = lines
+        .iter()
+        .find_map(|l| match l {
+            Line::Bench(pairs) => Some(pairs),
+            _ => None,
+        })
+        .context("the guest printed no BENCH line")?;
+    let number = |key: &str| -> Result<f64> {
+        field(pairs, key)
+            .with_context(|| format!("BENCH line lacks {key}"))?
+            .parse::<f64>()
+            .with_context(|| format!("BENCH {key} is not a number"))
+    };
+    let result = Throughput {
+        records: number("records")? as u64,
+        payload_bytes: number("payload_bytes")? as u64,
+        secs: number("secs")?,
+    };
+    eprintln!("guest run wall time {wall:.2?} (instantiation and recovery included)");
+    Ok(result)
+}
+
+/// The same append loop on the host through `walden-std`.
+///
+/// Hook for the native side: it lands with the std adapter's benchmark harness. It must append
+/// `work.records` payloads of the guest's encoding (`Entry::Put { key: b"bench", value }`, see
+/// the guest's `entry.rs`), sync every `work.sync_every` records, and time only the loop.
+pub(crate) fn native(_data: &Path, _work: Workload) -> Option<Throughput> {
+    None
+}
