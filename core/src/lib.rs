@@ -9,8 +9,11 @@ extern crate std;
 pub mod checksum;
 pub mod config;
 mod counters;
+#[cfg(feature = "serde")]
+pub mod entry;
 mod error;
 pub mod format;
+pub mod inspect;
 mod lsn;
 pub mod name;
 mod reader;
@@ -25,10 +28,13 @@ mod tests;
 pub use checksum::ChecksumAlgorithm;
 pub use config::{Config, ConfigError, RecoveryPolicy, SyncPolicy};
 pub use counters::Counters;
+#[cfg(feature = "serde")]
+pub use entry::{Entry, EntryError, EntryLimits, TypedAppendError};
 pub use error::{
     AppendError, Corruption, IoFailure, Op, OpenError, Poisoned, ReadError, SyncError,
     TruncateError,
 };
+pub use inspect::{Inspection, SegmentReport, Verdict, inspect};
 pub use lsn::Lsn;
 pub use name::{SEGMENT_NAME_LEN, SegmentName, parse_segment_name};
 pub use reader::{Reader, Record};
