@@ -104,23 +104,28 @@ pub(crate) fn crash_loop(guest: &Guest, data: &Path, plan: &Plan) -> Result<Repo
     let mut image = DurableImage::of(data)?;
     let mut model = Model::default();
     let mut report = Report::default();
-    // Fuel of the last run that finished; budgets are drawn below it. Zero: not measured yet.
-    let mut full_cost = 0u64;
+    // Fuel of the last full run, and of the last recovery-only probe; budgets are drawn from
+    // these. Zero: not measured yet.
+    let (mut full_cost, mut recovery_cost) = (0u64, 0u64);
     for run in 0..plan.runs {
         let run_seed = rng.next_u64();
-        let budget = if full_cost == 0 || run % plan.full_run_every == 0 {
+        let phase = run % plan.full_run_every;
+        // A probe runs recovery and no workload, to measure what recovery costs now.
+        let probe = phase == 1 || (recovery_cost == 0 && full_cost != 0);
+        let budget = if full_cost == 0 || phase == 0 || probe {
             u64::MAX / 2
         } else if run % 2 == 0 {
             // Random: anywhere in a run, recovery included.
             rng.between(1, full_cost)
         } else {
-            // Swept: walk the budget through the run in small steps, with jitter, so the trap
-            // lands on every phase of append, sync and rotation over the loop.
+            // Swept: walk the budget through the workload part of a run in small steps, with
+            // jitter, so over the loop the trap lands on every phase of append, sync, rotation.
+            let work = full_cost.saturating_sub(recovery_cost).max(1);
             let steps = (plan.runs / 2).max(1);
-            let step = (full_cost / steps).max(1);
-            ((run / 2) % steps) * step + rng.between(0, step)
+            let step = (work / steps).max(1);
+            recovery_cost + ((run / 2) % steps) * step + rng.between(0, step)
         };
-        let args = guest_args(plan, run_seed);
+        let args = guest_args(plan, run_seed, if probe { 0 } else { plan.ops });
         let (outcome, next_image) = guest.run(data, &args, budget, image)?;
         image = next_image;
         report.runs += 1;
@@ -162,6 +167,10 @@ pub(crate) fn crash_loop(guest: &Guest, data: &Path, plan: &Plan) -> Result<Repo
         }
 
         match outcome.ending {
+            Ending::Finished if probe => {
+                report.completed += 1;
+                recovery_cost = outcome.fuel_used;
+            }
             Ending::Finished => {
                 report.completed += 1;
                 full_cost = outcome.fuel_used;
@@ -212,9 +221,9 @@ pub(crate) fn crash_loop(guest: &Guest, data: &Path, plan: &Plan) -> Result<Repo
     Ok(report)
 }
 
-fn guest_args(plan: &Plan, seed: u64) -> Vec<String> {
+fn guest_args(plan: &Plan, seed: u64, ops: u64) -> Vec<String> {
     let mut args: Vec<String> = [
-        ("--ops", plan.ops),
+        ("--ops", ops),
         ("--seed", seed),
         ("--keys", plan.keys),
         ("--min-value", plan.min_value),

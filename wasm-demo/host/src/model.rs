@@ -56,6 +56,7 @@ impl Model {
 
     fn check_dump(&mut self, dump: &[Line], check: &mut RunCheck) {
         let mut state = BTreeMap::new();
+        let mut recovered = Vec::new();
         let mut next = 1u64;
         for line in dump {
             match line {
@@ -68,6 +69,7 @@ impl Model {
                         return;
                     }
                     next += 1;
+                    recovered.push(op.clone());
                     let index = usize::try_from(lsn - 1).unwrap_or(usize::MAX);
                     if let Some(known) = self.log.get(index) {
                         if known != op {
@@ -122,6 +124,11 @@ impl Model {
         if check.dump_complete {
             // Whatever did not come back is gone for good; its LSN will be reused.
             self.in_flight.clear();
+            if !check.violations.is_empty() {
+                // Report each failure once: from here on, check against what is really there.
+                self.log = recovered;
+                self.acked = self.acked.min(self.len());
+            }
         }
     }
 
