@@ -413,10 +413,11 @@ pub fn inspect<S: Storage, const N: usize>(
                 }
             }
         }
-        // The next segment must continue this one. After an unreadable header nothing is
-        // known, so the next segment's first LSN is taken as it is.
+        // The next segment must continue this one. After a damaged segment where it ends is
+        // not known, so the next segment's first LSN is taken as it is.
         prev_last = match scanned {
-            Some(s) => Some(s.last_lsn),
+            Some(s) if seg.case == Case::Clean => Some(s.last_lsn),
+            Some(_) => None,
             None if seg.action == Action::RewriteHeader => Some(first_here.prev()),
             None => None,
         };

@@ -43,10 +43,15 @@ fn agrees_with_open(mem: &Mem, cfg: Config) {
         }
         (Verdict::Repair { segment, .. }, Ok((w, r))) => {
             let cut = r.cut.map(|c| c.segment);
-            assert!(cut == Some(segment) || r.rewritten_header == Some(segment), "{r}");
+            assert!(
+                cut == Some(segment) || r.rewritten_header == Some(segment),
+                "{r}"
+            );
             if let Some(c) = r.cut {
                 assert_eq!(w.last_lsn(), ins.valid_through);
-                assert!(matches!(ins.verdict, Verdict::Repair { first_lsn, .. } if first_lsn == c.first_lsn));
+                assert!(
+                    matches!(ins.verdict, Verdict::Repair { first_lsn, .. } if first_lsn == c.first_lsn)
+                );
             }
         }
         (
@@ -56,10 +61,16 @@ fn agrees_with_open(mem: &Mem, cfg: Config) {
                 first_lost,
                 ..
             },
-            Ok((_, RecoveryReport {
-                salvage: Some(l), ..
-            })),
-        ) => assert_eq!((case, segment, first_lost), (l.case, l.segment, l.first_lost)),
+            Ok((
+                _,
+                RecoveryReport {
+                    salvage: Some(l), ..
+                },
+            )),
+        ) => assert_eq!(
+            (case, segment, first_lost),
+            (l.case, l.segment, l.first_lost)
+        ),
         (v, Ok((_, r))) => panic!("inspection says {v:?}, open says {r}"),
         (v, Err(e)) => panic!("inspection says {v:?}, open fails: {e}"),
     }
@@ -112,7 +123,11 @@ fn torn_tail_is_a_repair_and_mid_log_damage_a_refusal() {
     let (ins, _) = run(&mem, &Config::default());
     assert!(matches!(
         ins.verdict,
-        Verdict::Repair { case: Case::TornTail, first_lsn: Lsn(5), .. }
+        Verdict::Repair {
+            case: Case::TornTail,
+            first_lsn: Lsn(5),
+            ..
+        }
     ));
     assert!(!ins.corruption);
     agrees_with_open(&mem, Config::default());
@@ -123,7 +138,11 @@ fn torn_tail_is_a_repair_and_mid_log_damage_a_refusal() {
     assert!(ins.corruption);
     assert_eq!(segs[0].case, Case::MidLogCorruption);
     assert_eq!(segs[0].problem.unwrap().offset, 104);
-    for p in [RecoveryPolicy::Strict, RecoveryPolicy::TolerateTornTail, RecoveryPolicy::Salvage] {
+    for p in [
+        RecoveryPolicy::Strict,
+        RecoveryPolicy::TolerateTornTail,
+        RecoveryPolicy::Salvage,
+    ] {
         agrees_with_open(&mem, Config::default().with_recovery(p));
     }
 }
@@ -182,11 +201,12 @@ proptest! {
             let pick = |seg: usize| ids[seg % ids.len()];
             match h {
                 Damage::Flip { seg, at, bit } => {
-                    let f = mem.files.get_mut(&pick(seg)).unwrap();
-                    if let Some(b) = f.get_mut(at) { *b ^= 1 << bit; }
+                    if let Some(b) = mem.files.get_mut(&pick(seg)).and_then(|f| f.get_mut(at)) {
+                        *b ^= 1 << bit;
+                    }
                 }
                 Damage::Truncate { seg, keep } => {
-                    mem.files.get_mut(&pick(seg)).unwrap().truncate(keep);
+                    if let Some(f) = mem.files.get_mut(&pick(seg)) { f.truncate(keep); }
                 }
                 Damage::Remove { seg } => { mem.files.remove(&pick(seg)); }
                 Damage::Garbage { seg, len } => {
