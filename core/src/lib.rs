@@ -14,7 +14,6 @@ pub mod entry;
 mod error;
 pub mod format;
 pub mod inspect;
-pub mod inspect;
 mod lsn;
 pub mod name;
 mod reader;
@@ -35,7 +34,6 @@ pub use error::{
     AppendError, Corruption, IoFailure, Op, OpenError, Poisoned, ReadError, SyncError,
     TruncateError,
 };
-pub use inspect::{Inspection, SegmentReport, Verdict, inspect};
 pub use inspect::{Inspection, SegmentReport, Verdict, inspect};
 pub use lsn::Lsn;
 pub use name::{SEGMENT_NAME_LEN, SegmentName, parse_segment_name};
