@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The whole test suite: every gate CI runs, in order. Installs what it needs (rustup targets and
+# components, cargo tools). Usage: bash scripts/check.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+started=$SECONDS
+
+step "toolchain: targets and components"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target add thumbv7em-none-eabihf wasm32-unknown-unknown wasm32-wasip2 >/dev/null
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo doc (RUSTDOCFLAGS=-Dwarnings)"
+RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
+
+step "walden-core for thumbv7em-none-eabihf, no allocator"
+cargo build -p walden-core --target thumbv7em-none-eabihf
+cargo build -p walden-core --target thumbv7em-none-eabihf --features serde
+
+step "walden-core for wasm32-unknown-unknown imports nothing from the host"
+bash scripts/wasm-imports.sh
+if bash scripts/wasm-imports.sh --broken >/dev/null 2>&1; then
+  echo "the import checker missed a module that imports from the host" >&2
+  exit 1
+fi
+echo "import checker catches a host import (broken variant refused)"
+
+step "cargo test --workspace"
+cargo test --workspace
+
+step "crash explorer figures"
+cargo test -p walden-tests --test explorer -- --nocapture 2>&1 | grep -E "crash states explored|workload|test result" || true
+
+if [ -x fuzz/smoke.sh ]; then
+  step "fuzz smoke (nightly, cargo-fuzz)"
+  bash fuzz/smoke.sh
+fi
+
+if [ -x scripts/miri.sh ]; then
+  step "Miri (nightly)"
+  bash scripts/miri.sh
+fi
+
+step "all checks passed in $((SECONDS - started)) s"
