@@ -391,3 +391,88 @@ impl<E> From<SyncError<E>> for TruncateError<E> {
         }
     }
 }
+
+/// Maps a storage error kind onto `embedded-io`'s, so Walden errors can travel through
+/// `embedded-io` readers and writers.
+pub const fn io_kind(kind: StorageErrorKind) -> embedded_io::ErrorKind {
+    use embedded_io::ErrorKind as K;
+    match kind {
+        StorageErrorKind::NotFound => K::NotFound,
+        StorageErrorKind::AlreadyExists => K::AlreadyExists,
+        StorageErrorKind::NoSpace => K::OutOfMemory,
+        StorageErrorKind::PermissionDenied | StorageErrorKind::Locked => K::PermissionDenied,
+        StorageErrorKind::ShortWrite => K::WriteZero,
+        StorageErrorKind::Unsupported => K::Unsupported,
+        StorageErrorKind::Io => K::Other,
+    }
+}
+
+impl embedded_io::Error for Poisoned {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        io_kind(self.kind)
+    }
+}
+
+impl embedded_io::Error for Corruption {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        embedded_io::ErrorKind::InvalidData
+    }
+}
+
+impl<E: StorageError> embedded_io::Error for AppendError<E> {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        match self {
+            Self::Poisoned(p) => embedded_io::Error::kind(p),
+            Self::RecordTooLarge { .. } | Self::BatchTooLarge { .. } => {
+                embedded_io::ErrorKind::InvalidInput
+            }
+            Self::SegmentTableFull { .. } => embedded_io::ErrorKind::OutOfMemory,
+            Self::Storage(s) => io_kind(s.error.kind()),
+        }
+    }
+}
+
+impl<E: StorageError> embedded_io::Error for SyncError<E> {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        match self {
+            Self::Poisoned(p) => embedded_io::Error::kind(p),
+            Self::Storage(s) => io_kind(s.error.kind()),
+        }
+    }
+}
+
+impl<E: StorageError> embedded_io::Error for ReadError<E> {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        match self {
+            Self::OutOfRange { .. } | Self::BufferTooSmall { .. } => {
+                embedded_io::ErrorKind::InvalidInput
+            }
+            Self::Corrupted(_) => embedded_io::ErrorKind::InvalidData,
+            Self::Storage(s) => io_kind(s.error.kind()),
+        }
+    }
+}
+
+impl<E: StorageError> embedded_io::Error for OpenError<E> {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        match self {
+            Self::Config(_) | Self::ScratchTooSmall { .. } => embedded_io::ErrorKind::InvalidInput,
+            Self::TooManySegments { .. } => embedded_io::ErrorKind::OutOfMemory,
+            Self::Corrupted(_) => embedded_io::ErrorKind::InvalidData,
+            Self::Storage(s) => io_kind(s.error.kind()),
+        }
+    }
+}
+
+impl<E: StorageError> embedded_io::Error for TruncateError<E> {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        match self {
+            Self::Poisoned(p) => embedded_io::Error::kind(p),
+            Self::OutOfRange { .. } | Self::InsideBatch { .. } => {
+                embedded_io::ErrorKind::InvalidInput
+            }
+            Self::Corrupted(_) => embedded_io::ErrorKind::InvalidData,
+            Self::Storage(s) => io_kind(s.error.kind()),
+        }
+    }
+}

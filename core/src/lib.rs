@@ -14,6 +14,7 @@ pub mod entry;
 mod error;
 pub mod format;
 pub mod inspect;
+pub mod io;
 mod lsn;
 pub mod name;
 mod reader;
@@ -32,9 +33,10 @@ pub use counters::Counters;
 pub use entry::{Entry, EntryError, EntryLimits, TypedAppendError};
 pub use error::{
     AppendError, Corruption, IoFailure, Op, OpenError, Poisoned, ReadError, SyncError,
-    TruncateError,
+    TruncateError, io_kind,
 };
 pub use inspect::{Inspection, SegmentReport, Verdict, inspect};
+pub use io::{RecordFull, RecordWriter};
 pub use lsn::Lsn;
 pub use name::{SEGMENT_NAME_LEN, SegmentName, parse_segment_name};
 pub use reader::{Reader, Record};

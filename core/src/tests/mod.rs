@@ -1,6 +1,6 @@
 //! Unit tests of the log state machine and recovery over a plain in-memory storage.
 
-mod mem;
+pub(crate) mod mem;
 mod recovery_cases;
 mod wal_ops;
 
