@@ -95,6 +95,11 @@ pub enum Error {
         /// The failure.
         error: FileError,
     },
+    /// The path exists and is not a directory.
+    NotADirectory {
+        /// The path.
+        dir: PathBuf,
+    },
     /// Another process (or another handle in this one) holds the directory's lock.
     Locked {
         /// The directory.
@@ -114,6 +119,9 @@ impl fmt::Display for Error {
         match self {
             Error::Directory { dir, action, error } => {
                 write!(f, "cannot {action} {}: {error}", dir.display())
+            }
+            Error::NotADirectory { dir } => {
+                write!(f, "{} is not a directory", dir.display())
             }
             Error::Locked { dir } => write!(
                 f,

@@ -1,6 +1,13 @@
 //! Walden on real files: segments as files in one directory, `fdatasync` for `sync`, `fsync` of
 //! the directory after every create and remove, and an exclusive lock on the directory.
 //!
+//! Two handles:
+//!
+//! * [`Wal`]: one owner (`&mut self`), derefs to the core log.
+//! * [`SharedWal`]: `Send + Sync`, cheap to clone, for many appending and reading threads, with
+//!   group commit, [`Durability`] policies (every append, interval flusher, every N bytes,
+//!   never), poisoning across threads, concurrent [`SharedReader`]s and [`Metrics`].
+//!
 //! ```
 //! use walden_std::{Options, Wal};
 //! let dir = tempfile::tempdir()?;
@@ -13,14 +20,48 @@
 //! assert_eq!(wal.read_all_from(lsn)?[0].1, b"hello");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-#![forbid(unsafe_code)]
+//!
+//! ```
+//! use walden_std::{Options, SharedWal};
+//! let dir = tempfile::tempdir()?;
+//! let (wal, _) = SharedWal::open(dir.path(), Options::default())?;
+//! let writers: Vec<_> = (0..4u8)
+//!     .map(|t| {
+//!         let wal = wal.clone();
+//!         std::thread::spawn(move || wal.append(&[t; 16]).map(|a| a.durable))
+//!     })
+//!     .collect();
+//! for w in writers {
+//!     assert!(w.join().unwrap()?); // durable: Durability::Always, shared fsyncs
+//! }
+//! let mut reader = wal.reader(walden_std::Lsn(1))?;
+//! let mut n = 0;
+//! while let Some(_record) = reader.next()? {
+//!     n += 1;
+//! }
+//! assert_eq!(n, 4);
+//! println!("{}", serde_json::to_string(&wal.metrics())?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(unsafe_code)]
 
 mod error;
+mod group;
+mod metrics;
+mod reader;
+mod shared;
+mod spare;
 mod storage;
+mod verify;
 mod wal;
 
 pub use error::{Error, FileError};
+pub use group::{DetachedSync, GroupSync, GroupWindow, SyncUnderLock};
+pub use metrics::{Bucket, HistogramSnapshot, Metrics};
+pub use reader::{SharedReader, SharedRecord};
+pub use shared::{Appended, Durability, SharedWal};
 pub use storage::{FileStorage, LOCK_FILE};
+pub use verify::{SegmentVerdict, VerifyReport, verify_dir};
 pub use wal::{CoreWal, MAX_SEGMENTS, Options, Wal};
 pub use walden_core::{
     AppendError, Config, Lsn, OpenError, ReadError, RecoveryPolicy, RecoveryReport, SyncError,

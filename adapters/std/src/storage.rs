@@ -5,10 +5,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use walden_core::{SegmentId, SegmentName, Storage, StorageErrorKind, parse_segment_name};
 
 use crate::error::{Error, FileError};
+use crate::group::{DetachedSync, GroupSync};
+use crate::spare::{self, SpareSlot};
 
 /// The name of the lock file in a log directory.
 pub const LOCK_FILE: &str = "walden.lock";
@@ -22,21 +25,35 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// * Writes are buffered in memory (up to 1 MiB) and handed to the OS on `sync`, on a read of
 ///   the same segment, when the buffer fills, and on drop. This is within the `Storage`
 ///   contract: unsynced bytes are volatile either way.
+/// * [`Storage::reserve`] preallocates the segment with `fallocate(FALLOC_FL_KEEP_SIZE)` (the
+///   file length does not change, so nothing past the last record is ever read as data) and
+///   prepares the *next* segment file on a background thread, so a rotation only links it into
+///   place. Spare files are named `{id:020}.spare`, are never parsed as segments, and leftovers
+///   from a crash are removed on open.
 /// * Files in the directory that are not segments are left alone and listed by
 ///   [`FileStorage::foreign_files`].
 pub struct FileStorage {
     dir: PathBuf,
     dir_handle: File,
     _lock: File,
-    files: HashMap<SegmentId, File>,
-    pending: Option<Pending>,
+    files: HashMap<SegmentId, Arc<File>>,
+    /// Only `&mut self` paths write it (through `get_mut`, no locking); `&self` paths — a
+    /// group-commit leader or a reader — lock it to hand the bytes to the OS.
+    pending: Mutex<Option<Pending>>,
     foreign: Vec<PathBuf>,
+    spare: Arc<SpareSlot>,
+    preallocate: bool,
 }
 
 struct Pending {
     id: SegmentId,
     offset: u64,
     bytes: Vec<u8>,
+}
+
+fn lock_pending(m: &Mutex<Option<Pending>>) -> MutexGuard<'_, Option<Pending>> {
+    // A panic while holding it leaves plain bytes behind; they are still consistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl FileStorage {
@@ -49,15 +66,17 @@ impl FileStorage {
             error: FileError::from_io(&e),
         };
         if create {
-            fs::create_dir_all(&dir).map_err(|e| fail("create", e))?;
+            match fs::create_dir_all(&dir) {
+                Ok(()) => {}
+                Err(_) if dir.exists() && !dir.is_dir() => {
+                    return Err(Error::NotADirectory { dir });
+                }
+                Err(e) => return Err(fail("create", e)),
+            }
         }
         let meta = fs::metadata(&dir).map_err(|e| fail("open", e))?;
         if !meta.is_dir() {
-            return Err(Error::Directory {
-                dir,
-                action: "use as a log directory (not a directory)",
-                error: FileError::new(StorageErrorKind::Unsupported),
-            });
+            return Err(Error::NotADirectory { dir });
         }
         let dir_handle = File::open(&dir).map_err(|e| fail("open", e))?;
         let lock = OpenOptions::new()
@@ -72,14 +91,34 @@ impl FileStorage {
             Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { dir }),
             Err(fs::TryLockError::Error(e)) => return Err(fail("lock", e)),
         }
+        // Spares left by a crash are ours and hold nothing: remove them before anything else.
+        if spare::remove_leftovers(&dir).map_err(|e| fail("clean spare files in", e))? {
+            dir_handle.sync_all().map_err(|e| fail("sync", e))?;
+        }
         Ok(Self {
             dir,
             dir_handle,
             _lock: lock,
             files: HashMap::new(),
-            pending: None,
+            pending: Mutex::new(None),
             foreign: Vec::new(),
+            spare: Arc::new(SpareSlot::default()),
+            preallocate: true,
         })
+    }
+
+    /// Turns preallocation and spare-segment preparation on or off (default on).
+    pub fn set_preallocate(&mut self, on: bool) {
+        self.preallocate = on;
+    }
+
+    /// Starts preparing the spare file for the segment after `active` (a background thread
+    /// creates it, preallocates `len` bytes and syncs it and the directory). Does nothing when
+    /// preallocation is off or a spare is already prepared or being prepared.
+    pub fn prepare_next(&self, active: SegmentId, len: u64) {
+        if self.preallocate {
+            spare::prepare_in_background(&self.spare, &self.dir, active + 1, len);
+        }
     }
 
     /// The directory.
@@ -98,7 +137,7 @@ impl FileStorage {
         &self.foreign
     }
 
-    fn file(&mut self, id: SegmentId) -> Result<&File, FileError> {
+    fn file(&mut self, id: SegmentId) -> Result<&Arc<File>, FileError> {
         if !self.files.contains_key(&id) {
             let path = self.segment_path(id);
             let meta = fs::symlink_metadata(&path)?;
@@ -107,13 +146,19 @@ impl FileStorage {
                 return Err(FileError::new(StorageErrorKind::Unsupported));
             }
             let f = OpenOptions::new().read(true).write(true).open(&path)?;
-            self.files.insert(id, f);
+            self.files.insert(id, Arc::new(f));
         }
         Ok(&self.files[&id])
     }
 
+    /// Hands the buffered bytes to the OS (they stay volatile: no sync).
     fn flush(&mut self) -> Result<(), FileError> {
-        if let Some(p) = self.pending.take() {
+        if let Some(p) = self
+            .pending
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             let f = self.file(p.id)?;
             f.write_all_at(&p.bytes, p.offset)?;
         }
@@ -121,10 +166,31 @@ impl FileStorage {
     }
 
     fn flush_if(&mut self, id: SegmentId) -> Result<(), FileError> {
-        if self.pending.as_ref().is_some_and(|p| p.id == id) {
+        let buffered = self
+            .pending
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|p| p.id == id);
+        if buffered {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Like `flush_if`, through a shared reference: the buffered bytes of `id` go to the OS.
+    /// Only segments already open can have buffered bytes, so no file is opened here.
+    fn flush_shared(&self, id: SegmentId) -> Result<Option<Arc<File>>, FileError> {
+        let file = self.files.get(&id).cloned();
+        let mut pending = lock_pending(&self.pending);
+        if let Some(p) = pending.as_ref().filter(|p| p.id == id) {
+            let f = file
+                .as_ref()
+                .ok_or_else(|| FileError::new(StorageErrorKind::NotFound))?;
+            f.write_all_at(&p.bytes, p.offset)?;
+            *pending = None;
+        }
+        Ok(file)
     }
 }
 
@@ -132,6 +198,18 @@ impl Drop for FileStorage {
     fn drop(&mut self) {
         // Best effort: hand buffered bytes to the OS. They were never reported durable.
         let _ = self.flush();
+    }
+}
+
+impl GroupSync for FileStorage {
+    fn detached_sync(&self, id: SegmentId) -> Result<Option<DetachedSync<FileError>>, FileError> {
+        let Some(file) = self.flush_shared(id)? else {
+            // Never opened: nothing was written through this storage since open.
+            return Ok(None);
+        };
+        Ok(Some(Box::new(move || {
+            file.sync_data().map_err(FileError::from)
+        })))
     }
 }
 
@@ -150,18 +228,42 @@ impl Storage for FileStorage {
     }
 
     fn create(&mut self, id: SegmentId) -> Result<(), FileError> {
+        let path = self.segment_path(id);
+        if let Some(prepared) = self.spare.take(id) {
+            // `hard_link` fails if `path` exists, as `create` must. The spare's own name is
+            // removed afterwards; if a crash keeps it, open removes it (it is the same inode).
+            match fs::hard_link(prepared.path(), &path) {
+                Ok(()) => {
+                    let _ = fs::remove_file(prepared.path());
+                    self.files.insert(id, Arc::new(prepared.into_file()));
+                    tracing::debug!(segment = id, "rotation used a preallocated spare segment");
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let _ = fs::remove_file(prepared.path());
+                    return Err(FileError::from_io(&e));
+                }
+                Err(_) => {
+                    let _ = fs::remove_file(prepared.path());
+                }
+            }
+        }
         let f = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
-            .open(self.segment_path(id))?;
-        self.files.insert(id, f);
+            .open(path)?;
+        self.files.insert(id, Arc::new(f));
         Ok(())
     }
 
     fn remove(&mut self, id: SegmentId) -> Result<(), FileError> {
-        if self.pending.as_ref().is_some_and(|p| p.id == id) {
-            self.pending = None;
+        let pending = self
+            .pending
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if pending.as_ref().is_some_and(|p| p.id == id) {
+            *pending = None;
         }
         self.files.remove(&id);
         fs::remove_file(self.segment_path(id))?;
@@ -174,8 +276,7 @@ impl Storage for FileStorage {
         if !meta.file_type().is_file() {
             return Err(FileError::new(StorageErrorKind::Unsupported));
         }
-        let pending_end = self
-            .pending
+        let pending_end = lock_pending(&self.pending)
             .as_ref()
             .filter(|p| p.id == id)
             .map_or(0, |p| p.offset + p.bytes.len() as u64);
@@ -194,7 +295,8 @@ impl Storage for FileStorage {
                 read_at(&File::open(path)?, offset, buf)?
             }
         };
-        let Some(p) = self.pending.as_ref().filter(|p| p.id == id) else {
+        let pending = lock_pending(&self.pending);
+        let Some(p) = pending.as_ref().filter(|p| p.id == id) else {
             return Ok(on_disk);
         };
         let (p_start, p_end) = (p.offset, p.offset + p.bytes.len() as u64);
@@ -209,7 +311,11 @@ impl Storage for FileStorage {
     }
 
     fn write(&mut self, id: SegmentId, offset: u64, data: &[u8]) -> Result<(), FileError> {
-        match &mut self.pending {
+        let pending = self
+            .pending
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        match pending {
             Some(p) if p.id == id && p.offset + p.bytes.len() as u64 == offset => {
                 p.bytes.extend_from_slice(data);
             }
@@ -218,14 +324,19 @@ impl Storage for FileStorage {
                 self.file(id)?;
                 let mut bytes = Vec::with_capacity(WRITE_BUFFER.max(data.len()));
                 bytes.extend_from_slice(data);
-                self.pending = Some(Pending { id, offset, bytes });
+                *self
+                    .pending
+                    .get_mut()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(Pending { id, offset, bytes });
             }
         }
-        if self
+        let full = self
             .pending
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .is_some_and(|p| p.bytes.len() >= WRITE_BUFFER)
-        {
+            .is_some_and(|p| p.bytes.len() >= WRITE_BUFFER);
+        if full {
             self.flush()?;
         }
         Ok(())
@@ -247,6 +358,20 @@ impl Storage for FileStorage {
         self.dir_handle.sync_all()?;
         Ok(())
     }
+
+    /// Preallocates `id` up to `len` bytes without changing its length, then prepares the next
+    /// segment's file in the background. Both are hints: failures are ignored (a later write
+    /// reports a real lack of space).
+    fn reserve(&mut self, id: SegmentId, len: u64) -> Result<(), FileError> {
+        if !self.preallocate {
+            return Ok(());
+        }
+        if let Ok(f) = self.file(id) {
+            let _ = spare::preallocate(f, len);
+        }
+        self.prepare_next(id, len);
+        Ok(())
+    }
 }
 
 fn read_at(f: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
@@ -262,14 +387,16 @@ fn read_at(f: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
     Ok(done)
 }
 
-/// Lists the non-segment entries of `dir` (other than the lock file).
+/// Lists the non-segment entries of `dir` (other than the lock file and our spare files).
 pub(crate) fn scan_foreign(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        let is_segment = name.to_str().and_then(parse_segment_name).is_some();
-        if !is_segment && name != LOCK_FILE {
+        let ours = name.to_str().is_some_and(|n| {
+            parse_segment_name(n).is_some() || spare::parse_spare_name(n).is_some()
+        });
+        if !ours && name != LOCK_FILE {
             out.push(entry.path());
         }
     }

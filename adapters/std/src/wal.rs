@@ -24,6 +24,13 @@ pub struct Options {
     pub create_dir: bool,
     /// Scratch memory for recovery scans (default 1 MiB).
     pub scratch_size: usize,
+    /// When a [`crate::SharedWal`] makes appends durable (default: every append, group
+    /// committed). [`Wal`] ignores it and follows `config.sync_policy`.
+    pub durability: crate::Durability,
+    /// Optional group-commit batching window for [`crate::SharedWal`] (default off).
+    pub group_window: crate::GroupWindow,
+    /// Preallocate segments and prepare the next one ahead of rotation (default true).
+    pub preallocate: bool,
 }
 
 impl Default for Options {
@@ -32,7 +39,26 @@ impl Default for Options {
             config: Config::default(),
             create_dir: true,
             scratch_size: 1 << 20,
+            durability: crate::Durability::Always,
+            group_window: crate::GroupWindow::default(),
+            preallocate: true,
         }
+    }
+}
+
+impl Options {
+    /// Builder-style setter for [`Options::durability`].
+    #[must_use]
+    pub fn with_durability(mut self, durability: crate::Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Builder-style setter for [`Options::group_window`].
+    #[must_use]
+    pub fn with_group_window(mut self, window: crate::GroupWindow) -> Self {
+        self.group_window = window;
+        self
     }
 }
 
@@ -78,6 +104,7 @@ impl Wal {
         let options = options.into();
         let dir = dir.as_ref().to_path_buf();
         let mut storage = FileStorage::open(&dir, options.create_dir)?;
+        storage.set_preallocate(options.preallocate);
         storage.refresh_foreign().map_err(|e| Error::Directory {
             dir: dir.clone(),
             action: "list",
@@ -89,11 +116,17 @@ impl Wal {
             .with_salt_seed(options.config.salt_seed ^ random_seed());
         let mut scratch = vec![0u8; options.scratch_size.max(walden_core::MIN_SCRATCH)];
         let paths = SegmentPaths(dir.clone());
-        let (inner, report) =
-            CoreWal::open(storage, config, &mut scratch).map_err(|error| Error::Open {
+        let (inner, report) = CoreWal::open(storage, config, &mut scratch).map_err(|error| {
+            if let OpenError::Corrupted(c) = &error {
+                tracing::error!(dir = %dir.display(), segment = c.segment, offset = c.offset,
+                        case = ?c.case, detail = c.detail, "recovery refused to open the log");
+            }
+            Error::Open {
                 file: paths.of(&error),
                 error,
-            })?;
+            }
+        })?;
+        log_recovery(&dir, &report);
         Ok((
             Self {
                 inner: Box::new(inner),
@@ -135,6 +168,18 @@ impl Wal {
     pub fn into_core(self) -> CoreWal {
         *self.inner
     }
+}
+
+fn log_recovery(dir: &Path, r: &RecoveryReport) {
+    if r.is_clean() {
+        tracing::info!(dir = %dir.display(), segments = r.segments, records = r.records,
+            created = r.created, "log opened");
+        return;
+    }
+    tracing::warn!(dir = %dir.display(), segments = r.segments, records = r.records,
+        cut = ?r.cut, rewritten_header = ?r.rewritten_header,
+        trailing_garbage = ?r.trailing_garbage, salvage = ?r.salvage,
+        "log opened after repairs");
 }
 
 struct SegmentPaths(PathBuf);

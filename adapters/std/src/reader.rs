@@ -1,0 +1,220 @@
+//! [`SharedReader`]: reads by LSN while other threads append.
+//!
+//! The reader copies a chunk of a segment under the log lock — never past the segment's end as
+//! the log knows it at that moment, which is the end of the last *complete* append — and then
+//! parses and verifies the records in the chunk without the lock. So it sees only complete
+//! records (a batch being appended is either entirely past that end or entirely before it) and
+//! holds the lock only for one bounded copy at a time.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use walden_core::format::{RECORD_HEADER_LEN, RecordHeader, RecordKind, SEGMENT_HEADER_LEN};
+use walden_core::{Case, ChecksumAlgorithm, Corruption, IoFailure, Lsn, Op, ReadError, SegmentId};
+
+use crate::group::GroupSync;
+use crate::shared::Inner;
+
+/// Bytes copied per visit to the log lock (more when one record is larger).
+const CHUNK: usize = 256 * 1024;
+
+/// One record returned by a [`SharedReader`], borrowed from the reader's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharedRecord<'r> {
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// Its place in a batch.
+    pub kind: RecordKind,
+    /// The payload.
+    pub payload: &'r [u8],
+}
+
+/// Reads records in LSN order, verifying checksums, concurrently with appends. Created by
+/// [`crate::SharedWal::reader`]. At the end of the log, [`SharedReader::next`] returns `None`;
+/// call it again later to see records appended since.
+pub struct SharedReader<S: GroupSync, const N: usize> {
+    inner: Arc<Inner<S, N>>,
+    next: Lsn,
+    segment: SegmentId,
+    checksum: ChecksumAlgorithm,
+    salt: u64,
+    /// Offset of the next record in `segment`.
+    offset: u64,
+    chunk: Vec<u8>,
+    /// Offset of `chunk[0]` in `segment`.
+    chunk_start: u64,
+}
+
+impl<S: GroupSync, const N: usize> SharedReader<S, N> {
+    pub(crate) fn new(inner: Arc<Inner<S, N>>, from: Lsn) -> Result<Self, ReadError<S::Error>> {
+        let seg = {
+            let log = inner.c.lock_log();
+            let (first, last) = (log.wal.first_lsn(), log.wal.last_lsn());
+            if from < first || from > last.next() {
+                return Err(ReadError::OutOfRange {
+                    lsn: from,
+                    first,
+                    last,
+                });
+            }
+            let segs = log.wal.segments();
+            segs[segs.iter().rposition(|s| s.first_lsn <= from).unwrap_or(0)]
+        };
+        let mut r = Self {
+            inner,
+            next: seg.first_lsn,
+            segment: seg.id,
+            checksum: seg.checksum,
+            salt: seg.salt,
+            offset: SEGMENT_HEADER_LEN as u64,
+            chunk: Vec::new(),
+            chunk_start: 0,
+        };
+        while r.next < from {
+            match r.header()? {
+                Some(h) => r.advance(&h),
+                None => break,
+            }
+        }
+        Ok(r)
+    }
+
+    /// The LSN the next call returns.
+    pub fn position(&self) -> Lsn {
+        self.next
+    }
+
+    /// The next record, or `None` at the current end of the log.
+    pub fn next(&mut self) -> Result<Option<SharedRecord<'_>>, ReadError<S::Error>> {
+        let Some(h) = self.header()? else {
+            return Ok(None);
+        };
+        let len = RECORD_HEADER_LEN + h.length as usize;
+        if !self.ensure(len)? {
+            return Err(self.corrupt("record runs past the end of its segment"));
+        }
+        let from = (self.offset - self.chunk_start) as usize + RECORD_HEADER_LEN;
+        let payload_crc = self
+            .checksum
+            .of_salted(self.salt, &self.chunk[from..from + h.length as usize]);
+        if payload_crc != h.payload_crc {
+            return Err(self.corrupt("payload checksum mismatch"));
+        }
+        let lsn = self.next;
+        self.advance(&h);
+        Ok(Some(SharedRecord {
+            lsn,
+            kind: h.kind,
+            payload: &self.chunk[from..from + h.length as usize],
+        }))
+    }
+
+    fn advance(&mut self, h: &RecordHeader) {
+        self.offset += (RECORD_HEADER_LEN as u64) + u64::from(h.length);
+        self.next = self.next.next();
+    }
+
+    /// The verified header of the next record, or `None` at the end of the log.
+    fn header(&mut self) -> Result<Option<RecordHeader>, ReadError<S::Error>> {
+        if !self.ensure(RECORD_HEADER_LEN)? {
+            return Ok(None);
+        }
+        let at = (self.offset - self.chunk_start) as usize;
+        let h = RecordHeader::decode(
+            &self.chunk[at..at + RECORD_HEADER_LEN],
+            self.checksum,
+            self.salt,
+        )
+        .map_err(|_| self.corrupt("record header does not verify"))?;
+        if h.lsn != self.next {
+            return Err(self.corrupt("unexpected LSN"));
+        }
+        Ok(Some(h))
+    }
+
+    fn corrupt(&self, detail: &'static str) -> ReadError<S::Error> {
+        self.inner
+            .c
+            .metrics
+            .read_corruption
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            segment = self.segment,
+            offset = self.offset,
+            lsn = self.next.0,
+            detail,
+            "corruption found by a reader"
+        );
+        ReadError::Corrupted(Corruption {
+            case: Case::MidLogCorruption,
+            segment: self.segment,
+            offset: self.offset,
+            lsn: Some(self.next),
+            detail,
+        })
+    }
+
+    /// Makes `len` bytes at `offset` available in `chunk`. Returns `false` at the end of the
+    /// log (the next LSN is not appended yet) or, for `len` beyond a header, when the segment
+    /// ends first (the caller reports corruption).
+    fn ensure(&mut self, len: usize) -> Result<bool, ReadError<S::Error>> {
+        let have = self.chunk_start + self.chunk.len() as u64;
+        if self.offset >= self.chunk_start && self.offset + len as u64 <= have {
+            return Ok(true);
+        }
+        let log = self.inner.c.lock_log();
+        let wal = &log.wal;
+        if self.next > wal.last_lsn() {
+            return Ok(false);
+        }
+        let segs = wal.segments();
+        let Ok(mut i) = segs.binary_search_by_key(&self.segment, |s| s.id) else {
+            // Removed by `truncate_front` while we were reading.
+            return Err(ReadError::OutOfRange {
+                lsn: self.next,
+                first: wal.first_lsn(),
+                last: wal.last_lsn(),
+            });
+        };
+        if self.offset >= segs[i].end && i + 1 < segs.len() {
+            i += 1;
+            self.segment = segs[i].id;
+            self.checksum = segs[i].checksum;
+            self.salt = segs[i].salt;
+            self.offset = SEGMENT_HEADER_LEN as u64;
+            if segs[i].first_lsn != self.next {
+                return Err(self.corrupt("segment does not start with the expected LSN"));
+            }
+        }
+        let end = segs[i].end;
+        let n = (end.saturating_sub(self.offset)).min(CHUNK.max(len) as u64) as usize;
+        if n < len {
+            return Ok(false);
+        }
+        self.chunk.resize(n, 0);
+        let mut done = 0;
+        while done < n {
+            let got = wal
+                .storage()
+                .read(
+                    self.segment,
+                    self.offset + done as u64,
+                    &mut self.chunk[done..],
+                )
+                .map_err(|error| {
+                    ReadError::Storage(IoFailure {
+                        op: Op::Read,
+                        segment: Some(self.segment),
+                        error,
+                    })
+                })?;
+            if got == 0 {
+                break;
+            }
+            done += got;
+        }
+        self.chunk.truncate(done);
+        self.chunk_start = self.offset;
+        Ok(done >= len)
+    }
+}

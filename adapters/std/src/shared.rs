@@ -1,0 +1,412 @@
+//! [`SharedWal`]: a thread-safe log handle with group commit and sync policies.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use walden_core::{
+    AppendError, Lsn, Poisoned, RecoveryReport, SegmentInfo, SyncError, SyncPolicy, TruncateError,
+    Wal as CoreLog,
+};
+
+use crate::error::Error;
+use crate::group::{Committer, GroupSync, GroupWindow};
+use crate::metrics::Metrics;
+use crate::reader::SharedReader;
+use crate::storage::FileStorage;
+use crate::wal::{MAX_SEGMENTS, Options};
+
+/// When appended records become durable, for a [`SharedWal`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Every append returns only once it is durable. Concurrent appenders share syncs (group
+    /// commit).
+    Always,
+    /// A background thread syncs whatever is unsynced at this interval (the usual choice is
+    /// [`Durability::DEFAULT_INTERVAL`]).
+    Interval(Duration),
+    /// The append that brings the unsynced payload bytes to at least this many runs a group
+    /// commit (and so returns durable); the others return at once.
+    EveryBytes(u64),
+    /// Never sync unasked: the OS writes back when it likes. Use [`SharedWal::sync`] or
+    /// [`SharedWal::wait_durable`].
+    Never,
+}
+
+impl Durability {
+    /// The default flusher interval, 200 ms.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(200);
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Self::Always
+    }
+}
+
+/// The result of an append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Appended {
+    /// LSN of the first record.
+    pub first: Lsn,
+    /// LSN of the last record (`first − 1` for an empty batch).
+    pub last: Lsn,
+    /// Whether every record of the append was durable when the call returned. If not, wait
+    /// with [`SharedWal::wait_durable`]`(last)`.
+    pub durable: bool,
+}
+
+pub(crate) struct Inner<S: GroupSync, const N: usize> {
+    pub(crate) c: Committer<S, N>,
+    durability: Durability,
+    dir: Option<PathBuf>,
+    foreign: Vec<PathBuf>,
+    /// Stops the flusher thread when the last handle goes.
+    _flusher: Option<StopOnDrop>,
+}
+
+/// A write-ahead log shared by many threads: `Send + Sync`, and cheap to clone (an `Arc`).
+///
+/// * Appends take a short lock to write into the storage's buffer; an append that must be
+///   durable then joins a **group commit**: one thread syncs for every thread waiting (see the
+///   `group` module for the protocol and why it is correct).
+/// * [`Durability`] says when records are synced; [`Appended::durable`] says whether they are.
+/// * After a failed write or sync every waiting and later call fails with the error (the log
+///   is *poisoned*); reopen the log to continue. Nothing is ever reported durable after that.
+/// * [`SharedWal::reader`] reads concurrently with appends and sees only complete records.
+///
+/// The core configuration's `sync_policy` is replaced by `Manual`: durability is this
+/// handle's business ([`Options::durability`]).
+pub struct SharedWal<S: GroupSync = FileStorage, const N: usize = MAX_SEGMENTS> {
+    pub(crate) inner: Arc<Inner<S, N>>,
+}
+
+impl<S: GroupSync, const N: usize> Clone for SharedWal<S, N> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl SharedWal {
+    /// Opens (recovers) or creates the log in `dir`, like [`crate::Wal::open`], and starts the
+    /// interval flusher if the durability asks for one.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        options: impl Into<Options>,
+    ) -> Result<(Self, RecoveryReport), Error> {
+        let options = options.into();
+        let mut options_manual = options;
+        options_manual.config = options.config.with_sync_policy(SyncPolicy::Manual);
+        let (wal, report) = crate::Wal::open(dir, options_manual)?;
+        let dir = wal.dir().to_path_buf();
+        let foreign = wal.foreign_files().to_vec();
+        let core = wal.into_core();
+        if let Some(active) = core.segments().last() {
+            core.storage()
+                .prepare_next(active.id, core.config().segment_size);
+        }
+        Ok((
+            Self::build(
+                core,
+                options.durability,
+                options.group_window,
+                Some(dir),
+                foreign,
+            ),
+            report,
+        ))
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        self.inner.dir.as_deref().unwrap_or(Path::new(""))
+    }
+}
+
+impl<S: GroupSync + Send + 'static, const N: usize> SharedWal<S, N> {
+    /// Shares an already opened core log (any storage; see [`crate::SyncUnderLock`] for
+    /// storages without a detached sync). Its `sync_policy` should be `Manual`; with another
+    /// policy the core syncs under the lock on its own as well, which is correct but slower.
+    pub fn from_core(wal: CoreLog<S, N>, durability: Durability, window: GroupWindow) -> Self {
+        Self::build(wal, durability, window, None, Vec::new())
+    }
+
+    fn build(
+        wal: CoreLog<S, N>,
+        durability: Durability,
+        window: GroupWindow,
+        dir: Option<PathBuf>,
+        foreign: Vec<PathBuf>,
+    ) -> Self {
+        let flusher = match durability {
+            Durability::Interval(_) => Some(Arc::new(Stop::default())),
+            _ => None,
+        };
+        let inner = Arc::new(Inner {
+            c: Committer::new(wal, window),
+            durability,
+            dir,
+            foreign,
+            _flusher: flusher.clone().map(StopOnDrop),
+        });
+        if let (Durability::Interval(every), Some(stop)) = (durability, flusher) {
+            spawn_flusher(Arc::downgrade(&inner), stop, every);
+        }
+        Self { inner }
+    }
+}
+
+impl<S: GroupSync, const N: usize> SharedWal<S, N> {
+    /// Appends one record. See [`SharedWal::append_batch`].
+    pub fn append(&self, payload: &[u8]) -> Result<Appended, AppendError<S::Error>> {
+        self.append_batch(&[payload])
+    }
+
+    /// Appends records atomically (after any crash all or none are recovered; batches of
+    /// different threads never interleave). Under [`Durability::Always`] it returns once they
+    /// are durable.
+    pub fn append_batch(&self, payloads: &[&[u8]]) -> Result<Appended, AppendError<S::Error>> {
+        let started = Instant::now();
+        let c = &self.inner.c;
+        let (first, last, due) = {
+            let mut log = c.lock_log();
+            if let Some(p) = log.wal.poisoned() {
+                return Err(AppendError::Poisoned(p));
+            }
+            if c.is_poisoned()
+                && let Some(p) = c.poison_reason()
+            {
+                return Err(AppendError::Poisoned(p));
+            }
+            let rotations = log.wal.counters().rotations;
+            let first = match log.wal.append_batch(payloads) {
+                Ok(first) => first,
+                Err(e) => {
+                    if let Some(p) = log.wal.poisoned() {
+                        drop(log);
+                        c.poison(p);
+                    }
+                    return Err(e);
+                }
+            };
+            if log.wal.counters().rotations != rotations {
+                let active = log.wal.segments()[log.wal.segments().len() - 1];
+                tracing::info!(
+                    segment = active.id,
+                    first_lsn = active.first_lsn.0,
+                    "rotated to a new segment"
+                );
+            }
+            let bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum();
+            log.unsynced_bytes += bytes;
+            let due = match self.inner.durability {
+                Durability::Always => true,
+                Durability::EveryBytes(n) => log.unsynced_bytes >= n,
+                _ => false,
+            };
+            (first, log.wal.last_lsn(), due)
+        };
+        if payloads.is_empty() {
+            return Ok(Appended {
+                first,
+                last,
+                durable: !c.is_poisoned() && c.durable() >= last,
+            });
+        }
+        let durable = if due {
+            c.wait_durable(last, started)?;
+            true
+        } else {
+            !c.is_poisoned() && c.durable() >= last
+        };
+        Ok(Appended {
+            first,
+            last,
+            durable,
+        })
+    }
+
+    /// Makes every record appended so far durable (a group commit) and returns the durable LSN.
+    pub fn sync(&self) -> Result<Lsn, SyncError<S::Error>> {
+        let last = self.last_lsn();
+        self.inner.c.wait_durable(last, Instant::now())
+    }
+
+    /// Waits until `lsn` is durable, leading a group commit if no sync is in flight, and
+    /// returns the durable LSN. An `lsn` beyond the last appended record is waited for only up
+    /// to the last record at the time of the call: compare the returned LSN.
+    pub fn wait_durable(&self, lsn: Lsn) -> Result<Lsn, SyncError<S::Error>> {
+        let lsn = lsn.min(self.last_lsn());
+        self.inner.c.wait_durable(lsn, Instant::now())
+    }
+
+    /// The highest LSN known durable (never beyond a successful sync; frozen once poisoned).
+    pub fn durable_lsn(&self) -> Lsn {
+        self.inner.c.durable()
+    }
+
+    /// The LSN of the last record appended.
+    pub fn last_lsn(&self) -> Lsn {
+        self.inner.c.lock_log().wal.last_lsn()
+    }
+
+    /// The first LSN in the log.
+    pub fn first_lsn(&self) -> Lsn {
+        self.inner.c.lock_log().wal.first_lsn()
+    }
+
+    /// Why the log is poisoned, if it is.
+    pub fn poisoned(&self) -> Option<Poisoned> {
+        self.inner.c.poison_reason()
+    }
+
+    /// A copy of the segment table, oldest first.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        self.inner.c.lock_log().wal.segments().to_vec()
+    }
+
+    /// Files in the log directory that are not segments (left alone, reported here).
+    pub fn foreign_files(&self) -> &[PathBuf] {
+        &self.inner.foreign
+    }
+
+    /// The durability policy.
+    pub fn durability(&self) -> Durability {
+        self.inner.durability
+    }
+
+    /// Counters and histograms since open.
+    pub fn metrics(&self) -> Metrics {
+        let c = &self.inner.c;
+        let (counters, last) = {
+            let log = c.lock_log();
+            (log.wal.counters(), log.wal.last_lsn())
+        };
+        c.metrics
+            .snapshot(counters, c.durable().0, last.0, c.is_poisoned())
+    }
+
+    /// A reader from `from`, running concurrently with appends.
+    pub fn reader(
+        &self,
+        from: Lsn,
+    ) -> Result<SharedReader<S, N>, walden_core::ReadError<S::Error>> {
+        SharedReader::new(Arc::clone(&self.inner), from)
+    }
+
+    /// Removes whole segments whose records are all below `lsn` (retention).
+    pub fn truncate_front(&self, lsn: Lsn) -> Result<usize, TruncateError<S::Error>> {
+        let c = &self.inner.c;
+        let mut log = c.lock_log();
+        let r = log.wal.truncate_front(lsn);
+        if let Some(p) = log.wal.poisoned() {
+            drop(log);
+            c.poison(p);
+        }
+        r
+    }
+
+    /// Removes every record after `lsn`, durably. Waits for an in-flight group commit first.
+    pub fn truncate_back(&self, lsn: Lsn) -> Result<(), TruncateError<S::Error>> {
+        self.inner
+            .c
+            .exclusive(|log| match log.wal.truncate_back(lsn) {
+                Ok(()) => {
+                    log.unsynced_bytes = 0;
+                    (Ok(()), Some(log.wal.durable_lsn()))
+                }
+                Err(e) => (Err(e), None),
+            })
+    }
+
+    /// Syncs, then returns the core log if this is the last handle (otherwise gives the
+    /// handle back).
+    pub fn close(self) -> Result<Result<CoreLog<S, N>, Self>, SyncError<S::Error>> {
+        self.sync()?;
+        Ok(self.into_core())
+    }
+
+    /// The core log, if this is the last handle (without a final sync).
+    pub fn into_core(self) -> Result<CoreLog<S, N>, Self> {
+        match Arc::try_unwrap(self.inner) {
+            // Dropping the rest stops the flusher.
+            Ok(inner) => Ok(inner.c.into_wal()),
+            Err(inner) => Err(Self { inner }),
+        }
+    }
+}
+
+/// The flusher's stop signal.
+#[derive(Default)]
+struct Stop {
+    stopped: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Stop {
+    fn stop(&self) {
+        *self.stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.cv.notify_all();
+    }
+
+    /// Sleeps for `d` or until stopped; returns whether stopped.
+    fn sleep(&self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        let mut stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if *stopped {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            stopped = self
+                .cv
+                .wait_timeout(stopped, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+struct StopOnDrop(Arc<Stop>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// The interval flusher. It holds only a weak reference, so it never keeps the log open; it
+/// exits when the last handle is dropped or the log is poisoned.
+fn spawn_flusher<S: GroupSync + Send + 'static, const N: usize>(
+    inner: Weak<Inner<S, N>>,
+    stop: Arc<Stop>,
+    every: Duration,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("walden-flusher".into())
+        .spawn(move || {
+            while !stop.sleep(every) {
+                let Some(inner) = inner.upgrade() else { return };
+                let c = &inner.c;
+                let last = c.lock_log().wal.last_lsn();
+                if last > c.durable() {
+                    if let Err(e) = c.wait_durable(last, Instant::now()) {
+                        tracing::error!(error = ?e, "interval flusher stops: the log is poisoned");
+                        return;
+                    }
+                } else if c.is_poisoned() {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "could not start the interval flusher");
+    }
+}
