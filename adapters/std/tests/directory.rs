@@ -1,0 +1,138 @@
+//! Opening log directories: locking, foreign files, symlinks, paths that are not directories,
+//! preallocated spares.
+
+use walden_core::{Config, Lsn, OpenError, StorageErrorKind, StorageError};
+use walden_std::{Error, Options, SharedWal, Wal, verify_dir};
+
+#[test]
+fn second_open_is_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = SharedWal::open(dir.path(), Options::default()).unwrap();
+    assert!(matches!(
+        SharedWal::open(dir.path(), Options::default()),
+        Err(Error::Locked { .. })
+    ));
+    assert!(matches!(
+        Wal::open(dir.path(), Options::default()),
+        Err(Error::Locked { .. })
+    ));
+    drop(wal);
+    SharedWal::open(dir.path(), Options::default()).unwrap();
+}
+
+#[test]
+fn foreign_files_are_reported_not_parsed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
+    std::fs::write(dir.path().join("0000000000000000000x.wal"), b"WALDENLG").unwrap();
+    std::fs::write(dir.path().join("1.wal"), b"garbage").unwrap();
+    let (wal, report) = SharedWal::open(dir.path(), Options::default()).unwrap();
+    assert!(report.created);
+    let names: Vec<_> = wal
+        .foreign_files()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["0000000000000000000x.wal", "1.wal", "notes.txt"]);
+    assert!(wal.append(b"x").unwrap().durable);
+    assert_eq!(std::fs::read(dir.path().join("notes.txt")).unwrap(), b"hello");
+}
+
+#[test]
+fn a_symlinked_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    {
+        let (wal, _) = SharedWal::open(elsewhere.path(), Options::default()).unwrap();
+        let _ = wal.append(b"x").unwrap();
+    }
+    let target = elsewhere.path().join("00000000000000000000.wal");
+    std::os::unix::fs::symlink(&target, dir.path().join("00000000000000000000.wal")).unwrap();
+    match SharedWal::open(dir.path(), Options::default()) {
+        Err(Error::Open {
+            file: Some(file),
+            error: OpenError::Storage(f),
+        }) => {
+            assert_eq!(f.error.kind(), StorageErrorKind::Unsupported);
+            assert!(file.ends_with("00000000000000000000.wal"));
+        }
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn a_directory_that_is_a_file_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("log");
+    std::fs::write(&file, b"").unwrap();
+    for create in [true, false] {
+        let options = Options {
+            create_dir: create,
+            ..Options::default()
+        };
+        assert!(matches!(
+            SharedWal::open(&file, options),
+            Err(Error::NotADirectory { .. })
+        ));
+    }
+}
+
+#[test]
+fn rotation_uses_spares_and_leaves_no_stray_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::from(Config::default().with_segment_size(8 * 1024));
+    let (wal, _) = SharedWal::open(dir.path(), options).unwrap();
+    for i in 0..200u32 {
+        let p = [i as u8; 300];
+        assert!(wal.append(&p).unwrap().durable);
+    }
+    let m = wal.metrics();
+    assert!(m.rotations >= 5, "{m:?}");
+    let last = wal.last_lsn();
+    drop(wal);
+    // Every segment verifies, whether it started as a spare or not; leftover spares (if a
+    // background preparation finished after the last rotation) are not segments.
+    let report = verify_dir(dir.path(), 2).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.records, last.0);
+    let (wal, report) = SharedWal::open(dir.path(), options).unwrap();
+    assert_eq!(report.last_lsn, last);
+    assert!(wal.foreign_files().is_empty(), "{:?}", wal.foreign_files());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".spare"))
+        .collect();
+    // Open removes leftovers before anything else, and may prepare one new spare.
+    assert!(leftovers.len() <= 1, "{leftovers:?}");
+    let mut r = wal.reader(Lsn(1)).unwrap();
+    let mut n = 0u64;
+    while let Some(rec) = r.next().unwrap() {
+        assert_eq!(rec.payload, [(n as u32) as u8; 300]);
+        n += 1;
+    }
+    assert_eq!(n, last.0);
+}
+
+#[test]
+fn parallel_verify_finds_damage_in_a_sealed_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::from(Config::default().with_segment_size(4096));
+    {
+        let (wal, _) = SharedWal::open(dir.path(), options).unwrap();
+        for i in 0..100u8 {
+            let _ = wal.append(&[i; 100]).unwrap();
+        }
+    }
+    let seg = dir.path().join("00000000000000000001.wal");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[64 + 32 + 5] ^= 1;
+    std::fs::write(&seg, bytes).unwrap();
+    for threads in [1, 2, 4] {
+        let report = verify_dir(dir.path(), threads).unwrap();
+        let bad: Vec<_> = report.segments.iter().filter(|s| s.problem.is_some()).collect();
+        assert_eq!(bad.len(), 1, "{report:?}");
+        assert_eq!(bad[0].id, 1);
+        assert_eq!(bad[0].problem, Some((64, "payload checksum mismatch")));
+    }
+}
