@@ -1,0 +1,599 @@
+//! The crash-point explorer: crash after every storage operation of a workload, enumerate the
+//! legal crash states there, recover each under every policy, crash recovery itself, append
+//! after recovery and crash again; check every state against the model.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use walden_core::{Lsn, OpenError, RecoveryPolicy};
+use walden_sim::{CaseId, CrashBounds, CrashPlan, PlanPick, SimStorage, TraceEntry};
+
+use super::check::{Finding, Outcome, Recovered, check_pure_crash, recover};
+use super::model::Model;
+use super::storage::{SimHandle, Variant};
+use super::workload::{TestWal, Workload, drive, fresh_handle, payload};
+
+/// How far and how hard to explore.
+#[derive(Clone, Copy, Debug)]
+pub struct Explorer {
+    /// The storage (or reader) under test.
+    pub variant: Variant,
+    /// Crash states enumerated at each crash point of the workload.
+    pub bounds: CrashBounds,
+    /// Crash states enumerated after recovery, during recovery's repairs and after the
+    /// appends that follow recovery.
+    pub nested_bounds: CrashBounds,
+    /// Also open every state under `Strict` and `Salvage` and compare with the default policy.
+    pub all_policies: bool,
+    /// How many crash-recover-append rounds to chain (1: crash and recover only; 2: also
+    /// crash during recovery and after the appends that follow; 3: once more).
+    pub depth: u32,
+    /// Stop a workload at its first violation (the broken-variant tests use this).
+    pub stop_at_first: bool,
+}
+
+impl Explorer {
+    /// The settings of the default run (`WALDEN_EXPLORE_DEEP` unset), or of the deep run.
+    pub fn new(variant: Variant, deep: bool) -> Self {
+        Self {
+            variant,
+            bounds: Self::bounds(deep),
+            nested_bounds: CrashBounds {
+                max_plans: if deep { 64 } else { 16 },
+                ..CrashBounds::default()
+            },
+            all_policies: true,
+            depth: if deep { 3 } else { 2 },
+            stop_at_first: variant != Variant::Correct,
+        }
+    }
+
+    /// The crash bounds of the default or deep run; replaying a case needs the same ones.
+    pub fn bounds(deep: bool) -> CrashBounds {
+        CrashBounds {
+            max_plans: if deep { 16_384 } else { 4096 },
+            ..CrashBounds::default()
+        }
+    }
+}
+
+/// Whether `WALDEN_EXPLORE_DEEP=1` is set.
+pub fn deep_mode() -> bool {
+    std::env::var("WALDEN_EXPLORE_DEEP").is_ok_and(|v| v == "1")
+}
+
+/// One broken invariant, with everything needed to replay it.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    /// The workload.
+    pub workload: &'static str,
+    /// The storage variant.
+    pub variant: Variant,
+    /// Seed, crash operation and plan of the first crash.
+    pub case: CaseId,
+    /// Which invariant (FAULT-MODEL.md names).
+    pub invariant: &'static str,
+    /// What was seen.
+    pub detail: String,
+    /// The crash plan next to the effects it resolved, and any nested crash.
+    pub plan: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "VIOLATION of {} in workload {} ({:?}): {}",
+            self.invariant, self.workload, self.variant, self.detail
+        )?;
+        writeln!(f, "  case: {}", self.case)?;
+        writeln!(f, "  {}", self.plan.replace('\n', "\n  "))?;
+        write!(
+            f,
+            "  replay: walden_tests::explorer::replay{}(\"{}\")",
+            if self.variant == Variant::Correct {
+                String::new()
+            } else {
+                format!("_variant(Variant::{:?}, ", self.variant)
+            },
+            self.case
+        )
+    }
+}
+
+/// What an exploration covered and found.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Crash points (operations crashed after).
+    pub crash_points: u64,
+    /// Crash points whose states were sampled because there were more than the bound.
+    pub sampled_points: u64,
+    /// Distinct crash states (by `fingerprint()`, deduplicated per crash point) checked.
+    pub states: u64,
+    /// States checked after crashing again: after recovery, during its repairs, after the
+    /// appends that follow (deduplicated per nested crash point).
+    pub nested_states: u64,
+    /// Recoveries run.
+    pub recoveries: u64,
+    /// What broke.
+    pub violations: Vec<Violation>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Stats {
+    /// Adds another run's numbers.
+    pub fn merge(&mut self, other: Stats) {
+        self.crash_points += other.crash_points;
+        self.sampled_points += other.sampled_points;
+        self.states += other.states;
+        self.nested_states += other.nested_states;
+        self.recoveries += other.recoveries;
+        self.violations.extend(other.violations);
+        self.elapsed += other.elapsed;
+    }
+
+    /// One summary line.
+    pub fn line(&self, name: &str) -> String {
+        format!(
+            "{name:<30} points {:>5} ({:>3} sampled)  states {:>7}  nested {:>7}  recoveries {:>8}  violations {}  {:.2?}",
+            self.crash_points,
+            self.sampled_points,
+            self.states,
+            self.nested_states,
+            self.recoveries,
+            self.violations.len(),
+            self.elapsed
+        )
+    }
+}
+
+/// A broken invariant found by [`Explorer::check_state`], and the chain of nested crashes
+/// that led to it.
+pub struct Failure {
+    /// Which invariant, and what was seen.
+    pub finding: Finding,
+    /// The nested crashes and recoveries on the way (empty at the first recovery).
+    pub path: String,
+}
+
+impl Failure {
+    fn new(finding: Finding, path: impl Into<String>) -> Self {
+        Self {
+            finding,
+            path: path.into(),
+        }
+    }
+}
+
+impl Explorer {
+    /// Explores every crash point of `workload`.
+    pub fn explore(&self, workload: &Workload) -> Stats {
+        let started = Instant::now();
+        let mut stats = Stats::default();
+        let full = fresh_handle(workload, self.variant);
+        let driven = drive(workload, &full, false);
+        for problem in driven.problems {
+            stats.violations.push(self.violation(
+                workload,
+                case(workload, u64::MAX, 0),
+                ("workload", problem),
+                "while running the workload without a crash".into(),
+            ));
+        }
+        drop(driven.wal);
+        let trace = full.with(SimStorage::trace);
+        for budget in 0..=trace.len() as u64 {
+            if budget > 0 && !trace[budget as usize - 1].op.changes_state() {
+                continue;
+            }
+            self.explore_point(workload, budget, None, &mut stats);
+            if self.stop_at_first && !stats.violations.is_empty() {
+                break;
+            }
+        }
+        stats.elapsed = started.elapsed();
+        stats
+    }
+
+    /// Explores the crash states after `budget` operations (all of them, or only `only`).
+    pub fn explore_point(
+        &self,
+        workload: &Workload,
+        budget: u64,
+        only: Option<PlanPick>,
+        stats: &mut Stats,
+    ) {
+        let handle = fresh_handle(workload, self.variant);
+        handle.with_mut(|sim| sim.crash_after(budget));
+        let driven = drive(workload, &handle, false);
+        for problem in driven.problems {
+            stats.violations.push(self.violation(
+                workload,
+                case(workload, budget, 0),
+                ("workload", problem),
+                format!("while running the workload up to operation {budget}"),
+            ));
+        }
+        drop(driven.wal);
+        let model = driven.model;
+        let sim = handle.snapshot();
+        stats.crash_points += 1;
+        let states = sim.crash_states(&self.bounds);
+        if !states.is_exhaustive() {
+            stats.sampled_points += 1;
+        }
+        let plans: Vec<(PlanPick, CrashPlan)> = match only {
+            Some(pick) => {
+                let id = CaseId {
+                    seed: workload.seed,
+                    op_index: budget,
+                    plan: pick,
+                };
+                sim.plan_for(&id, &self.bounds)
+                    .map(|plan| (pick, plan))
+                    .into_iter()
+                    .collect()
+            }
+            None => states
+                .map(|(index, plan)| (PlanPick::Enumerated(index), plan))
+                .collect(),
+        };
+        let mut seen = HashSet::new();
+        for (pick, plan) in plans {
+            let crashed = sim.crash(&plan);
+            if !seen.insert(crashed.fingerprint()) {
+                continue;
+            }
+            stats.states += 1;
+            if let Err(failure) = self.check_state(workload, &model, crashed, self.depth, stats) {
+                let id = CaseId {
+                    seed: workload.seed,
+                    op_index: budget,
+                    plan: pick,
+                };
+                let plan_text = format!("{}\n{}", sim.describe(&plan), failure.path);
+                stats
+                    .violations
+                    .push(self.violation(workload, id, failure.finding, plan_text));
+                if self.stop_at_first {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn violation(
+        &self,
+        workload: &Workload,
+        case: CaseId,
+        (invariant, detail): Finding,
+        plan: String,
+    ) -> Violation {
+        Violation {
+            workload: workload.name,
+            variant: self.variant,
+            case,
+            invariant,
+            detail,
+            plan,
+        }
+    }
+
+    /// Every check of one crash state; `depth` counts the crash-recover rounds still allowed.
+    pub fn check_state(
+        &self,
+        workload: &Workload,
+        model: &Model,
+        crashed: SimStorage,
+        depth: u32,
+        stats: &mut Stats,
+    ) -> Result<(), Failure> {
+        let config = workload.config;
+        let handle = SimHandle::new(crashed.clone(), self.variant);
+        let outcome = recover(&handle, config, RecoveryPolicy::TolerateTornTail);
+        stats.recoveries += 1;
+        check_pure_crash(model, &outcome).map_err(|f| Failure::new(f, "found by the recovery after the last crash"))?;
+        let Outcome::Opened(got, wal) = outcome else {
+            unreachable!("check_pure_crash accepts only an opened log");
+        };
+        let Some(wal) = wal else {
+            return Ok(()); // The naive reader has no log to go on with.
+        };
+        if self.all_policies {
+            self.check_policies(workload, &crashed, &got, stats)?;
+        }
+        if depth < 2 {
+            return Ok(());
+        }
+        // Snapshot before appending: the idempotence checks crash the recovered state.
+        let recovered = handle.snapshot();
+        let recovery_trace = handle.with(SimStorage::trace);
+        self.check_appends_after(workload, model, &handle, wal, &got, depth, stats)?;
+        self.check_idempotent(workload, &recovered, &got, stats)?;
+        self.check_repair_crashes(workload, &crashed, &recovery_trace, &got, stats)
+    }
+
+    /// `Strict` opens exactly the states the default policy found nothing to repair in, and
+    /// then the same log; `Salvage` opens every pure-crash state, to the same log, salvaging
+    /// nothing.
+    fn check_policies(
+        &self,
+        workload: &Workload,
+        crashed: &SimStorage,
+        got: &Recovered,
+        stats: &mut Stats,
+    ) -> Result<(), Failure> {
+        let report = got.report.expect("a recovery report");
+        let repaired = report.cut.is_some() || report.rewritten_header.is_some();
+        let strict = recover(
+            &SimHandle::new(crashed.clone(), self.variant),
+            workload.config,
+            RecoveryPolicy::Strict,
+        );
+        let salvage = recover(
+            &SimHandle::new(crashed.clone(), self.variant),
+            workload.config,
+            RecoveryPolicy::Salvage,
+        );
+        stats.recoveries += 2;
+        let fail = |why: String| Failure::new(("classification", why), "comparing policies");
+        match strict {
+            Outcome::Opened(s, _) if repaired => {
+                return Err(fail(format!(
+                    "Strict opened ({}) a state the default policy repaired ({report})",
+                    s.report.map(|r| r.to_string()).unwrap_or_default()
+                )));
+            }
+            Outcome::Opened(s, _) if s.records != got.records => {
+                return Err(fail("Strict recovered a different log".into()));
+            }
+            Outcome::Refused(OpenError::Corrupted(c)) if !repaired => {
+                return Err(fail(format!(
+                    "Strict refused ({c}) a state the default policy opened clean"
+                )));
+            }
+            Outcome::Refused(e) if !matches!(e, OpenError::Corrupted(_)) => {
+                return Err(fail(format!("Strict failed: {e}")));
+            }
+            Outcome::Broken(which, why) => return Err(Failure::new((which, why), "under Strict")),
+            _ => {}
+        }
+        match salvage {
+            Outcome::Opened(s, _) if s.records != got.records => Err(fail(format!(
+                "Salvage recovered {}..={}, the default policy {}..={}",
+                s.first,
+                s.last(),
+                got.first,
+                got.last()
+            ))),
+            Outcome::Opened(s, _) if s.report.is_some_and(|r| r.salvage.is_some()) => Err(fail(
+                format!("Salvage salvaged a pure crash: {}", s.report.expect("report")),
+            )),
+            Outcome::Opened(..) => Ok(()),
+            Outcome::Refused(e) => Err(fail(format!("Salvage refused a pure crash: {e}"))),
+            Outcome::Broken(which, why) => Err(Failure::new((which, why), "under Salvage")),
+        }
+    }
+
+    /// Crash right after recovery (every state the recovered storage allows) and recover again:
+    /// the same log, with nothing left to repair.
+    fn check_idempotent(
+        &self,
+        workload: &Workload,
+        after: &SimStorage,
+        got: &Recovered,
+        stats: &mut Stats,
+    ) -> Result<(), Failure> {
+        let mut seen = HashSet::new();
+        for (_, plan) in after.crash_states(&self.nested_bounds) {
+            let crashed = after.crash(&plan);
+            if !seen.insert(crashed.fingerprint()) {
+                continue;
+            }
+            stats.nested_states += 1;
+            let path = || format!("after the first recovery, crashed with {plan}");
+            let again = recover(
+                &SimHandle::new(crashed, self.variant),
+                workload.config,
+                RecoveryPolicy::TolerateTornTail,
+            );
+            stats.recoveries += 1;
+            match again {
+                Outcome::Opened(second, _) if second.records != got.records => {
+                    return Err(Failure::new(
+                        (
+                            "idempotent recovery",
+                            format!(
+                                "recovering again gave {}..={}, the first recovery {}..={}",
+                                second.first,
+                                second.last(),
+                                got.first,
+                                got.last()
+                            ),
+                        ),
+                        path(),
+                    ));
+                }
+                Outcome::Opened(second, _) => {
+                    let report = second.report.expect("a report");
+                    if report.cut.is_some() || report.rewritten_header.is_some() {
+                        return Err(Failure::new(
+                            (
+                                "idempotent recovery",
+                                format!("recovering again repaired again: {report}"),
+                            ),
+                            path(),
+                        ));
+                    }
+                }
+                Outcome::Refused(e) => {
+                    return Err(Failure::new(
+                        (
+                            "idempotent recovery",
+                            format!("recovering again refused: {e}"),
+                        ),
+                        path(),
+                    ));
+                }
+                Outcome::Broken(which, why) => return Err(Failure::new((which, why), path())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Crash after each state-changing operation recovery made, in every nested crash state,
+    /// and recover again: the same log as the uninterrupted recovery.
+    fn check_repair_crashes(
+        &self,
+        workload: &Workload,
+        crashed: &SimStorage,
+        trace: &[TraceEntry],
+        got: &Recovered,
+        stats: &mut Stats,
+    ) -> Result<(), Failure> {
+        let repairs = trace
+            .iter()
+            .filter(|entry| entry.op.changes_state())
+            .count();
+        // Recovery always ends with a sync and a directory sync; anything more is a repair.
+        if repairs <= 2 {
+            return Ok(());
+        }
+        for budget in 1..trace.len() as u64 {
+            if !trace[budget as usize - 1].op.changes_state() {
+                continue;
+            }
+            let mut interrupted = crashed.clone();
+            interrupted.crash_after(budget);
+            let first = SimHandle::new(interrupted, self.variant);
+            let _ = recover(&first, workload.config, RecoveryPolicy::TolerateTornTail);
+            stats.recoveries += 1;
+            let frozen = first.snapshot();
+            let mut seen = HashSet::new();
+            for (_, plan) in frozen.crash_states(&self.nested_bounds) {
+                let again = frozen.crash(&plan);
+                if !seen.insert(again.fingerprint()) {
+                    continue;
+                }
+                stats.nested_states += 1;
+                let path = || {
+                    format!(
+                        "recovery crashed after its operation {budget} ({}), then {}",
+                        trace[budget as usize - 1].op,
+                        frozen.describe(&plan)
+                    )
+                };
+                let second = recover(
+                    &SimHandle::new(again, self.variant),
+                    workload.config,
+                    RecoveryPolicy::TolerateTornTail,
+                );
+                stats.recoveries += 1;
+                match second {
+                    Outcome::Opened(second, _) if second.records == got.records => {}
+                    Outcome::Opened(second, _) => {
+                        return Err(Failure::new(
+                            (
+                                "idempotent recovery",
+                                format!(
+                                    "after a crash during repair the log is {}..={}, the uninterrupted recovery gave {}..={}",
+                                    second.first,
+                                    second.last(),
+                                    got.first,
+                                    got.last()
+                                ),
+                            ),
+                            path(),
+                        ));
+                    }
+                    Outcome::Refused(e) => {
+                        return Err(Failure::new(
+                            (
+                                "idempotent recovery",
+                                format!("after a crash during repair, recovery refused: {e}"),
+                            ),
+                            path(),
+                        ));
+                    }
+                    Outcome::Broken(which, why) => {
+                        return Err(Failure::new((which, why), path()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Append after recovery (records the size of the ones the crash may have torn, so that
+    /// anything left of them lines up), crash in every nested state, and check against a model
+    /// of the recovered log plus the new appends; recurse while `depth` allows.
+    fn check_appends_after(
+        &self,
+        workload: &Workload,
+        model: &Model,
+        handle: &SimHandle,
+        mut wal: TestWal,
+        got: &Recovered,
+        depth: u32,
+        stats: &mut Stats,
+    ) -> Result<(), Failure> {
+        let mut next = Model::recovered(got.first, &got.records);
+        let last = got.last();
+        for k in 0..2u64 {
+            let lsn = Lsn(last.0 + 1 + k);
+            let len = model.get(lsn).map_or(24, |r| r.payload.len());
+            let bytes = payload(workload.seed ^ 0xa5a5, usize::MAX - k as usize, depth as usize, len);
+            next.begin_append(std::slice::from_ref(&bytes), wal.durable_lsn());
+            if let Err(e) = wal.append(&bytes) {
+                return Err(Failure::new(
+                    ("appends after recovery", format!("append failed: {e}")),
+                    "appending after recovery",
+                ));
+            }
+            if k == 0 {
+                if let Err(e) = wal.sync() {
+                    return Err(Failure::new(
+                        ("appends after recovery", format!("sync failed: {e}")),
+                        "appending after recovery",
+                    ));
+                }
+            }
+            next.acknowledge(wal.durable_lsn());
+        }
+        drop(wal);
+        let sim = handle.snapshot();
+        let mut seen = HashSet::new();
+        for (_, plan) in sim.crash_states(&self.nested_bounds) {
+            let crashed = sim.crash(&plan);
+            if !seen.insert(crashed.fingerprint()) {
+                continue;
+            }
+            stats.nested_states += 1;
+            let depth_here = self.depth - depth + 2;
+            self.check_state(workload, &next, crashed, depth - 1, stats)
+                .map_err(|inner| {
+                    Failure::new(
+                        inner.finding,
+                        format!(
+                            "after recovery to {}..={}, appended 2 records (the first synced), then crash {depth_here}: {}\n{}",
+                            got.first,
+                            got.last(),
+                            sim.describe(&plan),
+                            inner.path
+                        ),
+                    )
+                })?;
+        }
+        Ok(())
+    }
+}
+
+fn case(workload: &Workload, op_index: u64, plan: u64) -> CaseId {
+    CaseId {
+        seed: workload.seed,
+        op_index,
+        plan: PlanPick::Enumerated(plan),
+    }
+}
