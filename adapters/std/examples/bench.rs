@@ -1,1 +1,157 @@
-fn main() {}
+//! Benchmarks for `SharedWal` (numbers only, no assertions).
+//!
+//! ```text
+//! cargo run --release -p walden-std --example bench -- all [DIR]
+//! cargo run --release -p walden-std --example bench -- raw|one|many|nosync|verify [DIR]
+//! ```
+//!
+//! * `raw`: the physical baseline, a loop of `pwrite(128 B)` + `fdatasync` on one file.
+//! * `one`: one thread, 128 B appends, each durable (`Durability::Always`).
+//! * `many`: 16 threads doing the same (group commit).
+//! * `nosync`: one thread, 128 B appends, `Durability::Never`.
+//! * `verify`: builds a 1 GiB log once, then times `verify_dir` on 1 and on 2 threads and a
+//!   plain open (the core's single-threaded recovery scan), warm page cache.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use walden_std::{Config, Durability, Options, SharedWal, Wal, verify_dir};
+
+const RECORD: usize = 128;
+
+fn fresh(base: &Path, name: &str) -> PathBuf {
+    let d = base.join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn raw(base: &Path, secs: f64) -> f64 {
+    let d = fresh(base, "raw");
+    let f = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .open(d.join("raw.log"))
+        .unwrap();
+    let buf = [7u8; RECORD + 32]; // the same bytes a record with its header takes
+    let (start, mut n, mut off) = (Instant::now(), 0u64, 0u64);
+    while start.elapsed().as_secs_f64() < secs {
+        f.write_all_at(&buf, off).unwrap();
+        f.sync_data().unwrap();
+        off += buf.len() as u64;
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn durable(base: &Path, threads: usize, secs: f64) -> (f64, walden_std::Metrics) {
+    let d = fresh(base, &format!("durable{threads}"));
+    let (wal, _) = SharedWal::open(&d, Options::default()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let wal = wal.clone();
+            std::thread::spawn(move || {
+                let p = [1u8; RECORD];
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let a = wal.append(&p).unwrap();
+                    assert!(a.durable);
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let n: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    (n as f64 / start.elapsed().as_secs_f64(), wal.metrics())
+}
+
+fn nosync(base: &Path, records: u64) -> f64 {
+    let d = fresh(base, "nosync");
+    let (wal, _) =
+        SharedWal::open(&d, Options::default().with_durability(Durability::Never)).unwrap();
+    let p = [1u8; RECORD];
+    let start = Instant::now();
+    for _ in 0..records {
+        let _ = wal.append(&p).unwrap();
+    }
+    records as f64 / start.elapsed().as_secs_f64()
+}
+
+fn verify(base: &Path) {
+    let d = base.join("verify-1gib");
+    let options = Options::from(Config::default()).with_durability(Durability::Never);
+    if verify_dir(&d, 2).map(|r| r.bytes).unwrap_or(0) < 1 << 30 {
+        let d = fresh(base, "verify-1gib");
+        let (wal, _) = SharedWal::open(&d, options).unwrap();
+        let p = vec![3u8; 4096];
+        let batch: Vec<&[u8]> = (0..64).map(|_| p.as_slice()).collect();
+        while wal.metrics().bytes_appended < 1 << 30 {
+            let _ = wal.append_batch(&batch).unwrap();
+        }
+        wal.sync().unwrap();
+    }
+    // Warm the cache once.
+    let _ = verify_dir(&d, 2).unwrap();
+    for threads in [1, 2, 1, 2] {
+        let t = Instant::now();
+        let r = verify_dir(&d, threads).unwrap();
+        let s = t.elapsed().as_secs_f64();
+        println!(
+            "verify threads={threads}: {:.3} s, {:.2} GiB/s, {} records, clean={}",
+            s,
+            r.bytes as f64 / s / (1u64 << 30) as f64,
+            r.records,
+            r.is_clean()
+        );
+    }
+    let t = Instant::now();
+    let (wal, report) = Wal::open(&d, options).unwrap();
+    println!(
+        "core open (single-threaded recovery scan): {:.3} s, {} records",
+        t.elapsed().as_secs_f64(),
+        report.records
+    );
+    drop(wal);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args.get(1).map_or("all", String::as_str);
+    let base = args.get(2).map_or_else(
+        || std::env::temp_dir().join("walden-std-bench"),
+        PathBuf::from,
+    );
+    std::fs::create_dir_all(&base).unwrap();
+    let secs = 3.0;
+    if matches!(mode, "raw" | "all") {
+        println!("raw pwrite+fdatasync 160 B: {:.0} ops/s", raw(&base, secs));
+    }
+    if matches!(mode, "one" | "all") {
+        let (r, m) = durable(&base, 1, secs);
+        println!(
+            "1 writer, 128 B durable: {r:.0} records/s (sync p50 {} ns, append-to-durable p99 {} ns)",
+            m.sync_ns.p50, m.append_to_durable_ns.p99
+        );
+    }
+    if matches!(mode, "many" | "all") {
+        let (r, m) = durable(&base, 16, secs);
+        println!(
+            "16 writers, 128 B durable: {r:.0} records/s ({} group commits, mean group {:.1} records, mean waiters {:.1})",
+            m.group_commits,
+            m.group_records.mean(),
+            m.group_waiters.mean()
+        );
+    }
+    if matches!(mode, "nosync" | "all") {
+        println!("1 writer, 128 B, no fsync: {:.0} records/s", nosync(&base, 5_000_000));
+    }
+    if matches!(mode, "verify") {
+        verify(&base);
+    }
+}
