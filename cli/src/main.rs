@@ -1,2 +1,196 @@
-//! The walden command.
-fn main() {}
+//! `walden`: inspect, verify, dump and repair Walden log directories.
+//!
+//! Read-only commands (`inspect`, `verify`, `dump`) never create, change or remove a file; they
+//! take a shared lock on `walden.lock` and refuse a directory that a running log holds. `repair`
+//! takes the exclusive lock and copies every file it will change to `<name>.broken` first.
+//! Exit codes are listed in `docs/OPERATIONS.md` and in `walden --help`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use walden_core::{Config, RecoveryPolicy};
+
+mod dump;
+mod examine;
+mod render;
+mod repair;
+mod survey;
+
+use survey::Failure;
+
+/// Exit status: the log is clean (or the command succeeded).
+const EXIT_CLEAN: u8 = 0;
+/// Exit status: a torn tail or torn segment creation, repaired by `walden repair` (and by any
+/// ordinary open) without losing acknowledged data.
+const EXIT_TORN: u8 = 1;
+/// Exit status: corruption, or anything else an ordinary open refuses.
+const EXIT_CORRUPT: u8 = 2;
+/// Exit status: the command could not run (locked, not a directory, I/O error).
+const EXIT_FAILURE: u8 = 3;
+/// Exit status: bad command line.
+const EXIT_USAGE: u8 = 64;
+
+const AFTER_HELP: &str = "\
+Exit status:
+  0   clean (or: the command did what it was asked)
+  1   torn tail or torn segment creation: an ordinary crash; `walden repair` fixes it
+      without losing any acknowledged record
+  2   corruption (or another problem an ordinary open refuses); `walden repair` refuses it
+      unless given --salvage
+  3   the command could not run: directory locked by a running log, not a directory,
+      permission denied, I/O error
+  64  bad command line
+
+Read-only commands never write to the directory and never follow a symlink inside it.";
+
+/// Inspect, verify, dump and repair Walden write-ahead log directories.
+#[derive(Parser, Debug)]
+#[command(name = "walden", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show every segment: header fields, records, LSN range, size, and what a reopen would do.
+    Inspect {
+        #[command(flatten)]
+        common: Common,
+        /// The recovery policy whose decision to show.
+        #[arg(long, value_enum, default_value_t = Policy::TolerateTornTail)]
+        policy: Policy,
+    },
+    /// Verify every checksum; list each problem with its recovery case, segment and offset.
+    ///
+    /// Exits 0 when clean, 1 for a torn tail (repairable), 2 for corruption.
+    Verify {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the log's verified records, one per line.
+    Dump {
+        #[command(flatten)]
+        common: Common,
+        /// First LSN to print.
+        #[arg(long, value_name = "LSN")]
+        from: Option<u64>,
+        /// Last LSN to print.
+        #[arg(long, value_name = "LSN")]
+        to: Option<u64>,
+        /// How to print payloads (`--json` implies `json`).
+        #[arg(long, value_enum, default_value_t = Format::Hex)]
+        format: Format,
+        /// Also decode payloads as key-value entries (walden_core::Entry) where they are.
+        #[arg(long)]
+        entries: bool,
+    },
+    /// Repair a torn tail or torn segment creation durably, keeping a `.broken` copy of every
+    /// file it changes.
+    ///
+    /// Refuses corruption unless --salvage is given; with --salvage it keeps the longest valid
+    /// prefix of the log and says exactly which LSNs were given up.
+    Repair {
+        #[command(flatten)]
+        common: Common,
+        /// Also give up damaged and later data to make the log open again (see the report for
+        /// the LSNs lost).
+        #[arg(long)]
+        salvage: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct Common {
+    /// The log directory.
+    dir: PathBuf,
+    /// Machine-readable JSON output (one object; for `dump`, one object per line).
+    #[arg(long)]
+    json: bool,
+    /// The log's max_record_size: longer records are treated as invalid, as recovery does.
+    #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_record_size)]
+    max_record_size: u32,
+}
+
+impl Common {
+    fn config(&self, policy: RecoveryPolicy) -> Result<Config, Failure> {
+        let config = Config::default()
+            .with_max_record_size(self.max_record_size)
+            .with_recovery(policy);
+        config
+            .validate()
+            .map_err(|e| Failure(format!("--max-record-size: {e}")))?;
+        Ok(config)
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Policy {
+    /// Any invalid byte is an error.
+    Strict,
+    /// Cut a torn tail; refuse corruption (what an ordinary open does).
+    TolerateTornTail,
+    /// Keep the longest valid prefix.
+    Salvage,
+}
+
+impl From<Policy> for RecoveryPolicy {
+    fn from(p: Policy) -> Self {
+        match p {
+            Policy::Strict => RecoveryPolicy::Strict,
+            Policy::TolerateTornTail => RecoveryPolicy::TolerateTornTail,
+            Policy::Salvage => RecoveryPolicy::Salvage,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// Payload as hex.
+    Hex,
+    /// Payload as text (invalid UTF-8 shown escaped).
+    Utf8,
+    /// JSON lines.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    let json = match &cli.command {
+        Command::Inspect { common, .. }
+        | Command::Verify { common }
+        | Command::Dump { common, .. }
+        | Command::Repair { common, .. } => common.json,
+    };
+    let result = match cli.command {
+        Command::Inspect { common, policy } => examine::inspect(&common, policy.into()),
+        Command::Verify { common } => examine::verify(&common),
+        Command::Dump {
+            common,
+            from,
+            to,
+            format,
+            entries,
+        } => dump::run(&common, from, to, format, entries),
+        Command::Repair { common, salvage } => repair::run(&common, salvage),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if json {
+                let v = serde_json::json!({ "error": e.0, "exit_code": EXIT_FAILURE });
+                let _ = writeln!(std::io::stdout(), "{v}");
+            }
+            eprintln!("walden: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

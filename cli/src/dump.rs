@@ -1,0 +1,147 @@
+//! `walden dump`: the verified records of the log, one per line.
+
+use std::io::{self, BufWriter, Write};
+
+use serde_json::{Value, json};
+use walden_core::format::RecordKind;
+use walden_core::inspect::{Records, RecordsError};
+use walden_core::recovery::HeaderState;
+use walden_core::{Entry, RecoveryPolicy};
+
+use crate::examine::run_inspection;
+use crate::render::{self, hex};
+use crate::survey::{Failure, ReadOnlyDir};
+use crate::{Common, EXIT_CLEAN, Format};
+
+fn kind(k: RecordKind) -> &'static str {
+    match k {
+        RecordKind::Single => "single",
+        RecordKind::First => "batch-first",
+        RecordKind::Middle => "batch-middle",
+        RecordKind::Last => "batch-last",
+    }
+}
+
+fn bytes_json(b: &[u8]) -> Value {
+    match core::str::from_utf8(b) {
+        Ok(s) => json!({ "utf8": s, "hex": hex(b) }),
+        Err(_) => json!({ "hex": hex(b) }),
+    }
+}
+
+fn entry_json(payload: &[u8]) -> Option<Value> {
+    match Entry::decode(payload, &walden_core::EntryLimits::default()).ok()? {
+        Entry::Put { key, value } => {
+            Some(json!({ "put": { "key": bytes_json(key), "value": bytes_json(value) } }))
+        }
+        Entry::Delete { key } => Some(json!({ "delete": { "key": bytes_json(key) } })),
+    }
+}
+
+pub(crate) fn run(
+    common: &Common,
+    from: Option<u64>,
+    to: Option<u64>,
+    format: Format,
+    entries: bool,
+) -> Result<u8, Failure> {
+    let format = if common.json { Format::Json } else { format };
+    let config = common.config(RecoveryPolicy::TolerateTornTail)?;
+    let (dir, _survey) = ReadOnlyDir::open(&common.dir)?;
+    let (_, segs) = run_inspection(&dir, &config, None)?;
+    let (from, to) = (from.unwrap_or(0), to.unwrap_or(u64::MAX));
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut buf = vec![0u8; 64 * 1024];
+    let written: Result<(), io::Error> = (|| {
+        for s in &segs {
+            // Records of another log, or of a segment recovery would not read, are not this
+            // log's records.
+            if s.inputs.header != HeaderState::Valid || s.last_lsn.0 < from || s.first_lsn.0 > to {
+                if s.inputs.header != HeaderState::Valid {
+                    eprintln!(
+                        "walden: skipping {}: {} ({})",
+                        render::name(s.id),
+                        s.case,
+                        s.problem.map_or("", |p| p.detail)
+                    );
+                }
+                continue;
+            }
+            let Some(mut cursor) = Records::new(s) else {
+                continue;
+            };
+            while cursor.position().0 < from {
+                if !cursor.skip(&dir).map_err(read_error)? {
+                    break;
+                }
+            }
+            loop {
+                if cursor.position().0 > to {
+                    return Ok(());
+                }
+                let rec = match cursor.next(&dir, &mut buf) {
+                    Ok(Some(rec)) => rec,
+                    Ok(None) => break,
+                    Err(RecordsError::BufferTooSmall { needed }) => {
+                        buf.resize(needed, 0);
+                        continue;
+                    }
+                    Err(e) => return Err(read_error(e)),
+                };
+                match format {
+                    Format::Json => {
+                        let mut v = json!({
+                            "lsn": rec.lsn.0, "segment": s.id, "offset": rec.offset,
+                            "kind": kind(rec.kind), "len": rec.payload.len(),
+                            "payload": bytes_json(rec.payload),
+                        });
+                        if let Some(e) = entries.then(|| entry_json(rec.payload)).flatten() {
+                            v["entry"] = e;
+                        }
+                        writeln!(out, "{v}")?;
+                    }
+                    Format::Hex | Format::Utf8 => {
+                        write!(
+                            out,
+                            "{}\t{}\t{}\t{}\t",
+                            rec.lsn,
+                            kind(rec.kind),
+                            rec.payload.len(),
+                            match format {
+                                Format::Hex => hex(rec.payload),
+                                _ => String::from_utf8_lossy(rec.payload)
+                                    .escape_debug()
+                                    .to_string(),
+                            }
+                        )?;
+                        match entries.then(|| entry_json(rec.payload)).flatten() {
+                            Some(e) => writeln!(out, "{e}")?,
+                            None => writeln!(out)?,
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    })();
+    let flushed = written.and_then(|()| out.flush());
+    match flushed {
+        Ok(()) => Ok(EXIT_CLEAN),
+        // `walden dump | head`: the reader has what it wanted.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(EXIT_CLEAN),
+        Err(e) => Err(Failure(format!("dump: {e}"))),
+    }
+}
+
+fn read_error(e: RecordsError<walden_std::FileError>) -> io::Error {
+    let msg = match e {
+        RecordsError::Changed { offset, detail } => {
+            format!("the log changed while being read (offset {offset}: {detail})")
+        }
+        RecordsError::Storage(s) => s.to_string(),
+        RecordsError::BufferTooSmall { needed } => format!("record of {needed} bytes"),
+        _ => "read failed".to_owned(),
+    };
+    io::Error::other(msg)
+}

@@ -1,0 +1,227 @@
+//! `walden inspect` and `walden verify`: both run core's read-only inspection (a full
+//! checksum scan) and differ in what they print.
+
+use core::fmt::Write as _;
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use walden_core::{Config, Inspection, RecoveryPolicy, SegmentReport, Storage};
+
+use crate::render::{self, name};
+use crate::survey::{Failure, ReadOnlyDir, Survey};
+use crate::{Common, EXIT_CLEAN};
+
+/// Scratch memory for scans: large reads are fast.
+const SCRATCH: usize = 1 << 20;
+
+/// Runs core's inspection over `storage`, collecting every segment report.
+pub(crate) fn run_inspection<S: Storage>(
+    storage: &S,
+    config: &Config,
+    progress: Option<&ProgressBar>,
+) -> Result<(Inspection, Vec<SegmentReport>), Failure> {
+    let mut scratch = vec![0u8; SCRATCH];
+    let mut segs = Vec::new();
+    let ins = walden_core::inspect::<S, { walden_std::MAX_SEGMENTS }>(
+        storage,
+        config,
+        &mut scratch,
+        &mut |s| {
+            if let Some(p) = progress {
+                p.inc(s.len);
+            }
+            segs.push(*s);
+        },
+    )
+    .map_err(|e| Failure(e.to_string()))?;
+    Ok((ins, segs))
+}
+
+fn open_and_inspect(
+    common: &Common,
+    policy: RecoveryPolicy,
+    progress: bool,
+) -> Result<(Inspection, Vec<SegmentReport>, Survey), Failure> {
+    let config = common.config(policy)?;
+    let (dir, survey) = ReadOnlyDir::open(&common.dir)?;
+    let bar = (progress && !common.json && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(survey.total_bytes());
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} verifying [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    });
+    let (ins, segs) = run_inspection(&dir, &config, bar.as_ref())?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok((ins, segs, survey))
+}
+
+pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Failure> {
+    let (ins, segs, survey) = open_and_inspect(common, policy, false)?;
+    let code = render::exit_code(&ins, &survey);
+    if common.json {
+        let (foreign, unusable) = render::survey_json(&survey);
+        let v = json!({
+            "dir": render::dir_str(&common.dir),
+            "log_id": ins.log_id.map(|id| format!("{id:016x}")),
+            "bytes": ins.bytes,
+            "records": ins.records,
+            "valid_through": ins.valid_through.0,
+            "segments": segs.iter().map(render::segment_json).collect::<Vec<_>>(),
+            "foreign": foreign,
+            "unusable": unusable,
+            "policy": render::policy(policy),
+            "reopen": render::verdict_json(&ins.verdict),
+            "status": render::status(code),
+            "exit_code": code,
+        });
+        println!("{v}");
+        return Ok(code);
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {} segments, {} bytes, {} valid records{}",
+        common.dir.display(),
+        ins.segments,
+        ins.bytes,
+        ins.records,
+        ins.log_id
+            .map(|id| format!(", log id {id:016x}"))
+            .unwrap_or_default()
+    );
+    if !segs.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<24} {:>3} {:<11} {:<16} {:>10} {:>8} {:<23} {:>12}  case",
+            "segment", "ver", "checksum", "salt", "first lsn", "records", "lsn range", "size"
+        );
+    }
+    for s in &segs {
+        let (ver, alg, salt, first) = match s.header {
+            Ok(h) => (
+                h.version.to_string(),
+                h.checksum.name().to_owned(),
+                format!("{:016x}", h.salt),
+                h.first_lsn.to_string(),
+            ),
+            Err(_) => ("-".into(), "-".into(), "(bad header)".into(), "-".into()),
+        };
+        let range = if s.records > 0 {
+            format!("{}..={}", s.first_lsn, s.last_lsn)
+        } else {
+            "(none)".into()
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:>3} {:<11} {:<16} {:>10} {:>8} {:<23} {:>12}  {}",
+            name(s.id),
+            ver,
+            alg,
+            salt,
+            first,
+            s.records,
+            range,
+            s.len,
+            s.case
+        );
+    }
+    let problems: Vec<String> = segs.iter().filter_map(render::problem_text).collect();
+    if !problems.is_empty() {
+        let _ = writeln!(out, "problems:");
+        for p in problems {
+            let _ = writeln!(out, "  {p}");
+        }
+    }
+    for s in segs.iter().filter(|s| s.trailing_garbage.is_some()) {
+        let _ = writeln!(
+            out,
+            "note: non-zero bytes after the last record of sealed segment {} at offset {} (ignored)",
+            s.id,
+            s.trailing_garbage.unwrap_or(0)
+        );
+    }
+    render::survey_text(&survey, &mut out);
+    let _ = writeln!(
+        out,
+        "reopen ({}): {}",
+        render::policy(policy),
+        render::verdict_text(&ins.verdict)
+    );
+    print!("{out}");
+    Ok(code)
+}
+
+pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
+    let policy = RecoveryPolicy::TolerateTornTail;
+    let (ins, segs, survey) = open_and_inspect(common, policy, true)?;
+    let code = render::exit_code(&ins, &survey);
+    let problems: Vec<&SegmentReport> = segs.iter().filter(|s| s.problem.is_some()).collect();
+    if common.json {
+        let list: Vec<_> = problems
+            .iter()
+            .map(|s| {
+                let p = s.problem.unwrap_or(walden_core::inspect::Problem {
+                    offset: 0,
+                    lsn: None,
+                    detail: "",
+                });
+                json!({
+                    "segment": s.id, "file": name(s.id), "offset": p.offset,
+                    "lsn": p.lsn.map(|l| l.0), "case": s.case.name(),
+                    "corruption": s.case.is_corruption(), "detail": p.detail,
+                    "action": render::action(s.action), "orphans": s.orphans,
+                })
+            })
+            .collect();
+        let (foreign, unusable) = render::survey_json(&survey);
+        let v = json!({
+            "dir": render::dir_str(&common.dir),
+            "segments": ins.segments,
+            "records": ins.records,
+            "bytes": ins.bytes,
+            "problems": list,
+            "unusable": unusable,
+            "foreign": foreign,
+            "reopen": render::verdict_json(&ins.verdict),
+            "status": render::status(code),
+            "exit_code": code,
+        });
+        println!("{v}");
+        return Ok(code);
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "verified {} records in {} segments ({} bytes)",
+        ins.records, ins.segments, ins.bytes
+    );
+    for s in problems {
+        if let Some(t) = render::problem_text(s) {
+            let kind = if s.case.is_corruption() {
+                "CORRUPTION"
+            } else {
+                "torn"
+            };
+            let _ = writeln!(out, "{kind}: {t}; open would {}", render::action(s.action));
+        }
+    }
+    render::survey_text(&survey, &mut out);
+    let _ = writeln!(
+        out,
+        "{}: {}",
+        if code == EXIT_CLEAN {
+            "clean"
+        } else {
+            render::status(code)
+        },
+        render::verdict_text(&ins.verdict)
+    );
+    print!("{out}");
+    Ok(code)
+}

@@ -1,0 +1,251 @@
+//! How core's inspection and recovery results look, as text and as JSON.
+
+use core::fmt::Write as _;
+use std::path::Path;
+
+use serde_json::{Value, json};
+use walden_core::format::HeaderProblem;
+use walden_core::inspect::Problem;
+use walden_core::recovery::Action;
+use walden_core::{
+    Case, Inspection, RecoveryPolicy, RecoveryReport, SegmentName, SegmentReport, Verdict,
+};
+
+use crate::survey::Survey;
+use crate::{EXIT_CLEAN, EXIT_CORRUPT, EXIT_TORN};
+
+pub(crate) fn name(id: u64) -> String {
+    SegmentName::new(id).as_str().to_owned()
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// The exit status an inspection calls for. The policy shown does not change it: a torn tail
+/// is 1 even under `Strict`, and corruption is 2 even under `Salvage`.
+pub(crate) fn exit_code(ins: &Inspection, survey: &Survey) -> u8 {
+    let refused_for_damage = matches!(ins.verdict, Verdict::Refuse(c) if c.case != Case::TornTail);
+    if ins.corruption || !survey.unusable.is_empty() || refused_for_damage {
+        EXIT_CORRUPT
+    } else if ins.problems > 0 {
+        EXIT_TORN
+    } else {
+        EXIT_CLEAN
+    }
+}
+
+pub(crate) fn status(code: u8) -> &'static str {
+    match code {
+        EXIT_CLEAN => "clean",
+        EXIT_TORN => "torn",
+        _ => "corrupt",
+    }
+}
+
+fn header_problem(p: HeaderProblem) -> String {
+    match p {
+        HeaderProblem::Short => "shorter than a header".into(),
+        HeaderProblem::BadMagic => "bad magic".into(),
+        HeaderProblem::BadChecksum => "header checksum mismatch".into(),
+        HeaderProblem::NewerVersion(v) => format!("newer format version {v}"),
+        HeaderProblem::Impossible(why) => format!("impossible field: {why}"),
+    }
+}
+
+pub(crate) fn action(a: Action) -> &'static str {
+    match a {
+        Action::Keep => "keep",
+        Action::CutTornTail => "cut the torn tail",
+        Action::RewriteHeader => "rewrite the header",
+        Action::Fail => "refuse to open",
+        Action::SalvageCut => "salvage: cut here and drop later segments",
+        Action::SalvageDrop => "salvage: drop this and later segments",
+    }
+}
+
+pub(crate) fn policy(p: RecoveryPolicy) -> &'static str {
+    match p {
+        RecoveryPolicy::Strict => "Strict",
+        RecoveryPolicy::Salvage => "Salvage",
+        _ => "TolerateTornTail",
+    }
+}
+
+fn problem_json(p: &Problem) -> Value {
+    json!({ "offset": p.offset, "lsn": p.lsn.map(|l| l.0), "detail": p.detail })
+}
+
+pub(crate) fn segment_json(s: &SegmentReport) -> Value {
+    let header = match s.header {
+        Ok(h) => json!({
+            "version": h.version,
+            "checksum": h.checksum.name(),
+            "log_id": format!("{:016x}", h.log_id),
+            "segment_id": h.segment_id,
+            "first_lsn": h.first_lsn.0,
+            "salt": format!("{:016x}", h.salt),
+        }),
+        Err(p) => json!({ "invalid": header_problem(p) }),
+    };
+    json!({
+        "id": s.id,
+        "file": name(s.id),
+        "size": s.len,
+        "header": header,
+        "records": s.records,
+        "first_lsn": s.first_lsn.0,
+        "last_lsn": s.last_lsn.0,
+        "end": s.end,
+        "case": s.case.name(),
+        "action": action(s.action),
+        "problem": s.problem.as_ref().map(problem_json),
+        "orphans": s.orphans,
+        "trailing_garbage_at": s.trailing_garbage,
+    })
+}
+
+pub(crate) fn verdict_json(v: &Verdict) -> Value {
+    match *v {
+        Verdict::Empty => json!({ "would": "create a new log" }),
+        Verdict::Clean => json!({ "would": "open" }),
+        Verdict::Repair {
+            case,
+            segment,
+            first_lsn,
+        } => json!({
+            "would": "repair", "case": case.name(), "segment": segment, "first_lsn": first_lsn.0,
+        }),
+        Verdict::Refuse(c) => json!({
+            "would": "refuse", "case": c.case.name(), "segment": c.segment, "offset": c.offset,
+            "lsn": c.lsn.map(|l| l.0), "detail": c.detail,
+        }),
+        Verdict::Salvage {
+            case,
+            segment,
+            offset,
+            first_lost,
+            drops_segment,
+        } => json!({
+            "would": "salvage", "case": case.name(), "segment": segment, "offset": offset,
+            "first_lost": first_lost.0, "drops_segment": drops_segment,
+        }),
+    }
+}
+
+pub(crate) fn verdict_text(v: &Verdict) -> String {
+    match *v {
+        Verdict::Empty => "no segments: an open would create a new log".into(),
+        Verdict::Clean => "would open as is".into(),
+        Verdict::Repair {
+            case: Case::TornTail,
+            segment,
+            first_lsn,
+        } => format!(
+            "would cut the torn tail of segment {segment} from LSN {first_lsn} (never acknowledged) and open"
+        ),
+        Verdict::Repair { segment, .. } => {
+            format!("would rewrite the torn header of segment {segment} and open")
+        }
+        Verdict::Refuse(c) => format!("would REFUSE to open: {c}"),
+        Verdict::Salvage {
+            case,
+            segment,
+            offset,
+            first_lost,
+            drops_segment,
+        } => format!(
+            "would salvage: {case} in segment {segment} at offset {offset}; {} and give up LSN {first_lost} onward",
+            if drops_segment {
+                "drop this segment and every later one"
+            } else {
+                "cut it there, drop every later segment"
+            }
+        ),
+    }
+}
+
+pub(crate) fn problem_text(s: &SegmentReport) -> Option<String> {
+    let p = s.problem?;
+    let mut t = format!(
+        "{} (segment {}) at offset {}: {} — {}",
+        name(s.id),
+        s.id,
+        p.offset,
+        s.case,
+        p.detail
+    );
+    if let Some(l) = p.lsn {
+        let _ = write!(t, " (LSN {l})");
+    }
+    if s.orphans > 0 {
+        let _ = write!(t, "; {} valid records after it", s.orphans);
+    }
+    Some(t)
+}
+
+pub(crate) fn survey_json(survey: &Survey) -> (Value, Value) {
+    let foreign: Vec<String> = survey
+        .foreign
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let unusable: Vec<Value> = survey
+        .unusable
+        .iter()
+        .map(|u| json!({ "path": u.path.display().to_string(), "why": u.why }))
+        .collect();
+    (json!(foreign), json!(unusable))
+}
+
+pub(crate) fn survey_text(survey: &Survey, out: &mut String) {
+    for u in &survey.unusable {
+        let _ = writeln!(
+            out,
+            "UNUSABLE: {} {} (an open fails on it)",
+            u.path.display(),
+            u.why
+        );
+    }
+    if !survey.spares.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} spare segment file(s) prepared by walden-std (its next open removes them)",
+            survey.spares.len()
+        );
+    }
+    if !survey.foreign.is_empty() {
+        let _ = writeln!(out, "foreign files (not segments; left alone):");
+        for f in &survey.foreign {
+            let _ = writeln!(out, "  {}", f.display());
+        }
+    }
+}
+
+pub(crate) fn report_json(r: &RecoveryReport) -> Value {
+    json!({
+        "segments": r.segments,
+        "records": r.records,
+        "first_lsn": r.first_lsn.0,
+        "last_lsn": r.last_lsn.0,
+        "cut": r.cut.map(|c| json!({
+            "case": c.case.name(), "segment": c.segment, "offset": c.offset, "bytes": c.bytes,
+            "first_lsn": c.first_lsn.0, "orphans": c.orphans, "detail": c.detail,
+        })),
+        "rewritten_header": r.rewritten_header,
+        "trailing_garbage": r.trailing_garbage.map(|(s, o)| json!({ "segment": s, "offset": o })),
+        "salvage": r.salvage.map(|l| json!({
+            "case": l.case.name(), "segment": l.segment, "offset": l.offset,
+            "first_lost": l.first_lost.0, "last_known": l.last_known.map(|k| k.0),
+            "segments_dropped": l.segments_dropped, "detail": l.detail,
+        })),
+    })
+}
+
+pub(crate) fn dir_str(dir: &Path) -> String {
+    dir.display().to_string()
+}

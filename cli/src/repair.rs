@@ -1,0 +1,225 @@
+//! `walden repair`: what an ordinary open would repair, done now, durably, with a `.broken`
+//! copy of every file it changes; corruption only with `--salvage`.
+
+use core::hash::{BuildHasher, Hasher};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use walden_core::{Lsn, RecoveryPolicy, SalvageLoss, Verdict};
+use walden_std::{CoreWal, FileStorage};
+
+use crate::examine::run_inspection;
+use crate::render::{self, name};
+use crate::survey::{Failure, ReadOnlyDir};
+use crate::{Common, EXIT_CLEAN, EXIT_CORRUPT};
+
+/// A name beside `path` that does not exist yet: `<name>.broken`, then `<name>.broken.1`, ...
+fn backup_name(path: &Path) -> Result<PathBuf, Failure> {
+    let base = path.as_os_str().to_owned();
+    for n in 0..1000u32 {
+        let mut candidate = base.clone();
+        candidate.push(if n == 0 {
+            ".broken".to_owned()
+        } else {
+            format!(".broken.{n}")
+        });
+        let candidate = PathBuf::from(candidate);
+        match fs::symlink_metadata(&candidate) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(candidate),
+            _ => {}
+        }
+    }
+    Err(Failure(format!(
+        "too many earlier backups of {}",
+        path.display()
+    )))
+}
+
+/// Copies `path` to a new file beside it and makes the copy durable.
+fn back_up(path: &Path) -> Result<PathBuf, Failure> {
+    let fail = |what: &str, e: io::Error| Failure(format!("backup: cannot {what}: {e}"));
+    let to = backup_name(path)?;
+    let mut src = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| fail(&format!("open {}", path.display()), e))?;
+    let mut dst = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&to)
+        .map_err(|e| fail(&format!("create {}", to.display()), e))?;
+    io::copy(&mut src, &mut dst).map_err(|e| fail(&format!("copy to {}", to.display()), e))?;
+    dst.sync_all()
+        .map_err(|e| fail(&format!("sync {}", to.display()), e))?;
+    Ok(to)
+}
+
+fn seed() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// What salvage gave up. Recovery's `last_known` comes from segment headers and later records
+/// in the damaged segment; inspection also scanned the dropped segments, so `seen` (the highest
+/// valid LSN in them) can only make the range more exact.
+fn lost_text(l: &SalvageLoss, seen: Option<Lsn>) -> (Option<Lsn>, String) {
+    let last = l.last_known.max(seen).filter(|k| *k >= l.first_lost);
+    let text = match last {
+        Some(k) if k > l.first_lost => format!("LSNs {}..={} were lost", l.first_lost, k),
+        Some(_) => format!("LSN {} was lost", l.first_lost),
+        None => format!(
+            "LSN {} and any later records were lost (nothing left on disk tells how far the log went)",
+            l.first_lost
+        ),
+    };
+    (last, text)
+}
+
+pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
+    let policy = if salvage {
+        RecoveryPolicy::Salvage
+    } else {
+        RecoveryPolicy::TolerateTornTail
+    };
+    let config = common.config(policy)?;
+    // Look first, read-only: a clean or refused log gets no lock file, no write, nothing.
+    let (ro, survey) = ReadOnlyDir::open(&common.dir)?;
+    let (ins, segs) = run_inspection(&ro, &config, None)?;
+    drop(ro);
+    let say = |code: u8, message: String, extra: serde_json::Value| {
+        if common.json {
+            let mut v = json!({ "dir": render::dir_str(&common.dir), "repaired": false,
+                "message": message, "exit_code": code });
+            if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+                o.extend(e.clone());
+            }
+            println!("{v}");
+        } else if code == EXIT_CLEAN {
+            println!("{message}");
+        } else {
+            eprintln!("walden: {message}");
+        }
+        Ok(code)
+    };
+    if let Some(u) = survey.unusable.first() {
+        return say(
+            EXIT_CORRUPT,
+            format!(
+                "refusing to repair: {} {}; move it away by hand first",
+                u.path.display(),
+                u.why
+            ),
+            json!({}),
+        );
+    }
+    let to_change: Vec<u64> = match ins.verdict {
+        Verdict::Empty => {
+            return say(
+                EXIT_CLEAN,
+                "no log here: nothing to repair".into(),
+                json!({}),
+            );
+        }
+        Verdict::Clean => {
+            return say(
+                EXIT_CLEAN,
+                "the log is clean: nothing to repair".into(),
+                json!({}),
+            );
+        }
+        Verdict::Refuse(c) => {
+            let mut message = format!("refusing to repair {}: {c}", common.dir.display());
+            let hint = run_inspection(
+                &ReadOnlyDir::open(&common.dir)?.0,
+                &config.with_recovery(RecoveryPolicy::Salvage),
+                None,
+            )
+            .ok()
+            .map(|(i, _)| i.verdict);
+            if let Some(Verdict::Salvage { first_lost, .. }) = hint {
+                message.push_str(&format!(
+                    "; `walden repair --salvage` would keep LSNs up to {} and give up LSN {first_lost} onward",
+                    first_lost.0.saturating_sub(1)
+                ));
+            }
+            return say(
+                EXIT_CORRUPT,
+                message,
+                json!({ "reopen": render::verdict_json(&ins.verdict) }),
+            );
+        }
+        Verdict::Repair { segment, .. } => vec![segment],
+        Verdict::Salvage { segment, .. } => survey
+            .segments
+            .keys()
+            .copied()
+            .filter(|id| *id >= segment)
+            .collect(),
+    };
+
+    // Now exclusively: re-check under the writer's lock, back up, then let recovery repair.
+    let storage = FileStorage::open(&common.dir, false)?;
+    let (again, _) = run_inspection(&storage, &config, None)?;
+    if again.verdict != ins.verdict {
+        return Err(Failure(
+            "the log changed while being inspected; run repair again".into(),
+        ));
+    }
+    let mut backups = Vec::new();
+    for id in &to_change {
+        let path = common.dir.join(name(*id));
+        let to = back_up(&path)?;
+        backups.push((path, to));
+    }
+    File::open(&common.dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Failure(format!("backup: cannot sync the directory: {e}")))?;
+    let mut scratch = vec![0u8; 1 << 20];
+    let (wal, report) = CoreWal::open(storage, config.with_salt_seed(seed()), &mut scratch)
+        .map_err(|e| Failure(format!("repair failed (backups kept): {e}")))?;
+    drop(wal);
+
+    let seen = report.salvage.and_then(|l| {
+        segs.iter()
+            .filter(|s| s.id >= l.segment && s.records > 0)
+            .filter(|s| s.header.is_ok_and(|h| Some(h.log_id) == ins.log_id))
+            .map(|s| s.last_lsn)
+            .max()
+    });
+    let lost = report.salvage.as_ref().map(|l| lost_text(l, seen));
+    if common.json {
+        let v = json!({
+            "dir": render::dir_str(&common.dir),
+            "repaired": true,
+            "policy": render::policy(policy),
+            "backups": backups.iter().map(|(f, b)| json!({
+                "file": f.display().to_string(), "backup": b.display().to_string(),
+            })).collect::<Vec<_>>(),
+            "report": render::report_json(&report),
+            "lost": report.salvage.zip(lost.as_ref()).map(|(l, (last, message))| json!({
+                "first": l.first_lost.0, "last_known": last.map(|k| k.0), "message": message,
+            })),
+            "exit_code": EXIT_CLEAN,
+        });
+        println!("{v}");
+    } else {
+        for (f, b) in &backups {
+            println!("saved {} as {}", f.display(), b.display());
+        }
+        println!("repaired: {report}");
+        if let Some((_, lost)) = lost {
+            println!("LOST: {lost}");
+        }
+    }
+    Ok(EXIT_CLEAN)
+}

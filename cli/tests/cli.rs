@@ -1,0 +1,281 @@
+//! The `walden` binary against real log directories.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use walden_core::Config;
+use walden_std::{Options, Wal};
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn walden(args: &[&str]) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_walden"))
+        .args(args)
+        .output()
+        .expect("run walden");
+    Out {
+        code: out.status.code().expect("exit code"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn json(args: &[&str]) -> (i32, Value) {
+    let out = walden(args);
+    let v = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}\n{}", out.stdout, out.stderr));
+    (out.code, v)
+}
+
+/// A log of `n` records in 400-byte segments (several segments), closed.
+fn make_log(dir: &Path, n: u64) {
+    let config = Config::default().with_segment_size(400);
+    let mut options = Options::from(config);
+    // No background spare-file preparation: the test compares directory listings.
+    options.preallocate = false;
+    let (mut wal, _) = Wal::open(dir, options).expect("open");
+    for i in 1..=n {
+        wal.append(format!("record {i:03}").as_bytes())
+            .expect("append");
+    }
+}
+
+/// Every file in the directory with its bytes.
+fn listing(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let bytes = fs::read(e.path()).unwrap_or_default();
+            (e.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect()
+}
+
+fn segments(dir: &Path) -> Vec<String> {
+    listing(dir)
+        .into_keys()
+        .filter(|n| n.ends_with(".wal"))
+        .collect()
+}
+
+fn p(dir: &Path) -> &str {
+    dir.to_str().unwrap()
+}
+
+#[test]
+fn clean_log_verifies_inspects_and_dumps_without_changing_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_log(dir, 20);
+    let before = listing(dir);
+    assert!(segments(dir).len() >= 3, "several segments");
+
+    let v = walden(&["verify", p(dir)]);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    assert!(v.stdout.contains("verified 20 records"), "{}", v.stdout);
+
+    let (code, ins) = json(&["inspect", "--json", p(dir)]);
+    assert_eq!(code, 0);
+    assert_eq!(ins["status"], "clean");
+    assert_eq!(ins["records"], 20);
+    assert_eq!(ins["reopen"]["would"], "open");
+    let segs = ins["segments"].as_array().unwrap();
+    assert_eq!(segs[0]["header"]["version"], 1);
+    assert_eq!(segs[0]["header"]["checksum"], "CRC-32C");
+    assert_eq!(segs[0]["first_lsn"], 1);
+
+    let text = walden(&["inspect", p(dir)]);
+    assert!(
+        text.stdout
+            .contains("reopen (TolerateTornTail): would open as is")
+    );
+
+    let d = walden(&["dump", "--json", p(dir)]);
+    assert_eq!(d.code, 0);
+    let lines: Vec<Value> = d
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 20);
+    assert_eq!(lines[4]["lsn"], 5);
+    assert_eq!(lines[4]["payload"]["utf8"], "record 005");
+
+    let d = walden(&[
+        "dump",
+        "--from",
+        "3",
+        "--to",
+        "5",
+        "--format",
+        "utf8",
+        p(dir),
+    ]);
+    assert_eq!(d.stdout.lines().count(), 3, "{}", d.stdout);
+    assert!(
+        d.stdout
+            .lines()
+            .next()
+            .unwrap()
+            .starts_with("3\tsingle\t10\trecord 003")
+    );
+
+    let r = walden(&["repair", p(dir)]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("nothing to repair"));
+    assert_eq!(
+        listing(dir),
+        before,
+        "read-only commands and a no-op repair change nothing"
+    );
+}
+
+#[test]
+fn torn_tail_exits_1_and_repair_cuts_it_keeping_a_broken_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_log(dir, 20);
+    let newest = segments(dir).pop().unwrap();
+    let path = dir.join(&newest);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() - 3); // the last record loses its last bytes
+    fs::write(&path, &bytes).unwrap();
+    let before = listing(dir);
+
+    let v = walden(&["verify", p(dir)]);
+    assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
+    assert!(v.stdout.contains("TornTail"), "{}", v.stdout);
+    let (code, vj) = json(&["verify", "--json", p(dir)]);
+    assert_eq!((code, &vj["status"]), (1, &Value::from("torn")));
+    assert_eq!(vj["problems"][0]["case"], "TornTail");
+    assert_eq!(vj["problems"][0]["lsn"], 20);
+    assert_eq!(listing(dir), before, "verify changed nothing");
+
+    let (code, rj) = json(&["repair", "--json", p(dir)]);
+    assert_eq!(code, 0, "{rj}");
+    assert_eq!(rj["report"]["cut"]["first_lsn"], 20);
+    let backup = format!("{newest}.broken");
+    assert_eq!(rj["backups"][0]["backup"], p(&dir.join(&backup)));
+    let after = listing(dir);
+    assert_eq!(
+        after[&backup], bytes,
+        "the .broken copy holds the torn bytes"
+    );
+    assert!(after[&newest].len() < bytes.len());
+
+    let v = walden(&["verify", p(dir)]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
+    let (_, ins) = json(&["inspect", "--json", p(dir)]);
+    assert_eq!(ins["valid_through"], 19);
+    assert_eq!(
+        ins["foreign"][0],
+        p(&dir.join(&backup)),
+        "the copy is a foreign file"
+    );
+}
+
+#[test]
+fn mid_log_corruption_exits_2_repair_refuses_and_salvage_names_the_lost_lsns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_log(dir, 20);
+    let first = dir.join(segments(dir).remove(0));
+    let mut bytes = fs::read(&first).unwrap();
+    bytes[64 + 32 + 42 + 3] ^= 0x40; // record 2's payload, in a sealed segment
+    fs::write(&first, &bytes).unwrap();
+    let before = listing(dir);
+
+    let v = walden(&["verify", p(dir)]);
+    assert_eq!(v.code, 2, "{}{}", v.stdout, v.stderr);
+    assert!(v.stdout.contains("CORRUPTION"), "{}", v.stdout);
+    assert!(v.stdout.contains("SealedSegmentDamaged"), "{}", v.stdout);
+    assert!(v.stdout.contains("at offset 106"), "{}", v.stdout);
+
+    let r = walden(&["repair", p(dir)]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("refusing"), "{}", r.stderr);
+    assert!(r.stderr.contains("give up LSN 2 onward"), "{}", r.stderr);
+    assert_eq!(listing(dir), before, "a refused repair changes nothing");
+
+    let (code, rj) = json(&["repair", "--salvage", "--json", p(dir)]);
+    assert_eq!(code, 0, "{rj}");
+    assert_eq!(rj["lost"]["first"], 2);
+    assert_eq!(rj["lost"]["last_known"], 20);
+    assert_eq!(rj["lost"]["message"], "LSNs 2..=20 were lost");
+    let after = listing(dir);
+    for name in before.keys().filter(|n| n.ends_with(".wal")) {
+        assert_eq!(
+            after[&format!("{name}.broken")],
+            before[name],
+            "every changed or removed segment was copied first"
+        );
+    }
+    let (code, ins) = json(&["inspect", "--json", p(dir)]);
+    assert_eq!((code, &ins["valid_through"]), (0, &Value::from(1)));
+}
+
+#[test]
+fn a_running_log_is_never_touched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_wal, _) = Wal::open(dir, Options::default()).unwrap();
+    for cmd in ["inspect", "verify", "dump", "repair"] {
+        let out = walden(&[cmd, p(dir)]);
+        assert_eq!(out.code, 3, "{cmd}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains("in use"), "{cmd}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn bad_directories_and_usage_are_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("plain");
+    fs::write(&file, b"x").unwrap();
+    let out = walden(&["verify", p(&file)]);
+    assert_eq!(out.code, 3);
+    assert!(out.stderr.contains("not a directory"), "{}", out.stderr);
+    let out = walden(&["verify", p(&tmp.path().join("missing"))]);
+    assert_eq!(out.code, 3);
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    assert_eq!(walden(&["verify"]).code, 64);
+    assert_eq!(walden(&["frobnicate"]).code, 64);
+    let help = walden(&["--help"]);
+    assert_eq!(help.code, 0);
+    assert!(help.stdout.contains("Exit status"));
+    // An empty directory is not a log; nothing is created in it.
+    let empty = tmp.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    assert_eq!(walden(&["verify", p(&empty)]).code, 0);
+    assert_eq!(walden(&["repair", p(&empty)]).code, 0);
+    assert!(
+        listing(&empty).is_empty(),
+        "nothing created in an empty directory"
+    );
+}
+
+#[test]
+fn a_symlinked_segment_is_not_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    make_log(&dir, 20);
+    let outside = tmp.path().join("outside.wal");
+    let last = segments(&dir).pop().unwrap();
+    fs::rename(dir.join(&last), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join(&last)).unwrap();
+    let before = listing(&dir);
+    let out = walden(&["verify", p(&dir)]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("symlink"), "{}", out.stdout);
+    let out = walden(&["repair", "--salvage", p(&dir)]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert_eq!(listing(&dir), before);
+    assert!(outside.exists());
+}
