@@ -80,7 +80,7 @@ impl StorageError for FileError {
     }
 }
 
-impl std::error::Error for FileError {}
+impl core::error::Error for FileError {}
 
 /// Anything that can go wrong opening or using a log directory, with the path it concerns.
 #[derive(Debug)]
@@ -137,4 +137,4 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl core::error::Error for Error {}

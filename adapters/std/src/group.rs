@@ -52,9 +52,10 @@
 //! `truncate_back` takes the leader role itself before touching the log, so no detached sync
 //! of a file it shortens is in flight and no stale `target` can be published after it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::time::Duration;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use walden_core::{IoFailure, Lsn, Op, Poisoned, SegmentId, Storage, SyncError, Wal};
 
@@ -257,10 +258,8 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
             };
             let outcome = self.lead();
             st = guard.finish(&outcome);
-            if let Err(e) = outcome {
-                // The leader hands back the original failure; everyone else sees `Poisoned`.
-                return Err(e);
-            }
+            // The leader hands back the original failure; everyone else sees `Poisoned`.
+            outcome?;
         }
     }
 

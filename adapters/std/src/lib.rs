@@ -36,7 +36,7 @@
 //! }
 //! let mut reader = wal.reader(walden_std::Lsn(1))?;
 //! let mut n = 0;
-//! while let Some(_record) = reader.next()? {
+//! while let Some(_record) = reader.read_next()? {
 //!     n += 1;
 //! }
 //! assert_eq!(n, 4);

@@ -6,8 +6,8 @@
 //! records (a batch being appended is either entirely past that end or entirely before it) and
 //! holds the lock only for one bounded copy at a time.
 
+use core::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use walden_core::format::{RECORD_HEADER_LEN, RecordHeader, RecordKind, SEGMENT_HEADER_LEN};
 use walden_core::{Case, ChecksumAlgorithm, Corruption, IoFailure, Lsn, Op, ReadError, SegmentId};
@@ -30,7 +30,7 @@ pub struct SharedRecord<'r> {
 }
 
 /// Reads records in LSN order, verifying checksums, concurrently with appends. Created by
-/// [`crate::SharedWal::reader`]. At the end of the log, [`SharedReader::next`] returns `None`;
+/// [`crate::SharedWal::reader`]. At the end of the log, [`SharedReader::read_next`] returns `None`;
 /// call it again later to see records appended since.
 pub struct SharedReader<S: GroupSync, const N: usize> {
     inner: Arc<Inner<S, N>>,
@@ -85,7 +85,7 @@ impl<S: GroupSync, const N: usize> SharedReader<S, N> {
     }
 
     /// The next record, or `None` at the current end of the log.
-    pub fn next(&mut self) -> Result<Option<SharedRecord<'_>>, ReadError<S::Error>> {
+    pub fn read_next(&mut self) -> Result<Option<SharedRecord<'_>>, ReadError<S::Error>> {
         let Some(h) = self.header()? else {
             return Ok(None);
         };

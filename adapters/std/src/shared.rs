@@ -1,8 +1,9 @@
 //! [`SharedWal`]: a thread-safe log handle with group commit and sync policies.
 
+use core::time::Duration;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use walden_core::{
     AppendError, Lsn, Poisoned, RecoveryReport, SegmentInfo, SyncError, SyncPolicy, TruncateError,
@@ -17,11 +18,12 @@ use crate::storage::FileStorage;
 use crate::wal::{MAX_SEGMENTS, Options};
 
 /// When appended records become durable, for a [`SharedWal`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Durability {
     /// Every append returns only once it is durable. Concurrent appenders share syncs (group
     /// commit).
+    #[default]
     Always,
     /// A background thread syncs whatever is unsynced at this interval (the usual choice is
     /// [`Durability::DEFAULT_INTERVAL`]).
@@ -37,12 +39,6 @@ pub enum Durability {
 impl Durability {
     /// The default flusher interval, 200 ms.
     pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(200);
-}
-
-impl Default for Durability {
-    fn default() -> Self {
-        Self::Always
-    }
 }
 
 /// The result of an append.
@@ -170,17 +166,21 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
     /// different threads never interleave). Under [`Durability::Always`] it returns once they
     /// are durable.
     pub fn append_batch(&self, payloads: &[&[u8]]) -> Result<Appended, AppendError<S::Error>> {
-        let started = Instant::now();
+        // Reading the clock costs as much as a small append: only when a latency is measured.
+        let started = match self.inner.durability {
+            Durability::Always => Some(Instant::now()),
+            _ => None,
+        };
         let c = &self.inner.c;
         let (first, last, due) = {
             let mut log = c.lock_log();
             if let Some(p) = log.wal.poisoned() {
                 return Err(AppendError::Poisoned(p));
             }
-            if c.is_poisoned()
-                && let Some(p) = c.poison_reason()
-            {
-                return Err(AppendError::Poisoned(p));
+            if c.is_poisoned() {
+                if let Some(p) = c.poison_reason() {
+                    return Err(AppendError::Poisoned(p));
+                }
             }
             let rotations = log.wal.counters().rotations;
             let first = match log.wal.append_batch(payloads) {
@@ -218,7 +218,7 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
             });
         }
         let durable = if due {
-            c.wait_durable(last, started)?;
+            c.wait_durable(last, started.unwrap_or_else(Instant::now))?;
             true
         } else {
             !c.is_poisoned() && c.durable() >= last

@@ -86,10 +86,10 @@ impl FileStorage {
             .truncate(false)
             .open(dir.join(LOCK_FILE))
             .map_err(|e| fail("open the lock file in", e))?;
-        match lock.try_lock() {
+        match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { dir }),
-            Err(fs::TryLockError::Error(e)) => return Err(fail("lock", e)),
+            Err(rustix::io::Errno::WOULDBLOCK) => return Err(Error::Locked { dir }),
+            Err(e) => return Err(fail("lock", e.into())),
         }
         // Spares left by a crash are ours and hold nothing: remove them before anything else.
         if spare::remove_leftovers(&dir).map_err(|e| fail("clean spare files in", e))? {

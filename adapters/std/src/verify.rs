@@ -4,12 +4,12 @@
 //! verified in parallel with `std::thread::scope`; threads take segments from a shared counter.
 //! The directory lock is taken, so the log must not be open.
 
+use core::sync::atomic::{AtomicUsize, Ordering};
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use walden_core::format::{
     RECORD_HEADER_LEN, RecordHeader, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader,

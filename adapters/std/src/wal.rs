@@ -1,7 +1,7 @@
 //! `walden_std::Wal`: a log in a directory, opened in one call.
 
-use std::hash::{BuildHasher, Hasher};
-use std::ops::{Deref, DerefMut};
+use core::hash::{BuildHasher, Hasher};
+use core::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
 use walden_core::{Config, Lsn, OpenError, ReadError, RecoveryReport};

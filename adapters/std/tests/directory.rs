@@ -1,7 +1,7 @@
 //! Opening log directories: locking, foreign files, symlinks, paths that are not directories,
 //! preallocated spares.
 
-use walden_core::{Config, Lsn, OpenError, StorageErrorKind, StorageError};
+use walden_core::{Config, Lsn, OpenError, StorageError, StorageErrorKind};
 use walden_std::{Error, Options, SharedWal, Wal, verify_dir};
 
 #[test]
@@ -35,7 +35,10 @@ fn foreign_files_are_reported_not_parsed() {
         .collect();
     assert_eq!(names, ["0000000000000000000x.wal", "1.wal", "notes.txt"]);
     assert!(wal.append(b"x").unwrap().durable);
-    assert_eq!(std::fs::read(dir.path().join("notes.txt")).unwrap(), b"hello");
+    assert_eq!(
+        std::fs::read(dir.path().join("notes.txt")).unwrap(),
+        b"hello"
+    );
 }
 
 #[test]
@@ -107,7 +110,7 @@ fn rotation_uses_spares_and_leaves_no_stray_files() {
     assert!(leftovers.len() <= 1, "{leftovers:?}");
     let mut r = wal.reader(Lsn(1)).unwrap();
     let mut n = 0u64;
-    while let Some(rec) = r.next().unwrap() {
+    while let Some(rec) = r.read_next().unwrap() {
         assert_eq!(rec.payload, [(n as u32) as u8; 300]);
         n += 1;
     }
@@ -130,7 +133,11 @@ fn parallel_verify_finds_damage_in_a_sealed_segment() {
     std::fs::write(&seg, bytes).unwrap();
     for threads in [1, 2, 4] {
         let report = verify_dir(dir.path(), threads).unwrap();
-        let bad: Vec<_> = report.segments.iter().filter(|s| s.problem.is_some()).collect();
+        let bad: Vec<_> = report
+            .segments
+            .iter()
+            .filter(|s| s.problem.is_some())
+            .collect();
         assert_eq!(bad.len(), 1, "{report:?}");
         assert_eq!(bad[0].id, 1);
         assert_eq!(bad[0].problem, Some((64, "payload checksum mismatch")));

@@ -5,12 +5,12 @@
 //! The child is this test binary re-executed with `WALDEN_KILL_CHILD` set (the test
 //! `child_process_writer` does nothing otherwise). Set `WALDEN_KILL_SEED` to replay a run.
 
+use core::time::Duration;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
 
 use walden_core::{Config, Lsn};
 use walden_std::{Options, SharedWal, Wal};
@@ -82,7 +82,12 @@ fn splitmix(z: &mut u64) -> u64 {
 fn run_child(dir: &Path, run: u32, kill_after: usize) -> Vec<Ack> {
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
-        .args(["child_process_writer", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "child_process_writer",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir)
         .env(RUN_ENV, run.to_string())
         .stdout(Stdio::piped())
@@ -119,7 +124,7 @@ fn run_child(dir: &Path, run: u32, kill_after: usize) -> Vec<Ack> {
 
 /// Parses `run:thread:seq:index/count:...`.
 fn parse(p: &[u8]) -> (u32, usize, u64, usize, usize) {
-    let s = std::str::from_utf8(p).expect("payload is text");
+    let s = core::str::from_utf8(p).expect("payload is text");
     let f: Vec<&str> = s.splitn(5, ':').collect();
     let (i, n) = f[3].split_once('/').unwrap();
     (
@@ -165,10 +170,17 @@ fn sigkill_loses_no_acknowledged_append() {
         // Every acknowledged record is there, with its payload.
         for (&lsn, &(r, t, seq)) in &acked {
             let Some((_, p)) = log.get(lsn as usize - 1) else {
-                panic!("{ctx}: acknowledged LSN {lsn} lost (log ends at {})", log.len());
+                panic!(
+                    "{ctx}: acknowledged LSN {lsn} lost (log ends at {})",
+                    log.len()
+                );
             };
             let (pr, pt, ps, _, _) = parse(p);
-            assert_eq!((pr, pt, ps), (r, t, seq), "{ctx}: LSN {lsn} holds another record");
+            assert_eq!(
+                (pr, pt, ps),
+                (r, t, seq),
+                "{ctx}: LSN {lsn} holds another record"
+            );
         }
         // Nothing else: per (run, thread) the sequence numbers run 0, 1, 2, ... in LSN order,
         // batches are whole and contiguous, and the records are exactly what was written.
@@ -178,10 +190,17 @@ fn sigkill_loses_no_acknowledged_append() {
             let (r, t, seq, i, n) = parse(&log[k].1);
             assert_eq!(i, 0, "{ctx}: batch starts mid-way at LSN {}", k + 1);
             let want = next_seq.entry((r, t)).or_insert(0);
-            assert_eq!(seq, *want, "{ctx}: thread {t} of run {r} out of order at LSN {}", k + 1);
+            assert_eq!(
+                seq,
+                *want,
+                "{ctx}: thread {t} of run {r} out of order at LSN {}",
+                k + 1
+            );
             *want += 1;
             for j in 0..n {
-                let (_, p) = log.get(k + j).unwrap_or_else(|| panic!("{ctx}: torn batch"));
+                let (_, p) = log
+                    .get(k + j)
+                    .unwrap_or_else(|| panic!("{ctx}: torn batch"));
                 assert_eq!(*p, payload(r, t, seq, j, n), "{ctx}: LSN {}", k + j + 1);
             }
             k += n;

@@ -10,6 +10,10 @@ use walden_std::{Durability, GroupWindow, SharedWal, SyncUnderLock};
 
 type Sim = SyncUnderLock<SimStorage>;
 
+/// What one appending thread got: its acknowledged `(lsn, payload)`s and the error that
+/// stopped it.
+type ThreadOutcome = (Vec<(Lsn, Vec<u8>)>, AppendError<walden_sim::SimError>);
+
 fn config() -> Config {
     Config::default()
         .with_segment_size(4096)
@@ -31,10 +35,7 @@ fn payload(thread: usize, seq: usize) -> Vec<u8> {
 
 /// Every thread appends until it gets an error; returns per thread the acknowledged
 /// `(lsn, payload)` and the errors seen.
-fn run_until_error(
-    wal: &SharedWal<Sim, 64>,
-    threads: usize,
-) -> Vec<(Vec<(Lsn, Vec<u8>)>, AppendError<walden_sim::SimError>)> {
+fn run_until_error(wal: &SharedWal<Sim, 64>, threads: usize) -> Vec<ThreadOutcome> {
     let barrier = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
@@ -63,15 +64,12 @@ fn run_until_error(
 }
 
 /// After the power loss nothing unsynced survives; every acknowledged record must.
-fn check_acknowledged_survive(
-    sim: &SimStorage,
-    results: &[(Vec<(Lsn, Vec<u8>)>, AppendError<walden_sim::SimError>)],
-) {
+fn check_acknowledged_survive(sim: &SimStorage, results: &[ThreadOutcome]) {
     let after = sim.crash(&CrashPlan::lose_everything());
     let (wal, last) = open(after);
     let mut reader = wal.reader(Lsn(1)).unwrap();
     let mut found = std::collections::BTreeMap::new();
-    while let Some(r) = reader.next().unwrap() {
+    while let Some(r) = reader.read_next().unwrap() {
         found.insert(r.lsn, r.payload.to_vec());
     }
     assert_eq!(found.len() as u64, last.0);
@@ -116,7 +114,10 @@ fn failed_sync_with_many_waiters_fails_them_all() {
             .iter()
             .filter(|(_, e)| matches!(e, AppendError::Storage(_)))
             .count();
-        assert!(storage_errors <= 1, "only the leader sees the storage error");
+        assert!(
+            storage_errors <= 1,
+            "only the leader sees the storage error"
+        );
         for (_, e) in &results {
             assert!(matches!(
                 e,
@@ -173,6 +174,10 @@ fn explicit_sync_and_never_policy_on_the_simulator() {
     assert!(!b.durable);
     let sim = wal.into_core().ok().unwrap().into_storage().0;
     let (wal, last) = open(sim.crash(&CrashPlan::lose_everything()));
-    assert_eq!(last, Lsn(3), "the synced batch survives, the unsynced record does not");
+    assert_eq!(
+        last,
+        Lsn(3),
+        "the synced batch survives, the unsynced record does not"
+    );
     drop(wal);
 }

@@ -4,7 +4,7 @@
 //! exercise every transition it names (leader election, waiter wake-up, rotation syncing
 //! under the log lock while a detached sync runs, `truncate_back` taking the leader role).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 
 use walden_core::{Config, Lsn};
@@ -53,10 +53,10 @@ fn many_durable_writers_with_rotation_readers_and_retention() {
             let mut seen = 0u64;
             loop {
                 let finished = done.load(Ordering::Acquire);
-                while let Some(rec) = r.next().unwrap() {
+                while let Some(rec) = r.read_next().unwrap() {
                     seen += 1;
                     assert_eq!(rec.lsn, Lsn(seen));
-                    assert!(std::str::from_utf8(rec.payload).unwrap().contains('/'));
+                    assert!(core::str::from_utf8(rec.payload).unwrap().contains('/'));
                 }
                 if finished {
                     return seen;
@@ -164,7 +164,7 @@ fn policies_that_do_not_sync_every_append() {
     {
         let (wal, _) = SharedWal::open(
             dir.path(),
-            small().with_durability(Durability::Interval(std::time::Duration::from_millis(5))),
+            small().with_durability(Durability::Interval(core::time::Duration::from_millis(5))),
         )
         .unwrap();
         let a = wal.append(b"later").unwrap();
@@ -176,7 +176,7 @@ fn policies_that_do_not_sync_every_append() {
     // A group window still acknowledges only after the sync.
     {
         let options = small().with_group_window(GroupWindow {
-            max_wait: std::time::Duration::from_micros(200),
+            max_wait: core::time::Duration::from_micros(200),
             min_bytes: 64,
         });
         let (wal, _) = SharedWal::open(dir.path(), options).unwrap();
