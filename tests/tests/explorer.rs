@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use walden_sim::SimRng;
 use walden_tests::explorer::{
-    Explorer, Stats, Variant, arbitrary, deep_mode, deep_workloads, default_workloads,
-    explore_all, media, media_workloads, poison, replay,
+    Explorer, Stats, Variant, arbitrary, deep_mode, deep_workloads, default_workloads, explore_all,
+    media, media_workloads, poison, replay,
 };
 
 fn say(line: &str) {
@@ -59,9 +59,16 @@ fn every_crash_point_of_every_workload() {
         started.elapsed(),
         total.states as f64 / started.elapsed().as_secs_f64()
     ));
-    assert!(total.violations.is_empty(), "the explorer found violations (see above)");
+    assert!(
+        total.violations.is_empty(),
+        "the explorer found violations (see above)"
+    );
     if !deep {
-        assert!(total.states >= 100_000, "explored only {} states", total.states);
+        assert!(
+            total.states >= 100_000,
+            "explored only {} states",
+            total.states
+        );
     }
 }
 
@@ -78,7 +85,10 @@ fn media_faults_never_pass_as_valid_data() {
         report(&misdirected);
         total.merge(misdirected);
     }
-    assert!(total.violations.is_empty(), "media-fault violations (see above)");
+    assert!(
+        total.violations.is_empty(),
+        "media-fault violations (see above)"
+    );
 }
 
 #[test]
@@ -91,13 +101,19 @@ fn a_failed_sync_poisons_the_log_and_loses_nothing_acknowledged() {
         report(&stats);
         total.merge(stats);
     }
-    assert!(total.violations.is_empty(), "poisoning violations (see above)");
+    assert!(
+        total.violations.is_empty(),
+        "poisoning violations (see above)"
+    );
 }
 
 #[test]
 fn arbitrary_images_open_or_refuse_but_never_panic() {
     let cases = if deep_mode() { 20_000 } else { 2_000 };
-    let workloads: Vec<_> = default_workloads().into_iter().chain(media_workloads()).collect();
+    let workloads: Vec<_> = default_workloads()
+        .into_iter()
+        .chain(media_workloads())
+        .collect();
     let images: Vec<_> = workloads.iter().map(arbitrary::segments_of).collect();
     let mut failures = Vec::new();
     for case in 0..cases {
@@ -113,7 +129,10 @@ fn arbitrary_images_open_or_refuse_but_never_panic() {
     for failure in failures.iter().take(5) {
         say(failure);
     }
-    say(&format!("arbitrary images: {cases} cases, {} failures", failures.len()));
+    say(&format!(
+        "arbitrary images: {cases} cases, {} failures",
+        failures.len()
+    ));
     assert!(failures.is_empty());
 }
 

@@ -54,7 +54,10 @@ fn a_rotation_without_directory_sync_is_caught() {
 
 #[test]
 fn a_reader_that_skips_payload_checksums_is_caught() {
-    let stats = media::bit_flips(&workload("media: sync each, rotating"), Variant::NaiveReader);
+    let stats = media::bit_flips(
+        &workload("media: sync each, rotating"),
+        Variant::NaiveReader,
+    );
     assert_caught(Variant::NaiveReader, &stats, "durability");
 }
 
@@ -66,4 +69,19 @@ fn the_correct_variant_passes_the_same_runs() {
     }
     let stats = media::bit_flips(&workload("media: sync each, rotating"), Variant::Correct);
     assert!(stats.violations.is_empty(), "{}", stats.violations[0]);
+}
+
+#[test]
+fn a_printed_case_replays_to_the_same_violation() {
+    let stats = explore(Variant::SyncIsNoop, "small records, sync each");
+    let first = &stats.violations[0];
+    let replayed =
+        walden_tests::explorer::replay_variant(Variant::SyncIsNoop, &first.case.to_string());
+    assert!(
+        replayed
+            .iter()
+            .any(|v| v.invariant == first.invariant && v.detail == first.detail),
+        "replaying {} did not reproduce: {first}",
+        first.case
+    );
 }

@@ -213,6 +213,64 @@ pub fn default_workloads() -> Vec<Workload> {
                 Sync,
             ],
         ),
+        workload(
+            "manual, runs of 6 across sectors",
+            0x10d,
+            config(MANUAL, 5000),
+            512,
+            vec![
+                Append(100),
+                Append(450),
+                Append(30),
+                Append(700),
+                Append(12),
+                Append(260),
+                Sync,
+                Append(511),
+                Append(1),
+                Append(513),
+                Batch(vec![90, 90, 90]),
+                Sync,
+            ],
+        ),
+        workload(
+            "manual batches, rotating",
+            0x10e,
+            config(MANUAL, 1500),
+            512,
+            vec![
+                Batch(vec![200, 10, 300]),
+                Append(40),
+                Batch(vec![64, 64]),
+                Sync,
+                Batch(vec![500, 500]),
+                Append(77),
+                Batch(vec![5, 5, 5, 5, 5]),
+                Sync,
+                TruncateBack(6),
+                Append(300),
+                Append(300),
+                Sync,
+            ],
+        ),
+        workload(
+            "every 4 records, 4096 sectors",
+            0x10f,
+            config(SyncPolicy::EveryRecords(4), 12_000),
+            4096,
+            vec![
+                Append(1000),
+                Append(3000),
+                Append(200),
+                Append(5000),
+                Append(100),
+                Append(4000),
+                Append(900),
+                Append(10),
+                Append(2500),
+                Sync,
+            ],
+        ),
     ]
 }
 
@@ -242,7 +300,13 @@ pub fn deep_workloads() -> Vec<Workload> {
     }
     manual.push(Sync);
     vec![
-        workload("deep: long, rotating", 0x201, config(ALWAYS, 2500), 512, long),
+        workload(
+            "deep: long, rotating",
+            0x201,
+            config(ALWAYS, 2500),
+            512,
+            long,
+        ),
         workload(
             "deep: manual, large runs",
             0x202,

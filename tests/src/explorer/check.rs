@@ -1,7 +1,8 @@
 //! Recovering a crashed storage and checking the result against the [`Model`]
 //! (FAULT-MODEL.md, "What must hold after every recovery").
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use core::panic::AssertUnwindSafe;
+use std::panic::catch_unwind;
 
 use walden_core::{Config, Lsn, OpenError, ReadError, RecoveryPolicy, RecoveryReport, Storage};
 use walden_sim::SimError;
@@ -32,7 +33,7 @@ impl Recovered {
 /// What opening a crashed storage gave.
 pub enum Outcome {
     /// The log opened; here is what it holds, and the log itself (none for the naive reader).
-    Opened(Recovered, Option<TestWal>),
+    Opened(Recovered, Option<Box<TestWal>>),
     /// Recovery refused.
     Refused(OpenError<SimError>),
     /// A broken invariant found while opening or reading: a panic, a read error, a segment
@@ -91,7 +92,7 @@ fn open_and_read(handle: &SimHandle, config: Config) -> Outcome {
                     ),
                 );
             }
-            Outcome::Opened(recovered, Some(wal))
+            Outcome::Opened(recovered, Some(Box::new(wal)))
         }
         Err(e) => Outcome::Broken(
             "prefix",
@@ -255,6 +256,14 @@ pub fn check_media(model: &Model, outcome: &Outcome, must_refuse: bool) -> Resul
         Outcome::Opened(got, _) => got,
     };
     // Nothing returned may differ from what was appended.
+    for (lsn, payload) in &got.records {
+        if model.get(*lsn).is_some_and(|r| r.payload != *payload) && *lsn <= model.acked {
+            return Err((
+                "durability",
+                format!("acknowledged LSN {lsn} returned as valid with damaged bytes"),
+            ));
+        }
+    }
     let mut relaxed = model.clone();
     relaxed.acked = Lsn::ZERO;
     relaxed.first_min = Lsn(1);
@@ -273,7 +282,8 @@ pub fn check_media(model: &Model, outcome: &Outcome, must_refuse: bool) -> Resul
         ));
     }
     let reported = got.report.is_some_and(|r| {
-        r.cut.is_some_and(|c| c.first_lsn <= lost) || r.salvage.is_some_and(|s| s.first_lost <= lost)
+        r.cut.is_some_and(|c| c.first_lsn <= lost)
+            || r.salvage.is_some_and(|s| s.first_lost <= lost)
     });
     if reported {
         Ok(())

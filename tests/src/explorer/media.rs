@@ -46,12 +46,10 @@ pub fn bit_flips(workload: &Workload, variant: Variant) -> Stats {
     for span in spans.iter().filter(|s| s.lsn <= model.acked) {
         let len = u64::from(span.payload_len);
         let payload_offsets = [0, len / 2, len.saturating_sub(1)];
-        let targets = HEADER_OFFSETS.iter().copied().chain(
-            payload_offsets
-                .iter()
-                .filter(|_| len > 0)
-                .map(|o| 32 + o),
-        );
+        let targets = HEADER_OFFSETS
+            .iter()
+            .copied()
+            .chain(payload_offsets.iter().filter(|_| len > 0).map(|o| 32 + o));
         for relative in targets {
             index += 1;
             let mut damaged = clean.clone();

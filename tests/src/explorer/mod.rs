@@ -33,10 +33,10 @@ pub mod poison;
 mod storage;
 mod workload;
 
+use core::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use walden_sim::{CaseId, PlanPick};
+use walden_sim::CaseId;
 
 pub use catalog::{deep_workloads, default_workloads, find, media_workloads};
 pub use check::{
@@ -46,7 +46,9 @@ pub use explore::{Explorer, Failure, Stats, Violation, deep_mode};
 pub use model::{Model, ModelRecord};
 pub use naive::{RecordSpan, naive_scan, record_spans};
 pub use storage::{SimHandle, Variant};
-pub use workload::{Driven, SCRATCH, Step, TestWal, Workload, drive, fresh_handle, open_log, payload};
+pub use workload::{
+    Driven, SCRATCH, Step, TestWal, Workload, drive, fresh_handle, open_log, payload,
+};
 
 /// Explores `workloads` on `threads` threads and returns the per-workload results in order.
 pub fn explore_all(explorer: &Explorer, workloads: &[Workload], threads: usize) -> Vec<Stats> {
@@ -56,10 +58,12 @@ pub fn explore_all(explorer: &Explorer, workloads: &[Workload], threads: usize) 
         for _ in 0..threads.max(1) {
             scope.spawn(|| {
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(workload) = workloads.get(i) else {
+                    // The catalog lists the heaviest workloads last: start them first.
+                    let taken = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(i) = workloads.len().checked_sub(taken + 1) else {
                         break;
                     };
+                    let workload = &workloads[i];
                     let stats = explorer.explore(workload);
                     results.lock().expect("no poisoned lock")[i] = Some(stats);
                 }
@@ -83,18 +87,16 @@ pub fn replay(case: &str) -> Vec<Violation> {
 
 /// [`replay`] against a storage variant.
 pub fn replay_variant(variant: Variant, case: &str) -> Vec<Violation> {
-    let id: CaseId = case.parse().expect("a case: seed=<hex> op=<n> plan=<e|r><n>");
+    let id: CaseId = case
+        .parse()
+        .expect("a case: seed=<hex> op=<n> plan=<e|r><n>");
     let workload = find(id.seed).expect("a workload with this seed");
     let explorer = Explorer {
         stop_at_first: false,
         ..Explorer::new(variant, deep_mode())
     };
     let mut stats = Stats::default();
-    let only = match id.plan {
-        PlanPick::Enumerated(i) => PlanPick::Enumerated(i),
-        PlanPick::Random(i) => PlanPick::Random(i),
-    };
-    explorer.explore_point(&workload, id.op_index, Some(only), &mut stats);
+    explorer.explore_point(&workload, id.op_index, Some(id.plan), &mut stats);
     for violation in &stats.violations {
         eprintln!("{violation}");
     }

@@ -54,7 +54,8 @@ pub fn failed_syncs(explorer: &Explorer, workload: &Workload) -> Stats {
                 continue;
             }
             stats.states += 1;
-            if let Err(failure) = explorer.check_state(workload, &driven.model, crashed, 1, &mut stats)
+            if let Err(failure) =
+                explorer.check_state(workload, &driven.model, crashed, 1, &mut stats)
             {
                 stats.violations.push(Violation {
                     workload: workload.name,

@@ -1,7 +1,7 @@
 //! The storage the explorer drives: a shared handle on a [`SimStorage`], optionally broken on
 //! purpose ([`Variant`]) to prove the checker can fail.
 
-use std::cell::RefCell;
+use core::cell::RefCell;
 use std::rc::Rc;
 
 use walden_core::{SegmentId, Storage};

@@ -108,7 +108,9 @@ pub fn drive(workload: &Workload, handle: &SimHandle, faults: bool) -> Driven {
         Ok((wal, _)) => driven.wal = Some(wal),
         Err(e) => {
             if !crashed() && !faults {
-                driven.problems.push(format!("opening a new log failed: {e}"));
+                driven
+                    .problems
+                    .push(format!("opening a new log failed: {e}"));
             }
             return driven;
         }
