@@ -77,12 +77,21 @@ pub(crate) fn draw(
             })
         })
         .collect();
-    if let Some((_, raw)) = limits.fsync.iter().find(|(size, _)| *size == 128) {
-        lines.push(Line {
-            name: "raw write+fdatasync".to_owned(),
-            points: quantile_points(raw, nines),
-            dashed: true,
-        });
+    let raw = [
+        ("raw append+fdatasync", &limits.fsync),
+        (
+            "raw overwrite+fdatasync (preallocated)",
+            &limits.fsync_preallocated,
+        ),
+    ];
+    for (name, runs) in raw {
+        if let Some((_, run)) = runs.iter().find(|(size, _)| *size == 128) {
+            lines.push(Line {
+                name: name.to_owned(),
+                points: quantile_points(run, nines),
+                dashed: true,
+            });
+        }
     }
     let name = "latency-distribution.svg";
     plot(

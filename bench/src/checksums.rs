@@ -3,7 +3,8 @@
 //! `crc32fast`. This table decides which implementation Walden's core uses, so each one is
 //! measured at a WAL record's sizes, not only on a large buffer.
 
-use std::time::{Duration, Instant};
+use core::time::Duration;
+use std::time::Instant;
 
 use crc::{CRC_32_ISCSI, CRC_32_ISO_HDLC, CRC_64_NVME, Crc, NoTable, Table};
 use crc_fast::CrcAlgorithm;

@@ -19,7 +19,8 @@ mod report;
 mod subject;
 mod workloads;
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use core::time::Duration;
+use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
 

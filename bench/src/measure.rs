@@ -1,9 +1,8 @@
 //! Timing, latency histograms and the result rows every workload produces.
 
-use std::{
-    io,
-    time::{Duration, Instant},
-};
+use std::{io, time::Instant};
+
+use core::time::Duration;
 
 use hdrhistogram::Histogram;
 

@@ -151,7 +151,7 @@ fn open_times(
     cold: bool,
 ) -> io::Result<Summary> {
     let mut hist = histogram();
-    let mut opening = std::time::Duration::ZERO;
+    let mut opening = core::time::Duration::ZERO;
     for _ in 0..repeats.max(1) {
         if cold {
             drop_cache(dir)?;

@@ -1,7 +1,7 @@
 //! Renders a run as Markdown: machine, checksum throughput, physical limits, peers, and one
 //! table per workload with the ratio of each row to the raw limit and to the best peer.
 
-use std::{fmt::Write as _, time::Duration};
+use core::{fmt::Write as _, time::Duration};
 
 use crate::{
     checksums::{Throughput, implementations},
@@ -128,8 +128,8 @@ pub(crate) fn render(run: &Run<'_>) -> String {
         md,
         "*records/s* and *MB/s* (10^6 B of payload) are over the whole case; p50/p99/p999 are \
          per operation (one append, one batch, one open, one read; workload 5 is one replay). \
-         *limit* is the raw rate for the same bytes per fsync from the limits above \
-         (workload 4: N x the raw rate of N x 128 B per fsync, i.e. perfect group commit; \
+         *limit* is the raw rate for the same bytes per fsync from the limits above, the better of \
+         appending and preallocated (workload 4: N x the raw rate of N x 128 B per fsync, i.e. perfect group commit; \
          workload 3: sequential write bandwidth; 5 and 6: sequential read bandwidth; 7: random \
          128 B preads). *vs limit* = records/s / limit; *vs best* = records/s / the best peer's.\n"
     );
@@ -203,9 +203,16 @@ fn render_limits(md: &mut String, limits: &Limits) {
     for (size, s) in &limits.fsync {
         limit_row(
             md,
-            &format!("`write` {} + `fdatasync`", size_label(*size)),
+            &format!("append {} + `fdatasync`", size_label(*size)),
             s,
         );
+    }
+    for (size, s) in &limits.fsync_preallocated {
+        let name = format!(
+            "overwrite {} + `fdatasync` (preallocated file)",
+            size_label(*size)
+        );
+        limit_row(md, &name, s);
     }
     limit_row(
         md,
@@ -242,7 +249,17 @@ fn render_workload(md: &mut String, rows: &[Row], workload: &str) {
         "| case | peer | records/s | MB/s | p50 | p99 | p999 | limit rec/s | vs limit | vs best |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
+    let mut cases: Vec<&str> = Vec::new();
     for r in rows.iter().filter(|r| r.workload == workload) {
+        if !cases.contains(&r.case.as_str()) {
+            cases.push(&r.case);
+        }
+    }
+    let ordered = cases.iter().flat_map(|case| {
+        rows.iter()
+            .filter(move |r| r.workload == workload && r.case == *case)
+    });
+    for r in ordered {
         let mark = if r.counts_for_best { "" } else { " †" };
         let limit = r.limit_records_per_sec.map_or_else(|| "–".to_owned(), rate);
         match &r.outcome {

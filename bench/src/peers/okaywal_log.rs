@@ -9,11 +9,10 @@
 use std::{
     io::{self, Read},
     path::Path,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex},
 };
+
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use okaywal::{
     Configuration, Entry, EntryId, LogManager, LogPosition, ReadChunkResult, SegmentReader,
@@ -46,19 +45,15 @@ impl LogManager for Recorder {
             return Ok(());
         }
         let mut fold = 0;
-        loop {
-            match entry.read_chunk()? {
-                ReadChunkResult::Chunk(mut chunk) => {
-                    let data = chunk.read_all()?;
-                    if !chunk.check_crc()? {
-                        return Err(io::Error::other("okaywal chunk crc mismatch"));
-                    }
-                    fold = fold_bytes(fold, &data);
-                    self.records.fetch_add(1, Ordering::Relaxed);
-                    self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                }
-                ReadChunkResult::EndOfEntry | ReadChunkResult::AbortedEntry => break,
+        // EndOfEntry or AbortedEntry end the entry.
+        while let ReadChunkResult::Chunk(mut chunk) = entry.read_chunk()? {
+            let data = chunk.read_all()?;
+            if !chunk.check_crc()? {
+                return Err(io::Error::other("okaywal chunk crc mismatch"));
             }
+            fold = fold_bytes(fold, &data);
+            self.records.fetch_add(1, Ordering::Relaxed);
+            self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
         }
         self.fold.fetch_add(fold, Ordering::Relaxed);
         Ok(())
