@@ -90,16 +90,18 @@ impl fmt::Display for Violation {
         )?;
         writeln!(f, "  case: {}", self.case)?;
         writeln!(f, "  {}", self.plan.replace('\n', "\n  "))?;
-        write!(
-            f,
-            "  replay: walden_tests::explorer::replay{}(\"{}\")",
-            if self.variant == Variant::Correct {
-                String::new()
-            } else {
-                format!("_variant(Variant::{:?}, ", self.variant)
-            },
-            self.case
-        )
+        match self.variant {
+            Variant::Correct => write!(
+                f,
+                "  replay: walden_tests::explorer::replay(\"{}\")",
+                self.case
+            ),
+            variant => write!(
+                f,
+                "  replay: walden_tests::explorer::replay_variant(Variant::{variant:?}, \"{}\")",
+                self.case
+            ),
+        }
     }
 }
 
