@@ -100,13 +100,14 @@ fn verify(base: &Path) {
     }
     // Warm the cache once.
     let _ = verify_dir(&d, 2).unwrap();
-    for threads in [1, 2, 1, 2] {
-        let t = Instant::now();
+    for threads in [1, 2, 1, 2, 1, 2] {
+        let (t, cpu) = (Instant::now(), cpu_seconds());
         let r = verify_dir(&d, threads).unwrap();
         let s = t.elapsed().as_secs_f64();
         println!(
-            "verify threads={threads}: {:.3} s, {:.2} GiB/s, {} records, clean={}",
+            "verify threads={threads}: {:.3} s wall, {:.2} s CPU, {:.2} GiB/s, {} records, clean={}",
             s,
+            cpu_seconds() - cpu,
             r.bytes as f64 / s / (1u64 << 30) as f64,
             r.records,
             r.is_clean()
@@ -120,6 +121,19 @@ fn verify(base: &Path) {
         report.records
     );
     drop(wal);
+}
+
+/// User + system CPU time of this process (from `/proc/self/stat`, 100 Hz ticks).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() as f64 / 100.0
 }
 
 fn main() {
