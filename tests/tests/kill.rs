@@ -34,6 +34,11 @@ fn kill_child_entry() {
     }
 }
 
+/// The acknowledged LSN on a child's output line (the test harness may print on the same line).
+fn ack(line: &str) -> Option<&str> {
+    line.find("ACK ").map(|i| &line[i + 4..])
+}
+
 /// A small deterministic PRNG so a failing run can be repeated (the seed is printed).
 fn next_rand(state: &mut u64) -> u64 {
     *state ^= *state << 13;
@@ -72,7 +77,7 @@ fn sigkill_never_loses_an_acknowledged_record() {
         while seen < kill_after && started.elapsed() < Duration::from_secs(20) {
             match lines.next() {
                 Some(Ok(line)) => {
-                    if let Some(n) = line.strip_prefix("ACK ") {
+                    if let Some(n) = ack(&line) {
                         let lsn: u64 = n.trim().parse().expect("lsn");
                         assert_eq!(lsn, acked + 1, "round {round}: acks are dense");
                         acked = lsn;
@@ -85,7 +90,7 @@ fn sigkill_never_loses_an_acknowledged_record() {
         child.kill().expect("SIGKILL");
         // Acks the child printed before it died are promises too.
         for line in lines.map_while(Result::ok) {
-            if let Some(n) = line.strip_prefix("ACK ") {
+            if let Some(n) = ack(&line) {
                 acked = n.trim().parse().expect("lsn");
             }
         }
