@@ -259,7 +259,12 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
             let outcome = self.lead();
             st = guard.finish(&outcome);
             // The leader hands back the original failure; everyone else sees `Poisoned`.
-            outcome?;
+            let target = outcome?;
+            if target < lsn {
+                // Only after a concurrent `truncate_back` removed `lsn`: leading again would
+                // not reach it. Report how far durability got; callers compare.
+                return Ok(target);
+            }
         }
     }
 

@@ -218,8 +218,7 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
             });
         }
         let durable = if due {
-            c.wait_durable(last, started.unwrap_or_else(Instant::now))?;
-            true
+            c.wait_durable(last, started.unwrap_or_else(Instant::now))? >= last
         } else {
             !c.is_poisoned() && c.durable() >= last
         };
@@ -290,7 +289,9 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
             .snapshot(counters, c.durable().0, last.0, c.is_poisoned())
     }
 
-    /// A reader from `from`, running concurrently with appends.
+    /// A reader from `from`, running concurrently with appends. After a concurrent
+    /// [`SharedWal::truncate_back`], records the reader had already copied may still be
+    /// returned; create a new reader after rewinding.
     pub fn reader(
         &self,
         from: Lsn,
