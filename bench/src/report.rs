@@ -113,10 +113,10 @@ pub(crate) fn render(run: &Run<'_>) -> String {
         };
         let _ = writeln!(md, "| {} | {durability} |", peer.name());
     }
-    let _ = writeln!(
-        md,
-        "| Walden | not wired in yet: `walden_std::Wal` does not exist at the time of this run |\n"
-    );
+    if !run.peers.iter().any(|p| p.name().starts_with("walden")) {
+        let _ = writeln!(md, "| walden | not in this run (`--peer` filter) |");
+    }
+    md.push('\n');
     let _ = writeln!(
         md,
         "Rows marked † come from a peer whose \"durable\" append never fsyncs its data; they are \
