@@ -168,9 +168,11 @@ fn crc32c(data: &[u8]) -> u32 {
     !crc
 }
 
+type HeaderEdit = fn(&mut [u8]);
+
 #[test]
 fn a_header_with_a_valid_checksum_but_impossible_fields_is_refused() {
-    let edits: [(&str, fn(&mut [u8])); 4] = [
+    let edits: [(&str, HeaderEdit); 4] = [
         ("unknown checksum algorithm", |h| h[seg::CHECKSUM_ALG] = 9),
         ("zero salt", |h| h[seg::SALT..seg::SALT + 8].fill(0)),
         ("header length", |h| h[seg::HEADER_LEN] = 65),
