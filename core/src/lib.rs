@@ -43,4 +43,4 @@ pub use reader::{Reader, Record};
 pub use recovery::{Case, MIN_SCRATCH};
 pub use report::{RecoveryReport, SalvageLoss, TailCut};
 pub use storage::{SegmentId, Storage, StorageError, StorageErrorKind};
-pub use wal::{DEFAULT_SEGMENTS, SegmentInfo, Wal};
+pub use wal::{DEFAULT_SEGMENTS, SegmentInfo, SyncTicket, Wal};

@@ -47,6 +47,21 @@ pub struct Wal<S: Storage, const N: usize = DEFAULT_SEGMENTS> {
     pub(crate) poisoned: Option<Poisoned>,
     pub(crate) counters: Counters,
     pub(crate) salt_state: u64,
+    /// Bumped by every `truncate_back`, so a sync begun before a rewind cannot vouch for
+    /// records appended after it.
+    pub(crate) rewinds: u64,
+}
+
+/// A sync begun with [`Wal::begin_sync`]: the adapter syncs `segment` itself (for example
+/// outside its lock, for group commit) and reports the outcome with [`Wal::finish_sync`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "finish the sync with Wal::finish_sync"]
+pub struct SyncTicket {
+    /// The segment to sync.
+    pub segment: SegmentId,
+    /// The last LSN the sync covers.
+    pub lsn: Lsn,
+    rewinds: u64,
 }
 
 pub(crate) fn splitmix64(mut z: u64) -> u64 {
@@ -283,6 +298,41 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         Ok(self.durable)
     }
 
+    /// Starts a sync that the caller performs (`Storage::sync` of `ticket.segment`, possibly
+    /// on another handle and without holding the log). Earlier segments are always durable
+    /// already: rotation syncs them.
+    pub fn begin_sync(&self) -> Result<SyncTicket, Poisoned> {
+        self.check()?;
+        Ok(SyncTicket {
+            segment: self.active().id,
+            lsn: self.last_lsn(),
+            rewinds: self.rewinds,
+        })
+    }
+
+    /// Finishes a sync begun with [`Wal::begin_sync`]. On `Ok` the durable LSN advances to
+    /// what the ticket covers (so later records vouch for it, see `ack_gap` in
+    /// `docs/FORMAT.md`); on `Err` the log is poisoned.
+    pub fn finish_sync(
+        &mut self,
+        ticket: SyncTicket,
+        result: Result<(), S::Error>,
+    ) -> Result<Lsn, SyncError<S::Error>> {
+        let segment = Some(ticket.segment);
+        self.guarded(Op::Sync, segment, |_| result)?;
+        self.check()?;
+        self.counters.syncs += 1;
+        if ticket.rewinds == self.rewinds {
+            self.durable = self.durable.max(ticket.lsn.min(self.last_lsn()));
+            if self.durable == self.last_lsn() {
+                self.dirty = false;
+                self.unsynced_records = 0;
+                self.unsynced_bytes = 0;
+            }
+        }
+        Ok(self.durable)
+    }
+
     /// Seals the active segment (sync) and starts the next.
     fn rotate(&mut self) -> Result<(), AppendError<S::Error>> {
         if self.segments.is_full() {
@@ -351,6 +401,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         self.segments[k].end = offset;
         self.next_lsn = cut;
         self.durable = lsn;
+        self.rewinds += 1;
         self.dirty = false;
         self.unsynced_records = 0;
         self.unsynced_bytes = 0;

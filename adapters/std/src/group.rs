@@ -272,7 +272,7 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
     fn lead(&self) -> Result<Lsn, SyncError<S::Error>> {
         self.gather();
         let started = Instant::now();
-        let (target, id, job, records) = {
+        let (target, ticket, job, records) = {
             let mut log = self.lock_log();
             if let Some(p) = log.wal.poisoned() {
                 return Err(SyncError::Poisoned(p));
@@ -287,10 +287,11 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
                 // The core synced everything itself (a rotation) while it held the log lock.
                 return Ok(target);
             }
-            let id = log.wal.segments()[log.wal.segments().len() - 1].id;
+            let ticket = log.wal.begin_sync().map_err(SyncError::Poisoned)?;
+            let id = ticket.segment;
             let records = target.0 - published.0;
             match log.wal.storage().detached_sync(id) {
-                Ok(Some(job)) => (target, id, job, records),
+                Ok(Some(job)) => (target, ticket, job, records),
                 Ok(None) => {
                     log.wal.sync()?;
                     self.record_sync(started, records);
@@ -307,17 +308,12 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
                 }
             }
         };
-        job().map_err(|error| {
-            SyncError::Storage(IoFailure {
-                op: Op::Sync,
-                segment: Some(id),
-                error,
-            })
-        })?;
-        // Point 2 of the argument: a core sync that failed meanwhile may have eaten our error.
-        if let Some(p) = self.lock_log().wal.poisoned() {
-            return Err(SyncError::Poisoned(p));
-        }
+        // The fsync runs without the log lock; appends continue meanwhile.
+        let outcome = job();
+        // Point 2 of the argument: `finish_sync` fails if a core sync failed meanwhile (the
+        // log is poisoned), and on success lets the core vouch for the synced records in
+        // the `ack_gap` of the records that follow.
+        self.lock_log().wal.finish_sync(ticket, outcome)?;
         self.record_sync(started, records);
         Ok(target)
     }

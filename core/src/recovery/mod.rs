@@ -59,6 +59,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
             poisoned: None,
             counters: Counters::default(),
             salt_state: splitmix64(config.salt_seed),
+            rewinds: 0,
         };
         let report = wal.recover(scratch)?;
         Ok((wal, report))

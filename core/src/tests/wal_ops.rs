@@ -234,3 +234,31 @@ fn segment_table_full_is_a_typed_error() {
     assert_eq!(err, Some(AppendError::SegmentTableFull { capacity: 2 }));
     assert_eq!(wal.poisoned(), None);
 }
+
+#[test]
+fn a_sync_done_by_the_adapter_advances_durable_and_a_failure_poisons() {
+    let cfg = small().with_sync_policy(SyncPolicy::Manual);
+    let (mut wal, _) = open(Mem::default(), cfg);
+    wal.append(b"a").unwrap();
+    wal.append(b"b").unwrap();
+    let ticket = wal.begin_sync().unwrap();
+    assert_eq!(ticket.lsn, Lsn(2));
+    wal.append(b"c").unwrap(); // appended while the sync is in flight: not covered
+    assert_eq!(wal.finish_sync(ticket, Ok(())).unwrap(), Lsn(2));
+    assert_eq!(wal.durable_lsn(), Lsn(2));
+    // A rewind while a sync is in flight: the old ticket must not vouch for new records.
+    let stale = wal.begin_sync().unwrap();
+    wal.truncate_back(Lsn(1)).unwrap();
+    wal.append(b"B").unwrap();
+    wal.append(b"C").unwrap();
+    assert_eq!(wal.finish_sync(stale, Ok(())).unwrap(), Lsn(1));
+    let t = wal.begin_sync().unwrap();
+    let err = crate::tests::mem::MemError(StorageErrorKind::Io);
+    assert!(matches!(
+        wal.finish_sync(t, Err(err)),
+        Err(SyncError::Storage(_))
+    ));
+    assert!(wal.poisoned().is_some());
+    assert_eq!(wal.durable_lsn(), Lsn(1));
+    assert!(wal.begin_sync().is_err());
+}
