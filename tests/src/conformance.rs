@@ -153,7 +153,9 @@ pub fn rewind_and_overwrite<M: Medium>(m: &mut M) {
     wal.append_batch(&[b"x1", b"x2"]).expect("batch");
     assert!(matches!(
         wal.truncate_back(Lsn(41)),
-        Err(TruncateError::InsideBatch { batch_start: Lsn(41) })
+        Err(TruncateError::InsideBatch {
+            batch_start: Lsn(41)
+        })
     ));
     wal.truncate_back(Lsn(7)).expect("truncate_back");
     fill(&mut wal, 8, 12);
@@ -193,7 +195,10 @@ pub fn mid_log_corruption<M: Medium>(m: &mut M) {
     m.close(s);
     match open(m, config()) {
         Err(OpenError::Corrupted(c)) => {
-            assert_eq!((c.case, c.segment), (Case::SealedSegmentDamaged, segs[0].id));
+            assert_eq!(
+                (c.case, c.segment),
+                (Case::SealedSegmentDamaged, segs[0].id)
+            );
         }
         Err(e) => panic!("unexpected error {e:?}"),
         Ok((_, r)) => panic!("corruption accepted: {r}"),

@@ -63,7 +63,12 @@ fn sigkill_never_loses_an_acknowledged_record() {
     let mut kills = 0;
     for round in 0..12 {
         let mut child = Command::new(std::env::current_exe().expect("exe"))
-            .args(["kill_child_entry", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "kill_child_entry",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -107,7 +112,11 @@ fn sigkill_never_loses_an_acknowledged_record() {
         );
         for (i, (lsn, bytes)) in recovered.iter().enumerate() {
             assert_eq!(lsn.0, i as u64 + 1, "seed {seed}: dense LSNs");
-            assert_eq!(bytes, &payload(lsn.0), "seed {seed}: LSN {lsn} intact, no phantoms");
+            assert_eq!(
+                bytes,
+                &payload(lsn.0),
+                "seed {seed}: LSN {lsn} intact, no phantoms"
+            );
         }
         // The next child continues after what recovery kept (in-flight records may survive).
         acked = recovered.len() as u64;
