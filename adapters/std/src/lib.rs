@@ -63,6 +63,11 @@ pub use shared::{Appended, Durability, SharedWal};
 pub use storage::{FileStorage, LOCK_FILE};
 pub use verify::{SegmentVerdict, VerifyReport, verify_dir};
 pub use wal::{CoreWal, MAX_SEGMENTS, Options, Wal};
+
+/// The repository README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
 pub use walden_core::{
     AppendError, Config, Lsn, OpenError, ReadError, RecoveryPolicy, RecoveryReport, SyncError,
     SyncPolicy, TruncateError,
