@@ -30,11 +30,12 @@ fn config() -> Config {
     Config::default().with_segment_size(1024)
 }
 
+/// What opening the log on a medium gives.
+pub type Opened<M> =
+    Result<(TestWal<M>, RecoveryReport), OpenError<<<M as Medium>::S as Storage>::Error>>;
+
 /// Opens the log on the medium.
-pub fn open<M: Medium>(
-    m: &mut M,
-    cfg: Config,
-) -> Result<(TestWal<M>, RecoveryReport), OpenError<<M::S as Storage>::Error>> {
+pub fn open<M: Medium>(m: &mut M, cfg: Config) -> Opened<M> {
     let mut scratch = vec![0u8; 8192];
     Wal::open(m.open(), cfg, &mut scratch)
 }
@@ -77,13 +78,13 @@ fn poke<S: Storage>(s: &mut S, id: SegmentId, offset: u64) {
     let mut b = [0u8; 1];
     assert_eq!(s.read(id, offset, &mut b).ok(), Some(1));
     b[0] ^= 0x40;
-    s.write(id, offset, &b).ok().expect("write");
-    s.sync(id).ok().expect("sync");
+    s.write(id, offset, &b).expect("write");
+    s.sync(id).expect("sync");
 }
 
 fn segment_ids<S: Storage>(s: &S) -> Vec<SegmentId> {
     let mut ids = Vec::new();
-    s.list(&mut |id| ids.push(id)).ok().expect("list");
+    s.list(&mut |id| ids.push(id)).expect("list");
     ids.sort_unstable();
     ids
 }
@@ -170,8 +171,8 @@ pub fn torn_tail_is_cut<M: Medium>(m: &mut M) {
     fill(&mut wal, 1, 10);
     let seg = *wal.segments().last().expect("segment");
     let mut s = wal.into_storage();
-    s.truncate(seg.id, seg.end - 5).ok().expect("truncate");
-    s.sync(seg.id).ok().expect("sync");
+    s.truncate(seg.id, seg.end - 5).expect("truncate");
+    s.sync(seg.id).expect("sync");
     m.close(s);
     let (wal, report) = open(m, config()).expect("open");
     let cut = report.cut.expect("cut reported");
@@ -219,8 +220,8 @@ pub fn missing_segment_is_refused<M: Medium>(m: &mut M) {
     fill(&mut wal, 1, 60);
     let id = wal.segments()[2].id;
     let mut s = wal.into_storage();
-    s.remove(id).ok().expect("remove");
-    s.sync_dir().ok().expect("sync_dir");
+    s.remove(id).expect("remove");
+    s.sync_dir().expect("sync_dir");
     let before = segment_ids(&s);
     m.close(s);
     match open(m, config()) {

@@ -4,9 +4,10 @@
 //!
 //! The child is this same test binary, re-run with `WALDEN_KILL_CHILD=<dir>`.
 
+use core::time::Duration;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use walden_std::{Config, Lsn, Options, Wal};
 use walden_tests::conformance::payload;
