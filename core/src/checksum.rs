@@ -74,11 +74,33 @@ pub struct Checksum {
 enum State {
     C32(Digest<'static, u32, Fast>),
     C64(Digest<'static, u64, Fast>),
+    #[cfg(feature = "hw-crc")]
+    Hw(crc_fast::Digest),
+}
+
+#[cfg(feature = "hw-crc")]
+fn hw(alg: ChecksumAlgorithm) -> crc_fast::CrcAlgorithm {
+    match alg {
+        ChecksumAlgorithm::Crc32c => crc_fast::CrcAlgorithm::Crc32Iscsi,
+        ChecksumAlgorithm::Crc32 => crc_fast::CrcAlgorithm::Crc32IsoHdlc,
+        ChecksumAlgorithm::Crc64 => crc_fast::CrcAlgorithm::Crc64Nvme,
+    }
 }
 
 impl Checksum {
     /// A fresh checksum of the given algorithm.
     pub fn new(alg: ChecksumAlgorithm) -> Self {
+        #[cfg(feature = "hw-crc")]
+        return Self {
+            state: State::Hw(crc_fast::Digest::new(hw(alg))),
+        };
+        #[cfg(not(feature = "hw-crc"))]
+        Self::portable(alg)
+    }
+
+    /// The portable table implementation (slice-by-16), whatever the features. Gives the same
+    /// values as [`Checksum::new`].
+    pub fn portable(alg: ChecksumAlgorithm) -> Self {
         let state = match alg {
             ChecksumAlgorithm::Crc32c => State::C32(CRC32C.digest()),
             ChecksumAlgorithm::Crc32 => State::C32(CRC32.digest()),
@@ -92,6 +114,8 @@ impl Checksum {
         match &mut self.state {
             State::C32(d) => d.update(data),
             State::C64(d) => d.update(data),
+            #[cfg(feature = "hw-crc")]
+            State::Hw(d) => d.update(data),
         }
     }
 
@@ -100,12 +124,17 @@ impl Checksum {
         match self.state {
             State::C32(d) => u64::from(d.finalize()),
             State::C64(d) => d.finalize(),
+            #[cfg(feature = "hw-crc")]
+            State::Hw(d) => d.finalize(),
         }
     }
 }
 
 /// CRC-32C of `data`: the fixed checksum of segment headers.
 pub(crate) fn crc32c(data: &[u8]) -> u32 {
+    #[cfg(feature = "hw-crc")]
+    return crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32;
+    #[cfg(not(feature = "hw-crc"))]
     CRC32C.checksum(data)
 }
 
@@ -126,6 +155,25 @@ mod tests {
             c.update(input);
             assert_eq!(c.finish(), check, "{}", alg.name());
         }
+    }
+
+    #[test]
+    fn accelerated_and_portable_agree() {
+        let data: std::vec::Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
+        for alg in [
+            ChecksumAlgorithm::Crc32c,
+            ChecksumAlgorithm::Crc32,
+            ChecksumAlgorithm::Crc64,
+        ] {
+            for len in [0, 1, 7, 36, 128, 4096, 5000] {
+                let mut a = Checksum::new(alg);
+                let mut b = Checksum::portable(alg);
+                a.update(&data[..len]);
+                b.update(&data[..len]);
+                assert_eq!(a.finish(), b.finish(), "{} len {len}", alg.name());
+            }
+        }
+        assert_eq!(crc32c(b"123456789"), 0xe306_9283);
     }
 
     #[test]
