@@ -9,6 +9,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 # The corpus generator runs on the default toolchain without sanitizers.
 cargo run -q --example make_corpus
+# Build every target first, so a build failure is not mistaken for a finding.
+cargo +nightly fuzz build
 status=0
 for t in $(cargo +nightly fuzz list); do
     echo "== $t (${secs}s)"

@@ -59,6 +59,8 @@ fuzz_target!(|data: &[u8]| {
     // What is durable, and what was appended since (in order).
     let mut durable: Vec<Vec<u8>> = Vec::new();
     let mut in_flight: Vec<Vec<u8>> = Vec::new();
+    // Printed with every failure, so the sequence can be replayed by hand.
+    let trace = format!("{ops:?}");
     for op in ops.into_iter().take(64) {
         match op {
             Op::Append(len, fill) => {
@@ -87,7 +89,9 @@ fuzz_target!(|data: &[u8]| {
                 let first = wal.first_lsn().0;
                 let last = wal.last_lsn().0;
                 let to = first.saturating_sub(1) + u64::from(k) % (last + 2 - first);
-                if wal.truncate_back(Lsn(to)).is_ok() {
+                // Truncating at or after the last LSN does nothing (and syncs nothing); a real
+                // truncation syncs, so everything up to `to` is then durable.
+                if to < last && wal.truncate_back(Lsn(to)).is_ok() {
                     let mut everything = durable.split_off(0);
                     everything.append(&mut in_flight);
                     everything.truncate((to + 1 - first) as usize);
@@ -105,15 +109,15 @@ fuzz_target!(|data: &[u8]| {
                 let crashed = storage.crash(&plan);
                 let (w, report) = match TestWal::open(crashed, config(), &mut scratch) {
                     Ok(x) => x,
-                    Err(e) => panic!("a pure crash must recover: {e}"),
+                    Err(e) => panic!("a pure crash must recover: {e}\nops: {trace}"),
                 };
                 wal = w;
                 let got = all(&wal);
-                assert!(got.len() >= durable.len(), "lost durable records: {report}");
-                assert_eq!(&got[..durable.len()], &durable[..], "durable records changed");
+                assert!(got.len() >= durable.len(), "lost durable records: {report}\nops: {trace}");
+                assert_eq!(&got[..durable.len()], &durable[..], "durable records changed\nops: {trace}");
                 let extra = &got[durable.len()..];
-                assert!(extra.len() <= in_flight.len(), "phantom records");
-                assert_eq!(extra, &in_flight[..extra.len()], "not a prefix of in-flight");
+                assert!(extra.len() <= in_flight.len(), "phantom records\nops: {trace}");
+                assert_eq!(extra, &in_flight[..extra.len()], "not a prefix of in-flight\nops: {trace}");
                 durable = got;
                 in_flight.clear();
             }
