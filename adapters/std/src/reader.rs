@@ -7,6 +7,7 @@
 //! holds the lock only for one bounded copy at a time.
 
 use core::sync::atomic::Ordering;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use walden_core::format::{RECORD_HEADER_LEN, RecordHeader, RecordKind, SEGMENT_HEADER_LEN};
@@ -17,6 +18,43 @@ use crate::shared::Inner;
 
 /// Bytes copied per visit to the log lock (more when one record is larger).
 const CHUNK: usize = 256 * 1024;
+
+/// How sparse the position index is: one entry per this many LSNs.
+pub(crate) const INDEX_EVERY: u64 = 32;
+
+/// Known record positions (`lsn -> (segment, offset)`), so a read by LSN starts near its
+/// record instead of at the start of the segment. Entries come only from records a reader
+/// verified; each truncation bumps `generation` and drops what it invalidated, and a reader
+/// that started under an older generation adds nothing.
+#[derive(Debug, Default)]
+pub(crate) struct PositionIndex {
+    generation: u64,
+    map: BTreeMap<u64, (SegmentId, u64)>,
+}
+
+impl PositionIndex {
+    /// The closest known position at or before `lsn` within `segment`.
+    fn floor(&self, segment: SegmentId, first: Lsn, lsn: Lsn) -> Option<(Lsn, u64)> {
+        let (l, (s, off)) = self.map.range(first.0..=lsn.0).next_back()?;
+        (*s == segment).then_some((Lsn(*l), *off))
+    }
+
+    fn record(&mut self, generation: u64, lsn: Lsn, segment: SegmentId, offset: u64) {
+        if generation == self.generation {
+            self.map.insert(lsn.0, (segment, offset));
+        }
+    }
+
+    pub(crate) fn forget_after(&mut self, lsn: Lsn) {
+        self.generation += 1;
+        self.map.split_off(&(lsn.0 + 1));
+    }
+
+    pub(crate) fn forget_before(&mut self, lsn: Lsn) {
+        self.generation += 1;
+        self.map = self.map.split_off(&lsn.0);
+    }
+}
 
 /// One record returned by a [`SharedReader`], borrowed from the reader's buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +85,7 @@ pub struct SharedReader<S: GroupSync, const N: usize> {
 
 impl<S: GroupSync, const N: usize> SharedReader<S, N> {
     pub(crate) fn new(inner: Arc<Inner<S, N>>, from: Lsn) -> Result<Self, ReadError<S::Error>> {
-        let seg = {
+        let (seg, generation) = {
             let log = inner.c.lock_log();
             let (first, last) = (log.wal.first_lsn(), log.wal.last_lsn());
             if from < first || from > last.next() {
@@ -58,21 +96,30 @@ impl<S: GroupSync, const N: usize> SharedReader<S, N> {
                 });
             }
             let segs = log.wal.segments();
-            segs[segs.iter().rposition(|s| s.first_lsn <= from).unwrap_or(0)]
+            let seg = segs[segs.iter().rposition(|s| s.first_lsn <= from).unwrap_or(0)];
+            (seg, inner.positions().generation)
         };
+        let start = inner.positions().floor(seg.id, seg.first_lsn, from);
+        let (next, offset) = start.unwrap_or((seg.first_lsn, SEGMENT_HEADER_LEN as u64));
         let mut r = Self {
             inner,
-            next: seg.first_lsn,
+            next,
             segment: seg.id,
             checksum: seg.checksum,
             salt: seg.salt,
-            offset: SEGMENT_HEADER_LEN as u64,
+            offset,
             chunk: Vec::new(),
             chunk_start: 0,
         };
         while r.next < from {
             match r.header()? {
-                Some(h) => r.advance(&h),
+                Some(h) => {
+                    if r.next.0 % INDEX_EVERY == 0 {
+                        let (lsn, seg, off) = (r.next, r.segment, r.offset);
+                        r.inner.positions().record(generation, lsn, seg, off);
+                    }
+                    r.advance(&h);
+                }
                 None => break,
             }
         }

@@ -13,7 +13,7 @@ use walden_core::{
 use crate::error::Error;
 use crate::group::{Committer, GroupSync, GroupWindow};
 use crate::metrics::Metrics;
-use crate::reader::SharedReader;
+use crate::reader::{PositionIndex, SharedReader};
 use crate::storage::FileStorage;
 use crate::wal::{MAX_SEGMENTS, Options};
 
@@ -61,6 +61,18 @@ pub(crate) struct Inner<S: GroupSync, const N: usize> {
     foreign: Vec<PathBuf>,
     /// Stops the flusher thread when the last handle goes.
     _flusher: Option<StopOnDrop>,
+    /// A sparse index of record positions (every [`crate::reader::INDEX_EVERY`]th LSN:
+    /// segment and offset), filled in as readers walk the log, so that a read by LSN walks at
+    /// most that many record headers. Invalidated by both truncations.
+    pub(crate) positions: Mutex<PositionIndex>,
+}
+
+impl<S: GroupSync, const N: usize> Inner<S, N> {
+    pub(crate) fn positions(&self) -> std::sync::MutexGuard<'_, PositionIndex> {
+        self.positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// A write-ahead log shared by many threads: `Send + Sync`, and cheap to clone (an `Arc`).
@@ -148,6 +160,7 @@ impl<S: GroupSync + Send + 'static, const N: usize> SharedWal<S, N> {
             dir,
             foreign,
             _flusher: flusher.clone().map(StopOnDrop),
+            positions: Mutex::new(PositionIndex::default()),
         });
         if let (Durability::Interval(every), Some(stop)) = (durability, flusher) {
             spawn_flusher(Arc::downgrade(&inner), stop, every);
@@ -304,6 +317,7 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
         let c = &self.inner.c;
         let mut log = c.lock_log();
         let r = log.wal.truncate_front(lsn);
+        self.inner.positions().forget_before(log.wal.first_lsn());
         if let Some(p) = log.wal.poisoned() {
             drop(log);
             c.poison(p);
@@ -317,6 +331,7 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
             .c
             .exclusive(|log| match log.wal.truncate_back(lsn) {
                 Ok(()) => {
+                    self.inner.positions().forget_after(lsn);
                     log.unsynced_bytes = 0;
                     (Ok(()), Some(log.wal.durable_lsn()))
                 }
