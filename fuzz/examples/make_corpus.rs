@@ -59,18 +59,30 @@ fn main() {
             );
         }
         for (id, bytes) in &mem.files {
-            write(&root.join("decode_record"), &format!("{name}-seg{id}"), bytes);
+            write(
+                &root.join("decode_record"),
+                &format!("{name}-seg{id}"),
+                bytes,
+            );
             if bytes.len() > 64 {
                 let mut rec = bytes[40..48].to_vec(); // the salt, then a record header
                 rec.extend_from_slice(&bytes[64..bytes.len().min(96)]);
-                write(&root.join("decode_record"), &format!("{name}-rec{id}"), &rec);
+                write(
+                    &root.join("decode_record"),
+                    &format!("{name}-rec{id}"),
+                    &rec,
+                );
             }
         }
     }
     // Operation sequences: a few byte patterns the `Arbitrary` decoder turns into varied ops.
-    for (i, seed) in [&[0u8, 5, 9, 2, 2, 3, 0, 40, 1][..], &[7; 64], &[3, 1, 4, 1, 5, 9, 2, 6]]
-        .iter()
-        .enumerate()
+    for (i, seed) in [
+        &[0u8, 5, 9, 2, 2, 3, 0, 40, 1][..],
+        &[7; 64],
+        &[3, 1, 4, 1, 5, 9, 2, 6],
+    ]
+    .iter()
+    .enumerate()
     {
         write(&root.join("ops_model"), &format!("seed-{i}"), seed);
     }

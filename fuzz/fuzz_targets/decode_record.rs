@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
         .get(..8)
         .map_or(1, |b| u64::from_le_bytes(b.try_into().unwrap_or([1; 8])));
     let body = data.get(8..).unwrap_or_default();
-    for alg in [ChecksumAlgorithm::Crc32c, ChecksumAlgorithm::Crc32, ChecksumAlgorithm::Crc64] {
+    for alg in [
+        ChecksumAlgorithm::Crc32c,
+        ChecksumAlgorithm::Crc32,
+        ChecksumAlgorithm::Crc64,
+    ] {
         if let Ok(h) = RecordHeader::decode(body, alg, salt) {
             assert_eq!(&h.encode(alg, salt)[..], &body[..32]);
             let _ = h.proves_durable();

@@ -36,8 +36,14 @@ fn fate(b: u8) -> Fate {
     match b % 4 {
         0 => Fate::Happened,
         1 => Fate::Lost,
-        2 => Fate::Torn(Tear { shape: TearShape::Prefix(u32::from(b / 12)), fill }),
-        _ => Fate::Torn(Tear { shape: TearShape::Suffix(u32::from(b / 12)), fill }),
+        2 => Fate::Torn(Tear {
+            shape: TearShape::Prefix(u32::from(b / 12)),
+            fill,
+        }),
+        _ => Fate::Torn(Tear {
+            shape: TearShape::Suffix(u32::from(b / 12)),
+            fill,
+        }),
     }
 }
 
@@ -53,7 +59,9 @@ fn all(wal: &TestWal) -> Vec<Vec<u8>> {
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
-    let Ok(ops) = Vec::<Op>::arbitrary(&mut u) else { return };
+    let Ok(ops) = Vec::<Op>::arbitrary(&mut u) else {
+        return;
+    };
     let mut scratch = [0u8; 512];
     let (mut wal, _) = TestWal::open(SimStorage::new(), config(), &mut scratch).expect("new log");
     // What is durable, and what was appended since (in order).
@@ -71,8 +79,9 @@ fuzz_target!(|data: &[u8]| {
                 in_flight.push(p);
             }
             Op::Batch(n, len, fill) => {
-                let ps: Vec<Vec<u8>> =
-                    (0..(n % 4) + 1).map(|i| payload(len.wrapping_add(i), fill)).collect();
+                let ps: Vec<Vec<u8>> = (0..(n % 4) + 1)
+                    .map(|i| payload(len.wrapping_add(i), fill))
+                    .collect();
                 let refs: Vec<&[u8]> = ps.iter().map(Vec::as_slice).collect();
                 if wal.append_batch(&refs).is_err() {
                     return;
@@ -113,11 +122,25 @@ fuzz_target!(|data: &[u8]| {
                 };
                 wal = w;
                 let got = all(&wal);
-                assert!(got.len() >= durable.len(), "lost durable records: {report}\nops: {trace}");
-                assert_eq!(&got[..durable.len()], &durable[..], "durable records changed\nops: {trace}");
+                assert!(
+                    got.len() >= durable.len(),
+                    "lost durable records: {report}\nops: {trace}"
+                );
+                assert_eq!(
+                    &got[..durable.len()],
+                    &durable[..],
+                    "durable records changed\nops: {trace}"
+                );
                 let extra = &got[durable.len()..];
-                assert!(extra.len() <= in_flight.len(), "phantom records\nops: {trace}");
-                assert_eq!(extra, &in_flight[..extra.len()], "not a prefix of in-flight\nops: {trace}");
+                assert!(
+                    extra.len() <= in_flight.len(),
+                    "phantom records\nops: {trace}"
+                );
+                assert_eq!(
+                    extra,
+                    &in_flight[..extra.len()],
+                    "not a prefix of in-flight\nops: {trace}"
+                );
                 durable = got;
                 in_flight.clear();
             }

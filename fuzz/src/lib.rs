@@ -72,7 +72,10 @@ impl Storage for Mem {
         Ok(())
     }
     fn truncate(&mut self, id: SegmentId, len: u64) -> Result<(), MemError> {
-        self.files.get_mut(&id).ok_or(NOT_FOUND)?.truncate(len as usize);
+        self.files
+            .get_mut(&id)
+            .ok_or(NOT_FOUND)?
+            .truncate(len as usize);
         Ok(())
     }
     fn sync(&mut self, _: SegmentId) -> Result<(), MemError> {
@@ -93,7 +96,9 @@ pub fn decode_image(data: &[u8]) -> (Mem, Config) {
         1 => RecoveryPolicy::TolerateTornTail,
         _ => RecoveryPolicy::Salvage,
     };
-    let max = head.get(1..3).map_or(4096, |b| u16::from_le_bytes([b[0], b[1]]));
+    let max = head
+        .get(1..3)
+        .map_or(4096, |b| u16::from_le_bytes([b[0], b[1]]));
     let config = Config::default()
         .with_segment_size(1024)
         .with_max_record_size(u32::from(max).max(1))
@@ -127,8 +132,8 @@ pub fn encode_image(mem: &Mem, policy: u8, max_record: u16) -> Vec<u8> {
 pub fn recover_and_check(mem: &Mem, config: Config) {
     let mut scratch = vec![0u8; 512];
     let before = mem.clone();
-    let verdict = walden_core::inspect::<Mem, 32>(mem, &config, &mut scratch, &mut |_| {})
-        .map(|i| i.verdict);
+    let verdict =
+        walden_core::inspect::<Mem, 32>(mem, &config, &mut scratch, &mut |_| {}).map(|i| i.verdict);
     assert_eq!(mem, &before, "inspection wrote");
     let opened = Wal::<Mem, 32>::open(mem.clone(), config, &mut scratch);
     match (verdict, opened) {
@@ -141,7 +146,10 @@ pub fn recover_and_check(mem: &Mem, config: Config) {
             let mut buf = vec![0u8; config.max_record_size as usize];
             let mut reader = wal.reader(wal.first_lsn()).expect("reader at first_lsn");
             let mut n = 0u64;
-            while let Some(rec) = reader.next(&mut buf).expect("a recovered record reads back") {
+            while let Some(rec) = reader
+                .next(&mut buf)
+                .expect("a recovered record reads back")
+            {
                 assert_eq!(rec.lsn, walden_core::Lsn(wal.first_lsn().0 + n));
                 n += 1;
             }
