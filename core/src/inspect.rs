@@ -17,13 +17,11 @@ use crate::format::{
     HeaderProblem, RECORD_HEADER_LEN, RecordHeader, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader,
 };
 use crate::lsn::Lsn;
+use crate::recovery::scan::{self, SegmentKeys, Window};
 use crate::recovery::{
     Action, Case, Evidence, HeaderState, Inputs, MIN_SCRATCH, Position, ScanState, Sequence,
 };
 use crate::storage::{SegmentId, Storage, read_full};
-use scan::{SegmentKeys, Window};
-
-mod scan;
 
 /// A problem inspection found in one segment, with where it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -410,3 +410,34 @@ impl FileStorage {
         Ok(())
     }
 }
+
+impl FileStorage {
+    /// Asks the kernel to drop its cached pages of the newest segment before recovery reads
+    /// it, so recovery sees what the disk holds.
+    ///
+    /// Why: after a failed `fdatasync` Linux may mark the unwritten pages clean (the
+    /// "fsyncgate" behaviour). A restarted process would read them back from the page cache,
+    /// sync "successfully", and treat records the disk never got as durable. Dropping clean
+    /// pages closes that hole; dirty pages (an ordinary process crash) are written back rather
+    /// than dropped, so nothing valid is lost. Only the newest segment can hold unsynced
+    /// data: every other one was synced before its successor was created.
+    pub fn forget_cached_newest(&self) -> io::Result<()> {
+        let mut newest = None;
+        for entry in fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            if let Some(id) = name.to_str().and_then(parse_segment_name) {
+                newest = newest.max(Some(id));
+            }
+        }
+        let Some(id) = newest else {
+            return Ok(());
+        };
+        let path = self.segment_path(id);
+        if !fs::symlink_metadata(&path)?.file_type().is_file() {
+            return Ok(()); // recovery reports it; never follow a link here
+        }
+        let f = File::open(path)?;
+        rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed)?;
+        Ok(())
+    }
+}

@@ -1,7 +1,7 @@
 //! Opening a log: list segments, verify headers, scan records, classify what is found with the
 //! decision table ([`table`]), and apply the recovery policy.
 
-mod scan;
+pub(crate) mod scan;
 pub mod table;
 
 pub use table::{Action, Case, Evidence, HeaderState, Inputs, Position, ScanState, Sequence};
@@ -247,14 +247,16 @@ impl<S: Storage, const N: usize> Wal<S, N> {
                     self.keep(&l, keys, s, &mut report);
                     prev_last = Some(s.last_lsn);
                     if action == Action::SalvageCut {
+                        let beyond = self.highest_lsn(&listed[i + 1..], scratch)?;
                         let dropped = self.drop_from(&listed[i + 1..])?;
                         report.salvage = Some(SalvageLoss {
                             case,
                             segment: l.id,
                             offset,
                             first_lost: lsn,
-                            last_known: last_known(&listed[i + 1..])
+                            last_known: beyond
                                 .max(Some(orphans.highest))
+                                .max(Some(s.last_lsn))
                                 .filter(|k| *k >= lsn),
                             segments_dropped: dropped,
                             detail,
@@ -292,13 +294,14 @@ impl<S: Storage, const N: usize> Wal<S, N> {
                     }));
                 }
                 Action::SalvageDrop => {
+                    let beyond = self.highest_lsn(&listed[i..], scratch)?;
                     let dropped = self.drop_from(&listed[i..])?;
                     report.salvage = Some(SalvageLoss {
                         case,
                         segment: l.id,
                         offset,
                         first_lost: first_here,
-                        last_known: last_known(&listed[i..]).filter(|k| *k >= first_here),
+                        last_known: beyond.filter(|k| *k >= first_here),
                         segments_dropped: dropped,
                         detail,
                     });
@@ -362,6 +365,37 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         Ok(())
     }
 
+    /// The highest LSN found in these segments (valid records, or what headers imply), for
+    /// the salvage report. Damaged segments contribute what can still be read.
+    fn highest_lsn(
+        &self,
+        doomed: &[Listed],
+        scratch: &mut [u8],
+    ) -> Result<Option<Lsn>, OpenError<S::Error>> {
+        let mut highest = None;
+        for l in doomed {
+            let Ok(h) = l.header else { continue };
+            highest = highest.max(Some(h.first_lsn.prev()));
+            let keys = SegmentKeys {
+                checksum: h.checksum,
+                salt: h.salt,
+                max_record: self.config.max_record_size,
+                file_len: l.len,
+            };
+            let mut win = Window::new(scratch, l.id);
+            let s = scan::scan_records(
+                &self.storage,
+                &mut win,
+                &keys,
+                SEGMENT_HEADER_LEN as u64,
+                h.first_lsn,
+            )
+            .map_err(OpenError::Storage)?;
+            highest = highest.max(Some(s.last_lsn));
+        }
+        Ok(highest)
+    }
+
     /// Salvage: removes these segments, newest first, syncing the directory after each.
     fn drop_from(&mut self, doomed: &[Listed]) -> Result<u32, IoFailure<S::Error>> {
         for l in doomed.iter().rev() {
@@ -372,15 +406,6 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         }
         Ok(doomed.len() as u32)
     }
-}
-
-/// The highest LSN that segment headers prove existed (a header's first LSN minus one).
-fn last_known(listed: &[Listed]) -> Option<Lsn> {
-    listed
-        .iter()
-        .filter_map(|l| l.header.ok())
-        .map(|h| h.first_lsn.prev())
-        .max()
 }
 
 fn describe(case: Case, header: Result<SegmentHeader, HeaderProblem>) -> &'static str {

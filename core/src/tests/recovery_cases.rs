@@ -180,7 +180,9 @@ fn missing_segment_is_an_error_and_nothing_is_deleted() {
     );
     assert_eq!(mem.files.len(), n);
     let (_, report) = open(mem, small().with_recovery(RecoveryPolicy::Salvage));
-    assert_eq!(report.salvage.unwrap().case, Case::MissingSegment);
+    let loss = report.salvage.unwrap();
+    assert_eq!(loss.case, Case::MissingSegment);
+    assert_eq!(loss.last_known, Some(Lsn(30)), "records in dropped segments are counted");
 }
 
 #[test]
