@@ -82,11 +82,23 @@ struct SlotState {
 
 /// Where the background thread leaves the spare for `FileStorage::create` to pick up.
 #[derive(Default)]
-pub(crate) struct SpareSlot(Mutex<SlotState>);
+pub(crate) struct SpareSlot(Mutex<SlotState>, Mutex<Option<std::thread::JoinHandle<()>>>);
 
 impl SpareSlot {
     fn lock(&self) -> MutexGuard<'_, SlotState> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for a background preparation and removes an unused spare, so nothing of ours
+    /// appears in the directory after the storage (and its lock) is gone.
+    pub(crate) fn shutdown(&self) {
+        let worker = self.1.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(w) = worker {
+            let _ = w.join();
+        }
+        if let Some(spare) = self.lock().ready.take() {
+            let _ = fs::remove_file(spare.path);
+        }
     }
 
     /// The spare for `id`, if one is ready. A spare for any other id is stale and removed.
@@ -133,8 +145,19 @@ pub(crate) fn prepare_in_background(
                 }
             }
         });
-    if spawned.is_err() {
-        slot.lock().preparing = None;
+    match spawned {
+        Ok(handle) => {
+            let previous = slot
+                .1
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .replace(handle);
+            // A previous worker has finished (only one prepares at a time); reap it.
+            if let Some(p) = previous {
+                let _ = p.join();
+            }
+        }
+        Err(_) => slot.lock().preparing = None,
     }
 }
 

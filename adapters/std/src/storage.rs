@@ -198,6 +198,8 @@ impl Drop for FileStorage {
     fn drop(&mut self) {
         // Best effort: hand buffered bytes to the OS. They were never reported durable.
         let _ = self.flush();
+        // Before the lock goes: no background thread may still create a file in the directory.
+        self.spare.shutdown();
     }
 }
 
