@@ -40,7 +40,7 @@ pub use io::{RecordFull, RecordWriter};
 pub use lsn::Lsn;
 pub use name::{SEGMENT_NAME_LEN, SegmentName, parse_segment_name};
 pub use reader::{Reader, Record};
-pub use recovery::{Case, MIN_SCRATCH};
+pub use recovery::{Case, MIN_SCRATCH, SegmentSummary, scan_segment};
 pub use report::{RecoveryReport, SalvageLoss, TailCut};
 pub use storage::{SegmentId, Storage, StorageError, StorageErrorKind};
 pub use wal::{DEFAULT_SEGMENTS, SegmentInfo, SyncTicket, Wal};

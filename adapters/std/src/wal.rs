@@ -4,7 +4,12 @@ use core::hash::{BuildHasher, Hasher};
 use core::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
-use walden_core::{Config, Lsn, OpenError, ReadError, RecoveryReport};
+use std::collections::HashMap;
+
+use walden_core::{
+    Config, Lsn, OpenError, ReadError, RecoveryReport, SegmentId, SegmentSummary, Storage,
+    scan_segment,
+};
 
 use crate::error::{Error, FileError};
 use crate::storage::FileStorage;
@@ -31,6 +36,9 @@ pub struct Options {
     pub group_window: crate::GroupWindow,
     /// Preallocate segments and prepare the next one ahead of rotation (default true).
     pub preallocate: bool,
+    /// Threads that verify sealed segments in parallel while opening (default: the number of
+    /// CPUs, at most 8; 1 verifies inside recovery on the calling thread).
+    pub open_threads: usize,
 }
 
 impl Default for Options {
@@ -42,6 +50,7 @@ impl Default for Options {
             durability: crate::Durability::Always,
             group_window: crate::GroupWindow::default(),
             preallocate: true,
+            open_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
         }
     }
 }
@@ -121,7 +130,10 @@ impl Wal {
             .with_salt_seed(options.config.salt_seed ^ random_seed());
         let mut scratch = vec![0u8; options.scratch_size.max(walden_core::MIN_SCRATCH)];
         let paths = SegmentPaths(dir.clone());
-        let (inner, report) = CoreWal::open(storage, config, &mut scratch).map_err(|error| {
+        let summaries = verify_sealed_in_parallel(&storage, &config, options.open_threads);
+        let lookup = |id| summaries.get(&id).copied();
+        let opened = CoreWal::open_with_summaries(storage, config, &mut scratch, &lookup);
+        let (inner, report) = opened.map_err(|error| {
             if let OpenError::Corrupted(c) = &error {
                 tracing::error!(dir = %dir.display(), segment = c.segment, offset = c.offset,
                         case = ?c.case, detail = c.detail, "recovery refused to open the log");
@@ -211,4 +223,46 @@ impl DerefMut for Wal {
     fn deref_mut(&mut self) -> &mut CoreWal {
         &mut self.inner
     }
+}
+
+/// Scans (checksums) every sealed segment on `threads` threads before recovery, which then
+/// reuses the results instead of scanning those segments itself. The newest segment is left to
+/// recovery (it may need repair). Any failure here only means recovery scans that segment.
+fn verify_sealed_in_parallel(
+    storage: &FileStorage,
+    config: &Config,
+    threads: usize,
+) -> HashMap<SegmentId, SegmentSummary> {
+    let mut ids = Vec::new();
+    if threads < 2 || storage.list(&mut |id| ids.push(id)).is_err() {
+        return HashMap::new();
+    }
+    ids.sort_unstable();
+    ids.pop();
+    if ids.len() < 2 {
+        return HashMap::new();
+    }
+    let threads = threads.min(ids.len());
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let mine: Vec<SegmentId> = ids.iter().skip(t).step_by(threads).copied().collect();
+                scope.spawn(move || {
+                    let mut scratch = vec![0u8; 1 << 20];
+                    mine.into_iter()
+                        .filter_map(|id| {
+                            scan_segment(storage, id, config, &mut scratch)
+                                .ok()
+                                .flatten()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .map(|s| (s.segment, s))
+            .collect()
+    })
 }

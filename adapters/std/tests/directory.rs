@@ -100,7 +100,9 @@ fn rotation_uses_spares_and_leaves_no_stray_files() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(
-        names.iter().all(|n| n.ends_with(".wal") || n == "walden.lock"),
+        names
+            .iter()
+            .all(|n| n.ends_with(".wal") || n == "walden.lock"),
         "{names:?}"
     );
     // Every segment verifies, whether it started as a spare or not.

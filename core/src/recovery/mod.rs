@@ -1,8 +1,11 @@
 //! Opening a log: list segments, verify headers, scan records, classify what is found with the
 //! decision table ([`table`]), and apply the recovery policy.
 
+mod prescan;
 pub(crate) mod scan;
 pub mod table;
+
+pub use prescan::{SegmentSummary, scan_segment};
 
 pub use table::{Action, Case, Evidence, HeaderState, Inputs, Position, ScanState, Sequence};
 
@@ -42,6 +45,18 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         config: Config,
         scratch: &mut [u8],
     ) -> Result<(Self, RecoveryReport), OpenError<S::Error>> {
+        Self::open_with_summaries(storage, config, scratch, &|_| None)
+    }
+
+    /// [`Wal::open`], reusing scans of sealed segments made beforehand with [`scan_segment`]
+    /// (for example on several threads). A summary is used only for a sealed segment whose
+    /// header salt and length still match; anything else is scanned here as usual.
+    pub fn open_with_summaries(
+        storage: S,
+        config: Config,
+        scratch: &mut [u8],
+        summaries: &dyn Fn(SegmentId) -> Option<SegmentSummary>,
+    ) -> Result<(Self, RecoveryReport), OpenError<S::Error>> {
         config.validate().map_err(OpenError::Config)?;
         if scratch.len() < MIN_SCRATCH {
             return Err(OpenError::ScratchTooSmall { min: MIN_SCRATCH });
@@ -61,7 +76,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
             salt_state: splitmix64(config.salt_seed),
             rewinds: 0,
         };
-        let report = wal.recover(scratch)?;
+        let report = wal.recover(scratch, summaries)?;
         Ok((wal, report))
     }
 
@@ -87,7 +102,11 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         Ok(listed)
     }
 
-    fn recover(&mut self, scratch: &mut [u8]) -> Result<RecoveryReport, OpenError<S::Error>> {
+    fn recover(
+        &mut self,
+        scratch: &mut [u8],
+        summaries: &dyn Fn(SegmentId) -> Option<SegmentSummary>,
+    ) -> Result<RecoveryReport, OpenError<S::Error>> {
         let listed = self.list_segments()?;
         let mut report = RecoveryReport {
             created: false,
@@ -150,14 +169,20 @@ impl<S: Storage, const N: usize> Wal<S, N> {
                     file_len: l.len,
                 };
                 let mut win = Window::new(scratch, l.id);
-                let s = scan::scan_records(
-                    &self.storage,
-                    &mut win,
-                    &keys,
-                    SEGMENT_HEADER_LEN as u64,
-                    h.first_lsn,
-                )
-                .map_err(OpenError::Storage)?;
+                let summary = summaries(l.id)
+                    .filter(|p| !newest && p.segment == l.id && p.salt == h.salt)
+                    .filter(|p| p.file_len == l.len);
+                let s = match summary {
+                    Some(p) => p.scan,
+                    None => scan::scan_records(
+                        &self.storage,
+                        &mut win,
+                        &keys,
+                        SEGMENT_HEADER_LEN as u64,
+                        h.first_lsn,
+                    )
+                    .map_err(OpenError::Storage)?,
+                };
                 // Where a sealed segment must end: just before its successor begins.
                 let must_end = listed
                     .get(i + 1)

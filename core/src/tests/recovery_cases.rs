@@ -182,7 +182,11 @@ fn missing_segment_is_an_error_and_nothing_is_deleted() {
     let (_, report) = open(mem, small().with_recovery(RecoveryPolicy::Salvage));
     let loss = report.salvage.unwrap();
     assert_eq!(loss.case, Case::MissingSegment);
-    assert_eq!(loss.last_known, Some(Lsn(30)), "records in dropped segments are counted");
+    assert_eq!(
+        loss.last_known,
+        Some(Lsn(30)),
+        "records in dropped segments are counted"
+    );
 }
 
 #[test]
@@ -282,4 +286,37 @@ fn every_checksum_algorithm_round_trips() {
         assert!(report.is_clean());
         assert_eq!(all(&wal).len(), 12);
     }
+}
+
+#[test]
+fn summaries_made_ahead_are_used_for_sealed_segments_only_when_they_match() {
+    let mem = rotated();
+    let cfg = small();
+    let mut scratch = [0u8; 512];
+    let summary_of = |m: &Mem, id| crate::scan_segment(m, id, &cfg, &mut [0u8; 512]).unwrap();
+    let clean: std::vec::Vec<_> = mem.files.keys().map(|id| summary_of(&mem, *id).unwrap()).collect();
+    let lookup = |id| clean.iter().find(|s| s.segment == id).copied();
+    let (wal, report) =
+        Wal::<Mem, 16>::open_with_summaries(mem.clone(), cfg, &mut scratch, &lookup).unwrap();
+    assert!(report.is_clean());
+    assert_eq!(all(&wal).len(), 30);
+
+    // A summary of a damaged copy (same salt, same length) is trusted: proof it is used.
+    let mut damaged = mem.clone();
+    damaged.files.get_mut(&1).unwrap()[100] ^= 1;
+    let bad = summary_of(&damaged, 1).unwrap();
+    assert!(!bad.is_clean());
+    let r = Wal::<Mem, 16>::open_with_summaries(mem.clone(), cfg, &mut scratch, &|id| {
+        (id == 1).then_some(bad)
+    });
+    assert_eq!(corruption(r), Case::SealedSegmentDamaged);
+
+    // A summary whose salt or length no longer matches is ignored.
+    let other = rotated_with_seed(5);
+    let foreign = summary_of(&other, 1).unwrap();
+    let (_, report) = Wal::<Mem, 16>::open_with_summaries(mem, cfg, &mut scratch, &|id| {
+        (id == 1).then_some(foreign)
+    })
+    .unwrap();
+    assert!(report.is_clean());
 }
