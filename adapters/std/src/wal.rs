@@ -14,8 +14,10 @@ use walden_core::{
 use crate::error::{Error, FileError};
 use crate::storage::FileStorage;
 
-/// How many segments one log can hold at once (64 MiB segments: 256 GiB).
-pub const MAX_SEGMENTS: usize = 4096;
+/// How many segments one log can hold at once (with the default 64 MiB segments: 64 GiB; raise
+/// `segment_size` for larger logs). The table is a fixed array inside the log, so it is kept
+/// small enough that opening fits comfortably in a thread's stack.
+pub const MAX_SEGMENTS: usize = 1024;
 
 /// The core log over files.
 pub type CoreWal = walden_core::Wal<FileStorage, MAX_SEGMENTS>;

@@ -80,7 +80,9 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         Ok((wal, report))
     }
 
-    fn list_segments(&mut self) -> Result<heapless::Vec<Listed, N>, OpenError<S::Error>> {
+    /// Segment ids, ascending. Only ids are kept (8 bytes each), so even a large segment table
+    /// costs little stack; headers are read again where needed (64 bytes each).
+    fn list_segments(&mut self) -> Result<heapless::Vec<SegmentId, N>, OpenError<S::Error>> {
         let mut ids: heapless::Vec<SegmentId, N> = heapless::Vec::new();
         let mut overflow = false;
         self.storage
@@ -90,16 +92,16 @@ impl<S: Storage, const N: usize> Wal<S, N> {
             return Err(OpenError::TooManySegments { capacity: N });
         }
         ids.sort_unstable();
-        let mut listed = heapless::Vec::new();
-        for id in ids {
-            let len = self.storage.len(id).map_err(io(Op::Len, Some(id)))?;
-            let mut buf = [0u8; SEGMENT_HEADER_LEN];
-            let n = read_full(&self.storage, id, 0, &mut buf).map_err(io(Op::Read, Some(id)))?;
-            let header = SegmentHeader::decode(&buf[..n]);
-            // Cannot overflow: as many entries as ids.
-            let _ = listed.push(Listed { id, len, header });
-        }
-        Ok(listed)
+        Ok(ids)
+    }
+
+    /// A segment's length and header as they are on the medium.
+    fn listed(&self, id: SegmentId) -> Result<Listed, OpenError<S::Error>> {
+        let len = self.storage.len(id).map_err(io(Op::Len, Some(id)))?;
+        let mut buf = [0u8; SEGMENT_HEADER_LEN];
+        let n = read_full(&self.storage, id, 0, &mut buf).map_err(io(Op::Read, Some(id)))?;
+        let header = SegmentHeader::decode(&buf[..n]);
+        Ok(Listed { id, len, header })
     }
 
     fn recover(
@@ -107,7 +109,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         scratch: &mut [u8],
         summaries: &dyn Fn(SegmentId) -> Option<SegmentSummary>,
     ) -> Result<RecoveryReport, OpenError<S::Error>> {
-        let listed = self.list_segments()?;
+        let ids = self.list_segments()?;
         let mut report = RecoveryReport {
             created: false,
             segments: 0,
@@ -120,16 +122,15 @@ impl<S: Storage, const N: usize> Wal<S, N> {
             salvage: None,
         };
         // Mix what is on disk into the salt state so a constant seed still yields new salts.
-        for l in &listed {
-            if let Ok(h) = l.header {
+        let mut log_id = None;
+        for &id in &ids {
+            if let Ok(h) = self.listed(id)?.header {
                 self.salt_state = splitmix64(self.salt_state ^ h.salt);
+                log_id = log_id.or(Some(h.log_id));
             }
         }
-        self.log_id = listed
-            .iter()
-            .find_map(|l| l.header.ok().map(|h| h.log_id))
-            .unwrap_or_else(|| splitmix64(self.salt_state ^ 0x004c_4f47_4944));
-        if listed.is_empty() {
+        self.log_id = log_id.unwrap_or_else(|| splitmix64(self.salt_state ^ 0x004c_4f47_4944));
+        if ids.is_empty() {
             let info = self.create_segment(0, Lsn(1), false)?;
             let _ = self.segments.push(info);
             report.created = true;
@@ -138,10 +139,10 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         }
 
         let mut prev_last: Option<Lsn> = None;
-        for i in 0..listed.len() {
-            let l = listed[i];
-            let newest = i + 1 == listed.len();
-            let sequence = if i > 0 && l.id != listed[i - 1].id.wrapping_add(1) {
+        for i in 0..ids.len() {
+            let l = self.listed(ids[i])?;
+            let newest = i + 1 == ids.len();
+            let sequence = if i > 0 && l.id != ids[i - 1].wrapping_add(1) {
                 Sequence::Gap
             } else {
                 Sequence::Continuous
@@ -184,9 +185,11 @@ impl<S: Storage, const N: usize> Wal<S, N> {
                     .map_err(OpenError::Storage)?,
                 };
                 // Where a sealed segment must end: just before its successor begins.
-                let must_end = listed
-                    .get(i + 1)
-                    .filter(|next| next.id == l.id.wrapping_add(1))
+                let next = match ids.get(i + 1) {
+                    Some(&id) if id == l.id.wrapping_add(1) => Some(self.listed(id)?),
+                    _ => None,
+                };
+                let must_end = next
                     .and_then(|next| next.header.ok())
                     .filter(|nh| nh.log_id == self.log_id && nh.first_lsn > h.first_lsn.prev())
                     .map(|nh| nh.first_lsn.prev());
@@ -272,8 +275,8 @@ impl<S: Storage, const N: usize> Wal<S, N> {
                     self.keep(&l, keys, s, &mut report);
                     prev_last = Some(s.last_lsn);
                     if action == Action::SalvageCut {
-                        let beyond = self.highest_lsn(&listed[i + 1..], scratch)?;
-                        let dropped = self.drop_from(&listed[i + 1..])?;
+                        let beyond = self.highest_lsn(&ids[i + 1..], scratch)?;
+                        let dropped = self.drop_from(&ids[i + 1..])?;
                         report.salvage = Some(SalvageLoss {
                             case,
                             segment: l.id,
@@ -319,8 +322,8 @@ impl<S: Storage, const N: usize> Wal<S, N> {
                     }));
                 }
                 Action::SalvageDrop => {
-                    let beyond = self.highest_lsn(&listed[i..], scratch)?;
-                    let dropped = self.drop_from(&listed[i..])?;
+                    let beyond = self.highest_lsn(&ids[i..], scratch)?;
+                    let dropped = self.drop_from(&ids[i..])?;
                     report.salvage = Some(SalvageLoss {
                         case,
                         segment: l.id,
@@ -394,11 +397,12 @@ impl<S: Storage, const N: usize> Wal<S, N> {
     /// the salvage report. Damaged segments contribute what can still be read.
     fn highest_lsn(
         &self,
-        doomed: &[Listed],
+        doomed: &[SegmentId],
         scratch: &mut [u8],
     ) -> Result<Option<Lsn>, OpenError<S::Error>> {
         let mut highest = None;
-        for l in doomed {
+        for &id in doomed {
+            let l = self.listed(id)?;
             let Ok(h) = l.header else { continue };
             highest = highest.max(Some(h.first_lsn.prev()));
             let keys = SegmentKeys {
@@ -422,12 +426,12 @@ impl<S: Storage, const N: usize> Wal<S, N> {
     }
 
     /// Salvage: removes these segments, newest first, syncing the directory after each.
-    fn drop_from(&mut self, doomed: &[Listed]) -> Result<u32, IoFailure<S::Error>> {
-        for l in doomed.iter().rev() {
-            let id = l.id;
+    fn drop_from(&mut self, doomed: &[SegmentId]) -> Result<u32, OpenError<S::Error>> {
+        for &id in doomed.iter().rev() {
+            let len = self.listed(id)?.len;
             self.guarded(Op::Remove, Some(id), |s| s.remove(id))?;
             self.guarded(Op::SyncDir, None, |s| s.sync_dir())?;
-            self.counters.bytes_truncated += l.len;
+            self.counters.bytes_truncated += len;
         }
         Ok(doomed.len() as u32)
     }

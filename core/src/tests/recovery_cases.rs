@@ -294,7 +294,11 @@ fn summaries_made_ahead_are_used_for_sealed_segments_only_when_they_match() {
     let cfg = small();
     let mut scratch = [0u8; 512];
     let summary_of = |m: &Mem, id| crate::scan_segment(m, id, &cfg, &mut [0u8; 512]).unwrap();
-    let clean: std::vec::Vec<_> = mem.files.keys().map(|id| summary_of(&mem, *id).unwrap()).collect();
+    let clean: std::vec::Vec<_> = mem
+        .files
+        .keys()
+        .map(|id| summary_of(&mem, *id).unwrap())
+        .collect();
     let lookup = |id| clean.iter().find(|s| s.segment == id).copied();
     let (wal, report) =
         Wal::<Mem, 16>::open_with_summaries(mem.clone(), cfg, &mut scratch, &lookup).unwrap();
