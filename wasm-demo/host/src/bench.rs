@@ -1,12 +1,15 @@
-//! `bench`: append throughput inside the guest, and (later) the same workload natively.
+//! `bench`: append throughput inside the guest, and the same loop natively.
 
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
+use walden_core::{Config, SyncPolicy, Wal};
+use walden_std::{FileStorage, MAX_SEGMENTS};
 
 use crate::durable::DurableImage;
 use crate::protocol::{self, Line, field};
+use crate::rng::SplitMix64;
 use crate::runner::{Ending, Guest};
 
 /// One append benchmark.
@@ -84,11 +87,38 @@ pub(crate) fn in_guest(guest: &Guest, data: &Path, work: Workload) -> Result<Thr
     Ok(result)
 }
 
-/// The same append loop on the host through `walden-std`.
-///
-/// Hook for the native side: it lands with the std adapter's benchmark harness. It must append
-/// `work.records` payloads of the guest's encoding (`Entry::Put { key: b"bench", value }`, see
-/// the guest's `entry.rs`), sync every `work.sync_every` records, and time only the loop.
-pub(crate) fn native(_data: &Path, _work: Workload) -> Option<Throughput> {
-    None
+/// The same append loop natively: walden-core over `walden-std`'s `FileStorage`, with the
+/// guest's payload encoding (`Entry::Put { key: b"bench", value }`, see the guest's `entry.rs`),
+/// configuration and sync cadence, timing only the loop as the guest does. The difference to
+/// [`in_guest`] is the WASI boundary and wasm code generation, nothing else.
+pub(crate) fn native(data: &Path, work: Workload) -> Result<Throughput> {
+    let storage =
+        FileStorage::open(data, true).map_err(|e| anyhow!("opening {}: {e:?}", data.display()))?;
+    let mut config = Config::default();
+    config.segment_size = work.segment_size;
+    config.max_record_size = 64 * 1024;
+    config.sync_policy = SyncPolicy::Manual;
+    let mut scratch = vec![0u8; 64 * 1024];
+    let (mut wal, _) = Wal::<FileStorage, MAX_SEGMENTS>::open(storage, config, &mut scratch)
+        .map_err(|e| anyhow!("opening the native log: {e:?}"))?;
+    let mut payload = vec![PUT_TAG, 5, 0];
+    payload.extend_from_slice(b"bench");
+    let mut rng = SplitMix64::new(1);
+    payload.extend((0..work.value_size).map(|_| rng.next_u64() as u8));
+    let started = Instant::now();
+    for i in 1..=work.records {
+        wal.append(&payload).map_err(|e| anyhow!("append: {e:?}"))?;
+        if i % work.sync_every == 0 {
+            wal.sync().map_err(|e| anyhow!("sync: {e:?}"))?;
+        }
+    }
+    wal.sync().map_err(|e| anyhow!("sync: {e:?}"))?;
+    Ok(Throughput {
+        records: work.records,
+        payload_bytes: payload.len() as u64,
+        secs: started.elapsed().as_secs_f64(),
+    })
 }
+
+/// The guest's tag byte for a put (its `entry.rs`).
+const PUT_TAG: u8 = 1;

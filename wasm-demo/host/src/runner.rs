@@ -69,7 +69,8 @@ pub(crate) struct Guest {
 
 impl Guest {
     /// Compiles the guest component at `wasm`. With `fuel`, every run is metered and can be cut
-    /// at an arbitrary instruction; without it (for benchmarks) runs are not metered.
+    /// at an arbitrary instruction, and syncs feed the power-loss model; without it (for
+    /// benchmarks) runs are not metered and use wasmtime's own sync.
     pub(crate) fn load(wasm: &Path, fuel: bool) -> Result<Self> {
         let mut config = Config::new();
         config.consume_fuel(fuel);
@@ -79,7 +80,9 @@ impl Guest {
             .with_context(|| format!("loading the guest component {}", wasm.display()))?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        durable::install_sync_hooks(&mut linker)?;
+        if fuel {
+            durable::install_sync_hooks(&mut linker)?;
+        }
         let pre = CommandPre::new(linker.instantiate_pre(&component)?)?;
         Ok(Self { engine, pre, fuel })
     }
@@ -101,6 +104,9 @@ impl Guest {
             .args(args)
             .stdout(stdout.clone())
             .stderr(stderr.clone())
+            // The host is synchronous: do file I/O on this thread rather than bouncing each
+            // call through a blocking pool (and set it before the preopen, which captures it).
+            .allow_blocking_current_thread(true)
             .preopened_dir(data, GUEST_DATA_DIR, FsPerms::ReadWrite)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("preopening {}", data.display()))?;
