@@ -2,9 +2,15 @@
 //! block allocation.
 //!
 //! A spare is created as `{id:020}.spare` (never a segment name, so recovery never reads it),
-//! preallocated with `fallocate(FALLOC_FL_KEEP_SIZE)`, synced, and the directory synced. Its
-//! length stays zero, so it holds no bytes that could ever be read back as records: stale or
-//! preallocated space lies past the end of file. `create` links it under the segment name.
+//! **filled with zeros** to the segment size, synced, and the directory synced; `create` links it
+//! under the segment name. Zeros never validate as a record (every header checksum is salted,
+//! and a zero tail is "clean" in the recovery table), so the spare holds nothing that could be
+//! read back as data.
+//!
+//! Why zeros rather than `fallocate`: appends then overwrite blocks that are already allocated
+//! and written, inside the file's length, so `fdatasync` has only data to flush. When an append
+//! grows the file or converts an unwritten extent, `fdatasync` must also commit file-system
+//! metadata (on ext4 a journal commit), which measured 2-4x slower per sync here.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -34,6 +40,21 @@ pub(crate) fn parse_spare_name(name: &str) -> Option<SegmentId> {
 /// callers: preallocation is only a hint.
 pub(crate) fn preallocate(f: &File, len: u64) -> io::Result<()> {
     rustix::fs::fallocate(f, rustix::fs::FallocateFlags::KEEP_SIZE, 0, len)?;
+    Ok(())
+}
+
+/// Writes zeros over `[from, to)` (1 MiB at a time), so those blocks are allocated, written,
+/// and inside the file's length.
+pub(crate) fn zero_fill(f: &File, from: u64, to: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: u64 = 1 << 20;
+    let zeros = vec![0u8; CHUNK as usize];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(CHUNK);
+        f.write_all_at(&zeros[..n as usize], at)?;
+        at += n;
+    }
     Ok(())
 }
 
@@ -169,8 +190,7 @@ fn prepare(dir: &Path, id: SegmentId, len: u64) -> io::Result<Spare> {
         .create_new(true)
         .open(&path)?;
     let made = (|| {
-        // Not fatal: the spare is still worth having without preallocation.
-        let _ = preallocate(&file, len);
+        zero_fill(&file, 0, len)?;
         file.sync_all()?;
         File::open(dir)?.sync_all()
     })();

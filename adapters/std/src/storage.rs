@@ -16,6 +16,10 @@ use crate::spare::{self, SpareSlot};
 /// The name of the lock file in a log directory.
 pub const LOCK_FILE: &str = "walden.lock";
 
+/// How much of a new segment `reserve` zero-fills on the calling thread when no prepared spare
+/// was used (the rest comes from spares, which are zero-filled in the background).
+const SYNC_ZERO_FILL: u64 = 8 << 20;
+
 /// Bytes buffered before they are handed to the OS without a sync.
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -25,10 +29,12 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// * Writes are buffered in memory (up to 1 MiB) and handed to the OS on `sync`, on a read of
 ///   the same segment, when the buffer fills, and on drop. This is within the `Storage`
 ///   contract: unsynced bytes are volatile either way.
-/// * [`Storage::reserve`] preallocates the segment with `fallocate(FALLOC_FL_KEEP_SIZE)` (the
-///   file length does not change, so nothing past the last record is ever read as data) and
-///   prepares the *next* segment file on a background thread, so a rotation only links it into
-///   place. Spare files are named `{id:020}.spare`, are never parsed as segments, and leftovers
+/// * Segments are zero-filled ahead of the writer, so an append overwrites allocated, written
+///   blocks inside the file and `fdatasync` has no metadata to commit: [`Storage::reserve`]
+///   prepares the *next* segment file, zero-filled to the segment size, on a background thread,
+///   so a rotation only links it into place; a segment that did not come from a spare gets its
+///   first 8 MiB zero-filled at creation and the rest reserved with `fallocate(KEEP_SIZE)`.
+///   Zeros after the last record are clean for recovery (`docs/FORMAT.md`). Spare files are named `{id:020}.spare`, are never parsed as segments, and leftovers
 ///   from a crash are removed on open.
 /// * Files in the directory that are not segments are left alone and listed by
 ///   [`FileStorage::foreign_files`].
@@ -368,8 +374,18 @@ impl Storage for FileStorage {
         if !self.preallocate {
             return Ok(());
         }
+        let have = self.len(id).unwrap_or(len);
         if let Ok(f) = self.file(id) {
-            let _ = spare::preallocate(f, len);
+            // A segment made from a spare is already zero-filled. Otherwise (the first segment
+            // of a new log, or a rotation that came before its spare was ready) zero-fill the
+            // first few MiB now, so early syncs are data-only too, and reserve the rest.
+            if have < len {
+                let filled = spare::zero_fill(f, have, len.min(SYNC_ZERO_FILL).max(have));
+                if filled.is_ok() {
+                    let _ = f.sync_data();
+                }
+                let _ = spare::preallocate(f, len);
+            }
         }
         self.prepare_next(id, len);
         Ok(())
