@@ -4,8 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-30}"
+# cargo-fuzz is installed inside the repository's own target directory, nowhere else.
+tools="$(cd .. && pwd)/target/tools"
+export PATH="$tools/bin:$PATH"
 if ! cargo fuzz --version >/dev/null 2>&1; then
-    cargo install cargo-fuzz --locked
+    cargo install cargo-fuzz --locked --root "$tools"
 fi
 # The corpus generator runs on the default toolchain without sanitizers.
 cargo run -q --example make_corpus
