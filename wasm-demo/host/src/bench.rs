@@ -29,8 +29,8 @@ pub(crate) struct Throughput {
     pub(crate) secs: f64,
 }
 
-impl std::fmt::Display for Throughput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for Throughput {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let rate = self.records as f64 / self.secs;
         let mib = (self.records * self.payload_bytes) as f64 / self.secs / (1024.0 * 1024.0);
         write!(

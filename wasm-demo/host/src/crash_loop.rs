@@ -1,8 +1,9 @@
 //! `crash-loop`: many runs of the guest against one directory, each cut short by a fuel budget,
 //! each followed by a simulated power loss, each recovery checked against the model.
 
+use core::time::Duration;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Result;
 
@@ -62,8 +63,8 @@ pub(crate) struct Report {
     pub(crate) elapsed: Duration,
 }
 
-impl std::fmt::Display for Report {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for Report {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         writeln!(f, "runs:                 {}", self.runs)?;
         writeln!(
             f,

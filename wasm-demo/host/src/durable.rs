@@ -200,10 +200,10 @@ fn files(dir: &Path) -> Result<Vec<(String, u64)>> {
     for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let entry = entry?;
         let meta = entry.metadata()?;
-        if meta.is_file() {
-            if let Ok(name) = entry.file_name().into_string() {
-                out.push((name, meta.len()));
-            }
+        if meta.is_file()
+            && let Ok(name) = entry.file_name().into_string()
+        {
+            out.push((name, meta.len()));
         }
     }
     Ok(out)

@@ -153,7 +153,7 @@ impl Model {
                     }
                     // A durable LSN makes every earlier record durable too.
                     let later = self.in_flight.split_off(&(lsn + 1));
-                    for (_, op) in std::mem::replace(&mut self.in_flight, later) {
+                    for (_, op) in core::mem::replace(&mut self.in_flight, later) {
                         self.log.push(op);
                         check.acked += 1;
                     }

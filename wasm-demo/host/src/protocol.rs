@@ -24,8 +24,8 @@ pub(crate) enum Op {
     Del { key: String },
 }
 
-impl std::fmt::Display for Op {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for Op {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Put { key, hash } => write!(f, "put {key} {hash:016x}"),
             Self::Del { key } => write!(f, "del {key}"),
