@@ -1,9 +1,9 @@
 //! The conformance suite over real files and over the simulator.
 
 mod files {
-    walden_tests::conformance_suite!(walden_tests::media::FileMedium::new());
+    walden_conformance::conformance_suite!(walden_tests::media::FileMedium::new());
 }
 
 mod sim {
-    walden_tests::conformance_suite!(walden_tests::media::SimMedium::new());
+    walden_conformance::conformance_suite!(walden_tests::media::SimMedium::new());
 }

@@ -1,5 +1,6 @@
-//! One suite, written once, run over every adapter that can run on the host (files and the
-//! simulator; the WASI adapter runs it inside a guest).
+//! The conformance suite: written once over core's `Storage` trait and run over every adapter —
+//! files and the simulator in `walden-tests`, the WASI adapter inside a wasm guest under
+//! wasmtime (`wasm-demo`). Each case panics on a violation, with a message saying what broke.
 //!
 //! A [`Medium`] opens and closes "the same place" (a directory, or a simulated disk). Damage is
 //! done through the `Storage` trait itself (write, truncate, sync), so every case runs unchanged
@@ -249,7 +250,34 @@ pub fn bad_input_is_refused_cleanly<M: Medium>(m: &mut M) {
     ));
 }
 
-/// Instantiates every case of the suite for one medium.
+/// Every case by name, for runners without libtest (the wasm guest): call each with a fresh medium.
+pub fn cases<M: Medium>() -> [(&'static str, fn(&mut M)); 9] {
+    [
+        ("append_and_reopen", append_and_reopen::<M>),
+        (
+            "batches_and_reads_from_any_lsn",
+            batches_and_reads_from_any_lsn::<M>,
+        ),
+        (
+            "manual_sync_moves_the_durable_lsn",
+            manual_sync_moves_the_durable_lsn::<M>,
+        ),
+        ("rotation_and_retention", rotation_and_retention::<M>),
+        ("rewind_and_overwrite", rewind_and_overwrite::<M>),
+        ("torn_tail_is_cut", torn_tail_is_cut::<M>),
+        ("mid_log_corruption", mid_log_corruption::<M>),
+        (
+            "missing_segment_is_refused",
+            missing_segment_is_refused::<M>,
+        ),
+        (
+            "bad_input_is_refused_cleanly",
+            bad_input_is_refused_cleanly::<M>,
+        ),
+    ]
+}
+
+/// Instantiates every case of the suite for one medium as `#[test]` functions.
 #[macro_export]
 macro_rules! conformance_suite {
     ($medium:expr) => {
@@ -263,7 +291,7 @@ macro_rules! conformance_suite {
             #[test]
             fn $case() {
                 let mut m = $medium;
-                $crate::conformance::$case(&mut m);
+                $crate::$case(&mut m);
             }
         )*
     };
