@@ -251,10 +251,10 @@ pub fn bad_input_is_refused_cleanly<M: Medium>(m: &mut M) {
 }
 
 /// A named case of the suite.
-pub type Case<M> = (&'static str, fn(&mut M));
+pub type NamedCase<M> = (&'static str, fn(&mut M));
 
 /// Every case by name, for runners without libtest (the wasm guest): call each with a fresh medium.
-pub fn cases<M: Medium>() -> [Case<M>; 9] {
+pub fn cases<M: Medium>() -> [NamedCase<M>; 9] {
     [
         ("append_and_reopen", append_and_reopen::<M>),
         (
