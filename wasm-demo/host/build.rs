@@ -34,6 +34,8 @@ fn main() {
         repo.join("core/Cargo.toml"),
         repo.join("adapters/wasi/src"),
         repo.join("adapters/wasi/Cargo.toml"),
+        repo.join("tests/conformance/src"),
+        repo.join("tests/conformance/Cargo.toml"),
     ] {
         println!("cargo:rerun-if-changed={}", watched.display());
     }

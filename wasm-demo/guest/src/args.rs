@@ -20,6 +20,8 @@ pub struct Args {
     pub sync_every: u64,
     /// Skip printing the recovered records (the state line is still printed).
     pub quiet_dump: bool,
+    /// Run the conformance suite instead, from this case index on (`--conformance [--from N]`).
+    pub conformance: Option<usize>,
 }
 
 impl Args {
@@ -35,6 +37,7 @@ impl Args {
             bench: None,
             sync_every: 1,
             quiet_dump: false,
+            conformance: None,
         };
         while let Some(flag) = words.next() {
             let mut value = || words.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -49,6 +52,8 @@ impl Args {
                 "--sync-every" => args.sync_every = number(&value()?)?.max(1),
                 "--ack-before-sync" => args.ack_before_sync = true,
                 "--quiet-dump" => args.quiet_dump = true,
+                "--conformance" => args.conformance = Some(args.conformance.unwrap_or(0)),
+                "--from" => args.conformance = Some(number(&value()?)? as usize),
                 _ => return Err(format!("unknown option {flag}")),
             }
         }

@@ -8,6 +8,7 @@
 //! documented in the host's `protocol.rs`.
 
 mod args;
+mod conformance;
 mod entry;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,8 @@ use walden_wasi::WasiStorage;
 use crate::args::Args;
 use crate::entry::{Entry, fnv1a};
 
+/// The preopened directory the host gives the guest.
+const PREOPEN: &str = "/data";
 /// Segments the log can hold at once (core's table is fixed-size).
 const SEGMENTS: usize = 512;
 /// The largest record the demo writes or accepts.
@@ -32,7 +35,11 @@ type Store = BTreeMap<Vec<u8>, Vec<u8>>;
 
 fn main() {
     let args = Args::parse(std::env::args().skip(1)).unwrap_or_else(|e| fail(2, &e));
-    let storage = WasiStorage::from_preopen("/data").unwrap_or_else(|e| fail(2, &e.to_string()));
+    if let Some(from) = args.conformance {
+        conformance::run(from);
+        return;
+    }
+    let storage = WasiStorage::from_preopen(PREOPEN).unwrap_or_else(|e| fail(2, &e.to_string()));
     let mut config = Config::default();
     config.segment_size = args.segment_size;
     config.max_record_size = MAX_RECORD as u32;
@@ -238,7 +245,7 @@ fn digest(store: &Store) -> u64 {
 }
 
 /// Prints one protocol line with a single write, so a crash cannot leave half of it.
-fn line(text: &str) {
+pub(crate) fn line(text: &str) {
     raw(&format!("{text}\n"));
 }
 

@@ -4,10 +4,12 @@
 //! * `crash-loop`: many runs, each cut at an arbitrary instruction by a fuel budget and followed
 //!   by a simulated power loss; every recovery is checked against what the guest acknowledged.
 //! * `bench`: append throughput inside the guest and natively, same core, same workload.
+//! * `conformance`: the cross-adapter conformance suite over `walden-wasi`, inside the guest.
 //!
 //! The guest component is built by this crate's build script for `wasm32-wasip2`.
 
 mod bench;
+mod conformance;
 mod crash_loop;
 mod durable;
 mod model;
@@ -84,6 +86,11 @@ enum Command {
         /// Segment size in bytes.
         #[arg(long, default_value_t = 8 << 20)]
         segment_size: u64,
+    },
+    /// Run the cross-adapter conformance suite over `walden-wasi` inside the guest.
+    Conformance {
+        #[command(flatten)]
+        common: Common,
     },
 }
 
@@ -262,6 +269,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 wasm.secs / native.secs
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Conformance { common } => {
+            let guest = Guest::load(&runner::guest_path(common.guest.as_deref())?, false)?;
+            let data = DataDir::new(&common)?;
+            let report = conformance::run_suite(&guest, data.path())?;
+            println!("{report}");
+            let complete = report.results.len() == report.cases && report.cases > 0;
+            Ok(if complete && report.failed() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
