@@ -21,6 +21,9 @@ const OPEN_SEGMENTS: usize = 8;
 /// huge host-side allocation.
 const CHUNK: usize = 1 << 20;
 
+/// Bytes of consecutive writes buffered in guest memory before they are handed to the host.
+const WRITE_BUFFER: usize = 1 << 20;
+
 /// A directory of Walden segments reached through a WASI preview 2 descriptor.
 ///
 /// Every [`Storage`] method maps to one or a few WASI calls: `open-at` (create, or open an
@@ -28,11 +31,34 @@ const CHUNK: usize = 1 << 20;
 /// `unlink-file-at`, and `sync` on the directory descriptor for [`Storage::sync_dir`]. Whether
 /// those calls reach the disk is the host's business: wasmtime maps `sync-data` to `fdatasync`
 /// and a directory `sync` to `fsync` of the directory.
+///
+/// Consecutive writes to one segment are buffered in guest memory (up to 1 MiB) and handed to
+/// the host in one `write` on [`Storage::sync`] of that segment, on `truncate`, when the buffer
+/// fills, when a write goes elsewhere, and on drop; `read` and `len` see the buffered bytes
+/// without flushing them, and `remove` discards them. A call across the component boundary costs
+/// far more than an append, so this is what lets the guest keep up with native code. It is within
+/// the `Storage` contract: unsynced bytes are volatile either way, and a guest that dies loses
+/// only bytes it never synced.
 pub struct WasiStorage {
     dir: Descriptor,
     /// Open segment descriptors, by id. `RefCell` because `read` and `len` take `&self`; WASI
     /// components are single-threaded, so no borrow is ever held across a call into this type.
     open: RefCell<BTreeMap<SegmentId, Descriptor>>,
+    /// Written bytes not yet handed to the host. Only `&mut self` paths change it.
+    pending: Option<Pending>,
+}
+
+/// A run of consecutive writes to one segment, starting at `offset`.
+struct Pending {
+    id: SegmentId,
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+impl Pending {
+    fn end(&self) -> u64 {
+        self.offset + self.bytes.len() as u64
+    }
 }
 
 impl WasiStorage {
@@ -41,6 +67,7 @@ impl WasiStorage {
         Self {
             dir,
             open: RefCell::new(BTreeMap::new()),
+            pending: None,
         }
     }
 
@@ -138,6 +165,59 @@ impl WasiStorage {
             None => Err(WasiError::new("open-at", StorageErrorKind::Io, "cache")),
         }
     }
+
+    /// Reads what the host has stored of segment `id` (not the buffer).
+    fn read_stored(&self, id: SegmentId, offset: u64, buf: &mut [u8]) -> Result<usize, WasiError> {
+        self.with_segment(id, |file| {
+            let mut done = 0;
+            while done < buf.len() {
+                let want = (buf.len() - done).min(CHUNK);
+                let (bytes, end) = file
+                    .read(want as u64, offset + done as u64)
+                    .map_err(|code| wasi_error("read", code))?;
+                // A host that returns more than asked would overrun `buf`: refuse it.
+                let got = buf.get_mut(done..done + bytes.len()).ok_or(WasiError::new(
+                    "read",
+                    StorageErrorKind::Io,
+                    "overlong read",
+                ))?;
+                got.copy_from_slice(&bytes);
+                done += bytes.len();
+                if end || bytes.is_empty() {
+                    break;
+                }
+            }
+            Ok(done)
+        })
+    }
+
+    /// Hands the buffered bytes to the host (they stay volatile: no sync).
+    fn flush(&mut self) -> Result<(), WasiError> {
+        match self.pending.take() {
+            Some(p) => self.with_segment(p.id, |file| write_at(file, p.offset, &p.bytes)),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes the buffer if it holds bytes of segment `id`.
+    fn flush_if(&mut self, id: SegmentId) -> Result<(), WasiError> {
+        if self.pending.as_ref().is_some_and(|p| p.id == id) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The buffered bytes of segment `id`, if any, and where they start.
+    fn pending_of(&self, id: SegmentId) -> Option<&Pending> {
+        self.pending.as_ref().filter(|p| p.id == id)
+    }
+}
+
+impl Drop for WasiStorage {
+    fn drop(&mut self) {
+        // Best effort, like a process exit: the bytes were never reported durable.
+        let _ = self.flush();
+    }
 }
 
 impl Storage for WasiStorage {
@@ -171,6 +251,9 @@ impl Storage for WasiStorage {
     }
 
     fn remove(&mut self, id: SegmentId) -> Result<(), WasiError> {
+        if self.pending_of(id).is_some() {
+            self.pending = None;
+        }
         // Close first: some hosts refuse to unlink an open file.
         self.open.borrow_mut().remove(&id);
         self.dir
@@ -179,59 +262,68 @@ impl Storage for WasiStorage {
     }
 
     fn len(&self, id: SegmentId) -> Result<u64, WasiError> {
-        self.with_segment(id, |file| {
+        let stored = self.with_segment(id, |file| {
             file.stat()
                 .map(|stat| stat.size)
                 .map_err(|code| wasi_error("stat", code))
-        })
+        })?;
+        Ok(self.pending_of(id).map_or(stored, |p| stored.max(p.end())))
     }
 
     fn read(&self, id: SegmentId, offset: u64, buf: &mut [u8]) -> Result<usize, WasiError> {
-        self.with_segment(id, |file| {
-            let mut done = 0;
-            while done < buf.len() {
-                let want = (buf.len() - done).min(CHUNK);
-                let (bytes, end) = file
-                    .read(want as u64, offset + done as u64)
-                    .map_err(|code| wasi_error("read", code))?;
-                // A host that returns more than asked would overrun `buf`: refuse it.
-                let got = buf.get_mut(done..done + bytes.len()).ok_or(WasiError::new(
-                    "read",
-                    StorageErrorKind::Io,
-                    "overlong read",
-                ))?;
-                got.copy_from_slice(&bytes);
-                done += bytes.len();
-                if end || bytes.is_empty() {
-                    break;
-                }
-            }
-            Ok(done)
-        })
+        let end = offset + buf.len() as u64;
+        if let Some(p) = self
+            .pending_of(id)
+            .filter(|p| p.offset <= offset && end <= p.end())
+        {
+            // Wholly buffered: no call to the host.
+            let from = (offset - p.offset) as usize;
+            buf.copy_from_slice(&p.bytes[from..from + buf.len()]);
+            return Ok(buf.len());
+        }
+        let stored = self.read_stored(id, offset, buf)?;
+        // Reads must see buffered writes: lay the buffer over what the host returned. The buffer
+        // starts at or before the stored end (writes never leave a gap), so the result has none.
+        let Some(p) = self.pending_of(id) else {
+            return Ok(stored);
+        };
+        let start = offset;
+        let (lo, hi) = (start.max(p.offset), end.min(p.end()));
+        if lo >= hi {
+            return Ok(stored);
+        }
+        buf[(lo - start) as usize..(hi - start) as usize]
+            .copy_from_slice(&p.bytes[(lo - p.offset) as usize..(hi - p.offset) as usize]);
+        Ok(stored.max((hi - start) as usize))
     }
 
     fn write(&mut self, id: SegmentId, offset: u64, data: &[u8]) -> Result<(), WasiError> {
-        self.with_segment(id, |file| {
-            let mut done = 0;
-            while done < data.len() {
-                let end = (done + CHUNK).min(data.len());
-                let wrote = file
-                    .write(&data[done..end], offset + done as u64)
-                    .map_err(|code| wasi_error("write", code))?;
-                if wrote == 0 {
-                    return Err(WasiError::new(
-                        "write",
-                        StorageErrorKind::ShortWrite,
-                        "wrote 0 bytes",
-                    ));
+        match &mut self.pending {
+            Some(p) if p.id == id && p.end() == offset => p.bytes.extend_from_slice(data),
+            _ => {
+                self.flush()?;
+                if data.len() >= WRITE_BUFFER {
+                    return self.with_segment(id, |file| write_at(file, offset, data));
                 }
-                done += usize::try_from(wrote).unwrap_or(usize::MAX).min(end - done);
+                // Open it now, so a missing segment fails this write rather than a later flush.
+                self.with_segment(id, |_| Ok(()))?;
+                let mut bytes = Vec::with_capacity(WRITE_BUFFER);
+                bytes.extend_from_slice(data);
+                self.pending = Some(Pending { id, offset, bytes });
             }
-            Ok(())
-        })
+        }
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.bytes.len() >= WRITE_BUFFER)
+        {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     fn truncate(&mut self, id: SegmentId, len: u64) -> Result<(), WasiError> {
+        self.flush_if(id)?;
         self.with_segment(id, |file| {
             file.set_size(len)
                 .map_err(|code| wasi_error("set-size", code))
@@ -239,6 +331,7 @@ impl Storage for WasiStorage {
     }
 
     fn sync(&mut self, id: SegmentId) -> Result<(), WasiError> {
+        self.flush_if(id)?;
         self.with_segment(id, |file| {
             file.sync_data()
                 .map_err(|code| wasi_error("sync-data", code))
@@ -248,6 +341,26 @@ impl Storage for WasiStorage {
     fn sync_dir(&mut self) -> Result<(), WasiError> {
         self.dir.sync().map_err(|code| wasi_error("sync", code))
     }
+}
+
+/// Writes all of `data` at `offset`, in chunks of at most [`CHUNK`].
+fn write_at(file: &Descriptor, offset: u64, data: &[u8]) -> Result<(), WasiError> {
+    let mut done = 0;
+    while done < data.len() {
+        let end = (done + CHUNK).min(data.len());
+        let wrote = file
+            .write(&data[done..end], offset + done as u64)
+            .map_err(|code| wasi_error("write", code))?;
+        if wrote == 0 {
+            return Err(WasiError::new(
+                "write",
+                StorageErrorKind::ShortWrite,
+                "wrote 0 bytes",
+            ));
+        }
+        done += usize::try_from(wrote).unwrap_or(usize::MAX).min(end - done);
+    }
+    Ok(())
 }
 
 /// Wraps a WASI error code from operation `op`.
