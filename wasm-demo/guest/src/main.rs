@@ -9,7 +9,7 @@
 
 mod args;
 mod conformance;
-mod entry;
+mod fnv;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,11 +17,12 @@ use std::io::Write as _;
 use std::process::exit;
 use std::time::Instant;
 
-use walden_core::{Config, Lsn, RecoveryReport, SyncPolicy, Wal};
+use walden_core::entry::encode;
+use walden_core::{Config, Entry, EntryLimits, Lsn, RecoveryReport, SyncPolicy, Wal};
 use walden_wasi::WasiStorage;
 
 use crate::args::Args;
-use crate::entry::{Entry, fnv1a};
+use crate::fnv::fnv1a;
 
 /// The preopened directory the host gives the guest.
 const PREOPEN: &str = "/data";
@@ -29,6 +30,12 @@ const PREOPEN: &str = "/data";
 const SEGMENTS: usize = 512;
 /// The largest record the demo writes or accepts.
 const MAX_RECORD: usize = 64 * 1024;
+/// Entry limits: a key and value always fit in one record with room for postcard's tag and
+/// length prefixes.
+const LIMITS: EntryLimits = EntryLimits {
+    max_key: 1024,
+    max_value: MAX_RECORD - 1024 - 16,
+};
 
 type Log = Wal<WasiStorage, SEGMENTS>;
 type Store = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -89,7 +96,7 @@ fn replay(wal: &Log, quiet: bool) -> Store {
             Ok(None) => break,
             Err(e) => fail(3, &format!("read failed: {e:?}")),
         };
-        let entry = Entry::decode(record.payload)
+        let entry = Entry::decode(record.payload, &LIMITS)
             .unwrap_or_else(|e| fail(3, &format!("LSN {}: bad entry: {e}", record.lsn.0)));
         if !quiet {
             let _ = writeln!(text, "REC {} {}", record.lsn.0, describe(&entry));
@@ -115,7 +122,7 @@ fn replay(wal: &Log, quiet: bool) -> Store {
 /// scans are checked against the store.
 fn workload(wal: &mut Log, store: &mut Store, args: &Args) {
     let mut rng = SplitMix64(args.seed);
-    let mut payload = Vec::with_capacity(MAX_RECORD);
+    let mut scratch = vec![0u8; MAX_RECORD];
     let (mut puts, mut deletes, mut gets, mut scans, mut unsynced) = (0u64, 0u64, 0u64, 0u64, 0u64);
     for _ in 0..args.ops {
         let key = format!("k{:05}", rng.next() % args.keys).into_bytes();
@@ -136,13 +143,11 @@ fn workload(wal: &mut Log, store: &mut Store, args: &Args) {
                 entry = Entry::Delete { key: &key };
                 deletes += 1;
             }
-            payload.clear();
-            entry.encode(&mut payload);
             let op = describe(&entry);
             let due = wal.next_lsn();
             line(&format!("INTENT {} {op}", due.0));
             let lsn = wal
-                .append(&payload)
+                .append_entry(&entry, &LIMITS, &mut scratch)
                 .unwrap_or_else(|e| fail(4, &format!("append failed: {e:?}")));
             if lsn != due {
                 fail(
@@ -191,16 +196,18 @@ fn workload(wal: &mut Log, store: &mut Store, args: &Args) {
 fn bench(wal: &mut Log, args: &Args, records: u64) {
     let mut rng = SplitMix64(args.seed);
     let value: Vec<u8> = (0..args.max_value).map(|_| rng.next() as u8).collect();
-    let mut payload = Vec::new();
-    Entry::Put {
+    let mut scratch = vec![0u8; MAX_RECORD];
+    let entry = Entry::Put {
         key: b"bench",
         value: &value,
-    }
-    .encode(&mut payload);
+    };
+    // Encoded once, as the native side does: the loop measures the log, not postcard.
+    let payload =
+        encode(&entry, &mut scratch).unwrap_or_else(|e| fail(2, &format!("bench record: {e}")));
     let start = Instant::now();
     let mut syncs = 0u64;
     for i in 1..=records {
-        wal.append(&payload)
+        wal.append(payload)
             .unwrap_or_else(|e| fail(4, &format!("append failed: {e:?}")));
         if i % args.sync_every == 0 {
             sync(wal);

@@ -4,7 +4,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use walden_core::{Config, SyncPolicy, Wal};
+use walden_core::entry::encode;
+use walden_core::{Config, Entry, SyncPolicy, Wal};
 use walden_std::{FileStorage, MAX_SEGMENTS};
 
 use crate::durable::DurableImage;
@@ -88,7 +89,7 @@ pub(crate) fn in_guest(guest: &Guest, data: &Path, work: Workload) -> Result<Thr
 }
 
 /// The same append loop natively: walden-core over `walden-std`'s `FileStorage`, with the
-/// guest's payload encoding (`Entry::Put { key: b"bench", value }`, see the guest's `entry.rs`),
+/// guest's payload (core's `Entry::Put { key: b"bench", value }`, postcard-encoded once),
 /// configuration and sync cadence, timing only the loop as the guest does. The difference to
 /// [`in_guest`] is the WASI boundary and wasm code generation, nothing else.
 pub(crate) fn native(data: &Path, work: Workload) -> Result<Throughput> {
@@ -101,13 +102,16 @@ pub(crate) fn native(data: &Path, work: Workload) -> Result<Throughput> {
     let mut scratch = vec![0u8; 64 * 1024];
     let (mut wal, _) = Wal::<FileStorage, MAX_SEGMENTS>::open(storage, config, &mut scratch)
         .map_err(|e| anyhow!("opening the native log: {e:?}"))?;
-    let mut payload = vec![PUT_TAG, 5, 0];
-    payload.extend_from_slice(b"bench");
     let mut rng = SplitMix64::new(1);
-    payload.extend((0..work.value_size).map(|_| rng.next_u64() as u8));
+    let value: Vec<u8> = (0..work.value_size).map(|_| rng.next_u64() as u8).collect();
+    let entry = Entry::Put {
+        key: b"bench",
+        value: &value,
+    };
+    let payload = encode(&entry, &mut scratch).map_err(|e| anyhow!("bench record: {e}"))?;
     let started = Instant::now();
     for i in 1..=work.records {
-        wal.append(&payload).map_err(|e| anyhow!("append: {e:?}"))?;
+        wal.append(payload).map_err(|e| anyhow!("append: {e:?}"))?;
         if i % work.sync_every == 0 {
             wal.sync().map_err(|e| anyhow!("sync: {e:?}"))?;
         }
@@ -119,6 +123,3 @@ pub(crate) fn native(data: &Path, work: Workload) -> Result<Throughput> {
         secs: started.elapsed().as_secs_f64(),
     })
 }
-
-/// The guest's tag byte for a put (its `entry.rs`).
-const PUT_TAG: u8 = 1;
