@@ -197,6 +197,14 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         })
     }
 
+    /// Passes the [`Storage::reserve`] hint for the segment being appended to (adapters that
+    /// preallocate use it after a reopen, when no segment was created). Failures are not
+    /// errors of the log: a later write reports a real lack of space.
+    pub fn reserve_active(&mut self) -> Result<(), S::Error> {
+        let id = self.active().id;
+        self.storage.reserve(id, self.config.segment_size)
+    }
+
     /// Appends one record and returns its LSN. Durable on return under `SyncPolicy::Always`;
     /// otherwise see [`Wal::durable_lsn`].
     pub fn append(&mut self, payload: &[u8]) -> Result<Lsn, AppendError<S::Error>> {

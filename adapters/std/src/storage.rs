@@ -377,10 +377,11 @@ impl Storage for FileStorage {
         let have = self.len(id).unwrap_or(len);
         if let Ok(f) = self.file(id) {
             // A segment made from a spare is already zero-filled. Otherwise (the first segment
-            // of a new log, or a rotation that came before its spare was ready) zero-fill the
-            // first few MiB now, so early syncs are data-only too, and reserve the rest.
+            // of a new log, a reopened log's active segment, or a rotation that came before its
+            // spare was ready) zero-fill the next few MiB now, so those syncs are data-only
+            // too, and reserve the rest.
             if have < len {
-                let filled = spare::zero_fill(f, have, len.min(SYNC_ZERO_FILL).max(have));
+                let filled = spare::zero_fill(f, have, len.min(have + SYNC_ZERO_FILL));
                 if filled.is_ok() {
                     let _ = f.sync_data();
                 }

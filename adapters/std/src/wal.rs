@@ -146,6 +146,12 @@ impl Wal {
             }
         })?;
         log_recovery(&dir, &report);
+        // A reopened log appends to its newest segment: zero-fill ahead of its end as a new
+        // segment would be (see `FileStorage`), so syncs stay data-only.
+        let mut inner = inner;
+        if !report.created {
+            let _ = inner.reserve_active();
+        }
         Ok((
             Self {
                 inner: Box::new(inner),
