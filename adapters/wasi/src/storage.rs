@@ -21,6 +21,9 @@ const OPEN_SEGMENTS: usize = 8;
 /// huge host-side allocation.
 const CHUNK: usize = 1 << 20;
 
+/// Most of a segment [`Storage::reserve`] zero-fills ahead of the writer.
+const ZERO_FILL: u64 = 8 << 20;
+
 /// Bytes of consecutive writes buffered in guest memory before they are handed to the host.
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -340,6 +343,30 @@ impl Storage for WasiStorage {
 
     fn sync_dir(&mut self) -> Result<(), WasiError> {
         self.dir.sync().map_err(|code| wasi_error("sync", code))
+    }
+
+    /// Zero-fills the segment from its stored end to `len` (at most 8 MiB of it) and syncs, so
+    /// that appends overwrite allocated blocks inside the file and a later `sync-data` has no
+    /// size change to commit. WASI has no `fallocate`; zeros after the last record are clean for
+    /// recovery (`docs/FORMAT.md`).
+    fn reserve(&mut self, id: SegmentId, len: u64) -> Result<(), WasiError> {
+        self.flush_if(id)?;
+        let have = self.len(id)?;
+        let want = len.min(ZERO_FILL);
+        if have >= want {
+            return Ok(());
+        }
+        let zeros = vec![0u8; CHUNK];
+        self.with_segment(id, |file| {
+            let mut at = have;
+            while at < want {
+                let n = (want - at).min(CHUNK as u64) as usize;
+                write_at(file, at, &zeros[..n])?;
+                at += n as u64;
+            }
+            file.sync_data()
+                .map_err(|code| wasi_error("sync-data", code))
+        })
     }
 }
 

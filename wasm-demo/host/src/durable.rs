@@ -1,21 +1,24 @@
 //! What survives a simulated power loss.
 //!
-//! A fuel trap kills the guest, not the machine: everything it wrote is still in the host's page
-//! cache. To make the crash a power loss, the host shadows the guest's `sync-data` and `sync`
-//! imports and keeps a [`DurableImage`]: per file, the length made durable by the last sync of
-//! that file, and the set of names made durable by the last directory sync. After a trap,
-//! [`DurableImage::crash`] rewrites the directory into one legal post-crash state of the
-//! Storage contract (`walden_core::storage`): unsynced appended bytes are kept, dropped, cut at
-//! an arbitrary byte, or left as zeros under the file's length; files created since the last
-//! directory sync may vanish. Reordering of writes *inside* the unsynced tail is not modelled;
-//! the sim adapter explores that exhaustively.
+//! A fuel trap kills the guest, not the machine: everything it handed to the host is still in the
+//! host's page cache. To make the crash a power loss, the host shadows the guest's `sync-data`
+//! and `sync` imports and keeps a [`DurableImage`]: per file, the *contents* made durable by the
+//! last sync of that file, and the set of names made durable by the last directory sync.
+//! Contents, not lengths: `walden-wasi` zero-fills a segment ahead of the writer and syncs the
+//! zeros, so appends overwrite bytes inside an already durable length.
 //!
-//! Only append-shaped effects are modelled (core writes at or past the durable end and only
-//! truncates its own tail), and a truncate is treated as having happened; both are legal outcomes.
+//! After a trap, [`DurableImage::crash`] rewrites the directory into one legal post-crash state of
+//! the Storage contract (`walden_core::storage`). The unsynced change of a file is everything from
+//! the first byte where it differs from its durable contents; that change is kept whole, reverted
+//! whole, kept up to an arbitrary byte and reverted after it, or kept in length with zeros from an
+//! arbitrary byte on. Files created since the last directory sync may vanish. Reordering of writes
+//! *inside* the unsynced change is not modelled; the sim adapter explores that exhaustively. A
+//! file that only shrank is treated as truncated (both are legal outcomes).
+//!
+//! Each file sync reads the synced file back, so keep segments small (the crash loop uses 16 KiB).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::fs::{self, File};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -89,11 +92,11 @@ pub(crate) struct CrashEffects {
     pub(crate) bytes_lost: u64,
 }
 
-/// Durable lengths and names of the files in one directory.
+/// Durable contents and names of the files in one directory.
 #[derive(Debug, Default)]
 pub(crate) struct DurableImage {
     dir: PathBuf,
-    lens: HashMap<String, u64>,
+    contents: HashMap<String, Vec<u8>>,
     names: HashSet<String>,
     /// File syncs seen (to prove the hooks are live).
     pub(crate) file_syncs: u64,
@@ -114,10 +117,12 @@ impl DurableImage {
 
     /// Declares everything now on disk durable (the state right after a crash, or at start).
     pub(crate) fn settle(&mut self) -> Result<()> {
-        self.lens.clear();
+        self.contents.clear();
         self.names.clear();
-        for (name, len) in files(&self.dir)? {
-            self.lens.insert(name.clone(), len);
+        for (name, _) in files(&self.dir)? {
+            let path = self.dir.join(&name);
+            let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            self.contents.insert(name.clone(), bytes);
             self.names.insert(name);
         }
         Ok(())
@@ -134,8 +139,10 @@ impl DurableImage {
                 .metadata()
                 .is_ok_and(|m| m.ino() == meta.ino() && m.dev() == meta.dev());
             if same {
-                if let Ok(name) = entry.file_name().into_string() {
-                    self.lens.insert(name, meta.len());
+                if let (Ok(name), Ok(bytes)) =
+                    (entry.file_name().into_string(), fs::read(entry.path()))
+                {
+                    self.contents.insert(name, bytes);
                 }
                 return;
             }
@@ -160,34 +167,44 @@ impl DurableImage {
                 effects.bytes_lost += len;
                 continue;
             }
-            let durable = self.lens.get(&name).copied().unwrap_or(0).min(len);
-            if durable == len {
+            let now = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let durable = self.contents.get(&name).map_or(&[][..], Vec::as_slice);
+            let from = now.iter().zip(durable).take_while(|(a, b)| a == b).count() as u64;
+            let len = now.len() as u64;
+            if from >= len {
+                // Unchanged, or only shrunk: the truncate is kept.
                 continue;
             }
-            match rng.between(0, 3) {
-                // The whole unsynced tail made it.
-                0 => {}
+            let after = match rng.between(0, 3) {
+                // The whole change made it.
+                0 => continue,
                 // None of it did.
                 1 => {
-                    set_len(&path, durable)?;
                     effects.tails_cut += 1;
-                    effects.bytes_lost += len - durable;
+                    from
                 }
                 // A prefix of it did.
                 2 => {
-                    let keep = rng.between(durable, len - 1);
-                    set_len(&path, keep)?;
                     effects.tails_cut += 1;
-                    effects.bytes_lost += len - keep;
+                    rng.between(from, len - 1)
                 }
                 // The length did, the data did not.
                 _ => {
-                    let from = rng.between(durable, len - 1);
-                    zero_range(&path, from, len)?;
+                    let at = rng.between(from, len - 1);
+                    let mut bytes = now[..at as usize].to_vec();
+                    bytes.resize(now.len(), 0);
+                    fs::write(&path, &bytes)
+                        .with_context(|| format!("zeroing {}", path.display()))?;
                     effects.tails_zeroed += 1;
-                    effects.bytes_lost += len - from;
+                    effects.bytes_lost += len - at;
+                    continue;
                 }
-            }
+            };
+            // Keep the change up to `after`; past it the file is what was durable.
+            let mut bytes = now[..after as usize].to_vec();
+            bytes.extend_from_slice(durable.get(after as usize..).unwrap_or_default());
+            fs::write(&path, &bytes).with_context(|| format!("reverting {}", path.display()))?;
+            effects.bytes_lost += len - after;
         }
         self.settle()?;
         Ok(effects)
@@ -209,16 +226,32 @@ fn files(dir: &Path) -> Result<Vec<(String, u64)>> {
     Ok(out)
 }
 
-fn set_len(path: &Path, len: u64) -> Result<()> {
-    let file = OpenOptions::new().write(true).open(path)?;
-    file.set_len(len)?;
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn zero_range(path: &Path, from: u64, to: u64) -> Result<()> {
-    let mut file = OpenOptions::new().write(true).open(path)?;
-    file.seek(SeekFrom::Start(from))?;
-    let zeros = vec![0u8; usize::try_from(to - from)?];
-    file.write_all(&zeros)?;
-    Ok(())
+    /// A write inside an already durable length (the zero-filled part of a segment) is unsynced
+    /// and can be lost: the model works on contents, not lengths.
+    #[test]
+    fn overwrites_inside_the_durable_length_can_be_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let durable = vec![0u8; 64];
+        let mut written = durable.clone();
+        written[10..20].copy_from_slice(&[7; 10]);
+        let mut lost = 0;
+        for seed in 0..40 {
+            fs::write(&path, &durable).unwrap();
+            let mut image = DurableImage::of(dir.path()).unwrap();
+            fs::write(&path, &written).unwrap();
+            let effects = image.crash(&mut SplitMix64::new(seed)).unwrap();
+            let after = fs::read(&path).unwrap();
+            assert_eq!(after.len(), 64);
+            // Legal: the write survived up to some byte, and the durable zeros are there after it.
+            let kept = after[10..20].iter().take_while(|&&b| b == 7).count();
+            assert!(after[10 + kept..].iter().all(|&b| b == 0), "{after:?}");
+            lost += u64::from(effects.bytes_lost > 0);
+        }
+        assert!(lost > 0, "no crash lost the unsynced overwrite");
+    }
 }
