@@ -49,6 +49,9 @@ pub struct WasiStorage {
     open: RefCell<BTreeMap<SegmentId, Descriptor>>,
     /// Written bytes not yet handed to the host. Only `&mut self` paths change it.
     pending: Option<Pending>,
+    /// Most bytes held before they are handed to the host (0: every write goes straight
+    /// through).
+    buffer_limit: usize,
 }
 
 /// A run of consecutive writes to one segment, starting at `offset`.
@@ -71,7 +74,18 @@ impl WasiStorage {
             dir,
             open: RefCell::new(BTreeMap::new()),
             pending: None,
+            buffer_limit: WRITE_BUFFER,
         }
+    }
+
+    /// Sets how many written bytes are held in guest memory before they are handed to the
+    /// host (default 1 MiB; 0 writes straight through). Unsynced bytes are volatile either way;
+    /// a smaller buffer only hands them over sooner (the demo's crash loop uses 0, so a crash
+    /// between a write and its sync leaves a torn tail on the host to recover from).
+    #[must_use]
+    pub fn with_write_buffer(mut self, bytes: usize) -> Self {
+        self.buffer_limit = bytes;
+        self
     }
 
     /// Uses the preopened directory the host published under `guest_path` (for example `"."`
@@ -305,12 +319,12 @@ impl Storage for WasiStorage {
             Some(p) if p.id == id && p.end() == offset => p.bytes.extend_from_slice(data),
             _ => {
                 self.flush()?;
-                if data.len() >= WRITE_BUFFER {
+                if data.len() >= self.buffer_limit {
                     return self.with_segment(id, |file| write_at(file, offset, data));
                 }
                 // Open it now, so a missing segment fails this write rather than a later flush.
                 self.with_segment(id, |_| Ok(()))?;
-                let mut bytes = Vec::with_capacity(WRITE_BUFFER);
+                let mut bytes = Vec::with_capacity(self.buffer_limit);
                 bytes.extend_from_slice(data);
                 self.pending = Some(Pending { id, offset, bytes });
             }
@@ -318,7 +332,7 @@ impl Storage for WasiStorage {
         if self
             .pending
             .as_ref()
-            .is_some_and(|p| p.bytes.len() >= WRITE_BUFFER)
+            .is_some_and(|p| p.bytes.len() >= self.buffer_limit)
         {
             self.flush()?;
         }

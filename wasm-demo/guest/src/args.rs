@@ -15,6 +15,8 @@ pub struct Args {
     pub segment_size: u64,
     /// The deliberate bug: print ACK before the record is synced, and sync only every 8 puts.
     pub ack_before_sync: bool,
+    /// Bytes `WasiStorage` buffers before handing writes to the host (`--write-buffer`).
+    pub write_buffer: usize,
     /// Append benchmark instead of the workload: records, and a sync every this many.
     pub bench: Option<u64>,
     pub sync_every: u64,
@@ -34,6 +36,7 @@ impl Args {
             max_value: 256,
             segment_size: 32 * 1024,
             ack_before_sync: false,
+            write_buffer: 1 << 20,
             bench: None,
             sync_every: 1,
             quiet_dump: false,
@@ -51,6 +54,7 @@ impl Args {
                 "--bench" => args.bench = Some(number(&value()?)?),
                 "--sync-every" => args.sync_every = number(&value()?)?.max(1),
                 "--ack-before-sync" => args.ack_before_sync = true,
+                "--write-buffer" => args.write_buffer = number(&value()?)? as usize,
                 "--quiet-dump" => args.quiet_dump = true,
                 "--conformance" => args.conformance = Some(args.conformance.unwrap_or(0)),
                 "--from" => args.conformance = Some(number(&value()?)? as usize),

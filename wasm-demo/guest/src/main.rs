@@ -46,7 +46,9 @@ fn main() {
         conformance::run(from);
         return;
     }
-    let storage = WasiStorage::from_preopen(PREOPEN).unwrap_or_else(|e| fail(2, &e.to_string()));
+    let storage = WasiStorage::from_preopen(PREOPEN)
+        .unwrap_or_else(|e| fail(2, &e.to_string()))
+        .with_write_buffer(args.write_buffer);
     let mut config = Config::default();
     config.segment_size = args.segment_size;
     config.max_record_size = MAX_RECORD as u32;

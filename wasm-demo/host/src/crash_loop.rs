@@ -237,5 +237,8 @@ fn guest_args(plan: &Plan, seed: u64, ops: u64) -> Vec<String> {
     if plan.ack_before_sync {
         args.push("--ack-before-sync".into());
     }
+    // Write-through: every record reaches the host as soon as it is written, so a trap between
+    // a write and its sync leaves unsynced bytes for the power-loss model to tear or drop.
+    args.extend(["--write-buffer".to_owned(), "0".to_owned()]);
     args
 }

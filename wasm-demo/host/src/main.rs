@@ -49,7 +49,7 @@ enum Command {
         #[command(flatten)]
         workload: WorkloadArgs,
         /// Runs in all; most are cut short by their fuel budget.
-        #[arg(long, default_value_t = 260)]
+        #[arg(long, default_value_t = 320)]
         runs: u64,
         /// Seed of fuel budgets, power-loss outcomes and workloads.
         #[arg(long, default_value_t = 0x5741_4c44)]
