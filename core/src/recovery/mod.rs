@@ -333,6 +333,17 @@ impl<S: Storage, const N: usize> Wal<S, N> {
                         segments_dropped: dropped,
                         detail,
                     });
+                    // A sealed segment that salvage leaves as the newest must end at its last
+                    // record: trailing bytes that were harmless while a successor vouched for
+                    // its end would otherwise read as a damaged tail on the next open.
+                    if let (Some(kept), Some((gid, _))) =
+                        (self.segments.last().copied(), report.trailing_garbage)
+                    {
+                        if gid == kept.id {
+                            let len = self.listed(kept.id)?.len;
+                            self.cut_tail(kept.id, kept.end, len)?;
+                        }
+                    }
                     if self.segments.is_empty() {
                         let info = self.create_segment(l.id, first_here, false)?;
                         let _ = self.segments.push(info);

@@ -324,3 +324,31 @@ fn summaries_made_ahead_are_used_for_sealed_segments_only_when_they_match() {
     .unwrap();
     assert!(report.is_clean());
 }
+
+#[test]
+fn salvage_that_leaves_a_sealed_segment_newest_cuts_its_trailing_garbage() {
+    // Found by the recover_image fuzz target: segment 1 ends with garbage (ignored while
+    // segment 2 vouches for its end), segment 2 is foreign. Salvage drops 2; segment 1 is now
+    // the newest and a second open must find nothing to do.
+    let mut mem = rotated();
+    let last = *mem.files.keys().last().unwrap();
+    for id in 3..=last {
+        mem.files.remove(&id);
+    }
+    // Segment 2 claims another id (valid checksum): foreign, but its first LSN still says
+    // where segment 1 ends.
+    let f = mem.files.get_mut(&2).unwrap();
+    f[24..32].copy_from_slice(&99u64.to_le_bytes());
+    let crc = crate::checksum::crc32c(&f[..60]);
+    f[60..64].copy_from_slice(&crc.to_le_bytes());
+    mem.files
+        .get_mut(&1)
+        .unwrap()
+        .extend_from_slice(&[0x5a; 50]);
+    let cfg = small().with_recovery(RecoveryPolicy::Salvage);
+    let (wal, first) = open(mem, cfg);
+    assert_eq!(first.salvage.unwrap().case, Case::ForeignSegment);
+    assert!(first.trailing_garbage.is_some());
+    let (_, second) = open(wal.into_storage(), cfg);
+    assert!(second.is_clean(), "recovery is idempotent: {second}");
+}
