@@ -19,6 +19,9 @@ use crate::shared::Inner;
 /// Bytes copied per visit to the log lock (more when one record is larger).
 const CHUNK: usize = 256 * 1024;
 
+/// The first refill of a new reader.
+const FIRST_WINDOW: usize = 4096;
+
 /// How sparse the position index is: one entry per this many LSNs.
 pub(crate) const INDEX_EVERY: u64 = 32;
 
@@ -81,6 +84,9 @@ pub struct SharedReader<S: GroupSync, const N: usize> {
     chunk: Vec<u8>,
     /// Offset of `chunk[0]` in `segment`.
     chunk_start: u64,
+    /// Bytes the next refill copies: starts small (a read by LSN needs a few records) and
+    /// doubles up to [`CHUNK`] as the reader keeps going (a replay wants large copies).
+    window: usize,
 }
 
 impl<S: GroupSync, const N: usize> SharedReader<S, N> {
@@ -110,6 +116,7 @@ impl<S: GroupSync, const N: usize> SharedReader<S, N> {
             offset,
             chunk: Vec::new(),
             chunk_start: 0,
+            window: FIRST_WINDOW,
         };
         while r.next < from {
             match r.header()? {
@@ -234,7 +241,8 @@ impl<S: GroupSync, const N: usize> SharedReader<S, N> {
             }
         }
         let end = segs[i].end;
-        let n = (end.saturating_sub(self.offset)).min(CHUNK.max(len) as u64) as usize;
+        let n = (end.saturating_sub(self.offset)).min(self.window.max(len) as u64) as usize;
+        self.window = (self.window * 2).min(CHUNK);
         if n < len {
             return Ok(false);
         }
