@@ -321,4 +321,22 @@ const NOTES: &str = "## How to read this, and what it does not say\n\n\
   Treat the raw fsync rows as the rate a naive loop gets here, not a hard ceiling; compare \
   peers with each other (*vs best*) first.\n\
 - Records are incompressible bytes; raft-engine's lz4 batch compression is switched off.\n\
-- The machine is shared (2 vCPUs); numbers vary run to run by 10-20%. Benchmarks assert nothing.\n";
+- The machine is shared (2 vCPUs); numbers vary run to run by 10-20%. Benchmarks assert nothing.\n\n\
+## Where Walden is behind, and why\n\n\
+- **No fsync, vs the baseline**: the baseline is a `BufWriter` with a length and a CRC; Walden \
+  also writes a 32-byte salted header per record, and every rotation syncs the old segment \
+  (it is sealed: recovery relies on it) and links in a zero-filled spare, whose zeros the disk \
+  also has to write. With 256 KiB records this is bandwidth the baseline does not spend. Among \
+  the WALs that frame and checksum records, Walden is ahead.\n\
+- **Many durable writers (64)**: one leader fsyncs for everyone waiting, but rotation (sync the \
+  old segment, write and sync the new header, sync the directory) still runs under the log lock, \
+  and appends take that lock too; raft-engine pipelines more. Below 16 writers Walden is within \
+  the run-to-run noise of the best peer.\n\
+- **Replay and random reads, vs the baseline**: Walden's readers copy bytes out under the log \
+  lock (so they can run beside appenders and never see a partial record) and verify every \
+  checksum; a read by LSN walks at most 32 headers from the nearest indexed position. The \
+  baseline keeps every record's offset in memory and reads without a lock.\n\
+- **Open**: okaywal's open rows (microseconds for a 1 GiB log) do not scan the log; treat them \
+  as unverified.\n\
+\n\
+The WebAssembly guest against native is in [docs/bench/wasm.md](docs/bench/wasm.md).\n";
