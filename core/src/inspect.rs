@@ -327,7 +327,7 @@ pub fn inspect<S: Storage, const N: usize>(
                     "segment ends before its successor begins",
                 ),
             },
-            _ => (0, first_here, describe(seg.case, l.header)),
+            _ => (0, first_here, crate::recovery::describe(seg.case, l.header)),
         };
         if seg.case != Case::Clean {
             seg.problem = Some(Problem {
@@ -437,22 +437,6 @@ fn header_state(l: &Listed, log_id: u64, prev_last: Option<Lsn>) -> HeaderState 
         Err(HeaderProblem::NewerVersion(_)) => HeaderState::NewerVersion,
         Err(_) if l.len <= SEGMENT_HEADER_LEN as u64 => HeaderState::Short,
         Err(_) => HeaderState::Invalid,
-    }
-}
-
-/// The same words recovery uses for a segment it could not scan.
-fn describe(case: Case, header: Result<SegmentHeader, HeaderProblem>) -> &'static str {
-    match (case, header) {
-        (Case::MissingSegment, _) => "a segment id before this one is missing",
-        (Case::ForeignSegment, _) => {
-            "header belongs to another log, another id, or does not continue the previous segment"
-        }
-        (Case::NewerVersion, _) => "segment written by a newer format version",
-        (_, Err(HeaderProblem::Short)) => "segment shorter than its header",
-        (_, Err(HeaderProblem::BadMagic)) => "bad magic",
-        (_, Err(HeaderProblem::BadChecksum)) => "segment header checksum mismatch",
-        (_, Err(HeaderProblem::Impossible(why))) => why,
-        _ => "segment header invalid",
     }
 }
 

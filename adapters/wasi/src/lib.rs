@@ -21,11 +21,11 @@
 //! [`Storage::list`]: walden_core::Storage::list
 
 mod error;
-mod name;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod storage;
 
 pub use error::WasiError;
-pub use name::{SEGMENT_NAME_LEN, SegmentName, parse_segment_name};
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 pub use storage::WasiStorage;
+/// Segment file names are core's, shared with the std adapter.
+pub use walden_core::{SEGMENT_NAME_LEN, SegmentName, parse_segment_name};

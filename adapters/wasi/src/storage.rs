@@ -10,7 +10,7 @@ use wasi::filesystem::types::{
 };
 
 use crate::error::WasiError;
-use crate::name::{SegmentName, parse_segment_name};
+use walden_core::{SegmentName, parse_segment_name};
 
 /// Segment descriptors kept open at once. The log touches the newest segment or two; readers
 /// during recovery walk the rest once, so a small cache avoids an `open-at` per call without

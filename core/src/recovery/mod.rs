@@ -448,7 +448,8 @@ impl<S: Storage, const N: usize> Wal<S, N> {
     }
 }
 
-fn describe(case: Case, header: Result<SegmentHeader, HeaderProblem>) -> &'static str {
+/// Why a segment could not be scanned, in words (shared with `inspect`).
+pub(crate) fn describe(case: Case, header: Result<SegmentHeader, HeaderProblem>) -> &'static str {
     match (case, header) {
         (Case::MissingSegment, _) => "a segment id before this one is missing",
         (Case::ForeignSegment, _) => {
