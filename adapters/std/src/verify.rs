@@ -7,7 +7,6 @@
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -17,7 +16,7 @@ use walden_core::format::{
 use walden_core::{Lsn, SegmentId, Storage};
 
 use crate::error::{Error, FileError};
-use crate::storage::FileStorage;
+use crate::storage::{FileStorage, read_at};
 
 /// What verification found in one segment.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -269,19 +268,6 @@ fn verdict(
         first_lsn,
         problem,
     }
-}
-
-fn read_at(f: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match f.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
 }
 
 fn lsn_opt<Ser: serde::Serializer>(v: &Option<Lsn>, s: Ser) -> Result<Ser::Ok, Ser::Error> {
