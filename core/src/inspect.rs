@@ -261,21 +261,10 @@ pub fn inspect<S: Storage, const N: usize>(
         if let Ok(h) = l.header {
             // Scanned whenever the header is readable (for the report); the table inputs
             // below come from the scan only where recovery itself would scan.
-            let keys = SegmentKeys {
-                checksum: h.checksum,
-                salt: h.salt,
-                max_record: config.max_record_size,
-                file_len: l.len,
-            };
+            let keys = SegmentKeys::new(&h, config.max_record_size, l.len);
             let mut win = Window::new(scratch, l.id);
-            let s = scan::scan_records(
-                storage,
-                &mut win,
-                &keys,
-                SEGMENT_HEADER_LEN as u64,
-                h.first_lsn,
-            )
-            .map_err(InspectError::Storage)?;
+            let s = scan::scan_records(storage, &mut win, &keys, h.first_lsn)
+                .map_err(InspectError::Storage)?;
             seg.records = s.records;
             seg.first_lsn = h.first_lsn;
             seg.last_lsn = s.last_lsn;
@@ -293,13 +282,7 @@ pub fn inspect<S: Storage, const N: usize>(
                         let orphans = scan::find_orphans(storage, &mut win, &keys, &bad)
                             .map_err(InspectError::Storage)?;
                         seg.orphans = orphans.count;
-                        inputs.evidence = if orphans.count == 0 {
-                            Evidence::None
-                        } else if orphans.proves_durable >= bad.lsn {
-                            Evidence::Acknowledged
-                        } else {
-                            Evidence::Unacknowledged
-                        };
+                        inputs.evidence = orphans.evidence(&bad);
                         ScanState::Invalid
                     }
                     (false, Some(end), _) if s.last_lsn >= end => {

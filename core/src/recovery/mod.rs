@@ -163,26 +163,15 @@ impl<S: Storage, const N: usize> Wal<S, N> {
             let mut orphans = scan::Orphans::default();
             if let (HeaderState::Valid, Ok(h), Sequence::Continuous) = (header, l.header, sequence)
             {
-                let keys = SegmentKeys {
-                    checksum: h.checksum,
-                    salt: h.salt,
-                    max_record: self.config.max_record_size,
-                    file_len: l.len,
-                };
+                let keys = SegmentKeys::new(&h, self.config.max_record_size, l.len);
                 let mut win = Window::new(scratch, l.id);
                 let summary = summaries(l.id)
                     .filter(|p| !newest && p.segment == l.id && p.salt == h.salt)
                     .filter(|p| p.file_len == l.len);
                 let s = match summary {
                     Some(p) => p.scan,
-                    None => scan::scan_records(
-                        &self.storage,
-                        &mut win,
-                        &keys,
-                        SEGMENT_HEADER_LEN as u64,
-                        h.first_lsn,
-                    )
-                    .map_err(OpenError::Storage)?,
+                    None => scan::scan_records(&self.storage, &mut win, &keys, h.first_lsn)
+                        .map_err(OpenError::Storage)?,
                 };
                 // Where a sealed segment must end: just before its successor begins.
                 let next = match ids.get(i + 1) {
@@ -198,13 +187,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
                     (true, _, Some(bad)) => {
                         orphans = scan::find_orphans(&self.storage, &mut win, &keys, &bad)
                             .map_err(OpenError::Storage)?;
-                        inputs.evidence = if orphans.count == 0 {
-                            Evidence::None
-                        } else if orphans.proves_durable >= bad.lsn {
-                            Evidence::Acknowledged
-                        } else {
-                            Evidence::Unacknowledged
-                        };
+                        inputs.evidence = orphans.evidence(&bad);
                         ScanState::Invalid
                     }
                     (false, Some(end), _) if s.last_lsn >= end => {
@@ -416,21 +399,10 @@ impl<S: Storage, const N: usize> Wal<S, N> {
             let l = self.listed(id)?;
             let Ok(h) = l.header else { continue };
             highest = highest.max(Some(h.first_lsn.prev()));
-            let keys = SegmentKeys {
-                checksum: h.checksum,
-                salt: h.salt,
-                max_record: self.config.max_record_size,
-                file_len: l.len,
-            };
+            let keys = SegmentKeys::new(&h, self.config.max_record_size, l.len);
             let mut win = Window::new(scratch, l.id);
-            let s = scan::scan_records(
-                &self.storage,
-                &mut win,
-                &keys,
-                SEGMENT_HEADER_LEN as u64,
-                h.first_lsn,
-            )
-            .map_err(OpenError::Storage)?;
+            let s = scan::scan_records(&self.storage, &mut win, &keys, h.first_lsn)
+                .map_err(OpenError::Storage)?;
             highest = highest.max(Some(s.last_lsn));
         }
         Ok(highest)

@@ -68,20 +68,9 @@ pub fn scan_segment<S: Storage>(
     let Ok(h) = SegmentHeader::decode(&buf[..n]) else {
         return Ok(None);
     };
-    let keys = SegmentKeys {
-        checksum: h.checksum,
-        salt: h.salt,
-        max_record: config.max_record_size,
-        file_len,
-    };
+    let keys = SegmentKeys::new(&h, config.max_record_size, file_len);
     let mut win = Window::new(scratch, id);
-    let scan = scan::scan_records(
-        storage,
-        &mut win,
-        &keys,
-        SEGMENT_HEADER_LEN as u64,
-        h.first_lsn,
-    )?;
+    let scan = scan::scan_records(storage, &mut win, &keys, h.first_lsn)?;
     Ok(Some(SegmentSummary {
         segment: id,
         salt: h.salt,

@@ -2,8 +2,11 @@
 
 use crate::checksum::ChecksumAlgorithm;
 use crate::error::{IoFailure, Op};
-use crate::format::{RECORD_HEADER_LEN, RecordHeader, RecordKind, rec};
+use crate::format::{
+    RECORD_HEADER_LEN, RecordHeader, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader, rec,
+};
 use crate::lsn::Lsn;
+use crate::recovery::table::Evidence;
 use crate::storage::{SegmentId, Storage, read_full};
 
 /// A read cache over one segment, backed by the caller's scratch buffer.
@@ -57,6 +60,19 @@ pub(crate) struct SegmentKeys {
     pub(crate) salt: u64,
     pub(crate) max_record: u32,
     pub(crate) file_len: u64,
+}
+
+impl SegmentKeys {
+    /// The keys of a segment with header `h` and `file_len` bytes, trusting records up to
+    /// `max_record` bytes.
+    pub(crate) fn new(h: &SegmentHeader, max_record: u32, file_len: u64) -> Self {
+        Self {
+            checksum: h.checksum,
+            salt: h.salt,
+            max_record,
+            file_len,
+        }
+    }
 }
 
 /// Where and why a scan stopped before the end of the segment.
@@ -155,14 +171,15 @@ pub(crate) fn all_zero<S: Storage>(
     Ok(true)
 }
 
-/// Scans records from `start` (the first record's offset), expecting `first_lsn`.
+/// Scans a segment's records from the first one (just after the segment header), expecting
+/// `first_lsn`.
 pub(crate) fn scan_records<S: Storage>(
     st: &S,
     win: &mut Window<'_>,
     keys: &SegmentKeys,
-    start: u64,
     first_lsn: Lsn,
 ) -> Result<SegmentScan, IoFailure<S::Error>> {
+    let start = SEGMENT_HEADER_LEN as u64;
     let mut scan = SegmentScan {
         end: start,
         last_lsn: first_lsn.prev(),
@@ -239,6 +256,19 @@ pub(crate) struct Orphans {
     pub(crate) proves_durable: Lsn,
     /// The highest LSN among them.
     pub(crate) highest: Lsn,
+}
+
+impl Orphans {
+    /// What these orphans say about the damaged LSN `bad.lsn` (the decision table's input).
+    pub(crate) fn evidence(&self, bad: &Invalid) -> Evidence {
+        if self.count == 0 {
+            Evidence::None
+        } else if self.proves_durable >= bad.lsn {
+            Evidence::Acknowledged
+        } else {
+            Evidence::Unacknowledged
+        }
+    }
 }
 
 /// Looks at every byte offset after `bad.offset` for valid records of this segment.
