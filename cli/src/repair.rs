@@ -1,7 +1,6 @@
 //! `walden repair`: what an ordinary open would repair, done now, durably, with a `.broken`
 //! copy of every file it changes; corruption only with `--salvage`.
 
-use core::hash::{BuildHasher, Hasher};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
@@ -56,17 +55,6 @@ fn back_up(path: &Path) -> Result<PathBuf, Failure> {
     dst.sync_all()
         .map_err(|e| fail(&format!("sync {}", to.display()), e))?;
     Ok(to)
-}
-
-fn seed() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
 }
 
 /// What salvage gave up. Recovery's `last_known` comes from segment headers and later records
@@ -185,8 +173,12 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
         .and_then(|d| d.sync_all())
         .map_err(|e| Failure(format!("backup: cannot sync the directory: {e}")))?;
     let mut scratch = vec![0u8; 1 << 20];
-    let (wal, report) = CoreWal::open(storage, config.with_salt_seed(seed()), &mut scratch)
-        .map_err(|e| Failure(format!("repair failed (backups kept): {e}")))?;
+    let (wal, report) = CoreWal::open(
+        storage,
+        config.with_salt_seed(walden_std::random_seed()),
+        &mut scratch,
+    )
+    .map_err(|e| Failure(format!("repair failed (backups kept): {e}")))?;
     drop(wal);
 
     let seen = report.salvage.and_then(|l| {

@@ -62,7 +62,7 @@ pub use reader::{SharedReader, SharedRecord};
 pub use shared::{Appended, Durability, SharedWal};
 pub use storage::{FileStorage, LOCK_FILE};
 pub use verify::{SegmentVerdict, VerifyReport, verify_dir};
-pub use wal::{CoreWal, MAX_SEGMENTS, Options, Wal};
+pub use wal::{CoreWal, MAX_SEGMENTS, Options, Wal, random_seed};
 
 /// The repository README's examples, compiled and run as doctests so they cannot rot.
 #[cfg(doctest)]

@@ -94,8 +94,10 @@ pub struct Wal {
     foreign: Vec<PathBuf>,
 }
 
-/// A random seed for salts, from the standard library's per-process hash keys and the clock.
-fn random_seed() -> u64 {
+/// A random seed for segment salts and the log id (`Config::salt_seed`), from the standard
+/// library's per-process hash keys, the clock and the process id. [`Wal::open`] mixes it in
+/// itself; use it when opening a core log over a [`FileStorage`] directly.
+pub fn random_seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
         std::time::SystemTime::now()
