@@ -52,9 +52,11 @@
 //! `truncate_back` takes the leader role itself before touching the log, so no detached sync
 //! of a file it shortens is in flight and no stale `target` can be published after it.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::Thread;
 use std::time::Instant;
 
 use walden_core::{IoFailure, Lsn, Op, Poisoned, SegmentId, Storage, SyncError, Wal};
@@ -122,14 +124,36 @@ impl<S: Storage> Storage for SyncUnderLock<S> {
 
 impl<S: Storage> GroupSync for SyncUnderLock<S> {}
 
-/// Optional batching of group commits. Off by default: a leader syncs at once.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Group-commit tuning. By default a leader syncs at once (no window) and waiters spin
+/// briefly before they sleep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupWindow {
-    /// Before syncing, a leader waits up to this long for more appends to join its group.
+    /// Before syncing, a leader waits up to this long for more appends to join its group
+    /// (default 0: off).
     pub max_wait: Duration,
     /// ... but stops waiting once this many payload bytes are waiting (0: wait the full time).
     pub min_bytes: u64,
+    /// How long a durability waiter polls, yielding the CPU, before it sleeps (default
+    /// 200 µs; 0: sleep at once). It only polls while the last group sync took no longer than
+    /// this, i.e. when the disk is fast enough that sleeping and being woken would cost a
+    /// noticeable share of the wait: on a virtual machine, waking a sleeping thread on an
+    /// idle CPU takes tens of microseconds, which for 16 writers on 2 cores halves durable
+    /// throughput. On a disk whose syncs take milliseconds nobody polls.
+    pub spin: Duration,
 }
+
+impl Default for GroupWindow {
+    fn default() -> Self {
+        Self {
+            max_wait: Duration::ZERO,
+            min_bytes: 0,
+            spin: DEFAULT_SPIN,
+        }
+    }
+}
+
+/// The default [`GroupWindow::spin`].
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(500);
 
 /// What the log lock protects.
 pub(crate) struct Locked<S: Storage, const N: usize> {
@@ -141,19 +165,83 @@ pub(crate) struct Locked<S: Storage, const N: usize> {
 /// What the commit lock protects.
 struct State {
     durable: Lsn,
+    /// A leader is at work (or has been chosen and is being woken).
     leader: bool,
     poisoned: Option<Poisoned>,
-    waiters: u64,
+    /// Parked durability waiters. Invariant: non-empty only while `leader` is set.
+    waiters: Vec<Waiter>,
+    /// Parked `exclusive` callers waiting for the leader role; served before any waiter.
+    exclusive: VecDeque<Arc<Slot>>,
 }
+
+/// One parked thread: the leader (or a poisoner) flips `state` and unparks `thread`.
+struct Slot {
+    state: AtomicU8,
+    thread: Thread,
+}
+
+const WAITING: u8 = 0;
+/// Released: durable covers the waiter's LSN, or the log is poisoned.
+const RELEASED: u8 = 1;
+/// Handed the leader role (`State::leader` stays set across the hand-off).
+const LEAD: u8 = 2;
+
+impl Slot {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: AtomicU8::new(WAITING),
+            thread: std::thread::current(),
+        })
+    }
+
+    /// Parks until a leader or poisoner sets the state, polling for `spin` first; returns
+    /// the state.
+    fn park(&self, spin: Duration) -> u8 {
+        if !spin.is_zero() {
+            let until = Instant::now() + spin;
+            loop {
+                let s = self.state.load(Ordering::Acquire);
+                if s != WAITING {
+                    return s;
+                }
+                if Instant::now() >= until {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+        }
+        loop {
+            let s = self.state.load(Ordering::Acquire);
+            if s != WAITING {
+                return s;
+            }
+            std::thread::park();
+        }
+    }
+}
+
+struct Waiter {
+    lsn: Lsn,
+    slot: Arc<Slot>,
+}
+
+/// Threads to unpark once the commit lock is released.
+type Wakes = Vec<Thread>;
 
 /// The shared heart of a `SharedWal`: the log, the commit state, and the metrics.
 pub(crate) struct Committer<S: Storage, const N: usize> {
     log: Mutex<Locked<S, N>>,
     state: Mutex<State>,
-    cv: Condvar,
     /// Mirrors of `State`, for lock-free reads. Written under the commit lock.
     durable: AtomicU64,
     poisoned: AtomicBool,
+    /// Waiters released by a publication that have not yet returned to their caller.
+    returning: AtomicU32,
+    /// Appends in progress (between entering `append_batch` and leaving the log lock).
+    appending: AtomicU32,
+    /// Duration of the last group sync, in nanoseconds: bounds how long a leader waits for
+    /// released threads to come back.
+    last_sync_ns: AtomicU64,
     pub(crate) window: GroupWindow,
     pub(crate) metrics: Recorder,
 }
@@ -163,6 +251,18 @@ fn relock<T>(r: Result<T, PoisonError<T>>) -> T {
     // assignment or a core call that poisons itself on failure), so carry on.
     r.unwrap_or_else(PoisonError::into_inner)
 }
+
+/// Counts an append in progress for as long as it lives.
+pub(crate) struct Appending<'c>(&'c AtomicU32);
+
+impl Drop for Appending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// The longest a leader waits for threads it released to come back and append.
+const MAX_FOLLOWER_WAIT: Duration = Duration::from_millis(1);
 
 impl<S: GroupSync, const N: usize> Committer<S, N> {
     pub(crate) fn new(wal: Wal<S, N>, window: GroupWindow) -> Self {
@@ -177,14 +277,23 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
                 durable,
                 leader: false,
                 poisoned,
-                waiters: 0,
+                waiters: Vec::new(),
+                exclusive: VecDeque::new(),
             }),
-            cv: Condvar::new(),
             durable: AtomicU64::new(durable.0),
             poisoned: AtomicBool::new(poisoned.is_some()),
+            returning: AtomicU32::new(0),
+            appending: AtomicU32::new(0),
+            last_sync_ns: AtomicU64::new(0),
             window,
             metrics: Recorder::default(),
         }
+    }
+
+    /// Marks an append in progress until the returned guard drops.
+    pub(crate) fn appending(&self) -> Appending<'_> {
+        self.appending.fetch_add(1, Ordering::AcqRel);
+        Appending(&self.appending)
     }
 
     pub(crate) fn lock_log(&self) -> MutexGuard<'_, Locked<S, N>> {
@@ -212,17 +321,61 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
         self.lock_state().poisoned
     }
 
-    /// Publishes the poison (first reason wins) and wakes every waiter.
+    /// Publishes the poison (first reason wins) and releases every parked waiter.
     pub(crate) fn poison(&self, p: Poisoned) {
         let mut st = self.lock_state();
+        self.set_poison(&mut st, p);
+        let mut wakes = Wakes::new();
+        self.release(&mut st, &mut wakes);
+        drop(st);
+        unpark(wakes);
+    }
+
+    fn set_poison(&self, st: &mut State, p: Poisoned) {
         if st.poisoned.is_none() {
             tracing::error!(op = p.op.name(), segment = ?p.segment, kind = %p.kind,
+                waiters = st.waiters.len(),
                 "log poisoned: every waiting and later call fails until reopened");
             st.poisoned = Some(p);
             self.poisoned.store(true, Ordering::Release);
         }
-        drop(st);
-        self.cv.notify_all();
+    }
+
+    /// Releases every parked waiter that the published state answers: all of them once
+    /// poisoned, else those whose LSN is durable.
+    fn release(&self, st: &mut State, wakes: &mut Wakes) {
+        let poisoned = st.poisoned.is_some();
+        let durable = st.durable;
+        let before = wakes.len();
+        st.waiters.retain(|w| {
+            if poisoned || w.lsn <= durable {
+                w.slot.state.store(RELEASED, Ordering::Release);
+                wakes.push(w.slot.thread.clone());
+                false
+            } else {
+                true
+            }
+        });
+        let released = (wakes.len() - before) as u32;
+        self.returning.fetch_add(released, Ordering::AcqRel);
+    }
+
+    /// Ends a leader's turn: releases the answered waiters, then hands the role to a parked
+    /// `exclusive` caller, else to the uncovered waiter with the lowest LSN, else clears it.
+    /// Called with the commit lock held and `leader` set by the caller's turn.
+    fn hand_off(&self, st: &mut State, wakes: &mut Wakes) {
+        self.release(st, wakes);
+        let next = st.exclusive.pop_front().or_else(|| {
+            let i = (0..st.waiters.len()).min_by_key(|&i| st.waiters[i].lsn)?;
+            Some(st.waiters.swap_remove(i).slot)
+        });
+        match next {
+            Some(slot) => {
+                slot.state.store(LEAD, Ordering::Release);
+                wakes.push(slot.thread.clone());
+            }
+            None => st.leader = false,
+        }
     }
 
     /// Waits until every record up to `lsn` is durable, leading group commits as needed.
@@ -240,24 +393,37 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
             if st.durable >= lsn {
                 let d = st.durable;
                 drop(st);
-                let ns = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-                self.metrics.append_to_durable.record(ns);
+                self.record_wait(started);
                 return Ok(d);
             }
             if st.leader {
-                st.waiters += 1;
-                st = relock(self.cv.wait(st));
-                st.waiters -= 1;
-                continue;
+                let slot = Slot::new();
+                st.waiters.push(Waiter {
+                    lsn,
+                    slot: Arc::clone(&slot),
+                });
+                drop(st);
+                if slot.park(self.spin()) == RELEASED {
+                    // Answered by the published state, which never goes back on a poison.
+                    self.returning.fetch_sub(1, Ordering::AcqRel);
+                    if self.is_poisoned() {
+                        let p = self.poison_reason();
+                        return Err(SyncError::Poisoned(p.unwrap_or(UNKNOWN)));
+                    }
+                    self.record_wait(started);
+                    return Ok(self.durable());
+                }
+                // Handed the leader role: `leader` is still set for us.
+            } else {
+                st.leader = true;
+                drop(st);
             }
-            st.leader = true;
-            drop(st);
             let guard = LeaderGuard {
                 c: self,
                 done: false,
             };
             let outcome = self.lead();
-            st = guard.finish(&outcome);
+            guard.finish(&outcome);
             // The leader hands back the original failure; everyone else sees `Poisoned`.
             let target = outcome?;
             if target < lsn {
@@ -265,12 +431,48 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
                 // not reach it. Report how far durability got; callers compare.
                 return Ok(target);
             }
+            st = self.lock_state();
+        }
+    }
+
+    /// How long a waiter polls before it sleeps: the configured spin, but only while the
+    /// last sync fit in it (a waiter usually waits for about one sync).
+    fn spin(&self) -> Duration {
+        let spin = self.window.spin;
+        let last = Duration::from_nanos(self.last_sync_ns.load(Ordering::Relaxed));
+        if last > spin { Duration::ZERO } else { spin }
+    }
+
+    fn record_wait(&self, started: Instant) {
+        let ns = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.metrics.append_to_durable.record(ns);
+    }
+
+    /// Before taking its target, a leader lets the threads the previous group commit
+    /// released come back: on few cores they are runnable but not running, and each one
+    /// that appends before the target is taken rides this sync instead of waiting for the
+    /// next. It waits for an event, not for a time: only while released threads have not
+    /// yet returned or appends are in progress, never when it is the only writer, and at
+    /// most half the last sync's duration (so a slow follower costs bounded latency).
+    fn await_followers(&self) {
+        let busy = || {
+            self.returning.load(Ordering::Acquire) > 0 || self.appending.load(Ordering::Acquire) > 0
+        };
+        if !busy() {
+            return;
+        }
+        let bound = Duration::from_nanos(self.last_sync_ns.load(Ordering::Relaxed) / 2)
+            .min(MAX_FOLLOWER_WAIT);
+        let deadline = Instant::now() + bound;
+        while busy() && Instant::now() < deadline {
+            std::thread::yield_now();
         }
     }
 
     /// One group commit. Returns the LSN now durable.
     fn lead(&self) -> Result<Lsn, SyncError<S::Error>> {
         self.gather();
+        self.await_followers();
         let started = Instant::now();
         let (target, ticket, job, records) = {
             let mut log = self.lock_log();
@@ -320,6 +522,7 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
 
     fn record_sync(&self, started: Instant, records: u64) {
         let ns = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.last_sync_ns.store(ns, Ordering::Relaxed);
         self.metrics.sync.record(ns);
         self.metrics.group_records.record(records);
         self.metrics.group_commits.fetch_add(1, Ordering::Relaxed);
@@ -348,11 +551,20 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
     /// durable LSN it returns (if any) replaces the published one.
     pub(crate) fn exclusive<T>(&self, f: impl FnOnce(&mut Locked<S, N>) -> (T, Option<Lsn>)) -> T {
         let mut st = self.lock_state();
-        while st.leader {
-            st = relock(self.cv.wait(st));
+        if st.leader {
+            let slot = Slot::new();
+            st.exclusive.push_back(Arc::clone(&slot));
+            drop(st);
+            // Only ever handed the role (never released), also when poisoned.
+            let _ = slot.park(Duration::ZERO);
+        } else {
+            st.leader = true;
+            drop(st);
         }
-        st.leader = true;
-        drop(st);
+        let guard = LeaderGuard {
+            c: self,
+            done: false,
+        };
         let (out, durable) = {
             let mut log = self.lock_log();
             let r = f(&mut log);
@@ -363,33 +575,51 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
             r
         };
         let mut st = self.lock_state();
-        st.leader = false;
         if let (Some(d), None) = (durable, st.poisoned) {
             st.durable = d;
             self.durable.store(d.0, Ordering::Release);
         }
+        let mut wakes = Wakes::new();
+        self.hand_off(&mut st, &mut wakes);
         drop(st);
-        self.cv.notify_all();
+        guard.disarm();
+        unpark(wakes);
         out
     }
 }
 
-/// Clears the leader role and publishes the outcome, also if the leader panics (then as a
+/// The poison reported when none was recorded (cannot happen: the flag follows the reason).
+const UNKNOWN: Poisoned = Poisoned {
+    op: Op::Sync,
+    segment: None,
+    kind: walden_core::StorageErrorKind::Io,
+};
+
+fn unpark(wakes: Wakes) {
+    for t in wakes {
+        t.unpark();
+    }
+}
+
+/// Ends the leader role and publishes the outcome, also if the leader panics (then as a
 /// poison: nothing is known about the sync).
 struct LeaderGuard<'c, S: GroupSync, const N: usize> {
     c: &'c Committer<S, N>,
     done: bool,
 }
 
-impl<'c, S: GroupSync, const N: usize> LeaderGuard<'c, S, N> {
-    fn finish(mut self, outcome: &Result<Lsn, SyncError<S::Error>>) -> MutexGuard<'c, State> {
+impl<S: GroupSync, const N: usize> LeaderGuard<'_, S, N> {
+    fn disarm(mut self) {
+        self.done = true;
+    }
+
+    fn finish(mut self, outcome: &Result<Lsn, SyncError<S::Error>>) {
         self.done = true;
         let c = self.c;
         let mut st = c.lock_state();
-        st.leader = false;
         match outcome {
             Ok(d) => {
-                if *d > st.durable {
+                if *d > st.durable && st.poisoned.is_none() {
                     st.durable = *d;
                     c.durable.store(d.0, Ordering::Release);
                 }
@@ -402,23 +632,17 @@ impl<'c, S: GroupSync, const N: usize> LeaderGuard<'c, S, N> {
                         segment: f.segment,
                         kind: walden_core::StorageError::kind(&f.error),
                     },
-                    _ => Poisoned {
-                        op: Op::Sync,
-                        segment: None,
-                        kind: walden_core::StorageErrorKind::Io,
-                    },
+                    _ => UNKNOWN,
                 };
-                if st.poisoned.is_none() {
-                    tracing::error!(op = p.op.name(), segment = ?p.segment, kind = %p.kind,
-                        waiters = st.waiters, "group commit failed: log poisoned, all waiters get the error");
-                    st.poisoned = Some(p);
-                    c.poisoned.store(true, Ordering::Release);
-                }
+                c.set_poison(&mut st, p);
             }
         }
-        c.metrics.group_waiters.record(st.waiters + 1);
-        c.cv.notify_all();
-        st
+        let covered = st.waiters.iter().filter(|w| w.lsn <= st.durable).count();
+        c.metrics.group_waiters.record(covered as u64 + 1);
+        let mut wakes = Wakes::new();
+        c.hand_off(&mut st, &mut wakes);
+        drop(st);
+        unpark(wakes);
     }
 }
 
@@ -427,15 +651,12 @@ impl<S: GroupSync, const N: usize> Drop for LeaderGuard<'_, S, N> {
         if self.done {
             return;
         }
-        let mut st = self.c.lock_state();
-        st.leader = false;
-        st.poisoned.get_or_insert(Poisoned {
-            op: Op::Sync,
-            segment: None,
-            kind: walden_core::StorageErrorKind::Io,
-        });
-        self.c.poisoned.store(true, Ordering::Release);
+        let c = self.c;
+        let mut st = c.lock_state();
+        c.set_poison(&mut st, UNKNOWN);
+        let mut wakes = Wakes::new();
+        c.hand_off(&mut st, &mut wakes);
         drop(st);
-        self.c.cv.notify_all();
+        unpark(wakes);
     }
 }

@@ -46,6 +46,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+mod fill;
 mod group;
 mod metrics;
 mod reader;
@@ -56,7 +57,7 @@ mod verify;
 mod wal;
 
 pub use error::{Error, FileError};
-pub use group::{DetachedSync, GroupSync, GroupWindow, SyncUnderLock};
+pub use group::{DEFAULT_SPIN, DetachedSync, GroupSync, GroupWindow, SyncUnderLock};
 pub use metrics::{Bucket, HistogramSnapshot, Metrics};
 pub use reader::{SharedReader, SharedRecord};
 pub use shared::{Appended, Durability, SharedWal};

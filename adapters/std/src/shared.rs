@@ -186,6 +186,8 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
         };
         let c = &self.inner.c;
         let (first, last, due) = {
+            // Counted until the log lock is released, so a leader can let it join its group.
+            let _appending = c.appending();
             let mut log = c.lock_log();
             if let Some(p) = log.wal.poisoned() {
                 return Err(AppendError::Poisoned(p));

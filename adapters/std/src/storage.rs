@@ -10,15 +10,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use walden_core::{SegmentId, SegmentName, Storage, StorageErrorKind, parse_segment_name};
 
 use crate::error::{Error, FileError};
+use crate::fill::FillAhead;
 use crate::group::{DetachedSync, GroupSync};
 use crate::spare::{self, SpareSlot};
 
 /// The name of the lock file in a log directory.
 pub const LOCK_FILE: &str = "walden.lock";
 
-/// How much of a new segment `reserve` zero-fills on the calling thread when no prepared spare
-/// was used (the rest comes from spares, which are zero-filled in the background).
-const SYNC_ZERO_FILL: u64 = 8 << 20;
+/// How much of a segment that did not come from a spare `reserve` zero-fills on the calling
+/// thread, as a head start for the background fill of the rest.
+const SYNC_ZERO_FILL: u64 = 1 << 20;
 
 /// Bytes buffered before they are handed to the OS without a sync.
 const WRITE_BUFFER: usize = 1 << 20;
@@ -32,10 +33,11 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// * Segments are zero-filled ahead of the writer, so an append overwrites allocated, written
 ///   blocks inside the file and `fdatasync` has no metadata to commit: [`Storage::reserve`]
 ///   prepares the *next* segment file, zero-filled to the segment size, on a background thread,
-///   so a rotation only links it into place; a segment that did not come from a spare gets its
-///   first 8 MiB zero-filled at creation and the rest reserved with `fallocate(KEEP_SIZE)`.
-///   Zeros after the last record are clean for recovery (`docs/FORMAT.md`). Spare files are named `{id:020}.spare`, are never parsed as segments, and leftovers
-///   from a crash are removed on open.
+///   so a rotation only links it into place; a segment that did not come from a spare is
+///   reserved with `fallocate(KEEP_SIZE)` and zero-filled ahead of the writer by a background
+///   thread (see `fill.rs` for why that never overwrites a record). Zeros after the last record
+///   are clean for recovery (`docs/FORMAT.md`). Spare files are named `{id:020}.spare`, are
+///   never parsed as segments, and leftovers from a crash are removed on open.
 /// * Files in the directory that are not segments are left alone and listed by
 ///   [`FileStorage::foreign_files`].
 pub struct FileStorage {
@@ -48,6 +50,8 @@ pub struct FileStorage {
     pending: Mutex<Option<Pending>>,
     foreign: Vec<PathBuf>,
     spare: Arc<SpareSlot>,
+    /// The background zero-fill of the active segment, if one runs.
+    fill: Option<Arc<FillAhead>>,
     preallocate: bool,
 }
 
@@ -109,6 +113,7 @@ impl FileStorage {
             pending: Mutex::new(None),
             foreign: Vec::new(),
             spare: Arc::new(SpareSlot::default()),
+            fill: None,
             preallocate: true,
         })
     }
@@ -165,10 +170,31 @@ impl FileStorage {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
         {
+            self.before_write(p.id, p.offset + p.bytes.len() as u64);
             let f = self.file(p.id)?;
             f.write_all_at(&p.bytes, p.offset)?;
         }
         Ok(())
+    }
+
+    /// Every write of segment bytes to a file goes through here first (see `fill.rs`).
+    fn before_write(&self, id: SegmentId, end: u64) {
+        if let Some(fill) = self.fill.as_ref().filter(|f| f.id() == id) {
+            fill.before_write(end);
+        }
+    }
+
+    /// Stops the background zero-fill (of `id`, or of any segment) and waits for it.
+    fn stop_fill(&mut self, id: Option<SegmentId>) {
+        if self
+            .fill
+            .as_ref()
+            .is_some_and(|f| id.is_none_or(|id| f.id() == id))
+        {
+            if let Some(fill) = self.fill.take() {
+                fill.finish();
+            }
+        }
     }
 
     fn flush_if(&mut self, id: SegmentId) -> Result<(), FileError> {
@@ -193,6 +219,7 @@ impl FileStorage {
             let f = file
                 .as_ref()
                 .ok_or_else(|| FileError::new(StorageErrorKind::NotFound))?;
+            self.before_write(p.id, p.offset + p.bytes.len() as u64);
             f.write_all_at(&p.bytes, p.offset)?;
             *pending = None;
         }
@@ -204,6 +231,7 @@ impl Drop for FileStorage {
     fn drop(&mut self) {
         // Best effort: hand buffered bytes to the OS. They were never reported durable.
         let _ = self.flush();
+        self.stop_fill(None);
         // Before the lock goes: no background thread may still create a file in the directory.
         self.spare.shutdown();
     }
@@ -236,6 +264,8 @@ impl Storage for FileStorage {
     }
 
     fn create(&mut self, id: SegmentId) -> Result<(), FileError> {
+        // The previous segment is sealed: the rest of it is never written.
+        self.stop_fill(None);
         let path = self.segment_path(id);
         if let Some(prepared) = self.spare.take(id) {
             // `hard_link` fails if `path` exists, as `create` must. The spare's own name is
@@ -266,6 +296,7 @@ impl Storage for FileStorage {
     }
 
     fn remove(&mut self, id: SegmentId) -> Result<(), FileError> {
+        self.stop_fill(Some(id));
         let pending = self
             .pending
             .get_mut()
@@ -351,6 +382,7 @@ impl Storage for FileStorage {
     }
 
     fn truncate(&mut self, id: SegmentId, len: u64) -> Result<(), FileError> {
+        self.stop_fill(Some(id));
         self.flush_if(id)?;
         self.file(id)?.set_len(len)?;
         Ok(())
@@ -375,18 +407,22 @@ impl Storage for FileStorage {
             return Ok(());
         }
         let have = self.len(id).unwrap_or(len);
-        if let Ok(f) = self.file(id) {
-            // A segment made from a spare is already zero-filled. Otherwise (the first segment
-            // of a new log, a reopened log's active segment, or a rotation that came before its
-            // spare was ready) zero-fill the next few MiB now, so those syncs are data-only
-            // too, and reserve the rest.
+        let head = len.min(have + SYNC_ZERO_FILL);
+        let opened = self.file(id).map(|f| {
             if have < len {
-                let filled = spare::zero_fill(f, have, len.min(have + SYNC_ZERO_FILL));
-                if filled.is_ok() {
+                let _ = spare::preallocate(f, len);
+                if spare::zero_fill(f, have, head).is_ok() {
                     let _ = f.sync_data();
                 }
-                let _ = spare::preallocate(f, len);
             }
+        });
+        if head < len && opened.is_ok() {
+            // A segment made from a spare is already zero-filled. Otherwise (the first segment
+            // of a new log, a reopened log's active segment, or a rotation that came before its
+            // spare was ready) reserve the space, zero-fill a head start now, and the rest
+            // ahead of the writer in the background.
+            self.stop_fill(None);
+            self.fill = FillAhead::start(&self.segment_path(id), id, head, len);
         }
         self.prepare_next(id, len);
         Ok(())

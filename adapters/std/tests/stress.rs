@@ -178,6 +178,7 @@ fn policies_that_do_not_sync_every_append() {
         let options = small().with_group_window(GroupWindow {
             max_wait: core::time::Duration::from_micros(200),
             min_bytes: 64,
+            ..GroupWindow::default()
         });
         let (wal, _) = SharedWal::open(dir.path(), options).unwrap();
         let a = wal.append(&[1; 100]).unwrap();
