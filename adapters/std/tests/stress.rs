@@ -185,3 +185,127 @@ fn policies_that_do_not_sync_every_append() {
         assert!(a.durable && wal.durable_lsn() >= a.last);
     }
 }
+
+/// `truncate_back` and explicit `sync` race parked durability waiters, so the leader role is
+/// handed to an `exclusive` caller and back to waiters, and waiters whose records a rewind
+/// removed are answered. Checks liveness (a watchdog) and that every record acknowledged
+/// durable survives unless a rewind that could have removed it overlapped its append.
+#[test]
+fn rewinds_and_syncs_race_parked_waiters() {
+    use core::sync::atomic::AtomicU64;
+    use std::sync::Mutex;
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = SharedWal::open(dir.path(), small()).unwrap();
+    let clock = Arc::new(AtomicU64::new(0));
+    // (started, completed, rewound to)
+    let rewinds = Arc::new(Mutex::new(Vec::<(u64, u64, Lsn)>::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|t| {
+            let (wal, clock) = (wal.clone(), Arc::clone(&clock));
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                for i in 0..300u32 {
+                    let payload = format!("{t}/{i}");
+                    let started = clock.fetch_add(1, Ordering::SeqCst);
+                    let a = wal.append(payload.as_bytes()).unwrap();
+                    if a.durable {
+                        assert!(wal.durable_lsn() >= a.last || wal.last_lsn() < a.last);
+                        acked.push((started, a.last, payload));
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    let rewinder = {
+        let (wal, clock, rewinds, done) = (
+            wal.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&rewinds),
+            Arc::clone(&done),
+        );
+        std::thread::spawn(move || {
+            // Bounded, so the writers' last appends run with nobody else to wake them.
+            for _ in 0..15 {
+                if done.load(Ordering::Acquire) {
+                    break;
+                }
+                let to = Lsn(wal.last_lsn().0.saturating_sub(2));
+                let started = clock.fetch_add(1, Ordering::SeqCst);
+                match wal.truncate_back(to) {
+                    Ok(()) => {
+                        let completed = clock.fetch_add(1, Ordering::SeqCst);
+                        rewinds.lock().unwrap().push((started, completed, to));
+                    }
+                    // Rewinding into a sealed segment or below the first record is refused.
+                    Err(e) => assert!(wal.poisoned().is_none(), "{e}"),
+                }
+                std::thread::sleep(core::time::Duration::from_millis(2));
+            }
+        })
+    };
+    let syncer = {
+        let (wal, done) = (wal.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            for _ in 0..100 {
+                if done.load(Ordering::Acquire) {
+                    break;
+                }
+                let d = wal.sync().unwrap();
+                assert!(d <= wal.last_lsn().max(d));
+            }
+        })
+    };
+    // Watchdog: a lost wake-up or a leader role never handed back hangs a thread.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let finished = Arc::clone(&done);
+    std::thread::spawn(move || {
+        let acked: Vec<_> = writers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        finished.store(true, Ordering::Release);
+        rewinder.join().unwrap();
+        syncer.join().unwrap();
+        let _ = tx.send(acked);
+    });
+    let acked = rx
+        .recv_timeout(core::time::Duration::from_secs(120))
+        .expect("hung: a waiter was never woken or the leader role never handed on");
+    let last = wal.sync().unwrap();
+    assert_eq!(last, wal.last_lsn());
+    drop(wal);
+
+    let (wal, report) = SharedWal::open(dir.path(), small()).unwrap();
+    assert_eq!(report.last_lsn, last);
+    let mut present = std::collections::HashMap::new();
+    let mut r = wal.reader(wal.first_lsn()).unwrap();
+    while let Some(rec) = r.read_next().unwrap() {
+        present.insert(rec.lsn, rec.payload.to_vec());
+    }
+    let rewinds = rewinds.lock().unwrap();
+    let mut required = 0;
+    for (started, lsn, payload) in acked {
+        // A rewind below `lsn` that had not completed before the append started may have
+        // removed it (and a later append may have reused the LSN).
+        let exposed = rewinds
+            .iter()
+            .any(|&(_, done, to)| to < lsn && done >= started);
+        if exposed || lsn < wal.first_lsn() {
+            continue;
+        }
+        required += 1;
+        assert_eq!(
+            present.get(&lsn).map(Vec::as_slice),
+            Some(payload.as_bytes()),
+            "acknowledged record {lsn:?} lost"
+        );
+    }
+    eprintln!(
+        "{} rewinds, {required} acknowledged records checked",
+        rewinds.len()
+    );
+    assert!(required > 0, "the test checked nothing");
+    assert!(!rewinds.is_empty(), "no rewind raced the writers");
+}
