@@ -35,12 +35,20 @@ use walden_core::SegmentId;
 const CHUNK: u64 = 1 << 20;
 /// The filler syncs after this many bytes (and at the end).
 const SYNC_EVERY: u64 = 4 << 20;
+/// How far ahead of the writer the filler goes before it waits for the writer: far enough
+/// that a fast writer does not catch up, near enough that a new log's first appends do not
+/// share the disk with a whole segment's worth of zeros.
+const AHEAD: u64 = 8 << 20;
+/// How often a filler that is far enough ahead looks at the writer again.
+const PACE: core::time::Duration = core::time::Duration::from_millis(2);
 
 /// A background zero-fill of `[from, to)` of one segment.
 pub(crate) struct FillAhead {
     id: SegmentId,
     /// Everything below is zero-filled or the writer's; the filler writes only at or above.
     filled: AtomicU64,
+    /// The furthest end of the writer's bytes handed to the OS.
+    written: AtomicU64,
     stop: Mutex<bool>,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
@@ -53,6 +61,7 @@ impl FillAhead {
         let fill = Arc::new(Self {
             id,
             filled: AtomicU64::new(from),
+            written: AtomicU64::new(from),
             stop: Mutex::new(false),
             worker: Mutex::new(None),
         });
@@ -74,6 +83,13 @@ impl FillAhead {
         let zeros = vec![0u8; CHUNK as usize];
         let (mut at, mut unsynced) = (from, 0);
         while at < to {
+            if at >= self.written.load(Ordering::Acquire).saturating_add(AHEAD) {
+                if *self.stop.lock().unwrap_or_else(PoisonError::into_inner) {
+                    break;
+                }
+                std::thread::sleep(PACE);
+                continue;
+            }
             {
                 let stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
                 if *stop {
@@ -105,6 +121,7 @@ impl FillAhead {
 
     /// Called before the writer hands bytes of this segment ending at `end` to the OS.
     pub(crate) fn before_write(&self, end: u64) {
+        self.written.fetch_max(end, Ordering::AcqRel);
         if end > self.filled.load(Ordering::Acquire) {
             self.halt();
         }
@@ -159,6 +176,33 @@ mod tests {
         f.read_exact_at(&mut buf, frontier).unwrap();
         assert_eq!(&buf, b"RECORD!!");
         assert_eq!(f.metadata().unwrap().len(), frontier + 8);
+    }
+
+    #[test]
+    fn the_filler_stays_a_bounded_distance_ahead_of_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        create(&path);
+        let fill = FillAhead::start(&path, 1, 0, 64 << 20).unwrap();
+        let filled = || fill.filled.load(Ordering::Acquire);
+        let wait_for = |target: u64| {
+            let deadline = std::time::Instant::now() + core::time::Duration::from_secs(30);
+            while filled() < target {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "filler stuck at {}",
+                    filled()
+                );
+                std::thread::sleep(PACE);
+            }
+        };
+        wait_for(AHEAD);
+        std::thread::sleep(core::time::Duration::from_millis(50));
+        assert!(filled() < AHEAD + CHUNK, "ran ahead: {}", filled());
+        // The writer moves on: so does the filler.
+        fill.before_write(4 << 20);
+        wait_for((4 << 20) + AHEAD);
+        fill.finish();
     }
 
     #[test]
