@@ -142,6 +142,7 @@ pub(crate) fn render(run: &Run<'_>) -> String {
     for workload in workloads {
         render_workload(&mut md, run.rows, workload);
     }
+    render_goals(&mut md, run.rows);
 
     if !run.charts.is_empty() {
         let _ = writeln!(md, "## Charts\n");
@@ -151,6 +152,51 @@ pub(crate) fn render(run: &Run<'_>) -> String {
     }
     md.push_str(NOTES);
     md
+}
+
+/// The std adapter's published goals (issue 5), checked against this run's rows.
+fn render_goals(md: &mut String, rows: &[Row]) {
+    use crate::workloads::{W3, W4};
+    let walden = |workload: &str, case: &str| {
+        rows.iter()
+            .find(|r| r.workload == workload && r.case == case && r.subject == "walden")
+    };
+    let rate = |r: Option<&Row>| r.and_then(Row::summary).map(Summary::records_per_sec);
+    let one = walden(W4, "1 writers");
+    let goals = [
+        (
+            "one durable writer ÷ raw `write` + `fdatasync` loop (128 B)",
+            rate(one)
+                .zip(one.and_then(|r| r.limit_records_per_sec))
+                .map(|(a, b)| a / b),
+            0.9,
+        ),
+        (
+            "16 durable writers ÷ one durable writer",
+            rate(walden(W4, "16 writers"))
+                .zip(rate(one))
+                .map(|(a, b)| a / b),
+            10.0,
+        ),
+        (
+            "no fsync, 128 B, one writer, in millions of records/s",
+            rate(walden(W3, "128 B")).map(|r| r / 1e6),
+            3.0,
+        ),
+    ];
+    let _ = writeln!(md, "### Goals of the std adapter\n");
+    let _ = writeln!(
+        md,
+        "| goal | this run | at least | met |\n|---|---:|---:|---|"
+    );
+    for (name, got, want) in goals {
+        let (got, met) = match got {
+            Some(v) => (format!("{v:.2}"), if v >= want { "yes" } else { "**no**" }),
+            None => ("not measured".to_owned(), "—"),
+        };
+        let _ = writeln!(md, "| {name} | {got} | {want:.1} | {met} |");
+    }
+    md.push('\n');
 }
 
 fn render_checksums(md: &mut String, run: &Run<'_>) {
