@@ -2,6 +2,7 @@
 
 use core::hash::{BuildHasher, Hasher};
 use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use std::path::{Path, PathBuf};
 
 use std::collections::HashMap;
@@ -38,8 +39,8 @@ pub struct Options {
     pub group_window: crate::GroupWindow,
     /// Preallocate segments and prepare the next one ahead of rotation (default true).
     pub preallocate: bool,
-    /// Threads that verify sealed segments in parallel while opening (default: the number of
-    /// CPUs, at most 8; 1 verifies inside recovery on the calling thread).
+    /// Threads that verify segments in parallel while opening (default: the number of CPUs, at
+    /// most 8; 1 verifies inside recovery on the calling thread).
     pub open_threads: usize,
 }
 
@@ -134,7 +135,7 @@ impl Wal {
             .with_salt_seed(options.config.salt_seed ^ random_seed());
         let mut scratch = vec![0u8; options.scratch_size.max(walden_core::MIN_SCRATCH)];
         let paths = SegmentPaths(dir.clone());
-        let summaries = verify_sealed_in_parallel(&storage, &config, options.open_threads);
+        let summaries = scan_in_parallel(&storage, &config, options.open_threads);
         let lookup = |id| summaries.get(&id).copied();
         let opened = CoreWal::open_with_summaries(storage, config, &mut scratch, &lookup);
         let (inner, report) = opened.map_err(|error| {
@@ -235,10 +236,11 @@ impl DerefMut for Wal {
     }
 }
 
-/// Scans (checksums) every sealed segment on `threads` threads before recovery, which then
-/// reuses the results instead of scanning those segments itself. The newest segment is left to
-/// recovery (it may need repair). Any failure here only means recovery scans that segment.
-fn verify_sealed_in_parallel(
+/// Scans (checksums) every segment on `threads` threads before recovery, which then reuses the
+/// results instead of scanning those segments itself; it still classifies and repairs what a
+/// scan found (the directory is locked, so nothing changes in between). Any failure here only
+/// means recovery scans that segment itself.
+fn scan_in_parallel(
     storage: &FileStorage,
     config: &Config,
     threads: usize,
@@ -247,25 +249,31 @@ fn verify_sealed_in_parallel(
     if threads < 2 || storage.list(&mut |id| ids.push(id)).is_err() {
         return HashMap::new();
     }
+    // The newest segment too: recovery reads all of it (its records and the zeros after
+    // them), which would otherwise run alone after the others. It goes first: its pages were
+    // just dropped from the cache (`forget_cached_newest`), so it is read from the disk while
+    // the other threads checksum cached segments. Threads take the next segment from a shared
+    // counter, so a slow segment does not leave a thread idle.
     ids.sort_unstable();
-    ids.pop();
     if ids.len() < 2 {
         return HashMap::new();
     }
+    ids.rotate_right(1);
+    let next = AtomicUsize::new(0);
     let threads = threads.min(ids.len());
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let mine: Vec<SegmentId> = ids.iter().skip(t).step_by(threads).copied().collect();
+            .map(|_| {
+                let (ids, next) = (&ids, &next);
                 scope.spawn(move || {
                     let mut scratch = vec![0u8; 1 << 20];
-                    mine.into_iter()
-                        .filter_map(|id| {
-                            scan_segment(storage, id, config, &mut scratch)
-                                .ok()
-                                .flatten()
-                        })
-                        .collect::<Vec<_>>()
+                    let mut done = Vec::new();
+                    while let Some(&id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        if let Ok(Some(s)) = scan_segment(storage, id, config, &mut scratch) {
+                            done.push(s);
+                        }
+                    }
+                    done
                 })
             })
             .collect();

@@ -154,3 +154,59 @@ fn parallel_verify_finds_damage_in_a_sealed_segment() {
         assert_eq!(bad[0].problem, Some((64, "payload checksum mismatch")));
     }
 }
+
+/// Open scans the newest segment on a worker thread too; what recovery then does with a torn
+/// or damaged tail must not depend on that. Same directory, opened with 1 and with 2 threads.
+#[test]
+fn a_damaged_newest_segment_recovers_the_same_with_parallel_scans() {
+    let template = tempfile::tempdir().unwrap();
+    let options = Options::from(Config::default().with_segment_size(4096));
+    {
+        let (wal, _) = SharedWal::open(template.path(), options).unwrap();
+        for i in 0..100u8 {
+            let _ = wal.append(&[i; 100]).unwrap();
+        }
+    }
+    let newest = std::fs::read_dir(template.path())
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.ends_with(".wal").then_some(name)
+        })
+        .max()
+        .unwrap();
+    // Torn last record (unsynced damage) and a damaged record followed by a valid one.
+    for damage in [-5isize, 64 + 32 + 5] {
+        let mut outcomes = Vec::new();
+        for threads in [1, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            for e in std::fs::read_dir(template.path()).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+            }
+            let seg = dir.path().join(&newest);
+            let mut bytes = std::fs::read(&seg).unwrap();
+            let end = bytes.iter().rposition(|&b| b != 0).unwrap() as isize + 1;
+            let at = if damage < 0 { end + damage } else { damage };
+            bytes[at as usize] ^= 0x40;
+            std::fs::write(&seg, bytes).unwrap();
+            let opened = Wal::open(
+                dir.path(),
+                Options {
+                    open_threads: threads,
+                    ..options
+                },
+            );
+            outcomes.push(match opened {
+                Ok((wal, report)) => format!(
+                    "{:?} {:?} {:?}",
+                    report.cut,
+                    report.last_lsn,
+                    wal.last_lsn()
+                ),
+                Err(e) => format!("error {e}").replace(&*dir.path().to_string_lossy(), ""),
+            });
+        }
+        assert_eq!(outcomes[0], outcomes[1], "damage at {damage}");
+    }
+}

@@ -48,9 +48,12 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         Self::open_with_summaries(storage, config, scratch, &|_| None)
     }
 
-    /// [`Wal::open`], reusing scans of sealed segments made beforehand with [`scan_segment`]
-    /// (for example on several threads). A summary is used only for a sealed segment whose
-    /// header salt and length still match; anything else is scanned here as usual.
+    /// [`Wal::open`], reusing scans of segments made beforehand with [`scan_segment`] (for
+    /// example on several threads). A summary is used only for a segment whose header salt and
+    /// length still match; anything else is scanned here as usual. For the newest segment the
+    /// summary replaces only the scan: damage it reports is classified (orphans searched, tail
+    /// cut) here exactly as if this scan had found it, so the caller must not change the
+    /// segment between the scan and this call.
     pub fn open_with_summaries(
         storage: S,
         config: Config,
@@ -166,7 +169,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
                 let keys = SegmentKeys::new(&h, self.config.max_record_size, l.len);
                 let mut win = Window::new(scratch, l.id);
                 let summary = summaries(l.id)
-                    .filter(|p| !newest && p.segment == l.id && p.salt == h.salt)
+                    .filter(|p| p.segment == l.id && p.salt == h.salt)
                     .filter(|p| p.file_len == l.len);
                 let s = match summary {
                     Some(p) => p.scan,

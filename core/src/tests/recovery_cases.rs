@@ -326,6 +326,39 @@ fn summaries_made_ahead_are_used_for_sealed_segments_only_when_they_match() {
 }
 
 #[test]
+fn a_summary_of_the_newest_segment_replaces_only_its_scan() {
+    let mem = rotated();
+    let cfg = small();
+    let mut scratch = [0u8; 512];
+    let newest = *mem.files.keys().last().unwrap();
+    let summary_of = |m: &Mem| crate::scan_segment(m, newest, &cfg, &mut [0u8; 512]).unwrap();
+    // A clean summary of the newest segment opens it as the scan would.
+    let clean = summary_of(&mem).unwrap();
+    let (wal, report) =
+        Wal::<Mem, 16>::open_with_summaries(mem.clone(), cfg, &mut scratch, &|id| {
+            (id == newest).then_some(clean)
+        })
+        .unwrap();
+    assert!(report.is_clean());
+    assert_eq!(all(&wal).len(), 30);
+    // A summary that saw a torn last record (same salt, same length) is trusted, and the
+    // damage it reports is classified and cut here: proof that it is used, and that the
+    // newest segment's tail handling still runs.
+    let mut torn = mem.clone();
+    let len = torn.files[&newest].len();
+    torn.files.get_mut(&newest).unwrap()[len - 3] ^= 0x55;
+    let bad = summary_of(&torn).unwrap();
+    assert!(!bad.is_clean());
+    let (wal, report) = Wal::<Mem, 16>::open_with_summaries(mem, cfg, &mut scratch, &|id| {
+        (id == newest).then_some(bad)
+    })
+    .unwrap();
+    let cut = report.cut.expect("the torn tail the summary saw is cut");
+    assert_eq!(cut.segment, newest);
+    assert_eq!(all(&wal).len(), 29);
+}
+
+#[test]
 fn salvage_that_leaves_a_sealed_segment_newest_cuts_its_trailing_garbage() {
     // Found by the recover_image fuzz target: segment 1 ends with garbage (ignored while
     // segment 2 vouches for its end), segment 2 is foreign. Salvage drops 2; segment 1 is now
