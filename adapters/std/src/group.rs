@@ -447,10 +447,7 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
                 st.leader = true;
                 drop(st);
             }
-            let guard = LeaderGuard {
-                c: self,
-                done: false,
-            };
+            let guard = LeaderGuard::new(self);
             let outcome = self.lead();
             guard.finish(&outcome);
             // The leader hands back the original failure; everyone else sees `Poisoned`.
@@ -589,10 +586,7 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
             st.leader = true;
             drop(st);
         }
-        let guard = LeaderGuard {
-            c: self,
-            done: false,
-        };
+        let guard = LeaderGuard::new(self);
         let (out, durable) = {
             let mut log = self.lock_log();
             let r = f(&mut log);
@@ -646,7 +640,12 @@ struct LeaderGuard<'c, S: GroupSync, const N: usize> {
     done: bool,
 }
 
-impl<S: GroupSync, const N: usize> LeaderGuard<'_, S, N> {
+impl<'c, S: GroupSync, const N: usize> LeaderGuard<'c, S, N> {
+    /// Taken by whoever holds the leader role, right after taking it.
+    fn new(c: &'c Committer<S, N>) -> Self {
+        Self { c, done: false }
+    }
+
     fn disarm(mut self) {
         self.done = true;
     }
