@@ -375,7 +375,7 @@ const NOTES: &str = "## How to read this, and what it does not say\n\n\
   also has to write. With 256 KiB records this is bandwidth the baseline does not spend. Among \
   the WALs that frame and checksum records, Walden is ahead.\n\
 - **Durable writers, CPU**: from 4 writers up Walden is ahead of every peer, partly because \
-  waiting writers poll (yielding the CPU) for up to 200 µs while fsyncs are that fast, instead \
+  waiting writers poll (yielding the CPU) for up to 500 µs while fsyncs are that fast, instead \
   of sleeping at once (`GroupWindow::spin`). That spends CPU the peers do not; with `spin` set \
   to zero, 16 writers ran at about 8x the one-writer rate here instead of 12x. One writer in a \
   fresh log shares the disk with the background zero-fill of its segment and the next one for \

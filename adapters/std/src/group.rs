@@ -163,7 +163,7 @@ pub struct GroupWindow {
     /// ... but stops waiting once this many payload bytes are waiting (0: wait the full time).
     pub min_bytes: u64,
     /// How long a durability waiter polls, yielding the CPU, before it sleeps (default
-    /// 200 µs; 0: sleep at once). It only polls while the last group sync took no longer than
+    /// 500 µs; 0: sleep at once). It only polls while the last group sync took no longer than
     /// this, i.e. when the disk is fast enough that sleeping and being woken would cost a
     /// noticeable share of the wait: on a virtual machine, waking a sleeping thread on an
     /// idle CPU takes tens of microseconds, which for 16 writers on 2 cores halves durable
