@@ -83,17 +83,15 @@ impl FillAhead {
         let zeros = vec![0u8; CHUNK as usize];
         let (mut at, mut unsynced) = (from, 0);
         while at < to {
-            if at >= self.written.load(Ordering::Acquire).saturating_add(AHEAD) {
-                if *self.stop.lock().unwrap_or_else(PoisonError::into_inner) {
-                    break;
-                }
-                std::thread::sleep(PACE);
-                continue;
-            }
             {
                 let stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
                 if *stop {
                     break;
+                }
+                if at >= self.written.load(Ordering::Acquire).saturating_add(AHEAD) {
+                    drop(stop);
+                    std::thread::sleep(PACE);
+                    continue;
                 }
                 let n = (to - at).min(CHUNK);
                 if file.write_all_at(&zeros[..n as usize], at).is_err() {

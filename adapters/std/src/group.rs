@@ -226,25 +226,17 @@ impl Slot {
     /// Parks until a leader or poisoner sets the state, polling for `spin` first; returns
     /// the state.
     fn park(&self, spin: Duration) -> u8 {
-        if !spin.is_zero() {
-            let until = Instant::now() + spin;
-            loop {
-                let s = self.state.load(Ordering::Acquire);
-                if s != WAITING {
-                    return s;
-                }
-                if Instant::now() >= until {
-                    break;
-                }
-                std::thread::yield_now();
-            }
-        }
+        let until = (!spin.is_zero()).then(|| Instant::now() + spin);
         loop {
             let s = self.state.load(Ordering::Acquire);
             if s != WAITING {
                 return s;
             }
-            std::thread::park();
+            if until.is_some_and(|until| Instant::now() < until) {
+                std::thread::yield_now();
+            } else {
+                std::thread::park();
+            }
         }
     }
 }

@@ -186,14 +186,8 @@ impl FileStorage {
 
     /// Stops the background zero-fill (of `id`, or of any segment) and waits for it.
     fn stop_fill(&mut self, id: Option<SegmentId>) {
-        if self
-            .fill
-            .as_ref()
-            .is_some_and(|f| id.is_none_or(|id| f.id() == id))
-        {
-            if let Some(fill) = self.fill.take() {
-                fill.finish();
-            }
+        if let Some(fill) = self.fill.take_if(|f| id.is_none_or(|id| f.id() == id)) {
+            fill.finish();
         }
     }
 
