@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use walden_core::{SegmentId, Storage, StorageErrorKind, parse_segment_name};
-use walden_std::{FileError, LOCK_FILE};
+use walden_std::{FileError, LOCK_FILE, read_at};
 
 /// Why a command could not run at all (exit code 3).
 #[derive(Debug)]
@@ -219,17 +219,7 @@ impl Storage for ReadOnlyDir {
     }
 
     fn read(&self, id: SegmentId, offset: u64, buf: &mut [u8]) -> Result<usize, FileError> {
-        let f = self.file(id)?;
-        let mut done = 0;
-        while done < buf.len() {
-            match f.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(FileError::from_io(&e)),
-            }
-        }
-        Ok(done)
+        Ok(read_at(self.file(id)?, offset, buf)?)
     }
 
     fn write(&mut self, _: SegmentId, _: u64, _: &[u8]) -> Result<(), FileError> {

@@ -61,7 +61,7 @@ pub use group::{DEFAULT_SPIN, DetachedSync, GroupSync, GroupWindow, SyncUnderLoc
 pub use metrics::{Bucket, HistogramSnapshot, Metrics};
 pub use reader::{SharedReader, SharedRecord};
 pub use shared::{Appended, Durability, SharedWal};
-pub use storage::{FileStorage, LOCK_FILE};
+pub use storage::{FileStorage, LOCK_FILE, read_at};
 pub use verify::{SegmentVerdict, VerifyReport, verify_dir};
 pub use wal::{CoreWal, MAX_SEGMENTS, Options, Wal, random_seed};
 

@@ -423,8 +423,9 @@ impl Storage for FileStorage {
     }
 }
 
-/// Reads up to `buf.len()` bytes at `offset`, fewer only at the end of the file.
-pub(crate) fn read_at(f: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads up to `buf.len()` bytes at `offset`, fewer only at the end of the file (a plain
+/// `pread` may return fewer at any time; interrupted reads are retried).
+pub fn read_at(f: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         match f.read_at(&mut buf[done..], offset + done as u64) {
