@@ -19,7 +19,7 @@ use crate::format::{
 use crate::lsn::Lsn;
 use crate::recovery::scan::{self, SegmentKeys, Window};
 use crate::recovery::{
-    Action, Case, Evidence, HeaderState, Inputs, MIN_SCRATCH, Position, ScanState, Sequence,
+    Action, Case, Evidence, HeaderState, Inputs, MIN_SCRATCH, ScanState, Sequence,
 };
 use crate::storage::{SegmentId, Storage, read_full};
 
@@ -221,23 +221,9 @@ pub fn inspect<S: Storage, const N: usize>(
     for i in 0..listed.len() {
         let l = listed[i];
         let newest = i + 1 == listed.len();
-        let sequence = if i > 0 && l.id != listed[i - 1].id.wrapping_add(1) {
-            Sequence::Gap
-        } else {
-            Sequence::Continuous
-        };
         let header = header_state(&l, log_id.unwrap_or(0), prev_last);
-        let mut inputs = Inputs {
-            position: if newest {
-                Position::Newest
-            } else {
-                Position::Sealed
-            },
-            header,
-            sequence,
-            scan: ScanState::Clean,
-            evidence: Evidence::None,
-        };
+        let prev = i.checked_sub(1).map(|j| listed[j].id);
+        let mut inputs = Inputs::before_scan(prev, l.id, newest, header);
         let first_here = match l.header {
             Ok(h) if header == HeaderState::Valid => h.first_lsn,
             _ => prev_last.map_or(Lsn(1), Lsn::next),
@@ -269,7 +255,7 @@ pub fn inspect<S: Storage, const N: usize>(
             seg.first_lsn = h.first_lsn;
             seg.last_lsn = s.last_lsn;
             seg.end = s.end;
-            if header == HeaderState::Valid && sequence == Sequence::Continuous {
+            if header == HeaderState::Valid && inputs.sequence == Sequence::Continuous {
                 let must_end = listed
                     .get(i + 1)
                     .filter(|next| next.id == l.id.wrapping_add(1))

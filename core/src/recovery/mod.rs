@@ -145,26 +145,13 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         for i in 0..ids.len() {
             let l = self.listed(ids[i])?;
             let newest = i + 1 == ids.len();
-            let sequence = if i > 0 && l.id != ids[i - 1].wrapping_add(1) {
-                Sequence::Gap
-            } else {
-                Sequence::Continuous
-            };
             let header = self.header_state(&l, prev_last);
-            let mut inputs = Inputs {
-                position: if newest {
-                    Position::Newest
-                } else {
-                    Position::Sealed
-                },
-                header,
-                sequence,
-                scan: ScanState::Clean,
-                evidence: Evidence::None,
-            };
+            let prev = i.checked_sub(1).map(|j| ids[j]);
+            let mut inputs = Inputs::before_scan(prev, l.id, newest, header);
             let mut scanned: Option<(SegmentScan, SegmentKeys)> = None;
             let mut orphans = scan::Orphans::default();
-            if let (HeaderState::Valid, Ok(h), Sequence::Continuous) = (header, l.header, sequence)
+            if let (HeaderState::Valid, Ok(h), Sequence::Continuous) =
+                (header, l.header, inputs.sequence)
             {
                 let keys = SegmentKeys::new(&h, self.config.max_record_size, l.len);
                 let mut win = Window::new(scratch, l.id);

@@ -7,6 +7,7 @@
 use core::fmt;
 
 use crate::config::RecoveryPolicy;
+use crate::storage::SegmentId;
 
 /// Whether a segment has a successor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +76,32 @@ pub struct Inputs {
     pub scan: ScanState,
     /// Evidence after invalid bytes.
     pub evidence: Evidence,
+}
+
+impl Inputs {
+    /// What the listing and the header say about segment `id` (listed right after `prev`),
+    /// before any scan: clean, no evidence, until the scan says otherwise.
+    pub(crate) fn before_scan(
+        prev: Option<SegmentId>,
+        id: SegmentId,
+        newest: bool,
+        header: HeaderState,
+    ) -> Self {
+        Self {
+            position: if newest {
+                Position::Newest
+            } else {
+                Position::Sealed
+            },
+            header,
+            sequence: match prev {
+                Some(p) if id != p.wrapping_add(1) => Sequence::Gap,
+                _ => Sequence::Continuous,
+            },
+            scan: ScanState::Clean,
+            evidence: Evidence::None,
+        }
+    }
 }
 
 /// The named recovery cases. See the table in `docs/FORMAT.md`.
