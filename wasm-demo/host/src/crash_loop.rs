@@ -1,7 +1,15 @@
-//! `crash-loop`: many runs of the guest against one directory, each cut short by a fuel budget,
-//! each followed by a simulated power loss, each recovery checked against the model.
+//! `crash-loop`: many runs of the guest against one directory, each cut short at a crash point
+//! or by a fuel budget, each followed by a simulated power loss, each recovery checked against
+//! the model.
+//!
+//! The seed chooses every run's cut. Most runs are cut where durability is decided (see
+//! `points.rs`): the point's kind is drawn by weight, and its index uniformly among the
+//! passages of that point the last complete run made. After a crash that left something to
+//! repair, a run is often cut inside recovery. Some runs get a fuel budget instead (random over
+//! the whole run, or swept through the workload), so the cut lands at an arbitrary
+//! instruction, and every `full_run_every`-th run runs to the end to re-measure what a run
+//! costs and passes.
 
-use core::time::Duration;
 use std::path::Path;
 use std::time::Instant;
 
@@ -9,16 +17,37 @@ use anyhow::Result;
 
 use crate::durable::DurableImage;
 use crate::model::Model;
+use crate::points::{Events, Phase, Point, Target};
+use crate::power_loss::power_loss;
 use crate::protocol::{self, Line, field};
+use crate::report::Report;
 use crate::rng::SplitMix64;
-use crate::runner::{Ending, Guest};
+use crate::runner::{Ending, Guest, RunOptions};
+
+/// A deliberately broken guest, to prove the loop catches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Broken {
+    /// Acknowledges before syncing (and syncs every 8 puts).
+    AckBeforeSync,
+    /// Skips the directory sync after creating a segment.
+    SkipDirSync,
+}
+
+impl Broken {
+    pub(crate) const fn flag(self) -> &'static str {
+        match self {
+            Self::AckBeforeSync => "--ack-before-sync",
+            Self::SkipDirSync => "--skip-dir-sync",
+        }
+    }
+}
 
 /// The knobs of one crash loop.
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
     /// Runs in all (completed runs included).
     pub(crate) runs: u64,
-    /// Seed of everything: fuel budgets, power-loss outcomes, the guest's workloads.
+    /// Seed of everything: crash points, fuel budgets, power-loss outcomes, the workloads.
     pub(crate) seed: u64,
     /// Workload operations per run.
     pub(crate) ops: u64,
@@ -26,108 +55,209 @@ pub(crate) struct Plan {
     pub(crate) min_value: u64,
     pub(crate) max_value: u64,
     pub(crate) segment_size: u64,
-    /// Every this many runs, one runs with unlimited fuel (to re-measure the cost of a run).
+    /// The guest compacts its log above this many segments (0: never).
+    pub(crate) retain_segments: u64,
+    /// Every this many runs, one runs to the end (to re-measure the cost of a run).
     pub(crate) full_run_every: u64,
     /// Whether a crash also loses unsynced data (a power loss) or only kills the process.
     pub(crate) power_loss: bool,
-    /// Run the deliberately broken guest mode that acknowledges before syncing.
-    pub(crate) ack_before_sync: bool,
+    /// Run a deliberately broken guest.
+    pub(crate) broken: Option<Broken>,
+    /// Stop after the first run that shows a violation.
+    pub(crate) stop_at_violation: bool,
     /// Print one line per run.
     pub(crate) verbose: bool,
 }
 
-/// What a crash loop saw.
-#[derive(Debug, Default)]
-pub(crate) struct Report {
-    pub(crate) runs: u64,
-    pub(crate) crashes: u64,
-    pub(crate) completed: u64,
-    pub(crate) acknowledged: u64,
-    /// Records in the last complete recovery.
-    pub(crate) records_recovered: u64,
-    /// Records read back over all recoveries.
-    pub(crate) records_replayed: u64,
-    /// Recoveries that cut a torn tail.
-    pub(crate) torn_tails_cut: u64,
-    pub(crate) torn_bytes_cut: u64,
-    pub(crate) headers_rewritten: u64,
-    /// Power-loss effects the host applied.
-    pub(crate) files_dropped: u64,
-    pub(crate) tails_cut: u64,
-    pub(crate) tails_zeroed: u64,
-    pub(crate) unsynced_bytes_lost: u64,
-    pub(crate) crashes_in_recovery: u64,
-    pub(crate) file_syncs: u64,
-    pub(crate) dir_syncs: u64,
-    pub(crate) violations: Vec<String>,
-    pub(crate) elapsed: Duration,
+/// Weights of the crash points a workload run is cut at. Before a file sync is where torn and
+/// lost writes happen, so it gets most; create, remove and the directory sync are where files
+/// vanish or come back.
+const WORKLOAD_WEIGHTS: [(Point, u64); 7] = [
+    (Point::BeforeSync, 12),
+    (Point::AfterSync, 1),
+    (Point::AfterCreate, 3),
+    (Point::AfterRemove, 6),
+    (Point::AfterTruncate, 1),
+    (Point::BeforeDirSync, 4),
+    (Point::AfterDirSync, 1),
+];
+
+/// Weights of the crash points a recovery is cut at: its repairs are truncates (of a torn
+/// tail, or of a segment whose header it rewrites) made durable by a sync.
+const RECOVERY_WEIGHTS: [(Point, u64); 7] = [
+    (Point::BeforeSync, 4),
+    (Point::AfterSync, 1),
+    (Point::AfterCreate, 1),
+    (Point::AfterRemove, 1),
+    (Point::AfterTruncate, 8),
+    (Point::BeforeDirSync, 2),
+    (Point::AfterDirSync, 1),
+];
+
+/// Most appends one sync covers in a run.
+const MAX_SYNC_EVERY: u64 = 4;
+
+/// Runs whose roll (0..100) is at least this get a fuel budget instead of a crash point.
+const FUEL_FROM: u64 = 85;
+
+/// How a run is to end.
+#[derive(Clone, Copy, Debug)]
+enum Cut {
+    /// Runs to the end.
+    None,
+    /// Out of fuel after this many units.
+    Fuel(u64),
+    /// At a crash point.
+    At(Target),
 }
 
-impl core::fmt::Display for Report {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        writeln!(f, "runs:                 {}", self.runs)?;
-        writeln!(
-            f,
-            "crashes:              {} ({} during recovery)",
-            self.crashes, self.crashes_in_recovery
-        )?;
-        writeln!(f, "completed runs:       {}", self.completed)?;
-        writeln!(f, "acknowledged writes:  {}", self.acknowledged)?;
-        writeln!(
-            f,
-            "records recovered:    {} in the last recovery, {} replayed in all",
-            self.records_recovered, self.records_replayed
-        )?;
-        writeln!(
-            f,
-            "torn tails cut:       {} ({} bytes), torn headers rewritten: {}",
-            self.torn_tails_cut, self.torn_bytes_cut, self.headers_rewritten
-        )?;
-        writeln!(
-            f,
-            "power loss applied:   {} tails cut, {} tails zeroed, {} new files dropped, {} unsynced bytes lost",
-            self.tails_cut, self.tails_zeroed, self.files_dropped, self.unsynced_bytes_lost
-        )?;
-        writeln!(
-            f,
-            "syncs seen:           {} file, {} directory",
-            self.file_syncs, self.dir_syncs
-        )?;
-        writeln!(f, "violations:           {}", self.violations.len())?;
-        write!(f, "elapsed:              {:.1?}", self.elapsed)
+/// What the loop measured and remembers between runs to choose the next cut.
+#[derive(Debug, Default)]
+struct Schedule {
+    /// Fuel of the last full run and of the last recovery-only probe (0: not measured yet).
+    full_cost: u64,
+    recovery_cost: u64,
+    /// The crash points the last four complete runs passed, newest last, by how many appends
+    /// one sync covered in them (index 0 for 1).
+    recent: [Vec<Events>; MAX_SYNC_EVERY as usize],
+    /// Most crash points of each kind a recovery after a damaging crash passed.
+    repair_events: Events,
+    /// The last crash left something for recovery to repair.
+    damaged: bool,
+    /// Fuel budgets drawn so far (the sweep's position).
+    fuel_runs: u64,
+}
+
+impl Schedule {
+    /// Remembers what a complete run with this `sync_every` passed.
+    fn measured(&mut self, sync_every: u64, events: Events) {
+        let recent = &mut self.recent[sync_every as usize - 1];
+        if recent.len() == 4 {
+            recent.remove(0);
+        }
+        recent.push(events);
+    }
+
+    /// What a complete run with this `sync_every` passes: each count the most of the last
+    /// four such runs (runs differ: one compacts, another does not), or of any run if none
+    /// was measured yet.
+    fn full_events(&self, sync_every: u64) -> Events {
+        let fold = |runs: &[Events]| runs.iter().fold(Events::default(), |all, e| all.max(e));
+        match &self.recent[sync_every as usize - 1] {
+            runs if !runs.is_empty() => fold(runs),
+            _ => fold(&self.recent.concat()),
+        }
+    }
+
+    fn choose(
+        &mut self,
+        plan: &Plan,
+        run: u64,
+        probe: bool,
+        sync_every: u64,
+        rng: &mut SplitMix64,
+    ) -> Cut {
+        let phase = run % plan.full_run_every;
+        if self.full_cost == 0 || phase == 0 || probe {
+            return Cut::None;
+        }
+        let roll = rng.between(0, 99);
+        if self.damaged && roll < 50 {
+            if let Some(target) = pick(Phase::Recovery, &RECOVERY_WEIGHTS, &self.repair_events, rng)
+            {
+                return Cut::At(target);
+            }
+            // Not measured yet: any of the first few points.
+            return Cut::At(Target {
+                phase: Phase::Recovery,
+                point: None,
+                index: rng.between(0, 3),
+            });
+        }
+        if roll >= FUEL_FROM {
+            self.fuel_runs += 1;
+            return Cut::Fuel(if self.fuel_runs.is_multiple_of(2) {
+                // Random: anywhere in a run, recovery included.
+                rng.between(1, self.full_cost)
+            } else {
+                // Swept: walk the budget through the workload part of a run in small steps,
+                // with jitter, so over the loop the trap lands on every phase of a run.
+                let work = self.full_cost.saturating_sub(self.recovery_cost).max(1);
+                let steps = (plan.runs * (100 - FUEL_FROM) / 200).max(1);
+                let step = (work / steps).max(1);
+                let at = (self.fuel_runs / 2) % steps;
+                self.recovery_cost + at * step + rng.between(0, step)
+            });
+        }
+        let full = self.full_events(sync_every);
+        match pick(Phase::Workload, &WORKLOAD_WEIGHTS, &full, rng) {
+            Some(target) => Cut::At(target),
+            None => Cut::Fuel(rng.between(1, self.full_cost)),
+        }
     }
 }
 
+/// Draws a crash point of `phase` by `weights` among those `seen` passed, and its index
+/// uniformly among their passages.
+fn pick(
+    phase: Phase,
+    weights: &[(Point, u64)],
+    seen: &Events,
+    rng: &mut SplitMix64,
+) -> Option<Target> {
+    let weighted: Vec<(Point, u64, u64)> = weights
+        .iter()
+        .map(|&(p, w)| (p, w, seen.get(phase, p)))
+        .filter(|&(_, _, n)| n > 0)
+        .collect();
+    let total: u64 = weighted.iter().map(|(_, w, _)| w).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut roll = rng.between(0, total - 1);
+    for (point, weight, passed) in weighted {
+        if roll < weight {
+            return Some(Target {
+                phase,
+                point: Some(point),
+                index: rng.between(0, passed - 1),
+            });
+        }
+        roll -= weight;
+    }
+    None
+}
+
 /// Runs the crash loop in `data` (which should start empty).
-pub(crate) fn crash_loop(guest: &Guest, data: &Path, plan: &Plan) -> Result<Report> {
+pub(crate) fn crash_loop(component: &Guest, data: &Path, plan: &Plan) -> Result<Report> {
     let start = Instant::now();
     let mut rng = SplitMix64::new(plan.seed);
     let mut image = DurableImage::of(data)?;
     let mut model = Model::default();
-    let mut report = Report::default();
-    // Fuel of the last full run, and of the last recovery-only probe; budgets are drawn from
-    // these. Zero: not measured yet.
-    let (mut full_cost, mut recovery_cost) = (0u64, 0u64);
+    let mut report = Report::new(plan);
+    let mut schedule = Schedule::default();
+    // The crashes since the last complete recovery, for violation messages: what one of them
+    // broke shows in the next recovery that runs to its end.
+    let mut unchecked: Vec<String> = Vec::new();
     for run in 0..plan.runs {
         let run_seed = rng.next_u64();
-        let phase = run % plan.full_run_every;
         // A probe runs recovery and no workload, to measure what recovery costs now.
-        let probe = phase == 1 || (recovery_cost == 0 && full_cost != 0);
-        let budget = if full_cost == 0 || phase == 0 || probe {
-            u64::MAX / 2
-        } else if run % 2 == 0 {
-            // Random: anywhere in a run, recovery included.
-            rng.between(1, full_cost)
-        } else {
-            // Swept: walk the budget through the workload part of a run in small steps, with
-            // jitter, so over the loop the trap lands on every phase of append, sync, rotation.
-            let work = full_cost.saturating_sub(recovery_cost).max(1);
-            let steps = (plan.runs / 2).max(1);
-            let step = (work / steps).max(1);
-            recovery_cost + ((run / 2) % steps) * step + rng.between(0, step)
+        let probe = run % plan.full_run_every == 1
+            || (schedule.recovery_cost == 0 && schedule.full_cost != 0);
+        let guest = Workload::draw(plan, run_seed, probe, &mut rng);
+        let cut = schedule.choose(plan, run, probe, guest.sync_every, &mut rng);
+        let options = RunOptions {
+            fuel: match cut {
+                Cut::Fuel(budget) => budget,
+                _ => u64::MAX / 2,
+            },
+            target: match cut {
+                Cut::At(target) => Some(target),
+                _ => None,
+            },
+            real_sync: false,
         };
-        let args = guest_args(plan, run_seed, if probe { 0 } else { plan.ops });
-        let (outcome, next_image) = guest.run(data, &args, budget, image)?;
+        let (outcome, next_image) = component.run(data, &guest.args(plan), options, image)?;
         image = next_image;
         report.runs += 1;
 
@@ -140,11 +270,14 @@ pub(crate) fn crash_loop(guest: &Guest, data: &Path, plan: &Plan) -> Result<Repo
                 Vec::new()
             }
         };
-        let check = model.check_run(&lines);
+        let check = model.check_run(run, &lines);
         report.records_replayed += check.recovered;
         report.acknowledged += check.acked;
         if check.dump_complete {
             report.records_recovered = check.recovered;
+            if schedule.damaged {
+                schedule.repair_events = schedule.repair_events.max(&outcome.events);
+            }
         }
         for line in &lines {
             if let Line::Recovery(pairs) = line {
@@ -155,65 +288,109 @@ pub(crate) fn crash_loop(guest: &Guest, data: &Path, plan: &Plan) -> Result<Repo
                 report.headers_rewritten +=
                     u64::from(field(pairs, "rewritten_header") == Some("1"));
             }
+            if let Line::Retained { .. } = line {
+                report.retentions += 1;
+            }
         }
-        let replay = format!(
-            "replay: --seed {} --runs {} (run {run}, guest seed {run_seed}, fuel {budget})",
-            plan.seed,
-            run + 1
-        );
+        let how = match (&outcome.cut, cut) {
+            (Some(at), _) => format!("cut {at}"),
+            (None, Cut::Fuel(budget)) if outcome.ending == Ending::OutOfFuel => format!(
+                "out of fuel after {budget} units in {}",
+                if check.dump_complete {
+                    "workload"
+                } else {
+                    "recovery"
+                }
+            ),
+            _ => "ran to the end".to_owned(),
+        };
+        let before = crashes_before(&unchecked);
         for violation in check.violations {
-            report
-                .violations
-                .push(format!("run {run}: {violation}; {replay}"));
+            report.violations.push(format!(
+                "run {run}: {violation}\n{before}  replay: {}",
+                report.replay(run + 1)
+            ));
+        }
+        if check.dump_complete {
+            unchecked.clear();
         }
 
-        match outcome.ending {
-            Ending::Finished if probe => {
-                report.completed += 1;
-                recovery_cost = outcome.fuel_used;
-            }
+        let crashed = match outcome.ending {
             Ending::Finished => {
                 report.completed += 1;
-                full_cost = outcome.fuel_used;
+                if probe {
+                    schedule.recovery_cost = outcome.fuel_used;
+                } else {
+                    schedule.full_cost = outcome.fuel_used;
+                    schedule.measured(guest.sync_every, outcome.events);
+                }
+                false
             }
             Ending::OutOfFuel => {
-                report.crashes += 1;
-                report.crashes_in_recovery += u64::from(!check.dump_complete);
+                report.cuts_by_fuel += 1;
+                report.cuts_in_recovery += u64::from(!check.dump_complete);
+                true
+            }
+            Ending::PowerCut => {
+                if let Some(at) = &outcome.cut {
+                    report.count_cut(at);
+                }
+                true
             }
             Ending::Failed => {
                 report.violations.push(format!(
-                    "run {run}: the guest failed: {}; stderr: {}; {replay}",
+                    "run {run}: the guest failed: {}; stderr: {}\n{before}  replay: {}",
                     outcome.failure.as_deref().unwrap_or("?"),
-                    outcome.stderr.trim()
+                    outcome.stderr.trim(),
+                    report.replay(run + 1)
                 ));
+                true
             }
-        }
-        if outcome.ending != Ending::Finished {
+        };
+        let mut loss_notes = Vec::new();
+        if crashed {
             if plan.power_loss {
-                let effects = image.crash(&mut rng)?;
-                report.files_dropped += effects.files_dropped;
-                report.tails_cut += effects.tails_cut;
-                report.tails_zeroed += effects.tails_zeroed;
-                report.unsynced_bytes_lost += effects.bytes_lost;
+                let loss = power_loss(&mut image, &report.effects, &mut rng)?;
+                report.effects.add(&loss.effects);
+                schedule.damaged = loss.effects != Default::default() || !check.dump_complete;
+                loss_notes = loss.notes;
             } else {
                 image.settle()?;
+                schedule.damaged = false;
             }
+            unchecked.push(format!(
+                "run {run} {how}; power loss: {}",
+                if loss_notes.is_empty() {
+                    "nothing unsynced changed".to_owned()
+                } else {
+                    loss_notes.join("; ")
+                }
+            ));
+        } else {
+            schedule.damaged = false;
         }
         if plan.verbose {
             eprintln!(
-                "run {run:4}: {:?} fuel {}/{budget} recovered {} acked {} log {} (acked LSN {})",
-                outcome.ending,
-                outcome.fuel_used,
+                "run {run:4}: {how}; recovered {} acked {} (log {}, acked LSN {}){}",
                 check.recovered,
                 check.acked,
                 model.len(),
-                model.acked()
+                model.acked(),
+                if loss_notes.is_empty() {
+                    String::new()
+                } else {
+                    format!("; power loss: {}", loss_notes.join("; "))
+                }
             );
+        }
+        if plan.stop_at_violation && !report.violations.is_empty() {
+            report.stopped_at = Some(run);
+            break;
         }
     }
     report.file_syncs = image.file_syncs;
     report.dir_syncs = image.dir_syncs;
-    if report.acknowledged > 0 && report.file_syncs == 0 && !plan.ack_before_sync {
+    if report.acknowledged > 0 && report.file_syncs == 0 && plan.broken.is_none() {
         report.violations.push(
             "the sync hooks saw no sync: the power-loss model is not wired to this guest".into(),
         );
@@ -222,23 +399,64 @@ pub(crate) fn crash_loop(guest: &Guest, data: &Path, plan: &Plan) -> Result<Repo
     Ok(report)
 }
 
-fn guest_args(plan: &Plan, seed: u64, ops: u64) -> Vec<String> {
-    let mut args: Vec<String> = [
-        ("--ops", ops),
-        ("--seed", seed),
-        ("--keys", plan.keys),
-        ("--min-value", plan.min_value),
-        ("--max-value", plan.max_value),
-        ("--segment-size", plan.segment_size),
-    ]
-    .iter()
-    .flat_map(|(flag, value)| [(*flag).to_owned(), value.to_string()])
-    .collect();
-    if plan.ack_before_sync {
-        args.push("--ack-before-sync".into());
+/// The lines naming the crashes a violation may come from.
+fn crashes_before(unchecked: &[String]) -> String {
+    match unchecked {
+        [] => "  no crash since the last complete recovery\n".to_owned(),
+        [one] => format!("  after the crash: {one}\n"),
+        many => {
+            let mut text =
+                "  after these crashes (each recovery in between was cut short):\n".to_owned();
+            for crash in many {
+                text.push_str(&format!("    {crash}\n"));
+            }
+            text
+        }
     }
-    // Write-through: every record reaches the host as soon as it is written, so a trap between
-    // a write and its sync leaves unsynced bytes for the power-loss model to tear or drop.
-    args.extend(["--write-buffer".to_owned(), "0".to_owned()]);
-    args
+}
+
+/// What one run of the guest does.
+#[derive(Clone, Copy, Debug)]
+struct Workload {
+    seed: u64,
+    ops: u64,
+    /// Appends one sync covers (1 to [`MAX_SYNC_EVERY`]).
+    sync_every: u64,
+    /// Write-through (0) leaves unsynced bytes on the host between a write and its sync, for
+    /// a fuel trap to find; a buffer hands them over at the sync.
+    write_buffer: u64,
+}
+
+impl Workload {
+    /// A run's workload, drawn by the seed; a probe runs recovery only.
+    fn draw(plan: &Plan, seed: u64, probe: bool, rng: &mut SplitMix64) -> Self {
+        Self {
+            seed,
+            ops: if probe { 0 } else { plan.ops },
+            sync_every: rng.between(1, MAX_SYNC_EVERY),
+            write_buffer: if rng.chance(1, 2) { 0 } else { 1 << 20 },
+        }
+    }
+
+    /// The guest's command line.
+    fn args(&self, plan: &Plan) -> Vec<String> {
+        let mut args: Vec<String> = [
+            ("--ops", self.ops),
+            ("--seed", self.seed),
+            ("--keys", plan.keys),
+            ("--min-value", plan.min_value),
+            ("--max-value", plan.max_value),
+            ("--segment-size", plan.segment_size),
+            ("--retain-segments", plan.retain_segments),
+            ("--sync-every", self.sync_every),
+            ("--write-buffer", self.write_buffer),
+        ]
+        .iter()
+        .flat_map(|(flag, value)| [(*flag).to_owned(), value.to_string()])
+        .collect();
+        if let Some(broken) = plan.broken {
+            args.push(broken.flag().to_owned());
+        }
+        args
+    }
 }
