@@ -69,6 +69,64 @@ pub(crate) struct Plan {
     pub(crate) verbose: bool,
 }
 
+impl Plan {
+    /// The defaults of the command line (`crash-loop` with no options).
+    pub(crate) const DEFAULT: Self = Self {
+        runs: 2500,
+        seed: 0x5741_4c44,
+        ops: 40,
+        keys: 16,
+        min_value: 8,
+        max_value: 256,
+        segment_size: 4096,
+        retain_segments: 2,
+        full_run_every: 20,
+        power_loss: true,
+        broken: None,
+        stop_at_violation: false,
+        verbose: false,
+    };
+
+    /// The options that reproduce this plan's runs (all but `--runs`), for replay lines.
+    pub(crate) fn replay_options(&self) -> String {
+        let mut options = format!("--seed {:#x}", self.seed);
+        let knobs = [
+            ("--ops", self.ops, Self::DEFAULT.ops),
+            ("--keys", self.keys, Self::DEFAULT.keys),
+            ("--min-value", self.min_value, Self::DEFAULT.min_value),
+            ("--max-value", self.max_value, Self::DEFAULT.max_value),
+            (
+                "--segment-size",
+                self.segment_size,
+                Self::DEFAULT.segment_size,
+            ),
+            (
+                "--retain-segments",
+                self.retain_segments,
+                Self::DEFAULT.retain_segments,
+            ),
+            (
+                "--full-run-every",
+                self.full_run_every,
+                Self::DEFAULT.full_run_every,
+            ),
+        ];
+        for (flag, value, default) in knobs {
+            if value != default {
+                options.push_str(&format!(" {flag} {value}"));
+            }
+        }
+        if let Some(broken) = self.broken {
+            options.push(' ');
+            options.push_str(broken.flag());
+        }
+        if !self.power_loss {
+            options.push_str(" --no-power-loss");
+        }
+        options
+    }
+}
+
 /// Weights of the crash points a workload run is cut at. Before a file sync is where torn and
 /// lost writes happen, so it gets most; create, remove and the directory sync are where files
 /// vanish or come back.
@@ -99,6 +157,9 @@ const MAX_SYNC_EVERY: u64 = 4;
 
 /// Runs whose roll (0..100) is at least this get a fuel budget instead of a crash point.
 const FUEL_FROM: u64 = 85;
+
+/// Steps of the fuel sweep through a run's workload.
+const SWEEP_STEPS: u64 = 64;
 
 /// How a run is to end.
 #[derive(Clone, Copy, Debug)]
@@ -181,11 +242,11 @@ impl Schedule {
                 rng.between(1, self.full_cost)
             } else {
                 // Swept: walk the budget through the workload part of a run in small steps,
-                // with jitter, so over the loop the trap lands on every phase of a run.
+                // with jitter, so over the loop the trap lands on every phase of a run. The
+                // steps do not depend on `--runs`, so a shorter loop replays a longer one.
                 let work = self.full_cost.saturating_sub(self.recovery_cost).max(1);
-                let steps = (plan.runs * (100 - FUEL_FROM) / 200).max(1);
-                let step = (work / steps).max(1);
-                let at = (self.fuel_runs / 2) % steps;
+                let step = (work / SWEEP_STEPS).max(1);
+                let at = (self.fuel_runs / 2) % SWEEP_STEPS;
                 self.recovery_cost + at * step + rng.between(0, step)
             });
         }

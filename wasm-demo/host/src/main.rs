@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::crash_loop::Broken;
+use crate::crash_loop::{Broken, Plan};
 use crate::durable::DurableImage;
 use crate::runner::{Ending, Guest, RunOptions};
 
@@ -56,14 +56,14 @@ enum Command {
         #[command(flatten)]
         workload: WorkloadArgs,
         /// Runs in all; most are cut short at a crash point or by their fuel budget.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = Plan::DEFAULT.runs)]
         runs: u64,
         /// Seed of crash points, fuel budgets, power-loss outcomes and workloads (decimal or
         /// 0x-prefixed hex).
-        #[arg(long, default_value = "0x57414c44", value_parser = parse_seed)]
+        #[arg(long, default_value_t = Plan::DEFAULT.seed, value_parser = parse_seed)]
         seed: u64,
         /// One run in this many runs to the end (to re-measure a full run).
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = Plan::DEFAULT.full_run_every)]
         full_run_every: u64,
         /// Only kill the guest: keep unsynced data (no simulated power loss).
         #[arg(long)]
@@ -123,22 +123,22 @@ struct Common {
 #[derive(Args)]
 struct WorkloadArgs {
     /// Operations per run.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = Plan::DEFAULT.ops)]
     ops: u64,
     /// Distinct keys.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = Plan::DEFAULT.keys)]
     keys: u64,
     /// Smallest value in bytes.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = Plan::DEFAULT.min_value)]
     min_value: u64,
     /// Largest value in bytes.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = Plan::DEFAULT.max_value)]
     max_value: u64,
     /// Segment size in bytes (small, so runs rotate segments).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = Plan::DEFAULT.segment_size)]
     segment_size: u64,
     /// Compact the log (checkpoint, then `truncate_front`) above this many segments; 0: never.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = Plan::DEFAULT.retain_segments)]
     retain_segments: u64,
 }
 
@@ -236,7 +236,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let guest = Guest::load(&runner::guest_path(common.guest.as_deref())?, true)?;
             let data = DataDir::new(&common)?;
-            let plan = crash_loop::Plan {
+            let plan = Plan {
                 runs,
                 seed,
                 ops: workload.ops,

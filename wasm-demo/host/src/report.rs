@@ -43,17 +43,10 @@ pub(crate) struct Report {
 
 impl Report {
     pub(crate) fn new(plan: &Plan) -> Self {
-        let mut command = format!(
-            "cargo run --release -p walden-demo-host -- crash-loop --seed {:#x}",
-            plan.seed
+        let command = format!(
+            "cargo run --release -p walden-demo-host -- crash-loop {}",
+            plan.replay_options()
         );
-        if let Some(broken) = plan.broken {
-            command.push(' ');
-            command.push_str(broken.flag());
-        }
-        if !plan.power_loss {
-            command.push_str(" --no-power-loss");
-        }
         Self {
             command,
             runs: 0,
