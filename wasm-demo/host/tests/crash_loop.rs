@@ -48,6 +48,8 @@ const EFFECTS: [&str; 7] = [
 #[test]
 fn the_default_run_applies_every_effect_and_loses_nothing() {
     let (ok, report) = crash_loop(&[]);
+    // Shown with `--nocapture` (as `scripts/check.sh` runs the tests), so CI logs the figures.
+    println!("{report}");
     assert!(ok, "crash loop failed:\n{report}");
     assert_eq!(count(&report, "violations"), 0, "{report}");
     for effect in EFFECTS {
