@@ -22,6 +22,7 @@ mod protocol;
 mod report;
 mod rng;
 mod runner;
+mod schedule;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -151,13 +151,13 @@ impl core::fmt::Display for Report {
             f,
             "during recovery",
             self.cuts_in_recovery,
-            "of the above, while recovery was repairing (nested crash)",
+            "of the above, while recovery ran (a crash during its repairs)",
         )?;
         row(
             f,
             "not cut",
             self.completed,
-            "ran to the end (to measure a run)",
+            "ran to the end (measuring runs, and targets past the end)",
         )?;
         writeln!(f, "power-loss effects")?;
         for (label, n, meaning) in self.effects.kinds() {
