@@ -176,6 +176,10 @@ impl Guest {
                 Some(Trap::OutOfFuel) => (Ending::OutOfFuel, None),
                 _ => match e.downcast_ref::<I32Exit>() {
                     Some(I32Exit(0)) => (Ending::Finished, None),
+                    // Its message is on stderr; the wasm backtrace would only repeat `exit`.
+                    Some(I32Exit(status)) => {
+                        (Ending::Failed, Some(format!("exited with status {status}")))
+                    }
                     _ => (Ending::Failed, Some(format!("{e:?}"))),
                 },
             },
