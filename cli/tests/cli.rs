@@ -88,7 +88,10 @@ fn clean_log_verifies_inspects_and_dumps_without_changing_anything() {
     assert_eq!(ins["records"], 20);
     assert_eq!(ins["reopen"]["would"], "open");
     let segs = ins["segments"].as_array().unwrap();
-    assert_eq!(segs[0]["header"]["version"], 1);
+    assert_eq!(
+        segs[0]["header"]["version"],
+        walden_core::format::FORMAT_VERSION
+    );
     assert_eq!(segs[0]["header"]["checksum"], "CRC-32C");
     assert_eq!(segs[0]["first_lsn"], 1);
 

@@ -110,6 +110,13 @@ impl Config {
         self
     }
 
+    /// Builder-style setter for [`Config::max_batch_size`].
+    #[must_use]
+    pub const fn with_max_batch_size(mut self, bytes: u64) -> Self {
+        self.max_batch_size = bytes;
+        self
+    }
+
     /// Builder-style setter for [`Config::checksum`].
     #[must_use]
     pub const fn with_checksum(mut self, alg: ChecksumAlgorithm) -> Self {
