@@ -206,6 +206,8 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
         if let Some(t) = render::problem_text(s) {
             let kind = if s.case.is_corruption() {
                 "CORRUPTION"
+            } else if s.case == walden_core::Case::RecordTooLarge {
+                "CONFIGURATION"
             } else {
                 "torn"
             };

@@ -29,7 +29,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// The exit status an inspection calls for. The policy shown does not change it: a torn tail
 /// is 1 even under `Strict`, and corruption is 2 even under `Salvage`.
 pub(crate) fn exit_code(ins: &Inspection, survey: &Survey) -> u8 {
-    let refused_for_damage = matches!(ins.verdict, Verdict::Refuse(c) if c.case != Case::TornTail);
+    let refused_for_damage = matches!(ins.verdict, Verdict::Refuse(c) if c.case != Case::TornTail)
+        || matches!(ins.verdict, Verdict::RecordTooLarge { .. });
     if ins.corruption || !survey.unusable.is_empty() || refused_for_damage {
         EXIT_CORRUPT
     } else if ins.problems > 0 {

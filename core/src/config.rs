@@ -25,7 +25,8 @@ pub enum SyncPolicy {
 pub enum RecoveryPolicy {
     /// Any invalid byte is an error, even a torn tail from an ordinary crash.
     Strict,
-    /// Cut a torn tail (never acknowledged data) and report it; any other damage is an error.
+    /// Cut a torn tail (bytes no record proves acknowledged) and report it; any other damage is
+    /// an error.
     #[default]
     TolerateTornTail,
     /// Keep the longest valid prefix of the log and report exactly what was lost.
