@@ -252,9 +252,13 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         let generation = self.start_generation + 1;
         let slot = START_SLOTS[(generation % 2) as usize];
         let record = encode_start(self.log_id, generation, first);
+        // Emptied, then written: every write core makes is an append, which flash adapters
+        // (an erase for the truncate) and files alike can do.
         let created = self.storage.len(slot).is_err();
         if created {
             self.guarded(Op::Create, Some(slot), |s| s.create(slot))?;
+        } else {
+            self.guarded(Op::Truncate, Some(slot), |s| s.truncate(slot, 0))?;
         }
         self.guarded(Op::Write, Some(slot), |s| s.write(slot, 0, &record))?;
         self.guarded(Op::Sync, Some(slot), |s| s.sync(slot))?;
