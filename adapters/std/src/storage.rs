@@ -477,7 +477,9 @@ impl FileStorage {
         for entry in fs::read_dir(&self.dir)? {
             let name = entry?.file_name();
             if let Some(id) = name.to_str().and_then(parse_segment_name) {
-                newest = newest.max(Some(id));
+                if !walden_core::format::is_start_slot(id) {
+                    newest = newest.max(Some(id));
+                }
             }
         }
         let Some(id) = newest else {
