@@ -20,8 +20,10 @@ use std::process::exit;
 use std::time::Instant;
 
 use walden_core::entry::encode;
-use walden_core::{Config, Entry, EntryLimits, Lsn, RecoveryReport, SyncPolicy, Wal};
-use walden_wasi::WasiStorage;
+use walden_core::{
+    Config, Entry, EntryLimits, Lsn, OpenError, RecoveryReport, SyncPolicy, Wal,
+};
+use walden_wasi::{WasiError, WasiStorage};
 
 use crate::args::Args;
 use crate::fnv::fnv1a;
@@ -62,8 +64,10 @@ fn main() {
     config.salt_seed = SplitMix64(args.seed ^ 0x5a17_5eed_0000_0000).next();
 
     let mut scratch = vec![0u8; 64 * 1024];
-    let (mut wal, report) = Log::open(storage, config, &mut scratch)
-        .unwrap_or_else(|e| fail(3, &format!("open failed: {e:?}")));
+    let (mut wal, report) = Log::open(storage, config, &mut scratch).unwrap_or_else(|e| {
+        line(&open_failed_line(&e));
+        fail(3, &format!("open failed: {e:?}"))
+    });
     line(&recovery_line(&report));
     let mut store = replay(&wal, args.quiet_dump);
     line(&format!("STATE {} {:016x}", store.len(), digest(&store)));
@@ -88,6 +92,26 @@ fn recovery_line(report: &RecoveryReport) -> String {
         u8::from(report.cut.is_some()),
         u8::from(report.rewritten_header.is_some()),
         u8::from(report.trailing_garbage.is_some()),
+    )
+}
+
+/// `OPENFAILED case=<case> segment=<id> offset=<offset> lsn=<lsn or 0>`: where recovery
+/// refused the log, so the host can name the record.
+fn open_failed_line(error: &OpenError<WasiError>) -> String {
+    let (case, segment, offset, lsn) = match error {
+        OpenError::Corrupted(c) => (format!("{:?}", c.case), c.segment, c.offset, c.lsn),
+        OpenError::RecordTooLarge {
+            segment,
+            offset,
+            lsn,
+            ..
+        } => ("RecordTooLarge".to_owned(), *segment, *offset, Some(*lsn)),
+        OpenError::Storage(_) => ("Storage".to_owned(), 0, 0, None),
+        _ => ("Other".to_owned(), 0, 0, None),
+    };
+    format!(
+        "OPENFAILED case={case} segment={segment} offset={offset} lsn={}",
+        lsn.map_or(0, |l| l.0)
     )
 }
 

@@ -232,12 +232,17 @@ pub(crate) fn crash_loop(component: &Guest, data: &Path, plan: &Plan) -> Result<
                 true
             }
             Ending::Failed => {
-                report.violations.push(format!(
-                    "run {run}: the guest failed: {}; stderr: {}\n{before}  replay: {}",
-                    outcome.failure.as_deref().unwrap_or("?"),
-                    outcome.stderr.trim(),
-                    report.replay(run + 1)
-                ));
+                // A refused open was reported by the model, with the record; anything else is
+                // reported here.
+                let refused = lines.iter().any(|l| matches!(l, Line::OpenFailed(_)));
+                if !refused {
+                    report.violations.push(format!(
+                        "run {run}: the guest failed: {}; stderr: {}\n{before}  replay: {}",
+                        outcome.failure.as_deref().unwrap_or("?"),
+                        outcome.stderr.trim(),
+                        report.replay(run + 1)
+                    ));
+                }
                 true
             }
         };

@@ -107,6 +107,22 @@ impl Model {
         let mut next = start;
         for line in dump {
             match line {
+                Line::OpenFailed(pairs) => {
+                    let get = |key| field(pairs, key).unwrap_or("?");
+                    let at = match field(pairs, "lsn").and_then(|v| v.parse::<u64>().ok()) {
+                        Some(lsn) if lsn > 0 => format!(", at {}", self.describe(lsn)),
+                        _ => String::new(),
+                    };
+                    check.violations.push(format!(
+                        "recovery failed: {} in segment {} at offset {}{at}; the log holds {} \
+                         acknowledged records, the last is {}",
+                        get("case"),
+                        get("segment"),
+                        get("offset"),
+                        self.acked,
+                        self.describe(self.acked)
+                    ));
+                }
                 Line::Rec(lsn, op) => {
                     check.recovered += 1;
                     if *lsn != next {
@@ -257,7 +273,7 @@ impl Model {
                     self.first_min = *first;
                     self.first_max = *first;
                 }
-                Line::Rec(..) | Line::State { .. } | Line::Recovery(_) => {
+                Line::Rec(..) | Line::State { .. } | Line::Recovery(_) | Line::OpenFailed(_) => {
                     check
                         .violations
                         .push(format!("recovery output after the dump: {line:?}"));
@@ -365,6 +381,23 @@ mod tests {
         );
         let v = run(&mut m, &back);
         assert!(v.iter().any(|v| v.contains("came back")), "{v:?}");
+    }
+
+    /// A refused log is a violation naming the record recovery stopped at.
+    #[test]
+    fn a_failed_recovery_names_the_record() {
+        let mut m = Model::default();
+        run(
+            &mut m,
+            &format!("{EMPTY}INTENT 1 put a 01\nACK 1 put a 01\n"),
+        );
+        let v = run(
+            &mut m,
+            "OPENFAILED case=MissingNewestSegment segment=2 offset=40 lsn=1\n",
+        );
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].contains("MissingNewestSegment in segment 2"), "{v:?}");
+        assert!(v[0].contains("at LSN 1 `put a"), "{v:?}");
     }
 
     /// The state after a retained log must match the whole history, not just what is left.

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! RECOVERY <key>=<value> ...        what Wal::open reported (records, torn tail cut, ...)
+//! OPENFAILED case=<case> segment=<id> offset=<o> lsn=<n>   Wal::open refused the log
 //! REC <lsn> put <key> <hash>        one recovered record, in log order
 //! REC <lsn> del <key>
 //! STATE <keys> <digest>             the rebuilt key-value state; the dump is complete
@@ -39,6 +40,7 @@ impl core::fmt::Display for Op {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Line {
     Recovery(Vec<(String, String)>),
+    OpenFailed(Vec<(String, String)>),
     Rec(u64, Op),
     State { keys: u64, digest: u64 },
     Intent(u64, Op),
@@ -71,6 +73,7 @@ fn parse_line(line: &str) -> Result<Line> {
     let rest: Vec<&str> = words.collect();
     Ok(match tag {
         "RECOVERY" => Line::Recovery(pairs(&rest)?),
+        "OPENFAILED" => Line::OpenFailed(pairs(&rest)?),
         "DONE" => Line::Done(pairs(&rest)?),
         "BENCH" => Line::Bench(pairs(&rest)?),
         "STATE" => match rest.as_slice() {
