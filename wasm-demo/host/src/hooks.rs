@@ -82,6 +82,20 @@ fn code<T>(result: Result<T, FsError>) -> Call<T> {
     }
 }
 
+/// The name of the file `fd` refers to: remembered from `open-at`, else found by inode.
+fn name_of(state: &mut HostState, fd: &Resource<Descriptor>) -> String {
+    if let Some(name) = state.opened.get(&fd.rep()) {
+        return name.clone();
+    }
+    match state.table().get(fd) {
+        Ok(Descriptor::File(file)) => {
+            let file = file.file.clone();
+            state.image.name_of(&file)
+        }
+        _ => String::new(),
+    }
+}
+
 fn sync(state: &mut HostState, fd: &Resource<Descriptor>) -> Call<()> {
     let Ok(descriptor) = state.table().get(fd) else {
         return Ok((Err(ErrorCode::BadDescriptor),));
@@ -89,7 +103,7 @@ fn sync(state: &mut HostState, fd: &Resource<Descriptor>) -> Call<()> {
     match descriptor {
         Descriptor::File(file) => {
             let file = file.file.clone();
-            let name = state.image.name_of(&file);
+            let name = name_of(state, fd);
             state.cutter.pass(Point::BeforeSync, &name)?;
             if state.real_sync && file.sync_data().is_err() {
                 return Ok((Err(ErrorCode::Io),));
@@ -132,6 +146,9 @@ fn open_at(
         .filesystem()
         .open_at(fd, path_flags, path.clone(), open_flags, flags);
     let created = opened.is_ok() && open_flags.contains(OpenFlags::CREATE) && !existed;
+    if let (Ok(new), true) = (&opened, tracked) {
+        state.opened.insert(new.rep(), path.clone());
+    }
     if created && tracked {
         state.image.created(&path);
         if let Err(cut) = state.cutter.pass(Point::AfterCreate, &path) {
@@ -154,13 +171,7 @@ fn unlink_file_at(state: &mut HostState, fd: Resource<Descriptor>, path: String)
 }
 
 fn set_size(state: &mut HostState, fd: Resource<Descriptor>, size: u64) -> Call<()> {
-    let name = match state.table().get(&fd) {
-        Ok(Descriptor::File(file)) => {
-            let file = file.file.clone();
-            state.image.name_of(&file)
-        }
-        _ => String::new(),
-    };
+    let name = name_of(state, &fd);
     let resized = state.filesystem().set_size(fd, size);
     if resized.is_ok() && !name.is_empty() {
         state.image.resized(&name, size);

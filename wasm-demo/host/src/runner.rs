@@ -1,5 +1,6 @@
 //! One wasmtime engine, the compiled guest component, and running it once with a fuel budget.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -29,6 +30,9 @@ pub(crate) struct HostState {
     /// Whether the hooked syncs also `fdatasync`/`fsync` for real (the crash loop simulates
     /// the power loss from the image and does not need them).
     pub(crate) real_sync: bool,
+    /// The file each descriptor `open-at` returned was opened by (by resource handle), so the
+    /// hooks need not look files up by inode.
+    pub(crate) opened: HashMap<u32, String>,
 }
 
 impl HostState {
@@ -154,6 +158,7 @@ impl Guest {
             image,
             cutter: Cutter::new(options.target, stdout.clone()),
             real_sync: options.real_sync,
+            opened: HashMap::new(),
         };
         let mut store = Store::new(&self.engine, state);
         if self.fuel {
