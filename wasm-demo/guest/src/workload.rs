@@ -54,19 +54,22 @@ pub(crate) fn run(wal: &mut Log, store: &mut Store, args: &Args) {
             // The deliberate bug: promise first, make durable later.
             line(&format!("ACK {lsn} {op}"));
             unsynced += 1;
-            if unsynced == 8 {
-                sync(wal);
-                unsynced = 0;
+            if unsynced < 8 {
+                continue;
             }
-            continue;
-        }
-        unacked.push((lsn, op));
-        if unacked.len() as u64 >= args.sync_every {
+            sync(wal);
+            unsynced = 0;
+        } else {
+            unacked.push((lsn, op));
+            if (unacked.len() as u64) < args.sync_every {
+                continue;
+            }
             sync_and_ack(wal, &mut unacked);
-            if args.retain_segments > 0 && wal.segments().len() > args.retain_segments {
-                compact(wal, store, &mut scratch);
-                checkpoints += 1;
-            }
+        }
+        // Everything is durable here: a good moment to compact.
+        if args.retain_segments > 0 && wal.segments().len() > args.retain_segments {
+            compact(wal, store, &mut scratch);
+            checkpoints += 1;
         }
     }
     if unsynced > 0 {

@@ -17,7 +17,7 @@
 //! Bytes that match the durable contents are never touched, so nothing a sync covered can
 //! change. Garbage in torn sectors and media faults are left to the simulator's explorer.
 //!
-//! The seed picks every outcome. Half the time, the fate of a file's unsynced bytes is the
+//! The seed picks every outcome. Three times in four, the fate of a file's unsynced bytes is the
 //! kind seen least so far among those possible for that change (a sector boundary inside a
 //! record is needed to tear mid-record, two touched sectors to reorder), so that one run of the
 //! loop covers every kind; otherwise it is drawn by weight, keeping everything included.
@@ -316,7 +316,7 @@ fn choose(
         .filter(|&s| (s * SECTOR..((s + 1) * SECTOR).min(end)).any(visible))
         .collect();
     // (weight, times this kind was seen, fate)
-    let mut fates = vec![(1, u64::MAX, Fate::Kept)];
+    let mut fates = vec![(3, u64::MAX, Fate::Kept)];
     let cut = rng.between(from as u64, end as u64 - 1) as usize;
     fates.push((2, seen.tails_cut, Fate::Cut(cut)));
     let zeroed = rng.between(from as u64, end as u64 - 1) as usize;
@@ -335,7 +335,7 @@ fn choose(
             Fate::Reordered(sectors[i], sectors[j], others),
         ));
     }
-    if rng.chance(1, 2) {
+    if rng.chance(3, 4) {
         // The kind seen least so far (the first listed on a tie).
         if let Some((_, _, fate)) = fates.iter().min_by_key(|(_, n, _)| *n) {
             return *fate;
