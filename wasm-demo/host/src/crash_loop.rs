@@ -257,8 +257,13 @@ pub(crate) fn crash_loop(component: &Guest, data: &Path, plan: &Plan) -> Result<
                 image.settle()?;
                 schedule.damaged = false;
             }
+            let buffered = if guest.write_buffer > 0 {
+                " (the guest buffered its writes until each sync: unflushed ones died with it)"
+            } else {
+                ""
+            };
             unchecked.push(format!(
-                "run {run} {how}; power loss: {}",
+                "run {run} {how}{buffered}; power loss: {}",
                 if loss_notes.is_empty() {
                     "nothing unsynced changed".to_owned()
                 } else {

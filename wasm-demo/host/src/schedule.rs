@@ -183,7 +183,7 @@ pub(crate) struct Workload {
     pub(crate) sync_every: u64,
     /// Write-through (0) leaves unsynced bytes on the host between a write and its sync, for
     /// a fuel trap to find; a buffer hands them over at the sync.
-    write_buffer: u64,
+    pub(crate) write_buffer: u64,
 }
 
 impl Workload {
