@@ -318,3 +318,26 @@ fn crashes_before(unchecked: &[String]) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The replay line carries every option that changes what the runs do.
+    #[test]
+    fn replay_options_name_what_differs_from_the_defaults() {
+        assert_eq!(Plan::DEFAULT.replay_options(), "--seed 0x57414c44");
+        let plan = Plan {
+            keys: 8,
+            segment_size: 8192,
+            broken: Some(Broken::SkipDirSync),
+            power_loss: false,
+            verbose: true,
+            ..Plan::DEFAULT
+        };
+        assert_eq!(
+            plan.replay_options(),
+            "--seed 0x57414c44 --keys 8 --segment-size 8192 --skip-dir-sync --no-power-loss"
+        );
+    }
+}

@@ -332,3 +332,16 @@ fn rand_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_parse_in_decimal_and_hex() {
+        assert_eq!(parse_seed("0x57414c44"), Ok(Plan::DEFAULT.seed));
+        assert_eq!(parse_seed("1463897156"), Ok(Plan::DEFAULT.seed));
+        assert_eq!(parse_seed("0x5741_4c44"), Ok(Plan::DEFAULT.seed));
+        assert!(parse_seed("seed").is_err());
+    }
+}

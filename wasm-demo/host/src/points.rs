@@ -231,3 +231,76 @@ impl Cutter {
         (self.events, self.cut)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Cutter {
+        /// As if the guest had printed its first line.
+        fn end_recovery(&mut self) {
+            self.recovered = true;
+        }
+    }
+
+    fn cutter(target: Target) -> Cutter {
+        Cutter::new(Some(target), MemoryOutputPipe::new(64))
+    }
+
+    /// The power goes at the chosen passage of the chosen point, in the chosen phase only.
+    #[test]
+    fn cuts_at_the_chosen_passage() {
+        let mut c = cutter(Target {
+            phase: Phase::Workload,
+            point: Some(Point::BeforeSync),
+            index: 1,
+        });
+        assert!(c.pass(Point::BeforeSync, "a").is_ok(), "recovery's sync");
+        c.end_recovery();
+        assert!(c.pass(Point::BeforeSync, "a").is_ok());
+        assert!(c.pass(Point::AfterSync, "a").is_ok());
+        let cut = c.pass(Point::BeforeSync, "b").unwrap_err();
+        assert!(cut.downcast_ref::<PowerCut>().is_some());
+        assert!(c.pass(Point::BeforeSync, "b").is_ok(), "only once");
+        let (events, cut) = c.finish();
+        let cut = cut.expect("a cut");
+        assert_eq!(
+            (cut.phase, cut.point, cut.index, cut.file.as_str()),
+            (Phase::Workload, Point::BeforeSync, 1, "b")
+        );
+        assert_eq!(events.get(Phase::Recovery, Point::BeforeSync), 1);
+        assert_eq!(events.get(Phase::Workload, Point::BeforeSync), 3);
+        assert_eq!(events.in_phase(Phase::Workload), 4);
+    }
+
+    /// A recovery target beyond recovery's last point cuts at the first point after it.
+    #[test]
+    fn a_recovery_target_past_its_end_cuts_right_after_it() {
+        let mut c = cutter(Target {
+            phase: Phase::Recovery,
+            point: None,
+            index: 5,
+        });
+        assert!(c.pass(Point::AfterTruncate, "a").is_ok());
+        assert!(c.pass(Point::BeforeSync, "a").is_ok());
+        c.end_recovery();
+        assert!(c.pass(Point::AfterCreate, "b").is_err());
+        let cut = c.finish().1.expect("a cut");
+        assert_eq!(
+            (cut.phase, cut.point),
+            (Phase::Workload, Point::AfterCreate)
+        );
+    }
+
+    /// Without a target nothing is cut, and every passage is counted.
+    #[test]
+    fn no_target_no_cut() {
+        let mut c = Cutter::new(None, MemoryOutputPipe::new(64));
+        for point in Point::ALL {
+            assert!(c.pass(point, "").is_ok());
+        }
+        let (events, cut) = c.finish();
+        assert!(cut.is_none());
+        assert_eq!(events.in_phase(Phase::Recovery), Point::ALL.len() as u64);
+    }
+}
