@@ -45,6 +45,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+mod durable;
 mod error;
 mod fill;
 mod group;
@@ -53,15 +54,18 @@ mod reader;
 mod shared;
 mod spare;
 mod storage;
+mod tail;
 mod verify;
 mod wal;
 
+pub use durable::{DurableError, DurableFuture};
 pub use error::{Error, FileError};
 pub use group::{DEFAULT_SPIN, DetachedSync, GroupSync, GroupWindow, SyncUnderLock};
 pub use metrics::{Bucket, HistogramSnapshot, Metrics};
 pub use reader::{SharedReader, SharedRecord};
 pub use shared::{Appended, Durability, SharedWal};
 pub use storage::{FileStorage, LOCK_FILE, read_at};
+pub use tail::{Tail, TailEvent};
 pub use verify::{SegmentVerdict, VerifyReport, verify_dir};
 pub use wal::{CoreWal, MAX_SEGMENTS, Options, Wal, random_seed};
 
