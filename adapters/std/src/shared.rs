@@ -15,8 +15,8 @@ use crate::error::Error;
 use crate::group::{Committer, GroupSync, GroupWindow, Locked};
 use crate::metrics::Metrics;
 use crate::reader::{PositionIndex, SharedReader};
-use crate::tail::{Bell, RewindLog, Tail};
 use crate::storage::FileStorage;
+use crate::tail::{Bell, RewindLog, Tail};
 use crate::wal::{MAX_SEGMENTS, Options};
 
 /// When appended records become durable, for a [`SharedWal`].
@@ -87,6 +87,9 @@ impl<S: GroupSync, const N: usize> Inner<S, N> {
         self.rewinds.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+/// An append's first and last LSN, with the log lock still held.
+type LockedAppend<'a, S, const N: usize> = (MutexGuard<'a, Locked<S, N>>, Lsn, Lsn);
 
 /// A write-ahead log shared by many threads: `Send + Sync`, and cheap to clone (an `Arc`).
 ///
@@ -238,7 +241,7 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
     fn append_locked(
         &self,
         payloads: &[&[u8]],
-    ) -> Result<(MutexGuard<'_, Locked<S, N>>, Lsn, Lsn), AppendError<S::Error>> {
+    ) -> Result<LockedAppend<'_, S, N>, AppendError<S::Error>> {
         let c = &self.inner.c;
         let mut log = c.lock_log();
         if let Some(p) = log.wal.poisoned() {

@@ -3,15 +3,15 @@
 //! both truncations. Every wait that could hang is bounded by a watchdog that fails the test;
 //! no outcome depends on timing.
 
+use core::sync::atomic::{AtomicUsize, Ordering};
 use core::time::Duration;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 
 use futures::StreamExt;
 use walden_core::{Config, Lsn, SyncPolicy, Wal as CoreWal};
 use walden_sim::{FaultAction, FaultSchedule, OpKind, SimStorage};
 use walden_std::{
-    DurableError, Durability, GroupWindow, Options, SharedWal, SyncUnderLock, TailEvent,
+    Durability, DurableError, GroupWindow, Options, SharedWal, SyncUnderLock, TailEvent,
 };
 
 /// Runs `f` on a thread and fails the test if it does not finish within `limit` (a hang is the
@@ -110,11 +110,12 @@ fn callbacks_run_once_each() {
     let (tx, rx) = mpsc::channel();
     for i in 0..200u32 {
         let (fired, tx) = (Arc::clone(&fired), tx.clone());
-        let _ = wal.append_then(&[&i.to_le_bytes()], move |outcome| {
-            fired.fetch_add(1, Ordering::SeqCst);
-            tx.send(outcome).unwrap();
-        })
-        .unwrap();
+        let _ = wal
+            .append_then(&[&i.to_le_bytes()], move |outcome| {
+                fired.fetch_add(1, Ordering::SeqCst);
+                tx.send(outcome).unwrap();
+            })
+            .unwrap();
     }
     for _ in 0..200 {
         let outcome = rx.recv_timeout(Duration::from_secs(60)).expect("callback");
@@ -238,7 +239,9 @@ fn tail_follows_appends_across_rotation() {
         }
     });
     let got = watchdog(Duration::from_secs(60), move || {
-        (0..2000).map(|_| record(tail.next_event().unwrap())).collect::<Vec<_>>()
+        (0..2000)
+            .map(|_| record(tail.next_event().unwrap()))
+            .collect::<Vec<_>>()
     });
     writer.join().unwrap();
     assert!(wal.segments().len() >= 3, "the test should cross rotations");
@@ -289,11 +292,17 @@ fn tail_reports_a_rewind_and_reads_the_new_records() {
     }
     let mut tail = wal.tail(Lsn(1));
     for i in 1..=8u8 {
-        assert_eq!(record(tail.next_event().unwrap()), (Lsn(u64::from(i)), vec![i]));
+        assert_eq!(
+            record(tail.next_event().unwrap()),
+            (Lsn(u64::from(i)), vec![i])
+        );
     }
     wal.truncate_back(Lsn(5)).unwrap();
     let _ = wal.append(&[60]).unwrap();
-    assert_eq!(tail.next_event().unwrap(), TailEvent::Rewound { to: Lsn(5) });
+    assert_eq!(
+        tail.next_event().unwrap(),
+        TailEvent::Rewound { to: Lsn(5) }
+    );
     assert_eq!(record(tail.next_event().unwrap()), (Lsn(6), vec![60]));
     // A truncation above what was delivered is not a rewind for this tail, but it still
     // must not deliver the removed records.

@@ -98,7 +98,9 @@ mod tests {
     #[test]
     fn a_log_never_purged_is_one_run_from_the_first_record() {
         // Raft indexes 0..=9 at LSNs 1..=10.
-        let run = rebuild(Lsn(1), Some((Lsn(10), id(1, 9))), None).unwrap().unwrap();
+        let run = rebuild(Lsn(1), Some((Lsn(10), id(1, 9))), None)
+            .unwrap()
+            .unwrap();
         assert_eq!(run.first, (0, Lsn(1)));
         assert_eq!(run.lsn(9), Lsn(10));
     }

@@ -1,7 +1,11 @@
 //! [`LogStore`]: openraft's `RaftLogStorage` and `RaftLogReader` on two Walden logs.
 
+// openraft's `StorageError` is what its traits return; boxing it here would only move the cost.
+#![allow(clippy::result_large_err)]
+
 use core::fmt::Debug;
 use core::ops::{Bound, RangeBounds};
+use core::sync::atomic::{AtomicBool, Ordering};
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -43,6 +47,9 @@ struct Shared<C: RaftTypeConfig> {
     /// The live run and the meta state. Held across an append, a truncation, a purge or a
     /// read, so each sees the mapping it starts with.
     state: Mutex<State<C::NodeId>>,
+    /// A deliberately broken mode for the crash test's checker: fire the flush callback on
+    /// append, before anything is synced.
+    ack_before_sync: AtomicBool,
 }
 
 struct State<NID: openraft::NodeId> {
@@ -68,20 +75,21 @@ impl<C: RaftTypeConfig> LogStore<C> {
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Self, OpenError> {
         let dir = dir.as_ref();
         let options = options.with_durability(Durability::Never);
-        let (entries, _) = SharedWal::open(dir.join("entries"), options)
-            .map_err(|error| OpenError::Wal { log: "entries", error })?;
+        let (entries, _) =
+            SharedWal::open(dir.join("entries"), options).map_err(|error| OpenError::Wal {
+                log: "entries",
+                error,
+            })?;
         let meta_options = Options::from(Config::default().with_segment_size(META_SEGMENT_SIZE))
             .with_durability(Durability::Never);
         let (meta_log, _) = SharedWal::open(dir.join("meta"), meta_options)
             .map_err(|error| OpenError::Wal { log: "meta", error })?;
         let meta = match last_record(&meta_log)? {
-            Some((lsn, bytes)) => {
-                Meta::decode(&bytes).map_err(|detail| OpenError::Corrupted {
-                    log: "meta",
-                    lsn,
-                    detail,
-                })?
-            }
+            Some((lsn, bytes)) => Meta::decode(&bytes).map_err(|detail| OpenError::Corrupted {
+                log: "meta",
+                lsn,
+                detail,
+            })?,
             None => Meta::default(),
         };
         let last = match last_record(&entries)? {
@@ -129,8 +137,17 @@ impl<C: RaftTypeConfig> LogStore<C> {
                 entries,
                 meta: meta_log,
                 state: Mutex::new(State { run, meta }),
+                ack_before_sync: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// **Breaks the store, for testing crash checkers only**: from now on the flush callback
+    /// fires as soon as entries are appended, before they are durable. `tests/crash.rs` uses
+    /// it to show that its checker catches a store that acknowledges too early.
+    #[doc(hidden)]
+    pub fn acknowledge_before_sync_for_testing(&self) {
+        self.shared.ack_before_sync.store(true, Ordering::Relaxed);
     }
 
     /// The entries log (for inspection and metrics).
@@ -222,7 +239,9 @@ impl<C: RaftTypeConfig> Shared<C> {
         let mut out = Vec::with_capacity((hi - lo).min(4096) as usize);
         for index in lo..hi {
             let Some(r) = reader.read_next().map_err(read_err)? else {
-                return Err(read_err(format_args!("entry {index} is missing from the log")));
+                return Err(read_err(format_args!(
+                    "entry {index} is missing from the log"
+                )));
             };
             let entry: C::Entry = decode(r.payload)
                 .map_err(|d| read_err(format_args!("entry {index} at {}: {d}", r.lsn.0)))?;
@@ -402,6 +421,10 @@ impl<C: RaftTypeConfig> RaftLogStorage<C> for LogStore<C> {
             }
             last
         };
+        if shared.ack_before_sync.load(Ordering::Relaxed) {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        }
         match last {
             // Fired by whichever thread makes the entries durable (Walden's syncer, or a group
             // commit another caller leads), or at once if they already are.
@@ -454,7 +477,12 @@ impl<C: RaftTypeConfig> RaftLogStorage<C> for LogStore<C> {
         self.shared.entries_durable().await?;
         let (durable, cut) = {
             let mut st = self.shared.lock();
-            if st.meta.purged.as_ref().is_some_and(|p| p.index >= log_id.index) {
+            if st
+                .meta
+                .purged
+                .as_ref()
+                .is_some_and(|p| p.index >= log_id.index)
+            {
                 return Ok(());
             }
             st.meta.purged = Some(log_id.clone());
