@@ -4,8 +4,6 @@
 use core::time::Duration;
 use std::time::Instant;
 
-use walden_openraft::kv::Request;
-
 use crate::net::Conn;
 use crate::proto::{Call, Reply, Status};
 
@@ -55,10 +53,10 @@ impl Client {
         value: &str,
         deadline: Instant,
     ) -> Result<u64, String> {
-        let call = Call::Write(Request::Set {
+        let call = Call::Write {
             key: key.into(),
             value: value.into(),
-        });
+        };
         let mut last_error = String::from("no attempt");
         while Instant::now() < deadline {
             match tokio::time::timeout(CALL_TIMEOUT, self.conn.call(&call)).await {

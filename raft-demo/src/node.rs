@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 use walden_openraft::LogStore;
-use walden_openraft::kv::{NodeId, StateMachine, TypeConfig};
+use walden_openraft::kv::{NodeId, Request, StateMachine, TypeConfig};
 
 use crate::mem_store::MemLogStore;
 use crate::net::Network;
@@ -91,16 +92,95 @@ pub async fn run(opts: NodeOptions) -> Result<(), String> {
         }
     }
     .map_err(|e| format!("raft: {e}"))?;
+    let writes = Batcher::start(raft.clone());
     println!("LISTENING {addr} pid {}", std::process::id());
     let _ = std::io::stdout().flush();
     loop {
         let (sock, _) = listener.accept().await.map_err(|e| e.to_string())?;
         let _ = sock.set_nodelay(true);
-        tokio::spawn(serve(sock, raft.clone(), sm.clone()));
+        tokio::spawn(serve(sock, raft.clone(), sm.clone(), writes.clone()));
     }
 }
 
-async fn serve(mut sock: TcpStream, raft: Raft<TypeConfig>, sm: StateMachine) {
+/// Most client writes one raft entry carries.
+const MAX_BATCH: usize = 1024;
+
+type Pending = (String, String, oneshot::Sender<Reply>);
+
+/// Turns the writes of concurrent clients into one raft entry per round: openraft 0.9 flushes
+/// the log once per `client_write` before it takes the next, so writes that arrive while one
+/// round is being committed go together in the next (group commit at the application level,
+/// like Walden's own for appends). Both raft logs of the benchmark run behind it.
+#[derive(Clone)]
+struct Batcher {
+    tx: mpsc::UnboundedSender<Pending>,
+}
+
+impl Batcher {
+    fn start(raft: Raft<TypeConfig>) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                commit(&raft, batch).await;
+            }
+        });
+        Self { tx }
+    }
+
+    async fn write(&self, key: String, value: String) -> Reply {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send((key, value, tx)).is_err() {
+            return Reply::Failed("the node is shutting down".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Reply::Failed("the write was dropped".into()))
+    }
+}
+
+/// Commits one batch and answers each of its writers.
+async fn commit(raft: &Raft<TypeConfig>, batch: Vec<Pending>) {
+    let (pairs, replies): (Vec<_>, Vec<_>) =
+        batch.into_iter().map(|(k, v, tx)| ((k, v), tx)).unzip();
+    let req = if pairs.len() == 1 {
+        let (key, value) = pairs.into_iter().next().unwrap_or_default();
+        Request::Set { key, value }
+    } else {
+        Request::Batch(pairs)
+    };
+    match raft.client_write(req).await {
+        Ok(r) => {
+            let mut previous = r.data.previous.into_iter();
+            for tx in replies {
+                let _ = tx.send(Reply::Written {
+                    index: r.log_id.index,
+                    previous: previous.next().flatten(),
+                });
+            }
+        }
+        Err(e) => {
+            let reply = || match e.forward_to_leader::<BasicNode>() {
+                Some(f) => Reply::NotLeader {
+                    leader: f
+                        .leader_id
+                        .zip(f.leader_node.as_ref().map(|n| n.addr.clone())),
+                },
+                None => Reply::Failed(e.to_string()),
+            };
+            for tx in replies {
+                let _ = tx.send(reply());
+            }
+        }
+    }
+}
+
+async fn serve(mut sock: TcpStream, raft: Raft<TypeConfig>, sm: StateMachine, writes: Batcher) {
     loop {
         let call = match read_frame::<Call>(&mut sock).await {
             Ok(Some(call)) => call,
@@ -110,14 +190,14 @@ async fn serve(mut sock: TcpStream, raft: Raft<TypeConfig>, sm: StateMachine) {
                 return;
             }
         };
-        let reply = handle(call, &raft, &sm).await;
+        let reply = handle(call, &raft, &sm, &writes).await;
         if write_frame(&mut sock, &reply).await.is_err() {
             return;
         }
     }
 }
 
-async fn handle(call: Call, raft: &Raft<TypeConfig>, sm: &StateMachine) -> Reply {
+async fn handle(call: Call, raft: &Raft<TypeConfig>, sm: &StateMachine, writes: &Batcher) -> Reply {
     match call {
         Call::Append(rpc) => match raft.append_entries(rpc).await {
             Ok(r) => Reply::Append(r),
@@ -131,20 +211,7 @@ async fn handle(call: Call, raft: &Raft<TypeConfig>, sm: &StateMachine) -> Reply
             Ok(r) => Reply::Snapshot(r),
             Err(e) => Reply::Failed(e.to_string()),
         },
-        Call::Write(req) => match raft.client_write(req).await {
-            Ok(r) => Reply::Written {
-                index: r.log_id.index,
-                previous: r.data.previous,
-            },
-            Err(e) => match e.forward_to_leader::<BasicNode>() {
-                Some(f) => Reply::NotLeader {
-                    leader: f
-                        .leader_id
-                        .zip(f.leader_node.as_ref().map(|n| n.addr.clone())),
-                },
-                None => Reply::Failed(e.to_string()),
-            },
-        },
+        Call::Write { key, value } => writes.write(key, value).await,
         Call::Read(key) => Reply::Value(sm.get(&key)),
         Call::Status => Reply::Status(status(raft, sm)),
         Call::Init(members) => {

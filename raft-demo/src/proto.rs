@@ -9,7 +9,7 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use walden_openraft::kv::{NodeId, Request, TypeConfig};
+use walden_openraft::kv::{NodeId, TypeConfig};
 
 /// Frames above this are refused (a garbage length must not allocate gigabytes).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -23,8 +23,13 @@ pub enum Call {
     Vote(VoteRequest<NodeId>),
     /// Raft: a snapshot chunk.
     Snapshot(InstallSnapshotRequest<TypeConfig>),
-    /// Client: a write, answered once committed and applied on the leader.
-    Write(Request),
+    /// Client: set a key, answered once committed and applied on the leader.
+    Write {
+        /// The key.
+        key: String,
+        /// Its new value.
+        value: String,
+    },
     /// Client: a local (possibly stale) read of a key.
     Read(String),
     /// Client: the node's view of the cluster.

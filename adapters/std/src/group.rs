@@ -69,6 +69,34 @@
 //! Waiters whose records it removed are handed the role in turn, find the target below their
 //! LSN, and return the durable LSN for the caller to compare.
 //!
+//! # Async waiters (watchers)
+//!
+//! A future or callback waiting for durability (`durable.rs`) cannot park a thread or lead.
+//! It is a **watcher**: an LSN and a `Waker` or callback in `State::watchers`, under the same
+//! commit lock. The rules extend the argument above:
+//!
+//! 6. **Answered only by published state.** A watcher is answered in [`Committer::release`]
+//!    exactly like a parked waiter (poison first, then `durable >= lsn`), when registered if
+//!    the published state already answers it, or by a truncation (below). So points 1–3 hold
+//!    for watchers unchanged: no watcher hears of durability without a successful sync, and
+//!    none after the poison. Outcomes are delivered after the commit lock is dropped
+//!    ([`unpark`]), so a callback may call into the log without deadlocking.
+//! 7. **Someone always leads for them.** A watcher is registered with the log lock held (its
+//!    LSN, clamped to the last record, cannot be truncated in between), and right after, its
+//!    LSN is requested from the log's **syncer thread**, which calls
+//!    [`Committer::wait_durable`] for the highest LSN requested — as a parked waiter or a
+//!    leader, like any thread — and serves requests by count, so one made while it was busy is
+//!    served next. By point 4 that call returns once the LSN is durable, the log is poisoned
+//!    (both answer the watcher through `release`), or a truncation removed it.
+//! 8. **Truncation answers what it removes.** [`Committer::exclusive`] publishes the
+//!    truncation's durable LSN and answers every watcher above it with `Truncated`, under the
+//!    commit lock, before handing the role on. A watcher registered later is clamped to the
+//!    new end, so it waits for a record that exists.
+//! 9. **Nothing is left hanging at close.** Watchers still registered when the last handle
+//!    drops (the `State` with them) are answered `Closed`. Dropping a future only drops its
+//!    side of the shared cell: the record was appended before the future existed, so it is
+//!    neither lost nor written twice.
+//!
 //! # Why waiters poll, and why the leader lets followers come back
 //!
 //! Measured on the 2-core VM this was built on (fdatasync ≈ 90 µs): with waiters that sleep

@@ -24,13 +24,16 @@ pub enum Request {
         /// The new value.
         value: String,
     },
+    /// Several sets in one raft entry, applied in order (how a node batches the writes of
+    /// concurrent clients into one replicated, flushed entry).
+    Batch(Vec<(String, String)>),
 }
 
 /// The answer to a [`Request`] once applied.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
-    /// The value the key had before, if any.
-    pub previous: Option<String>,
+    /// For each key set, in order, the value it had before, if any.
+    pub previous: Vec<Option<String>>,
 }
 
 openraft::declare_raft_types!(
@@ -144,7 +147,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             match entry.payload {
                 EntryPayload::Blank => out.push(Response::default()),
                 EntryPayload::Normal(Request::Set { key, value }) => {
-                    let previous = st.data.insert(key, value);
+                    let previous = vec![st.data.insert(key, value)];
+                    out.push(Response { previous });
+                }
+                EntryPayload::Normal(Request::Batch(pairs)) => {
+                    let previous = pairs
+                        .into_iter()
+                        .map(|(key, value)| st.data.insert(key, value))
+                        .collect();
                     out.push(Response { previous });
                 }
                 EntryPayload::Membership(m) => {
