@@ -391,8 +391,7 @@ The WebAssembly guest against native is in [docs/bench/wasm.md](docs/bench/wasm.
 
 /// Marks a section of `BENCHMARKS.md` that another benchmark wrote (on the line after its
 /// `## ` heading): rewriting the report keeps it.
-pub(crate) const KEPT_MARKER: &str =
-    "<!-- written by another benchmark (see its command below); walden-bench keeps this section -->";
+pub(crate) const KEPT_MARKER: &str = "<!-- written by another benchmark (see its command below); walden-bench keeps this section -->";
 
 /// The sections of an earlier report that carry [`KEPT_MARKER`], to append to a new one.
 pub(crate) fn kept_sections(old: &str) -> String {
