@@ -397,7 +397,7 @@ pub(crate) const KEPT_MARKER: &str = "<!-- written by another benchmark (see its
 pub(crate) fn kept_sections(old: &str) -> String {
     let mut kept = String::new();
     let mut section = String::new();
-    let mut flush = |section: &mut String, kept: &mut String| {
+    let flush = |section: &mut String, kept: &mut String| {
         if section.contains(KEPT_MARKER) {
             if !kept.is_empty() && !kept.ends_with("\n\n") {
                 kept.push('\n');

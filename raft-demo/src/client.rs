@@ -80,7 +80,7 @@ impl Client {
     }
 }
 
-/// One call to one node, bounded by [`CALL_TIMEOUT`].
+/// One call to one node, bounded by a timeout (5 s).
 pub async fn call(addr: &str, call: &Call) -> Result<Reply, String> {
     let mut conn = Conn::new(addr);
     match tokio::time::timeout(CALL_TIMEOUT, conn.call(call)).await {

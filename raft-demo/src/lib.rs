@@ -6,7 +6,7 @@
 //! * [`net`]: openraft's network traits over that protocol.
 //! * [`client`]: a leader-seeking client.
 //! * [`cluster`]: node processes for tests and the benchmark, killed by pid on drop.
-//! * [`bench`]: replicated writes per second, Walden log against an in-memory log.
+//! * [`mod@bench`]: replicated writes per second, Walden log against an in-memory log.
 //! * [`mem_store`]: the in-memory raft log.
 
 pub mod bench;

@@ -5,7 +5,7 @@ use futures::StreamExt;
 use walden_std::{Durability, Lsn, Options, SharedWal, TailEvent};
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), Box<dyn core::error::Error>> {
     let dir = tempfile::tempdir()?;
     // Durability::Never: appends return at once; the futures decide when to wait.
     let options = Options::default().with_durability(Durability::Never);
@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let now_durable = durable.await?;
                     assert!(now_durable >= appended.last);
                 }
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+                Ok::<_, Box<dyn core::error::Error + Send + Sync>>(())
             })
         })
         .collect();
@@ -49,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A callback instead of a future (what a raft log store hands to its engine).
     let (tx, rx) = tokio::sync::oneshot::channel();
-    wal.append_then(&[b"last"], move |outcome| {
+    let _ = wal.append_then(&[b"last"], move |outcome| {
         let _ = tx.send(outcome);
     })?;
     println!("callback: durable up to {:?}", rx.await??);

@@ -92,7 +92,7 @@ pub use metrics::{Bucket, HistogramSnapshot, Metrics};
 pub use reader::{SharedReader, SharedRecord};
 pub use shared::{Appended, Durability, SharedWal};
 pub use storage::{FileStorage, LOCK_FILE, read_at};
-pub use tail::{Tail, TailEvent};
+pub use tail::{BlockingTail, Tail, TailEvent};
 pub use verify::{SegmentVerdict, VerifyReport, verify_dir};
 pub use wal::{CoreWal, MAX_SEGMENTS, Options, Wal, random_seed};
 

@@ -59,8 +59,8 @@ pub enum TailEvent {
     },
 }
 
-/// Follows a [`SharedWal`]: a blocking iterator ([`Tail::next_event`], or `Iterator`) and an
-/// async stream ([`Tail::poll_event`], `futures_core::Stream`). Created by
+/// Follows a [`SharedWal`]: blocking ([`Tail::next_event`], [`Tail::blocking_iter`]) and
+/// async ([`Tail::next_async`], [`Tail::poll_event`], and `futures_core::Stream`). Created by
 /// [`SharedWal::tail`]. Sees records as soon as they are appended, durable or not (pair it with
 /// [`SharedWal::durable`] to ship only durable records).
 pub struct Tail<S: GroupSync, const N: usize> {
@@ -182,18 +182,27 @@ impl<S: GroupSync, const N: usize> Tail<S, N> {
         }
     }
 
+    /// A blocking iterator over the events (it waits for each; it never ends).
+    pub fn blocking_iter(&mut self) -> BlockingTail<'_, S, N> {
+        BlockingTail(self)
+    }
+
     /// The next event, as a future (for `async` code without `Stream` combinators).
     pub async fn next_async(&mut self) -> Result<TailEvent, ReadError<S::Error>> {
         core::future::poll_fn(|cx| self.poll_event(cx)).await
     }
 }
 
-impl<S: GroupSync, const N: usize> Iterator for Tail<S, N> {
+/// A [`Tail`] as a blocking iterator, from [`Tail::blocking_iter`]. It never ends: `next`
+/// waits for the next event. (A separate type, so that `next` on the tail itself is not
+/// ambiguous between `Iterator` and `StreamExt`.)
+pub struct BlockingTail<'t, S: GroupSync, const N: usize>(&'t mut Tail<S, N>);
+
+impl<S: GroupSync, const N: usize> Iterator for BlockingTail<'_, S, N> {
     type Item = Result<TailEvent, ReadError<S::Error>>;
 
-    /// Never `None`: a tail waits for the next record.
     fn next(&mut self) -> Option<Self::Item> {
-        Some(self.next_event())
+        Some(self.0.next_event())
     }
 }
 

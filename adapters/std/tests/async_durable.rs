@@ -337,7 +337,7 @@ fn tail_is_a_stream() {
             });
             let mut n = 0u32;
             while n < 300 {
-                let (lsn, p) = record(StreamExt::next(&mut tail).await.unwrap().unwrap());
+                let (lsn, p) = record(tail.next().await.unwrap().unwrap());
                 assert_eq!(lsn, Lsn(u64::from(n) + 1));
                 assert_eq!(p, n.to_le_bytes());
                 n += 1;
