@@ -119,12 +119,11 @@ pub async fn wait_for_leader(addrs: &[String], deadline: Instant) -> Result<(u64
             }
         }
         if leaders.len() == addrs.len() {
-            if let Some((Some(id), members)) = leaders.first().cloned() {
-                if leaders.iter().all(|(l, _)| *l == Some(id)) {
-                    if let Some(addr) = members.get(&id) {
-                        return Ok((id, addr.clone()));
-                    }
-                }
+            if let Some((Some(id), members)) = leaders.first().cloned()
+                && leaders.iter().all(|(l, _)| *l == Some(id))
+                && let Some(addr) = members.get(&id)
+            {
+                return Ok((id, addr.clone()));
             }
             last = format!(
                 "no agreed leader yet: {:?}",

@@ -123,6 +123,24 @@ impl SharedWal {
         options: impl Into<Options>,
     ) -> Result<(Self, RecoveryReport), Error> {
         let options = options.into();
+        // Checked before anything on disk is touched. The core policy is replaced below, but
+        // an invalid one (`EveryRecords(0)`) is still the caller's mistake to hear about.
+        options
+            .validate()
+            .map_err(|error| Error::Open { file: None, error })?;
+        match options.durability {
+            Durability::EveryBytes(0) => {
+                return Err(Error::InvalidOptions {
+                    why: "Durability::EveryBytes(0): a sync every 0 bytes is meaningless; use Durability::Always",
+                });
+            }
+            Durability::Interval(every) if every.is_zero() => {
+                return Err(Error::InvalidOptions {
+                    why: "Durability::Interval(0): the flusher would never sleep; use Durability::Always",
+                });
+            }
+            _ => {}
+        }
         let mut options_manual = options;
         options_manual.config = options.config.with_sync_policy(SyncPolicy::Manual);
         let (wal, report) = crate::Wal::open(dir, options_manual)?;
@@ -247,10 +265,10 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
         if let Some(p) = log.wal.poisoned() {
             return Err(AppendError::Poisoned(p));
         }
-        if c.is_poisoned() {
-            if let Some(p) = c.poison_reason() {
-                return Err(AppendError::Poisoned(p));
-            }
+        if c.is_poisoned()
+            && let Some(p) = c.poison_reason()
+        {
+            return Err(AppendError::Poisoned(p));
         }
         let rotations = log.wal.counters().rotations;
         let first = match log.wal.append_batch(payloads) {

@@ -99,11 +99,11 @@ impl<S: GroupSync, const N: usize> Tail<S, N> {
             self.generation = generation;
             // The reader may hold copies of removed records.
             self.reader = None;
-            if let Some(to) = cut {
-                if to.next() < self.next {
-                    self.next = to.next();
-                    return Ok(Some(TailEvent::Rewound { to }));
-                }
+            if let Some(to) = cut
+                && to.next() < self.next
+            {
+                self.next = to.next();
+                return Ok(Some(TailEvent::Rewound { to }));
             }
         }
         loop {
@@ -300,11 +300,11 @@ impl RewindLog {
             self.cuts.pop_back();
         }
         self.cuts.push_back((self.generation, kept));
-        if self.cuts.len() > REWINDS_KEPT {
-            if let Some((g, c)) = self.cuts.pop_front() {
-                let low = self.floor.map_or(c, |(_, f)| f.min(c));
-                self.floor = Some((g, low));
-            }
+        if self.cuts.len() > REWINDS_KEPT
+            && let Some((g, c)) = self.cuts.pop_front()
+        {
+            let low = self.floor.map_or(c, |(_, f)| f.min(c));
+            self.floor = Some((g, low));
         }
     }
 
@@ -315,10 +315,10 @@ impl RewindLog {
         }
         let i = self.cuts.partition_point(|&(g, _)| g <= seen);
         let mut low = self.cuts.get(i).map(|&(_, c)| c);
-        if let Some((g, f)) = self.floor {
-            if g > seen {
-                low = Some(low.map_or(f, |l| l.min(f)));
-            }
+        if let Some((g, f)) = self.floor
+            && g > seen
+        {
+            low = Some(low.map_or(f, |l| l.min(f)));
         }
         (self.generation, low)
     }

@@ -125,11 +125,11 @@ impl<C: RaftTypeConfig> LogStore<C> {
             .as_ref()
             .map(|r| r.last.index)
             .or(meta.purged.as_ref().map(|p| p.index));
-        if let (Some(c), Some(l)) = (&meta.committed, last_index) {
-            if c.index > l {
-                meta.committed = None;
-            }
-        } else if last_index.is_none() {
+        if meta
+            .committed
+            .as_ref()
+            .is_some_and(|c| last_index.is_none_or(|l| c.index > l))
+        {
             meta.committed = None;
         }
         Ok(Self {
@@ -269,10 +269,10 @@ impl<C: RaftTypeConfig> Shared<C> {
 
     /// Drops meta segments older than the one holding the newest durable record.
     fn compact_meta(&self) {
-        if self.meta.segments().len() > 1 {
-            if let Err(e) = self.meta.truncate_front(self.meta.durable_lsn()) {
-                tracing::warn!(error = %e, "could not drop old meta segments");
-            }
+        if self.meta.segments().len() > 1
+            && let Err(e) = self.meta.truncate_front(self.meta.durable_lsn())
+        {
+            tracing::warn!(error = %e, "could not drop old meta segments");
         }
     }
 

@@ -269,12 +269,12 @@ impl Model {
             if indexes.windows(2).any(|w| w[1] != w[0] + 1) {
                 bad.push(format!("live entries not consecutive: {indexes:?}"));
             }
-            if let (Some(first), Some(p)) = (indexes.first(), purged) {
-                if *first != p + 1 {
-                    bad.push(format!(
-                        "first live entry {first} does not follow purge {p}"
-                    ));
-                }
+            if let (Some(first), Some(p)) = (indexes.first(), purged)
+                && *first != p + 1
+            {
+                bad.push(format!(
+                    "first live entry {first} does not follow purge {p}"
+                ));
             }
             if st.last_log_id.map(|l| l.index) != indexes.last().copied().or(purged) {
                 bad.push(format!("log state {st:?} disagrees with the entries"));
