@@ -46,6 +46,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+mod filesystem;
 mod fill;
 mod group;
 mod metrics;
@@ -57,12 +58,18 @@ mod verify;
 mod wal;
 
 pub use error::{Error, FileError};
+#[doc(hidden)]
+pub use filesystem::Mutation;
+pub use filesystem::{
+    DirEntry, FileKind, FileSystem, FsFile, Job, JobStep, Metadata, OpenMode, OsFs, Tuning, Worker,
+    run_to_end,
+};
 pub use group::{DEFAULT_SPIN, DetachedSync, GroupSync, GroupWindow, SyncUnderLock};
 pub use metrics::{Bucket, HistogramSnapshot, Metrics};
 pub use reader::{SharedReader, SharedRecord};
 pub use shared::{Appended, Durability, SharedWal};
 pub use storage::{FileStorage, LOCK_FILE, read_at};
-pub use verify::{SegmentVerdict, VerifyReport, verify_dir};
+pub use verify::{SegmentVerdict, VerifyReport, verify_dir, verify_dir_in};
 pub use wal::{CoreWal, MAX_SEGMENTS, Options, Wal, random_seed};
 
 /// The repository README's examples, compiled and run as doctests so they cannot rot.

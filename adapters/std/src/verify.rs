@@ -5,7 +5,6 @@
 //! The directory lock is taken, so the log must not be open.
 
 use core::sync::atomic::{AtomicUsize, Ordering};
-use std::fs::{self, File};
 use std::io;
 use std::path::Path;
 use std::sync::Mutex;
@@ -16,6 +15,7 @@ use walden_core::format::{
 use walden_core::{Lsn, SegmentId, Storage};
 
 use crate::error::{Error, FileError};
+use crate::filesystem::{FileKind, FileSystem, FsFile, OpenMode, OsFs};
 use crate::storage::{FileStorage, read_at};
 
 /// What verification found in one segment.
@@ -57,8 +57,17 @@ impl VerifyReport {
 /// A problem in the newest segment may be an ordinary torn tail; in a sealed segment it is
 /// damage. Continuity between segments (first LSNs) is checked too.
 pub fn verify_dir(dir: impl AsRef<Path>, threads: usize) -> Result<VerifyReport, Error> {
+    verify_dir_in(OsFs, dir, threads)
+}
+
+/// [`verify_dir`] on the file system `fs`.
+pub fn verify_dir_in<F: FileSystem>(
+    fs: F,
+    dir: impl AsRef<Path>,
+    threads: usize,
+) -> Result<VerifyReport, Error> {
     let dir = dir.as_ref();
-    let storage = FileStorage::open(dir, false)?;
+    let storage = FileStorage::open_in(fs, dir, false)?;
     let fail = |e: FileError| Error::Directory {
         dir: dir.to_path_buf(),
         action: "list",
@@ -77,7 +86,8 @@ pub fn verify_dir(dir: impl AsRef<Path>, threads: usize) -> Result<VerifyReport,
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&id) = ids.get(i) else { return };
                     let path = storage.segment_path(id);
-                    let verdict = verify_segment(&path, id, &mut buf).unwrap_or_else(|e| {
+                    let fs = storage.file_system();
+                    let verdict = verify_segment(fs, &path, id, &mut buf).unwrap_or_else(|e| {
                         (
                             SegmentVerdict {
                                 id,
@@ -129,12 +139,17 @@ fn io_problem(e: &io::Error) -> &'static str {
 }
 
 /// Streams one segment through `buf`. Returns the verdict and the bytes read.
-fn verify_segment(path: &Path, id: SegmentId, buf: &mut [u8]) -> io::Result<(SegmentVerdict, u64)> {
-    if !fs::symlink_metadata(path)?.file_type().is_file() {
+fn verify_segment<F: FileSystem>(
+    fs: &F,
+    path: &Path,
+    id: SegmentId,
+    buf: &mut [u8],
+) -> io::Result<(SegmentVerdict, u64)> {
+    if fs.symlink_metadata(path)?.kind != FileKind::File {
         return Ok((verdict(id, 0, 0, None, Some((0, "not a regular file"))), 0));
     }
-    let f = File::open(path)?;
-    let len = f.metadata()?.len();
+    let f = fs.open(path, OpenMode::Read)?;
+    let len = f.len()?;
     let mut head = [0u8; SEGMENT_HEADER_LEN];
     let n = read_at(&f, 0, &mut head)?;
     let h = match SegmentHeader::decode(&head[..n]) {
@@ -234,7 +249,7 @@ fn verify_segment(path: &Path, id: SegmentId, buf: &mut [u8]) -> io::Result<(Seg
 
 /// Zeros from `offset` to the end are clean (preallocated or extended space).
 fn tail_problem(
-    f: &File,
+    f: &impl FsFile,
     offset: u64,
     len: u64,
     what: &'static str,
