@@ -23,8 +23,12 @@ use std::path::Path;
 use std::thread::JoinHandle;
 
 mod os;
+#[cfg(feature = "sim")]
+mod sim;
 
 pub use os::OsFs;
+#[cfg(feature = "sim")]
+pub use sim::{Background, SIM_TUNING, SimFile, SimFileSystem};
 
 /// How [`FileSystem::open`] opens a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

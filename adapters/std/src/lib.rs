@@ -60,6 +60,8 @@ mod wal;
 pub use error::{Error, FileError};
 #[doc(hidden)]
 pub use filesystem::Mutation;
+#[cfg(feature = "sim")]
+pub use filesystem::{Background, SIM_TUNING, SimFile, SimFileSystem};
 pub use filesystem::{
     DirEntry, FileKind, FileSystem, FsFile, Job, JobStep, Metadata, OpenMode, OsFs, Tuning, Worker,
     run_to_end,
