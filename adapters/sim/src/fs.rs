@@ -598,16 +598,12 @@ impl SimFs {
     }
 
     /// The file system as a new process finds it when only the process died (SIGKILL), not the
-    /// machine: everything unsynced stays unsynced (the kernel still holds it), locks are
-    /// released, and the trace, budget and faults start afresh.
+    /// machine: everything unsynced stays unsynced (the kernel still holds it) and locks are
+    /// released. The operation numbering, the power budget, the faults and the trace go on, so
+    /// a run that kills its process midway is still numbered from its start.
     pub fn restart(&self) -> SimFs {
-        let mut after = SimFs::new(self.config);
-        after.inodes = self.inodes.clone();
-        after.next_inode = self.next_inode;
-        after.durable = self.durable.clone();
-        after.volatile = self.volatile.clone();
-        after.pending_dir = self.pending_dir.clone();
-        after.first_names = self.first_names.clone();
+        let mut after = self.clone();
+        after.locks.clear();
         after
     }
 

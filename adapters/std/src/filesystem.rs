@@ -256,6 +256,13 @@ pub trait FileSystem: Clone + Send + Sync + 'static {
         Tuning::DEFAULT
     }
 
+    /// The random seed mixed into `Config::salt_seed` when a log is opened (segment salts and
+    /// the log id): [`random_seed`](crate::random_seed) by default. A simulator returns a fixed
+    /// one, so that a run replays byte for byte.
+    fn random_seed(&self) -> u64 {
+        crate::random_seed()
+    }
+
     /// A deliberately broken behaviour to exhibit; see [`Mutation`]. Tests only.
     #[doc(hidden)]
     fn mutation(&self) -> Option<Mutation> {

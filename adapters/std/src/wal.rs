@@ -100,7 +100,8 @@ pub struct Wal<F: FileSystem = OsFs> {
 
 /// A random seed for segment salts and the log id (`Config::salt_seed`), from the standard
 /// library's per-process hash keys, the clock and the process id. [`Wal::open`] mixes it in
-/// itself; use it when opening a core log over a [`FileStorage`] directly.
+/// itself (through [`FileSystem::random_seed`]); use it when opening a core log over a
+/// [`FileStorage`] directly.
 pub fn random_seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -146,7 +147,7 @@ impl<F: FileSystem> Wal<F> {
         }
         let config = options
             .config
-            .with_salt_seed(options.config.salt_seed ^ random_seed());
+            .with_salt_seed(options.config.salt_seed ^ storage.file_system().random_seed());
         let mut scratch = vec![0u8; options.scratch_size.max(walden_core::MIN_SCRATCH)];
         let paths = SegmentPaths(dir.clone());
         let summaries = scan_in_parallel(&storage, &config, options.open_threads);

@@ -49,7 +49,8 @@ pub use naive::{RecordSpan, naive_scan, record_spans};
 pub use storage::{SimHandle, Variant};
 pub use subject::{Recovery, Run, Subject};
 pub use workload::{
-    Driven, SCRATCH, Step, TestWal, Workload, drive, fresh_handle, open_log, payload,
+    Driven, SCRATCH, Step, TestWal, Workload, drive, fresh_handle, log_step, open_log, payload,
+    poisoned_step,
 };
 
 /// Explores `workloads` on `threads` threads and returns the per-workload results in order.

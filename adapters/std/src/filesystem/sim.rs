@@ -122,6 +122,19 @@ impl SimFileSystem {
         Self::build(root.into(), fs, Background::Inline, SIM_TUNING, None)
     }
 
+    /// A file system with every setting given at once (cheaper than the `with_` methods,
+    /// which rebuild). `mutation` is for tests of the explorer only.
+    #[doc(hidden)]
+    pub fn with_settings(
+        root: impl Into<PathBuf>,
+        fs: SimFs,
+        background: Background,
+        tuning: Tuning,
+        mutation: Option<Mutation>,
+    ) -> Self {
+        Self::build(root.into(), fs, background, tuning, mutation)
+    }
+
     /// The same, with background jobs run as `mode` says.
     #[must_use]
     pub fn with_background(self, mode: Background) -> Self {
@@ -517,6 +530,10 @@ impl FileSystem for SimFileSystem {
 
     fn tuning(&self) -> Tuning {
         self.shared.tuning
+    }
+
+    fn random_seed(&self) -> u64 {
+        lock(&self.shared.fs).config().seed
     }
 
     fn mutation(&self) -> Option<Mutation> {
