@@ -19,9 +19,12 @@
 //!
 //! Syncing an inode's data never makes a name of it durable, and syncing the directory never
 //! makes data durable. A failed sync ([`FaultAction::SyncLosesData`]) drops the inode's dirty
-//! effects while reads still see them (the page cache keeps the pages, marked clean), and the
-//! next sync "succeeds": until [`SimFs::forget_cache`] drops those clean pages, a process reads
-//! data that will never reach the medium.
+//! effects while reads still see them (the page cache keeps the pages, marked clean). As on
+//! Linux (`errseq_t`), the error is then reported once to every open file description that
+//! syncs the file afterwards, and only then do its syncs "succeed" again
+//! ([`SimFs::sync_handle`]); a description opened after the failure never sees it. Until
+//! [`SimFs::forget_cache`] drops those clean pages, a process reads data that will never reach
+//! the medium.
 //!
 //! Only state-changing calls are numbered: the operation index that
 //! [`SimFs::crash_after`] counts, faults target and the trace records. Lookups, reads, lengths,
@@ -56,6 +59,10 @@ struct InodeData {
     durable: Vec<u8>,
     volatile: Vec<u8>,
     pending: Vec<FileEffect>,
+    /// How many syncs of this file failed and dropped dirty data: Linux's `errseq_t`. Every
+    /// open file description remembers the count it has reported, and its next sync fails
+    /// once if the count moved on (see [`SimFs::sync_handle`]).
+    errors: u64,
 }
 
 /// A namespace change that is volatile until the directory (for `Mkdir`, its parent) is synced.
@@ -579,6 +586,7 @@ impl SimFs {
                         durable: image.clone(),
                         volatile: image,
                         pending: Vec::new(),
+                        errors: 0,
                     },
                 );
             }
@@ -605,6 +613,18 @@ impl SimFs {
         let mut after = self.clone();
         after.locks.clear();
         after
+    }
+
+    /// Starts the operation numbering, trace, power budget and faults afresh, keeping every
+    /// file and every unsynced effect: a restarted process whose operations are counted from
+    /// its own start.
+    pub fn renumber(&mut self) {
+        self.ops = 0;
+        self.ops_by_kind.clear();
+        self.trace.clear();
+        self.op_budget = None;
+        self.crashed = false;
+        self.faults = FaultSchedule::new();
     }
 
     /// A 64-bit digest of the durable state (directory, names, contents), to count distinct

@@ -446,10 +446,14 @@ pub fn read_at<File: FsFile + ?Sized>(f: &File, offset: u64, buf: &mut [u8]) -> 
     Ok(done)
 }
 
-/// Creates `dir` and every missing ancestor, and syncs the parent of each one it created, so
-/// that the directory itself survives a power loss (creating an entry in a directory is
-/// durable only once that directory is synced, and the log directory is an entry of its
-/// parent).
+/// Creates `dir` and every missing ancestor, and syncs the parent of each, so that the
+/// directory itself survives a power loss: creating an entry is durable only once its
+/// directory is synced, and the log directory is an entry of its parent.
+///
+/// The parent of `dir` is synced even when `dir` already existed: an earlier process may have
+/// created it and died (or seen that sync fail) before its parent was synced, and records
+/// acknowledged in a directory whose own entry is not durable can vanish with it. A parent
+/// this process may not open (no read permission) is skipped: only a failed sync is an error.
 fn create_dir_durably<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<()> {
     let mut missing = Vec::new();
     let mut at = Some(dir);
@@ -460,17 +464,25 @@ fn create_dir_durably<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<()> {
         missing.push(path);
         at = path.parent();
     }
-    if missing.is_empty() {
-        return Ok(());
+    if !missing.is_empty() {
+        fs.create_dir_all(dir)?;
     }
-    fs.create_dir_all(dir)?;
+    if missing.is_empty() {
+        missing.push(dir);
+    }
     // Top down: a directory's entry is durable once its parent is synced.
-    for created in missing.iter().rev() {
-        let parent = match created.parent() {
+    for entry in missing.iter().rev() {
+        let parent = match entry.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        fs.open_dir(parent)?.sync_all()?;
+        match fs.open_dir(parent) {
+            Ok(handle) => handle.sync_all()?,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                tracing::debug!(dir = %parent.display(), "cannot open to sync it");
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! [`Subject`]: crate::explorer::Subject
 
 mod catalog;
+pub mod faults;
 mod subject;
 mod variant;
 mod workload;

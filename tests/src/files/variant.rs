@@ -2,8 +2,10 @@
 //! ([`TestFs`]) that can break the file protocol on purpose ([`FileVariant`]), to prove the
 //! explorer catches each broken variant.
 
+use core::sync::atomic::{AtomicBool, Ordering};
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 use walden_std::{
     DirEntry, FileSystem, FsFile, Job, Metadata, Mutation, OpenMode, SimFile, SimFileSystem,
@@ -15,9 +17,10 @@ use walden_std::{
 pub enum FileVariant {
     /// walden-std as it ships.
     Correct,
-    /// `fsync` of the log directory does nothing: a rotation's new segment (a linked spare or
-    /// a fresh file) may vanish after a power loss, with acknowledged records in it.
-    DirSyncIsNoop,
+    /// The directory `fsync` that follows a link does nothing: a rotation's spare, linked
+    /// into place as the new segment, may vanish after a power loss with the acknowledged
+    /// records appended to it since.
+    LinkNotDirSynced,
     /// The write buffer reports `sync` before handing its bytes to the file
     /// ([`Mutation::SyncSkipsFlush`]).
     SyncSkipsFlush,
@@ -36,7 +39,7 @@ impl FileVariant {
     /// Every variant, the correct one first.
     pub const ALL: [FileVariant; 6] = [
         FileVariant::Correct,
-        FileVariant::DirSyncIsNoop,
+        FileVariant::LinkNotDirSynced,
         FileVariant::SyncSkipsFlush,
         FileVariant::FillIgnoresStop,
         FileVariant::StaleSpare,
@@ -59,12 +62,18 @@ impl FileVariant {
 pub struct TestFs {
     sim: SimFileSystem,
     variant: FileVariant,
+    /// A link was made and the directory not synced since ([`FileVariant::LinkNotDirSynced`]).
+    linked: Arc<AtomicBool>,
 }
 
 impl TestFs {
     /// Wraps `sim` (which should already carry `variant.mutation()`).
     pub fn new(sim: SimFileSystem, variant: FileVariant) -> Self {
-        Self { sim, variant }
+        Self {
+            sim,
+            variant,
+            linked: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// The simulated file system.
@@ -81,8 +90,18 @@ impl TestFs {
 /// An open file of a [`TestFs`].
 pub struct TestFile {
     inner: SimFile,
-    sync_is_noop: bool,
+    /// For the log directory under [`FileVariant::LinkNotDirSynced`]: set while a link waits
+    /// for the directory sync that will not happen.
+    skip_sync: Option<Arc<AtomicBool>>,
     forget_is_noop: bool,
+}
+
+impl TestFile {
+    fn skips_sync(&self) -> bool {
+        self.skip_sync
+            .as_ref()
+            .is_some_and(|linked| linked.swap(false, Ordering::AcqRel))
+    }
 }
 
 impl FsFile for TestFile {
@@ -95,14 +114,14 @@ impl FsFile for TestFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        if self.sync_is_noop {
+        if self.skips_sync() {
             return Ok(());
         }
         self.inner.sync_data()
     }
 
     fn sync_all(&self) -> io::Result<()> {
-        if self.sync_is_noop {
+        if self.skips_sync() {
             return Ok(());
         }
         self.inner.sync_all()
@@ -134,9 +153,10 @@ impl FsFile for TestFile {
 
 impl TestFs {
     fn wrap(&self, inner: SimFile, is_log_dir: bool) -> TestFile {
+        let skips = is_log_dir && self.variant == FileVariant::LinkNotDirSynced;
         TestFile {
             inner,
-            sync_is_noop: is_log_dir && self.variant == FileVariant::DirSyncIsNoop,
+            skip_sync: skips.then(|| Arc::clone(&self.linked)),
             forget_is_noop: self.variant == FileVariant::ForgetCacheIsNoop,
         }
     }
@@ -167,7 +187,9 @@ impl FileSystem for TestFs {
     }
 
     fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
-        self.sim.hard_link(original, link)
+        self.sim.hard_link(original, link)?;
+        self.linked.store(true, Ordering::Release);
+        Ok(())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

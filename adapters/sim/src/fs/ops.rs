@@ -394,15 +394,38 @@ impl SimFs {
         self.finish(index, op, result)
     }
 
-    /// Makes the file's data and length durable (`fdatasync`; `fsync` is the same here, since
-    /// neither makes a name durable). A [`FaultAction::SyncLosesData`] drops the dirty effects
-    /// instead and fails; reads still see them until [`SimFs::forget_cache`].
+    /// The file's error sequence (`errseq_t`): what a file description opened now starts
+    /// from (it never reports a failure older than its open).
+    pub fn error_seq(&self, inode: Inode) -> Result<u64, SimError> {
+        self.powered()?;
+        self.inodes
+            .get(&inode)
+            .map(|d| d.errors)
+            .ok_or_else(|| refused(StorageErrorKind::NotFound, self.ops, "no such file"))
+    }
+
+    /// [`SimFs::sync_handle`] through a description that has seen every earlier failure.
     pub fn sync(&mut self, inode: Inode) -> Result<(), SimError> {
+        let mut seen = self.inodes.get(&inode).map_or(0, |d| d.errors);
+        self.sync_handle(inode, &mut seen)
+    }
+
+    /// Makes the file's data and length durable (`fdatasync`; `fsync` is the same here, since
+    /// neither makes a name durable), through an open file description that has reported
+    /// failures up to `seen`.
+    ///
+    /// A [`FaultAction::SyncLosesData`] drops the dirty effects instead and fails; reads still
+    /// see them until [`SimFs::forget_cache`]. A later sync through any description that has
+    /// not reported that failure yet fails once (after writing what is dirty now), as
+    /// Linux's `errseq_t` makes it.
+    pub fn sync_handle(&mut self, inode: Inode, seen: &mut u64) -> Result<(), SimError> {
         let op = FsOp::Sync { inode };
         let (index, fault) = self.begin(&op)?;
         let result = match fault {
             Some(FaultAction::SyncLosesData) => self.inode_mut(inode, index).and_then(|file| {
                 file.pending.clear();
+                file.errors += 1;
+                *seen = file.errors;
                 Err(injected(
                     StorageErrorKind::Io,
                     index,
@@ -418,6 +441,14 @@ impl SimFs {
                 };
                 for effect in file.pending.drain(..) {
                     resolve_file_effect(&mut file.durable, &effect, Fate::Happened, &medium, 0);
+                }
+                if file.errors > *seen {
+                    *seen = file.errors;
+                    return Err(refused(
+                        StorageErrorKind::Io,
+                        index,
+                        "an earlier writeback of this file failed",
+                    ));
                 }
                 Ok(())
             }),

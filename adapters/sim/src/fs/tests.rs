@@ -298,3 +298,26 @@ fn faults_fire_at_their_operation() {
         "#3 allocate a to 1048576 -> no space left on the medium"
     );
 }
+
+#[test]
+fn a_failed_sync_is_reported_to_every_description_once() {
+    let mut fs = ready();
+    let f = fs.create("a").unwrap();
+    fs.sync_dir().unwrap();
+    let (mut writer, mut filler) = (fs.error_seq(f).unwrap(), fs.error_seq(f).unwrap());
+    fs.write(f, 0, b"record").unwrap();
+    fs.set_faults(FaultSchedule::new().at_op(fs.op_count(), FaultAction::SyncLosesData));
+    // The filler's sync fails and drops the writer's dirty record ...
+    assert!(fs.sync_handle(f, &mut filler).is_err());
+    fs.sync_handle(f, &mut filler).unwrap();
+    // ... and the writer's next sync says so, once.
+    assert_eq!(
+        fs.sync_handle(f, &mut writer).unwrap_err().kind(),
+        StorageErrorKind::Io
+    );
+    fs.sync_handle(f, &mut writer).unwrap();
+    // A description opened afterwards never hears of it.
+    let mut late = fs.error_seq(f).unwrap();
+    fs.sync_handle(f, &mut late).unwrap();
+    assert_eq!(fs.durable_files(), vec![("a".into(), Vec::new())]);
+}

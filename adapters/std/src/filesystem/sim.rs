@@ -288,12 +288,17 @@ impl SimFileSystem {
         f(&mut lock(&self.shared.fs)).map_err(to_io)
     }
 
-    fn file(&self, target: Target) -> SimFile {
-        SimFile {
+    fn file(&self, target: Target) -> io::Result<SimFile> {
+        let seen = match target {
+            Target::File(inode) => self.sim(|fs| fs.error_seq(inode))?,
+            _ => 0,
+        };
+        Ok(SimFile {
             shared: Arc::clone(&self.shared),
             target,
             locked: Mutex::new(false),
-        }
+            seen: Mutex::new(seen),
+        })
     }
 
     /// Runs the job with this id (if still queued) until it finishes or waits.
@@ -322,11 +327,15 @@ enum Target {
     Ancestor,
 }
 
-/// An open file of a [`SimFileSystem`].
+/// An open file of a [`SimFileSystem`]: one open file description, with its own view of
+/// the file's writeback errors (Linux's `errseq_t`: a failed sync is reported once to every
+/// description that syncs afterwards).
 pub struct SimFile {
     shared: Arc<Shared>,
     target: Target,
     locked: Mutex<bool>,
+    /// The error sequence this description has reported.
+    seen: Mutex<u64>,
 }
 
 impl SimFile {
@@ -362,7 +371,7 @@ impl FsFile for SimFile {
     fn sync_all(&self) -> io::Result<()> {
         let mut fs = lock(&self.shared.fs);
         match self.target {
-            Target::File(inode) => fs.sync(inode),
+            Target::File(inode) => fs.sync_handle(inode, &mut lock(&self.seen)),
             Target::Dir => fs.sync_dir(),
             Target::Parent => fs.sync_parent(),
             Target::Ancestor => Ok(()),
@@ -452,7 +461,7 @@ impl FileSystem for SimFileSystem {
                 Err(e) => Err(e),
             },
         })?;
-        Ok(self.file(Target::File(inode)))
+        self.file(Target::File(inode))
     }
 
     fn open_dir(&self, path: &Path) -> io::Result<SimFile> {
@@ -463,7 +472,7 @@ impl FileSystem for SimFileSystem {
             Place::Ancestor => Target::Ancestor,
             Place::Entry(_) => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
         };
-        Ok(self.file(target))
+        self.file(target)
     }
 
     fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
