@@ -4,4 +4,5 @@
 pub use walden_conformance as conformance;
 pub mod explorer;
 pub mod files;
+pub mod kill;
 pub mod media;
