@@ -1,0 +1,80 @@
+//! Logs written by older format versions still open, read and recover.
+
+use std::path::Path;
+
+use walden_std::{Config, Lsn, Options, Wal};
+
+/// The records the version-1 fixtures were written with (see `tests/fixtures/v1/README.md`).
+fn v1_records() -> Vec<(Lsn, Vec<u8>)> {
+    let mut all = Vec::new();
+    for i in 1..=40u32 {
+        all.push(format!("record {i:03} {}", "x".repeat((i as usize * 7) % 50)).into_bytes());
+        if i % 10 == 0 {
+            for part in ["a", "b", "c"] {
+                all.push(format!("batch {i} {part}").into_bytes());
+            }
+        }
+    }
+    all.truncate(46);
+    all.push(b"after rewind".to_vec());
+    all.into_iter()
+        .enumerate()
+        .map(|(i, p)| (Lsn(i as u64 + 1), p))
+        .filter(|(lsn, _)| *lsn >= Lsn(16))
+        .collect()
+}
+
+fn copy_fixture(name: &str) -> tempfile::TempDir {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1").join(name);
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn version_1_logs_open_read_and_take_new_records() {
+    for name in ["crc32c", "crc64"] {
+        let dir = copy_fixture(name);
+        let options = Options::from(Config::default().with_segment_size(1024));
+        let (mut wal, report) = Wal::open(dir.path(), options).unwrap();
+        assert!(report.is_clean(), "{name}: {report}");
+        assert_eq!((report.first_lsn, report.last_lsn), (Lsn(16), Lsn(47)), "{name}");
+        assert_eq!(wal.read_all_from(Lsn(16)).unwrap(), v1_records(), "{name}");
+
+        // Appends continue the log, across rotations, in the current format.
+        let before = wal.segments().len();
+        for i in 0..40u32 {
+            wal.append(format!("new {i}").as_bytes()).unwrap();
+        }
+        assert!(wal.segments().len() > before, "{name}: rotated");
+        wal.truncate_front(Lsn(30)).unwrap();
+        drop(wal);
+        let (wal, report) = Wal::open(dir.path(), options).unwrap();
+        assert!(report.is_clean(), "{name}: {report}");
+        let all = wal.read_all_from(wal.first_lsn()).unwrap();
+        assert_eq!(all.last().unwrap(), &(Lsn(87), b"new 39".to_vec()));
+        assert_eq!(all.len() as u64, 87 - wal.first_lsn().0 + 1);
+    }
+}
+
+#[test]
+fn a_torn_tail_in_a_version_1_log_is_cut_as_before() {
+    let dir = copy_fixture("crc32c");
+    let newest = dir.path().join("00000000000000000003.wal");
+    let len = std::fs::metadata(&newest).unwrap().len();
+    // Cut the last record ("after rewind") in half: never acknowledged as far as the file shows.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap()
+        .set_len(len - 6)
+        .unwrap();
+    let options = Options::from(Config::default().with_segment_size(1024));
+    let (wal, report) = Wal::open(dir.path(), options).unwrap();
+    let cut = report.cut.expect("the torn record is cut and reported");
+    assert_eq!(cut.first_lsn, Lsn(47));
+    assert_eq!(wal.last_lsn(), Lsn(46));
+}
