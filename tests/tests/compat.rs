@@ -25,7 +25,9 @@ fn v1_records() -> Vec<(Lsn, Vec<u8>)> {
 }
 
 fn copy_fixture(name: &str) -> tempfile::TempDir {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1").join(name);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/v1")
+        .join(name);
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(src).unwrap() {
         let entry = entry.unwrap();
@@ -41,7 +43,11 @@ fn version_1_logs_open_read_and_take_new_records() {
         let options = Options::from(Config::default().with_segment_size(1024));
         let (mut wal, report) = Wal::open(dir.path(), options).unwrap();
         assert!(report.is_clean(), "{name}: {report}");
-        assert_eq!((report.first_lsn, report.last_lsn), (Lsn(16), Lsn(47)), "{name}");
+        assert_eq!(
+            (report.first_lsn, report.last_lsn),
+            (Lsn(16), Lsn(47)),
+            "{name}"
+        );
         assert_eq!(wal.read_all_from(Lsn(16)).unwrap(), v1_records(), "{name}");
 
         // Appends continue the log, across rotations, in the current format.
