@@ -1,35 +1,4 @@
-//! [`SimFs`]: a simulated file system with a page cache, one log directory deep, for exploring
-//! what an adapter does on disk (walden-std's `FileStorage`), not only what core asks of a
-//! [`Storage`](walden_core::Storage).
-//!
-//! Where [`SimStorage`](crate::SimStorage) models the `Storage` contract, `SimFs` models the
-//! POSIX calls behind it: files are **inodes** that any number of names can link to; names live
-//! in one directory whose existence is itself a (parent) directory entry; every inode has a
-//! durable and a volatile image; a crash resolves each unsynced effect with the same
-//! [`Fate`](crate::Fate)s, enumerated by the same [`CrashStates`].
-//!
-//! | Call | Volatile at once | Durable when |
-//! |---|---|---|
-//! | `mkdir` of the log directory | yes | the parent directory is synced ([`SimFs::sync_parent`]) |
-//! | `create`, `link`, `unlink`, `rename` | yes | the directory is synced ([`SimFs::sync_dir`]); `rename` is one effect, so old name or new, never both or neither |
-//! | `write` | yes | the inode is synced ([`SimFs::sync`]); until then lost, whole or torn at sector boundaries, in any subset (reordering) |
-//! | `set_len` (shrink or grow) | yes | the inode is synced |
-//! | `allocate` (`fallocate(KEEP_SIZE)`) | nothing visible | — (it only reserves blocks; it can fail with `NoSpace`) |
-//! | `forget_cache` (`fadvise(DONTNEED)`) | clean cached pages dropped: reads show durable data plus the still-dirty writes | — |
-//!
-//! Syncing an inode's data never makes a name of it durable, and syncing the directory never
-//! makes data durable. A failed sync ([`FaultAction::SyncLosesData`]) drops the inode's dirty
-//! effects while reads still see them (the page cache keeps the pages, marked clean). As on
-//! Linux (`errseq_t`), the error is then reported once to every open file description that
-//! syncs the file afterwards, and only then do its syncs "succeed" again
-//! ([`SimFs::sync_handle`]); a description opened after the failure never sees it. Until
-//! [`SimFs::forget_cache`] drops those clean pages, a process reads data that will never reach
-//! the medium.
-//!
-//! Only state-changing calls are numbered: the operation index that
-//! [`SimFs::crash_after`] counts, faults target and the trace records. Lookups, reads, lengths,
-//! listings, `forget_cache` and locks are not numbered (they change nothing a crash could
-//! leave), so threads that only read may run in any order without changing a run's numbering.
+//! [`SimFs`]: a simulated file system with a page cache (see its documentation).
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::String;
@@ -302,7 +271,38 @@ impl fmt::Display for FsEffect {
     }
 }
 
-/// A simulated file system holding one log directory; see the [module docs](self).
+/// A simulated file system with a page cache, one log directory deep, for exploring
+/// what an adapter does on disk (walden-std's `FileStorage`), not only what core asks of a
+/// [`Storage`](walden_core::Storage).
+///
+/// Where [`SimStorage`](crate::SimStorage) models the `Storage` contract, `SimFs` models the
+/// POSIX calls behind it: files are **inodes** that any number of names can link to; names live
+/// in one directory whose existence is itself a (parent) directory entry; every inode has a
+/// durable and a volatile image; a crash resolves each unsynced effect with the same
+/// [`Fate`](crate::Fate)s, enumerated by the same [`CrashStates`].
+///
+/// | Call | Volatile at once | Durable when |
+/// |---|---|---|
+/// | `mkdir` of the log directory | yes | the parent directory is synced ([`SimFs::sync_parent`]) |
+/// | `create`, `link`, `unlink`, `rename` | yes | the directory is synced ([`SimFs::sync_dir`]); `rename` is one effect, so old name or new, never both or neither |
+/// | `write` | yes | the inode is synced ([`SimFs::sync`]); until then lost, whole or torn at sector boundaries, in any subset (reordering) |
+/// | `set_len` (shrink or grow) | yes | the inode is synced |
+/// | `allocate` (`fallocate(KEEP_SIZE)`) | nothing visible | — (it only reserves blocks; it can fail with `NoSpace`) |
+/// | `forget_cache` (`fadvise(DONTNEED)`) | clean cached pages dropped: reads show durable data plus the still-dirty writes | — |
+///
+/// Syncing an inode's data never makes a name of it durable, and syncing the directory never
+/// makes data durable. A failed sync ([`FaultAction::SyncLosesData`](crate::FaultAction::SyncLosesData)) drops the inode's dirty
+/// effects while reads still see them (the page cache keeps the pages, marked clean). As on
+/// Linux (`errseq_t`), the error is then reported once to every open file description that
+/// syncs the file afterwards, and only then do its syncs "succeed" again
+/// ([`SimFs::sync_handle`]); a description opened after the failure never sees it. Until
+/// [`SimFs::forget_cache`] drops those clean pages, a process reads data that will never reach
+/// the medium.
+///
+/// Only state-changing calls are numbered: the operation index that
+/// [`SimFs::crash_after`] counts, faults target and the trace records. Lookups, reads, lengths,
+/// listings, `forget_cache` and locks are not numbered (they change nothing a crash could
+/// leave), so threads that only read may run in any order without changing a run's numbering.
 ///
 /// Like [`SimStorage`](crate::SimStorage) it is deterministic, `Clone` (a snapshot), crashes
 /// into a new value ([`SimFs::crash`]) and can be told to cut the power after `n` operations

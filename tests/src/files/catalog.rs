@@ -140,6 +140,27 @@ pub fn default_workloads() -> Vec<FileWorkload> {
             )
         },
         FileWorkload {
+            background: Background::Deferred,
+            ..FileWorkload::new(
+                "wal: rotations before the spare is ready",
+                0x409,
+                config(ALWAYS, 4096),
+                vec![
+                    Append(900),
+                    Append(1100),
+                    Append(800),
+                    Append(1300),
+                    Append(700),
+                    Append(1500),
+                    Append(900),
+                    Run(40),
+                    Append(1000),
+                    Append(1200),
+                    Append(1800),
+                ],
+            )
+        },
+        FileWorkload {
             preallocate: false,
             ..FileWorkload::new(
                 "wal: no preallocation",
