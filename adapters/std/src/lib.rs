@@ -8,6 +8,11 @@
 //!   group commit, [`Durability`] policies (every append, interval flusher, every N bytes,
 //!   never), poisoning across threads, concurrent [`SharedReader`]s and [`Metrics`].
 //!
+//! Every file operation goes through a [`FileSystem`]: [`OsFs`], the real one, unless a log is
+//! opened with [`Wal::open_in`] or [`SharedWal::open_in`]. Tests use that seam to run the
+//! shipped file protocol on a simulated file system that crashes in every legal way
+//! (`SimFileSystem`, feature `sim`) and to kill the process after any chosen file operation.
+//!
 //! ```
 //! use walden_std::{Options, Wal};
 //! let dir = tempfile::tempdir()?;
