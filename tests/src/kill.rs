@@ -282,8 +282,9 @@ fn len_of(thread: u32, seq: u32) -> usize {
 
 /// The child's workload: a [`Wal`] appending with rotation onto spares, a `truncate_front`, a
 /// `truncate_back` across segments and more appends; then a [`SharedWal`] with three threads
-/// appending (odd threads in batches of two) under group commit, a `truncate_back` and a
-/// last run of appends. Returns normally only if no kill came.
+/// appending (odd threads in batches of two) under group commit, six single records, a
+/// `truncate_back` across a segment boundary to the first of them, and a last run of
+/// appends. Returns normally only if no kill came.
 pub fn workload(fs: &KillFs, dir: &Path, journal: &Journal) {
     let (mut wal, _) = Wal::open_in(fs.clone(), dir, options()).expect("open");
     let mut phase = 0;
@@ -342,7 +343,23 @@ pub fn workload(fs: &KillFs, dir: &Path, journal: &Journal) {
             });
         }
     });
-    let back = shared.last_lsn().0 - 3;
+    // Single records from here on, so the rewind lands on a record boundary whatever the
+    // threads did; six of up to 1.5 KiB span a segment boundary.
+    let mut back = None;
+    for seq in 0..6u32 {
+        let key = Key {
+            phase,
+            thread: 5,
+            seq,
+            index: 0,
+        };
+        let appended = shared
+            .append(&payload(key, 1000 + 100 * seq as usize))
+            .expect("append");
+        journal.ack(key, appended.first, appended.last);
+        back.get_or_insert(appended.first);
+    }
+    let back = back.expect("appended").0;
     phase += 1;
     journal.line(&format!("back {back} {phase}"));
     shared.truncate_back(Lsn(back)).expect("truncate_back");
