@@ -161,6 +161,24 @@ pub fn default_workloads() -> Vec<FileWorkload> {
             )
         },
         FileWorkload {
+            sector_size: 4096,
+            ..FileWorkload::new(
+                "wal: 4096-byte sectors, records larger than the buffer",
+                0x40a,
+                config(SyncPolicy::EveryRecords(2), 16384),
+                vec![
+                    Append(3000),
+                    Append(5000),
+                    Append(200),
+                    Append(4100),
+                    Append(6000),
+                    Append(100),
+                    Sync,
+                    Append(2500),
+                ],
+            )
+        },
+        FileWorkload {
             preallocate: false,
             ..FileWorkload::new(
                 "wal: no preallocation",
