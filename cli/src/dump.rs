@@ -11,7 +11,7 @@ use walden_core::{Entry, RecoveryPolicy};
 use crate::examine::run_inspection;
 use crate::render::{self, hex};
 use crate::survey::{Failure, ReadOnlyDir};
-use crate::{Common, EXIT_CLEAN, Format};
+use crate::{Common, Format};
 
 fn kind(k: RecordKind) -> &'static str {
     match k {
@@ -19,6 +19,7 @@ fn kind(k: RecordKind) -> &'static str {
         RecordKind::First => "batch-first",
         RecordKind::Middle => "batch-middle",
         RecordKind::Last => "batch-last",
+        RecordKind::Meta => "meta",
     }
 }
 
@@ -47,8 +48,19 @@ pub(crate) fn run(
 ) -> Result<u8, Failure> {
     let format = if common.json { Format::Json } else { format };
     let config = common.config(RecoveryPolicy::TolerateTornTail)?;
-    let (dir, _survey) = ReadOnlyDir::open(&common.dir)?;
-    let (_, segs) = run_inspection(&dir, &config, None)?;
+    let (dir, survey) = ReadOnlyDir::open(&common.dir)?;
+    let (ins, segs) = run_inspection(&dir, &config, None)?;
+    // Non-zero whenever the log is not clean, even if the records asked for were all printed.
+    let code = render::exit_code(&ins, &survey);
+    if let Some(m) = ins.missing_front {
+        eprintln!(
+            "walden: segments {}..{} are missing from the front of the log (the newest segment records that the log starts at segment {}); output starts at segment {}",
+            m.expected, m.found, m.expected, m.found
+        );
+    }
+    for u in &survey.unusable {
+        eprintln!("walden: not read: {} {}", u.path.display(), u.why);
+    }
     let (from, to) = (from.unwrap_or(0), to.unwrap_or(u64::MAX));
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -56,15 +68,15 @@ pub(crate) fn run(
     let written: Result<(), io::Error> = (|| {
         for s in &segs {
             // Records of another log, or of a segment recovery would not read, are not this
-            // log's records.
-            if s.inputs.header != HeaderState::Valid || s.last_lsn.0 < from || s.first_lsn.0 > to {
-                if s.inputs.header != HeaderState::Valid {
-                    eprintln!(
-                        "walden: skipping {}: {} ({})",
-                        render::name(s.id),
-                        s.case,
-                        s.problem.map_or("", |p| p.detail)
-                    );
+            // log's records: the output stops there, as an open would.
+            if s.inputs.header != HeaderState::Valid {
+                stops(s);
+                return Ok(());
+            }
+            if s.last_lsn.0 < from || s.first_lsn.0 > to {
+                if s.problem.is_some() {
+                    stops(s);
+                    return Ok(());
                 }
                 continue;
             }
@@ -122,16 +134,45 @@ pub(crate) fn run(
                     }
                 }
             }
+            if s.problem.is_some() {
+                out.flush()?;
+                stops(s);
+                return Ok(());
+            }
         }
         Ok(())
     })();
     let flushed = written.and_then(|()| out.flush());
     match flushed {
-        Ok(()) => Ok(EXIT_CLEAN),
+        Ok(()) => Ok(code),
         // `walden dump | head`: the reader has what it wanted.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(EXIT_CLEAN),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(code),
         Err(e) => Err(Failure(format!("dump: {e}"))),
     }
+}
+
+/// Says where and why the output stops (on stderr, after the records printed so far).
+fn stops(s: &walden_core::SegmentReport) {
+    let p = s.problem;
+    let lsn = p
+        .and_then(|p| p.lsn)
+        .map(|l| format!(", LSN {l}"))
+        .unwrap_or_default();
+    eprintln!(
+        "walden: output stops at {} (segment {}) offset {}{lsn}: {}: {}{}",
+        render::name(s.id),
+        s.id,
+        p.map_or(0, |p| p.offset),
+        s.case,
+        p.map_or("", |p| p.detail),
+        if s.case.is_corruption() {
+            " (corruption: run `walden verify` for details)"
+        } else if s.case == walden_core::Case::RecordTooLarge {
+            " (a record longer than --max-record-size: give the limit the writer used)"
+        } else {
+            " (an ordinary crash: no record proves what follows was acknowledged)"
+        }
+    );
 }
 
 fn read_error(e: RecordsError<walden_std::FileError>) -> io::Error {

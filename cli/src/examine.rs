@@ -76,7 +76,7 @@ pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Fai
             "foreign": foreign,
             "unusable": unusable,
             "policy": render::policy(policy),
-            "reopen": render::verdict_json(&ins.verdict),
+            "reopen": render::reopen_json(&ins.verdict, &survey),
             "status": render::status(code),
             "exit_code": code,
         });
@@ -151,7 +151,7 @@ pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Fai
         out,
         "reopen ({}): {}",
         render::policy(policy),
-        render::verdict_text(&ins.verdict)
+        render::reopen_text(&ins.verdict, &survey)
     );
     print!("{out}");
     Ok(code)
@@ -170,6 +170,7 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
                     offset: 0,
                     lsn: None,
                     detail: "",
+                    fault: None,
                 });
                 json!({
                     "segment": s.id, "file": name(s.id), "offset": p.offset,
@@ -188,7 +189,7 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
             "problems": list,
             "unusable": unusable,
             "foreign": foreign,
-            "reopen": render::verdict_json(&ins.verdict),
+            "reopen": render::reopen_json(&ins.verdict, &survey),
             "status": render::status(code),
             "exit_code": code,
         });
@@ -205,6 +206,8 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
         if let Some(t) = render::problem_text(s) {
             let kind = if s.case.is_corruption() {
                 "CORRUPTION"
+            } else if s.case == walden_core::Case::RecordTooLarge {
+                "CONFIGURATION"
             } else {
                 "torn"
             };
@@ -220,7 +223,7 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
         } else {
             render::status(code)
         },
-        render::verdict_text(&ins.verdict)
+        render::reopen_text(&ins.verdict, &survey)
     );
     print!("{out}");
     Ok(code)

@@ -109,8 +109,10 @@ struct Common {
     /// Machine-readable JSON output (one object; for `dump`, one object per line).
     #[arg(long)]
     json: bool,
-    /// The log's max_record_size: longer records are treated as invalid, as recovery does.
-    #[arg(long, value_name = "BYTES", default_value_t = Config::default().max_record_size)]
+    /// The log's max_record_size. A valid record longer than this is reported as a
+    /// configuration error, as an open with this limit would (never cut). The default is the
+    /// largest limit any log can have, so records of any writer are read.
+    #[arg(long, value_name = "BYTES", default_value_t = walden_core::config::MAX_RECORD_SIZE_LIMIT)]
     max_record_size: u32,
 }
 
@@ -118,6 +120,9 @@ impl Common {
     fn config(&self, policy: RecoveryPolicy) -> Result<Config, Failure> {
         let config = Config::default()
             .with_max_record_size(self.max_record_size)
+            .with_max_batch_size(
+                u64::from(self.max_record_size).max(Config::default().max_batch_size),
+            )
             .with_recovery(policy);
         config
             .validate()

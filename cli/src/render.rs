@@ -29,7 +29,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// The exit status an inspection calls for. The policy shown does not change it: a torn tail
 /// is 1 even under `Strict`, and corruption is 2 even under `Salvage`.
 pub(crate) fn exit_code(ins: &Inspection, survey: &Survey) -> u8 {
-    let refused_for_damage = matches!(ins.verdict, Verdict::Refuse(c) if c.case != Case::TornTail);
+    let refused_for_damage = matches!(ins.verdict, Verdict::Refuse(c) if c.case != Case::TornTail)
+        || matches!(ins.verdict, Verdict::RecordTooLarge { .. });
     if ins.corruption || !survey.unusable.is_empty() || refused_for_damage {
         EXIT_CORRUPT
     } else if ins.problems > 0 {
@@ -124,6 +125,17 @@ pub(crate) fn verdict_json(v: &Verdict) -> Value {
             "would": "refuse", "case": c.case.name(), "segment": c.segment, "offset": c.offset,
             "lsn": c.lsn.map(|l| l.0), "detail": c.detail,
         }),
+        Verdict::RecordTooLarge {
+            segment,
+            offset,
+            lsn,
+            length,
+            max,
+        } => json!({
+            "would": "refuse", "case": Case::RecordTooLarge.name(), "segment": segment,
+            "offset": offset, "lsn": lsn.0, "length": length, "max_record_size": max,
+            "detail": format!("record is {length} bytes; reopen with max_record_size of at least {length}"),
+        }),
         Verdict::Salvage {
             case,
             segment,
@@ -146,12 +158,21 @@ pub(crate) fn verdict_text(v: &Verdict) -> String {
             segment,
             first_lsn,
         } => format!(
-            "would cut the torn tail of segment {segment} from LSN {first_lsn} (never acknowledged) and open"
+            "would cut the torn tail of segment {segment} from LSN {first_lsn} (no record proves it was acknowledged) and open"
         ),
         Verdict::Repair { segment, .. } => {
             format!("would rewrite the torn header of segment {segment} and open")
         }
         Verdict::Refuse(c) => format!("would REFUSE to open: {c}"),
+        Verdict::RecordTooLarge {
+            segment,
+            offset,
+            lsn,
+            length,
+            max,
+        } => format!(
+            "would REFUSE to open: record {lsn} in segment {segment} at offset {offset} is {length} bytes, more than max_record_size {max} (a configuration error, not damage: nothing was changed; use --max-record-size {length} or more, as the writer must)"
+        ),
         Verdict::Salvage {
             case,
             segment,
@@ -166,6 +187,29 @@ pub(crate) fn verdict_text(v: &Verdict) -> String {
                 "cut it there, drop every later segment"
             }
         ),
+    }
+}
+
+/// What an open would do, where the survey knows better than the inspection: an entry with a
+/// segment's name that is not a regular file (a symlink, a directory) makes every open fail.
+pub(crate) fn reopen_text(v: &Verdict, survey: &Survey) -> String {
+    match survey.unusable.first() {
+        Some(u) => format!(
+            "would FAIL to open: {} {} (walden opens only regular files)",
+            u.path.display(),
+            u.why
+        ),
+        None => verdict_text(v),
+    }
+}
+
+/// [`reopen_text`] as JSON.
+pub(crate) fn reopen_json(v: &Verdict, survey: &Survey) -> Value {
+    match survey.unusable.first() {
+        Some(u) => json!({
+            "would": "fail", "path": u.path.display().to_string(), "detail": u.why,
+        }),
+        None => verdict_json(v),
     }
 }
 
@@ -237,6 +281,9 @@ pub(crate) fn report_json(r: &RecoveryReport) -> Value {
             "first_lsn": c.first_lsn.0, "orphans": c.orphans, "detail": c.detail,
         })),
         "rewritten_header": r.rewritten_header,
+        "missing_front": r.missing_front.map(|m| json!({
+            "expected_first_segment": m.expected, "first_segment": m.found,
+        })),
         "trailing_garbage": r.trailing_garbage.map(|(s, o)| json!({ "segment": s, "offset": o })),
         "salvage": r.salvage.map(|l| json!({
             "case": l.case.name(), "segment": l.segment, "offset": l.offset,

@@ -146,12 +146,23 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
                 json!({ "reopen": render::verdict_json(&ins.verdict) }),
             );
         }
+        Verdict::RecordTooLarge { .. } => {
+            return say(
+                EXIT_CORRUPT,
+                format!(
+                    "refusing to repair {}: {}",
+                    common.dir.display(),
+                    render::verdict_text(&ins.verdict)
+                ),
+                json!({ "reopen": render::verdict_json(&ins.verdict) }),
+            );
+        }
         Verdict::Repair { segment, .. } => vec![segment],
         Verdict::Salvage { segment, .. } => survey
             .segments
             .keys()
             .copied()
-            .filter(|id| *id >= segment)
+            .filter(|id| *id >= segment && !walden_core::format::is_start_slot(*id))
             .collect(),
     };
 

@@ -88,7 +88,10 @@ fn clean_log_verifies_inspects_and_dumps_without_changing_anything() {
     assert_eq!(ins["records"], 20);
     assert_eq!(ins["reopen"]["would"], "open");
     let segs = ins["segments"].as_array().unwrap();
-    assert_eq!(segs[0]["header"]["version"], 1);
+    assert_eq!(
+        segs[0]["header"]["version"],
+        walden_core::format::FORMAT_VERSION
+    );
     assert_eq!(segs[0]["header"]["checksum"], "CRC-32C");
     assert_eq!(segs[0]["first_lsn"], 1);
 
@@ -274,8 +277,96 @@ fn a_symlinked_segment_is_not_followed() {
     let out = walden(&["verify", p(&dir)]);
     assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("symlink"), "{}", out.stdout);
+    // The prediction is what an open does: it fails on the symlink.
+    let out = walden(&["inspect", p(&dir)]);
+    assert!(out.stdout.contains("would FAIL to open"), "{}", out.stdout);
+    assert!(matches!(
+        Wal::open(&dir, Options::default()),
+        Err(walden_std::Error::Open { .. })
+    ));
     let out = walden(&["repair", "--salvage", p(&dir)]);
     assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
     assert_eq!(listing(&dir), before);
     assert!(outside.exists());
+}
+
+#[test]
+fn removed_segments_are_found_and_dump_says_where_its_output_stops() {
+    // The newest segment removed by hand: its predecessor's seal names it.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_log(dir, 20);
+    let newest = segments(dir).pop().unwrap();
+    fs::remove_file(dir.join(&newest)).unwrap();
+    let v = walden(&["verify", p(dir)]);
+    assert_eq!(v.code, 2, "{}{}", v.stdout, v.stderr);
+    assert!(v.stdout.contains("MissingNewestSegment"), "{}", v.stdout);
+    let d = walden(&["dump", "--format", "utf8", p(dir)]);
+    assert_eq!(d.code, 2, "{}{}", d.stdout, d.stderr);
+    assert!(d.stderr.contains("output stops at"), "{}", d.stderr);
+    assert!(d.stderr.contains("MissingNewestSegment"), "{}", d.stderr);
+    assert!(d.stdout.lines().count() < 20);
+
+    // The oldest segment removed by hand: the headers record where the log starts.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_log(dir, 20);
+    let oldest = segments(dir).remove(0);
+    fs::remove_file(dir.join(&oldest)).unwrap();
+    let v = walden(&["verify", p(dir)]);
+    assert_eq!(v.code, 2, "{}{}", v.stdout, v.stderr);
+    assert!(
+        v.stdout.contains("first segment is missing"),
+        "{}",
+        v.stdout
+    );
+    let d = walden(&["dump", p(dir)]);
+    assert_eq!(d.code, 2, "{}{}", d.stdout, d.stderr);
+    assert!(d.stderr.contains("missing from the front"), "{}", d.stderr);
+}
+
+#[test]
+fn a_cut_is_never_called_never_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_log(dir, 20);
+    let path = dir.join(segments(dir).pop().unwrap());
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() - 3);
+    fs::write(&path, &bytes).unwrap();
+    for cmd in ["verify", "inspect"] {
+        let out = walden(&[cmd, p(dir)]);
+        assert_eq!(out.code, 1, "{cmd}: {}{}", out.stdout, out.stderr);
+        assert!(!out.stdout.contains("never acknowledged"), "{}", out.stdout);
+        assert!(
+            out.stdout.contains("no record proves it was acknowledged"),
+            "{cmd}: {}",
+            out.stdout
+        );
+    }
+    let d = walden(&["dump", p(dir)]);
+    assert_eq!(d.code, 1, "{}", d.stderr);
+    assert!(d.stderr.contains("output stops at"), "{}", d.stderr);
+    assert_eq!(d.stdout.lines().count(), 19);
+}
+
+#[test]
+fn a_record_longer_than_max_record_size_is_reported_not_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut options = Options::from(Config::default().with_segment_size(8192));
+    options.preallocate = false;
+    let (mut wal, _) = Wal::open(dir, options).unwrap();
+    wal.append(&[b'x'; 3000]).unwrap();
+    drop(wal);
+    let before = listing(dir);
+    let v = walden(&["verify", "--max-record-size", "1000", p(dir)]);
+    assert_eq!(v.code, 2, "{}{}", v.stdout, v.stderr);
+    assert!(v.stdout.contains("max_record_size"), "{}", v.stdout);
+    assert!(v.stdout.contains("3000"), "{}", v.stdout);
+    let r = walden(&["repair", "--salvage", "--max-record-size", "1000", p(dir)]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert_eq!(listing(dir), before, "nothing cut");
+    // Without the option the CLI reads records of any length a writer can make.
+    assert_eq!(walden(&["verify", p(dir)]).code, 0);
 }

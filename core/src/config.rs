@@ -25,7 +25,8 @@ pub enum SyncPolicy {
 pub enum RecoveryPolicy {
     /// Any invalid byte is an error, even a torn tail from an ordinary crash.
     Strict,
-    /// Cut a torn tail (never acknowledged data) and report it; any other damage is an error.
+    /// Cut a torn tail (bytes no record proves acknowledged) and report it; any other damage is
+    /// an error.
     #[default]
     TolerateTornTail,
     /// Keep the longest valid prefix of the log and report exactly what was lost.
@@ -107,6 +108,13 @@ impl Config {
     #[must_use]
     pub const fn with_max_record_size(mut self, bytes: u32) -> Self {
         self.max_record_size = bytes;
+        self
+    }
+
+    /// Builder-style setter for [`Config::max_batch_size`].
+    #[must_use]
+    pub const fn with_max_batch_size(mut self, bytes: u64) -> Self {
+        self.max_batch_size = bytes;
         self
     }
 

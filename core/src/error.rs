@@ -148,6 +148,21 @@ pub enum OpenError<E> {
     },
     /// The medium holds damage the recovery policy does not repair.
     Corrupted(Corruption),
+    /// A valid record is longer than the configured `max_record_size`: the log was written
+    /// with a larger limit. Nothing was changed; reopen with `max_record_size` of at least
+    /// `length`.
+    RecordTooLarge {
+        /// The segment holding it.
+        segment: SegmentId,
+        /// Offset of its header.
+        offset: u64,
+        /// Its LSN.
+        lsn: Lsn,
+        /// Its payload length.
+        length: u32,
+        /// The configured limit.
+        max: u32,
+    },
     /// A storage operation failed.
     Storage(IoFailure<E>),
 }
@@ -250,6 +265,18 @@ impl<E: StorageError> fmt::Display for OpenError<E> {
                 write!(f, "more segments than the segment table holds ({capacity})")
             }
             Self::Corrupted(c) => write!(f, "recovery refused: {c}"),
+            Self::RecordTooLarge {
+                segment,
+                offset,
+                lsn,
+                length,
+                max,
+            } => write!(
+                f,
+                "record {lsn} in segment {segment} at offset {offset} is {length} bytes, more than \
+                 max_record_size {max}: the log was written with a larger limit; reopen with \
+                 max_record_size of at least {length} (nothing was changed)"
+            ),
             Self::Storage(s) => write!(f, "recovery: {s}"),
         }
     }
@@ -456,7 +483,9 @@ impl<E: StorageError> embedded_io::Error for ReadError<E> {
 impl<E: StorageError> embedded_io::Error for OpenError<E> {
     fn kind(&self) -> embedded_io::ErrorKind {
         match self {
-            Self::Config(_) | Self::ScratchTooSmall { .. } => embedded_io::ErrorKind::InvalidInput,
+            Self::Config(_) | Self::ScratchTooSmall { .. } | Self::RecordTooLarge { .. } => {
+                embedded_io::ErrorKind::InvalidInput
+            }
             Self::TooManySegments { .. } => embedded_io::ErrorKind::OutOfMemory,
             Self::Corrupted(_) => embedded_io::ErrorKind::InvalidData,
             Self::Storage(s) => io_kind(s.error.kind()),

@@ -10,7 +10,10 @@ use crate::storage::SegmentId;
 /// The segment magic, `WALDENLG`.
 pub const MAGIC: [u8; 8] = *b"WALDENLG";
 /// The format version this code writes.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
+/// The first format version with metadata records ([`RecordKind::Meta`]) and the
+/// `first_segment` header field.
+pub const VERSION_WITH_META: u16 = 2;
 
 /// Length of the segment header.
 pub const SEGMENT_HEADER_LEN: usize = 64;
@@ -34,8 +37,10 @@ pub mod seg {
     pub const FIRST_LSN: usize = 32;
     /// `salt`, u64.
     pub const SALT: usize = 40;
-    /// `reserved`, 12 bytes of zero.
-    pub const RESERVED: usize = 48;
+    /// `first_segment`, u64 (version 2; zero in version 1).
+    pub const FIRST_SEGMENT: usize = 48;
+    /// `reserved`, 4 bytes of zero.
+    pub const RESERVED: usize = 56;
     /// `header_crc`, u32.
     pub const HEADER_CRC: usize = 60;
 }
@@ -97,6 +102,9 @@ pub struct SegmentHeader {
     pub first_lsn: Lsn,
     /// Per-segment salt mixed into every record checksum.
     pub salt: u64,
+    /// The id of the log's oldest segment when this one was created (version 2 on; `None` in a
+    /// version-1 header). Recovery uses it to notice a missing oldest segment.
+    pub first_segment: Option<SegmentId>,
 }
 
 /// Why a segment header was rejected.
@@ -131,6 +139,9 @@ impl SegmentHeader {
         put(&mut b, seg::SEGMENT_ID, &self.segment_id.to_le_bytes());
         put(&mut b, seg::FIRST_LSN, &self.first_lsn.0.to_le_bytes());
         put(&mut b, seg::SALT, &self.salt.to_le_bytes());
+        if let Some(first) = self.first_segment {
+            put(&mut b, seg::FIRST_SEGMENT, &first.to_le_bytes());
+        }
         let crc = crc32c(&b[..seg::HEADER_CRC]);
         put(&mut b, seg::HEADER_CRC, &crc.to_le_bytes());
         b
@@ -163,6 +174,14 @@ impl SegmentHeader {
         if get_u32(b, seg::HEADER_LEN) != SEGMENT_HEADER_LEN as u32 {
             return Err(HeaderProblem::Impossible("header length"));
         }
+        let first_segment = get_u64(b, seg::FIRST_SEGMENT);
+        let first_segment = if version >= VERSION_WITH_META {
+            Some(first_segment)
+        } else if first_segment == 0 {
+            None
+        } else {
+            return Err(HeaderProblem::Impossible("reserved bytes not zero"));
+        };
         if b[seg::RESERVED..seg::HEADER_CRC].iter().any(|&x| x != 0) {
             return Err(HeaderProblem::Impossible("reserved bytes not zero"));
         }
@@ -181,6 +200,7 @@ impl SegmentHeader {
             segment_id: get_u64(b, seg::SEGMENT_ID),
             first_lsn: Lsn(first_lsn),
             salt,
+            first_segment,
         })
     }
 }
@@ -196,6 +216,10 @@ pub enum RecordKind {
     Middle,
     /// The last record of a batch; the batch is valid once this is.
     Last,
+    /// A metadata record ([`Meta`], version 2 on): not part of the log's data, carries no LSN
+    /// of its own (its `lsn` field is the next record's), never inside a batch, skipped by
+    /// readers.
+    Meta,
 }
 
 impl RecordKind {
@@ -206,6 +230,7 @@ impl RecordKind {
             Self::First => 2,
             Self::Middle => 3,
             Self::Last => 4,
+            Self::Meta => 5,
         }
     }
 
@@ -216,6 +241,7 @@ impl RecordKind {
             2 => Some(Self::First),
             3 => Some(Self::Middle),
             4 => Some(Self::Last),
+            5 => Some(Self::Meta),
             _ => None,
         }
     }
@@ -253,8 +279,12 @@ pub enum RecordProblem {
     Short,
     /// Header checksum mismatch (torn, stale, zeroed or damaged bytes).
     BadChecksum,
-    /// Checksum fine but impossible fields.
-    Impossible(&'static str),
+    /// Checksum fine, but an unknown `kind`.
+    UnknownKind,
+    /// Checksum fine, but `flags` or `reserved` are not zero.
+    ReservedBits,
+    /// Checksum fine, but an `ack_gap` of zero (a record cannot vouch for itself).
+    ZeroAckGap,
 }
 
 impl RecordHeader {
@@ -290,13 +320,13 @@ impl RecordHeader {
         if alg.of_salted(salt, &b[rec::LENGTH..]) as u32 != get_u32(b, rec::HEADER_CRC) {
             return Err(RecordProblem::BadChecksum);
         }
-        let kind = RecordKind::from_byte(b[rec::KIND]).ok_or(RecordProblem::Impossible("kind"))?;
+        let kind = RecordKind::from_byte(b[rec::KIND]).ok_or(RecordProblem::UnknownKind)?;
         if b[rec::FLAGS] != 0 || get_u16(b, rec::RESERVED) != 0 {
-            return Err(RecordProblem::Impossible("reserved bits set"));
+            return Err(RecordProblem::ReservedBits);
         }
         let ack_gap = get_u32(b, rec::ACK_GAP);
         if ack_gap == 0 {
-            return Err(RecordProblem::Impossible("ack_gap of zero"));
+            return Err(RecordProblem::ZeroAckGap);
         }
         Ok(Self {
             length: get_u32(b, rec::LENGTH),
@@ -305,6 +335,133 @@ impl RecordHeader {
             kind,
             ack_gap,
         })
+    }
+}
+
+/// The payload length of every metadata record.
+pub const META_LEN: usize = 16;
+
+/// Offsets of a metadata record's payload fields.
+pub mod meta {
+    /// `type`, u8: 1 seal, 2 start.
+    pub const TYPE: usize = 0;
+    /// `reserved`, 7 bytes of zero.
+    pub const RESERVED: usize = 1;
+    /// `value`, u64: the successor's segment id (seal) or the log's first segment id (start).
+    pub const VALUE: usize = 8;
+}
+
+/// What a metadata record ([`RecordKind::Meta`]) says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Meta {
+    /// Written at the end of a segment once its successor exists durably: names the successor
+    /// (whose first LSN is the seal's `lsn` field). A segment ending in a seal whose successor
+    /// is missing lost its successor after the fact.
+    Seal {
+        /// The successor's segment id.
+        successor: SegmentId,
+    },
+    /// The one record of a start slot (see [`START_SLOTS`]): the log starts at this segment.
+    Start {
+        /// The log's first segment from now on.
+        first_segment: SegmentId,
+    },
+}
+
+impl Meta {
+    /// Encodes the payload.
+    pub fn encode(&self) -> [u8; META_LEN] {
+        let (ty, value): (u8, u64) = match *self {
+            Meta::Seal { successor } => (1, successor),
+            Meta::Start { first_segment } => (2, first_segment),
+        };
+        let mut b = [0u8; META_LEN];
+        b[meta::TYPE] = ty;
+        put(&mut b, meta::VALUE, &value.to_le_bytes());
+        b
+    }
+
+    /// Decodes a payload; `None` for a wrong length, an unknown type or reserved bytes set.
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        let b: &[u8; META_LEN] = b.try_into().ok()?;
+        if b[meta::RESERVED..meta::VALUE].iter().any(|&x| x != 0) {
+            return None;
+        }
+        let value = get_u64(b, meta::VALUE);
+        match b[meta::TYPE] {
+            1 => Some(Meta::Seal { successor: value }),
+            2 => Some(Meta::Start {
+                first_segment: value,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The two *start slots*: reserved segment ids that are not part of the log's data. Each holds
+/// at most one start record (a record of kind [`RecordKind::Meta`] whose payload is
+/// [`Meta::Start`] and whose `lsn` field is a generation number), written in place, the two
+/// slots taking turns. `truncate_front` writes the next generation into the slot holding the
+/// older one and syncs it before it removes a segment, so the valid record with the highest
+/// generation always says where the log starts, and a torn write of one slot leaves the other.
+pub const START_SLOTS: [SegmentId; 2] = [u64::MAX - 1, u64::MAX];
+
+/// Whether `id` is a start slot rather than a segment of the log's data.
+pub const fn is_start_slot(id: SegmentId) -> bool {
+    id >= START_SLOTS[0]
+}
+
+/// The length of a start slot's record.
+pub const START_RECORD_LEN: usize = RECORD_HEADER_LEN + META_LEN;
+
+/// The salt of a log's start records (the log id, so another log's slots never validate).
+fn start_salt(log_id: u64) -> u64 {
+    log_id ^ 0x5354_4152_5453_4c54
+}
+
+/// Encodes the start record of generation `generation` (at least 1): the log `log_id` starts at
+/// segment `first_segment`. Its checksum is always CRC-32C.
+pub fn encode_start(
+    log_id: u64,
+    generation: u64,
+    first_segment: SegmentId,
+) -> [u8; START_RECORD_LEN] {
+    let alg = ChecksumAlgorithm::Crc32c;
+    let salt = start_salt(log_id);
+    let payload = Meta::Start { first_segment }.encode();
+    let header = RecordHeader {
+        length: META_LEN as u32,
+        lsn: Lsn(generation),
+        payload_crc: alg.of_salted(salt, &payload),
+        kind: RecordKind::Meta,
+        ack_gap: 1,
+    }
+    .encode(alg, salt);
+    let mut b = [0u8; START_RECORD_LEN];
+    b[..RECORD_HEADER_LEN].copy_from_slice(&header);
+    b[RECORD_HEADER_LEN..].copy_from_slice(&payload);
+    b
+}
+
+/// Decodes a start slot's contents: `(generation, first_segment)`, or `None` if they are not a
+/// valid start record of log `log_id`.
+pub fn decode_start(b: &[u8], log_id: u64) -> Option<(u64, SegmentId)> {
+    let alg = ChecksumAlgorithm::Crc32c;
+    let salt = start_salt(log_id);
+    let h = RecordHeader::decode(b, alg, salt).ok()?;
+    let payload = b.get(RECORD_HEADER_LEN..START_RECORD_LEN)?;
+    if h.kind != RecordKind::Meta
+        || h.length as usize != META_LEN
+        || h.lsn.0 == 0
+        || alg.of_salted(salt, payload) != h.payload_crc
+    {
+        return None;
+    }
+    match Meta::decode(payload)? {
+        Meta::Start { first_segment } if !is_start_slot(first_segment) => {
+            Some((h.lsn.0, first_segment))
+        }
+        _ => None,
     }
 }
 

@@ -9,6 +9,7 @@ extern crate std;
 pub mod checksum;
 pub mod config;
 mod counters;
+pub mod cursor;
 #[cfg(feature = "serde")]
 pub mod entry;
 mod error;
@@ -29,6 +30,7 @@ mod tests;
 pub use checksum::ChecksumAlgorithm;
 pub use config::{Config, ConfigError, RecoveryPolicy, SyncPolicy};
 pub use counters::Counters;
+pub use cursor::{Fault, RecordCursor, SegmentKeys};
 #[cfg(feature = "serde")]
 pub use entry::{Entry, EntryError, EntryLimits, TypedAppendError};
 pub use error::{

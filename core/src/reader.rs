@@ -1,7 +1,8 @@
 //! Streaming reads from any LSN into caller buffers, across segments.
 
+use crate::cursor::{Located as CursorLocated, RecordCursor};
 use crate::error::{Corruption, IoFailure, Op, ReadError};
-use crate::format::{RECORD_HEADER_LEN, RecordHeader, RecordKind, SEGMENT_HEADER_LEN};
+use crate::format::{RECORD_HEADER_LEN, RecordKind, SEGMENT_HEADER_LEN};
 use crate::lsn::Lsn;
 use crate::recovery::Case;
 use crate::storage::{Storage, read_full};
@@ -22,8 +23,7 @@ pub struct Record<'b> {
 pub struct Reader<'w, S: Storage, const N: usize> {
     wal: &'w Wal<S, N>,
     segment: usize,
-    offset: u64,
-    next: Lsn,
+    cursor: RecordCursor,
 }
 
 impl<S: Storage, const N: usize> Wal<S, N> {
@@ -43,20 +43,21 @@ impl<S: Storage, const N: usize> Wal<S, N> {
             .iter()
             .rposition(|s| s.first_lsn <= from)
             .unwrap_or(0);
-        let offset = if from > last {
-            self.segments[segment].end
+        let seg = self.segments[segment];
+        let keys = seg.keys(u32::MAX);
+        let cursor = if from > last {
+            RecordCursor::resume(keys, seg.end, from)
         } else {
             match self.locate(segment, from) {
-                Ok(Located::At { offset, .. }) => offset,
+                Ok(Located::At { offset, .. }) => RecordCursor::resume(keys, offset, from),
                 Ok(Located::InBatch { .. }) => {
                     // Reading may start anywhere, also inside a batch: walk to it.
                     let mut r = Reader {
                         wal: self,
                         segment,
-                        offset: SEGMENT_HEADER_LEN as u64,
-                        next: self.segments[segment].first_lsn,
+                        cursor: RecordCursor::new(keys, seg.first_lsn),
                     };
-                    while r.next < from {
+                    while r.cursor.next_lsn() < from {
                         r.skip()?;
                     }
                     return Ok(r);
@@ -68,8 +69,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         Ok(Reader {
             wal: self,
             segment,
-            offset,
-            next: from,
+            cursor,
         })
     }
 
@@ -90,37 +90,51 @@ impl<S: Storage, const N: usize> Wal<S, N> {
 impl<'w, S: Storage, const N: usize> Reader<'w, S, N> {
     /// The LSN the next call returns.
     pub fn position(&self) -> Lsn {
-        self.next
+        self.cursor.next_lsn()
     }
 
-    fn header(&mut self) -> Result<Option<(RecordHeader, u64)>, ReadError<S::Error>> {
-        if self.next > self.wal.last_lsn() {
-            return Ok(None);
+    /// The verified header of the next data record (metadata records are stepped over), or
+    /// `None` at the end of the log.
+    fn header(&mut self) -> Result<Option<CursorLocated>, ReadError<S::Error>> {
+        loop {
+            if self.cursor.next_lsn() > self.wal.last_lsn() {
+                return Ok(None);
+            }
+            let segs = &self.wal.segments;
+            while self.cursor.at_end() && self.segment + 1 < segs.len() {
+                self.segment += 1;
+                let seg = segs[self.segment];
+                self.cursor = RecordCursor::resume(
+                    seg.keys(u32::MAX),
+                    SEGMENT_HEADER_LEN as u64,
+                    self.cursor.next_lsn(),
+                );
+            }
+            let seg = segs[self.segment];
+            let mut buf = [0u8; RECORD_HEADER_LEN];
+            let n = read_full(&self.wal.storage, seg.id, self.cursor.offset(), &mut buf)
+                .map_err(|error| self.io(error))?;
+            let at = self
+                .cursor
+                .header(&buf[..n])
+                .map_err(|f| self.corrupt(f.describe()))?;
+            if !at.is_meta() {
+                return Ok(Some(at));
+            }
+            self.cursor
+                .accept(&at, None)
+                .map_err(|f| self.corrupt(f.describe()))?;
         }
-        let segs = &self.wal.segments;
-        while self.offset >= segs[self.segment].end && self.segment + 1 < segs.len() {
-            self.segment += 1;
-            self.offset = SEGMENT_HEADER_LEN as u64;
-        }
-        let seg = segs[self.segment];
-        let mut buf = [0u8; RECORD_HEADER_LEN];
-        let n = read_full(&self.wal.storage, seg.id, self.offset, &mut buf)
-            .map_err(|error| self.io(error))?;
-        let corrupt = |detail| {
-            ReadError::Corrupted(Corruption {
-                case: Case::MidLogCorruption,
-                segment: seg.id,
-                offset: self.offset,
-                lsn: Some(self.next),
-                detail,
-            })
-        };
-        let h = RecordHeader::decode(&buf[..n], seg.checksum, seg.salt)
-            .map_err(|_| corrupt("record header does not verify"))?;
-        if h.lsn != self.next {
-            return Err(corrupt("unexpected LSN"));
-        }
-        Ok(Some((h, seg.salt)))
+    }
+
+    fn corrupt(&self, detail: &'static str) -> ReadError<S::Error> {
+        ReadError::Corrupted(Corruption {
+            case: Case::MidLogCorruption,
+            segment: self.wal.segments[self.segment].id,
+            offset: self.cursor.offset(),
+            lsn: Some(self.cursor.next_lsn()),
+            detail,
+        })
     }
 
     fn io(&self, error: S::Error) -> ReadError<S::Error> {
@@ -131,15 +145,12 @@ impl<'w, S: Storage, const N: usize> Reader<'w, S, N> {
         })
     }
 
-    fn advance(&mut self, h: &RecordHeader) {
-        self.offset += RECORD_HEADER_LEN as u64 + u64::from(h.length);
-        self.next = self.next.next();
-    }
-
     /// Skips one record without reading its payload.
     fn skip(&mut self) -> Result<(), ReadError<S::Error>> {
-        if let Some((h, _)) = self.header()? {
-            self.advance(&h);
+        if let Some(at) = self.header()? {
+            self.cursor
+                .accept(&at, None)
+                .map_err(|f| self.corrupt(f.describe()))?;
         }
         Ok(())
     }
@@ -150,31 +161,30 @@ impl<'w, S: Storage, const N: usize> Reader<'w, S, N> {
         &mut self,
         buf: &'b mut [u8],
     ) -> Result<Option<Record<'b>>, ReadError<S::Error>> {
-        let Some((h, salt)) = self.header()? else {
+        let Some(at) = self.header()? else {
             return Ok(None);
         };
-        let len = h.length as usize;
+        let len = at.header.length as usize;
         if len > buf.len() {
             return Err(ReadError::BufferTooSmall { needed: len });
         }
         let seg = self.wal.segments[self.segment];
-        let at = self.offset + RECORD_HEADER_LEN as u64;
-        let n = read_full(&self.wal.storage, seg.id, at, &mut buf[..len])
-            .map_err(|error| self.io(error))?;
-        if n != len || seg.checksum.of_salted(salt, &buf[..len]) != h.payload_crc {
-            return Err(ReadError::Corrupted(Corruption {
-                case: Case::MidLogCorruption,
-                segment: seg.id,
-                offset: self.offset,
-                lsn: Some(self.next),
-                detail: "payload checksum mismatch",
-            }));
-        }
-        let lsn = h.lsn;
-        self.advance(&h);
+        let n = read_full(
+            &self.wal.storage,
+            seg.id,
+            at.payload_offset(),
+            &mut buf[..len],
+        )
+        .map_err(|error| self.io(error))?;
+        self.cursor
+            .verify_payload(&at, &buf[..n])
+            .map_err(|f| self.corrupt(f.describe()))?;
+        self.cursor
+            .accept(&at, None)
+            .map_err(|f| self.corrupt(f.describe()))?;
         Ok(Some(Record {
-            lsn,
-            kind: h.kind,
+            lsn: at.header.lsn,
+            kind: at.header.kind,
             payload: &buf[..len],
         }))
     }

@@ -4,6 +4,7 @@ use core::fmt;
 
 use crate::lsn::Lsn;
 use crate::recovery::Case;
+use crate::recovery::plan::MissingFront;
 use crate::storage::SegmentId;
 
 /// Bytes recovery cut from the end of the newest segment (policy permitting).
@@ -67,6 +68,9 @@ pub struct RecoveryReport {
     pub trailing_garbage: Option<(SegmentId, u64)>,
     /// What salvage gave up, under `RecoveryPolicy::Salvage`.
     pub salvage: Option<SalvageLoss>,
+    /// Segments missing from the front of the log that `RecoveryPolicy::Salvage` accepted as
+    /// lost (the log now starts at `found`; recovery recorded that durably).
+    pub missing_front: Option<MissingFront>,
 }
 
 impl RecoveryReport {
@@ -76,6 +80,7 @@ impl RecoveryReport {
             && self.rewritten_header.is_none()
             && self.trailing_garbage.is_none()
             && self.salvage.is_none()
+            && self.missing_front.is_none()
     }
 }
 
@@ -116,6 +121,13 @@ impl fmt::Display for RecoveryReport {
                 write!(f, " (at least up to {k})")?;
             }
             write!(f, ", dropped {} segments: {}", l.segments_dropped, l.detail)?;
+        }
+        if let Some(m) = self.missing_front {
+            write!(
+                f,
+                "; SALVAGE: segments {}..{} missing from the front of the log (it now starts at segment {})",
+                m.expected, m.found, m.found
+            )?;
         }
         Ok(())
     }

@@ -100,7 +100,10 @@ pub trait Storage {
     fn read(&self, id: SegmentId, offset: u64, buf: &mut [u8]) -> Result<usize, Self::Error>;
 
     /// Writes all of `data` at `offset`, growing the segment if needed. `offset` is never beyond
-    /// the current length (core only appends or overwrites its own tail).
+    /// the current length. Core writes a byte of a segment at most once between truncations: it
+    /// appends at the end of its own data (which may lie inside space the adapter preallocated
+    /// and reports in [`Storage::len`]), and rewrites only what it truncated first. So an
+    /// adapter for media that cannot overwrite (NOR flash) can erase on `truncate`.
     ///
     /// Power loss: the bytes are volatile until [`Storage::sync`] on this segment returns `Ok`;
     /// before that they may be lost, torn or reordered with other unsynced writes.

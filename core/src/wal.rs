@@ -3,9 +3,11 @@
 use crate::checksum::ChecksumAlgorithm;
 use crate::config::{Config, SyncPolicy};
 use crate::counters::Counters;
+use crate::cursor::{RecordCursor, SegmentKeys};
 use crate::error::{AppendError, Corruption, IoFailure, Op, Poisoned, SyncError, TruncateError};
 use crate::format::{
-    FORMAT_VERSION, RECORD_HEADER_LEN, RecordHeader, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader,
+    FORMAT_VERSION, META_LEN, Meta, RECORD_HEADER_LEN, RecordHeader, RecordKind,
+    SEGMENT_HEADER_LEN, START_SLOTS, SegmentHeader, VERSION_WITH_META, encode_start,
 };
 use crate::lsn::Lsn;
 use crate::recovery::Case;
@@ -22,8 +24,25 @@ pub struct SegmentInfo {
     pub salt: u64,
     /// Its checksum algorithm.
     pub checksum: ChecksumAlgorithm,
-    /// Offset just past its last record.
+    /// Its format version.
+    pub version: u16,
+    /// Offset just past its last record (before its seal, if it has one).
     pub end: u64,
+    /// Whether a seal record (naming its successor) follows the last record, at `end`.
+    pub sealed: bool,
+}
+
+impl SegmentInfo {
+    /// The cursor keys for reading this segment's records up to `end`.
+    pub fn keys(&self, max_record: u32) -> SegmentKeys {
+        SegmentKeys {
+            checksum: self.checksum,
+            salt: self.salt,
+            version: self.version,
+            max_record,
+            end: self.end,
+        }
+    }
 }
 
 /// The default capacity of the segment table.
@@ -50,6 +69,8 @@ pub struct Wal<S: Storage, const N: usize = DEFAULT_SEGMENTS> {
     /// Bumped by every `truncate_back`, so a sync begun before a rewind cannot vouch for
     /// records appended after it.
     pub(crate) rewinds: u64,
+    /// The generation of the newest start-slot record (0: none written yet).
+    pub(crate) start_generation: u64,
 }
 
 /// A sync begun with [`Wal::begin_sync`]: the adapter syncs `segment` itself (for example
@@ -176,6 +197,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
             segment_id: id,
             first_lsn: first,
             salt,
+            first_segment: Some(self.segments.first().map_or(id, |s| s.id)),
         }
         .encode();
         if exists {
@@ -193,8 +215,58 @@ impl<S: Storage, const N: usize> Wal<S, N> {
             first_lsn: first,
             salt,
             checksum,
+            version: FORMAT_VERSION,
             end: SEGMENT_HEADER_LEN as u64,
+            sealed: false,
         })
+    }
+
+    /// Writes a metadata record at the end of segment `k` (not synced). Version-1 segments
+    /// have no metadata records: nothing is written and `false` returned.
+    pub(crate) fn write_meta(&mut self, k: usize, meta: Meta) -> Result<bool, IoFailure<S::Error>> {
+        let seg = self.segments[k];
+        if seg.version < VERSION_WITH_META {
+            return Ok(false);
+        }
+        let payload = meta.encode();
+        let header = RecordHeader {
+            length: META_LEN as u32,
+            lsn: self.next_lsn,
+            payload_crc: seg.checksum.of_salted(seg.salt, &payload),
+            kind: RecordKind::Meta,
+            ack_gap: RecordHeader::ack_gap_for(self.next_lsn, self.durable),
+        }
+        .encode(seg.checksum, seg.salt);
+        let id = seg.id;
+        let mut record = [0u8; RECORD_HEADER_LEN + META_LEN];
+        record[..RECORD_HEADER_LEN].copy_from_slice(&header);
+        record[RECORD_HEADER_LEN..].copy_from_slice(&payload);
+        self.guarded(Op::Write, Some(id), |s| s.write(id, seg.end, &record))?;
+        Ok(true)
+    }
+
+    /// Records durably that the log starts at segment `first` (the next start-slot generation,
+    /// written over the older slot and synced; a slot created here is made durable with a
+    /// directory sync).
+    pub(crate) fn record_start(&mut self, first: SegmentId) -> Result<(), IoFailure<S::Error>> {
+        let generation = self.start_generation + 1;
+        let slot = START_SLOTS[(generation % 2) as usize];
+        let record = encode_start(self.log_id, generation, first);
+        // Emptied, then written: every write core makes is an append, which flash adapters
+        // (an erase for the truncate) and files alike can do.
+        let created = self.storage.len(slot).is_err();
+        if created {
+            self.guarded(Op::Create, Some(slot), |s| s.create(slot))?;
+        } else {
+            self.guarded(Op::Truncate, Some(slot), |s| s.truncate(slot, 0))?;
+        }
+        self.guarded(Op::Write, Some(slot), |s| s.write(slot, 0, &record))?;
+        self.guarded(Op::Sync, Some(slot), |s| s.sync(slot))?;
+        if created {
+            self.guarded(Op::SyncDir, None, |s| s.sync_dir())?;
+        }
+        self.start_generation = generation;
+        Ok(())
     }
 
     /// Passes the [`Storage::reserve`] hint for the segment being appended to (adapters that
@@ -347,8 +419,19 @@ impl<S: Storage, const N: usize> Wal<S, N> {
             return Err(AppendError::SegmentTableFull { capacity: N });
         }
         self.sync()?;
-        let id = self.active().id + 1;
+        let old = self.segments.len() - 1;
+        let id = self.segments[old].id + 1;
         let info = self.create_segment(id, self.next_lsn, false)?;
+        // The successor is durable (header and directory entry synced): now seal the old
+        // segment with a record naming it. A seal therefore proves the successor existed, so
+        // a missing successor is found on open (`MissingNewestSegment`); a crash before the
+        // seal is durable leaves a segment without one, which is legal.
+        if self.write_meta(old, Meta::Seal { successor: id })? {
+            let old_id = self.segments[old].id;
+            self.guarded(Op::Sync, Some(old_id), |s| s.sync(old_id))?;
+            self.counters.syncs += 1;
+            self.segments[old].sealed = true;
+        }
         // Cannot fail: checked for room above.
         let _ = self.segments.push(info);
         self.counters.rotations += 1;
@@ -359,6 +442,15 @@ impl<S: Storage, const N: usize> Wal<S, N> {
     /// being appended to is never removed. Returns how many segments were removed.
     pub fn truncate_front(&mut self, lsn: Lsn) -> Result<usize, TruncateError<S::Error>> {
         self.check()?;
+        let doomed = self.segments[1..]
+            .iter()
+            .take_while(|s| s.first_lsn <= lsn)
+            .count();
+        if doomed > 0 && self.segments[doomed].version >= VERSION_WITH_META {
+            // Record durably where the log starts before removing anything, so a segment
+            // missing from the front for any other reason is found on open.
+            self.record_start(self.segments[doomed].id)?;
+        }
         let mut removed = 0;
         while self.segments.len() > 1 && self.segments[1].first_lsn <= lsn {
             let id = self.segments[0].id;
@@ -395,6 +487,17 @@ impl<S: Storage, const N: usize> Wal<S, N> {
                 return Err(TruncateError::InsideBatch { batch_start });
             }
         };
+        // Seals first: a segment left newest must not name a successor that is gone (a crash
+        // in between would read as a removed segment). A sealed segment without a seal is
+        // what a crash during rotation leaves, so every intermediate state is legal.
+        for j in (k..self.segments.len() - 1).rev() {
+            if self.segments[j].sealed {
+                let SegmentInfo { id, end, .. } = self.segments[j];
+                self.guarded(Op::Truncate, Some(id), |s| s.truncate(id, end))?;
+                self.guarded(Op::Sync, Some(id), |s| s.sync(id))?;
+                self.segments[j].sealed = false;
+            }
+        }
         while self.segments.len() > k + 1 {
             let id = self.active().id;
             self.counters.bytes_truncated += self.active().end;
@@ -419,50 +522,42 @@ impl<S: Storage, const N: usize> Wal<S, N> {
     /// Finds the record `lsn` in segment `k` by walking record headers.
     pub(crate) fn locate(&self, k: usize, lsn: Lsn) -> Result<Located, LocateError<S::Error>> {
         let seg = self.segments[k];
-        let mut offset = SEGMENT_HEADER_LEN as u64;
-        let mut batch_start = None;
+        let mut cursor = RecordCursor::new(seg.keys(u32::MAX), seg.first_lsn);
         let mut buf = [0u8; RECORD_HEADER_LEN];
         loop {
-            let corrupt = |detail| Corruption {
+            let corrupt = |detail, offset| Corruption {
                 case: Case::SealedSegmentDamaged,
                 segment: seg.id,
                 offset,
                 lsn: Some(lsn),
                 detail,
             };
-            if offset >= seg.end {
+            if cursor.at_end() || cursor.next_lsn() > lsn {
                 return Err(LocateError::Corrupted(corrupt(
                     "LSN not found in its segment",
+                    cursor.offset(),
                 )));
             }
-            let n = crate::storage::read_full(&self.storage, seg.id, offset, &mut buf).map_err(
-                |error| {
+            let n = crate::storage::read_full(&self.storage, seg.id, cursor.offset(), &mut buf)
+                .map_err(|error| {
                     LocateError::Storage(IoFailure {
                         op: Op::Read,
                         segment: Some(seg.id),
                         error,
                     })
-                },
-            )?;
-            let h = RecordHeader::decode(&buf[..n], seg.checksum, seg.salt)
-                .map_err(|_| LocateError::Corrupted(corrupt("record header does not verify")))?;
-            match h.kind {
-                RecordKind::First => batch_start = Some(h.lsn),
-                RecordKind::Single => batch_start = None,
-                RecordKind::Middle | RecordKind::Last => {}
-            }
-            if h.lsn == lsn {
-                return Ok(match (h.kind, batch_start) {
-                    (RecordKind::Middle | RecordKind::Last, Some(batch_start)) => {
-                        Located::InBatch { batch_start }
-                    }
-                    _ => Located::At { offset },
+                })?;
+            let at = cursor
+                .header(&buf[..n])
+                .map_err(|f| LocateError::Corrupted(corrupt(f.describe(), cursor.offset())))?;
+            if !at.is_meta() && at.header.lsn == lsn {
+                return Ok(match cursor.open_batch() {
+                    Some((_, batch_start)) => Located::InBatch { batch_start },
+                    None => Located::At { offset: at.offset },
                 });
             }
-            if h.lsn > lsn {
-                return Err(LocateError::Corrupted(corrupt("LSNs out of order")));
-            }
-            offset += (RECORD_HEADER_LEN as u64) + u64::from(h.length);
+            cursor
+                .accept(&at, None)
+                .map_err(|f| LocateError::Corrupted(corrupt(f.describe(), at.offset)))?;
         }
     }
 }

@@ -95,7 +95,9 @@ fn crafted(h: &SegmentHeader, length: u32, lsn: u64) -> [u8; 32] {
 
 #[test]
 fn length_fields_near_u32_max_at_the_tail_are_cut_never_allocated() {
-    for length in [u32::MAX, u32::MAX - 31, 1 << 30, (16 << 20) + 1] {
+    // Beyond the largest max_record_size any log can have: no writer made this, so it is
+    // invalid bytes (a torn tail), whatever the configured limit.
+    for length in [u32::MAX, u32::MAX - 31, (1 << 30) + 1] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         make_log(dir, 5);
@@ -110,6 +112,51 @@ fn length_fields_near_u32_max_at_the_tail_are_cut_never_allocated() {
             (Case::TornTail, Lsn(6), 32)
         );
         assert_eq!(all(&wal).len(), 5, "nothing acknowledged lost");
+    }
+}
+
+#[test]
+fn a_valid_record_longer_than_max_record_size_is_a_configuration_error_that_changes_nothing() {
+    // A log written with a larger limit, reopened with the default one: its newest record's
+    // header verifies, so this is not a torn write. Nothing may be cut.
+    for length in [1 << 30, (16 << 20) + 1] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        make_log(dir, 5);
+        let (id, h, mut bytes) = newest(dir);
+        bytes.extend_from_slice(&crafted(&h, length, 6));
+        fs::write(seg_path(dir, id), &bytes).unwrap();
+        let before = fs::read(seg_path(dir, id)).unwrap();
+        match open(dir) {
+            Err(walden_std::Error::Open {
+                error:
+                    walden_core::OpenError::RecordTooLarge {
+                        segment,
+                        lsn,
+                        length: found,
+                        max,
+                        ..
+                    },
+                ..
+            }) => {
+                assert_eq!((segment, lsn, found), (id, Lsn(6), length));
+                assert_eq!(max, walden_core::Config::default().max_record_size);
+            }
+            other => panic!("expected RecordTooLarge, got {:?}", other.map(|(_, r)| r)),
+        }
+        assert_eq!(
+            fs::read(seg_path(dir, id)).unwrap(),
+            before,
+            "nothing changed"
+        );
+        // With the writer's limit the record is judged on its own: here its payload was never
+        // written, so it is a torn tail.
+        let config = walden_core::Config::default()
+            .with_max_record_size(length)
+            .with_max_batch_size(u64::from(length));
+        let (wal, report) = walden_std::Wal::open(dir, walden_std::Options::from(config)).unwrap();
+        assert_eq!(report.cut.map(|c| c.first_lsn), Some(Lsn(6)));
+        assert_eq!(all(&wal).len(), 5);
     }
 }
 

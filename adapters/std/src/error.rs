@@ -105,6 +105,11 @@ pub enum Error {
         /// The directory.
         dir: PathBuf,
     },
+    /// The options are invalid; nothing on disk was touched.
+    InvalidOptions {
+        /// What is wrong and what to use instead.
+        why: &'static str,
+    },
     /// Recovery failed; `file` names the segment file concerned, if any.
     Open {
         /// The segment file concerned, if any.
@@ -128,6 +133,7 @@ impl fmt::Display for Error {
                 "{} is locked by another process (or another open log handle)",
                 dir.display()
             ),
+            Error::InvalidOptions { why } => write!(f, "invalid options: {why}"),
             Error::Open {
                 file: Some(p),
                 error,

@@ -10,8 +10,11 @@ use core::sync::atomic::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use walden_core::format::{RECORD_HEADER_LEN, RecordHeader, RecordKind, SEGMENT_HEADER_LEN};
-use walden_core::{Case, ChecksumAlgorithm, Corruption, IoFailure, Lsn, Op, ReadError, SegmentId};
+use walden_core::cursor::Located;
+use walden_core::format::{RECORD_HEADER_LEN, RecordKind, SEGMENT_HEADER_LEN};
+use walden_core::{
+    Case, Corruption, Fault, IoFailure, Lsn, Op, ReadError, RecordCursor, SegmentId,
+};
 
 use crate::group::GroupSync;
 use crate::shared::Inner;
@@ -75,12 +78,10 @@ pub struct SharedRecord<'r> {
 /// call it again later to see records appended since.
 pub struct SharedReader<S: GroupSync, const N: usize> {
     inner: Arc<Inner<S, N>>,
-    next: Lsn,
     segment: SegmentId,
-    checksum: ChecksumAlgorithm,
-    salt: u64,
-    /// Offset of the next record in `segment`.
-    offset: u64,
+    /// Where the next record is, in `segment` (core's record cursor: the one place record
+    /// headers are decoded).
+    cursor: RecordCursor,
     chunk: Vec<u8>,
     /// Offset of `chunk[0]` in `segment`.
     chunk_start: u64,
@@ -109,23 +110,22 @@ impl<S: GroupSync, const N: usize> SharedReader<S, N> {
         let (next, offset) = start.unwrap_or((seg.first_lsn, SEGMENT_HEADER_LEN as u64));
         let mut r = Self {
             inner,
-            next,
             segment: seg.id,
-            checksum: seg.checksum,
-            salt: seg.salt,
-            offset,
+            cursor: RecordCursor::resume(seg.keys(u32::MAX), offset, next),
             chunk: Vec::new(),
             chunk_start: 0,
             window: FIRST_WINDOW,
         };
-        while r.next < from {
+        while r.cursor.next_lsn() < from {
             match r.header()? {
-                Some(h) => {
-                    if r.next.0 % INDEX_EVERY == 0 {
-                        let (lsn, seg, off) = (r.next, r.segment, r.offset);
-                        r.inner.positions().record(generation, lsn, seg, off);
+                Some(at) => {
+                    if at.header.lsn.0 % INDEX_EVERY == 0 {
+                        let (seg, off) = (r.segment, at.offset);
+                        r.inner
+                            .positions()
+                            .record(generation, at.header.lsn, seg, off);
                     }
-                    r.advance(&h);
+                    r.cursor.accept(&at, None).map_err(|f| r.corrupt(f))?;
                 }
                 None => break,
             }
@@ -135,113 +135,121 @@ impl<S: GroupSync, const N: usize> SharedReader<S, N> {
 
     /// The LSN the next call returns.
     pub fn position(&self) -> Lsn {
-        self.next
+        self.cursor.next_lsn()
     }
 
     /// The next record, or `None` at the current end of the log.
     pub fn read_next(&mut self) -> Result<Option<SharedRecord<'_>>, ReadError<S::Error>> {
-        let Some(h) = self.header()? else {
+        let Some(at) = self.header()? else {
             return Ok(None);
         };
-        let len = RECORD_HEADER_LEN + h.length as usize;
+        let len = RECORD_HEADER_LEN + at.header.length as usize;
         if !self.ensure(len)? {
-            return Err(self.corrupt("record runs past the end of its segment"));
+            return Err(self.corrupt(Fault::PastEnd));
         }
-        let from = (self.offset - self.chunk_start) as usize + RECORD_HEADER_LEN;
-        let payload_crc = self
-            .checksum
-            .of_salted(self.salt, &self.chunk[from..from + h.length as usize]);
-        if payload_crc != h.payload_crc {
-            return Err(self.corrupt("payload checksum mismatch"));
+        let from = (at.payload_offset() - self.chunk_start) as usize;
+        let payload = from..from + at.header.length as usize;
+        if let Err(f) = self
+            .cursor
+            .verify_payload(&at, &self.chunk[payload.clone()])
+        {
+            return Err(self.corrupt(f));
         }
-        let lsn = self.next;
-        self.advance(&h);
+        self.cursor.accept(&at, None).map_err(|f| self.corrupt(f))?;
         Ok(Some(SharedRecord {
-            lsn,
-            kind: h.kind,
-            payload: &self.chunk[from..from + h.length as usize],
+            lsn: at.header.lsn,
+            kind: at.header.kind,
+            payload: &self.chunk[payload],
         }))
     }
 
-    fn advance(&mut self, h: &RecordHeader) {
-        self.offset += (RECORD_HEADER_LEN as u64) + u64::from(h.length);
-        self.next = self.next.next();
+    /// The verified header of the next data record (metadata records are stepped over), or
+    /// `None` at the end of the log.
+    fn header(&mut self) -> Result<Option<Located>, ReadError<S::Error>> {
+        loop {
+            if !self.ensure(RECORD_HEADER_LEN)? {
+                return Ok(None);
+            }
+            let at = (self.cursor.offset() - self.chunk_start) as usize;
+            let found = self
+                .cursor
+                .header(&self.chunk[at..])
+                .map_err(|f| self.corrupt(f))?;
+            if !found.is_meta() {
+                return Ok(Some(found));
+            }
+            self.cursor
+                .accept(&found, None)
+                .map_err(|f| self.corrupt(f))?;
+        }
     }
 
-    /// The verified header of the next record, or `None` at the end of the log.
-    fn header(&mut self) -> Result<Option<RecordHeader>, ReadError<S::Error>> {
-        if !self.ensure(RECORD_HEADER_LEN)? {
-            return Ok(None);
-        }
-        let at = (self.offset - self.chunk_start) as usize;
-        let h = RecordHeader::decode(
-            &self.chunk[at..at + RECORD_HEADER_LEN],
-            self.checksum,
-            self.salt,
-        )
-        .map_err(|_| self.corrupt("record header does not verify"))?;
-        if h.lsn != self.next {
-            return Err(self.corrupt("unexpected LSN"));
-        }
-        Ok(Some(h))
-    }
-
-    fn corrupt(&self, detail: &'static str) -> ReadError<S::Error> {
+    fn corrupt(&self, fault: Fault) -> ReadError<S::Error> {
         self.inner
             .c
             .metrics
             .read_corruption
             .fetch_add(1, Ordering::Relaxed);
+        let detail = fault.describe();
         tracing::error!(
             segment = self.segment,
-            offset = self.offset,
-            lsn = self.next.0,
+            offset = self.cursor.offset(),
+            lsn = self.cursor.next_lsn().0,
             detail,
             "corruption found by a reader"
         );
         ReadError::Corrupted(Corruption {
             case: Case::MidLogCorruption,
             segment: self.segment,
-            offset: self.offset,
-            lsn: Some(self.next),
+            offset: self.cursor.offset(),
+            lsn: Some(self.cursor.next_lsn()),
             detail,
         })
     }
 
-    /// Makes `len` bytes at `offset` available in `chunk`. Returns `false` at the end of the
+    /// Makes `len` bytes at the cursor available in `chunk`. Returns `false` at the end of the
     /// log (the next LSN is not appended yet) or, for `len` beyond a header, when the segment
     /// ends first (the caller reports corruption).
     fn ensure(&mut self, len: usize) -> Result<bool, ReadError<S::Error>> {
+        let offset = self.cursor.offset();
         let have = self.chunk_start + self.chunk.len() as u64;
-        if self.offset >= self.chunk_start && self.offset + len as u64 <= have {
+        if offset >= self.chunk_start && offset + len as u64 <= have {
             return Ok(true);
         }
         let log = self.inner.c.lock_log();
         let wal = &log.wal;
-        if self.next > wal.last_lsn() {
+        if self.cursor.next_lsn() > wal.last_lsn() {
             return Ok(false);
         }
         let segs = wal.segments();
         let Ok(mut i) = segs.binary_search_by_key(&self.segment, |s| s.id) else {
             // Removed by `truncate_front` while we were reading.
             return Err(ReadError::OutOfRange {
-                lsn: self.next,
+                lsn: self.cursor.next_lsn(),
                 first: wal.first_lsn(),
                 last: wal.last_lsn(),
             });
         };
-        if self.offset >= segs[i].end && i + 1 < segs.len() {
+        if offset >= segs[i].end && i + 1 < segs.len() {
             i += 1;
             self.segment = segs[i].id;
-            self.checksum = segs[i].checksum;
-            self.salt = segs[i].salt;
-            self.offset = SEGMENT_HEADER_LEN as u64;
-            if segs[i].first_lsn != self.next {
-                return Err(self.corrupt("segment does not start with the expected LSN"));
+            let next = self.cursor.next_lsn();
+            self.cursor =
+                RecordCursor::resume(segs[i].keys(u32::MAX), SEGMENT_HEADER_LEN as u64, next);
+            if segs[i].first_lsn != next {
+                return Err(ReadError::Corrupted(Corruption {
+                    case: Case::MidLogCorruption,
+                    segment: self.segment,
+                    offset: SEGMENT_HEADER_LEN as u64,
+                    lsn: Some(next),
+                    detail: "segment does not start with the expected LSN",
+                }));
             }
         }
+        let offset = self.cursor.offset();
         let end = segs[i].end;
-        let n = (end.saturating_sub(self.offset)).min(self.window.max(len) as u64) as usize;
+        self.cursor.set_end(end);
+        let n = (end.saturating_sub(offset)).min(self.window.max(len) as u64) as usize;
         self.window = (self.window * 2).min(CHUNK);
         if n < len {
             return Ok(false);
@@ -251,11 +259,7 @@ impl<S: GroupSync, const N: usize> SharedReader<S, N> {
         while done < n {
             let got = wal
                 .storage()
-                .read(
-                    self.segment,
-                    self.offset + done as u64,
-                    &mut self.chunk[done..],
-                )
+                .read(self.segment, offset + done as u64, &mut self.chunk[done..])
                 .map_err(|error| {
                     ReadError::Storage(IoFailure {
                         op: Op::Read,
@@ -269,7 +273,7 @@ impl<S: GroupSync, const N: usize> SharedReader<S, N> {
             done += got;
         }
         self.chunk.truncate(done);
-        self.chunk_start = self.offset;
+        self.chunk_start = offset;
         Ok(done >= len)
     }
 }

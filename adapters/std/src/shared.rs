@@ -119,6 +119,24 @@ impl<F: FileSystem> SharedWal<FileStorage<F>> {
         options: impl Into<Options>,
     ) -> Result<(Self, RecoveryReport), Error> {
         let options = options.into();
+        // Checked before anything on disk is touched. The core policy is replaced below, but
+        // an invalid one (`EveryRecords(0)`) is still the caller's mistake to hear about.
+        options
+            .validate()
+            .map_err(|error| Error::Open { file: None, error })?;
+        match options.durability {
+            Durability::EveryBytes(0) => {
+                return Err(Error::InvalidOptions {
+                    why: "Durability::EveryBytes(0): a sync every 0 bytes is meaningless; use Durability::Always",
+                });
+            }
+            Durability::Interval(every) if every.is_zero() => {
+                return Err(Error::InvalidOptions {
+                    why: "Durability::Interval(0): the flusher would never sleep; use Durability::Always",
+                });
+            }
+            _ => {}
+        }
         let mut options_manual = options;
         options_manual.config = options.config.with_sync_policy(SyncPolicy::Manual);
         let (wal, report) = crate::Wal::open_in(fs, dir, options_manual)?;

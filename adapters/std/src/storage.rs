@@ -524,7 +524,9 @@ impl<F: FileSystem> FileStorage<F> {
         let mut newest = None;
         for entry in self.fs.read_dir(&self.dir)? {
             if let Some(id) = entry.name.to_str().and_then(parse_segment_name) {
-                newest = newest.max(Some(id));
+                if !walden_core::format::is_start_slot(id) {
+                    newest = newest.max(Some(id));
+                }
             }
         }
         let Some(id) = newest else {

@@ -75,6 +75,14 @@ impl Options {
     }
 }
 
+impl Options {
+    /// Checks the configuration and the options, so that an open that would fail on them
+    /// fails before anything on disk is touched.
+    pub fn validate(&self) -> Result<(), OpenError<FileError>> {
+        self.config.validate().map_err(OpenError::Config)
+    }
+}
+
 impl From<Config> for Options {
     fn from(config: Config) -> Self {
         Self {
@@ -132,6 +140,10 @@ impl<F: FileSystem> Wal<F> {
     ) -> Result<(Self, RecoveryReport), Error> {
         let options = options.into();
         let dir = dir.as_ref().to_path_buf();
+        // An invalid configuration touches nothing: not even the directory or its lock file.
+        options
+            .validate()
+            .map_err(|error| Error::Open { file: None, error })?;
         let mut storage = FileStorage::open_in(fs, &dir, options.create_dir)?;
         storage.set_preallocate(options.preallocate);
         storage.refresh_foreign().map_err(|e| Error::Directory {
@@ -255,13 +267,18 @@ impl<F: FileSystem> DerefMut for Wal<F> {
 /// results instead of scanning those segments itself; it still classifies and repairs what a
 /// scan found (the directory is locked, so nothing changes in between). Any failure here only
 /// means recovery scans that segment itself.
-fn scan_in_parallel<F: FileSystem>(
+pub(crate) fn scan_in_parallel<F: FileSystem>(
     storage: &FileStorage<F>,
     config: &Config,
     threads: usize,
 ) -> HashMap<SegmentId, SegmentSummary> {
     let mut ids = Vec::new();
-    if threads < 2 || storage.list(&mut |id| ids.push(id)).is_err() {
+    let listed = storage.list(&mut |id| {
+        if !walden_core::format::is_start_slot(id) {
+            ids.push(id);
+        }
+    });
+    if threads < 2 || listed.is_err() {
         return HashMap::new();
     }
     // The newest segment too: recovery reads all of it (its records and the zeros after

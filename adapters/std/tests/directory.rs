@@ -210,3 +210,46 @@ fn a_damaged_newest_segment_recovers_the_same_with_parallel_scans() {
         assert_eq!(outcomes[0], outcomes[1], "damage at {damage}");
     }
 }
+
+#[test]
+fn invalid_options_touch_nothing_on_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let bad_config = Options::from(Config::default().with_segment_size(1));
+    let zero_records =
+        Options::from(Config::default().with_sync_policy(walden_core::SyncPolicy::EveryRecords(0)));
+    let open_wal = |o: Options| Wal::open(&dir, o).map(|_| ());
+    let open_shared = |o: Options| SharedWal::open(&dir, o).map(|_| ());
+    for (what, result) in [
+        ("Wal, segment size 1", open_wal(bad_config)),
+        ("SharedWal, segment size 1", open_shared(bad_config)),
+        ("SharedWal, EveryRecords(0)", open_shared(zero_records)),
+    ] {
+        assert!(
+            matches!(
+                result,
+                Err(Error::Open {
+                    error: OpenError::Config(_),
+                    ..
+                })
+            ),
+            "{what}: {result:?}"
+        );
+        assert!(!dir.exists(), "{what}: created the directory");
+    }
+    for durability in [
+        walden_std::Durability::EveryBytes(0),
+        walden_std::Durability::Interval(core::time::Duration::ZERO),
+    ] {
+        let result = open_shared(Options::default().with_durability(durability));
+        assert!(
+            matches!(result, Err(Error::InvalidOptions { .. })),
+            "{durability:?}: {result:?}"
+        );
+        assert!(!dir.exists(), "{durability:?}: created the directory");
+    }
+    // An existing log is left exactly as it is: no lock file appears.
+    std::fs::create_dir(&dir).unwrap();
+    assert!(open_wal(bad_config).is_err());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+}

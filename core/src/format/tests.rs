@@ -28,7 +28,8 @@ fn documented_layout_matches_code() {
         ("segment_id", seg::SEGMENT_ID, 8),
         ("first_lsn", seg::FIRST_LSN, 8),
         ("salt", seg::SALT, 8),
-        ("reserved", seg::RESERVED, 12),
+        ("first_segment", seg::FIRST_SEGMENT, 8),
+        ("reserved", seg::RESERVED, 4),
         ("header_crc", seg::HEADER_CRC, 4),
     ];
     let record = [
@@ -41,7 +42,13 @@ fn documented_layout_matches_code() {
         ("reserved", rec::RESERVED, 2),
         ("ack_gap", rec::ACK_GAP, 4),
     ];
+    let meta_payload = [
+        ("type", meta::TYPE, 1),
+        ("reserved", meta::RESERVED, 7),
+        ("value", meta::VALUE, 8),
+    ];
     for (marker, code, total) in [
+        ("<!-- meta-record-table -->", &meta_payload[..], META_LEN),
         (
             "<!-- segment-header-table -->",
             &segment[..],
@@ -73,6 +80,7 @@ fn header() -> SegmentHeader {
         segment_id: 7,
         first_lsn: Lsn(1000),
         salt: 0xdead_beef,
+        first_segment: Some(3),
     }
 }
 
@@ -190,7 +198,7 @@ proptest! {
     fn segment_header_round_trips(
         log_id in any::<u64>(), segment_id in any::<u64>(), first in 1..u64::MAX, salt in 1..u64::MAX, alg in any_alg(),
     ) {
-        let h = SegmentHeader { version: FORMAT_VERSION, checksum: alg, log_id, segment_id, first_lsn: Lsn(first), salt };
+        let h = SegmentHeader { version: FORMAT_VERSION, checksum: alg, log_id, segment_id, first_lsn: Lsn(first), salt, first_segment: Some(segment_id / 2) };
         prop_assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
     }
 

@@ -1,5 +1,6 @@
 //! Inspection agrees with recovery on every image, and never writes.
 
+use crate::Case;
 use std::vec::Vec;
 
 use proptest::prelude::*;

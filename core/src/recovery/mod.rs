@@ -1,6 +1,7 @@
-//! Opening a log: list segments, verify headers, scan records, classify what is found with the
-//! decision table ([`table`]), and apply the recovery policy.
+//! Opening a log: plan (list segments, verify headers, scan records, classify what is found
+//! with the decision table ([`table`])), then carry out what the plan says.
 
+pub(crate) mod plan;
 mod prescan;
 pub(crate) mod scan;
 pub mod table;
@@ -12,27 +13,15 @@ pub use table::{Action, Case, Evidence, HeaderState, Inputs, Position, ScanState
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::error::{Corruption, IoFailure, Op, OpenError};
-use crate::format::{HeaderProblem, SEGMENT_HEADER_LEN, SegmentHeader};
 use crate::lsn::Lsn;
 use crate::report::{RecoveryReport, SalvageLoss, TailCut};
-use crate::storage::{SegmentId, Storage, read_full};
+use crate::storage::{SegmentId, Storage};
 use crate::wal::{SegmentInfo, Wal, splitmix64};
-use scan::{SegmentKeys, SegmentScan, Window};
+use plan::{InspectError, Planner, Problem, SegmentReport, Verdict};
+use scan::{SegmentKeys, Window};
 
 /// The smallest scratch buffer `Wal::open` accepts. Larger buffers read faster.
 pub const MIN_SCRATCH: usize = 256;
-
-/// One listed segment with its header as read.
-#[derive(Clone, Copy, Debug)]
-struct Listed {
-    id: SegmentId,
-    len: u64,
-    header: Result<SegmentHeader, HeaderProblem>,
-}
-
-fn io<E>(op: Op, segment: Option<SegmentId>) -> impl FnOnce(E) -> IoFailure<E> {
-    move |error| IoFailure { op, segment, error }
-}
 
 impl<S: Storage, const N: usize> Wal<S, N> {
     /// Opens the log in `storage`, running recovery, and reports what recovery found and did.
@@ -78,33 +67,10 @@ impl<S: Storage, const N: usize> Wal<S, N> {
             counters: Counters::default(),
             salt_state: splitmix64(config.salt_seed),
             rewinds: 0,
+            start_generation: 0,
         };
         let report = wal.recover(scratch, summaries)?;
         Ok((wal, report))
-    }
-
-    /// Segment ids, ascending. Only ids are kept (8 bytes each), so even a large segment table
-    /// costs little stack; headers are read again where needed (64 bytes each).
-    fn list_segments(&mut self) -> Result<heapless::Vec<SegmentId, N>, OpenError<S::Error>> {
-        let mut ids: heapless::Vec<SegmentId, N> = heapless::Vec::new();
-        let mut overflow = false;
-        self.storage
-            .list(&mut |id| overflow |= ids.push(id).is_err())
-            .map_err(io(Op::List, None))?;
-        if overflow {
-            return Err(OpenError::TooManySegments { capacity: N });
-        }
-        ids.sort_unstable();
-        Ok(ids)
-    }
-
-    /// A segment's length and header as they are on the medium.
-    fn listed(&self, id: SegmentId) -> Result<Listed, OpenError<S::Error>> {
-        let len = self.storage.len(id).map_err(io(Op::Len, Some(id)))?;
-        let mut buf = [0u8; SEGMENT_HEADER_LEN];
-        let n = read_full(&self.storage, id, 0, &mut buf).map_err(io(Op::Read, Some(id)))?;
-        let header = SegmentHeader::decode(&buf[..n]);
-        Ok(Listed { id, len, header })
     }
 
     fn recover(
@@ -112,7 +78,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         scratch: &mut [u8],
         summaries: &dyn Fn(SegmentId) -> Option<SegmentSummary>,
     ) -> Result<RecoveryReport, OpenError<S::Error>> {
-        let ids = self.list_segments()?;
+        let ids = plan::list::<S, N>(&self.storage).map_err(open_error)?;
         let mut report = RecoveryReport {
             created: false,
             segments: 0,
@@ -123,11 +89,12 @@ impl<S: Storage, const N: usize> Wal<S, N> {
             rewritten_header: None,
             trailing_garbage: None,
             salvage: None,
+            missing_front: None,
         };
         // Mix what is on disk into the salt state so a constant seed still yields new salts.
         let mut log_id = None;
         for &id in &ids {
-            if let Ok(h) = self.listed(id)?.header {
+            if let Ok(h) = plan::listed(&self.storage, id).map_err(open_error)?.header {
                 self.salt_state = splitmix64(self.salt_state ^ h.salt);
                 log_id = log_id.or(Some(h.log_id));
             }
@@ -141,191 +108,168 @@ impl<S: Storage, const N: usize> Wal<S, N> {
             return Ok(report);
         }
 
-        let mut prev_last: Option<Lsn> = None;
-        for i in 0..ids.len() {
-            let l = self.listed(ids[i])?;
-            let newest = i + 1 == ids.len();
-            let header = self.header_state(&l, prev_last);
-            let prev = i.checked_sub(1).map(|j| ids[j]);
-            let mut inputs = Inputs::before_scan(prev, l.id, newest, header);
-            let mut scanned: Option<(SegmentScan, SegmentKeys)> = None;
-            let mut orphans = scan::Orphans::default();
-            if let (HeaderState::Valid, Ok(h), Sequence::Continuous) =
-                (header, l.header, inputs.sequence)
-            {
-                let keys = SegmentKeys::new(&h, self.config.max_record_size, l.len);
-                let mut win = Window::new(scratch, l.id);
-                let summary = summaries(l.id)
-                    .filter(|p| p.segment == l.id && p.salt == h.salt)
-                    .filter(|p| p.file_len == l.len);
-                let s = match summary {
-                    Some(p) => p.scan,
-                    None => scan::scan_records(&self.storage, &mut win, &keys, h.first_lsn)
-                        .map_err(OpenError::Storage)?,
-                };
-                // Where a sealed segment must end: just before its successor begins.
-                let next = match ids.get(i + 1) {
-                    Some(&id) if id == l.id.wrapping_add(1) => Some(self.listed(id)?),
-                    _ => None,
-                };
-                let must_end = next
-                    .and_then(|next| next.header.ok())
-                    .filter(|nh| nh.log_id == self.log_id && nh.first_lsn > h.first_lsn.prev())
-                    .map(|nh| nh.first_lsn.prev());
-                inputs.scan = match (newest, must_end, s.invalid) {
-                    (true, _, None) => ScanState::Clean,
-                    (true, _, Some(bad)) => {
-                        orphans = scan::find_orphans(&self.storage, &mut win, &keys, &bad)
-                            .map_err(OpenError::Storage)?;
-                        inputs.evidence = orphans.evidence(&bad);
-                        ScanState::Invalid
-                    }
-                    (false, Some(end), _) if s.last_lsn >= end => {
-                        if let Some(bad) = s.invalid {
-                            report.trailing_garbage = Some((l.id, bad.offset));
+        // Plan (read only), keeping every segment the plan keeps, up to the one that decides.
+        let mut decisive = None;
+        let mut corruption_events = 0;
+        let mut prev_last = None;
+        let planned = {
+            let segments = &mut self.segments;
+            let mut planner = Planner::new(&self.storage, &self.config, scratch, summaries)
+                .map_err(open_error)?;
+            planner
+                .plan::<N>(&mut |seg, so_far| {
+                    corruption_events += u64::from(seg.case.is_corruption());
+                    if so_far.verdict == Verdict::Clean {
+                        if let Some(info) = kept(seg) {
+                            report.records += seg.records;
+                            prev_last = Some(seg.last_lsn);
+                            if let Some(at) = seg.trailing_garbage {
+                                report.trailing_garbage = Some((seg.id, at));
+                            }
+                            let _ = segments.push(info);
                         }
-                        ScanState::Clean
+                        true
+                    } else {
+                        decisive = Some(*seg);
+                        false
                     }
-                    (false, Some(_), _) => {
-                        inputs.evidence = Evidence::Acknowledged;
-                        ScanState::Invalid
-                    }
-                    (false, None, None) => ScanState::Clean,
-                    (false, None, Some(_)) => {
-                        inputs.evidence = Evidence::Acknowledged;
-                        ScanState::Invalid
-                    }
-                };
-                scanned = Some((s, keys));
-            }
-
-            let case = Case::classify(&inputs);
-            let action = case.action(self.config.recovery);
-            let first_here = match l.header {
-                Ok(h) if header == HeaderState::Valid => h.first_lsn,
-                _ => prev_last.map_or(Lsn(1), Lsn::next),
-            };
-            let (offset, lsn, detail) = match scanned {
-                Some((s, _)) => match s.invalid {
-                    Some(bad) => (bad.offset, bad.lsn, bad.detail),
-                    None => (
-                        s.end,
-                        s.last_lsn.next(),
-                        "segment ends before its successor begins",
-                    ),
+                })
+                .map_err(open_error)?
+        };
+        self.counters.corruption_events += corruption_events;
+        match (planned.verdict, decisive) {
+            (Verdict::Empty | Verdict::Clean, _) => {}
+            (Verdict::Refuse(c), _) => return Err(OpenError::Corrupted(c)),
+            (
+                Verdict::RecordTooLarge {
+                    segment,
+                    offset,
+                    lsn,
+                    length,
+                    max,
                 },
-                None => (0, first_here, describe(case, l.header)),
-            };
-            if case.is_corruption() {
-                self.counters.corruption_events += 1;
+                _,
+            ) => {
+                return Err(OpenError::RecordTooLarge {
+                    segment,
+                    offset,
+                    lsn,
+                    length,
+                    max,
+                });
             }
-            match action {
-                Action::Keep | Action::CutTornTail | Action::SalvageCut => {
-                    // Only cases with a valid header and a scan lead here (see `Case::action`).
-                    let Some((s, keys)) = scanned else {
-                        return Err(OpenError::Corrupted(Corruption {
-                            case,
-                            segment: l.id,
-                            offset,
-                            lsn: Some(lsn),
-                            detail,
-                        }));
-                    };
-                    if action != Action::Keep {
-                        self.cut_tail(l.id, s.end, keys.file_len)?;
-                    }
-                    if action == Action::CutTornTail {
-                        report.cut = Some(TailCut {
-                            case,
-                            segment: l.id,
-                            offset: s.end,
-                            bytes: keys.file_len - s.end,
-                            first_lsn: lsn,
-                            orphans: orphans.count,
-                            detail,
-                        });
-                    }
-                    self.keep(&l, keys, s, &mut report);
-                    prev_last = Some(s.last_lsn);
-                    if action == Action::SalvageCut {
-                        let beyond = self.highest_lsn(&ids[i + 1..], scratch)?;
-                        let dropped = self.drop_from(&ids[i + 1..])?;
-                        report.salvage = Some(SalvageLoss {
-                            case,
-                            segment: l.id,
-                            offset,
-                            first_lost: lsn,
-                            last_known: beyond
-                                .max(Some(orphans.highest))
-                                .max(Some(s.last_lsn))
-                                .filter(|k| *k >= lsn),
-                            segments_dropped: dropped,
-                            detail,
-                        });
-                        break;
-                    }
-                }
-                Action::RewriteHeader => {
-                    let first = match prev_last {
-                        Some(p) => p.next(),
-                        None if l.id == 0 => Lsn(1),
-                        None => {
-                            return Err(OpenError::Corrupted(Corruption {
-                                case: Case::DamagedHeader,
-                                segment: l.id,
-                                offset: 0,
-                                lsn: None,
-                                detail: "torn header and no earlier segment to tell its first LSN",
-                            }));
-                        }
-                    };
-                    let info = self.create_segment(l.id, first, true)?;
-                    let _ = self.segments.push(info);
-                    report.rewritten_header = Some(l.id);
-                    report.segments += 1;
-                    prev_last = Some(first.prev());
-                }
-                Action::Fail => {
-                    return Err(OpenError::Corrupted(Corruption {
-                        case,
-                        segment: l.id,
-                        offset,
-                        lsn: Some(lsn),
-                        detail,
-                    }));
-                }
-                Action::SalvageDrop => {
+            (
+                Verdict::Repair {
+                    case, first_lsn, ..
+                },
+                Some(seg),
+            ) if case == Case::TornTail => {
+                let info = kept(&seg).ok_or(OpenError::Corrupted(refusal(&seg)))?;
+                self.cut_tail(seg.id, seg.end, seg.len)?;
+                let problem = seg.problem.unwrap_or(NO_PROBLEM);
+                report.cut = Some(TailCut {
+                    case,
+                    segment: seg.id,
+                    offset: seg.end,
+                    bytes: seg.len - seg.end,
+                    first_lsn,
+                    orphans: seg.orphans,
+                    detail: problem.detail,
+                });
+                report.records += seg.records;
+                let _ = self.segments.push(info);
+                prev_last = Some(seg.last_lsn);
+            }
+            (Verdict::Repair { first_lsn, .. }, Some(seg)) => {
+                let info = self.create_segment(seg.id, first_lsn, true)?;
+                let _ = self.segments.push(info);
+                report.rewritten_header = Some(seg.id);
+                prev_last = Some(first_lsn.prev());
+            }
+            (
+                Verdict::Salvage {
+                    case,
+                    segment,
+                    offset,
+                    first_lost,
+                    drops_segment,
+                },
+                Some(seg),
+            ) => {
+                let i = ids
+                    .iter()
+                    .position(|&id| id == segment)
+                    .unwrap_or(ids.len());
+                let problem = seg.problem.unwrap_or(NO_PROBLEM);
+                if drops_segment {
                     let beyond = self.highest_lsn(&ids[i..], scratch)?;
                     let dropped = self.drop_from(&ids[i..])?;
                     report.salvage = Some(SalvageLoss {
                         case,
-                        segment: l.id,
+                        segment,
                         offset,
-                        first_lost: first_here,
-                        last_known: beyond.filter(|k| *k >= first_here),
+                        first_lost,
+                        last_known: beyond.filter(|k| *k >= first_lost),
                         segments_dropped: dropped,
-                        detail,
+                        detail: problem.detail,
                     });
-                    // A sealed segment that salvage leaves as the newest must end at its last
-                    // record: trailing bytes that were harmless while a successor vouched for
-                    // its end would otherwise read as a damaged tail on the next open.
-                    if let (Some(kept), Some((gid, _))) =
-                        (self.segments.last().copied(), report.trailing_garbage)
-                    {
-                        if gid == kept.id {
-                            let len = self.listed(kept.id)?.len;
-                            self.cut_tail(kept.id, kept.end, len)?;
+                    // A segment that salvage leaves as the newest must end at its last record:
+                    // a seal, or trailing bytes that were harmless while a successor vouched for
+                    // its end, would otherwise read as damage on the next open.
+                    if let Some(last) = self.segments.last_mut() {
+                        let len = plan::listed(&self.storage, last.id)
+                            .map_err(open_error)?
+                            .len;
+                        if len > last.end {
+                            let (id, end) = (last.id, last.end);
+                            last.sealed = false;
+                            self.cut_tail(id, end, len)?;
                         }
                     }
                     if self.segments.is_empty() {
-                        let info = self.create_segment(l.id, first_here, false)?;
+                        let info = self.create_segment(seg.id, first_lost, false)?;
                         let _ = self.segments.push(info);
-                        report.segments += 1;
                     }
-                    prev_last = Some(first_here.prev());
-                    break;
+                    prev_last = Some(first_lost.prev());
+                } else {
+                    let info = kept(&seg).ok_or(OpenError::Corrupted(refusal(&seg)))?;
+                    self.cut_tail(seg.id, seg.end, seg.len)?;
+                    report.records += seg.records;
+                    let _ = self.segments.push(info);
+                    let beyond = self.highest_lsn(&ids[i + 1..], scratch)?;
+                    let dropped = self.drop_from(&ids[i + 1..])?;
+                    report.salvage = Some(SalvageLoss {
+                        case,
+                        segment,
+                        offset,
+                        first_lost,
+                        last_known: beyond
+                            .max(Some(seg.orphan_highest))
+                            .max(Some(seg.last_lsn))
+                            .filter(|k| *k >= first_lost),
+                        segments_dropped: dropped,
+                        detail: problem.detail,
+                    });
+                    prev_last = Some(seg.last_lsn);
                 }
             }
+            (_, None) => {
+                // A verdict other than clean always comes with the segment that decided it.
+                return Err(OpenError::Corrupted(Corruption {
+                    case: Case::MissingSegment,
+                    segment: ids[0],
+                    offset: 0,
+                    lsn: None,
+                    detail: "recovery plan without a deciding segment",
+                }));
+            }
+        }
+        self.start_generation = plan::read_start(&self.storage, self.log_id).map_or(0, |s| s.0);
+        if let Some(front) = planned.missing_front {
+            // Only Salvage gets here: record the loss durably, so the next open (under any
+            // policy) finds the log starting where it now starts.
+            report.missing_front = Some(front);
+            self.record_start(self.segments[0].id)?;
         }
         let last = prev_last.unwrap_or(Lsn::ZERO);
         self.next_lsn = last.next();
@@ -335,38 +279,11 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         self.guarded(Op::Sync, Some(id), |s| s.sync(id))?;
         self.guarded(Op::SyncDir, None, |s| s.sync_dir())?;
         self.durable = last;
+        report.segments = self.segments.len();
         report.first_lsn = self.first_lsn();
         report.last_lsn = last;
         self.counters.records_recovered = report.records;
         Ok(report)
-    }
-
-    fn header_state(&self, l: &Listed, prev_last: Option<Lsn>) -> HeaderState {
-        match l.header {
-            Ok(h) => {
-                let continues = prev_last.is_none_or(|p| h.first_lsn == p.next());
-                if h.log_id != self.log_id || h.segment_id != l.id || !continues {
-                    HeaderState::Foreign
-                } else {
-                    HeaderState::Valid
-                }
-            }
-            Err(HeaderProblem::NewerVersion(_)) => HeaderState::NewerVersion,
-            Err(_) if l.len <= SEGMENT_HEADER_LEN as u64 => HeaderState::Short,
-            Err(_) => HeaderState::Invalid,
-        }
-    }
-
-    fn keep(&mut self, l: &Listed, keys: SegmentKeys, s: SegmentScan, report: &mut RecoveryReport) {
-        let _ = self.segments.push(SegmentInfo {
-            id: l.id,
-            first_lsn: Lsn(s.last_lsn.0 + 1 - s.records),
-            salt: keys.salt,
-            checksum: keys.checksum,
-            end: s.end,
-        });
-        report.segments += 1;
-        report.records += s.records;
     }
 
     /// Truncates a segment to `end` durably.
@@ -386,7 +303,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
     ) -> Result<Option<Lsn>, OpenError<S::Error>> {
         let mut highest = None;
         for &id in doomed {
-            let l = self.listed(id)?;
+            let l = plan::listed(&self.storage, id).map_err(open_error)?;
             let Ok(h) = l.header else { continue };
             highest = highest.max(Some(h.first_lsn.prev()));
             let keys = SegmentKeys::new(&h, self.config.max_record_size, l.len);
@@ -401,7 +318,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
     /// Salvage: removes these segments, newest first, syncing the directory after each.
     fn drop_from(&mut self, doomed: &[SegmentId]) -> Result<u32, OpenError<S::Error>> {
         for &id in doomed.iter().rev() {
-            let len = self.listed(id)?.len;
+            let len = plan::listed(&self.storage, id).map_err(open_error)?.len;
             self.guarded(Op::Remove, Some(id), |s| s.remove(id))?;
             self.guarded(Op::SyncDir, None, |s| s.sync_dir())?;
             self.counters.bytes_truncated += len;
@@ -410,18 +327,46 @@ impl<S: Storage, const N: usize> Wal<S, N> {
     }
 }
 
-/// Why a segment could not be scanned, in words (shared with `inspect`).
-pub(crate) fn describe(case: Case, header: Result<SegmentHeader, HeaderProblem>) -> &'static str {
-    match (case, header) {
-        (Case::MissingSegment, _) => "a segment id before this one is missing",
-        (Case::ForeignSegment, _) => {
-            "header belongs to another log, another id, or does not continue the previous segment"
-        }
-        (Case::NewerVersion, _) => "segment written by a newer format version",
-        (_, Err(HeaderProblem::Short)) => "segment shorter than its header",
-        (_, Err(HeaderProblem::BadMagic)) => "bad magic",
-        (_, Err(HeaderProblem::BadChecksum)) => "segment header checksum mismatch",
-        (_, Err(HeaderProblem::Impossible(why))) => why,
-        _ => "segment header invalid",
+const NO_PROBLEM: Problem = Problem {
+    offset: 0,
+    lsn: None,
+    detail: "",
+    fault: None,
+};
+
+/// The table entry of a segment the plan keeps (a valid header, scanned).
+fn kept(seg: &SegmentReport) -> Option<SegmentInfo> {
+    let h = seg.header.ok()?;
+    if seg.inputs.header != HeaderState::Valid {
+        return None;
+    }
+    let sealed = seg.seal.is_some_and(|s| s.offset < seg.end);
+    Some(SegmentInfo {
+        id: seg.id,
+        first_lsn: h.first_lsn,
+        salt: h.salt,
+        checksum: h.checksum,
+        version: h.version,
+        end: seg.seal.filter(|_| sealed).map_or(seg.end, |s| s.offset),
+        sealed,
+    })
+}
+
+fn refusal(seg: &SegmentReport) -> Corruption {
+    let p = seg.problem.unwrap_or(NO_PROBLEM);
+    Corruption {
+        case: seg.case,
+        segment: seg.id,
+        offset: p.offset,
+        lsn: p.lsn,
+        detail: p.detail,
+    }
+}
+
+fn open_error<E>(e: InspectError<E>) -> OpenError<E> {
+    match e {
+        InspectError::ScratchTooSmall { min } => OpenError::ScratchTooSmall { min },
+        InspectError::TooManySegments { capacity } => OpenError::TooManySegments { capacity },
+        InspectError::Storage(s) => OpenError::Storage(s),
     }
 }

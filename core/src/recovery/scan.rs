@@ -1,10 +1,9 @@
 //! Reading a segment's records through a caller-supplied window, without allocating.
 
-use crate::checksum::ChecksumAlgorithm;
+pub(crate) use crate::cursor::SegmentKeys;
+use crate::cursor::{Fault, Located, RecordCursor, SealFound};
 use crate::error::{IoFailure, Op};
-use crate::format::{
-    RECORD_HEADER_LEN, RecordHeader, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader, rec,
-};
+use crate::format::{META_LEN, RECORD_HEADER_LEN, rec};
 use crate::lsn::Lsn;
 use crate::recovery::table::Evidence;
 use crate::storage::{SegmentId, Storage, read_full};
@@ -53,28 +52,6 @@ impl<'a> Window<'a> {
     }
 }
 
-/// The segment facts a scan needs.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct SegmentKeys {
-    pub(crate) checksum: ChecksumAlgorithm,
-    pub(crate) salt: u64,
-    pub(crate) max_record: u32,
-    pub(crate) file_len: u64,
-}
-
-impl SegmentKeys {
-    /// The keys of a segment with header `h` and `file_len` bytes, trusting records up to
-    /// `max_record` bytes.
-    pub(crate) fn new(h: &SegmentHeader, max_record: u32, file_len: u64) -> Self {
-        Self {
-            checksum: h.checksum,
-            salt: h.salt,
-            max_record,
-            file_len,
-        }
-    }
-}
-
 /// Where and why a scan stopped before the end of the segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Invalid {
@@ -82,32 +59,56 @@ pub(crate) struct Invalid {
     pub(crate) offset: u64,
     /// The LSN that should have been there.
     pub(crate) lsn: Lsn,
-    pub(crate) detail: &'static str,
+    /// What is wrong there.
+    pub(crate) fault: Fault,
 }
 
 /// The result of scanning one segment's records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SegmentScan {
-    /// Offset just past the last valid record of the last complete batch.
+    /// Offset just past the last complete unit (record, batch, metadata record).
     pub(crate) end: u64,
-    /// The LSN of that record (`first_lsn − 1` when there is none).
+    /// The LSN of the last data record in it (`first_lsn − 1` when there is none).
     pub(crate) last_lsn: Lsn,
     pub(crate) records: u64,
     /// `None` when only zeros (or nothing) follow `end`.
     pub(crate) invalid: Option<Invalid>,
+    /// The segment's seal, if it has one.
+    pub(crate) seal: Option<SealFound>,
 }
 
-/// Verifies the payload of the record whose header starts at `at`.
-pub(crate) fn payload_matches<S: Storage>(
+/// Reads, verifies and accepts the record at the cursor, or says why there is none.
+fn step<S: Storage>(
     st: &S,
     win: &mut Window<'_>,
-    keys: &SegmentKeys,
-    at: u64,
-    h: &RecordHeader,
+    cursor: &mut RecordCursor,
+) -> Result<Result<Located, Fault>, IoFailure<S::Error>> {
+    let bytes = win.get(st, cursor.offset(), RECORD_HEADER_LEN)?;
+    let at = match cursor.header(bytes) {
+        Ok(at) => at,
+        Err(f) => return Ok(Err(f)),
+    };
+    if !payload_matches(st, win, cursor, &at)? {
+        return Ok(Err(Fault::PayloadChecksum));
+    }
+    let payload = if at.is_meta() {
+        Some(win.get(st, at.payload_offset(), META_LEN)?)
+    } else {
+        None
+    };
+    Ok(cursor.accept(&at, payload).map(|_| at))
+}
+
+/// Verifies the payload of `at` through the window, a window's worth at a time.
+fn payload_matches<S: Storage>(
+    st: &S,
+    win: &mut Window<'_>,
+    cursor: &RecordCursor,
+    at: &Located,
 ) -> Result<bool, IoFailure<S::Error>> {
-    let mut sum = keys.checksum.salted(keys.salt);
-    let mut pos = at + RECORD_HEADER_LEN as u64;
-    let mut left = h.length as usize;
+    let mut sum = cursor.payload_checksum();
+    let mut pos = at.payload_offset();
+    let mut left = at.header.length as usize;
     while left > 0 {
         let n = left.min(win.capacity());
         let bytes = win.get(st, pos, n)?;
@@ -118,35 +119,7 @@ pub(crate) fn payload_matches<S: Storage>(
         pos += n as u64;
         left -= n;
     }
-    Ok(sum.finish() == h.payload_crc)
-}
-
-/// Decodes and fully verifies the record at `at`, expecting `lsn` (if given).
-fn record_at<S: Storage>(
-    st: &S,
-    win: &mut Window<'_>,
-    keys: &SegmentKeys,
-    at: u64,
-) -> Result<Result<RecordHeader, &'static str>, IoFailure<S::Error>> {
-    let bytes = win.get(st, at, RECORD_HEADER_LEN)?;
-    let h = match RecordHeader::decode(bytes, keys.checksum, keys.salt) {
-        Ok(h) => h,
-        Err(crate::format::RecordProblem::Short) => return Ok(Err("partial record header")),
-        Err(crate::format::RecordProblem::BadChecksum) => {
-            return Ok(Err("record header checksum mismatch"));
-        }
-        Err(crate::format::RecordProblem::Impossible(why)) => return Ok(Err(why)),
-    };
-    if h.length > keys.max_record {
-        return Ok(Err("record length exceeds max_record_size"));
-    }
-    if at + RECORD_HEADER_LEN as u64 + u64::from(h.length) > keys.file_len {
-        return Ok(Err("record extends past the end of the segment"));
-    }
-    if !payload_matches(st, win, keys, at, &h)? {
-        return Ok(Err("payload checksum mismatch"));
-    }
-    Ok(Ok(h))
+    Ok(cursor.payload_matches(at, sum))
 }
 
 /// Whether every byte in `[from, to)` is zero.
@@ -172,79 +145,44 @@ pub(crate) fn all_zero<S: Storage>(
 }
 
 /// Scans a segment's records from the first one (just after the segment header), expecting
-/// `first_lsn`.
+/// `first_lsn`, up to `keys.end` (the segment's length).
 pub(crate) fn scan_records<S: Storage>(
     st: &S,
     win: &mut Window<'_>,
     keys: &SegmentKeys,
     first_lsn: Lsn,
 ) -> Result<SegmentScan, IoFailure<S::Error>> {
-    let start = SEGMENT_HEADER_LEN as u64;
-    let mut scan = SegmentScan {
-        end: start,
-        last_lsn: first_lsn.prev(),
-        records: 0,
-        invalid: None,
-    };
-    // (offset, lsn, records so far) of an open batch.
-    let mut batch: Option<(u64, Lsn, u64)> = None;
-    let mut at = start;
-    loop {
-        let expected = Lsn(scan.last_lsn.0 + 1 + batch.map_or(0, |b| b.2));
-        let problem = if at >= keys.file_len {
-            if batch.is_none() {
-                return Ok(scan);
+    let mut cursor = RecordCursor::new(*keys, first_lsn);
+    let fault = loop {
+        if cursor.at_end() {
+            match cursor.end_fault() {
+                None => break None,
+                Some(f) => break Some(f),
             }
-            "incomplete batch at the end of the segment"
-        } else {
-            match record_at(st, win, keys, at)? {
-                Ok(h) if h.lsn != expected => "unexpected LSN",
-                Ok(h) => {
-                    let next = at + RECORD_HEADER_LEN as u64 + u64::from(h.length);
-                    match (h.kind, batch) {
-                        (RecordKind::Single, None) => {
-                            scan.end = next;
-                            scan.last_lsn = h.lsn;
-                            scan.records += 1;
-                            at = next;
-                            continue;
-                        }
-                        (RecordKind::First, None) => {
-                            batch = Some((at, h.lsn, 1));
-                            at = next;
-                            continue;
-                        }
-                        (RecordKind::Middle, Some((o, l, n))) => {
-                            batch = Some((o, l, n + 1));
-                            at = next;
-                            continue;
-                        }
-                        (RecordKind::Last, Some((_, _, n))) => {
-                            batch = None;
-                            scan.end = next;
-                            scan.last_lsn = h.lsn;
-                            scan.records += n + 1;
-                            at = next;
-                            continue;
-                        }
-                        _ => "batch framing violated",
-                    }
-                }
-                Err(why) => why,
-            }
-        };
-        // Stopped. A clean end is nothing but zeros after the last complete record.
-        if batch.is_none() && all_zero(st, win, at, keys.file_len)? {
-            return Ok(scan);
         }
-        let (offset, lsn) = batch.map_or((at, expected), |(o, l, _)| (o, l));
-        scan.invalid = Some(Invalid {
-            offset,
-            lsn,
-            detail: problem,
-        });
+        if let Err(f) = step(st, win, &mut cursor)? {
+            break Some(f);
+        }
+    };
+    let done = cursor.complete();
+    let mut scan = SegmentScan {
+        end: done.end,
+        last_lsn: done.last_lsn,
+        records: done.records,
+        invalid: None,
+        seal: cursor.seal(),
+    };
+    let Some(fault) = fault else {
+        return Ok(scan);
+    };
+    // Stopped. A clean end is nothing but zeros after the last complete record.
+    let at = cursor.offset();
+    if cursor.open_batch().is_none() && all_zero(st, win, at, keys.end)? {
         return Ok(scan);
     }
+    let (offset, lsn) = cursor.open_batch().unwrap_or((at, cursor.next_lsn()));
+    scan.invalid = Some(Invalid { offset, lsn, fault });
+    Ok(scan)
 }
 
 /// What valid records lie after invalid bytes.
@@ -279,26 +217,29 @@ pub(crate) fn find_orphans<S: Storage>(
     bad: &Invalid,
 ) -> Result<Orphans, IoFailure<S::Error>> {
     let mut found = Orphans::default();
-    let span = keys.file_len.saturating_sub(bad.offset);
+    let span = keys.end.saturating_sub(bad.offset);
     let max_lsn = bad
         .lsn
         .0
         .saturating_add(span / RECORD_HEADER_LEN as u64 + 1);
     let mut at = bad.offset + 1;
-    while at + RECORD_HEADER_LEN as u64 <= keys.file_len {
+    while at + RECORD_HEADER_LEN as u64 <= keys.end {
         let bytes = win.get(st, at, RECORD_HEADER_LEN)?;
         let mut lsn = [0u8; 8];
         lsn.copy_from_slice(&bytes[rec::LSN..rec::LSN + 8]);
         let lsn = u64::from_le_bytes(lsn);
         // Cheap filter before any checksum: only LSNs that could follow the damage.
         if lsn > bad.lsn.0 && lsn <= max_lsn {
-            if let Ok(h) = record_at(st, win, keys, at)? {
+            // A cursor placed here accepts any valid record with this LSN (framing unknown).
+            let mut probe = RecordCursor::resume(*keys, at, Lsn(lsn));
+            if let Ok(found_at) = step(st, win, &mut probe)? {
+                let h = found_at.header;
                 found.count = found.count.saturating_add(1);
                 found.proves_durable = found.proves_durable.max(h.proves_durable());
                 found.highest = found.highest.max(h.lsn);
                 // Valid records never overlap: jump over this one, so every payload byte is
                 // checksummed at most once on the way.
-                at += RECORD_HEADER_LEN as u64 + u64::from(h.length);
+                at = found_at.end();
                 continue;
             }
         }

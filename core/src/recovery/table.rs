@@ -23,8 +23,9 @@ pub enum Position {
 pub enum HeaderState {
     /// Verified and consistent with the log.
     Valid,
-    /// Invalid, and the file is no longer than a header: a creation that did not complete.
-    Short,
+    /// Invalid, and nothing but zeros after the header's place (or nothing at all): a creation
+    /// that did not complete. Nothing is written after a header until the header is durable.
+    Unfinished,
     /// Invalid (checksum, magic or impossible fields) in a longer file.
     Invalid,
     /// Valid checksum, newer format version.
@@ -41,6 +42,9 @@ pub enum Sequence {
     Continuous,
     /// An id is missing right before this segment.
     Gap,
+    /// The segment's seal names a successor that does not exist (the newest segment was
+    /// removed after it was created).
+    SuccessorMissing,
 }
 
 /// How the record scan ended (meaningful only for a valid header).
@@ -50,6 +54,8 @@ pub enum ScanState {
     Clean,
     /// Invalid bytes where a record should be, or a sealed segment ending early.
     Invalid,
+    /// A record whose header verifies is longer than the configured `max_record_size`.
+    Oversized,
 }
 
 /// What lies after invalid bytes (meaningful only for an invalid scan).
@@ -126,6 +132,11 @@ pub enum Case {
     ForeignSegment,
     /// A segment id is missing from the sequence.
     MissingSegment,
+    /// The newest segment is missing: the last segment's seal names a successor that is gone.
+    MissingNewestSegment,
+    /// A valid record is longer than the configured `max_record_size`: a configuration error
+    /// (reopen with the limit the log was written with), not damage.
+    RecordTooLarge,
 }
 
 /// What recovery does about a case under a policy.
@@ -147,7 +158,7 @@ pub enum Action {
 
 impl Case {
     /// Every case, in table order.
-    pub const ALL: [Case; 9] = [
+    pub const ALL: [Case; 11] = [
         Case::Clean,
         Case::TornTail,
         Case::MidLogCorruption,
@@ -157,6 +168,8 @@ impl Case {
         Case::NewerVersion,
         Case::ForeignSegment,
         Case::MissingSegment,
+        Case::MissingNewestSegment,
+        Case::RecordTooLarge,
     ];
 
     /// Whether this case describes `i`. Exactly one case applies to every input.
@@ -167,7 +180,7 @@ impl Case {
         let newest = i.position == Position::Newest;
         let invalid_scan = i.scan == ScanState::Invalid;
         match self {
-            Case::Clean => cont && valid && !invalid_scan,
+            Case::Clean => cont && valid && i.scan == ScanState::Clean,
             Case::TornTail => {
                 cont && valid && newest && invalid_scan && i.evidence != Evidence::Acknowledged
             }
@@ -175,13 +188,15 @@ impl Case {
                 cont && valid && newest && invalid_scan && i.evidence == Evidence::Acknowledged
             }
             Case::SealedSegmentDamaged => cont && valid && !newest && invalid_scan,
-            Case::TornCreation => cont && newest && i.header == H::Short,
+            Case::RecordTooLarge => cont && valid && i.scan == ScanState::Oversized,
+            Case::TornCreation => cont && newest && i.header == H::Unfinished,
             Case::DamagedHeader => {
-                cont && (i.header == H::Invalid || (i.header == H::Short && !newest))
+                cont && (i.header == H::Invalid || (i.header == H::Unfinished && !newest))
             }
             Case::NewerVersion => cont && i.header == H::NewerVersion,
             Case::ForeignSegment => cont && i.header == H::Foreign,
-            Case::MissingSegment => !cont,
+            Case::MissingSegment => i.sequence == Sequence::Gap,
+            Case::MissingNewestSegment => i.sequence == Sequence::SuccessorMissing,
         }
     }
 
@@ -202,7 +217,10 @@ impl Case {
             (Case::TornTail, TolerateTornTail | Salvage) => Action::CutTornTail,
             (Case::TornCreation, Strict) => Action::Fail,
             (Case::TornCreation, TolerateTornTail | Salvage) => Action::RewriteHeader,
-            (Case::MidLogCorruption | Case::SealedSegmentDamaged, Salvage) => Action::SalvageCut,
+            (
+                Case::MidLogCorruption | Case::SealedSegmentDamaged | Case::MissingNewestSegment,
+                Salvage,
+            ) => Action::SalvageCut,
             (
                 Case::DamagedHeader
                 | Case::NewerVersion
@@ -217,7 +235,10 @@ impl Case {
     /// Whether the case means damage to data that may have been acknowledged (as opposed to
     /// the effects of an ordinary crash).
     pub fn is_corruption(self) -> bool {
-        !matches!(self, Case::Clean | Case::TornTail | Case::TornCreation)
+        !matches!(
+            self,
+            Case::Clean | Case::TornTail | Case::TornCreation | Case::RecordTooLarge
+        )
     }
 
     /// The case's name as in the table.
@@ -232,6 +253,8 @@ impl Case {
             Case::NewerVersion => "NewerVersion",
             Case::ForeignSegment => "ForeignSegment",
             Case::MissingSegment => "MissingSegment",
+            Case::MissingNewestSegment => "MissingNewestSegment",
+            Case::RecordTooLarge => "RecordTooLarge",
         }
     }
 }
@@ -252,27 +275,37 @@ mod tests {
         [Position::Newest, Position::Sealed]
             .into_iter()
             .flat_map(|position| {
-                [H::Valid, H::Short, H::Invalid, H::NewerVersion, H::Foreign]
+                [
+                    H::Valid,
+                    H::Unfinished,
+                    H::Invalid,
+                    H::NewerVersion,
+                    H::Foreign,
+                ]
+                .into_iter()
+                .flat_map(move |header| {
+                    [
+                        Sequence::Continuous,
+                        Sequence::Gap,
+                        Sequence::SuccessorMissing,
+                    ]
                     .into_iter()
-                    .flat_map(move |header| {
-                        [Sequence::Continuous, Sequence::Gap].into_iter().flat_map(
-                            move |sequence| {
-                                [ScanState::Clean, ScanState::Invalid].into_iter().flat_map(
-                                    move |scan| {
-                                        [E::None, E::Unacknowledged, E::Acknowledged]
-                                            .into_iter()
-                                            .map(move |evidence| Inputs {
-                                                position,
-                                                header,
-                                                sequence,
-                                                scan,
-                                                evidence,
-                                            })
-                                    },
-                                )
-                            },
-                        )
+                    .flat_map(move |sequence| {
+                        [ScanState::Clean, ScanState::Invalid, ScanState::Oversized]
+                            .into_iter()
+                            .flat_map(move |scan| {
+                                [E::None, E::Unacknowledged, E::Acknowledged]
+                                    .into_iter()
+                                    .map(move |evidence| Inputs {
+                                        position,
+                                        header,
+                                        sequence,
+                                        scan,
+                                        evidence,
+                                    })
+                            })
                     })
+                })
             })
     }
 
@@ -289,7 +322,7 @@ mod tests {
                 .unwrap()] = true;
             n += 1;
         }
-        assert_eq!(n, 2 * 5 * 2 * 2 * 3);
+        assert_eq!(n, 2 * 5 * 3 * 3 * 3);
         assert!(seen.iter().all(|s| *s), "every case is reachable");
     }
 
@@ -303,13 +336,20 @@ mod tests {
                 Case::TornCreation => assert_eq!(a, Action::RewriteHeader),
                 _ => assert_eq!(a, Action::Fail, "{case}"),
             }
-            // Strict refuses everything but a clean log; Salvage never refuses.
+            // Strict refuses everything but a clean log; Salvage refuses nothing but a
+            // configuration error, which no policy may "repair" (the record is fine).
             assert_eq!(
                 case.action(RecoveryPolicy::Strict) == Action::Keep,
                 case == Case::Clean
             );
-            assert_ne!(case.action(RecoveryPolicy::Salvage), Action::Fail);
-            assert_eq!(case.is_corruption(), a == Action::Fail);
+            assert_eq!(
+                case.action(RecoveryPolicy::Salvage) == Action::Fail,
+                case == Case::RecordTooLarge
+            );
+            assert_eq!(
+                case.is_corruption(),
+                a == Action::Fail && case != Case::RecordTooLarge
+            );
         }
     }
 

@@ -146,8 +146,9 @@ fn rotated() -> Mem {
 fn damage_in_a_sealed_segment_is_an_error() {
     let mut mem = rotated();
     let f = mem.files.get_mut(&1).unwrap();
-    let last = f.len() - 3;
-    f[last] ^= 1; // the very last record of a sealed segment: its successor vouches for it
+    // The very last record of a sealed segment (before its seal): its successor vouches for it.
+    let last = f.len() - crate::format::RECORD_HEADER_LEN - crate::format::META_LEN - 3;
+    f[last] ^= 1;
     assert_eq!(
         corruption(try_open(mem.clone(), small())),
         Case::SealedSegmentDamaged
@@ -199,7 +200,7 @@ fn foreign_and_newer_segments_are_refused() {
     // A header from a newer version (valid checksum).
     let mut mem = rotated();
     let f = mem.files.get_mut(&3).unwrap();
-    f[8] = 2;
+    f[8..10].copy_from_slice(&(crate::format::FORMAT_VERSION + 1).to_le_bytes());
     let crc = crate::checksum::crc32c(&f[..60]);
     f[60..64].copy_from_slice(&crc.to_le_bytes());
     assert_eq!(corruption(try_open(mem, small())), Case::NewerVersion);
@@ -255,7 +256,7 @@ fn absurd_length_with_valid_header_checksum_is_not_trusted() {
     let (wal, report) = open(mem, big());
     assert_eq!(
         report.cut.unwrap().detail,
-        "record length exceeds max_record_size"
+        "record length beyond any max_record_size"
     );
     assert_eq!(wal.last_lsn(), Lsn(2));
 }
@@ -384,4 +385,141 @@ fn salvage_that_leaves_a_sealed_segment_newest_cuts_its_trailing_garbage() {
     assert!(first.trailing_garbage.is_some());
     let (_, second) = open(wal.into_storage(), cfg);
     assert!(second.is_clean(), "recovery is idempotent: {second}");
+}
+
+/// A rotated log with its newest segment's id.
+fn newest_id(mem: &Mem) -> u64 {
+    *mem.files
+        .keys()
+        .rfind(|id| !crate::format::is_start_slot(**id))
+        .unwrap()
+}
+
+#[test]
+fn a_zero_filled_newest_segment_of_any_length_is_an_unfinished_creation() {
+    // What a kill or power loss leaves when a full-size, zero-filled file was linked into place
+    // (walden-std's spare) and its header had not reached the file.
+    for len in [64, 65, 400, 4096] {
+        let mut mem = rotated();
+        let next = newest_id(&mem) + 1;
+        mem.files.insert(next, std::vec![0; len]);
+        let (mut wal, report) = open(mem.clone(), small());
+        assert_eq!(report.rewritten_header, Some(next), "len {len}");
+        assert_eq!(wal.last_lsn(), Lsn(30));
+        assert_eq!(wal.append(b"x").unwrap(), Lsn(31));
+        assert_eq!(
+            corruption(try_open(mem, small().with_recovery(RecoveryPolicy::Strict))),
+            Case::TornCreation
+        );
+    }
+    // A torn header (garbage in its place) over zeros is unfinished too ...
+    let mut mem = rotated();
+    let next = newest_id(&mem) + 1;
+    let mut torn = std::vec![0u8; 400];
+    torn[..40].copy_from_slice(&[0xa5; 40]);
+    mem.files.insert(next, torn);
+    assert_eq!(open(mem, small()).1.rewritten_header, Some(next));
+    // ... but a bad header with anything after it is damage: a record may be there.
+    let mut mem = rotated();
+    let next = newest_id(&mem) + 1;
+    let mut damaged = std::vec![0u8; 400];
+    damaged[300] = 1;
+    mem.files.insert(next, damaged);
+    assert_eq!(corruption(try_open(mem, small())), Case::DamagedHeader);
+}
+
+#[test]
+fn a_removed_newest_segment_is_found_through_its_predecessors_seal() {
+    let mut mem = rotated();
+    let newest = newest_id(&mem);
+    mem.files.remove(&newest);
+    let before = mem.clone();
+    let err = try_open(mem.clone(), small()).map(|(_, r)| r).unwrap_err();
+    match err {
+        crate::OpenError::Corrupted(c) => {
+            assert_eq!(c.case, Case::MissingNewestSegment);
+            assert_eq!(c.segment, newest - 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing was touched.
+    assert_eq!(mem.files, before.files);
+    // Salvage cuts the seal, reports the loss, and the log then opens cleanly by default.
+    let (wal, report) = open(mem, small().with_recovery(RecoveryPolicy::Salvage));
+    let loss = report.salvage.unwrap();
+    assert_eq!(loss.case, Case::MissingNewestSegment);
+    assert_eq!(loss.first_lost, wal.last_lsn().next());
+    let mem = wal.into_storage();
+    let (_, report) = open(mem, small());
+    assert!(report.is_clean(), "{report}");
+}
+
+#[test]
+fn segments_removed_from_the_front_are_found_unless_truncate_front_removed_them() {
+    // truncate_front records where the log starts: its removals open cleanly.
+    let (mut wal, _) = open(rotated(), small());
+    let first_kept = wal.segments()[2].first_lsn;
+    assert_eq!(wal.truncate_front(first_kept).unwrap(), 2);
+    let oldest = wal.segments()[0].id;
+    let mem = wal.into_storage();
+    let (wal, report) = open(mem.clone(), small());
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(wal.first_lsn(), first_kept);
+
+    // Removing the oldest segment by hand is found, under every policy but Salvage.
+    let mut lost = mem.clone();
+    lost.files.remove(&oldest);
+    let err = try_open(lost.clone(), small()).map(|(_, r)| r).unwrap_err();
+    match err {
+        crate::OpenError::Corrupted(c) => {
+            assert_eq!((c.case, c.segment), (Case::MissingSegment, oldest));
+        }
+        other => panic!("{other:?}"),
+    }
+    let (wal, report) = open(lost, small().with_recovery(RecoveryPolicy::Salvage));
+    let front = report.missing_front.unwrap();
+    assert_eq!((front.expected, front.found), (oldest, oldest + 1));
+    // Salvage recorded the new start: the next ordinary open is clean.
+    let (_, report) = open(wal.into_storage(), small());
+    assert!(report.is_clean(), "{report}");
+
+    // Without any truncate_front the first segment (0) is required too.
+    let mut lost = rotated();
+    lost.files.remove(&0);
+    assert_eq!(corruption(try_open(lost, small())), Case::MissingSegment);
+}
+
+#[test]
+fn truncate_back_across_segments_leaves_no_seal_naming_a_removed_segment() {
+    let (mut wal, _) = open(rotated(), small());
+    let target = wal.segments()[1].first_lsn;
+    wal.truncate_back(target).unwrap();
+    assert_eq!(wal.segments().len(), 2);
+    wal.append(b"after").unwrap();
+    let (wal, report) = open(wal.into_storage(), small());
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(wal.last_lsn(), target.next());
+}
+
+#[test]
+fn a_reopened_log_with_a_smaller_max_record_size_refuses_and_changes_nothing() {
+    let (mut wal, _) = open(Mem::default(), small());
+    wal.append(&[7u8; 200]).unwrap();
+    let mem = wal.into_storage();
+    let tight = small().with_max_record_size(100);
+    for policy in [
+        RecoveryPolicy::Strict,
+        RecoveryPolicy::TolerateTornTail,
+        RecoveryPolicy::Salvage,
+    ] {
+        match try_open(mem.clone(), tight.with_recovery(policy)).map(|(_, r)| r) {
+            Err(crate::OpenError::RecordTooLarge {
+                lsn, length, max, ..
+            }) => assert_eq!((lsn, length, max), (Lsn(1), 200, 100)),
+            other => panic!("{policy:?}: {other:?}"),
+        }
+    }
+    let (wal, report) = open(mem, small());
+    assert!(report.is_clean());
+    assert_eq!(all(&wal), std::vec![(1, std::vec![7u8; 200])]);
 }

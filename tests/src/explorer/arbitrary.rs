@@ -60,7 +60,14 @@ pub fn mutate(segments: &mut Vec<(u64, Vec<u8>)>, rng: &mut SimRng) {
             }
             4 => {
                 let copy = segments[pick].1.clone();
-                let id = segments.iter().map(|s| s.0).max().unwrap_or(0) + 1 + rng.below(2);
+                let id = segments
+                    .iter()
+                    .map(|s| s.0)
+                    .filter(|id| !walden_core::format::is_start_slot(*id))
+                    .max()
+                    .unwrap_or(0)
+                    + 1
+                    + rng.below(2);
                 segments.push((id, copy));
             }
             5 => {

@@ -116,11 +116,16 @@ pub fn read_all(wal: &TestWal) -> Result<Vec<(Lsn, Vec<u8>)>, ReadError<SimError
     }
 }
 
-/// Segment ids on the medium are exactly the log's segments, consecutive.
+/// Segment ids on the medium are exactly the log's segments, consecutive (the start slots,
+/// which hold where the log starts, are not segments).
 fn segment_set(wal: &TestWal) -> Result<(), String> {
     let mut listed = Vec::new();
     wal.storage()
-        .list(&mut |id| listed.push(id))
+        .list(&mut |id| {
+            if !walden_core::format::is_start_slot(id) {
+                listed.push(id);
+            }
+        })
         .map_err(|e| e.to_string())?;
     listed.sort_unstable();
     let held: Vec<u64> = wal.segments().iter().map(|s| s.id).collect();

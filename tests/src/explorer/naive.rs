@@ -35,6 +35,10 @@ pub fn naive_scan(sim: &SimStorage) -> Recovered {
                 break 'segments;
             };
             // The one check left out on purpose: `h.payload_crc` is never compared.
+            if h.kind == RecordKind::Meta {
+                at = start + h.length as usize;
+                continue;
+            }
             batch.push((h.lsn, payload.to_vec()));
             if matches!(h.kind, RecordKind::Single | RecordKind::Last) {
                 records.append(&mut batch);
@@ -81,13 +85,16 @@ pub fn record_spans(sim: &SimStorage) -> Vec<RecordSpan> {
             let Ok(h) = RecordHeader::decode(raw, header.checksum, header.salt) else {
                 break;
             };
-            spans.push(RecordSpan {
-                segment,
-                offset: at as u64,
-                payload_len: h.length,
-                lsn: h.lsn,
-                sealed: index + 1 < segments.len(),
-            });
+            // Seals are not records of the log: damage to one is trailing garbage.
+            if h.kind != RecordKind::Meta {
+                spans.push(RecordSpan {
+                    segment,
+                    offset: at as u64,
+                    payload_len: h.length,
+                    lsn: h.lsn,
+                    sealed: index + 1 < segments.len(),
+                });
+            }
             at += RECORD_HEADER_LEN + h.length as usize;
         }
     }

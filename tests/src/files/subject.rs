@@ -174,8 +174,8 @@ fn open_and_read(
     Outcome::Opened(recovered, Some(log))
 }
 
-/// The directory holds exactly the log's segments (consecutive ids), the lock file, and at
-/// most the spare of the next segment: no leftovers, nothing missing.
+/// The directory holds exactly the log's segments (consecutive ids), the lock file, the start
+/// slots, and at most the spare of the next segment: no leftovers, nothing missing.
 fn segment_set(log: &OpenLog) -> Result<(), String> {
     let names = log
         .fs
@@ -187,7 +187,10 @@ fn segment_set(log: &OpenLog) -> Result<(), String> {
     let mut listed = Vec::new();
     for name in names {
         if let Some(id) = parse_segment_name(&name) {
-            listed.push(id);
+            // The start slots, which hold where the log starts, are not segments.
+            if !walden_core::format::is_start_slot(id) {
+                listed.push(id);
+            }
         } else if name == LOCK_FILE || name == format!("{next:020}.spare") {
         } else {
             return Err(format!("a leftover in the log directory: {name}"));

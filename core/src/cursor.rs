@@ -1,0 +1,574 @@
+//! The one place record headers are decoded: a cursor over one segment's records.
+//!
+//! [`RecordCursor`] does no I/O. Its caller reads the bytes at [`RecordCursor::offset`] (from a
+//! storage, a copied chunk, a test vector) and feeds them to [`RecordCursor::header`], which
+//! verifies the header checksum *before* trusting any field, then checks the kind, the LSN, the
+//! length (against `max_record_size` and the end of the data) and batch framing. The caller
+//! verifies the payload with [`RecordCursor::payload_checksum`] however suits it (in one piece or
+//! streamed through a window) and hands the record back to [`RecordCursor::accept`], which moves
+//! on and keeps track of the last complete unit (a single record, a whole batch, a metadata
+//! record): that is where a clean log ends.
+//!
+//! Recovery's scan, the log's readers, `locate`, inspection and the std adapter's concurrent
+//! reader all drive this one cursor, so a rule about what a valid record is lives in one place.
+
+use core::fmt;
+
+use crate::checksum::{Checksum, ChecksumAlgorithm};
+use crate::config::MAX_RECORD_SIZE_LIMIT;
+use crate::format::{
+    META_LEN, Meta, RECORD_HEADER_LEN, RecordHeader, RecordKind, RecordProblem, SEGMENT_HEADER_LEN,
+    SegmentHeader, VERSION_WITH_META,
+};
+use crate::lsn::Lsn;
+use crate::storage::SegmentId;
+
+/// What a cursor needs to know about its segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentKeys {
+    /// The records' checksum algorithm.
+    pub checksum: ChecksumAlgorithm,
+    /// The segment's salt.
+    pub salt: u64,
+    /// The segment's format version (metadata records exist from version 2 on).
+    pub version: u16,
+    /// The longest payload trusted (`max_record_size`).
+    pub max_record: u32,
+    /// Where the data ends: the segment's length for a scan, the log's end of its last
+    /// complete append for a reader.
+    pub end: u64,
+}
+
+impl SegmentKeys {
+    /// The keys of a segment with header `h`, trusting payloads up to `max_record` bytes and
+    /// data up to `end`.
+    pub fn new(h: &SegmentHeader, max_record: u32, end: u64) -> Self {
+        Self {
+            checksum: h.checksum,
+            salt: h.salt,
+            version: h.version,
+            max_record,
+            end,
+        }
+    }
+}
+
+/// Why the bytes where a record should start are not one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Fewer bytes than a record header before the end of the data.
+    PartialHeader,
+    /// The header checksum does not match: torn, zeroed, stale or damaged bytes.
+    HeaderChecksum,
+    /// The header verifies, but its kind is unknown.
+    UnknownKind,
+    /// The header verifies, but its flags or reserved bytes are set.
+    ReservedBits,
+    /// The header verifies, but its `ack_gap` is zero.
+    ZeroAckGap,
+    /// The header verifies, but its LSN is not the next one.
+    UnexpectedLsn {
+        /// The LSN in the header.
+        found: Lsn,
+    },
+    /// The header verifies, but the payload is longer than `max_record_size`. Unlike every
+    /// other fault this is not evidence of damage: the record may have been written under a
+    /// larger limit.
+    TooLong {
+        /// The payload length in the header.
+        length: u32,
+    },
+    /// The header verifies, but its length is beyond any `max_record_size` a log can have
+    /// ([`MAX_RECORD_SIZE_LIMIT`]): no writer produced it.
+    ImpossibleLength,
+    /// The record runs past the end of the data.
+    PastEnd,
+    /// The payload checksum does not match.
+    PayloadChecksum,
+    /// A batch record where none may be (a middle or last record outside a batch, a single or
+    /// first record inside one).
+    BatchFraming,
+    /// The data ends inside a batch.
+    IncompleteBatch,
+    /// A metadata record that cannot be here: in a version-1 segment, inside a batch, or of a
+    /// type segments do not hold.
+    BadMeta,
+    /// A record after the segment's seal.
+    AfterSeal,
+}
+
+impl Fault {
+    /// What is wrong, in words.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Fault::PartialHeader => "partial record header",
+            Fault::HeaderChecksum => "record header checksum mismatch",
+            Fault::UnknownKind => "unknown record kind",
+            Fault::ReservedBits => "reserved bits set",
+            Fault::ZeroAckGap => "ack_gap of zero",
+            Fault::UnexpectedLsn { .. } => "unexpected LSN",
+            Fault::TooLong { .. } => "record length exceeds max_record_size",
+            Fault::ImpossibleLength => "record length beyond any max_record_size",
+            Fault::PastEnd => "record extends past the end of the segment",
+            Fault::PayloadChecksum => "payload checksum mismatch",
+            Fault::BatchFraming => "batch framing violated",
+            Fault::IncompleteBatch => "incomplete batch at the end of the segment",
+            Fault::BadMeta => "invalid metadata record",
+            Fault::AfterSeal => "record after the segment's seal",
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+impl From<RecordProblem> for Fault {
+    fn from(p: RecordProblem) -> Self {
+        match p {
+            RecordProblem::Short => Fault::PartialHeader,
+            RecordProblem::BadChecksum => Fault::HeaderChecksum,
+            RecordProblem::UnknownKind => Fault::UnknownKind,
+            RecordProblem::ReservedBits => Fault::ReservedBits,
+            RecordProblem::ZeroAckGap => Fault::ZeroAckGap,
+        }
+    }
+}
+
+/// A verified record header and where it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Located {
+    /// Offset of the header in the segment.
+    pub offset: u64,
+    /// The header.
+    pub header: RecordHeader,
+}
+
+impl Located {
+    /// Offset of the payload.
+    pub fn payload_offset(&self) -> u64 {
+        self.offset + RECORD_HEADER_LEN as u64
+    }
+
+    /// Offset just past the record.
+    pub fn end(&self) -> u64 {
+        self.payload_offset() + u64::from(self.header.length)
+    }
+
+    /// Whether this is a metadata record.
+    pub fn is_meta(&self) -> bool {
+        self.header.kind == RecordKind::Meta
+    }
+}
+
+/// A segment's seal, as found by a cursor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealFound {
+    /// Offset of the seal record (the segment's data ends there).
+    pub offset: u64,
+    /// The successor it names.
+    pub successor: SegmentId,
+    /// The successor's first LSN (the seal's `lsn` field).
+    pub next_lsn: Lsn,
+}
+
+/// The last complete unit a cursor accepted: where a log that ends here ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Complete {
+    /// Offset just past it (the segment header's length when nothing was accepted).
+    pub end: u64,
+    /// The LSN of the last data record (`first_lsn − 1` when there is none).
+    pub last_lsn: Lsn,
+    /// Data records accepted in complete units.
+    pub records: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct OpenBatch {
+    offset: u64,
+    first: Lsn,
+    records: u64,
+}
+
+/// A cursor over one segment's records. See the module documentation.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordCursor {
+    keys: SegmentKeys,
+    offset: u64,
+    next: Lsn,
+    batch: Option<OpenBatch>,
+    /// Whether batch framing is known: false for a cursor placed at an arbitrary record (a
+    /// reader resuming from an index), which may be inside a batch.
+    framing: bool,
+    complete: Complete,
+    seal: Option<SealFound>,
+}
+
+impl RecordCursor {
+    /// A cursor at the segment's first record, which has LSN `first_lsn`.
+    pub fn new(keys: SegmentKeys, first_lsn: Lsn) -> Self {
+        let offset = SEGMENT_HEADER_LEN as u64;
+        Self {
+            keys,
+            offset,
+            next: first_lsn,
+            batch: None,
+            framing: true,
+            complete: Complete {
+                end: offset,
+                last_lsn: first_lsn.prev(),
+                records: 0,
+            },
+            seal: None,
+        }
+    }
+
+    /// A cursor at a record already known to be valid (`lsn` at `offset`), possibly inside a
+    /// batch: batch framing is not checked from here on (recovery checked it).
+    pub fn resume(keys: SegmentKeys, offset: u64, lsn: Lsn) -> Self {
+        Self {
+            offset,
+            framing: false,
+            complete: Complete {
+                end: offset,
+                last_lsn: lsn.prev(),
+                records: 0,
+            },
+            ..Self::new(keys, lsn)
+        }
+    }
+
+    /// The segment keys.
+    pub fn keys(&self) -> &SegmentKeys {
+        &self.keys
+    }
+
+    /// Moves the end of the data (a reader's log grew).
+    pub fn set_end(&mut self, end: u64) {
+        self.keys.end = end;
+    }
+
+    /// Where the next record header is.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The LSN the next data record must have.
+    pub fn next_lsn(&self) -> Lsn {
+        self.next
+    }
+
+    /// Whether the data ends at [`RecordCursor::offset`].
+    pub fn at_end(&self) -> bool {
+        self.offset >= self.keys.end
+    }
+
+    /// The open batch, if the cursor is inside one: its first record's offset and LSN.
+    pub fn open_batch(&self) -> Option<(u64, Lsn)> {
+        self.batch.map(|b| (b.offset, b.first))
+    }
+
+    /// The last complete unit.
+    pub fn complete(&self) -> Complete {
+        self.complete
+    }
+
+    /// The seal, if one was accepted.
+    pub fn seal(&self) -> Option<SealFound> {
+        self.seal
+    }
+
+    /// Why the data may not end here: `Some(IncompleteBatch)` inside a batch.
+    pub fn end_fault(&self) -> Option<Fault> {
+        self.batch.map(|_| Fault::IncompleteBatch)
+    }
+
+    /// Verifies and checks the header at [`RecordCursor::offset`]. `bytes` are the bytes there:
+    /// at least [`RECORD_HEADER_LEN`] unless the data ends sooner. Does not move the cursor.
+    pub fn header(&self, bytes: &[u8]) -> Result<Located, Fault> {
+        let available = self.keys.end.saturating_sub(self.offset);
+        let bytes = &bytes[..bytes.len().min(available.min(usize::MAX as u64) as usize)];
+        let h = RecordHeader::decode(bytes, self.keys.checksum, self.keys.salt)?;
+        let here = Located {
+            offset: self.offset,
+            header: h,
+        };
+        if h.lsn != self.next {
+            return Err(Fault::UnexpectedLsn { found: h.lsn });
+        }
+        if self.seal.is_some() {
+            return Err(Fault::AfterSeal);
+        }
+        if h.kind == RecordKind::Meta {
+            if self.keys.version < VERSION_WITH_META
+                || self.batch.is_some()
+                || h.length as usize != META_LEN
+            {
+                return Err(Fault::BadMeta);
+            }
+        } else if h.length > MAX_RECORD_SIZE_LIMIT {
+            return Err(Fault::ImpossibleLength);
+        } else if h.length > self.keys.max_record {
+            return Err(Fault::TooLong { length: h.length });
+        }
+        if here.end() > self.keys.end {
+            return Err(Fault::PastEnd);
+        }
+        if self.framing {
+            let inside = self.batch.is_some();
+            match h.kind {
+                RecordKind::Single | RecordKind::First if inside => {
+                    return Err(Fault::BatchFraming);
+                }
+                RecordKind::Middle | RecordKind::Last if !inside => {
+                    return Err(Fault::BatchFraming);
+                }
+                _ => {}
+            }
+        }
+        Ok(here)
+    }
+
+    /// A checksum to feed the payload of `at` into; compare with
+    /// [`RecordCursor::payload_matches`].
+    pub fn payload_checksum(&self) -> Checksum {
+        self.keys.checksum.salted(self.keys.salt)
+    }
+
+    /// Whether `sum` (a [`RecordCursor::payload_checksum`] fed the whole payload) matches.
+    pub fn payload_matches(&self, at: &Located, sum: Checksum) -> bool {
+        sum.finish() == at.header.payload_crc
+    }
+
+    /// Verifies a payload held in one piece.
+    pub fn verify_payload(&self, at: &Located, payload: &[u8]) -> Result<(), Fault> {
+        let mut sum = self.payload_checksum();
+        sum.update(payload);
+        if payload.len() == at.header.length as usize && self.payload_matches(at, sum) {
+            Ok(())
+        } else {
+            Err(Fault::PayloadChecksum)
+        }
+    }
+
+    /// Moves past the record `at` (returned by [`RecordCursor::header`] at the current
+    /// offset). For a metadata record, `payload` (its verified bytes) is decoded and must be
+    /// valid; with `None` it is skipped unread. Returns what the metadata record said.
+    pub fn accept(&mut self, at: &Located, payload: Option<&[u8]>) -> Result<Option<Meta>, Fault> {
+        let h = &at.header;
+        let end = at.end();
+        let mut meta = None;
+        match h.kind {
+            RecordKind::Meta => {
+                if let Some(p) = payload {
+                    // Segments hold seals only; start records live in the start slots.
+                    let m = Meta::decode(p).ok_or(Fault::BadMeta)?;
+                    let Meta::Seal { successor } = m else {
+                        return Err(Fault::BadMeta);
+                    };
+                    self.seal = Some(SealFound {
+                        offset: at.offset,
+                        successor,
+                        next_lsn: h.lsn,
+                    });
+                    meta = Some(m);
+                }
+                self.complete.end = end;
+            }
+            RecordKind::Single => {
+                self.next = h.lsn.next();
+                self.complete = Complete {
+                    end,
+                    last_lsn: h.lsn,
+                    records: self.complete.records + 1,
+                };
+            }
+            RecordKind::First if self.framing => {
+                self.batch = Some(OpenBatch {
+                    offset: at.offset,
+                    first: h.lsn,
+                    records: 1,
+                });
+                self.next = h.lsn.next();
+            }
+            RecordKind::Middle if self.framing => {
+                if let Some(b) = &mut self.batch {
+                    b.records += 1;
+                }
+                self.next = h.lsn.next();
+            }
+            RecordKind::Last if self.framing => {
+                let records = self.batch.take().map_or(1, |b| b.records + 1);
+                self.next = h.lsn.next();
+                self.complete = Complete {
+                    end,
+                    last_lsn: h.lsn,
+                    records: self.complete.records + records,
+                };
+            }
+            // Without framing every record counts as complete once read.
+            RecordKind::First | RecordKind::Middle | RecordKind::Last => {
+                self.next = h.lsn.next();
+                self.complete = Complete {
+                    end,
+                    last_lsn: h.lsn,
+                    records: self.complete.records + 1,
+                };
+            }
+        }
+        self.offset = end;
+        Ok(meta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::FORMAT_VERSION;
+    use std::vec::Vec;
+
+    const SALT: u64 = 0x5a17;
+
+    fn keys(end: u64) -> SegmentKeys {
+        SegmentKeys {
+            checksum: ChecksumAlgorithm::Crc32c,
+            salt: SALT,
+            version: FORMAT_VERSION,
+            max_record: 100,
+            end,
+        }
+    }
+
+    fn record(lsn: u64, kind: RecordKind, payload: &[u8]) -> Vec<u8> {
+        let h = RecordHeader {
+            length: payload.len() as u32,
+            lsn: Lsn(lsn),
+            payload_crc: ChecksumAlgorithm::Crc32c.of_salted(SALT, payload),
+            kind,
+            ack_gap: 1,
+        };
+        let mut v = h.encode(ChecksumAlgorithm::Crc32c, SALT).to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// Drives a cursor over `body` (placed after a segment header) as recovery does.
+    fn walk(body: &[u8], first: u64) -> (RecordCursor, Option<Fault>) {
+        let mut bytes = std::vec![0u8; SEGMENT_HEADER_LEN];
+        bytes.extend_from_slice(body);
+        let mut c = RecordCursor::new(keys(bytes.len() as u64), Lsn(first));
+        loop {
+            if c.at_end() {
+                return (c, c.end_fault());
+            }
+            let at = match c.header(&bytes[c.offset() as usize..]) {
+                Ok(at) => at,
+                Err(f) => return (c, Some(f)),
+            };
+            let payload = &bytes[at.payload_offset() as usize..at.end() as usize];
+            if let Err(f) = c.verify_payload(&at, payload) {
+                return (c, Some(f));
+            }
+            if let Err(f) = c.accept(&at, Some(payload)) {
+                return (c, Some(f));
+            }
+        }
+    }
+
+    #[test]
+    fn complete_units_and_where_a_clean_log_ends() {
+        let mut body = record(5, RecordKind::Single, b"a");
+        body.extend(record(6, RecordKind::First, b"b"));
+        body.extend(record(7, RecordKind::Last, b"c"));
+        let (c, fault) = walk(&body, 5);
+        assert_eq!(fault, None);
+        let done = c.complete();
+        assert_eq!((done.last_lsn, done.records), (Lsn(7), 3));
+        assert_eq!(done.end, (SEGMENT_HEADER_LEN + body.len()) as u64);
+
+        // A batch cut before its last record: the complete prefix ends after record 5.
+        let cut = body.len() - 33;
+        let (c, fault) = walk(&body[..cut], 5);
+        assert_eq!(fault, Some(Fault::IncompleteBatch));
+        assert_eq!(c.complete().last_lsn, Lsn(5));
+        assert_eq!(c.open_batch().map(|b| b.1), Some(Lsn(6)));
+    }
+
+    #[test]
+    fn every_fault_is_named() {
+        let one = record(1, RecordKind::Single, b"x");
+        assert_eq!(
+            walk(&one, 2).1,
+            Some(Fault::UnexpectedLsn { found: Lsn(1) })
+        );
+        assert_eq!(
+            walk(&record(1, RecordKind::Single, &[0; 101]), 1).1,
+            Some(Fault::TooLong { length: 101 })
+        );
+        assert_eq!(walk(&one[..one.len() - 1], 1).1, Some(Fault::PastEnd));
+        let mut flipped = one.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(walk(&flipped, 1).1, Some(Fault::PayloadChecksum));
+        flipped = one.clone();
+        flipped[9] ^= 1;
+        assert_eq!(walk(&flipped, 1).1, Some(Fault::HeaderChecksum));
+        assert_eq!(
+            walk(&record(1, RecordKind::Last, b"x"), 1).1,
+            Some(Fault::BatchFraming)
+        );
+        let mut open = record(1, RecordKind::First, b"x");
+        assert_eq!(walk(&open, 1).1, Some(Fault::IncompleteBatch));
+        open.extend(record(2, RecordKind::Single, b"y"));
+        assert_eq!(walk(&open, 1).1, Some(Fault::BatchFraming));
+        let seal = Meta::Seal { successor: 3 }.encode();
+        let mut sealed = record(1, RecordKind::Single, b"x");
+        sealed.extend(record(2, RecordKind::Meta, &seal));
+        sealed.extend(record(2, RecordKind::Single, b"y"));
+        assert_eq!(walk(&sealed, 1).1, Some(Fault::AfterSeal));
+        assert_eq!(
+            walk(&record(1, RecordKind::Meta, b"short"), 1).1,
+            Some(Fault::BadMeta)
+        );
+    }
+
+    #[test]
+    fn metadata_records_take_no_lsn_and_are_remembered() {
+        let mut body = record(1, RecordKind::Single, b"x");
+        body.extend(record(2, RecordKind::Single, b"y"));
+        body.extend(record(
+            3,
+            RecordKind::Meta,
+            &Meta::Seal { successor: 9 }.encode(),
+        ));
+        let (c, fault) = walk(&body, 1);
+        assert_eq!(fault, None);
+        let seal = c.seal().unwrap();
+        assert_eq!((seal.successor, seal.next_lsn), (9, Lsn(3)));
+        assert_eq!(c.complete().last_lsn, Lsn(2));
+        assert_eq!(c.complete().records, 2);
+        assert_eq!(c.complete().end, (SEGMENT_HEADER_LEN + body.len()) as u64);
+
+        // Start records belong in the start slots, not in segments.
+        let start = record(
+            1,
+            RecordKind::Meta,
+            &Meta::Start { first_segment: 4 }.encode(),
+        );
+        assert_eq!(walk(&start, 1).1, Some(Fault::BadMeta));
+
+        // Version-1 segments have no metadata records.
+        let mut v1 = RecordCursor::new(
+            SegmentKeys {
+                version: 1,
+                ..keys(1000)
+            },
+            Lsn(2),
+        );
+        v1.offset = SEGMENT_HEADER_LEN as u64;
+        let meta = record(2, RecordKind::Meta, &Meta::Seal { successor: 9 }.encode());
+        assert_eq!(v1.header(&meta), Err(Fault::BadMeta));
+    }
+}

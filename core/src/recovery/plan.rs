@@ -1,0 +1,663 @@
+//! The recovery planner: reads a log, classifies every segment with the decision table and says
+//! what opening it would do, without writing a byte.
+//!
+//! This is the only place the decision table of `docs/FORMAT.md` is applied. [`Wal::open`]
+//! plans and then carries out the plan's [`Verdict`]; [`crate::inspect`] plans and reports; the
+//! std adapter's `verify_dir` scans segments in parallel and plans with the results. So the
+//! three can never disagree about what a log holds.
+//!
+//! [`Wal::open`]: crate::Wal::open
+
+use crate::config::{Config, RecoveryPolicy};
+use crate::cursor::{Fault, SealFound, SegmentKeys};
+use crate::error::{Corruption, IoFailure, Op};
+use crate::format::{
+    HeaderProblem, SEGMENT_HEADER_LEN, START_RECORD_LEN, START_SLOTS, SegmentHeader, decode_start,
+    is_start_slot,
+};
+use crate::lsn::Lsn;
+use crate::storage::{SegmentId, Storage, read_full};
+
+use super::scan::{self, SegmentScan, Window};
+use super::table::{Action, Case, Evidence, HeaderState, Inputs, ScanState, Sequence};
+use super::{MIN_SCRATCH, SegmentSummary};
+
+/// A problem found in one segment, with where it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Byte offset in the segment (0 for header problems).
+    pub offset: u64,
+    /// The LSN expected there, where known.
+    pub lsn: Option<Lsn>,
+    /// What exactly is wrong.
+    pub detail: &'static str,
+    /// The record fault, where the problem is one.
+    pub fault: Option<Fault>,
+}
+
+/// One segment as the planner found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentReport {
+    /// The segment id.
+    pub id: SegmentId,
+    /// Its length in bytes.
+    pub len: u64,
+    /// Its header, or why it was rejected.
+    pub header: Result<SegmentHeader, HeaderProblem>,
+    /// The decision-table inputs.
+    pub inputs: Inputs,
+    /// The case they classify as.
+    pub case: Case,
+    /// What the configured policy does about it.
+    pub action: Action,
+    /// Valid records from the start of the segment (0 when the header is unreadable).
+    pub records: u64,
+    /// LSN of the first of them (the header's first LSN; meaningful when `records > 0`).
+    pub first_lsn: Lsn,
+    /// LSN of the last of them (`first_lsn − 1` when there are none).
+    pub last_lsn: Lsn,
+    /// Offset just past the last valid record (the header length when there are none, 0 when
+    /// the header is unreadable). For a newest segment whose seal names a missing successor,
+    /// the seal's offset.
+    pub end: u64,
+    /// What is wrong, if anything.
+    pub problem: Option<Problem>,
+    /// Valid records found after invalid bytes (not part of the log).
+    pub orphans: u32,
+    /// The highest LSN among those orphans.
+    pub orphan_highest: Lsn,
+    /// Non-zero bytes after the last record of a sealed segment that recovery ignores.
+    pub trailing_garbage: Option<u64>,
+    /// The segment's seal (version 2 on), if it has one.
+    pub seal: Option<SealFound>,
+}
+
+/// What `Wal::open` would do with this storage under the configured policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// No segments: open would create a new log.
+    Empty,
+    /// Nothing to repair.
+    Clean,
+    /// Open would repair an ordinary crash: cut a torn tail or rewrite a torn header.
+    Repair {
+        /// `TornTail` or `TornCreation`.
+        case: Case,
+        /// The segment it would change.
+        segment: SegmentId,
+        /// The first LSN cut (torn tail), or the first LSN of the rewritten segment.
+        first_lsn: Lsn,
+    },
+    /// Open would refuse with this error.
+    Refuse(Corruption),
+    /// Open would refuse because a record is longer than the configured `max_record_size`:
+    /// a configuration error, not damage. Reopen with a limit of at least `length`.
+    RecordTooLarge {
+        /// The segment.
+        segment: SegmentId,
+        /// Offset of the record.
+        offset: u64,
+        /// Its LSN.
+        lsn: Lsn,
+        /// Its payload length.
+        length: u32,
+        /// The configured limit.
+        max: u32,
+    },
+    /// Open (under `Salvage`) would keep the valid prefix and give up the rest.
+    Salvage {
+        /// The case that forces it.
+        case: Case,
+        /// The first damaged segment.
+        segment: SegmentId,
+        /// Where in it the damage starts.
+        offset: u64,
+        /// The first LSN lost.
+        first_lost: Lsn,
+        /// Whether the damaged segment itself is removed (rather than cut).
+        drops_segment: bool,
+    },
+}
+
+/// The log's recorded first segment is missing: segments the log never removed are gone from
+/// its front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MissingFront {
+    /// The first segment the log records (its start slots, or the latest `first_segment` of a
+    /// segment header).
+    pub expected: SegmentId,
+    /// The oldest segment that exists.
+    pub found: SegmentId,
+}
+
+/// The result of planning a whole storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inspection {
+    /// Segments found.
+    pub segments: usize,
+    /// The log id (from the first readable header), if any header is readable.
+    pub log_id: Option<u64>,
+    /// Valid records in all segments, including ones a reopen would not keep (those after
+    /// damage, and those of segments after it).
+    pub records: u64,
+    /// Total bytes in all segments.
+    pub bytes: u64,
+    /// Segments whose case is not `Clean`.
+    pub problems: u32,
+    /// Whether any segment's case is corruption (not the effect of an ordinary crash).
+    pub corruption: bool,
+    /// The last LSN of the longest valid prefix of the log (what a successful open keeps).
+    pub valid_through: Lsn,
+    /// Segments missing from the front of the log, if the newest segment says so.
+    pub missing_front: Option<MissingFront>,
+    /// What a reopen would do.
+    pub verdict: Verdict,
+}
+
+/// Planning could not run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InspectError<E> {
+    /// The scratch buffer is smaller than [`MIN_SCRATCH`].
+    ScratchTooSmall {
+        /// The minimum length.
+        min: usize,
+    },
+    /// More segments than the table (`N`) holds.
+    TooManySegments {
+        /// The table's capacity.
+        capacity: usize,
+    },
+    /// A storage read failed.
+    Storage(IoFailure<E>),
+}
+
+impl<E: crate::StorageError> core::fmt::Display for InspectError<E> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::ScratchTooSmall { min } => {
+                write!(f, "scratch buffer must be at least {min} bytes")
+            }
+            Self::TooManySegments { capacity } => {
+                write!(f, "more segments than inspection holds ({capacity})")
+            }
+            Self::Storage(s) => write!(f, "inspection: {s}"),
+        }
+    }
+}
+
+impl<E: crate::StorageError> core::error::Error for InspectError<E> {}
+
+fn io<E>(op: Op, segment: Option<SegmentId>) -> impl FnOnce(E) -> InspectError<E> {
+    move |error| InspectError::Storage(IoFailure { op, segment, error })
+}
+
+/// Segment ids in the storage, ascending, each once.
+pub(crate) fn list<S: Storage, const N: usize>(
+    storage: &S,
+) -> Result<heapless::Vec<SegmentId, N>, InspectError<S::Error>> {
+    let mut ids: heapless::Vec<SegmentId, N> = heapless::Vec::new();
+    let mut overflow = false;
+    storage
+        .list(&mut |id| {
+            if !is_start_slot(id) {
+                overflow |= ids.push(id).is_err();
+            }
+        })
+        .map_err(io(Op::List, None))?;
+    if overflow {
+        return Err(InspectError::TooManySegments { capacity: N });
+    }
+    ids.sort_unstable();
+    // A storage that lists one id twice: plan it once.
+    let mut unique: heapless::Vec<SegmentId, N> = heapless::Vec::new();
+    for id in ids {
+        if unique.last() != Some(&id) {
+            let _ = unique.push(id);
+        }
+    }
+    Ok(unique)
+}
+
+/// The valid start-slot record with the highest generation, if any: `(generation,
+/// first_segment)`. A slot that cannot be read counts as absent (the headers' `first_segment`
+/// is then the only, lower, bound: less is detected, nothing is wrongly refused).
+pub(crate) fn read_start<S: Storage>(storage: &S, log_id: u64) -> Option<(u64, SegmentId)> {
+    let mut best: Option<(u64, SegmentId)> = None;
+    for slot in START_SLOTS {
+        let mut buf = [0u8; START_RECORD_LEN];
+        let Ok(n) = read_full(storage, slot, 0, &mut buf) else {
+            continue;
+        };
+        if let Some(found) = decode_start(&buf[..n], log_id) {
+            best = best.max(Some(found));
+        }
+    }
+    best
+}
+
+/// A segment's length and header as they are on the medium.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Listed {
+    pub(crate) id: SegmentId,
+    pub(crate) len: u64,
+    pub(crate) header: Result<SegmentHeader, HeaderProblem>,
+}
+
+pub(crate) fn listed<S: Storage>(
+    storage: &S,
+    id: SegmentId,
+) -> Result<Listed, InspectError<S::Error>> {
+    let len = storage.len(id).map_err(io(Op::Len, Some(id)))?;
+    let mut buf = [0u8; SEGMENT_HEADER_LEN];
+    let n = read_full(storage, id, 0, &mut buf).map_err(io(Op::Read, Some(id)))?;
+    Ok(Listed {
+        id,
+        len,
+        header: SegmentHeader::decode(&buf[..n]),
+    })
+}
+
+/// The planner's walk over the segments, oldest first.
+pub(crate) struct Planner<'a, S: Storage> {
+    storage: &'a S,
+    config: &'a Config,
+    scratch: &'a mut [u8],
+    summaries: &'a dyn Fn(SegmentId) -> Option<SegmentSummary>,
+}
+
+impl<'a, S: Storage> Planner<'a, S> {
+    pub(crate) fn new(
+        storage: &'a S,
+        config: &'a Config,
+        scratch: &'a mut [u8],
+        summaries: &'a dyn Fn(SegmentId) -> Option<SegmentSummary>,
+    ) -> Result<Self, InspectError<S::Error>> {
+        if scratch.len() < MIN_SCRATCH {
+            return Err(InspectError::ScratchTooSmall { min: MIN_SCRATCH });
+        }
+        Ok(Self {
+            storage,
+            config,
+            scratch,
+            summaries,
+        })
+    }
+
+    /// Scans a segment's records, or takes a matching summary made beforehand.
+    fn scan(&mut self, l: &Listed, h: &SegmentHeader) -> Result<SegmentScan, IoFailure<S::Error>> {
+        let summary = (self.summaries)(l.id)
+            .filter(|p| p.segment == l.id && p.salt == h.salt && p.file_len == l.len);
+        if let Some(p) = summary {
+            return Ok(p.scan);
+        }
+        let keys = SegmentKeys::new(h, self.config.max_record_size, l.len);
+        let mut win = Window::new(self.scratch, l.id);
+        scan::scan_records(self.storage, &mut win, &keys, h.first_lsn)
+    }
+
+    /// Whether the bytes after a rejected header hold nothing: a creation that never got as
+    /// far as a durable header (nothing is written after the header before it is synced).
+    fn unfinished(&mut self, l: &Listed) -> Result<bool, IoFailure<S::Error>> {
+        let mut win = Window::new(self.scratch, l.id);
+        scan::all_zero(self.storage, &mut win, SEGMENT_HEADER_LEN as u64, l.len)
+    }
+
+    /// Plans the log: calls `each` with every segment, oldest first, until it returns `false`
+    /// (recovery stops at the segment that decides its verdict; inspection goes on).
+    pub(crate) fn plan<const N: usize>(
+        &mut self,
+        each: &mut dyn FnMut(&SegmentReport, &Inspection) -> bool,
+    ) -> Result<Inspection, InspectError<S::Error>> {
+        let ids = list::<S, N>(self.storage)?;
+        let mut out = Inspection {
+            segments: ids.len(),
+            log_id: None,
+            records: 0,
+            bytes: 0,
+            problems: 0,
+            corruption: false,
+            valid_through: Lsn::ZERO,
+            missing_front: None,
+            verdict: Verdict::Empty,
+        };
+        let (Some(&oldest), Some(&newest)) = (ids.first(), ids.last()) else {
+            return Ok(out);
+        };
+        out.verdict = Verdict::Clean;
+        let mut first_segment = None;
+        for &id in &ids {
+            if let Ok(h) = listed(self.storage, id)?.header {
+                let log_id = *out.log_id.get_or_insert(h.log_id);
+                if h.log_id == log_id {
+                    first_segment = first_segment.max(h.first_segment);
+                }
+            }
+        }
+        let log_id = out.log_id.unwrap_or(0);
+        let policy = self.config.recovery;
+
+        // Where the log must start (format version 2 on): the start slots, or the latest
+        // `first_segment` a header recorded. Both only ever grow, and each was true when it was
+        // written, so an oldest segment after it means segments went missing.
+        let start = read_start(self.storage, log_id).map(|s| s.1);
+        if let Some(expected) = first_segment.max(start).filter(|e| *e < oldest) {
+            out.missing_front = Some(MissingFront {
+                expected,
+                found: oldest,
+            });
+            out.problems += 1;
+            out.corruption = true;
+            if policy != RecoveryPolicy::Salvage {
+                out.verdict = Verdict::Refuse(Corruption {
+                    case: Case::MissingSegment,
+                    segment: expected,
+                    offset: 0,
+                    lsn: None,
+                    detail: "the log's first segment is missing (the log records that it starts \
+                             at this segment)",
+                });
+            }
+        }
+
+        let mut prev_last: Option<Lsn> = None;
+        // Whether the walk is still inside the prefix an open would get through.
+        let mut alive = !matches!(out.verdict, Verdict::Refuse(_));
+        for (i, &id) in ids.iter().enumerate() {
+            let l = listed(self.storage, id)?;
+            let is_newest = id == newest;
+            let header = self.header_state(&l, log_id, prev_last)?;
+            let prev = i.checked_sub(1).map(|j| ids[j]);
+            let mut inputs = Inputs::before_scan(prev, l.id, is_newest, header);
+            let first_here = match l.header {
+                Ok(h) if header == HeaderState::Valid => h.first_lsn,
+                _ => prev_last.map_or(Lsn(1), Lsn::next),
+            };
+            let mut seg = SegmentReport {
+                id: l.id,
+                len: l.len,
+                header: l.header,
+                inputs,
+                case: Case::Clean,
+                action: Action::Keep,
+                records: 0,
+                first_lsn: first_here,
+                last_lsn: first_here.prev(),
+                end: 0,
+                problem: None,
+                orphans: 0,
+                orphan_highest: Lsn::ZERO,
+                trailing_garbage: None,
+                seal: None,
+            };
+            let mut scanned = None;
+            if let Ok(h) = l.header {
+                // Scanned whenever the header is readable (for the report); the table inputs
+                // below come from the scan only where the header is valid and continuous.
+                let mut s = self.scan(&l, &h).map_err(InspectError::Storage)?;
+                seg.seal = s.seal;
+                if let (true, Some(seal)) = (is_newest, s.seal) {
+                    // The data ends at the seal; the successor it names is gone.
+                    s.end = seal.offset;
+                }
+                seg.records = s.records;
+                seg.first_lsn = h.first_lsn;
+                seg.last_lsn = s.last_lsn;
+                seg.end = s.end;
+                if header == HeaderState::Valid && inputs.sequence == Sequence::Continuous {
+                    self.classify_scan(&mut seg, &mut inputs, &ids, i, &s, &h, log_id)?;
+                }
+                scanned = Some(s);
+            }
+            seg.inputs = inputs;
+            seg.case = Case::classify(&inputs);
+            seg.action = seg.case.action(policy);
+            let (offset, lsn, fault) = match (scanned, seg.case) {
+                (Some(s), Case::MissingNewestSegment) => {
+                    let seal = s.seal.map_or(s.last_lsn.next(), |x| x.next_lsn);
+                    (s.end, seal, None)
+                }
+                (Some(s), _) if inputs.scan != ScanState::Clean => match s.invalid {
+                    Some(bad) => (bad.offset, bad.lsn, Some(bad.fault)),
+                    None => (s.end, s.last_lsn.next(), None),
+                },
+                _ => (0, first_here, None),
+            };
+            let detail = match fault {
+                Some(f) => f.describe(),
+                None => describe(seg.case, l.header),
+            };
+            if seg.case != Case::Clean {
+                seg.problem = Some(Problem {
+                    offset,
+                    lsn: Some(lsn),
+                    detail,
+                    fault,
+                });
+                out.problems += 1;
+                out.corruption |= seg.case.is_corruption();
+            }
+            out.records += seg.records + u64::from(seg.orphans);
+            out.bytes = out.bytes.saturating_add(l.len);
+
+            if alive {
+                let here = (first_here, offset, lsn, detail, fault);
+                alive = self.decide(&mut out, &seg, scanned, header, prev_last, here);
+            }
+            // The next segment must continue this one. After a damaged segment where it ends
+            // is not known, so the next segment's first LSN is taken as it is.
+            prev_last = match scanned {
+                Some(s) if seg.case == Case::Clean => Some(s.last_lsn),
+                Some(_) => None,
+                None if seg.action == Action::RewriteHeader => Some(first_here.prev()),
+                None => None,
+            };
+            if !each(&seg, &out) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The table inputs that come from a valid, continuous segment's scan.
+    #[allow(clippy::too_many_arguments)]
+    fn classify_scan(
+        &mut self,
+        seg: &mut SegmentReport,
+        inputs: &mut Inputs,
+        ids: &[SegmentId],
+        i: usize,
+        s: &SegmentScan,
+        h: &SegmentHeader,
+        log_id: u64,
+    ) -> Result<(), InspectError<S::Error>> {
+        let newest = i + 1 == ids.len();
+        if newest && s.seal.is_some() {
+            inputs.sequence = Sequence::SuccessorMissing;
+            return Ok(());
+        }
+        // Where a sealed segment must end: just before its successor begins.
+        let must_end = match ids.get(i + 1) {
+            Some(&next) if next == seg.id.wrapping_add(1) => listed(self.storage, next)?
+                .header
+                .ok()
+                .filter(|nh| nh.log_id == log_id && nh.first_lsn > h.first_lsn.prev())
+                .map(|nh| nh.first_lsn.prev()),
+            _ => None,
+        };
+        let too_long = s
+            .invalid
+            .is_some_and(|bad| matches!(bad.fault, Fault::TooLong { .. }));
+        inputs.scan = match (newest, must_end, s.invalid) {
+            (true, _, None) => ScanState::Clean,
+            (true, _, Some(_)) if too_long => ScanState::Oversized,
+            (true, _, Some(bad)) => {
+                let keys = SegmentKeys::new(h, self.config.max_record_size, seg.len);
+                let mut win = Window::new(self.scratch, seg.id);
+                let orphans = scan::find_orphans(self.storage, &mut win, &keys, &bad)
+                    .map_err(InspectError::Storage)?;
+                seg.orphans = orphans.count;
+                seg.orphan_highest = orphans.highest;
+                inputs.evidence = orphans.evidence(&bad);
+                ScanState::Invalid
+            }
+            (false, Some(end), _) if s.last_lsn >= end => {
+                seg.trailing_garbage = s.invalid.map(|bad| bad.offset);
+                ScanState::Clean
+            }
+            (false, _, Some(_)) if too_long => ScanState::Oversized,
+            (false, None, None) => ScanState::Clean,
+            (false, _, bad) => {
+                if let Some(bad) = bad {
+                    // Counted, not weighed: the successor proves the damage acknowledged.
+                    let keys = SegmentKeys::new(h, self.config.max_record_size, seg.len);
+                    let mut win = Window::new(self.scratch, seg.id);
+                    let orphans = scan::find_orphans(self.storage, &mut win, &keys, &bad)
+                        .map_err(InspectError::Storage)?;
+                    seg.orphans = orphans.count;
+                    seg.orphan_highest = orphans.highest;
+                }
+                inputs.evidence = Evidence::Acknowledged;
+                ScanState::Invalid
+            }
+        };
+        Ok(())
+    }
+
+    /// How this segment changes what an open would do. Returns whether the open would go on
+    /// to the next segment.
+    fn decide(
+        &self,
+        out: &mut Inspection,
+        seg: &SegmentReport,
+        scanned: Option<SegmentScan>,
+        header: HeaderState,
+        prev_last: Option<Lsn>,
+        (first_here, offset, lsn, detail, fault): (Lsn, u64, Lsn, &'static str, Option<Fault>),
+    ) -> bool {
+        let refuse = |case| {
+            Verdict::Refuse(Corruption {
+                case,
+                segment: seg.id,
+                offset,
+                lsn: Some(lsn),
+                detail,
+            })
+        };
+        let kept = scanned.filter(|_| header == HeaderState::Valid);
+        match (seg.action, kept) {
+            (Action::Keep, Some(s)) => {
+                out.valid_through = s.last_lsn;
+                true
+            }
+            (Action::CutTornTail, Some(s)) => {
+                out.valid_through = s.last_lsn;
+                out.verdict = Verdict::Repair {
+                    case: seg.case,
+                    segment: seg.id,
+                    first_lsn: lsn,
+                };
+                false
+            }
+            (Action::SalvageCut, Some(s)) => {
+                out.valid_through = s.last_lsn;
+                out.verdict = Verdict::Salvage {
+                    case: seg.case,
+                    segment: seg.id,
+                    offset,
+                    first_lost: lsn,
+                    drops_segment: false,
+                };
+                false
+            }
+            (Action::Keep | Action::CutTornTail | Action::SalvageCut, None) => {
+                out.verdict = refuse(seg.case);
+                false
+            }
+            (Action::RewriteHeader, _) => {
+                out.verdict = if prev_last.is_none() && seg.id != 0 {
+                    Verdict::Refuse(Corruption {
+                        case: Case::DamagedHeader,
+                        segment: seg.id,
+                        offset: 0,
+                        lsn: None,
+                        detail: "torn header and no earlier segment to tell its first LSN",
+                    })
+                } else {
+                    Verdict::Repair {
+                        case: seg.case,
+                        segment: seg.id,
+                        first_lsn: first_here,
+                    }
+                };
+                false
+            }
+            (Action::Fail, _) => {
+                out.verdict = match fault {
+                    Some(Fault::TooLong { length }) if seg.case == Case::RecordTooLarge => {
+                        Verdict::RecordTooLarge {
+                            segment: seg.id,
+                            offset,
+                            lsn,
+                            length,
+                            max: self.config.max_record_size,
+                        }
+                    }
+                    _ => refuse(seg.case),
+                };
+                false
+            }
+            (Action::SalvageDrop, _) => {
+                out.verdict = Verdict::Salvage {
+                    case: seg.case,
+                    segment: seg.id,
+                    offset,
+                    first_lost: first_here,
+                    drops_segment: true,
+                };
+                false
+            }
+        }
+    }
+
+    fn header_state(
+        &mut self,
+        l: &Listed,
+        log_id: u64,
+        prev_last: Option<Lsn>,
+    ) -> Result<HeaderState, InspectError<S::Error>> {
+        Ok(match l.header {
+            Ok(h) => {
+                let continues = prev_last.is_none_or(|p| h.first_lsn == p.next());
+                if h.log_id != log_id || h.segment_id != l.id || !continues {
+                    HeaderState::Foreign
+                } else {
+                    HeaderState::Valid
+                }
+            }
+            Err(HeaderProblem::NewerVersion(_)) => HeaderState::NewerVersion,
+            Err(_) if self.unfinished(l).map_err(InspectError::Storage)? => HeaderState::Unfinished,
+            Err(_) => HeaderState::Invalid,
+        })
+    }
+}
+
+/// Why a segment could not be scanned, in words.
+pub(crate) fn describe(case: Case, header: Result<SegmentHeader, HeaderProblem>) -> &'static str {
+    match (case, header) {
+        (Case::MissingSegment, _) => "a segment id before this one is missing",
+        (Case::MissingNewestSegment, _) => {
+            "the segment's seal names a successor that is missing (the newest segment was removed)"
+        }
+        (Case::ForeignSegment, _) => {
+            "header belongs to another log, another id, or does not continue the previous segment"
+        }
+        (Case::NewerVersion, _) => "segment written by a newer format version",
+        (Case::TornCreation, _) => "segment header never written (nothing after it either)",
+        (_, Err(HeaderProblem::Short)) => "segment shorter than its header",
+        (_, Err(HeaderProblem::BadMagic)) => "bad magic",
+        (_, Err(HeaderProblem::BadChecksum)) => "segment header checksum mismatch",
+        (_, Err(HeaderProblem::Impossible(why))) => why,
+        _ => "segment header invalid",
+    }
+}
