@@ -145,11 +145,11 @@ fn a_sync_reported_before_the_flush_is_caught() {
     let mut caught = None;
     for at in (10..250).step_by(6) {
         let (verdict, _) = run(base.path(), at, Some("SyncSkipsFlush"));
-        if let Err(e) = verdict {
-            if e.contains("acknowledged") {
-                caught = Some(e);
-                break;
-            }
+        if let Err(e) = verdict
+            && e.contains("acknowledged")
+        {
+            caught = Some(e);
+            break;
         }
     }
     let caught =

@@ -523,10 +523,10 @@ impl<F: FileSystem> FileStorage<F> {
     pub fn forget_cached_newest(&self) -> io::Result<()> {
         let mut newest = None;
         for entry in self.fs.read_dir(&self.dir)? {
-            if let Some(id) = entry.name.to_str().and_then(parse_segment_name) {
-                if !walden_core::format::is_start_slot(id) {
-                    newest = newest.max(Some(id));
-                }
+            if let Some(id) = entry.name.to_str().and_then(parse_segment_name)
+                && !walden_core::format::is_start_slot(id)
+            {
+                newest = newest.max(Some(id));
             }
         }
         let Some(id) = newest else {
