@@ -3,4 +3,6 @@
 
 pub use walden_conformance as conformance;
 pub mod explorer;
+pub mod files;
+pub mod kill;
 pub mod media;

@@ -48,6 +48,15 @@ impl UnsyncedEffect {
     pub const fn is_write(&self) -> bool {
         matches!(self, UnsyncedEffect::Write { .. })
     }
+
+    /// For a write, how many sector pieces it covers (a torn write keeps some of them);
+    /// `None` for effects that either happen or not.
+    pub const fn pieces(&self) -> Option<u32> {
+        match self {
+            UnsyncedEffect::Write { pieces, .. } => Some(*pieces),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for UnsyncedEffect {

@@ -51,9 +51,11 @@ impl CrashBounds {
         }
     }
 
-    fn fates_for(&self, effect: &UnsyncedEffect) -> Vec<Fate> {
+    /// The fates of one effect: `Some(pieces)` for a write covering that many sector pieces,
+    /// `None` for anything else (a namespace change, a truncate).
+    fn fates_for(&self, pieces: Option<u32>) -> Vec<Fate> {
         let mut fates = alloc::vec![Fate::Lost, Fate::Happened];
-        let UnsyncedEffect::Write { pieces, .. } = *effect else {
+        let Some(pieces) = pieces else {
             return fates;
         };
         let tear = |n, fill| {
@@ -92,10 +94,22 @@ pub struct CrashStates {
 impl CrashStates {
     /// The crash states of `sim`'s current unsynced effects.
     pub fn new(sim: &SimStorage, bounds: &CrashBounds) -> Self {
-        let choices: Vec<Vec<Fate>> = sim
-            .unsynced_effects()
-            .iter()
-            .map(|effect| bounds.fates_for(effect))
+        let pieces = sim.unsynced_effects().into_iter().map(|e| e.pieces());
+        Self::of_effects(pieces, sim.config().seed, bounds)
+    }
+
+    /// The crash states of a list of unsynced effects, each given by its shape: `Some(pieces)`
+    /// for a write covering that many sector pieces, `None` for an effect that either happens
+    /// or not. Any simulator can enumerate its effects this way ([`SimStorage`] and
+    /// [`SimFs`](crate::SimFs) both do).
+    pub fn of_effects(
+        pieces: impl IntoIterator<Item = Option<u32>>,
+        garbage_seed: u64,
+        bounds: &CrashBounds,
+    ) -> Self {
+        let choices: Vec<Vec<Fate>> = pieces
+            .into_iter()
+            .map(|pieces| bounds.fates_for(pieces))
             .collect();
         let count = choices.iter().fold(1u64, |count, fates| {
             count.saturating_mul(fates.len() as u64)
@@ -103,7 +117,7 @@ impl CrashStates {
         Self {
             choices,
             count,
-            garbage_seed: sim.config().seed,
+            garbage_seed,
             yielded: 0,
             limit: count.min(bounds.max_plans),
         }
@@ -177,16 +191,10 @@ impl SimStorage {
     /// A random crash plan for the current moment, drawn from `seed`. Unlike the enumerator it
     /// also tears suffixes and arbitrary sector subsets.
     pub fn random_plan(&self, seed: u64) -> CrashPlan {
-        let mut rng = SimRng::derived(seed, 0xc4a5);
-        let fates = self
-            .unsynced_effects()
-            .iter()
-            .map(|effect| random_fate(&mut rng, effect))
-            .collect();
-        CrashPlan {
-            fates,
-            garbage_seed: rng.next_u64(),
-        }
+        random_plan(
+            self.unsynced_effects().iter().map(UnsyncedEffect::pieces),
+            seed,
+        )
     }
 
     /// The plan a [`CaseId`] names, for this storage (which must be in the state the case was
@@ -207,8 +215,18 @@ impl SimStorage {
     }
 }
 
-fn random_fate(rng: &mut SimRng, effect: &UnsyncedEffect) -> Fate {
-    let UnsyncedEffect::Write { pieces, .. } = *effect else {
+/// A random plan for effects of these shapes (see [`CrashStates::of_effects`]).
+pub(crate) fn random_plan(pieces: impl Iterator<Item = Option<u32>>, seed: u64) -> CrashPlan {
+    let mut rng = SimRng::derived(seed, 0xc4a5);
+    let fates = pieces.map(|p| random_fate(&mut rng, p)).collect();
+    CrashPlan {
+        fates,
+        garbage_seed: rng.next_u64(),
+    }
+}
+
+fn random_fate(rng: &mut SimRng, pieces: Option<u32>) -> Fate {
+    let Some(pieces) = pieces else {
         return if rng.chance(1, 2) {
             Fate::Happened
         } else {
@@ -275,7 +293,7 @@ pub struct CaseId {
 }
 
 impl CaseId {
-    fn random_seed(&self, index: u64) -> u64 {
+    pub(crate) fn random_seed(&self, index: u64) -> u64 {
         mix(self.seed ^ mix(self.op_index ^ mix(index)))
     }
 }

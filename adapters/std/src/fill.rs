@@ -23,24 +23,12 @@
 //! sync cannot consume an error that the log's own `fdatasync` must see.
 
 use core::sync::atomic::{AtomicU64, Ordering};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 
 use walden_core::SegmentId;
 
-/// Zeros written per step: also the longest a writer that catches up with the filler waits.
-const CHUNK: u64 = 1 << 20;
-/// The filler syncs after this many bytes (and at the end).
-const SYNC_EVERY: u64 = 4 << 20;
-/// How far ahead of the writer the filler goes before it waits for the writer: far enough
-/// that a fast writer does not catch up, near enough that a new log's first appends do not
-/// share the disk with a whole segment's worth of zeros.
-const AHEAD: u64 = 8 << 20;
-/// How often a filler that is far enough ahead looks at the writer again.
-const PACE: core::time::Duration = core::time::Duration::from_millis(2);
+use crate::filesystem::{FileSystem, FsFile, JobStep, Mutation, OpenMode, Tuning, Worker};
 
 /// A background zero-fill of `[from, to)` of one segment.
 pub(crate) struct FillAhead {
@@ -50,14 +38,33 @@ pub(crate) struct FillAhead {
     /// The furthest end of the writer's bytes handed to the OS.
     written: AtomicU64,
     stop: Mutex<bool>,
-    worker: Mutex<Option<JoinHandle<()>>>,
+    worker: Mutex<Option<Worker>>,
+}
+
+/// The filler's own state, moved into its job.
+struct Filler<File> {
+    fill: Arc<FillAhead>,
+    file: File,
+    zeros: Vec<u8>,
+    at: u64,
+    from: u64,
+    to: u64,
+    unsynced: u64,
+    tuning: Tuning,
+    ignore_stop: bool,
 }
 
 impl FillAhead {
     /// Starts filling `[from, to)` of the file at `path` (segment `id`). `None` if the file
-    /// cannot be opened again or no thread can be started: the fill is only an optimisation.
-    pub(crate) fn start(path: &Path, id: SegmentId, from: u64, to: u64) -> Option<Arc<Self>> {
-        let file = OpenOptions::new().write(true).open(path).ok()?;
+    /// cannot be opened again or no job can be started: the fill is only an optimisation.
+    pub(crate) fn start<F: FileSystem>(
+        fs: &F,
+        path: &Path,
+        id: SegmentId,
+        from: u64,
+        to: u64,
+    ) -> Option<Arc<Self>> {
+        let file = fs.open(path, OpenMode::ReadWrite).ok()?;
         let fill = Arc::new(Self {
             id,
             filled: AtomicU64::new(from),
@@ -65,56 +72,28 @@ impl FillAhead {
             stop: Mutex::new(false),
             worker: Mutex::new(None),
         });
-        let shared = Arc::clone(&fill);
-        let handle = std::thread::Builder::new()
-            .name("walden-fill".into())
-            .spawn(move || shared.run(&file, from, to))
+        let tuning = fs.tuning();
+        let mut filler = Filler {
+            fill: Arc::clone(&fill),
+            file,
+            zeros: vec![0u8; tuning.fill_chunk.min(to.saturating_sub(from)) as usize],
+            at: from,
+            from,
+            to,
+            unsynced: 0,
+            tuning,
+            ignore_stop: fs.mutation() == Some(Mutation::FillIgnoresStop),
+        };
+        let worker = fs
+            .spawn("walden-fill", Box::new(move || filler.step()))
             .ok()?;
-        *fill.worker.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+        *fill.worker.lock().unwrap_or_else(PoisonError::into_inner) = Some(worker);
         Some(fill)
     }
 
     /// The segment being filled.
     pub(crate) fn id(&self) -> SegmentId {
         self.id
-    }
-
-    fn run(&self, file: &File, from: u64, to: u64) {
-        let zeros = vec![0u8; CHUNK as usize];
-        let (mut at, mut unsynced) = (from, 0);
-        while at < to {
-            {
-                let stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
-                if *stop {
-                    break;
-                }
-                if at >= self.written.load(Ordering::Acquire).saturating_add(AHEAD) {
-                    drop(stop);
-                    std::thread::sleep(PACE);
-                    continue;
-                }
-                let n = (to - at).min(CHUNK);
-                if file.write_all_at(&zeros[..n as usize], at).is_err() {
-                    break; // out of space or an I/O error: the writer will meet it itself
-                }
-                at += n;
-                unsynced += n;
-                self.filled.store(at, Ordering::Release);
-            }
-            if unsynced >= SYNC_EVERY {
-                let _ = file.sync_data();
-                unsynced = 0;
-            }
-        }
-        if unsynced > 0 {
-            let _ = file.sync_data();
-        }
-        tracing::debug!(
-            segment = self.id,
-            from,
-            to = at,
-            "background zero-fill done"
-        );
     }
 
     /// Called before the writer hands bytes of this segment ending at `end` to the OS.
@@ -130,7 +109,7 @@ impl FillAhead {
         *self.stop.lock().unwrap_or_else(PoisonError::into_inner) = true;
     }
 
-    /// Stops the filler and waits for its thread.
+    /// Stops the filler and waits for its job.
     pub(crate) fn finish(&self) {
         self.halt();
         let worker = self
@@ -139,14 +118,75 @@ impl FillAhead {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(w) = worker {
-            let _ = w.join();
+            w.join();
         }
+    }
+}
+
+impl<File: FsFile> Filler<File> {
+    /// One chunk (or the end): the body of the job.
+    fn step(&mut self) -> JobStep {
+        if self.at < self.to {
+            let stop = self
+                .fill
+                .stop
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if *stop && !self.ignore_stop {
+                drop(stop);
+                return self.end();
+            }
+            let written = self.fill.written.load(Ordering::Acquire);
+            if self.at >= written.saturating_add(self.tuning.fill_ahead) && !self.ignore_stop {
+                return JobStep::Wait(self.tuning.fill_pace);
+            }
+            let n = (self.to - self.at).min(self.tuning.fill_chunk);
+            if self
+                .file
+                .write_all_at(&self.zeros[..n as usize], self.at)
+                .is_err()
+            {
+                drop(stop);
+                return self.end(); // out of space or an I/O error: the writer will meet it itself
+            }
+            self.at += n;
+            self.unsynced += n;
+            self.fill.filled.store(self.at, Ordering::Release);
+            drop(stop);
+            if self.unsynced >= self.tuning.fill_sync_every {
+                let _ = self.file.sync_data();
+                self.unsynced = 0;
+            }
+            return JobStep::Again;
+        }
+        self.end()
+    }
+
+    fn end(&mut self) -> JobStep {
+        if self.unsynced > 0 {
+            let _ = self.file.sync_data();
+            self.unsynced = 0;
+        }
+        tracing::debug!(
+            segment = self.fill.id,
+            from = self.from,
+            to = self.at,
+            "background zero-fill done"
+        );
+        JobStep::Done
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs::{File, OpenOptions};
+
     use super::*;
+    use crate::filesystem::OsFs;
+
+    const AHEAD: u64 = Tuning::DEFAULT.fill_ahead;
+    const CHUNK: u64 = Tuning::DEFAULT.fill_chunk;
+    const PACE: core::time::Duration = Tuning::DEFAULT.fill_pace;
 
     fn create(path: &Path) -> File {
         OpenOptions::new()
@@ -162,7 +202,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seg");
         let f = create(&path);
-        let fill = FillAhead::start(&path, 1, 0, 256 << 20).unwrap();
+        let fill = FillAhead::start(&OsFs, &path, 1, 0, 256 << 20).unwrap();
         // A write that ends past the frontier stops the filler first ...
         fill.before_write(u64::MAX);
         let frontier = fill.filled.load(Ordering::Acquire);
@@ -171,7 +211,7 @@ mod tests {
         fill.finish();
         // ... so the record survives, and the filler wrote nothing after it.
         let mut buf = [0u8; 8];
-        f.read_exact_at(&mut buf, frontier).unwrap();
+        assert_eq!(crate::read_at(&f, frontier, &mut buf).unwrap(), 8);
         assert_eq!(&buf, b"RECORD!!");
         assert_eq!(f.metadata().unwrap().len(), frontier + 8);
     }
@@ -181,7 +221,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seg");
         create(&path);
-        let fill = FillAhead::start(&path, 1, 0, 64 << 20).unwrap();
+        let fill = FillAhead::start(&OsFs, &path, 1, 0, 64 << 20).unwrap();
         let filled = || fill.filled.load(Ordering::Acquire);
         let wait_for = |target: u64| {
             let deadline = std::time::Instant::now() + core::time::Duration::from_secs(30);
@@ -208,10 +248,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seg");
         create(&path);
-        let fill = FillAhead::start(&path, 1, 0, 2 << 20).unwrap();
+        let fill = FillAhead::start(&OsFs, &path, 1, 0, 2 << 20).unwrap();
         fill.before_write(0);
-        let handle = fill.worker.lock().unwrap().take().unwrap();
-        handle.join().unwrap();
+        let worker = fill.worker.lock().unwrap().take().unwrap();
+        worker.join();
         assert_eq!(fill.filled.load(Ordering::Acquire), 2 << 20);
     }
 
@@ -221,13 +261,13 @@ mod tests {
         let path = dir.path().join("seg");
         let f = create(&path);
         f.write_all_at(b"head", 0).unwrap();
-        let fill = FillAhead::start(&path, 1, 4, 3 << 20).unwrap();
-        let handle = fill.worker.lock().unwrap().take().unwrap();
-        handle.join().unwrap();
+        let fill = FillAhead::start(&OsFs, &path, 1, 4, 3 << 20).unwrap();
+        let worker = fill.worker.lock().unwrap().take().unwrap();
+        worker.join();
         assert_eq!(fill.filled.load(Ordering::Acquire), 3 << 20);
         assert_eq!(f.metadata().unwrap().len(), 3 << 20);
         let mut head = [0u8; 4];
-        f.read_exact_at(&mut head, 0).unwrap();
+        assert_eq!(crate::read_at(&f, 0, &mut head).unwrap(), 4);
         assert_eq!(&head, b"head");
     }
 }

@@ -616,7 +616,10 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
                     return Ok(target);
                 }
                 Err(error) => {
-                    // The bytes may be partly handed over: treat it like a failed write.
+                    // The bytes may be partly handed over: treat it like a failed write, and
+                    // poison the core log too, so that every path (truncations included)
+                    // refuses from now on, not only those that ask the committer.
+                    let _ = log.wal.finish_sync(ticket, Err(error));
                     let failure = IoFailure {
                         op: Op::Write,
                         segment: Some(id),

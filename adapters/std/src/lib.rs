@@ -19,6 +19,11 @@
 //!   what `truncate_front` made it miss and what `truncate_back` rewound ([`TailEvent`]); a
 //!   blocking iterator and a `Stream`. `examples/tokio_durable.rs` shows both under tokio.
 //!
+//! Every file operation goes through a [`FileSystem`]: [`OsFs`], the real one, unless a log is
+//! opened with [`Wal::open_in`] or [`SharedWal::open_in`]. Tests use that seam to run the
+//! shipped file protocol on a simulated file system that crashes in every legal way
+//! (`SimFileSystem`, feature `sim`) and to kill the process after any chosen file operation.
+//!
 //! ```
 //! use walden_std::{Options, Wal};
 //! let dir = tempfile::tempdir()?;
@@ -74,6 +79,7 @@
 
 mod durable;
 mod error;
+mod filesystem;
 mod fill;
 mod group;
 mod metrics;
@@ -87,13 +93,21 @@ mod wal;
 
 pub use durable::{DurableError, DurableFuture};
 pub use error::{Error, FileError};
+#[doc(hidden)]
+pub use filesystem::Mutation;
+#[cfg(feature = "sim")]
+pub use filesystem::{Background, SIM_TUNING, SimFile, SimFileSystem};
+pub use filesystem::{
+    DirEntry, FileKind, FileSystem, FsFile, Job, JobStep, Metadata, OpenMode, OsFs, Tuning, Worker,
+    run_to_end,
+};
 pub use group::{DEFAULT_SPIN, DetachedSync, GroupSync, GroupWindow, SyncUnderLock};
 pub use metrics::{Bucket, HistogramSnapshot, Metrics};
 pub use reader::{SharedReader, SharedRecord};
 pub use shared::{Appended, Durability, SharedWal};
 pub use storage::{FileStorage, LOCK_FILE, read_at};
 pub use tail::{BlockingTail, Tail, TailEvent};
-pub use verify::{SegmentVerdict, VerifyReport, verify_dir};
+pub use verify::{SegmentVerdict, VerifyReport, verify_dir, verify_dir_in};
 pub use wal::{CoreWal, MAX_SEGMENTS, Options, Wal, random_seed};
 
 /// The repository README's examples, compiled and run as doctests so they cannot rot.

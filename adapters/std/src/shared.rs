@@ -12,6 +12,7 @@ use walden_core::{
 
 use crate::durable::{DurableError, DurableFuture, StopSyncer, Syncer, Watcher};
 use crate::error::Error;
+use crate::filesystem::{FileSystem, OsFs};
 use crate::group::{Committer, GroupSync, GroupWindow, Locked};
 use crate::metrics::Metrics;
 use crate::reader::{PositionIndex, SharedReader};
@@ -122,6 +123,17 @@ impl SharedWal {
         dir: impl AsRef<Path>,
         options: impl Into<Options>,
     ) -> Result<(Self, RecoveryReport), Error> {
+        Self::open_in(OsFs, dir, options)
+    }
+}
+
+impl<F: FileSystem> SharedWal<FileStorage<F>> {
+    /// [`SharedWal::open`] on the file system `fs` (a simulated one, in tests).
+    pub fn open_in(
+        fs: F,
+        dir: impl AsRef<Path>,
+        options: impl Into<Options>,
+    ) -> Result<(Self, RecoveryReport), Error> {
         let options = options.into();
         // Checked before anything on disk is touched. The core policy is replaced below, but
         // an invalid one (`EveryRecords(0)`) is still the caller's mistake to hear about.
@@ -143,7 +155,7 @@ impl SharedWal {
         }
         let mut options_manual = options;
         options_manual.config = options.config.with_sync_policy(SyncPolicy::Manual);
-        let (wal, report) = crate::Wal::open(dir, options_manual)?;
+        let (wal, report) = crate::Wal::open_in(fs, dir, options_manual)?;
         let dir = wal.dir().to_path_buf();
         let foreign = wal.foreign_files().to_vec();
         let core = wal.into_core();
@@ -162,8 +174,10 @@ impl SharedWal {
             report,
         ))
     }
+}
 
-    /// The log directory.
+impl<S: GroupSync, const N: usize> SharedWal<S, N> {
+    /// The log directory (empty for a log shared with [`SharedWal::from_core`]).
     pub fn dir(&self) -> &Path {
         self.inner.dir.as_deref().unwrap_or(Path::new(""))
     }

@@ -12,12 +12,13 @@
 //! grows the file or converts an unwritten extent, `fdatasync` must also commit file-system
 //! metadata (on ext4 a journal commit), which measured 2-4x slower per sync here.
 
-use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use walden_core::SegmentId;
+use walden_core::{SegmentId, SegmentName};
+
+use crate::filesystem::{FileSystem, FsFile, JobStep, Mutation, OpenMode, Worker};
 
 const SPARE_SUFFIX: &str = ".spare";
 
@@ -35,23 +36,13 @@ pub(crate) fn parse_spare_name(name: &str) -> Option<SegmentId> {
     digits.parse().ok()
 }
 
-/// Allocates blocks for `len` bytes without changing the file's length (so the allocated space
-/// is never visible as file content). Unsupported file systems return an error, ignored by the
-/// callers: preallocation is only a hint.
-pub(crate) fn preallocate(f: &File, len: u64) -> io::Result<()> {
-    rustix::fs::fallocate(f, rustix::fs::FallocateFlags::KEEP_SIZE, 0, len)?;
-    Ok(())
-}
-
-/// Writes zeros over `[from, to)` (1 MiB at a time), so those blocks are allocated, written,
-/// and inside the file's length.
-pub(crate) fn zero_fill(f: &File, from: u64, to: u64) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    const CHUNK: u64 = 1 << 20;
-    let zeros = vec![0u8; CHUNK as usize];
+/// Writes zeros over `[from, to)` (a fill chunk at a time), so those blocks are allocated,
+/// written, and inside the file's length.
+pub(crate) fn zero_fill(f: &impl FsFile, from: u64, to: u64, chunk: u64) -> io::Result<()> {
+    let zeros = vec![0u8; chunk.min(to.saturating_sub(from)) as usize];
     let mut at = from;
     while at < to {
-        let n = (to - at).min(CHUNK);
+        let n = (to - at).min(chunk);
         f.write_all_at(&zeros[..n as usize], at)?;
         at += n;
     }
@@ -59,18 +50,13 @@ pub(crate) fn zero_fill(f: &File, from: u64, to: u64) -> io::Result<()> {
 }
 
 /// Removes spare files left by an earlier process. Returns whether any was removed.
-pub(crate) fn remove_leftovers(dir: &Path) -> io::Result<bool> {
+pub(crate) fn remove_leftovers<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<bool> {
     let mut removed = false;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry
-            .file_name()
-            .to_str()
-            .and_then(parse_spare_name)
-            .is_some()
-            && entry.file_type()?.is_file()
+    for entry in fs.read_dir(dir)? {
+        if entry.name.to_str().and_then(parse_spare_name).is_some()
+            && entry.kind == crate::filesystem::FileKind::File
         {
-            fs::remove_file(entry.path())?;
+            fs.remove_file(&dir.join(&entry.name))?;
             removed = true;
         }
     }
@@ -78,64 +64,82 @@ pub(crate) fn remove_leftovers(dir: &Path) -> io::Result<bool> {
 }
 
 /// A prepared spare file.
-pub(crate) struct Spare {
+pub(crate) struct Spare<F: FileSystem> {
     id: SegmentId,
     path: PathBuf,
-    file: File,
+    file: F::File,
 }
 
-impl Spare {
+impl<F: FileSystem> Spare<F> {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    pub(crate) fn into_file(self) -> File {
+    pub(crate) fn into_file(self) -> F::File {
         self.file
     }
 }
 
-#[derive(Default)]
-struct SlotState {
-    ready: Option<Spare>,
-    /// The id being prepared by a background thread.
+struct SlotState<F: FileSystem> {
+    ready: Option<Spare<F>>,
+    /// The id being prepared by a background job.
     preparing: Option<SegmentId>,
 }
 
-/// Where the background thread leaves the spare for `FileStorage::create` to pick up.
-#[derive(Default)]
-pub(crate) struct SpareSlot(Mutex<SlotState>, Mutex<Option<std::thread::JoinHandle<()>>>);
+/// Where the background job leaves the spare for `FileStorage::create` to pick up.
+pub(crate) struct SpareSlot<F: FileSystem> {
+    state: Mutex<SlotState<F>>,
+    worker: Mutex<Option<Worker>>,
+}
 
-impl SpareSlot {
-    fn lock(&self) -> MutexGuard<'_, SlotState> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+impl<F: FileSystem> Default for SpareSlot<F> {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(SlotState {
+                ready: None,
+                preparing: None,
+            }),
+            worker: Mutex::new(None),
+        }
+    }
+}
+
+impl<F: FileSystem> SpareSlot<F> {
+    fn lock(&self) -> MutexGuard<'_, SlotState<F>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Waits for a background preparation and removes an unused spare, so nothing of ours
     /// appears in the directory after the storage (and its lock) is gone.
-    pub(crate) fn shutdown(&self) {
-        let worker = self.1.lock().unwrap_or_else(PoisonError::into_inner).take();
+    pub(crate) fn shutdown(&self, fs: &F) {
+        let worker = self
+            .worker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(w) = worker {
-            let _ = w.join();
+            w.join();
         }
         if let Some(spare) = self.lock().ready.take() {
-            let _ = fs::remove_file(spare.path);
+            let _ = fs.remove_file(&spare.path);
         }
     }
 
     /// The spare for `id`, if one is ready. A spare for any other id is stale and removed.
-    pub(crate) fn take(&self, id: SegmentId) -> Option<Spare> {
+    pub(crate) fn take(&self, fs: &F, id: SegmentId) -> Option<Spare<F>> {
         let spare = self.lock().ready.take()?;
         if spare.id == id {
             return Some(spare);
         }
-        let _ = fs::remove_file(&spare.path);
+        let _ = fs.remove_file(&spare.path);
         None
     }
 }
 
-/// Starts a thread that prepares the spare for `id` unless one is ready or being prepared.
-pub(crate) fn prepare_in_background(
-    slot: &std::sync::Arc<SpareSlot>,
+/// Starts a job that prepares the spare for `id` unless one is ready or being prepared.
+pub(crate) fn prepare_in_background<F: FileSystem>(
+    fs: &F,
+    slot: &Arc<SpareSlot<F>>,
     dir: &Path,
     id: SegmentId,
     len: u64,
@@ -147,60 +151,88 @@ pub(crate) fn prepare_in_background(
         }
         st.preparing = Some(id);
     }
-    let shared = std::sync::Arc::clone(slot);
-    let dir = dir.to_path_buf();
-    let spawned = std::thread::Builder::new()
-        .name("walden-spare".into())
-        .spawn(move || {
-            let prepared = prepare(&dir, id, len);
-            let mut st = shared.lock();
-            st.preparing = None;
-            match prepared {
-                Ok(spare) => {
-                    if let Some(old) = st.ready.replace(spare) {
-                        let _ = fs::remove_file(old.path);
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(segment = id, error = %e, "could not prepare a spare segment")
+    let shared = Arc::clone(slot);
+    let (fs2, dir) = (fs.clone(), dir.to_path_buf());
+    let mut once = Some(move || {
+        let prepared = prepare(&fs2, &dir, id, len);
+        let mut st = shared.lock();
+        st.preparing = None;
+        match prepared {
+            Ok(spare) => {
+                if let Some(old) = st.ready.replace(spare) {
+                    let _ = fs2.remove_file(&old.path);
                 }
             }
-        });
-    match spawned {
-        Ok(handle) => {
+            Err(e) => {
+                tracing::debug!(segment = id, error = %e, "could not prepare a spare segment")
+            }
+        }
+    });
+    let job = Box::new(move || {
+        if let Some(prepare) = once.take() {
+            prepare();
+        }
+        JobStep::Done
+    });
+    match fs.spawn("walden-spare", job) {
+        Ok(worker) => {
             let previous = slot
-                .1
+                .worker
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .replace(handle);
+                .replace(worker);
             // A previous worker has finished (only one prepares at a time); reap it.
             if let Some(p) = previous {
-                let _ = p.join();
+                p.join();
             }
         }
         Err(_) => slot.lock().preparing = None,
     }
 }
 
-fn prepare(dir: &Path, id: SegmentId, len: u64) -> io::Result<Spare> {
+fn prepare<F: FileSystem>(fs: &F, dir: &Path, id: SegmentId, len: u64) -> io::Result<Spare<F>> {
     let path = dir.join(spare_name(id));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
+    let file = fs.open(&path, OpenMode::CreateNew)?;
     let made = (|| {
-        zero_fill(&file, 0, len)?;
+        let mut from = 0;
+        if fs.mutation() == Some(Mutation::StaleSpare) {
+            from = copy_previous(fs, dir, id, &file, len)?;
+        }
+        zero_fill(&file, from, len, fs.tuning().fill_chunk)?;
         file.sync_all()?;
-        File::open(dir)?.sync_all()
+        fs.open_dir(dir)?.sync_all()
     })();
     match made {
         Ok(()) => Ok(Spare { id, path, file }),
         Err(e) => {
-            let _ = fs::remove_file(&path);
+            let _ = fs.remove_file(&path);
             Err(e)
         }
     }
+}
+
+/// [`Mutation::StaleSpare`]: copies segment `id - 1` into the spare, as a careless recycler
+/// would. Returns how many bytes it copied.
+fn copy_previous<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    id: SegmentId,
+    spare: &F::File,
+    len: u64,
+) -> io::Result<u64> {
+    let Some(previous) = id.checked_sub(1) else {
+        return Ok(0);
+    };
+    let Ok(old) = fs.open(
+        &dir.join(SegmentName::new(previous).as_str()),
+        OpenMode::Read,
+    ) else {
+        return Ok(0);
+    };
+    let mut buf = vec![0u8; len as usize];
+    let n = crate::storage::read_at(&old, 0, &mut buf)?;
+    spare.write_all_at(&buf[..n], 0)?;
+    Ok(n as u64)
 }
 
 #[cfg(test)]

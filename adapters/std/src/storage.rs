@@ -1,28 +1,20 @@
 //! `FileStorage`: segments as files in one directory.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use walden_core::{SegmentId, SegmentName, Storage, StorageErrorKind, parse_segment_name};
 
 use crate::error::{Error, FileError};
+use crate::filesystem::{FileKind, FileSystem, FsFile, Mutation, OpenMode, OsFs};
 use crate::fill::FillAhead;
 use crate::group::{DetachedSync, GroupSync};
 use crate::spare::{self, SpareSlot};
 
 /// The name of the lock file in a log directory.
 pub const LOCK_FILE: &str = "walden.lock";
-
-/// How much of a segment that did not come from a spare `reserve` zero-fills on the calling
-/// thread, as a head start for the background fill of the rest.
-const SYNC_ZERO_FILL: u64 = 1 << 20;
-
-/// Bytes buffered before they are handed to the OS without a sync.
-const WRITE_BUFFER: usize = 1 << 20;
 
 /// Segments as files named `{id:020}.wal` in one directory, locked for exclusive use.
 ///
@@ -40,16 +32,20 @@ const WRITE_BUFFER: usize = 1 << 20;
 ///   never parsed as segments, and leftovers from a crash are removed on open.
 /// * Files in the directory that are not segments are left alone and listed by
 ///   [`FileStorage::foreign_files`].
-pub struct FileStorage {
+/// * Every file operation goes through the [`FileSystem`] `F` ([`OsFs`] by default; see
+///   [`FileStorage::open_in`]); the buffer and fill sizes above are [`OsFs`]'s
+///   [`Tuning`](crate::Tuning).
+pub struct FileStorage<F: FileSystem = OsFs> {
+    fs: F,
     dir: PathBuf,
-    dir_handle: File,
-    _lock: File,
-    files: HashMap<SegmentId, Arc<File>>,
+    dir_handle: F::File,
+    _lock: F::File,
+    files: HashMap<SegmentId, Arc<F::File>>,
     /// Only `&mut self` paths write it (through `get_mut`, no locking); `&self` paths — a
     /// group-commit leader or a reader — lock it to hand the bytes to the OS.
     pending: Mutex<Option<Pending>>,
     foreign: Vec<PathBuf>,
-    spare: Arc<SpareSlot>,
+    spare: Arc<SpareSlot<F>>,
     /// The background zero-fill of the active segment, if one runs.
     fill: Option<Arc<FillAhead>>,
     preallocate: bool,
@@ -69,6 +65,13 @@ fn lock_pending(m: &Mutex<Option<Pending>>) -> MutexGuard<'_, Option<Pending>> {
 impl FileStorage {
     /// Opens (and with `create`, creates) the directory and takes its lock.
     pub fn open(dir: impl AsRef<Path>, create: bool) -> Result<Self, Error> {
+        Self::open_in(OsFs, dir, create)
+    }
+}
+
+impl<F: FileSystem> FileStorage<F> {
+    /// [`FileStorage::open`] on the file system `fs`.
+    pub fn open_in(fs: F, dir: impl AsRef<Path>, create: bool) -> Result<Self, Error> {
         let dir = dir.as_ref().to_path_buf();
         let fail = |action, e: io::Error| Error::Directory {
             dir: dir.clone(),
@@ -76,36 +79,35 @@ impl FileStorage {
             error: FileError::from_io(&e),
         };
         if create {
-            match fs::create_dir_all(&dir) {
+            match create_dir_durably(&fs, &dir) {
                 Ok(()) => {}
-                Err(_) if dir.exists() && !dir.is_dir() => {
+                Err(_) if fs.metadata(&dir).is_ok_and(|m| m.kind != FileKind::Dir) => {
                     return Err(Error::NotADirectory { dir });
                 }
                 Err(e) => return Err(fail("create", e)),
             }
         }
-        let meta = fs::metadata(&dir).map_err(|e| fail("open", e))?;
-        if !meta.is_dir() {
+        let meta = fs.metadata(&dir).map_err(|e| fail("open", e))?;
+        if meta.kind != FileKind::Dir {
             return Err(Error::NotADirectory { dir });
         }
-        let dir_handle = File::open(&dir).map_err(|e| fail("open", e))?;
-        let lock = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join(LOCK_FILE))
+        let dir_handle = fs.open_dir(&dir).map_err(|e| fail("open", e))?;
+        let lock = fs
+            .open(&dir.join(LOCK_FILE), OpenMode::CreateOrOpen)
             .map_err(|e| fail("open the lock file in", e))?;
-        match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        match lock.try_lock() {
             Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => return Err(Error::Locked { dir }),
-            Err(e) => return Err(fail("lock", e.into())),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(Error::Locked { dir });
+            }
+            Err(e) => return Err(fail("lock", e)),
         }
         // Spares left by a crash are ours and hold nothing: remove them before anything else.
-        if spare::remove_leftovers(&dir).map_err(|e| fail("clean spare files in", e))? {
+        if spare::remove_leftovers(&fs, &dir).map_err(|e| fail("clean spare files in", e))? {
             dir_handle.sync_all().map_err(|e| fail("sync", e))?;
         }
         Ok(Self {
+            fs,
             dir,
             dir_handle,
             _lock: lock,
@@ -118,6 +120,11 @@ impl FileStorage {
         })
     }
 
+    /// The file system.
+    pub fn file_system(&self) -> &F {
+        &self.fs
+    }
+
     /// Turns preallocation and spare-segment preparation on or off (default on).
     pub fn set_preallocate(&mut self, on: bool) {
         self.preallocate = on;
@@ -128,7 +135,7 @@ impl FileStorage {
     /// preallocation is off or a spare is already prepared or being prepared.
     pub fn prepare_next(&self, active: SegmentId, len: u64) {
         if self.preallocate {
-            spare::prepare_in_background(&self.spare, &self.dir, active + 1, len);
+            spare::prepare_in_background(&self.fs, &self.spare, &self.dir, active + 1, len);
         }
     }
 
@@ -148,15 +155,15 @@ impl FileStorage {
         &self.foreign
     }
 
-    fn file(&mut self, id: SegmentId) -> Result<&Arc<File>, FileError> {
+    fn file(&mut self, id: SegmentId) -> Result<&Arc<F::File>, FileError> {
         if !self.files.contains_key(&id) {
             let path = self.segment_path(id);
-            let meta = fs::symlink_metadata(&path)?;
-            if !meta.file_type().is_file() {
+            let meta = self.fs.symlink_metadata(&path)?;
+            if meta.kind != FileKind::File {
                 // A symlink or anything else where a segment should be: never follow it.
                 return Err(FileError::new(StorageErrorKind::Unsupported));
             }
-            let f = OpenOptions::new().read(true).write(true).open(&path)?;
+            let f = self.fs.open(&path, OpenMode::ReadWrite)?;
             self.files.insert(id, Arc::new(f));
         }
         Ok(&self.files[&id])
@@ -206,8 +213,11 @@ impl FileStorage {
 
     /// Like `flush_if`, through a shared reference: the buffered bytes of `id` go to the OS.
     /// Only segments already open can have buffered bytes, so no file is opened here.
-    fn flush_shared(&self, id: SegmentId) -> Result<Option<Arc<File>>, FileError> {
+    fn flush_shared(&self, id: SegmentId) -> Result<Option<Arc<F::File>>, FileError> {
         let file = self.files.get(&id).cloned();
+        if self.fs.mutation() == Some(Mutation::SyncSkipsFlush) {
+            return Ok(file);
+        }
         let mut pending = lock_pending(&self.pending);
         if let Some(p) = pending.as_ref().filter(|p| p.id == id) {
             let f = file
@@ -221,17 +231,17 @@ impl FileStorage {
     }
 }
 
-impl Drop for FileStorage {
+impl<F: FileSystem> Drop for FileStorage<F> {
     fn drop(&mut self) {
         // Best effort: hand buffered bytes to the OS. They were never reported durable.
         let _ = self.flush();
         self.stop_fill(None);
-        // Before the lock goes: no background thread may still create a file in the directory.
-        self.spare.shutdown();
+        // Before the lock goes: no background job may still create a file in the directory.
+        self.spare.shutdown(&self.fs);
     }
 }
 
-impl GroupSync for FileStorage {
+impl<F: FileSystem> GroupSync for FileStorage<F> {
     fn detached_sync(&self, id: SegmentId) -> Result<Option<DetachedSync<FileError>>, FileError> {
         let Some(file) = self.flush_shared(id)? else {
             // Never opened: nothing was written through this storage since open.
@@ -243,14 +253,12 @@ impl GroupSync for FileStorage {
     }
 }
 
-impl Storage for FileStorage {
+impl<F: FileSystem> Storage for FileStorage<F> {
     type Error = FileError;
 
     fn list(&self, each: &mut dyn FnMut(SegmentId)) -> Result<(), FileError> {
-        for entry in fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            if let Some(id) = name.to_str().and_then(parse_segment_name) {
+        for entry in self.fs.read_dir(&self.dir)? {
+            if let Some(id) = entry.name.to_str().and_then(parse_segment_name) {
                 each(id);
             }
         }
@@ -261,30 +269,26 @@ impl Storage for FileStorage {
         // The previous segment is sealed: the rest of it is never written.
         self.stop_fill(None);
         let path = self.segment_path(id);
-        if let Some(prepared) = self.spare.take(id) {
+        if let Some(prepared) = self.spare.take(&self.fs, id) {
             // `hard_link` fails if `path` exists, as `create` must. The spare's own name is
             // removed afterwards; if a crash keeps it, open removes it (it is the same inode).
-            match fs::hard_link(prepared.path(), &path) {
+            match self.fs.hard_link(prepared.path(), &path) {
                 Ok(()) => {
-                    let _ = fs::remove_file(prepared.path());
+                    let _ = self.fs.remove_file(prepared.path());
                     self.files.insert(id, Arc::new(prepared.into_file()));
                     tracing::debug!(segment = id, "rotation used a preallocated spare segment");
                     return Ok(());
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let _ = fs::remove_file(prepared.path());
+                    let _ = self.fs.remove_file(prepared.path());
                     return Err(FileError::from_io(&e));
                 }
                 Err(_) => {
-                    let _ = fs::remove_file(prepared.path());
+                    let _ = self.fs.remove_file(prepared.path());
                 }
             }
         }
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)?;
+        let f = self.fs.open(&path, OpenMode::CreateNew)?;
         self.files.insert(id, Arc::new(f));
         Ok(())
     }
@@ -299,33 +303,33 @@ impl Storage for FileStorage {
             *pending = None;
         }
         self.files.remove(&id);
-        fs::remove_file(self.segment_path(id))?;
+        self.fs.remove_file(&self.segment_path(id))?;
         Ok(())
     }
 
     fn len(&self, id: SegmentId) -> Result<u64, FileError> {
         let path = self.segment_path(id);
-        let meta = fs::symlink_metadata(&path)?;
-        if !meta.file_type().is_file() {
+        let meta = self.fs.symlink_metadata(&path)?;
+        if meta.kind != FileKind::File {
             return Err(FileError::new(StorageErrorKind::Unsupported));
         }
         let pending_end = lock_pending(&self.pending)
             .as_ref()
             .filter(|p| p.id == id)
             .map_or(0, |p| p.offset + p.bytes.len() as u64);
-        Ok(meta.len().max(pending_end))
+        Ok(meta.len.max(pending_end))
     }
 
     fn read(&self, id: SegmentId, offset: u64, buf: &mut [u8]) -> Result<usize, FileError> {
         // Reads must see buffered writes: serve the overlap from the buffer.
         let on_disk = match self.files.get(&id) {
-            Some(f) => read_at(f, offset, buf)?,
+            Some(f) => read_at(&**f, offset, buf)?,
             None => {
                 let path = self.segment_path(id);
-                if !fs::symlink_metadata(&path)?.file_type().is_file() {
+                if self.fs.symlink_metadata(&path)?.kind != FileKind::File {
                     return Err(FileError::new(StorageErrorKind::Unsupported));
                 }
-                read_at(&File::open(path)?, offset, buf)?
+                read_at(&self.fs.open(&path, OpenMode::Read)?, offset, buf)?
             }
         };
         let pending = lock_pending(&self.pending);
@@ -355,7 +359,8 @@ impl Storage for FileStorage {
             _ => {
                 self.flush()?;
                 self.file(id)?;
-                let mut bytes = Vec::with_capacity(WRITE_BUFFER.max(data.len()));
+                let capacity = self.fs.tuning().write_buffer.max(data.len());
+                let mut bytes = Vec::with_capacity(capacity);
                 bytes.extend_from_slice(data);
                 *self
                     .pending
@@ -368,7 +373,7 @@ impl Storage for FileStorage {
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .is_some_and(|p| p.bytes.len() >= WRITE_BUFFER);
+            .is_some_and(|p| p.bytes.len() >= self.fs.tuning().write_buffer);
         if full {
             self.flush()?;
         }
@@ -383,7 +388,9 @@ impl Storage for FileStorage {
     }
 
     fn sync(&mut self, id: SegmentId) -> Result<(), FileError> {
-        self.flush_if(id)?;
+        if self.fs.mutation() != Some(Mutation::SyncSkipsFlush) {
+            self.flush_if(id)?;
+        }
         self.file(id)?.sync_data()?;
         Ok(())
     }
@@ -401,11 +408,12 @@ impl Storage for FileStorage {
             return Ok(());
         }
         let have = self.len(id).unwrap_or(len);
-        let head = len.min(have + SYNC_ZERO_FILL);
+        let tuning = self.fs.tuning();
+        let head = len.min(have + tuning.sync_zero_fill);
         let opened = self.file(id).map(|f| {
             if have < len {
-                let _ = spare::preallocate(f, len);
-                if spare::zero_fill(f, have, head).is_ok() {
+                let _ = f.allocate(len);
+                if spare::zero_fill(&**f, have, head, tuning.fill_chunk).is_ok() {
                     let _ = f.sync_data();
                 }
             }
@@ -416,7 +424,7 @@ impl Storage for FileStorage {
             // spare was ready) reserve the space, zero-fill a head start now, and the rest
             // ahead of the writer in the background.
             self.stop_fill(None);
-            self.fill = FillAhead::start(&self.segment_path(id), id, head, len);
+            self.fill = FillAhead::start(&self.fs, &self.segment_path(id), id, head, len);
         }
         self.prepare_next(id, len);
         Ok(())
@@ -425,7 +433,7 @@ impl Storage for FileStorage {
 
 /// Reads up to `buf.len()` bytes at `offset`, fewer only at the end of the file (a plain
 /// `pread` may return fewer at any time; interrupted reads are retried).
-pub fn read_at(f: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+pub fn read_at<File: FsFile + ?Sized>(f: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         match f.read_at(&mut buf[done..], offset + done as u64) {
@@ -438,31 +446,71 @@ pub fn read_at(f: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
     Ok(done)
 }
 
+/// Creates `dir` and every missing ancestor, and syncs the parent of each, so that the
+/// directory itself survives a power loss: creating an entry is durable only once its
+/// directory is synced, and the log directory is an entry of its parent.
+///
+/// The parent of `dir` is synced even when `dir` already existed: an earlier process may have
+/// created it and died (or seen that sync fail) before its parent was synced, and records
+/// acknowledged in a directory whose own entry is not durable can vanish with it. A parent
+/// this process may not open (no read permission) is skipped: only a failed sync is an error.
+fn create_dir_durably<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(path) = at.filter(|p| !p.as_os_str().is_empty()) {
+        if fs.metadata(path).is_ok() {
+            break;
+        }
+        missing.push(path);
+        at = path.parent();
+    }
+    if !missing.is_empty() {
+        fs.create_dir_all(dir)?;
+    }
+    if missing.is_empty() {
+        missing.push(dir);
+    }
+    // Top down: a directory's entry is durable once its parent is synced.
+    for entry in missing.iter().rev() {
+        let parent = match entry.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        match fs.open_dir(parent) {
+            Ok(handle) => handle.sync_all()?,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                tracing::debug!(dir = %parent.display(), "cannot open to sync it");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Lists the non-segment entries of `dir` (other than the lock file and our spare files).
-pub(crate) fn scan_foreign(dir: &Path) -> io::Result<Vec<PathBuf>> {
+pub(crate) fn scan_foreign<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
+    for entry in fs.read_dir(dir)? {
+        let name = entry.name;
         let ours = name.to_str().is_some_and(|n| {
             parse_segment_name(n).is_some() || spare::parse_spare_name(n).is_some()
         });
         if !ours && name != LOCK_FILE {
-            out.push(entry.path());
+            out.push(dir.join(name));
         }
     }
     out.sort();
     Ok(out)
 }
 
-impl FileStorage {
+impl<F: FileSystem> FileStorage<F> {
     pub(crate) fn refresh_foreign(&mut self) -> io::Result<()> {
-        self.foreign = scan_foreign(&self.dir)?;
+        self.foreign = scan_foreign(&self.fs, &self.dir)?;
         Ok(())
     }
 }
 
-impl FileStorage {
+impl<F: FileSystem> FileStorage<F> {
     /// Asks the kernel to drop its cached pages of the newest segment before recovery reads
     /// it, so recovery sees what the disk holds.
     ///
@@ -474,9 +522,8 @@ impl FileStorage {
     /// data: every other one was synced before its successor was created.
     pub fn forget_cached_newest(&self) -> io::Result<()> {
         let mut newest = None;
-        for entry in fs::read_dir(&self.dir)? {
-            let name = entry?.file_name();
-            if let Some(id) = name.to_str().and_then(parse_segment_name)
+        for entry in self.fs.read_dir(&self.dir)? {
+            if let Some(id) = entry.name.to_str().and_then(parse_segment_name)
                 && !walden_core::format::is_start_slot(id)
             {
                 newest = newest.max(Some(id));
@@ -486,11 +533,9 @@ impl FileStorage {
             return Ok(());
         };
         let path = self.segment_path(id);
-        if !fs::symlink_metadata(&path)?.file_type().is_file() {
+        if self.fs.symlink_metadata(&path)?.kind != FileKind::File {
             return Ok(()); // recovery reports it; never follow a link here
         }
-        let f = File::open(path)?;
-        rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed)?;
-        Ok(())
+        self.fs.open(&path, OpenMode::Read)?.forget_cache()
     }
 }

@@ -13,6 +13,7 @@ use walden_core::inspect::{Inspection, SegmentReport, Verdict, inspect_with_summ
 use walden_core::{Config, Lsn, SegmentId};
 
 use crate::error::{Error, FileError};
+use crate::filesystem::{FileSystem, OsFs};
 use crate::storage::FileStorage;
 use crate::wal::{MAX_SEGMENTS, scan_in_parallel};
 
@@ -66,15 +67,24 @@ impl VerifyReport {
 /// of any length a log can hold are accepted (a record longer than the writer's
 /// `max_record_size` is the writer's business).
 pub fn verify_dir(dir: impl AsRef<Path>, threads: usize) -> Result<VerifyReport, Error> {
+    verify_dir_in(OsFs, dir, threads)
+}
+
+/// [`verify_dir`] on the file system `fs`.
+pub fn verify_dir_in<F: FileSystem>(
+    fs: F,
+    dir: impl AsRef<Path>,
+    threads: usize,
+) -> Result<VerifyReport, Error> {
     let dir = dir.as_ref();
-    let storage = FileStorage::open(dir, false)?;
+    let storage = FileStorage::open_in(fs, dir, false)?;
     let config = Config::default()
         .with_max_record_size(MAX_RECORD_SIZE_LIMIT)
         .with_max_batch_size(u64::MAX);
     let summaries = scan_in_parallel(&storage, &config, threads);
     let mut scratch = vec![0u8; 4 << 20];
     let mut segments = Vec::new();
-    let inspection = inspect_with_summaries::<FileStorage, MAX_SEGMENTS>(
+    let inspection = inspect_with_summaries::<FileStorage<F>, MAX_SEGMENTS>(
         &storage,
         &config,
         &mut scratch,

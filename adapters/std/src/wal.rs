@@ -13,6 +13,7 @@ use walden_core::{
 };
 
 use crate::error::{Error, FileError};
+use crate::filesystem::{FileSystem, OsFs};
 use crate::storage::FileStorage;
 
 /// How many segments one log can hold at once (with the default 64 MiB segments: 64 GiB; raise
@@ -20,8 +21,8 @@ use crate::storage::FileStorage;
 /// small enough that opening fits comfortably in a thread's stack.
 pub const MAX_SEGMENTS: usize = 1024;
 
-/// The core log over files.
-pub type CoreWal = walden_core::Wal<FileStorage, MAX_SEGMENTS>;
+/// The core log over files (on the file system `F`, the real one by default).
+pub type CoreWal<F = OsFs> = walden_core::Wal<FileStorage<F>, MAX_SEGMENTS>;
 
 /// How to open a log directory.
 #[derive(Clone, Copy, Debug)]
@@ -97,15 +98,18 @@ impl From<Config> for Options {
 ///
 /// The directory is locked while the log is open: a second `open` (from this or another
 /// process) fails with [`Error::Locked`].
-pub struct Wal {
-    inner: Box<CoreWal>,
+///
+/// `F` is the file system ([`OsFs`] unless opened with [`Wal::open_in`]).
+pub struct Wal<F: FileSystem = OsFs> {
+    inner: Box<CoreWal<F>>,
     dir: PathBuf,
     foreign: Vec<PathBuf>,
 }
 
 /// A random seed for segment salts and the log id (`Config::salt_seed`), from the standard
 /// library's per-process hash keys, the clock and the process id. [`Wal::open`] mixes it in
-/// itself; use it when opening a core log over a [`FileStorage`] directly.
+/// itself (through [`FileSystem::random_seed`]); use it when opening a core log over a
+/// [`FileStorage`] directly.
 pub fn random_seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
@@ -123,13 +127,24 @@ impl Wal {
         dir: impl AsRef<Path>,
         options: impl Into<Options>,
     ) -> Result<(Self, RecoveryReport), Error> {
+        Self::open_in(OsFs, dir, options)
+    }
+}
+
+impl<F: FileSystem> Wal<F> {
+    /// [`Wal::open`] on the file system `fs` (a simulated one, in tests).
+    pub fn open_in(
+        fs: F,
+        dir: impl AsRef<Path>,
+        options: impl Into<Options>,
+    ) -> Result<(Self, RecoveryReport), Error> {
         let options = options.into();
         let dir = dir.as_ref().to_path_buf();
         // An invalid configuration touches nothing: not even the directory or its lock file.
         options
             .validate()
             .map_err(|error| Error::Open { file: None, error })?;
-        let mut storage = FileStorage::open(&dir, options.create_dir)?;
+        let mut storage = FileStorage::open_in(fs, &dir, options.create_dir)?;
         storage.set_preallocate(options.preallocate);
         storage.refresh_foreign().map_err(|e| Error::Directory {
             dir: dir.clone(),
@@ -144,12 +159,12 @@ impl Wal {
         }
         let config = options
             .config
-            .with_salt_seed(options.config.salt_seed ^ random_seed());
+            .with_salt_seed(options.config.salt_seed ^ storage.file_system().random_seed());
         let mut scratch = vec![0u8; options.scratch_size.max(walden_core::MIN_SCRATCH)];
         let paths = SegmentPaths(dir.clone());
         let summaries = scan_in_parallel(&storage, &config, options.open_threads);
         let lookup = |id| summaries.get(&id).copied();
-        let opened = CoreWal::open_with_summaries(storage, config, &mut scratch, &lookup);
+        let opened = CoreWal::<F>::open_with_summaries(storage, config, &mut scratch, &lookup);
         let (inner, report) = opened.map_err(|error| {
             if let OpenError::Corrupted(c) = &error {
                 tracing::error!(dir = %dir.display(), segment = c.segment, offset = c.offset,
@@ -205,7 +220,7 @@ impl Wal {
 
     /// Closes the log and returns the core log's storage (the directory stays locked until
     /// the storage is dropped).
-    pub fn into_core(self) -> CoreWal {
+    pub fn into_core(self) -> CoreWal<F> {
         *self.inner
     }
 }
@@ -235,15 +250,15 @@ impl SegmentPaths {
     }
 }
 
-impl Deref for Wal {
-    type Target = CoreWal;
-    fn deref(&self) -> &CoreWal {
+impl<F: FileSystem> Deref for Wal<F> {
+    type Target = CoreWal<F>;
+    fn deref(&self) -> &CoreWal<F> {
         &self.inner
     }
 }
 
-impl DerefMut for Wal {
-    fn deref_mut(&mut self) -> &mut CoreWal {
+impl<F: FileSystem> DerefMut for Wal<F> {
+    fn deref_mut(&mut self) -> &mut CoreWal<F> {
         &mut self.inner
     }
 }
@@ -252,8 +267,8 @@ impl DerefMut for Wal {
 /// results instead of scanning those segments itself; it still classifies and repairs what a
 /// scan found (the directory is locked, so nothing changes in between). Any failure here only
 /// means recovery scans that segment itself.
-pub(crate) fn scan_in_parallel(
-    storage: &FileStorage,
+pub(crate) fn scan_in_parallel<F: FileSystem>(
+    storage: &FileStorage<F>,
     config: &Config,
     threads: usize,
 ) -> HashMap<SegmentId, SegmentSummary> {

@@ -30,12 +30,12 @@ impl Recovered {
     }
 }
 
-/// What opening a crashed storage gave.
-pub enum Outcome {
+/// What opening a crashed storage gave. `E` is the storage error, `L` the open log.
+pub enum Outcome<E = SimError, L = Box<TestWal>> {
     /// The log opened; here is what it holds, and the log itself (none for the naive reader).
-    Opened(Recovered, Option<Box<TestWal>>),
+    Opened(Recovered, Option<L>),
     /// Recovery refused.
-    Refused(OpenError<SimError>),
+    Refused(OpenError<E>),
     /// A broken invariant found while opening or reading: a panic, a read error, a segment
     /// set that does not match the log.
     Broken(&'static str, String),
@@ -226,7 +226,10 @@ pub fn check_log(model: &Model, got: &Recovered) -> Result<(), Finding> {
 
 /// The full check of one pure-crash state under the default policy: the log opens, with no
 /// corruption and no salvage, and passes [`check_log`].
-pub fn check_pure_crash(model: &Model, outcome: &Outcome) -> Result<(), Finding> {
+pub fn check_pure_crash<E: walden_core::StorageError, L>(
+    model: &Model,
+    outcome: &Outcome<E, L>,
+) -> Result<(), Finding> {
     match outcome {
         Outcome::Broken(which, why) => Err((which, why.clone())),
         Outcome::Refused(e) => Err((
@@ -248,7 +251,11 @@ pub fn check_pure_crash(model: &Model, outcome: &Outcome) -> Result<(), Finding>
 /// Media faults (FAULT-MODEL.md 5): damaged acknowledged data is never returned as valid and
 /// never disappears without a trace. `must_refuse` says whether something on the medium proves
 /// the damaged record complete, so that only a corruption error is acceptable.
-pub fn check_media(model: &Model, outcome: &Outcome, must_refuse: bool) -> Result<(), Finding> {
+pub fn check_media<E: walden_core::StorageError, L>(
+    model: &Model,
+    outcome: &Outcome<E, L>,
+    must_refuse: bool,
+) -> Result<(), Finding> {
     let got = match outcome {
         Outcome::Broken(which, why) => return Err((which, why.clone())),
         Outcome::Refused(OpenError::Corrupted(_)) => return Ok(()),

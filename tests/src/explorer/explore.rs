@@ -8,18 +8,21 @@ use std::fmt;
 use std::time::Instant;
 
 use walden_core::{Lsn, OpenError, RecoveryPolicy};
-use walden_sim::{CaseId, CrashBounds, CrashPlan, PlanPick, SimStorage, TraceEntry};
+use walden_sim::{CaseId, CrashBounds, CrashPlan, PlanPick};
 
-use super::check::{Finding, Outcome, Recovered, check_pure_crash, recover};
+use super::check::{Finding, Outcome, Recovered, check_pure_crash};
 use super::model::Model;
-use super::storage::{SimHandle, Variant};
-use super::workload::{TestWal, Workload, drive, fresh_handle, payload};
+use super::storage::Variant;
+use super::subject::Subject;
+use super::workload::payload;
 
-/// How far and how hard to explore.
+/// How far and how hard to explore, and what: `V` is the [`Subject`] (the core over the
+/// simulated storage by default, or walden-std over the simulated file system), broken on
+/// purpose or not.
 #[derive(Clone, Copy, Debug)]
-pub struct Explorer {
-    /// The storage (or reader) under test.
-    pub variant: Variant,
+pub struct Explorer<V = Variant> {
+    /// The subject under test (storage variant, reader, file protocol).
+    pub variant: V,
     /// Crash states enumerated at each crash point of the workload.
     pub bounds: CrashBounds,
     /// Crash states enumerated after recovery, during recovery's repairs and after the
@@ -34,22 +37,24 @@ pub struct Explorer {
     pub stop_at_first: bool,
 }
 
-impl Explorer {
+impl<V: Subject> Explorer<V> {
     /// The settings of the default run (`WALDEN_EXPLORE_DEEP` unset), or of the deep run.
-    pub fn new(variant: Variant, deep: bool) -> Self {
+    pub fn new(variant: V, deep: bool) -> Self {
         Self {
             variant,
-            bounds: Self::bounds(deep),
+            bounds: Explorer::bounds(deep),
             nested_bounds: CrashBounds {
                 max_plans: if deep { 64 } else { 16 },
                 ..CrashBounds::default()
             },
             all_policies: true,
             depth: if deep { 3 } else { 2 },
-            stop_at_first: variant != Variant::Correct,
+            stop_at_first: !variant.is_correct(),
         }
     }
+}
 
+impl Explorer {
     /// The crash bounds of the default or deep run; replaying a case needs the same ones.
     pub fn bounds(deep: bool) -> CrashBounds {
         CrashBounds {
@@ -69,8 +74,10 @@ pub fn deep_mode() -> bool {
 pub struct Violation {
     /// The workload.
     pub workload: &'static str,
-    /// The storage variant.
-    pub variant: Variant,
+    /// The subject variant (`Debug` of it).
+    pub variant: String,
+    /// The call that replays the case.
+    pub replay: String,
     /// Seed, crash operation and plan of the first crash.
     pub case: CaseId,
     /// Which invariant (FAULT-MODEL.md names).
@@ -81,27 +88,37 @@ pub struct Violation {
     pub plan: String,
 }
 
+impl Violation {
+    /// A violation of `subject` in `workload`.
+    pub fn new<V: Subject>(
+        subject: &V,
+        workload: &V::Workload,
+        case: CaseId,
+        (invariant, detail): Finding,
+        plan: String,
+    ) -> Self {
+        Self {
+            workload: V::name_of(workload),
+            variant: format!("{subject:?}"),
+            replay: subject.replay_call(&case),
+            case,
+            invariant,
+            detail,
+            plan,
+        }
+    }
+}
+
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "VIOLATION of {} in workload {} ({:?}): {}",
+            "VIOLATION of {} in workload {} ({}): {}",
             self.invariant, self.workload, self.variant, self.detail
         )?;
         writeln!(f, "  case: {}", self.case)?;
         writeln!(f, "  {}", self.plan.replace('\n', "\n  "))?;
-        match self.variant {
-            Variant::Correct => write!(
-                f,
-                "  replay: walden_tests::explorer::replay(\"{}\")",
-                self.case
-            ),
-            variant => write!(
-                f,
-                "  replay: walden_tests::explorer::replay_variant(Variant::{variant:?}, \"{}\")",
-                self.case
-            ),
-        }
+        write!(f, "  replay: {}", self.replay)
     }
 }
 
@@ -170,25 +187,23 @@ impl Failure {
     }
 }
 
-impl Explorer {
+impl<V: Subject> Explorer<V> {
     /// Explores every crash point of `workload`.
-    pub fn explore(&self, workload: &Workload) -> Stats {
+    pub fn explore(&self, workload: &V::Workload) -> Stats {
         let started = Instant::now();
         let mut stats = Stats::default();
-        let full = fresh_handle(workload, self.variant);
-        let driven = drive(workload, &full, false);
-        for problem in driven.problems {
+        let full = self.variant.run(workload, None);
+        for problem in full.problems {
             stats.violations.push(self.violation(
                 workload,
-                case(workload, u64::MAX, 0),
+                case::<V>(workload, u64::MAX, 0),
                 ("workload", problem),
                 "while running the workload without a crash".into(),
             ));
         }
-        drop(driven.wal);
-        let trace = full.with(SimStorage::trace);
-        for budget in 0..=trace.len() as u64 {
-            if budget > 0 && !trace[budget as usize - 1].op.changes_state() {
+        let changes = V::changes_state(&full.medium);
+        for budget in 0..=changes.len() as u64 {
+            if budget > 0 && !changes[budget as usize - 1] {
                 continue;
             }
             self.explore_point(workload, budget, None, &mut stats);
@@ -203,38 +218,35 @@ impl Explorer {
     /// Explores the crash states after `budget` operations (all of them, or only `only`).
     pub fn explore_point(
         &self,
-        workload: &Workload,
+        workload: &V::Workload,
         budget: u64,
         only: Option<PlanPick>,
         stats: &mut Stats,
     ) {
-        let handle = fresh_handle(workload, self.variant);
-        handle.with_mut(|sim| sim.crash_after(budget));
-        let driven = drive(workload, &handle, false);
-        for problem in driven.problems {
+        let run = self.variant.run(workload, Some(budget));
+        for problem in run.problems {
             stats.violations.push(self.violation(
                 workload,
-                case(workload, budget, 0),
+                case::<V>(workload, budget, 0),
                 ("workload", problem),
                 format!("while running the workload up to operation {budget}"),
             ));
         }
-        drop(driven.wal);
-        let model = driven.model;
-        let sim = handle.snapshot();
+        let model = run.model;
+        let sim = run.medium;
         stats.crash_points += 1;
-        let states = sim.crash_states(&self.bounds);
+        let states = V::crash_states(&sim, &self.bounds);
         if !states.is_exhaustive() {
             stats.sampled_points += 1;
         }
         let plans: Vec<(PlanPick, CrashPlan)> = match only {
             Some(pick) => {
                 let id = CaseId {
-                    seed: workload.seed,
+                    seed: V::seed_of(workload),
                     op_index: budget,
                     plan: pick,
                 };
-                sim.plan_for(&id, &self.bounds)
+                V::plan_for(&sim, &id, &self.bounds)
                     .map(|plan| (pick, plan))
                     .into_iter()
                     .collect()
@@ -245,18 +257,18 @@ impl Explorer {
         };
         let mut seen = HashSet::new();
         for (pick, plan) in plans {
-            let crashed = sim.crash(&plan);
-            if !seen.insert(crashed.fingerprint()) {
+            let crashed = V::crash(&sim, &plan);
+            if !seen.insert(V::fingerprint(&crashed)) {
                 continue;
             }
             stats.states += 1;
             if let Err(failure) = self.check_state(workload, &model, crashed, self.depth, stats) {
                 let id = CaseId {
-                    seed: workload.seed,
+                    seed: V::seed_of(workload),
                     op_index: budget,
                     plan: pick,
                 };
-                let plan_text = format!("{}\n{}", sim.describe(&plan), failure.path);
+                let plan_text = format!("{}\n{}", V::describe(&sim, &plan), failure.path);
                 stats
                     .violations
                     .push(self.violation(workload, id, failure.finding, plan_text));
@@ -269,37 +281,34 @@ impl Explorer {
 
     fn violation(
         &self,
-        workload: &Workload,
+        workload: &V::Workload,
         case: CaseId,
-        (invariant, detail): Finding,
+        finding: Finding,
         plan: String,
     ) -> Violation {
-        Violation {
-            workload: workload.name,
-            variant: self.variant,
-            case,
-            invariant,
-            detail,
-            plan,
-        }
+        Violation::new(&self.variant, workload, case, finding, plan)
     }
 
     /// Every check of one crash state; `depth` counts the crash-recover rounds still allowed.
     pub fn check_state(
         &self,
-        workload: &Workload,
+        workload: &V::Workload,
         model: &Model,
-        crashed: SimStorage,
+        crashed: V::Medium,
         depth: u32,
         stats: &mut Stats,
     ) -> Result<(), Failure> {
-        let config = workload.config;
-        let handle = SimHandle::new(crashed.clone(), self.variant);
-        let outcome = recover(&handle, config, RecoveryPolicy::TolerateTornTail);
+        let recovery = self.variant.recover(
+            workload,
+            crashed.clone(),
+            RecoveryPolicy::TolerateTornTail,
+            None,
+        );
         stats.recoveries += 1;
-        check_pure_crash(model, &outcome)
+        check_pure_crash(model, &recovery.outcome)
             .map_err(|f| Failure::new(f, "found by the recovery after the last crash"))?;
-        let Outcome::Opened(got, wal) = outcome else {
+        let repaired = self.variant.repaired(&recovery);
+        let Outcome::Opened(got, wal) = recovery.outcome else {
             unreachable!("check_pure_crash accepts only an opened log");
         };
         let Some(wal) = wal else {
@@ -312,12 +321,24 @@ impl Explorer {
         if depth < 2 {
             return Ok(());
         }
-        // Snapshot before appending: the idempotence checks crash the recovered state.
-        let recovered = handle.snapshot();
-        let recovery_trace = handle.with(SimStorage::trace);
+        // The medium right after recovery: the idempotence checks crash it.
+        let recovered = recovery.after;
         self.check_appends_after(workload, model, wal, &got, depth, stats)?;
         self.check_idempotent(workload, &recovered, &got, stats)?;
-        self.check_repair_crashes(workload, &crashed, &recovery_trace, &got, stats)
+        if !repaired {
+            return Ok(());
+        }
+        self.check_repair_crashes(workload, &crashed, &recovered, &got, stats)
+    }
+
+    fn recover_again(
+        &self,
+        workload: &V::Workload,
+        medium: V::Medium,
+    ) -> Outcome<V::Error, V::Log> {
+        self.variant
+            .recover(workload, medium, RecoveryPolicy::TolerateTornTail, None)
+            .outcome
     }
 
     /// `Strict` opens exactly the states the default policy found nothing to repair in, and
@@ -325,23 +346,21 @@ impl Explorer {
     /// nothing.
     fn check_policies(
         &self,
-        workload: &Workload,
-        crashed: &SimStorage,
+        workload: &V::Workload,
+        crashed: &V::Medium,
         got: &Recovered,
         stats: &mut Stats,
     ) -> Result<(), Failure> {
         let report = got.report.expect("a recovery report");
         let repaired = report.cut.is_some() || report.rewritten_header.is_some();
-        let strict = recover(
-            &SimHandle::new(crashed.clone(), self.variant),
-            workload.config,
-            RecoveryPolicy::Strict,
-        );
-        let salvage = recover(
-            &SimHandle::new(crashed.clone(), self.variant),
-            workload.config,
-            RecoveryPolicy::Salvage,
-        );
+        let strict = self
+            .variant
+            .recover(workload, crashed.clone(), RecoveryPolicy::Strict, None)
+            .outcome;
+        let salvage = self
+            .variant
+            .recover(workload, crashed.clone(), RecoveryPolicy::Salvage, None)
+            .outcome;
         stats.recoveries += 2;
         let fail = |why: String| Failure::new(("classification", why), "comparing policies");
         match strict {
@@ -389,24 +408,20 @@ impl Explorer {
     /// the same log, with nothing left to repair.
     fn check_idempotent(
         &self,
-        workload: &Workload,
-        after: &SimStorage,
+        workload: &V::Workload,
+        after: &V::Medium,
         got: &Recovered,
         stats: &mut Stats,
     ) -> Result<(), Failure> {
         let mut seen = HashSet::new();
-        for (_, plan) in after.crash_states(&self.nested_bounds) {
-            let crashed = after.crash(&plan);
-            if !seen.insert(crashed.fingerprint()) {
+        for (_, plan) in V::crash_states(after, &self.nested_bounds) {
+            let crashed = V::crash(after, &plan);
+            if !seen.insert(V::fingerprint(&crashed)) {
                 continue;
             }
             stats.nested_states += 1;
             let path = || format!("after the first recovery, crashed with {plan}");
-            let again = recover(
-                &SimHandle::new(crashed, self.variant),
-                workload.config,
-                RecoveryPolicy::TolerateTornTail,
-            );
+            let again = self.recover_again(workload, crashed);
             stats.recoveries += 1;
             match again {
                 Outcome::Opened(second, _) if second.records != got.records => {
@@ -455,49 +470,40 @@ impl Explorer {
     /// and recover again: the same log as the uninterrupted recovery.
     fn check_repair_crashes(
         &self,
-        workload: &Workload,
-        crashed: &SimStorage,
-        trace: &[TraceEntry],
+        workload: &V::Workload,
+        crashed: &V::Medium,
+        recovered: &V::Medium,
         got: &Recovered,
         stats: &mut Stats,
     ) -> Result<(), Failure> {
-        let repairs = trace
-            .iter()
-            .filter(|entry| entry.op.changes_state())
-            .count();
-        // Recovery always ends with a sync and a directory sync; anything more is a repair.
-        if repairs <= 2 {
-            return Ok(());
-        }
-        for budget in 1..trace.len() as u64 {
-            if !trace[budget as usize - 1].op.changes_state() {
+        let changes = V::changes_state(recovered);
+        for budget in 1..changes.len() as u64 {
+            if !changes[budget as usize - 1] {
                 continue;
             }
-            let mut interrupted = crashed.clone();
-            interrupted.crash_after(budget);
-            let first = SimHandle::new(interrupted, self.variant);
-            let _ = recover(&first, workload.config, RecoveryPolicy::TolerateTornTail);
+            let first = self.variant.recover(
+                workload,
+                crashed.clone(),
+                RecoveryPolicy::TolerateTornTail,
+                Some(budget),
+            );
             stats.recoveries += 1;
-            let frozen = first.snapshot();
+            let frozen = first.after;
             let mut seen = HashSet::new();
-            for (_, plan) in frozen.crash_states(&self.nested_bounds) {
-                let again = frozen.crash(&plan);
-                if !seen.insert(again.fingerprint()) {
+            for (_, plan) in V::crash_states(&frozen, &self.nested_bounds) {
+                let again = V::crash(&frozen, &plan);
+                if !seen.insert(V::fingerprint(&again)) {
                     continue;
                 }
                 stats.nested_states += 1;
                 let path = || {
                     format!(
                         "recovery crashed after its operation {budget} ({}), then {}",
-                        trace[budget as usize - 1].op,
-                        frozen.describe(&plan)
+                        V::describe_op(recovered, budget as usize - 1),
+                        V::describe(&frozen, &plan)
                     )
                 };
-                let second = recover(
-                    &SimHandle::new(again, self.variant),
-                    workload.config,
-                    RecoveryPolicy::TolerateTornTail,
-                );
+                let second = self.recover_again(workload, again);
                 stats.recoveries += 1;
                 match second {
                     Outcome::Opened(second, _) if second.records == got.records => {}
@@ -539,9 +545,9 @@ impl Explorer {
     /// of the recovered log plus the new appends; recurse while `depth` allows.
     fn check_appends_after(
         &self,
-        workload: &Workload,
+        workload: &V::Workload,
         model: &Model,
-        mut wal: Box<TestWal>,
+        mut wal: V::Log,
         got: &Recovered,
         depth: u32,
         stats: &mut Stats,
@@ -552,34 +558,28 @@ impl Explorer {
             let lsn = Lsn(last.0 + 1 + k);
             let len = model.get(lsn).map_or(24, |r| r.payload.len());
             let bytes = payload(
-                workload.seed ^ 0xa5a5,
+                V::seed_of(workload) ^ 0xa5a5,
                 usize::MAX - k as usize,
                 depth as usize,
                 len,
             );
-            next.begin_append(core::slice::from_ref(&bytes), wal.durable_lsn());
-            if let Err(e) = wal.append(&bytes) {
-                return Err(Failure::new(
-                    ("appends after recovery", format!("append failed: {e}")),
-                    "appending after recovery",
-                ));
+            next.begin_append(core::slice::from_ref(&bytes), V::durable_lsn(&wal));
+            match self.variant.append(&mut wal, &bytes, k == 0) {
+                Ok(durable) => next.acknowledge(durable),
+                Err(why) => {
+                    return Err(Failure::new(
+                        ("appends after recovery", why),
+                        "appending after recovery",
+                    ));
+                }
             }
-            if k == 0
-                && let Err(e) = wal.sync()
-            {
-                return Err(Failure::new(
-                    ("appends after recovery", format!("sync failed: {e}")),
-                    "appending after recovery",
-                ));
-            }
-            next.acknowledge(wal.durable_lsn());
         }
-        let sim = wal.storage().snapshot();
+        let sim = V::snapshot(&wal);
         drop(wal);
         let mut seen = HashSet::new();
-        for (_, plan) in sim.crash_states(&self.nested_bounds) {
-            let crashed = sim.crash(&plan);
-            if !seen.insert(crashed.fingerprint()) {
+        for (_, plan) in V::crash_states(&sim, &self.nested_bounds) {
+            let crashed = V::crash(&sim, &plan);
+            if !seen.insert(V::fingerprint(&crashed)) {
                 continue;
             }
             stats.nested_states += 1;
@@ -592,7 +592,7 @@ impl Explorer {
                             "after recovery to {}..={}, appended 2 records (the first synced), then crash {depth_here}: {}\n{}",
                             got.first,
                             got.last(),
-                            sim.describe(&plan),
+                            V::describe(&sim, &plan),
                             inner.path
                         ),
                     )
@@ -602,9 +602,9 @@ impl Explorer {
     }
 }
 
-fn case(workload: &Workload, op_index: u64, plan: u64) -> CaseId {
+fn case<V: Subject>(workload: &V::Workload, op_index: u64, plan: u64) -> CaseId {
     CaseId {
-        seed: workload.seed,
+        seed: V::seed_of(workload),
         op_index,
         plan: PlanPick::Enumerated(plan),
     }

@@ -72,17 +72,16 @@ pub fn bit_flips(workload: &Workload, variant: Variant) -> Stats {
                 );
                 stats.recoveries += 1;
                 if let Err(finding) = check_media(&model, &outcome, refuse) {
-                    stats.violations.push(Violation {
-                        workload: workload.name,
-                        variant,
-                        case: CaseId {
+                    stats.violations.push(Violation::new(
+                        &variant,
+                        workload,
+                        CaseId {
                             seed: workload.seed,
                             op_index: u64::MAX,
                             plan: PlanPick::Enumerated(index),
                         },
-                        invariant: finding.0,
-                        detail: finding.1,
-                        plan: format!(
+                        finding,
+                        format!(
                             "bit {} flipped at segment {} offset {} (LSN {} + {relative}), policy {policy:?}, {}",
                             bit % 8,
                             span.segment,
@@ -90,7 +89,7 @@ pub fn bit_flips(workload: &Workload, variant: Variant) -> Stats {
                             span.lsn,
                             if must_refuse { "proven complete" } else { "indistinguishable from a torn write" }
                         ),
-                    });
+                    ));
                 }
             }
         }
@@ -133,18 +132,17 @@ pub fn misdirected_writes(workload: &Workload) -> Stats {
             );
             stats.recoveries += 1;
             if let Err(finding) = check_media(&driven.model, &outcome, false) {
-                stats.violations.push(Violation {
-                    workload: workload.name,
-                    variant: Variant::Correct,
-                    case: CaseId {
+                stats.violations.push(Violation::new(
+                    &Variant::Correct,
+                    workload,
+                    CaseId {
                         seed: workload.seed,
                         op_index: u64::MAX,
                         plan: PlanPick::Enumerated(n),
                     },
-                    invariant: finding.0,
-                    detail: finding.1,
-                    plan: format!("write #{n} misdirected by {shift} bytes"),
-                });
+                    finding,
+                    format!("write #{n} misdirected by {shift} bytes"),
+                ));
             }
         }
     }

@@ -31,6 +31,7 @@ mod model;
 mod naive;
 pub mod poison;
 mod storage;
+mod subject;
 mod workload;
 
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -46,12 +47,18 @@ pub use explore::{Explorer, Failure, Stats, Violation, deep_mode};
 pub use model::{Model, ModelRecord};
 pub use naive::{RecordSpan, naive_scan, record_spans};
 pub use storage::{SimHandle, Variant};
+pub use subject::{Recovery, Run, Subject};
 pub use workload::{
-    Driven, SCRATCH, Step, TestWal, Workload, drive, fresh_handle, open_log, payload,
+    Driven, SCRATCH, Step, TestWal, Workload, drive, fresh_handle, log_step, open_log, payload,
+    poisoned_step,
 };
 
 /// Explores `workloads` on `threads` threads and returns the per-workload results in order.
-pub fn explore_all(explorer: &Explorer, workloads: &[Workload], threads: usize) -> Vec<Stats> {
+pub fn explore_all<V: Subject>(
+    explorer: &Explorer<V>,
+    workloads: &[V::Workload],
+    threads: usize,
+) -> Vec<Stats> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Stats>>> = Mutex::new(vec![None; workloads.len()]);
     std::thread::scope(|scope| {

@@ -13,7 +13,7 @@ use super::storage::Variant;
 use super::workload::{Workload, drive, fresh_handle};
 
 /// Runs `workload` once per `sync` it makes, with that sync failing and losing data.
-pub fn failed_syncs(explorer: &Explorer, workload: &Workload) -> Stats {
+pub fn failed_syncs(explorer: &Explorer<Variant>, workload: &Workload) -> Stats {
     let started = Instant::now();
     let mut stats = Stats::default();
     let full = fresh_handle(workload, Variant::Correct);
@@ -36,14 +36,13 @@ pub fn failed_syncs(explorer: &Explorer, workload: &Workload) -> Stats {
             plan: PlanPick::Enumerated(0),
         };
         for problem in driven.problems {
-            stats.violations.push(Violation {
-                workload: workload.name,
-                variant: explorer.variant,
-                case: id,
-                invariant: "poisoning",
-                detail: problem,
-                plan: format!("sync #{n} failed and lost its data"),
-            });
+            stats.violations.push(Violation::new(
+                &explorer.variant,
+                workload,
+                id,
+                ("poisoning", problem),
+                format!("sync #{n} failed and lost its data"),
+            ));
         }
         drop(driven.wal);
         let sim = handle.snapshot();
@@ -57,21 +56,20 @@ pub fn failed_syncs(explorer: &Explorer, workload: &Workload) -> Stats {
             if let Err(failure) =
                 explorer.check_state(workload, &driven.model, crashed, 1, &mut stats)
             {
-                stats.violations.push(Violation {
-                    workload: workload.name,
-                    variant: explorer.variant,
-                    case: CaseId {
+                stats.violations.push(Violation::new(
+                    &explorer.variant,
+                    workload,
+                    CaseId {
                         plan: PlanPick::Enumerated(index),
                         ..id
                     },
-                    invariant: failure.finding.0,
-                    detail: failure.finding.1,
-                    plan: format!(
+                    failure.finding,
+                    format!(
                         "sync #{n} failed and lost its data; then {}\n{}",
                         sim.describe(&plan),
                         failure.path
                     ),
-                });
+                ));
                 break;
             }
         }

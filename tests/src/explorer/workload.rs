@@ -2,7 +2,8 @@
 //! [`SimHandle`] while keeping the [`Model`] up to date.
 
 use walden_core::{
-    AppendError, Config, Lsn, OpenError, RecoveryReport, SyncError, SyncPolicy, TruncateError, Wal,
+    AppendError, Config, Lsn, OpenError, RecoveryReport, Storage, SyncError, SyncPolicy,
+    TruncateError, Wal,
 };
 use walden_sim::{SimConfig, SimRng, SimStorage};
 
@@ -191,17 +192,34 @@ fn run_step(
         };
     }
     let wal = driven.wal.as_mut().expect("an open log");
+    match log_step(wal, model, problems, workload.seed, step_index, step) {
+        Ok(()) => StepOutcome::Done,
+        Err(why) => StepOutcome::Failed(why),
+    }
+}
+
+/// Runs one step other than [`Step::Reopen`] on any core log, keeping `model` up to date and
+/// noting in `problems` anything the log claimed that is false. `Err` if the call failed.
+pub fn log_step<S: Storage, const N: usize>(
+    wal: &mut Wal<S, N>,
+    model: &mut Model,
+    problems: &mut Vec<String>,
+    seed: u64,
+    step_index: usize,
+    step: &Step,
+) -> Result<(), String> {
+    let config = *wal.config();
     let before = wal.durable_lsn();
     let result = match step {
         Step::Append(len) => {
-            let payloads = vec![payload(workload.seed, step_index, 0, *len)];
+            let payloads = vec![payload(seed, step_index, 0, *len)];
             append(wal, model, &payloads, config)
         }
         Step::Batch(lens) => {
             let payloads: Vec<Vec<u8>> = lens
                 .iter()
                 .enumerate()
-                .map(|(i, len)| payload(workload.seed, step_index, i, *len))
+                .map(|(i, len)| payload(seed, step_index, i, *len))
                 .collect();
             append(wal, model, &payloads, config)
         }
@@ -258,14 +276,11 @@ fn run_step(
         }
         model.acknowledge(durable);
     }
-    match result {
-        Ok(()) => StepOutcome::Done,
-        Err(why) => StepOutcome::Failed(why),
-    }
+    result
 }
 
-fn append(
-    wal: &mut TestWal,
+fn append<S: Storage, const N: usize>(
+    wal: &mut Wal<S, N>,
     model: &mut Model,
     payloads: &[Vec<u8>],
     config: Config,
@@ -300,10 +315,23 @@ fn check_poisoned(driven: &mut Driven, workload: &Workload, step_index: usize, s
     let Some(wal) = driven.wal.as_mut() else {
         return;
     };
+    let problems = poisoned_step(wal, workload.seed, step_index, step);
+    driven.problems.extend(problems);
+}
+
+/// After a fault poisoned `wal`, runs `step` and returns what was wrong: the call was not
+/// refused as poisoned, or the durable LSN moved.
+pub fn poisoned_step<S: Storage, const N: usize>(
+    wal: &mut Wal<S, N>,
+    seed: u64,
+    step_index: usize,
+    step: &Step,
+) -> Vec<String> {
+    let mut problems = Vec::new();
     let before = wal.durable_lsn();
     let refused = match step {
         Step::Append(len) => matches!(
-            wal.append(&payload(workload.seed, step_index, 0, *len)),
+            wal.append(&payload(seed, step_index, 0, *len)),
             Err(AppendError::Poisoned(_))
         ),
         Step::Batch(lens) => {
@@ -323,16 +351,17 @@ fn check_poisoned(driven: &mut Driven, workload: &Workload, step_index: usize, s
         Step::Reopen => true,
     };
     if !refused {
-        driven.problems.push(format!(
+        problems.push(format!(
             "poisoning: step {step_index} {step:?} was not refused after a failed sync"
         ));
     }
     if wal.durable_lsn() != before {
-        driven.problems.push(format!(
+        problems.push(format!(
             "poisoning: durable LSN moved from {before} to {} after a failed sync",
             wal.durable_lsn()
         ));
     }
+    problems
 }
 
 /// Builds a simulator for `workload` behind a handle of `variant`.

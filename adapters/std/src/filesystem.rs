@@ -1,0 +1,271 @@
+//! The narrow seam between walden-std and the file system: every file operation walden-std
+//! performs goes through [`FileSystem`] and [`FsFile`].
+//!
+//! The real implementation, [`OsFs`], is a zero-sized type over `std::fs` and `rustix`, and the
+//! default everywhere ([`crate::Wal::open`], [`crate::SharedWal::open`], [`FileStorage::open`]).
+//! Code is generic over the file system (`FileStorage<F>`), not `dyn`, so the seam costs
+//! nothing on the append path. Tests pass their own: with the `sim` feature,
+//! [`SimFileSystem`](crate::SimFileSystem) runs walden-std over `walden_sim::SimFs`, a
+//! simulated file system with a page cache that can crash in every legal way; a wrapper over
+//! [`OsFs`] can count operations and kill the process after the n-th.
+//!
+//! Background work (preparing the next segment's spare file, zero-filling ahead of the writer)
+//! is started through [`FileSystem::spawn`] as a [`Job`] that runs in steps, so a simulated file
+//! system can run it deterministically (at once, at chosen points, or never) instead of on a
+//! thread.
+//!
+//! [`FileStorage::open`]: crate::FileStorage::open
+
+use core::time::Duration;
+use std::ffi::OsString;
+use std::io;
+use std::path::Path;
+use std::thread::JoinHandle;
+
+mod os;
+#[cfg(feature = "sim")]
+mod sim;
+
+pub use os::OsFs;
+#[cfg(feature = "sim")]
+pub use sim::{Background, SIM_TUNING, SimFile, SimFileSystem};
+
+/// How [`FileSystem::open`] opens a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpenMode {
+    /// Read only; the file must exist.
+    Read,
+    /// Read and write; the file must exist.
+    ReadWrite,
+    /// Read and write; the file must not exist (`O_CREAT | O_EXCL`).
+    CreateNew,
+    /// Read and write; created if missing, never truncated.
+    CreateOrOpen,
+}
+
+/// What kind of directory entry a path is (symbolic links are not followed where it matters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// Anything else (a device, a socket, a FIFO).
+    Other,
+}
+
+/// The metadata walden-std looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Metadata {
+    /// The kind of entry.
+    pub kind: FileKind,
+    /// Its length in bytes.
+    pub len: u64,
+}
+
+/// One entry of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The file name (without the directory).
+    pub name: OsString,
+    /// Its kind (a symbolic link is reported as one, not followed).
+    pub kind: FileKind,
+}
+
+/// What a [`Job`] step asks for next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobStep {
+    /// Call again at once: there is more to do.
+    Again,
+    /// Call again after about this long (the job is waiting for the writer).
+    Wait(Duration),
+    /// Finished.
+    Done,
+}
+
+/// Background work, run in steps until it returns [`JobStep::Done`].
+pub type Job = Box<dyn FnMut() -> JobStep + Send>;
+
+/// Runs a [`Job`] to the end on the calling thread, sleeping when it asks to wait.
+pub fn run_to_end(mut job: Job) {
+    loop {
+        match job() {
+            JobStep::Again => {}
+            JobStep::Wait(d) => std::thread::sleep(d),
+            JobStep::Done => return,
+        }
+    }
+}
+
+/// A started [`Job`]; [`Worker::join`] waits for it.
+pub struct Worker(WorkerKind);
+
+enum WorkerKind {
+    Thread(JoinHandle<()>),
+    Custom(Box<dyn FnOnce() + Send>),
+}
+
+impl Worker {
+    /// A job on its own OS thread.
+    pub fn thread(name: &str, job: Job) -> io::Result<Self> {
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || run_to_end(job))?;
+        Ok(Self(WorkerKind::Thread(handle)))
+    }
+
+    /// A job run some other way; `join` is called by [`Worker::join`] and must return once
+    /// the job will take no further step.
+    pub fn custom(join: impl FnOnce() + Send + 'static) -> Self {
+        Self(WorkerKind::Custom(Box::new(join)))
+    }
+
+    /// Waits until the job has finished (a panicking job counts as finished).
+    pub fn join(self) {
+        match self.0 {
+            WorkerKind::Thread(handle) => {
+                let _ = handle.join();
+            }
+            WorkerKind::Custom(join) => join(),
+        }
+    }
+}
+
+/// Sizes walden-std's buffers and background work are built around. A simulated file system
+/// scales them down so that segments of a few KiB exercise the same paths (a write buffer that
+/// fills and flushes by itself, a zero-fill ahead of the writer) as 64 MiB ones do on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Tuning {
+    /// Bytes buffered in memory before they are handed to the OS without a sync (1 MiB).
+    pub write_buffer: usize,
+    /// How much of a segment that did not come from a spare is zero-filled on the calling
+    /// thread before the background fill takes over (1 MiB).
+    pub sync_zero_fill: u64,
+    /// Zeros written per step of a fill (1 MiB).
+    pub fill_chunk: u64,
+    /// The background fill syncs after this many bytes (4 MiB).
+    pub fill_sync_every: u64,
+    /// How far ahead of the writer the background fill goes before it waits (8 MiB).
+    pub fill_ahead: u64,
+    /// How long a background fill that is far enough ahead waits before looking again (2 ms).
+    pub fill_pace: Duration,
+}
+
+impl Tuning {
+    /// The sizes [`OsFs`] uses.
+    pub const DEFAULT: Tuning = Tuning {
+        write_buffer: 1 << 20,
+        sync_zero_fill: 1 << 20,
+        fill_chunk: 1 << 20,
+        fill_sync_every: 4 << 20,
+        fill_ahead: 8 << 20,
+        fill_pace: Duration::from_millis(2),
+    };
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Deliberately broken behaviours of walden-std's own file protocol, so that the crash
+/// explorer and the kill test can prove they catch them. Only a test's file system returns
+/// one from [`FileSystem::mutation`]; [`OsFs`] never does, and with it these checks are
+/// constants the compiler removes.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Mutation {
+    /// `sync` runs `fdatasync` but leaves the write buffer in memory (handed to the OS only
+    /// when it fills or another segment is written): a sync reported before its bytes reached
+    /// the file.
+    SyncSkipsFlush,
+    /// The background zero-fill ignores the writer's stop signal and writes zeros over
+    /// records appended past its frontier.
+    FillIgnoresStop,
+    /// Spare files are prepared with a copy of the previous segment's bytes instead of zeros:
+    /// stale, valid-looking records behind every new segment's header.
+    StaleSpare,
+}
+
+/// An open file (or an open directory, for [`FsFile::sync_all`]).
+///
+/// Durability follows POSIX: written bytes and length changes are volatile until
+/// [`FsFile::sync_data`] (or `sync_all`) returns `Ok`, and a file's name is durable only once
+/// its directory is synced.
+#[allow(clippy::len_without_is_empty)] // a file's length, not a collection's
+pub trait FsFile: Send + Sync + 'static {
+    /// Reads up to `buf.len()` bytes at `offset` (one `pread`; fewer is not the end of file).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Writes all of `buf` at `offset` (`pwrite` until done).
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// `fdatasync`.
+    fn sync_data(&self) -> io::Result<()>;
+    /// `fsync` (of a directory: makes its entries durable).
+    fn sync_all(&self) -> io::Result<()>;
+    /// `ftruncate`: shrinks, or grows with zeros.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// The current length.
+    fn len(&self) -> io::Result<u64>;
+    /// Reserves blocks for `len` bytes without changing the length (`fallocate(KEEP_SIZE)`).
+    fn allocate(&self, len: u64) -> io::Result<()>;
+    /// Drops the kernel's clean cached pages of the file (`fadvise(DONTNEED)`).
+    fn forget_cache(&self) -> io::Result<()>;
+    /// Takes an exclusive lock without blocking (`flock(LOCK_EX | LOCK_NB)`), held until the
+    /// file is closed; `ErrorKind::WouldBlock` if someone else holds it.
+    fn try_lock(&self) -> io::Result<()>;
+}
+
+/// Every file-system call walden-std makes, for one kind of file system.
+///
+/// Paths are the caller's: walden-std only ever names the log directory, its parent, and
+/// entries directly inside the log directory.
+pub trait FileSystem: Clone + Send + Sync + 'static {
+    /// An open file or directory.
+    type File: FsFile;
+
+    /// `mkdir -p`.
+    fn create_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// `stat`, following symbolic links.
+    fn metadata(&self, path: &Path) -> io::Result<Metadata>;
+    /// `lstat`: a symbolic link is reported as one.
+    fn symlink_metadata(&self, path: &Path) -> io::Result<Metadata>;
+    /// Opens a file.
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Self::File>;
+    /// Opens a directory, to sync it.
+    fn open_dir(&self, path: &Path) -> io::Result<Self::File>;
+    /// `link(2)`: fails with `AlreadyExists` if `link` exists.
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()>;
+    /// `rename(2)`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// `unlink(2)`.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// The entries of a directory, in any order.
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>>;
+    /// Starts background work. [`OsFs`] runs it on a new thread.
+    fn spawn(&self, name: &str, job: Job) -> io::Result<Worker>;
+
+    /// The buffer and fill sizes to use ([`Tuning::DEFAULT`] unless a simulator scales them).
+    fn tuning(&self) -> Tuning {
+        Tuning::DEFAULT
+    }
+
+    /// The random seed mixed into `Config::salt_seed` when a log is opened (segment salts and
+    /// the log id): [`random_seed`](crate::random_seed) by default. A simulator returns a fixed
+    /// one, so that a run replays byte for byte.
+    fn random_seed(&self) -> u64 {
+        crate::random_seed()
+    }
+
+    /// A deliberately broken behaviour to exhibit; see [`Mutation`]. Tests only.
+    #[doc(hidden)]
+    fn mutation(&self) -> Option<Mutation> {
+        None
+    }
+}

@@ -1,0 +1,263 @@
+//! The workloads the files explorer runs over walden-std. Every workload has its own seed (in
+//! the 0x4xx range, apart from the core explorer's), so a case names its workload.
+//!
+//! Segments are 4-8 KiB and [`SIM_TUNING`](walden_std::SIM_TUNING) scales walden-std's sizes
+//! to match: a 2 KiB write buffer, a 1 KiB zero-fill head start, 1 KiB fill chunks synced
+//! every 2 KiB. So the paths a 64 MiB segment takes on disk are taken here within a few
+//! records.
+
+use walden_core::{Config, SyncPolicy};
+use walden_std::{Background, Durability};
+
+use super::workload::{FileStep, FileWorkload, Handle};
+
+fn config(policy: SyncPolicy, segment_size: u64) -> Config {
+    let mut config = Config::default()
+        .with_sync_policy(policy)
+        .with_segment_size(segment_size)
+        .with_max_record_size(16 * 1024);
+    config.max_batch_size = 64 * 1024;
+    config
+}
+
+fn appends(lens: &[usize]) -> Vec<FileStep> {
+    lens.iter().map(|len| FileStep::Append(*len)).collect()
+}
+
+const ALWAYS: SyncPolicy = SyncPolicy::Always;
+const MANUAL: SyncPolicy = SyncPolicy::Manual;
+
+/// The workloads of the default run.
+pub fn default_workloads() -> Vec<FileWorkload> {
+    use FileStep::{
+        Append, Background as Run, Batch, Kill, Reopen, Sync, TruncateBack, TruncateFront,
+    };
+    vec![
+        FileWorkload::new(
+            "wal: rotation onto ready spares",
+            0x401,
+            config(ALWAYS, 4096),
+            appends(&[300, 700, 500, 900, 400, 800, 600, 300, 1000, 200, 700, 500]),
+        ),
+        FileWorkload {
+            background: Background::Deferred,
+            ..FileWorkload::new(
+                "wal: spares not ready, fill behind the writer",
+                0x402,
+                config(ALWAYS, 4096),
+                vec![
+                    Append(300),
+                    Append(900),
+                    Run(2),
+                    Append(700),
+                    Append(1200),
+                    Append(400),
+                    Run(8),
+                    Append(500),
+                    Append(1500),
+                    Append(100),
+                ],
+            )
+        },
+        FileWorkload::new(
+            "wal: write buffer, manual syncs",
+            0x403,
+            config(MANUAL, 8192),
+            vec![
+                Append(400),
+                Append(700),
+                Append(300),
+                Append(900),
+                Sync,
+                Append(1500),
+                Batch(vec![200, 600]),
+                Append(100),
+                Sync,
+                Append(2500),
+                Append(50),
+                Sync,
+            ],
+        ),
+        FileWorkload::new(
+            "wal: retention and rewinds",
+            0x404,
+            config(ALWAYS, 4096),
+            vec![
+                Append(1500),
+                Append(1500),
+                Append(1500),
+                Append(1500),
+                Append(1500),
+                TruncateFront(3),
+                TruncateBack(2),
+                Append(800),
+                Append(1900),
+                Append(300),
+                TruncateBack(4),
+                Append(600),
+            ],
+        ),
+        FileWorkload::new(
+            "wal: reopen and kill",
+            0x405,
+            config(MANUAL, 4096),
+            vec![
+                Append(600),
+                Append(900),
+                Sync,
+                Append(700),
+                Reopen,
+                Append(1100),
+                Append(500),
+                Kill,
+                Append(800),
+                Sync,
+                Append(300),
+                Kill,
+                Append(200),
+                Sync,
+            ],
+        ),
+        FileWorkload {
+            handle: Handle::Shared(Durability::Always),
+            open_threads: 2,
+            ..FileWorkload::new(
+                "shared: group commit, rotation, rewind",
+                0x406,
+                config(MANUAL, 4096),
+                vec![
+                    Append(500),
+                    Batch(vec![300, 900]),
+                    Append(1200),
+                    Append(600),
+                    Append(1000),
+                    TruncateBack(4),
+                    Append(700),
+                    Kill,
+                    Append(400),
+                    Append(1300),
+                ],
+            )
+        },
+        FileWorkload {
+            background: Background::Deferred,
+            ..FileWorkload::new(
+                "wal: rotations before the spare is ready",
+                0x409,
+                config(ALWAYS, 4096),
+                vec![
+                    Append(900),
+                    Append(1100),
+                    Append(800),
+                    Append(1300),
+                    Append(700),
+                    Append(1500),
+                    Append(900),
+                    Run(40),
+                    Append(1000),
+                    Append(1200),
+                    Append(1800),
+                ],
+            )
+        },
+        FileWorkload {
+            sector_size: 4096,
+            ..FileWorkload::new(
+                "wal: 4096-byte sectors, records larger than the buffer",
+                0x40a,
+                config(SyncPolicy::EveryRecords(2), 16384),
+                vec![
+                    Append(3000),
+                    Append(5000),
+                    Append(200),
+                    Append(4100),
+                    Append(6000),
+                    Append(100),
+                    Sync,
+                    Append(2500),
+                ],
+            )
+        },
+        FileWorkload {
+            preallocate: false,
+            ..FileWorkload::new(
+                "wal: no preallocation",
+                0x407,
+                config(ALWAYS, 4096),
+                appends(&[900, 1100, 700, 1500, 300, 1200]),
+            )
+        },
+        FileWorkload {
+            handle: Handle::Shared(Durability::EveryBytes(1500)),
+            background: Background::Deferred,
+            ..FileWorkload::new(
+                "shared: every 1500 bytes, deferred background",
+                0x408,
+                config(MANUAL, 4096),
+                vec![
+                    Append(400),
+                    Append(400),
+                    Append(900),
+                    Run(3),
+                    Append(1200),
+                    Append(200),
+                    Sync,
+                    Append(1800),
+                    Run(6),
+                    Append(300),
+                    TruncateFront(4),
+                    Sync,
+                ],
+            )
+        },
+    ]
+}
+
+/// The extra workloads of the deep run (`WALDEN_EXPLORE_DEEP=1`).
+pub fn deep_workloads() -> Vec<FileWorkload> {
+    use FileStep::{Append, Background as Run, Kill, Sync, TruncateBack, TruncateFront};
+    let mut long = Vec::new();
+    for i in 0..30usize {
+        long.push(Append(100 + (i * 377) % 1800));
+        if i % 5 == 4 {
+            long.push(Sync);
+        }
+        if i % 9 == 8 {
+            long.push(Run(3));
+        }
+        if i == 14 {
+            long.push(TruncateBack(10));
+        }
+        if i == 20 {
+            long.push(Kill);
+        }
+        if i == 25 {
+            long.push(TruncateFront(12));
+        }
+    }
+    long.push(Sync);
+    vec![
+        FileWorkload {
+            background: Background::Deferred,
+            ..FileWorkload::new(
+                "deep: long, manual",
+                0x501,
+                config(MANUAL, 8192),
+                long.clone(),
+            )
+        },
+        FileWorkload {
+            handle: Handle::Shared(Durability::Always),
+            open_threads: 2,
+            ..FileWorkload::new("deep: long, shared", 0x502, config(MANUAL, 8192), long)
+        },
+    ]
+}
+
+/// Every workload, by seed.
+pub fn find(seed: u64) -> Option<FileWorkload> {
+    default_workloads()
+        .into_iter()
+        .chain(deep_workloads())
+        .find(|w| w.seed == seed)
+}

@@ -1,0 +1,208 @@
+//! walden-std over the simulated file system as a [`Subject`] of the explorer.
+
+use core::panic::AssertUnwindSafe;
+use std::panic::catch_unwind;
+
+use walden_core::{Lsn, RecoveryPolicy, parse_segment_name};
+use walden_sim::{CaseId, CrashBounds, CrashPlan, CrashStates, SimFs};
+use walden_std::{FileError, LOCK_FILE};
+
+use super::variant::FileVariant;
+use super::workload::{FileWorkload, OpenLog, drive, open_log};
+use crate::explorer::{Outcome, Recovered, Recovery, Run, Subject};
+
+impl Subject for FileVariant {
+    type Workload = FileWorkload;
+    type Medium = SimFs;
+    type Log = OpenLog;
+    type Error = FileError;
+
+    fn name_of(workload: &FileWorkload) -> &'static str {
+        workload.name
+    }
+
+    fn seed_of(workload: &FileWorkload) -> u64 {
+        workload.seed
+    }
+
+    fn is_correct(&self) -> bool {
+        *self == FileVariant::Correct
+    }
+
+    fn replay_call(&self, case: &CaseId) -> String {
+        match self {
+            FileVariant::Correct => format!("walden_tests::files::replay(\"{case}\")"),
+            variant => {
+                format!("walden_tests::files::replay_variant(FileVariant::{variant:?}, \"{case}\")")
+            }
+        }
+    }
+
+    fn run(&self, workload: &FileWorkload, budget: Option<u64>) -> Run<SimFs> {
+        let driven = drive(workload, *self, budget, None);
+        Run {
+            model: driven.model,
+            problems: driven.problems,
+            medium: driven.fs.sim().snapshot(),
+        }
+    }
+
+    fn changes_state(medium: &SimFs) -> Vec<bool> {
+        medium
+            .trace()
+            .iter()
+            .map(|entry| entry.op.changes_state())
+            .collect()
+    }
+
+    fn describe_op(medium: &SimFs, index: usize) -> String {
+        medium.describe_op(&medium.trace()[index])
+    }
+
+    fn crash_states(medium: &SimFs, bounds: &CrashBounds) -> CrashStates {
+        medium.crash_states(bounds)
+    }
+
+    fn plan_for(medium: &SimFs, case: &CaseId, bounds: &CrashBounds) -> Option<CrashPlan> {
+        medium.plan_for(case, bounds)
+    }
+
+    fn crash(medium: &SimFs, plan: &CrashPlan) -> SimFs {
+        medium.crash(plan)
+    }
+
+    fn fingerprint(medium: &SimFs) -> u64 {
+        medium.fingerprint()
+    }
+
+    fn describe(medium: &SimFs, plan: &CrashPlan) -> String {
+        medium.describe(plan)
+    }
+
+    fn recover(
+        &self,
+        workload: &FileWorkload,
+        mut medium: SimFs,
+        policy: RecoveryPolicy,
+        budget: Option<u64>,
+    ) -> Recovery<Self> {
+        if let Some(budget) = budget {
+            medium.crash_after(budget);
+        }
+        let fs = workload.fs_on(*self, medium);
+        let outcome = match catch_unwind(AssertUnwindSafe(|| open_and_read(workload, &fs, policy)))
+        {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Outcome::Broken("arbitrary images: recovery panicked", what)
+            }
+        };
+        Recovery {
+            outcome,
+            after: fs.sim().snapshot(),
+        }
+    }
+
+    /// Only what recovery's report calls a repair (a cut, a rewritten header, a removed
+    /// segment). Removing a leftover spare, zero-filling the active segment and preparing the
+    /// next spare happen at nearly every open; crashes during them are explored at the
+    /// workloads' own reopens and kills, not again after every crash state.
+    fn repaired(&self, recovery: &Recovery<Self>) -> bool {
+        match &recovery.outcome {
+            Outcome::Opened(got, _) => got.report.is_some_and(|r| !r.is_clean()),
+            _ => false,
+        }
+    }
+
+    fn append(&self, log: &mut OpenLog, payload: &[u8], sync: bool) -> Result<Lsn, String> {
+        log.append(payload, sync)
+    }
+
+    fn durable_lsn(log: &OpenLog) -> Lsn {
+        log.durable_lsn()
+    }
+
+    fn snapshot(log: &OpenLog) -> SimFs {
+        log.fs.sim().snapshot()
+    }
+}
+
+fn open_and_read(
+    workload: &FileWorkload,
+    fs: &super::variant::TestFs,
+    policy: RecoveryPolicy,
+) -> Outcome<FileError, OpenLog> {
+    let (log, report) = match open_log(workload, fs, policy) {
+        Ok(opened) => opened,
+        Err(walden_std::Error::Open { error, .. }) => return Outcome::Refused(error),
+        Err(e) => return Outcome::Broken("classification", format!("open failed: {e}")),
+    };
+    let records = match log.read_all() {
+        Ok(records) => records,
+        Err(e) => {
+            return Outcome::Broken(
+                "prefix",
+                format!("a record of the recovered log does not read back: {e}"),
+            );
+        }
+    };
+    if let Err(why) = segment_set(&log) {
+        return Outcome::Broken("segment set", why);
+    }
+    let recovered = Recovered {
+        first: log.first_lsn(),
+        records,
+        report: Some(report),
+    };
+    if recovered.last() != log.last_lsn() || report.last_lsn != log.last_lsn() {
+        return Outcome::Broken(
+            "prefix",
+            format!(
+                "read {} records up to {}, but the log says it ends at {} (report {})",
+                recovered.records.len(),
+                recovered.last(),
+                log.last_lsn(),
+                report.last_lsn
+            ),
+        );
+    }
+    Outcome::Opened(recovered, Some(log))
+}
+
+/// The directory holds exactly the log's segments (consecutive ids), the lock file, the start
+/// slots, and at most the spare of the next segment: no leftovers, nothing missing.
+fn segment_set(log: &OpenLog) -> Result<(), String> {
+    let names = log
+        .fs
+        .sim()
+        .with(|sim| sim.names())
+        .map_err(|e| e.to_string())?;
+    let held = log.segment_ids();
+    let next = held.last().map_or(0, |last| last + 1);
+    let mut listed = Vec::new();
+    for name in names {
+        if let Some(id) = parse_segment_name(&name) {
+            // The start slots, which hold where the log starts, are not segments.
+            if !walden_core::format::is_start_slot(id) {
+                listed.push(id);
+            }
+        } else if name == LOCK_FILE || name == format!("{next:020}.spare") {
+        } else {
+            return Err(format!("a leftover in the log directory: {name}"));
+        }
+    }
+    if listed != held {
+        return Err(format!(
+            "the directory holds segments {listed:?}, the log {held:?}"
+        ));
+    }
+    if held.windows(2).any(|w| w[1] != w[0] + 1) {
+        return Err(format!("segment ids are not consecutive: {held:?}"));
+    }
+    Ok(())
+}

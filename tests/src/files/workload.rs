@@ -1,0 +1,642 @@
+//! Workloads over walden-std's `Wal` and `SharedWal` on the simulated file system, and the
+//! driver that runs one while keeping the [`Model`] up to date.
+
+use walden_core::{
+    AppendError, Config, Lsn, RecoveryPolicy, RecoveryReport, SyncError, TruncateError,
+};
+use walden_sim::{FaultSchedule, SimConfig, SimFs};
+use walden_std::{
+    Background, CoreWal, Durability, FileStorage, Options, SIM_TUNING, SharedWal, SimFileSystem,
+    Tuning, Wal,
+};
+
+use super::variant::{FileVariant, TestFs};
+use crate::explorer::{Model, Recovered, Step, check_log, log_step, payload, poisoned_step};
+
+/// Where the simulated log directory lives.
+pub const ROOT: &str = "/walden-sim/log";
+
+/// Which walden-std handle a workload drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handle {
+    /// [`Wal`], under the config's `sync_policy`.
+    Wal,
+    /// [`SharedWal`] driven from one thread (group commit with a single member: the leader's
+    /// detached sync path), under this durability.
+    Shared(Durability),
+}
+
+/// One operation of a files workload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileStep {
+    /// `append` of a payload of this many bytes.
+    Append(usize),
+    /// `append_batch` of payloads of these lengths.
+    Batch(Vec<usize>),
+    /// An explicit `sync`.
+    Sync,
+    /// `truncate_front(lsn)`.
+    TruncateFront(u64),
+    /// `truncate_back(lsn)`.
+    TruncateBack(u64),
+    /// Close the log (its `Drop` flushes the write buffer and removes an unused spare) and
+    /// open it again.
+    Reopen,
+    /// The process dies (SIGKILL: the write buffer and background jobs are gone, the kernel
+    /// keeps what it was given) and a new one opens the log.
+    Kill,
+    /// Run this many steps of the queued background jobs (spare preparation, zero-fill):
+    /// with [`Background::Deferred`], this is where background work interleaves.
+    Background(usize),
+}
+
+impl FileStep {
+    /// The core step this is, if it is one.
+    fn log_step(&self) -> Option<Step> {
+        Some(match self {
+            FileStep::Append(len) => Step::Append(*len),
+            FileStep::Batch(lens) => Step::Batch(lens.clone()),
+            FileStep::Sync => Step::Sync,
+            FileStep::TruncateFront(lsn) => Step::TruncateFront(*lsn),
+            FileStep::TruncateBack(lsn) => Step::TruncateBack(*lsn),
+            FileStep::Reopen | FileStep::Kill | FileStep::Background(_) => return None,
+        })
+    }
+}
+
+/// A named, seeded workload over walden-std.
+#[derive(Clone, Debug)]
+pub struct FileWorkload {
+    /// Shown in reports.
+    pub name: &'static str,
+    /// Names the workload in a [`CaseId`](walden_sim::CaseId); unique across the catalog.
+    pub seed: u64,
+    /// The log's configuration.
+    pub config: Config,
+    /// Which handle.
+    pub handle: Handle,
+    /// When background jobs run.
+    pub background: Background,
+    /// [`Options::preallocate`]: spares and zero-fill, or neither.
+    pub preallocate: bool,
+    /// [`Options::open_threads`] (2: the parallel scan of recovery runs).
+    pub open_threads: usize,
+    /// The simulator's sector size.
+    pub sector_size: u32,
+    /// Buffer and fill sizes.
+    pub tuning: Tuning,
+    /// The operations.
+    pub steps: Vec<FileStep>,
+}
+
+impl FileWorkload {
+    /// A workload with the defaults: [`Handle::Wal`], inline background work, preallocation
+    /// on, one open thread, 512-byte sectors, [`SIM_TUNING`].
+    pub fn new(name: &'static str, seed: u64, config: Config, steps: Vec<FileStep>) -> Self {
+        Self {
+            name,
+            seed,
+            config,
+            handle: Handle::Wal,
+            background: Background::Inline,
+            preallocate: true,
+            open_threads: 1,
+            sector_size: 512,
+            tuning: SIM_TUNING,
+            steps,
+        }
+    }
+
+    /// The options to open the log with, under `policy`.
+    pub fn options(&self, policy: RecoveryPolicy) -> Options {
+        let mut options = Options::from(self.config.with_recovery(policy));
+        options.preallocate = self.preallocate;
+        options.open_threads = self.open_threads;
+        // Segments are a few KiB here: a megabyte of scratch per recovery is only cost.
+        options.scratch_size = 64 << 10;
+        if let Handle::Shared(durability) = self.handle {
+            options.durability = durability;
+        }
+        options
+    }
+
+    /// The simulator settings.
+    pub fn sim_config(&self) -> SimConfig {
+        SimConfig {
+            seed: self.seed,
+            sector_size: self.sector_size,
+            garbage_holes: false,
+        }
+    }
+
+    /// The file system of `variant` over the simulator state `sim`.
+    pub fn fs_on(&self, variant: FileVariant, sim: SimFs) -> TestFs {
+        let fs = SimFileSystem::with_settings(
+            ROOT,
+            sim,
+            self.background,
+            self.tuning,
+            variant.mutation(),
+        );
+        TestFs::new(fs, variant)
+    }
+
+    /// A fresh file system of `variant`, holding nothing.
+    pub fn fresh_fs(&self, variant: FileVariant) -> TestFs {
+        self.fs_on(variant, SimFs::new(self.sim_config()))
+    }
+}
+
+/// An open log of either handle.
+pub enum FileLog {
+    /// A [`Wal`].
+    Wal(Box<Wal<TestFs>>),
+    /// A [`SharedWal`].
+    Shared(SharedWal<FileStorage<TestFs>>),
+}
+
+/// An open log and the file system under it.
+pub struct OpenLog {
+    /// The log.
+    pub log: FileLog,
+    /// Its file system.
+    pub fs: TestFs,
+}
+
+impl OpenLog {
+    /// The durable LSN.
+    pub fn durable_lsn(&self) -> Lsn {
+        match &self.log {
+            FileLog::Wal(wal) => wal.durable_lsn(),
+            FileLog::Shared(wal) => wal.durable_lsn(),
+        }
+    }
+
+    /// The first LSN.
+    pub fn first_lsn(&self) -> Lsn {
+        match &self.log {
+            FileLog::Wal(wal) => wal.first_lsn(),
+            FileLog::Shared(wal) => wal.first_lsn(),
+        }
+    }
+
+    /// The last LSN.
+    pub fn last_lsn(&self) -> Lsn {
+        match &self.log {
+            FileLog::Wal(wal) => wal.last_lsn(),
+            FileLog::Shared(wal) => wal.last_lsn(),
+        }
+    }
+
+    /// Segment ids, oldest first.
+    pub fn segment_ids(&self) -> Vec<u64> {
+        match &self.log {
+            FileLog::Wal(wal) => wal.segments().iter().map(|s| s.id).collect(),
+            FileLog::Shared(wal) => wal.segments().iter().map(|s| s.id).collect(),
+        }
+    }
+
+    /// Every record, read back.
+    pub fn read_all(&self) -> Result<Vec<(Lsn, Vec<u8>)>, String> {
+        match &self.log {
+            FileLog::Wal(wal) => wal
+                .read_all_from(wal.first_lsn())
+                .map_err(|e| e.to_string()),
+            FileLog::Shared(wal) => {
+                let mut reader = wal.reader(wal.first_lsn()).map_err(|e| e.to_string())?;
+                let mut out = Vec::new();
+                while let Some(record) = reader.read_next().map_err(|e| e.to_string())? {
+                    out.push((record.lsn, record.payload.to_vec()));
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Appends one record (synced if `sync`) and returns the durable LSN.
+    pub fn append(&mut self, payload: &[u8], sync: bool) -> Result<Lsn, String> {
+        match &mut self.log {
+            FileLog::Wal(wal) => {
+                wal.append(payload)
+                    .map_err(|e| format!("append failed: {e}"))?;
+                if sync {
+                    wal.sync().map_err(|e| format!("sync failed: {e}"))?;
+                }
+                Ok(wal.durable_lsn())
+            }
+            FileLog::Shared(wal) => {
+                let _ = wal
+                    .append(payload)
+                    .map_err(|e| format!("append failed: {e}"))?;
+                if sync {
+                    wal.sync().map_err(|e| format!("sync failed: {e}"))?;
+                }
+                Ok(wal.durable_lsn())
+            }
+        }
+    }
+}
+
+/// Opens the log of `workload` on `fs` under `policy`.
+pub fn open_log(
+    workload: &FileWorkload,
+    fs: &TestFs,
+    policy: RecoveryPolicy,
+) -> Result<(OpenLog, RecoveryReport), walden_std::Error> {
+    let options = workload.options(policy);
+    let (log, report) = match workload.handle {
+        Handle::Wal => {
+            let (wal, report) = Wal::open_in(fs.clone(), ROOT, options)?;
+            (FileLog::Wal(Box::new(wal)), report)
+        }
+        Handle::Shared(_) => {
+            let (wal, report) = SharedWal::open_in(fs.clone(), ROOT, options)?;
+            (FileLog::Shared(wal), report)
+        }
+    };
+    Ok((
+        OpenLog {
+            log,
+            fs: fs.clone(),
+        },
+        report,
+    ))
+}
+
+/// What a driven workload left behind.
+pub struct FileDriven {
+    /// What the workload was told.
+    pub model: Model,
+    /// Contract violations seen while driving.
+    pub problems: Vec<String>,
+    /// The file system at the end (after a kill, the new process's).
+    pub fs: TestFs,
+    /// A scheduled fault fired and poisoned the log.
+    pub poisoned: bool,
+}
+
+/// Runs `workload` on a fresh file system of `variant`, with the power cut after `budget`
+/// operations and `faults` scheduled. Any error that is not the power going out is a problem
+/// unless faults were scheduled; after a fault every later call must fail as poisoned. The
+/// log is closed (dropped) at the end: closing is part of the workload.
+pub fn drive(
+    workload: &FileWorkload,
+    variant: FileVariant,
+    budget: Option<u64>,
+    faults: Option<FaultSchedule>,
+) -> FileDriven {
+    let fs = workload.fresh_fs(variant);
+    let faulty = faults.is_some();
+    fs.sim().with(|sim| {
+        if let Some(budget) = budget {
+            sim.crash_after(budget);
+        }
+        if let Some(faults) = faults {
+            sim.set_faults(faults);
+        }
+    });
+    let mut driver = Driver {
+        workload,
+        faulty,
+        driven: FileDriven {
+            model: Model::default(),
+            problems: Vec::new(),
+            fs,
+            poisoned: false,
+        },
+        log: None,
+    };
+    driver.run();
+    drop(driver.log.take());
+    driver.driven
+}
+
+struct Driver<'w> {
+    workload: &'w FileWorkload,
+    faulty: bool,
+    driven: FileDriven,
+    log: Option<OpenLog>,
+}
+
+impl Driver<'_> {
+    fn crashed(&self) -> bool {
+        self.driven.fs.sim().with(|sim| sim.has_crashed())
+    }
+
+    fn problem(&mut self, what: String) {
+        self.driven.problems.push(what);
+    }
+
+    fn open(&mut self) -> Result<RecoveryReport, String> {
+        let policy = RecoveryPolicy::TolerateTornTail;
+        match open_log(self.workload, &self.driven.fs, policy) {
+            Ok((log, report)) => {
+                self.log = Some(log);
+                Ok(report)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn run(&mut self) {
+        if let Err(e) = self.open() {
+            if !self.crashed() && !self.faulty {
+                self.problem(format!("opening a new log failed: {e}"));
+            }
+            return;
+        }
+        for (index, step) in self.workload.steps.iter().enumerate() {
+            if self.driven.poisoned {
+                if matches!(step, FileStep::Reopen | FileStep::Kill) {
+                    // After a failed fsync only a crash (or a restart) tells what is durable.
+                    return;
+                }
+                self.check_poisoned(index, step);
+                continue;
+            }
+            let result = self.step(index, step);
+            if let Err(why) = result {
+                if self.crashed() {
+                    return;
+                }
+                if !self.faulty {
+                    self.problem(format!("step {index} {step:?} failed: {why}"));
+                    return;
+                }
+                self.driven.poisoned = true;
+                let poisoned = match self.log.as_ref().map(|l| &l.log) {
+                    None => return,
+                    Some(FileLog::Wal(wal)) => wal.poisoned().is_some(),
+                    Some(FileLog::Shared(wal)) => wal.poisoned().is_some(),
+                };
+                if !poisoned && !matches!(step, FileStep::Reopen | FileStep::Kill) {
+                    self.problem(format!(
+                        "step {index} {step:?} failed ({why}) but the log is not poisoned"
+                    ));
+                }
+            }
+        }
+    }
+
+    fn step(&mut self, index: usize, step: &FileStep) -> Result<(), String> {
+        match step {
+            FileStep::Reopen => {
+                drop(self.log.take());
+                let report = self.open()?;
+                let model = &mut self.driven.model;
+                // With faults, closing may have failed to hand buffered (unacknowledged)
+                // records to the OS; without, a clean close and reopen loses nothing.
+                if !self.faulty && (report.last_lsn != model.last() || report.cut.is_some()) {
+                    let last = model.last();
+                    self.problem(format!(
+                        "reopen without a crash lost data: model ends at {last}, report: {report}"
+                    ));
+                }
+                self.after_reopen("a reopen");
+                Ok(())
+            }
+            FileStep::Kill => {
+                let restarted = self.driven.fs.sim().snapshot().restart();
+                // The old process's handles act on the old state: nothing they do on the way
+                // out (its `Drop` flushing, stopping jobs) reaches the new process's kernel.
+                drop(self.log.take());
+                let variant = self.driven.fs.variant();
+                self.driven.fs = self.workload.fs_on(variant, restarted);
+                self.open()?;
+                self.after_reopen("a kill");
+                Ok(())
+            }
+            FileStep::Background(steps) => {
+                self.driven.fs.sim().run_background(*steps);
+                Ok(())
+            }
+            _ => {
+                let step = step.log_step().expect("a log step");
+                let seed = self.workload.seed;
+                let open = self.log.as_mut().expect("an open log");
+                let driven = &mut self.driven;
+                match &mut open.log {
+                    FileLog::Wal(wal) => log_step(
+                        core_of(wal),
+                        &mut driven.model,
+                        &mut driven.problems,
+                        seed,
+                        index,
+                        &step,
+                    ),
+                    FileLog::Shared(wal) => shared_step(
+                        wal,
+                        &mut driven.model,
+                        &mut driven.problems,
+                        seed,
+                        index,
+                        &step,
+                    ),
+                }
+            }
+        }
+    }
+
+    /// After a reopen (clean, or after a kill): the log must hold every acknowledged record
+    /// and nothing that was not appended, all of it durable; what it holds is the new model
+    /// (in-flight records it lost are gone).
+    fn after_reopen(&mut self, after: &str) {
+        if self.crashed() {
+            return; // the power went out during the open's own background work
+        }
+        let Some(log) = &self.log else { return };
+        let records = match log.read_all() {
+            Ok(records) => records,
+            Err(_) if self.crashed() => return,
+            Err(e) => {
+                self.problem(format!("after {after} the log does not read back: {e}"));
+                return;
+            }
+        };
+        let got = Recovered {
+            first: log.first_lsn(),
+            records,
+            report: None,
+        };
+        if log.durable_lsn() != got.last() {
+            self.problem(format!("after {after} the durable LSN is not the last LSN"));
+        }
+        if let Err((invariant, detail)) = check_log(&self.driven.model, &got) {
+            self.problem(format!("{invariant} after {after}: {detail}"));
+        }
+        self.driven.model = Model::recovered(got.first, &got.records);
+    }
+
+    fn check_poisoned(&mut self, index: usize, step: &FileStep) {
+        let seed = self.workload.seed;
+        let Some(step) = step.log_step() else { return };
+        let Some(open) = self.log.as_mut() else {
+            return;
+        };
+        let problems = match &mut open.log {
+            FileLog::Wal(wal) => poisoned_step(core_of(wal), seed, index, &step),
+            FileLog::Shared(wal) => poisoned_shared_step(wal, seed, index, &step),
+        };
+        self.driven.problems.extend(problems);
+    }
+}
+
+type Shared = SharedWal<FileStorage<TestFs>>;
+
+fn core_of(wal: &mut Wal<TestFs>) -> &mut CoreWal<TestFs> {
+    wal
+}
+
+/// [`log_step`] for a [`SharedWal`].
+fn shared_step(
+    wal: &mut Shared,
+    model: &mut Model,
+    problems: &mut Vec<String>,
+    seed: u64,
+    step_index: usize,
+    step: &Step,
+) -> Result<(), String> {
+    let before = wal.durable_lsn();
+    let result = match step {
+        Step::Append(len) => {
+            let payloads = vec![payload(seed, step_index, 0, *len)];
+            shared_append(wal, model, problems, &payloads)
+        }
+        Step::Batch(lens) => {
+            let payloads: Vec<Vec<u8>> = lens
+                .iter()
+                .enumerate()
+                .map(|(i, len)| payload(seed, step_index, i, *len))
+                .collect();
+            shared_append(wal, model, problems, &payloads)
+        }
+        Step::Sync => match wal.sync() {
+            Ok(durable) => {
+                if durable != model.last() {
+                    problems.push(format!(
+                        "sync returned {durable}, but the last LSN is {}",
+                        model.last()
+                    ));
+                }
+                model.acknowledge(durable);
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        },
+        Step::TruncateFront(lsn) => {
+            let lsn = Lsn(*lsn);
+            model.begin_truncate_front(lsn);
+            match wal.truncate_front(lsn) {
+                Ok(_) => {
+                    model.finish_truncate_front(wal.first_lsn());
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Step::TruncateBack(lsn) => {
+            let lsn = Lsn(*lsn);
+            let saved = model.acked;
+            model.begin_truncate_back(lsn);
+            match wal.truncate_back(lsn) {
+                Ok(()) if lsn >= model.last() => {
+                    model.acked = saved;
+                    Ok(())
+                }
+                Ok(()) => {
+                    model.finish_truncate_back(lsn);
+                    Ok(())
+                }
+                Err(TruncateError::InsideBatch { .. } | TruncateError::OutOfRange { .. }) => {
+                    model.acked = saved;
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Step::Reopen => unreachable!("handled by the driver"),
+    };
+    if result.is_ok() {
+        let durable = wal.durable_lsn();
+        if durable < before && !matches!(step, Step::TruncateBack(_)) {
+            problems.push(format!("durable LSN went back from {before} to {durable}"));
+        }
+        model.acknowledge(durable);
+    }
+    result
+}
+
+fn shared_append(
+    wal: &Shared,
+    model: &mut Model,
+    problems: &mut Vec<String>,
+    payloads: &[Vec<u8>],
+) -> Result<(), String> {
+    let expected = model.next_lsn();
+    model.begin_append(payloads, wal.durable_lsn());
+    let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+    match wal.append_batch(&slices) {
+        Ok(appended) => {
+            if appended.first != expected {
+                return Err(format!(
+                    "append returned LSN {}, expected {expected}",
+                    appended.first
+                ));
+            }
+            if wal.durability() == Durability::Always && !appended.durable {
+                problems.push("append under Durability::Always returned not durable".into());
+            }
+            if appended.durable {
+                if wal.durable_lsn() < appended.last {
+                    problems.push(format!(
+                        "append said durable, but the durable LSN is {} < {}",
+                        wal.durable_lsn(),
+                        appended.last
+                    ));
+                }
+                model.acknowledge(appended.last);
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// [`poisoned_step`] for a [`SharedWal`].
+fn poisoned_shared_step(wal: &Shared, seed: u64, step_index: usize, step: &Step) -> Vec<String> {
+    let mut problems = Vec::new();
+    let before = wal.durable_lsn();
+    let refused = match step {
+        Step::Append(len) => matches!(
+            wal.append(&payload(seed, step_index, 0, *len)),
+            Err(AppendError::Poisoned(_))
+        ),
+        Step::Batch(lens) => {
+            let payloads: Vec<Vec<u8>> = lens.iter().map(|len| vec![7u8; *len]).collect();
+            let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            matches!(wal.append_batch(&slices), Err(AppendError::Poisoned(_)))
+        }
+        Step::Sync => matches!(wal.sync(), Err(SyncError::Poisoned(_))),
+        Step::TruncateFront(lsn) => matches!(
+            wal.truncate_front(Lsn(*lsn)),
+            Err(TruncateError::Poisoned(_))
+        ),
+        Step::TruncateBack(lsn) => matches!(
+            wal.truncate_back(Lsn(*lsn)),
+            Err(TruncateError::Poisoned(_))
+        ),
+        Step::Reopen => true,
+    };
+    if !refused {
+        problems.push(format!(
+            "poisoning: step {step_index} {step:?} was not refused after a failed sync"
+        ));
+    }
+    if wal.durable_lsn() != before {
+        problems.push(format!(
+            "poisoning: durable LSN moved from {before} to {} after a failed sync",
+            wal.durable_lsn()
+        ));
+    }
+    problems
+}

@@ -1,0 +1,125 @@
+//! Proof that the files explorer can fail (FAULT-MODEL.md, "Proving the checker can fail"):
+//! each deliberately broken variant of walden-std's file protocol must be reported, as a
+//! violation of the invariant it breaks.
+
+use walden_tests::explorer::{Explorer, Stats};
+use walden_tests::files::{FileVariant, FileWorkload, default_workloads, faults, replay_variant};
+
+fn workload(seed: u64) -> FileWorkload {
+    default_workloads()
+        .into_iter()
+        .find(|w| w.seed == seed)
+        .expect("a files workload with this seed")
+}
+
+fn explorer(variant: FileVariant) -> Explorer<FileVariant> {
+    Explorer {
+        stop_at_first: false,
+        ..Explorer::new(variant, false)
+    }
+}
+
+/// Asserts that some violation is of `invariant` and mentions `detail`.
+fn assert_caught(variant: FileVariant, stats: &Stats, invariant: &str, detail: &str) {
+    assert_caught_as(variant, stats, &[(invariant, detail)]);
+}
+
+/// Asserts that some violation is of one of these (invariant, detail) kinds.
+fn assert_caught_as(variant: FileVariant, stats: &Stats, kinds: &[(&str, &str)]) {
+    let Some(first) = stats.violations.first() else {
+        panic!("the files explorer did not notice {variant:?}: it is not good enough");
+    };
+    let typical = stats.violations.iter().find(|v| {
+        kinds
+            .iter()
+            .any(|(invariant, detail)| v.invariant == *invariant && v.detail.contains(detail))
+    });
+    let Some(typical) = typical else {
+        panic!("{variant:?} was caught, but never as {kinds:?}: {first}");
+    };
+    eprintln!(
+        "{variant:?} caught, as it must be ({} violations); a typical one:\n{typical}",
+        stats.violations.len()
+    );
+}
+
+#[test]
+fn a_link_without_its_directory_sync_is_caught() {
+    // The next spare is prepared late (background work is deferred), so records are
+    // acknowledged in the linked segment before anything else syncs the directory. When the
+    // link vanishes, the previous segment's seal names the missing successor: recovery
+    // refuses a pure crash (and where the seal is gone too, records are lost).
+    let variant = FileVariant::LinkNotDirSynced;
+    let stats = explorer(variant).explore(&workload(0x402));
+    assert_caught_as(
+        variant,
+        &stats,
+        &[
+            ("durability", "lost"),
+            ("classification", "MissingNewestSegment"),
+        ],
+    );
+}
+
+#[test]
+fn a_sync_reported_before_the_buffer_reaches_the_file_is_caught() {
+    let variant = FileVariant::SyncSkipsFlush;
+    let stats = explorer(variant).explore(&workload(0x401));
+    assert_caught(variant, &stats, "durability", "lost");
+    let stats = explorer(variant).explore(&workload(0x406));
+    assert_caught(variant, &stats, "durability", "lost");
+}
+
+#[test]
+fn a_zero_fill_that_ignores_the_writer_is_caught() {
+    let variant = FileVariant::FillIgnoresStop;
+    let stats = explorer(variant).explore(&workload(0x402));
+    assert_caught(variant, &stats, "durability", "lost");
+}
+
+#[test]
+fn a_spare_holding_stale_bytes_is_caught() {
+    // A crash after the link, before the new header is durable, leaves the old segment's
+    // header at the front of the new one: a pure crash that recovery must refuse.
+    let variant = FileVariant::StaleSpare;
+    let stats = explorer(variant).explore(&workload(0x401));
+    assert_caught(variant, &stats, "classification", "ForeignSegment");
+}
+
+#[test]
+fn a_restart_that_reads_the_page_cache_is_caught() {
+    // After a failed fdatasync, a restarted process that does not drop the cached pages
+    // reads records the disk never got, calls them durable and builds on them.
+    let variant = FileVariant::ForgetCacheIsNoop;
+    let stats = faults::failed_syncs(&explorer(variant), &workload(0x403));
+    assert_caught(variant, &stats, "classification", "MidLogCorruption");
+}
+
+#[test]
+fn the_correct_variant_passes_the_same_runs() {
+    for seed in [0x401, 0x402, 0x406] {
+        let stats = explorer(FileVariant::Correct).explore(&workload(seed));
+        assert!(stats.violations.is_empty(), "{}", stats.violations[0]);
+    }
+    let stats = faults::failed_syncs(&explorer(FileVariant::Correct), &workload(0x403));
+    assert!(stats.violations.is_empty(), "{}", stats.violations[0]);
+}
+
+#[test]
+fn a_printed_case_replays_to_the_same_violation() {
+    let variant = FileVariant::FillIgnoresStop;
+    let stats = explorer(variant).explore(&workload(0x402));
+    let first = stats
+        .violations
+        .iter()
+        .find(|v| v.invariant == "durability")
+        .expect("a durability violation");
+    let replayed = replay_variant(variant, &first.case.to_string());
+    assert!(
+        replayed
+            .iter()
+            .any(|v| v.invariant == first.invariant && v.detail == first.detail),
+        "replaying {} did not reproduce: {first}",
+        first.case
+    );
+}

@@ -1,0 +1,112 @@
+//! Regression tests for what the files explorer found in walden-std, each as a direct test on
+//! the simulated file system and as the explorer case that found it.
+
+use walden_core::{Config, Lsn, StorageErrorKind, SyncPolicy, TruncateError};
+use walden_sim::{CrashPlan, FaultAction, FaultSchedule, FsOp, SimConfig, SimFs};
+use walden_std::{Durability, Options, SharedWal, SimFileSystem, Wal};
+use walden_tests::explorer::{Explorer, Stats};
+use walden_tests::files::{FileVariant, ROOT, default_workloads, drive, faults};
+
+fn explorer() -> Explorer<FileVariant> {
+    Explorer {
+        stop_at_first: false,
+        ..Explorer::new(FileVariant::Correct, false)
+    }
+}
+
+fn workload(seed: u64) -> walden_tests::files::FileWorkload {
+    default_workloads()
+        .into_iter()
+        .find(|w| w.seed == seed)
+        .expect("a files workload with this seed")
+}
+
+fn assert_clean(stats: &Stats) {
+    assert!(stats.violations.is_empty(), "{}", stats.violations[0]);
+}
+
+/// Issue 11, found by the files explorer's first run as `seed=401 op=35 plan=e1`: a crash
+/// right after the spare is linked as the new segment, before its header (in the write
+/// buffer) is durable, leaves a full-size segment of zeros (or a header of garbage before
+/// them), which recovery refused as `DamagedHeader`. Every crash state after the link, and
+/// after the link's unlink and header write, must recover.
+#[test]
+fn a_crash_right_after_a_spare_is_linked_recovers() {
+    let workload = workload(0x401);
+    let trace = drive(&workload, FileVariant::Correct, None, None)
+        .fs
+        .sim()
+        .snapshot();
+    let link = trace
+        .trace()
+        .iter()
+        .position(|e| matches!(e.op, FsOp::Link { .. }))
+        .expect("a rotation onto a spare") as u64;
+    let mut stats = Stats::default();
+    for budget in link + 1..=link + 3 {
+        explorer().explore_point(&workload, budget, None, &mut stats);
+    }
+    assert!(stats.states > 0);
+    assert_clean(&stats);
+}
+
+fn options() -> Options {
+    let mut options = Options::from(
+        Config::default()
+            .with_segment_size(1 << 20)
+            .with_sync_policy(SyncPolicy::Always),
+    );
+    options.durability = Durability::Always;
+    options.open_threads = 1;
+    options
+}
+
+/// Found by `errors_at_each_op` (an `EIO` on the parent's sync when the log was created, then
+/// a restart): the log directory is an entry of its parent, durable only once the parent is
+/// synced. An open that found the directory already there did not sync the parent, so records
+/// acknowledged after a restart could vanish with the directory.
+#[test]
+fn a_directory_whose_creation_was_never_synced_is_made_durable_by_open() {
+    // An earlier process created the directory and died before syncing its parent.
+    let mut sim = SimFs::new(SimConfig::default());
+    sim.mkdir().expect("mkdir");
+    let fs = SimFileSystem::new(ROOT, sim);
+    let (mut wal, _) = Wal::open_in(fs.clone(), ROOT, options()).expect("open");
+    wal.append(b"acknowledged").expect("append");
+    let crashed = fs.snapshot().crash(&CrashPlan::lose_everything());
+    let (wal, _) =
+        Wal::open_in(SimFileSystem::new(ROOT, crashed), ROOT, options()).expect("reopen");
+    assert_eq!(
+        wal.read_all_from(Lsn(1)).expect("read"),
+        vec![(Lsn(1), b"acknowledged".to_vec())]
+    );
+    // And the whole pass that found it: an error at each operation of the workload.
+    assert_clean(&faults::errors_at_each_op(&explorer(), &workload(0x405)));
+}
+
+/// Found by `errors_at_each_op` (`ENOSPC` on the group-commit leader's flush of the write
+/// buffer): only the committer was poisoned, not the core log, so `truncate_front` and
+/// `truncate_back` went on working on a log that had failed a write.
+#[test]
+fn a_failed_flush_by_the_group_commit_leader_poisons_every_path() {
+    let fs = SimFileSystem::new(ROOT, SimFs::new(SimConfig::default()));
+    let (wal, _) = SharedWal::open_in(fs.clone(), ROOT, options()).expect("open");
+    let _ = wal.append(b"durable").expect("append");
+    // The next file operation is the leader's flush of the next append's buffered bytes.
+    fs.with(|sim| {
+        let next = sim.op_count();
+        sim.set_faults(
+            FaultSchedule::new().at_op(next, FaultAction::Fail(StorageErrorKind::NoSpace)),
+        );
+    });
+    assert!(wal.append(b"lost").is_err());
+    assert!(matches!(
+        wal.truncate_front(Lsn(1)),
+        Err(TruncateError::Poisoned(_))
+    ));
+    assert!(matches!(
+        wal.truncate_back(Lsn(1)),
+        Err(TruncateError::Poisoned(_))
+    ));
+    assert_clean(&faults::errors_at_each_op(&explorer(), &workload(0x406)));
+}
