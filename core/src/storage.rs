@@ -23,6 +23,7 @@ pub type SegmentId = u64;
 /// adapter's concrete error type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum StorageErrorKind {
     /// The segment does not exist.
     NotFound,
