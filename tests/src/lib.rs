@@ -3,4 +3,5 @@
 
 pub use walden_conformance as conformance;
 pub mod explorer;
+pub mod flash;
 pub mod media;
