@@ -16,10 +16,14 @@
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hprintln};
 
+#[cfg(feature = "flash")]
+mod power_cut;
 #[cfg(all(feature = "log", not(feature = "flash")))]
 mod program;
 #[cfg(all(feature = "log", not(feature = "flash")))]
 mod ram;
+#[cfg(feature = "flash")]
+mod ramflash;
 mod stack;
 
 /// What a run did, printed at the end.
@@ -70,7 +74,7 @@ fn run() -> Result<Summary, &'static str> {
 
 #[cfg(feature = "flash")]
 fn run() -> Result<Summary, &'static str> {
-    Err("flash demo not built yet")
+    power_cut::run()
 }
 
 /// The same program without the log: it prints the same lines, from numbers it did not compute.

@@ -45,7 +45,9 @@ pub fn run() -> Result<Summary, &'static str> {
         }
         read_back += 1;
     }
-    let removed = wal.truncate_front(Lsn(40)).map_err(|_| "truncate_front failed")?;
+    let removed = wal
+        .truncate_front(Lsn(45))
+        .map_err(|_| "truncate_front failed")?;
     Ok(Summary {
         appended: 53,
         recovered: report.records,

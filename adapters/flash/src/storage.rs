@@ -160,6 +160,12 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
             .count()
     }
 
+    /// The flash driver, for what the log does not do (another partition, a power-cut
+    /// test). Programming or erasing the log's areas through it voids every promise above.
+    pub fn flash_mut(&mut self) -> &mut F {
+        self.flash.get_mut()
+    }
+
     /// Gives the flash back. Unsynced bytes still waiting in RAM are dropped, as a power loss
     /// would drop them.
     pub fn into_inner(self) -> F {
