@@ -41,7 +41,9 @@ pub enum RecoveryPolicy {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Config {
     /// Rotate to a new segment once a segment reaches this many bytes. A single record or batch
-    /// larger than this still goes into one (fresh) segment.
+    /// larger than this still goes into one (fresh) segment. A sealed segment ends with a
+    /// 48-byte seal after its records, so on fixed-size media (raw flash) a segment needs
+    /// room for `segment_size + 48` bytes (`walden-flash` reports the size to use).
     pub segment_size: u64,
     /// The largest payload accepted by `append`, and trusted by recovery.
     pub max_record_size: u32,
