@@ -20,6 +20,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo doc (RUSTDOCFLAGS=-Dwarnings)"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
 
+step "cargo package (every publishable crate builds from its packaged sources)"
+bash scripts/package.sh
+
 step "walden-core and walden-flash for thumbv7em-none-eabihf, no allocator"
 cargo build -p walden-core --target thumbv7em-none-eabihf
 cargo build -p walden-core --target thumbv7em-none-eabihf --features serde

@@ -332,6 +332,18 @@ impl RecordCursor {
         Ok(here)
     }
 
+    /// For readers, which step over metadata records: the data record at the cursor (see
+    /// [`RecordCursor::header`]), or `None` after moving past a metadata record (call again with
+    /// the bytes at the new offset).
+    pub fn data_header(&mut self, bytes: &[u8]) -> Result<Option<Located>, Fault> {
+        let at = self.header(bytes)?;
+        if !at.is_meta() {
+            return Ok(Some(at));
+        }
+        self.accept(&at, None)?;
+        Ok(None)
+    }
+
     /// A checksum to feed the payload of `at` into; compare with
     /// [`RecordCursor::payload_matches`].
     pub fn payload_checksum(&self) -> Checksum {

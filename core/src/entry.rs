@@ -117,13 +117,13 @@ impl<'a> Entry<'a> {
                 max: limits.max_key,
             });
         }
-        if let Entry::Put { value, .. } = self {
-            if value.len() > limits.max_value {
-                return Err(EntryError::ValueTooLarge {
-                    len: value.len(),
-                    max: limits.max_value,
-                });
-            }
+        if let Entry::Put { value, .. } = self
+            && value.len() > limits.max_value
+        {
+            return Err(EntryError::ValueTooLarge {
+                len: value.len(),
+                max: limits.max_value,
+            });
         }
         Ok(())
     }

@@ -137,16 +137,10 @@ impl Records {
             }
             let mut buf = [0u8; RECORD_HEADER_LEN];
             let n = self.read(st, self.cursor.offset(), &mut buf)?;
-            let at = self
-                .cursor
-                .header(&buf[..n])
-                .map_err(|f| self.changed(f.describe()))?;
-            if !at.is_meta() {
+            let found = self.cursor.data_header(&buf[..n]);
+            if let Some(at) = found.map_err(|f| self.changed(f.describe()))? {
                 return Ok(Some(at));
             }
-            self.cursor
-                .accept(&at, None)
-                .map_err(|f| self.changed(f.describe()))?;
         }
     }
 

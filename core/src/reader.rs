@@ -114,16 +114,10 @@ impl<'w, S: Storage, const N: usize> Reader<'w, S, N> {
             let mut buf = [0u8; RECORD_HEADER_LEN];
             let n = read_full(&self.wal.storage, seg.id, self.cursor.offset(), &mut buf)
                 .map_err(|error| self.io(error))?;
-            let at = self
-                .cursor
-                .header(&buf[..n])
-                .map_err(|f| self.corrupt(f.describe()))?;
-            if !at.is_meta() {
+            let found = self.cursor.data_header(&buf[..n]);
+            if let Some(at) = found.map_err(|f| self.corrupt(f.describe()))? {
                 return Ok(Some(at));
             }
-            self.cursor
-                .accept(&at, None)
-                .map_err(|f| self.corrupt(f.describe()))?;
         }
     }
 

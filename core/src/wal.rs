@@ -446,7 +446,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
             .iter()
             .take_while(|s| s.first_lsn <= lsn)
             .count();
-        if doomed > 0 && self.segments[doomed].version >= VERSION_WITH_META {
+        if doomed > 0 {
             // Record durably where the log starts before removing anything, so a segment
             // missing from the front for any other reason is found on open.
             self.record_start(self.segments[doomed].id)?;

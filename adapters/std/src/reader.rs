@@ -171,16 +171,10 @@ impl<S: GroupSync, const N: usize> SharedReader<S, N> {
                 return Ok(None);
             }
             let at = (self.cursor.offset() - self.chunk_start) as usize;
-            let found = self
-                .cursor
-                .header(&self.chunk[at..])
-                .map_err(|f| self.corrupt(f))?;
-            if !found.is_meta() {
+            let found = self.cursor.data_header(&self.chunk[at..]);
+            if let Some(found) = found.map_err(|f| self.corrupt(f))? {
                 return Ok(Some(found));
             }
-            self.cursor
-                .accept(&found, None)
-                .map_err(|f| self.corrupt(f))?;
         }
     }
 

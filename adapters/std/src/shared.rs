@@ -210,10 +210,10 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
             if let Some(p) = log.wal.poisoned() {
                 return Err(AppendError::Poisoned(p));
             }
-            if c.is_poisoned() {
-                if let Some(p) = c.poison_reason() {
-                    return Err(AppendError::Poisoned(p));
-                }
+            if c.is_poisoned()
+                && let Some(p) = c.poison_reason()
+            {
+                return Err(AppendError::Poisoned(p));
             }
             let rotations = log.wal.counters().rotations;
             let first = match log.wal.append_batch(payloads) {

@@ -476,10 +476,10 @@ impl FileStorage {
         let mut newest = None;
         for entry in fs::read_dir(&self.dir)? {
             let name = entry?.file_name();
-            if let Some(id) = name.to_str().and_then(parse_segment_name) {
-                if !walden_core::format::is_start_slot(id) {
-                    newest = newest.max(Some(id));
-                }
+            if let Some(id) = name.to_str().and_then(parse_segment_name)
+                && !walden_core::format::is_start_slot(id)
+            {
+                newest = newest.max(Some(id));
             }
         }
         let Some(id) = newest else {

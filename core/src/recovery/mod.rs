@@ -232,8 +232,11 @@ impl<S: Storage, const N: usize> Wal<S, N> {
                     }
                     prev_last = Some(first_lost.prev());
                 } else {
-                    let info = kept(&seg).ok_or(OpenError::Corrupted(refusal(&seg)))?;
-                    self.cut_tail(seg.id, seg.end, seg.len)?;
+                    let mut info = kept(&seg).ok_or(OpenError::Corrupted(refusal(&seg)))?;
+                    // The segment becomes the newest: its seal (naming a successor about to be
+                    // dropped) goes with the damage.
+                    self.cut_tail(seg.id, info.end, seg.len)?;
+                    info.sealed = false;
                     report.records += seg.records;
                     let _ = self.segments.push(info);
                     let beyond = self.highest_lsn(&ids[i + 1..], scratch)?;

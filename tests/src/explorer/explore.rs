@@ -564,13 +564,13 @@ impl Explorer {
                     "appending after recovery",
                 ));
             }
-            if k == 0 {
-                if let Err(e) = wal.sync() {
-                    return Err(Failure::new(
-                        ("appends after recovery", format!("sync failed: {e}")),
-                        "appending after recovery",
-                    ));
-                }
+            if k == 0
+                && let Err(e) = wal.sync()
+            {
+                return Err(Failure::new(
+                    ("appends after recovery", format!("sync failed: {e}")),
+                    "appending after recovery",
+                ));
             }
             next.acknowledge(wal.durable_lsn());
         }
