@@ -89,7 +89,7 @@ impl<const W: usize> NorFlash for NorHandle<W> {
         self.nor.borrow_mut().erase(from, to)
     }
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), NorSimError> {
-        let zeroing_header = offset % self.area_bytes == 0
+        let zeroing_header = offset.is_multiple_of(self.area_bytes)
             && bytes.len() == AREA_HEADER_LEN
             && bytes.iter().all(|&b| b == 0);
         if self.variant == FlashVariant::RemoveIsNoop && zeroing_header {

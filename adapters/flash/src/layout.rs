@@ -131,7 +131,7 @@ impl Geometry {
         erase: usize,
     ) -> Result<Self, LayoutError> {
         let word_ok = |w: usize| w.is_power_of_two() && w <= MAX_WORD;
-        if !word_ok(write) || !word_ok(read) || erase == 0 || erase % write != 0 {
+        if !word_ok(write) || !word_ok(read) || erase == 0 || !erase.is_multiple_of(write) {
             return Err(LayoutError::Geometry {
                 write_size: write,
                 read_size: read,
@@ -150,7 +150,10 @@ impl Geometry {
             return Err(LayoutError::AreaTooSmall { bytes: area_bytes });
         }
         let end = u64::from(layout.base) + area_bytes * u64::from(layout.areas);
-        if end > capacity as u64 || layout.base as usize % erase != 0 || end > u64::from(u32::MAX) {
+        if end > capacity as u64
+            || !(layout.base as usize).is_multiple_of(erase)
+            || end > u64::from(u32::MAX)
+        {
             return Err(LayoutError::OutOfBounds { end, capacity });
         }
         Ok(Self {

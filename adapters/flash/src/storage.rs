@@ -385,7 +385,7 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> Storage for FlashStorage<F, AREA
             self.flush()?;
         }
         let mut rest = data;
-        if pos % w != 0 {
+        if !pos.is_multiple_of(w) {
             // Into a word begun earlier: waiting in RAM, or programmed in part by a sync (its
             // other bytes are 0xFF in the pattern, so programming them again changes nothing).
             let mut bytes = self.tail.take().map_or([0xFF; MAX_WORD], |t| t.bytes);
