@@ -95,10 +95,11 @@ impl Config {
     }
 
     /// Settings for a microcontroller whose segments are `segment_size` bytes (for raw flash,
-    /// one or a few erase blocks: `walden-flash` tells the usable size of its areas). Records
-    /// up to a quarter of a segment less the framing (so a rotation never wastes more than a
-    /// quarter), batches up to a whole segment's payload, CRC-32C (the one algorithm always
-    /// built in), a sync on every append, torn tails cut. Every field keeps its setter, and
+    /// one or a few erase blocks: `walden-flash` tells the size to use). Records up to a
+    /// quarter of a segment's payload space (so a rotation never wastes more than a quarter),
+    /// batches up to half of it (a batch also needs 32 bytes of header per record in one
+    /// segment), CRC-32C (the one algorithm always built in), a sync on every append, torn
+    /// tails cut. Every field keeps its setter, and
     /// the result is checked like any other ([`Config::validate`]).
     ///
     /// ```
@@ -118,10 +119,12 @@ impl Config {
         } else {
             record as u32
         };
-        let batch = if payload < record as u64 {
+        // Half the payload space: a batch must fit an empty segment with a 32-byte header per
+        // record, and on fixed-size media one that does not fails (and poisons the log).
+        let batch = if payload / 2 < record as u64 {
             record as u64
         } else {
-            payload
+            payload / 2
         };
         Self::new()
             .with_segment_size(segment_size)
@@ -298,6 +301,7 @@ mod tests {
             assert_eq!(c.validate(), Ok(()), "segment size {size}");
             assert_eq!(c.segment_size, size);
             assert!(u64::from(c.max_record_size) <= c.max_batch_size);
+            assert!(c.max_batch_size <= size.saturating_sub(96).max(1));
         }
         assert_eq!(
             Config::small_device(10).validate(),
