@@ -181,6 +181,15 @@ fn run(args: &Args) -> std::io::Result<()> {
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
+    // Sections other benchmarks wrote into the report (the replicated-writes one) survive.
+    let mut markdown = markdown;
+    if let Ok(old) = std::fs::read_to_string(&out) {
+        let kept = report::kept_sections(&old);
+        if !kept.is_empty() {
+            markdown.push('\n');
+            markdown.push_str(&kept);
+        }
+    }
     std::fs::write(&out, markdown)?;
     eprintln!(
         "wrote {} and {} chart(s) in {}",

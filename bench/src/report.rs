@@ -388,3 +388,49 @@ const NOTES: &str = "## How to read this, and what it does not say\n\n\
   as unverified.\n\
 \n\
 The WebAssembly guest against native is in [docs/bench/wasm.md](docs/bench/wasm.md).\n";
+
+/// Marks a section of `BENCHMARKS.md` that another benchmark wrote (on the line after its
+/// `## ` heading): rewriting the report keeps it.
+pub(crate) const KEPT_MARKER: &str = "<!-- written by another benchmark (see its command below); walden-bench keeps this section -->";
+
+/// The sections of an earlier report that carry [`KEPT_MARKER`], to append to a new one.
+pub(crate) fn kept_sections(old: &str) -> String {
+    let mut kept = String::new();
+    let mut section = String::new();
+    let flush = |section: &mut String, kept: &mut String| {
+        if section.contains(KEPT_MARKER) {
+            if !kept.is_empty() && !kept.ends_with("\n\n") {
+                kept.push('\n');
+            }
+            kept.push_str(section.trim_end());
+            kept.push('\n');
+        }
+        section.clear();
+    };
+    for line in old.lines() {
+        if line.starts_with("## ") {
+            flush(&mut section, &mut kept);
+        }
+        section.push_str(line);
+        section.push('\n');
+    }
+    flush(&mut section, &mut kept);
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_written_by_other_benchmarks_are_kept() {
+        let old = format!(
+            "# B\n\n## Mine\n\nold numbers\n\n## Raft\n{KEPT_MARKER}\n\n| a |\n\n## Other\nx\n"
+        );
+        let kept = kept_sections(&old);
+        assert!(kept.starts_with("## Raft\n"));
+        assert!(kept.contains("| a |"));
+        assert!(!kept.contains("old numbers") && !kept.contains("## Other"));
+        assert_eq!(kept_sections("# B\n## Mine\n"), "");
+    }
+}

@@ -69,6 +69,34 @@
 //! Waiters whose records it removed are handed the role in turn, find the target below their
 //! LSN, and return the durable LSN for the caller to compare.
 //!
+//! # Async waiters (watchers)
+//!
+//! A future or callback waiting for durability (`durable.rs`) cannot park a thread or lead.
+//! It is a **watcher**: an LSN and a `Waker` or callback in `State::watchers`, under the same
+//! commit lock. The rules extend the argument above:
+//!
+//! 6. **Answered only by published state.** A watcher is answered in [`Committer::release`]
+//!    exactly like a parked waiter (poison first, then `durable >= lsn`), when registered if
+//!    the published state already answers it, or by a truncation (below). So points 1–3 hold
+//!    for watchers unchanged: no watcher hears of durability without a successful sync, and
+//!    none after the poison. Outcomes are delivered after the commit lock is dropped
+//!    ([`unpark`]), so a callback may call into the log without deadlocking.
+//! 7. **Someone always leads for them.** A watcher is registered with the log lock held (its
+//!    LSN, clamped to the last record, cannot be truncated in between), and right after, its
+//!    LSN is requested from the log's **syncer thread**, which calls
+//!    [`Committer::wait_durable`] for the highest LSN requested — as a parked waiter or a
+//!    leader, like any thread — and serves requests by count, so one made while it was busy is
+//!    served next. By point 4 that call returns once the LSN is durable, the log is poisoned
+//!    (both answer the watcher through `release`), or a truncation removed it.
+//! 8. **Truncation answers what it removes.** [`Committer::exclusive`] publishes the
+//!    truncation's durable LSN and answers every watcher above it with `Truncated`, under the
+//!    commit lock, before handing the role on. A watcher registered later is clamped to the
+//!    new end, so it waits for a record that exists.
+//! 9. **Nothing is left hanging at close.** Watchers still registered when the last handle
+//!    drops (the `State` with them) are answered `Closed`. Dropping a future only drops its
+//!    side of the shared cell: the record was appended before the future existed, so it is
+//!    neither lost nor written twice.
+//!
 //! # Why waiters poll, and why the leader lets followers come back
 //!
 //! Measured on the 2-core VM this was built on (fdatasync ≈ 90 µs): with waiters that sleep
@@ -90,6 +118,7 @@ use std::time::Instant;
 
 use walden_core::{IoFailure, Lsn, Op, Poisoned, SegmentId, Storage, SyncError, Wal};
 
+use crate::durable::{DurableError, Outcome, Watcher};
 use crate::metrics::Recorder;
 
 /// A sync prepared under the log lock and run without it.
@@ -201,6 +230,22 @@ struct State {
     waiters: Vec<Waiter>,
     /// Parked `exclusive` callers waiting for the leader role; served before any waiter.
     exclusive: VecDeque<Arc<Slot>>,
+    /// Async durability waiters (futures and callbacks). Invariant: each one's LSN is covered
+    /// by a request to the syncer thread (`durable.rs`), which waits like a parked thread.
+    watchers: Watchers,
+}
+
+/// Watchers with the LSN each waits for. Those still registered when the log is closed are
+/// answered [`DurableError::Closed`].
+#[derive(Default)]
+struct Watchers(Vec<(Lsn, Watcher)>);
+
+impl Drop for Watchers {
+    fn drop(&mut self) {
+        for (_, w) in self.0.drain(..) {
+            w.fire(Err(DurableError::Closed));
+        }
+    }
 }
 
 /// One parked thread: the leader (or a poisoner) flips `state` and unparks `thread`.
@@ -246,8 +291,12 @@ struct Waiter {
     slot: Arc<Slot>,
 }
 
-/// Threads to unpark once the commit lock is released.
-type Wakes = Vec<Thread>;
+/// Threads to unpark and watchers to answer once the commit lock is released.
+#[derive(Default)]
+struct Wakes {
+    threads: Vec<Thread>,
+    watchers: Vec<(Watcher, Outcome)>,
+}
 
 /// The shared heart of a `SharedWal`: the log, the commit state, and the metrics.
 pub(crate) struct Committer<S: Storage, const N: usize> {
@@ -300,6 +349,7 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
                 poisoned,
                 waiters: Vec::new(),
                 exclusive: VecDeque::new(),
+                watchers: Watchers::default(),
             }),
             durable: AtomicU64::new(durable.0),
             poisoned: AtomicBool::new(poisoned.is_some()),
@@ -346,7 +396,7 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
     pub(crate) fn poison(&self, p: Poisoned) {
         let mut st = self.lock_state();
         self.set_poison(&mut st, p);
-        let mut wakes = Wakes::new();
+        let mut wakes = Wakes::default();
         self.release(&mut st, &mut wakes);
         drop(st);
         unpark(wakes);
@@ -365,20 +415,69 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
     /// Releases every parked waiter that the published state answers: all of them once
     /// poisoned, else those whose LSN is durable.
     fn release(&self, st: &mut State, wakes: &mut Wakes) {
-        let poisoned = st.poisoned.is_some();
+        let poisoned = st.poisoned;
         let durable = st.durable;
-        let before = wakes.len();
+        let before = wakes.threads.len();
         st.waiters.retain(|w| {
-            if poisoned || w.lsn <= durable {
+            if poisoned.is_some() || w.lsn <= durable {
                 w.slot.state.store(RELEASED, Ordering::Release);
-                wakes.push(w.slot.thread.clone());
+                wakes.threads.push(w.slot.thread.clone());
                 false
             } else {
                 true
             }
         });
-        let released = (wakes.len() - before) as u32;
+        let released = (wakes.threads.len() - before) as u32;
         self.returning.fetch_add(released, Ordering::AcqRel);
+        if st.watchers.0.is_empty() {
+            return;
+        }
+        let mut i = 0;
+        while i < st.watchers.0.len() {
+            let lsn = st.watchers.0[i].0;
+            let outcome = match poisoned {
+                Some(p) => Err(DurableError::Poisoned(p)),
+                None if lsn <= durable => Ok(durable),
+                None => {
+                    i += 1;
+                    continue;
+                }
+            };
+            let (_, w) = st.watchers.0.swap_remove(i);
+            wakes.watchers.push((w, outcome));
+        }
+    }
+
+    /// Registers an async waiter for `lsn`, or answers it at once if the published state
+    /// already does (returned to the caller, to fire once it holds no lock). The caller holds
+    /// the log lock (so `lsn`, clamped to the last record, cannot be truncated before the
+    /// watcher is registered) and, on `Ok`, must request the syncer for `lsn`.
+    pub(crate) fn watch(&self, lsn: Lsn, w: Watcher) -> Result<(), (Watcher, Outcome)> {
+        let mut st = self.lock_state();
+        if let Some(p) = st.poisoned {
+            return Err((w, Err(DurableError::Poisoned(p))));
+        }
+        if st.durable >= lsn {
+            return Err((w, Ok(st.durable)));
+        }
+        st.watchers.0.push((lsn, w));
+        Ok(())
+    }
+
+    /// Answers the watchers whose LSN a `truncate_back` to `kept` removed.
+    fn drop_truncated(st: &mut State, kept: Lsn, wakes: &mut Wakes) {
+        let mut i = 0;
+        while i < st.watchers.0.len() {
+            let lsn = st.watchers.0[i].0;
+            if lsn > kept {
+                let (_, w) = st.watchers.0.swap_remove(i);
+                wakes
+                    .watchers
+                    .push((w, Err(DurableError::Truncated { lsn, kept })));
+            } else {
+                i += 1;
+            }
+        }
     }
 
     /// Ends a leader's turn: releases the answered waiters, then hands the role to a parked
@@ -393,7 +492,7 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
         match next {
             Some(slot) => {
                 slot.state.store(LEAD, Ordering::Release);
-                wakes.push(slot.thread.clone());
+                wakes.threads.push(slot.thread.clone());
             }
             None => st.leader = false,
         }
@@ -589,11 +688,12 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
             r
         };
         let mut st = self.lock_state();
+        let mut wakes = Wakes::default();
         if let (Some(d), None) = (durable, st.poisoned) {
             st.durable = d;
             self.durable.store(d.0, Ordering::Release);
+            Self::drop_truncated(&mut st, d, &mut wakes);
         }
-        let mut wakes = Wakes::new();
         self.hand_off(&mut st, &mut wakes);
         drop(st);
         guard.disarm();
@@ -619,9 +719,14 @@ const UNKNOWN: Poisoned = Poisoned {
     kind: walden_core::StorageErrorKind::Io,
 };
 
+/// Unparks the released threads and answers the watchers: after the commit lock is dropped,
+/// so a callback may call into the log.
 fn unpark(wakes: Wakes) {
-    for t in wakes {
+    for t in wakes.threads {
         t.unpark();
+    }
+    for (w, outcome) in wakes.watchers {
+        w.fire(outcome);
     }
 }
 
@@ -668,7 +773,7 @@ impl<'c, S: GroupSync, const N: usize> LeaderGuard<'c, S, N> {
         }
         let covered = st.waiters.iter().filter(|w| w.lsn <= st.durable).count();
         c.metrics.group_waiters.record(covered as u64 + 1);
-        let mut wakes = Wakes::new();
+        let mut wakes = Wakes::default();
         c.hand_off(&mut st, &mut wakes);
         drop(st);
         unpark(wakes);
@@ -683,7 +788,7 @@ impl<S: GroupSync, const N: usize> Drop for LeaderGuard<'_, S, N> {
         let c = self.c;
         let mut st = c.lock_state();
         c.set_poison(&mut st, UNKNOWN);
-        let mut wakes = Wakes::new();
+        let mut wakes = Wakes::default();
         c.hand_off(&mut st, &mut wakes);
         drop(st);
         unpark(wakes);
@@ -693,6 +798,94 @@ impl<S: GroupSync, const N: usize> Drop for LeaderGuard<'_, S, N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::durable::Outcome;
+    use walden_core::{Config, SyncPolicy};
+    use walden_sim::SimStorage;
+
+    type Sim = SyncUnderLock<SimStorage>;
+
+    fn committer() -> Committer<Sim, 16> {
+        let config = Config::default()
+            .with_segment_size(4096)
+            .with_sync_policy(SyncPolicy::Manual);
+        let mut scratch = vec![0u8; 4096];
+        let (wal, _) = Wal::open(SyncUnderLock(SimStorage::new()), config, &mut scratch).unwrap();
+        Committer::new(wal, GroupWindow::default())
+    }
+
+    /// A watcher that records what it was told.
+    fn recorder() -> (Watcher, Arc<Mutex<Vec<Outcome>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        let w = Watcher::Callback(Box::new(move |o| s.lock().unwrap().push(o)));
+        (w, seen)
+    }
+
+    fn append(c: &Committer<Sim, 16>, n: usize) -> Lsn {
+        let mut log = c.lock_log();
+        for _ in 0..n {
+            log.wal.append(b"x").unwrap();
+        }
+        log.wal.last_lsn()
+    }
+
+    #[test]
+    fn watchers_are_answered_by_a_sync_and_only_once() {
+        let c = committer();
+        let last = append(&c, 3);
+        let (w2, seen2) = recorder();
+        let (w9, seen9) = recorder();
+        assert!(c.watch(Lsn(2), w2).is_ok());
+        assert!(c.watch(Lsn(9), w9).is_ok());
+        assert_eq!(c.wait_durable(last, Instant::now()).unwrap(), last);
+        assert_eq!(*seen2.lock().unwrap(), vec![Ok(last)]);
+        assert!(seen9.lock().unwrap().is_empty(), "LSN 9 is not durable yet");
+        // Already durable: answered at once, not registered.
+        let (w, _) = recorder();
+        assert!(matches!(c.watch(Lsn(1), w), Err((_, Ok(d))) if d == last));
+        drop(c);
+        assert_eq!(*seen9.lock().unwrap(), vec![Err(DurableError::Closed)]);
+        assert_eq!(seen2.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_truncation_answers_the_watchers_it_removed() {
+        let c = committer();
+        append(&c, 5);
+        let (w2, seen2) = recorder();
+        let (w5, seen5) = recorder();
+        assert!(c.watch(Lsn(2), w2).is_ok());
+        assert!(c.watch(Lsn(5), w5).is_ok());
+        c.exclusive(|log| {
+            log.wal.truncate_back(Lsn(3)).unwrap();
+            ((), Some(log.wal.durable_lsn()))
+        });
+        let truncated = Err(DurableError::Truncated {
+            lsn: Lsn(5),
+            kept: Lsn(3),
+        });
+        assert_eq!(*seen5.lock().unwrap(), vec![truncated]);
+        // Truncation syncs what it keeps, so LSN 2 is durable.
+        assert_eq!(*seen2.lock().unwrap(), vec![Ok(Lsn(3))]);
+    }
+
+    #[test]
+    fn poison_answers_every_watcher() {
+        let c = committer();
+        append(&c, 2);
+        let (w, seen) = recorder();
+        assert!(c.watch(Lsn(2), w).is_ok());
+        c.poison(UNKNOWN);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![Err(DurableError::Poisoned(UNKNOWN))]
+        );
+        let (w, _) = recorder();
+        assert!(matches!(
+            c.watch(Lsn(1), w),
+            Err((_, Err(DurableError::Poisoned(_))))
+        ));
+    }
 
     #[test]
     fn waiters_poll_only_while_syncs_are_faster_than_the_spin() {

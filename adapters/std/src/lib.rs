@@ -8,6 +8,17 @@
 //!   group commit, [`Durability`] policies (every append, interval flusher, every N bytes,
 //!   never), poisoning across threads, concurrent [`SharedReader`]s and [`Metrics`].
 //!
+//! For async code, with no runtime dependency (the futures are woken through plain `Waker`s by
+//! the log's own syncer thread, so they work under tokio, smol or any executor):
+//!
+//! * [`SharedWal::append_durable`] appends and returns a [`DurableFuture`];
+//!   [`SharedWal::durable`] waits for an LSN; [`SharedWal::append_then`] and
+//!   [`SharedWal::on_durable`] take a callback instead (what openraft's flush callback needs).
+//!   They resolve with a [`DurableError`] on poison, truncation or close.
+//! * [`SharedWal::tail`]: a [`Tail`] follows the log as it grows, across rotation, and reports
+//!   what `truncate_front` made it miss and what `truncate_back` rewound ([`TailEvent`]); a
+//!   blocking iterator and a `Stream`. `examples/tokio_durable.rs` shows both under tokio.
+//!
 //! ```
 //! use walden_std::{Options, Wal};
 //! let dir = tempfile::tempdir()?;
@@ -43,8 +54,25 @@
 //! println!("{}", serde_json::to_string(&wal.metrics())?);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! ```
+//! use walden_std::{Durability, Lsn, Options, SharedWal, TailEvent};
+//! let dir = tempfile::tempdir()?;
+//! let options = Options::default().with_durability(Durability::Never);
+//! let (wal, _) = SharedWal::open(dir.path(), options)?;
+//! let mut tail = wal.tail(Lsn(1));
+//! // Any executor will do; this one is `futures::executor`.
+//! futures::executor::block_on(async {
+//!     let (appended, durable) = wal.append_durable(&[b"a", b"b"])?;
+//!     assert!(durable.await? >= appended.last); // one fsync, run by the log's syncer thread
+//!     assert_eq!(tail.next_async().await?, TailEvent::Record { lsn: Lsn(1), payload: b"a".to_vec() });
+//!     Ok::<(), Box<dyn std::error::Error>>(())
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(unsafe_code)]
 
+mod durable;
 mod error;
 mod fill;
 mod group;
@@ -53,15 +81,18 @@ mod reader;
 mod shared;
 mod spare;
 mod storage;
+mod tail;
 mod verify;
 mod wal;
 
+pub use durable::{DurableError, DurableFuture};
 pub use error::{Error, FileError};
 pub use group::{DEFAULT_SPIN, DetachedSync, GroupSync, GroupWindow, SyncUnderLock};
 pub use metrics::{Bucket, HistogramSnapshot, Metrics};
 pub use reader::{SharedReader, SharedRecord};
 pub use shared::{Appended, Durability, SharedWal};
 pub use storage::{FileStorage, LOCK_FILE, read_at};
+pub use tail::{BlockingTail, Tail, TailEvent};
 pub use verify::{SegmentVerdict, VerifyReport, verify_dir};
 pub use wal::{CoreWal, MAX_SEGMENTS, Options, Wal, random_seed};
 

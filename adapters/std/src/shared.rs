@@ -2,7 +2,7 @@
 
 use core::time::Duration;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Instant;
 
 use walden_core::{
@@ -10,11 +10,13 @@ use walden_core::{
     Wal as CoreLog,
 };
 
+use crate::durable::{DurableError, DurableFuture, StopSyncer, Syncer, Watcher};
 use crate::error::Error;
-use crate::group::{Committer, GroupSync, GroupWindow};
+use crate::group::{Committer, GroupSync, GroupWindow, Locked};
 use crate::metrics::Metrics;
 use crate::reader::{PositionIndex, SharedReader};
 use crate::storage::FileStorage;
+use crate::tail::{Bell, RewindLog, Tail};
 use crate::wal::{MAX_SEGMENTS, Options};
 
 /// When appended records become durable, for a [`SharedWal`].
@@ -65,15 +67,29 @@ pub(crate) struct Inner<S: GroupSync, const N: usize> {
     /// segment and offset), filled in as readers walk the log, so that a read by LSN walks at
     /// most that many record headers. Invalidated by both truncations.
     pub(crate) positions: Mutex<PositionIndex>,
+    /// Leads group commits for async waiters (started with the first one).
+    pub(crate) syncer: Arc<Syncer>,
+    _stop_syncer: StopSyncer,
+    /// Wakes tailing readers after appends and truncations.
+    pub(crate) bell: Bell,
+    /// Every `truncate_back` since open, for tailing readers to report rewinds.
+    pub(crate) rewinds: Mutex<RewindLog>,
 }
 
 impl<S: GroupSync, const N: usize> Inner<S, N> {
-    pub(crate) fn positions(&self) -> std::sync::MutexGuard<'_, PositionIndex> {
+    pub(crate) fn positions(&self) -> MutexGuard<'_, PositionIndex> {
         self.positions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+
+    pub(crate) fn rewinds(&self) -> MutexGuard<'_, RewindLog> {
+        self.rewinds.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
+
+/// An append's first and last LSN, with the log lock still held.
+type LockedAppend<'a, S, const N: usize> = (MutexGuard<'a, Locked<S, N>>, Lsn, Lsn);
 
 /// A write-ahead log shared by many threads: `Send + Sync`, and cheap to clone (an `Arc`).
 ///
@@ -172,6 +188,7 @@ impl<S: GroupSync + Send + 'static, const N: usize> SharedWal<S, N> {
             Durability::Interval(_) => Some(Arc::new(Stop::default())),
             _ => None,
         };
+        let syncer = Arc::new(Syncer::default());
         let inner = Arc::new(Inner {
             c: Committer::new(wal, window),
             durability,
@@ -179,6 +196,10 @@ impl<S: GroupSync + Send + 'static, const N: usize> SharedWal<S, N> {
             foreign,
             _flusher: flusher.clone().map(StopOnDrop),
             positions: Mutex::new(PositionIndex::default()),
+            syncer: Arc::clone(&syncer),
+            _stop_syncer: StopSyncer(syncer),
+            bell: Bell::default(),
+            rewinds: Mutex::new(RewindLog::default()),
         });
         if let (Durability::Interval(every), Some(stop)) = (durability, flusher) {
             spawn_flusher(Arc::downgrade(&inner), stop, every);
@@ -206,43 +227,15 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
         let (first, last, due) = {
             // Counted until the log lock is released, so a leader can let it join its group.
             let _appending = c.appending();
-            let mut log = c.lock_log();
-            if let Some(p) = log.wal.poisoned() {
-                return Err(AppendError::Poisoned(p));
-            }
-            if c.is_poisoned()
-                && let Some(p) = c.poison_reason()
-            {
-                return Err(AppendError::Poisoned(p));
-            }
-            let rotations = log.wal.counters().rotations;
-            let first = match log.wal.append_batch(payloads) {
-                Ok(first) => first,
-                Err(e) => {
-                    if let Some(p) = log.wal.poisoned() {
-                        drop(log);
-                        c.poison(p);
-                    }
-                    return Err(e);
-                }
-            };
-            if log.wal.counters().rotations != rotations {
-                let active = log.wal.segments()[log.wal.segments().len() - 1];
-                tracing::info!(
-                    segment = active.id,
-                    first_lsn = active.first_lsn.0,
-                    "rotated to a new segment"
-                );
-            }
-            let bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum();
-            log.unsynced_bytes += bytes;
+            let (log, first, last) = self.append_locked(payloads)?;
             let due = match self.inner.durability {
                 Durability::Always => true,
                 Durability::EveryBytes(n) => log.unsynced_bytes >= n,
                 _ => false,
             };
-            (first, log.wal.last_lsn(), due)
+            (first, last, due)
         };
+        self.inner.bell.ring();
         if payloads.is_empty() {
             return Ok(Appended {
                 first,
@@ -262,6 +255,46 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
         })
     }
 
+    /// Appends under the log lock and returns the lock still held, with the first and last LSN.
+    fn append_locked(
+        &self,
+        payloads: &[&[u8]],
+    ) -> Result<LockedAppend<'_, S, N>, AppendError<S::Error>> {
+        let c = &self.inner.c;
+        let mut log = c.lock_log();
+        if let Some(p) = log.wal.poisoned() {
+            return Err(AppendError::Poisoned(p));
+        }
+        if c.is_poisoned()
+            && let Some(p) = c.poison_reason()
+        {
+            return Err(AppendError::Poisoned(p));
+        }
+        let rotations = log.wal.counters().rotations;
+        let first = match log.wal.append_batch(payloads) {
+            Ok(first) => first,
+            Err(e) => {
+                if let Some(p) = log.wal.poisoned() {
+                    drop(log);
+                    c.poison(p);
+                }
+                return Err(e);
+            }
+        };
+        if log.wal.counters().rotations != rotations {
+            let active = log.wal.segments()[log.wal.segments().len() - 1];
+            tracing::info!(
+                segment = active.id,
+                first_lsn = active.first_lsn.0,
+                "rotated to a new segment"
+            );
+        }
+        let bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum();
+        log.unsynced_bytes += bytes;
+        let last = log.wal.last_lsn();
+        Ok((log, first, last))
+    }
+
     /// Makes every record appended so far durable (a group commit) and returns the durable LSN.
     pub fn sync(&self) -> Result<Lsn, SyncError<S::Error>> {
         let last = self.last_lsn();
@@ -274,6 +307,104 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
     pub fn wait_durable(&self, lsn: Lsn) -> Result<Lsn, SyncError<S::Error>> {
         let lsn = lsn.min(self.last_lsn());
         self.inner.c.wait_durable(lsn, Instant::now())
+    }
+
+    /// A future that resolves once `lsn` is durable (with the durable LSN), without blocking a
+    /// thread: the log's syncer thread runs the group commit. Like [`SharedWal::wait_durable`],
+    /// an `lsn` beyond the last record is clamped to the last record at the time of the call.
+    /// It fails with [`DurableError::Poisoned`] after a failed write or sync,
+    /// [`DurableError::Truncated`] if a `truncate_back` removes `lsn` first, and
+    /// [`DurableError::Closed`] if every handle is dropped first. Works on any executor.
+    pub fn durable(&self, lsn: Lsn) -> DurableFuture
+    where
+        S: Send + 'static,
+    {
+        let (future, completion) = DurableFuture::waiting();
+        let log = self.inner.c.lock_log();
+        let lsn = lsn.min(log.wal.last_lsn());
+        self.watch_locked(log, lsn, Watcher::Future(completion));
+        future
+    }
+
+    /// Runs `callback` once, when `lsn` is durable or cannot become durable (the same outcomes
+    /// as [`SharedWal::durable`]). It runs on whichever thread publishes the outcome (a group
+    /// commit leader, the syncer, a truncation, or the caller if it is known at once) and must
+    /// be quick and must not block on the log; it may call the log.
+    pub fn on_durable(
+        &self,
+        lsn: Lsn,
+        callback: impl FnOnce(Result<Lsn, DurableError>) + Send + 'static,
+    ) where
+        S: Send + 'static,
+    {
+        let log = self.inner.c.lock_log();
+        let lsn = lsn.min(log.wal.last_lsn());
+        self.watch_locked(log, lsn, Watcher::Callback(Box::new(callback)));
+    }
+
+    /// Appends records atomically without waiting, and returns a future that resolves when
+    /// they are durable, whatever the [`Durability`] policy. The records are in the log when
+    /// this returns: dropping the future does not remove them, and awaiting it does not write
+    /// them again. The future is registered under the same lock as the append, so it can only
+    /// fail with [`DurableError::Truncated`] if these very records are truncated.
+    pub fn append_durable(
+        &self,
+        payloads: &[&[u8]],
+    ) -> Result<(Appended, DurableFuture), AppendError<S::Error>>
+    where
+        S: Send + 'static,
+    {
+        let (future, completion) = DurableFuture::waiting();
+        let (log, first, last) = self.append_locked(payloads)?;
+        self.watch_locked(log, last, Watcher::Future(completion));
+        self.inner.bell.ring();
+        let appended = Appended {
+            first,
+            last,
+            durable: !self.inner.c.is_poisoned() && self.durable_lsn() >= last,
+        };
+        Ok((appended, future))
+    }
+
+    /// Like [`SharedWal::append_durable`], with a callback instead of a future (see
+    /// [`SharedWal::on_durable`] for where it runs).
+    pub fn append_then(
+        &self,
+        payloads: &[&[u8]],
+        callback: impl FnOnce(Result<Lsn, DurableError>) + Send + 'static,
+    ) -> Result<Appended, AppendError<S::Error>>
+    where
+        S: Send + 'static,
+    {
+        let (log, first, last) = self.append_locked(payloads)?;
+        self.watch_locked(log, last, Watcher::Callback(Box::new(callback)));
+        self.inner.bell.ring();
+        Ok(Appended {
+            first,
+            last,
+            durable: !self.inner.c.is_poisoned() && self.durable_lsn() >= last,
+        })
+    }
+
+    /// Registers `w` for `lsn` while the log lock is held (so nothing truncates `lsn` in
+    /// between), then, without the lock, either answers it or asks the syncer to cover it.
+    fn watch_locked(&self, log: MutexGuard<'_, Locked<S, N>>, lsn: Lsn, w: Watcher)
+    where
+        S: Send + 'static,
+    {
+        let registered = self.inner.c.watch(lsn, w);
+        drop(log);
+        match registered {
+            Ok(()) => self.inner.syncer.request(&self.inner, lsn),
+            Err((w, outcome)) => w.fire(outcome),
+        }
+    }
+
+    /// A reader that follows the log as it grows, from `from`: it waits for new records, and
+    /// keeps going across rotation, `truncate_front` and `truncate_back`, reporting the
+    /// records it missed and the rewinds (see [`Tail`]).
+    pub fn tail(&self, from: Lsn) -> Tail<S, N> {
+        Tail::new(self.clone(), from)
     }
 
     /// The highest LSN known durable (never beyond a successful sync; frozen once poisoned).
@@ -338,25 +469,31 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
         let mut log = c.lock_log();
         let r = log.wal.truncate_front(lsn);
         self.inner.positions().forget_before(log.wal.first_lsn());
-        if let Some(p) = log.wal.poisoned() {
-            drop(log);
+        let poisoned = log.wal.poisoned();
+        drop(log);
+        if let Some(p) = poisoned {
             c.poison(p);
         }
+        self.inner.bell.ring();
         r
     }
 
     /// Removes every record after `lsn`, durably. Waits for an in-flight group commit first.
     pub fn truncate_back(&self, lsn: Lsn) -> Result<(), TruncateError<S::Error>> {
-        self.inner
+        let r = self
+            .inner
             .c
             .exclusive(|log| match log.wal.truncate_back(lsn) {
                 Ok(()) => {
                     self.inner.positions().forget_after(lsn);
+                    self.inner.rewinds().record(log.wal.last_lsn());
                     log.unsynced_bytes = 0;
                     (Ok(()), Some(log.wal.durable_lsn()))
                 }
                 Err(e) => (Err(e), None),
-            })
+            });
+        self.inner.bell.ring();
+        r
     }
 
     /// Syncs, then returns the core log if this is the last handle (otherwise gives the

@@ -1,0 +1,513 @@
+//! [`LogStore`]: openraft's `RaftLogStorage` and `RaftLogReader` on two Walden logs.
+
+// openraft's `StorageError` is what its traits return; boxing it here would only move the cost.
+#![allow(clippy::result_large_err)]
+
+use core::fmt::Debug;
+use core::ops::{Bound, RangeBounds};
+use core::sync::atomic::{AtomicBool, Ordering};
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{
+    AnyError, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogId, RaftLogReader,
+    RaftTypeConfig, StorageError, StorageIOError, Vote,
+};
+use walden_std::{Config, Durability, Lsn, Options, SharedWal};
+
+use crate::error::OpenError;
+use crate::index::{Run, rebuild};
+use crate::meta::Meta;
+
+/// Bytes in front of every entry record: its raft index, little-endian.
+const INDEX_LEN: usize = 8;
+
+/// Meta log segments are small: each record is a few dozen bytes, and old segments are
+/// dropped as soon as a newer record is durable.
+const META_SEGMENT_SIZE: u64 = 1 << 20;
+
+/// A raft log on Walden: entries in `<dir>/entries`, vote, committed and purge point in
+/// `<dir>/meta` (see the crate documentation for the layout and the index mapping).
+///
+/// Cheap to share: the [`LogReader`]s it hands out read the same logs concurrently.
+pub struct LogStore<C: RaftTypeConfig> {
+    shared: Arc<Shared<C>>,
+}
+
+/// Reads entries for replication, concurrently with the store's writes.
+pub struct LogReader<C: RaftTypeConfig> {
+    shared: Arc<Shared<C>>,
+}
+
+struct Shared<C: RaftTypeConfig> {
+    entries: SharedWal,
+    meta: SharedWal,
+    /// The live run and the meta state. Held across an append, a truncation, a purge or a
+    /// read, so each sees the mapping it starts with.
+    state: Mutex<State<C::NodeId>>,
+    /// A deliberately broken mode for the crash test's checker: fire the flush callback on
+    /// append, before anything is synced.
+    ack_before_sync: AtomicBool,
+}
+
+struct State<NID: openraft::NodeId> {
+    run: Option<Run<NID>>,
+    meta: Meta<NID>,
+}
+
+impl<C: RaftTypeConfig> Shared<C> {
+    fn lock(&self) -> MutexGuard<'_, State<C::NodeId>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<C: RaftTypeConfig> LogStore<C> {
+    /// Opens (recovers) or creates the store in `dir`, with Walden's default configuration
+    /// for the entries log (64 MiB segments).
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, OpenError> {
+        Self::open_with(dir, Options::default())
+    }
+
+    /// Opens with `options` for the entries log. Its durability is replaced: the store makes
+    /// entries durable itself and reports it through openraft's flush callback.
+    pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Self, OpenError> {
+        let dir = dir.as_ref();
+        let options = options.with_durability(Durability::Never);
+        let (entries, _) =
+            SharedWal::open(dir.join("entries"), options).map_err(|error| OpenError::Wal {
+                log: "entries",
+                error,
+            })?;
+        let meta_options = Options::from(Config::default().with_segment_size(META_SEGMENT_SIZE))
+            .with_durability(Durability::Never);
+        let (meta_log, _) = SharedWal::open(dir.join("meta"), meta_options)
+            .map_err(|error| OpenError::Wal { log: "meta", error })?;
+        let meta = match last_record(&meta_log)? {
+            Some((lsn, bytes)) => Meta::decode(&bytes).map_err(|detail| OpenError::Corrupted {
+                log: "meta",
+                lsn,
+                detail,
+            })?,
+            None => Meta::default(),
+        };
+        let last = match last_record(&entries)? {
+            Some((lsn, bytes)) => {
+                let entry: C::Entry = decode(&bytes).map_err(|detail| OpenError::Corrupted {
+                    log: "entries",
+                    lsn,
+                    detail,
+                })?;
+                Some((lsn, entry.get_log_id().clone()))
+            }
+            None => None,
+        };
+        let run = rebuild(entries.first_lsn(), last, meta.purged.as_ref()).map_err(|m| {
+            OpenError::Corrupted {
+                log: "entries",
+                lsn: entries.first_lsn(),
+                detail: match m {
+                    crate::index::Mismatch::IndexBelowPosition => {
+                        "the last entry's raft index is below its position in the log"
+                    }
+                    crate::index::Mismatch::Hole => {
+                        "entries after the purged index are missing from the front of the log"
+                    }
+                },
+            }
+        })?;
+        let mut meta = meta;
+        // The committed log id is saved without a sync, the entries it covers are synced
+        // separately: after a crash it may name an entry that did not survive. Forget it then
+        // (openraft re-learns it from the leader); never report one beyond the log.
+        let last_index = run
+            .as_ref()
+            .map(|r| r.last.index)
+            .or(meta.purged.as_ref().map(|p| p.index));
+        if meta
+            .committed
+            .as_ref()
+            .is_some_and(|c| last_index.is_none_or(|l| c.index > l))
+        {
+            meta.committed = None;
+        }
+        Ok(Self {
+            shared: Arc::new(Shared {
+                entries,
+                meta: meta_log,
+                state: Mutex::new(State { run, meta }),
+                ack_before_sync: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// **Breaks the store, for testing crash checkers only**: from now on the flush callback
+    /// fires as soon as entries are appended, before they are durable. `tests/crash.rs` uses
+    /// it to show that its checker catches a store that acknowledges too early.
+    #[doc(hidden)]
+    pub fn acknowledge_before_sync_for_testing(&self) {
+        self.shared.ack_before_sync.store(true, Ordering::Relaxed);
+    }
+
+    /// The entries log (for inspection and metrics).
+    pub fn entries_wal(&self) -> &SharedWal {
+        &self.shared.entries
+    }
+}
+
+/// The last record of a log, if it has any.
+fn last_record(wal: &SharedWal) -> Result<Option<(Lsn, Vec<u8>)>, OpenError> {
+    let last = wal.last_lsn();
+    if last < wal.first_lsn() {
+        return Ok(None);
+    }
+    let mut reader = wal.reader(last).map_err(OpenError::Read)?;
+    match reader.read_next().map_err(OpenError::Read)? {
+        Some(r) => Ok(Some((r.lsn, r.payload.to_vec()))),
+        None => Ok(None),
+    }
+}
+
+/// Decodes an entry record (raft index, then the postcard-encoded entry) and checks that the
+/// two agree.
+fn decode<E: RaftLogId<NID> + serde::de::DeserializeOwned, NID: openraft::NodeId>(
+    bytes: &[u8],
+) -> Result<E, &'static str> {
+    if bytes.len() < INDEX_LEN {
+        return Err("entry record is shorter than its index");
+    }
+    let (index, body) = bytes.split_at(INDEX_LEN);
+    let index = u64::from_le_bytes(index.try_into().map_err(|_| "entry index")?);
+    let entry: E = postcard::from_bytes(body).map_err(|_| "entry does not decode")?;
+    if entry.get_log_id().index != index {
+        return Err("entry's log id does not match the index stored with it");
+    }
+    Ok(entry)
+}
+
+fn encode<E: RaftLogId<NID> + serde::Serialize, NID: openraft::NodeId>(
+    entry: &E,
+    out: &mut Vec<u8>,
+) -> Result<(), postcard::Error> {
+    out.clear();
+    out.extend_from_slice(&entry.get_log_id().index.to_le_bytes());
+    out.extend(postcard::to_allocvec(entry)?);
+    Ok(())
+}
+
+fn read_err<NID: openraft::NodeId>(e: impl core::fmt::Display) -> StorageError<NID> {
+    StorageIOError::read_logs(AnyError::error(e.to_string())).into()
+}
+
+fn write_err<NID: openraft::NodeId>(e: impl core::fmt::Display) -> StorageError<NID> {
+    StorageIOError::write_logs(AnyError::error(e.to_string())).into()
+}
+
+fn vote_err<NID: openraft::NodeId>(e: impl core::fmt::Display) -> StorageError<NID> {
+    StorageIOError::write_vote(AnyError::error(e.to_string())).into()
+}
+
+/// Turns a range of raft indexes into `[start, end)`.
+fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl<C: RaftTypeConfig> Shared<C> {
+    /// Entries with raft indexes in `[start, end)` that are live, in order.
+    fn read(&self, start: u64, end: u64) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
+        let st = self.lock();
+        let Some(run) = &st.run else {
+            return Ok(Vec::new());
+        };
+        let lo = start.max(run.first.0);
+        let hi = end.min(run.last.index + 1);
+        if lo >= hi {
+            return Ok(Vec::new());
+        }
+        let mut reader = self.entries.reader(run.lsn(lo)).map_err(read_err)?;
+        let mut out = Vec::with_capacity((hi - lo).min(4096) as usize);
+        for index in lo..hi {
+            let Some(r) = reader.read_next().map_err(read_err)? else {
+                return Err(read_err(format_args!(
+                    "entry {index} is missing from the log"
+                )));
+            };
+            let entry: C::Entry = decode(r.payload)
+                .map_err(|d| read_err(format_args!("entry {index} at {}: {d}", r.lsn.0)))?;
+            if entry.get_log_id().index != index {
+                return Err(read_err(format_args!(
+                    "LSN {} holds raft index {}, expected {index}",
+                    r.lsn.0,
+                    entry.get_log_id().index
+                )));
+            }
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    /// Appends the meta state; returns a future for its durability.
+    fn write_meta(
+        &self,
+        meta: &Meta<C::NodeId>,
+    ) -> Result<walden_std::DurableFuture, StorageError<C::NodeId>> {
+        let bytes = meta.encode().map_err(vote_err)?;
+        let (_, durable) = self.meta.append_durable(&[&bytes]).map_err(vote_err)?;
+        Ok(durable)
+    }
+
+    /// Drops meta segments older than the one holding the newest durable record.
+    fn compact_meta(&self) {
+        if self.meta.segments().len() > 1
+            && let Err(e) = self.meta.truncate_front(self.meta.durable_lsn())
+        {
+            tracing::warn!(error = %e, "could not drop old meta segments");
+        }
+    }
+
+    /// Waits until every entry appended so far is durable, so a later write to the meta log
+    /// never becomes durable before an earlier append (openraft requires its writes in order).
+    async fn entries_durable(&self) -> Result<(), StorageError<C::NodeId>> {
+        let last = self.entries.last_lsn();
+        if self.entries.durable_lsn() < last {
+            self.entries.durable(last).await.map_err(write_err)?;
+        }
+        Ok(())
+    }
+}
+
+impl<C: RaftTypeConfig> RaftLogReader<C> for LogStore<C> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
+        let (start, end) = bounds(&range);
+        self.shared.read(start, end)
+    }
+}
+
+impl<C: RaftTypeConfig> RaftLogReader<C> for LogReader<C> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
+        let (start, end) = bounds(&range);
+        self.shared.read(start, end)
+    }
+}
+
+impl<C: RaftTypeConfig> RaftLogStorage<C> for LogStore<C> {
+    type LogReader = LogReader<C>;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<C::NodeId>> {
+        let st = self.shared.lock();
+        let last_purged_log_id = st.meta.purged.clone();
+        let last_log_id = match &st.run {
+            Some(run) => Some(run.last.clone()),
+            None => last_purged_log_id.clone(),
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        LogReader {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        self.shared.entries_durable().await?;
+        let durable = {
+            let mut st = self.shared.lock();
+            st.meta.vote = Some(vote.clone());
+            self.shared.write_meta(&st.meta)?
+        };
+        durable.await.map_err(vote_err)?;
+        self.shared.compact_meta();
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<C::NodeId>>, StorageError<C::NodeId>> {
+        Ok(self.shared.lock().meta.vote.clone())
+    }
+
+    /// Appended to the meta log without waiting for a sync: it becomes durable with the next
+    /// vote or purge (or the next sync of the meta log), and a crash may forget it, which
+    /// openraft allows (it only re-applies from further back).
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<C::NodeId>>,
+    ) -> Result<(), StorageError<C::NodeId>> {
+        let mut st = self.shared.lock();
+        if st.meta.committed == committed {
+            return Ok(());
+        }
+        st.meta.committed = committed;
+        // Not awaited: dropping the future leaves the record in the log.
+        drop(self.shared.write_meta(&st.meta)?);
+        Ok(())
+    }
+
+    async fn read_committed(
+        &mut self,
+    ) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
+        Ok(self.shared.lock().meta.committed.clone())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<C>,
+    ) -> Result<(), StorageError<C::NodeId>>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let shared = &self.shared;
+        let last = {
+            let mut st = shared.lock();
+            let mut buf = Vec::new();
+            let mut last = None;
+            for entry in entries {
+                let id = entry.get_log_id().clone();
+                let expected = match (&st.run, &st.meta.purged) {
+                    (Some(run), _) => Some(run.last.index + 1),
+                    (None, Some(p)) if id.index <= p.index => {
+                        // Already purged (openraft purges up to the state machine's last
+                        // applied entry at startup, and may then hand back older entries):
+                        // nothing to keep.
+                        tracing::debug!(index = id.index, purged = p.index, "skip purged entry");
+                        continue;
+                    }
+                    (None, Some(p)) => Some(p.index + 1),
+                    (None, None) => None,
+                };
+                if let Some(expected) = expected.filter(|&e| e != id.index) {
+                    return Err(StorageError::from_io_error(
+                        ErrorSubject::Log(id.clone()),
+                        ErrorVerb::Write,
+                        io::Error::other(format!(
+                            "append would leave a hole: got index {}, expected {expected}",
+                            id.index
+                        )),
+                    ));
+                }
+                encode(&entry, &mut buf).map_err(write_err)?;
+                let appended = shared.entries.append(&buf).map_err(write_err)?;
+                match &mut st.run {
+                    Some(run) => run.last = id,
+                    None => {
+                        st.run = Some(Run {
+                            first: (id.index, appended.first),
+                            last: id,
+                        });
+                    }
+                }
+                last = Some(appended.last);
+            }
+            last
+        };
+        if shared.ack_before_sync.load(Ordering::Relaxed) {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        }
+        match last {
+            // Fired by whichever thread makes the entries durable (Walden's syncer, or a group
+            // commit another caller leads), or at once if they already are.
+            Some(lsn) => shared.entries.on_durable(lsn, move |outcome| {
+                callback.log_io_completed(outcome.map(|_| ()).map_err(io::Error::other));
+            }),
+            None => callback.log_io_completed(Ok(())),
+        }
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        let Some(run) = self.shared.lock().run.clone() else {
+            return Ok(());
+        };
+        if log_id.index > run.last.index {
+            return Ok(());
+        }
+        if log_id.index <= run.first.0 {
+            // Nothing live is left.
+            let mut st = self.shared.lock();
+            self.shared
+                .entries
+                .truncate_back(run.first.1.prev())
+                .map_err(write_err)?;
+            st.run = None;
+            return Ok(());
+        }
+        // The new last entry's log id: its term is only known by reading it (before the cut,
+        // so readers never see a run that ends past the log).
+        let keep = log_id.index - 1;
+        let kept = self.shared.read(keep, keep + 1)?;
+        let Some(last) = kept.first().map(|e| e.get_log_id().clone()) else {
+            return Err(read_err(format_args!("entry {keep} is missing")));
+        };
+        let mut st = self.shared.lock();
+        self.shared
+            .entries
+            .truncate_back(run.lsn(keep))
+            .map_err(write_err)?;
+        if let Some(run) = &mut st.run {
+            run.last = last;
+        }
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        // The purge point is durable before anything is removed, and before any later append
+        // (which, after a purge past the end, starts a new run that only it explains).
+        self.shared.entries_durable().await?;
+        let (durable, cut) = {
+            let mut st = self.shared.lock();
+            if st
+                .meta
+                .purged
+                .as_ref()
+                .is_some_and(|p| p.index >= log_id.index)
+            {
+                return Ok(());
+            }
+            st.meta.purged = Some(log_id.clone());
+            let durable = self.shared.write_meta(&st.meta)?;
+            let cut = match st.run.clone() {
+                Some(run) if log_id.index < run.last.index => {
+                    let first = (log_id.index + 1).max(run.first.0);
+                    let lsn = run.lsn(first);
+                    st.run = Some(Run {
+                        first: (first, lsn),
+                        last: run.last,
+                    });
+                    lsn
+                }
+                _ => {
+                    st.run = None;
+                    self.shared.entries.last_lsn().next()
+                }
+            };
+            (durable, cut)
+        };
+        durable.await.map_err(write_err)?;
+        self.shared.compact_meta();
+        // Whole segments entirely below the first live entry go (the active one never does).
+        self.shared.entries.truncate_front(cut).map_err(write_err)?;
+        Ok(())
+    }
+}

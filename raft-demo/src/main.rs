@@ -1,0 +1,150 @@
+//! `raft-demo`: run a node, talk to a cluster, or benchmark one.
+
+use core::time::Duration;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use walden_raft_demo::client::{self, Client};
+use walden_raft_demo::node::{self, NodeOptions, StoreKind};
+use walden_raft_demo::proto::{Call, Reply};
+
+const USAGE: &str = "usage:
+  raft-demo node --id N --listen 127.0.0.1:PORT --dir DIR [--store walden|memory]
+  raft-demo init --addr ADDR --members 1=ADDR1,2=ADDR2,3=ADDR3
+  raft-demo put --addr ADDR[,ADDR..] KEY VALUE
+  raft-demo get --addr ADDR KEY
+  raft-demo status --addr ADDR
+  raft-demo bench [--clients 1,16,64] [--seconds 3] [--store walden,memory]";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cmd, rest)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("raft-demo {cmd}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--name value` options and the remaining positional arguments.
+fn parse(args: &[String]) -> Result<(BTreeMap<String, String>, Vec<String>), String> {
+    let mut opts = BTreeMap::new();
+    let mut pos = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.strip_prefix("--") {
+            Some(name) => {
+                let v = it.next().ok_or(format!("--{name} needs a value"))?;
+                opts.insert(name.to_string(), v.clone());
+            }
+            None => pos.push(a.clone()),
+        }
+    }
+    Ok((opts, pos))
+}
+
+fn need<'a>(opts: &'a BTreeMap<String, String>, name: &str) -> Result<&'a str, String> {
+    opts.get(name)
+        .map(String::as_str)
+        .ok_or(format!("--{name} is required\n{USAGE}"))
+}
+
+async fn run(cmd: &str, args: &[String]) -> Result<(), String> {
+    let (opts, pos) = parse(args)?;
+    let deadline = || Instant::now() + Duration::from_secs(30);
+    match cmd {
+        "node" => {
+            let store = opts.get("store").map_or("walden", String::as_str);
+            node::run(NodeOptions {
+                id: need(&opts, "id")?
+                    .parse()
+                    .map_err(|e| format!("--id: {e}"))?,
+                listen: need(&opts, "listen")?.to_string(),
+                dir: PathBuf::from(need(&opts, "dir")?),
+                store: StoreKind::parse(store).ok_or(format!("unknown store {store}"))?,
+            })
+            .await
+        }
+        "init" => {
+            let mut members = BTreeMap::new();
+            for m in need(&opts, "members")?.split(',') {
+                let (id, addr) = m.split_once('=').ok_or(format!("bad member {m}"))?;
+                members.insert(
+                    id.parse().map_err(|e| format!("{m}: {e}"))?,
+                    addr.to_string(),
+                );
+            }
+            match client::call(need(&opts, "addr")?, &Call::Init(members)).await? {
+                Reply::Done => {
+                    println!("initialized");
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
+            }
+        }
+        "put" => {
+            let [key, value] = pos.as_slice() else {
+                return Err(USAGE.into());
+            };
+            let addrs = need(&opts, "addr")?.split(',').map(String::from).collect();
+            let mut c = Client::new(addrs);
+            let index = c.write(key, value, deadline()).await?;
+            println!("ok: {key} = {value} (log index {index}, via {})", c.addr());
+            Ok(())
+        }
+        "get" => {
+            let [key] = pos.as_slice() else {
+                return Err(USAGE.into());
+            };
+            match client::read(need(&opts, "addr")?, key).await? {
+                Some(v) => println!("{v}"),
+                None => println!("(not set)"),
+            }
+            Ok(())
+        }
+        "status" => {
+            let s = client::status(need(&opts, "addr")?).await?;
+            println!(
+                "node {} {} term {} leader {:?} last_log {:?} applied {:?} keys {} members {:?}",
+                s.id, s.state, s.term, s.leader, s.last_log, s.applied, s.keys, s.members
+            );
+            Ok(())
+        }
+        "bench" => {
+            let clients: Vec<usize> = opts
+                .get("clients")
+                .map_or("1,16,64", String::as_str)
+                .split(',')
+                .map(|c| c.parse().map_err(|e| format!("--clients: {e}")))
+                .collect::<Result<_, _>>()?;
+            let seconds: f64 = opts.get("seconds").map_or(Ok(3.0), |s| {
+                s.parse().map_err(|e| format!("--seconds: {e}"))
+            })?;
+            let stores: Vec<StoreKind> = opts
+                .get("store")
+                .map_or("walden,memory", String::as_str)
+                .split(',')
+                .map(|s| StoreKind::parse(s).ok_or(format!("unknown store {s}")))
+                .collect::<Result<_, _>>()?;
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let rows = walden_raft_demo::bench::run(&exe, &stores, &clients, seconds).await?;
+            print!("{}", walden_raft_demo::bench::table(&rows));
+            Ok(())
+        }
+        _ => Err(format!("unknown command {cmd}\n{USAGE}")),
+    }
+}

@@ -1,0 +1,150 @@
+//! Connections to nodes: openraft's network traits over [`Conn`], and the same connection for
+//! clients.
+
+use std::io;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{AnyError, BasicNode};
+use tokio::net::TcpStream;
+use walden_openraft::kv::{NodeId, TypeConfig};
+
+use crate::proto::{Call, FrameError, Reply, read_frame, write_frame};
+
+/// One connection to a node, opened on first use and again after a failure. One call at a
+/// time.
+pub struct Conn {
+    addr: String,
+    stream: Option<TcpStream>,
+}
+
+impl Conn {
+    /// A connection to `addr` (not opened yet).
+    pub fn new(addr: impl Into<String>) -> Self {
+        Self {
+            addr: addr.into(),
+            stream: None,
+        }
+    }
+
+    /// The node's address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends `call` and waits for the reply. After any failure the connection is dropped, so
+    /// the next call reconnects.
+    pub async fn call(&mut self, call: &Call) -> Result<Reply, FrameError> {
+        let result = self.call_once(call).await;
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+
+    async fn call_once(&mut self, call: &Call) -> Result<Reply, FrameError> {
+        if self.stream.is_none() {
+            let s = TcpStream::connect(&self.addr).await?;
+            s.set_nodelay(true)?;
+            self.stream = Some(s);
+        }
+        let Some(s) = self.stream.as_mut() else {
+            return Err(FrameError::Io(io::ErrorKind::NotConnected.into()));
+        };
+        write_frame(s, call).await?;
+        match read_frame(s).await? {
+            Some(reply) => Ok(reply),
+            None => Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
+        }
+    }
+}
+
+/// Makes a [`Peer`] per target node.
+pub struct Network;
+
+/// Raft RPCs to one node.
+pub struct Peer {
+    conn: Conn,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, _target: NodeId, node: &BasicNode) -> Peer {
+        Peer {
+            conn: Conn::new(node.addr.clone()),
+        }
+    }
+}
+
+type RpcResult<T, E = openraft::error::Infallible> =
+    Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+impl Peer {
+    async fn rpc<E: core::error::Error>(
+        &mut self,
+        call: Call,
+        option: &RPCOption,
+    ) -> Result<Reply, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
+        match tokio::time::timeout(option.hard_ttl(), self.conn.call(&call)).await {
+            Ok(Ok(Reply::Failed(msg))) => {
+                Err(RPCError::Network(NetworkError::new(&AnyError::error(msg))))
+            }
+            Ok(Ok(reply)) => Ok(reply),
+            // Refused or reset: openraft backs off before trying an unreachable node again.
+            Ok(Err(FrameError::Io(e))) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Ok(Err(e)) => Err(RPCError::Network(NetworkError::new(&e))),
+            Err(elapsed) => {
+                self.conn.stream = None;
+                Err(RPCError::Network(NetworkError::new(&elapsed)))
+            }
+        }
+    }
+}
+
+fn unexpected<E: core::error::Error>(
+    reply: Reply,
+) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
+    RPCError::Network(NetworkError::new(&AnyError::error(format!(
+        "unexpected reply {reply:?}"
+    ))))
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        match self.rpc(Call::Append(rpc), &option).await? {
+            Reply::Append(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        match self.rpc(Call::Snapshot(rpc), &option).await? {
+            Reply::Snapshot(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>> {
+        match self.rpc(Call::Vote(rpc), &option).await? {
+            Reply::Vote(r) => Ok(r),
+            other => Err(unexpected(other)),
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! One node: an openraft `Raft` over a Walden (or in-memory) log and the in-memory key-value
+//! state machine, serving raft RPCs and client calls on one TCP port.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use walden_openraft::LogStore;
+use walden_openraft::kv::{NodeId, Request, StateMachine, TypeConfig};
+
+use crate::mem_store::MemLogStore;
+use crate::net::Network;
+use crate::proto::{Call, Reply, Status, read_frame, write_frame};
+
+/// Which raft log a node keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// `walden-openraft` in the node's directory: durable.
+    Walden,
+    /// In memory: lost when the process exits (the benchmark's upper bound).
+    Memory,
+}
+
+impl StoreKind {
+    /// `walden` or `memory`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "walden" => Some(Self::Walden),
+            "memory" => Some(Self::Memory),
+            _ => None,
+        }
+    }
+
+    /// The name `parse` accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Walden => "walden",
+            Self::Memory => "memory",
+        }
+    }
+}
+
+/// How to run a node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// Its raft id.
+    pub id: NodeId,
+    /// Where to listen (`127.0.0.1:0` picks a free port; the node prints the one it got).
+    pub listen: String,
+    /// Its directory (the raft log lives in `<dir>/raft`).
+    pub dir: PathBuf,
+    /// Which log.
+    pub store: StoreKind,
+}
+
+/// openraft's timing for a cluster on one machine: fast heartbeats so a dead leader is
+/// replaced within about a second. Log purging is off: the state machine lives in memory and
+/// is rebuilt from the log at restart.
+pub fn raft_config() -> Result<Arc<Config>, String> {
+    let config = Config {
+        cluster_name: "walden-raft-demo".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 500,
+        election_timeout_max: 1000,
+        snapshot_policy: SnapshotPolicy::Never,
+        ..Config::default()
+    };
+    config.validate().map(Arc::new).map_err(|e| e.to_string())
+}
+
+/// Runs a node until the process is killed. Prints `LISTENING <addr> pid <pid>` once it
+/// accepts connections.
+pub async fn run(opts: NodeOptions) -> Result<(), String> {
+    let listener = TcpListener::bind(&opts.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", opts.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let sm = StateMachine::default();
+    let config = raft_config()?;
+    let raft = match opts.store {
+        StoreKind::Walden => {
+            let store = LogStore::<TypeConfig>::open(opts.dir.join("raft"))
+                .map_err(|e| format!("cannot open the raft log in {}: {e}", opts.dir.display()))?;
+            Raft::new(opts.id, config, Network, store, sm.clone()).await
+        }
+        StoreKind::Memory => {
+            Raft::new(opts.id, config, Network, MemLogStore::default(), sm.clone()).await
+        }
+    }
+    .map_err(|e| format!("raft: {e}"))?;
+    let writes = Batcher::start(raft.clone());
+    println!("LISTENING {addr} pid {}", std::process::id());
+    let _ = std::io::stdout().flush();
+    loop {
+        let (sock, _) = listener.accept().await.map_err(|e| e.to_string())?;
+        let _ = sock.set_nodelay(true);
+        tokio::spawn(serve(sock, raft.clone(), sm.clone(), writes.clone()));
+    }
+}
+
+/// Most client writes one raft entry carries.
+const MAX_BATCH: usize = 1024;
+
+type Pending = (String, String, oneshot::Sender<Reply>);
+
+/// Turns the writes of concurrent clients into one raft entry per round: openraft 0.9 flushes
+/// the log once per `client_write` before it takes the next, so writes that arrive while one
+/// round is being committed go together in the next (group commit at the application level,
+/// like Walden's own for appends). Both raft logs of the benchmark run behind it.
+#[derive(Clone)]
+struct Batcher {
+    tx: mpsc::UnboundedSender<Pending>,
+}
+
+impl Batcher {
+    fn start(raft: Raft<TypeConfig>) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                commit(&raft, batch).await;
+            }
+        });
+        Self { tx }
+    }
+
+    async fn write(&self, key: String, value: String) -> Reply {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send((key, value, tx)).is_err() {
+            return Reply::Failed("the node is shutting down".into());
+        }
+        rx.await
+            .unwrap_or_else(|_| Reply::Failed("the write was dropped".into()))
+    }
+}
+
+/// Commits one batch and answers each of its writers.
+async fn commit(raft: &Raft<TypeConfig>, batch: Vec<Pending>) {
+    let (pairs, replies): (Vec<_>, Vec<_>) =
+        batch.into_iter().map(|(k, v, tx)| ((k, v), tx)).unzip();
+    let req = if pairs.len() == 1 {
+        let (key, value) = pairs.into_iter().next().unwrap_or_default();
+        Request::Set { key, value }
+    } else {
+        Request::Batch(pairs)
+    };
+    match raft.client_write(req).await {
+        Ok(r) => {
+            let mut previous = r.data.previous.into_iter();
+            for tx in replies {
+                let _ = tx.send(Reply::Written {
+                    index: r.log_id.index,
+                    previous: previous.next().flatten(),
+                });
+            }
+        }
+        Err(e) => {
+            let reply = || match e.forward_to_leader::<BasicNode>() {
+                Some(f) => Reply::NotLeader {
+                    leader: f
+                        .leader_id
+                        .zip(f.leader_node.as_ref().map(|n| n.addr.clone())),
+                },
+                None => Reply::Failed(e.to_string()),
+            };
+            for tx in replies {
+                let _ = tx.send(reply());
+            }
+        }
+    }
+}
+
+async fn serve(mut sock: TcpStream, raft: Raft<TypeConfig>, sm: StateMachine, writes: Batcher) {
+    loop {
+        let call = match read_frame::<Call>(&mut sock).await {
+            Ok(Some(call)) => call,
+            Ok(None) => return,
+            Err(e) => {
+                let _ = write_frame(&mut sock, &Reply::Failed(e.to_string())).await;
+                return;
+            }
+        };
+        let reply = handle(call, &raft, &sm, &writes).await;
+        if write_frame(&mut sock, &reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn handle(call: Call, raft: &Raft<TypeConfig>, sm: &StateMachine, writes: &Batcher) -> Reply {
+    match call {
+        Call::Append(rpc) => match raft.append_entries(rpc).await {
+            Ok(r) => Reply::Append(r),
+            Err(e) => Reply::Failed(e.to_string()),
+        },
+        Call::Vote(rpc) => match raft.vote(rpc).await {
+            Ok(r) => Reply::Vote(r),
+            Err(e) => Reply::Failed(e.to_string()),
+        },
+        Call::Snapshot(rpc) => match raft.install_snapshot(rpc).await {
+            Ok(r) => Reply::Snapshot(r),
+            Err(e) => Reply::Failed(e.to_string()),
+        },
+        Call::Write { key, value } => writes.write(key, value).await,
+        Call::Read(key) => Reply::Value(sm.get(&key)),
+        Call::Status => Reply::Status(status(raft, sm)),
+        Call::Init(members) => {
+            let nodes: BTreeMap<NodeId, BasicNode> = members
+                .into_iter()
+                .map(|(id, addr)| (id, BasicNode { addr }))
+                .collect();
+            match raft.initialize(nodes).await {
+                Ok(()) => Reply::Done,
+                Err(e) => Reply::Failed(e.to_string()),
+            }
+        }
+    }
+}
+
+fn status(raft: &Raft<TypeConfig>, sm: &StateMachine) -> Status {
+    let m = raft.metrics().borrow().clone();
+    let members = m
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, n)| (*id, n.addr.clone()))
+        .collect();
+    Status {
+        id: m.id,
+        state: format!("{:?}", m.state),
+        term: m.current_term,
+        leader: m.current_leader,
+        last_log: m.last_log_index,
+        applied: m.last_applied.map(|l| l.index),
+        members,
+        keys: sm.len(),
+    }
+}

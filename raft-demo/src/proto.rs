@@ -1,0 +1,154 @@
+//! The wire protocol: one request, one response, each a frame of a 4-byte little-endian length
+//! and a postcard-encoded message. Raft RPCs and client calls share it.
+
+use std::collections::BTreeMap;
+
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use walden_openraft::kv::{NodeId, TypeConfig};
+
+/// Frames above this are refused (a garbage length must not allocate gigabytes).
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// A request to a node.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Call {
+    /// Raft: replicate entries (or a heartbeat).
+    Append(AppendEntriesRequest<TypeConfig>),
+    /// Raft: ask for a vote.
+    Vote(VoteRequest<NodeId>),
+    /// Raft: a snapshot chunk.
+    Snapshot(InstallSnapshotRequest<TypeConfig>),
+    /// Client: set a key, answered once committed and applied on the leader.
+    Write {
+        /// The key.
+        key: String,
+        /// Its new value.
+        value: String,
+    },
+    /// Client: a local (possibly stale) read of a key.
+    Read(String),
+    /// Client: the node's view of the cluster.
+    Status,
+    /// Admin: initialize a new cluster with these members (id → address).
+    Init(BTreeMap<NodeId, String>),
+}
+
+/// A node's answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Reply {
+    /// Raft replies.
+    Append(AppendEntriesResponse<NodeId>),
+    /// Raft replies.
+    Vote(VoteResponse<NodeId>),
+    /// Raft replies.
+    Snapshot(InstallSnapshotResponse<NodeId>),
+    /// The write is committed and applied; the key's previous value.
+    Written {
+        /// The log index of the write.
+        index: u64,
+        /// The value the key had before.
+        previous: Option<String>,
+    },
+    /// This node is not the leader; here is the one it knows of, if any.
+    NotLeader {
+        /// The leader's id and address.
+        leader: Option<(NodeId, String)>,
+    },
+    /// The value of a key.
+    Value(Option<String>),
+    /// The node's view.
+    Status(Status),
+    /// Done (for `Init`).
+    Done,
+    /// The call failed on the node.
+    Failed(String),
+}
+
+/// What `Status` returns.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// `Leader`, `Follower`, `Candidate` or `Learner`.
+    pub state: String,
+    /// The current term.
+    pub term: u64,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Index of its last log entry.
+    pub last_log: Option<u64>,
+    /// Index of the last entry applied to its state machine.
+    pub applied: Option<u64>,
+    /// Members: id → address.
+    pub members: BTreeMap<NodeId, String>,
+    /// Keys in its state machine.
+    pub keys: usize,
+}
+
+/// Why a frame could not be read or written.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The connection failed or closed.
+    Io(std::io::Error),
+    /// The bytes do not decode, or the length is out of bounds.
+    Malformed(&'static str),
+}
+
+impl core::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "connection: {e}"),
+            Self::Malformed(m) => write!(f, "malformed frame: {m}"),
+        }
+    }
+}
+
+impl core::error::Error for FrameError {}
+
+impl From<std::io::Error> for FrameError {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// Writes one message as a frame.
+pub async fn write_frame<T: Serialize>(
+    w: &mut (impl AsyncWriteExt + Unpin),
+    msg: &T,
+) -> Result<(), FrameError> {
+    let body = postcard::to_allocvec(msg).map_err(|_| FrameError::Malformed("encode"))?;
+    if body.len() > MAX_FRAME {
+        return Err(FrameError::Malformed("message too large"));
+    }
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&body);
+    w.write_all(&frame).await?;
+    Ok(())
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of the stream.
+pub async fn read_frame<T: for<'de> Deserialize<'de>>(
+    r: &mut (impl AsyncReadExt + Unpin),
+) -> Result<Option<T>, FrameError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::Malformed("length out of bounds"));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    postcard::from_bytes(&body)
+        .map(Some)
+        .map_err(|_| FrameError::Malformed("decode"))
+}
