@@ -23,9 +23,27 @@ RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
 step "cargo package (every publishable crate builds from its packaged sources)"
 bash scripts/package.sh
 
-step "walden-core for thumbv7em-none-eabihf, no allocator"
+step "walden-core and walden-flash for thumbv7em-none-eabihf, no allocator"
 cargo build -p walden-core --target thumbv7em-none-eabihf
 cargo build -p walden-core --target thumbv7em-none-eabihf --features serde
+cargo build -p walden-core --target thumbv7em-none-eabihf --no-default-features --features defmt
+cargo build -p walden-core --target thumbv7em-none-eabihf --no-default-features --features crc-no-tables
+cargo build -p walden-flash --target thumbv7em-none-eabihf
+
+step "embedded/: fmt and clippy (outside the workspace)"
+cargo fmt --manifest-path embedded/Cargo.toml --check
+(cd embedded && cargo clippy --release --features flash -- -D warnings && cargo clippy --release -- -D warnings)
+
+step "flash size budget (docs/EMBEDDED.md)"
+bash scripts/size.sh
+if bash scripts/size.sh --broken >/dev/null 2>&1; then
+  echo "the size check passed a 1-byte budget" >&2
+  exit 1
+fi
+echo "size check refuses a budget that is too small (broken variant refused)"
+
+step "embedded programs under QEMU (mps2-an386)"
+bash scripts/qemu.sh
 
 step "walden-core for wasm32-unknown-unknown imports nothing from the host"
 bash scripts/wasm-imports.sh

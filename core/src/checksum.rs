@@ -1,17 +1,45 @@
 //! The checksum algorithms a log may use, selected per log and recorded in every segment header.
+//!
+//! What is compiled in is chosen by features, so a device pays only for what it uses:
+//!
+//! * CRC-32C is always there: it protects segment headers and start slots whatever a log uses
+//!   for its records.
+//! * `crc32` adds CRC-32 (IEEE), `crc64` adds CRC-64/NVME. A log configured with an algorithm
+//!   that is not built in is refused by [`Config::validate`](crate::Config::validate); a segment
+//!   that uses one is an unreadable header ("checksum algorithm not built in").
+//! * Table size: 256-entry tables by default (1 KiB per 32-bit algorithm, 2 KiB for CRC-64);
+//!   `crc-tables-16` selects slice-by-16 (16 times larger, several times faster: the server
+//!   setting); `crc-no-tables` computes bit by bit with no table at all (the smallest and
+//!   slowest). `crc-tables-16` wins if both are on.
+//! * `hw-crc` (needs `std`) uses crc-fast's hardware instructions; the values are the same.
+//!
+//! Every choice gives the same checksum values, so logs are interchangeable between builds that
+//! have the algorithm.
 
-use crc::{CRC_32_ISCSI, CRC_32_ISO_HDLC, CRC_64_NVME, Crc, Digest, Table};
+#[cfg(feature = "crc32")]
+use crc::CRC_32_ISO_HDLC;
+#[cfg(feature = "crc64")]
+use crc::CRC_64_NVME;
+use crc::{CRC_32_ISCSI, Crc, Digest};
 
-/// Slice-by-16 tables: the fastest portable implementation in the `crc` crate.
-type Fast = Table<16>;
+/// The table implementation chosen by features (see the module documentation).
+#[cfg(feature = "crc-tables-16")]
+type Tables = crc::Table<16>;
+#[cfg(all(feature = "crc-no-tables", not(feature = "crc-tables-16")))]
+type Tables = crc::NoTable;
+#[cfg(not(any(feature = "crc-no-tables", feature = "crc-tables-16")))]
+type Tables = crc::Table<1>;
 
-static CRC32C: Crc<u32, Fast> = Crc::<u32, Fast>::new(&CRC_32_ISCSI);
-static CRC32: Crc<u32, Fast> = Crc::<u32, Fast>::new(&CRC_32_ISO_HDLC);
-static CRC64: Crc<u64, Fast> = Crc::<u64, Fast>::new(&CRC_64_NVME);
+static CRC32C: Crc<u32, Tables> = Crc::<u32, Tables>::new(&CRC_32_ISCSI);
+#[cfg(feature = "crc32")]
+static CRC32: Crc<u32, Tables> = Crc::<u32, Tables>::new(&CRC_32_ISO_HDLC);
+#[cfg(feature = "crc64")]
+static CRC64: Crc<u64, Tables> = Crc::<u64, Tables>::new(&CRC_64_NVME);
 
 /// Which checksum protects the records of a segment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ChecksumAlgorithm {
     /// CRC-32C (Castagnoli). The default.
     #[default]
@@ -42,6 +70,16 @@ impl ChecksumAlgorithm {
         }
     }
 
+    /// Whether this build can compute it (CRC-32C always; the others with the `crc32` and
+    /// `crc64` features).
+    pub const fn is_available(self) -> bool {
+        match self {
+            Self::Crc32c => true,
+            Self::Crc32 => cfg!(feature = "crc32"),
+            Self::Crc64 => cfg!(feature = "crc64"),
+        }
+    }
+
     /// Its conventional name.
     pub const fn name(self) -> &'static str {
         match self {
@@ -51,7 +89,8 @@ impl ChecksumAlgorithm {
         }
     }
 
-    /// Starts a checksum over `salt ‖ …`.
+    /// Starts a checksum over `salt ‖ …`. See [`Checksum::new`] for an algorithm that is not
+    /// built in.
     pub fn salted(self, salt: u64) -> Checksum {
         let mut c = Checksum::new(self);
         c.update(&salt.to_le_bytes());
@@ -75,8 +114,9 @@ pub struct Checksum {
 // and core cannot box, so the size difference is accepted.
 #[allow(clippy::large_enum_variant)]
 enum State {
-    C32(Digest<'static, u32, Fast>),
-    C64(Digest<'static, u64, Fast>),
+    C32(Digest<'static, u32, Tables>),
+    #[cfg(feature = "crc64")]
+    C64(Digest<'static, u64, Tables>),
     #[cfg(feature = "hw-crc")]
     Hw(crc_fast::Digest),
 }
@@ -92,6 +132,11 @@ fn hw(alg: ChecksumAlgorithm) -> crc_fast::CrcAlgorithm {
 
 impl Checksum {
     /// A fresh checksum of the given algorithm.
+    ///
+    /// An algorithm that is not built in ([`ChecksumAlgorithm::is_available`]) computes CRC-32C
+    /// instead, so its values match nothing written with the real one. Core never asks for
+    /// one: [`Config::validate`](crate::Config::validate) refuses it for writing and segment
+    /// headers naming it are refused before any record is read.
     pub fn new(alg: ChecksumAlgorithm) -> Self {
         #[cfg(feature = "hw-crc")]
         return Self {
@@ -101,13 +146,15 @@ impl Checksum {
         Self::portable(alg)
     }
 
-    /// The portable table implementation (slice-by-16), whatever the features. Gives the same
-    /// values as [`Checksum::new`].
+    /// The portable table implementation (the table size the features chose), whatever
+    /// `hw-crc` says. Gives the same values as [`Checksum::new`].
     pub fn portable(alg: ChecksumAlgorithm) -> Self {
         let state = match alg {
-            ChecksumAlgorithm::Crc32c => State::C32(CRC32C.digest()),
+            #[cfg(feature = "crc32")]
             ChecksumAlgorithm::Crc32 => State::C32(CRC32.digest()),
+            #[cfg(feature = "crc64")]
             ChecksumAlgorithm::Crc64 => State::C64(CRC64.digest()),
+            _ => State::C32(CRC32C.digest()),
         };
         Self { state }
     }
@@ -116,6 +163,7 @@ impl Checksum {
     pub fn update(&mut self, data: &[u8]) {
         match &mut self.state {
             State::C32(d) => d.update(data),
+            #[cfg(feature = "crc64")]
             State::C64(d) => d.update(data),
             #[cfg(feature = "hw-crc")]
             State::Hw(d) => d.update(data),
@@ -126,6 +174,7 @@ impl Checksum {
     pub fn finish(self) -> u64 {
         match self.state {
             State::C32(d) => u64::from(d.finalize()),
+            #[cfg(feature = "crc64")]
             State::C64(d) => d.finalize(),
             #[cfg(feature = "hw-crc")]
             State::Hw(d) => d.finalize(),
@@ -154,6 +203,9 @@ mod tests {
             (ChecksumAlgorithm::Crc32, 0xcbf4_3926),
             (ChecksumAlgorithm::Crc64, 0xae8b_1486_0a79_9888),
         ] {
+            if !alg.is_available() {
+                continue;
+            }
             let mut c = Checksum::new(alg);
             c.update(input);
             assert_eq!(c.finish(), check, "{}", alg.name());
@@ -168,6 +220,9 @@ mod tests {
             ChecksumAlgorithm::Crc32,
             ChecksumAlgorithm::Crc64,
         ] {
+            if !alg.is_available() {
+                continue;
+            }
             for len in [0, 1, 7, 36, 128, 4096, 5000] {
                 let mut a = Checksum::new(alg);
                 let mut b = Checksum::portable(alg);
@@ -187,6 +242,9 @@ mod tests {
             ChecksumAlgorithm::Crc32,
             ChecksumAlgorithm::Crc64,
         ] {
+            if !alg.is_available() {
+                continue;
+            }
             let mut c = alg.salted(42);
             c.update(&data[..123]);
             c.update(&data[123..]);

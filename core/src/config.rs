@@ -8,6 +8,7 @@ use crate::format::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 /// When appended records are made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum SyncPolicy {
     /// Every `append` and `append_batch` syncs before it returns.
     Always,
@@ -22,6 +23,7 @@ pub enum SyncPolicy {
 /// What recovery does with damage it finds. See `docs/FORMAT.md`, "Recovery decision table".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum RecoveryPolicy {
     /// Any invalid byte is an error, even a torn tail from an ordinary crash.
     Strict,
@@ -36,9 +38,12 @@ pub enum RecoveryPolicy {
 /// How a log is opened and written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Config {
     /// Rotate to a new segment once a segment reaches this many bytes. A single record or batch
-    /// larger than this still goes into one (fresh) segment.
+    /// larger than this still goes into one (fresh) segment. A sealed segment ends with a
+    /// 48-byte seal after its records, so on fixed-size media (raw flash) a segment needs
+    /// room for `segment_size + 48` bytes (`walden-flash` reports the size to use).
     pub segment_size: u64,
     /// The largest payload accepted by `append`, and trusted by recovery.
     pub max_record_size: u32,
@@ -58,6 +63,26 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The smallest allowed segment size.
+pub const MIN_SEGMENT_SIZE: u64 = (SEGMENT_HEADER_LEN + RECORD_HEADER_LEN) as u64;
+
+impl Config {
+    /// The defaults, sized for a server: 64 MiB segments, records up to 16 MiB, batches up to
+    /// 256 MiB, CRC-32C, a sync on every append, torn tails cut. A `const fn`, so a
+    /// configuration can be a `const` or `static` (see also [`Config::small_device`]):
+    ///
+    /// ```
+    /// use walden_core::{Config, SyncPolicy};
+    /// const CONFIG: Config = Config::new()
+    ///     .with_segment_size(1 << 20)
+    ///     .with_sync_policy(SyncPolicy::EveryRecords(16));
+    /// const _: () = assert!(CONFIG.validate().is_ok()); // checked when compiling
+    /// ```
+    pub const fn new() -> Self {
         Self {
             segment_size: 64 * 1024 * 1024,
             max_record_size: 16 * 1024 * 1024,
@@ -68,14 +93,48 @@ impl Default for Config {
             salt_seed: 0x5745_4c44_454e_0001,
         }
     }
-}
 
-/// The smallest allowed segment size.
-pub const MIN_SEGMENT_SIZE: u64 = (SEGMENT_HEADER_LEN + RECORD_HEADER_LEN) as u64;
+    /// Settings for a microcontroller whose segments are `segment_size` bytes (for raw flash,
+    /// one or a few erase blocks: `walden-flash` tells the size to use). Records up to a
+    /// quarter of a segment's payload space (so a rotation never wastes more than a quarter),
+    /// batches up to half of it (a batch also needs 32 bytes of header per record in one
+    /// segment), CRC-32C (the one algorithm always built in), a sync on every append, torn
+    /// tails cut. Every field keeps its setter, and
+    /// the result is checked like any other ([`Config::validate`]).
+    ///
+    /// ```
+    /// use walden_core::Config;
+    /// const CONFIG: Config = Config::small_device(4096).with_salt_seed(0x1234);
+    /// const _: () = assert!(CONFIG.validate().is_ok());
+    /// assert_eq!(CONFIG.max_record_size, 1000);
+    /// ```
+    pub const fn small_device(segment_size: u64) -> Self {
+        let framing = (SEGMENT_HEADER_LEN + RECORD_HEADER_LEN) as u64;
+        let payload = segment_size.saturating_sub(framing);
+        let record = payload / 4;
+        let record = if record > MAX_RECORD_SIZE_LIMIT as u64 {
+            MAX_RECORD_SIZE_LIMIT
+        } else if record == 0 {
+            1
+        } else {
+            record as u32
+        };
+        // Half the payload space: a batch must fit an empty segment with a 32-byte header per
+        // record, and on fixed-size media one that does not fails (and poisons the log).
+        let batch = if payload / 2 < record as u64 {
+            record as u64
+        } else {
+            payload / 2
+        };
+        Self::new()
+            .with_segment_size(segment_size)
+            .with_max_record_size(record)
+            .with_max_batch_size(batch)
+    }
 
-impl Config {
-    /// Checks every field; called by `Wal::open` before anything touches storage.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks every field; called by `Wal::open` before anything touches storage. A `const fn`,
+    /// so a `const` configuration can be checked when compiling.
+    pub const fn validate(&self) -> Result<(), ConfigError> {
         if self.segment_size < MIN_SEGMENT_SIZE {
             return Err(ConfigError::SegmentTooSmall {
                 min: MIN_SEGMENT_SIZE,
@@ -86,8 +145,13 @@ impl Config {
                 max: MAX_RECORD_SIZE_LIMIT,
             });
         }
-        if self.max_batch_size < u64::from(self.max_record_size) {
+        if self.max_batch_size < self.max_record_size as u64 {
             return Err(ConfigError::BatchSmallerThanRecord);
+        }
+        if !self.checksum.is_available() {
+            return Err(ConfigError::ChecksumNotBuiltIn {
+                algorithm: self.checksum,
+            });
         }
         match self.sync_policy {
             SyncPolicy::EveryRecords(0) | SyncPolicy::EveryBytes(0) => {
@@ -153,6 +217,7 @@ pub const MAX_RECORD_SIZE_LIMIT: u32 = 1 << 30;
 /// A configuration that cannot work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ConfigError {
     /// `segment_size` is below the minimum.
     SegmentTooSmall {
@@ -168,6 +233,11 @@ pub enum ConfigError {
     BatchSmallerThanRecord,
     /// `SyncPolicy::EveryRecords(0)` or `EveryBytes(0)`.
     ZeroSyncInterval,
+    /// `checksum` is not compiled into this build (walden-core features `crc32`, `crc64`).
+    ChecksumNotBuiltIn {
+        /// The algorithm asked for.
+        algorithm: ChecksumAlgorithm,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -181,6 +251,11 @@ impl fmt::Display for ConfigError {
                 f.write_str("max_batch_size must be at least max_record_size")
             }
             Self::ZeroSyncInterval => f.write_str("a sync interval of zero is not allowed"),
+            Self::ChecksumNotBuiltIn { algorithm } => write!(
+                f,
+                "checksum {} is not built in (walden-core features crc32, crc64)",
+                algorithm.name()
+            ),
         }
     }
 }
@@ -217,5 +292,39 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.validate(), Err(ConfigError::BatchSmallerThanRecord));
+    }
+
+    #[test]
+    fn small_device_settings_are_valid_for_any_segment_size() {
+        for size in [MIN_SEGMENT_SIZE, 128, 512, 2048, 4096, 65_536, 1 << 40] {
+            let c = Config::small_device(size);
+            assert_eq!(c.validate(), Ok(()), "segment size {size}");
+            assert_eq!(c.segment_size, size);
+            assert!(u64::from(c.max_record_size) <= c.max_batch_size);
+            assert!(c.max_batch_size <= size.saturating_sub(96).max(1));
+        }
+        assert_eq!(
+            Config::small_device(10).validate(),
+            Err(ConfigError::SegmentTooSmall {
+                min: MIN_SEGMENT_SIZE
+            })
+        );
+        assert_eq!(Config::new(), Config::default());
+    }
+
+    #[test]
+    fn a_checksum_that_is_not_built_in_is_refused() {
+        for alg in [
+            ChecksumAlgorithm::Crc32c,
+            ChecksumAlgorithm::Crc32,
+            ChecksumAlgorithm::Crc64,
+        ] {
+            let got = Config::new().with_checksum(alg).validate();
+            if alg.is_available() {
+                assert_eq!(got, Ok(()));
+            } else {
+                assert_eq!(got, Err(ConfigError::ChecksumNotBuiltIn { algorithm: alg }));
+            }
+        }
     }
 }

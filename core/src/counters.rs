@@ -3,6 +3,7 @@
 /// Counters since open. Cheap to copy; adapters add latency histograms on top.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Counters {
     /// Records appended.
     pub appends: u64,

@@ -11,6 +11,7 @@ use crate::storage::{SegmentId, StorageError, StorageErrorKind};
 /// The storage operation that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Op {
     /// `Storage::list`.
     List,
@@ -51,6 +52,7 @@ impl Op {
 
 /// A storage failure with its context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct IoFailure<E> {
     /// What was being done.
     pub op: Op,
@@ -77,6 +79,7 @@ impl<E: StorageError> fmt::Display for IoFailure<E> {
 /// Why a log refuses further work: an earlier write or sync failed, so what is on the medium is
 /// unknown. Reopen the log (which runs recovery) to continue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Poisoned {
     /// The operation that failed.
     pub op: Op,
@@ -103,6 +106,7 @@ impl fmt::Display for Poisoned {
 
 /// Damage found on the medium, with where it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Corruption {
     /// The recovery case (see `docs/FORMAT.md`).
     pub case: Case,
@@ -133,6 +137,7 @@ impl fmt::Display for Corruption {
 /// Opening (recovering) a log failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum OpenError<E> {
     /// The configuration is invalid; nothing was touched.
     Config(ConfigError),
@@ -170,6 +175,7 @@ pub enum OpenError<E> {
 /// Appending failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum AppendError<E> {
     /// An earlier failure poisoned the log; reopen it.
     Poisoned(Poisoned),
@@ -199,6 +205,7 @@ pub enum AppendError<E> {
 /// Syncing failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum SyncError<E> {
     /// An earlier failure poisoned the log; reopen it.
     Poisoned(Poisoned),
@@ -209,6 +216,7 @@ pub enum SyncError<E> {
 /// Reading failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ReadError<E> {
     /// The LSN is not in the log.
     OutOfRange {
@@ -233,6 +241,7 @@ pub enum ReadError<E> {
 /// Truncating (either end) failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum TruncateError<E> {
     /// An earlier failure poisoned the log; reopen it.
     Poisoned(Poisoned),

@@ -168,6 +168,11 @@ impl SegmentHeader {
         }
         let checksum = ChecksumAlgorithm::from_id(b[seg::CHECKSUM_ALG])
             .ok_or(HeaderProblem::Impossible("unknown checksum algorithm"))?;
+        if !checksum.is_available() {
+            return Err(HeaderProblem::Impossible(
+                "checksum algorithm not built in (walden-core features crc32, crc64)",
+            ));
+        }
         if b[seg::FLAGS] != 0 {
             return Err(HeaderProblem::Impossible("unknown flags"));
         }
@@ -207,6 +212,7 @@ impl SegmentHeader {
 
 /// What a record is within a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum RecordKind {
     /// A record appended on its own.
     Single,

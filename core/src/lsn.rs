@@ -5,6 +5,7 @@ use core::fmt;
 /// A log sequence number: the position of a record in the log. LSNs are dense and increase by one
 /// per record; the first record of a new log has LSN 1. `Lsn(0)` means "before the first record".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Lsn(pub u64);
 
 impl Lsn {

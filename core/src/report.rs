@@ -9,6 +9,7 @@ use crate::storage::SegmentId;
 
 /// Bytes recovery cut from the end of the newest segment (policy permitting).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TailCut {
     /// Why (normally [`Case::TornTail`]).
     pub case: Case,
@@ -29,6 +30,7 @@ pub struct TailCut {
 
 /// What `RecoveryPolicy::Salvage` gave up to open the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct SalvageLoss {
     /// The case that forced it.
     pub case: Case,
@@ -48,6 +50,7 @@ pub struct SalvageLoss {
 
 /// The result of opening a log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RecoveryReport {
     /// Whether the storage was empty and a new log was created.
     pub created: bool,

@@ -23,6 +23,7 @@ pub type SegmentId = u64;
 /// adapter's concrete error type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum StorageErrorKind {
     /// The segment does not exist.
     NotFound,
@@ -72,6 +73,11 @@ pub trait StorageError: fmt::Debug + fmt::Display + Copy {
 
 /// A directory of numbered segments on some medium. See the module documentation for the
 /// durability contract shared by all methods.
+///
+/// Reads (`list`, `len`, `read`) take `&self`, so readers share the log. A driver whose reads
+/// need `&mut self` (SPI flash, SD cards, `embedded-storage`'s `ReadNorFlash`) goes in a
+/// `RefCell` inside the adapter, borrowed for the length of each call: core never calls the
+/// storage from inside a storage call (docs/EMBEDDED.md, "`&self` reads and `RefCell`").
 pub trait Storage {
     /// The adapter's error.
     type Error: StorageError;

@@ -139,6 +139,22 @@ pub fn recover_and_check(mem: &Mem, config: Config) {
     match (verdict, opened) {
         (Ok(Verdict::Refuse(c)), Err(OpenError::Corrupted(e))) => assert_eq!(c, e),
         (Ok(Verdict::Refuse(c)), Ok(_)) => panic!("inspection said refuse ({c}), open opened"),
+        (
+            Ok(Verdict::RecordTooLarge {
+                segment,
+                offset,
+                lsn,
+                length,
+                max,
+            }),
+            Err(OpenError::RecordTooLarge {
+                segment: s,
+                offset: o,
+                lsn: l,
+                length: n,
+                max: m,
+            }),
+        ) => assert_eq!((segment, offset, lsn, length, max), (s, o, l, n, m)),
         (Ok(v), Err(e)) if !matches!(v, Verdict::Refuse(_)) => {
             panic!("inspection said {v:?}, open failed: {e}")
         }

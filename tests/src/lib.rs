@@ -4,5 +4,6 @@
 pub use walden_conformance as conformance;
 pub mod explorer;
 pub mod files;
+pub mod flash;
 pub mod kill;
 pub mod media;

@@ -60,3 +60,43 @@ impl Medium for SimMedium {
         self.sim = Some(storage.reopen());
     }
 }
+
+/// Raw NOR flash (the [`NorSim`](walden_sim::NorSim) model, 4-byte words, 1 KiB blocks) behind
+/// `walden-flash`: 20 areas of 2 blocks. Closing gives the flash back; opening mounts a copy, so
+/// a refused open loses nothing. Unsynced bytes still in the adapter's RAM are dropped at close,
+/// as a power loss would drop them (the suite syncs every append).
+pub struct FlashMedium {
+    nor: FlashNor,
+}
+
+/// The flash behind [`FlashMedium`].
+pub type FlashNor = walden_sim::NorSim<4, 1024>;
+
+/// The storage [`FlashMedium`] yields.
+pub type FlashMediumStorage = walden_flash::FlashStorage<FlashNor, 20>;
+
+impl FlashMedium {
+    /// A fresh, erased flash.
+    pub fn new() -> Self {
+        Self {
+            nor: FlashNor::new(40, 0x5eed),
+        }
+    }
+}
+
+impl Default for FlashMedium {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Medium for FlashMedium {
+    type S = FlashMediumStorage;
+    fn open(&mut self) -> FlashMediumStorage {
+        walden_flash::FlashStorage::mount(self.nor.clone(), walden_flash::Layout::new(20, 2))
+            .expect("mount")
+    }
+    fn close(&mut self, storage: FlashMediumStorage) {
+        self.nor = storage.into_inner();
+    }
+}

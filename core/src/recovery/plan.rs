@@ -122,6 +122,7 @@ pub enum Verdict {
 /// The log's recorded first segment is missing: segments the log never removed are gone from
 /// its front.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct MissingFront {
     /// The first segment the log records (its start slots, or the latest `first_segment` of a
     /// segment header).
@@ -193,6 +194,10 @@ fn io<E>(op: Op, segment: Option<SegmentId>) -> impl FnOnce(E) -> InspectError<E
 }
 
 /// Segment ids in the storage, ascending, each once.
+///
+/// Each id is inserted at its place as the storage reports it (a storage that lists one id
+/// twice gets it planned once). At most `N` ids, so an insertion is cheap, and no
+/// general-purpose sort is linked in (it costs kilobytes of flash on a microcontroller).
 pub(crate) fn list<S: Storage, const N: usize>(
     storage: &S,
 ) -> Result<heapless::Vec<SegmentId, N>, InspectError<S::Error>> {
@@ -200,23 +205,19 @@ pub(crate) fn list<S: Storage, const N: usize>(
     let mut overflow = false;
     storage
         .list(&mut |id| {
-            if !is_start_slot(id) {
-                overflow |= ids.push(id).is_err();
+            if is_start_slot(id) || overflow {
+                return;
+            }
+            let at = ids.iter().position(|&x| x >= id).unwrap_or(ids.len());
+            if ids.get(at) != Some(&id) {
+                overflow |= ids.insert(at, id).is_err();
             }
         })
         .map_err(io(Op::List, None))?;
     if overflow {
         return Err(InspectError::TooManySegments { capacity: N });
     }
-    ids.sort_unstable();
-    // A storage that lists one id twice: plan it once.
-    let mut unique: heapless::Vec<SegmentId, N> = heapless::Vec::new();
-    for id in ids {
-        if unique.last() != Some(&id) {
-            let _ = unique.push(id);
-        }
-    }
-    Ok(unique)
+    Ok(ids)
 }
 
 /// The valid start-slot record with the highest generation, if any: `(generation,

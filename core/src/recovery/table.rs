@@ -113,6 +113,7 @@ impl Inputs {
 /// The named recovery cases. See the table in `docs/FORMAT.md`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Case {
     /// Nothing wrong.
     Clean,

@@ -278,6 +278,9 @@ fn every_checksum_algorithm_round_trips() {
         crate::ChecksumAlgorithm::Crc32,
         crate::ChecksumAlgorithm::Crc64,
     ] {
+        if !alg.is_available() {
+            continue;
+        }
         let cfg = small().with_checksum(alg);
         let (mut wal, _) = open(Mem::default(), cfg);
         for i in 1..=12 {

@@ -1,0 +1,289 @@
+//! Where the log lives on the flash: a run of equal *areas*, each a few erase blocks, each
+//! holding one segment (or one start slot) behind a 32-byte area header.
+
+use core::fmt;
+
+use walden_core::ChecksumAlgorithm;
+use walden_core::SegmentId;
+use walden_core::checksum::Checksum;
+
+/// Bytes of the area header at the start of every area. Segment data follows it.
+pub const AREA_HEADER_LEN: usize = 32;
+
+/// The largest `WRITE_SIZE` (and `READ_SIZE`) supported: the area header is one or more whole
+/// words, and the adapter keeps at most one unsynced partial word in RAM.
+pub const MAX_WORD: usize = AREA_HEADER_LEN;
+
+const MAGIC: [u8; 4] = *b"WFLA";
+const VERSION: u8 = 1;
+/// Salt of the area header's CRC-32C, so that no other structure's bytes validate as one.
+const HEADER_SALT: u64 = 0x5746_4c41_5348_4844;
+
+/// How a flash region is divided into areas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Byte offset of the first area in the flash (a multiple of the erase size).
+    pub base: u32,
+    /// Number of areas. The log needs one per segment it holds at once, two for the start
+    /// slots, and one spare that truncation copies into.
+    pub areas: u32,
+    /// Erase blocks per area.
+    pub blocks_per_area: u32,
+}
+
+impl Layout {
+    /// `areas` areas of `blocks_per_area` erase blocks each, from the start of the flash.
+    pub const fn new(areas: u32, blocks_per_area: u32) -> Self {
+        Self {
+            base: 0,
+            areas,
+            blocks_per_area,
+        }
+    }
+
+    /// The same layout starting `base` bytes into the flash.
+    #[must_use]
+    pub const fn at(mut self, base: u32) -> Self {
+        self.base = base;
+        self
+    }
+}
+
+/// A layout that does not fit the flash or the adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LayoutError {
+    /// Fewer than 4 areas (two start slots, one segment, one spare), or more than the
+    /// adapter's table holds.
+    AreaCount {
+        /// Areas asked for.
+        areas: u32,
+        /// The table's capacity (`AREAS`).
+        capacity: usize,
+    },
+    /// `WRITE_SIZE` or `READ_SIZE` is not a power of two up to [`MAX_WORD`], or `ERASE_SIZE`
+    /// is not a multiple of it.
+    Geometry {
+        /// The flash's write size.
+        write_size: usize,
+        /// The flash's read size.
+        read_size: usize,
+        /// The flash's erase size.
+        erase_size: usize,
+    },
+    /// An area is too small to hold a segment header, one record and a seal.
+    AreaTooSmall {
+        /// Its size in bytes.
+        bytes: u64,
+    },
+    /// The layout does not fit in the flash, or `base` is not at an erase block.
+    OutOfBounds {
+        /// One past the layout's last byte.
+        end: u64,
+        /// The flash's capacity.
+        capacity: usize,
+    },
+}
+
+impl fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AreaCount { areas, capacity } => write!(
+                f,
+                "{areas} areas: need at least 4 (two start slots, a segment, a spare) and at most {capacity}"
+            ),
+            Self::Geometry {
+                write_size,
+                read_size,
+                erase_size,
+            } => write!(
+                f,
+                "unsupported geometry: write size {write_size}, read size {read_size}, erase size {erase_size}"
+            ),
+            Self::AreaTooSmall { bytes } => write!(f, "areas of {bytes} bytes are too small"),
+            Self::OutOfBounds { end, capacity } => write!(
+                f,
+                "layout ends at byte {end} (or does not start at an erase block); the flash holds {capacity}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for LayoutError {}
+
+/// A layout checked against a flash's geometry, with every size worked out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
+    pub(crate) base: u32,
+    pub(crate) areas: usize,
+    pub(crate) area_bytes: u32,
+    pub(crate) write: usize,
+    pub(crate) read: usize,
+}
+
+impl Geometry {
+    pub(crate) fn check(
+        layout: Layout,
+        table: usize,
+        capacity: usize,
+        write: usize,
+        read: usize,
+        erase: usize,
+    ) -> Result<Self, LayoutError> {
+        let word_ok = |w: usize| w.is_power_of_two() && w <= MAX_WORD;
+        if !word_ok(write) || !word_ok(read) || erase == 0 || !erase.is_multiple_of(write) {
+            return Err(LayoutError::Geometry {
+                write_size: write,
+                read_size: read,
+                erase_size: erase,
+            });
+        }
+        if layout.areas < 4 || layout.areas as usize > table {
+            return Err(LayoutError::AreaCount {
+                areas: layout.areas,
+                capacity: table,
+            });
+        }
+        let area_bytes = u64::from(layout.blocks_per_area) * erase as u64;
+        // A segment header, a record header and a seal, at least.
+        if area_bytes < (AREA_HEADER_LEN + 64 + 32 + 48) as u64 {
+            return Err(LayoutError::AreaTooSmall { bytes: area_bytes });
+        }
+        let end = u64::from(layout.base) + area_bytes * u64::from(layout.areas);
+        if end > capacity as u64
+            || !(layout.base as usize).is_multiple_of(erase)
+            || end > u64::from(u32::MAX)
+        {
+            return Err(LayoutError::OutOfBounds { end, capacity });
+        }
+        Ok(Self {
+            base: layout.base,
+            areas: layout.areas as usize,
+            area_bytes: area_bytes as u32,
+            write,
+            read,
+        })
+    }
+
+    /// Flash offset of area `i`.
+    pub(crate) fn area_start(&self, i: usize) -> u32 {
+        self.base + self.area_bytes * i as u32
+    }
+
+    /// Flash offset of byte `offset` of the segment in area `i`.
+    pub(crate) fn data_start(&self, i: usize) -> u32 {
+        self.area_start(i) + AREA_HEADER_LEN as u32
+    }
+
+    /// Bytes of segment data an area holds.
+    pub(crate) fn capacity(&self) -> u32 {
+        self.area_bytes - AREA_HEADER_LEN as u32
+    }
+}
+
+/// The area header: which segment an area holds, and how new that copy is.
+///
+/// ```text
+///  0 magic "WFLA"   4 version (1)   5..8 zero   8 segment id (u64)   16 generation (u64)
+/// 24 zero (u32)    28 CRC-32C (salted) of bytes 0..28
+/// ```
+///
+/// Written raw (data is stored inverted, headers are not): erased (all `0xFF`) and zeroed (all
+/// `0x00`) headers both fail the magic, so an erased area and a removed one are both free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AreaHeader {
+    pub(crate) segment: SegmentId,
+    pub(crate) generation: u64,
+}
+
+impl AreaHeader {
+    pub(crate) fn encode(&self) -> [u8; AREA_HEADER_LEN] {
+        let mut b = [0u8; AREA_HEADER_LEN];
+        b[0..4].copy_from_slice(&MAGIC);
+        b[4] = VERSION;
+        b[8..16].copy_from_slice(&self.segment.to_le_bytes());
+        b[16..24].copy_from_slice(&self.generation.to_le_bytes());
+        let crc = crc(&b[..28]);
+        b[28..32].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    pub(crate) fn decode(b: &[u8; AREA_HEADER_LEN]) -> Option<Self> {
+        let word = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let long = |at: usize| u64::from(word(at)) | (u64::from(word(at + 4)) << 32);
+        let valid = b[0..4] == MAGIC
+            && b[4] == VERSION
+            && b[5..8] == [0; 3]
+            && word(24) == 0
+            && word(28) == crc(&b[..28]);
+        valid.then(|| Self {
+            segment: long(8),
+            generation: long(16),
+        })
+    }
+}
+
+fn crc(bytes: &[u8]) -> u32 {
+    let mut c = Checksum::new(ChecksumAlgorithm::Crc32c);
+    c.update(&HEADER_SALT.to_le_bytes());
+    c.update(bytes);
+    c.finish() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trips_and_erased_or_zeroed_is_free() {
+        let h = AreaHeader {
+            segment: u64::MAX - 1,
+            generation: 77,
+        };
+        assert_eq!(AreaHeader::decode(&h.encode()), Some(h));
+        assert_eq!(AreaHeader::decode(&[0xff; AREA_HEADER_LEN]), None);
+        assert_eq!(AreaHeader::decode(&[0; AREA_HEADER_LEN]), None);
+        // Any one bit cleared (a program interrupted part way) is not a header.
+        let good = h.encode();
+        for bit in 0..AREA_HEADER_LEN * 8 {
+            let mut b = good;
+            b[bit / 8] &= !(1 << (bit % 8));
+            if b != good {
+                assert_eq!(AreaHeader::decode(&b), None, "bit {bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn layouts_are_checked() {
+        let ok = Geometry::check(Layout::new(6, 1), 8, 6 * 1024, 4, 1, 1024);
+        assert!(ok.is_ok());
+        let g = ok.unwrap();
+        assert_eq!(g.capacity(), 1024 - 32);
+        assert_eq!(g.data_start(2), 2048 + 32);
+        assert!(matches!(
+            Geometry::check(Layout::new(3, 1), 8, 6 * 1024, 4, 1, 1024),
+            Err(LayoutError::AreaCount { .. })
+        ));
+        assert!(matches!(
+            Geometry::check(Layout::new(9, 1), 8, 16 * 1024, 4, 1, 1024),
+            Err(LayoutError::AreaCount { .. })
+        ));
+        assert!(matches!(
+            Geometry::check(Layout::new(6, 1), 8, 5 * 1024, 4, 1, 1024),
+            Err(LayoutError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            Geometry::check(Layout::new(6, 1).at(100), 8, 16 * 1024, 4, 1, 1024),
+            Err(LayoutError::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            Geometry::check(Layout::new(6, 1), 8, 6 * 1024, 64, 1, 1024),
+            Err(LayoutError::Geometry { .. })
+        ));
+        assert!(matches!(
+            Geometry::check(Layout::new(6, 1), 8, 6 * 128, 4, 1, 128),
+            Err(LayoutError::AreaTooSmall { .. })
+        ));
+    }
+}

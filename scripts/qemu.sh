@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Runs the embedded/ programs on an emulated Cortex-M4 (QEMU mps2-an386) and checks what they
+# print over semihosting: the size program (RAM storage) and the power-cut demo (walden-flash on
+# an emulated NOR flash, the power cut while an append is being programmed, recovery on the next
+# boot). Installs Debian's qemu-system-arm when missing (needs apt-get and root).
+#
+# Usage: bash scripts/qemu.sh
+set -euo pipefail
+cd "$(dirname "$0")/../embedded"
+
+if ! command -v qemu-system-arm >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "installing qemu-system-arm (Debian package)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null
+  else
+    echo "qemu-system-arm is missing and cannot be installed here (needs apt-get as root);" \
+         "install Debian's qemu-system-arm package and run again" >&2
+    exit 1
+  fi
+fi
+rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
+
+# The most stack `Wal::open` (with recovery, N = 8) may use; docs/EMBEDDED.md has the figure.
+stack_budget=${WALDEN_STACK_BUDGET:-4096}
+elf=target/thumbv7em-none-eabihf/release/walden-embedded
+fail=0
+
+run() {
+  local name=$1; shift
+  cargo build --release --quiet "$@"
+  echo "--- $name: qemu-system-arm -M mps2-an386 ($*)"
+  local out
+  if ! out=$(timeout 120 qemu-system-arm -M mps2-an386 -nographic \
+      -semihosting-config enable=on,target=native -kernel "$elf" 2>&1); then
+    echo "$out"
+    echo "$name: the program failed or did not finish" >&2
+    fail=1
+    return
+  fi
+  echo "$out"
+  RUN_OUTPUT=$out
+}
+
+expect() {
+  if ! grep -qE "$1" <<<"$RUN_OUTPUT"; then
+    echo "expected a line matching: $1" >&2
+    fail=1
+  fi
+}
+
+stack_check() {
+  local used
+  used=$(sed -n 's/^stack used by Wal::open: \([0-9]*\) bytes$/\1/p' <<<"$RUN_OUTPUT")
+  if [ -z "$used" ] || [ "$used" -gt "$stack_budget" ]; then
+    echo "Wal::open used ${used:-?} bytes of stack (budget $stack_budget)" >&2
+    fail=1
+  fi
+}
+
+RUN_OUTPUT=
+run "size program (RAM storage)"
+expect '^appended 53 records; recovered 53; read back 53; truncate_front removed [1-9]'
+expect '^walden-embedded: ok$'
+stack_check
+
+RUN_OUTPUT=
+run "power-cut demo (walden-flash on emulated NOR)" --features flash
+expect '^boot 1: created a new log$'
+expect '^power cut while programming record 21$'
+expect '^boot 2: recovered 20 records \(LSN 1\.\.=20\) in [0-9]+ segments; cut [0-9]+ bytes of torn tail .*from LSN 21'
+expect '^appended 21 records; recovered 20; read back 20; truncate_front removed [1-9]'
+expect '^walden-embedded: ok$'
+stack_check
+
+if [ "$fail" != 0 ]; then
+  echo "qemu checks failed" >&2
+  exit 1
+fi
+echo "qemu: both programs ran and printed what they must"

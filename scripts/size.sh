@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# What Walden costs in flash on a Cortex-M4: the size program of embedded/ (open, 50 appends, a
+# batch, sync, reopen with recovery, read everything back, truncate_front, over a RAM Storage)
+# built for thumbv7em-none-eabihf with opt-level "z", LTO, one codegen unit and panic = "abort",
+# minus the same program without the log. Counts .text + .rodata. Fails when a figure is over
+# its budget.
+#
+# Usage: bash scripts/size.sh            measure and check the budgets
+#        bash scripts/size.sh --broken   check against a 1-byte budget (must fail: proves the check can)
+set -euo pipefail
+cd "$(dirname "$0")/../embedded"
+
+# Budgets in bytes (docs/EMBEDDED.md says where they come from and what the goal is).
+budget_one=${WALDEN_SIZE_BUDGET_ONE:-30720}   # walden-core, CRC-32C only
+budget_all=${WALDEN_SIZE_BUDGET_ALL:-34816}   # walden-core, all three checksums
+budget_flash=${WALDEN_SIZE_BUDGET_FLASH:-39936} # walden-core + walden-flash (the power-cut demo)
+if [ "${1:-}" = "--broken" ]; then
+  budget_one=1 budget_all=1 budget_flash=1
+fi
+
+command -v readelf >/dev/null || { echo "size.sh needs readelf (Debian: binutils)" >&2; exit 1; }
+rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
+
+elf=target/thumbv7em-none-eabihf/release/walden-embedded
+
+# .text + .rodata of the ELF just built, in bytes.
+code_size() {
+  local total=0 hex
+  for hex in $(readelf -S -W "$elf" | sed 's/\[ *\([0-9]*\)\]/[\1]/' \
+      | awk '$2 == ".text" || $2 == ".rodata" { print $6 }'); do
+    total=$((total + 0x$hex))
+  done
+  echo "$total"
+}
+
+build() { cargo build --release --quiet "$@"; code_size; }
+
+base=$(build --no-default-features)
+one=$(build)
+all=$(build --features all-checksums)
+flash=$(build --features flash)
+
+fail=0
+check() {
+  local name=$1 bytes=$2 budget=$3
+  local verdict=ok
+  if [ "$bytes" -gt "$budget" ]; then verdict="OVER BUDGET"; fail=1; fi
+  printf '%-44s %6d bytes (budget %6d) %s\n' "$name" "$bytes" "$budget" "$verdict"
+}
+echo "baseline program without the log: $base bytes of .text + .rodata"
+check "walden-core, CRC-32C only" $((one - base)) "$budget_one"
+check "walden-core, CRC-32C + CRC-32 + CRC-64" $((all - base)) "$budget_all"
+check "walden-core + walden-flash (power-cut demo)" $((flash - base)) "$budget_flash"
+exit $fail
