@@ -1,7 +1,9 @@
 //! Unit tests of the log state machine and recovery over a plain in-memory storage.
 
+mod durability;
 pub(crate) mod mem;
 mod recovery_cases;
+mod salts;
 mod wal_ops;
 
 use crate::{Config, Wal};
