@@ -495,6 +495,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
                 let SegmentInfo { id, end, .. } = self.segments[j];
                 self.guarded(Op::Truncate, Some(id), |s| s.truncate(id, end))?;
                 self.guarded(Op::Sync, Some(id), |s| s.sync(id))?;
+                self.counters.bytes_truncated += (RECORD_HEADER_LEN + META_LEN) as u64;
                 self.segments[j].sealed = false;
             }
         }

@@ -1,6 +1,7 @@
 //! Unit tests of the log state machine and recovery over a plain in-memory storage.
 
 mod durability;
+mod limits;
 pub(crate) mod mem;
 mod recovery_cases;
 mod salts;
