@@ -4,6 +4,7 @@ mod durability;
 mod limits;
 pub(crate) mod mem;
 mod recovery_cases;
+mod recovery_edges;
 mod salts;
 mod wal_ops;
 
