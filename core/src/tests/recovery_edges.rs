@@ -421,20 +421,21 @@ fn a_foreign_or_missing_segment_is_reported_where_the_log_breaks() {
 #[test]
 fn header_damage_is_described_as_operators_need() {
     // (edit of segment 1, expected detail)
-    let cases: [(&dyn Fn(&mut Vec<u8>), Case, &str); 5] = [
+    type Edit = fn(&mut Vec<u8>);
+    let cases: [(Edit, Case, &str); 5] = [
         (
-            &|f| f.truncate(40),
+            |f| f.truncate(40),
             Case::DamagedHeader,
             "segment shorter than its header",
         ),
-        (&|f| f[0] = b'X', Case::DamagedHeader, "bad magic"),
+        (|f| f[0] = b'X', Case::DamagedHeader, "bad magic"),
         (
-            &|f| f[20] ^= 1,
+            |f| f[20] ^= 1,
             Case::DamagedHeader,
             "segment header checksum mismatch",
         ),
         (
-            &|f| {
+            |f| {
                 f[11] = 1;
                 let crc = crate::checksum::crc32c(&f[..60]);
                 f[60..64].copy_from_slice(&crc.to_le_bytes());
@@ -443,7 +444,7 @@ fn header_damage_is_described_as_operators_need() {
             "unknown flags",
         ),
         (
-            &|f| {
+            |f| {
                 f[8] = 9;
                 let crc = crate::checksum::crc32c(&f[..60]);
                 f[60..64].copy_from_slice(&crc.to_le_bytes());
