@@ -5,6 +5,7 @@ mod limits;
 pub(crate) mod mem;
 mod recovery_cases;
 mod recovery_edges;
+mod reports;
 mod salts;
 mod wal_ops;
 
