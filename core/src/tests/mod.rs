@@ -3,6 +3,7 @@
 mod durability;
 mod limits;
 pub(crate) mod mem;
+mod reads;
 mod recovery_cases;
 mod recovery_edges;
 mod reports;
