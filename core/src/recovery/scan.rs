@@ -215,11 +215,13 @@ pub(crate) fn find_orphans<S: Storage>(
     bad: &Invalid,
 ) -> Result<Orphans, IoFailure<S::Error>> {
     let mut found = Orphans::default();
+    // Every LSN from the damaged one on takes at least a record header's bytes, so nothing in
+    // the rest of the segment can be more than this many LSNs later.
     let span = keys.end.saturating_sub(bad.offset);
     let max_lsn = bad
         .lsn
         .0
-        .saturating_add(span / RECORD_HEADER_LEN as u64 + 1);
+        .saturating_add(span.div_ceil(RECORD_HEADER_LEN as u64));
     let mut at = bad.offset + 1;
     while at + RECORD_HEADER_LEN as u64 <= keys.end {
         let bytes = win.get(st, at, RECORD_HEADER_LEN)?;

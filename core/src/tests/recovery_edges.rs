@@ -622,3 +622,35 @@ fn orphans_are_the_valid_records_that_could_follow_the_damage() {
     assert_eq!((cut.first_lsn, cut.orphans), (Lsn(3), 2));
     assert_eq!(wal.last_lsn(), Lsn(2));
 }
+
+#[test]
+fn inspection_reports_where_each_later_problem_starts() {
+    // Segment 2 damaged, segment 3 removed: segment 4 is a gap whose header is the only
+    // word on where it starts. Inspection goes on past the first problem and says so.
+    let mut mem = {
+        let (mut wal, _) = open(Mem::default(), small());
+        for i in 1..=60 {
+            wal.append(&fixed(i)).unwrap();
+        }
+        wal.into_storage()
+    };
+    assert!(newest_of(&mem) > 4);
+    let first4 = header_of(&mem, 4).first_lsn;
+    mem.files.get_mut(&2).unwrap()[64 + 35] ^= 1;
+    mem.files.remove(&3);
+    let mut scratch = [0u8; 512];
+    let mut segs = Vec::new();
+    let ins = inspect::<_, 16>(&mem, &small(), &mut scratch, &mut |s| segs.push(*s)).unwrap();
+    let seg4 = segs.iter().find(|s| s.id == 4).unwrap();
+    assert_eq!(seg4.case, Case::MissingSegment);
+    let p = seg4.problem.unwrap();
+    assert_eq!((p.offset, p.lsn, p.fault), (0, Some(first4), None));
+    assert_eq!(ins.problems, 2);
+    assert!(
+        matches!(ins.verdict, Verdict::Refuse(c) if c.segment == 2 && c.case == Case::SealedSegmentDamaged)
+    );
+}
+
+fn newest_of(mem: &Mem) -> u64 {
+    *mem.files.keys().last().unwrap()
+}
