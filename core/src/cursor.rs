@@ -412,7 +412,9 @@ impl RecordCursor {
                 }
                 self.next = h.lsn.next();
             }
-            RecordKind::Last if self.framing => {
+            // A last record completes its batch. (Without framing no batch is open, and it
+            // completes only itself.)
+            RecordKind::Last => {
                 let records = self.batch.take().map_or(1, |b| b.records + 1);
                 self.next = h.lsn.next();
                 self.complete = Complete {
@@ -422,7 +424,7 @@ impl RecordCursor {
                 };
             }
             // Without framing every record counts as complete once read.
-            RecordKind::First | RecordKind::Middle | RecordKind::Last => {
+            RecordKind::First | RecordKind::Middle => {
                 self.next = h.lsn.next();
                 self.complete = Complete {
                     end,
