@@ -108,7 +108,8 @@ fi
 # Integer arithmetic: score in tenths of a percent.
 tenths=$((caught * 1000 / total))
 printf 'mutation score: %d.%d%% (%d caught, %d missed; %d timed out, %d unviable) in %d s\n' \
-    $((tenths / 10)) $((tenths % 10)) "$caught" "$missed" "$timeout" "$unviable" $((SECONDS - started))
+    $((tenths / 10)) $((tenths % 10)) "$caught" "$missed" "$timeout" "$unviable" \
+    $((SECONDS - started)) | tee "$out/score.txt"
 if [ "$tenths" -lt $((min * 10)) ]; then
     echo "mutation score below ${min}%: add tests that pin the missed behaviour (docs/TESTING.md)" >&2
     exit 1
