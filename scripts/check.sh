@@ -45,7 +45,7 @@ if ! cargo test --workspace -- --nocapture >"$log" 2>&1; then
   echo "cargo test failed; the whole output is in $log" >&2
   exit 1
 fi
-grep -E "crash states explored|violations [0-9]+ " "$log" | sort -u
+grep -E "crash states explored|violations +[0-9]+ " "$log" | sort -u
 passed=$(grep -oE "test result: ok\. [0-9]+ passed" "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -oE "; [0-9]+ failed" "$log" | awk '{s+=$2} END {print s+0}')
 

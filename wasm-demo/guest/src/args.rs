@@ -15,10 +15,16 @@ pub struct Args {
     pub segment_size: u64,
     /// The deliberate bug: print ACK before the record is synced, and sync only every 8 puts.
     pub ack_before_sync: bool,
+    /// The other deliberate bug: skip the directory sync after creating a segment.
+    pub skip_dir_sync: bool,
+    /// Compact when the log has more segments than this: append a checkpoint (every live key
+    /// again), sync, then `truncate_front` below it. 0: never.
+    pub retain_segments: usize,
     /// Bytes `WasiStorage` buffers before handing writes to the host (`--write-buffer`).
     pub write_buffer: usize,
-    /// Append benchmark instead of the workload: records, and a sync every this many.
+    /// Append benchmark instead of the workload: records.
     pub bench: Option<u64>,
+    /// Sync (and then acknowledge) after this many appends, in the workload and the benchmark.
     pub sync_every: u64,
     /// Skip printing the recovered records (the state line is still printed).
     pub quiet_dump: bool,
@@ -36,6 +42,8 @@ impl Args {
             max_value: 256,
             segment_size: 32 * 1024,
             ack_before_sync: false,
+            skip_dir_sync: false,
+            retain_segments: 0,
             write_buffer: 1 << 20,
             bench: None,
             sync_every: 1,
@@ -54,6 +62,8 @@ impl Args {
                 "--bench" => args.bench = Some(number(&value()?)?),
                 "--sync-every" => args.sync_every = number(&value()?)?.max(1),
                 "--ack-before-sync" => args.ack_before_sync = true,
+                "--skip-dir-sync" => args.skip_dir_sync = true,
+                "--retain-segments" => args.retain_segments = number(&value()?)? as usize,
                 "--write-buffer" => args.write_buffer = number(&value()?)? as usize,
                 "--quiet-dump" => args.quiet_dump = true,
                 "--conformance" => args.conformance = Some(args.conformance.unwrap_or(0)),

@@ -3,13 +3,15 @@
 //!
 //! At start it opens the log (running recovery), prints what recovery reported, replays every
 //! record to rebuild the store and prints each one, then runs a seeded workload of puts,
-//! deletes, gets and scans. Before each append it prints `INTENT`; after the record is synced it
-//! prints `ACK`: the host holds the guest to exactly those promises. The line protocol is
-//! documented in the host's `protocol.rs`.
+//! deletes, gets and scans (`workload.rs`). Before each append it prints `INTENT`; after the
+//! record is synced it prints `ACK`: the host holds the guest to exactly those promises. The
+//! line protocol is documented in the host's `protocol.rs`.
 
 mod args;
 mod conformance;
 mod fnv;
+mod storage;
+mod workload;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,11 +20,14 @@ use std::process::exit;
 use std::time::Instant;
 
 use walden_core::entry::encode;
-use walden_core::{Config, Entry, EntryLimits, Lsn, RecoveryReport, SyncPolicy, Wal};
-use walden_wasi::WasiStorage;
+use walden_core::{
+    Config, Entry, EntryLimits, Lsn, OpenError, RecoveryReport, SyncPolicy, Wal,
+};
+use walden_wasi::{WasiError, WasiStorage};
 
 use crate::args::Args;
 use crate::fnv::fnv1a;
+use crate::storage::DemoStorage;
 
 /// The preopened directory the host gives the guest.
 const PREOPEN: &str = "/data";
@@ -37,7 +42,7 @@ const LIMITS: EntryLimits = EntryLimits {
     max_value: MAX_RECORD - 1024 - 16,
 };
 
-type Log = Wal<WasiStorage, SEGMENTS>;
+type Log = Wal<DemoStorage, SEGMENTS>;
 type Store = BTreeMap<Vec<u8>, Vec<u8>>;
 
 fn main() {
@@ -46,25 +51,30 @@ fn main() {
         conformance::run(from);
         return;
     }
-    let storage = WasiStorage::from_preopen(PREOPEN)
+    let wasi = WasiStorage::from_preopen(PREOPEN)
         .unwrap_or_else(|e| fail(2, &e.to_string()))
         .with_write_buffer(args.write_buffer);
+    let storage = DemoStorage::new(wasi, args.skip_dir_sync);
     let mut config = Config::default();
     config.segment_size = args.segment_size;
     config.max_record_size = MAX_RECORD as u32;
     config.sync_policy = SyncPolicy::Manual;
-    config.salt_seed = wasi::random::random::get_random_u64();
+    // From the run's seed rather than `wasi:random`, so that a run replays byte for byte (the
+    // crash loop's replay depends on it); the host gives every run its own seed.
+    config.salt_seed = SplitMix64(args.seed ^ 0x5a17_5eed_0000_0000).next();
 
     let mut scratch = vec![0u8; 64 * 1024];
-    let (mut wal, report) = Log::open(storage, config, &mut scratch)
-        .unwrap_or_else(|e| fail(3, &format!("open failed: {e:?}")));
+    let (mut wal, report) = Log::open(storage, config, &mut scratch).unwrap_or_else(|e| {
+        line(&open_failed_line(&e));
+        fail(3, &format!("open failed: {e:?}"))
+    });
     line(&recovery_line(&report));
     let mut store = replay(&wal, args.quiet_dump);
     line(&format!("STATE {} {:016x}", store.len(), digest(&store)));
 
     match args.bench {
         Some(records) => bench(&mut wal, &args, records),
-        None => workload(&mut wal, &mut store, &args),
+        None => workload::run(&mut wal, &mut store, &args),
     }
 }
 
@@ -73,14 +83,35 @@ fn recovery_line(report: &RecoveryReport) -> String {
         .cut
         .map_or((0, 0), |cut| (cut.bytes, cut.first_lsn.0));
     format!(
-        "RECOVERY created={} records={} segments={} cut_bytes={cut_bytes} cut_lsn={cut_lsn} \
-         torn_tail_cut={} rewritten_header={} trailing_garbage={}",
+        "RECOVERY created={} records={} segments={} first_lsn={} cut_bytes={cut_bytes} \
+         cut_lsn={cut_lsn} torn_tail_cut={} rewritten_header={} trailing_garbage={}",
         report.created,
         report.records,
         report.segments,
+        report.first_lsn.0,
         u8::from(report.cut.is_some()),
         u8::from(report.rewritten_header.is_some()),
         u8::from(report.trailing_garbage.is_some()),
+    )
+}
+
+/// `OPENFAILED case=<case> segment=<id> offset=<offset> lsn=<lsn or 0>`: where recovery
+/// refused the log, so the host can name the record.
+fn open_failed_line(error: &OpenError<WasiError>) -> String {
+    let (case, segment, offset, lsn) = match error {
+        OpenError::Corrupted(c) => (format!("{:?}", c.case), c.segment, c.offset, c.lsn),
+        OpenError::RecordTooLarge {
+            segment,
+            offset,
+            lsn,
+            ..
+        } => ("RecordTooLarge".to_owned(), *segment, *offset, Some(*lsn)),
+        OpenError::Storage(_) => ("Storage".to_owned(), 0, 0, None),
+        _ => ("Other".to_owned(), 0, 0, None),
+    };
+    format!(
+        "OPENFAILED case={case} segment={segment} offset={offset} lsn={}",
+        lsn.map_or(0, |l| l.0)
     )
 }
 
@@ -120,79 +151,6 @@ fn replay(wal: &Log, quiet: bool) -> Store {
     store
 }
 
-/// The seeded workload. Puts and deletes are appended, synced, then acknowledged; gets and
-/// scans are checked against the store.
-fn workload(wal: &mut Log, store: &mut Store, args: &Args) {
-    let mut rng = SplitMix64(args.seed);
-    let mut scratch = vec![0u8; MAX_RECORD];
-    let (mut puts, mut deletes, mut gets, mut scans, mut unsynced) = (0u64, 0u64, 0u64, 0u64, 0u64);
-    for _ in 0..args.ops {
-        let key = format!("k{:05}", rng.next() % args.keys).into_bytes();
-        let roll = rng.next() % 100;
-        if roll < 70 {
-            let entry;
-            let value;
-            if roll < 55 {
-                let len = args.min_value
-                    + (rng.next() % (args.max_value - args.min_value + 1) as u64) as usize;
-                value = (0..len).map(|_| rng.next() as u8).collect::<Vec<u8>>();
-                entry = Entry::Put {
-                    key: &key,
-                    value: &value,
-                };
-                puts += 1;
-            } else {
-                entry = Entry::Delete { key: &key };
-                deletes += 1;
-            }
-            let op = describe(&entry);
-            let due = wal.next_lsn();
-            line(&format!("INTENT {} {op}", due.0));
-            let lsn = wal
-                .append_entry(&entry, &LIMITS, &mut scratch)
-                .unwrap_or_else(|e| fail(4, &format!("append failed: {e:?}")));
-            if lsn != due {
-                fail(
-                    4,
-                    &format!("append returned LSN {} where {} was due", lsn.0, due.0),
-                );
-            }
-            if args.ack_before_sync {
-                // The deliberate bug: promise first, make durable later.
-                line(&format!("ACK {} {op}", lsn.0));
-                unsynced += 1;
-                if unsynced == 8 {
-                    sync(wal);
-                    unsynced = 0;
-                }
-            } else {
-                sync(wal);
-                line(&format!("ACK {} {op}", lsn.0));
-            }
-            match entry {
-                Entry::Put { key, value } => {
-                    store.insert(key.to_vec(), value.to_vec());
-                }
-                Entry::Delete { key } => {
-                    store.remove(key);
-                }
-            }
-        } else if roll < 90 {
-            gets += u64::from(store.get(&key).is_some());
-        } else {
-            scans += store.range(key..).take(8).count() as u64;
-        }
-    }
-    if unsynced > 0 {
-        sync(wal);
-    }
-    line(&format!(
-        "DONE puts={puts} deletes={deletes} get_hits={gets} scanned={scans} keys={} durable_lsn={}",
-        store.len(),
-        wal.durable_lsn().0
-    ));
-}
-
 /// Appends `records` values of `--max-value` bytes, syncing every `--sync-every`, and reports
 /// the throughput measured inside the guest.
 fn bench(wal: &mut Log, args: &Args, records: u64) {
@@ -224,12 +182,12 @@ fn bench(wal: &mut Log, args: &Args, records: u64) {
     ));
 }
 
-fn sync(wal: &mut Log) -> Lsn {
+pub(crate) fn sync(wal: &mut Log) -> Lsn {
     wal.sync()
         .unwrap_or_else(|e| fail(4, &format!("sync failed: {e:?}")))
 }
 
-fn describe(entry: &Entry<'_>) -> String {
+pub(crate) fn describe(entry: &Entry<'_>) -> String {
     match entry {
         Entry::Put { key, value } => {
             format!("put {} {:016x}", String::from_utf8_lossy(key), fnv1a(value))
@@ -269,16 +227,16 @@ fn raw(text: &str) {
     }
 }
 
-fn fail(code: i32, message: &str) -> ! {
+pub(crate) fn fail(code: i32, message: &str) -> ! {
     eprintln!("walden-demo-guest: {message}");
     exit(code)
 }
 
 /// SplitMix64, for a workload that replays from its seed.
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

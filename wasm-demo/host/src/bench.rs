@@ -11,7 +11,7 @@ use walden_std::{FileStorage, MAX_SEGMENTS};
 use crate::durable::DurableImage;
 use crate::protocol::{self, Line, field};
 use crate::rng::SplitMix64;
-use crate::runner::{Ending, Guest};
+use crate::runner::{Ending, Guest, RunOptions};
 
 /// One append benchmark.
 #[derive(Clone, Copy, Debug)]
@@ -56,7 +56,7 @@ pub(crate) fn in_guest(guest: &Guest, data: &Path, work: Workload) -> Result<Thr
     .chain(["--quiet-dump".to_owned()])
     .collect();
     let started = Instant::now();
-    let (outcome, _) = guest.run(data, &args, u64::MAX, DurableImage::of(data)?)?;
+    let (outcome, _) = guest.run(data, &args, RunOptions::whole(), DurableImage::of(data)?)?;
     let wall = started.elapsed();
     if outcome.ending != Ending::Finished {
         bail!(

@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::durable::DurableImage;
-use crate::runner::{Ending, Guest};
+use crate::runner::{Ending, Guest, RunOptions};
 
 /// The outcome of one case.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,7 +71,7 @@ pub(crate) fn run_suite(guest: &Guest, data: &Path) -> Result<SuiteReport> {
             "--from".to_owned(),
             from.to_string(),
         ];
-        let (outcome, _) = guest.run(data, &args, u64::MAX / 2, DurableImage::of(data)?)?;
+        let (outcome, _) = guest.run(data, &args, RunOptions::whole(), DurableImage::of(data)?)?;
         report.runs += 1;
         let mut failed_at = None;
         for line in outcome.stdout.lines() {

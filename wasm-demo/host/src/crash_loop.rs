@@ -1,7 +1,10 @@
-//! `crash-loop`: many runs of the guest against one directory, each cut short by a fuel budget,
-//! each followed by a simulated power loss, each recovery checked against the model.
+//! `crash-loop`: many runs of the guest against one directory, each cut short at a crash point
+//! or by a fuel budget, each followed by a simulated power loss, each recovery checked against
+//! the model.
+//!
+//! The seed chooses every run's workload and cut (`schedule.rs`) and every power loss
+//! (`power_loss.rs`), so a loop replays from its options; the report prints the command.
 
-use core::time::Duration;
 use std::path::Path;
 use std::time::Instant;
 
@@ -9,16 +12,37 @@ use anyhow::Result;
 
 use crate::durable::DurableImage;
 use crate::model::Model;
+use crate::power_loss::power_loss;
 use crate::protocol::{self, Line, field};
+use crate::report::Report;
 use crate::rng::SplitMix64;
-use crate::runner::{Ending, Guest};
+use crate::runner::{Ending, Guest, RunOptions};
+use crate::schedule::{Cut, Schedule, Workload};
+
+/// A deliberately broken guest, to prove the loop catches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Broken {
+    /// Acknowledges before syncing (and syncs every 8 puts).
+    AckBeforeSync,
+    /// Skips the directory sync after creating a segment.
+    SkipDirSync,
+}
+
+impl Broken {
+    pub(crate) const fn flag(self) -> &'static str {
+        match self {
+            Self::AckBeforeSync => "--ack-before-sync",
+            Self::SkipDirSync => "--skip-dir-sync",
+        }
+    }
+}
 
 /// The knobs of one crash loop.
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
     /// Runs in all (completed runs included).
     pub(crate) runs: u64,
-    /// Seed of everything: fuel budgets, power-loss outcomes, the guest's workloads.
+    /// Seed of everything: crash points, fuel budgets, power-loss outcomes, the workloads.
     pub(crate) seed: u64,
     /// Workload operations per run.
     pub(crate) ops: u64,
@@ -26,108 +50,108 @@ pub(crate) struct Plan {
     pub(crate) min_value: u64,
     pub(crate) max_value: u64,
     pub(crate) segment_size: u64,
-    /// Every this many runs, one runs with unlimited fuel (to re-measure the cost of a run).
+    /// The guest compacts its log above this many segments (0: never).
+    pub(crate) retain_segments: u64,
+    /// Every this many runs, one runs to the end (to re-measure the cost of a run).
     pub(crate) full_run_every: u64,
     /// Whether a crash also loses unsynced data (a power loss) or only kills the process.
     pub(crate) power_loss: bool,
-    /// Run the deliberately broken guest mode that acknowledges before syncing.
-    pub(crate) ack_before_sync: bool,
+    /// Run a deliberately broken guest.
+    pub(crate) broken: Option<Broken>,
+    /// Stop after the first run that shows a violation.
+    pub(crate) stop_at_violation: bool,
     /// Print one line per run.
     pub(crate) verbose: bool,
 }
 
-/// What a crash loop saw.
-#[derive(Debug, Default)]
-pub(crate) struct Report {
-    pub(crate) runs: u64,
-    pub(crate) crashes: u64,
-    pub(crate) completed: u64,
-    pub(crate) acknowledged: u64,
-    /// Records in the last complete recovery.
-    pub(crate) records_recovered: u64,
-    /// Records read back over all recoveries.
-    pub(crate) records_replayed: u64,
-    /// Recoveries that cut a torn tail.
-    pub(crate) torn_tails_cut: u64,
-    pub(crate) torn_bytes_cut: u64,
-    pub(crate) headers_rewritten: u64,
-    /// Power-loss effects the host applied.
-    pub(crate) files_dropped: u64,
-    pub(crate) tails_cut: u64,
-    pub(crate) tails_zeroed: u64,
-    pub(crate) unsynced_bytes_lost: u64,
-    pub(crate) crashes_in_recovery: u64,
-    pub(crate) file_syncs: u64,
-    pub(crate) dir_syncs: u64,
-    pub(crate) violations: Vec<String>,
-    pub(crate) elapsed: Duration,
-}
+impl Plan {
+    /// The defaults of the command line (`crash-loop` with no options).
+    pub(crate) const DEFAULT: Self = Self {
+        runs: 2500,
+        seed: 0x5741_4c44,
+        ops: 40,
+        keys: 16,
+        min_value: 8,
+        max_value: 256,
+        segment_size: 4096,
+        retain_segments: 2,
+        full_run_every: 20,
+        power_loss: true,
+        broken: None,
+        stop_at_violation: false,
+        verbose: false,
+    };
 
-impl core::fmt::Display for Report {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        writeln!(f, "runs:                 {}", self.runs)?;
-        writeln!(
-            f,
-            "crashes:              {} ({} during recovery)",
-            self.crashes, self.crashes_in_recovery
-        )?;
-        writeln!(f, "completed runs:       {}", self.completed)?;
-        writeln!(f, "acknowledged writes:  {}", self.acknowledged)?;
-        writeln!(
-            f,
-            "records recovered:    {} in the last recovery, {} replayed in all",
-            self.records_recovered, self.records_replayed
-        )?;
-        writeln!(
-            f,
-            "torn tails cut:       {} ({} bytes), torn headers rewritten: {}",
-            self.torn_tails_cut, self.torn_bytes_cut, self.headers_rewritten
-        )?;
-        writeln!(
-            f,
-            "power loss applied:   {} tails cut, {} tails zeroed, {} new files dropped, {} unsynced bytes lost",
-            self.tails_cut, self.tails_zeroed, self.files_dropped, self.unsynced_bytes_lost
-        )?;
-        writeln!(
-            f,
-            "syncs seen:           {} file, {} directory",
-            self.file_syncs, self.dir_syncs
-        )?;
-        writeln!(f, "violations:           {}", self.violations.len())?;
-        write!(f, "elapsed:              {:.1?}", self.elapsed)
+    /// The options that reproduce this plan's runs (all but `--runs`), for replay lines.
+    pub(crate) fn replay_options(&self) -> String {
+        let mut options = format!("--seed {:#x}", self.seed);
+        let knobs = [
+            ("--ops", self.ops, Self::DEFAULT.ops),
+            ("--keys", self.keys, Self::DEFAULT.keys),
+            ("--min-value", self.min_value, Self::DEFAULT.min_value),
+            ("--max-value", self.max_value, Self::DEFAULT.max_value),
+            (
+                "--segment-size",
+                self.segment_size,
+                Self::DEFAULT.segment_size,
+            ),
+            (
+                "--retain-segments",
+                self.retain_segments,
+                Self::DEFAULT.retain_segments,
+            ),
+            (
+                "--full-run-every",
+                self.full_run_every,
+                Self::DEFAULT.full_run_every,
+            ),
+        ];
+        for (flag, value, default) in knobs {
+            if value != default {
+                options.push_str(&format!(" {flag} {value}"));
+            }
+        }
+        if let Some(broken) = self.broken {
+            options.push(' ');
+            options.push_str(broken.flag());
+        }
+        if !self.power_loss {
+            options.push_str(" --no-power-loss");
+        }
+        options
     }
 }
 
 /// Runs the crash loop in `data` (which should start empty).
-pub(crate) fn crash_loop(guest: &Guest, data: &Path, plan: &Plan) -> Result<Report> {
+pub(crate) fn crash_loop(component: &Guest, data: &Path, plan: &Plan) -> Result<Report> {
     let start = Instant::now();
     let mut rng = SplitMix64::new(plan.seed);
     let mut image = DurableImage::of(data)?;
     let mut model = Model::default();
-    let mut report = Report::default();
-    // Fuel of the last full run, and of the last recovery-only probe; budgets are drawn from
-    // these. Zero: not measured yet.
-    let (mut full_cost, mut recovery_cost) = (0u64, 0u64);
+    let mut report = Report::new(plan);
+    let mut schedule = Schedule::default();
+    // The crashes since the last complete recovery, for violation messages: what one of them
+    // broke shows in the next recovery that runs to its end.
+    let mut unchecked: Vec<String> = Vec::new();
     for run in 0..plan.runs {
         let run_seed = rng.next_u64();
-        let phase = run % plan.full_run_every;
         // A probe runs recovery and no workload, to measure what recovery costs now.
-        let probe = phase == 1 || (recovery_cost == 0 && full_cost != 0);
-        let budget = if full_cost == 0 || phase == 0 || probe {
-            u64::MAX / 2
-        } else if run % 2 == 0 {
-            // Random: anywhere in a run, recovery included.
-            rng.between(1, full_cost)
-        } else {
-            // Swept: walk the budget through the workload part of a run in small steps, with
-            // jitter, so over the loop the trap lands on every phase of append, sync, rotation.
-            let work = full_cost.saturating_sub(recovery_cost).max(1);
-            let steps = (plan.runs / 2).max(1);
-            let step = (work / steps).max(1);
-            recovery_cost + ((run / 2) % steps) * step + rng.between(0, step)
+        let probe = run % plan.full_run_every == 1
+            || (schedule.recovery_cost == 0 && schedule.full_cost != 0);
+        let guest = Workload::draw(plan, run_seed, probe, &mut rng);
+        let cut = schedule.choose(plan, run, probe, guest.sync_every, &mut rng);
+        let options = RunOptions {
+            fuel: match cut {
+                Cut::Fuel(budget) => budget,
+                _ => u64::MAX / 2,
+            },
+            target: match cut {
+                Cut::At(target) => Some(target),
+                _ => None,
+            },
+            real_sync: false,
         };
-        let args = guest_args(plan, run_seed, if probe { 0 } else { plan.ops });
-        let (outcome, next_image) = guest.run(data, &args, budget, image)?;
+        let (outcome, next_image) = component.run(data, &guest.args(plan), options, image)?;
         image = next_image;
         report.runs += 1;
 
@@ -140,11 +164,14 @@ pub(crate) fn crash_loop(guest: &Guest, data: &Path, plan: &Plan) -> Result<Repo
                 Vec::new()
             }
         };
-        let check = model.check_run(&lines);
+        let check = model.check_run(run, &lines);
         report.records_replayed += check.recovered;
         report.acknowledged += check.acked;
         if check.dump_complete {
             report.records_recovered = check.recovered;
+            if schedule.damaged {
+                schedule.repair_events = schedule.repair_events.max(&outcome.events);
+            }
         }
         for line in &lines {
             if let Line::Recovery(pairs) = line {
@@ -155,65 +182,119 @@ pub(crate) fn crash_loop(guest: &Guest, data: &Path, plan: &Plan) -> Result<Repo
                 report.headers_rewritten +=
                     u64::from(field(pairs, "rewritten_header") == Some("1"));
             }
+            if let Line::Retained { .. } = line {
+                report.retentions += 1;
+            }
         }
-        let replay = format!(
-            "replay: --seed {} --runs {} (run {run}, guest seed {run_seed}, fuel {budget})",
-            plan.seed,
-            run + 1
-        );
+        let how = match (&outcome.cut, cut) {
+            (Some(at), _) => format!("cut {at}"),
+            (None, Cut::Fuel(budget)) if outcome.ending == Ending::OutOfFuel => format!(
+                "out of fuel after {budget} units in {}",
+                if check.dump_complete {
+                    "workload"
+                } else {
+                    "recovery"
+                }
+            ),
+            _ => "ran to the end".to_owned(),
+        };
+        let before = crashes_before(&unchecked);
         for violation in check.violations {
-            report
-                .violations
-                .push(format!("run {run}: {violation}; {replay}"));
+            report.violations.push(format!(
+                "run {run}: {violation}\n{before}  replay: {}",
+                report.replay(run + 1)
+            ));
+        }
+        if check.dump_complete {
+            unchecked.clear();
         }
 
-        match outcome.ending {
-            Ending::Finished if probe => {
-                report.completed += 1;
-                recovery_cost = outcome.fuel_used;
-            }
+        let crashed = match outcome.ending {
             Ending::Finished => {
                 report.completed += 1;
-                full_cost = outcome.fuel_used;
+                if probe {
+                    schedule.recovery_cost = outcome.fuel_used;
+                } else {
+                    schedule.full_cost = outcome.fuel_used;
+                    schedule.measured(guest.sync_every, outcome.events);
+                }
+                false
             }
             Ending::OutOfFuel => {
-                report.crashes += 1;
-                report.crashes_in_recovery += u64::from(!check.dump_complete);
+                report.cuts_by_fuel += 1;
+                report.cuts_in_recovery += u64::from(!check.dump_complete);
+                true
+            }
+            Ending::PowerCut => {
+                if let Some(at) = &outcome.cut {
+                    report.count_cut(at);
+                }
+                true
             }
             Ending::Failed => {
-                report.violations.push(format!(
-                    "run {run}: the guest failed: {}; stderr: {}; {replay}",
-                    outcome.failure.as_deref().unwrap_or("?"),
-                    outcome.stderr.trim()
-                ));
+                // A refused open was reported by the model, with the record; anything else is
+                // reported here.
+                let refused = lines.iter().any(|l| matches!(l, Line::OpenFailed(_)));
+                if !refused {
+                    report.violations.push(format!(
+                        "run {run}: the guest failed: {}; stderr: {}\n{before}  replay: {}",
+                        outcome.failure.as_deref().unwrap_or("?"),
+                        outcome.stderr.trim(),
+                        report.replay(run + 1)
+                    ));
+                }
+                true
             }
-        }
-        if outcome.ending != Ending::Finished {
+        };
+        let mut loss_notes = Vec::new();
+        if crashed {
             if plan.power_loss {
-                let effects = image.crash(&mut rng)?;
-                report.files_dropped += effects.files_dropped;
-                report.tails_cut += effects.tails_cut;
-                report.tails_zeroed += effects.tails_zeroed;
-                report.unsynced_bytes_lost += effects.bytes_lost;
+                let loss = power_loss(&mut image, &report.effects, &mut rng)?;
+                report.effects.add(&loss.effects);
+                schedule.damaged = loss.effects != Default::default() || !check.dump_complete;
+                loss_notes = loss.notes;
             } else {
                 image.settle()?;
+                schedule.damaged = false;
             }
+            let buffered = if guest.write_buffer > 0 {
+                " (the guest buffered its writes until each sync: unflushed ones died with it)"
+            } else {
+                ""
+            };
+            unchecked.push(format!(
+                "run {run} {how}{buffered}; power loss: {}",
+                if loss_notes.is_empty() {
+                    "nothing unsynced changed".to_owned()
+                } else {
+                    loss_notes.join("; ")
+                }
+            ));
+        } else {
+            schedule.damaged = false;
         }
         if plan.verbose {
             eprintln!(
-                "run {run:4}: {:?} fuel {}/{budget} recovered {} acked {} log {} (acked LSN {})",
-                outcome.ending,
-                outcome.fuel_used,
+                "run {run:4}: {how}; recovered {} acked {} (log {}, acked LSN {}){}",
                 check.recovered,
                 check.acked,
                 model.len(),
-                model.acked()
+                model.acked(),
+                if loss_notes.is_empty() {
+                    String::new()
+                } else {
+                    format!("; power loss: {}", loss_notes.join("; "))
+                }
             );
+        }
+        if plan.stop_at_violation && !report.violations.is_empty() {
+            report.stopped_at = Some(run);
+            break;
         }
     }
     report.file_syncs = image.file_syncs;
     report.dir_syncs = image.dir_syncs;
-    if report.acknowledged > 0 && report.file_syncs == 0 && !plan.ack_before_sync {
+    if report.acknowledged > 0 && report.file_syncs == 0 && plan.broken.is_none() {
         report.violations.push(
             "the sync hooks saw no sync: the power-loss model is not wired to this guest".into(),
         );
@@ -222,23 +303,41 @@ pub(crate) fn crash_loop(guest: &Guest, data: &Path, plan: &Plan) -> Result<Repo
     Ok(report)
 }
 
-fn guest_args(plan: &Plan, seed: u64, ops: u64) -> Vec<String> {
-    let mut args: Vec<String> = [
-        ("--ops", ops),
-        ("--seed", seed),
-        ("--keys", plan.keys),
-        ("--min-value", plan.min_value),
-        ("--max-value", plan.max_value),
-        ("--segment-size", plan.segment_size),
-    ]
-    .iter()
-    .flat_map(|(flag, value)| [(*flag).to_owned(), value.to_string()])
-    .collect();
-    if plan.ack_before_sync {
-        args.push("--ack-before-sync".into());
+/// The lines naming the crashes a violation may come from.
+fn crashes_before(unchecked: &[String]) -> String {
+    match unchecked {
+        [] => "  no crash since the last complete recovery\n".to_owned(),
+        [one] => format!("  after the crash: {one}\n"),
+        many => {
+            let mut text =
+                "  after these crashes (each recovery in between was cut short):\n".to_owned();
+            for crash in many {
+                text.push_str(&format!("    {crash}\n"));
+            }
+            text
+        }
     }
-    // Write-through: every record reaches the host as soon as it is written, so a trap between
-    // a write and its sync leaves unsynced bytes for the power-loss model to tear or drop.
-    args.extend(["--write-buffer".to_owned(), "0".to_owned()]);
-    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The replay line carries every option that changes what the runs do.
+    #[test]
+    fn replay_options_name_what_differs_from_the_defaults() {
+        assert_eq!(Plan::DEFAULT.replay_options(), "--seed 0x57414c44");
+        let plan = Plan {
+            keys: 8,
+            segment_size: 8192,
+            broken: Some(Broken::SkipDirSync),
+            power_loss: false,
+            verbose: true,
+            ..Plan::DEFAULT
+        };
+        assert_eq!(
+            plan.replay_options(),
+            "--seed 0x57414c44 --keys 8 --segment-size 8192 --skip-dir-sync --no-power-loss"
+        );
+    }
 }

@@ -1,21 +1,20 @@
-//! What survives a simulated power loss.
+//! What a simulated power loss must preserve.
 //!
-//! A fuel trap kills the guest, not the machine: everything it handed to the host is still in the
-//! host's page cache. To make the crash a power loss, the host shadows the guest's `sync-data`
-//! and `sync` imports and keeps a [`DurableImage`]: per file, the *contents* made durable by the
-//! last sync of that file, and the set of names made durable by the last directory sync.
-//! Contents, not lengths: `walden-wasi` zero-fills a segment ahead of the writer and syncs the
-//! zeros, so appends overwrite bytes inside an already durable length.
+//! A trap kills the guest, not the machine: everything it handed to the host is still in the
+//! host's page cache. To make a crash a power loss, the host watches every call that decides
+//! durability (`hooks.rs`) and keeps a [`DurableImage`] of one directory: per file, the
+//! *contents* made durable by its last sync, and the set of names made durable by the last
+//! directory sync. Contents, not lengths: `walden-wasi` zero-fills a segment ahead of the
+//! writer and syncs the zeros, so appends overwrite bytes inside an already durable length.
+//! It also remembers, per file, the shortest length a `set-size` gave it since its last sync,
+//! so that a crash can undo a truncate (`power_loss.rs` turns the image into one legal
+//! post-crash directory).
 //!
-//! After a trap, [`DurableImage::crash`] rewrites the directory into one legal post-crash state of
-//! the Storage contract (`walden_core::storage`). The unsynced change of a file is everything from
-//! the first byte where it differs from its durable contents; that change is kept whole, reverted
-//! whole, kept up to an arbitrary byte and reverted after it, or kept in length with zeros from an
-//! arbitrary byte on. Files created since the last directory sync may vanish. Reordering of writes
-//! *inside* the unsynced change is not modelled; the sim adapter explores that exhaustively. A
-//! file that only shrank is treated as truncated (both are legal outcomes).
+//! Each file sync reads the synced file back, so keep segments small (the crash loop uses
+//! 4 KiB).
 //!
-//! Each file sync reads the synced file back, so keep segments small (the crash loop uses 16 KiB).
+//! A name removed and created again between two directory syncs is treated as the new file
+//! only (core always syncs the directory between the two).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -23,81 +22,17 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use wasmtime::StoreContextMut;
-use wasmtime::component::{Linker, Resource};
-use wasmtime_wasi::filesystem::Descriptor;
-use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
-
-use crate::rng::SplitMix64;
-use crate::runner::HostState;
-
-/// The interface whose sync functions are shadowed; wasmtime's linker serves older 0.2.x imports
-/// from it by semver.
-const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
-
-/// Replaces the guest's `descriptor.sync-data` and `descriptor.sync` with versions that sync for
-/// real and then record what became durable in the store's [`DurableImage`].
-pub(crate) fn install_sync_hooks(linker: &mut Linker<HostState>) -> Result<()> {
-    linker.allow_shadowing(true);
-    let mut types = linker.instance(FILESYSTEM_TYPES)?;
-    types.func_wrap(
-        "[method]descriptor.sync-data",
-        |mut store: StoreContextMut<'_, HostState>, (fd,): (Resource<Descriptor>,)| {
-            Ok((sync_descriptor(store.data_mut(), &fd),))
-        },
-    )?;
-    types.func_wrap(
-        "[method]descriptor.sync",
-        |mut store: StoreContextMut<'_, HostState>, (fd,): (Resource<Descriptor>,)| {
-            Ok((sync_descriptor(store.data_mut(), &fd),))
-        },
-    )?;
-    linker.allow_shadowing(false);
-    Ok(())
-}
-
-fn sync_descriptor(state: &mut HostState, fd: &Resource<Descriptor>) -> Result<(), ErrorCode> {
-    let descriptor = state
-        .table()
-        .get(fd)
-        .map_err(|_| ErrorCode::BadDescriptor)?;
-    match descriptor {
-        Descriptor::File(file) => {
-            let file = file.file.clone();
-            file.sync_data().map_err(|_| ErrorCode::Io)?;
-            state.image.file_synced(&file);
-        }
-        Descriptor::Dir(_) => {
-            // The descriptor's own handle may be an `O_PATH` one, which cannot be synced (wasmtime
-            // reopens it for the same reason). The guest has one directory, the image's.
-            File::open(&state.image.dir)
-                .and_then(|dir| dir.sync_all())
-                .map_err(|_| ErrorCode::Io)?;
-            state.image.dir_synced();
-        }
-    }
-    Ok(())
-}
-
-/// What one simulated power loss did to the directory.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct CrashEffects {
-    /// Files created since the last directory sync that the crash removed.
-    pub(crate) files_dropped: u64,
-    /// Files whose unsynced tail was cut off (wholly or in part).
-    pub(crate) tails_cut: u64,
-    /// Files whose unsynced tail was left as zeros.
-    pub(crate) tails_zeroed: u64,
-    /// Unsynced bytes lost in all.
-    pub(crate) bytes_lost: u64,
-}
 
 /// Durable contents and names of the files in one directory.
 #[derive(Debug, Default)]
 pub(crate) struct DurableImage {
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
+    /// Per name: what the file that name refers to now holds durably.
     contents: HashMap<String, Vec<u8>>,
+    /// Names made durable by the last directory sync.
     names: HashSet<String>,
+    /// Per name: the shortest length `set-size` gave the file since its last sync.
+    shortest: HashMap<String, u64>,
     /// File syncs seen (to prove the hooks are live).
     pub(crate) file_syncs: u64,
     /// Directory syncs seen.
@@ -119,139 +54,110 @@ impl DurableImage {
     pub(crate) fn settle(&mut self) -> Result<()> {
         self.contents.clear();
         self.names.clear();
-        for (name, _) in files(&self.dir)? {
-            let path = self.dir.join(&name);
-            let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        self.shortest.clear();
+        for name in files(&self.dir)? {
+            let bytes = self.read(&name)?;
             self.contents.insert(name.clone(), bytes);
             self.names.insert(name);
         }
         Ok(())
     }
 
-    fn file_synced(&mut self, file: &File) {
-        self.file_syncs += 1;
-        let Ok(meta) = file.metadata() else { return };
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return;
+    /// The name of `file` in the directory, found by inode ("" if it has none).
+    pub(crate) fn name_of(&self, file: &File) -> String {
+        let Ok(meta) = file.metadata() else {
+            return String::new();
         };
-        for entry in entries.flatten() {
-            let same = entry
-                .metadata()
-                .is_ok_and(|m| m.ino() == meta.ino() && m.dev() == meta.dev());
-            if same {
-                if let (Ok(name), Ok(bytes)) =
-                    (entry.file_name().into_string(), fs::read(entry.path()))
-                {
-                    self.contents.insert(name, bytes);
-                }
-                return;
-            }
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return String::new();
+        };
+        entries
+            .flatten()
+            .find(|entry| {
+                entry
+                    .metadata()
+                    .is_ok_and(|m| m.ino() == meta.ino() && m.dev() == meta.dev())
+            })
+            .and_then(|entry| entry.file_name().into_string().ok())
+            .unwrap_or_default()
+    }
+
+    /// `name` was synced: what it holds now is durable.
+    pub(crate) fn file_synced(&mut self, name: &str) {
+        self.file_syncs += 1;
+        if let Ok(bytes) = self.read(name) {
+            self.contents.insert(name.to_owned(), bytes);
+            self.shortest.remove(name);
         }
     }
 
-    fn dir_synced(&mut self) {
+    /// `name` was just created: the new file holds nothing durably (its name is not durable
+    /// either until the next directory sync).
+    pub(crate) fn created(&mut self, name: &str) {
+        self.contents.insert(name.to_owned(), Vec::new());
+        self.shortest.remove(name);
+    }
+
+    /// `name` was set to `len` bytes.
+    pub(crate) fn resized(&mut self, name: &str, len: u64) {
+        let shortest = self.shortest.entry(name.to_owned()).or_insert(len);
+        *shortest = (*shortest).min(len);
+    }
+
+    /// The directory was synced: the names on disk now are the durable ones.
+    pub(crate) fn dir_synced(&mut self) {
         self.dir_syncs += 1;
         if let Ok(now) = files(&self.dir) {
-            self.names = now.into_iter().map(|(name, _)| name).collect();
+            self.names = now.into_iter().collect();
+            let names = &self.names;
+            self.contents.retain(|name, _| names.contains(name));
         }
     }
 
-    /// Turns the directory into one legal post-power-loss state, chosen by `rng`, then settles.
-    pub(crate) fn crash(&mut self, rng: &mut SplitMix64) -> Result<CrashEffects> {
-        let mut effects = CrashEffects::default();
-        for (name, len) in files(&self.dir)? {
-            let path = self.dir.join(&name);
-            if !self.names.contains(&name) && rng.chance(1, 2) {
-                fs::remove_file(&path).with_context(|| format!("dropping {}", path.display()))?;
-                effects.files_dropped += 1;
-                effects.bytes_lost += len;
-                continue;
-            }
-            let now = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            let durable = self.contents.get(&name).map_or(&[][..], Vec::as_slice);
-            let from = now.iter().zip(durable).take_while(|(a, b)| a == b).count() as u64;
-            let len = now.len() as u64;
-            if from >= len {
-                // Unchanged, or only shrunk: the truncate is kept.
-                continue;
-            }
-            let after = match rng.between(0, 3) {
-                // The whole change made it.
-                0 => continue,
-                // None of it did.
-                1 => {
-                    effects.tails_cut += 1;
-                    from
-                }
-                // A prefix of it did.
-                2 => {
-                    effects.tails_cut += 1;
-                    rng.between(from, len - 1)
-                }
-                // The length did, the data did not.
-                _ => {
-                    let at = rng.between(from, len - 1);
-                    let mut bytes = now[..at as usize].to_vec();
-                    bytes.resize(now.len(), 0);
-                    fs::write(&path, &bytes)
-                        .with_context(|| format!("zeroing {}", path.display()))?;
-                    effects.tails_zeroed += 1;
-                    effects.bytes_lost += len - at;
-                    continue;
-                }
-            };
-            // Keep the change up to `after`; past it the file is what was durable.
-            let mut bytes = now[..after as usize].to_vec();
-            bytes.extend_from_slice(durable.get(after as usize..).unwrap_or_default());
-            fs::write(&path, &bytes).with_context(|| format!("reverting {}", path.display()))?;
-            effects.bytes_lost += len - after;
-        }
-        self.settle()?;
-        Ok(effects)
+    /// Whether `name` is durably in the directory.
+    pub(crate) fn is_durable_name(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// The durable names, sorted.
+    pub(crate) fn durable_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.names.iter().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// What `name` holds durably (nothing if it was never synced).
+    pub(crate) fn durable_contents(&self, name: &str) -> &[u8] {
+        self.contents.get(name).map_or(&[][..], Vec::as_slice)
+    }
+
+    /// The shortest length a `set-size` gave `name` since its last sync, if any did.
+    pub(crate) fn shortest_since_sync(&self, name: &str) -> Option<u64> {
+        self.shortest.get(name).copied()
+    }
+
+    /// The files now in the directory, sorted.
+    pub(crate) fn files_now(&self) -> Result<Vec<String>> {
+        files(&self.dir)
+    }
+
+    pub(crate) fn read(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.dir.join(name);
+        fs::read(&path).with_context(|| format!("reading {}", path.display()))
     }
 }
 
-/// Regular files in `dir` with their lengths.
-fn files(dir: &Path) -> Result<Vec<(String, u64)>> {
+/// Regular files in `dir`, sorted by name.
+fn files(dir: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let entry = entry?;
-        let meta = entry.metadata()?;
-        if meta.is_file()
+        if entry.metadata()?.is_file()
             && let Ok(name) = entry.file_name().into_string()
         {
-            out.push((name, meta.len()));
+            out.push(name);
         }
     }
+    out.sort();
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A write inside an already durable length (the zero-filled part of a segment) is unsynced
-    /// and can be lost: the model works on contents, not lengths.
-    #[test]
-    fn overwrites_inside_the_durable_length_can_be_lost() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("seg");
-        let durable = vec![0u8; 64];
-        let mut written = durable.clone();
-        written[10..20].copy_from_slice(&[7; 10]);
-        let mut lost = 0;
-        for seed in 0..40 {
-            fs::write(&path, &durable).unwrap();
-            let mut image = DurableImage::of(dir.path()).unwrap();
-            fs::write(&path, &written).unwrap();
-            let effects = image.crash(&mut SplitMix64::new(seed)).unwrap();
-            let after = fs::read(&path).unwrap();
-            assert_eq!(after.len(), 64);
-            // Legal: the write survived up to some byte, and the durable zeros are there after it.
-            let kept = after[10..20].iter().take_while(|&&b| b == 7).count();
-            assert!(after[10 + kept..].iter().all(|&b| b == 0), "{after:?}");
-            lost += u64::from(effects.bytes_lost > 0);
-        }
-        assert!(lost > 0, "no crash lost the unsynced overwrite");
-    }
 }

@@ -1,8 +1,10 @@
 //! `walden-demo-host`: runs the Walden wasm demo guest under wasmtime.
 //!
 //! * `run`: one run of the guest's key-value workload, printing its output.
-//! * `crash-loop`: many runs, each cut at an arbitrary instruction by a fuel budget and followed
-//!   by a simulated power loss; every recovery is checked against what the guest acknowledged.
+//! * `crash-loop`: many runs, each cut where durability is decided (inside a sync, right after
+//!   a create, remove or truncate, during recovery's repairs) or at an arbitrary instruction by
+//!   a fuel budget, and followed by a simulated power loss; every recovery is checked against
+//!   what the guest acknowledged.
 //! * `bench`: append throughput inside the guest and natively, same core, same workload.
 //! * `conformance`: the cross-adapter conformance suite over `walden-wasi`, inside the guest.
 //!
@@ -12,10 +14,15 @@ mod bench;
 mod conformance;
 mod crash_loop;
 mod durable;
+mod hooks;
 mod model;
+mod points;
+mod power_loss;
 mod protocol;
+mod report;
 mod rng;
 mod runner;
+mod schedule;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,8 +30,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::crash_loop::{Broken, Plan};
 use crate::durable::DurableImage;
-use crate::runner::{Ending, Guest};
+use crate::runner::{Ending, Guest, RunOptions};
 
 #[derive(Parser)]
 #[command(version, about = "Runs the Walden wasm demo guest under wasmtime")]
@@ -48,22 +56,28 @@ enum Command {
         common: Common,
         #[command(flatten)]
         workload: WorkloadArgs,
-        /// Runs in all; most are cut short by their fuel budget.
-        #[arg(long, default_value_t = 320)]
+        /// Runs in all; most are cut short at a crash point or by their fuel budget.
+        #[arg(long, default_value_t = Plan::DEFAULT.runs)]
         runs: u64,
-        /// Seed of fuel budgets, power-loss outcomes and workloads.
-        #[arg(long, default_value_t = 0x5741_4c44)]
+        /// Seed of crash points, fuel budgets, power-loss outcomes and workloads (decimal or
+        /// 0x-prefixed hex).
+        #[arg(long, default_value_t = Plan::DEFAULT.seed, value_parser = parse_seed)]
         seed: u64,
-        /// One run in this many gets unlimited fuel (to re-measure a full run).
-        #[arg(long, default_value_t = 10)]
+        /// One run in this many runs to the end (to re-measure a full run).
+        #[arg(long, default_value_t = Plan::DEFAULT.full_run_every)]
         full_run_every: u64,
         /// Only kill the guest: keep unsynced data (no simulated power loss).
         #[arg(long)]
         no_power_loss: bool,
-        /// Use the deliberately broken guest mode that acknowledges before syncing.
-        #[arg(long)]
+        /// Use the deliberately broken guest that acknowledges before syncing.
+        #[arg(long, conflicts_with = "skip_dir_sync")]
         ack_before_sync: bool,
-        /// Exit with success only if violations were found (for proving the checker works).
+        /// Use the deliberately broken guest that skips the directory sync after creating a
+        /// segment.
+        #[arg(long)]
+        skip_dir_sync: bool,
+        /// Exit with success only if violations were found, and stop at the first (for
+        /// proving the checker works).
         #[arg(long)]
         expect_violations: bool,
         /// Print one line per run.
@@ -110,20 +124,24 @@ struct Common {
 #[derive(Args)]
 struct WorkloadArgs {
     /// Operations per run.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = Plan::DEFAULT.ops)]
     ops: u64,
     /// Distinct keys.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = Plan::DEFAULT.keys)]
     keys: u64,
     /// Smallest value in bytes.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = Plan::DEFAULT.min_value)]
     min_value: u64,
     /// Largest value in bytes.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = Plan::DEFAULT.max_value)]
     max_value: u64,
     /// Segment size in bytes (small, so runs rotate segments).
-    #[arg(long, default_value_t = 16 * 1024)]
+    #[arg(long, default_value_t = Plan::DEFAULT.segment_size)]
     segment_size: u64,
+    /// Compact the log (checkpoint, then `truncate_front`) above this many segments; 0: never
+    /// (the guest's table holds 512 segments: about 1,800 crash-loop runs).
+    #[arg(long, default_value_t = Plan::DEFAULT.retain_segments)]
+    retain_segments: u64,
 }
 
 /// The data directory: the one given, or a temporary one removed on drop unless kept.
@@ -185,13 +203,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 workload.max_value.to_string(),
                 "--segment-size".to_owned(),
                 workload.segment_size.to_string(),
+                "--retain-segments".to_owned(),
+                workload.retain_segments.to_string(),
                 "--seed".to_owned(),
                 rand_seed().to_string(),
             ];
             let (outcome, _) = guest.run(
                 data.path(),
                 &args,
-                u64::MAX / 2,
+                RunOptions::whole(),
                 DurableImage::of(data.path())?,
             )?;
             print!("{}", outcome.stdout);
@@ -212,12 +232,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             full_run_every,
             no_power_loss,
             ack_before_sync,
+            skip_dir_sync,
             expect_violations,
             verbose,
         } => {
             let guest = Guest::load(&runner::guest_path(common.guest.as_deref())?, true)?;
             let data = DataDir::new(&common)?;
-            let plan = crash_loop::Plan {
+            let plan = Plan {
                 runs,
                 seed,
                 ops: workload.ops,
@@ -225,14 +246,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 min_value: workload.min_value,
                 max_value: workload.max_value,
                 segment_size: workload.segment_size,
-                full_run_every: full_run_every.max(1),
+                retain_segments: workload.retain_segments,
+                full_run_every: full_run_every.max(2),
                 power_loss: !no_power_loss,
-                ack_before_sync,
+                broken: if ack_before_sync {
+                    Some(Broken::AckBeforeSync)
+                } else if skip_dir_sync {
+                    Some(Broken::SkipDirSync)
+                } else {
+                    None
+                },
+                stop_at_violation: expect_violations,
                 verbose,
             };
             let report = crash_loop::crash_loop(&guest, data.path(), &plan)?;
             for violation in report.violations.iter().take(20) {
                 println!("VIOLATION {violation}");
+            }
+            if report.violations.len() > 20 {
+                println!("... and {} more", report.violations.len() - 20);
             }
             println!("{report}");
             let found = !report.violations.is_empty();
@@ -285,9 +317,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// A seed in decimal or `0x` hex.
+fn parse_seed(text: &str) -> Result<u64, String> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16),
+        None => text.replace('_', "").parse(),
+    };
+    parsed.map_err(|e| format!("not a seed: {text}: {e}"))
+}
+
 /// A seed for a one-off run.
 fn rand_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_parse_in_decimal_and_hex() {
+        assert_eq!(parse_seed("0x57414c44"), Ok(Plan::DEFAULT.seed));
+        assert_eq!(parse_seed("1463897156"), Ok(Plan::DEFAULT.seed));
+        assert_eq!(parse_seed("0x5741_4c44"), Ok(Plan::DEFAULT.seed));
+        assert!(parse_seed("seed").is_err());
+    }
 }

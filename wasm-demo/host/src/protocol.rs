@@ -2,11 +2,14 @@
 //!
 //! ```text
 //! RECOVERY <key>=<value> ...        what Wal::open reported (records, torn tail cut, ...)
+//! OPENFAILED case=<case> segment=<id> offset=<o> lsn=<n>   Wal::open refused the log
 //! REC <lsn> put <key> <hash>        one recovered record, in log order
 //! REC <lsn> del <key>
 //! STATE <keys> <digest>             the rebuilt key-value state; the dump is complete
 //! INTENT <lsn> <op>                 about to append this record (it may or may not survive)
 //! ACK <lsn> <op>                    this record is durable: it must survive every crash
+//! RETAIN <lsn>                      about to truncate_front(lsn): segments below may go
+//! RETAINED <lsn> removed=<n> first=<first>   done: the log now starts at <first>
 //! DONE <key>=<value> ...            the workload finished
 //! BENCH <key>=<value> ...           a benchmark result
 //! ```
@@ -37,10 +40,13 @@ impl core::fmt::Display for Op {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Line {
     Recovery(Vec<(String, String)>),
+    OpenFailed(Vec<(String, String)>),
     Rec(u64, Op),
     State { keys: u64, digest: u64 },
     Intent(u64, Op),
     Ack(u64, Op),
+    Retain(u64),
+    Retained { lsn: u64, first: u64 },
     Done(Vec<(String, String)>),
     Bench(Vec<(String, String)>),
 }
@@ -67,6 +73,7 @@ fn parse_line(line: &str) -> Result<Line> {
     let rest: Vec<&str> = words.collect();
     Ok(match tag {
         "RECOVERY" => Line::Recovery(pairs(&rest)?),
+        "OPENFAILED" => Line::OpenFailed(pairs(&rest)?),
         "DONE" => Line::Done(pairs(&rest)?),
         "BENCH" => Line::Bench(pairs(&rest)?),
         "STATE" => match rest.as_slice() {
@@ -76,6 +83,21 @@ fn parse_line(line: &str) -> Result<Line> {
             },
             _ => bail!("STATE takes two fields"),
         },
+        "RETAIN" => match rest.as_slice() {
+            [lsn] => Line::Retain(lsn.parse().context("bad LSN")?),
+            _ => bail!("RETAIN takes one field"),
+        },
+        "RETAINED" => {
+            let (lsn, rest) = rest.split_first().context("missing LSN")?;
+            let pairs = pairs(rest)?;
+            Line::Retained {
+                lsn: lsn.parse().context("bad LSN")?,
+                first: field(&pairs, "first")
+                    .context("missing first=")?
+                    .parse()
+                    .context("bad first LSN")?,
+            }
+        }
         "REC" | "INTENT" | "ACK" => {
             let (lsn, op) = rest.split_first().context("missing LSN")?;
             let lsn: u64 = lsn.parse().context("bad LSN")?;
@@ -147,9 +169,12 @@ mod tests {
     #[test]
     fn parses_every_tag() {
         let out = "RECOVERY records=2 torn_tail=0\nREC 1 put k1 00000000000000ff\nREC 2 del k1\n\
-                   STATE 0 cbf29ce484222325\nINTENT 3 put k2 0a\nACK 3 put k2 0a\nDONE ops=1\nACK 4 pu";
+                   STATE 0 cbf29ce484222325\nINTENT 3 put k2 0a\nACK 3 put k2 0a\nDONE ops=1\n\
+                   RETAIN 3\nRETAINED 3 removed=2 first=3\nACK 4 pu";
         let lines = parse(out).unwrap();
-        assert_eq!(lines.len(), 7, "the cut last line is ignored");
+        assert_eq!(lines.len(), 9, "the cut last line is ignored");
+        assert_eq!(lines[7], Line::Retain(3));
+        assert_eq!(lines[8], Line::Retained { lsn: 3, first: 3 });
         assert_eq!(
             lines[1],
             Line::Rec(
@@ -184,5 +209,6 @@ mod tests {
     fn rejects_garbage() {
         assert!(parse("ACK x put k 1\n").is_err());
         assert!(parse("HELLO\n").is_err());
+        assert!(parse("RETAINED 5 removed=1\n").is_err());
     }
 }

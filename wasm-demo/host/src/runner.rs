@@ -1,5 +1,6 @@
 //! One wasmtime engine, the compiled guest component, and running it once with a fuel budget.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -9,7 +10,9 @@ use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::durable::{self, DurableImage};
+use crate::durable::DurableImage;
+use crate::hooks;
+use crate::points::{Cut, Cutter, Events, PowerCut, Target};
 
 /// Where the guest sees its data directory.
 pub(crate) const GUEST_DATA_DIR: &str = "/data";
@@ -17,11 +20,19 @@ pub(crate) const GUEST_DATA_DIR: &str = "/data";
 /// Most a guest may print in one run; the ACK stream of a long run fits many times over.
 const STDOUT_CAPACITY: usize = 256 << 20;
 
-/// The store's data: WASI state plus the durable-image bookkeeping the sync hooks update.
+/// The store's data: WASI state plus what the hooks (`hooks.rs`) keep: the durable image, the
+/// crash-point cutter, and whether syncs reach the real disk.
 pub(crate) struct HostState {
     ctx: WasiCtx,
     table: ResourceTable,
     pub(crate) image: DurableImage,
+    pub(crate) cutter: Cutter,
+    /// Whether the hooked syncs also `fdatasync`/`fsync` for real (the crash loop simulates
+    /// the power loss from the image and does not need them).
+    pub(crate) real_sync: bool,
+    /// The file each descriptor `open-at` returned was opened by (by resource handle), so the
+    /// hooks need not look files up by inode.
+    pub(crate) opened: HashMap<u32, String>,
 }
 
 impl HostState {
@@ -44,8 +55,10 @@ impl WasiView for HostState {
 pub(crate) enum Ending {
     /// `main` returned normally.
     Finished,
-    /// The fuel budget ran out: the simulated crash.
+    /// The fuel budget ran out: a crash at an arbitrary instruction.
     OutOfFuel,
+    /// The host cut the power at a crash point (see [`RunOutcome::cut`]).
+    PowerCut,
     /// The guest exited with a non-zero status or trapped for another reason (a panic).
     Failed,
 }
@@ -58,6 +71,32 @@ pub(crate) struct RunOutcome {
     pub(crate) fuel_used: u64,
     /// The error text for [`Ending::Failed`].
     pub(crate) failure: Option<String>,
+    /// Where the host cut the power, for [`Ending::PowerCut`].
+    pub(crate) cut: Option<Cut>,
+    /// The crash points the run passed.
+    pub(crate) events: Events,
+}
+
+/// How one run is cut short, and how its syncs behave.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RunOptions {
+    /// Fuel budget (ignored by an unmetered guest).
+    pub(crate) fuel: u64,
+    /// The crash point to cut the power at, if any.
+    pub(crate) target: Option<Target>,
+    /// Whether hooked syncs reach the real disk.
+    pub(crate) real_sync: bool,
+}
+
+impl RunOptions {
+    /// Runs to the end, syncing for real.
+    pub(crate) fn whole() -> Self {
+        Self {
+            fuel: u64::MAX / 2,
+            target: None,
+            real_sync: true,
+        }
+    }
 }
 
 /// The engine and the pre-linked guest, reused by every run.
@@ -69,8 +108,9 @@ pub(crate) struct Guest {
 
 impl Guest {
     /// Compiles the guest component at `wasm`. With `fuel`, every run is metered and can be cut
-    /// at an arbitrary instruction, and syncs feed the power-loss model; without it (for
-    /// benchmarks) runs are not metered and use wasmtime's own sync.
+    /// at an arbitrary instruction, and the durability-deciding calls are hooked (they feed
+    /// the power-loss model and are crash points); without it (for benchmarks) runs are not
+    /// metered and use wasmtime's own calls.
     pub(crate) fn load(wasm: &Path, fuel: bool) -> Result<Self> {
         let mut config = Config::new();
         config.consume_fuel(fuel);
@@ -81,21 +121,23 @@ impl Guest {
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         if fuel {
-            durable::install_sync_hooks(&mut linker)?;
+            hooks::install(&mut linker)?;
         }
         let pre = CommandPre::new(linker.instantiate_pre(&component)?)?;
         Ok(Self { engine, pre, fuel })
     }
 
     /// Runs the guest once with `args` (without the program name) against the host directory
-    /// `data`, stopping it after `fuel` units if this guest is metered.
+    /// `data`, stopping it after `options.fuel` units if this guest is metered, or at
+    /// `options.target`.
     pub(crate) fn run(
         &self,
         data: &Path,
         args: &[String],
-        fuel: u64,
+        options: RunOptions,
         image: DurableImage,
     ) -> Result<(RunOutcome, DurableImage)> {
+        let fuel = options.fuel;
         let stdout = MemoryOutputPipe::new(STDOUT_CAPACITY);
         let stderr = MemoryOutputPipe::new(STDOUT_CAPACITY);
         let mut builder = WasiCtxBuilder::new();
@@ -114,6 +156,9 @@ impl Guest {
             ctx: builder.build(),
             table: ResourceTable::new(),
             image,
+            cutter: Cutter::new(options.target, stdout.clone()),
+            real_sync: options.real_sync,
+            opened: HashMap::new(),
         };
         let mut store = Store::new(&self.engine, state);
         if self.fuel {
@@ -131,16 +176,25 @@ impl Guest {
         let (ending, failure) = match result {
             Ok(Ok(())) => (Ending::Finished, None),
             Ok(Err(())) => (Ending::Failed, Some("the guest returned an error".into())),
+            Err(e) if e.downcast_ref::<PowerCut>().is_some() => (Ending::PowerCut, None),
             Err(e) => match e.downcast_ref::<Trap>() {
                 Some(Trap::OutOfFuel) => (Ending::OutOfFuel, None),
                 _ => match e.downcast_ref::<I32Exit>() {
                     Some(I32Exit(0)) => (Ending::Finished, None),
+                    // Its message is on stderr; the wasm backtrace would only repeat `exit`.
+                    Some(I32Exit(status)) => {
+                        (Ending::Failed, Some(format!("exited with status {status}")))
+                    }
                     _ => (Ending::Failed, Some(format!("{e:?}"))),
                 },
             },
         };
-        let image = store.into_data().image;
+        let state = store.into_data();
+        let (events, cut) = state.cutter.finish();
+        let image = state.image;
         let outcome = RunOutcome {
+            cut,
+            events,
             ending,
             stdout: String::from_utf8_lossy(&stdout.contents()).into_owned(),
             stderr: String::from_utf8_lossy(&stderr.contents()).into_owned(),

@@ -1,0 +1,181 @@
+//! The WASI calls the host shadows: every call that decides what survives a power loss.
+//!
+//! `sync-data` and `sync` (of a file or of the directory), `open-at` (which creates files),
+//! `unlink-file-at` and `set-size` are replaced by versions that do the real work, keep the
+//! store's [`DurableImage`](crate::durable::DurableImage) up to date, and pass their crash
+//! points to the store's [`Cutter`](crate::points::Cutter), which may cut the power there.
+//!
+//! In the crash loop the real `fdatasync`/`fsync` is skipped (`HostState::real_sync`): the
+//! power loss is simulated from the image, so what the disk really holds plays no part, and
+//! thousands of real syncs would only cost time.
+
+use std::fs::File;
+
+use anyhow::Result;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, Resource};
+use wasmtime_wasi::filesystem::{Descriptor, WasiFilesystemView as _};
+use wasmtime_wasi::p2::FsError;
+use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
+    DescriptorFlags, ErrorCode, HostDescriptor, OpenFlags, PathFlags,
+};
+
+use crate::points::Point;
+use crate::runner::HostState;
+
+/// The interface whose functions are shadowed; wasmtime's linker serves older 0.2.x imports
+/// from it by semver.
+const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
+
+/// What a shadowed call returns: the outer error traps the guest (a power cut), the inner one
+/// is the WASI error code the guest sees.
+type Call<T> = wasmtime::Result<(Result<T, ErrorCode>,)>;
+
+/// Replaces the durability-deciding `descriptor` methods with the hooked versions.
+pub(crate) fn install(linker: &mut Linker<HostState>) -> Result<()> {
+    linker.allow_shadowing(true);
+    let mut types = linker.instance(FILESYSTEM_TYPES)?;
+    types.func_wrap(
+        "[method]descriptor.sync-data",
+        |mut store: StoreContextMut<'_, HostState>, (fd,): (Resource<Descriptor>,)| {
+            sync(store.data_mut(), &fd)
+        },
+    )?;
+    types.func_wrap(
+        "[method]descriptor.sync",
+        |mut store: StoreContextMut<'_, HostState>, (fd,): (Resource<Descriptor>,)| {
+            sync(store.data_mut(), &fd)
+        },
+    )?;
+    types.func_wrap(
+        "[method]descriptor.open-at",
+        |mut store: StoreContextMut<'_, HostState>,
+         (fd, path_flags, path, open_flags, flags): (
+            Resource<Descriptor>,
+            PathFlags,
+            String,
+            OpenFlags,
+            DescriptorFlags,
+        )| open_at(store.data_mut(), fd, path_flags, path, open_flags, flags),
+    )?;
+    types.func_wrap(
+        "[method]descriptor.unlink-file-at",
+        |mut store: StoreContextMut<'_, HostState>, (fd, path): (Resource<Descriptor>, String)| {
+            unlink_file_at(store.data_mut(), fd, path)
+        },
+    )?;
+    types.func_wrap(
+        "[method]descriptor.set-size",
+        |mut store: StoreContextMut<'_, HostState>, (fd, size): (Resource<Descriptor>, u64)| {
+            set_size(store.data_mut(), fd, size)
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// A WASI error code for the guest, or a trap for anything else.
+fn code<T>(result: Result<T, FsError>) -> Call<T> {
+    match result {
+        Ok(value) => Ok((Ok(value),)),
+        Err(e) => Ok((Err(e.downcast()?.into()),)),
+    }
+}
+
+/// The name of the file `fd` refers to: remembered from `open-at`, else found by inode.
+fn name_of(state: &mut HostState, fd: &Resource<Descriptor>) -> String {
+    if let Some(name) = state.opened.get(&fd.rep()) {
+        return name.clone();
+    }
+    match state.table().get(fd) {
+        Ok(Descriptor::File(file)) => {
+            let file = file.file.clone();
+            state.image.name_of(&file)
+        }
+        _ => String::new(),
+    }
+}
+
+fn sync(state: &mut HostState, fd: &Resource<Descriptor>) -> Call<()> {
+    let Ok(descriptor) = state.table().get(fd) else {
+        return Ok((Err(ErrorCode::BadDescriptor),));
+    };
+    match descriptor {
+        Descriptor::File(file) => {
+            let file = file.file.clone();
+            let name = name_of(state, fd);
+            state.cutter.pass(Point::BeforeSync, &name)?;
+            if state.real_sync && file.sync_data().is_err() {
+                return Ok((Err(ErrorCode::Io),));
+            }
+            state.image.file_synced(&name);
+            state.cutter.pass(Point::AfterSync, &name)?;
+        }
+        Descriptor::Dir(_) => {
+            state.cutter.pass(Point::BeforeDirSync, "")?;
+            // The descriptor's own handle may be an `O_PATH` one, which cannot be synced
+            // (wasmtime reopens it for the same reason). The guest has one directory, the
+            // image's.
+            if state.real_sync
+                && File::open(&state.image.dir)
+                    .and_then(|dir| dir.sync_all())
+                    .is_err()
+            {
+                return Ok((Err(ErrorCode::Io),));
+            }
+            state.image.dir_synced();
+            state.cutter.pass(Point::AfterDirSync, "")?;
+        }
+    }
+    Ok((Ok(()),))
+}
+
+fn open_at(
+    state: &mut HostState,
+    fd: Resource<Descriptor>,
+    path_flags: PathFlags,
+    path: String,
+    open_flags: OpenFlags,
+    flags: DescriptorFlags,
+) -> Call<Resource<Descriptor>> {
+    // The guest works in the preopened directory itself; a path with a separator is not one
+    // of its files.
+    let tracked = !path.contains('/');
+    let existed = state.image.dir.join(&path).exists();
+    let opened = state
+        .filesystem()
+        .open_at(fd, path_flags, path.clone(), open_flags, flags);
+    let created = opened.is_ok() && open_flags.contains(OpenFlags::CREATE) && !existed;
+    if let (Ok(new), true) = (&opened, tracked) {
+        state.opened.insert(new.rep(), path.clone());
+    }
+    if created && tracked {
+        state.image.created(&path);
+        if let Err(cut) = state.cutter.pass(Point::AfterCreate, &path) {
+            // Close the new descriptor before the trap; the file stays.
+            if let Ok(new) = opened {
+                let _ = state.table().delete(new);
+            }
+            return Err(cut);
+        }
+    }
+    code(opened)
+}
+
+fn unlink_file_at(state: &mut HostState, fd: Resource<Descriptor>, path: String) -> Call<()> {
+    let removed = state.filesystem().unlink_file_at(fd, path.clone());
+    if removed.is_ok() && !path.contains('/') {
+        state.cutter.pass(Point::AfterRemove, &path)?;
+    }
+    code(removed)
+}
+
+fn set_size(state: &mut HostState, fd: Resource<Descriptor>, size: u64) -> Call<()> {
+    let name = name_of(state, &fd);
+    let resized = state.filesystem().set_size(fd, size);
+    if resized.is_ok() && !name.is_empty() {
+        state.image.resized(&name, size);
+        state.cutter.pass(Point::AfterTruncate, &name)?;
+    }
+    code(resized)
+}
