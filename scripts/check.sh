@@ -67,6 +67,13 @@ grep -E "crash states explored|violations +[0-9]+ |kill points:" "$log" | sort -
 passed=$(grep -oE "test result: ok\. [0-9]+ passed" "$log" | awk '{s+=$4} END {print s+0}')
 failed=$(grep -oE "; [0-9]+ failed" "$log" | awk '{s+=$2} END {print s+0}')
 
+step "mutation testing of core's durability decisions (cargo-mutants, at least 90% caught)"
+# Core's unit tests against every mutant of recovery, format, the log state machine, the reader
+# and cursor, checksums and config; installs cargo-mutants under target/tools. See
+# docs/TESTING.md, "Mutation testing".
+bash scripts/mutants.sh
+mutation=$(grep -E "^mutation score" target/mutants/score.txt || true)
+
 if [ -x fuzz/smoke.sh ]; then
   step "fuzz smoke (nightly, cargo-fuzz)"
   bash fuzz/smoke.sh
@@ -79,3 +86,4 @@ fi
 
 step "all checks passed in $((SECONDS - started)) s"
 echo "tests: $passed passed, $failed failed"
+echo "$mutation"

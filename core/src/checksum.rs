@@ -254,4 +254,21 @@ mod tests {
         }
         assert_eq!(ChecksumAlgorithm::from_id(0), None);
     }
+
+    #[test]
+    fn ids_and_names_are_the_documented_ones() {
+        // FORMAT.md: checksum_alg 1 CRC-32C, 2 CRC-32 (IEEE), 3 CRC-64 (NVME). The names are
+        // what inspection and the CLI print.
+        for (alg, id, name) in [
+            (ChecksumAlgorithm::Crc32c, 1, "CRC-32C"),
+            (ChecksumAlgorithm::Crc32, 2, "CRC-32"),
+            (ChecksumAlgorithm::Crc64, 3, "CRC-64/NVME"),
+        ] {
+            assert_eq!((alg.id(), alg.name()), (id, name));
+        }
+        assert_eq!(ChecksumAlgorithm::default(), ChecksumAlgorithm::Crc32c);
+        for id in 4..=255 {
+            assert_eq!(ChecksumAlgorithm::from_id(id), None);
+        }
+    }
 }

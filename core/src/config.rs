@@ -327,4 +327,65 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn every_limit_is_inclusive() {
+        // The smallest segment holds a header and one empty record, and is accepted.
+        assert_eq!(MIN_SEGMENT_SIZE, 96);
+        let c = Config::default();
+        assert_eq!(c.with_segment_size(96).validate(), Ok(()));
+        assert_eq!(
+            c.with_segment_size(95).validate(),
+            Err(ConfigError::SegmentTooSmall { min: 96 })
+        );
+        let c = c.with_max_batch_size(u64::from(MAX_RECORD_SIZE_LIMIT));
+        assert_eq!(
+            c.with_max_record_size(MAX_RECORD_SIZE_LIMIT).validate(),
+            Ok(())
+        );
+        assert_eq!(
+            c.with_max_record_size(MAX_RECORD_SIZE_LIMIT + 1).validate(),
+            Err(ConfigError::RecordSizeLimit { max: 1 << 30 })
+        );
+        assert_eq!(c.with_max_record_size(1).validate(), Ok(()));
+        // A batch limit equal to the record limit admits a batch of one largest record.
+        let c = Config::default().with_max_record_size(1000);
+        assert_eq!(c.with_max_batch_size(1000).validate(), Ok(()));
+        assert_eq!(
+            c.with_max_batch_size(999).validate(),
+            Err(ConfigError::BatchSmallerThanRecord)
+        );
+        for policy in [SyncPolicy::EveryRecords(1), SyncPolicy::EveryBytes(1)] {
+            assert_eq!(c.with_sync_policy(policy).validate(), Ok(()));
+        }
+        assert_eq!(
+            c.with_sync_policy(SyncPolicy::EveryBytes(0)).validate(),
+            Err(ConfigError::ZeroSyncInterval)
+        );
+    }
+
+    #[test]
+    fn errors_say_what_to_change() {
+        use std::string::ToString;
+        for (e, says) in [
+            (
+                ConfigError::SegmentTooSmall { min: 96 },
+                "segment_size must be at least 96 bytes",
+            ),
+            (
+                ConfigError::RecordSizeLimit { max: 1 << 30 },
+                "max_record_size must be between 1 and 1073741824 bytes",
+            ),
+            (
+                ConfigError::BatchSmallerThanRecord,
+                "max_batch_size must be at least max_record_size",
+            ),
+            (
+                ConfigError::ZeroSyncInterval,
+                "a sync interval of zero is not allowed",
+            ),
+        ] {
+            assert_eq!(e.to_string(), says);
+        }
+    }
 }

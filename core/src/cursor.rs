@@ -412,7 +412,9 @@ impl RecordCursor {
                 }
                 self.next = h.lsn.next();
             }
-            RecordKind::Last if self.framing => {
+            // A last record completes its batch. (Without framing no batch is open, and it
+            // completes only itself.)
+            RecordKind::Last => {
                 let records = self.batch.take().map_or(1, |b| b.records + 1);
                 self.next = h.lsn.next();
                 self.complete = Complete {
@@ -422,7 +424,7 @@ impl RecordCursor {
                 };
             }
             // Without framing every record counts as complete once read.
-            RecordKind::First | RecordKind::Middle | RecordKind::Last => {
+            RecordKind::First | RecordKind::Middle => {
                 self.next = h.lsn.next();
                 self.complete = Complete {
                     end,
@@ -582,5 +584,247 @@ mod tests {
         v1.offset = SEGMENT_HEADER_LEN as u64;
         let meta = record(2, RecordKind::Meta, &Meta::Seal { successor: 9 }.encode());
         assert_eq!(v1.header(&meta), Err(Fault::BadMeta));
+    }
+
+    /// A cursor with `bytes` placed after a segment header (end = all of them).
+    fn over(bytes: &[u8]) -> (Vec<u8>, SegmentKeys) {
+        let mut v = std::vec![0u8; SEGMENT_HEADER_LEN];
+        v.extend_from_slice(bytes);
+        let k = keys(v.len() as u64);
+        (v, k)
+    }
+
+    #[test]
+    fn every_fault_reads_differently() {
+        use std::string::ToString;
+        let all = [
+            Fault::PartialHeader,
+            Fault::HeaderChecksum,
+            Fault::UnknownKind,
+            Fault::ReservedBits,
+            Fault::ZeroAckGap,
+            Fault::UnexpectedLsn { found: Lsn(3) },
+            Fault::TooLong { length: 9 },
+            Fault::ImpossibleLength,
+            Fault::PastEnd,
+            Fault::PayloadChecksum,
+            Fault::BatchFraming,
+            Fault::IncompleteBatch,
+            Fault::BadMeta,
+            Fault::AfterSeal,
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for f in all {
+            assert_eq!(f.to_string(), f.describe());
+            assert!(f.describe().len() > 8, "{f:?}");
+            assert!(seen.insert(f.describe()), "{f:?} reads like another fault");
+        }
+        assert_eq!(
+            Fault::PayloadChecksum.to_string(),
+            "payload checksum mismatch"
+        );
+        assert_eq!(Fault::from(RecordProblem::Short), Fault::PartialHeader);
+        for (p, f) in [
+            (RecordProblem::BadChecksum, Fault::HeaderChecksum),
+            (RecordProblem::UnknownKind, Fault::UnknownKind),
+            (RecordProblem::ReservedBits, Fault::ReservedBits),
+            (RecordProblem::ZeroAckGap, Fault::ZeroAckGap),
+        ] {
+            assert_eq!(Fault::from(p), f);
+        }
+    }
+
+    #[test]
+    fn the_length_limits_are_inclusive() {
+        // Exactly max_record bytes is a valid record; one more is TooLong (not damage).
+        let (bytes, k) = over(&record(1, RecordKind::Single, &[7; 100]));
+        let c = RecordCursor::new(k, Lsn(1));
+        let at = c.header(&bytes[SEGMENT_HEADER_LEN..]).unwrap();
+        assert_eq!((at.header.length, at.end()), (100, k.end));
+        let (bytes, k) = over(&record(1, RecordKind::Single, &[7; 101]));
+        let c = RecordCursor::new(k, Lsn(1));
+        assert_eq!(
+            c.header(&bytes[SEGMENT_HEADER_LEN..]),
+            Err(Fault::TooLong { length: 101 })
+        );
+        // The hard limit: a header claiming exactly MAX_RECORD_SIZE_LIMIT is a record a log
+        // with the largest limit wrote; one byte more no writer produced.
+        let limit = SegmentKeys {
+            max_record: MAX_RECORD_SIZE_LIMIT,
+            end: u64::MAX,
+            ..keys(0)
+        };
+        for (length, expected) in [
+            (MAX_RECORD_SIZE_LIMIT, None),
+            (MAX_RECORD_SIZE_LIMIT + 1, Some(Fault::ImpossibleLength)),
+        ] {
+            let h = RecordHeader {
+                length,
+                lsn: Lsn(1),
+                payload_crc: 0,
+                kind: RecordKind::Single,
+                ack_gap: 1,
+            }
+            .encode(ChecksumAlgorithm::Crc32c, SALT);
+            let got = RecordCursor::new(limit, Lsn(1)).header(&h);
+            assert_eq!(got.err(), expected, "length {length}");
+        }
+        // A record ending exactly at the end of the data fits; one byte short is past it.
+        let one = record(1, RecordKind::Single, b"abc");
+        let (bytes, k) = over(&one);
+        let short = SegmentKeys {
+            end: k.end - 1,
+            ..k
+        };
+        let body = &bytes[SEGMENT_HEADER_LEN..];
+        assert!(RecordCursor::new(k, Lsn(1)).header(body).is_ok());
+        assert_eq!(
+            RecordCursor::new(short, Lsn(1)).header(body),
+            Err(Fault::PastEnd)
+        );
+        // Fewer bytes than a header before the end: partial, however many bytes follow.
+        let tiny = SegmentKeys {
+            end: SEGMENT_HEADER_LEN as u64 + 31,
+            ..k
+        };
+        assert_eq!(
+            RecordCursor::new(tiny, Lsn(1)).header(body),
+            Err(Fault::PartialHeader)
+        );
+    }
+
+    #[test]
+    fn metadata_records_are_checked_before_they_are_read() {
+        let seal = Meta::Seal { successor: 9 }.encode();
+        // Inside a batch, or of the wrong length, the header alone is refused.
+        let mut body = record(1, RecordKind::First, b"x");
+        body.extend(record(2, RecordKind::Meta, &seal));
+        let (bytes, k) = over(&body);
+        let mut c = RecordCursor::new(k, Lsn(1));
+        let first = c.header(&bytes[c.offset() as usize..]).unwrap();
+        c.accept(&first, None).unwrap();
+        assert_eq!(c.header(&bytes[c.offset() as usize..]), Err(Fault::BadMeta));
+        let (bytes, k) = over(&record(1, RecordKind::Meta, &[0; 17]));
+        let c = RecordCursor::new(k, Lsn(1));
+        assert_eq!(c.header(&bytes[SEGMENT_HEADER_LEN..]), Err(Fault::BadMeta));
+        // A well-formed seal is accepted and named; skipped unread (`None`) it says nothing.
+        let (bytes, k) = over(&record(1, RecordKind::Meta, &seal));
+        let mut c = RecordCursor::new(k, Lsn(1));
+        let at = c.header(&bytes[SEGMENT_HEADER_LEN..]).unwrap();
+        let mut skipped = c;
+        assert_eq!(skipped.accept(&at, None), Ok(None));
+        assert_eq!((skipped.seal(), skipped.offset()), (None, k.end));
+        let payload = &bytes[at.payload_offset() as usize..];
+        assert_eq!(
+            c.accept(&at, Some(payload)),
+            Ok(Some(Meta::Seal { successor: 9 }))
+        );
+        assert_eq!(c.complete().end, k.end);
+        assert_eq!(c.complete().records, 0);
+        // Readers step over it.
+        let mut r = RecordCursor::new(k, Lsn(1));
+        assert_eq!(r.data_header(&bytes[SEGMENT_HEADER_LEN..]), Ok(None));
+        assert!(r.at_end());
+        let (bytes, k) = over(&record(1, RecordKind::Single, b"d"));
+        let mut r = RecordCursor::new(k, Lsn(1));
+        let at = r
+            .data_header(&bytes[SEGMENT_HEADER_LEN..])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (at.header.lsn, r.offset()),
+            (Lsn(1), SEGMENT_HEADER_LEN as u64)
+        );
+    }
+
+    #[test]
+    fn batches_count_every_record_once_complete() {
+        let mut body = record(1, RecordKind::First, b"a");
+        body.extend(record(2, RecordKind::Middle, b"b"));
+        body.extend(record(3, RecordKind::Middle, b"c"));
+        body.extend(record(4, RecordKind::Last, b"d"));
+        body.extend(record(5, RecordKind::Single, b"e"));
+        let (c, fault) = walk(&body, 1);
+        assert_eq!(fault, None);
+        assert_eq!((c.complete().records, c.complete().last_lsn), (5, Lsn(5)));
+        // Cut after the second middle record: nothing of the batch is complete.
+        let (c, fault) = walk(&body[..3 * 33], 1);
+        assert_eq!(fault, Some(Fault::IncompleteBatch));
+        assert_eq!(
+            c.complete(),
+            Complete {
+                end: SEGMENT_HEADER_LEN as u64,
+                last_lsn: Lsn(0),
+                records: 0
+            }
+        );
+        assert_eq!(c.open_batch(), Some((SEGMENT_HEADER_LEN as u64, Lsn(1))));
+        assert_eq!(c.next_lsn(), Lsn(4));
+        // A middle record with no batch open is framing damage.
+        assert_eq!(
+            walk(&record(1, RecordKind::Middle, b"x"), 1).1,
+            Some(Fault::BatchFraming)
+        );
+        let mut twice = record(1, RecordKind::First, b"x");
+        twice.extend(record(2, RecordKind::First, b"y"));
+        assert_eq!(walk(&twice, 1).1, Some(Fault::BatchFraming));
+    }
+
+    #[test]
+    fn a_resumed_cursor_reads_any_record_and_counts_each_as_complete() {
+        // Placed inside a batch (a reader resuming, an orphan probe): framing is unknown, so
+        // a middle or last record is valid here, and each record read is a complete unit.
+        let mut body = record(1, RecordKind::First, b"a");
+        body.extend(record(2, RecordKind::Middle, b"b"));
+        body.extend(record(3, RecordKind::Last, b"c"));
+        let (bytes, k) = over(&body);
+        for (start, lsn) in [(0usize, 1u64), (33, 2), (66, 3)] {
+            let offset = (SEGMENT_HEADER_LEN + start) as u64;
+            let mut c = RecordCursor::resume(k, offset, Lsn(lsn));
+            assert_eq!(c.offset(), offset);
+            assert_eq!(
+                c.complete(),
+                Complete {
+                    end: offset,
+                    last_lsn: Lsn(lsn - 1),
+                    records: 0
+                }
+            );
+            let mut n = 0;
+            while !c.at_end() {
+                let at = c.header(&bytes[c.offset() as usize..]).unwrap();
+                c.accept(&at, None).unwrap();
+                n += 1;
+                assert_eq!(c.complete().records, n);
+                assert_eq!(c.complete().last_lsn, at.header.lsn);
+                assert_eq!(c.complete().end, at.end());
+                assert_eq!(c.open_batch(), None);
+            }
+            assert_eq!((n, c.next_lsn()), (4 - lsn, Lsn(4)));
+            assert_eq!(c.end_fault(), None);
+        }
+    }
+
+    #[test]
+    fn a_cursor_follows_a_growing_log() {
+        let mut body = record(1, RecordKind::Single, b"a");
+        body.extend(record(2, RecordKind::Single, b"b"));
+        let (bytes, k) = over(&body);
+        let first_end = SEGMENT_HEADER_LEN as u64 + 33;
+        let mut c = RecordCursor::new(
+            SegmentKeys {
+                end: first_end,
+                ..k
+            },
+            Lsn(1),
+        );
+        let at = c.header(&bytes[SEGMENT_HEADER_LEN..]).unwrap();
+        c.accept(&at, None).unwrap();
+        assert!(c.at_end());
+        c.set_end(k.end);
+        assert_eq!(c.keys().end, k.end);
+        assert!(!c.at_end());
+        let at = c.header(&bytes[c.offset() as usize..]).unwrap();
+        assert_eq!(at.header.lsn, Lsn(2));
     }
 }

@@ -101,9 +101,11 @@ impl<'w, S: Storage, const N: usize> Reader<'w, S, N> {
                 return Ok(None);
             }
             let segs = &self.wal.segments;
-            while self.cursor.at_end() && self.segment + 1 < segs.len() {
+            while self.cursor.at_end() {
+                let Some(&seg) = segs.get(self.segment + 1) else {
+                    break;
+                };
                 self.segment += 1;
-                let seg = segs[self.segment];
                 self.cursor = RecordCursor::resume(
                     seg.keys(u32::MAX),
                     SEGMENT_HEADER_LEN as u64,

@@ -489,12 +489,14 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         };
         // Seals first: a segment left newest must not name a successor that is gone (a crash
         // in between would read as a removed segment). A sealed segment without a seal is
-        // what a crash during rotation leaves, so every intermediate state is legal.
-        for j in (k..self.segments.len() - 1).rev() {
+        // what a crash during rotation leaves, so every intermediate state is legal. (The
+        // newest segment has no seal.)
+        for j in (k..self.segments.len()).rev() {
             if self.segments[j].sealed {
                 let SegmentInfo { id, end, .. } = self.segments[j];
                 self.guarded(Op::Truncate, Some(id), |s| s.truncate(id, end))?;
                 self.guarded(Op::Sync, Some(id), |s| s.sync(id))?;
+                self.counters.bytes_truncated += (RECORD_HEADER_LEN + META_LEN) as u64;
                 self.segments[j].sealed = false;
             }
         }

@@ -1,5 +1,6 @@
 use super::*;
 use proptest::prelude::*;
+use std::vec::Vec;
 
 const DOC: &str = include_str!("../../../docs/FORMAT.md");
 
@@ -240,4 +241,257 @@ fn a_header_naming_an_algorithm_not_built_in_is_refused_not_misread() {
             assert!(matches!(got, Err(HeaderProblem::Impossible(_))), "{got:?}");
         }
     }
+}
+
+/// Re-seals a header whose bytes were edited, so only the edited field is wrong.
+fn reseal(b: &mut [u8; SEGMENT_HEADER_LEN]) {
+    let crc = crc32c(&b[..seg::HEADER_CRC]);
+    b[seg::HEADER_CRC..].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[test]
+fn a_version_1_header_has_no_first_segment_and_keeps_those_bytes_zero() {
+    let mut b = header().encode();
+    b[seg::VERSION..seg::VERSION + 2].copy_from_slice(&1u16.to_le_bytes());
+    b[seg::FIRST_SEGMENT..seg::FIRST_SEGMENT + 8].fill(0);
+    reseal(&mut b);
+    let h = SegmentHeader::decode(&b).unwrap();
+    assert_eq!((h.version, h.first_segment), (1, None));
+    // In version 1 those bytes were reserved: anything there is an impossible header.
+    b[seg::FIRST_SEGMENT] = 3;
+    reseal(&mut b);
+    assert_eq!(
+        SegmentHeader::decode(&b),
+        Err(HeaderProblem::Impossible("reserved bytes not zero"))
+    );
+    // Version 2 reads the field, zero included (segment 0 is a log's first).
+    let mut h = header();
+    h.first_segment = Some(0);
+    assert_eq!(
+        SegmentHeader::decode(&h.encode()).unwrap().first_segment,
+        Some(0)
+    );
+}
+
+#[test]
+fn each_impossible_header_field_is_named() {
+    let edits: [(usize, u8, &str); 5] = [
+        (seg::CHECKSUM_ALG, 9, "unknown checksum algorithm"),
+        (seg::FLAGS, 1, "unknown flags"),
+        (seg::HEADER_LEN, 65, "header length"),
+        (seg::RESERVED + 3, 1, "reserved bytes not zero"),
+        (seg::VERSION, 0, "version 0"),
+    ];
+    for (at, value, why) in edits {
+        let mut b = header().encode();
+        b[at] = value;
+        if at == seg::VERSION {
+            b[at + 1] = 0;
+        }
+        reseal(&mut b);
+        assert_eq!(
+            SegmentHeader::decode(&b),
+            Err(HeaderProblem::Impossible(why))
+        );
+    }
+    let mut h = header();
+    h.first_lsn = Lsn(u64::MAX);
+    assert_eq!(
+        SegmentHeader::decode(&h.encode()),
+        Err(HeaderProblem::Impossible("first LSN out of range"))
+    );
+    // The newest version this code reads is its own, and it writes exactly the 64 documented
+    // bytes with zero flags, the header length and every field where FORMAT.md puts it.
+    let b = header().encode();
+    assert_eq!(b[seg::FLAGS], 0);
+    assert_eq!(
+        &b[seg::HEADER_LEN..seg::HEADER_LEN + 4],
+        &64u32.to_le_bytes()
+    );
+    assert_eq!(&b[seg::SALT..seg::SALT + 8], &0xdead_beef_u64.to_le_bytes());
+    assert_eq!(
+        &b[seg::FIRST_SEGMENT..seg::FIRST_SEGMENT + 8],
+        &3u64.to_le_bytes()
+    );
+    let mut h = header();
+    h.version = FORMAT_VERSION;
+    assert!(SegmentHeader::decode(&h.encode()).is_ok());
+    h.version = FORMAT_VERSION + 1;
+    assert_eq!(
+        SegmentHeader::decode(&h.encode()),
+        Err(HeaderProblem::NewerVersion(FORMAT_VERSION + 1))
+    );
+}
+
+/// A record header with a valid checksum over whatever its bytes say.
+fn resealed_record(mut b: [u8; RECORD_HEADER_LEN], salt: u64) -> [u8; RECORD_HEADER_LEN] {
+    let crc = ChecksumAlgorithm::Crc32c.of_salted(salt, &b[rec::LENGTH..]) as u32;
+    b[rec::HEADER_CRC..rec::LENGTH].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+#[test]
+fn record_flags_and_reserved_bits_are_each_refused_alone() {
+    let h = RecordHeader {
+        length: 5,
+        lsn: Lsn(3),
+        payload_crc: 9,
+        kind: RecordKind::Single,
+        ack_gap: 1,
+    };
+    let alg = ChecksumAlgorithm::Crc32c;
+    let good = h.encode(alg, 77);
+    for (at, bit) in [
+        (rec::FLAGS, 0x01),
+        (rec::FLAGS, 0x80),
+        (rec::RESERVED, 0x01),
+        (rec::RESERVED + 1, 0x80),
+    ] {
+        let mut b = good;
+        b[at] |= bit;
+        let b = resealed_record(b, 77);
+        assert_eq!(
+            RecordHeader::decode(&b, alg, 77),
+            Err(RecordProblem::ReservedBits),
+            "byte {at} bit {bit:#x}"
+        );
+    }
+    for (at, value, problem) in [
+        (rec::KIND, 0, RecordProblem::UnknownKind),
+        (rec::KIND, 6, RecordProblem::UnknownKind),
+        (rec::ACK_GAP, 0, RecordProblem::ZeroAckGap),
+    ] {
+        let mut b = good;
+        b[at] = value;
+        assert_eq!(
+            RecordHeader::decode(&resealed_record(b, 77), alg, 77),
+            Err(problem)
+        );
+    }
+    assert_eq!(
+        RecordHeader::decode(&good[..31], alg, 77),
+        Err(RecordProblem::Short)
+    );
+}
+
+#[test]
+fn ack_gap_says_what_a_record_proves() {
+    let at = |lsn, gap| RecordHeader {
+        length: 0,
+        lsn: Lsn(lsn),
+        payload_crc: 0,
+        kind: RecordKind::Single,
+        ack_gap: gap,
+    };
+    assert_eq!(at(10, 3).proves_durable(), Lsn(7));
+    assert_eq!(at(10, u32::MAX).proves_durable(), Lsn(0));
+    assert_eq!(RecordHeader::ack_gap_for(Lsn(10), Lsn(7)), 3);
+    assert_eq!(RecordHeader::ack_gap_for(Lsn(1), Lsn(0)), 1);
+    assert_eq!(RecordHeader::ack_gap_for(Lsn(u64::MAX), Lsn(0)), u32::MAX);
+    assert_eq!(RecordHeader::ack_gap_for(Lsn(1 << 32), Lsn(1)), u32::MAX);
+    assert_eq!(
+        RecordHeader::ack_gap_for(Lsn((1 << 32) + 1), Lsn(2)),
+        u32::MAX
+    );
+}
+
+#[test]
+fn record_kinds_are_the_documented_bytes() {
+    for (kind, byte) in [
+        (RecordKind::Single, 1),
+        (RecordKind::First, 2),
+        (RecordKind::Middle, 3),
+        (RecordKind::Last, 4),
+        (RecordKind::Meta, 5),
+    ] {
+        assert_eq!(kind.to_byte(), byte);
+        assert_eq!(RecordKind::from_byte(byte), Some(kind));
+    }
+    assert_eq!(RecordKind::from_byte(0), None);
+    assert_eq!(RecordKind::from_byte(6), None);
+    assert_eq!(RecordKind::in_batch(0, 2), RecordKind::First);
+    assert_eq!(RecordKind::in_batch(1, 2), RecordKind::Last);
+    assert_eq!(RecordKind::in_batch(2, 5), RecordKind::Middle);
+    assert_eq!(RecordKind::in_batch(3, 5), RecordKind::Middle);
+    assert_eq!(RecordKind::in_batch(4, 5), RecordKind::Last);
+}
+
+#[test]
+fn metadata_payloads_are_the_documented_bytes() {
+    let seal = Meta::Seal { successor: 0x0102 }.encode();
+    assert_eq!(seal[meta::TYPE], 1);
+    assert_eq!(&seal[meta::VALUE..], &0x0102u64.to_le_bytes());
+    assert!(seal[meta::RESERVED..meta::VALUE].iter().all(|&b| b == 0));
+    let start = Meta::Start { first_segment: 7 }.encode();
+    assert_eq!(start[meta::TYPE], 2);
+    assert_eq!(Meta::decode(&seal), Some(Meta::Seal { successor: 0x0102 }));
+    assert_eq!(Meta::decode(&start), Some(Meta::Start { first_segment: 7 }));
+    for at in meta::RESERVED..meta::VALUE {
+        let mut b = seal;
+        b[at] = 1;
+        assert_eq!(Meta::decode(&b), None, "reserved byte {at}");
+    }
+    let mut b = seal;
+    b[meta::TYPE] = 3;
+    assert_eq!(Meta::decode(&b), None);
+    assert_eq!(Meta::decode(&seal[..15]), None);
+}
+
+const LOG: u64 = 0x0123_4567_89ab_cdef;
+
+/// A start record built field by field from FORMAT.md ("Start slots"), not with `encode_start`.
+fn documented_start(log_id: u64, generation: u64, kind: u8, length: u32, value: u64) -> Vec<u8> {
+    let salt = log_id ^ 0x5354_4152_5453_4c54;
+    let alg = ChecksumAlgorithm::Crc32c;
+    let mut payload = [0u8; 16];
+    payload[0] = 2;
+    payload[8..].copy_from_slice(&value.to_le_bytes());
+    let mut h = [0u8; RECORD_HEADER_LEN];
+    h[4..8].copy_from_slice(&length.to_le_bytes());
+    h[8..16].copy_from_slice(&generation.to_le_bytes());
+    h[16..24].copy_from_slice(&alg.of_salted(salt, &payload).to_le_bytes());
+    h[24] = kind;
+    h[28..32].copy_from_slice(&1u32.to_le_bytes());
+    let crc = alg.of_salted(salt, &h[4..]) as u32;
+    h[..4].copy_from_slice(&crc.to_le_bytes());
+    let mut out = h.to_vec();
+    out.extend_from_slice(&payload);
+    out
+}
+
+#[test]
+fn start_records_are_the_documented_bytes_and_only_their_log_reads_them() {
+    assert_eq!(START_SLOTS, [u64::MAX - 1, u64::MAX]);
+    assert_eq!(START_RECORD_LEN, 48);
+    assert!(is_start_slot(u64::MAX - 1) && is_start_slot(u64::MAX));
+    assert!(!is_start_slot(u64::MAX - 2) && !is_start_slot(0));
+    let b = encode_start(LOG, 5, 9);
+    assert_eq!(&b[..], &documented_start(LOG, 5, 5, 16, 9)[..]);
+    assert_eq!(decode_start(&b, LOG), Some((5, 9)));
+    // Another log's slots never validate: the salt is the log id, every bit of it.
+    for other in [0, !LOG, LOG ^ 1, LOG ^ (1 << 63), 0x5354_4152_5453_4c54] {
+        assert_eq!(decode_start(&b, other), None, "log {other:#x}");
+        assert_eq!(decode_start(&encode_start(other, 5, 9), LOG), None);
+    }
+    assert_eq!(decode_start(&b[..47], LOG), None);
+}
+
+#[test]
+fn start_records_with_one_wrong_field_are_ignored() {
+    let ok = documented_start(LOG, 3, 5, 16, 4);
+    assert_eq!(decode_start(&ok, LOG), Some((3, 4)));
+    // Each with a valid header checksum: the kind, the length, the generation, the payload's
+    // checksum, the payload's type and the segment it names are each checked on their own.
+    assert_eq!(decode_start(&documented_start(LOG, 3, 1, 16, 4), LOG), None);
+    assert_eq!(decode_start(&documented_start(LOG, 3, 5, 15, 4), LOG), None);
+    assert_eq!(decode_start(&documented_start(LOG, 0, 5, 16, 4), LOG), None);
+    let mut bad_payload = ok.clone();
+    bad_payload[RECORD_HEADER_LEN + 9] ^= 1;
+    assert_eq!(decode_start(&bad_payload, LOG), None);
+    for slot in START_SLOTS {
+        let names_a_slot = documented_start(LOG, 3, 5, 16, slot);
+        assert_eq!(decode_start(&names_a_slot, LOG), None);
+    }
+    let last_segment = documented_start(LOG, 3, 5, 16, u64::MAX - 2);
+    assert_eq!(decode_start(&last_segment, LOG), Some((3, u64::MAX - 2)));
 }

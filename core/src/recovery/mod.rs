@@ -239,8 +239,9 @@ impl<S: Storage, const N: usize> Wal<S, N> {
                     info.sealed = false;
                     report.records += seg.records;
                     let _ = self.segments.push(info);
-                    let beyond = self.highest_lsn(&ids[i + 1..], scratch)?;
-                    let dropped = self.drop_from(&ids[i + 1..])?;
+                    let later = &ids[i + 1..];
+                    let beyond = self.highest_lsn(later, scratch)?;
+                    let dropped = self.drop_from(later)?;
                     report.salvage = Some(SalvageLoss {
                         case,
                         segment,

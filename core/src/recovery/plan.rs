@@ -301,7 +301,7 @@ impl<'a, S: Storage> Planner<'a, S> {
     /// far as a durable header (nothing is written after the header before it is synced).
     fn unfinished(&mut self, l: &Listed) -> Result<bool, IoFailure<S::Error>> {
         let mut win = Window::new(self.scratch, l.id);
-        scan::all_zero(self.storage, &mut win, SEGMENT_HEADER_LEN as u64, l.len)
+        scan::zeros_to_end(self.storage, &mut win, SEGMENT_HEADER_LEN as u64)
     }
 
     /// Plans the log: calls `each` with every segment, oldest first, until it returns `false`
@@ -446,12 +446,11 @@ impl<'a, S: Storage> Planner<'a, S> {
                 alive = self.decide(&mut out, &seg, scanned, header, prev_last, here);
             }
             // The next segment must continue this one. After a damaged segment where it ends
-            // is not known, so the next segment's first LSN is taken as it is.
+            // is not known, so the next segment's first LSN is taken as it is. (A header is
+            // rewritten only in the newest segment: nothing follows it.)
             prev_last = match scanned {
                 Some(s) if seg.case == Case::Clean => Some(s.last_lsn),
-                Some(_) => None,
-                None if seg.action == Action::RewriteHeader => Some(first_here.prev()),
-                None => None,
+                _ => None,
             };
             if !each(&seg, &out) {
                 break;

@@ -122,17 +122,16 @@ fn payload_matches<S: Storage>(
     Ok(cursor.payload_matches(at, sum))
 }
 
-/// Whether every byte in `[from, to)` is zero.
-pub(crate) fn all_zero<S: Storage>(
+/// Whether every byte from `from` to the end of the segment is zero (preallocated space, or a
+/// creation whose header never arrived).
+pub(crate) fn zeros_to_end<S: Storage>(
     st: &S,
     win: &mut Window<'_>,
     from: u64,
-    to: u64,
 ) -> Result<bool, IoFailure<S::Error>> {
     let mut pos = from;
-    while pos < to {
-        let n = ((to - pos) as usize).min(win.capacity());
-        let bytes = win.get(st, pos, n)?;
+    loop {
+        let bytes = win.get(st, pos, win.capacity())?;
         if bytes.is_empty() {
             return Ok(true);
         }
@@ -141,7 +140,6 @@ pub(crate) fn all_zero<S: Storage>(
         }
         pos += bytes.len() as u64;
     }
-    Ok(true)
 }
 
 /// Scans a segment's records from the first one (just after the segment header), expecting
@@ -177,7 +175,7 @@ pub(crate) fn scan_records<S: Storage>(
     };
     // Stopped. A clean end is nothing but zeros after the last complete record.
     let at = cursor.offset();
-    if cursor.open_batch().is_none() && all_zero(st, win, at, keys.end)? {
+    if cursor.open_batch().is_none() && zeros_to_end(st, win, at)? {
         return Ok(scan);
     }
     let (offset, lsn) = cursor.open_batch().unwrap_or((at, cursor.next_lsn()));
@@ -217,11 +215,13 @@ pub(crate) fn find_orphans<S: Storage>(
     bad: &Invalid,
 ) -> Result<Orphans, IoFailure<S::Error>> {
     let mut found = Orphans::default();
+    // Every LSN from the damaged one on takes at least a record header's bytes, so nothing in
+    // the rest of the segment can be more than this many LSNs later.
     let span = keys.end.saturating_sub(bad.offset);
     let max_lsn = bad
         .lsn
         .0
-        .saturating_add(span / RECORD_HEADER_LEN as u64 + 1);
+        .saturating_add(span.div_ceil(RECORD_HEADER_LEN as u64));
     let mut at = bad.offset + 1;
     while at + RECORD_HEADER_LEN as u64 <= keys.end {
         let bytes = win.get(st, at, RECORD_HEADER_LEN)?;

@@ -355,6 +355,15 @@ mod tests {
     }
 
     #[test]
+    fn a_case_displays_as_its_name_in_the_table() {
+        use std::string::ToString;
+        for case in Case::ALL {
+            assert_eq!(case.to_string(), case.name());
+        }
+        assert_eq!(Case::MidLogCorruption.to_string(), "MidLogCorruption");
+    }
+
+    #[test]
     fn the_documented_table_lists_every_case_with_its_actions() {
         let doc = include_str!("../../../docs/FORMAT.md");
         let start = doc.find("<!-- recovery-table -->").unwrap();

@@ -10,6 +10,9 @@ pub(crate) struct Mem {
     pub(crate) fail_sync: bool,
     pub(crate) fail_write: bool,
     pub(crate) syncs: u32,
+    /// Every `reserve` hint, in order.
+    pub(crate) reserved: Vec<(SegmentId, u64)>,
+    pub(crate) fail_reserve: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +97,13 @@ impl Storage for Mem {
         Ok(())
     }
     fn sync_dir(&mut self) -> Result<(), MemError> {
+        Ok(())
+    }
+    fn reserve(&mut self, id: SegmentId, len: u64) -> Result<(), MemError> {
+        if self.fail_reserve {
+            return Err(MemError(StorageErrorKind::NoSpace));
+        }
+        self.reserved.push((id, len));
         Ok(())
     }
 }

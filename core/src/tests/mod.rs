@@ -1,7 +1,13 @@
 //! Unit tests of the log state machine and recovery over a plain in-memory storage.
 
+mod durability;
+mod limits;
 pub(crate) mod mem;
+mod reads;
 mod recovery_cases;
+mod recovery_edges;
+mod reports;
+mod salts;
 mod wal_ops;
 
 use crate::{Config, Wal};

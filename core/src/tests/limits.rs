@@ -1,0 +1,247 @@
+//! The exact edges of what a log accepts and where it rotates, and what truncation removes.
+
+use super::*;
+use crate::format::{META_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, START_SLOTS};
+use crate::{AppendError, Lsn, RecoveryPolicy, SyncPolicy};
+
+const H: u64 = SEGMENT_HEADER_LEN as u64;
+const R: u64 = RECORD_HEADER_LEN as u64;
+
+/// Total bytes of the log's segment files (start slots excluded).
+fn segment_bytes(mem: &Mem) -> u64 {
+    mem.files
+        .iter()
+        .filter(|(id, _)| !crate::format::is_start_slot(**id))
+        .map(|(_, f)| f.len() as u64)
+        .sum()
+}
+
+#[test]
+fn a_record_of_exactly_max_record_size_is_appended_and_recovered() {
+    let cfg = Config::default()
+        .with_max_record_size(300)
+        .with_max_batch_size(600);
+    let (mut wal, _) = open(Mem::default(), cfg);
+    let max = [0xa5u8; 300];
+    assert_eq!(wal.append(&max).unwrap(), Lsn(1));
+    assert_eq!(
+        wal.append(&[0u8; 301]),
+        Err(AppendError::RecordTooLarge { len: 301, max: 300 })
+    );
+    // A batch of exactly max_batch_size bytes; one byte more is refused whole.
+    assert_eq!(wal.append_batch(&[&max, &max]).unwrap(), Lsn(2));
+    assert_eq!(
+        wal.append_batch(&[&max, &max, b"x"]),
+        Err(AppendError::BatchTooLarge { len: 601, max: 600 })
+    );
+    for policy in [
+        RecoveryPolicy::Strict,
+        RecoveryPolicy::TolerateTornTail,
+        RecoveryPolicy::Salvage,
+    ] {
+        let (wal, report) = open(wal.storage().clone(), cfg.with_recovery(policy));
+        assert!(report.is_clean(), "{policy:?}: {report}");
+        let mut buf = [0u8; 300];
+        for lsn in 1..=3 {
+            assert_eq!(wal.read(Lsn(lsn), &mut buf).unwrap().payload, &max[..]);
+        }
+    }
+}
+
+#[test]
+fn a_record_that_exactly_fills_a_segment_stays_in_it() {
+    // Room for one header and 100 payload bytes after the segment header.
+    let cfg = Config::default().with_segment_size(H + R + 100);
+    let (mut wal, _) = open(Mem::default(), cfg);
+    wal.append(&[1; 100]).unwrap();
+    assert_eq!(wal.segments().len(), 1, "an exact fit does not rotate");
+    assert_eq!(wal.segments()[0].end, H + R + 100);
+    wal.append(&[]).unwrap();
+    assert_eq!(wal.segments().len(), 2, "a full segment rotates");
+    assert_eq!(wal.counters().rotations, 1);
+
+    // The same for a batch: its headers count once per record.
+    let cfg = Config::default().with_segment_size(H + 3 * R + 30);
+    let (mut wal, _) = open(Mem::default(), cfg);
+    wal.append(&[1; 10]).unwrap();
+    wal.append_batch(&[&[2; 10], &[3; 10]]).unwrap();
+    assert_eq!(wal.segments().len(), 1, "batch fits exactly");
+    let (mut wal, _) = open(Mem::default(), cfg);
+    wal.append(&[1; 10]).unwrap();
+    wal.append_batch(&[&[2; 10], &[3; 11]]).unwrap();
+    assert_eq!(wal.segments().len(), 2, "one byte over rotates");
+    assert_eq!(wal.segments()[1].first_lsn, Lsn(2));
+    let (wal, report) = open(wal.into_storage(), cfg);
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(all(&wal).len(), 3);
+}
+
+#[test]
+fn a_record_larger_than_a_segment_goes_into_the_empty_one() {
+    let cfg = Config::default().with_segment_size(200);
+    let (mut wal, _) = open(Mem::default(), cfg);
+    wal.append(&[9; 500]).unwrap();
+    assert_eq!(wal.segments().len(), 1, "no empty segment is left behind");
+    assert_eq!(wal.counters().rotations, 0);
+    wal.append(&[8; 500]).unwrap();
+    assert_eq!(wal.segments().len(), 2);
+    assert_eq!(wal.segments()[1].end, H + R + 500);
+    let (wal, report) = open(wal.into_storage(), cfg);
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(all(&wal).len(), 2);
+}
+
+#[test]
+fn rotation_seals_and_counts() {
+    let (mut wal, _) = open(Mem::default(), small());
+    for i in 1..=30 {
+        wal.append(&payload(i)).unwrap();
+    }
+    let rotations = wal.segments().len() as u64 - 1;
+    assert!(rotations >= 3);
+    let c = wal.counters();
+    assert_eq!(c.rotations, rotations);
+    // Under Always: one sync per append, and one per seal.
+    assert_eq!(c.syncs, 30 + rotations);
+    let segs = wal.segments().to_vec();
+    assert!(!segs.last().unwrap().sealed);
+    for pair in segs.windows(2) {
+        assert!(pair[0].sealed);
+        assert_eq!(pair[1].id, pair[0].id + 1);
+        let len = wal.storage().files[&pair[0].id].len() as u64;
+        assert_eq!(
+            len,
+            pair[0].end + R + META_LEN as u64,
+            "seal after the last record"
+        );
+    }
+}
+
+#[test]
+fn the_reserve_hint_goes_to_the_segment_being_appended_to() {
+    let (mut wal, _) = open(Mem::default(), small());
+    assert_eq!(wal.storage().reserved, std::vec![(0, 400)]);
+    for i in 1..=12 {
+        wal.append(&payload(i)).unwrap();
+    }
+    let active = wal.segments().last().unwrap().id;
+    assert_eq!(wal.storage().reserved.last(), Some(&(active, 400)));
+    let (mut wal, _) = open(wal.into_storage(), small());
+    wal.storage_for_tests().reserved.clear();
+    wal.reserve_active().unwrap();
+    assert_eq!(wal.storage().reserved, std::vec![(active, 400)]);
+    // A failed hint is reported to the caller and harms nothing.
+    wal.storage_for_tests().fail_reserve = true;
+    assert!(wal.reserve_active().is_err());
+    assert_eq!(wal.poisoned(), None);
+    wal.append(b"after").unwrap();
+}
+
+#[test]
+fn truncate_front_that_removes_nothing_writes_nothing() {
+    let (mut wal, _) = open(Mem::default(), small());
+    for i in 1..=30 {
+        wal.append(&payload(i)).unwrap();
+    }
+    let before = wal.storage().clone();
+    let second = wal.segments()[1].first_lsn;
+    assert_eq!(wal.truncate_front(second.prev()).unwrap(), 0);
+    assert_eq!(wal.storage().files, before.files, "no start slot written");
+    assert_eq!(wal.storage().syncs, before.syncs);
+    assert_eq!(wal.counters().segments_removed, 0);
+    assert_eq!(wal.truncate_front(second).unwrap(), 1);
+    assert_eq!(wal.counters().segments_removed, 1);
+    assert_eq!(wal.first_lsn(), second);
+}
+
+#[test]
+fn start_slots_take_turns_and_the_newest_generation_wins() {
+    let (mut wal, _) = open(Mem::default(), small());
+    for i in 1..=60 {
+        wal.append(&payload(i)).unwrap();
+    }
+    let log_id = wal.log_id();
+    for generation in 1..=5u64 {
+        let next = wal.segments()[1].first_lsn;
+        assert_eq!(wal.truncate_front(next).unwrap(), 1);
+        let first = wal.segments()[0].id;
+        let slot = START_SLOTS[(generation % 2) as usize];
+        let mem = wal.storage();
+        assert_eq!(
+            crate::format::decode_start(&mem.files[&slot], log_id),
+            Some((generation, first))
+        );
+        if generation > 1 {
+            let other = START_SLOTS[((generation + 1) % 2) as usize];
+            assert_eq!(
+                crate::format::decode_start(&mem.files[&other], log_id),
+                Some((generation - 1, first - 1)),
+                "the older slot keeps the previous generation"
+            );
+        }
+        // A reopen continues the generations where they are.
+        let (again, report) = open(wal.into_storage(), small());
+        assert!(report.is_clean(), "{report}");
+        assert_eq!(again.first_lsn(), next);
+        wal = again;
+    }
+}
+
+#[test]
+fn truncate_back_counts_every_byte_it_removes() {
+    let (mut wal, _) = open(Mem::default(), small());
+    for i in 1..=30 {
+        wal.append(&payload(i)).unwrap();
+    }
+    // Within the newest segment.
+    let before = segment_bytes(wal.storage());
+    wal.truncate_back(Lsn(29)).unwrap();
+    let after = segment_bytes(wal.storage());
+    assert_eq!(wal.counters().bytes_truncated, before - after);
+    assert!(before > after);
+    // Across segments: seals cut, later segments removed.
+    let target = wal.segments()[1].first_lsn;
+    let before = segment_bytes(wal.storage()) + wal.counters().bytes_truncated;
+    wal.truncate_back(target).unwrap();
+    let after = segment_bytes(wal.storage());
+    assert_eq!(wal.counters().bytes_truncated, before - after);
+    assert_eq!(wal.segments().len(), 2);
+    assert!(!wal.segments()[1].sealed && wal.segments()[0].sealed);
+}
+
+#[test]
+fn truncate_back_keeps_the_seals_before_the_cut() {
+    let (mut wal, _) = open(Mem::default(), small());
+    for i in 1..=30 {
+        wal.append(&payload(i)).unwrap();
+    }
+    let n = wal.segments().len();
+    let keep = wal.segments()[n - 2].first_lsn;
+    wal.truncate_back(keep).unwrap();
+    let segs = wal.segments();
+    assert_eq!(segs.len(), n - 1);
+    assert!(
+        segs[..n - 2].iter().all(|s| s.sealed),
+        "untouched seals stay"
+    );
+    assert!(!segs[n - 2].sealed);
+    let (wal, report) = open(
+        wal.into_storage(),
+        small().with_recovery(RecoveryPolicy::Strict),
+    );
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(wal.last_lsn(), keep);
+}
+
+#[test]
+fn syncs_reach_the_segment_being_appended_to() {
+    let (mut wal, _) = open(Mem::default(), small().with_sync_policy(SyncPolicy::Manual));
+    for i in 1..=30 {
+        wal.append(&payload(i)).unwrap();
+    }
+    let ticket = wal.begin_sync().unwrap();
+    assert_eq!(ticket.segment, wal.segments().last().unwrap().id);
+    assert_eq!(ticket.lsn, Lsn(30));
+    wal.finish_sync(ticket, Ok(())).unwrap();
+    assert_eq!(wal.durable_lsn(), Lsn(30));
+}
