@@ -110,3 +110,44 @@ fn a_failed_flush_by_the_group_commit_leader_poisons_every_path() {
     ));
     assert_clean(&faults::errors_at_each_op(&explorer(), &workload(0x406)));
 }
+
+/// `truncate_front` records the log's start in a start slot, which walden-std creates like a
+/// segment. Creating it must not take the spare prepared for the newest segment's successor
+/// (and delete it as stale) nor stop the newest segment's zero-fill: the next rotation after a
+/// `truncate_front` still links a spare instead of creating a fresh, unfilled file.
+#[test]
+fn a_start_slot_does_not_waste_the_next_segments_spare() {
+    let options = {
+        let mut o = options();
+        o.config = o.config.with_segment_size(4096);
+        o
+    };
+    let fs = SimFileSystem::new(ROOT, SimFs::new(SimConfig::default()));
+    let (mut wal, _) = Wal::open_in(fs.clone(), ROOT, options).expect("open");
+    let record = [7u8; 500];
+    // Rotate a few times, so there are segments to drop.
+    while wal.segments().len() < 4 {
+        wal.append(&record).expect("append");
+    }
+    let first_of_newest = wal.segments().last().expect("a segment").first_lsn;
+    wal.truncate_front(first_of_newest).expect("truncate_front");
+    let before = fs.snapshot().trace().len();
+    let newest = wal.segments().last().expect("a segment").id;
+    while wal.segments().last().expect("a segment").id == newest {
+        wal.append(&record).expect("append");
+    }
+    let after = fs.snapshot();
+    let rotation = &after.trace()[before..];
+    let next = walden_core::SegmentName::new(newest + 1).to_string();
+    let linked = rotation
+        .iter()
+        .any(|e| matches!(&e.op, FsOp::Link { to, .. } if *to == next));
+    let created = rotation
+        .iter()
+        .any(|e| matches!(&e.op, FsOp::Create { name } if *name == next));
+    assert!(
+        linked && !created,
+        "the rotation after truncate_front should link the prepared spare as {next}: {:?}",
+        rotation.iter().map(|e| &e.op).collect::<Vec<_>>()
+    );
+}

@@ -266,9 +266,17 @@ impl<F: FileSystem> Storage for FileStorage<F> {
     }
 
     fn create(&mut self, id: SegmentId) -> Result<(), FileError> {
+        let path = self.segment_path(id);
+        if walden_core::format::is_start_slot(id) {
+            // A start slot (written by `truncate_front`) is not the log's next segment: the
+            // newest segment goes on being written, so its zero-fill keeps running and the
+            // spare prepared for its successor stays ready.
+            let f = self.fs.open(&path, OpenMode::CreateNew)?;
+            self.files.insert(id, Arc::new(f));
+            return Ok(());
+        }
         // The previous segment is sealed: the rest of it is never written.
         self.stop_fill(None);
-        let path = self.segment_path(id);
         if let Some(prepared) = self.spare.take(&self.fs, id) {
             // `hard_link` fails if `path` exists, as `create` must. The spare's own name is
             // removed afterwards; if a crash keeps it, open removes it (it is the same inode).

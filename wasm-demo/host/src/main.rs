@@ -178,6 +178,13 @@ impl DataDir {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so `println!` into a closed pipe (`crash-loop | head`) panics.
+    // A command-line tool should end quietly instead, as `cat` does.
+    // SAFETY: setting a signal's disposition to its default at start-up, before any thread.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
