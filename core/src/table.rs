@@ -85,6 +85,11 @@ impl<T, const N: usize> SegmentList<T> for heapless::Vec<T, N> {
     fn pop(&mut self) -> Option<T> {
         heapless::Vec::pop(self)
     }
+
+    // Not through `insert`: its bounds check and panic message cost flash.
+    fn push(&mut self, item: T) -> Result<(), T> {
+        heapless::Vec::push(self, item)
+    }
 }
 
 /// A table that grows as the log does: the number of segments is bounded only by memory.
@@ -120,6 +125,14 @@ impl<T> SegmentList<T> for alloc::vec::Vec<T> {
 
     fn pop(&mut self) -> Option<T> {
         alloc::vec::Vec::pop(self)
+    }
+
+    fn push(&mut self, item: T) -> Result<(), T> {
+        if !self.reserve_one() {
+            return Err(item);
+        }
+        alloc::vec::Vec::push(self, item);
+        Ok(())
     }
 }
 
