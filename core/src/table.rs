@@ -2,7 +2,7 @@
 
 use core::ops::{Deref, DerefMut};
 
-/// How a log keeps its per-segment lists: [`Fixed<N>`] or [`Growable`].
+/// How a log keeps its per-segment lists: [`Fixed<N>`] or `Growable`.
 ///
 /// A [`Wal`](crate::Wal) knows one [`SegmentInfo`](crate::SegmentInfo) per live segment, and
 /// recovery and [`inspect`](crate::inspect()) list the segment ids they find before
@@ -14,7 +14,7 @@ use core::ops::{Deref, DerefMut};
 ///   that finds more than `N` segments with
 ///   [`OpenError::TooManySegments`](crate::OpenError::TooManySegments). The default, and the
 ///   choice on a microcontroller: `Wal<MyStorage, Fixed<8>>`.
-/// * [`Growable`] (feature `alloc`): an `alloc::vec::Vec`, so the number of segments is bounded
+/// * `Growable` (feature `alloc`): an `alloc::vec::Vec`, so the number of segments is bounded
 ///   only by memory. `walden-std` uses it: a log on files has no segment-count ceiling.
 ///
 /// The two behave the same in every other respect. The table is a cache of what the segments
