@@ -190,11 +190,7 @@ impl<S: GroupSync + Send + 'static> SharedWal<S> {
     /// Shares an already opened core log (any storage; see [`crate::SyncUnderLock`] for
     /// storages without a detached sync). Its `sync_policy` should be `Manual`; with another
     /// policy the core syncs under the lock on its own as well, which is correct but slower.
-    pub fn from_core(
-        wal: CoreLog<S>,
-        durability: Durability,
-        window: GroupWindow,
-    ) -> Self {
+    pub fn from_core(wal: CoreLog<S>, durability: Durability, window: GroupWindow) -> Self {
         Self::build(wal, durability, window, None, Vec::new())
     }
 
