@@ -23,18 +23,14 @@ pub(crate) fn run_inspection<S: Storage>(
 ) -> Result<(Inspection, Vec<SegmentReport>), Failure> {
     let mut scratch = vec![0u8; SCRATCH];
     let mut segs = Vec::new();
-    let ins = walden_core::inspect::<S, { walden_std::MAX_SEGMENTS }>(
-        storage,
-        config,
-        &mut scratch,
-        &mut |s| {
+    let ins =
+        walden_core::inspect::<S, walden_core::Growable>(storage, config, &mut scratch, &mut |s| {
             if let Some(p) = progress {
                 p.inc(s.len);
             }
             segs.push(*s);
-        },
-    )
-    .map_err(|e| Failure(e.to_string()))?;
+        })
+        .map_err(|e| Failure(e.to_string()))?;
     Ok((ins, segs))
 }
 

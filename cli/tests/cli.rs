@@ -370,3 +370,43 @@ fn a_record_longer_than_max_record_size_is_reported_not_cut() {
     // Without the option the CLI reads records of any length a writer can make.
     assert_eq!(walden(&["verify", p(dir)]).code, 0);
 }
+
+#[test]
+fn a_log_of_more_segments_than_the_old_table_is_inspected_verified_and_dumped() {
+    // On tmpfs where there is one: a thousand rotations are a thousand fsyncs on a disk.
+    let tmp = tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .unwrap();
+    let dir = tmp.path();
+    let mut options = Options::from(Config::default().with_segment_size(256));
+    options.preallocate = false;
+    let (mut wal, _) = Wal::open(dir, options).expect("open");
+    let mut n = 0u64;
+    // walden-std's segment table held 1,024 segments until it became growable.
+    while wal.segments().len() <= 1_100 {
+        n += 1;
+        wal.append(format!("record {n:05} ").repeat(6).as_bytes())
+            .expect("append");
+    }
+    let segments = wal.segments().len();
+    drop(wal);
+
+    let (code, ins) = json(&["inspect", "--json", p(dir)]);
+    assert_eq!(code, 0);
+    assert_eq!(ins["status"], "clean");
+    assert_eq!(ins["records"], n);
+    assert_eq!(ins["segments"].as_array().unwrap().len(), segments);
+    let v = walden(&["verify", p(dir)]);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    assert!(
+        v.stdout.contains(&format!("verified {n} records")),
+        "{}",
+        v.stdout
+    );
+    let d = walden(&["dump", "--format", "utf8", p(dir)]);
+    assert_eq!(d.code, 0, "{}", d.stderr);
+    assert_eq!(d.stdout.lines().count() as u64, n);
+    let r = walden(&["repair", p(dir)]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("nothing to repair"));
+}

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lsn::Lsn;
 use crate::storage::Storage;
+use crate::table::SegmentTable;
 use crate::wal::Wal;
 use crate::{AppendError, ReadError};
 
@@ -146,7 +147,7 @@ pub enum TypedAppendError<E> {
     Append(AppendError<E>),
 }
 
-impl<S: Storage, const N: usize> Wal<S, N> {
+impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     /// Encodes `value` into `scratch` and appends it.
     pub fn append_typed<T: Serialize + ?Sized>(
         &mut self,

@@ -146,9 +146,10 @@ pub enum OpenError<E> {
         /// The minimum length.
         min: usize,
     },
-    /// More segments exist than the log's segment table holds.
+    /// More segments exist than the log's segment table holds (a [`crate::Fixed`] table; a
+    /// `Growable` one only when memory runs out). Nothing was changed.
     TooManySegments {
-        /// The table's capacity.
+        /// The table's capacity (the number of segments it held when it filled).
         capacity: usize,
     },
     /// The medium holds damage the recovery policy does not repair.
@@ -193,9 +194,11 @@ pub enum AppendError<E> {
         /// The limit.
         max: u64,
     },
-    /// The segment table is full; call `truncate_front` or use a larger capacity.
+    /// The segment table is full (a [`crate::Fixed`] table; a `Growable` one only
+    /// when memory runs out); call `truncate_front` or use a larger table. Refused before a
+    /// segment was created: the log is not poisoned.
     SegmentTableFull {
-        /// The table's capacity.
+        /// The table's capacity (the number of segments it held when it filled).
         capacity: usize,
     },
     /// A storage operation failed; the log is now poisoned.

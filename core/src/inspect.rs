@@ -17,6 +17,7 @@ use crate::format::{RECORD_HEADER_LEN, RecordKind};
 use crate::lsn::Lsn;
 use crate::recovery::plan::Planner;
 use crate::storage::{SegmentId, Storage, read_full};
+use crate::table::SegmentTable;
 
 pub use crate::recovery::plan::{
     InspectError, Inspection, MissingFront, Problem, SegmentReport, Verdict,
@@ -24,26 +25,27 @@ pub use crate::recovery::plan::{
 
 /// Inspects every segment of `storage` without writing, calling `each` once per segment,
 /// oldest first. `config` supplies `max_record_size` (records longer are reported, as in
-/// recovery) and the policy the [`Verdict`] is computed for. `N` bounds the number of segments.
-pub fn inspect<S: Storage, const N: usize>(
+/// recovery) and the policy the [`Verdict`] is computed for. `Table` holds the list of segments
+/// ([`crate::Fixed`] bounds it, and reports more with [`InspectError::TooManySegments`]).
+pub fn inspect<S: Storage, Table: SegmentTable>(
     storage: &S,
     config: &Config,
     scratch: &mut [u8],
     each: &mut dyn FnMut(&SegmentReport),
 ) -> Result<Inspection, InspectError<S::Error>> {
-    inspect_with_summaries::<S, N>(storage, config, scratch, &|_| None, each)
+    inspect_with_summaries::<S, Table>(storage, config, scratch, &|_| None, each)
 }
 
 /// [`inspect`], reusing scans made beforehand with [`crate::scan_segment`] (for example on
 /// several threads) where the segment's salt and length still match.
-pub fn inspect_with_summaries<S: Storage, const N: usize>(
+pub fn inspect_with_summaries<S: Storage, Table: SegmentTable>(
     storage: &S,
     config: &Config,
     scratch: &mut [u8],
     summaries: &dyn Fn(SegmentId) -> Option<crate::SegmentSummary>,
     each: &mut dyn FnMut(&SegmentReport),
 ) -> Result<Inspection, InspectError<S::Error>> {
-    Planner::new(storage, config, scratch, summaries)?.plan::<N>(&mut |seg, _| {
+    Planner::new(storage, config, scratch, summaries)?.plan::<Table>(&mut |seg, _| {
         each(seg);
         true
     })

@@ -4,6 +4,7 @@
 use crate::error::AppendError;
 use crate::lsn::Lsn;
 use crate::storage::Storage;
+use crate::table::SegmentTable;
 use crate::wal::Wal;
 
 /// Collects one record's bytes in a caller buffer through `embedded_io::Write`; nothing reaches
@@ -43,9 +44,9 @@ impl<'b> RecordWriter<'b> {
     }
 
     /// Appends the collected bytes as one record.
-    pub fn commit<S: Storage, const N: usize>(
+    pub fn commit<S: Storage, Table: SegmentTable>(
         self,
-        wal: &mut Wal<S, N>,
+        wal: &mut Wal<S, Table>,
     ) -> Result<Lsn, AppendError<S::Error>> {
         wal.append(&self.buf[..self.len])
     }

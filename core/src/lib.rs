@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(any(feature = "alloc", test))]
+extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
@@ -22,6 +24,7 @@ mod reader;
 pub mod recovery;
 mod report;
 pub mod storage;
+mod table;
 mod wal;
 
 #[cfg(test)]
@@ -45,4 +48,7 @@ pub use reader::{Reader, Record};
 pub use recovery::{Case, MIN_SCRATCH, SegmentSummary, scan_segment};
 pub use report::{RecoveryReport, SalvageLoss, TailCut};
 pub use storage::{SegmentId, Storage, StorageError, StorageErrorKind};
+#[cfg(any(feature = "alloc", test))]
+pub use table::Growable;
+pub use table::{Fixed, SegmentList, SegmentTable};
 pub use wal::{DEFAULT_SEGMENTS, SegmentInfo, SyncTicket, Wal};

@@ -6,6 +6,7 @@ use crate::format::{RECORD_HEADER_LEN, RecordKind, SEGMENT_HEADER_LEN};
 use crate::lsn::Lsn;
 use crate::recovery::Case;
 use crate::storage::{Storage, read_full};
+use crate::table::SegmentTable;
 use crate::wal::{LocateError, Located, Wal};
 
 /// One record read into the caller's buffer.
@@ -20,16 +21,16 @@ pub struct Record<'b> {
 }
 
 /// Reads records in LSN order, verifying each checksum. Created by [`Wal::reader`].
-pub struct Reader<'w, S: Storage, const N: usize> {
-    wal: &'w Wal<S, N>,
+pub struct Reader<'w, S: Storage, Table: SegmentTable> {
+    wal: &'w Wal<S, Table>,
     segment: usize,
     cursor: RecordCursor,
 }
 
-impl<S: Storage, const N: usize> Wal<S, N> {
+impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     /// A reader positioned at `from`. `from` may be one past the last LSN (nothing to read
     /// yet); anything outside `first_lsn..=last_lsn + 1` is [`ReadError::OutOfRange`].
-    pub fn reader(&self, from: Lsn) -> Result<Reader<'_, S, N>, ReadError<S::Error>> {
+    pub fn reader(&self, from: Lsn) -> Result<Reader<'_, S, Table>, ReadError<S::Error>> {
         let (first, last) = (self.first_lsn(), self.last_lsn());
         if from < first || from > last.next() {
             return Err(ReadError::OutOfRange {
@@ -87,7 +88,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
     }
 }
 
-impl<'w, S: Storage, const N: usize> Reader<'w, S, N> {
+impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
     /// The LSN the next call returns.
     pub fn position(&self) -> Lsn {
         self.cursor.next_lsn()

@@ -12,6 +12,7 @@ use crate::format::{
 use crate::lsn::Lsn;
 use crate::recovery::Case;
 use crate::storage::{SegmentId, Storage, StorageError};
+use crate::table::{Fixed, SegmentList, SegmentTable};
 
 /// What the log knows about one segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,19 +46,21 @@ impl SegmentInfo {
     }
 }
 
-/// The default capacity of the segment table.
+/// The capacity of the default segment table, [`Fixed`].
 pub const DEFAULT_SEGMENTS: usize = 64;
 
-/// A write-ahead log over a [`Storage`]. `N` is the most segments it can hold at once (a
-/// fixed table, so no allocator is needed).
+/// A write-ahead log over a [`Storage`], keeping its segment table in `Table`: by default a
+/// fixed table of [`DEFAULT_SEGMENTS`], so no allocator is needed. `Wal<S, Fixed<8>>` holds at
+/// most 8 segments at once; `Wal<S, Growable>` (feature `alloc`) has no such bound (see
+/// [`SegmentTable`]).
 ///
 /// Open it with [`Wal::open`], which runs recovery. Errors on a write or sync path poison the
 /// log: every later call fails with [`Poisoned`] until the log is reopened.
-pub struct Wal<S: Storage, const N: usize = DEFAULT_SEGMENTS> {
+pub struct Wal<S: Storage, Table: SegmentTable = Fixed<DEFAULT_SEGMENTS>> {
     pub(crate) storage: S,
     pub(crate) config: Config,
     pub(crate) log_id: u64,
-    pub(crate) segments: heapless::Vec<SegmentInfo, N>,
+    pub(crate) segments: Table::List<SegmentInfo>,
     pub(crate) next_lsn: Lsn,
     pub(crate) durable: Lsn,
     pub(crate) unsynced_records: u64,
@@ -92,7 +95,7 @@ pub(crate) fn splitmix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-impl<S: Storage, const N: usize> Wal<S, N> {
+impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.config
@@ -415,8 +418,10 @@ impl<S: Storage, const N: usize> Wal<S, N> {
 
     /// Seals the active segment (sync) and starts the next.
     fn rotate(&mut self) -> Result<(), AppendError<S::Error>> {
-        if self.segments.is_full() {
-            return Err(AppendError::SegmentTableFull { capacity: N });
+        if !self.segments.reserve_one() {
+            return Err(AppendError::SegmentTableFull {
+                capacity: self.segments.len(),
+            });
         }
         self.sync()?;
         let old = self.segments.len() - 1;

@@ -2,7 +2,7 @@
 //! programming an append, and recovery on the next boot.
 
 use cortex_m_semihosting::hprintln;
-use walden_core::{Config, Lsn, Wal};
+use walden_core::{Config, Lsn, Fixed, Wal};
 use walden_flash::{FlashStorage, Layout};
 
 use crate::Summary;
@@ -13,7 +13,7 @@ use crate::stack;
 const AREAS: usize = 11;
 type Flash = RamFlash<{ AREAS * BLOCK }>;
 type Storage = FlashStorage<&'static mut Flash, AREAS>;
-type Log = Wal<Storage, 8>;
+type Log = Wal<Storage, Fixed<8>>;
 
 const RECORDS: u64 = 20;
 

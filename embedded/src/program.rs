@@ -1,13 +1,13 @@
 //! The size-budget program: the sequence `docs/EMBEDDED.md` measures, over a RAM `Storage`.
 
-use walden_core::{Config, Lsn, SyncPolicy, Wal};
+use walden_core::{Config, Lsn, SyncPolicy, Fixed, Wal};
 
 use crate::Summary;
 use crate::ram::{RamStorage, SEGMENT};
 use crate::stack;
 
 /// The segment table: 8 segments.
-type Log<'a> = Wal<&'a mut RamStorage, 8>;
+type Log<'a> = Wal<&'a mut RamStorage, Fixed<8>>;
 
 /// A sealed segment ends with a 48-byte seal after `segment_size` bytes at most.
 const CONFIG: Config = Config::small_device(SEGMENT as u64 - 48)

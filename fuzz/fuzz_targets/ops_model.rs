@@ -18,7 +18,7 @@ enum Op {
     TruncateBack(u8),
 }
 
-type TestWal = Wal<SimStorage, 64>;
+type TestWal = Wal<SimStorage, walden_core::Fixed<64>>;
 
 fn payload(len: u8, fill: u8) -> Vec<u8> {
     vec![fill; usize::from(len % 80)]

@@ -133,9 +133,9 @@ pub fn recover_and_check(mem: &Mem, config: Config) {
     let mut scratch = vec![0u8; 512];
     let before = mem.clone();
     let verdict =
-        walden_core::inspect::<Mem, 32>(mem, &config, &mut scratch, &mut |_| {}).map(|i| i.verdict);
+        walden_core::inspect::<Mem, walden_core::Fixed<32>>(mem, &config, &mut scratch, &mut |_| {}).map(|i| i.verdict);
     assert_eq!(mem, &before, "inspection wrote");
-    let opened = Wal::<Mem, 32>::open(mem.clone(), config, &mut scratch);
+    let opened = Wal::<Mem, walden_core::Fixed<32>>::open(mem.clone(), config, &mut scratch);
     match (verdict, opened) {
         (Ok(Verdict::Refuse(c)), Err(OpenError::Corrupted(e))) => assert_eq!(c, e),
         (Ok(Verdict::Refuse(c)), Ok(_)) => panic!("inspection said refuse ({c}), open opened"),
@@ -171,7 +171,7 @@ pub fn recover_and_check(mem: &Mem, config: Config) {
             }
             assert_eq!(n, report.records, "{report}");
             // Recovery is idempotent: reopening the recovered storage finds nothing to do.
-            let again = Wal::<Mem, 32>::open(wal.into_storage(), config, &mut scratch);
+            let again = Wal::<Mem, walden_core::Fixed<32>>::open(wal.into_storage(), config, &mut scratch);
             let (_, r2) = again.expect("a recovered log reopens");
             assert!(r2.cut.is_none() && r2.salvage.is_none(), "{r2}");
             assert_eq!(r2.records, report.records);

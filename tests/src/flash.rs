@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::rc::Rc;
 
 use embedded_storage::nor_flash::{ErrorType, MultiwriteNorFlash, NorFlash, ReadNorFlash};
-use walden_core::{Config, Lsn, ReadError, Storage, SyncPolicy, TruncateError, Wal};
+use walden_core::{Config, Fixed, Lsn, ReadError, Storage, SyncPolicy, TruncateError, Wal};
 use walden_flash::{AREA_HEADER_LEN, FlashError, FlashStorage, Layout};
 use walden_sim::{NorFate, NorSim, NorSimError};
 
@@ -102,7 +102,7 @@ impl<const W: usize> NorFlash for NorHandle<W> {
 impl<const W: usize> MultiwriteNorFlash for NorHandle<W> {}
 
 /// The storage and log the explorer drives.
-pub type FlashWal<const W: usize> = Wal<FlashStorage<NorHandle<W>, AREAS>, 6>;
+pub type FlashWal<const W: usize> = Wal<FlashStorage<NorHandle<W>, AREAS>, Fixed<6>>;
 
 /// A named workload on a flash of `areas` areas of `blocks_per_area` blocks, `W`-byte words.
 #[derive(Clone, Debug)]

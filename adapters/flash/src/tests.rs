@@ -2,7 +2,7 @@ extern crate std;
 
 use std::vec::Vec;
 
-use walden_core::{Config, Lsn, Storage, StorageError, SyncPolicy, Wal};
+use walden_core::{Config, Fixed, Lsn, Storage, StorageError, SyncPolicy, Wal};
 use walden_sim::NorSim;
 
 use crate::{FlashStorage, Layout};
@@ -51,14 +51,15 @@ fn a_clean_reopen_writes_nothing_and_reports_nothing() {
     let mut s = mount(Nor::new(8, 2));
     let config = Config::small_device(s.segment_size()).with_sync_policy(SyncPolicy::Always);
     let mut scratch = [0u8; 256];
-    let (mut wal, _) = Wal::<_, 4>::open(mount(s.into_inner()), config, &mut scratch).unwrap();
+    let (mut wal, _) =
+        Wal::<_, Fixed<4>>::open(mount(s.into_inner()), config, &mut scratch).unwrap();
     for i in 0..15u8 {
         wal.append(&[i; 37]).unwrap();
     }
     s = wal.into_storage();
     let nor = s.into_inner();
     let before = nor.op_count();
-    let (wal, report) = Wal::<_, 4>::open(mount(nor), config, &mut scratch).unwrap();
+    let (wal, report) = Wal::<_, Fixed<4>>::open(mount(nor), config, &mut scratch).unwrap();
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.last_lsn, Lsn(15));
     let nor = wal.into_storage().into_inner();

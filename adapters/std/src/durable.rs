@@ -202,11 +202,7 @@ impl Syncer {
     /// Asks for `lsn` to be made durable, starting the thread if needed. Called after a
     /// watcher for `lsn` was registered: the protocol's progress argument needs every
     /// registered watcher to be covered by a request.
-    pub(crate) fn request<S: GroupSync + Send + 'static, const N: usize>(
-        &self,
-        inner: &Arc<Inner<S, N>>,
-        lsn: Lsn,
-    ) {
+    pub(crate) fn request<S: GroupSync + Send + 'static>(&self, inner: &Arc<Inner<S>>, lsn: Lsn) {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         st.requested = st.requested.max(lsn);
         st.requests += 1;
@@ -244,7 +240,7 @@ impl Syncer {
     }
 }
 
-fn spawn_syncer<S: GroupSync + Send + 'static, const N: usize>(inner: Weak<Inner<S, N>>) {
+fn spawn_syncer<S: GroupSync + Send + 'static>(inner: Weak<Inner<S>>) {
     let spawned = std::thread::Builder::new()
         .name("walden-syncer".into())
         .spawn(move || {

@@ -116,7 +116,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::Thread;
 use std::time::Instant;
 
-use walden_core::{IoFailure, Lsn, Op, Poisoned, SegmentId, Storage, SyncError, Wal};
+use walden_core::{Growable, IoFailure, Lsn, Op, Poisoned, SegmentId, Storage, SyncError, Wal};
 
 use crate::durable::{DurableError, Outcome, Watcher};
 use crate::metrics::Recorder;
@@ -214,8 +214,8 @@ impl Default for GroupWindow {
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(500);
 
 /// What the log lock protects.
-pub(crate) struct Locked<S: Storage, const N: usize> {
-    pub(crate) wal: Wal<S, N>,
+pub(crate) struct Locked<S: Storage> {
+    pub(crate) wal: Wal<S, Growable>,
     /// Payload bytes appended since the last leader took its target.
     pub(crate) unsynced_bytes: u64,
 }
@@ -299,8 +299,8 @@ struct Wakes {
 }
 
 /// The shared heart of a `SharedWal`: the log, the commit state, and the metrics.
-pub(crate) struct Committer<S: Storage, const N: usize> {
-    log: Mutex<Locked<S, N>>,
+pub(crate) struct Committer<S: Storage> {
+    log: Mutex<Locked<S>>,
     state: Mutex<State>,
     /// Mirrors of `State`, for lock-free reads. Written under the commit lock.
     durable: AtomicU64,
@@ -334,8 +334,8 @@ impl Drop for Appending<'_> {
 /// The longest a leader waits for threads it released to come back and append.
 const MAX_FOLLOWER_WAIT: Duration = Duration::from_millis(1);
 
-impl<S: GroupSync, const N: usize> Committer<S, N> {
-    pub(crate) fn new(wal: Wal<S, N>, window: GroupWindow) -> Self {
+impl<S: GroupSync> Committer<S> {
+    pub(crate) fn new(wal: Wal<S, Growable>, window: GroupWindow) -> Self {
         let durable = wal.durable_lsn();
         let poisoned = wal.poisoned();
         Self {
@@ -367,7 +367,7 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
         Appending(&self.appending)
     }
 
-    pub(crate) fn lock_log(&self) -> MutexGuard<'_, Locked<S, N>> {
+    pub(crate) fn lock_log(&self) -> MutexGuard<'_, Locked<S>> {
         relock(self.log.lock())
     }
 
@@ -375,7 +375,7 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
         relock(self.state.lock())
     }
 
-    pub(crate) fn into_wal(self) -> Wal<S, N> {
+    pub(crate) fn into_wal(self) -> Wal<S, Growable> {
         relock(self.log.into_inner()).wal
     }
 
@@ -668,7 +668,7 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
 
     /// Runs `f` as the exclusive leader: no group commit is in flight while it runs, and the
     /// durable LSN it returns (if any) replaces the published one.
-    pub(crate) fn exclusive<T>(&self, f: impl FnOnce(&mut Locked<S, N>) -> (T, Option<Lsn>)) -> T {
+    pub(crate) fn exclusive<T>(&self, f: impl FnOnce(&mut Locked<S>) -> (T, Option<Lsn>)) -> T {
         let mut st = self.lock_state();
         if st.leader {
             let slot = Slot::new();
@@ -735,14 +735,14 @@ fn unpark(wakes: Wakes) {
 
 /// Ends the leader role and publishes the outcome, also if the leader panics (then as a
 /// poison: nothing is known about the sync).
-struct LeaderGuard<'c, S: GroupSync, const N: usize> {
-    c: &'c Committer<S, N>,
+struct LeaderGuard<'c, S: GroupSync> {
+    c: &'c Committer<S>,
     done: bool,
 }
 
-impl<'c, S: GroupSync, const N: usize> LeaderGuard<'c, S, N> {
+impl<'c, S: GroupSync> LeaderGuard<'c, S> {
     /// Taken by whoever holds the leader role, right after taking it.
-    fn new(c: &'c Committer<S, N>) -> Self {
+    fn new(c: &'c Committer<S>) -> Self {
         Self { c, done: false }
     }
 
@@ -783,7 +783,7 @@ impl<'c, S: GroupSync, const N: usize> LeaderGuard<'c, S, N> {
     }
 }
 
-impl<S: GroupSync, const N: usize> Drop for LeaderGuard<'_, S, N> {
+impl<S: GroupSync> Drop for LeaderGuard<'_, S> {
     fn drop(&mut self) {
         if self.done {
             return;
@@ -807,7 +807,7 @@ mod tests {
 
     type Sim = SyncUnderLock<SimStorage>;
 
-    fn committer() -> Committer<Sim, 16> {
+    fn committer() -> Committer<Sim> {
         let config = Config::default()
             .with_segment_size(4096)
             .with_sync_policy(SyncPolicy::Manual);
@@ -824,7 +824,7 @@ mod tests {
         (w, seen)
     }
 
-    fn append(c: &Committer<Sim, 16>, n: usize) -> Lsn {
+    fn append(c: &Committer<Sim>, n: usize) -> Lsn {
         let mut log = c.lock_log();
         for _ in 0..n {
             log.wal.append(b"x").unwrap();

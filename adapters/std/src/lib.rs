@@ -108,7 +108,7 @@ pub use shared::{Appended, Durability, SharedWal};
 pub use storage::{FileStorage, LOCK_FILE, read_at};
 pub use tail::{BlockingTail, Tail, TailEvent};
 pub use verify::{SegmentVerdict, VerifyReport, verify_dir, verify_dir_in};
-pub use wal::{CoreWal, MAX_SEGMENTS, Options, Wal, random_seed};
+pub use wal::{CoreWal, Options, Wal, random_seed};
 
 /// The repository README's examples, compiled and run as doctests so they cannot rot.
 #[cfg(doctest)]

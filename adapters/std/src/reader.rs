@@ -76,8 +76,8 @@ pub struct SharedRecord<'r> {
 /// Reads records in LSN order, verifying checksums, concurrently with appends. Created by
 /// [`crate::SharedWal::reader`]. At the end of the log, [`SharedReader::read_next`] returns `None`;
 /// call it again later to see records appended since.
-pub struct SharedReader<S: GroupSync, const N: usize> {
-    inner: Arc<Inner<S, N>>,
+pub struct SharedReader<S: GroupSync> {
+    inner: Arc<Inner<S>>,
     segment: SegmentId,
     /// Where the next record is, in `segment` (core's record cursor: the one place record
     /// headers are decoded).
@@ -90,8 +90,8 @@ pub struct SharedReader<S: GroupSync, const N: usize> {
     window: usize,
 }
 
-impl<S: GroupSync, const N: usize> SharedReader<S, N> {
-    pub(crate) fn new(inner: Arc<Inner<S, N>>, from: Lsn) -> Result<Self, ReadError<S::Error>> {
+impl<S: GroupSync> SharedReader<S> {
+    pub(crate) fn new(inner: Arc<Inner<S>>, from: Lsn) -> Result<Self, ReadError<S::Error>> {
         let (seg, generation) = {
             let log = inner.c.lock_log();
             let (first, last) = (log.wal.first_lsn(), log.wal.last_lsn());

@@ -6,8 +6,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Instant;
 
 use walden_core::{
-    AppendError, Lsn, Poisoned, RecoveryReport, SegmentInfo, SyncError, SyncPolicy, TruncateError,
-    Wal as CoreLog,
+    AppendError, Growable, Lsn, Poisoned, RecoveryReport, SegmentInfo, SyncError, SyncPolicy,
+    TruncateError,
 };
 
 use crate::durable::{DurableError, DurableFuture, StopSyncer, Syncer, Watcher};
@@ -18,7 +18,10 @@ use crate::metrics::Metrics;
 use crate::reader::{PositionIndex, SharedReader};
 use crate::storage::FileStorage;
 use crate::tail::{Bell, RewindLog, Tail};
-use crate::wal::{MAX_SEGMENTS, Options};
+use crate::wal::Options;
+
+/// The core log a [`SharedWal`] wraps: any storage, with a growable segment table.
+type CoreLog<S> = walden_core::Wal<S, Growable>;
 
 /// When appended records become durable, for a [`SharedWal`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,8 +60,8 @@ pub struct Appended {
     pub durable: bool,
 }
 
-pub(crate) struct Inner<S: GroupSync, const N: usize> {
-    pub(crate) c: Committer<S, N>,
+pub(crate) struct Inner<S: GroupSync> {
+    pub(crate) c: Committer<S>,
     durability: Durability,
     dir: Option<PathBuf>,
     foreign: Vec<PathBuf>,
@@ -77,7 +80,7 @@ pub(crate) struct Inner<S: GroupSync, const N: usize> {
     pub(crate) rewinds: Mutex<RewindLog>,
 }
 
-impl<S: GroupSync, const N: usize> Inner<S, N> {
+impl<S: GroupSync> Inner<S> {
     pub(crate) fn positions(&self) -> MutexGuard<'_, PositionIndex> {
         self.positions
             .lock()
@@ -90,7 +93,7 @@ impl<S: GroupSync, const N: usize> Inner<S, N> {
 }
 
 /// An append's first and last LSN, with the log lock still held.
-type LockedAppend<'a, S, const N: usize> = (MutexGuard<'a, Locked<S, N>>, Lsn, Lsn);
+type LockedAppend<'a, S> = (MutexGuard<'a, Locked<S>>, Lsn, Lsn);
 
 /// A write-ahead log shared by many threads: `Send + Sync`, and cheap to clone (an `Arc`).
 ///
@@ -104,11 +107,11 @@ type LockedAppend<'a, S, const N: usize> = (MutexGuard<'a, Locked<S, N>>, Lsn, L
 ///
 /// The core configuration's `sync_policy` is replaced by `Manual`: durability is this
 /// handle's business ([`Options::durability`]).
-pub struct SharedWal<S: GroupSync = FileStorage, const N: usize = MAX_SEGMENTS> {
-    pub(crate) inner: Arc<Inner<S, N>>,
+pub struct SharedWal<S: GroupSync = FileStorage> {
+    pub(crate) inner: Arc<Inner<S>>,
 }
 
-impl<S: GroupSync, const N: usize> Clone for SharedWal<S, N> {
+impl<S: GroupSync> Clone for SharedWal<S> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
@@ -176,23 +179,23 @@ impl<F: FileSystem> SharedWal<FileStorage<F>> {
     }
 }
 
-impl<S: GroupSync, const N: usize> SharedWal<S, N> {
+impl<S: GroupSync> SharedWal<S> {
     /// The log directory (empty for a log shared with [`SharedWal::from_core`]).
     pub fn dir(&self) -> &Path {
         self.inner.dir.as_deref().unwrap_or(Path::new(""))
     }
 }
 
-impl<S: GroupSync + Send + 'static, const N: usize> SharedWal<S, N> {
+impl<S: GroupSync + Send + 'static> SharedWal<S> {
     /// Shares an already opened core log (any storage; see [`crate::SyncUnderLock`] for
     /// storages without a detached sync). Its `sync_policy` should be `Manual`; with another
     /// policy the core syncs under the lock on its own as well, which is correct but slower.
-    pub fn from_core(wal: CoreLog<S, N>, durability: Durability, window: GroupWindow) -> Self {
+    pub fn from_core(wal: CoreLog<S>, durability: Durability, window: GroupWindow) -> Self {
         Self::build(wal, durability, window, None, Vec::new())
     }
 
     fn build(
-        wal: CoreLog<S, N>,
+        wal: CoreLog<S>,
         durability: Durability,
         window: GroupWindow,
         dir: Option<PathBuf>,
@@ -222,7 +225,7 @@ impl<S: GroupSync + Send + 'static, const N: usize> SharedWal<S, N> {
     }
 }
 
-impl<S: GroupSync, const N: usize> SharedWal<S, N> {
+impl<S: GroupSync> SharedWal<S> {
     /// Appends one record. See [`SharedWal::append_batch`].
     pub fn append(&self, payload: &[u8]) -> Result<Appended, AppendError<S::Error>> {
         self.append_batch(&[payload])
@@ -273,7 +276,7 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
     fn append_locked(
         &self,
         payloads: &[&[u8]],
-    ) -> Result<LockedAppend<'_, S, N>, AppendError<S::Error>> {
+    ) -> Result<LockedAppend<'_, S>, AppendError<S::Error>> {
         let c = &self.inner.c;
         let mut log = c.lock_log();
         if let Some(p) = log.wal.poisoned() {
@@ -402,7 +405,7 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
 
     /// Registers `w` for `lsn` while the log lock is held (so nothing truncates `lsn` in
     /// between), then, without the lock, either answers it or asks the syncer to cover it.
-    fn watch_locked(&self, log: MutexGuard<'_, Locked<S, N>>, lsn: Lsn, w: Watcher)
+    fn watch_locked(&self, log: MutexGuard<'_, Locked<S>>, lsn: Lsn, w: Watcher)
     where
         S: Send + 'static,
     {
@@ -417,7 +420,7 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
     /// A reader that follows the log as it grows, from `from`: it waits for new records, and
     /// keeps going across rotation, `truncate_front` and `truncate_back`, reporting the
     /// records it missed and the rewinds (see [`Tail`]).
-    pub fn tail(&self, from: Lsn) -> Tail<S, N> {
+    pub fn tail(&self, from: Lsn) -> Tail<S> {
         Tail::new(self.clone(), from)
     }
 
@@ -470,10 +473,7 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
     /// A reader from `from`, running concurrently with appends. After a concurrent
     /// [`SharedWal::truncate_back`], records the reader had already copied may still be
     /// returned; create a new reader after rewinding.
-    pub fn reader(
-        &self,
-        from: Lsn,
-    ) -> Result<SharedReader<S, N>, walden_core::ReadError<S::Error>> {
+    pub fn reader(&self, from: Lsn) -> Result<SharedReader<S>, walden_core::ReadError<S::Error>> {
         SharedReader::new(Arc::clone(&self.inner), from)
     }
 
@@ -512,13 +512,13 @@ impl<S: GroupSync, const N: usize> SharedWal<S, N> {
 
     /// Syncs, then returns the core log if this is the last handle (otherwise gives the
     /// handle back).
-    pub fn close(self) -> Result<Result<CoreLog<S, N>, Self>, SyncError<S::Error>> {
+    pub fn close(self) -> Result<Result<CoreLog<S>, Self>, SyncError<S::Error>> {
         self.sync()?;
         Ok(self.into_core())
     }
 
     /// The core log, if this is the last handle (without a final sync).
-    pub fn into_core(self) -> Result<CoreLog<S, N>, Self> {
+    pub fn into_core(self) -> Result<CoreLog<S>, Self> {
         match Arc::try_unwrap(self.inner) {
             // Dropping the rest stops the flusher.
             Ok(inner) => Ok(inner.c.into_wal()),
@@ -571,8 +571,8 @@ impl Drop for StopOnDrop {
 
 /// The interval flusher. It holds only a weak reference, so it never keeps the log open; it
 /// exits when the last handle is dropped or the log is poisoned.
-fn spawn_flusher<S: GroupSync + Send + 'static, const N: usize>(
-    inner: Weak<Inner<S, N>>,
+fn spawn_flusher<S: GroupSync + Send + 'static>(
+    inner: Weak<Inner<S>>,
     stop: Arc<Stop>,
     every: Duration,
 ) {

@@ -257,11 +257,13 @@ impl<F: FileSystem> Storage for FileStorage<F> {
     type Error = FileError;
 
     fn list(&self, each: &mut dyn FnMut(SegmentId)) -> Result<(), FileError> {
-        for entry in self.fs.read_dir(&self.dir)? {
-            if let Some(id) = entry.name.to_str().and_then(parse_segment_name) {
-                each(id);
-            }
-        }
+        let mut ids: Vec<SegmentId> = (self.fs.read_dir(&self.dir)?.iter())
+            .filter_map(|entry| entry.name.to_str().and_then(parse_segment_name))
+            .collect();
+        // Ascending, not directory order: core inserts each id at its place, so a log of many
+        // thousands of segments then costs appends, not a shift of the whole list per id.
+        ids.sort_unstable();
+        ids.into_iter().for_each(each);
         Ok(())
     }
 

@@ -63,20 +63,20 @@ pub enum TailEvent {
 /// async ([`Tail::next_async`], [`Tail::poll_event`], and `futures_core::Stream`). Created by
 /// [`SharedWal::tail`]. Sees records as soon as they are appended, durable or not (pair it with
 /// [`SharedWal::durable`] to ship only durable records).
-pub struct Tail<S: GroupSync, const N: usize> {
-    wal: SharedWal<S, N>,
+pub struct Tail<S: GroupSync> {
+    wal: SharedWal<S>,
     next: Lsn,
     /// The rewind generation seen last.
     generation: u64,
-    reader: Option<SharedReader<S, N>>,
+    reader: Option<SharedReader<S>>,
     /// This tail's key in the bell.
     id: u64,
 }
 
 static TAIL_IDS: AtomicU64 = AtomicU64::new(1);
 
-impl<S: GroupSync, const N: usize> Tail<S, N> {
-    pub(crate) fn new(wal: SharedWal<S, N>, from: Lsn) -> Self {
+impl<S: GroupSync> Tail<S> {
+    pub(crate) fn new(wal: SharedWal<S>, from: Lsn) -> Self {
         let generation = wal.inner.rewinds().generation;
         Self {
             wal,
@@ -183,7 +183,7 @@ impl<S: GroupSync, const N: usize> Tail<S, N> {
     }
 
     /// A blocking iterator over the events (it waits for each; it never ends).
-    pub fn blocking_iter(&mut self) -> BlockingTail<'_, S, N> {
+    pub fn blocking_iter(&mut self) -> BlockingTail<'_, S> {
         BlockingTail(self)
     }
 
@@ -196,9 +196,9 @@ impl<S: GroupSync, const N: usize> Tail<S, N> {
 /// A [`Tail`] as a blocking iterator, from [`Tail::blocking_iter`]. It never ends: `next`
 /// waits for the next event. (A separate type, so that `next` on the tail itself is not
 /// ambiguous between `Iterator` and `StreamExt`.)
-pub struct BlockingTail<'t, S: GroupSync, const N: usize>(&'t mut Tail<S, N>);
+pub struct BlockingTail<'t, S: GroupSync>(&'t mut Tail<S>);
 
-impl<S: GroupSync, const N: usize> Iterator for BlockingTail<'_, S, N> {
+impl<S: GroupSync> Iterator for BlockingTail<'_, S> {
     type Item = Result<TailEvent, ReadError<S::Error>>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -206,7 +206,7 @@ impl<S: GroupSync, const N: usize> Iterator for BlockingTail<'_, S, N> {
     }
 }
 
-impl<S: GroupSync, const N: usize> futures_core::Stream for Tail<S, N> {
+impl<S: GroupSync> futures_core::Stream for Tail<S> {
     type Item = Result<TailEvent, ReadError<S::Error>>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -214,7 +214,7 @@ impl<S: GroupSync, const N: usize> futures_core::Stream for Tail<S, N> {
     }
 }
 
-impl<S: GroupSync, const N: usize> Drop for Tail<S, N> {
+impl<S: GroupSync> Drop for Tail<S> {
     fn drop(&mut self) {
         self.wal.inner.bell.forget(self.id);
     }

@@ -10,12 +10,12 @@ use std::path::Path;
 
 use walden_core::config::MAX_RECORD_SIZE_LIMIT;
 use walden_core::inspect::{Inspection, SegmentReport, Verdict, inspect_with_summaries};
-use walden_core::{Config, Lsn, SegmentId};
+use walden_core::{Config, Growable, Lsn, SegmentId};
 
 use crate::error::{Error, FileError};
 use crate::filesystem::{FileSystem, OsFs};
 use crate::storage::FileStorage;
-use crate::wal::{MAX_SEGMENTS, scan_in_parallel};
+use crate::wal::scan_in_parallel;
 
 /// What verification found in one segment.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -84,7 +84,7 @@ pub fn verify_dir_in<F: FileSystem>(
     let summaries = scan_in_parallel(&storage, &config, threads);
     let mut scratch = vec![0u8; 4 << 20];
     let mut segments = Vec::new();
-    let inspection = inspect_with_summaries::<FileStorage<F>, MAX_SEGMENTS>(
+    let inspection = inspect_with_summaries::<FileStorage<F>, Growable>(
         &storage,
         &config,
         &mut scratch,

@@ -8,21 +8,18 @@ use std::path::{Path, PathBuf};
 use std::collections::HashMap;
 
 use walden_core::{
-    Config, Lsn, OpenError, ReadError, RecoveryReport, SegmentId, SegmentSummary, Storage,
-    scan_segment,
+    Config, Growable, Lsn, OpenError, ReadError, RecoveryReport, SegmentId, SegmentSummary,
+    Storage, scan_segment,
 };
 
 use crate::error::{Error, FileError};
 use crate::filesystem::{FileSystem, OsFs};
 use crate::storage::FileStorage;
 
-/// How many segments one log can hold at once (with the default 64 MiB segments: 64 GiB; raise
-/// `segment_size` for larger logs). The table is a fixed array inside the log, so it is kept
-/// small enough that opening fits comfortably in a thread's stack.
-pub const MAX_SEGMENTS: usize = 1024;
-
-/// The core log over files (on the file system `F`, the real one by default).
-pub type CoreWal<F = OsFs> = walden_core::Wal<FileStorage<F>, MAX_SEGMENTS>;
+/// The core log over files (on the file system `F`, the real one by default). Its segment table
+/// is [`Growable`]: a log on files holds as many segments as it needs (no ceiling on the
+/// retained log but the disk).
+pub type CoreWal<F = OsFs> = walden_core::Wal<FileStorage<F>, Growable>;
 
 /// How to open a log directory.
 #[derive(Clone, Copy, Debug)]
@@ -101,7 +98,7 @@ impl From<Config> for Options {
 ///
 /// `F` is the file system ([`OsFs`] unless opened with [`Wal::open_in`]).
 pub struct Wal<F: FileSystem = OsFs> {
-    inner: Box<CoreWal<F>>,
+    inner: CoreWal<F>,
     dir: PathBuf,
     foreign: Vec<PathBuf>,
 }
@@ -184,7 +181,7 @@ impl<F: FileSystem> Wal<F> {
         }
         Ok((
             Self {
-                inner: Box::new(inner),
+                inner,
                 dir,
                 foreign,
             },
@@ -221,7 +218,7 @@ impl<F: FileSystem> Wal<F> {
     /// Closes the log and returns the core log's storage (the directory stays locked until
     /// the storage is dropped).
     pub fn into_core(self) -> CoreWal<F> {
-        *self.inner
+        self.inner
     }
 }
 

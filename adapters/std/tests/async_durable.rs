@@ -8,7 +8,7 @@ use core::time::Duration;
 use std::sync::{Arc, mpsc};
 
 use futures::StreamExt;
-use walden_core::{Config, Lsn, SyncPolicy, Wal as CoreWal};
+use walden_core::{Config, Growable, Lsn, SyncPolicy, Wal as CoreWal};
 use walden_sim::{FaultAction, FaultSchedule, OpKind, SimStorage};
 use walden_std::{
     Durability, DurableError, GroupWindow, Options, SharedWal, SyncUnderLock, TailEvent,
@@ -194,7 +194,8 @@ fn a_failed_sync_resolves_pending_futures_with_the_poison() {
         .with_segment_size(4096)
         .with_sync_policy(SyncPolicy::Manual);
     let mut scratch = vec![0u8; 4096];
-    let (core, _) = CoreWal::<Sim, 64>::open(SyncUnderLock(sim), config, &mut scratch).unwrap();
+    let (core, _) =
+        CoreWal::<Sim, Growable>::open(SyncUnderLock(sim), config, &mut scratch).unwrap();
     let wal = SharedWal::from_core(core, Durability::Never, GroupWindow::default());
     let outcomes = watchdog(Duration::from_secs(60), move || {
         futures::executor::block_on(async {

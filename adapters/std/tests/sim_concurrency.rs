@@ -4,7 +4,9 @@
 
 use std::sync::{Arc, Barrier};
 
-use walden_core::{AppendError, Config, Lsn, StorageError, StorageErrorKind, SyncPolicy, Wal};
+use walden_core::{
+    AppendError, Config, Growable, Lsn, StorageError, StorageErrorKind, SyncPolicy, Wal,
+};
 use walden_sim::{CrashPlan, FaultAction, FaultSchedule, OpKind, SimStorage};
 use walden_std::{Durability, GroupWindow, SharedWal, SyncUnderLock};
 
@@ -20,9 +22,10 @@ fn config() -> Config {
         .with_sync_policy(SyncPolicy::Manual)
 }
 
-fn open(sim: SimStorage) -> (SharedWal<Sim, 64>, Lsn) {
+fn open(sim: SimStorage) -> (SharedWal<Sim>, Lsn) {
     let mut scratch = vec![0u8; 4096];
-    let (wal, report) = Wal::<Sim, 64>::open(SyncUnderLock(sim), config(), &mut scratch).unwrap();
+    let (wal, report) =
+        Wal::<Sim, Growable>::open(SyncUnderLock(sim), config(), &mut scratch).unwrap();
     (
         SharedWal::from_core(wal, Durability::Always, GroupWindow::default()),
         report.last_lsn,
@@ -35,7 +38,7 @@ fn payload(thread: usize, seq: usize) -> Vec<u8> {
 
 /// Every thread appends until it gets an error; returns per thread the acknowledged
 /// `(lsn, payload)` and the errors seen.
-fn run_until_error(wal: &SharedWal<Sim, 64>, threads: usize) -> Vec<ThreadOutcome> {
+fn run_until_error(wal: &SharedWal<Sim>, threads: usize) -> Vec<ThreadOutcome> {
     let barrier = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
@@ -107,7 +110,8 @@ fn failed_sync_with_many_waiters_fails_them_all() {
             FaultAction::SyncLosesData,
         ));
         let mut scratch = vec![0u8; 4096];
-        let (core, _) = Wal::<Sim, 64>::open(SyncUnderLock(sim), config(), &mut scratch).unwrap();
+        let (core, _) =
+            Wal::<Sim, Growable>::open(SyncUnderLock(sim), config(), &mut scratch).unwrap();
         let wal = SharedWal::from_core(core, Durability::Always, GroupWindow::default());
         let results = run_until_error(&wal, 8);
         let storage_errors = results
@@ -162,7 +166,8 @@ fn disk_full_is_a_clear_error_and_a_reopen_works() {
 fn explicit_sync_and_never_policy_on_the_simulator() {
     let mut scratch = vec![0u8; 4096];
     let (core, _) =
-        Wal::<Sim, 64>::open(SyncUnderLock(SimStorage::new()), config(), &mut scratch).unwrap();
+        Wal::<Sim, Growable>::open(SyncUnderLock(SimStorage::new()), config(), &mut scratch)
+            .unwrap();
     let wal = SharedWal::from_core(core, Durability::Never, GroupWindow::default());
     let a = wal.append_batch(&[b"a", b"b", b"c"]).unwrap();
     assert!(!a.durable);

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::tests::{Mem, all, open, small};
-use crate::{OpenError, RecoveryPolicy, RecoveryReport, SyncPolicy, Wal};
+use crate::{Fixed, OpenError, RecoveryPolicy, RecoveryReport, SyncPolicy, Wal};
 
 fn fixed(i: u64) -> Vec<u8> {
     std::format!("rec{i:05}").into_bytes()
@@ -25,7 +25,8 @@ fn run(mem: &Mem, cfg: &Config) -> (Inspection, Vec<SegmentReport>) {
     let mut scratch = [0u8; 300];
     let mut segs = Vec::new();
     let before = mem.files.clone();
-    let ins = inspect::<_, 16>(mem, cfg, &mut scratch, &mut |s| segs.push(*s)).expect("inspect");
+    let ins =
+        inspect::<_, Fixed<16>>(mem, cfg, &mut scratch, &mut |s| segs.push(*s)).expect("inspect");
     assert_eq!(mem.files, before, "inspection never writes");
     (ins, segs)
 }
@@ -34,7 +35,7 @@ fn run(mem: &Mem, cfg: &Config) -> (Inspection, Vec<SegmentReport>) {
 fn agrees_with_open(mem: &Mem, cfg: Config) {
     let (ins, _) = run(mem, &cfg);
     let mut scratch = [0u8; 300];
-    let opened = Wal::<Mem, 16>::open(mem.clone(), cfg, &mut scratch);
+    let opened = Wal::<Mem, Fixed<16>>::open(mem.clone(), cfg, &mut scratch);
     // Inspection and open share one planner, so the verdicts agree by construction; what is
     // worth checking is that open carried the verdict out: the repaired log plans clean, a
     // second open repairs nothing and reads the same records, which are those inspection saw.
@@ -49,7 +50,8 @@ fn agrees_with_open(mem: &Mem, cfg: Config) {
             "open left work for the next one: {report}"
         );
         assert_eq!(again.missing_front, None);
-        let (wal2, report2) = Wal::<Mem, 16>::open(repaired.clone(), cfg, &mut scratch).unwrap();
+        let (wal2, report2) =
+            Wal::<Mem, Fixed<16>>::open(repaired.clone(), cfg, &mut scratch).unwrap();
         // Trailing garbage in a sealed segment is reported, never repaired: it may stay.
         let repaired_nothing = report2.cut.is_none()
             && report2.rewritten_header.is_none()

@@ -16,6 +16,7 @@ use crate::error::{Corruption, IoFailure, Op, OpenError};
 use crate::lsn::Lsn;
 use crate::report::{RecoveryReport, SalvageLoss, TailCut};
 use crate::storage::{SegmentId, Storage};
+use crate::table::{SegmentList, SegmentTable};
 use crate::wal::{SegmentInfo, Wal, splitmix64};
 use plan::{InspectError, Planner, Problem, SegmentReport, Verdict};
 use scan::{SegmentKeys, Window};
@@ -23,7 +24,7 @@ use scan::{SegmentKeys, Window};
 /// The smallest scratch buffer `Wal::open` accepts. Larger buffers read faster.
 pub const MIN_SCRATCH: usize = 256;
 
-impl<S: Storage, const N: usize> Wal<S, N> {
+impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     /// Opens the log in `storage`, running recovery, and reports what recovery found and did.
     ///
     /// An empty storage gets a new log. `scratch` is working memory for scanning (at least
@@ -57,7 +58,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
             storage,
             config,
             log_id: 0,
-            segments: heapless::Vec::new(),
+            segments: Default::default(),
             next_lsn: Lsn(1),
             durable: Lsn::ZERO,
             unsynced_records: 0,
@@ -78,7 +79,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         scratch: &mut [u8],
         summaries: &dyn Fn(SegmentId) -> Option<SegmentSummary>,
     ) -> Result<RecoveryReport, OpenError<S::Error>> {
-        let ids = plan::list::<S, N>(&self.storage).map_err(open_error)?;
+        let ids = plan::list::<S, Table>(&self.storage).map_err(open_error)?;
         let mut report = RecoveryReport {
             created: false,
             segments: 0,
@@ -93,7 +94,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
         };
         // Mix what is on disk into the salt state so a constant seed still yields new salts.
         let mut log_id = None;
-        for &id in &ids {
+        for &id in ids.iter() {
             if let Ok(h) = plan::listed(&self.storage, id).map_err(open_error)?.header {
                 self.salt_state = splitmix64(self.salt_state ^ h.salt);
                 log_id = log_id.or(Some(h.log_id));
@@ -117,7 +118,7 @@ impl<S: Storage, const N: usize> Wal<S, N> {
             let mut planner = Planner::new(&self.storage, &self.config, scratch, summaries)
                 .map_err(open_error)?;
             planner
-                .plan::<N>(&mut |seg, so_far| {
+                .plan::<Table>(&mut |seg, so_far| {
                     corruption_events += u64::from(seg.case.is_corruption());
                     if so_far.verdict == Verdict::Clean {
                         if let Some(info) = kept(seg) {

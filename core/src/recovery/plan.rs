@@ -17,6 +17,7 @@ use crate::format::{
 };
 use crate::lsn::Lsn;
 use crate::storage::{SegmentId, Storage, read_full};
+use crate::table::{SegmentList, SegmentTable};
 
 use super::scan::{self, SegmentScan, Window};
 use super::table::{Action, Case, Evidence, HeaderState, Inputs, ScanState, Sequence};
@@ -164,7 +165,8 @@ pub enum InspectError<E> {
         /// The minimum length.
         min: usize,
     },
-    /// More segments than the table (`N`) holds.
+    /// More segments than the fixed segment table holds (or, for a growable one, than memory
+    /// allows).
     TooManySegments {
         /// The table's capacity.
         capacity: usize,
@@ -196,26 +198,28 @@ fn io<E>(op: Op, segment: Option<SegmentId>) -> impl FnOnce(E) -> InspectError<E
 /// Segment ids in the storage, ascending, each once.
 ///
 /// Each id is inserted at its place as the storage reports it (a storage that lists one id
-/// twice gets it planned once). At most `N` ids, so an insertion is cheap, and no
-/// general-purpose sort is linked in (it costs kilobytes of flash on a microcontroller).
-pub(crate) fn list<S: Storage, const N: usize>(
+/// twice gets it planned once). The place is found by binary search, and no general-purpose
+/// sort is linked in (it costs kilobytes of flash on a microcontroller). A storage that lists
+/// in order (or nearly) appends at the end, so a long growable list costs no shifting.
+pub(crate) fn list<S: Storage, Table: SegmentTable>(
     storage: &S,
-) -> Result<heapless::Vec<SegmentId, N>, InspectError<S::Error>> {
-    let mut ids: heapless::Vec<SegmentId, N> = heapless::Vec::new();
+) -> Result<Table::List<SegmentId>, InspectError<S::Error>> {
+    let mut ids = Table::List::<SegmentId>::default();
     let mut overflow = false;
     storage
         .list(&mut |id| {
             if is_start_slot(id) || overflow {
                 return;
             }
-            let at = ids.iter().position(|&x| x >= id).unwrap_or(ids.len());
-            if ids.get(at) != Some(&id) {
+            if let Err(at) = ids.binary_search(&id) {
                 overflow |= ids.insert(at, id).is_err();
             }
         })
         .map_err(io(Op::List, None))?;
     if overflow {
-        return Err(InspectError::TooManySegments { capacity: N });
+        return Err(InspectError::TooManySegments {
+            capacity: ids.len(),
+        });
     }
     Ok(ids)
 }
@@ -306,11 +310,11 @@ impl<'a, S: Storage> Planner<'a, S> {
 
     /// Plans the log: calls `each` with every segment, oldest first, until it returns `false`
     /// (recovery stops at the segment that decides its verdict; inspection goes on).
-    pub(crate) fn plan<const N: usize>(
+    pub(crate) fn plan<Table: SegmentTable>(
         &mut self,
         each: &mut dyn FnMut(&SegmentReport, &Inspection) -> bool,
     ) -> Result<Inspection, InspectError<S::Error>> {
-        let ids = list::<S, N>(self.storage)?;
+        let ids = list::<S, Table>(self.storage)?;
         let mut out = Inspection {
             segments: ids.len(),
             log_id: None,
@@ -327,7 +331,7 @@ impl<'a, S: Storage> Planner<'a, S> {
         };
         out.verdict = Verdict::Clean;
         let mut first_segment = None;
-        for &id in &ids {
+        for &id in ids.iter() {
             if let Ok(h) = listed(self.storage, id)?.header {
                 let log_id = *out.log_id.get_or_insert(h.log_id);
                 if h.log_id == log_id {

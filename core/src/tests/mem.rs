@@ -13,6 +13,8 @@ pub(crate) struct Mem {
     /// Every `reserve` hint, in order.
     pub(crate) reserved: Vec<(SegmentId, u64)>,
     pub(crate) fail_reserve: bool,
+    /// List ids out of order, each twice (as a directory listing may), not ascending.
+    pub(crate) scrambled_list: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +50,14 @@ impl Storage for Mem {
     type Error = MemError;
 
     fn list(&self, each: &mut dyn FnMut(SegmentId)) -> Result<(), MemError> {
+        if self.scrambled_list {
+            // Odd ids descending, then every id ascending: each id at least once out of order.
+            self.files
+                .keys()
+                .rev()
+                .filter(|k| *k % 2 == 1)
+                .for_each(|k| each(*k));
+        }
         self.files.keys().for_each(|k| each(*k));
         Ok(())
     }

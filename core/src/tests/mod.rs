@@ -1,6 +1,7 @@
 //! Unit tests of the log state machine and recovery over a plain in-memory storage.
 
 mod durability;
+mod growable;
 mod limits;
 pub(crate) mod mem;
 mod reads;
@@ -10,10 +11,10 @@ mod reports;
 mod salts;
 mod wal_ops;
 
-use crate::{Config, Wal};
+use crate::{Config, Fixed, Wal};
 pub(crate) use mem::Mem;
 
-pub(crate) type TestWal = Wal<Mem, 16>;
+pub(crate) type TestWal = Wal<Mem, Fixed<16>>;
 
 pub(crate) fn open(mem: Mem, config: Config) -> (TestWal, crate::RecoveryReport) {
     let mut scratch = [0u8; 4096];

@@ -305,7 +305,8 @@ fn summaries_made_ahead_are_used_for_sealed_segments_only_when_they_match() {
         .collect();
     let lookup = |id| clean.iter().find(|s| s.segment == id).copied();
     let (wal, report) =
-        Wal::<Mem, 16>::open_with_summaries(mem.clone(), cfg, &mut scratch, &lookup).unwrap();
+        Wal::<Mem, Fixed<16>>::open_with_summaries(mem.clone(), cfg, &mut scratch, &lookup)
+            .unwrap();
     assert!(report.is_clean());
     assert_eq!(all(&wal).len(), 30);
 
@@ -314,7 +315,7 @@ fn summaries_made_ahead_are_used_for_sealed_segments_only_when_they_match() {
     damaged.files.get_mut(&1).unwrap()[100] ^= 1;
     let bad = summary_of(&damaged, 1).unwrap();
     assert!(!bad.is_clean());
-    let r = Wal::<Mem, 16>::open_with_summaries(mem.clone(), cfg, &mut scratch, &|id| {
+    let r = Wal::<Mem, Fixed<16>>::open_with_summaries(mem.clone(), cfg, &mut scratch, &|id| {
         (id == 1).then_some(bad)
     });
     assert_eq!(corruption(r), Case::SealedSegmentDamaged);
@@ -322,7 +323,7 @@ fn summaries_made_ahead_are_used_for_sealed_segments_only_when_they_match() {
     // A summary whose salt or length no longer matches is ignored.
     let other = rotated_with_seed(5);
     let foreign = summary_of(&other, 1).unwrap();
-    let (_, report) = Wal::<Mem, 16>::open_with_summaries(mem, cfg, &mut scratch, &|id| {
+    let (_, report) = Wal::<Mem, Fixed<16>>::open_with_summaries(mem, cfg, &mut scratch, &|id| {
         (id == 1).then_some(foreign)
     })
     .unwrap();
@@ -339,7 +340,7 @@ fn a_summary_of_the_newest_segment_replaces_only_its_scan() {
     // A clean summary of the newest segment opens it as the scan would.
     let clean = summary_of(&mem).unwrap();
     let (wal, report) =
-        Wal::<Mem, 16>::open_with_summaries(mem.clone(), cfg, &mut scratch, &|id| {
+        Wal::<Mem, Fixed<16>>::open_with_summaries(mem.clone(), cfg, &mut scratch, &|id| {
             (id == newest).then_some(clean)
         })
         .unwrap();
@@ -353,7 +354,7 @@ fn a_summary_of_the_newest_segment_replaces_only_its_scan() {
     torn.files.get_mut(&newest).unwrap()[len - 3] ^= 0x55;
     let bad = summary_of(&torn).unwrap();
     assert!(!bad.is_clean());
-    let (wal, report) = Wal::<Mem, 16>::open_with_summaries(mem, cfg, &mut scratch, &|id| {
+    let (wal, report) = Wal::<Mem, Fixed<16>>::open_with_summaries(mem, cfg, &mut scratch, &|id| {
         (id == newest).then_some(bad)
     })
     .unwrap();

@@ -254,15 +254,15 @@ fn too_many_segments_for_the_table_is_a_typed_error() {
     let n = mem.files.len();
     let mut scratch = [0u8; 512];
     assert_eq!(
-        Wal::<Mem, 3>::open(mem.clone(), small(), &mut scratch).err(),
+        Wal::<Mem, Fixed<3>>::open(mem.clone(), small(), &mut scratch).err(),
         Some(OpenError::TooManySegments { capacity: 3 })
     );
     assert_eq!(
-        inspect::<_, 3>(&mem, &small(), &mut scratch, &mut |_| {}).err(),
+        inspect::<_, Fixed<3>>(&mem, &small(), &mut scratch, &mut |_| {}).err(),
         Some(crate::inspect::InspectError::TooManySegments { capacity: 3 })
     );
     let n_segments = n; // no start slots in this log
-    assert!(Wal::<Mem, 16>::open(mem.clone(), small(), &mut scratch).is_ok());
+    assert!(Wal::<Mem, Fixed<16>>::open(mem.clone(), small(), &mut scratch).is_ok());
     assert!(n_segments > 3);
 }
 
@@ -287,8 +287,10 @@ fn a_summary_older_than_its_segment_is_not_used() {
     let mem = wal.into_storage();
     let mut scratch = [0u8; 512];
     let (wal, report) =
-        Wal::<Mem, 16>::open_with_summaries(mem.clone(), cfg, &mut scratch, &|_| Some(stale))
-            .unwrap();
+        Wal::<Mem, Fixed<16>>::open_with_summaries(mem.clone(), cfg, &mut scratch, &|_| {
+            Some(stale)
+        })
+        .unwrap();
     assert_eq!(
         (report.records, wal.last_lsn()),
         (6, Lsn(6)),
@@ -304,8 +306,10 @@ fn a_summary_older_than_its_segment_is_not_used() {
     assert_eq!(foreign.file_len, mem.files[&0].len() as u64);
     assert!(!foreign.is_clean());
     let (_, report) =
-        Wal::<Mem, 16>::open_with_summaries(mem.clone(), cfg, &mut scratch, &|_| Some(foreign))
-            .unwrap();
+        Wal::<Mem, Fixed<16>>::open_with_summaries(mem.clone(), cfg, &mut scratch, &|_| {
+            Some(foreign)
+        })
+        .unwrap();
     assert!(report.is_clean(), "{report}");
     // A summary handed out for the wrong segment is not used either.
     let rot = rotated();
@@ -318,10 +322,11 @@ fn a_summary_older_than_its_segment_is_not_used() {
             .unwrap()
     };
     assert_eq!(of_2.file_len, rot.files[&1].len() as u64);
-    let (_, report) = Wal::<Mem, 16>::open_with_summaries(rot, small(), &mut scratch, &|id| {
-        (id == 1).then_some(of_2)
-    })
-    .unwrap();
+    let (_, report) =
+        Wal::<Mem, Fixed<16>>::open_with_summaries(rot, small(), &mut scratch, &|id| {
+            (id == 1).then_some(of_2)
+        })
+        .unwrap();
     assert!(report.is_clean(), "{report}");
 }
 
@@ -587,7 +592,7 @@ fn inspection_counts_a_missing_front_as_one_problem() {
     let mut mem = wal.into_storage();
     mem.files.remove(&oldest);
     let mut scratch = [0u8; 512];
-    let ins = inspect::<_, 16>(&mem, &small(), &mut scratch, &mut |_| {}).unwrap();
+    let ins = inspect::<_, Fixed<16>>(&mem, &small(), &mut scratch, &mut |_| {}).unwrap();
     assert_eq!(ins.problems, 1);
     assert!(ins.corruption);
     assert!(
@@ -640,7 +645,8 @@ fn inspection_reports_where_each_later_problem_starts() {
     mem.files.remove(&3);
     let mut scratch = [0u8; 512];
     let mut segs = Vec::new();
-    let ins = inspect::<_, 16>(&mem, &small(), &mut scratch, &mut |s| segs.push(*s)).unwrap();
+    let ins =
+        inspect::<_, Fixed<16>>(&mem, &small(), &mut scratch, &mut |s| segs.push(*s)).unwrap();
     let seg4 = segs.iter().find(|s| s.id == 4).unwrap();
     assert_eq!(seg4.case, Case::MissingSegment);
     let p = seg4.problem.unwrap();

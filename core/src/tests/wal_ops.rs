@@ -223,7 +223,8 @@ fn truncate_back_rewinds_durably_and_refuses_to_split_batches() {
 #[test]
 fn segment_table_full_is_a_typed_error() {
     let mut scratch = [0u8; 512];
-    let (mut wal, _) = Wal::<Mem, 2>::open(Mem::default(), small(), &mut scratch).expect("open");
+    let (mut wal, _) =
+        Wal::<Mem, Fixed<2>>::open(Mem::default(), small(), &mut scratch).expect("open");
     let mut err = None;
     for i in 0..100 {
         if let Err(e) = wal.append(&payload(i)) {
@@ -233,6 +234,8 @@ fn segment_table_full_is_a_typed_error() {
     }
     assert_eq!(err, Some(AppendError::SegmentTableFull { capacity: 2 }));
     assert_eq!(wal.poisoned(), None);
+    // Refused before anything changed: no segment the table does not know about.
+    assert_eq!(wal.storage().files.len(), 2);
 }
 
 #[test]

@@ -7,8 +7,8 @@
 //! on every medium.
 
 use walden_core::{
-    AppendError, Case, Config, Lsn, OpenError, RecoveryPolicy, RecoveryReport, SegmentId, Storage,
-    SyncPolicy, TruncateError, Wal,
+    AppendError, Case, Config, Fixed, Lsn, OpenError, RecoveryPolicy, RecoveryReport, SegmentId,
+    Storage, SyncPolicy, TruncateError, Wal,
 };
 
 /// The segment table size the suite uses.
@@ -25,7 +25,7 @@ pub trait Medium {
 }
 
 /// The log type the suite drives.
-pub type TestWal<M> = Wal<<M as Medium>::S, SEGMENTS>;
+pub type TestWal<M> = Wal<<M as Medium>::S, Fixed<SEGMENTS>>;
 
 fn config() -> Config {
     Config::default().with_segment_size(1024)
@@ -54,7 +54,7 @@ pub fn payload(i: u64) -> Vec<u8> {
 }
 
 /// Every record of the log, from its first LSN.
-pub fn records<S: Storage>(wal: &Wal<S, SEGMENTS>) -> Vec<(u64, Vec<u8>)> {
+pub fn records<S: Storage>(wal: &Wal<S, Fixed<SEGMENTS>>) -> Vec<(u64, Vec<u8>)> {
     let mut out = Vec::new();
     let mut r = wal.reader(wal.first_lsn()).expect("reader");
     let mut buf = vec![0u8; 4096];
@@ -64,7 +64,7 @@ pub fn records<S: Storage>(wal: &Wal<S, SEGMENTS>) -> Vec<(u64, Vec<u8>)> {
     out
 }
 
-fn fill<S: Storage>(wal: &mut Wal<S, SEGMENTS>, from: u64, to: u64) {
+fn fill<S: Storage>(wal: &mut Wal<S, Fixed<SEGMENTS>>, from: u64, to: u64) {
     for i in from..=to {
         assert_eq!(wal.append(&payload(i)).expect("append"), Lsn(i));
     }

@@ -2,8 +2,8 @@
 //! [`SimHandle`] while keeping the [`Model`] up to date.
 
 use walden_core::{
-    AppendError, Config, Lsn, OpenError, RecoveryReport, Storage, SyncError, SyncPolicy,
-    TruncateError, Wal,
+    AppendError, Config, Fixed, Lsn, OpenError, RecoveryReport, SegmentTable, Storage, SyncError,
+    SyncPolicy, TruncateError, Wal,
 };
 use walden_sim::{SimConfig, SimRng, SimStorage};
 
@@ -11,7 +11,7 @@ use super::model::Model;
 use super::storage::{SimHandle, Variant};
 
 /// The log type the explorer drives.
-pub type TestWal = Wal<SimHandle, 64>;
+pub type TestWal = Wal<SimHandle, Fixed<64>>;
 
 /// Scratch buffer size for recovery.
 pub const SCRATCH: usize = 4096;
@@ -200,8 +200,8 @@ fn run_step(
 
 /// Runs one step other than [`Step::Reopen`] on any core log, keeping `model` up to date and
 /// noting in `problems` anything the log claimed that is false. `Err` if the call failed.
-pub fn log_step<S: Storage, const N: usize>(
-    wal: &mut Wal<S, N>,
+pub fn log_step<S: Storage, Table: SegmentTable>(
+    wal: &mut Wal<S, Table>,
     model: &mut Model,
     problems: &mut Vec<String>,
     seed: u64,
@@ -279,8 +279,8 @@ pub fn log_step<S: Storage, const N: usize>(
     result
 }
 
-fn append<S: Storage, const N: usize>(
-    wal: &mut Wal<S, N>,
+fn append<S: Storage, Table: SegmentTable>(
+    wal: &mut Wal<S, Table>,
     model: &mut Model,
     payloads: &[Vec<u8>],
     config: Config,
@@ -321,8 +321,8 @@ fn check_poisoned(driven: &mut Driven, workload: &Workload, step_index: usize, s
 
 /// After a fault poisoned `wal`, runs `step` and returns what was wrong: the call was not
 /// refused as poisoned, or the durable LSN moved.
-pub fn poisoned_step<S: Storage, const N: usize>(
-    wal: &mut Wal<S, N>,
+pub fn poisoned_step<S: Storage, Table: SegmentTable>(
+    wal: &mut Wal<S, Table>,
     seed: u64,
     step_index: usize,
     step: &Step,

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use walden_core::entry::encode;
 use walden_core::{
-    Config, Entry, EntryLimits, Lsn, OpenError, RecoveryReport, SyncPolicy, Wal,
+    Config, Entry, EntryLimits, Lsn, OpenError, RecoveryReport, SyncPolicy, Fixed, Wal,
 };
 use walden_wasi::{WasiError, WasiStorage};
 
@@ -42,7 +42,7 @@ const LIMITS: EntryLimits = EntryLimits {
     max_value: MAX_RECORD - 1024 - 16,
 };
 
-type Log = Wal<DemoStorage, SEGMENTS>;
+type Log = Wal<DemoStorage, Fixed<SEGMENTS>>;
 type Store = BTreeMap<Vec<u8>, Vec<u8>>;
 
 fn main() {

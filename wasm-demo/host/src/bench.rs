@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use walden_core::entry::encode;
-use walden_core::{Config, Entry, SyncPolicy, Wal};
-use walden_std::{FileStorage, MAX_SEGMENTS};
+use walden_core::{Config, Entry, SyncPolicy};
+use walden_std::{CoreWal, FileStorage};
 
 use crate::durable::DurableImage;
 use crate::protocol::{self, Line, field};
@@ -100,7 +100,7 @@ pub(crate) fn native(data: &Path, work: Workload) -> Result<Throughput> {
     config.max_record_size = 64 * 1024;
     config.sync_policy = SyncPolicy::Manual;
     let mut scratch = vec![0u8; 64 * 1024];
-    let (mut wal, _) = Wal::<FileStorage, MAX_SEGMENTS>::open(storage, config, &mut scratch)
+    let (mut wal, _) = CoreWal::open(storage, config, &mut scratch)
         .map_err(|e| anyhow!("opening the native log: {e:?}"))?;
     let mut rng = SplitMix64::new(1);
     let value: Vec<u8> = (0..work.value_size).map(|_| rng.next_u64() as u8).collect();
