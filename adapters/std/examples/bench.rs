@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p walden-std --example bench -- all [DIR]
 //! cargo run --release -p walden-std --example bench -- raw|one|many|nosync|verify [DIR [SECONDS]]
+//! cargo run --release -p walden-std --example bench -- many DIR SECONDS 4,16   # writer counts
 //! ```
 //!
 //! * `raw`: the physical baseline, a loop of `pwrite(128 B)` + `fdatasync` on one file.
@@ -192,7 +193,11 @@ fn main() {
             ("fixed 500us", Spin::Fixed(Duration::from_micros(500))),
             ("off", Spin::Off),
         ];
-        for writers in [1, 4, 16, 64] {
+        let counts: Vec<usize> = args.get(4).map_or_else(
+            || vec![1, 4, 16, 64],
+            |s| s.split(',').filter_map(|n| n.parse().ok()).collect(),
+        );
+        for writers in counts {
             for (what, spin) in waits {
                 let window = GroupWindow {
                     spin,

@@ -13,8 +13,8 @@
 //!   [`Committer::wait_durable`] with its last LSN.
 //! * A waiter takes the commit lock: poisoned → error; `durable >= lsn` → done; no leader →
 //!   it sets `leader` and leads; a leader at work → it adds a [`Slot`] (its LSN and thread) to
-//!   `waiters`, drops the lock and parks — polling for up to [`GroupWindow::spin`] first,
-//!   while syncs are that fast — until its slot says `RELEASED` (answered: return) or `LEAD`
+//!   `waiters`, drops the lock and parks — polling first where that pays
+//!   ([`GroupWindow::spin`]) — until its slot says `RELEASED` (answered: return) or `LEAD`
 //!   (the role was handed to it: lead).
 //! * The leader lets the threads the previous group released come back and append
 //!   ([`Committer::await_followers`], bounded by half the last sync), then takes the log lock,
@@ -66,6 +66,9 @@
 //! `truncate_back` takes the leader role itself ([`Committer::exclusive`]) before touching the
 //! log — parking in a queue served before the waiters if a leader is at work — so no detached
 //! sync of a file it shortens is in flight and no stale `target` can be published after it.
+//! It publishes its durable LSN *before* it releases the log lock: an append after that may
+//! reuse an LSN the truncation removed, and must not find it covered by the durable LSN
+//! published before the truncation (the model check found this window).
 //! Waiters whose records it removed are handed the role in turn, find the target below their
 //! LSN, and return the durable LSN for the caller to compare.
 //!
@@ -97,17 +100,34 @@
 //!    side of the shared cell: the record was appended before the future existed, so it is
 //!    neither lost nor written twice.
 //!
-//! # Why waiters poll, and why the leader lets followers come back
+//! # How waiters wait, and why the leader lets followers come back
 //!
 //! Measured on the 2-core VM this was built on (fdatasync ≈ 90 µs): with waiters that sleep
 //! at once, waking 15 threads on idle virtual CPUs takes longer than the sync itself, and with
 //! a leader that syncs the moment it is elected, half the writers miss each group (they are
-//! still waking up) and every thread waits for two syncs. Polling keeps the CPUs awake while
-//! syncs are fast, and letting released threads re-append (an event, not a timer: it ends as
-//! soon as they have, never applies to a lone writer, and is bounded) makes each group hold
-//! nearly every writer. `adapters/std/examples/bench.rs many` prints both settings side by
-//! side. The cost is CPU while waiting (reported there): set `spin` to zero where that
-//! matters more than latency.
+//! still waking up) and every thread waits for two syncs. Letting released threads re-append
+//! before the next target is taken (an event, not a timer: it ends as soon as they have,
+//! never applies to a lone writer, and is bounded) makes each group hold nearly every writer.
+//!
+//! Polling (yielding the CPU) instead of sleeping helps where threads outnumber cores, and
+//! burns CPU for nothing where they do not: on a quiet 16-core VM, 16 writers polling for up to
+//! 500 µs ran at 125.8 k rec/s on 14.05 CPU-seconds per second, and sleeping at once at
+//! 124.3 k rec/s on 1.32. So [`GroupWindow::spin`] is adaptive by default ([`Spin::Adaptive`]):
+//! a waiter polls only while the last sync took at most [`ADAPTIVE_SPIN`], the parked waiters
+//! and the leader outnumber the CPUs, fewer than one waiter per 8 CPUs (at least one) polls
+//! already, and recent pollers were answered within their window rather than sleeping anyway
+//! (with occasional probes once they were not). Each rule is a pure function of measurements
+//! (`group/spin.rs`, tested without threads). [`Spin::Fixed`] polls every waiter up to a fixed
+//! window (the old default, 500 µs); [`Spin::Off`] sleeps at once.
+//! `adapters/std/examples/bench.rs many` prints all three with the CPU they spend.
+//!
+//! # The decision core and its model check
+//!
+//! The decisions above (who leads, who is answered, what is published, who gets the role
+//! next, that a poison sticks) live in `group/protocol.rs` as pure state with no locks or
+//! threads; [`Committer`] keeps it under the commit lock. `group/model.rs` drives that same
+//! core under `shuttle` (randomized and PCT schedules, fixed seeds) with a fake sync and a
+//! fake disk, and checks points 1–4 and the truncation rule; see docs/TESTING.md.
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
@@ -308,6 +328,11 @@ pub(crate) struct Committer<S: Storage, const N: usize> {
     spin_score: AtomicI32,
     /// Counts adaptive decisions made while polling does not pay, to pick the probes.
     spin_probes: AtomicU32,
+    /// The A/B trial of polling ([`spin::Trial`]), fed by leaders, and its verdict's mirror.
+    trial: Mutex<spin::Trial>,
+    trial_spin: AtomicBool,
+    /// The trial's clock.
+    opened: Instant,
     /// CPUs available to the process, when the log was opened.
     cores: u32,
     pub(crate) window: GroupWindow,
@@ -353,6 +378,9 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
             spinners: AtomicU32::new(0),
             spin_score: AtomicI32::new(0),
             spin_probes: AtomicU32::new(0),
+            trial: Mutex::new(spin::Trial::new(Duration::ZERO)),
+            trial_spin: AtomicBool::new(false),
+            opened: Instant::now(),
             cores: std::thread::available_parallelism()
                 .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
             window,
@@ -576,6 +604,7 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
                     cores: self.cores,
                     score,
                     probe,
+                    trial: self.trial_spin.load(Ordering::Acquire),
                 };
                 let d = spin::adaptive(conditions);
                 let counted = !d.is_zero();
@@ -668,6 +697,12 @@ impl<S: GroupSync, const N: usize> Committer<S, N> {
     }
 
     fn record_sync(&self, started: Instant, records: u64) {
+        if self.window.spin == Spin::Adaptive {
+            let mut trial = relock(self.trial.lock());
+            trial.on_sync(records, self.opened.elapsed());
+            self.trial_spin
+                .store(trial.allows_spin(), Ordering::Release);
+        }
         let ns = started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
         self.last_sync_ns.store(ns, Ordering::Relaxed);
         self.metrics.sync.record(ns);

@@ -15,13 +15,20 @@
 //!    to the process. Otherwise every released thread gets its own CPU at once.
 //! 3. **Few pollers**: fewer than [`max_spinners`] waiters are polling already (one per 8 CPUs,
 //!    at least one), so polling can never take more than a small, fixed share of the machine.
-//! 4. **Polling has paid lately**: a poller that was answered within its window scores a hit,
-//!    one that ran out of window and slept anyway a miss (worth [`MISS_COST`] hits, the window
-//!    it burned). While the score is negative, only every [`PROBE_EVERY`]th eligible waiter
-//!    polls, as a probe, so the score can recover when the load changes.
+//! 4. **Pollers are answered in time**: a poller that was answered within its window scores a
+//!    hit, one that ran out of window and slept anyway a miss (worth [`MISS_COST`] hits, the
+//!    window it burned). While the score is negative, only every [`PROBE_EVERY`]th eligible
+//!    waiter polls, as a probe, so the score can recover when the load changes.
+//! 5. **Polling makes group commit faster, measured**: a poller answered in time still takes a
+//!    CPU the leader and the appenders may need (on a 2-core VM shared with other work, 16
+//!    writers ran at less than half the rate with one poller than with none). So the committer
+//!    runs a trial ([`Trial`]): one epoch of [`EPOCH_SYNCS`] group commits with polling off,
+//!    one with it allowed, compares the records made durable per second, and keeps the winner
+//!    for the next [`EXPLOIT_EPOCHS`] epochs before measuring again. Polling wins only if it is
+//!    at least [`SPIN_MARGIN`] faster: where it buys nothing, it is not worth its CPU.
 //!
-//! Every rule is a pure function of measurements ([`adaptive`], [`settle`]), tested
-//! deterministically below; the committer feeds them its atomics.
+//! Every rule is a pure function of measurements ([`adaptive`], [`settle`], [`Trial`]), tested
+//! deterministically below; the committer feeds them its atomics and clock.
 
 use core::time::Duration;
 
@@ -52,6 +59,91 @@ pub(crate) const SCORE_LIMIT: i32 = 16;
 /// While polling does not pay, one eligible waiter in this many polls anyway, as a probe.
 pub(crate) const PROBE_EVERY: u32 = 16;
 
+/// Group commits per trial epoch.
+pub(crate) const EPOCH_SYNCS: u32 = 256;
+/// Epochs the winner of a trial is kept before the next trial.
+pub(crate) const EXPLOIT_EPOCHS: u32 = 14;
+/// Polling must make group commit at least this much faster (records per second) to be kept.
+pub(crate) const SPIN_MARGIN: f64 = 1.10;
+
+/// The running A/B trial of polling against sleeping at once (rule 5). Fed by the leader
+/// after each group commit (leaders are one at a time), read by waiters through a mirror.
+#[derive(Debug)]
+pub(crate) struct Trial {
+    phase: Phase,
+    /// Group commits, records and the start time (caller's clock) of the current epoch.
+    syncs: u32,
+    records: u64,
+    started: Duration,
+    /// Records per second of the last epoch measured with polling off.
+    park_rate: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    /// Measuring with polling off.
+    Park,
+    /// Measuring with polling allowed.
+    Spin,
+    /// Keeping the winner for this many more epochs.
+    Keep { spin: bool, epochs: u32 },
+}
+
+impl Trial {
+    /// A trial starting at `now`, measuring with polling off first.
+    pub(crate) fn new(now: Duration) -> Self {
+        Self {
+            phase: Phase::Park,
+            syncs: 0,
+            records: 0,
+            started: now,
+            park_rate: 0.0,
+        }
+    }
+
+    /// Whether waiters may poll now.
+    pub(crate) fn allows_spin(&self) -> bool {
+        match self.phase {
+            Phase::Park => false,
+            Phase::Spin => true,
+            Phase::Keep { spin, .. } => spin,
+        }
+    }
+
+    /// A group commit made `records` durable; `now` is the caller's monotonic clock.
+    pub(crate) fn on_sync(&mut self, records: u64, now: Duration) {
+        self.syncs += 1;
+        self.records = self.records.saturating_add(records);
+        if self.syncs < EPOCH_SYNCS {
+            return;
+        }
+        let secs = now.saturating_sub(self.started).as_secs_f64();
+        let rate = if secs > 0.0 {
+            self.records as f64 / secs
+        } else {
+            f64::MAX
+        };
+        self.phase = match self.phase {
+            Phase::Park => {
+                self.park_rate = rate;
+                Phase::Spin
+            }
+            Phase::Spin => Phase::Keep {
+                spin: rate >= self.park_rate * SPIN_MARGIN,
+                epochs: EXPLOIT_EPOCHS,
+            },
+            Phase::Keep { epochs: 0, .. } => Phase::Park,
+            Phase::Keep { spin, epochs } => Phase::Keep {
+                spin,
+                epochs: epochs - 1,
+            },
+        };
+        self.syncs = 0;
+        self.records = 0;
+        self.started = now;
+    }
+}
+
 /// What the adaptive decision looks at, measured by the committer.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Conditions {
@@ -67,6 +159,8 @@ pub(crate) struct Conditions {
     pub(crate) score: i32,
     /// This waiter is the one in [`PROBE_EVERY`] allowed to poll while the score is negative.
     pub(crate) probe: bool,
+    /// The running [`Trial`] allows polling.
+    pub(crate) trial: bool,
 }
 
 /// The most waiters that poll at once on `cores` CPUs: one per 8, at least one.
@@ -79,7 +173,7 @@ pub(crate) fn adaptive(c: Conditions) -> Duration {
     let fast_disk = c.last_sync <= ADAPTIVE_SPIN;
     let oversubscribed = c.waiters.saturating_add(1) > c.cores as usize;
     let room = c.spinners < max_spinners(c.cores);
-    let pays = c.score >= 0 || c.probe;
+    let pays = (c.score >= 0 || c.probe) && c.trial;
     if fast_disk && oversubscribed && room && pays {
         ADAPTIVE_SPIN
     } else {
@@ -122,6 +216,7 @@ mod tests {
             cores: 2,
             score: 0,
             probe: false,
+            trial: true,
         }
     }
 
@@ -229,6 +324,55 @@ mod tests {
             score = settle(score, false);
         }
         assert_eq!(score, -SCORE_LIMIT);
+    }
+
+    #[test]
+    fn sleeps_while_the_trial_says_polling_does_not_make_commits_faster() {
+        let c = Conditions {
+            trial: false,
+            ..busy_small_vm()
+        };
+        assert_eq!(adaptive(c), Duration::ZERO);
+        let probe = Conditions { probe: true, ..c };
+        assert_eq!(adaptive(probe), Duration::ZERO);
+    }
+
+    /// Runs one epoch of `EPOCH_SYNCS` commits of `per_sync` records each over `len`.
+    fn epoch(t: &mut Trial, now: &mut Duration, per_sync: u64, len: Duration) {
+        for _ in 0..EPOCH_SYNCS {
+            *now += len / EPOCH_SYNCS;
+            t.on_sync(per_sync, *now);
+        }
+    }
+
+    #[test]
+    fn the_trial_keeps_polling_only_where_it_makes_commits_faster() {
+        let ms = Duration::from_millis;
+        let mut now = Duration::ZERO;
+        let mut t = Trial::new(now);
+        // First epoch: polling off. Second: allowed, and 20% faster.
+        assert!(!t.allows_spin());
+        epoch(&mut t, &mut now, 16, ms(20));
+        assert!(t.allows_spin());
+        epoch(&mut t, &mut now, 16, ms(16));
+        // Kept for the next epochs.
+        for _ in 0..=EXPLOIT_EPOCHS {
+            assert!(t.allows_spin());
+            epoch(&mut t, &mut now, 16, ms(30));
+        }
+        // Then measured again: now polling is only 5% faster, not worth its CPU.
+        assert!(!t.allows_spin());
+        epoch(&mut t, &mut now, 16, ms(20));
+        assert!(t.allows_spin());
+        epoch(&mut t, &mut now, 16, Duration::from_micros(19_000));
+        for _ in 0..=EXPLOIT_EPOCHS {
+            assert!(!t.allows_spin());
+            epoch(&mut t, &mut now, 16, ms(20));
+        }
+        // And a slower polling epoch (it steals the leader's CPU) loses too.
+        epoch(&mut t, &mut now, 16, ms(20));
+        epoch(&mut t, &mut now, 16, ms(45));
+        assert!(!t.allows_spin());
     }
 
     #[test]
