@@ -22,10 +22,12 @@
 //! 5. **Polling makes group commit faster, measured**: a poller answered in time still takes a
 //!    CPU the leader and the appenders may need (on a 2-core VM shared with other work, 16
 //!    writers ran at less than half the rate with one poller than with none). So the committer
-//!    runs a trial ([`Trial`]): one epoch of [`EPOCH_SYNCS`] group commits with polling off,
-//!    one with it allowed, compares the records made durable per second, and keeps the winner
-//!    for the next [`EXPLOIT_EPOCHS`] epochs before measuring again. Polling wins only if it is
-//!    at least [`SPIN_MARGIN`] faster: where it buys nothing, it is not worth its CPU.
+//!    runs trials ([`Trial`]): epochs of [`EPOCH_SYNCS`] group commits with polling off, then
+//!    allowed, then off again, comparing the records made durable per second. Polling wins
+//!    only if its epoch was at least [`SPIN_MARGIN`] faster than the mean of the two around it
+//!    (where it buys nothing, it is not worth its CPU). A "sleep" verdict is kept for
+//!    [`KEEP_PARK_EPOCHS`] epochs, a "poll" verdict for [`KEEP_SPIN_EPOCHS`]; a log starts
+//!    with "sleep".
 //!
 //! Every rule is a pure function of measurements ([`adaptive`], [`settle`], [`Trial`]), tested
 //! deterministically below; the committer feeds them its atomics and clock.
@@ -61,13 +63,19 @@ pub(crate) const PROBE_EVERY: u32 = 16;
 
 /// Group commits per trial epoch.
 pub(crate) const EPOCH_SYNCS: u32 = 256;
-/// Epochs the winner of a trial is kept before the next trial.
-pub(crate) const EXPLOIT_EPOCHS: u32 = 14;
+/// Epochs a "sleep" verdict is kept before the next trial.
+pub(crate) const KEEP_PARK_EPOCHS: u32 = 16;
+/// Epochs a "poll" verdict is kept (shorter: polling costs CPU, so it is re-earned sooner).
+pub(crate) const KEEP_SPIN_EPOCHS: u32 = 6;
 /// Polling must make group commit at least this much faster (records per second) to be kept.
 pub(crate) const SPIN_MARGIN: f64 = 1.10;
 
-/// The running A/B trial of polling against sleeping at once (rule 5). Fed by the leader
-/// after each group commit (leaders are one at a time), read by waiters through a mirror.
+/// The running A/B/A trial of polling against sleeping at once (rule 5): an epoch with
+/// polling off, one with it allowed, one off again; polling wins if its epoch beat the mean of
+/// the two around it by [`SPIN_MARGIN`] (the mean cancels a steady drift of the load, such as
+/// a log warming up). Fed by the leader after each group commit (leaders are one at a time),
+/// read by waiters through a mirror. Starts with a "sleep" verdict, so a log's first moments
+/// never poll.
 #[derive(Debug)]
 pub(crate) struct Trial {
     phase: Phase,
@@ -75,37 +83,44 @@ pub(crate) struct Trial {
     syncs: u32,
     records: u64,
     started: Duration,
-    /// Records per second of the last epoch measured with polling off.
-    park_rate: f64,
+    /// Records per second of the trial's first epoch (polling off) and of its polling epoch.
+    before: f64,
+    during: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Phase {
-    /// Measuring with polling off.
-    Park,
+    /// Measuring with polling off, before the polling epoch.
+    Before,
     /// Measuring with polling allowed.
-    Spin,
-    /// Keeping the winner for this many more epochs.
+    During,
+    /// Measuring with polling off again.
+    After,
+    /// Keeping a verdict for this many more epochs.
     Keep { spin: bool, epochs: u32 },
 }
 
 impl Trial {
-    /// A trial starting at `now`, measuring with polling off first.
+    /// A trial clock starting at `now`, with a "sleep" verdict kept for a while first.
     pub(crate) fn new(now: Duration) -> Self {
         Self {
-            phase: Phase::Park,
+            phase: Phase::Keep {
+                spin: false,
+                epochs: 1,
+            },
             syncs: 0,
             records: 0,
             started: now,
-            park_rate: 0.0,
+            before: 0.0,
+            during: 0.0,
         }
     }
 
     /// Whether waiters may poll now.
     pub(crate) fn allows_spin(&self) -> bool {
         match self.phase {
-            Phase::Park => false,
-            Phase::Spin => true,
+            Phase::Before | Phase::After => false,
+            Phase::During => true,
             Phase::Keep { spin, .. } => spin,
         }
     }
@@ -124,15 +139,24 @@ impl Trial {
             f64::MAX
         };
         self.phase = match self.phase {
-            Phase::Park => {
-                self.park_rate = rate;
-                Phase::Spin
+            Phase::Before => {
+                self.before = rate;
+                Phase::During
             }
-            Phase::Spin => Phase::Keep {
-                spin: rate >= self.park_rate * SPIN_MARGIN,
-                epochs: EXPLOIT_EPOCHS,
-            },
-            Phase::Keep { epochs: 0, .. } => Phase::Park,
+            Phase::During => {
+                self.during = rate;
+                Phase::After
+            }
+            Phase::After => {
+                let spin = self.during >= (self.before + rate) / 2.0 * SPIN_MARGIN;
+                let epochs = if spin {
+                    KEEP_SPIN_EPOCHS
+                } else {
+                    KEEP_PARK_EPOCHS
+                };
+                Phase::Keep { spin, epochs }
+            }
+            Phase::Keep { epochs: 0, .. } => Phase::Before,
             Phase::Keep { spin, epochs } => Phase::Keep {
                 spin,
                 epochs: epochs - 1,
@@ -345,33 +369,49 @@ mod tests {
         }
     }
 
+    /// Runs the epochs until the next trial starts (polling off, first epoch).
+    fn until_trial(t: &mut Trial, now: &mut Duration) -> u32 {
+        let mut kept = 0;
+        while let Phase::Keep { .. } = t.phase {
+            epoch(t, now, 16, Duration::from_millis(20));
+            kept += 1;
+        }
+        kept
+    }
+
+    /// One A/B/A trial: polling off, on, off, at these epoch lengths (16 records per sync).
+    fn trial(t: &mut Trial, now: &mut Duration, off: Duration, on: Duration, off2: Duration) {
+        assert!(!t.allows_spin());
+        epoch(t, now, 16, off);
+        assert!(t.allows_spin());
+        epoch(t, now, 16, on);
+        assert!(!t.allows_spin());
+        epoch(t, now, 16, off2);
+    }
+
     #[test]
     fn the_trial_keeps_polling_only_where_it_makes_commits_faster() {
         let ms = Duration::from_millis;
         let mut now = Duration::ZERO;
         let mut t = Trial::new(now);
-        // First epoch: polling off. Second: allowed, and 20% faster.
+        // A log starts out sleeping.
         assert!(!t.allows_spin());
-        epoch(&mut t, &mut now, 16, ms(20));
+        assert_eq!(until_trial(&mut t, &mut now), 2);
+        // Polling 20% faster: kept for a few epochs, then tried again.
+        trial(&mut t, &mut now, ms(20), ms(16), ms(20));
         assert!(t.allows_spin());
-        epoch(&mut t, &mut now, 16, ms(16));
-        // Kept for the next epochs.
-        for _ in 0..=EXPLOIT_EPOCHS {
-            assert!(t.allows_spin());
-            epoch(&mut t, &mut now, 16, ms(30));
-        }
-        // Then measured again: now polling is only 5% faster, not worth its CPU.
+        assert_eq!(until_trial(&mut t, &mut now), KEEP_SPIN_EPOCHS + 1);
+        // Only 5% faster: not worth its CPU.
+        trial(&mut t, &mut now, ms(20), ms(19), ms(20));
         assert!(!t.allows_spin());
-        epoch(&mut t, &mut now, 16, ms(20));
-        assert!(t.allows_spin());
-        epoch(&mut t, &mut now, 16, Duration::from_micros(19_000));
-        for _ in 0..=EXPLOIT_EPOCHS {
-            assert!(!t.allows_spin());
-            epoch(&mut t, &mut now, 16, ms(20));
-        }
-        // And a slower polling epoch (it steals the leader's CPU) loses too.
-        epoch(&mut t, &mut now, 16, ms(20));
-        epoch(&mut t, &mut now, 16, ms(45));
+        assert_eq!(until_trial(&mut t, &mut now), KEEP_PARK_EPOCHS + 1);
+        // Slower (it steals the leader's CPU): loses.
+        trial(&mut t, &mut now, ms(20), ms(45), ms(20));
+        assert!(!t.allows_spin());
+        until_trial(&mut t, &mut now);
+        // A load that speeds up by itself (a log warming up) does not credit polling: the
+        // polling epoch is compared with the mean of the epochs around it.
+        trial(&mut t, &mut now, ms(30), ms(20), ms(15));
         assert!(!t.allows_spin());
     }
 
