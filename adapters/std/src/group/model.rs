@@ -16,8 +16,11 @@
 //! * **Truncation**: a wait that returns less than its LSN only does so after a
 //!   `truncate_back` removed that LSN.
 //!
-//! [`Variant::PublishBeforeSync`] publishes the target before its sync returns; the test that
-//! the checker catches it keeps the checker honest.
+//! Three broken variants, each with a test that the checker catches it, keep the checker
+//! honest: [`Variant::PublishBeforeSync`] publishes the target before its sync returns,
+//! [`Variant::PublishTruncationLate`] publishes a truncation after releasing the log lock (the
+//! committer's own bug until this check found it), [`Variant::IgnoreSyncFailure`] treats a
+//! failed sync as done.
 
 use core::panic::AssertUnwindSafe;
 use std::panic::catch_unwind;
@@ -49,6 +52,9 @@ enum Variant {
     /// truncation publishes its durable LSN after releasing the log lock, so an append in
     /// between reuses a removed LSN that the stale published LSN still covers.
     PublishTruncationLate,
+    /// Broken on purpose: a leader treats a failed sync as done (retrying an fsync is not a
+    /// cure: the kernel may have dropped the dirty pages with the error).
+    IgnoreSyncFailure,
 }
 
 /// One parked thread, as in `Committer` (its LSN kept for the checks).
@@ -235,6 +241,11 @@ impl Model {
         }
         // The sync runs without the log lock: appends (and their waiters) continue.
         let outcome = self.disk.lock().unwrap().sync(target, epoch);
+        let outcome = if self.variant == Variant::IgnoreSyncFailure {
+            Ok(())
+        } else {
+            outcome
+        };
         let mut log = self.log.lock().unwrap();
         if outcome.is_err() {
             // `finish_sync` with a failure poisons the core log.
@@ -449,6 +460,17 @@ fn the_checker_catches_a_leader_that_publishes_before_its_sync_returns() {
         variant: Variant::PublishBeforeSync,
         writers: 3,
         fail: None,
+        truncate: None,
+    };
+    assert!(caught(broken), "the broken protocol passed the model check");
+}
+
+#[test]
+fn the_checker_catches_a_leader_that_ignores_a_failed_sync() {
+    let broken = Scenario {
+        variant: Variant::IgnoreSyncFailure,
+        writers: 3,
+        fail: Some(0),
         truncate: None,
     };
     assert!(caught(broken), "the broken protocol passed the model check");

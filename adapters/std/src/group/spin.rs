@@ -39,8 +39,9 @@ use core::time::Duration;
 #[non_exhaustive]
 pub enum Spin {
     /// Poll only while it pays (the default): while syncs are fast, threads outnumber cores,
-    /// few others poll, and recent pollers were answered within their window (see the
-    /// `group` module docs). At most [`ADAPTIVE_SPIN`] per wait.
+    /// few others poll (one per 8 CPUs), recent pollers were answered within their window, and
+    /// a running trial shows that polling makes group commit at least 10% faster than sleeping
+    /// (see the `group` module docs). At most [`ADAPTIVE_SPIN`] per wait.
     #[default]
     Adaptive,
     /// Always poll up to this long before sleeping, while the last group sync took no longer
