@@ -35,6 +35,9 @@ pub(crate) struct Summary {
     pub(crate) elapsed: Duration,
     /// Per-operation latency quantiles `(q, ns)` (empty when not sampled).
     pub(crate) quantiles: Vec<(f64, u64)>,
+    /// CPU-seconds (user + system, every thread of the process) per second of `elapsed`, if
+    /// measured.
+    pub(crate) cpu: Option<f64>,
 }
 
 impl Summary {
@@ -53,7 +56,18 @@ impl Summary {
             bytes,
             elapsed,
             quantiles,
+            cpu: None,
         }
+    }
+
+    /// Adds the CPU spent since `cpu_before` (a [`cpu_seconds`] reading at the start).
+    pub(crate) fn with_cpu(mut self, cpu_before: Option<f64>) -> Self {
+        let secs = self.elapsed.as_secs_f64();
+        self.cpu = match (cpu_before, cpu_seconds()) {
+            (Some(before), Some(now)) if secs > 0.0 => Some((now - before).max(0.0) / secs),
+            _ => None,
+        };
+        self
     }
 
     /// Records per second over the whole run.
@@ -93,6 +107,7 @@ pub(crate) fn timed_loop(
 ) -> io::Result<Summary> {
     let mut hist = histogram();
     let (mut records, mut bytes, mut ops) = (0u64, 0u64, 0u64);
+    let cpu = cpu_seconds();
     let start = Instant::now();
     while ops < budget.max_ops && (ops < budget.min_ops || start.elapsed() < budget.time) {
         let t = Instant::now();
@@ -102,7 +117,18 @@ pub(crate) fn timed_loop(
         bytes += b;
         ops += 1;
     }
-    Ok(Summary::new(records, bytes, start.elapsed(), &hist))
+    Ok(Summary::new(records, bytes, start.elapsed(), &hist).with_cpu(cpu))
+}
+
+/// User + system CPU time of this process so far, in seconds (from `/proc/self/stat`, in
+/// clock ticks of 10 ms; `None` where that file does not exist).
+pub(crate) fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let (_, after) = stat.rsplit_once(')')?;
+    let mut fields = after.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 / 100.0)
 }
 
 /// The outcome of one workload case for one subject.

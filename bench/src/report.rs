@@ -131,7 +131,10 @@ pub(crate) fn render(run: &Run<'_>) -> String {
          *limit* is the raw rate for the same bytes per fsync from the limits above, the better of \
          appending and preallocated (workload 4: N x the raw rate of N x 128 B per fsync, i.e. perfect group commit; \
          workload 3: sequential write bandwidth; 5 and 6: sequential read bandwidth; 7: random \
-         128 B preads). *vs limit* = records/s / limit; *vs best* = records/s / the best peer's.\n"
+         128 B preads). *vs limit* = records/s / limit; *vs best* = records/s / the best peer's. \
+         *CPU s/s* = user + system CPU-seconds the whole process spent per second of the case \
+         (every thread, the log's background threads included; 10 ms ticks; – where not \
+         measured; 2.00 = two CPUs busy the whole time).\n"
     );
     let mut workloads: Vec<&str> = Vec::new();
     for r in run.rows {
@@ -292,8 +295,8 @@ fn render_workload(md: &mut String, rows: &[Row], workload: &str) {
     let _ = writeln!(md, "### {workload}\n");
     let _ = writeln!(
         md,
-        "| case | peer | records/s | MB/s | p50 | p99 | p999 | limit rec/s | vs limit | vs best |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| case | peer | records/s | MB/s | p50 | p99 | p999 | CPU s/s | limit rec/s | vs limit | vs best |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     let mut cases: Vec<&str> = Vec::new();
     for r in rows.iter().filter(|r| r.workload == workload) {
@@ -313,7 +316,7 @@ fn render_workload(md: &mut String, rows: &[Row], workload: &str) {
                 let v = s.records_per_sec();
                 let _ = writeln!(
                     md,
-                    "| {} | {}{mark} | {} | {:.1} | {} | {} | {} | {limit} | {} | {} |",
+                    "| {} | {}{mark} | {} | {:.1} | {} | {} | {} | {} | {limit} | {} | {} |",
                     r.case,
                     r.subject,
                     rate(v),
@@ -321,6 +324,7 @@ fn render_workload(md: &mut String, rows: &[Row], workload: &str) {
                     opt_latency(s, 0.5),
                     opt_latency(s, 0.99),
                     opt_latency(s, 0.999),
+                    s.cpu.map_or_else(|| "–".to_owned(), |c| format!("{c:.2}")),
                     ratio(v, r.limit_records_per_sec),
                     ratio(v, best_peer(rows, workload, &r.case)),
                 );
@@ -328,7 +332,7 @@ fn render_workload(md: &mut String, rows: &[Row], workload: &str) {
             Outcome::NotApplicable(why) => {
                 let _ = writeln!(
                     md,
-                    "| {} | {}{mark} | n/a: {why} | | | | | {limit} | | |",
+                    "| {} | {}{mark} | n/a: {why} | | | | | | {limit} | | |",
                     r.case, r.subject
                 );
             }
@@ -336,7 +340,7 @@ fn render_workload(md: &mut String, rows: &[Row], workload: &str) {
                 let why = why.replace('|', "/");
                 let _ = writeln!(
                     md,
-                    "| {} | {}{mark} | **failed**: {why} | | | | | {limit} | | |",
+                    "| {} | {}{mark} | **failed**: {why} | | | | | | {limit} | | |",
                     r.case, r.subject
                 );
             }
@@ -374,10 +378,12 @@ const NOTES: &str = "## How to read this, and what it does not say\n\n\
   (it is sealed: recovery relies on it) and links in a zero-filled spare, whose zeros the disk \
   also has to write. With 256 KiB records this is bandwidth the baseline does not spend. Among \
   the WALs that frame and checksum records, Walden is ahead.\n\
-- **Durable writers, CPU**: from 4 writers up Walden is ahead of every peer, partly because \
-  waiting writers poll (yielding the CPU) for up to 500 µs while fsyncs are that fast, instead \
-  of sleeping at once (`GroupWindow::spin`). That spends CPU the peers do not; with `spin` set \
-  to zero, 16 writers ran at about 8x the one-writer rate here instead of 12x. One writer in a \
+- **Durable writers, CPU**: waiting writers may poll (yielding the CPU) instead of sleeping \
+  at once, only where that pays (`GroupWindow::spin`, `Spin::Adaptive` by default: fast syncs, \
+  more threads than CPUs, at most one poller per 8 CPUs, and a running trial showing that \
+  polling makes group commit at least 10% faster); the *CPU s/s* column shows what each log \
+  spends. `cargo run --release -p walden-std --example bench -- many` compares the adaptive \
+  wait with a fixed 500 µs poll (the default before it) and with no polling. One writer in a \
   fresh log shares the disk with the background zero-fill of its segment and the next one for \
   the first few hundred milliseconds.\n\
 - **Replay and random reads, vs the baseline**: Walden's readers copy bytes out under the log \

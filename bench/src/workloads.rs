@@ -5,7 +5,9 @@ use std::{io, path::Path, sync::Barrier, time::Instant};
 
 use crate::{
     limits::Limits,
-    measure::{Budget, Outcome, Row, Summary, histogram, record, size_label, timed_loop},
+    measure::{
+        Budget, Outcome, Row, Summary, cpu_seconds, histogram, record, size_label, timed_loop,
+    },
     subject::{Capability, Durability, Peer, Subject, payload},
 };
 
@@ -189,7 +191,7 @@ fn concurrent(log: &dyn Subject, writers: usize, budget: Budget) -> io::Result<S
     let per_writer = (budget.max_ops / writers as u64).max(1);
     let barrier = Barrier::new(writers + 1);
     let deadline_after = budget.time;
-    let (hists, elapsed) = std::thread::scope(|scope| {
+    let (hists, elapsed, cpu) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..writers)
             .map(|_| {
                 let (barrier, data) = (&barrier, &data);
@@ -208,6 +210,7 @@ fn concurrent(log: &dyn Subject, writers: usize, budget: Budget) -> io::Result<S
                 })
             })
             .collect();
+        let cpu = cpu_seconds();
         barrier.wait();
         let start = Instant::now();
         let hists: Vec<io::Result<_>> = handles
@@ -217,7 +220,7 @@ fn concurrent(log: &dyn Subject, writers: usize, budget: Budget) -> io::Result<S
                     .unwrap_or_else(|_| Err(io::Error::other("writer panicked")))
             })
             .collect();
-        (hists, start.elapsed())
+        (hists, start.elapsed(), cpu)
     });
     let mut total = histogram();
     for hist in hists {
@@ -226,10 +229,5 @@ fn concurrent(log: &dyn Subject, writers: usize, budget: Budget) -> io::Result<S
             .map_err(|e| io::Error::other(format!("{e:?}")))?;
     }
     let records = total.len();
-    Ok(Summary::new(
-        records,
-        records * CONCURRENT_SIZE as u64,
-        elapsed,
-        &total,
-    ))
+    Ok(Summary::new(records, records * CONCURRENT_SIZE as u64, elapsed, &total).with_cpu(cpu))
 }

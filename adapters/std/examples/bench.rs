@@ -2,12 +2,15 @@
 //!
 //! ```text
 //! cargo run --release -p walden-std --example bench -- all [DIR]
-//! cargo run --release -p walden-std --example bench -- raw|one|many|nosync|verify [DIR]
+//! cargo run --release -p walden-std --example bench -- raw|one|many|nosync|verify [DIR [SECONDS]]
+//! cargo run --release -p walden-std --example bench -- many DIR SECONDS 4,16   # writer counts
 //! ```
 //!
 //! * `raw`: the physical baseline, a loop of `pwrite(128 B)` + `fdatasync` on one file.
 //! * `one`: one thread, 128 B appends, each durable (`Durability::Always`).
-//! * `many`: 16 threads doing the same (group commit), with the default spin and without.
+//! * `many`: 1, 4, 16 and 64 threads doing the same (group commit), with each way of waiting
+//!   (`Spin::Adaptive`, the default; `Spin::Fixed(500 µs)`, the default before it; `Spin::Off`),
+//!   with the CPU-seconds per second the process spent.
 //! * `nosync`: one thread, 128 B appends, `Durability::Never`.
 //! * `verify`: builds a 1 GiB log once, then times `verify_dir` on 1 and on 2 threads and a
 //!   plain open (the core's single-threaded recovery scan), warm page cache.
@@ -20,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use walden_std::{Config, Durability, GroupWindow, Options, SharedWal, Wal, verify_dir};
+use walden_std::{Config, Durability, GroupWindow, Options, SharedWal, Spin, Wal, verify_dir};
 
 const RECORD: usize = 128;
 /// Appends before the measurement starts (not counted).
@@ -172,7 +175,7 @@ fn main() {
         PathBuf::from,
     );
     std::fs::create_dir_all(&base).unwrap();
-    let secs = 3.0;
+    let secs = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3.0);
     if matches!(mode, "raw" | "all") {
         println!("raw pwrite+fdatasync 160 B: {:.0} ops/s", raw(&base, secs));
     }
@@ -185,20 +188,29 @@ fn main() {
         );
     }
     if matches!(mode, "many" | "all") {
-        let no_spin = GroupWindow {
-            spin: Duration::ZERO,
-            ..GroupWindow::default()
-        };
-        for (what, window) in [("", GroupWindow::default()), (", spin off", no_spin)] {
-            let (r, m, cpu) = durable(&base, 16, secs, window);
-            println!(
-                "16 writers, 128 B durable{what}: {r:.0} records/s ({} group commits, mean group {:.1} records, mean waiters {:.1}, mean sync {:.0} us, {:.2} CPU s/s)",
-                m.group_commits,
-                m.group_records.mean(),
-                m.group_waiters.mean(),
-                m.sync_ns.mean() / 1000.0,
-                cpu
-            );
+        let waits = [
+            ("adaptive", Spin::Adaptive),
+            ("fixed 500us", Spin::Fixed(Duration::from_micros(500))),
+            ("off", Spin::Off),
+        ];
+        let counts: Vec<usize> = args.get(4).map_or_else(
+            || vec![1, 4, 16, 64],
+            |s| s.split(',').filter_map(|n| n.parse().ok()).collect(),
+        );
+        for writers in counts {
+            for (what, spin) in waits {
+                let window = GroupWindow {
+                    spin,
+                    ..GroupWindow::default()
+                };
+                let (r, m, cpu) = durable(&base, writers, secs, window);
+                println!(
+                    "{writers} writers, 128 B durable, spin {what}: {r:.0} records/s, {cpu:.2} CPU s/s ({} group commits, mean group {:.1} records, mean sync {:.0} us)",
+                    m.group_commits,
+                    m.group_records.mean(),
+                    m.sync_ns.mean() / 1000.0,
+                );
+            }
         }
     }
     if matches!(mode, "nosync" | "all") {
