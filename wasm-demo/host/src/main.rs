@@ -182,6 +182,7 @@ fn main() -> ExitCode {
     // A command-line tool should end quietly instead, as `cat` does.
     // SAFETY: setting a signal's disposition to its default at start-up, before any thread.
     #[cfg(unix)]
+    #[allow(unsafe_code)]
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
