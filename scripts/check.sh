@@ -73,6 +73,11 @@ step "mutation testing of core's durability decisions (cargo-mutants, at least 9
 # docs/TESTING.md, "Mutation testing".
 bash scripts/mutants.sh
 mutation=$(grep -E "^mutation score" target/mutants/score.txt || true)
+if bash scripts/mutants.sh --broken >/dev/null 2>&1; then
+  echo "the mutation check passed a run in which no test could catch a mutant" >&2
+  exit 1
+fi
+echo "mutation check fails when no test catches the mutants (broken variant refused)"
 
 if [ -x fuzz/smoke.sh ]; then
   step "fuzz smoke (nightly, cargo-fuzz)"

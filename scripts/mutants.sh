@@ -12,6 +12,8 @@
 #   --wide         every file of walden-core, against walden-core's tests and walden-tests'
 #                  suites (conformance, crash explorer): hours, not minutes. Same threshold.
 #   --in-diff REF  only mutants in lines of core/src changed since git REF (a branch's own work).
+#   --broken       the checker's broken variant: two mutants of `crc32c` against a test filter
+#                  that matches no test, so both survive; must fail (check.sh asserts it does).
 #   -- ARGS        passed to cargo-mutants, e.g. `-- -F core/src/wal.rs` (a regex on the mutant's
 #                  name) to run one file's mutants while writing tests.
 #
@@ -23,11 +25,13 @@ version=27.1.0
 min=${WALDEN_MUTANTS_MIN:-90}
 jobs=${WALDEN_MUTANTS_JOBS:-2}
 wide=false
+broken=false
 diff_ref=
 extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --wide) wide=true ;;
+        --broken) broken=true ;;
         --in-diff) diff_ref=${2:?--in-diff needs a git ref}; shift ;;
         --) shift; extra=("$@"); break ;;
         *) echo "unknown argument $1 (see the comment at the top of $0)" >&2; exit 64 ;;
@@ -43,12 +47,17 @@ if ! cargo mutants --version 2>/dev/null | grep -qF "$version"; then
 fi
 
 out=target/mutants
+if $broken; then out=target/mutants-broken; fi
 rm -rf "$out/mutants.out" "$out/mutants.out.old"
 mkdir -p "$out"
 args=(-p walden-core -j "$jobs" -o "$out" --no-shuffle --colors never)
 if $wide; then
     # Every file of the crate (added to examine_globs), and the cross-adapter suites too.
     args+=(-f 'core/src/**/*.rs' --test-package walden-core --test-package walden-tests)
+fi
+if $broken; then
+    # No test runs, so nothing can catch a mutant: the score is 0 and this run must fail.
+    args+=(-F 'replace crc32c -> u32' --cargo-test-arg no_test_has_this_name)
 fi
 if [ -n "$diff_ref" ]; then
     git diff "$diff_ref" -- core/src >"$out/changes.diff"
