@@ -13,6 +13,9 @@ rustup target add thumbv7em-none-eabihf wasm32-unknown-unknown wasm32-wasip2 >/d
 
 step "cargo fmt --check"
 cargo fmt --all --check
+# The packages outside the workspace (embedded/ is checked with its own clippy below).
+cargo fmt --manifest-path fuzz/Cargo.toml --check
+cargo fmt --manifest-path wasm-demo/guest/Cargo.toml --check
 
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings

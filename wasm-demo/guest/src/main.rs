@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use walden_core::entry::encode;
 use walden_core::{
-    Config, Entry, EntryLimits, Lsn, OpenError, RecoveryReport, SyncPolicy, Fixed, Wal,
+    Config, Entry, EntryLimits, Fixed, Lsn, OpenError, RecoveryReport, SyncPolicy, Wal,
 };
 use walden_wasi::{WasiError, WasiStorage};
 
