@@ -68,7 +68,7 @@ impl Default for Config {
 }
 
 /// The smallest allowed segment size.
-pub const MIN_SEGMENT_SIZE: u64 = (SEGMENT_HEADER_LEN + RECORD_HEADER_LEN) as u64;
+pub(crate) const MIN_SEGMENT_SIZE: u64 = (SEGMENT_HEADER_LEN + RECORD_HEADER_LEN) as u64;
 
 impl Config {
     /// The defaults, sized for a server: 64 MiB segments, records up to 16 MiB, batches up to

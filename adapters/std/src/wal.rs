@@ -1,15 +1,15 @@
 //! `walden_std::Wal`: a log in a directory, opened in one call.
 
 use core::hash::{BuildHasher, Hasher};
-use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::path::{Path, PathBuf};
 
 use std::collections::HashMap;
 
+use walden_core::raw::{SegmentSummary, scan_segment};
 use walden_core::{
-    Config, Growable, Lsn, OpenError, ReadError, RecoveryReport, SegmentId, SegmentSummary,
-    Storage, scan_segment,
+    AppendError, Config, Counters, Growable, Lsn, OpenError, Poisoned, ReadError, Reader, Record,
+    RecoveryReport, SegmentId, SegmentInfo, Storage, SyncError, TruncateError,
 };
 
 use crate::error::{Error, FileError};
@@ -89,9 +89,13 @@ impl From<Config> for Options {
     }
 }
 
-/// A write-ahead log in a directory of segment files. Dereferences to the core
-/// [`walden_core::Wal`], which has `append`, `append_batch`, `sync`, `reader`, `read`,
-/// `truncate_front`, `truncate_back`, `durable_lsn` and the rest.
+/// A write-ahead log in a directory of segment files, for one thread (share it with
+/// [`crate::SharedWal`]).
+///
+/// Its methods are the core log's ([`walden_core::Wal`]), spelled out rather than reached
+/// through `Deref`, so that this type decides what a user of files can do (the core's storage
+/// hooks, sync tickets and segment reservation stay behind it). [`Wal::into_core`] hands over
+/// the core log for what is not here.
 ///
 /// The directory is locked while the log is open: a second `open` (from this or another
 /// process) fails with [`Error::Locked`].
@@ -215,6 +219,101 @@ impl<F: FileSystem> Wal<F> {
         }
     }
 
+    /// Appends one record and returns its LSN. Durable on return under
+    /// [`Durability::Always`](crate::Durability::Always); otherwise see [`Wal::durable_lsn`].
+    pub fn append(&mut self, payload: &[u8]) -> Result<Lsn, AppendError<FileError>> {
+        self.inner.append(payload)
+    }
+
+    /// Appends records atomically (after any crash all or none are recovered) and returns the
+    /// LSN of the first; the others follow densely.
+    pub fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<Lsn, AppendError<FileError>> {
+        self.inner.append_batch(payloads)
+    }
+
+    /// Makes every appended record durable and returns the durable LSN. After a failure the
+    /// log is poisoned (see [`Wal::poisoned`]).
+    pub fn sync(&mut self) -> Result<Lsn, SyncError<FileError>> {
+        self.inner.sync()
+    }
+
+    /// Reads record `lsn` into `buf`.
+    pub fn read<'b>(
+        &self,
+        lsn: Lsn,
+        buf: &'b mut [u8],
+    ) -> Result<Record<'b>, ReadError<FileError>> {
+        self.inner.read(lsn, buf)
+    }
+
+    /// A reader positioned at `from`, reading into caller buffers.
+    pub fn reader(
+        &self,
+        from: Lsn,
+    ) -> Result<Reader<'_, FileStorage<F>, Growable>, ReadError<FileError>> {
+        self.inner.reader(from)
+    }
+
+    /// Removes whole segments holding only records below `lsn`; returns how many went.
+    pub fn truncate_front(&mut self, lsn: Lsn) -> Result<usize, TruncateError<FileError>> {
+        self.inner.truncate_front(lsn)
+    }
+
+    /// Removes every record after `lsn` (durably, before it returns).
+    pub fn truncate_back(&mut self, lsn: Lsn) -> Result<(), TruncateError<FileError>> {
+        self.inner.truncate_back(lsn)
+    }
+
+    /// The LSN of the oldest retained record.
+    pub fn first_lsn(&self) -> Lsn {
+        self.inner.first_lsn()
+    }
+
+    /// The LSN of the newest record ([`Lsn::ZERO`] when there is none).
+    pub fn last_lsn(&self) -> Lsn {
+        self.inner.last_lsn()
+    }
+
+    /// The LSN the next append gets.
+    pub fn next_lsn(&self) -> Lsn {
+        self.inner.next_lsn()
+    }
+
+    /// The highest LSN known durable: every record up to it survives a crash.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.inner.durable_lsn()
+    }
+
+    /// Why the log is poisoned, if it is (reopen it to continue).
+    pub fn poisoned(&self) -> Option<Poisoned> {
+        self.inner.poisoned()
+    }
+
+    /// The log's id (the same in every segment header).
+    pub fn log_id(&self) -> u64 {
+        self.inner.log_id()
+    }
+
+    /// The retained segments, oldest first.
+    pub fn segments(&self) -> &[SegmentInfo] {
+        self.inner.segments()
+    }
+
+    /// Operation counters since open.
+    pub fn counters(&self) -> Counters {
+        self.inner.counters()
+    }
+
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> &Config {
+        self.inner.config()
+    }
+
+    /// The storage (the directory's files).
+    pub fn storage(&self) -> &FileStorage<F> {
+        self.inner.storage()
+    }
+
     /// Closes the log and returns the core log's storage (the directory stays locked until
     /// the storage is dropped).
     pub fn into_core(self) -> CoreWal<F> {
@@ -247,19 +346,6 @@ impl SegmentPaths {
     }
 }
 
-impl<F: FileSystem> Deref for Wal<F> {
-    type Target = CoreWal<F>;
-    fn deref(&self) -> &CoreWal<F> {
-        &self.inner
-    }
-}
-
-impl<F: FileSystem> DerefMut for Wal<F> {
-    fn deref_mut(&mut self) -> &mut CoreWal<F> {
-        &mut self.inner
-    }
-}
-
 /// Scans (checksums) every segment on `threads` threads before recovery, which then reuses the
 /// results instead of scanning those segments itself; it still classifies and repairs what a
 /// scan found (the directory is locked, so nothing changes in between). Any failure here only
@@ -271,7 +357,7 @@ pub(crate) fn scan_in_parallel<F: FileSystem>(
 ) -> HashMap<SegmentId, SegmentSummary> {
     let mut ids = Vec::new();
     let listed = storage.list(&mut |id| {
-        if !walden_core::format::is_start_slot(id) {
+        if !walden_core::raw::is_start_slot(id) {
             ids.push(id);
         }
     });

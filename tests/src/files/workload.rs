@@ -6,8 +6,7 @@ use walden_core::{
 };
 use walden_sim::{FaultSchedule, SimConfig, SimFs};
 use walden_std::{
-    Background, CoreWal, Durability, FileStorage, Options, SIM_TUNING, SharedWal, SimFileSystem,
-    Tuning, Wal,
+    Background, Durability, FileStorage, Options, SIM_TUNING, SharedWal, SimFileSystem, Tuning, Wal,
 };
 
 use super::variant::{FileVariant, TestFs};
@@ -417,7 +416,7 @@ impl Driver<'_> {
                 let driven = &mut self.driven;
                 match &mut open.log {
                     FileLog::Wal(wal) => log_step(
-                        core_of(wal),
+                        wal.as_mut(),
                         &mut driven.model,
                         &mut driven.problems,
                         seed,
@@ -474,7 +473,7 @@ impl Driver<'_> {
             return;
         };
         let problems = match &mut open.log {
-            FileLog::Wal(wal) => poisoned_step(core_of(wal), seed, index, &step),
+            FileLog::Wal(wal) => poisoned_step(wal.as_mut(), seed, index, &step),
             FileLog::Shared(wal) => poisoned_shared_step(wal, seed, index, &step),
         };
         self.driven.problems.extend(problems);
@@ -482,10 +481,6 @@ impl Driver<'_> {
 }
 
 type Shared = SharedWal<FileStorage<TestFs>>;
-
-fn core_of(wal: &mut Wal<TestFs>) -> &mut CoreWal<TestFs> {
-    wal
-}
 
 /// [`log_step`] for a [`SharedWal`].
 fn shared_step(
