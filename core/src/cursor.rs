@@ -209,7 +209,7 @@ pub struct RecordCursor {
 
 impl RecordCursor {
     /// A cursor at the segment's first record, which has LSN `first_lsn`.
-    pub fn new(keys: SegmentKeys, first_lsn: Lsn) -> Self {
+    pub(crate) fn new(keys: SegmentKeys, first_lsn: Lsn) -> Self {
         let offset = SEGMENT_HEADER_LEN as u64;
         Self {
             keys,
@@ -341,12 +341,12 @@ impl RecordCursor {
 
     /// A checksum to feed the payload of `at` into; compare with
     /// [`RecordCursor::payload_matches`].
-    pub fn payload_checksum(&self) -> Checksum {
+    pub(crate) fn payload_checksum(&self) -> Checksum {
         self.keys.checksum.salted(self.keys.salt)
     }
 
     /// Whether `sum` (a [`RecordCursor::payload_checksum`] fed the whole payload) matches.
-    pub fn payload_matches(&self, at: &Located, sum: Checksum) -> bool {
+    pub(crate) fn payload_matches(&self, at: &Located, sum: Checksum) -> bool {
         sum.finish() == at.header.payload_crc
     }
 

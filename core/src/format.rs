@@ -230,7 +230,7 @@ pub enum RecordKind {
 
 impl RecordKind {
     /// The byte stored on disk.
-    pub const fn to_byte(self) -> u8 {
+    pub(crate) const fn to_byte(self) -> u8 {
         match self {
             Self::Single => 1,
             Self::First => 2,
@@ -241,7 +241,7 @@ impl RecordKind {
     }
 
     /// The kind for a stored byte.
-    pub const fn from_byte(b: u8) -> Option<Self> {
+    pub(crate) const fn from_byte(b: u8) -> Option<Self> {
         match b {
             1 => Some(Self::Single),
             2 => Some(Self::First),

@@ -353,6 +353,8 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             SyncPolicy::Manual => false,
             SyncPolicy::EveryRecords(k) => self.unsynced_records >= u64::from(k),
             SyncPolicy::EveryBytes(k) => self.unsynced_bytes >= k,
+            // Refused by `open` (`ConfigError::NeedsFlusher`): a core log has no timer.
+            SyncPolicy::Interval(_) => false,
         };
         if due {
             self.sync()?;

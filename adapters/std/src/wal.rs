@@ -24,15 +24,14 @@ pub type CoreWal<F = OsFs> = walden_core::Wal<FileStorage<F>, Growable>;
 /// How to open a log directory.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
-    /// The log configuration (segment size, sync policy, recovery policy, checksum, …).
+    /// The log configuration (segment size, sync policy, recovery policy, checksum, …). Its
+    /// [`SyncPolicy`](walden_core::SyncPolicy) is the one durability setting, for [`Wal`] and
+    /// [`crate::SharedWal`] alike.
     pub config: Config,
     /// Create the directory if it does not exist (default: true).
     pub create_dir: bool,
     /// Scratch memory for recovery scans (default 1 MiB).
     pub scratch_size: usize,
-    /// When a [`crate::SharedWal`] makes appends durable (default: every append, group
-    /// committed). [`Wal`] ignores it and follows `config.sync_policy`.
-    pub durability: crate::Durability,
     /// Optional group-commit batching window for [`crate::SharedWal`] (default off).
     pub group_window: crate::GroupWindow,
     /// Preallocate segments and prepare the next one ahead of rotation (default true).
@@ -48,7 +47,6 @@ impl Default for Options {
             config: Config::default(),
             create_dir: true,
             scratch_size: 1 << 20,
-            durability: crate::Durability::Always,
             group_window: crate::GroupWindow::default(),
             preallocate: true,
             open_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
@@ -57,10 +55,12 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Builder-style setter for [`Options::durability`].
+    /// Builder-style setter for the configuration's sync policy: when appends become durable,
+    /// for a [`Wal`] and a [`crate::SharedWal`] alike (the default is
+    /// [`SyncPolicy::Always`](walden_core::SyncPolicy::Always)).
     #[must_use]
-    pub fn with_durability(mut self, durability: crate::Durability) -> Self {
-        self.durability = durability;
+    pub fn with_sync_policy(mut self, policy: walden_core::SyncPolicy) -> Self {
+        self.config.sync_policy = policy;
         self
     }
 
@@ -145,6 +145,12 @@ impl<F: FileSystem> Wal<F> {
         options
             .validate()
             .map_err(|error| Error::Open { file: None, error })?;
+        if let walden_core::SyncPolicy::Interval(_) = options.config.sync_policy {
+            // Nothing would sync on a timer: refuse rather than act as `Manual`.
+            return Err(Error::InvalidOptions {
+                why: "SyncPolicy::Interval needs a flusher thread: open the log as a SharedWal, or choose another policy",
+            });
+        }
         let mut storage = FileStorage::open_in(fs, &dir, options.create_dir)?;
         storage.set_preallocate(options.preallocate);
         storage.refresh_foreign().map_err(|e| Error::Directory {
@@ -220,7 +226,8 @@ impl<F: FileSystem> Wal<F> {
     }
 
     /// Appends one record and returns its LSN. Durable on return under
-    /// [`Durability::Always`](crate::Durability::Always); otherwise see [`Wal::durable_lsn`].
+    /// [`SyncPolicy::Always`](walden_core::SyncPolicy::Always); otherwise see
+    /// [`Wal::durable_lsn`].
     pub fn append(&mut self, payload: &[u8]) -> Result<Lsn, AppendError<FileError>> {
         self.inner.append(payload)
     }

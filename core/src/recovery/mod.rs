@@ -50,6 +50,10 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         summaries: &dyn Fn(SegmentId) -> Option<SegmentSummary>,
     ) -> Result<(Self, RecoveryReport), OpenError<S::Error>> {
         config.validate().map_err(OpenError::Config)?;
+        if let crate::SyncPolicy::Interval(_) = config.sync_policy {
+            // Nothing here would ever sync on a timer: refuse rather than act as `Manual`.
+            return Err(OpenError::Config(crate::ConfigError::NeedsFlusher));
+        }
         if scratch.len() < MIN_SCRATCH {
             return Err(OpenError::ScratchTooSmall { min: MIN_SCRATCH });
         }

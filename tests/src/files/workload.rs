@@ -6,7 +6,7 @@ use walden_core::{
 };
 use walden_sim::{FaultSchedule, SimConfig, SimFs};
 use walden_std::{
-    Background, Durability, FileStorage, Options, SIM_TUNING, SharedWal, SimFileSystem, Tuning, Wal,
+    Background, FileStorage, Options, SIM_TUNING, SharedWal, SimFileSystem, SyncPolicy, Tuning, Wal,
 };
 
 use super::variant::{FileVariant, TestFs};
@@ -22,7 +22,7 @@ pub enum Handle {
     Wal,
     /// [`SharedWal`] driven from one thread (group commit with a single member: the leader's
     /// detached sync path), under this durability.
-    Shared(Durability),
+    Shared(SyncPolicy),
 }
 
 /// One operation of a files workload.
@@ -113,8 +113,9 @@ impl FileWorkload {
         options.open_threads = self.open_threads;
         // Segments are a few KiB here: a megabyte of scratch per recovery is only cost.
         options.scratch_size = 64 << 10;
-        if let Handle::Shared(durability) = self.handle {
-            options.durability = durability;
+        if let Handle::Shared(policy) = self.handle {
+            // The one durability setting, for a `SharedWal` as for a `Wal`.
+            options.config.sync_policy = policy;
         }
         options
     }
@@ -578,8 +579,8 @@ fn shared_append(
                     appended.first
                 ));
             }
-            if wal.durability() == Durability::Always && !appended.durable {
-                problems.push("append under Durability::Always returned not durable".into());
+            if wal.sync_policy() == SyncPolicy::Always && !appended.durable {
+                problems.push("append under SyncPolicy::Always returned not durable".into());
             }
             if appended.durable {
                 if wal.durable_lsn() < appended.last {
