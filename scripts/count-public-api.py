@@ -5,6 +5,10 @@ Counted: every module (but the root), struct, enum, union, trait, function, cons
 type alias and macro reachable by a public path (re-exports followed, each item once), plus the
 public inherent methods and associated constants of reachable types. Not counted: fields, enum
 variants, trait-impl methods (the same rules as the `grep '^\s*pub (fn|struct|...)'` count).
+
+Usage (rustdoc JSON needs a nightly toolchain; not part of CI):
+    cargo +nightly rustdoc -p walden-core --all-features -- -Zunstable-options --output-format json
+    python3 scripts/count-public-api.py target/doc/walden_core.json walden_core::raw [--list]
 """
 import json, sys
 from collections import Counter
