@@ -350,11 +350,10 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         self.counters.batches += u64::from(n > 1);
         let due = match self.config.sync_policy {
             SyncPolicy::Always => true,
-            SyncPolicy::Manual => false,
+            // `Interval` is refused by `open` (`ConfigError::NeedsFlusher`): no timer here.
+            SyncPolicy::Manual | SyncPolicy::Interval(_) => false,
             SyncPolicy::EveryRecords(k) => self.unsynced_records >= u64::from(k),
             SyncPolicy::EveryBytes(k) => self.unsynced_bytes >= k,
-            // Refused by `open` (`ConfigError::NeedsFlusher`): a core log has no timer.
-            SyncPolicy::Interval(_) => false,
         };
         if due {
             self.sync()?;
