@@ -2,7 +2,7 @@
 //! programming an append, and recovery on the next boot.
 
 use cortex_m_semihosting::hprintln;
-use walden_core::{Config, Lsn, Fixed, Wal};
+use walden_core::{Config, Fixed, Lsn, Wal};
 use walden_flash::{FlashStorage, Layout};
 
 use crate::Summary;

@@ -1,6 +1,6 @@
 //! The size-budget program: the sequence `docs/EMBEDDED.md` measures, over a RAM `Storage`.
 
-use walden_core::{Config, Lsn, SyncPolicy, Fixed, Wal};
+use walden_core::{Config, Fixed, Lsn, SyncPolicy, Wal};
 
 use crate::Summary;
 use crate::ram::{RamStorage, SEGMENT};

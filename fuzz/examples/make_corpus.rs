@@ -9,7 +9,9 @@ use walden_fuzz::{Mem, encode_image};
 
 fn log(n: u64, config: Config, batch: bool) -> Mem {
     let mut scratch = [0u8; 4096];
-    let (mut wal, _) = Wal::<Mem, walden_core::Fixed<32>>::open(Mem::default(), config, &mut scratch).expect("open");
+    let (mut wal, _) =
+        Wal::<Mem, walden_core::Fixed<32>>::open(Mem::default(), config, &mut scratch)
+            .expect("open");
     for i in 1..=n {
         let p = format!("payload {i}").into_bytes();
         if batch && i % 3 == 0 {

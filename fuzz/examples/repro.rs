@@ -12,7 +12,11 @@ fn main() {
         println!("segment {id}: {} bytes", f.len());
     }
     let mut scratch = vec![0u8; 512];
-    let r = walden_core::Wal::<walden_fuzz::Mem, walden_core::Fixed<32>>::open(mem.clone(), config, &mut scratch);
+    let r = walden_core::Wal::<walden_fuzz::Mem, walden_core::Fixed<32>>::open(
+        mem.clone(),
+        config,
+        &mut scratch,
+    );
     match r {
         Ok((wal, report)) => {
             println!("first: {report}");

@@ -132,8 +132,13 @@ pub fn encode_image(mem: &Mem, policy: u8, max_record: u16) -> Vec<u8> {
 pub fn recover_and_check(mem: &Mem, config: Config) {
     let mut scratch = vec![0u8; 512];
     let before = mem.clone();
-    let verdict =
-        walden_core::inspect::<Mem, walden_core::Fixed<32>>(mem, &config, &mut scratch, &mut |_| {}).map(|i| i.verdict);
+    let verdict = walden_core::inspect::<Mem, walden_core::Fixed<32>>(
+        mem,
+        &config,
+        &mut scratch,
+        &mut |_| {},
+    )
+    .map(|i| i.verdict);
     assert_eq!(mem, &before, "inspection wrote");
     let opened = Wal::<Mem, walden_core::Fixed<32>>::open(mem.clone(), config, &mut scratch);
     match (verdict, opened) {
@@ -171,7 +176,8 @@ pub fn recover_and_check(mem: &Mem, config: Config) {
             }
             assert_eq!(n, report.records, "{report}");
             // Recovery is idempotent: reopening the recovered storage finds nothing to do.
-            let again = Wal::<Mem, walden_core::Fixed<32>>::open(wal.into_storage(), config, &mut scratch);
+            let again =
+                Wal::<Mem, walden_core::Fixed<32>>::open(wal.into_storage(), config, &mut scratch);
             let (_, r2) = again.expect("a recovered log reopens");
             assert!(r2.cut.is_none() && r2.salvage.is_none(), "{r2}");
             assert_eq!(r2.records, report.records);
