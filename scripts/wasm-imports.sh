@@ -26,7 +26,7 @@ panic = "abort"
 TOML
 cat > "$probe/src/lib.rs" <<'RS'
 #![no_std]
-use walden_core::{ChecksumAlgorithm, format::{RecordHeader, RecordKind}, Lsn};
+use walden_core::{ChecksumAlgorithm, raw::{RecordHeader, RecordKind}, Lsn};
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {

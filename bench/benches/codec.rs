@@ -6,7 +6,7 @@
 use core::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use walden_core::format::{RECORD_HEADER_LEN, RecordHeader, RecordKind};
+use walden_core::raw::{RECORD_HEADER_LEN, RecordHeader, RecordKind};
 use walden_core::{ChecksumAlgorithm, Lsn};
 
 const SALT: u64 = 0x5a17_5a17_5a17_5a17;

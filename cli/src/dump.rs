@@ -3,9 +3,8 @@
 use std::io::{self, BufWriter, Write};
 
 use serde_json::{Value, json};
-use walden_core::format::RecordKind;
 use walden_core::inspect::{Records, RecordsError};
-use walden_core::recovery::HeaderState;
+use walden_core::raw::RecordKind;
 use walden_core::{Entry, RecoveryPolicy};
 
 use crate::examine::run_inspection;
@@ -69,7 +68,7 @@ pub(crate) fn run(
         for s in &segs {
             // Records of another log, or of a segment recovery would not read, are not this
             // log's records: the output stops there, as an open would.
-            if s.inputs.header != HeaderState::Valid {
+            if !s.header_valid() {
                 stops(s);
                 return Ok(());
             }

@@ -112,7 +112,7 @@ struct Common {
     /// The log's max_record_size. A valid record longer than this is reported as a
     /// configuration error, as an open with this limit would (never cut). The default is the
     /// largest limit any log can have, so records of any writer are read.
-    #[arg(long, value_name = "BYTES", default_value_t = walden_core::config::MAX_RECORD_SIZE_LIMIT)]
+    #[arg(long, value_name = "BYTES", default_value_t = walden_core::MAX_RECORD_SIZE_LIMIT)]
     max_record_size: u32,
 }
 

@@ -4,9 +4,9 @@ use core::fmt::Write as _;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use walden_core::format::HeaderProblem;
 use walden_core::inspect::Problem;
-use walden_core::recovery::Action;
+use walden_core::raw::Action;
+use walden_core::raw::HeaderProblem;
 use walden_core::{
     Case, Inspection, RecoveryPolicy, RecoveryReport, SegmentName, SegmentReport, Verdict,
 };

@@ -162,7 +162,7 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
             .segments
             .keys()
             .copied()
-            .filter(|id| *id >= segment && !walden_core::format::is_start_slot(*id))
+            .filter(|id| *id >= segment && !walden_core::raw::is_start_slot(*id))
             .collect(),
     };
 

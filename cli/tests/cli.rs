@@ -90,7 +90,7 @@ fn clean_log_verifies_inspects_and_dumps_without_changing_anything() {
     let segs = ins["segments"].as_array().unwrap();
     assert_eq!(
         segs[0]["header"]["version"],
-        walden_core::format::FORMAT_VERSION
+        walden_core::raw::FORMAT_VERSION
     );
     assert_eq!(segs[0]["header"]["checksum"], "CRC-32C");
     assert_eq!(segs[0]["first_lsn"], 1);

@@ -61,7 +61,7 @@ impl ChecksumAlgorithm {
     }
 
     /// The algorithm with the given header id, if known.
-    pub const fn from_id(id: u8) -> Option<Self> {
+    pub(crate) const fn from_id(id: u8) -> Option<Self> {
         match id {
             1 => Some(Self::Crc32c),
             2 => Some(Self::Crc32),
@@ -91,7 +91,7 @@ impl ChecksumAlgorithm {
 
     /// Starts a checksum over `salt ‖ …`. See [`Checksum::new`] for an algorithm that is not
     /// built in.
-    pub fn salted(self, salt: u64) -> Checksum {
+    pub(crate) fn salted(self, salt: u64) -> Checksum {
         let mut c = Checksum::new(self);
         c.update(&salt.to_le_bytes());
         c

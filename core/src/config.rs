@@ -1,11 +1,19 @@
 //! Log configuration, validated before anything touches storage.
 
 use core::fmt;
+use core::time::Duration;
 
 use crate::checksum::ChecksumAlgorithm;
 use crate::format::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 
-/// When appended records are made durable.
+/// When appended records are made durable: the one durability setting of a log.
+///
+/// A core [`Wal`](crate::Wal) carries it out itself (it syncs inside `append` when the policy
+/// says so) except [`SyncPolicy::Interval`], which needs a clock and a thread; walden-std's
+/// `SharedWal` carries out every policy with group commit and a flusher thread, and walden-std's
+/// `Wal` every policy but `Interval`. A policy a log cannot carry out is refused when it is
+/// opened ([`ConfigError::NeedsFlusher`]), before anything on storage is touched: no setting is
+/// silently ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -18,6 +26,15 @@ pub enum SyncPolicy {
     EveryRecords(u32),
     /// Sync after this many payload bytes have been appended since the last sync.
     EveryBytes(u64),
+    /// A background flusher syncs whatever is unsynced at this interval (the usual choice is
+    /// [`SyncPolicy::DEFAULT_INTERVAL`]). Only walden-std's `SharedWal` has one; every other
+    /// log refuses this policy with [`ConfigError::NeedsFlusher`].
+    Interval(Duration),
+}
+
+impl SyncPolicy {
+    /// The usual flusher interval for [`SyncPolicy::Interval`], 200 ms.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(200);
 }
 
 /// What recovery does with damage it finds. See `docs/FORMAT.md`, "Recovery decision table".
@@ -68,7 +85,7 @@ impl Default for Config {
 }
 
 /// The smallest allowed segment size.
-pub const MIN_SEGMENT_SIZE: u64 = (SEGMENT_HEADER_LEN + RECORD_HEADER_LEN) as u64;
+pub(crate) const MIN_SEGMENT_SIZE: u64 = (SEGMENT_HEADER_LEN + RECORD_HEADER_LEN) as u64;
 
 impl Config {
     /// The defaults, sized for a server: 64 MiB segments, records up to 16 MiB, batches up to
@@ -157,6 +174,7 @@ impl Config {
             SyncPolicy::EveryRecords(0) | SyncPolicy::EveryBytes(0) => {
                 Err(ConfigError::ZeroSyncInterval)
             }
+            SyncPolicy::Interval(every) if every.is_zero() => Err(ConfigError::ZeroSyncInterval),
             _ => Ok(()),
         }
     }
@@ -231,8 +249,11 @@ pub enum ConfigError {
     },
     /// `max_batch_size` is smaller than `max_record_size`.
     BatchSmallerThanRecord,
-    /// `SyncPolicy::EveryRecords(0)` or `EveryBytes(0)`.
+    /// `SyncPolicy::EveryRecords(0)`, `EveryBytes(0)` or `Interval(0)`.
     ZeroSyncInterval,
+    /// `SyncPolicy::Interval` on a log without a flusher thread (a core `Wal`, walden-std's
+    /// `Wal`): use walden-std's `SharedWal`, or another policy.
+    NeedsFlusher,
     /// `checksum` is not compiled into this build (walden-core features `crc32`, `crc64`).
     ChecksumNotBuiltIn {
         /// The algorithm asked for.
@@ -251,6 +272,9 @@ impl fmt::Display for ConfigError {
                 f.write_str("max_batch_size must be at least max_record_size")
             }
             Self::ZeroSyncInterval => f.write_str("a sync interval of zero is not allowed"),
+            Self::NeedsFlusher => f.write_str(
+                "SyncPolicy::Interval needs a flusher thread: open the log as a walden-std SharedWal, or choose another policy",
+            ),
             Self::ChecksumNotBuiltIn { algorithm } => write!(
                 f,
                 "checksum {} is not built in (walden-core features crc32, crc64)",
@@ -361,6 +385,16 @@ mod tests {
         assert_eq!(
             c.with_sync_policy(SyncPolicy::EveryBytes(0)).validate(),
             Err(ConfigError::ZeroSyncInterval)
+        );
+        assert_eq!(
+            c.with_sync_policy(SyncPolicy::Interval(Duration::ZERO))
+                .validate(),
+            Err(ConfigError::ZeroSyncInterval)
+        );
+        assert_eq!(
+            c.with_sync_policy(SyncPolicy::Interval(SyncPolicy::DEFAULT_INTERVAL))
+                .validate(),
+            Ok(())
         );
     }
 

@@ -42,7 +42,7 @@ pub struct SegmentKeys {
 impl SegmentKeys {
     /// The keys of a segment with header `h`, trusting payloads up to `max_record` bytes and
     /// data up to `end`.
-    pub fn new(h: &SegmentHeader, max_record: u32, end: u64) -> Self {
+    pub(crate) fn new(h: &SegmentHeader, max_record: u32, end: u64) -> Self {
         Self {
             checksum: h.checksum,
             salt: h.salt,
@@ -159,7 +159,7 @@ impl Located {
     }
 
     /// Whether this is a metadata record.
-    pub fn is_meta(&self) -> bool {
+    pub(crate) fn is_meta(&self) -> bool {
         self.header.kind == RecordKind::Meta
     }
 }
@@ -177,7 +177,7 @@ pub struct SealFound {
 
 /// The last complete unit a cursor accepted: where a log that ends here ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Complete {
+pub(crate) struct Complete {
     /// Offset just past it (the segment header's length when nothing was accepted).
     pub end: u64,
     /// The LSN of the last data record (`first_lsn − 1` when there is none).
@@ -209,7 +209,7 @@ pub struct RecordCursor {
 
 impl RecordCursor {
     /// A cursor at the segment's first record, which has LSN `first_lsn`.
-    pub fn new(keys: SegmentKeys, first_lsn: Lsn) -> Self {
+    pub(crate) fn new(keys: SegmentKeys, first_lsn: Lsn) -> Self {
         let offset = SEGMENT_HEADER_LEN as u64;
         Self {
             keys,
@@ -241,11 +241,6 @@ impl RecordCursor {
         }
     }
 
-    /// The segment keys.
-    pub fn keys(&self) -> &SegmentKeys {
-        &self.keys
-    }
-
     /// Moves the end of the data (a reader's log grew).
     pub fn set_end(&mut self, end: u64) {
         self.keys.end = end;
@@ -262,27 +257,27 @@ impl RecordCursor {
     }
 
     /// Whether the data ends at [`RecordCursor::offset`].
-    pub fn at_end(&self) -> bool {
+    pub(crate) fn at_end(&self) -> bool {
         self.offset >= self.keys.end
     }
 
     /// The open batch, if the cursor is inside one: its first record's offset and LSN.
-    pub fn open_batch(&self) -> Option<(u64, Lsn)> {
+    pub(crate) fn open_batch(&self) -> Option<(u64, Lsn)> {
         self.batch.map(|b| (b.offset, b.first))
     }
 
     /// The last complete unit.
-    pub fn complete(&self) -> Complete {
+    pub(crate) fn complete(&self) -> Complete {
         self.complete
     }
 
     /// The seal, if one was accepted.
-    pub fn seal(&self) -> Option<SealFound> {
+    pub(crate) fn seal(&self) -> Option<SealFound> {
         self.seal
     }
 
     /// Why the data may not end here: `Some(IncompleteBatch)` inside a batch.
-    pub fn end_fault(&self) -> Option<Fault> {
+    pub(crate) fn end_fault(&self) -> Option<Fault> {
         self.batch.map(|_| Fault::IncompleteBatch)
     }
 
@@ -346,12 +341,12 @@ impl RecordCursor {
 
     /// A checksum to feed the payload of `at` into; compare with
     /// [`RecordCursor::payload_matches`].
-    pub fn payload_checksum(&self) -> Checksum {
+    pub(crate) fn payload_checksum(&self) -> Checksum {
         self.keys.checksum.salted(self.keys.salt)
     }
 
     /// Whether `sum` (a [`RecordCursor::payload_checksum`] fed the whole payload) matches.
-    pub fn payload_matches(&self, at: &Located, sum: Checksum) -> bool {
+    pub(crate) fn payload_matches(&self, at: &Located, sum: Checksum) -> bool {
         sum.finish() == at.header.payload_crc
     }
 
@@ -822,7 +817,7 @@ mod tests {
         c.accept(&at, None).unwrap();
         assert!(c.at_end());
         c.set_end(k.end);
-        assert_eq!(c.keys().end, k.end);
+        assert_eq!(c.keys.end, k.end);
         assert!(!c.at_end());
         let at = c.header(&bytes[c.offset() as usize..]).unwrap();
         assert_eq!(at.header.lsn, Lsn(2));

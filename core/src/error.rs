@@ -3,9 +3,9 @@
 
 use core::fmt;
 
+use crate::case::Case;
 use crate::config::ConfigError;
 use crate::lsn::Lsn;
-use crate::recovery::Case;
 use crate::storage::{SegmentId, StorageError, StorageErrorKind};
 
 /// The storage operation that failed.

@@ -8,63 +8,63 @@ use crate::lsn::Lsn;
 use crate::storage::SegmentId;
 
 /// The segment magic, `WALDENLG`.
-pub const MAGIC: [u8; 8] = *b"WALDENLG";
+pub(crate) const MAGIC: [u8; 8] = *b"WALDENLG";
 /// The format version this code writes.
 pub const FORMAT_VERSION: u16 = 2;
 /// The first format version with metadata records ([`RecordKind::Meta`]) and the
 /// `first_segment` header field.
-pub const VERSION_WITH_META: u16 = 2;
+pub(crate) const VERSION_WITH_META: u16 = 2;
 
 /// Length of the segment header.
 pub const SEGMENT_HEADER_LEN: usize = 64;
 /// Offsets of the segment header fields.
-pub mod seg {
+pub(crate) mod seg {
     /// `magic`, 8 bytes.
-    pub const MAGIC: usize = 0;
+    pub(crate) const MAGIC: usize = 0;
     /// `version`, u16.
-    pub const VERSION: usize = 8;
+    pub(crate) const VERSION: usize = 8;
     /// `checksum_alg`, u8.
-    pub const CHECKSUM_ALG: usize = 10;
+    pub(crate) const CHECKSUM_ALG: usize = 10;
     /// `flags`, u8.
-    pub const FLAGS: usize = 11;
+    pub(crate) const FLAGS: usize = 11;
     /// `header_len`, u32.
-    pub const HEADER_LEN: usize = 12;
+    pub(crate) const HEADER_LEN: usize = 12;
     /// `log_id`, u64.
-    pub const LOG_ID: usize = 16;
+    pub(crate) const LOG_ID: usize = 16;
     /// `segment_id`, u64.
-    pub const SEGMENT_ID: usize = 24;
+    pub(crate) const SEGMENT_ID: usize = 24;
     /// `first_lsn`, u64.
-    pub const FIRST_LSN: usize = 32;
+    pub(crate) const FIRST_LSN: usize = 32;
     /// `salt`, u64.
-    pub const SALT: usize = 40;
+    pub(crate) const SALT: usize = 40;
     /// `first_segment`, u64 (version 2; zero in version 1).
-    pub const FIRST_SEGMENT: usize = 48;
+    pub(crate) const FIRST_SEGMENT: usize = 48;
     /// `reserved`, 4 bytes of zero.
-    pub const RESERVED: usize = 56;
+    pub(crate) const RESERVED: usize = 56;
     /// `header_crc`, u32.
-    pub const HEADER_CRC: usize = 60;
+    pub(crate) const HEADER_CRC: usize = 60;
 }
 
 /// Length of a record header.
 pub const RECORD_HEADER_LEN: usize = 32;
 /// Offsets of the record header fields.
-pub mod rec {
+pub(crate) mod rec {
     /// `header_crc`, u32.
-    pub const HEADER_CRC: usize = 0;
+    pub(crate) const HEADER_CRC: usize = 0;
     /// `length`, u32.
-    pub const LENGTH: usize = 4;
+    pub(crate) const LENGTH: usize = 4;
     /// `lsn`, u64.
-    pub const LSN: usize = 8;
+    pub(crate) const LSN: usize = 8;
     /// `payload_crc`, u64.
-    pub const PAYLOAD_CRC: usize = 16;
+    pub(crate) const PAYLOAD_CRC: usize = 16;
     /// `kind`, u8.
-    pub const KIND: usize = 24;
+    pub(crate) const KIND: usize = 24;
     /// `flags`, u8.
-    pub const FLAGS: usize = 25;
+    pub(crate) const FLAGS: usize = 25;
     /// `reserved`, u16.
-    pub const RESERVED: usize = 26;
+    pub(crate) const RESERVED: usize = 26;
     /// `ack_gap`, u32.
-    pub const ACK_GAP: usize = 28;
+    pub(crate) const ACK_GAP: usize = 28;
 }
 
 fn get_u16(b: &[u8], at: usize) -> u16 {
@@ -230,7 +230,7 @@ pub enum RecordKind {
 
 impl RecordKind {
     /// The byte stored on disk.
-    pub const fn to_byte(self) -> u8 {
+    pub(crate) const fn to_byte(self) -> u8 {
         match self {
             Self::Single => 1,
             Self::First => 2,
@@ -241,7 +241,7 @@ impl RecordKind {
     }
 
     /// The kind for a stored byte.
-    pub const fn from_byte(b: u8) -> Option<Self> {
+    pub(crate) const fn from_byte(b: u8) -> Option<Self> {
         match b {
             1 => Some(Self::Single),
             2 => Some(Self::First),
@@ -253,7 +253,7 @@ impl RecordKind {
     }
 
     /// The kind of record `i` of a batch of `n`.
-    pub const fn in_batch(i: usize, n: usize) -> Self {
+    pub(crate) const fn in_batch(i: usize, n: usize) -> Self {
         match (i, n) {
             (_, 1) => Self::Single,
             (0, _) => Self::First,
@@ -300,7 +300,7 @@ impl RecordHeader {
     }
 
     /// The `ack_gap` for a record at `lsn` written while `durable` was durable.
-    pub fn ack_gap_for(lsn: Lsn, durable: Lsn) -> u32 {
+    pub(crate) fn ack_gap_for(lsn: Lsn, durable: Lsn) -> u32 {
         u32::try_from(lsn.0.saturating_sub(durable.0)).unwrap_or(u32::MAX)
     }
 
@@ -345,16 +345,16 @@ impl RecordHeader {
 }
 
 /// The payload length of every metadata record.
-pub const META_LEN: usize = 16;
+pub(crate) const META_LEN: usize = 16;
 
 /// Offsets of a metadata record's payload fields.
-pub mod meta {
+pub(crate) mod meta {
     /// `type`, u8: 1 seal, 2 start.
-    pub const TYPE: usize = 0;
+    pub(crate) const TYPE: usize = 0;
     /// `reserved`, 7 bytes of zero.
-    pub const RESERVED: usize = 1;
+    pub(crate) const RESERVED: usize = 1;
     /// `value`, u64: the successor's segment id (seal) or the log's first segment id (start).
-    pub const VALUE: usize = 8;
+    pub(crate) const VALUE: usize = 8;
 }
 
 /// What a metadata record ([`RecordKind::Meta`]) says.
@@ -367,7 +367,7 @@ pub enum Meta {
         /// The successor's segment id.
         successor: SegmentId,
     },
-    /// The one record of a start slot (see [`START_SLOTS`]): the log starts at this segment.
+    /// The one record of a start slot (the two reserved ids at the top of the id space): the log starts at this segment.
     Start {
         /// The log's first segment from now on.
         first_segment: SegmentId,
@@ -376,7 +376,7 @@ pub enum Meta {
 
 impl Meta {
     /// Encodes the payload.
-    pub fn encode(&self) -> [u8; META_LEN] {
+    pub(crate) fn encode(&self) -> [u8; META_LEN] {
         let (ty, value): (u8, u64) = match *self {
             Meta::Seal { successor } => (1, successor),
             Meta::Start { first_segment } => (2, first_segment),
@@ -388,7 +388,7 @@ impl Meta {
     }
 
     /// Decodes a payload; `None` for a wrong length, an unknown type or reserved bytes set.
-    pub fn decode(b: &[u8]) -> Option<Self> {
+    pub(crate) fn decode(b: &[u8]) -> Option<Self> {
         let b: &[u8; META_LEN] = b.try_into().ok()?;
         if b[meta::RESERVED..meta::VALUE].iter().any(|&x| x != 0) {
             return None;
@@ -410,7 +410,7 @@ impl Meta {
 /// slots taking turns. `truncate_front` writes the next generation into the slot holding the
 /// older one and syncs it before it removes a segment, so the valid record with the highest
 /// generation always says where the log starts, and a torn write of one slot leaves the other.
-pub const START_SLOTS: [SegmentId; 2] = [u64::MAX - 1, u64::MAX];
+pub(crate) const START_SLOTS: [SegmentId; 2] = [u64::MAX - 1, u64::MAX];
 
 /// Whether `id` is a start slot rather than a segment of the log's data.
 pub const fn is_start_slot(id: SegmentId) -> bool {
@@ -418,7 +418,7 @@ pub const fn is_start_slot(id: SegmentId) -> bool {
 }
 
 /// The length of a start slot's record.
-pub const START_RECORD_LEN: usize = RECORD_HEADER_LEN + META_LEN;
+pub(crate) const START_RECORD_LEN: usize = RECORD_HEADER_LEN + META_LEN;
 
 /// The salt of a log's start records (the log id, so another log's slots never validate).
 fn start_salt(log_id: u64) -> u64 {
@@ -427,7 +427,7 @@ fn start_salt(log_id: u64) -> u64 {
 
 /// Encodes the start record of generation `generation` (at least 1): the log `log_id` starts at
 /// segment `first_segment`. Its checksum is always CRC-32C.
-pub fn encode_start(
+pub(crate) fn encode_start(
     log_id: u64,
     generation: u64,
     first_segment: SegmentId,
@@ -451,7 +451,7 @@ pub fn encode_start(
 
 /// Decodes a start slot's contents: `(generation, first_segment)`, or `None` if they are not a
 /// valid start record of log `log_id`.
-pub fn decode_start(b: &[u8], log_id: u64) -> Option<(u64, SegmentId)> {
+pub(crate) fn decode_start(b: &[u8], log_id: u64) -> Option<(u64, SegmentId)> {
     let alg = ChecksumAlgorithm::Crc32c;
     let salt = start_salt(log_id);
     let h = RecordHeader::decode(b, alg, salt).ok()?;

@@ -19,9 +19,8 @@ use crate::recovery::plan::Planner;
 use crate::storage::{SegmentId, Storage, read_full};
 use crate::table::SegmentTable;
 
-pub use crate::recovery::plan::{
-    InspectError, Inspection, MissingFront, Problem, SegmentReport, Verdict,
-};
+pub use crate::case::MissingFront;
+pub use crate::recovery::plan::{InspectError, Inspection, Problem, SegmentReport, Verdict};
 
 /// Inspects every segment of `storage` without writing, calling `each` once per segment,
 /// oldest first. `config` supplies `max_record_size` (records longer are reported, as in
@@ -36,13 +35,13 @@ pub fn inspect<S: Storage, Table: SegmentTable>(
     inspect_with_summaries::<S, Table>(storage, config, scratch, &|_| None, each)
 }
 
-/// [`inspect`], reusing scans made beforehand with [`crate::scan_segment`] (for example on
+/// [`inspect`], reusing scans made beforehand with [`crate::raw::scan_segment`] (for example on
 /// several threads) where the segment's salt and length still match.
 pub fn inspect_with_summaries<S: Storage, Table: SegmentTable>(
     storage: &S,
     config: &Config,
     scratch: &mut [u8],
-    summaries: &dyn Fn(SegmentId) -> Option<crate::SegmentSummary>,
+    summaries: &dyn Fn(SegmentId) -> Option<crate::recovery::SegmentSummary>,
     each: &mut dyn FnMut(&SegmentReport),
 ) -> Result<Inspection, InspectError<S::Error>> {
     Planner::new(storage, config, scratch, summaries)?.plan::<Table>(&mut |seg, _| {

@@ -8,32 +8,34 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
-pub mod checksum;
-pub mod config;
+mod case;
+mod checksum;
+mod config;
 mod counters;
-pub mod cursor;
+mod cursor;
 #[cfg(feature = "serde")]
 pub mod entry;
 mod error;
-pub mod format;
+mod format;
 pub mod inspect;
-pub mod io;
+mod io;
 mod lsn;
-pub mod name;
+mod name;
+pub mod raw;
 mod reader;
-pub mod recovery;
+mod recovery;
 mod report;
-pub mod storage;
+mod storage;
 mod table;
 mod wal;
 
 #[cfg(test)]
 mod tests;
 
+pub use case::Case;
 pub use checksum::ChecksumAlgorithm;
-pub use config::{Config, ConfigError, RecoveryPolicy, SyncPolicy};
+pub use config::{Config, ConfigError, MAX_RECORD_SIZE_LIMIT, RecoveryPolicy, SyncPolicy};
 pub use counters::Counters;
-pub use cursor::{Fault, RecordCursor, SegmentKeys};
 #[cfg(feature = "serde")]
 pub use entry::{Entry, EntryError, EntryLimits, TypedAppendError};
 pub use error::{
@@ -45,7 +47,7 @@ pub use io::{RecordFull, RecordWriter};
 pub use lsn::Lsn;
 pub use name::{SEGMENT_NAME_LEN, SegmentName, parse_segment_name};
 pub use reader::{Reader, Record};
-pub use recovery::{Case, MIN_SCRATCH, SegmentSummary, scan_segment};
+pub use recovery::MIN_SCRATCH;
 pub use report::{RecoveryReport, SalvageLoss, TailCut};
 pub use storage::{SegmentId, Storage, StorageError, StorageErrorKind};
 #[cfg(any(feature = "alloc", test))]

@@ -1,10 +1,10 @@
 //! Streaming reads from any LSN into caller buffers, across segments.
 
+use crate::case::Case;
 use crate::cursor::{Located as CursorLocated, RecordCursor};
 use crate::error::{Corruption, IoFailure, Op, ReadError};
 use crate::format::{RECORD_HEADER_LEN, RecordKind, SEGMENT_HEADER_LEN};
 use crate::lsn::Lsn;
-use crate::recovery::Case;
 use crate::storage::{Storage, read_full};
 use crate::table::SegmentTable;
 use crate::wal::{LocateError, Located, Wal};

@@ -2,9 +2,8 @@
 
 use core::fmt;
 
+use crate::case::{Case, MissingFront};
 use crate::lsn::Lsn;
-use crate::recovery::Case;
-use crate::recovery::plan::MissingFront;
 use crate::storage::SegmentId;
 
 /// Bytes recovery cut from the end of the newest segment (policy permitting).

@@ -1,5 +1,6 @@
 //! The log state machine: append, batch, sync, rotate, truncate.
 
+use crate::case::Case;
 use crate::checksum::ChecksumAlgorithm;
 use crate::config::{Config, SyncPolicy};
 use crate::counters::Counters;
@@ -10,7 +11,6 @@ use crate::format::{
     SEGMENT_HEADER_LEN, START_SLOTS, SegmentHeader, VERSION_WITH_META, encode_start,
 };
 use crate::lsn::Lsn;
-use crate::recovery::Case;
 use crate::storage::{SegmentId, Storage, StorageError};
 use crate::table::{Fixed, SegmentList, SegmentTable};
 
@@ -350,7 +350,8 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         self.counters.batches += u64::from(n > 1);
         let due = match self.config.sync_policy {
             SyncPolicy::Always => true,
-            SyncPolicy::Manual => false,
+            // `Interval` is refused by `open` (`ConfigError::NeedsFlusher`): no timer here.
+            SyncPolicy::Manual | SyncPolicy::Interval(_) => false,
             SyncPolicy::EveryRecords(k) => self.unsynced_records >= u64::from(k),
             SyncPolicy::EveryBytes(k) => self.unsynced_bytes >= k,
         };

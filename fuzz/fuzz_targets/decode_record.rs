@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use walden_core::format::{RecordHeader, SegmentHeader};
+use walden_core::raw::{RecordHeader, SegmentHeader};
 use walden_core::{ChecksumAlgorithm, parse_segment_name};
 
 fuzz_target!(|data: &[u8]| {

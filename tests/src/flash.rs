@@ -461,7 +461,7 @@ pub fn recover<const W: usize>(
     let mut listed = Vec::new();
     wal.storage()
         .list(&mut |id| {
-            if !walden_core::format::is_start_slot(id) {
+            if !walden_core::raw::is_start_slot(id) {
                 listed.push(id);
             }
         })

@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 
 use walden_core::{Config, Lsn, SyncPolicy};
 use walden_std::{
-    DirEntry, Durability, FileSystem, FsFile, Job, Metadata, Mutation, OpenMode, Options, OsFs,
-    SharedWal, Tuning, Wal, Worker,
+    DirEntry, FileSystem, FsFile, Job, Metadata, Mutation, OpenMode, Options, OsFs, SharedWal,
+    Tuning, Wal, Worker,
 };
 
 /// Sizes for the kill test: small enough that 8 KiB segments fill the write buffer, get a
@@ -199,7 +199,6 @@ pub fn options() -> Options {
             .with_sync_policy(SyncPolicy::Always),
     );
     options.open_threads = 2;
-    options.durability = Durability::Always;
     options
 }
 
@@ -337,7 +336,7 @@ pub fn workload(fs: &KillFs, dir: &Path, journal: &Journal) {
                         .collect();
                     let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
                     let appended = shared.append_batch(&refs).expect("append_batch");
-                    assert!(appended.durable, "Durability::Always");
+                    assert!(appended.durable, "SyncPolicy::Always");
                     journal.ack(keys[0], appended.first, appended.last);
                 }
             });

@@ -3,7 +3,7 @@
 
 use walden_core::{Config, Lsn, StorageErrorKind, SyncPolicy, TruncateError};
 use walden_sim::{CrashPlan, FaultAction, FaultSchedule, FsOp, SimConfig, SimFs};
-use walden_std::{Durability, Options, SharedWal, SimFileSystem, Wal};
+use walden_std::{Options, SharedWal, SimFileSystem, Wal};
 use walden_tests::explorer::{Explorer, Stats};
 use walden_tests::files::{FileVariant, ROOT, default_workloads, drive, faults};
 
@@ -56,7 +56,6 @@ fn options() -> Options {
             .with_segment_size(1 << 20)
             .with_sync_policy(SyncPolicy::Always),
     );
-    options.durability = Durability::Always;
     options.open_threads = 1;
     options
 }

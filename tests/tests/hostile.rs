@@ -6,7 +6,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use walden_core::format::{RecordHeader, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader, seg};
+use walden_core::raw::{RecordHeader, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader};
 use walden_core::{
     Case, Config, Lsn, OpenError, RecoveryReport, SegmentName, StorageError, StorageErrorKind,
 };
@@ -433,4 +433,14 @@ fn read_only_media_and_permission_denied_map_to_typed_errors() {
         Ok(_) => panic!("opened an unreadable segment"),
     }
     assert_eq!(listing(&dir), before);
+}
+
+/// Segment header field offsets, from `docs/FORMAT.md` (written out here rather than imported:
+/// the test checks the document's layout, not the code's idea of it).
+mod seg {
+    pub(super) const CHECKSUM_ALG: usize = 10;
+    pub(super) const FLAGS: usize = 11;
+    pub(super) const HEADER_LEN: usize = 12;
+    pub(super) const SALT: usize = 40;
+    pub(super) const HEADER_CRC: usize = 60;
 }

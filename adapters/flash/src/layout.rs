@@ -5,7 +5,7 @@ use core::fmt;
 
 use walden_core::ChecksumAlgorithm;
 use walden_core::SegmentId;
-use walden_core::checksum::Checksum;
+use walden_core::raw::Checksum;
 
 /// Bytes of the area header at the start of every area. Segment data follows it.
 pub const AREA_HEADER_LEN: usize = 32;

@@ -7,11 +7,11 @@
 //! ```
 //!
 //! * `raw`: the physical baseline, a loop of `pwrite(128 B)` + `fdatasync` on one file.
-//! * `one`: one thread, 128 B appends, each durable (`Durability::Always`).
+//! * `one`: one thread, 128 B appends, each durable (`SyncPolicy::Always`).
 //! * `many`: 1, 4, 16 and 64 threads doing the same (group commit), with each way of waiting
 //!   (`Spin::Adaptive`, the default; `Spin::Fixed(500 µs)`, the default before it; `Spin::Off`),
 //!   with the CPU-seconds per second the process spent.
-//! * `nosync`: one thread, 128 B appends, `Durability::Never`.
+//! * `nosync`: one thread, 128 B appends, `SyncPolicy::Manual`.
 //! * `verify`: builds a 1 GiB log once, then times `verify_dir` on 1 and on 2 threads and a
 //!   plain open (the core's single-threaded recovery scan), warm page cache.
 
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use walden_std::{Config, Durability, GroupWindow, Options, SharedWal, Spin, Wal, verify_dir};
+use walden_std::{Config, GroupWindow, Options, SharedWal, Spin, SyncPolicy, Wal, verify_dir};
 
 const RECORD: usize = 128;
 /// Appends before the measurement starts (not counted).
@@ -100,7 +100,7 @@ fn durable(
 fn nosync(base: &Path, records: u64) -> f64 {
     let d = fresh(base, "nosync");
     let (wal, _) =
-        SharedWal::open(&d, Options::default().with_durability(Durability::Never)).unwrap();
+        SharedWal::open(&d, Options::default().with_sync_policy(SyncPolicy::Manual)).unwrap();
     let p = [1u8; RECORD];
     let start = Instant::now();
     for _ in 0..records {
@@ -111,7 +111,7 @@ fn nosync(base: &Path, records: u64) -> f64 {
 
 fn verify(base: &Path) {
     let d = base.join("verify-1gib");
-    let options = Options::from(Config::default()).with_durability(Durability::Never);
+    let options = Options::from(Config::default()).with_sync_policy(SyncPolicy::Manual);
     if verify_dir(&d, 2).map(|r| r.bytes).unwrap_or(0) < 1 << 30 {
         let d = fresh(base, "verify-1gib");
         let (wal, _) = SharedWal::open(&d, options).unwrap();

@@ -2,13 +2,13 @@
 //! runtime). Run: `cargo run -p walden-std --example tokio_durable`.
 
 use futures::StreamExt;
-use walden_std::{Durability, Lsn, Options, SharedWal, TailEvent};
+use walden_std::{Lsn, Options, SharedWal, SyncPolicy, TailEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn core::error::Error>> {
     let dir = tempfile::tempdir()?;
-    // Durability::Never: appends return at once; the futures decide when to wait.
-    let options = Options::default().with_durability(Durability::Never);
+    // SyncPolicy::Manual: appends return at once; the futures decide when to wait.
+    let options = Options::default().with_sync_policy(SyncPolicy::Manual);
     let (wal, _) = SharedWal::open(dir.path(), options)?;
 
     // A follower task: prints every record as it is appended, across segment rotations.

@@ -232,8 +232,38 @@ pub struct GroupWindow {
 /// What the log lock protects.
 pub(crate) struct Locked<S: Storage> {
     pub(crate) wal: Wal<S, Growable>,
+    /// The core log's append counters (records, payload bytes) when the last leader took its
+    /// target. The counts are the core's; only this mark is group commit's own: what the
+    /// policies `EveryRecords`/`EveryBytes` and the group window count is what no leader has
+    /// yet taken (the core's own unsynced counts drop only when a sync has finished).
+    targeted: (u64, u64),
+}
+
+impl<S: Storage> Locked<S> {
+    fn new(wal: Wal<S, Growable>) -> Self {
+        let mut l = Self {
+            wal,
+            targeted: (0, 0),
+        };
+        l.mark_targeted();
+        l
+    }
+
+    /// Records appended since the last leader took its target.
+    pub(crate) fn unsynced_records(&self) -> u64 {
+        self.wal.counters().appends - self.targeted.0
+    }
+
     /// Payload bytes appended since the last leader took its target.
-    pub(crate) unsynced_bytes: u64,
+    pub(crate) fn unsynced_bytes(&self) -> u64 {
+        self.wal.counters().bytes_appended - self.targeted.1
+    }
+
+    /// A leader took everything appended so far as its target (or a truncation removed it).
+    pub(crate) fn mark_targeted(&mut self) {
+        let c = self.wal.counters();
+        self.targeted = (c.appends, c.bytes_appended);
+    }
 }
 
 /// What the commit lock protects.
@@ -365,10 +395,7 @@ impl<S: GroupSync> Committer<S> {
         let durable = wal.durable_lsn();
         let poisoned = wal.poisoned();
         Self {
-            log: Mutex::new(Locked {
-                wal,
-                unsynced_bytes: 0,
-            }),
+            log: Mutex::new(Locked::new(wal)),
             state: Mutex::new(State {
                 core: Core::new(durable, poisoned),
                 watchers: Watchers::default(),
@@ -656,7 +683,7 @@ impl<S: GroupSync> Committer<S> {
                 return Err(SyncError::Poisoned(p));
             }
             let target = log.wal.last_lsn();
-            log.unsynced_bytes = 0;
+            log.mark_targeted();
             let published = self.durable();
             if target <= published {
                 return Ok(published);
@@ -721,7 +748,7 @@ impl<S: GroupSync> Committer<S> {
         }
         let deadline = Instant::now() + w.max_wait;
         loop {
-            if w.min_bytes > 0 && self.lock_log().unsynced_bytes >= w.min_bytes {
+            if w.min_bytes > 0 && self.lock_log().unsynced_bytes() >= w.min_bytes {
                 return;
             }
             let now = Instant::now();

@@ -3,10 +3,20 @@
 //!
 //! Two handles:
 //!
-//! * [`Wal`]: one owner (`&mut self`), derefs to the core log.
+//! * [`Wal`]: one owner (`&mut self`), with the core log's methods (append, sync, read,
+//!   truncate, …) spelled out.
 //! * [`SharedWal`]: `Send + Sync`, cheap to clone, for many appending and reading threads, with
-//!   group commit, [`Durability`] policies (every append, interval flusher, every N bytes,
-//!   never), poisoning across threads, concurrent [`SharedReader`]s and [`Metrics`].
+//!   group commit, every [`SyncPolicy`] (every append, every N records or bytes, an interval
+//!   flusher, manual), poisoning across threads, concurrent [`SharedReader`]s and [`Metrics`].
+//!
+//! **One durability setting.** When appends become durable is the configuration's
+//! [`SyncPolicy`] ([`Options::with_sync_policy`], or `Config::sync_policy`), for both handles;
+//! there is no other knob. [`Wal`] carries out every policy but `Interval` (which needs a
+//! flusher thread: opening a `Wal` with it is [`Error::InvalidOptions`], before anything on
+//! disk is touched); [`SharedWal`] carries out all of them, with group commit. The durable LSN,
+//! the poison and the counts of unsynced records and bytes are the core log's; a `SharedWal`
+//! reads them under its lock and only publishes the durable LSN and the poison to waiting
+//! threads (the group-commit protocol's own state, see the `group` module's docs).
 //!
 //! For async code, with no runtime dependency (the futures are woken through plain `Waker`s by
 //! the log's own syncer thread, so they work under tokio, smol or any executor):
@@ -48,7 +58,7 @@
 //!     })
 //!     .collect();
 //! for w in writers {
-//!     assert!(w.join().unwrap()?); // durable: Durability::Always, shared fsyncs
+//!     assert!(w.join().unwrap()?); // durable: SyncPolicy::Always, shared fsyncs
 //! }
 //! let mut reader = wal.reader(walden_std::Lsn(1))?;
 //! let mut n = 0;
@@ -61,9 +71,9 @@
 //! ```
 //!
 //! ```
-//! use walden_std::{Durability, Lsn, Options, SharedWal, TailEvent};
+//! use walden_std::{Lsn, Options, SharedWal, SyncPolicy, TailEvent};
 //! let dir = tempfile::tempdir()?;
-//! let options = Options::default().with_durability(Durability::Never);
+//! let options = Options::default().with_sync_policy(SyncPolicy::Manual);
 //! let (wal, _) = SharedWal::open(dir.path(), options)?;
 //! let mut tail = wal.tail(Lsn(1));
 //! // Any executor will do; this one is `futures::executor`.
@@ -104,7 +114,7 @@ pub use filesystem::{
 pub use group::{ADAPTIVE_SPIN, DetachedSync, GroupSync, GroupWindow, Spin, SyncUnderLock};
 pub use metrics::{Bucket, HistogramSnapshot, Metrics};
 pub use reader::{SharedReader, SharedRecord};
-pub use shared::{Appended, Durability, SharedWal};
+pub use shared::{Appended, SharedWal};
 pub use storage::{FileStorage, LOCK_FILE, read_at};
 pub use tail::{BlockingTail, Tail, TailEvent};
 pub use verify::{SegmentVerdict, VerifyReport, verify_dir, verify_dir_in};

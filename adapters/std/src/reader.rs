@@ -10,11 +10,10 @@ use core::sync::atomic::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use walden_core::cursor::Located;
-use walden_core::format::{RECORD_HEADER_LEN, RecordKind, SEGMENT_HEADER_LEN};
-use walden_core::{
-    Case, Corruption, Fault, IoFailure, Lsn, Op, ReadError, RecordCursor, SegmentId,
+use walden_core::raw::{
+    Fault, Located, RECORD_HEADER_LEN, RecordCursor, RecordKind, SEGMENT_HEADER_LEN,
 };
+use walden_core::{Case, Corruption, IoFailure, Lsn, Op, ReadError, SegmentId};
 
 use crate::group::GroupSync;
 use crate::shared::Inner;

@@ -23,30 +23,6 @@ use crate::wal::Options;
 /// The core log a [`SharedWal`] wraps: any storage, with a growable segment table.
 type CoreLog<S> = walden_core::Wal<S, Growable>;
 
-/// When appended records become durable, for a [`SharedWal`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Durability {
-    /// Every append returns only once it is durable. Concurrent appenders share syncs (group
-    /// commit).
-    #[default]
-    Always,
-    /// A background thread syncs whatever is unsynced at this interval (the usual choice is
-    /// [`Durability::DEFAULT_INTERVAL`]).
-    Interval(Duration),
-    /// The append that brings the unsynced payload bytes to at least this many runs a group
-    /// commit (and so returns durable); the others return at once.
-    EveryBytes(u64),
-    /// Never sync unasked: the OS writes back when it likes. Use [`SharedWal::sync`] or
-    /// [`SharedWal::wait_durable`].
-    Never,
-}
-
-impl Durability {
-    /// The default flusher interval, 200 ms.
-    pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(200);
-}
-
 /// The result of an append.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
@@ -62,7 +38,9 @@ pub struct Appended {
 
 pub(crate) struct Inner<S: GroupSync> {
     pub(crate) c: Committer<S>,
-    durability: Durability,
+    /// The log's sync policy, carried out here (group commit, the flusher); the core log under
+    /// the lock runs with `Manual` so that it never syncs under the lock itself.
+    policy: SyncPolicy,
     dir: Option<PathBuf>,
     foreign: Vec<PathBuf>,
     /// Stops the flusher thread when the last handle goes.
@@ -100,13 +78,16 @@ type LockedAppend<'a, S> = (MutexGuard<'a, Locked<S>>, Lsn, Lsn);
 /// * Appends take a short lock to write into the storage's buffer; an append that must be
 ///   durable then joins a **group commit**: one thread syncs for every thread waiting (see the
 ///   `group` module for the protocol and why it is correct).
-/// * [`Durability`] says when records are synced; [`Appended::durable`] says whether they are.
+/// * The configuration's [`SyncPolicy`] says when records are synced (every policy, including
+///   [`SyncPolicy::Interval`], which runs a flusher thread); [`Appended::durable`] says whether
+///   they are.
 /// * After a failed write or sync every waiting and later call fails with the error (the log
 ///   is *poisoned*); reopen the log to continue. Nothing is ever reported durable after that.
 /// * [`SharedWal::reader`] reads concurrently with appends and sees only complete records.
 ///
-/// The core configuration's `sync_policy` is replaced by `Manual`: durability is this
-/// handle's business ([`Options::durability`]).
+/// The durable LSN, the poison and the unsynced counts are the core log's (this handle reads
+/// them under its lock); what it keeps besides is the group-commit protocol's publication of
+/// them to waiters (see the `group` module).
 pub struct SharedWal<S: GroupSync = FileStorage> {
     pub(crate) inner: Arc<Inner<S>>,
 }
@@ -138,24 +119,12 @@ impl<F: FileSystem> SharedWal<FileStorage<F>> {
         options: impl Into<Options>,
     ) -> Result<(Self, RecoveryReport), Error> {
         let options = options.into();
-        // Checked before anything on disk is touched. The core policy is replaced below, but
-        // an invalid one (`EveryRecords(0)`) is still the caller's mistake to hear about.
+        // Checked before anything on disk is touched (`EveryRecords(0)`, `Interval(0)`, …).
         options
             .validate()
             .map_err(|error| Error::Open { file: None, error })?;
-        match options.durability {
-            Durability::EveryBytes(0) => {
-                return Err(Error::InvalidOptions {
-                    why: "Durability::EveryBytes(0): a sync every 0 bytes is meaningless; use Durability::Always",
-                });
-            }
-            Durability::Interval(every) if every.is_zero() => {
-                return Err(Error::InvalidOptions {
-                    why: "Durability::Interval(0): the flusher would never sleep; use Durability::Always",
-                });
-            }
-            _ => {}
-        }
+        // The policy is carried out by this handle; the core log under the lock never syncs on
+        // its own (see `Inner::policy`).
         let mut options_manual = options;
         options_manual.config = options.config.with_sync_policy(SyncPolicy::Manual);
         let (wal, report) = crate::Wal::open_in(fs, dir, options_manual)?;
@@ -169,7 +138,7 @@ impl<F: FileSystem> SharedWal<FileStorage<F>> {
         Ok((
             Self::build(
                 core,
-                options.durability,
+                options.config.sync_policy,
                 options.group_window,
                 Some(dir),
                 foreign,
@@ -188,27 +157,45 @@ impl<S: GroupSync> SharedWal<S> {
 
 impl<S: GroupSync + Send + 'static> SharedWal<S> {
     /// Shares an already opened core log (any storage; see [`crate::SyncUnderLock`] for
-    /// storages without a detached sync). Its `sync_policy` should be `Manual`; with another
-    /// policy the core syncs under the lock on its own as well, which is correct but slower.
-    pub fn from_core(wal: CoreLog<S>, durability: Durability, window: GroupWindow) -> Self {
-        Self::build(wal, durability, window, None, Vec::new())
+    /// storages without a detached sync), carrying out `policy` for it.
+    ///
+    /// The core log must have been opened with [`SyncPolicy::Manual`] (it would otherwise sync
+    /// under the lock on its own, following a second policy), and `policy` must be valid
+    /// (no zero interval): either mistake is [`Error::InvalidOptions`], and the log is dropped
+    /// unchanged.
+    pub fn from_core(
+        wal: CoreLog<S>,
+        policy: SyncPolicy,
+        window: GroupWindow,
+    ) -> Result<Self, Error> {
+        if wal.config().sync_policy != SyncPolicy::Manual {
+            return Err(Error::InvalidOptions {
+                why: "SharedWal::from_core: open the core log with SyncPolicy::Manual and pass the policy to from_core",
+            });
+        }
+        if wal.config().with_sync_policy(policy).validate().is_err() {
+            return Err(Error::InvalidOptions {
+                why: "SharedWal::from_core: a sync policy with a zero interval",
+            });
+        }
+        Ok(Self::build(wal, policy, window, None, Vec::new()))
     }
 
     fn build(
         wal: CoreLog<S>,
-        durability: Durability,
+        policy: SyncPolicy,
         window: GroupWindow,
         dir: Option<PathBuf>,
         foreign: Vec<PathBuf>,
     ) -> Self {
-        let flusher = match durability {
-            Durability::Interval(_) => Some(Arc::new(Stop::default())),
+        let flusher = match policy {
+            SyncPolicy::Interval(_) => Some(Arc::new(Stop::default())),
             _ => None,
         };
         let syncer = Arc::new(Syncer::default());
         let inner = Arc::new(Inner {
             c: Committer::new(wal, window),
-            durability,
+            policy,
             dir,
             foreign,
             _flusher: flusher.clone().map(StopOnDrop),
@@ -218,7 +205,7 @@ impl<S: GroupSync + Send + 'static> SharedWal<S> {
             bell: Bell::default(),
             rewinds: Mutex::new(RewindLog::default()),
         });
-        if let (Durability::Interval(every), Some(stop)) = (durability, flusher) {
+        if let (SyncPolicy::Interval(every), Some(stop)) = (policy, flusher) {
             spawn_flusher(Arc::downgrade(&inner), stop, every);
         }
         Self { inner }
@@ -232,12 +219,12 @@ impl<S: GroupSync> SharedWal<S> {
     }
 
     /// Appends records atomically (after any crash all or none are recovered; batches of
-    /// different threads never interleave). Under [`Durability::Always`] it returns once they
+    /// different threads never interleave). Under [`SyncPolicy::Always`] it returns once they
     /// are durable.
     pub fn append_batch(&self, payloads: &[&[u8]]) -> Result<Appended, AppendError<S::Error>> {
         // Reading the clock costs as much as a small append: only when a latency is measured.
-        let started = match self.inner.durability {
-            Durability::Always => Some(Instant::now()),
+        let started = match self.inner.policy {
+            SyncPolicy::Always => Some(Instant::now()),
             _ => None,
         };
         let c = &self.inner.c;
@@ -245,9 +232,11 @@ impl<S: GroupSync> SharedWal<S> {
             // Counted until the log lock is released, so a leader can let it join its group.
             let _appending = c.appending();
             let (log, first, last) = self.append_locked(payloads)?;
-            let due = match self.inner.durability {
-                Durability::Always => true,
-                Durability::EveryBytes(n) => log.unsynced_bytes >= n,
+            let due = match self.inner.policy {
+                SyncPolicy::Always => true,
+                SyncPolicy::EveryBytes(n) => log.unsynced_bytes() >= n,
+                SyncPolicy::EveryRecords(n) => log.unsynced_records() >= u64::from(n),
+                // `Interval`: the flusher's business; `Manual`: the caller's.
                 _ => false,
             };
             (first, last, due)
@@ -306,8 +295,6 @@ impl<S: GroupSync> SharedWal<S> {
                 "rotated to a new segment"
             );
         }
-        let bytes: u64 = payloads.iter().map(|p| p.len() as u64).sum();
-        log.unsynced_bytes += bytes;
         let last = log.wal.last_lsn();
         Ok((log, first, last))
     }
@@ -360,7 +347,7 @@ impl<S: GroupSync> SharedWal<S> {
     }
 
     /// Appends records atomically without waiting, and returns a future that resolves when
-    /// they are durable, whatever the [`Durability`] policy. The records are in the log when
+    /// they are durable, whatever the [`SyncPolicy`]. The records are in the log when
     /// this returns: dropping the future does not remove them, and awaiting it does not write
     /// them again. The future is registered under the same lock as the append, so it can only
     /// fail with [`DurableError::Truncated`] if these very records are truncated.
@@ -454,9 +441,9 @@ impl<S: GroupSync> SharedWal<S> {
         &self.inner.foreign
     }
 
-    /// The durability policy.
-    pub fn durability(&self) -> Durability {
-        self.inner.durability
+    /// The sync policy this handle carries out (the one in the options it was opened with).
+    pub fn sync_policy(&self) -> SyncPolicy {
+        self.inner.policy
     }
 
     /// Counters and histograms since open.
@@ -501,7 +488,7 @@ impl<S: GroupSync> SharedWal<S> {
                 Ok(()) => {
                     self.inner.positions().forget_after(lsn);
                     self.inner.rewinds().record(log.wal.last_lsn());
-                    log.unsynced_bytes = 0;
+                    log.mark_targeted();
                     (Ok(()), Some(log.wal.durable_lsn()))
                 }
                 Err(e) => (Err(e), None),

@@ -269,7 +269,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
 
     fn create(&mut self, id: SegmentId) -> Result<(), FileError> {
         let path = self.segment_path(id);
-        if walden_core::format::is_start_slot(id) {
+        if walden_core::raw::is_start_slot(id) {
             // A start slot (written by `truncate_front`) is not the log's next segment: the
             // newest segment goes on being written, so its zero-fill keeps running and the
             // spare prepared for its successor stays ready.
@@ -534,7 +534,7 @@ impl<F: FileSystem> FileStorage<F> {
         let mut newest = None;
         for entry in self.fs.read_dir(&self.dir)? {
             if let Some(id) = entry.name.to_str().and_then(parse_segment_name)
-                && !walden_core::format::is_start_slot(id)
+                && !walden_core::raw::is_start_slot(id)
             {
                 newest = newest.max(Some(id));
             }

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use walden_core::config::MAX_RECORD_SIZE_LIMIT;
+use walden_core::MAX_RECORD_SIZE_LIMIT;
 use walden_core::inspect::{Inspection, SegmentReport, Verdict, inspect_with_summaries};
 use walden_core::{Config, Growable, Lsn, SegmentId};
 

@@ -1,15 +1,15 @@
 //! `walden_std::Wal`: a log in a directory, opened in one call.
 
 use core::hash::{BuildHasher, Hasher};
-use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::path::{Path, PathBuf};
 
 use std::collections::HashMap;
 
+use walden_core::raw::{SegmentSummary, scan_segment};
 use walden_core::{
-    Config, Growable, Lsn, OpenError, ReadError, RecoveryReport, SegmentId, SegmentSummary,
-    Storage, scan_segment,
+    AppendError, Config, Counters, Growable, Lsn, OpenError, Poisoned, ReadError, Reader, Record,
+    RecoveryReport, SegmentId, SegmentInfo, Storage, SyncError, TruncateError,
 };
 
 use crate::error::{Error, FileError};
@@ -24,15 +24,14 @@ pub type CoreWal<F = OsFs> = walden_core::Wal<FileStorage<F>, Growable>;
 /// How to open a log directory.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
-    /// The log configuration (segment size, sync policy, recovery policy, checksum, …).
+    /// The log configuration (segment size, sync policy, recovery policy, checksum, …). Its
+    /// [`SyncPolicy`](walden_core::SyncPolicy) is the one durability setting, for [`Wal`] and
+    /// [`crate::SharedWal`] alike.
     pub config: Config,
     /// Create the directory if it does not exist (default: true).
     pub create_dir: bool,
     /// Scratch memory for recovery scans (default 1 MiB).
     pub scratch_size: usize,
-    /// When a [`crate::SharedWal`] makes appends durable (default: every append, group
-    /// committed). [`Wal`] ignores it and follows `config.sync_policy`.
-    pub durability: crate::Durability,
     /// Optional group-commit batching window for [`crate::SharedWal`] (default off).
     pub group_window: crate::GroupWindow,
     /// Preallocate segments and prepare the next one ahead of rotation (default true).
@@ -48,7 +47,6 @@ impl Default for Options {
             config: Config::default(),
             create_dir: true,
             scratch_size: 1 << 20,
-            durability: crate::Durability::Always,
             group_window: crate::GroupWindow::default(),
             preallocate: true,
             open_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
@@ -57,10 +55,12 @@ impl Default for Options {
 }
 
 impl Options {
-    /// Builder-style setter for [`Options::durability`].
+    /// Builder-style setter for the configuration's sync policy: when appends become durable,
+    /// for a [`Wal`] and a [`crate::SharedWal`] alike (the default is
+    /// [`SyncPolicy::Always`](walden_core::SyncPolicy::Always)).
     #[must_use]
-    pub fn with_durability(mut self, durability: crate::Durability) -> Self {
-        self.durability = durability;
+    pub fn with_sync_policy(mut self, policy: walden_core::SyncPolicy) -> Self {
+        self.config.sync_policy = policy;
         self
     }
 
@@ -89,9 +89,13 @@ impl From<Config> for Options {
     }
 }
 
-/// A write-ahead log in a directory of segment files. Dereferences to the core
-/// [`walden_core::Wal`], which has `append`, `append_batch`, `sync`, `reader`, `read`,
-/// `truncate_front`, `truncate_back`, `durable_lsn` and the rest.
+/// A write-ahead log in a directory of segment files, for one thread (share it with
+/// [`crate::SharedWal`]).
+///
+/// Its methods are the core log's ([`walden_core::Wal`]), spelled out rather than reached
+/// through `Deref`, so that this type decides what a user of files can do (the core's storage
+/// hooks, sync tickets and segment reservation stay behind it). [`Wal::into_core`] hands over
+/// the core log for what is not here.
 ///
 /// The directory is locked while the log is open: a second `open` (from this or another
 /// process) fails with [`Error::Locked`].
@@ -141,6 +145,12 @@ impl<F: FileSystem> Wal<F> {
         options
             .validate()
             .map_err(|error| Error::Open { file: None, error })?;
+        if let walden_core::SyncPolicy::Interval(_) = options.config.sync_policy {
+            // Nothing would sync on a timer: refuse rather than act as `Manual`.
+            return Err(Error::InvalidOptions {
+                why: "SyncPolicy::Interval needs a flusher thread: open the log as a SharedWal, or choose another policy",
+            });
+        }
         let mut storage = FileStorage::open_in(fs, &dir, options.create_dir)?;
         storage.set_preallocate(options.preallocate);
         storage.refresh_foreign().map_err(|e| Error::Directory {
@@ -215,6 +225,102 @@ impl<F: FileSystem> Wal<F> {
         }
     }
 
+    /// Appends one record and returns its LSN. Durable on return under
+    /// [`SyncPolicy::Always`](walden_core::SyncPolicy::Always); otherwise see
+    /// [`Wal::durable_lsn`].
+    pub fn append(&mut self, payload: &[u8]) -> Result<Lsn, AppendError<FileError>> {
+        self.inner.append(payload)
+    }
+
+    /// Appends records atomically (after any crash all or none are recovered) and returns the
+    /// LSN of the first; the others follow densely.
+    pub fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<Lsn, AppendError<FileError>> {
+        self.inner.append_batch(payloads)
+    }
+
+    /// Makes every appended record durable and returns the durable LSN. After a failure the
+    /// log is poisoned (see [`Wal::poisoned`]).
+    pub fn sync(&mut self) -> Result<Lsn, SyncError<FileError>> {
+        self.inner.sync()
+    }
+
+    /// Reads record `lsn` into `buf`.
+    pub fn read<'b>(
+        &self,
+        lsn: Lsn,
+        buf: &'b mut [u8],
+    ) -> Result<Record<'b>, ReadError<FileError>> {
+        self.inner.read(lsn, buf)
+    }
+
+    /// A reader positioned at `from`, reading into caller buffers.
+    pub fn reader(
+        &self,
+        from: Lsn,
+    ) -> Result<Reader<'_, FileStorage<F>, Growable>, ReadError<FileError>> {
+        self.inner.reader(from)
+    }
+
+    /// Removes whole segments holding only records below `lsn`; returns how many went.
+    pub fn truncate_front(&mut self, lsn: Lsn) -> Result<usize, TruncateError<FileError>> {
+        self.inner.truncate_front(lsn)
+    }
+
+    /// Removes every record after `lsn` (durably, before it returns).
+    pub fn truncate_back(&mut self, lsn: Lsn) -> Result<(), TruncateError<FileError>> {
+        self.inner.truncate_back(lsn)
+    }
+
+    /// The LSN of the oldest retained record.
+    pub fn first_lsn(&self) -> Lsn {
+        self.inner.first_lsn()
+    }
+
+    /// The LSN of the newest record ([`Lsn::ZERO`] when there is none).
+    pub fn last_lsn(&self) -> Lsn {
+        self.inner.last_lsn()
+    }
+
+    /// The LSN the next append gets.
+    pub fn next_lsn(&self) -> Lsn {
+        self.inner.next_lsn()
+    }
+
+    /// The highest LSN known durable: every record up to it survives a crash.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.inner.durable_lsn()
+    }
+
+    /// Why the log is poisoned, if it is (reopen it to continue).
+    pub fn poisoned(&self) -> Option<Poisoned> {
+        self.inner.poisoned()
+    }
+
+    /// The log's id (the same in every segment header).
+    pub fn log_id(&self) -> u64 {
+        self.inner.log_id()
+    }
+
+    /// The retained segments, oldest first.
+    pub fn segments(&self) -> &[SegmentInfo] {
+        self.inner.segments()
+    }
+
+    /// Operation counters since open.
+    pub fn counters(&self) -> Counters {
+        self.inner.counters()
+    }
+
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> &Config {
+        self.inner.config()
+    }
+
+    /// The storage (the directory's files).
+    pub fn storage(&self) -> &FileStorage<F> {
+        self.inner.storage()
+    }
+
     /// Closes the log and returns the core log's storage (the directory stays locked until
     /// the storage is dropped).
     pub fn into_core(self) -> CoreWal<F> {
@@ -247,19 +353,6 @@ impl SegmentPaths {
     }
 }
 
-impl<F: FileSystem> Deref for Wal<F> {
-    type Target = CoreWal<F>;
-    fn deref(&self) -> &CoreWal<F> {
-        &self.inner
-    }
-}
-
-impl<F: FileSystem> DerefMut for Wal<F> {
-    fn deref_mut(&mut self) -> &mut CoreWal<F> {
-        &mut self.inner
-    }
-}
-
 /// Scans (checksums) every segment on `threads` threads before recovery, which then reuses the
 /// results instead of scanning those segments itself; it still classifies and repairs what a
 /// scan found (the directory is locked, so nothing changes in between). Any failure here only
@@ -271,7 +364,7 @@ pub(crate) fn scan_in_parallel<F: FileSystem>(
 ) -> HashMap<SegmentId, SegmentSummary> {
     let mut ids = Vec::new();
     let listed = storage.list(&mut |id| {
-        if !walden_core::format::is_start_slot(id) {
+        if !walden_core::raw::is_start_slot(id) {
             ids.push(id);
         }
     });

@@ -10,9 +10,7 @@ use std::sync::{Arc, mpsc};
 use futures::StreamExt;
 use walden_core::{Config, Growable, Lsn, SyncPolicy, Wal as CoreWal};
 use walden_sim::{FaultAction, FaultSchedule, OpKind, SimStorage};
-use walden_std::{
-    Durability, DurableError, GroupWindow, Options, SharedWal, SyncUnderLock, TailEvent,
-};
+use walden_std::{DurableError, GroupWindow, Options, SharedWal, SyncUnderLock, TailEvent};
 
 /// Runs `f` on a thread and fails the test if it does not finish within `limit` (a hang is the
 /// failure being tested for; the bound never decides a passing outcome).
@@ -25,9 +23,9 @@ fn watchdog<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + '
         .expect("deadlock: the test did not finish")
 }
 
-fn open(dir: &std::path::Path, durability: Durability) -> SharedWal {
+fn open(dir: &std::path::Path, durability: SyncPolicy) -> SharedWal {
     let config = Config::default().with_segment_size(64 * 1024);
-    let options = Options::from(config).with_durability(durability);
+    let options = Options::from(config).with_sync_policy(durability);
     SharedWal::open(dir, options).unwrap().0
 }
 
@@ -39,7 +37,7 @@ fn reopen_all(dir: &std::path::Path) -> Vec<(Lsn, Vec<u8>)> {
 #[test]
 fn futures_resolve_under_tokio() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = open(dir.path(), Durability::Never);
+    let wal = open(dir.path(), SyncPolicy::Manual);
     let w = wal.clone();
     let acked = watchdog(Duration::from_secs(60), move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -82,7 +80,7 @@ fn futures_resolve_under_tokio() {
 #[test]
 fn futures_resolve_under_a_bare_executor() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = open(dir.path(), Durability::Never);
+    let wal = open(dir.path(), SyncPolicy::Manual);
     let w = wal.clone();
     watchdog(Duration::from_secs(60), move || {
         futures::executor::block_on(async {
@@ -105,7 +103,7 @@ fn futures_resolve_under_a_bare_executor() {
 #[test]
 fn callbacks_run_once_each() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = open(dir.path(), Durability::Never);
+    let wal = open(dir.path(), SyncPolicy::Manual);
     let fired = Arc::new(AtomicUsize::new(0));
     let (tx, rx) = mpsc::channel();
     for i in 0..200u32 {
@@ -133,7 +131,7 @@ fn callbacks_run_once_each() {
 #[test]
 fn one_log_shared_by_two_runtimes_does_not_deadlock() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = open(dir.path(), Durability::Never);
+    let wal = open(dir.path(), SyncPolicy::Manual);
     let (a, b) = (wal.clone(), wal.clone());
     let total = watchdog(Duration::from_secs(60), move || {
         let tokio_side = std::thread::spawn(move || {
@@ -196,7 +194,7 @@ fn a_failed_sync_resolves_pending_futures_with_the_poison() {
     let mut scratch = vec![0u8; 4096];
     let (core, _) =
         CoreWal::<Sim, Growable>::open(SyncUnderLock(sim), config, &mut scratch).unwrap();
-    let wal = SharedWal::from_core(core, Durability::Never, GroupWindow::default());
+    let wal = SharedWal::from_core(core, SyncPolicy::Manual, GroupWindow::default()).unwrap();
     let outcomes = watchdog(Duration::from_secs(60), move || {
         futures::executor::block_on(async {
             let mut outcomes = Vec::new();
@@ -230,7 +228,7 @@ fn record(e: TailEvent) -> (Lsn, Vec<u8>) {
 #[test]
 fn tail_follows_appends_across_rotation() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = open(dir.path(), Durability::Never);
+    let wal = open(dir.path(), SyncPolicy::Manual);
     let mut tail = wal.tail(Lsn(1));
     let w = wal.clone();
     // 2000 records of 100 bytes cross three 64 KiB segments.
@@ -255,7 +253,7 @@ fn tail_follows_appends_across_rotation() {
 #[test]
 fn tail_reports_records_missed_to_truncate_front() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = open(dir.path(), Durability::Always);
+    let wal = open(dir.path(), SyncPolicy::Always);
     for i in 0..2000u32 {
         let _ = wal.append(&[i as u8; 100]).unwrap();
     }
@@ -287,7 +285,7 @@ fn tail_reports_records_missed_to_truncate_front() {
 #[test]
 fn tail_reports_a_rewind_and_reads_the_new_records() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = open(dir.path(), Durability::Always);
+    let wal = open(dir.path(), SyncPolicy::Always);
     for i in 1..=10u8 {
         let _ = wal.append(&[i]).unwrap();
     }
@@ -321,7 +319,7 @@ fn tail_reports_a_rewind_and_reads_the_new_records() {
 #[test]
 fn tail_is_a_stream() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = open(dir.path(), Durability::Never);
+    let wal = open(dir.path(), SyncPolicy::Manual);
     watchdog(Duration::from_secs(60), move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -237,17 +237,39 @@ fn invalid_options_touch_nothing_on_disk() {
         );
         assert!(!dir.exists(), "{what}: created the directory");
     }
-    for durability in [
-        walden_std::Durability::EveryBytes(0),
-        walden_std::Durability::Interval(core::time::Duration::ZERO),
+    // Zero intervals are configuration errors, for both handles alike.
+    for policy in [
+        walden_std::SyncPolicy::EveryBytes(0),
+        walden_std::SyncPolicy::Interval(core::time::Duration::ZERO),
     ] {
-        let result = open_shared(Options::default().with_durability(durability));
-        assert!(
-            matches!(result, Err(Error::InvalidOptions { .. })),
-            "{durability:?}: {result:?}"
-        );
-        assert!(!dir.exists(), "{durability:?}: created the directory");
+        let options = Options::default().with_sync_policy(policy);
+        for (what, result) in [
+            ("Wal", open_wal(options)),
+            ("SharedWal", open_shared(options)),
+        ] {
+            assert!(
+                matches!(
+                    result,
+                    Err(Error::Open {
+                        error: OpenError::Config(walden_core::ConfigError::ZeroSyncInterval),
+                        ..
+                    })
+                ),
+                "{what}, {policy:?}: {result:?}"
+            );
+            assert!(!dir.exists(), "{what}, {policy:?}: created the directory");
+        }
     }
+    // A `Wal` has no flusher thread: an interval policy is refused, not silently ignored.
+    let interval = Options::default().with_sync_policy(walden_std::SyncPolicy::Interval(
+        walden_std::SyncPolicy::DEFAULT_INTERVAL,
+    ));
+    let result = open_wal(interval);
+    assert!(
+        matches!(result, Err(Error::InvalidOptions { .. })),
+        "Wal, Interval: {result:?}"
+    );
+    assert!(!dir.exists(), "Wal, Interval: created the directory");
     // An existing log is left exactly as it is: no lock file appears.
     std::fs::create_dir(&dir).unwrap();
     assert!(open_wal(bad_config).is_err());

@@ -2,7 +2,7 @@
 //! appends, reopening, reading, verifying and retention work at any segment count.
 
 use walden_core::{Config, Lsn, SyncPolicy};
-use walden_std::{Durability, Options, SharedWal, Wal, verify_dir};
+use walden_std::{Options, SharedWal, Wal, verify_dir};
 
 /// More than twice the old fixed table's 1,024 entries.
 const SEGMENTS: usize = 2_100;
@@ -29,7 +29,6 @@ fn options() -> Options {
             .with_sync_policy(SyncPolicy::Manual),
     );
     options.preallocate = false;
-    options.durability = Durability::Never;
     options
 }
 

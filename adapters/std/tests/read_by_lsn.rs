@@ -1,7 +1,7 @@
 //! Reads by LSN use the sparse position index; rewinds and retention must never let a stale
 //! position serve the wrong record.
 
-use walden_std::{Config, Durability, Lsn, Options, SharedWal};
+use walden_std::{Config, Lsn, Options, SharedWal, SyncPolicy};
 
 fn payload(i: u64, round: u64) -> Vec<u8> {
     let mut p = format!("round {round} record {i} ").into_bytes();
@@ -20,7 +20,7 @@ fn read(wal: &SharedWal, lsn: u64) -> Vec<u8> {
 fn random_reads_survive_rewind_and_retention() {
     let dir = tempfile::tempdir().expect("tempdir");
     let options = Options::from(Config::default().with_segment_size(16 * 1024))
-        .with_durability(Durability::Never);
+        .with_sync_policy(SyncPolicy::Manual);
     let (wal, _) = SharedWal::open(dir.path(), options).expect("open");
     for i in 1..=2000 {
         assert_eq!(wal.append(&payload(i, 0)).expect("append").first, Lsn(i));

@@ -8,7 +8,7 @@ use walden_core::{
     AppendError, Config, Growable, Lsn, StorageError, StorageErrorKind, SyncPolicy, Wal,
 };
 use walden_sim::{CrashPlan, FaultAction, FaultSchedule, OpKind, SimStorage};
-use walden_std::{Durability, GroupWindow, SharedWal, SyncUnderLock};
+use walden_std::{GroupWindow, SharedWal, SyncUnderLock};
 
 type Sim = SyncUnderLock<SimStorage>;
 
@@ -27,7 +27,7 @@ fn open(sim: SimStorage) -> (SharedWal<Sim>, Lsn) {
     let (wal, report) =
         Wal::<Sim, Growable>::open(SyncUnderLock(sim), config(), &mut scratch).unwrap();
     (
-        SharedWal::from_core(wal, Durability::Always, GroupWindow::default()),
+        SharedWal::from_core(wal, SyncPolicy::Always, GroupWindow::default()).unwrap(),
         report.last_lsn,
     )
 }
@@ -112,7 +112,7 @@ fn failed_sync_with_many_waiters_fails_them_all() {
         let mut scratch = vec![0u8; 4096];
         let (core, _) =
             Wal::<Sim, Growable>::open(SyncUnderLock(sim), config(), &mut scratch).unwrap();
-        let wal = SharedWal::from_core(core, Durability::Always, GroupWindow::default());
+        let wal = SharedWal::from_core(core, SyncPolicy::Always, GroupWindow::default()).unwrap();
         let results = run_until_error(&wal, 8);
         let storage_errors = results
             .iter()
@@ -168,7 +168,7 @@ fn explicit_sync_and_never_policy_on_the_simulator() {
     let (core, _) =
         Wal::<Sim, Growable>::open(SyncUnderLock(SimStorage::new()), config(), &mut scratch)
             .unwrap();
-    let wal = SharedWal::from_core(core, Durability::Never, GroupWindow::default());
+    let wal = SharedWal::from_core(core, SyncPolicy::Manual, GroupWindow::default()).unwrap();
     let a = wal.append_batch(&[b"a", b"b", b"c"]).unwrap();
     assert!(!a.durable);
     assert_eq!((a.first, a.last), (Lsn(1), Lsn(3)));

@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 
 use walden_core::{Config, Lsn};
-use walden_std::{Durability, GroupWindow, Options, SharedWal, Wal};
+use walden_std::{GroupWindow, Options, SharedWal, SyncPolicy, Wal};
 
 fn small() -> Options {
     Options::from(Config::default().with_segment_size(32 * 1024))
@@ -138,7 +138,7 @@ fn policies_that_do_not_sync_every_append() {
     // Never: nothing durable until asked.
     {
         let (wal, _) =
-            SharedWal::open(dir.path(), small().with_durability(Durability::Never)).unwrap();
+            SharedWal::open(dir.path(), small().with_sync_policy(SyncPolicy::Manual)).unwrap();
         let a = wal.append(b"x").unwrap();
         assert!(!a.durable);
         assert_eq!(wal.sync().unwrap(), a.last);
@@ -148,7 +148,7 @@ fn policies_that_do_not_sync_every_append() {
     {
         let (wal, _) = SharedWal::open(
             dir.path(),
-            small().with_durability(Durability::EveryBytes(1000)),
+            small().with_sync_policy(SyncPolicy::EveryBytes(1000)),
         )
         .unwrap();
         let mut crossed = 0;
@@ -164,7 +164,7 @@ fn policies_that_do_not_sync_every_append() {
     {
         let (wal, _) = SharedWal::open(
             dir.path(),
-            small().with_durability(Durability::Interval(core::time::Duration::from_millis(5))),
+            small().with_sync_policy(SyncPolicy::Interval(core::time::Duration::from_millis(5))),
         )
         .unwrap();
         let a = wal.append(b"later").unwrap();

@@ -1,12 +1,12 @@
 //! Walden through `walden_std::SharedWal`: the handle many threads share, with group commit.
 //!
-//! The log is opened with `Durability::Never` and a durable append waits for its own last LSN
+//! The log is opened with `SyncPolicy::Manual` and a durable append waits for its own last LSN
 //! with `wait_durable`, which leads or joins a group commit; so one handle serves both the
 //! durable and the non-durable workloads, and concurrent durable writers share `fdatasync`s.
 
 use std::{io, path::Path};
 
-use walden_std::{Durability as WalDurability, Lsn as WalLsn, Options, SharedWal};
+use walden_std::{Lsn as WalLsn, Options, SharedWal, SyncPolicy};
 
 use crate::subject::{Capability, Durability, Lsn, Peer, Replayed, Subject, fold_bytes, io_err};
 
@@ -18,7 +18,7 @@ struct WaldenLog {
 }
 
 fn open(dir: &Path) -> io::Result<SharedWal> {
-    let options = Options::default().with_durability(WalDurability::Never);
+    let options = Options::default().with_sync_policy(SyncPolicy::Manual);
     let (wal, _report) = SharedWal::open(dir, options).map_err(io_err)?;
     Ok(wal)
 }

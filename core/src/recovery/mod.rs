@@ -1,14 +1,13 @@
 //! Opening a log: plan (list segments, verify headers, scan records, classify what is found
-//! with the decision table ([`table`])), then carry out what the plan says.
+//! with the decision table ([`crate::case`])), then carry out what the plan says.
 
 pub(crate) mod plan;
 mod prescan;
 pub(crate) mod scan;
-pub mod table;
 
 pub use prescan::{SegmentSummary, scan_segment};
 
-pub use table::{Action, Case, Evidence, HeaderState, Inputs, Position, ScanState, Sequence};
+use crate::case::{Case, HeaderState};
 
 use crate::config::Config;
 use crate::counters::Counters;
@@ -51,6 +50,10 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         summaries: &dyn Fn(SegmentId) -> Option<SegmentSummary>,
     ) -> Result<(Self, RecoveryReport), OpenError<S::Error>> {
         config.validate().map_err(OpenError::Config)?;
+        if let crate::SyncPolicy::Interval(_) = config.sync_policy {
+            // Nothing here would ever sync on a timer: refuse rather than act as `Manual`.
+            return Err(OpenError::Config(crate::ConfigError::NeedsFlusher));
+        }
         if scratch.len() < MIN_SCRATCH {
             return Err(OpenError::ScratchTooSmall { min: MIN_SCRATCH });
         }

@@ -20,8 +20,8 @@ use crate::storage::{SegmentId, Storage, read_full};
 use crate::table::{SegmentList, SegmentTable};
 
 use super::scan::{self, SegmentScan, Window};
-use super::table::{Action, Case, Evidence, HeaderState, Inputs, ScanState, Sequence};
 use super::{MIN_SCRATCH, SegmentSummary};
+use crate::case::{Action, Case, Evidence, HeaderState, Inputs, MissingFront, ScanState, Sequence};
 
 /// A problem found in one segment, with where it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub struct SegmentReport {
     /// Its header, or why it was rejected.
     pub header: Result<SegmentHeader, HeaderProblem>,
     /// The decision-table inputs.
-    pub inputs: Inputs,
+    pub(crate) inputs: Inputs,
     /// The case they classify as.
     pub case: Case,
     /// What the configured policy does about it.
@@ -120,16 +120,12 @@ pub enum Verdict {
     },
 }
 
-/// The log's recorded first segment is missing: segments the log never removed are gone from
-/// its front.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct MissingFront {
-    /// The first segment the log records (its start slots, or the latest `first_segment` of a
-    /// segment header).
-    pub expected: SegmentId,
-    /// The oldest segment that exists.
-    pub found: SegmentId,
+impl SegmentReport {
+    /// Whether the segment header is valid and consistent with the log (the decision table's
+    /// header input; its other inputs stay inside the planner).
+    pub fn header_valid(&self) -> bool {
+        self.inputs.header == HeaderState::Valid
+    }
 }
 
 /// The result of planning a whole storage.

@@ -4,7 +4,6 @@
 use crate::config::Config;
 use crate::error::{IoFailure, Op};
 use crate::format::{SEGMENT_HEADER_LEN, SegmentHeader};
-use crate::lsn::Lsn;
 use crate::storage::{SegmentId, Storage, read_full};
 
 use super::MIN_SCRATCH;
@@ -27,16 +26,6 @@ pub struct SegmentSummary {
 }
 
 impl SegmentSummary {
-    /// Records in complete batches.
-    pub fn records(&self) -> u64 {
-        self.scan.records
-    }
-
-    /// The LSN of the last valid record.
-    pub fn last_lsn(&self) -> Lsn {
-        self.scan.last_lsn
-    }
-
     /// Whether only valid records (and zeros) were found.
     pub fn is_clean(&self) -> bool {
         self.scan.invalid.is_none()

@@ -1,11 +1,11 @@
 //! Reading a segment's records through a caller-supplied window, without allocating.
 
+use crate::case::Evidence;
 pub(crate) use crate::cursor::SegmentKeys;
 use crate::cursor::{Fault, Located, RecordCursor, SealFound};
 use crate::error::{IoFailure, Op};
 use crate::format::{META_LEN, RECORD_HEADER_LEN, rec};
 use crate::lsn::Lsn;
-use crate::recovery::table::Evidence;
 use crate::storage::{SegmentId, Storage, read_full};
 
 /// A read cache over one segment, backed by the caller's scratch buffer.

@@ -167,3 +167,25 @@ fn a_version_1_log_rotates_without_writing_metadata_into_its_old_segment() {
     assert_eq!(all(&wal).len(), 30);
     assert!(!wal.segments()[0].sealed && wal.segments()[1].sealed);
 }
+
+#[test]
+fn an_interval_policy_is_refused_by_a_core_log() {
+    // A core log has no timer: acting as `Manual` would silently ignore the setting.
+    let config = small().with_sync_policy(SyncPolicy::Interval(SyncPolicy::DEFAULT_INTERVAL));
+    let mut scratch = [0u8; 4096];
+    let mem = Mem::default();
+    match Wal::<Mem>::open(mem, config, &mut scratch) {
+        Err(crate::OpenError::Config(crate::ConfigError::NeedsFlusher)) => {}
+        other => panic!("expected NeedsFlusher, got {:?}", other.map(|(_, r)| r)),
+    }
+    // Every other policy opens.
+    for policy in [
+        SyncPolicy::Always,
+        SyncPolicy::Manual,
+        SyncPolicy::EveryRecords(2),
+        SyncPolicy::EveryBytes(10),
+    ] {
+        let (wal, _) = open(Mem::default(), small().with_sync_policy(policy));
+        assert_eq!(wal.config().sync_policy, policy);
+    }
+}

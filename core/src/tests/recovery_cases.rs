@@ -297,7 +297,7 @@ fn summaries_made_ahead_are_used_for_sealed_segments_only_when_they_match() {
     let mem = rotated();
     let cfg = small();
     let mut scratch = [0u8; 512];
-    let summary_of = |m: &Mem, id| crate::scan_segment(m, id, &cfg, &mut [0u8; 512]).unwrap();
+    let summary_of = |m: &Mem, id| crate::raw::scan_segment(m, id, &cfg, &mut [0u8; 512]).unwrap();
     let clean: std::vec::Vec<_> = mem
         .files
         .keys()
@@ -336,7 +336,7 @@ fn a_summary_of_the_newest_segment_replaces_only_its_scan() {
     let cfg = small();
     let mut scratch = [0u8; 512];
     let newest = *mem.files.keys().last().unwrap();
-    let summary_of = |m: &Mem| crate::scan_segment(m, newest, &cfg, &mut [0u8; 512]).unwrap();
+    let summary_of = |m: &Mem| crate::raw::scan_segment(m, newest, &cfg, &mut [0u8; 512]).unwrap();
     // A clean summary of the newest segment opens it as the scan would.
     let clean = summary_of(&mem).unwrap();
     let (wal, report) =

@@ -85,12 +85,12 @@ fn the_smallest_scratch_buffer_is_enough() {
     );
     let mut scratch = [0u8; MIN_SCRATCH];
     assert!(
-        crate::scan_segment(&mem, 1, &small(), &mut scratch)
+        crate::raw::scan_segment(&mem, 1, &small(), &mut scratch)
             .unwrap()
             .is_some()
     );
     assert_eq!(
-        crate::scan_segment(&mem, 1, &small(), &mut scratch[..255]).unwrap(),
+        crate::raw::scan_segment(&mem, 1, &small(), &mut scratch[..255]).unwrap(),
         None
     );
 }
@@ -274,11 +274,11 @@ fn a_summary_older_than_its_segment_is_not_used() {
         wal.append(&fixed(i)).unwrap();
     }
     let cfg = Config::default();
-    let stale = crate::scan_segment(wal.storage(), 0, &cfg, &mut [0u8; 512])
+    let stale = crate::raw::scan_segment(wal.storage(), 0, &cfg, &mut [0u8; 512])
         .unwrap()
         .unwrap();
     assert_eq!(
-        (stale.records(), stale.last_lsn(), stale.is_clean()),
+        (stale.scan.records, stale.scan.last_lsn, stale.is_clean()),
         (3, Lsn(3), true)
     );
     for i in 4..=6 {
@@ -300,7 +300,7 @@ fn a_summary_older_than_its_segment_is_not_used() {
     // A damaged scan of another log's segment with the same id and length is not this one's.
     let mut other = log_with(6, cfg.with_salt_seed(1234));
     other.files.get_mut(&0).unwrap()[at(2) + 35] ^= 1;
-    let foreign = crate::scan_segment(&other, 0, &cfg, &mut [0u8; 512])
+    let foreign = crate::raw::scan_segment(&other, 0, &cfg, &mut [0u8; 512])
         .unwrap()
         .unwrap();
     assert_eq!(foreign.file_len, mem.files[&0].len() as u64);
@@ -317,7 +317,7 @@ fn a_summary_older_than_its_segment_is_not_used() {
         let mut damaged = rot.clone();
         let len = damaged.files[&2].len();
         damaged.files.get_mut(&2).unwrap()[len - 60] ^= 1;
-        crate::scan_segment(&damaged, 2, &small(), &mut [0u8; 512])
+        crate::raw::scan_segment(&damaged, 2, &small(), &mut [0u8; 512])
             .unwrap()
             .unwrap()
     };

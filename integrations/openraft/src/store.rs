@@ -15,7 +15,7 @@ use openraft::{
     AnyError, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogId, RaftLogReader,
     RaftTypeConfig, StorageError, StorageIOError, Vote,
 };
-use walden_std::{Config, Durability, Lsn, Options, SharedWal};
+use walden_std::{Config, Lsn, Options, SharedWal, SyncPolicy};
 
 use crate::error::OpenError;
 use crate::index::{Run, rebuild};
@@ -74,14 +74,14 @@ impl<C: RaftTypeConfig> LogStore<C> {
     /// entries durable itself and reports it through openraft's flush callback.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Self, OpenError> {
         let dir = dir.as_ref();
-        let options = options.with_durability(Durability::Never);
+        let options = options.with_sync_policy(SyncPolicy::Manual);
         let (entries, _) =
             SharedWal::open(dir.join("entries"), options).map_err(|error| OpenError::Wal {
                 log: "entries",
                 error,
             })?;
         let meta_options = Options::from(Config::default().with_segment_size(META_SEGMENT_SIZE))
-            .with_durability(Durability::Never);
+            .with_sync_policy(SyncPolicy::Manual);
         let (meta_log, _) = SharedWal::open(dir.join("meta"), meta_options)
             .map_err(|error| OpenError::Wal { log: "meta", error })?;
         let meta = match last_record(&meta_log)? {

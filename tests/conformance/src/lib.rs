@@ -86,7 +86,7 @@ fn poke<S: Storage>(s: &mut S, id: SegmentId, offset: u64) {
 fn segment_ids<S: Storage>(s: &S) -> Vec<SegmentId> {
     let mut ids = Vec::new();
     s.list(&mut |id| {
-        if !walden_core::format::is_start_slot(id) {
+        if !walden_core::raw::is_start_slot(id) {
             ids.push(id);
         }
     })

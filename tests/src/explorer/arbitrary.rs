@@ -63,7 +63,7 @@ pub fn mutate(segments: &mut Vec<(u64, Vec<u8>)>, rng: &mut SimRng) {
                 let id = segments
                     .iter()
                     .map(|s| s.0)
-                    .filter(|id| !walden_core::format::is_start_slot(*id))
+                    .filter(|id| !walden_core::raw::is_start_slot(*id))
                     .max()
                     .unwrap_or(0)
                     + 1

@@ -122,7 +122,7 @@ fn segment_set(wal: &TestWal) -> Result<(), String> {
     let mut listed = Vec::new();
     wal.storage()
         .list(&mut |id| {
-            if !walden_core::format::is_start_slot(id) {
+            if !walden_core::raw::is_start_slot(id) {
                 listed.push(id);
             }
         })

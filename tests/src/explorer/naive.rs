@@ -3,7 +3,7 @@
 //! catch it returning damaged data.
 
 use walden_core::Lsn;
-use walden_core::format::{
+use walden_core::raw::{
     RECORD_HEADER_LEN, RecordHeader, RecordKind, SEGMENT_HEADER_LEN, SegmentHeader,
 };
 use walden_sim::SimStorage;

@@ -10,6 +10,68 @@ use walden_sim::{SimConfig, SimRng, SimStorage};
 use super::model::Model;
 use super::storage::{SimHandle, Variant};
 
+/// The calls a workload step makes: the core log's, and `walden_std::Wal`'s (which spells
+/// them out instead of dereferencing to a core log).
+pub trait StepLog {
+    /// The storage's error.
+    type Error: walden_core::StorageError;
+    /// The configuration.
+    fn config(&self) -> &Config;
+    /// The durable LSN.
+    fn durable_lsn(&self) -> Lsn;
+    /// The first retained LSN.
+    fn first_lsn(&self) -> Lsn;
+    /// See `Wal::append`.
+    fn append(&mut self, payload: &[u8]) -> Result<Lsn, AppendError<Self::Error>>;
+    /// See `Wal::append_batch`.
+    fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<Lsn, AppendError<Self::Error>>;
+    /// See `Wal::sync`.
+    fn sync(&mut self) -> Result<Lsn, SyncError<Self::Error>>;
+    /// See `Wal::truncate_front`.
+    fn truncate_front(&mut self, lsn: Lsn) -> Result<usize, TruncateError<Self::Error>>;
+    /// See `Wal::truncate_back`.
+    fn truncate_back(&mut self, lsn: Lsn) -> Result<(), TruncateError<Self::Error>>;
+}
+
+macro_rules! step_log {
+    ($ty:ty, $err:ty $(, $gen:ident : $bound:path)*) => {
+        impl<$($gen: $bound),*> StepLog for $ty {
+            type Error = $err;
+            fn config(&self) -> &Config {
+                <$ty>::config(self)
+            }
+            fn durable_lsn(&self) -> Lsn {
+                <$ty>::durable_lsn(self)
+            }
+            fn first_lsn(&self) -> Lsn {
+                <$ty>::first_lsn(self)
+            }
+            fn append(&mut self, payload: &[u8]) -> Result<Lsn, AppendError<Self::Error>> {
+                <$ty>::append(self, payload)
+            }
+            fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<Lsn, AppendError<Self::Error>> {
+                <$ty>::append_batch(self, payloads)
+            }
+            fn sync(&mut self) -> Result<Lsn, SyncError<Self::Error>> {
+                <$ty>::sync(self)
+            }
+            fn truncate_front(&mut self, lsn: Lsn) -> Result<usize, TruncateError<Self::Error>> {
+                <$ty>::truncate_front(self, lsn)
+            }
+            fn truncate_back(&mut self, lsn: Lsn) -> Result<(), TruncateError<Self::Error>> {
+                <$ty>::truncate_back(self, lsn)
+            }
+        }
+    };
+}
+
+step_log!(Wal<S, Table>, S::Error, S: Storage, Table: SegmentTable);
+step_log!(
+    walden_std::Wal<F>,
+    walden_std::FileError,
+    F: walden_std::FileSystem
+);
+
 /// The log type the explorer drives.
 pub type TestWal = Wal<SimHandle, Fixed<64>>;
 
@@ -200,8 +262,8 @@ fn run_step(
 
 /// Runs one step other than [`Step::Reopen`] on any core log, keeping `model` up to date and
 /// noting in `problems` anything the log claimed that is false. `Err` if the call failed.
-pub fn log_step<S: Storage, Table: SegmentTable>(
-    wal: &mut Wal<S, Table>,
+pub fn log_step<L: StepLog>(
+    wal: &mut L,
     model: &mut Model,
     problems: &mut Vec<String>,
     seed: u64,
@@ -279,8 +341,8 @@ pub fn log_step<S: Storage, Table: SegmentTable>(
     result
 }
 
-fn append<S: Storage, Table: SegmentTable>(
-    wal: &mut Wal<S, Table>,
+fn append<L: StepLog>(
+    wal: &mut L,
     model: &mut Model,
     payloads: &[Vec<u8>],
     config: Config,
@@ -321,8 +383,8 @@ fn check_poisoned(driven: &mut Driven, workload: &Workload, step_index: usize, s
 
 /// After a fault poisoned `wal`, runs `step` and returns what was wrong: the call was not
 /// refused as poisoned, or the durable LSN moved.
-pub fn poisoned_step<S: Storage, Table: SegmentTable>(
-    wal: &mut Wal<S, Table>,
+pub fn poisoned_step<L: StepLog>(
+    wal: &mut L,
     seed: u64,
     step_index: usize,
     step: &Step,

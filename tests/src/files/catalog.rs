@@ -7,7 +7,7 @@
 //! records.
 
 use walden_core::{Config, SyncPolicy};
-use walden_std::{Background, Durability};
+use walden_std::Background;
 
 use super::workload::{FileStep, FileWorkload, Handle};
 
@@ -119,7 +119,7 @@ pub fn default_workloads() -> Vec<FileWorkload> {
             ],
         ),
         FileWorkload {
-            handle: Handle::Shared(Durability::Always),
+            handle: Handle::Shared(SyncPolicy::Always),
             open_threads: 2,
             ..FileWorkload::new(
                 "shared: group commit, rotation, rewind",
@@ -188,7 +188,7 @@ pub fn default_workloads() -> Vec<FileWorkload> {
             )
         },
         FileWorkload {
-            handle: Handle::Shared(Durability::EveryBytes(1500)),
+            handle: Handle::Shared(SyncPolicy::EveryBytes(1500)),
             background: Background::Deferred,
             ..FileWorkload::new(
                 "shared: every 1500 bytes, deferred background",
@@ -247,7 +247,7 @@ pub fn deep_workloads() -> Vec<FileWorkload> {
             )
         },
         FileWorkload {
-            handle: Handle::Shared(Durability::Always),
+            handle: Handle::Shared(SyncPolicy::Always),
             open_threads: 2,
             ..FileWorkload::new("deep: long, shared", 0x502, config(MANUAL, 8192), long)
         },

@@ -188,7 +188,7 @@ fn segment_set(log: &OpenLog) -> Result<(), String> {
     for name in names {
         if let Some(id) = parse_segment_name(&name) {
             // The start slots, which hold where the log starts, are not segments.
-            if !walden_core::format::is_start_slot(id) {
+            if !walden_core::raw::is_start_slot(id) {
                 listed.push(id);
             }
         } else if name == LOCK_FILE || name == format!("{next:020}.spare") {

@@ -6,8 +6,7 @@ use walden_core::{
 };
 use walden_sim::{FaultSchedule, SimConfig, SimFs};
 use walden_std::{
-    Background, CoreWal, Durability, FileStorage, Options, SIM_TUNING, SharedWal, SimFileSystem,
-    Tuning, Wal,
+    Background, FileStorage, Options, SIM_TUNING, SharedWal, SimFileSystem, SyncPolicy, Tuning, Wal,
 };
 
 use super::variant::{FileVariant, TestFs};
@@ -23,7 +22,7 @@ pub enum Handle {
     Wal,
     /// [`SharedWal`] driven from one thread (group commit with a single member: the leader's
     /// detached sync path), under this durability.
-    Shared(Durability),
+    Shared(SyncPolicy),
 }
 
 /// One operation of a files workload.
@@ -114,8 +113,9 @@ impl FileWorkload {
         options.open_threads = self.open_threads;
         // Segments are a few KiB here: a megabyte of scratch per recovery is only cost.
         options.scratch_size = 64 << 10;
-        if let Handle::Shared(durability) = self.handle {
-            options.durability = durability;
+        if let Handle::Shared(policy) = self.handle {
+            // The one durability setting, for a `SharedWal` as for a `Wal`.
+            options.config.sync_policy = policy;
         }
         options
     }
@@ -417,7 +417,7 @@ impl Driver<'_> {
                 let driven = &mut self.driven;
                 match &mut open.log {
                     FileLog::Wal(wal) => log_step(
-                        core_of(wal),
+                        wal.as_mut(),
                         &mut driven.model,
                         &mut driven.problems,
                         seed,
@@ -474,7 +474,7 @@ impl Driver<'_> {
             return;
         };
         let problems = match &mut open.log {
-            FileLog::Wal(wal) => poisoned_step(core_of(wal), seed, index, &step),
+            FileLog::Wal(wal) => poisoned_step(wal.as_mut(), seed, index, &step),
             FileLog::Shared(wal) => poisoned_shared_step(wal, seed, index, &step),
         };
         self.driven.problems.extend(problems);
@@ -482,10 +482,6 @@ impl Driver<'_> {
 }
 
 type Shared = SharedWal<FileStorage<TestFs>>;
-
-fn core_of(wal: &mut Wal<TestFs>) -> &mut CoreWal<TestFs> {
-    wal
-}
 
 /// [`log_step`] for a [`SharedWal`].
 fn shared_step(
@@ -583,8 +579,8 @@ fn shared_append(
                     appended.first
                 ));
             }
-            if wal.durability() == Durability::Always && !appended.durable {
-                problems.push("append under Durability::Always returned not durable".into());
+            if wal.sync_policy() == SyncPolicy::Always && !appended.durable {
+                problems.push("append under SyncPolicy::Always returned not durable".into());
             }
             if appended.durable {
                 if wal.durable_lsn() < appended.last {

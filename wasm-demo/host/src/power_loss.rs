@@ -23,8 +23,8 @@
 //! loop covers every kind; otherwise it is drawn by weight, keeping everything included.
 
 use anyhow::{Context, Result};
-use walden_core::format::{RecordHeader, SEGMENT_HEADER_LEN, SegmentHeader};
 use walden_core::parse_segment_name;
+use walden_core::raw::{RecordHeader, SEGMENT_HEADER_LEN, SegmentHeader};
 
 use crate::durable::DurableImage;
 use crate::rng::SplitMix64;
@@ -364,7 +364,7 @@ fn record_spans(bytes: &[u8]) -> Vec<(usize, usize)> {
         let Ok(record) = RecordHeader::decode(rest, header.checksum, header.salt) else {
             break;
         };
-        let end = at + walden_core::format::RECORD_HEADER_LEN + record.length as usize;
+        let end = at + walden_core::raw::RECORD_HEADER_LEN + record.length as usize;
         spans.push((at, end));
         at = end;
     }

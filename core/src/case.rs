@@ -1,5 +1,8 @@
 //! The recovery decision table of `docs/FORMAT.md`, as code.
 //!
+//! A leaf module: it imports only configuration and ids, so the write path, recovery, the
+//! error types and the reports can all name a [`Case`] without importing each other.
+//!
 //! Recovery reduces what it finds in each segment to an [`Inputs`] value; exactly one [`Case`]
 //! applies to every possible input (a test walks them all), and the policy turns the case into an
 //! [`Action`].
@@ -11,7 +14,7 @@ use crate::storage::SegmentId;
 
 /// Whether a segment has a successor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Position {
+pub(crate) enum Position {
     /// The last segment: its tail may be torn by an ordinary crash.
     Newest,
     /// A successor exists, so this segment was synced whole before the successor was created.
@@ -20,7 +23,7 @@ pub enum Position {
 
 /// What the segment header looks like.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HeaderState {
+pub(crate) enum HeaderState {
     /// Verified and consistent with the log.
     Valid,
     /// Invalid, and nothing but zeros after the header's place (or nothing at all): a creation
@@ -37,7 +40,7 @@ pub enum HeaderState {
 
 /// Whether segment ids are consecutive up to this segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sequence {
+pub(crate) enum Sequence {
     /// No id is missing before this segment.
     Continuous,
     /// An id is missing right before this segment.
@@ -49,7 +52,7 @@ pub enum Sequence {
 
 /// How the record scan ended (meaningful only for a valid header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScanState {
+pub(crate) enum ScanState {
     /// Records end where they should; only zeros (if anything) follow.
     Clean,
     /// Invalid bytes where a record should be, or a sealed segment ending early.
@@ -60,7 +63,7 @@ pub enum ScanState {
 
 /// What lies after invalid bytes (meaningful only for an invalid scan).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Evidence {
+pub(crate) enum Evidence {
     /// No valid record after the invalid bytes.
     None,
     /// Valid records follow, but none proves the damaged LSN was ever durable.
@@ -71,7 +74,7 @@ pub enum Evidence {
 
 /// Everything recovery knows about one segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Inputs {
+pub(crate) struct Inputs {
     /// Newest or sealed.
     pub position: Position,
     /// Header state.
@@ -159,7 +162,7 @@ pub enum Action {
 
 impl Case {
     /// Every case, in table order.
-    pub const ALL: [Case; 11] = [
+    pub(crate) const ALL: [Case; 11] = [
         Case::Clean,
         Case::TornTail,
         Case::MidLogCorruption,
@@ -174,7 +177,7 @@ impl Case {
     ];
 
     /// Whether this case describes `i`. Exactly one case applies to every input.
-    pub fn applies(self, i: &Inputs) -> bool {
+    pub(crate) fn applies(self, i: &Inputs) -> bool {
         use HeaderState as H;
         let cont = i.sequence == Sequence::Continuous;
         let valid = i.header == H::Valid;
@@ -202,7 +205,7 @@ impl Case {
     }
 
     /// The one case that applies to `i`.
-    pub fn classify(i: &Inputs) -> Case {
+    pub(crate) fn classify(i: &Inputs) -> Case {
         Case::ALL
             .into_iter()
             .find(|c| c.applies(i))
@@ -210,7 +213,7 @@ impl Case {
     }
 
     /// What the policy does about this case.
-    pub fn action(self, policy: RecoveryPolicy) -> Action {
+    pub(crate) fn action(self, policy: RecoveryPolicy) -> Action {
         use RecoveryPolicy::{Salvage, Strict, TolerateTornTail};
         match (self, policy) {
             (Case::Clean, _) => Action::Keep,
@@ -365,7 +368,7 @@ mod tests {
 
     #[test]
     fn the_documented_table_lists_every_case_with_its_actions() {
-        let doc = include_str!("../../../docs/FORMAT.md");
+        let doc = include_str!("../../docs/FORMAT.md");
         let start = doc.find("<!-- recovery-table -->").unwrap();
         let table = &doc[start..start + doc[start..].find("<!-- end -->").unwrap()];
         for case in Case::ALL {
@@ -388,4 +391,16 @@ mod tests {
             }
         }
     }
+}
+
+/// The log's recorded first segment is missing: segments the log never removed are gone from
+/// its front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct MissingFront {
+    /// The first segment the log records (its start slots, or the latest `first_segment` of a
+    /// segment header).
+    pub expected: SegmentId,
+    /// The oldest segment that exists.
+    pub found: SegmentId,
 }

@@ -1,0 +1,104 @@
+//! One durability setting: the configuration's `SyncPolicy`, carried out by `Wal` and
+//! `SharedWal` alike, or refused with a typed error — never silently ignored.
+
+use walden_core::{Growable, Wal as CoreWal};
+use walden_sim::SimStorage;
+use walden_std::{
+    Config, Error, GroupWindow, Lsn, Options, SharedWal, SyncPolicy, SyncUnderLock, Wal,
+};
+
+fn options(policy: SyncPolicy) -> Options {
+    Options::from(Config::default().with_segment_size(64 * 1024)).with_sync_policy(policy)
+}
+
+#[test]
+fn shared_wal_carries_out_every_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = SharedWal::open(dir.path(), options(SyncPolicy::EveryRecords(3))).unwrap();
+    assert_eq!(wal.sync_policy(), SyncPolicy::EveryRecords(3));
+    let durable: Vec<bool> = (0..7)
+        .map(|i| wal.append(format!("r{i}").as_bytes()).unwrap().durable)
+        .collect();
+    // The third and the sixth append sync (for every record before them as well).
+    assert_eq!(
+        durable,
+        [false, false, true, false, false, true, false],
+        "durable after each append"
+    );
+    assert_eq!(wal.durable_lsn(), Lsn(6));
+}
+
+#[test]
+fn shared_wal_carries_out_every_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = SharedWal::open(dir.path(), options(SyncPolicy::EveryBytes(25))).unwrap();
+    let durable: Vec<bool> = (0..4)
+        .map(|_| wal.append(&[7u8; 10]).unwrap().durable)
+        .collect();
+    assert_eq!(durable, [false, false, true, false]);
+    assert_eq!(wal.durable_lsn(), Lsn(3));
+}
+
+#[test]
+fn shared_wal_manual_syncs_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = SharedWal::open(dir.path(), options(SyncPolicy::Manual)).unwrap();
+    for _ in 0..5 {
+        assert!(!wal.append(b"x").unwrap().durable);
+    }
+    assert_eq!(wal.durable_lsn(), Lsn(0));
+    assert_eq!(wal.sync().unwrap(), Lsn(5));
+}
+
+#[test]
+fn wal_carries_out_every_records_and_refuses_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), options(SyncPolicy::EveryRecords(2))).unwrap();
+    wal.append(b"a").unwrap();
+    assert_eq!(wal.durable_lsn(), Lsn(0));
+    wal.append(b"b").unwrap();
+    assert_eq!(wal.durable_lsn(), Lsn(2));
+    assert_eq!(wal.config().sync_policy, SyncPolicy::EveryRecords(2));
+    drop(wal);
+
+    let other = tempfile::tempdir().unwrap();
+    let log = other.path().join("log");
+    let refused = Wal::open(
+        &log,
+        options(SyncPolicy::Interval(SyncPolicy::DEFAULT_INTERVAL)),
+    );
+    assert!(
+        matches!(refused, Err(Error::InvalidOptions { .. })),
+        "{:?}",
+        refused.map(|_| ())
+    );
+    assert!(!log.exists(), "a refused open created the directory");
+}
+
+#[test]
+fn from_core_refuses_a_core_log_that_follows_its_own_policy() {
+    let mut scratch = vec![0u8; 4096];
+    let config = Config::default().with_segment_size(4096);
+    for (core_policy, policy, ok) in [
+        (SyncPolicy::Always, SyncPolicy::Always, false),
+        (SyncPolicy::Manual, SyncPolicy::EveryBytes(0), false),
+        (SyncPolicy::Manual, SyncPolicy::EveryRecords(2), true),
+    ] {
+        let (core, _) = CoreWal::<_, Growable>::open(
+            SyncUnderLock(SimStorage::new()),
+            config.with_sync_policy(core_policy),
+            &mut scratch,
+        )
+        .unwrap();
+        match SharedWal::from_core(core, policy, GroupWindow::default()) {
+            Ok(wal) => {
+                assert!(ok, "{core_policy:?}/{policy:?} accepted");
+                assert_eq!(wal.sync_policy(), policy);
+            }
+            Err(e) => {
+                assert!(!ok, "{core_policy:?}/{policy:?} refused: {e}");
+                assert!(matches!(e, Error::InvalidOptions { .. }), "{e}");
+            }
+        }
+    }
+}
