@@ -84,6 +84,9 @@ fn a_spare_holding_stale_bytes_is_caught() {
     let variant = FileVariant::StaleSpare;
     let stats = explorer(variant).explore(&workload(0x401));
     assert_caught(variant, &stats, "classification", "ForeignSegment");
+    // The same on the bulk path, where spares are preallocated but not zero-filled.
+    let stats = explorer(variant).explore(&workload(0x40b));
+    assert_caught(variant, &stats, "classification", "ForeignSegment");
 }
 
 #[test]
@@ -97,7 +100,7 @@ fn a_restart_that_reads_the_page_cache_is_caught() {
 
 #[test]
 fn the_correct_variant_passes_the_same_runs() {
-    for seed in [0x401, 0x402, 0x406] {
+    for seed in [0x401, 0x402, 0x406, 0x40b] {
         let stats = explorer(FileVariant::Correct).explore(&workload(seed));
         assert!(stats.violations.is_empty(), "{}", stats.violations[0]);
     }
