@@ -106,7 +106,11 @@ fn replay(which: &str, dir: &Path) -> u64 {
     let mut n = 0u64;
     if which == "walden" {
         let o = Options::default().with_durability(Durability::Never);
+        let t = Instant::now();
         let wal = SharedWal::open(dir, o).unwrap().0;
+        if std::env::var_os("BULK_DEBUG").is_some() {
+            eprintln!("open {:?}", t.elapsed());
+        }
         let mut r = wal.reader(wal.first_lsn()).unwrap();
         while let Some(rec) = r.read_next().unwrap() {
             n += rec.payload.len() as u64;

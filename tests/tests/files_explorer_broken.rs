@@ -90,6 +90,15 @@ fn a_spare_holding_stale_bytes_is_caught() {
 }
 
 #[test]
+fn a_deferred_reservation_carried_out_on_a_sealed_segment_is_caught() {
+    // A log reopened and rotated before it wrote to its active segment: the zero-fill meant
+    // for that segment lands after its seal, and a torn one damages a sealed segment.
+    let variant = FileVariant::DeferredReserveAnyWrite;
+    let stats = explorer(variant).explore(&workload(0x406));
+    assert_caught(variant, &stats, "classification", "SealedSegmentDamaged");
+}
+
+#[test]
 fn a_restart_that_reads_the_page_cache_is_caught() {
     // After a failed fdatasync, a restarted process that does not drop the cached pages
     // reads records the disk never got, calls them durable and builds on them.

@@ -198,6 +198,10 @@ pub enum Mutation {
     /// Spare files are prepared with a copy of the previous segment's bytes instead of zeros:
     /// stale, valid-looking records behind every new segment's header.
     StaleSpare,
+    /// A reservation made before the first write since open is carried out by the first
+    /// write to *any* segment, even one created after the reserved segment was sealed: a
+    /// zero-fill past a seal.
+    DeferredReserveAnyWrite,
 }
 
 /// An open file (or an open directory, for [`FsFile::sync_all`]).

@@ -56,6 +56,12 @@ pub struct FileStorage<F: FileSystem = OsFs> {
     /// Whether new segments are zero-filled: decided at each rotation from the sealed
     /// segment's [`Usage`] (see [`Tuning::zero_fill_max_bytes_per_sync`](crate::Tuning)).
     zero_fill: bool,
+    /// Whether anything was written through this storage since open. Until then a `reserve`
+    /// is only remembered (in `deferred`) and no spare is prepared: a log opened to be read
+    /// (a replay, an inspection) must not zero-fill and sync a 64 MiB spare it never uses.
+    wrote: bool,
+    /// A `reserve` made before the first write, carried out by that write.
+    deferred: Option<(SegmentId, u64)>,
 }
 
 /// Bytes written to and syncs of the active segment since it was created.
@@ -135,6 +141,8 @@ impl<F: FileSystem> FileStorage<F> {
             usage: Usage::default(),
             // No history yet: assume small syncs, where zeros pay.
             zero_fill: true,
+            wrote: false,
+            deferred: None,
         })
     }
 
@@ -150,9 +158,10 @@ impl<F: FileSystem> FileStorage<F> {
 
     /// Starts preparing the spare file for the segment after `active` (a background thread
     /// creates it, preallocates `len` bytes and syncs it and the directory). Does nothing when
-    /// preallocation is off or a spare is already prepared or being prepared.
+    /// preallocation is off, a spare is already prepared or being prepared, or nothing was
+    /// written since open (the first write prepares it then).
     pub fn prepare_next(&self, active: SegmentId, len: u64) {
-        if self.preallocate {
+        if self.preallocate && self.wrote {
             let zero = self.zero_fill;
             spare::prepare_in_background(&self.fs, &self.spare, &self.dir, active + 1, len, zero);
         }
@@ -299,6 +308,9 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         }
         // The previous segment is sealed: the rest of it is never written.
         self.stop_fill(None);
+        if self.fs.mutation() != Some(Mutation::DeferredReserveAnyWrite) {
+            self.deferred = None;
+        }
         self.judge_usage();
         if let Some(prepared) = self.spare.take(&self.fs, id) {
             // `hard_link` fails if `path` exists, as `create` must. The spare's own name is
@@ -326,6 +338,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
 
     fn remove(&mut self, id: SegmentId) -> Result<(), FileError> {
         self.stop_fill(Some(id));
+        self.deferred.take_if(|(reserved, _)| *reserved == id);
         let pending = self
             .pending
             .get_mut()
@@ -380,6 +393,16 @@ impl<F: FileSystem> Storage for FileStorage<F> {
 
     fn write(&mut self, id: SegmentId, offset: u64, data: &[u8]) -> Result<(), FileError> {
         self.usage.written += data.len() as u64;
+        // Only a write to the reserved segment carries the reservation out, before its bytes
+        // are buffered (so the zeros reach the file first). Never another segment's: a
+        // reservation of a segment sealed since would zero-fill past its seal (the files
+        // explorer caught exactly that, a torn zero-fill after a rotation, when this took
+        // any write).
+        self.wrote = true;
+        let any = self.fs.mutation() == Some(Mutation::DeferredReserveAnyWrite);
+        if let Some((reserved, len)) = self.deferred.take_if(|(r, _)| any || *r == id) {
+            self.reserve(reserved, len)?;
+        }
         let pending = self
             .pending
             .get_mut()
@@ -435,9 +458,14 @@ impl<F: FileSystem> Storage for FileStorage<F> {
 
     /// Preallocates `id` up to `len` bytes without changing its length, then prepares the next
     /// segment's file in the background. Both are hints: failures are ignored (a later write
-    /// reports a real lack of space).
+    /// reports a real lack of space). Before the first write since open it is only remembered
+    /// (see `wrote`).
     fn reserve(&mut self, id: SegmentId, len: u64) -> Result<(), FileError> {
         if !self.preallocate {
+            return Ok(());
+        }
+        if !self.wrote {
+            self.deferred = Some((id, len));
             return Ok(());
         }
         let have = self.len(id).unwrap_or(len);
@@ -630,8 +658,40 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = FileStorage::open(dir.path(), true).unwrap();
         s.create(1).unwrap();
+        s.write(1, 0, b"header").unwrap();
         s.reserve(1, SEGMENT).unwrap();
         assert!(s.len(1).unwrap() >= Tuning::DEFAULT.sync_zero_fill);
+    }
+
+    #[test]
+    fn a_log_reopened_to_be_read_writes_nothing_until_its_first_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStorage::open(dir.path(), true).unwrap();
+        s.create(1).unwrap();
+        s.write(1, 0, b"header").unwrap();
+        s.sync(1).unwrap();
+        drop(s);
+        let listing = || {
+            let mut names: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = listing();
+        let mut s = FileStorage::open(dir.path(), false).unwrap();
+        s.reserve(1, SEGMENT).unwrap();
+        s.prepare_next(1, SEGMENT);
+        assert_eq!(s.len(1).unwrap(), 6, "no zero-fill before a write");
+        assert_eq!(listing(), before, "no spare before a write");
+        // The first write carries the reservation out, zeros first.
+        s.write(1, 6, b"record").unwrap();
+        s.flush().unwrap();
+        assert!(s.len(1).unwrap() >= Tuning::DEFAULT.sync_zero_fill);
+        let mut got = [0u8; 12];
+        assert_eq!(s.read(1, 0, &mut got).unwrap(), 12);
+        assert_eq!(&got, b"headerrecord");
     }
 
     #[test]
