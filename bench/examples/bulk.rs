@@ -1,7 +1,7 @@
 //! One bulk workload, Walden against the naive baseline, interleaved for a shared machine.
 //!
 //! ```text
-//! cargo run --release -p walden-bench --example bulk -- <nofsync128|nofsync256k|batch1k|replay|reads> [rounds] [dir]
+//! cargo run --release -p walden-bench --example bulk -- <nofsync128|nofsync256k|batch1k|replay|reads|reads128> [rounds] [dir]
 //! ```
 //!
 //! Prints each round's rates and the median of the Walden ÷ baseline ratios, plus p50/p99 of
@@ -144,15 +144,16 @@ fn run(which: &str, work: &str, base: &Path) -> (f64, f64, f64) {
         "nofsync128" => (128, 1, false),
         "nofsync256k" => (256 << 10, 1, false),
         "batch1k" => (1024, 1000, true),
+        "reads128" => (128, 1, false),
         _ => (1024, 1, false),
     };
     let data: Vec<u8> = (0..size * count).map(|i| (i * 31 % 251) as u8).collect();
     let recs: Vec<&[u8]> = data.chunks(size).collect();
-    if work == "replay" || work == "reads" {
-        let total = if work == "replay" {
-            1u64 << 30
-        } else {
-            256 << 20
+    if work == "replay" || work.starts_with("reads") {
+        let total = match work {
+            "replay" => 1u64 << 30,
+            "reads128" => 128 << 20,
+            _ => 256 << 20,
         };
         let n = total / size as u64;
         {
@@ -160,7 +161,7 @@ fn run(which: &str, work: &str, base: &Path) -> (f64, f64, f64) {
             for _ in 0..n / 1000 {
                 log.append(&recs.repeat(1000), false);
             }
-            if work == "reads" {
+            if work.starts_with("reads") {
                 let mut buf = Vec::new();
                 let t = Instant::now();
                 let mut x = 0x9E3779B97F4A7C15u64;

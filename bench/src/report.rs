@@ -411,7 +411,8 @@ const NOTES: &str = "## How to read this, and what it does not say\n\n\
   and verifies everything again. The baseline reads once. Opening a log to read it no longer \
   zero-fills a spare segment (that waited for 64 MiB of zeros to be synced). Walden's readers \
   copy bytes out under the log lock (so they can run beside appenders and never see a partial \
-  record); a read by LSN walks at most 32 headers from the nearest indexed position. The \
+  record); a read by LSN walks at most 32 headers or about 4 KiB from the nearest indexed \
+  position (positions are indexed as readers walk over them, not on append). The \
   baseline keeps every record's offset in memory and reads without a lock.\n\
 - **Open**: okaywal's open rows (microseconds for a 1 GiB log) do not scan the log; treat them \
   as unverified.\n\
