@@ -84,6 +84,18 @@ fn a_spare_holding_stale_bytes_is_caught() {
     let variant = FileVariant::StaleSpare;
     let stats = explorer(variant).explore(&workload(0x401));
     assert_caught(variant, &stats, "classification", "ForeignSegment");
+    // The same on the bulk path, where spares are preallocated but not zero-filled.
+    let stats = explorer(variant).explore(&workload(0x40b));
+    assert_caught(variant, &stats, "classification", "ForeignSegment");
+}
+
+#[test]
+fn a_deferred_reservation_carried_out_on_a_sealed_segment_is_caught() {
+    // A log reopened and rotated before it wrote to its active segment: the zero-fill meant
+    // for that segment lands after its seal, and a torn one damages a sealed segment.
+    let variant = FileVariant::DeferredReserveAnyWrite;
+    let stats = explorer(variant).explore(&workload(0x406));
+    assert_caught(variant, &stats, "classification", "SealedSegmentDamaged");
 }
 
 #[test]
@@ -97,7 +109,7 @@ fn a_restart_that_reads_the_page_cache_is_caught() {
 
 #[test]
 fn the_correct_variant_passes_the_same_runs() {
-    for seed in [0x401, 0x402, 0x406] {
+    for seed in [0x401, 0x402, 0x406, 0x40b] {
         let stats = explorer(FileVariant::Correct).explore(&workload(seed));
         assert!(stats.violations.is_empty(), "{}", stats.violations[0]);
     }

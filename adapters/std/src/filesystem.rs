@@ -154,6 +154,11 @@ pub struct Tuning {
     pub fill_ahead: u64,
     /// How long a background fill that is far enough ahead waits before looking again (2 ms).
     pub fill_pace: Duration,
+    /// Segments are zero-filled (spares, and ahead of the writer) only while the log syncs at
+    /// least once per this many bytes written, judged over the segment last sealed (256 KiB).
+    /// Zeros spare each `fdatasync` a metadata commit, which pays when syncs are many and
+    /// small; a log that writes in bulk would only write every byte twice.
+    pub zero_fill_max_bytes_per_sync: u64,
 }
 
 impl Tuning {
@@ -165,6 +170,7 @@ impl Tuning {
         fill_sync_every: 4 << 20,
         fill_ahead: 8 << 20,
         fill_pace: Duration::from_millis(2),
+        zero_fill_max_bytes_per_sync: 256 << 10,
     };
 }
 
@@ -192,6 +198,10 @@ pub enum Mutation {
     /// Spare files are prepared with a copy of the previous segment's bytes instead of zeros:
     /// stale, valid-looking records behind every new segment's header.
     StaleSpare,
+    /// A reservation made before the first write since open is carried out by the first
+    /// write to *any* segment, even one created after the reserved segment was sealed: a
+    /// zero-fill past a seal.
+    DeferredReserveAnyWrite,
 }
 
 /// An open file (or an open directory, for [`FsFile::sync_all`]).

@@ -24,8 +24,18 @@ const CHUNK: usize = 256 * 1024;
 /// The first refill of a new reader.
 const FIRST_WINDOW: usize = 4096;
 
-/// How sparse the position index is: one entry per this many LSNs.
+/// How sparse the position index is: one entry per this many LSNs ...
 pub(crate) const INDEX_EVERY: u64 = 32;
+
+/// ... and at least one per this many bytes of a segment (the record that holds each
+/// boundary), so a read by LSN of large records walks a few KiB, not 32 records.
+pub(crate) const INDEX_BYTES: u64 = 4096;
+
+/// Whether a reader that walks over the record at `offset`, `len` bytes long with its header,
+/// adds it to the index.
+fn indexed(lsn: Lsn, offset: u64, len: u64) -> bool {
+    lsn.0.is_multiple_of(INDEX_EVERY) || offset / INDEX_BYTES != (offset + len) / INDEX_BYTES
+}
 
 /// Known record positions (`lsn -> (segment, offset)`), so a read by LSN starts near its
 /// record instead of at the start of the segment. Entries come only from records a reader
@@ -118,7 +128,8 @@ impl<S: GroupSync> SharedReader<S> {
         while r.cursor.next_lsn() < from {
             match r.header()? {
                 Some(at) => {
-                    if at.header.lsn.0 % INDEX_EVERY == 0 {
+                    let len = (RECORD_HEADER_LEN as u64) + u64::from(at.header.length);
+                    if indexed(at.header.lsn, at.offset, len) {
                         let (seg, off) = (r.segment, at.offset);
                         r.inner
                             .positions()
@@ -268,5 +279,21 @@ impl<S: GroupSync> SharedReader<S> {
         self.chunk.truncate(done);
         self.chunk_start = offset;
         Ok(done >= len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_takes_every_32nd_lsn_and_the_record_holding_each_4_kib_boundary() {
+        assert!(indexed(Lsn(64), 100, 200));
+        assert!(!indexed(Lsn(65), 100, 200));
+        // Large records: each one that crosses a boundary, whatever its LSN.
+        assert!(indexed(Lsn(65), 4000, 200));
+        assert!(indexed(Lsn(66), 3040, 1056)); // ends on the boundary
+        assert!(!indexed(Lsn(67), 4096, 1056));
+        assert!(indexed(Lsn(68), 7232, 1056));
     }
 }

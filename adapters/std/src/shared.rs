@@ -45,9 +45,10 @@ pub(crate) struct Inner<S: GroupSync> {
     foreign: Vec<PathBuf>,
     /// Stops the flusher thread when the last handle goes.
     _flusher: Option<StopOnDrop>,
-    /// A sparse index of record positions (every [`crate::reader::INDEX_EVERY`]th LSN:
-    /// segment and offset), filled in as readers walk the log, so that a read by LSN walks at
-    /// most that many record headers. Invalidated by both truncations.
+    /// A sparse index of record positions (every [`crate::reader::INDEX_EVERY`]th LSN and
+    /// the record holding each [`crate::reader::INDEX_BYTES`] boundary: segment and offset),
+    /// filled in as readers walk the log, so that a read by LSN walks at most that many record
+    /// headers or bytes. Invalidated by both truncations.
     pub(crate) positions: Mutex<PositionIndex>,
     /// Leads group commits for async waiters (started with the first one).
     pub(crate) syncer: Arc<Syncer>,

@@ -11,6 +11,12 @@
 //! and written, inside the file's length, so `fdatasync` has only data to flush. When an append
 //! grows the file or converts an unwritten extent, `fdatasync` must also commit file-system
 //! metadata (on ext4 a journal commit), which measured 2-4x slower per sync here.
+//!
+//! That pays only while syncs are frequent: a log that writes in bulk (no syncs, or a sync per
+//! MiB or more) would write every byte twice for a saving it never sees. So the storage judges
+//! each sealed segment (`FileStorage::judge_usage`), and while the log writes in bulk its
+//! spares are only preallocated (`fallocate(KEEP_SIZE)`), empty, synced and linked the same
+//! way: a reader meets the end of the file right after the last record.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -143,6 +149,7 @@ pub(crate) fn prepare_in_background<F: FileSystem>(
     dir: &Path,
     id: SegmentId,
     len: u64,
+    zero: bool,
 ) {
     {
         let mut st = slot.lock();
@@ -154,7 +161,7 @@ pub(crate) fn prepare_in_background<F: FileSystem>(
     let shared = Arc::clone(slot);
     let (fs2, dir) = (fs.clone(), dir.to_path_buf());
     let mut once = Some(move || {
-        let prepared = prepare(&fs2, &dir, id, len);
+        let prepared = prepare(&fs2, &dir, id, len, zero);
         let mut st = shared.lock();
         st.preparing = None;
         match prepared {
@@ -190,7 +197,13 @@ pub(crate) fn prepare_in_background<F: FileSystem>(
     }
 }
 
-fn prepare<F: FileSystem>(fs: &F, dir: &Path, id: SegmentId, len: u64) -> io::Result<Spare<F>> {
+fn prepare<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    id: SegmentId,
+    len: u64,
+    zero: bool,
+) -> io::Result<Spare<F>> {
     let path = dir.join(spare_name(id));
     let file = fs.open(&path, OpenMode::CreateNew)?;
     let made = (|| {
@@ -198,7 +211,14 @@ fn prepare<F: FileSystem>(fs: &F, dir: &Path, id: SegmentId, len: u64) -> io::Re
         if fs.mutation() == Some(Mutation::StaleSpare) {
             from = copy_previous(fs, dir, id, &file, len)?;
         }
-        zero_fill(&file, from, len, fs.tuning().fill_chunk)?;
+        if zero {
+            zero_fill(&file, from, len, fs.tuning().fill_chunk)?;
+        } else {
+            // Bulk writing (see `FileStorage::judge_usage`): reserve the blocks only. The file
+            // stays as long as what was copied into it (nothing, unless broken), so a reader
+            // of the segment meets the end of the file after the last record.
+            let _ = file.allocate(len);
+        }
         file.sync_all()?;
         fs.open_dir(dir)?.sync_all()
     })();

@@ -1,5 +1,6 @@
 //! `FileStorage`: segments as files in one directory.
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -28,7 +29,8 @@ pub const LOCK_FILE: &str = "walden.lock";
 ///   so a rotation only links it into place; a segment that did not come from a spare is
 ///   reserved with `fallocate(KEEP_SIZE)` and zero-filled ahead of the writer by a background
 ///   thread (see `fill.rs` for why that never overwrites a record). Zeros after the last record
-///   are clean for recovery (`docs/FORMAT.md`). Spare files are named `{id:020}.spare`, are
+///   are clean for recovery (`docs/FORMAT.md`). All of this only while the log syncs often:
+///   a log that writes in bulk gets preallocated, unfilled segments instead (see `spare.rs`). Spare files are named `{id:020}.spare`, are
 ///   never parsed as segments, and leftovers from a crash are removed on open.
 /// * Files in the directory that are not segments are left alone and listed by
 ///   [`FileStorage::foreign_files`].
@@ -49,6 +51,25 @@ pub struct FileStorage<F: FileSystem = OsFs> {
     /// The background zero-fill of the active segment, if one runs.
     fill: Option<Arc<FillAhead>>,
     preallocate: bool,
+    /// How the log used the active segment so far, for [`FileStorage::zero_fill`].
+    usage: Usage,
+    /// Whether new segments are zero-filled: decided at each rotation from the sealed
+    /// segment's [`Usage`] (see [`Tuning::zero_fill_max_bytes_per_sync`](crate::Tuning)).
+    zero_fill: bool,
+    /// Whether anything was written through this storage since open. Until then a `reserve`
+    /// is only remembered (in `deferred`) and no spare is prepared: a log opened to be read
+    /// (a replay, an inspection) must not zero-fill and sync a 64 MiB spare it never uses.
+    wrote: bool,
+    /// A `reserve` made before the first write, carried out by that write.
+    deferred: Option<(SegmentId, u64)>,
+}
+
+/// Bytes written to and syncs of the active segment since it was created.
+#[derive(Default)]
+struct Usage {
+    written: u64,
+    /// Counted by `&self` paths too (a group-commit leader's detached sync).
+    syncs: AtomicU64,
 }
 
 struct Pending {
@@ -117,6 +138,11 @@ impl<F: FileSystem> FileStorage<F> {
             spare: Arc::new(SpareSlot::default()),
             fill: None,
             preallocate: true,
+            usage: Usage::default(),
+            // No history yet: assume small syncs, where zeros pay.
+            zero_fill: true,
+            wrote: false,
+            deferred: None,
         })
     }
 
@@ -132,10 +158,12 @@ impl<F: FileSystem> FileStorage<F> {
 
     /// Starts preparing the spare file for the segment after `active` (a background thread
     /// creates it, preallocates `len` bytes and syncs it and the directory). Does nothing when
-    /// preallocation is off or a spare is already prepared or being prepared.
+    /// preallocation is off, a spare is already prepared or being prepared, or nothing was
+    /// written since open (the first write prepares it then).
     pub fn prepare_next(&self, active: SegmentId, len: u64) {
-        if self.preallocate {
-            spare::prepare_in_background(&self.fs, &self.spare, &self.dir, active + 1, len);
+        if self.preallocate && self.wrote {
+            let zero = self.zero_fill;
+            spare::prepare_in_background(&self.fs, &self.spare, &self.dir, active + 1, len, zero);
         }
     }
 
@@ -247,6 +275,7 @@ impl<F: FileSystem> GroupSync for FileStorage<F> {
             // Never opened: nothing was written through this storage since open.
             return Ok(None);
         };
+        self.usage.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(Some(Box::new(move || {
             file.sync_data().map_err(FileError::from)
         })))
@@ -279,6 +308,10 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         }
         // The previous segment is sealed: the rest of it is never written.
         self.stop_fill(None);
+        if self.fs.mutation() != Some(Mutation::DeferredReserveAnyWrite) {
+            self.deferred = None;
+        }
+        self.judge_usage();
         if let Some(prepared) = self.spare.take(&self.fs, id) {
             // `hard_link` fails if `path` exists, as `create` must. The spare's own name is
             // removed afterwards; if a crash keeps it, open removes it (it is the same inode).
@@ -305,6 +338,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
 
     fn remove(&mut self, id: SegmentId) -> Result<(), FileError> {
         self.stop_fill(Some(id));
+        self.deferred.take_if(|(reserved, _)| *reserved == id);
         let pending = self
             .pending
             .get_mut()
@@ -358,6 +392,17 @@ impl<F: FileSystem> Storage for FileStorage<F> {
     }
 
     fn write(&mut self, id: SegmentId, offset: u64, data: &[u8]) -> Result<(), FileError> {
+        self.usage.written += data.len() as u64;
+        // Only a write to the reserved segment carries the reservation out, before its bytes
+        // are buffered (so the zeros reach the file first). Never another segment's: a
+        // reservation of a segment sealed since would zero-fill past its seal (the files
+        // explorer caught exactly that, a torn zero-fill after a rotation, when this took
+        // any write).
+        self.wrote = true;
+        let any = self.fs.mutation() == Some(Mutation::DeferredReserveAnyWrite);
+        if let Some((reserved, len)) = self.deferred.take_if(|(r, _)| any || *r == id) {
+            self.reserve(reserved, len)?;
+        }
         let pending = self
             .pending
             .get_mut()
@@ -402,6 +447,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             self.flush_if(id)?;
         }
         self.file(id)?.sync_data()?;
+        *self.usage.syncs.get_mut() += 1;
         Ok(())
     }
 
@@ -412,18 +458,28 @@ impl<F: FileSystem> Storage for FileStorage<F> {
 
     /// Preallocates `id` up to `len` bytes without changing its length, then prepares the next
     /// segment's file in the background. Both are hints: failures are ignored (a later write
-    /// reports a real lack of space).
+    /// reports a real lack of space). Before the first write since open it is only remembered
+    /// (see `wrote`).
     fn reserve(&mut self, id: SegmentId, len: u64) -> Result<(), FileError> {
         if !self.preallocate {
             return Ok(());
         }
+        if !self.wrote {
+            self.deferred = Some((id, len));
+            return Ok(());
+        }
         let have = self.len(id).unwrap_or(len);
         let tuning = self.fs.tuning();
-        let head = len.min(have + tuning.sync_zero_fill);
+        let zero = self.zero_fill;
+        let head = if zero {
+            len.min(have + tuning.sync_zero_fill)
+        } else {
+            len
+        };
         let opened = self.file(id).map(|f| {
             if have < len {
                 let _ = f.allocate(len);
-                if spare::zero_fill(&**f, have, head, tuning.fill_chunk).is_ok() {
+                if zero && spare::zero_fill(&**f, have, head, tuning.fill_chunk).is_ok() {
                     let _ = f.sync_data();
                 }
             }
@@ -514,6 +570,26 @@ pub(crate) fn scan_foreign<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Vec<
 }
 
 impl<F: FileSystem> FileStorage<F> {
+    /// At a rotation: decides from the sealed segment's usage whether the segments that follow
+    /// are zero-filled, and starts counting afresh. Zeros make each `fdatasync` of an append
+    /// data-only (`spare.rs`), worth a second write of every byte only while syncs are
+    /// frequent; a bulk writer (large batches per sync, or none) gets preallocated space it
+    /// writes once. Either way the spare holds nothing that validates, so this is a choice of
+    /// speed, never of safety.
+    fn judge_usage(&mut self) {
+        let written = core::mem::take(&mut self.usage.written);
+        let syncs = core::mem::take(self.usage.syncs.get_mut());
+        if written == 0 && syncs == 0 {
+            return; // nothing seen (the log's first segment, or the first since open)
+        }
+        let per_sync = self.fs.tuning().zero_fill_max_bytes_per_sync;
+        let zero = syncs > 0 && written / syncs <= per_sync;
+        if zero != self.zero_fill {
+            tracing::debug!(written, syncs, zero, "segment zero-fill policy changed");
+        }
+        self.zero_fill = zero;
+    }
+
     pub(crate) fn refresh_foreign(&mut self) -> io::Result<()> {
         self.foreign = scan_foreign(&self.fs, &self.dir)?;
         Ok(())
@@ -547,5 +623,84 @@ impl<F: FileSystem> FileStorage<F> {
             return Ok(()); // recovery reports it; never follow a link here
         }
         self.fs.open(&path, OpenMode::Read)?.forget_cache()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filesystem::Tuning;
+
+    const SEGMENT: u64 = 4 << 20;
+
+    /// Writes `total` bytes to segment 1 in writes of `per_sync` bytes, each synced, rotates to
+    /// segment 2, reserves it, and returns how long segment 2's file is (zeros make it long).
+    fn segment_two_len(per_sync: usize, total: usize) -> u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStorage::open(dir.path(), true).unwrap();
+        s.create(1).unwrap();
+        let chunk = vec![7u8; per_sync];
+        let mut at = 0;
+        while at < total {
+            s.write(1, at as u64, &chunk).unwrap();
+            s.sync(1).unwrap();
+            at += per_sync;
+        }
+        s.create(2).unwrap();
+        s.reserve(2, SEGMENT).unwrap();
+        let len = s.len(2).unwrap();
+        drop(s);
+        len
+    }
+
+    #[test]
+    fn a_new_log_with_no_history_gets_a_zero_filled_first_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStorage::open(dir.path(), true).unwrap();
+        s.create(1).unwrap();
+        s.write(1, 0, b"header").unwrap();
+        s.reserve(1, SEGMENT).unwrap();
+        assert!(s.len(1).unwrap() >= Tuning::DEFAULT.sync_zero_fill);
+    }
+
+    #[test]
+    fn a_log_reopened_to_be_read_writes_nothing_until_its_first_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStorage::open(dir.path(), true).unwrap();
+        s.create(1).unwrap();
+        s.write(1, 0, b"header").unwrap();
+        s.sync(1).unwrap();
+        drop(s);
+        let listing = || {
+            let mut names: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = listing();
+        let mut s = FileStorage::open(dir.path(), false).unwrap();
+        s.reserve(1, SEGMENT).unwrap();
+        s.prepare_next(1, SEGMENT);
+        assert_eq!(s.len(1).unwrap(), 6, "no zero-fill before a write");
+        assert_eq!(listing(), before, "no spare before a write");
+        // The first write carries the reservation out, zeros first.
+        s.write(1, 6, b"record").unwrap();
+        s.flush().unwrap();
+        assert!(s.len(1).unwrap() >= Tuning::DEFAULT.sync_zero_fill);
+        let mut got = [0u8; 12];
+        assert_eq!(s.read(1, 0, &mut got).unwrap(), 12);
+        assert_eq!(&got, b"headerrecord");
+    }
+
+    #[test]
+    fn a_log_of_small_syncs_gets_zero_filled_segments() {
+        assert!(segment_two_len(1024, 64 << 10) >= Tuning::DEFAULT.sync_zero_fill);
+    }
+
+    #[test]
+    fn a_bulk_writer_gets_preallocated_segments_it_writes_once() {
+        assert_eq!(segment_two_len(1 << 20, 2 << 20), 0);
     }
 }

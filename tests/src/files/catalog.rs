@@ -178,6 +178,25 @@ pub fn default_workloads() -> Vec<FileWorkload> {
                 ],
             )
         },
+        FileWorkload::new(
+            // Two syncs (the new header's, the seal's) per 4 KiB segment is more bytes per
+            // sync than SIM_TUNING's zero-fill threshold: after the first rotation the log
+            // judges itself a bulk writer and its spares are preallocated, not zero-filled.
+            "wal: bulk writes, spares not zero-filled",
+            0x40b,
+            config(MANUAL, 4096),
+            vec![
+                Append(1700),
+                Append(1900),
+                Append(1600),
+                Append(1800),
+                Append(1500),
+                Sync,
+                Append(1900),
+                Append(1700),
+                Append(1800),
+            ],
+        ),
         FileWorkload {
             preallocate: false,
             ..FileWorkload::new(

@@ -30,6 +30,10 @@ pub enum FileVariant {
     /// Spare files hold a copy of the previous segment instead of zeros
     /// ([`Mutation::StaleSpare`]).
     StaleSpare,
+    /// A reservation deferred at open is carried out by the first write to any segment, even
+    /// a successor created after the reserved one was sealed
+    /// ([`Mutation::DeferredReserveAnyWrite`]).
+    DeferredReserveAnyWrite,
     /// `fadvise(DONTNEED)` does nothing: a process restarted after a failed `fdatasync` reads
     /// cached data the disk never got and calls it durable.
     ForgetCacheIsNoop,
@@ -37,12 +41,13 @@ pub enum FileVariant {
 
 impl FileVariant {
     /// Every variant, the correct one first.
-    pub const ALL: [FileVariant; 6] = [
+    pub const ALL: [FileVariant; 7] = [
         FileVariant::Correct,
         FileVariant::LinkNotDirSynced,
         FileVariant::SyncSkipsFlush,
         FileVariant::FillIgnoresStop,
         FileVariant::StaleSpare,
+        FileVariant::DeferredReserveAnyWrite,
         FileVariant::ForgetCacheIsNoop,
     ];
 
@@ -52,6 +57,7 @@ impl FileVariant {
             FileVariant::SyncSkipsFlush => Some(Mutation::SyncSkipsFlush),
             FileVariant::FillIgnoresStop => Some(Mutation::FillIgnoresStop),
             FileVariant::StaleSpare => Some(Mutation::StaleSpare),
+            FileVariant::DeferredReserveAnyWrite => Some(Mutation::DeferredReserveAnyWrite),
             _ => None,
         }
     }

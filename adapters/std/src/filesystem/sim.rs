@@ -38,6 +38,7 @@ pub const SIM_TUNING: Tuning = Tuning {
     fill_sync_every: 2048,
     fill_ahead: 64 << 10,
     fill_pace: core::time::Duration::ZERO,
+    zero_fill_max_bytes_per_sync: 1024,
 };
 
 struct Queued {
