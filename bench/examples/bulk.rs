@@ -16,7 +16,7 @@ use std::{
     time::Instant,
 };
 
-use walden_std::{Durability, Lsn, Options, SharedWal};
+use walden_std::{Lsn, Options, SharedWal, SyncPolicy};
 
 const SECONDS: f64 = 1.5;
 
@@ -83,7 +83,7 @@ impl Log for B {
 
 fn open(which: &str, dir: &Path) -> Box<dyn Log> {
     if which == "walden" {
-        let o = Options::default().with_durability(Durability::Never);
+        let o = Options::default().with_sync_policy(SyncPolicy::Manual);
         Box::new(W(SharedWal::open(dir, o).unwrap().0, u64::MAX))
     } else {
         std::fs::create_dir_all(dir).unwrap();
@@ -105,7 +105,7 @@ fn open(which: &str, dir: &Path) -> Box<dyn Log> {
 fn replay(which: &str, dir: &Path) -> u64 {
     let mut n = 0u64;
     if which == "walden" {
-        let o = Options::default().with_durability(Durability::Never);
+        let o = Options::default().with_sync_policy(SyncPolicy::Manual);
         let t = Instant::now();
         let wal = SharedWal::open(dir, o).unwrap().0;
         if std::env::var_os("BULK_DEBUG").is_some() {
