@@ -319,6 +319,28 @@ mod tests {
     }
 
     #[test]
+    fn small_device_limits_are_the_documented_fractions_of_the_payload_space() {
+        // Payload space = segment − 64-byte segment header − one 32-byte record header;
+        // records get a quarter of it (at least 1 byte, at most the format's limit), batches
+        // half (never less than one largest record).
+        for (segment, record, batch) in [
+            (96, 1, 1),
+            (97, 1, 1),
+            (99, 1, 1),
+            (104, 2, 4),
+            (4096, 1000, 2000),
+            ((1 << 32) + 96 + 4, MAX_RECORD_SIZE_LIMIT, (1 << 31) + 2),
+        ] {
+            let c = Config::small_device(segment);
+            assert_eq!(
+                (c.max_record_size, c.max_batch_size),
+                (record, batch),
+                "segment size {segment}"
+            );
+        }
+    }
+
+    #[test]
     fn small_device_settings_are_valid_for_any_segment_size() {
         for size in [MIN_SEGMENT_SIZE, 128, 512, 2048, 4096, 65_536, 1 << 40] {
             let c = Config::small_device(size);
