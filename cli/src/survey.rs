@@ -5,7 +5,7 @@
 //! directory is ever followed: entries are classified with `lstat`, and segment files and the
 //! lock file are opened with `O_NOFOLLOW`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -133,13 +133,17 @@ pub(crate) fn survey(dir: &Path) -> Result<Survey, Failure> {
 /// A read-only view of a log directory, holding a shared lock so that no writer can open the
 /// log while it is being read (and refusing if one already has).
 pub(crate) struct ReadOnlyDir {
-    files: BTreeMap<SegmentId, File>,
+    dir: PathBuf,
+    /// The segments that opened as regular files. Each is opened again for each read and
+    /// closed after it: a log may have more segments than the process may have open files.
+    ids: BTreeSet<SegmentId>,
     _lock: Option<File>,
 }
 
 impl ReadOnlyDir {
     /// Takes the shared lock (if a lock file exists: a writer always creates it before
-    /// locking, so without one no writer holds the directory), then opens every segment file.
+    /// locking, so without one no writer holds the directory), then checks that every segment
+    /// file opens as a regular file (without following symlinks).
     pub(crate) fn open(dir: &Path) -> Result<(Self, Survey), Failure> {
         check_dir(dir)?;
         let lock_path = dir.join(LOCK_FILE);
@@ -166,13 +170,13 @@ impl ReadOnlyDir {
             }
         };
         let mut survey = survey(dir)?;
-        let mut files = BTreeMap::new();
+        let mut usable = BTreeSet::new();
         let ids: Vec<SegmentId> = survey.segments.keys().copied().collect();
         for id in ids {
             let path = dir.join(walden_core::SegmentName::new(id).as_str());
             match nofollow().open(&path) {
                 Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => {
-                    files.insert(id, f);
+                    usable.insert(id);
                 }
                 Ok(_) | Err(_) => {
                     // Replaced between the listing and the open: treat it as unusable.
@@ -184,13 +188,27 @@ impl ReadOnlyDir {
                 }
             }
         }
-        Ok((Self { files, _lock: lock }, survey))
+        let dir = dir.to_path_buf();
+        Ok((
+            Self {
+                dir,
+                ids: usable,
+                _lock: lock,
+            },
+            survey,
+        ))
     }
 
-    fn file(&self, id: SegmentId) -> Result<&File, FileError> {
-        self.files
-            .get(&id)
-            .ok_or(FileError::new(StorageErrorKind::NotFound))
+    /// Opens segment `id` for reading, never through a symlink.
+    fn file(&self, id: SegmentId) -> Result<File, FileError> {
+        if !self.ids.contains(&id) {
+            return Err(FileError::new(StorageErrorKind::NotFound));
+        }
+        let f = nofollow().open(self.dir.join(walden_core::SegmentName::new(id).as_str()))?;
+        if !f.metadata()?.is_file() {
+            return Err(FileError::new(StorageErrorKind::Unsupported));
+        }
+        Ok(f)
     }
 }
 
@@ -202,7 +220,7 @@ impl Storage for ReadOnlyDir {
     type Error = FileError;
 
     fn list(&self, each: &mut dyn FnMut(SegmentId)) -> Result<(), FileError> {
-        self.files.keys().for_each(|id| each(*id));
+        self.ids.iter().for_each(|id| each(*id));
         Ok(())
     }
 
@@ -219,7 +237,7 @@ impl Storage for ReadOnlyDir {
     }
 
     fn read(&self, id: SegmentId, offset: u64, buf: &mut [u8]) -> Result<usize, FileError> {
-        Ok(read_at(self.file(id)?, offset, buf)?)
+        Ok(read_at(&self.file(id)?, offset, buf)?)
     }
 
     fn write(&mut self, _: SegmentId, _: u64, _: &[u8]) -> Result<(), FileError> {

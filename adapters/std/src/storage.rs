@@ -17,6 +17,11 @@ use crate::spare::{self, SpareSlot};
 /// The name of the lock file in a log directory.
 pub const LOCK_FILE: &str = "walden.lock";
 
+/// How many segment files a [`FileStorage`] keeps open at once. Enough that sequential reads,
+/// retention and rotation never reopen a file in practice, few enough for the default
+/// descriptor limit with room for the application's own files.
+const MAX_OPEN_FILES: usize = 64;
+
 /// Segments as files named `{id:020}.wal` in one directory, locked for exclusive use.
 ///
 /// * `sync` is `fdatasync`; `sync_dir` is `fsync` of the directory.
@@ -42,6 +47,7 @@ pub struct FileStorage<F: FileSystem = OsFs> {
     dir: PathBuf,
     dir_handle: F::File,
     _lock: F::File,
+    /// Open segment files, at most [`MAX_OPEN_FILES`] of them (see [`FileStorage::remember`]).
     files: HashMap<SegmentId, Arc<F::File>>,
     /// Only `&mut self` paths write it (through `get_mut`, no locking); `&self` paths — a
     /// group-commit leader or a reader — lock it to hand the bytes to the OS.
@@ -183,6 +189,32 @@ impl<F: FileSystem> FileStorage<F> {
         &self.foreign
     }
 
+    /// Keeps `file` open as segment `id`, closing older segments' files beyond
+    /// [`MAX_OPEN_FILES`], so a log of thousands of segments stays within the process's file
+    /// descriptor limit (1,024 by default on Linux). Never closed: the file just opened, the
+    /// newest segment (the only one records are appended to, synced through this descriptor)
+    /// and the one whose bytes are in the write buffer. Every older segment was synced when
+    /// the log rotated past it, so closing its descriptor loses no data and no sync error
+    /// that a durability promise depends on; a later read, truncate or sync reopens it.
+    fn remember(&mut self, id: SegmentId, file: Arc<F::File>) {
+        self.files.insert(id, file);
+        if self.files.len() <= MAX_OPEN_FILES {
+            return;
+        }
+        let buffered = lock_pending(&self.pending).as_ref().map(|p| p.id);
+        let newest = (self.files.keys().copied())
+            .filter(|&k| !walden_core::raw::is_start_slot(k))
+            .max();
+        let mut closable: Vec<SegmentId> = (self.files.keys().copied())
+            .filter(|&k| k != id && Some(k) != newest && Some(k) != buffered)
+            .collect();
+        closable.sort_unstable();
+        let excess = self.files.len() - MAX_OPEN_FILES;
+        for k in closable.into_iter().take(excess) {
+            self.files.remove(&k);
+        }
+    }
+
     fn file(&mut self, id: SegmentId) -> Result<&Arc<F::File>, FileError> {
         if !self.files.contains_key(&id) {
             let path = self.segment_path(id);
@@ -192,7 +224,7 @@ impl<F: FileSystem> FileStorage<F> {
                 return Err(FileError::new(StorageErrorKind::Unsupported));
             }
             let f = self.fs.open(&path, OpenMode::ReadWrite)?;
-            self.files.insert(id, Arc::new(f));
+            self.remember(id, Arc::new(f));
         }
         Ok(&self.files[&id])
     }
@@ -303,7 +335,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             // newest segment goes on being written, so its zero-fill keeps running and the
             // spare prepared for its successor stays ready.
             let f = self.fs.open(&path, OpenMode::CreateNew)?;
-            self.files.insert(id, Arc::new(f));
+            self.remember(id, Arc::new(f));
             return Ok(());
         }
         // The previous segment is sealed: the rest of it is never written.
@@ -318,7 +350,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             match self.fs.hard_link(prepared.path(), &path) {
                 Ok(()) => {
                     let _ = self.fs.remove_file(prepared.path());
-                    self.files.insert(id, Arc::new(prepared.into_file()));
+                    self.remember(id, Arc::new(prepared.into_file()));
                     tracing::debug!(segment = id, "rotation used a preallocated spare segment");
                     return Ok(());
                 }
@@ -332,7 +364,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             }
         }
         let f = self.fs.open(&path, OpenMode::CreateNew)?;
-        self.files.insert(id, Arc::new(f));
+        self.remember(id, Arc::new(f));
         Ok(())
     }
 

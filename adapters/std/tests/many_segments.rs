@@ -41,6 +41,17 @@ fn check_all(records: &[(Lsn, Vec<u8>)], from: u64, to: u64) {
 
 #[test]
 fn thousands_of_segments_append_reopen_read_verify_and_truncate() {
+    // Far fewer descriptors than segments (Linux's default soft limit is 1,024): a storage
+    // that kept every segment file open would fail with EMFILE part of the way.
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(256),
+            maximum: limit.maximum,
+        },
+    )
+    .expect("lower the open-file limit");
     let dir = scratch_dir();
     let (mut wal, _) = Wal::open(dir.path(), options()).unwrap();
     let mut n = 0;
