@@ -15,6 +15,18 @@ struct Out {
     stderr: String,
 }
 
+/// Every test here holds the lock of a log at some point and runs `walden`, which must find it
+/// free once the test's `Wal` is dropped. A child spawned by a test on another thread holds
+/// copies of all this process's descriptors between its fork and its exec (close-on-exec only
+/// closes them at the exec), a `walden.lock` among them, so tests running in parallel could
+/// see a dropped log's lock still held. They take turns.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn walden(args: &[&str]) -> Out {
     let out = Command::new(env!("CARGO_BIN_EXE_walden"))
         .args(args)
@@ -72,6 +84,7 @@ fn p(dir: &Path) -> &str {
 
 #[test]
 fn clean_log_verifies_inspects_and_dumps_without_changing_anything() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     make_log(dir, 20);
@@ -143,6 +156,7 @@ fn clean_log_verifies_inspects_and_dumps_without_changing_anything() {
 
 #[test]
 fn torn_tail_exits_1_and_repair_cuts_it_keeping_a_broken_copy() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     make_log(dir, 20);
@@ -187,6 +201,7 @@ fn torn_tail_exits_1_and_repair_cuts_it_keeping_a_broken_copy() {
 
 #[test]
 fn mid_log_corruption_exits_2_repair_refuses_and_salvage_names_the_lost_lsns() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     make_log(dir, 20);
@@ -227,6 +242,7 @@ fn mid_log_corruption_exits_2_repair_refuses_and_salvage_names_the_lost_lsns() {
 
 #[test]
 fn a_running_log_is_never_touched() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let (_wal, _) = Wal::open(dir, Options::default()).unwrap();
@@ -239,6 +255,7 @@ fn a_running_log_is_never_touched() {
 
 #[test]
 fn bad_directories_and_usage_are_errors() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("plain");
     fs::write(&file, b"x").unwrap();
@@ -266,6 +283,7 @@ fn bad_directories_and_usage_are_errors() {
 
 #[test]
 fn a_symlinked_segment_is_not_followed() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     make_log(&dir, 20);
@@ -292,6 +310,7 @@ fn a_symlinked_segment_is_not_followed() {
 
 #[test]
 fn removed_segments_are_found_and_dump_says_where_its_output_stops() {
+    let _serial = serial();
     // The newest segment removed by hand: its predecessor's seal names it.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -327,6 +346,7 @@ fn removed_segments_are_found_and_dump_says_where_its_output_stops() {
 
 #[test]
 fn a_cut_is_never_called_never_acknowledged() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     make_log(dir, 20);
@@ -352,6 +372,7 @@ fn a_cut_is_never_called_never_acknowledged() {
 
 #[test]
 fn a_record_longer_than_max_record_size_is_reported_not_cut() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let mut options = Options::from(Config::default().with_segment_size(8192));
@@ -373,6 +394,7 @@ fn a_record_longer_than_max_record_size_is_reported_not_cut() {
 
 #[test]
 fn a_log_of_more_segments_than_the_old_table_is_inspected_verified_and_dumped() {
+    let _serial = serial();
     // Fewer descriptors than segments, for this process and the `walden` it runs: a command
     // that kept every segment file open would fail part of the way (it did: `inspect` called
     // the segments past the limit unusable).
