@@ -1,6 +1,13 @@
 //! Walden on real files: segments as files in one directory, `fdatasync` for `sync`, `fsync` of
 //! the directory after every create and remove, and an exclusive lock on the directory.
 //!
+//! The lock is an `flock` on `walden.lock`, released when the last descriptor of it closes.
+//! A child process started by any thread holds copies of every descriptor from its fork until
+//! its exec (close-on-exec closes them only then), so a log dropped at that moment may still
+//! look locked to a reopen for that instant. A program that spawns processes while reopening
+//! logs should treat [`Error::Locked`] right after its own close as that, and retry once the spawn
+//! has returned.
+//!
 //! Two handles:
 //!
 //! * [`Wal`]: one owner (`&mut self`), with the core log's methods (append, sync, read,
