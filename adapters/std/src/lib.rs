@@ -6,7 +6,9 @@
 //! its exec (close-on-exec closes them only then), so a log dropped at that moment may still
 //! look locked to a reopen for that instant. A program that spawns processes while reopening
 //! logs should treat [`Error::Locked`] right after its own close as that, and retry once the spawn
-//! has returned.
+//! has returned. Likewise, a [`SharedWal`]'s syncer or flusher thread that started a sync
+//! before the last handle was dropped holds the log until that sync ends, and the log closes
+//! (its lock with it) on that thread: a reopen at that instant is refused as locked.
 //!
 //! Two handles:
 //!
