@@ -4,6 +4,8 @@ use core::fmt;
 
 use walden_core::{StorageError, StorageErrorKind};
 
+use crate::fault::FaultAction;
+
 /// Why a [`SimStorage`](crate::SimStorage) operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -83,6 +85,38 @@ impl fmt::Display for SimError {
             self.kind, self.op_index, self.detail
         )
     }
+}
+
+/// An operation the simulated medium refuses whatever the schedule says (`kind` names why).
+pub(crate) fn refused(kind: StorageErrorKind, index: u64, detail: &'static str) -> SimError {
+    SimError::new(kind, SimErrorCause::Refused, index, detail)
+}
+
+/// An operation failed by a scheduled fault.
+pub(crate) fn injected(kind: StorageErrorKind, index: u64, detail: &'static str) -> SimError {
+    SimError::new(kind, SimErrorCause::Injected, index, detail)
+}
+
+/// The error a fault that has no special meaning for this operation produces, if any.
+pub(crate) fn plain_failure(fault: Option<FaultAction>, index: u64) -> Result<(), SimError> {
+    match fault {
+        None | Some(FaultAction::Misdirect { .. }) => Ok(()),
+        Some(FaultAction::Fail(kind)) => Err(injected(kind, index, "operation failed")),
+        Some(FaultAction::ShortWrite { .. }) => Err(injected(
+            StorageErrorKind::ShortWrite,
+            index,
+            "operation failed",
+        )),
+        Some(FaultAction::SyncLosesData) => {
+            Err(injected(StorageErrorKind::Io, index, "operation failed"))
+        }
+    }
+}
+
+/// `value` as an index into memory, or `NoSpace` when it does not fit.
+pub(crate) fn to_index(value: u64, index: u64) -> Result<usize, SimError> {
+    usize::try_from(value)
+        .map_err(|_| refused(StorageErrorKind::NoSpace, index, "offset beyond memory"))
 }
 
 #[cfg(test)]

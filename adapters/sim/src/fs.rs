@@ -8,7 +8,6 @@ use core::fmt;
 use walden_core::StorageErrorKind;
 
 use crate::effect::{FileEffect, Medium, resolve_file_effect, sector_pieces};
-use crate::error::{SimError, SimErrorCause};
 use crate::explore::{CaseId, CrashBounds, CrashStates, PlanPick, random_plan};
 use crate::fault::FaultSchedule;
 use crate::plan::CrashPlan;
@@ -678,8 +677,4 @@ impl SimFs {
             None => false,
         }
     }
-}
-
-fn refused(kind: StorageErrorKind, index: u64, detail: &'static str) -> SimError {
-    SimError::new(kind, SimErrorCause::Refused, index, detail)
 }

@@ -7,7 +7,7 @@ use core::cell::{Cell, RefCell};
 use walden_core::{SegmentId, StorageError, StorageErrorKind};
 
 use crate::effect::{FileEffect, Medium, UnsyncedEffect, resolve_file_effect, sector_pieces};
-use crate::error::{SimError, SimErrorCause};
+use crate::error::{SimError, SimErrorCause, refused};
 use crate::fault::{FaultAction, FaultSchedule};
 use crate::plan::{CrashPlan, Fate};
 use crate::rng::mix;
@@ -408,35 +408,6 @@ impl SimStorage {
                 })
         });
     }
-}
-
-fn refused(kind: StorageErrorKind, index: u64, detail: &'static str) -> SimError {
-    SimError::new(kind, SimErrorCause::Refused, index, detail)
-}
-
-fn injected(kind: StorageErrorKind, index: u64, detail: &'static str) -> SimError {
-    SimError::new(kind, SimErrorCause::Injected, index, detail)
-}
-
-/// The error a fault that has no special meaning for this operation produces, if any.
-fn plain_failure(fault: Option<FaultAction>, index: u64) -> Result<(), SimError> {
-    match fault {
-        None | Some(FaultAction::Misdirect { .. }) => Ok(()),
-        Some(FaultAction::Fail(kind)) => Err(injected(kind, index, "operation failed")),
-        Some(FaultAction::ShortWrite { .. }) => Err(injected(
-            StorageErrorKind::ShortWrite,
-            index,
-            "operation failed",
-        )),
-        Some(FaultAction::SyncLosesData) => {
-            Err(injected(StorageErrorKind::Io, index, "operation failed"))
-        }
-    }
-}
-
-fn to_index(value: u64, index: u64) -> Result<usize, SimError> {
-    usize::try_from(value)
-        .map_err(|_| refused(StorageErrorKind::NoSpace, index, "offset beyond memory"))
 }
 
 mod operations;

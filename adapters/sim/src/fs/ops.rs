@@ -6,36 +6,11 @@ use alloc::vec::Vec;
 
 use walden_core::StorageErrorKind;
 
-use super::{DirOp, FsOp, FsTraceEntry, Inode, InodeData, SimFs, refused};
+use super::{DirOp, FsOp, FsTraceEntry, Inode, InodeData, SimFs};
 use crate::effect::{FileEffect, Medium, resolve_file_effect};
-use crate::error::{SimError, SimErrorCause};
+use crate::error::{SimError, SimErrorCause, injected, plain_failure, refused, to_index};
 use crate::fault::FaultAction;
 use crate::plan::Fate;
-
-fn injected(kind: StorageErrorKind, index: u64, detail: &'static str) -> SimError {
-    SimError::new(kind, SimErrorCause::Injected, index, detail)
-}
-
-/// The error a fault with no special meaning for the operation produces, if any.
-fn plain_failure(fault: Option<FaultAction>, index: u64) -> Result<(), SimError> {
-    match fault {
-        None | Some(FaultAction::Misdirect { .. }) => Ok(()),
-        Some(FaultAction::Fail(kind)) => Err(injected(kind, index, "operation failed")),
-        Some(FaultAction::ShortWrite { .. }) => Err(injected(
-            StorageErrorKind::ShortWrite,
-            index,
-            "operation failed",
-        )),
-        Some(FaultAction::SyncLosesData) => {
-            Err(injected(StorageErrorKind::Io, index, "operation failed"))
-        }
-    }
-}
-
-fn to_index(value: u64, index: u64) -> Result<usize, SimError> {
-    usize::try_from(value)
-        .map_err(|_| refused(StorageErrorKind::NoSpace, index, "offset beyond memory"))
-}
 
 impl SimFs {
     /// Refuses a call that is not numbered once the power is off.

@@ -3,9 +3,10 @@
 
 use walden_core::{SegmentId, Storage, StorageErrorKind};
 
-use super::{DirEffect, SegmentFile, SimStorage, injected, plain_failure, refused, to_index};
+use super::{DirEffect, SegmentFile, SimStorage};
 use crate::effect::FileEffect;
 use crate::error::SimError;
+use crate::error::{injected, plain_failure, refused, to_index};
 use crate::fault::FaultAction;
 use crate::trace::Op;
 
