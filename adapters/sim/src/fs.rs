@@ -366,7 +366,7 @@ impl SimFs {
     }
 
     /// Cuts the power once `ops` state-changing operations have run: that one and every later
-    /// call (reads included) fail with a [`SimErrorCause::Crashed`] error and change nothing.
+    /// call (reads included) fail with a [`SimErrorCause::Crashed`](crate::SimErrorCause::Crashed) error and change nothing.
     pub fn crash_after(&mut self, ops: u64) {
         self.op_budget = Some(ops);
     }
