@@ -215,6 +215,30 @@ impl<V: Subject> Explorer<V> {
         stats
     }
 
+    /// Replays one case printed by a failure as `seed=.. op=.. plan=..` against `variant`, the
+    /// workload found by `find` from the case's seed, in the default or deep mode as
+    /// `WALDEN_EXPLORE_DEEP` says; prints and returns what it found (nothing if it passes).
+    pub fn replay(
+        variant: V,
+        case: &str,
+        find: impl FnOnce(u64) -> Option<V::Workload>,
+    ) -> Vec<Violation> {
+        let id: CaseId = case
+            .parse()
+            .expect("a case: seed=<hex> op=<n> plan=<e|r><n>");
+        let workload = find(id.seed).expect("a workload with this seed");
+        let explorer = Explorer {
+            stop_at_first: false,
+            ..Explorer::new(variant, super::deep_mode())
+        };
+        let mut stats = Stats::default();
+        explorer.explore_point(&workload, id.op_index, Some(id.plan), &mut stats);
+        for violation in &stats.violations {
+            eprintln!("{violation}");
+        }
+        stats.violations
+    }
+
     /// Explores the crash states after `budget` operations (all of them, or only `only`).
     pub fn explore_point(
         &self,

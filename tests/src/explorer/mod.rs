@@ -37,8 +37,6 @@ mod workload;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use walden_sim::CaseId;
-
 pub use catalog::{deep_workloads, default_workloads, find, media_workloads};
 pub use check::{
     Finding, Outcome, Recovered, check_log, check_media, check_pure_crash, read_all, recover,
@@ -94,18 +92,5 @@ pub fn replay(case: &str) -> Vec<Violation> {
 
 /// [`replay`] against a storage variant.
 pub fn replay_variant(variant: Variant, case: &str) -> Vec<Violation> {
-    let id: CaseId = case
-        .parse()
-        .expect("a case: seed=<hex> op=<n> plan=<e|r><n>");
-    let workload = find(id.seed).expect("a workload with this seed");
-    let explorer = Explorer {
-        stop_at_first: false,
-        ..Explorer::new(variant, deep_mode())
-    };
-    let mut stats = Stats::default();
-    explorer.explore_point(&workload, id.op_index, Some(id.plan), &mut stats);
-    for violation in &stats.violations {
-        eprintln!("{violation}");
-    }
-    stats.violations
+    Explorer::replay(variant, case, find)
 }

@@ -17,15 +17,13 @@ mod subject;
 mod variant;
 mod workload;
 
-use walden_sim::CaseId;
-
 pub use catalog::{deep_workloads, default_workloads, find};
 pub use variant::{FileVariant, TestFile, TestFs};
 pub use workload::{
     FileDriven, FileLog, FileStep, FileWorkload, Handle, OpenLog, ROOT, drive, open_log,
 };
 
-use crate::explorer::{Explorer, Stats, Violation, deep_mode};
+use crate::explorer::{Explorer, Violation};
 
 /// Replays one case of walden-std as it ships, printed by a failure as
 /// `seed=.. op=.. plan=..`, and returns what it found.
@@ -35,18 +33,5 @@ pub fn replay(case: &str) -> Vec<Violation> {
 
 /// [`replay`] against a broken variant.
 pub fn replay_variant(variant: FileVariant, case: &str) -> Vec<Violation> {
-    let id: CaseId = case
-        .parse()
-        .expect("a case: seed=<hex> op=<n> plan=<e|r><n>");
-    let workload = find(id.seed).expect("a files workload with this seed");
-    let explorer = Explorer {
-        stop_at_first: false,
-        ..Explorer::new(variant, deep_mode())
-    };
-    let mut stats = Stats::default();
-    explorer.explore_point(&workload, id.op_index, Some(id.plan), &mut stats);
-    for violation in &stats.violations {
-        eprintln!("{violation}");
-    }
-    stats.violations
+    Explorer::replay(variant, case, find)
 }
