@@ -27,6 +27,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 
 use walden_core::{Lsn, Poisoned};
 
+use crate::gate::{Gate, Handle};
 use crate::group::GroupSync;
 use crate::shared::Inner;
 
@@ -202,14 +203,18 @@ impl Syncer {
     /// Asks for `lsn` to be made durable, starting the thread if needed. Called after a
     /// watcher for `lsn` was registered: the protocol's progress argument needs every
     /// registered watcher to be covered by a request.
-    pub(crate) fn request<S: GroupSync + Send + 'static>(&self, inner: &Arc<Inner<S>>, lsn: Lsn) {
+    pub(crate) fn request<S: GroupSync + Send + 'static>(
+        &self,
+        inner: &Handle<Inner<S>>,
+        lsn: Lsn,
+    ) {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         st.requested = st.requested.max(lsn);
         st.requests += 1;
         if !st.started {
             st.started = true;
             drop(st);
-            spawn_syncer(Arc::downgrade(inner));
+            spawn_syncer(inner.downgrade(), Arc::clone(&inner.gate));
             return;
         }
         drop(st);
@@ -240,7 +245,7 @@ impl Syncer {
     }
 }
 
-fn spawn_syncer<S: GroupSync + Send + 'static>(inner: Weak<Inner<S>>) {
+fn spawn_syncer<S: GroupSync + Send + 'static>(inner: Weak<Inner<S>>, gate: Arc<Gate>) {
     let spawned = std::thread::Builder::new()
         .name("walden-syncer".into())
         .spawn(move || {
@@ -248,14 +253,16 @@ fn spawn_syncer<S: GroupSync + Send + 'static>(inner: Weak<Inner<S>>) {
             loop {
                 // Read the syncer through a short-lived strong reference, so that waiting for
                 // a request never keeps the log open.
-                let syncer = match inner.upgrade() {
+                let syncer = match gate.visit(&inner) {
                     Some(i) => Arc::clone(&i.syncer),
                     None => return,
                 };
                 let Some((target, requests)) = syncer.next(served) else {
                     return;
                 };
-                let Some(inner) = inner.upgrade() else { return };
+                let Some(inner) = gate.visit(&inner) else {
+                    return;
+                };
                 let c = &inner.c;
                 // A truncation may have lowered the log below the request: the watchers above
                 // it were answered by the truncation, so the current end is enough.

@@ -6,9 +6,9 @@
 //! its exec (close-on-exec closes them only then), so a log dropped at that moment may still
 //! look locked to a reopen for that instant. A program that spawns processes while reopening
 //! logs should treat [`Error::Locked`] right after its own close as that, and retry once the spawn
-//! has returned. Likewise, a [`SharedWal`]'s syncer or flusher thread that started a sync
-//! before the last handle was dropped holds the log until that sync ends, and the log closes
-//! (its lock with it) on that thread: a reopen at that instant is refused as locked.
+//! has returned. A [`SharedWal`]'s own background threads (the syncer, the interval flusher)
+//! never hold the log past its last handle: dropping the last handle waits for a sync they are
+//! running and releases the log (its lock with it) before `drop` returns.
 //!
 //! Two handles:
 //!
@@ -100,6 +100,7 @@ mod durable;
 mod error;
 mod filesystem;
 mod fill;
+mod gate;
 mod group;
 mod metrics;
 mod reader;

@@ -8,13 +8,13 @@
 
 use core::sync::atomic::Ordering;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use walden_core::raw::{
     Fault, Located, RECORD_HEADER_LEN, RecordCursor, RecordKind, SEGMENT_HEADER_LEN,
 };
 use walden_core::{Case, Corruption, IoFailure, Lsn, Op, ReadError, SegmentId};
 
+use crate::gate::Handle;
 use crate::group::GroupSync;
 use crate::shared::Inner;
 
@@ -86,7 +86,7 @@ pub struct SharedRecord<'r> {
 /// [`crate::SharedWal::reader`]. At the end of the log, [`SharedReader::read_next`] returns `None`;
 /// call it again later to see records appended since.
 pub struct SharedReader<S: GroupSync> {
-    inner: Arc<Inner<S>>,
+    inner: Handle<Inner<S>>,
     segment: SegmentId,
     /// Where the next record is, in `segment` (core's record cursor: the one place record
     /// headers are decoded).
@@ -100,7 +100,7 @@ pub struct SharedReader<S: GroupSync> {
 }
 
 impl<S: GroupSync> SharedReader<S> {
-    pub(crate) fn new(inner: Arc<Inner<S>>, from: Lsn) -> Result<Self, ReadError<S::Error>> {
+    pub(crate) fn new(inner: Handle<Inner<S>>, from: Lsn) -> Result<Self, ReadError<S::Error>> {
         let (seg, generation) = {
             let log = inner.c.lock_log();
             let (first, last) = (log.wal.first_lsn(), log.wal.last_lsn());

@@ -13,6 +13,7 @@ use walden_core::{
 use crate::durable::{DurableError, DurableFuture, StopSyncer, Syncer, Watcher};
 use crate::error::Error;
 use crate::filesystem::{FileSystem, OsFs};
+use crate::gate::{Gate, Handle};
 use crate::group::{Committer, GroupSync, GroupWindow, Locked};
 use crate::metrics::Metrics;
 use crate::reader::{PositionIndex, SharedReader};
@@ -57,6 +58,9 @@ pub(crate) struct Inner<S: GroupSync> {
     pub(crate) bell: Bell,
     /// Every `truncate_back` since open, for tailing readers to report rewinds.
     pub(crate) rewinds: Mutex<RewindLog>,
+    /// Where the background threads reach the log (so that it is released on the thread
+    /// that drops the last handle).
+    pub(crate) gate: Arc<Gate>,
 }
 
 impl<S: GroupSync> Inner<S> {
@@ -90,13 +94,13 @@ type LockedAppend<'a, S> = (MutexGuard<'a, Locked<S>>, Lsn, Lsn);
 /// them under its lock); what it keeps besides is the group-commit protocol's publication of
 /// them to waiters (see the `group` module).
 pub struct SharedWal<S: GroupSync = FileStorage> {
-    pub(crate) inner: Arc<Inner<S>>,
+    pub(crate) inner: Handle<Inner<S>>,
 }
 
 impl<S: GroupSync> Clone for SharedWal<S> {
     fn clone(&self) -> Self {
         Self {
-            inner: Arc::clone(&self.inner),
+            inner: self.inner.clone(),
         }
     }
 }
@@ -194,20 +198,25 @@ impl<S: GroupSync + Send + 'static> SharedWal<S> {
             _ => None,
         };
         let syncer = Arc::new(Syncer::default());
-        let inner = Arc::new(Inner {
-            c: Committer::new(wal, window),
-            policy,
-            dir,
-            foreign,
-            _flusher: flusher.clone().map(StopOnDrop),
-            positions: Mutex::new(PositionIndex::default()),
-            syncer: Arc::clone(&syncer),
-            _stop_syncer: StopSyncer(syncer),
-            bell: Bell::default(),
-            rewinds: Mutex::new(RewindLog::default()),
-        });
+        let gate = Arc::new(Gate::default());
+        let inner = Handle::new(
+            Inner {
+                c: Committer::new(wal, window),
+                policy,
+                dir,
+                foreign,
+                _flusher: flusher.clone().map(StopOnDrop),
+                positions: Mutex::new(PositionIndex::default()),
+                syncer: Arc::clone(&syncer),
+                _stop_syncer: StopSyncer(syncer),
+                bell: Bell::default(),
+                rewinds: Mutex::new(RewindLog::default()),
+                gate: Arc::clone(&gate),
+            },
+            Arc::clone(&gate),
+        );
         if let (SyncPolicy::Interval(every), Some(stop)) = (policy, flusher) {
-            spawn_flusher(Arc::downgrade(&inner), stop, every);
+            spawn_flusher(inner.downgrade(), gate, stop, every);
         }
         Self { inner }
     }
@@ -462,7 +471,7 @@ impl<S: GroupSync> SharedWal<S> {
     /// [`SharedWal::truncate_back`], records the reader had already copied may still be
     /// returned; create a new reader after rewinding.
     pub fn reader(&self, from: Lsn) -> Result<SharedReader<S>, walden_core::ReadError<S::Error>> {
-        SharedReader::new(Arc::clone(&self.inner), from)
+        SharedReader::new(self.inner.clone(), from)
     }
 
     /// Removes whole segments whose records are all below `lsn` (retention).
@@ -507,7 +516,7 @@ impl<S: GroupSync> SharedWal<S> {
 
     /// The core log, if this is the last handle (without a final sync).
     pub fn into_core(self) -> Result<CoreLog<S>, Self> {
-        match Arc::try_unwrap(self.inner) {
+        match self.inner.into_inner() {
             // Dropping the rest stops the flusher.
             Ok(inner) => Ok(inner.c.into_wal()),
             Err(inner) => Err(Self { inner }),
@@ -561,6 +570,7 @@ impl Drop for StopOnDrop {
 /// exits when the last handle is dropped or the log is poisoned.
 fn spawn_flusher<S: GroupSync + Send + 'static>(
     inner: Weak<Inner<S>>,
+    gate: Arc<Gate>,
     stop: Arc<Stop>,
     every: Duration,
 ) {
@@ -568,7 +578,9 @@ fn spawn_flusher<S: GroupSync + Send + 'static>(
         .name("walden-flusher".into())
         .spawn(move || {
             while !stop.sleep(every) {
-                let Some(inner) = inner.upgrade() else { return };
+                let Some(inner) = gate.visit(&inner) else {
+                    return;
+                };
                 let c = &inner.c;
                 let last = c.lock_log().wal.last_lsn();
                 if last > c.durable() {

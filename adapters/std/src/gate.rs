@@ -1,0 +1,271 @@
+//! Where a shared log is released.
+//!
+//! The syncer and the interval flusher reach the log through a weak reference and upgrade it
+//! while they work, so that they never keep it open. Without more care, a user who drops the
+//! last handle while one of them holds its upgrade leaves the final release (the storage's
+//! buffers, the files, the directory lock) to that background thread, at the end of its sync,
+//! and an immediate reopen on the user's thread fails with `Error::Locked`.
+//!
+//! The gate counts the user's handles and the background threads' visits. The thread that
+//! drops the last handle closes the gate (no visit starts after that) and waits for the
+//! running visits to end, so the log is released on that thread, before its `drop` returns.
+//! One exception: a handle dropped on a thread that is itself visiting (a durability callback
+//! runs on the syncer) cannot wait for its own visit; the log is then released when that visit
+//! ends, on that thread.
+
+use std::cell::Cell;
+use std::ops::Deref;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+
+thread_local! {
+    /// Visits open on this thread (see the module docs' exception).
+    static VISITING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// See the module docs.
+#[derive(Default)]
+pub(crate) struct Gate {
+    state: Mutex<State>,
+    cv: Condvar,
+    /// Test-only broken variant: the last handle does not wait for running visits.
+    #[cfg(test)]
+    broken_no_wait: bool,
+}
+
+#[derive(Default)]
+struct State {
+    handles: usize,
+    visits: usize,
+    closed: bool,
+}
+
+impl Gate {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Closes the gate and waits for the running visits (unless this thread is one of them).
+    fn close<'g>(&'g self, mut st: MutexGuard<'g, State>) {
+        st.closed = true;
+        #[cfg(test)]
+        if self.broken_no_wait {
+            return;
+        }
+        if VISITING.with(Cell::get) > 0 {
+            return;
+        }
+        while st.visits > 0 {
+            st = self.cv.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Upgrades `weak` for a background thread, unless the last handle is gone or going.
+    pub(crate) fn visit<'g, T>(&'g self, weak: &Weak<T>) -> Option<Visit<'g, T>> {
+        let mut st = self.lock();
+        if st.closed {
+            return None;
+        }
+        let arc = weak.upgrade()?;
+        st.visits += 1;
+        VISITING.with(|v| v.set(v.get() + 1));
+        Some(Visit {
+            gate: self,
+            arc: Some(arc),
+        })
+    }
+}
+
+/// A background thread's strong reference, counted by the gate.
+pub(crate) struct Visit<'g, T> {
+    gate: &'g Gate,
+    arc: Option<Arc<T>>,
+}
+
+impl<T> Deref for Visit<'_, T> {
+    type Target = Arc<T>;
+
+    fn deref(&self) -> &Arc<T> {
+        self.arc
+            .as_ref()
+            .expect("a visit holds its reference until dropped")
+    }
+}
+
+impl<T> Drop for Visit<'_, T> {
+    fn drop(&mut self) {
+        // Released before the count goes down (and outside the gate's lock: it may be the
+        // last reference, see the module docs' exception, and run arbitrary drops).
+        drop(self.arc.take());
+        VISITING.with(|v| v.set(v.get() - 1));
+        let mut st = self.gate.lock();
+        st.visits -= 1;
+        if st.visits == 0 {
+            self.gate.cv.notify_all();
+        }
+    }
+}
+
+/// A user's strong reference, counted by the gate.
+pub(crate) struct Handle<T> {
+    arc: Option<Arc<T>>,
+    gate: Arc<Gate>,
+}
+
+impl<T> Handle<T> {
+    /// The first handle of `value`, and its gate.
+    pub(crate) fn new(value: T, gate: Arc<Gate>) -> Self {
+        gate.lock().handles += 1;
+        Self {
+            arc: Some(Arc::new(value)),
+            gate,
+        }
+    }
+
+    fn arc(&self) -> &Arc<T> {
+        self.arc
+            .as_ref()
+            .expect("a handle holds its reference until dropped")
+    }
+
+    /// A weak reference for a background thread (which must visit through the gate).
+    pub(crate) fn downgrade(&self) -> Weak<T> {
+        Arc::downgrade(self.arc())
+    }
+
+    /// The value, if this is the last handle: the gate is closed and the running visits are
+    /// waited for first, so a background thread's visit never makes this fail. Otherwise the
+    /// handle back, unchanged.
+    pub(crate) fn into_inner(mut self) -> Result<T, Self> {
+        let st = self.gate.lock();
+        if st.handles != 1 {
+            drop(st);
+            return Err(self);
+        }
+        self.gate.close(st);
+        let arc = self
+            .arc
+            .take()
+            .expect("a handle holds its reference until dropped");
+        match Arc::try_unwrap(arc) {
+            Ok(value) => {
+                // Nothing to release in `drop` any more.
+                self.gate.lock().handles = 0;
+                Ok(value)
+            }
+            // A visit on this very thread (see the module docs): reopen the gate.
+            Err(arc) => {
+                self.gate.lock().closed = false;
+                self.arc = Some(arc);
+                Err(self)
+            }
+        }
+    }
+}
+
+impl<T> Deref for Handle<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.arc()
+    }
+}
+
+impl<T> Clone for Handle<T> {
+    fn clone(&self) -> Self {
+        self.gate.lock().handles += 1;
+        Self {
+            arc: Some(Arc::clone(self.arc())),
+            gate: Arc::clone(&self.gate),
+        }
+    }
+}
+
+impl<T> Drop for Handle<T> {
+    fn drop(&mut self) {
+        let Some(arc) = self.arc.take() else {
+            return; // given away by `into_inner`
+        };
+        let mut st = self.gate.lock();
+        st.handles -= 1;
+        if st.handles == 0 {
+            self.gate.close(st);
+        } else {
+            drop(st);
+        }
+        drop(arc);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::thread::{self, ThreadId};
+
+    /// Records the thread that releases it.
+    struct Log(mpsc::Sender<ThreadId>);
+
+    impl Drop for Log {
+        fn drop(&mut self) {
+            let _ = self.0.send(thread::current().id());
+        }
+    }
+
+    /// A background thread visits; another thread drops the last handle during the visit.
+    /// Returns whether the log was released on the dropping thread.
+    fn released_by_dropper(gate: Gate) -> bool {
+        let gate = Arc::new(gate);
+        let (released_tx, released) = mpsc::channel();
+        let handle = Handle::new(Log(released_tx), Arc::clone(&gate));
+        let weak = handle.downgrade();
+        let (entered_tx, entered) = mpsc::channel();
+        let (leave_tx, leave) = mpsc::channel::<()>();
+        let visitor = {
+            let gate = Arc::clone(&gate);
+            thread::spawn(move || {
+                let visit = gate.visit(&weak).expect("the gate is open");
+                entered_tx.send(()).unwrap();
+                leave.recv().unwrap();
+                drop(visit);
+            })
+        };
+        entered.recv().unwrap();
+        let dropper = thread::spawn(move || drop(handle));
+        let dropper_id = dropper.thread().id();
+        // The dropper has closed the gate before it waits (a state, not a time).
+        while !gate.lock().closed {
+            thread::yield_now();
+        }
+        assert!(gate.visit(&Weak::<Log>::new()).is_none(), "closed gate");
+        leave_tx.send(()).unwrap();
+        visitor.join().unwrap();
+        dropper.join().unwrap();
+        released.recv().unwrap() == dropper_id
+    }
+
+    #[test]
+    fn the_last_handle_waits_for_a_running_visit() {
+        assert!(released_by_dropper(Gate::default()));
+    }
+
+    #[test]
+    fn the_broken_gate_is_caught() {
+        let broken = Gate {
+            broken_no_wait: true,
+            ..Gate::default()
+        };
+        assert!(!released_by_dropper(broken));
+    }
+
+    #[test]
+    fn into_inner_needs_the_last_handle() {
+        let gate = Arc::new(Gate::default());
+        let (tx, _rx) = mpsc::channel();
+        let a = Handle::new(Log(tx), Arc::clone(&gate));
+        let b = a.clone();
+        let a = a.into_inner().err().expect("two handles");
+        drop(b);
+        assert!(a.into_inner().is_ok());
+        assert_eq!(gate.lock().handles, 0);
+    }
+}
