@@ -13,8 +13,8 @@
 //! runs on the syncer) cannot wait for its own visit; the log is then released when that visit
 //! ends, on that thread.
 
-use std::cell::Cell;
-use std::ops::Deref;
+use core::cell::Cell;
+use core::ops::Deref;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 
 thread_local! {
