@@ -159,6 +159,13 @@ pub struct Tuning {
     /// Zeros spare each `fdatasync` a metadata commit, which pays when syncs are many and
     /// small; a log that writes in bulk would only write every byte twice.
     pub zero_fill_max_bytes_per_sync: u64,
+    /// Segment files kept open at most (64: enough that sequential reads, retention and
+    /// rotation never reopen a file in practice, few enough for the default descriptor limit
+    /// with room for the application's own files): older segments' descriptors beyond it are closed
+    /// and reopened when needed, so a log of thousands of segments stays within the process's
+    /// file descriptor limit. The newest segment, the one in the write buffer and the one just
+    /// opened are never closed, whatever this says.
+    pub max_open_files: usize,
 }
 
 impl Tuning {
@@ -171,6 +178,7 @@ impl Tuning {
         fill_ahead: 8 << 20,
         fill_pace: Duration::from_millis(2),
         zero_fill_max_bytes_per_sync: 256 << 10,
+        max_open_files: 64,
     };
 }
 

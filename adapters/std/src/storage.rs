@@ -17,11 +17,6 @@ use crate::spare::{self, SpareSlot};
 /// The name of the lock file in a log directory.
 pub const LOCK_FILE: &str = "walden.lock";
 
-/// How many segment files a [`FileStorage`] keeps open at once. Enough that sequential reads,
-/// retention and rotation never reopen a file in practice, few enough for the default
-/// descriptor limit with room for the application's own files.
-const MAX_OPEN_FILES: usize = 64;
-
 /// Segments as files named `{id:020}.wal` in one directory, locked for exclusive use.
 ///
 /// * `sync` is `fdatasync`; `sync_dir` is `fsync` of the directory.
@@ -47,7 +42,7 @@ pub struct FileStorage<F: FileSystem = OsFs> {
     dir: PathBuf,
     dir_handle: F::File,
     _lock: F::File,
-    /// Open segment files, at most [`MAX_OPEN_FILES`] of them (see [`FileStorage::remember`]).
+    /// Open segment files, at most [`Tuning::max_open_files`](crate::Tuning) of them (see [`FileStorage::remember`]).
     files: HashMap<SegmentId, Arc<F::File>>,
     /// Only `&mut self` paths write it (through `get_mut`, no locking); `&self` paths — a
     /// group-commit leader or a reader — lock it to hand the bytes to the OS.
@@ -190,7 +185,7 @@ impl<F: FileSystem> FileStorage<F> {
     }
 
     /// Keeps `file` open as segment `id`, closing older segments' files beyond
-    /// [`MAX_OPEN_FILES`], so a log of thousands of segments stays within the process's file
+    /// [`Tuning::max_open_files`](crate::Tuning), so a log of thousands of segments stays within the process's file
     /// descriptor limit (1,024 by default on Linux). Never closed: the file just opened, the
     /// newest segment (the only one records are appended to, synced through this descriptor)
     /// and the one whose bytes are in the write buffer. Every older segment was synced when
@@ -198,7 +193,8 @@ impl<F: FileSystem> FileStorage<F> {
     /// that a durability promise depends on; a later read, truncate or sync reopens it.
     fn remember(&mut self, id: SegmentId, file: Arc<F::File>) {
         self.files.insert(id, file);
-        if self.files.len() <= MAX_OPEN_FILES {
+        let max = self.fs.tuning().max_open_files;
+        if self.files.len() <= max {
             return;
         }
         let buffered = lock_pending(&self.pending).as_ref().map(|p| p.id);
@@ -209,7 +205,7 @@ impl<F: FileSystem> FileStorage<F> {
             .filter(|&k| k != id && Some(k) != newest && Some(k) != buffered)
             .collect();
         closable.sort_unstable();
-        let excess = self.files.len() - MAX_OPEN_FILES;
+        let excess = self.files.len() - max;
         for k in closable.into_iter().take(excess) {
             self.files.remove(&k);
         }

@@ -39,6 +39,9 @@ pub const SIM_TUNING: Tuning = Tuning {
     fill_ahead: 64 << 10,
     fill_pace: core::time::Duration::ZERO,
     zero_fill_max_bytes_per_sync: 1024,
+    // Every log the explorers build has more segments than this: closing and reopening older
+    // segments' files is on the explored paths.
+    max_open_files: 2,
 };
 
 struct Queued {
