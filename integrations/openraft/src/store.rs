@@ -15,7 +15,7 @@ use openraft::{
     AnyError, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogId, RaftLogReader,
     RaftTypeConfig, StorageError, StorageIOError, Vote,
 };
-use walden_std::{Config, Lsn, Options, SharedWal, SyncPolicy};
+use walden_std::{Config, FileStorage, FileSystem, Lsn, Options, OsFs, SharedWal, SyncPolicy};
 
 use crate::error::OpenError;
 use crate::index::{Run, rebuild};
@@ -32,24 +32,30 @@ const META_SEGMENT_SIZE: u64 = 1 << 20;
 /// `<dir>/meta` (see the crate documentation for the layout and the index mapping).
 ///
 /// Cheap to share: the [`LogReader`]s it hands out read the same logs concurrently.
-pub struct LogStore<C: RaftTypeConfig> {
-    shared: Arc<Shared<C>>,
+///
+/// `F` is the file system both logs live on: the real one ([`OsFs`]) unless a test opens the
+/// store on a simulated one with [`LogStore::open_in`].
+pub struct LogStore<C: RaftTypeConfig, F: FileSystem = OsFs> {
+    shared: Arc<Shared<C, F>>,
 }
 
 /// Reads entries for replication, concurrently with the store's writes.
-pub struct LogReader<C: RaftTypeConfig> {
-    shared: Arc<Shared<C>>,
+pub struct LogReader<C: RaftTypeConfig, F: FileSystem = OsFs> {
+    shared: Arc<Shared<C, F>>,
 }
 
-struct Shared<C: RaftTypeConfig> {
-    entries: SharedWal,
-    meta: SharedWal,
+struct Shared<C: RaftTypeConfig, F: FileSystem> {
+    entries: SharedWal<FileStorage<F>>,
+    meta: SharedWal<FileStorage<F>>,
     /// The live run and the meta state. Held across an append, a truncation, a purge or a
     /// read, so each sees the mapping it starts with.
     state: Mutex<State<C::NodeId>>,
     /// A deliberately broken mode for the crash test's checker: fire the flush callback on
     /// append, before anything is synced.
     ack_before_sync: AtomicBool,
+    /// A deliberately broken mode for the crash explorer: a purge removes entries before
+    /// the meta record that moves the purge point is durable.
+    purge_before_meta_durable: AtomicBool,
 }
 
 struct State<NID: openraft::NodeId> {
@@ -57,7 +63,7 @@ struct State<NID: openraft::NodeId> {
     meta: Meta<NID>,
 }
 
-impl<C: RaftTypeConfig> Shared<C> {
+impl<C: RaftTypeConfig, F: FileSystem> Shared<C, F> {
     fn lock(&self) -> MutexGuard<'_, State<C::NodeId>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -73,16 +79,40 @@ impl<C: RaftTypeConfig> LogStore<C> {
     /// Opens with `options` for the entries log. Its durability is replaced: the store makes
     /// entries durable itself and reports it through openraft's flush callback.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Self, OpenError> {
+        Self::open_in(OsFs, dir, options)
+    }
+}
+
+impl<C: RaftTypeConfig, F: FileSystem> LogStore<C, F> {
+    /// [`LogStore::open_with`] on the file system `fs` (a simulated one, in tests: the crash
+    /// explorer of `walden-tests` opens the store on `walden_std::SimFileSystem`s).
+    pub fn open_in(fs: F, dir: impl AsRef<Path>, options: Options) -> Result<Self, OpenError> {
+        let meta_options = Options::from(Config::default().with_segment_size(META_SEGMENT_SIZE));
+        Self::open_in_with_meta(fs, dir, options, meta_options)
+    }
+
+    /// [`LogStore::open_in`] with `meta_options` for the meta log instead of its defaults
+    /// (1 MiB segments), so that a simulated file system of a few KiB rotates and compacts it
+    /// too. Its durability is replaced, as for the entries log. Tests only: a store must be
+    /// opened with the same meta options every time.
+    #[doc(hidden)]
+    pub fn open_in_with_meta(
+        fs: F,
+        dir: impl AsRef<Path>,
+        options: Options,
+        meta_options: Options,
+    ) -> Result<Self, OpenError> {
         let dir = dir.as_ref();
         let options = options.with_sync_policy(SyncPolicy::Manual);
         let (entries, _) =
-            SharedWal::open(dir.join("entries"), options).map_err(|error| OpenError::Wal {
-                log: "entries",
-                error,
+            SharedWal::open_in(fs.clone(), dir.join("entries"), options).map_err(|error| {
+                OpenError::Wal {
+                    log: "entries",
+                    error,
+                }
             })?;
-        let meta_options = Options::from(Config::default().with_segment_size(META_SEGMENT_SIZE))
-            .with_sync_policy(SyncPolicy::Manual);
-        let (meta_log, _) = SharedWal::open(dir.join("meta"), meta_options)
+        let meta_options = meta_options.with_sync_policy(SyncPolicy::Manual);
+        let (meta_log, _) = SharedWal::open_in(fs, dir.join("meta"), meta_options)
             .map_err(|error| OpenError::Wal { log: "meta", error })?;
         let meta = match last_record(&meta_log)? {
             Some((lsn, bytes)) => Meta::decode(&bytes).map_err(|detail| OpenError::Corrupted {
@@ -138,6 +168,7 @@ impl<C: RaftTypeConfig> LogStore<C> {
                 meta: meta_log,
                 state: Mutex::new(State { run, meta }),
                 ack_before_sync: AtomicBool::new(false),
+                purge_before_meta_durable: AtomicBool::new(false),
             }),
         })
     }
@@ -150,14 +181,27 @@ impl<C: RaftTypeConfig> LogStore<C> {
         self.shared.ack_before_sync.store(true, Ordering::Relaxed);
     }
 
+    /// **Breaks the store, for testing crash checkers only**: from now on a purge removes
+    /// whole segments of entries before the meta record holding the new purge point is
+    /// durable, so a power loss between the two leaves a log that starts after a purge point
+    /// the store no longer knows. The crash explorer of `walden-tests` must catch it.
+    #[doc(hidden)]
+    pub fn purge_before_meta_durable_for_testing(&self) {
+        self.shared
+            .purge_before_meta_durable
+            .store(true, Ordering::Relaxed);
+    }
+
     /// The entries log (for inspection and metrics).
-    pub fn entries_wal(&self) -> &SharedWal {
+    pub fn entries_wal(&self) -> &SharedWal<FileStorage<F>> {
         &self.shared.entries
     }
 }
 
 /// The last record of a log, if it has any.
-fn last_record(wal: &SharedWal) -> Result<Option<(Lsn, Vec<u8>)>, OpenError> {
+fn last_record<F: FileSystem>(
+    wal: &SharedWal<FileStorage<F>>,
+) -> Result<Option<(Lsn, Vec<u8>)>, OpenError> {
     let last = wal.last_lsn();
     if last < wal.first_lsn() {
         return Ok(None);
@@ -223,7 +267,7 @@ fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
     (start, end)
 }
 
-impl<C: RaftTypeConfig> Shared<C> {
+impl<C: RaftTypeConfig, F: FileSystem> Shared<C, F> {
     /// Entries with raft indexes in `[start, end)` that are live, in order.
     fn read(&self, start: u64, end: u64) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
         let st = self.lock();
@@ -287,7 +331,7 @@ impl<C: RaftTypeConfig> Shared<C> {
     }
 }
 
-impl<C: RaftTypeConfig> RaftLogReader<C> for LogStore<C> {
+impl<C: RaftTypeConfig, F: FileSystem> RaftLogReader<C> for LogStore<C, F> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
@@ -297,7 +341,7 @@ impl<C: RaftTypeConfig> RaftLogReader<C> for LogStore<C> {
     }
 }
 
-impl<C: RaftTypeConfig> RaftLogReader<C> for LogReader<C> {
+impl<C: RaftTypeConfig, F: FileSystem> RaftLogReader<C> for LogReader<C, F> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
@@ -307,8 +351,8 @@ impl<C: RaftTypeConfig> RaftLogReader<C> for LogReader<C> {
     }
 }
 
-impl<C: RaftTypeConfig> RaftLogStorage<C> for LogStore<C> {
-    type LogReader = LogReader<C>;
+impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
+    type LogReader = LogReader<C, F>;
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<C::NodeId>> {
         let st = self.shared.lock();
@@ -504,6 +548,16 @@ impl<C: RaftTypeConfig> RaftLogStorage<C> for LogStore<C> {
             };
             (durable, cut)
         };
+        if self
+            .shared
+            .purge_before_meta_durable
+            .load(Ordering::Relaxed)
+        {
+            self.shared.entries.truncate_front(cut).map_err(write_err)?;
+            durable.await.map_err(write_err)?;
+            self.shared.compact_meta();
+            return Ok(());
+        }
         durable.await.map_err(write_err)?;
         self.shared.compact_meta();
         // Whole segments entirely below the first live entry go (the active one never does).
