@@ -7,3 +7,4 @@ pub mod files;
 pub mod flash;
 pub mod kill;
 pub mod media;
+pub mod raft;
