@@ -57,6 +57,14 @@ impl RaftExplorer {
                 "while running the workload".into(),
             ));
         }
+        if std::env::var_os("WALDEN_RAFT_TRACE").is_some() {
+            for (at, moment) in tape.moments.iter().enumerate() {
+                println!("{at:>4} events {:>3} after {}", moment.events, moment.after);
+            }
+            for (at, event) in tape.events.iter().enumerate() {
+                println!("event {at:>3}: {event:?}");
+            }
+        }
         let next = AtomicUsize::new(0);
         let results = Mutex::new(Vec::new());
         let stop = core::sync::atomic::AtomicBool::new(false);
