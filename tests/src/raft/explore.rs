@@ -2,17 +2,20 @@
 //! process restart), the store reopened and checked against the model.
 
 use core::sync::atomic::{AtomicUsize, Ordering};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use futures::executor::block_on;
-use openraft::RaftLogReader;
-use openraft::storage::RaftLogStorage;
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
+use openraft::{Entry, EntryPayload, RaftLogReader, Vote};
+use walden_openraft::kv::Request;
 use walden_sim::{CaseId, CrashBounds, PlanPick, SimFs};
 
 use super::fs::{Moment, PairFs};
-use super::workload::{Model, RaftVariant, RaftWorkload, record, value_of};
+use super::workload::{
+    Event, Model, RaftVariant, RaftWorkload, SimStore, log_id, record, value_of,
+};
 use crate::explorer::{Explorer, Stats, Violation};
 
 /// How hard to explore.
@@ -25,6 +28,11 @@ pub struct RaftExplorer {
     /// The most crash states (pairs of the two directories' states) checked at one moment;
     /// past it they are sampled evenly.
     pub max_pairs: usize,
+    /// Crash states enumerated in each directory after the appends that follow a recovery.
+    pub nested_bounds: CrashBounds,
+    /// 1: crash and recover; 2: also go on after each recovery from a power loss (two
+    /// appends and a vote) and crash again in every state.
+    pub depth: u32,
     /// Stop at the first violation (the broken-variant tests use this).
     pub stop_at_first: bool,
     /// Threads.
@@ -37,7 +45,12 @@ impl RaftExplorer {
         Self {
             variant,
             bounds: Explorer::bounds(deep),
-            max_pairs: if deep { 16_384 } else { 1024 },
+            max_pairs: if deep { 16_384 } else { 4096 },
+            nested_bounds: CrashBounds {
+                max_plans: if deep { 64 } else { 16 },
+                ..CrashBounds::default()
+            },
+            depth: 2,
             stop_at_first: variant != RaftVariant::Correct,
             threads: 2,
         }
@@ -148,8 +161,20 @@ impl RaftExplorer {
             };
             stats.states += 1;
             stats.recoveries += 1;
-            if let Err(finding) = check(workload, e, m, model) {
-                let plan = format!("after {}; {what}", moment.after);
+            let restart = pick == pairs as u64;
+            let outcome = check(workload, e, m, model)
+                .map_err(|finding| (finding, String::new()))
+                .and_then(|opened| {
+                    if restart || self.depth < 2 {
+                        return Ok(());
+                    }
+                    check_after_recovery(workload, opened, model, &self.nested_bounds, stats)
+                });
+            if let Err((finding, path)) = outcome {
+                let mut plan = format!("after {}; {what}", moment.after);
+                if !path.is_empty() {
+                    plan = format!("{plan}\n{path}");
+                }
                 stats
                     .violations
                     .push(self.violation(workload, at, pick, finding, plan));
@@ -208,21 +233,45 @@ fn distinct(sim: &SimFs, bounds: &CrashBounds) -> Distinct {
     Distinct { states, exhaustive }
 }
 
-/// Reopens the store on one crash state and checks what the model promises.
+/// What a reopened store holds.
+struct Recovered {
+    /// index -> (term, value) of the live entries.
+    got: BTreeMap<u64, (u64, String)>,
+    /// The vote's term.
+    vote: Option<u64>,
+    /// The purge point.
+    purged: Option<u64>,
+}
+
+impl Recovered {
+    /// The index of the next append.
+    fn next(&self) -> u64 {
+        self.got
+            .last_key_value()
+            .map(|(i, _)| *i)
+            .or(self.purged)
+            .map_or(0, |i| i + 1)
+    }
+}
+
+type Finding = (&'static str, String);
+
+/// Reopens the store on one crash state and checks what the model promises; returns the open
+/// store and what it holds.
 fn check(
     workload: &RaftWorkload,
     entries: SimFs,
     meta: SimFs,
     model: &Model,
-) -> Result<(), (&'static str, String)> {
+) -> Result<(SimStore, PairFs, Recovered), Finding> {
     let fs = PairFs::new(entries, meta, false);
-    let mut store = workload.open(fs).map_err(|e| {
+    let mut store = workload.open(fs.clone()).map_err(|e| {
         (
             "reopen",
             format!("the store does not open after a pure crash: {e}"),
         )
     })?;
-    block_on(async {
+    let recovered = block_on(async {
         let io = |what: &'static str| {
             move |e: openraft::StorageError<u64>| ("reopen", format!("{what} failed: {e}"))
         };
@@ -278,7 +327,7 @@ fn check(
                 format!("the committed log id {committed:?} lies beyond the log {state:?}"),
             ));
         }
-        let got: std::collections::BTreeMap<u64, (u64, String)> = entries
+        let got: BTreeMap<u64, (u64, String)> = entries
             .iter()
             .map(|e| (e.log_id.index, (e.log_id.leader_id.term, value_of(e))))
             .collect();
@@ -317,8 +366,78 @@ fn check(
                 }
             }
         }
-        Ok(())
-    })
+        Ok(Recovered {
+            got,
+            vote: term,
+            purged,
+        })
+    })?;
+    Ok((store, fs, recovered))
+}
+
+/// Goes on after a recovery from a power loss: appends two entries (waiting for the flush)
+/// and saves a newer vote, then cuts the power in every state of that moment (within
+/// `bounds`) and checks the store again: what the first recovery read back (all of it durable
+/// after a power loss) and what was acknowledged since must be there.
+fn check_after_recovery(
+    workload: &RaftWorkload,
+    (mut store, fs, recovered): (SimStore, PairFs, Recovered),
+    model: &Model,
+    bounds: &CrashBounds,
+    stats: &mut Stats,
+) -> Result<(), (Finding, String)> {
+    let mut next = model.after_recovery(&recovered.got, recovered.vote, recovered.purged);
+    let start = recovered.next();
+    let last_term = recovered.got.values().map(|(t, _)| *t).max();
+    let term = recovered.vote.max(last_term).unwrap_or(1);
+    let appended: Vec<_> = (start..start + 2)
+        .map(|index| Entry {
+            log_id: log_id(term, index),
+            payload: EntryPayload::Normal(Request::Set {
+                key: format!("k{index}"),
+                value: format!("{:x}-after-recovery-{index}", workload.seed),
+            }),
+        })
+        .collect();
+    for entry in &appended {
+        next.apply(&Event::Appending {
+            index: entry.log_id.index,
+            term,
+            value: value_of(entry),
+        });
+    }
+    let went_on = block_on(async {
+        store.blocking_append(appended).await?;
+        next.apply(&Event::Flushed(start + 1));
+        store.save_vote(&Vote::new(term + 1, 1)).await?;
+        next.apply(&Event::Voted(term + 1));
+        Ok::<_, openraft::StorageError<u64>>(())
+    });
+    if let Err(e) = went_on {
+        return Err((
+            ("appends after recovery", format!("{e}")),
+            "going on after the recovery".into(),
+        ));
+    }
+    let entries = distinct(&fs.entries_sim(), bounds);
+    let meta = distinct(&fs.meta_sim(), bounds);
+    drop(store);
+    for (e, eplan) in &entries.states {
+        for (m, mplan) in &meta.states {
+            stats.nested_states += 1;
+            stats.recoveries += 1;
+            if let Err(finding) = check(workload, e.clone(), m.clone(), &next) {
+                return Err((
+                    finding,
+                    format!(
+                        "then, after recovery, 2 entries appended from {start} and a vote saved, \
+                         power loss: entries {eplan}, meta {mplan}"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Replays one case printed by a failure (`seed=.. op=.. plan=e..`): runs its workload again

@@ -299,7 +299,27 @@ impl Model {
         model
     }
 
-    fn apply(&mut self, event: &Event) {
+    /// The promises after a recovery that read back `got`, `vote` and `purged` from durable
+    /// state: all of it must stay, and nothing a reported truncate removed may come back.
+    pub fn after_recovery(
+        &self,
+        got: &BTreeMap<u64, (u64, String)>,
+        vote: Option<u64>,
+        purged: Option<u64>,
+    ) -> Self {
+        Model {
+            appended: got.clone(),
+            expected: got.clone(),
+            ever: self.ever.clone(),
+            dead: self.dead.clone(),
+            vote,
+            purged,
+            truncating: None,
+        }
+    }
+
+    /// Adds one event.
+    pub fn apply(&mut self, event: &Event) {
         match event {
             Event::Appending { index, term, value } => {
                 self.appended.insert(*index, (*term, value.clone()));
