@@ -14,7 +14,8 @@
 //! every line the child wrote (also those after the kill, still in the pipe), so the verdict
 //! depends only on what was reported, never on when the kill landed. A SIGKILL loses what the
 //! process had buffered and not handed to the kernel; power loss (the kernel's cache lost too)
-//! is the business of Walden's simulator and crash explorer.
+//! is the business of the raft store's crash explorer in `walden-tests`
+//! (`tests/tests/raft_explorer.rs`), which cuts it before every file operation of the store.
 //!
 //! The checker is checked: the same run against a store that fires the flush callback before
 //! syncing (`acknowledge_before_sync_for_testing`) must report violations.
