@@ -12,7 +12,7 @@ fn append(count: u64, len: usize) -> RaftStep {
 /// The workloads of the default run.
 pub fn default_workloads() -> Vec<RaftWorkload> {
     use RaftStep::{Committed, Purge, Reopen, Truncate, Vote};
-    vec![
+    let mut workloads = vec![
         RaftWorkload {
             name: "raft: appends, votes, truncate, purge, reopen",
             seed: 0x501,
@@ -64,36 +64,78 @@ pub fn default_workloads() -> Vec<RaftWorkload> {
                 Purge(18),
             ],
         },
-    ]
+    ];
+    workloads.extend(more_default_workloads());
+    workloads
 }
 
-/// The extra workloads of the deep run.
-pub fn deep_workloads() -> Vec<RaftWorkload> {
+/// `rounds` rounds of every call: appends of entries of `len` bytes and more, a vote, a
+/// committed log id, a truncate of the last entry and its replacement, a purge, and a reopen
+/// every other round.
+fn rounds(rounds: u64, len: usize) -> Vec<RaftStep> {
     use RaftStep::{Committed, Purge, Reopen, Truncate, Vote};
     let mut steps = Vec::new();
-    for round in 0..6u64 {
+    for round in 0..rounds {
         let base = round * 8;
         steps.extend([
-            append(3, 300 + 100 * round as usize),
+            append(3, len + 100 * (round % 4) as usize),
             Vote,
-            append(5, 250),
+            append(5, len / 2),
             Committed(base + 6),
             Truncate(base + 7),
-            append(1, 600),
+            append(1, 2 * len),
             Purge(base + 3),
         ]);
         if round % 2 == 1 {
             steps.push(Reopen);
         }
     }
-    vec![RaftWorkload {
-        name: "raft: six rounds of everything, 4096-byte sectors",
-        seed: 0x581,
-        entries_segment: 4096,
-        meta_segment: 512,
-        sector_size: 4096,
-        steps,
-    }]
+    steps
+}
+
+/// The workloads of the default run besides [`default_workloads`]' first two: rounds with
+/// 4096-byte sectors, and entries larger than the simulated write buffer (2 KiB).
+fn more_default_workloads() -> Vec<RaftWorkload> {
+    vec![
+        RaftWorkload {
+            name: "raft: six rounds of everything, 4096-byte sectors",
+            seed: 0x503,
+            entries_segment: 4096,
+            meta_segment: 512,
+            sector_size: 4096,
+            steps: rounds(6, 300),
+        },
+        RaftWorkload {
+            name: "raft: entries larger than the write buffer",
+            seed: 0x504,
+            entries_segment: 8192,
+            meta_segment: 1024,
+            sector_size: 512,
+            steps: rounds(3, 1500),
+        },
+    ]
+}
+
+/// The extra workloads of the deep run.
+pub fn deep_workloads() -> Vec<RaftWorkload> {
+    vec![
+        RaftWorkload {
+            name: "raft: twenty rounds of everything",
+            seed: 0x581,
+            entries_segment: 4096,
+            meta_segment: 512,
+            sector_size: 512,
+            steps: rounds(20, 400),
+        },
+        RaftWorkload {
+            name: "raft: ten rounds of large entries, 4096-byte sectors",
+            seed: 0x582,
+            entries_segment: 16384,
+            meta_segment: 256,
+            sector_size: 4096,
+            steps: rounds(10, 3000),
+        },
+    ]
 }
 
 /// The workload with this seed, in either run.
