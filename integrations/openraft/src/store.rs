@@ -530,7 +530,6 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
                 return Ok(());
             }
             st.meta.purged = Some(log_id.clone());
-            let durable = self.shared.write_meta(&st.meta)?;
             let cut = match st.run.clone() {
                 Some(run) if log_id.index < run.last.index => {
                     let first = (log_id.index + 1).max(run.first.0);
@@ -546,20 +545,27 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
                     self.shared.entries.last_lsn().next()
                 }
             };
+            if self
+                .shared
+                .purge_before_meta_durable
+                .load(Ordering::Relaxed)
+            {
+                // The broken order: the entries go (durably) before the purge point is even
+                // written, so every run of the explorer sees the gap between the two.
+                self.shared.entries.truncate_front(cut).map_err(write_err)?;
+            }
+            let durable = self.shared.write_meta(&st.meta)?;
             (durable, cut)
         };
+        durable.await.map_err(write_err)?;
+        self.shared.compact_meta();
         if self
             .shared
             .purge_before_meta_durable
             .load(Ordering::Relaxed)
         {
-            self.shared.entries.truncate_front(cut).map_err(write_err)?;
-            durable.await.map_err(write_err)?;
-            self.shared.compact_meta();
             return Ok(());
         }
-        durable.await.map_err(write_err)?;
-        self.shared.compact_meta();
         // Whole segments entirely below the first live entry go (the active one never does).
         self.shared.entries.truncate_front(cut).map_err(write_err)?;
         Ok(())
