@@ -183,8 +183,9 @@ impl<C: RaftTypeConfig, F: FileSystem> LogStore<C, F> {
 
     /// **Breaks the store, for testing crash checkers only**: from now on a purge removes
     /// whole segments of entries before the meta record holding the new purge point is
-    /// durable, so a power loss between the two leaves a log that starts after a purge point
-    /// the store no longer knows. The crash explorer of `walden-tests` must catch it.
+    /// written (let alone durable), so a power loss between the two leaves a log that starts
+    /// after a purge point the store no longer knows. The crash explorer of `walden-tests`
+    /// must catch it.
     #[doc(hidden)]
     pub fn purge_before_meta_durable_for_testing(&self) {
         self.shared
