@@ -225,13 +225,14 @@ pub(crate) fn list<S: Storage, Table: SegmentTable>(
 /// is then the only, lower, bound: less is detected, nothing is wrongly refused).
 pub(crate) fn read_start<S: Storage>(storage: &S, log_id: u64) -> Option<(u64, SegmentId)> {
     let mut best: Option<(u64, SegmentId)> = None;
-    for slot in START_SLOTS {
+    for &slot in START_SLOTS.iter() {
         let mut buf = [0u8; START_RECORD_LEN];
         let Ok(n) = read_full(storage, slot, 0, &mut buf) else {
             continue;
         };
-        if let Some(found) = decode_start(&buf[..n], log_id) {
-            best = best.max(Some(found));
+        let found = decode_start(&buf[..n], log_id);
+        if found > best {
+            best = found;
         }
     }
     best
