@@ -8,6 +8,13 @@ use crate::config::ConfigError;
 use crate::lsn::Lsn;
 use crate::storage::{SegmentId, StorageError, StorageErrorKind};
 
+/// `text` in a build with walden-core's `detail` feature (the default), empty without it: the
+/// explanations in reports and errors cost a device about a kilobyte of flash, and the case,
+/// segment, offset and LSN beside them still say what went wrong and where.
+pub(crate) const fn detail(text: &'static str) -> &'static str {
+    if cfg!(feature = "detail") { text } else { "" }
+}
+
 /// The storage operation that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -10,7 +10,7 @@
 
 use crate::config::{Config, RecoveryPolicy};
 use crate::cursor::{Fault, SealFound, SegmentKeys};
-use crate::error::{Corruption, IoFailure, Op};
+use crate::error::{self, Corruption, IoFailure, Op};
 use crate::format::{
     HeaderProblem, SEGMENT_HEADER_LEN, START_RECORD_LEN, START_SLOTS, SegmentHeader, decode_start,
     is_start_slot,
@@ -305,13 +305,14 @@ impl<'a, S: Storage> Planner<'a, S> {
         scan::zeros_to_end(self.storage, &mut win, SEGMENT_HEADER_LEN as u64)
     }
 
-    /// Plans the log: calls `each` with every segment, oldest first, until it returns `false`
-    /// (recovery stops at the segment that decides its verdict; inspection goes on).
-    pub(crate) fn plan<Table: SegmentTable>(
+    /// Plans the log whose segments are `ids` (from [`list`]): calls `each` with every segment,
+    /// oldest first, until it returns `false` (recovery stops at the segment that decides its
+    /// verdict; inspection goes on).
+    pub(crate) fn plan(
         &mut self,
+        ids: &[SegmentId],
         each: &mut dyn FnMut(&SegmentReport, &Inspection) -> bool,
     ) -> Result<Inspection, InspectError<S::Error>> {
-        let ids = list::<S, Table>(self.storage)?;
         let mut out = Inspection {
             segments: ids.len(),
             log_id: None,
@@ -356,8 +357,10 @@ impl<'a, S: Storage> Planner<'a, S> {
                     segment: expected,
                     offset: 0,
                     lsn: None,
-                    detail: "the log's first segment is missing (the log records that it starts \
-                             at this segment)",
+                    detail: error::detail(
+                        "the log's first segment is missing (the log records that it starts at \
+                         this segment)",
+                    ),
                 });
             }
         }
@@ -407,7 +410,7 @@ impl<'a, S: Storage> Planner<'a, S> {
                 seg.last_lsn = s.last_lsn;
                 seg.end = s.end;
                 if header == HeaderState::Valid && inputs.sequence == Sequence::Continuous {
-                    self.classify_scan(&mut seg, &mut inputs, &ids, i, &s, &h, log_id)?;
+                    self.classify_scan(&mut seg, &mut inputs, ids, i, &s, &h, log_id)?;
                 }
                 scanned = Some(s);
             }
@@ -425,10 +428,10 @@ impl<'a, S: Storage> Planner<'a, S> {
                 },
                 _ => (0, first_here, None),
             };
-            let detail = match fault {
+            let detail = error::detail(match fault {
                 Some(f) => f.describe(),
                 None => describe(seg.case, l.header),
-            };
+            });
             if seg.case != Case::Clean {
                 seg.problem = Some(Problem {
                     offset,
@@ -582,7 +585,9 @@ impl<'a, S: Storage> Planner<'a, S> {
                         segment: seg.id,
                         offset: 0,
                         lsn: None,
-                        detail: "torn header and no earlier segment to tell its first LSN",
+                        detail: error::detail(
+                            "torn header and no earlier segment to tell its first LSN",
+                        ),
                     })
                 } else {
                     Verdict::Repair {
