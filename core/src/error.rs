@@ -15,6 +15,15 @@ pub(crate) const fn detail(text: &'static str) -> &'static str {
     if cfg!(feature = "detail") { text } else { "" }
 }
 
+/// `: detail`, or nothing where a build without the `detail` feature left it empty.
+pub(crate) fn write_detail(f: &mut fmt::Formatter<'_>, detail: &str) -> fmt::Result {
+    if detail.is_empty() {
+        Ok(())
+    } else {
+        write!(f, ": {detail}")
+    }
+}
+
 /// The storage operation that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -131,9 +140,10 @@ impl fmt::Display for Corruption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} in segment {} at offset {}: {}",
-            self.case, self.segment, self.offset, self.detail
+            "{} in segment {} at offset {}",
+            self.case, self.segment, self.offset
         )?;
+        write_detail(f, self.detail)?;
         if let Some(l) = self.lsn {
             write!(f, " (at LSN {l})")?;
         }
