@@ -231,6 +231,7 @@ pub(crate) fn read_start<S: Storage>(storage: &S, log_id: u64) -> Option<(u64, S
             continue;
         };
         let found = decode_start(&buf[..n], log_id);
+        // Compared, not `Option::max`: that one moved through `memmove` (1.5 KB on a Cortex-M).
         if found > best {
             best = found;
         }
