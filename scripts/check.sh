@@ -45,8 +45,13 @@ if bash scripts/size.sh --broken >/dev/null 2>&1; then
 fi
 echo "size check refuses a budget that is too small (broken variant refused)"
 
-step "embedded programs under QEMU (mps2-an386)"
+step "embedded programs under QEMU (mps2-an386), with the stack of Wal::open"
 bash scripts/qemu.sh
+if bash scripts/qemu.sh --broken >/dev/null 2>&1; then
+  echo "the stack check passed a 1-byte budget" >&2
+  exit 1
+fi
+echo "stack check refuses a budget that is too small (broken variant refused)"
 
 step "walden-core for wasm32-unknown-unknown imports nothing from the host"
 bash scripts/wasm-imports.sh

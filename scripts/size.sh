@@ -11,9 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../embedded"
 
 # Budgets in bytes (docs/EMBEDDED.md says where they come from and what the goal is).
-budget_one=${WALDEN_SIZE_BUDGET_ONE:-30720}   # walden-core, CRC-32C only
-budget_all=${WALDEN_SIZE_BUDGET_ALL:-34816}   # walden-core, all three checksums
-budget_flash=${WALDEN_SIZE_BUDGET_FLASH:-39936} # walden-core + walden-flash (the power-cut demo)
+# Each is the last measured figure plus about 4%: a ratchet, not the goal (12 KiB / 16 KiB).
+budget_one=${WALDEN_SIZE_BUDGET_ONE:-25400}   # walden-core, CRC-32C only
+budget_all=${WALDEN_SIZE_BUDGET_ALL:-29100}   # walden-core, all three checksums
+budget_flash=${WALDEN_SIZE_BUDGET_FLASH:-34200} # walden-core + walden-flash (the power-cut demo)
 if [ "${1:-}" = "--broken" ]; then
   budget_one=1 budget_all=1 budget_flash=1
 fi

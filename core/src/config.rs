@@ -170,6 +170,9 @@ impl Config {
                 algorithm: self.checksum,
             });
         }
+        if matches!(self.recovery, RecoveryPolicy::Salvage) && !cfg!(feature = "salvage") {
+            return Err(ConfigError::SalvageNotBuiltIn);
+        }
         match self.sync_policy {
             SyncPolicy::EveryRecords(0) | SyncPolicy::EveryBytes(0) => {
                 Err(ConfigError::ZeroSyncInterval)
@@ -259,6 +262,9 @@ pub enum ConfigError {
         /// The algorithm asked for.
         algorithm: ChecksumAlgorithm,
     },
+    /// `RecoveryPolicy::Salvage` is not compiled into this build (walden-core feature
+    /// `salvage`).
+    SalvageNotBuiltIn,
 }
 
 impl fmt::Display for ConfigError {
@@ -279,6 +285,9 @@ impl fmt::Display for ConfigError {
                 f,
                 "checksum {} is not built in (walden-core features crc32, crc64)",
                 algorithm.name()
+            ),
+            Self::SalvageNotBuiltIn => f.write_str(
+                "RecoveryPolicy::Salvage is not built in (walden-core feature salvage)",
             ),
         }
     }
@@ -372,6 +381,19 @@ mod tests {
                 assert_eq!(got, Err(ConfigError::ChecksumNotBuiltIn { algorithm: alg }));
             }
         }
+    }
+
+    #[test]
+    fn salvage_only_where_built_in() {
+        let c = Config::default().with_recovery(RecoveryPolicy::Salvage);
+        let expected = if cfg!(feature = "salvage") {
+            Ok(())
+        } else {
+            Err(ConfigError::SalvageNotBuiltIn)
+        };
+        assert_eq!(c.validate(), expected);
+        let strict = c.with_recovery(RecoveryPolicy::Strict);
+        assert_eq!(strict.validate(), Ok(()));
     }
 
     #[test]

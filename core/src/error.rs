@@ -8,6 +8,22 @@ use crate::config::ConfigError;
 use crate::lsn::Lsn;
 use crate::storage::{SegmentId, StorageError, StorageErrorKind};
 
+/// `text` in a build with walden-core's `detail` feature (the default), empty without it: the
+/// explanations in reports and errors cost a device about a kilobyte of flash, and the case,
+/// segment, offset and LSN beside them still say what went wrong and where.
+pub(crate) const fn detail(text: &'static str) -> &'static str {
+    if cfg!(feature = "detail") { text } else { "" }
+}
+
+/// `: detail`, or nothing where a build without the `detail` feature left it empty.
+pub(crate) fn write_detail(f: &mut fmt::Formatter<'_>, detail: &str) -> fmt::Result {
+    if detail.is_empty() {
+        Ok(())
+    } else {
+        write!(f, ": {detail}")
+    }
+}
+
 /// The storage operation that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -124,9 +140,10 @@ impl fmt::Display for Corruption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} in segment {} at offset {}: {}",
-            self.case, self.segment, self.offset, self.detail
+            "{} in segment {} at offset {}",
+            self.case, self.segment, self.offset
         )?;
+        write_detail(f, self.detail)?;
         if let Some(l) = self.lsn {
             write!(f, " (at LSN {l})")?;
         }

@@ -15,7 +15,7 @@ use crate::cursor::{Located, RecordCursor};
 use crate::error::{IoFailure, Op};
 use crate::format::{RECORD_HEADER_LEN, RecordKind};
 use crate::lsn::Lsn;
-use crate::recovery::plan::Planner;
+use crate::recovery::plan::{Planner, list};
 use crate::storage::{SegmentId, Storage, read_full};
 use crate::table::SegmentTable;
 
@@ -44,7 +44,9 @@ pub fn inspect_with_summaries<S: Storage, Table: SegmentTable>(
     summaries: &dyn Fn(SegmentId) -> Option<crate::recovery::SegmentSummary>,
     each: &mut dyn FnMut(&SegmentReport),
 ) -> Result<Inspection, InspectError<S::Error>> {
-    Planner::new(storage, config, scratch, summaries)?.plan::<Table>(&mut |seg, _| {
+    let mut planner = Planner::new(storage, config, scratch, summaries)?;
+    let ids = list::<S, Table>(storage)?;
+    planner.plan(&ids, &mut |seg, _| {
         each(seg);
         true
     })
@@ -126,7 +128,7 @@ impl Records {
     fn changed<E>(&self, detail: &'static str) -> RecordsError<E> {
         RecordsError::Changed {
             offset: self.cursor.offset(),
-            detail,
+            detail: crate::error::detail(detail),
         }
     }
 

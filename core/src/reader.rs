@@ -130,7 +130,7 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
             segment: self.wal.segments[self.segment].id,
             offset: self.cursor.offset(),
             lsn: Some(self.cursor.next_lsn()),
-            detail,
+            detail: crate::error::detail(detail),
         })
     }
 

@@ -100,9 +100,10 @@ impl fmt::Display for RecoveryReport {
         if let Some(c) = self.cut {
             write!(
                 f,
-                "; cut {} bytes of torn tail from segment {} at offset {} (from LSN {}, {} orphaned records): {}",
-                c.bytes, c.segment, c.offset, c.first_lsn, c.orphans, c.detail
+                "; cut {} bytes of torn tail from segment {} at offset {} (from LSN {}, {} orphaned records)",
+                c.bytes, c.segment, c.offset, c.first_lsn, c.orphans
             )?;
+            crate::error::write_detail(f, c.detail)?;
         }
         if let Some(s) = self.rewritten_header {
             write!(f, "; rewrote the torn header of segment {s}")?;
@@ -122,7 +123,8 @@ impl fmt::Display for RecoveryReport {
             if let Some(k) = l.last_known {
                 write!(f, " (at least up to {k})")?;
             }
-            write!(f, ", dropped {} segments: {}", l.segments_dropped, l.detail)?;
+            write!(f, ", dropped {} segments", l.segments_dropped)?;
+            crate::error::write_detail(f, l.detail)?;
         }
         if let Some(m) = self.missing_front {
             write!(

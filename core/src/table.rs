@@ -74,12 +74,28 @@ impl<T, const N: usize> SegmentList<T> for heapless::Vec<T, N> {
         !self.is_full()
     }
 
+    // `insert` and `remove` move the items by swaps, not heapless's `ptr::copy`: a list holds a
+    // few dozen items at most, and the copy links `memmove` (1.5 KB of flash on a Cortex-M).
     fn insert(&mut self, index: usize, item: T) -> Result<(), T> {
-        heapless::Vec::insert(self, index, item)
+        if index > self.len() {
+            panic!("insertion index out of bounds");
+        }
+        heapless::Vec::push(self, item)?;
+        for i in (index + 1..self.len()).rev() {
+            self.swap(i - 1, i);
+        }
+        Ok(())
     }
 
     fn remove(&mut self, index: usize) -> T {
-        heapless::Vec::remove(self, index)
+        let _ = &self[index]; // panics past the end, like `heapless::Vec::remove`
+        for i in index + 1..self.len() {
+            self.swap(i - 1, i);
+        }
+        match heapless::Vec::pop(self) {
+            Some(item) => item,
+            None => unreachable!(),
+        }
     }
 
     fn pop(&mut self) -> Option<T> {

@@ -538,7 +538,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 segment: seg.id,
                 offset,
                 lsn: Some(lsn),
-                detail,
+                detail: crate::error::detail(detail),
             };
             if cursor.at_end() || cursor.next_lsn() > lsn {
                 return Err(LocateError::Corrupted(corrupt(

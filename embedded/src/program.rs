@@ -1,6 +1,6 @@
 //! The size-budget program: the sequence `docs/EMBEDDED.md` measures, over a RAM `Storage`.
 
-use walden_core::{Config, Fixed, Lsn, SyncPolicy, Wal};
+use walden_core::{Config, ConfigError, Fixed, Lsn, RecoveryPolicy, SyncPolicy, Wal};
 
 use crate::Summary;
 use crate::ram::{RamStorage, SEGMENT};
@@ -14,6 +14,11 @@ const CONFIG: Config = Config::small_device(SEGMENT as u64 - 48)
     .with_sync_policy(SyncPolicy::Manual)
     .with_salt_seed(0x5eed);
 const _: () = assert!(CONFIG.validate().is_ok());
+// Built without walden-core's `salvage` feature: the policy that needs it is refused.
+const _: () = assert!(matches!(
+    CONFIG.with_recovery(RecoveryPolicy::Salvage).validate(),
+    Err(ConfigError::SalvageNotBuiltIn)
+));
 
 fn payload(i: u64) -> [u8; 16] {
     let mut p = [i as u8; 16];

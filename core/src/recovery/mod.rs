@@ -11,14 +11,15 @@ use crate::case::{Case, HeaderState};
 
 use crate::config::Config;
 use crate::counters::Counters;
-use crate::error::{Corruption, IoFailure, Op, OpenError};
+use crate::error::{Corruption, IoFailure, Op, OpenError, detail};
 use crate::lsn::Lsn;
-use crate::report::{RecoveryReport, SalvageLoss, TailCut};
+#[cfg(feature = "salvage")]
+use crate::report::SalvageLoss;
+use crate::report::{RecoveryReport, TailCut};
 use crate::storage::{SegmentId, Storage};
 use crate::table::{SegmentList, SegmentTable};
 use crate::wal::{SegmentInfo, Wal, splitmix64};
 use plan::{InspectError, Planner, Problem, SegmentReport, Verdict};
-use scan::{SegmentKeys, Window};
 
 /// The smallest scratch buffer `Wal::open` accepts. Larger buffers read faster.
 pub const MIN_SCRATCH: usize = 256;
@@ -73,28 +74,20 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             rewinds: 0,
             start_generation: 0,
         };
-        let report = wal.recover(scratch, summaries)?;
+        let mut report = NOTHING_RECOVERED;
+        wal.recover(&mut report, scratch, summaries)?;
         Ok((wal, report))
     }
 
+    /// Recovers the log into `self`, saying what it found and did in `report` (which starts as
+    /// [`NOTHING_RECOVERED`]).
     fn recover(
         &mut self,
+        report: &mut RecoveryReport,
         scratch: &mut [u8],
         summaries: &dyn Fn(SegmentId) -> Option<SegmentSummary>,
-    ) -> Result<RecoveryReport, OpenError<S::Error>> {
+    ) -> Result<(), OpenError<S::Error>> {
         let ids = plan::list::<S, Table>(&self.storage).map_err(open_error)?;
-        let mut report = RecoveryReport {
-            created: false,
-            segments: 0,
-            records: 0,
-            first_lsn: Lsn(1),
-            last_lsn: Lsn::ZERO,
-            cut: None,
-            rewritten_header: None,
-            trailing_garbage: None,
-            salvage: None,
-            missing_front: None,
-        };
         // Mix what is on disk into the salt state so a constant seed still yields new salts.
         let mut log_id = None;
         for &id in ids.iter() {
@@ -109,7 +102,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             let _ = self.segments.push(info);
             report.created = true;
             report.segments = 1;
-            return Ok(report);
+            return Ok(());
         }
 
         // Plan (read only), keeping every segment the plan keeps, up to the one that decides.
@@ -121,7 +114,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             let mut planner = Planner::new(&self.storage, &self.config, scratch, summaries)
                 .map_err(open_error)?;
             planner
-                .plan::<Table>(&mut |seg, so_far| {
+                .plan(&ids, &mut |seg, so_far| {
                     corruption_events += u64::from(seg.case.is_corruption());
                     if so_far.verdict == Verdict::Clean {
                         if let Some(info) = kept(seg) {
@@ -141,7 +134,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 .map_err(open_error)?
         };
         self.counters.corruption_events += corruption_events;
-        match (planned.verdict, decisive) {
+        match (planned.verdict, &decisive) {
             (Verdict::Empty | Verdict::Clean, _) => {}
             (Verdict::Refuse(c), _) => return Err(OpenError::Corrupted(c)),
             (
@@ -168,7 +161,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 },
                 Some(seg),
             ) if case == Case::TornTail => {
-                let info = kept(&seg).ok_or(OpenError::Corrupted(refusal(&seg)))?;
+                let info = kept(seg).ok_or(OpenError::Corrupted(refusal(seg)))?;
                 self.cut_tail(seg.id, seg.end, seg.len)?;
                 let problem = seg.problem.unwrap_or(NO_PROBLEM);
                 report.cut = Some(TailCut {
@@ -190,6 +183,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 report.rewritten_header = Some(seg.id);
                 prev_last = Some(first_lsn.prev());
             }
+            #[cfg(feature = "salvage")]
             (
                 Verdict::Salvage {
                     case,
@@ -236,7 +230,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     }
                     prev_last = Some(first_lost.prev());
                 } else {
-                    let mut info = kept(&seg).ok_or(OpenError::Corrupted(refusal(&seg)))?;
+                    let mut info = kept(seg).ok_or(OpenError::Corrupted(refusal(seg)))?;
                     // The segment becomes the newest: its seal (naming a successor about to be
                     // dropped) goes with the damage.
                     self.cut_tail(seg.id, info.end, seg.len)?;
@@ -261,6 +255,11 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     prev_last = Some(seg.last_lsn);
                 }
             }
+            #[cfg(not(feature = "salvage"))]
+            (Verdict::Salvage { .. }, Some(_)) => {
+                // `Config::validate` refuses the policy that plans salvage in this build.
+                return Err(OpenError::Config(crate::ConfigError::SalvageNotBuiltIn));
+            }
             (_, None) => {
                 // A verdict other than clean always comes with the segment that decided it.
                 return Err(OpenError::Corrupted(Corruption {
@@ -268,7 +267,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     segment: ids[0],
                     offset: 0,
                     lsn: None,
-                    detail: "recovery plan without a deciding segment",
+                    detail: detail("recovery plan without a deciding segment"),
                 }));
             }
         }
@@ -291,7 +290,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         report.first_lsn = self.first_lsn();
         report.last_lsn = last;
         self.counters.records_recovered = report.records;
-        Ok(report)
+        Ok(())
     }
 
     /// Truncates a segment to `end` durably.
@@ -304,6 +303,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
 
     /// The highest LSN found in these segments (valid records, or what headers imply), for
     /// the salvage report. Damaged segments contribute what can still be read.
+    #[cfg(feature = "salvage")]
     fn highest_lsn(
         &self,
         doomed: &[SegmentId],
@@ -314,8 +314,8 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             let l = plan::listed(&self.storage, id).map_err(open_error)?;
             let Ok(h) = l.header else { continue };
             highest = highest.max(Some(h.first_lsn.prev()));
-            let keys = SegmentKeys::new(&h, self.config.max_record_size, l.len);
-            let mut win = Window::new(scratch, l.id);
+            let keys = scan::SegmentKeys::new(&h, self.config.max_record_size, l.len);
+            let mut win = scan::Window::new(scratch, l.id);
             let s = scan::scan_records(&self.storage, &mut win, &keys, h.first_lsn)
                 .map_err(OpenError::Storage)?;
             highest = highest.max(Some(s.last_lsn));
@@ -324,6 +324,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     }
 
     /// Salvage: removes these segments, newest first, syncing the directory after each.
+    #[cfg(feature = "salvage")]
     fn drop_from(&mut self, doomed: &[SegmentId]) -> Result<u32, OpenError<S::Error>> {
         for &id in doomed.iter().rev() {
             let len = plan::listed(&self.storage, id).map_err(open_error)?.len;
@@ -334,6 +335,19 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         Ok(doomed.len() as u32)
     }
 }
+
+const NOTHING_RECOVERED: RecoveryReport = RecoveryReport {
+    created: false,
+    segments: 0,
+    records: 0,
+    first_lsn: Lsn(1),
+    last_lsn: Lsn::ZERO,
+    cut: None,
+    rewritten_header: None,
+    trailing_garbage: None,
+    salvage: None,
+    missing_front: None,
+};
 
 const NO_PROBLEM: Problem = Problem {
     offset: 0,
