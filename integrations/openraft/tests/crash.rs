@@ -316,7 +316,15 @@ struct Verdict {
     violations: Vec<String>,
 }
 
+/// One run at a time in this process: a child forked by one test holds copies of the parent's
+/// descriptors until its exec, the other test's store lock among them, so a run in parallel
+/// could make the other's next child find its log locked (walden-std's crate docs).
+static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run(seed: u64, rounds: u64, broken: bool) -> Verdict {
+    let _one = ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().unwrap();
     let mut rng = seed;
     let mut model = Model::default();
