@@ -232,11 +232,22 @@ pub enum ReadError<E> {
     },
     /// The caller's buffer is too small for the next record; the reader did not advance.
     BufferTooSmall {
-        /// The record's length.
+        /// The record's length; for a compressed record, its original length plus its stored
+        /// length (it is decoded within the one buffer, see [`crate::Reader::next`]).
         needed: usize,
     },
     /// A record read back does not verify.
     Corrupted(Corruption),
+    /// A record uses a transform this build cannot undo (a compressed record without the
+    /// `compress` feature). Nothing is wrong with the log; the reader did not advance.
+    NotBuiltIn {
+        /// The segment holding the record.
+        segment: SegmentId,
+        /// The record's LSN.
+        lsn: Lsn,
+        /// What is missing.
+        what: &'static str,
+    },
     /// A storage operation failed.
     Storage(IoFailure<E>),
 }
@@ -335,6 +346,10 @@ impl<E: StorageError> fmt::Display for ReadError<E> {
                 write!(f, "buffer too small: the record needs {needed} bytes")
             }
             Self::Corrupted(c) => write!(f, "read: {c}"),
+            Self::NotBuiltIn { segment, lsn, what } => write!(
+                f,
+                "read: record {lsn} in segment {segment} is a {what}, which this build cannot decode"
+            ),
             Self::Storage(s) => write!(f, "read: {s}"),
         }
     }
@@ -486,6 +501,7 @@ impl<E: StorageError> embedded_io::Error for ReadError<E> {
             Self::OutOfRange { .. } | Self::BufferTooSmall { .. } => {
                 embedded_io::ErrorKind::InvalidInput
             }
+            Self::NotBuiltIn { .. } => embedded_io::ErrorKind::Unsupported,
             Self::Corrupted(_) => embedded_io::ErrorKind::InvalidData,
             Self::Storage(s) => io_kind(s.error.kind()),
         }

@@ -27,6 +27,7 @@ mod recovery;
 mod report;
 mod storage;
 mod table;
+mod transform;
 mod wal;
 
 #[cfg(test)]
@@ -34,6 +35,8 @@ mod tests;
 
 pub use case::Case;
 pub use checksum::ChecksumAlgorithm;
+#[cfg(feature = "compress")]
+pub use config::DEFAULT_COMPRESS_THRESHOLD;
 pub use config::{Config, ConfigError, MAX_RECORD_SIZE_LIMIT, RecoveryPolicy, SyncPolicy};
 pub use counters::Counters;
 #[cfg(feature = "serde")]
@@ -53,4 +56,7 @@ pub use storage::{SegmentId, Storage, StorageError, StorageErrorKind};
 #[cfg(any(feature = "alloc", test))]
 pub use table::Growable;
 pub use table::{Fixed, SegmentList, SegmentTable};
+pub use transform::DecodeError;
+#[cfg(feature = "compress")]
+pub use transform::compress_scratch_len;
 pub use wal::{DEFAULT_SEGMENTS, SegmentInfo, SyncTicket, Wal};

@@ -7,7 +7,7 @@ use crate::counters::Counters;
 use crate::cursor::{RecordCursor, SegmentKeys};
 use crate::error::{AppendError, Corruption, IoFailure, Op, Poisoned, SyncError, TruncateError};
 use crate::format::{
-    FORMAT_VERSION, META_LEN, Meta, RECORD_HEADER_LEN, RecordHeader, RecordKind,
+    FORMAT_VERSION, META_LEN, Meta, RECORD_HEADER_LEN, RecordFlags, RecordHeader, RecordKind,
     SEGMENT_HEADER_LEN, START_SLOTS, SegmentHeader, VERSION_WITH_META, encode_start,
 };
 use crate::lsn::Lsn;
@@ -31,6 +31,8 @@ pub struct SegmentInfo {
     pub end: u64,
     /// Whether a seal record (naming its successor) follows the last record, at `end`.
     pub sealed: bool,
+    /// The key id of an encrypted segment (version 3), `None` in plaintext.
+    pub key_id: Option<u32>,
 }
 
 impl SegmentInfo {
@@ -42,6 +44,7 @@ impl SegmentInfo {
             version: self.version,
             max_record,
             end: self.end,
+            key_id: self.key_id,
         }
     }
 }
@@ -201,6 +204,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             first_lsn: first,
             salt,
             first_segment: Some(self.segments.first().map_or(id, |s| s.id)),
+            key_id: None,
         }
         .encode();
         if exists {
@@ -221,6 +225,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             version: FORMAT_VERSION,
             end: SEGMENT_HEADER_LEN as u64,
             sealed: false,
+            key_id: None,
         })
     }
 
@@ -237,6 +242,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             lsn: self.next_lsn,
             payload_crc: seg.checksum.of_salted(seg.salt, &payload),
             kind: RecordKind::Meta,
+            flags: RecordFlags::PLAIN,
             ack_gap: RecordHeader::ack_gap_for(self.next_lsn, self.durable),
         }
         .encode(seg.checksum, seg.salt);
@@ -290,6 +296,28 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     /// the LSN of the first; the others follow densely. An empty batch appends nothing and
     /// returns the next LSN.
     pub fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<Lsn, AppendError<S::Error>> {
+        self.append_batch_with(payloads, &mut [])
+    }
+
+    /// [`Wal::append_batch`], compressing each record at least
+    /// [`Config::compress_threshold`](crate::Config::compress_threshold) long through
+    /// `scratch` (feature `compress`). With a scratch shorter than
+    /// [`compress_scratch_len`](crate::compress_scratch_len)`(max_record_size)`, a record that
+    /// does not fit it is stored as appended; `append_batch` passes an empty one.
+    #[cfg(feature = "compress")]
+    pub fn append_batch_in(
+        &mut self,
+        payloads: &[&[u8]],
+        scratch: &mut [u8],
+    ) -> Result<Lsn, AppendError<S::Error>> {
+        self.append_batch_with(payloads, scratch)
+    }
+
+    fn append_batch_with(
+        &mut self,
+        payloads: &[&[u8]],
+        #[cfg_attr(not(feature = "compress"), allow(unused_variables))] scratch: &mut [u8],
+    ) -> Result<Lsn, AppendError<S::Error>> {
         self.check()?;
         let max = self.config.max_record_size;
         let mut total = 0u64;
@@ -320,15 +348,32 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             salt,
             checksum,
             mut end,
+            #[cfg(feature = "compress")]
+            version,
             ..
         } = self.active();
+        // Record flags exist from version 3 on: a segment an older version created (the
+        // newest one of a log this code opened) takes its records as appended.
+        #[cfg(feature = "compress")]
+        let threshold = if version >= crate::format::VERSION_WITH_FLAGS {
+            self.config.compress_threshold
+        } else {
+            0
+        };
         for (i, p) in payloads.iter().enumerate() {
             let lsn = Lsn(first.0 + i as u64);
+            // Stored bytes are never longer than the payload (a frame that does not shrink it
+            // is not used), so `needed` above bounds the space taken.
+            #[cfg(feature = "compress")]
+            let (codec, p) = crate::transform::compress(p, threshold, &mut *scratch);
+            #[cfg(not(feature = "compress"))]
+            let codec = 0;
             let header = RecordHeader {
                 length: p.len() as u32,
                 lsn,
                 payload_crc: checksum.of_salted(salt, p),
                 kind: RecordKind::in_batch(i, payloads.len()),
+                flags: RecordFlags::PLAIN.with_codec(codec),
                 ack_gap: RecordHeader::ack_gap_for(lsn, self.durable),
             }
             .encode(checksum, salt);

@@ -107,6 +107,7 @@ mod shared;
 mod spare;
 mod storage;
 mod tail;
+mod transform;
 mod verify;
 mod wal;
 

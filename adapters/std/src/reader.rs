@@ -13,7 +13,7 @@ use std::sync::Arc;
 use walden_core::raw::{
     Fault, Located, RECORD_HEADER_LEN, RecordCursor, RecordKind, SEGMENT_HEADER_LEN,
 };
-use walden_core::{Case, Corruption, IoFailure, Lsn, Op, ReadError, SegmentId};
+use walden_core::{Case, Corruption, DecodeError, IoFailure, Lsn, Op, ReadError, SegmentId};
 
 use crate::group::GroupSync;
 use crate::shared::Inner;
@@ -97,11 +97,16 @@ pub struct SharedReader<S: GroupSync> {
     /// Bytes the next refill copies: starts small (a read by LSN needs a few records) and
     /// doubles up to [`CHUNK`] as the reader keeps going (a replay wants large copies).
     window: usize,
+    /// Where compressed records are decoded (grown to the longest one, at most
+    /// `max_record_size`).
+    decoded: Vec<u8>,
+    /// The log's `max_record_size`: no stored or decoded record is trusted beyond it.
+    max_record: u32,
 }
 
 impl<S: GroupSync> SharedReader<S> {
     pub(crate) fn new(inner: Arc<Inner<S>>, from: Lsn) -> Result<Self, ReadError<S::Error>> {
-        let (seg, generation) = {
+        let (seg, generation, max_record) = {
             let log = inner.c.lock_log();
             let (first, last) = (log.wal.first_lsn(), log.wal.last_lsn());
             if from < first || from > last.next() {
@@ -113,14 +118,17 @@ impl<S: GroupSync> SharedReader<S> {
             }
             let segs = log.wal.segments();
             let seg = segs[segs.iter().rposition(|s| s.first_lsn <= from).unwrap_or(0)];
-            (seg, inner.positions().generation)
+            let max_record = log.wal.config().max_record_size;
+            (seg, inner.positions().generation, max_record)
         };
         let start = inner.positions().floor(seg.id, seg.first_lsn, from);
         let (next, offset) = start.unwrap_or((seg.first_lsn, SEGMENT_HEADER_LEN as u64));
         let mut r = Self {
             inner,
             segment: seg.id,
-            cursor: RecordCursor::resume(seg.keys(u32::MAX), offset, next),
+            cursor: RecordCursor::resume(seg.keys(max_record), offset, next),
+            decoded: Vec::new(),
+            max_record,
             chunk: Vec::new(),
             chunk_start: 0,
             window: FIRST_WINDOW,
@@ -165,11 +173,29 @@ impl<S: GroupSync> SharedReader<S> {
         {
             return Err(self.corrupt(f));
         }
+        // Compressed (format version 3): decoded, after the stored bytes verified, into a
+        // buffer sized by the frame's length, which `original_len` bounds by max_record_size.
+        let stored = &self.chunk[payload.clone()];
+        let original = self
+            .cursor
+            .original_len(&at, stored)
+            .map_err(|e| self.undecodable(&at, e))?;
+        if at.header.flags.codec() != 0 && self.decoded.len() < original {
+            self.decoded.resize(original, 0);
+        }
+        if let Err(e) = self.cursor.decode(&at, stored, &mut self.decoded) {
+            return Err(self.undecodable(&at, e));
+        }
         self.cursor.accept(&at, None).map_err(|f| self.corrupt(f))?;
+        let payload = if at.header.flags.codec() != 0 {
+            &self.decoded[..original]
+        } else {
+            &self.chunk[payload]
+        };
         Ok(Some(SharedRecord {
             lsn: at.header.lsn,
             kind: at.header.kind,
-            payload: &self.chunk[payload],
+            payload,
         }))
     }
 
@@ -185,6 +211,19 @@ impl<S: GroupSync> SharedReader<S> {
             if let Some(found) = found.map_err(|f| self.corrupt(f))? {
                 return Ok(Some(found));
             }
+        }
+    }
+
+    fn undecodable(&self, at: &Located, e: DecodeError) -> ReadError<S::Error> {
+        match e {
+            DecodeError::Corrupt(f) => self.corrupt(f),
+            DecodeError::NotBuiltIn(what) => ReadError::NotBuiltIn {
+                segment: self.segment,
+                lsn: at.header.lsn,
+                what,
+            },
+            // `decoded` was sized to the original length above.
+            _ => self.corrupt(Fault::Undecodable),
         }
     }
 
@@ -238,8 +277,11 @@ impl<S: GroupSync> SharedReader<S> {
             i += 1;
             self.segment = segs[i].id;
             let next = self.cursor.next_lsn();
-            self.cursor =
-                RecordCursor::resume(segs[i].keys(u32::MAX), SEGMENT_HEADER_LEN as u64, next);
+            self.cursor = RecordCursor::resume(
+                segs[i].keys(self.max_record),
+                SEGMENT_HEADER_LEN as u64,
+                next,
+            );
             if segs[i].first_lsn != next {
                 return Err(ReadError::Corrupted(Corruption {
                     case: Case::MidLogCorruption,

@@ -105,6 +105,7 @@ pub struct Wal<F: FileSystem = OsFs> {
     inner: CoreWal<F>,
     dir: PathBuf,
     foreign: Vec<PathBuf>,
+    scratch: crate::transform::Scratch,
 }
 
 /// A random seed for segment salts and the log id (`Config::salt_seed`), from the standard
@@ -194,6 +195,7 @@ impl<F: FileSystem> Wal<F> {
                 inner,
                 dir,
                 foreign,
+                scratch: Default::default(),
             },
             report,
         ))
@@ -229,13 +231,13 @@ impl<F: FileSystem> Wal<F> {
     /// [`SyncPolicy::Always`](walden_core::SyncPolicy::Always); otherwise see
     /// [`Wal::durable_lsn`].
     pub fn append(&mut self, payload: &[u8]) -> Result<Lsn, AppendError<FileError>> {
-        self.inner.append(payload)
+        self.append_batch(&[payload])
     }
 
     /// Appends records atomically (after any crash all or none are recovered) and returns the
     /// LSN of the first; the others follow densely.
     pub fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<Lsn, AppendError<FileError>> {
-        self.inner.append_batch(payloads)
+        self.scratch.append_batch(&mut self.inner, payloads)
     }
 
     /// Makes every appended record durable and returns the durable LSN. After a failure the

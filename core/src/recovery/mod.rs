@@ -357,6 +357,7 @@ fn kept(seg: &SegmentReport) -> Option<SegmentInfo> {
         version: h.version,
         end: seg.seal.filter(|_| sealed).map_or(seg.end, |s| s.offset),
         sealed,
+        key_id: h.key_id,
     })
 }
 

@@ -1,5 +1,7 @@
 //! Unit tests of the log state machine and recovery over a plain in-memory storage.
 
+#[cfg(feature = "compress")]
+mod compress;
 mod durability;
 mod growable;
 mod limits;
