@@ -181,6 +181,9 @@ fn read_error(e: RecordsError<walden_std::FileError>) -> io::Error {
         }
         RecordsError::Storage(s) => s.to_string(),
         RecordsError::BufferTooSmall { needed } => format!("record of {needed} bytes"),
+        RecordsError::NotBuiltIn { offset, what } => {
+            format!("the record at offset {offset} is a {what}, which this build cannot decode")
+        }
         _ => "read failed".to_owned(),
     };
     io::Error::other(msg)

@@ -13,11 +13,12 @@
 use crate::config::Config;
 use crate::cursor::{Located, RecordCursor};
 use crate::error::{IoFailure, Op};
-use crate::format::{RECORD_HEADER_LEN, RecordKind};
+use crate::format::{RECORD_HEADER_LEN, RecordFlags, RecordKind};
 use crate::lsn::Lsn;
 use crate::recovery::plan::Planner;
 use crate::storage::{SegmentId, Storage, read_full};
 use crate::table::SegmentTable;
+use crate::transform::DecodeError;
 
 pub use crate::case::MissingFront;
 pub use crate::recovery::plan::{InspectError, Inspection, Problem, SegmentReport, Verdict};
@@ -61,7 +62,11 @@ pub struct InspectedRecord<'b> {
     pub offset: u64,
     /// Its `ack_gap` field.
     pub ack_gap: u32,
-    /// The payload, borrowed from the caller's buffer.
+    /// Its `flags` (format version 3: compression, encryption).
+    pub flags: RecordFlags,
+    /// The length it takes on the medium (after compression).
+    pub stored_len: u32,
+    /// The payload as appended (decoded), borrowed from the caller's buffer.
     pub payload: &'b [u8],
 }
 
@@ -71,8 +76,16 @@ pub struct InspectedRecord<'b> {
 pub enum RecordsError<E> {
     /// The caller's buffer is too small; the cursor did not advance.
     BufferTooSmall {
-        /// The record's payload length.
+        /// The record's payload length (for a compressed record, its original plus its
+        /// stored length, as [`crate::Reader::next`]).
         needed: usize,
+    },
+    /// The record uses a transform this build cannot undo (feature `compress`).
+    NotBuiltIn {
+        /// Where.
+        offset: u64,
+        /// What is missing.
+        what: &'static str,
     },
     /// A record that verified during inspection no longer does (the medium changed).
     Changed {
@@ -168,13 +181,31 @@ impl Records {
             return Ok(None);
         };
         let len = at.header.length as usize;
-        let Some(payload) = buf.get_mut(..len) else {
+        if len > buf.len() {
             return Err(RecordsError::BufferTooSmall { needed: len });
+        }
+        // As the log's reader: stored bytes at the end, decoded ones at the start.
+        let split = if at.header.flags == RecordFlags::PLAIN {
+            0
+        } else {
+            buf.len() - len
         };
-        let n = self.read(st, at.payload_offset(), payload)?;
+        let (out, stored) = buf.split_at_mut(split);
+        let stored = &mut stored[..len];
+        let n = self.read(st, at.payload_offset(), stored)?;
         self.cursor
-            .verify_payload(&at, &payload[..n])
+            .verify_payload(&at, &stored[..n])
             .map_err(|f| self.changed(f.describe()))?;
+        let payload = self.cursor.decode(&at, stored, out).map_err(|e| match e {
+            DecodeError::BufferTooSmall { needed } => RecordsError::BufferTooSmall {
+                needed: needed + len,
+            },
+            DecodeError::NotBuiltIn(what) => RecordsError::NotBuiltIn {
+                offset: at.offset,
+                what,
+            },
+            DecodeError::Corrupt(f) => self.changed(f.describe()),
+        })?;
         self.cursor
             .accept(&at, None)
             .map_err(|f| self.changed(f.describe()))?;
@@ -183,6 +214,8 @@ impl Records {
             kind: at.header.kind,
             offset: at.offset,
             ack_gap: at.header.ack_gap,
+            flags: at.header.flags,
+            stored_len: at.header.length,
             payload,
         }))
     }

@@ -13,6 +13,7 @@
 //! an output buffer of the original length, which may be two halves of one caller buffer
 //! ([`Reader::next`](crate::Reader::next) asks for `original + stored` bytes).
 
+use crate::config::MAX_RECORD_SIZE_LIMIT;
 use crate::cursor::{Fault, Located, RecordCursor};
 #[cfg(feature = "compress")]
 use crate::format::FRAME_PREFIX_LEN;
@@ -62,7 +63,8 @@ impl RecordCursor {
             0 => Ok(stored.len()),
             RecordFlags::CODEC_LZ4 => {
                 let n = frame_original_len(stored).ok_or(Fault::Undecodable)?;
-                if n > self.max_record() {
+                // Inspection reads with no configured limit: the hard one still holds.
+                if n > self.max_record().min(MAX_RECORD_SIZE_LIMIT) {
                     return Err(Fault::Undecodable.into());
                 }
                 Ok(n as usize)

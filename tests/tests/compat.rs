@@ -183,3 +183,35 @@ fn a_segment_of_a_newer_version_is_refused_with_newer_version() {
         .count();
     assert_eq!(wal_files, 4);
 }
+
+#[test]
+fn a_version_2_segment_takes_no_compressed_records() {
+    // Appends after opening a version-2 log go to its newest (version-2) segment, whose
+    // records have no flags: a compressible record is stored as appended there, and the
+    // version-3 segments after it compress.
+    let dir = copy_fixture("v2/crc32c");
+    let newest = dir.path().join("00000000000000000003.wal");
+    let before = std::fs::metadata(&newest).unwrap().len();
+    let options = Options::from(
+        Config::default()
+            .with_segment_size(64 * 1024)
+            .with_compress_threshold(1024),
+    );
+    let (mut wal, _) = Wal::open(dir.path(), options).unwrap();
+    let big = "compress me ".repeat(1000).into_bytes();
+    wal.append(&big).unwrap();
+    assert_eq!(wal.segments().last().unwrap().version, 2);
+    let grown = std::fs::metadata(&newest).unwrap().len() - before;
+    assert!(grown >= big.len() as u64, "stored as appended: {grown}");
+    // A record too big for the rest of the segment rotates to version 3, where it shrinks.
+    wal.append(&vec![b'z'; 60 * 1024]).unwrap();
+    let last = *wal.segments().last().unwrap();
+    assert_eq!(last.version, walden_core::raw::FORMAT_VERSION);
+    assert!(last.end < 2048, "compressed: {}", last.end);
+    drop(wal);
+    let (wal, report) = Wal::open(dir.path(), options).unwrap();
+    assert!(report.is_clean(), "{report}");
+    let all = wal.read_all_from(Lsn(16)).unwrap();
+    assert_eq!(all[all.len() - 2].1, big);
+    assert_eq!(all[all.len() - 1].1, vec![b'z'; 60 * 1024]);
+}
