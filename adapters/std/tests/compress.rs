@@ -113,7 +113,7 @@ fn shared_appends_compress_too() {
     let options = Options::from(Config::default()).with_sync_policy(SyncPolicy::Manual);
     let (wal, _) = SharedWal::open(dir.path(), options).unwrap();
     for i in 0..20 {
-        wal.append(&text(i, 50_000)).unwrap();
+        let _ = wal.append(&text(i, 50_000)).unwrap();
     }
     wal.sync().unwrap();
     assert!(bytes_on_disk(dir.path()) < 20 * 50_000 / 4);
