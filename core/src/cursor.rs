@@ -104,6 +104,9 @@ pub enum Fault {
     /// frame that does not decompress to its `original_len`, or claims more than
     /// `max_record_size`): damage or tampering, never a torn write.
     Undecodable,
+    /// The stored payload verifies against its checksum but its AEAD tag does not: the bytes
+    /// were altered by someone who recomputed the checksum (tampering), never a torn write.
+    Tampered,
 }
 
 impl Fault {
@@ -125,6 +128,7 @@ impl Fault {
             Fault::BadMeta => "invalid metadata record",
             Fault::AfterSeal => "record after the segment's seal",
             Fault::Undecodable => "stored payload verifies but does not decode (tampered)",
+            Fault::Tampered => "payload checksum verifies but the AEAD tag does not (tampered)",
         }
     }
 }
@@ -637,6 +641,7 @@ mod tests {
             Fault::BadMeta,
             Fault::AfterSeal,
             Fault::Undecodable,
+            Fault::Tampered,
         ];
         let mut seen = std::collections::BTreeSet::new();
         for f in all {

@@ -201,6 +201,13 @@ pub enum AppendError<E> {
         /// The table's capacity (the number of segments it held when it filled).
         capacity: usize,
     },
+    /// The log encrypts (or compresses) and the scratch passed to
+    /// [`crate::Wal::append_batch_in`] is shorter than the record needs (an encrypted record
+    /// is never stored in plaintext). Nothing was written.
+    ScratchTooSmall {
+        /// The scratch length needed ([`crate::transform_scratch_len`] of the record).
+        needed: usize,
+    },
     /// A storage operation failed; the log is now poisoned.
     Storage(IoFailure<E>),
 }
@@ -238,6 +245,15 @@ pub enum ReadError<E> {
     },
     /// A record read back does not verify.
     Corrupted(Corruption),
+    /// The record's segment is encrypted with a key that is not in the log's keyring (a
+    /// missing key, or a wrong one: key ids are derived from the keys). Nothing is wrong with
+    /// the log and nothing was changed; the reader did not advance.
+    KeyMissing {
+        /// The segment.
+        segment: SegmentId,
+        /// The key id its header names.
+        key_id: u32,
+    },
     /// A record uses a transform this build cannot undo (a compressed record without the
     /// `compress` feature). Nothing is wrong with the log; the reader did not advance.
     NotBuiltIn {
@@ -319,6 +335,10 @@ impl<E: StorageError> fmt::Display for AppendError<E> {
                 f,
                 "segment table full ({capacity} segments); truncate_front or raise the capacity"
             ),
+            Self::ScratchTooSmall { needed } => write!(
+                f,
+                "encrypting needs {needed} bytes of scratch (Wal::append_batch_in); nothing written"
+            ),
             Self::Storage(s) => write!(f, "append: {s}; the log is poisoned"),
         }
     }
@@ -346,6 +366,10 @@ impl<E: StorageError> fmt::Display for ReadError<E> {
                 write!(f, "buffer too small: the record needs {needed} bytes")
             }
             Self::Corrupted(c) => write!(f, "read: {c}"),
+            Self::KeyMissing { segment, key_id } => write!(
+                f,
+                "read: segment {segment} is encrypted with key {key_id:#010x}, which is not in the keyring"
+            ),
             Self::NotBuiltIn { segment, lsn, what } => write!(
                 f,
                 "read: record {lsn} in segment {segment} is a {what}, which this build cannot decode"
@@ -481,6 +505,7 @@ impl<E: StorageError> embedded_io::Error for AppendError<E> {
                 embedded_io::ErrorKind::InvalidInput
             }
             Self::SegmentTableFull { .. } => embedded_io::ErrorKind::OutOfMemory,
+            Self::ScratchTooSmall { .. } => embedded_io::ErrorKind::InvalidInput,
             Self::Storage(s) => io_kind(s.error.kind()),
         }
     }
@@ -501,7 +526,9 @@ impl<E: StorageError> embedded_io::Error for ReadError<E> {
             Self::OutOfRange { .. } | Self::BufferTooSmall { .. } => {
                 embedded_io::ErrorKind::InvalidInput
             }
-            Self::NotBuiltIn { .. } => embedded_io::ErrorKind::Unsupported,
+            Self::NotBuiltIn { .. } | Self::KeyMissing { .. } => {
+                embedded_io::ErrorKind::Unsupported
+            }
             Self::Corrupted(_) => embedded_io::ErrorKind::InvalidData,
             Self::Storage(s) => io_kind(s.error.kind()),
         }

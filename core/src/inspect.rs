@@ -196,16 +196,23 @@ impl Records {
         self.cursor
             .verify_payload(&at, &stored[..n])
             .map_err(|f| self.changed(f.describe()))?;
-        let payload = self.cursor.decode(&at, stored, out).map_err(|e| match e {
-            DecodeError::BufferTooSmall { needed } => RecordsError::BufferTooSmall {
-                needed: needed + len,
-            },
-            DecodeError::NotBuiltIn(what) => RecordsError::NotBuiltIn {
-                offset: at.offset,
-                what,
-            },
-            DecodeError::Corrupt(f) => self.changed(f.describe()),
-        })?;
+        let payload = self
+            .cursor
+            .decode(&at, stored, out, None)
+            .map_err(|e| match e {
+                DecodeError::KeyMissing => RecordsError::NotBuiltIn {
+                    offset: at.offset,
+                    what: "encrypted record (no key given)",
+                },
+                DecodeError::BufferTooSmall { needed } => RecordsError::BufferTooSmall {
+                    needed: needed + len,
+                },
+                DecodeError::NotBuiltIn(what) => RecordsError::NotBuiltIn {
+                    offset: at.offset,
+                    what,
+                },
+                DecodeError::Corrupt(f) => self.changed(f.describe()),
+            })?;
         self.cursor
             .accept(&at, None)
             .map_err(|f| self.changed(f.describe()))?;

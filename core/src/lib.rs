@@ -12,6 +12,8 @@ mod case;
 mod checksum;
 mod config;
 mod counters;
+#[cfg(feature = "encrypt")]
+mod crypt;
 mod cursor;
 #[cfg(feature = "serde")]
 pub mod entry;
@@ -39,6 +41,8 @@ pub use checksum::ChecksumAlgorithm;
 pub use config::DEFAULT_COMPRESS_THRESHOLD;
 pub use config::{Config, ConfigError, MAX_RECORD_SIZE_LIMIT, RecoveryPolicy, SyncPolicy};
 pub use counters::Counters;
+#[cfg(feature = "encrypt")]
+pub use crypt::{KEY_LEN, Keyring, KeyringError, MAX_KEYS, key_id};
 #[cfg(feature = "serde")]
 pub use entry::{Entry, EntryError, EntryLimits, TypedAppendError};
 pub use error::{
@@ -56,7 +60,5 @@ pub use storage::{SegmentId, Storage, StorageError, StorageErrorKind};
 #[cfg(any(feature = "alloc", test))]
 pub use table::Growable;
 pub use table::{Fixed, SegmentList, SegmentTable};
-pub use transform::DecodeError;
-#[cfg(feature = "compress")]
-pub use transform::compress_scratch_len;
+pub use transform::{DecodeError, transform_scratch_len};
 pub use wal::{DEFAULT_SEGMENTS, SegmentInfo, SyncTicket, Wal};

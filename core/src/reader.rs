@@ -186,6 +186,10 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
             .map_err(|f| self.corrupt(f.describe()))?;
         let decode_err = |e| match e {
             DecodeError::Corrupt(f) => self.corrupt(f.describe()),
+            DecodeError::KeyMissing => ReadError::KeyMissing {
+                segment: seg.id,
+                key_id: seg.key_id.unwrap_or(0),
+            },
             DecodeError::BufferTooSmall { needed } => ReadError::BufferTooSmall {
                 needed: needed + len,
             },
@@ -195,7 +199,19 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
                 what,
             },
         };
-        let payload = self.cursor.decode(&at, stored, out).map_err(decode_err)?;
+        #[cfg(feature = "encrypt")]
+        let key = seg.key_id.map(|k| crate::transform::Unseal {
+            cipher: self.wal.keys.get(k),
+            log_id: self.wal.log_id,
+            segment: seg.id,
+            salt: seg.salt,
+        });
+        #[cfg(not(feature = "encrypt"))]
+        let key = None;
+        let payload = self
+            .cursor
+            .decode(&at, stored, out, key)
+            .map_err(decode_err)?;
         self.cursor
             .accept(&at, None)
             .map_err(|f| self.corrupt(f.describe()))?;

@@ -77,6 +77,13 @@ pub struct Wal<S: Storage, Table: SegmentTable = Fixed<DEFAULT_SEGMENTS>> {
     pub(crate) rewinds: u64,
     /// The generation of the newest start-slot record (0: none written yet).
     pub(crate) start_generation: u64,
+    /// The keys to encrypt new segments with and to read encrypted ones.
+    #[cfg(feature = "encrypt")]
+    pub(crate) keys: crate::crypt::Keyring,
+    /// The segment this log created last, and `rewinds` then: an encrypted log appends only
+    /// to it, and only while no rewind has happened since.
+    #[cfg(feature = "encrypt")]
+    pub(crate) fresh: Option<(SegmentId, u64)>,
 }
 
 /// A sync begun with [`Wal::begin_sync`]: the adapter syncs `segment` itself (for example
@@ -204,7 +211,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             first_lsn: first,
             salt,
             first_segment: Some(self.segments.first().map_or(id, |s| s.id)),
-            key_id: None,
+            key_id: self.current_key(),
         }
         .encode();
         if exists {
@@ -225,8 +232,33 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             version: FORMAT_VERSION,
             end: SEGMENT_HEADER_LEN as u64,
             sealed: false,
-            key_id: None,
+            key_id: self.current_key(),
         })
+    }
+
+    /// The key id new segments are encrypted with (`None`: plaintext).
+    fn current_key(&self) -> Option<u32> {
+        #[cfg(feature = "encrypt")]
+        return self.keys.current();
+        #[cfg(not(feature = "encrypt"))]
+        None
+    }
+
+    /// Sets the keys: segments created from now on are encrypted with `keys`' current key
+    /// (none: plaintext), and segments encrypted with any key in it can be read (feature
+    /// `encrypt`). Encrypted appends need a scratch ([`Wal::append_batch_in`]). With a current
+    /// key, the next append starts a new segment, as does the first append after every open
+    /// and every `truncate_back`: an encrypted log never appends to a segment it did not
+    /// create since its last rewind, so no nonce repeats (docs/FORMAT.md).
+    #[cfg(feature = "encrypt")]
+    pub fn set_keys(&mut self, keys: crate::crypt::Keyring) {
+        self.keys = keys;
+    }
+
+    /// The keyring ([`Wal::set_keys`]).
+    #[cfg(feature = "encrypt")]
+    pub fn keys(&self) -> &crate::crypt::Keyring {
+        &self.keys
     }
 
     /// Writes a metadata record at the end of segment `k` (not synced). Version-1 segments
@@ -300,11 +332,14 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     }
 
     /// [`Wal::append_batch`], compressing each record at least
-    /// [`Config::compress_threshold`](crate::Config::compress_threshold) long through
-    /// `scratch` (feature `compress`). With a scratch shorter than
-    /// [`compress_scratch_len`](crate::compress_scratch_len)`(max_record_size)`, a record that
-    /// does not fit it is stored as appended; `append_batch` passes an empty one.
-    #[cfg(feature = "compress")]
+    /// [`Config::compress_threshold`](crate::Config::compress_threshold) long (feature
+    /// `compress`) and encrypting every record when the keyring has a current key (feature
+    /// `encrypt`, [`Wal::set_keys`]), through `scratch`. Give it
+    /// [`transform_scratch_len`](crate::transform_scratch_len)`(max_record_size)` bytes. With
+    /// less, a record that does not fit is stored uncompressed, or, in an encrypted log,
+    /// refused with [`AppendError::ScratchTooSmall`] before anything is written;
+    /// `append_batch` passes an empty scratch.
+    #[cfg(any(feature = "compress", feature = "encrypt"))]
     pub fn append_batch_in(
         &mut self,
         payloads: &[&[u8]],
@@ -316,7 +351,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     fn append_batch_with(
         &mut self,
         payloads: &[&[u8]],
-        #[cfg_attr(not(feature = "compress"), allow(unused_variables))] scratch: &mut [u8],
+        scratch: &mut [u8],
     ) -> Result<Lsn, AppendError<S::Error>> {
         self.check()?;
         let max = self.config.max_record_size;
@@ -337,7 +372,33 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         if payloads.is_empty() {
             return Ok(first);
         }
-        let needed = total + (RECORD_HEADER_LEN * payloads.len()) as u64;
+        #[cfg(feature = "encrypt")]
+        let encrypting = self.keys.current().is_some();
+        #[cfg(not(feature = "encrypt"))]
+        let encrypting = false;
+        // An encrypted log appends only to a segment it created itself, with the current key,
+        // since its last rewind (open, truncate_back): so no (salt, segment, LSN) nonce is ever
+        // used twice (docs/FORMAT.md, "Nonces never repeat under one key").
+        #[cfg(feature = "encrypt")]
+        if let Some(current) = self.keys.current() {
+            let active = self.active();
+            let rewound =
+                self.fresh != Some((active.id, self.rewinds)) && !crate::crypt::rule_broken();
+            if rewound || active.key_id != Some(current) {
+                self.rotate()?;
+            }
+            let longest = payloads.iter().map(|p| p.len()).max().unwrap_or(0);
+            let needed = crate::transform::transform_scratch_len(longest as u32);
+            if scratch.len() < needed {
+                return Err(AppendError::ScratchTooSmall { needed });
+            }
+        }
+        let tags = if encrypting {
+            crate::format::AEAD_TAG_LEN * payloads.len()
+        } else {
+            0
+        };
+        let needed = total + (RECORD_HEADER_LEN * payloads.len() + tags) as u64;
         let active = self.active();
         if active.end > SEGMENT_HEADER_LEN as u64 && active.end + needed > self.config.segment_size
         {
@@ -348,7 +409,6 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             salt,
             checksum,
             mut end,
-            #[cfg(feature = "compress")]
             version,
             ..
         } = self.active();
@@ -360,20 +420,38 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         } else {
             0
         };
+        #[cfg(not(feature = "compress"))]
+        let threshold = 0;
+        let _ = version;
         for (i, p) in payloads.iter().enumerate() {
             let lsn = Lsn(first.0 + i as u64);
-            // Stored bytes are never longer than the payload (a frame that does not shrink it
-            // is not used), so `needed` above bounds the space taken.
-            #[cfg(feature = "compress")]
-            let (codec, p) = crate::transform::compress(p, threshold, &mut *scratch);
-            #[cfg(not(feature = "compress"))]
-            let codec = 0;
+            // Stored bytes are never longer than the payload plus the tag (a frame that does
+            // not shrink the payload is not used), so `needed` above bounds the space taken.
+            let how = crate::transform::Encode {
+                threshold,
+                #[cfg(feature = "encrypt")]
+                seal: self.active().key_id.and_then(|k| {
+                    let place = crate::crypt::Place {
+                        log_id: self.log_id,
+                        segment: id,
+                        salt,
+                        lsn,
+                        kind: RecordKind::in_batch(i, payloads.len()),
+                    };
+                    self.keys.get(k).map(|c| (c, place))
+                }),
+                #[cfg(not(feature = "encrypt"))]
+                seal: None,
+            };
+            // Checked above: an encrypted record always fits the scratch.
+            let (flags, p) = crate::transform::encode(p, &how, &mut *scratch)
+                .map_err(|needed| AppendError::ScratchTooSmall { needed })?;
             let header = RecordHeader {
                 length: p.len() as u32,
                 lsn,
                 payload_crc: checksum.of_salted(salt, p),
                 kind: RecordKind::in_batch(i, payloads.len()),
-                flags: RecordFlags::PLAIN.with_codec(codec),
+                flags,
                 ack_gap: RecordHeader::ack_gap_for(lsn, self.durable),
             }
             .encode(checksum, salt);
@@ -473,6 +551,10 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         let old = self.segments.len() - 1;
         let id = self.segments[old].id + 1;
         let info = self.create_segment(id, self.next_lsn, false)?;
+        #[cfg(feature = "encrypt")]
+        {
+            self.fresh = Some((id, self.rewinds));
+        }
         // The successor is durable (header and directory entry synced): now seal the old
         // segment with a record naming it. A seal therefore proves the successor existed, so
         // a missing successor is found on open (`MissingNewestSegment`); a crash before the

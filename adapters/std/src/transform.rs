@@ -3,7 +3,7 @@
 use walden_core::{AppendError, Lsn, SegmentTable, Storage, Wal};
 
 /// Scratch for compressing records, grown to fit the longest record compressed so far
-/// ([`walden_core::compress_scratch_len`]) and kept for the next append.
+/// ([`walden_core::transform_scratch_len`]) and kept for the next append.
 #[derive(Debug, Default)]
 pub(crate) struct Scratch(#[allow(dead_code)] Vec<u8>);
 
@@ -25,7 +25,7 @@ impl Scratch {
             // Longer than max_record_size is refused before any compression.
             let limit = wal.config().max_record_size as usize;
             if let Some(n) = longest.filter(|&n| n <= limit) {
-                let need = walden_core::compress_scratch_len(n as u32);
+                let need = walden_core::transform_scratch_len(n as u32);
                 if self.0.len() < need {
                     self.0.resize(need, 0);
                 }

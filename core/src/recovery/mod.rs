@@ -72,6 +72,10 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             salt_state: splitmix64(config.salt_seed),
             rewinds: 0,
             start_generation: 0,
+            #[cfg(feature = "encrypt")]
+            keys: Default::default(),
+            #[cfg(feature = "encrypt")]
+            fresh: None,
         };
         let report = wal.recover(scratch, summaries)?;
         Ok((wal, report))

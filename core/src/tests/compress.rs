@@ -8,7 +8,7 @@ use crate::format::{
     FRAME_PREFIX_LEN, RECORD_HEADER_LEN, RecordFlags, RecordHeader, SEGMENT_HEADER_LEN,
     SegmentHeader,
 };
-use crate::{ChecksumAlgorithm, Lsn, ReadError, compress_scratch_len};
+use crate::{ChecksumAlgorithm, Lsn, ReadError, transform_scratch_len};
 
 fn config() -> Config {
     Config::default()
@@ -43,7 +43,7 @@ fn stored(mem: &Mem, id: u64) -> Vec<(RecordHeader, Vec<u8>)> {
 
 fn written() -> (TestWal, Vec<Vec<u8>>) {
     let (mut wal, _) = open(Mem::default(), config());
-    let mut scratch = std::vec![0u8; compress_scratch_len(16 * 1024)];
+    let mut scratch = std::vec![0u8; transform_scratch_len(16 * 1024)];
     let mut noise = std::vec![0u8; 4000];
     let mut x = 0x9e37_79b9_u64;
     for b in &mut noise {
@@ -130,7 +130,7 @@ fn a_compressed_record_needs_its_original_and_stored_length_in_the_buffer() {
 fn without_a_scratch_or_with_the_threshold_off_records_are_stored_as_appended() {
     let (mut wal, _) = open(Mem::default(), config());
     wal.append(&text(1, 8000)).unwrap();
-    let mut scratch = std::vec![0u8; compress_scratch_len(16 * 1024)];
+    let mut scratch = std::vec![0u8; transform_scratch_len(16 * 1024)];
     let (mut off, _) = open(Mem::default(), config().with_compress_threshold(0));
     off.append_batch_in(&[&text(1, 8000)], &mut scratch)
         .unwrap();

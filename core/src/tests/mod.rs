@@ -3,6 +3,8 @@
 #[cfg(feature = "compress")]
 mod compress;
 mod durability;
+#[cfg(feature = "encrypt")]
+mod encrypt;
 mod growable;
 mod limits;
 pub(crate) mod mem;
