@@ -24,3 +24,4 @@ pub use crate::format::{
     is_start_slot,
 };
 pub use crate::recovery::{SegmentSummary, scan_segment};
+pub use crate::transform::Unseal;

@@ -38,20 +38,42 @@ pub enum DecodeError {
     NotBuiltIn(&'static str),
 }
 
-/// The key and place of an encrypted record, for [`RecordCursor::decode`].
-#[cfg(feature = "encrypt")]
+/// The key and place of an encrypted segment's records, for [`RecordCursor::decode`]
+/// (feature `encrypt`; without it, there is nothing to decrypt with and `decode` takes `None`).
 #[derive(Clone, Copy)]
-pub(crate) struct Unseal<'k> {
+pub struct Unseal<'k> {
+    #[cfg(feature = "encrypt")]
     pub(crate) cipher: Option<&'k chacha20poly1305::XChaCha20Poly1305>,
+    #[cfg(feature = "encrypt")]
     pub(crate) log_id: u64,
+    #[cfg(feature = "encrypt")]
     pub(crate) segment: crate::storage::SegmentId,
+    #[cfg(feature = "encrypt")]
     pub(crate) salt: u64,
+    #[cfg(not(feature = "encrypt"))]
+    _none: core::marker::PhantomData<&'k ()>,
 }
 
-/// Without the `encrypt` feature there is nothing to decrypt with.
-#[cfg(not(feature = "encrypt"))]
-#[derive(Clone, Copy)]
-pub(crate) struct Unseal<'k>(#[allow(dead_code)] core::marker::PhantomData<&'k ()>);
+#[cfg(feature = "encrypt")]
+impl<'k> Unseal<'k> {
+    /// The key of segment `segment` (salt `salt`) of log `log_id`, whose header names
+    /// `key_id`, looked up in `keys` (a key not there makes `decode` fail with
+    /// [`DecodeError::KeyMissing`]).
+    pub fn new(
+        keys: &'k crate::crypt::Keyring,
+        log_id: u64,
+        segment: crate::storage::SegmentId,
+        salt: u64,
+        key_id: u32,
+    ) -> Self {
+        Self {
+            cipher: keys.get(key_id),
+            log_id,
+            segment,
+            salt,
+        }
+    }
+}
 
 impl From<Fault> for DecodeError {
     fn from(f: Fault) -> Self {
@@ -89,8 +111,11 @@ impl RecordCursor {
     /// Call only after the stored bytes' checksum verified: a failure here is then damage or
     /// tampering ([`DecodeError::Corrupt`]), not a torn write. An encrypted record is
     /// decrypted in place in `stored` (with `key`); a compressed one is decompressed into `out`.
-    #[allow(private_interfaces)]
-    pub(crate) fn decode<'a>(
+    ///
+    /// `out` must hold the original length ([`DecodeError::BufferTooSmall`] says how much,
+    /// after an encrypted record was already decrypted in `stored`: retry with the stored
+    /// bytes again).
+    pub fn decode<'a>(
         &self,
         at: &Located,
         stored: &'a mut [u8],

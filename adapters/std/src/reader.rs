@@ -102,11 +102,24 @@ pub struct SharedReader<S: GroupSync> {
     decoded: Vec<u8>,
     /// The log's `max_record_size`: no stored or decoded record is trusted beyond it.
     max_record: u32,
+    /// A copy of an encrypted record's stored bytes, decrypted in place (the chunk keeps the
+    /// stored bytes, so a retry starts from them again).
+    sealed: Vec<u8>,
+    /// `salt` and `key_id` of `segment`.
+    seg_keys: (u64, Option<u32>),
+    /// The log's id (part of every record's associated data).
+    log_id: u64,
+    /// The keys, as the log had them when this reader was made.
+    #[cfg(feature = "encrypt")]
+    keys: walden_core::Keyring,
 }
 
 impl<S: GroupSync> SharedReader<S> {
     pub(crate) fn new(inner: Arc<Inner<S>>, from: Lsn) -> Result<Self, ReadError<S::Error>> {
-        let (seg, generation, max_record) = {
+        let (seg, generation, max_record, log_id);
+        #[cfg(feature = "encrypt")]
+        let keys;
+        {
             let log = inner.c.lock_log();
             let (first, last) = (log.wal.first_lsn(), log.wal.last_lsn());
             if from < first || from > last.next() {
@@ -117,10 +130,15 @@ impl<S: GroupSync> SharedReader<S> {
                 });
             }
             let segs = log.wal.segments();
-            let seg = segs[segs.iter().rposition(|s| s.first_lsn <= from).unwrap_or(0)];
-            let max_record = log.wal.config().max_record_size;
-            (seg, inner.positions().generation, max_record)
-        };
+            max_record = log.wal.config().max_record_size;
+            log_id = log.wal.log_id();
+            #[cfg(feature = "encrypt")]
+            {
+                keys = log.wal.keys().clone();
+            }
+            seg = segs[segs.iter().rposition(|s| s.first_lsn <= from).unwrap_or(0)];
+            generation = inner.positions().generation;
+        }
         let start = inner.positions().floor(seg.id, seg.first_lsn, from);
         let (next, offset) = start.unwrap_or((seg.first_lsn, SEGMENT_HEADER_LEN as u64));
         let mut r = Self {
@@ -129,6 +147,11 @@ impl<S: GroupSync> SharedReader<S> {
             cursor: RecordCursor::resume(seg.keys(max_record), offset, next),
             decoded: Vec::new(),
             max_record,
+            sealed: Vec::new(),
+            seg_keys: (seg.salt, seg.key_id),
+            log_id,
+            #[cfg(feature = "encrypt")]
+            keys,
             chunk: Vec::new(),
             chunk_start: 0,
             window: FIRST_WINDOW,
@@ -173,22 +196,39 @@ impl<S: GroupSync> SharedReader<S> {
         {
             return Err(self.corrupt(f));
         }
-        // Compressed (format version 3): decoded, after the stored bytes verified, into a
-        // buffer sized by the frame's length, which `original_len` bounds by max_record_size.
-        let stored = &self.chunk[payload.clone()];
-        let original = self
-            .cursor
-            .original_len(&at, stored)
-            .map_err(|e| self.undecodable(&at, e))?;
-        if at.header.flags.codec() != 0 && self.decoded.len() < original {
-            self.decoded.resize(original, 0);
-        }
-        if let Err(e) = self.cursor.decode(&at, stored, &mut self.decoded) {
-            return Err(self.undecodable(&at, e));
-        }
+        // Format version 3: decrypted (a copy) and decompressed (into `decoded`, grown to the
+        // frame's length, which `decode` bounds by max_record_size) after the stored bytes
+        // verified.
+        let flags = at.header.flags;
+        #[cfg(feature = "encrypt")]
+        let key = self.seg_keys.1.map(|k| {
+            walden_core::raw::Unseal::new(&self.keys, self.log_id, self.segment, self.seg_keys.0, k)
+        });
+        #[cfg(not(feature = "encrypt"))]
+        let key = None;
+        let plain_len = loop {
+            let stored: &mut [u8] = if flags.encrypted() {
+                self.sealed.clear();
+                self.sealed.extend_from_slice(&self.chunk[payload.clone()]);
+                &mut self.sealed
+            } else {
+                &mut self.chunk[payload.clone()]
+            };
+            match self.cursor.decode(&at, stored, &mut self.decoded, key) {
+                Ok(p) => break p.len(),
+                Err(DecodeError::BufferTooSmall { needed })
+                    if needed <= self.max_record as usize =>
+                {
+                    self.decoded.resize(needed, 0);
+                }
+                Err(e) => return Err(self.undecodable(&at, e)),
+            }
+        };
         self.cursor.accept(&at, None).map_err(|f| self.corrupt(f))?;
-        let payload = if at.header.flags.codec() != 0 {
-            &self.decoded[..original]
+        let payload = if flags.codec() != 0 {
+            &self.decoded[..plain_len]
+        } else if flags.encrypted() {
+            &self.sealed[..plain_len]
         } else {
             &self.chunk[payload]
         };
@@ -217,6 +257,10 @@ impl<S: GroupSync> SharedReader<S> {
     fn undecodable(&self, at: &Located, e: DecodeError) -> ReadError<S::Error> {
         match e {
             DecodeError::Corrupt(f) => self.corrupt(f),
+            DecodeError::KeyMissing => ReadError::KeyMissing {
+                segment: self.segment,
+                key_id: self.seg_keys.1.unwrap_or(0),
+            },
             DecodeError::NotBuiltIn(what) => ReadError::NotBuiltIn {
                 segment: self.segment,
                 lsn: at.header.lsn,
@@ -276,6 +320,7 @@ impl<S: GroupSync> SharedReader<S> {
         if offset >= segs[i].end && i + 1 < segs.len() {
             i += 1;
             self.segment = segs[i].id;
+            self.seg_keys = (segs[i].salt, segs[i].key_id);
             let next = self.cursor.next_lsn();
             self.cursor = RecordCursor::resume(
                 segs[i].keys(self.max_record),

@@ -39,6 +39,12 @@ pub struct Options {
     /// Threads that verify segments in parallel while opening (default: the number of CPUs, at
     /// most 8; 1 verifies inside recovery on the calling thread).
     pub open_threads: usize,
+    /// The keys to encrypt new segments with (the ring's current key) and to read encrypted
+    /// segments (feature `encrypt`; default none: plaintext). A `'static` reference keeps
+    /// `Options` `Copy`: load the ring once ([`crate::load_key_file`]) and leak or store it
+    /// in a `static`. See docs/OPERATIONS.md.
+    #[cfg(feature = "encrypt")]
+    pub keys: Option<&'static walden_core::Keyring>,
 }
 
 impl Default for Options {
@@ -50,6 +56,8 @@ impl Default for Options {
             group_window: crate::GroupWindow::default(),
             preallocate: true,
             open_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            #[cfg(feature = "encrypt")]
+            keys: None,
         }
     }
 }
@@ -61,6 +69,14 @@ impl Options {
     #[must_use]
     pub fn with_sync_policy(mut self, policy: walden_core::SyncPolicy) -> Self {
         self.config.sync_policy = policy;
+        self
+    }
+
+    /// Builder-style setter for [`Options::keys`].
+    #[cfg(feature = "encrypt")]
+    #[must_use]
+    pub fn with_keys(mut self, keys: &'static walden_core::Keyring) -> Self {
+        self.keys = Some(keys);
         self
     }
 
@@ -187,6 +203,10 @@ impl<F: FileSystem> Wal<F> {
         // A reopened log appends to its newest segment: zero-fill ahead of its end as a new
         // segment would be (see `FileStorage`), so syncs stay data-only.
         let mut inner = inner;
+        #[cfg(feature = "encrypt")]
+        if let Some(keys) = options.keys {
+            inner.set_keys(keys.clone());
+        }
         if !report.created {
             let _ = inner.reserve_active();
         }

@@ -196,7 +196,10 @@ fn keyrings_know_their_keys_by_derived_ids() {
     assert_eq!(k.add(&[9; 32]), Err(crate::KeyringError::Full));
     // Debug shows ids, never key bytes.
     let shown = std::format!("{k:?}");
-    assert!(!shown.contains("165, 165") && shown.contains("ids"), "{shown}");
+    assert!(
+        !shown.contains("165, 165") && shown.contains("ids"),
+        "{shown}"
+    );
 }
 
 /// The (key, nonce) pairs used by `scenario`, and whether any repeats.
