@@ -80,6 +80,13 @@ pub enum RecordsError<E> {
         /// stored length, as [`crate::Reader::next`]).
         needed: usize,
     },
+    /// The segment is encrypted with a key not given (or not in the keyring given).
+    KeyMissing {
+        /// The segment.
+        segment: SegmentId,
+        /// The key id its header names.
+        key_id: u32,
+    },
     /// The record uses a transform this build cannot undo (feature `compress`).
     NotBuiltIn {
         /// Where.
@@ -103,6 +110,11 @@ pub enum RecordsError<E> {
 pub struct Records {
     segment: SegmentId,
     cursor: RecordCursor,
+    #[cfg_attr(not(feature = "encrypt"), allow(dead_code))]
+    log_id: u64,
+    #[cfg_attr(not(feature = "encrypt"), allow(dead_code))]
+    salt: u64,
+    key_id: Option<u32>,
 }
 
 impl Records {
@@ -113,6 +125,9 @@ impl Records {
         Some(Self {
             segment: seg.id,
             cursor: RecordCursor::new(keys, h.first_lsn),
+            log_id: h.log_id,
+            salt: h.salt,
+            key_id: h.key_id,
         })
     }
 
@@ -171,11 +186,42 @@ impl Records {
         }
     }
 
-    /// Reads and verifies the next record into `buf`, or `None` at the end.
+    /// The key id of the segment's records, `None` in plaintext.
+    pub fn key_id(&self) -> Option<u32> {
+        self.key_id
+    }
+
+    /// Reads and verifies the next record into `buf`, or `None` at the end. An encrypted
+    /// record fails with [`RecordsError::KeyMissing`]: read it with [`Records::next_with_keys`].
     pub fn next<'b, S: Storage>(
         &mut self,
         st: &S,
         buf: &'b mut [u8],
+    ) -> Result<Option<InspectedRecord<'b>>, RecordsError<S::Error>> {
+        self.next_keyed(st, buf, None)
+    }
+
+    /// [`Records::next`], decrypting with `keys` (feature `encrypt`): authenticates every
+    /// encrypted record, so a record altered with its checksum recomputed is found
+    /// ([`RecordsError::Changed`] with the tampering detail).
+    #[cfg(feature = "encrypt")]
+    pub fn next_with_keys<'b, S: Storage>(
+        &mut self,
+        st: &S,
+        buf: &'b mut [u8],
+        keys: &crate::crypt::Keyring,
+    ) -> Result<Option<InspectedRecord<'b>>, RecordsError<S::Error>> {
+        let key = self
+            .key_id
+            .map(|k| crate::transform::Unseal::new(keys, self.log_id, self.segment, self.salt, k));
+        self.next_keyed(st, buf, key)
+    }
+
+    fn next_keyed<'b, S: Storage>(
+        &mut self,
+        st: &S,
+        buf: &'b mut [u8],
+        key: Option<crate::transform::Unseal<'_>>,
     ) -> Result<Option<InspectedRecord<'b>>, RecordsError<S::Error>> {
         let Some(at) = self.header(st)? else {
             return Ok(None);
@@ -198,11 +244,11 @@ impl Records {
             .map_err(|f| self.changed(f.describe()))?;
         let payload = self
             .cursor
-            .decode(&at, stored, out, None)
+            .decode(&at, stored, out, key)
             .map_err(|e| match e {
-                DecodeError::KeyMissing => RecordsError::NotBuiltIn {
-                    offset: at.offset,
-                    what: "encrypted record (no key given)",
+                DecodeError::KeyMissing => RecordsError::KeyMissing {
+                    segment: self.segment,
+                    key_id: self.key_id.unwrap_or(0),
                 },
                 DecodeError::BufferTooSmall { needed } => RecordsError::BufferTooSmall {
                     needed: needed + len,
