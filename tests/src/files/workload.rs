@@ -92,7 +92,7 @@ pub struct FileWorkload {
 }
 
 /// The keyring of encrypted workloads: an old key and the current one.
-pub fn test_keys() -> &'static walden_std::Keyring {
+pub(super) fn test_keys() -> &'static walden_std::Keyring {
     static KEYS: std::sync::OnceLock<walden_std::Keyring> = std::sync::OnceLock::new();
     KEYS.get_or_init(|| {
         let mut keys = walden_std::Keyring::new();
