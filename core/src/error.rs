@@ -202,7 +202,7 @@ pub enum AppendError<E> {
         capacity: usize,
     },
     /// The log encrypts (or compresses) and the scratch passed to
-    /// [`crate::Wal::append_batch_in`] is shorter than the record needs (an encrypted record
+    /// `Wal::append_batch_in` is shorter than the record needs (an encrypted record
     /// is never stored in plaintext). Nothing was written.
     ScratchTooSmall {
         /// The scratch length needed ([`crate::transform_scratch_len`] of the record).

@@ -192,7 +192,7 @@ impl Records {
     }
 
     /// Reads and verifies the next record into `buf`, or `None` at the end. An encrypted
-    /// record fails with [`RecordsError::KeyMissing`]: read it with [`Records::next_with_keys`].
+    /// record fails with [`RecordsError::KeyMissing`]: read it with `Records::next_with_keys` (feature `encrypt`).
     pub fn next<'b, S: Storage>(
         &mut self,
         st: &S,

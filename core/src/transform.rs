@@ -184,7 +184,7 @@ fn decompress(_: &[u8], _: &mut [u8]) -> Result<(), DecodeError> {
     ))
 }
 
-/// The scratch [`Wal::append_batch_in`](crate::Wal::append_batch_in) needs to compress and
+/// The scratch `Wal::append_batch_in` (features `compress`, `encrypt`) needs to compress and
 /// encrypt payloads of up to `max_record` bytes: the frame prefix, LZ4's worst case and the
 /// AEAD tag.
 pub const fn transform_scratch_len(max_record: u32) -> usize {
