@@ -7,6 +7,7 @@ use crate::format::{RECORD_HEADER_LEN, RecordFlags, RecordKind, SEGMENT_HEADER_L
 use crate::lsn::Lsn;
 use crate::storage::{Storage, read_full};
 use crate::table::SegmentTable;
+#[cfg(any(feature = "compress", feature = "encrypt"))]
 use crate::transform::DecodeError;
 use crate::wal::{LocateError, Located, Wal};
 
@@ -171,6 +172,16 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
             return Err(ReadError::BufferTooSmall { needed: len });
         }
         let seg = self.wal.segments[self.segment];
+        // Without the transforms built in, a transformed record is refused before it is read
+        // (and the embedded build carries no decoding path).
+        #[cfg(not(any(feature = "compress", feature = "encrypt")))]
+        if at.header.flags != RecordFlags::PLAIN {
+            return Err(ReadError::NotBuiltIn {
+                segment: seg.id,
+                lsn: at.header.lsn,
+                what: "compressed or encrypted record (walden-core features `compress`, `encrypt`)",
+            });
+        }
         // The stored bytes at the end of the buffer, room for the decoded ones before them.
         let split = if at.header.flags == RecordFlags::PLAIN {
             0
@@ -184,34 +195,41 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
         self.cursor
             .verify_payload(&at, &stored[..n])
             .map_err(|f| self.corrupt(f.describe()))?;
-        let decode_err = |e| match e {
-            DecodeError::Corrupt(f) => self.corrupt(f.describe()),
-            DecodeError::KeyMissing => ReadError::KeyMissing {
-                segment: seg.id,
-                key_id: seg.key_id.unwrap_or(0),
-            },
-            DecodeError::BufferTooSmall { needed } => ReadError::BufferTooSmall {
-                needed: needed + len,
-            },
-            DecodeError::NotBuiltIn(what) => ReadError::NotBuiltIn {
-                segment: seg.id,
-                lsn: at.header.lsn,
-                what,
-            },
+        #[cfg(not(any(feature = "compress", feature = "encrypt")))]
+        let payload: &[u8] = {
+            let _ = out;
+            stored
         };
-        #[cfg(feature = "encrypt")]
-        let key = seg.key_id.map(|k| crate::transform::Unseal {
-            cipher: self.wal.keys.get(k),
-            log_id: self.wal.log_id,
-            segment: seg.id,
-            salt: seg.salt,
-        });
-        #[cfg(not(feature = "encrypt"))]
-        let key = None;
-        let payload = self
-            .cursor
-            .decode(&at, stored, out, key)
-            .map_err(decode_err)?;
+        #[cfg(any(feature = "compress", feature = "encrypt"))]
+        let payload = {
+            let decode_err = |e| match e {
+                DecodeError::Corrupt(f) => self.corrupt(f.describe()),
+                DecodeError::KeyMissing => ReadError::KeyMissing {
+                    segment: seg.id,
+                    key_id: seg.key_id.unwrap_or(0),
+                },
+                DecodeError::BufferTooSmall { needed } => ReadError::BufferTooSmall {
+                    needed: needed + len,
+                },
+                DecodeError::NotBuiltIn(what) => ReadError::NotBuiltIn {
+                    segment: seg.id,
+                    lsn: at.header.lsn,
+                    what,
+                },
+            };
+            #[cfg(feature = "encrypt")]
+            let key = seg.key_id.map(|k| crate::transform::Unseal {
+                cipher: self.wal.keys.get(k),
+                log_id: self.wal.log_id,
+                segment: seg.id,
+                salt: seg.salt,
+            });
+            #[cfg(not(feature = "encrypt"))]
+            let key = None;
+            self.cursor
+                .decode(&at, stored, out, key)
+                .map_err(decode_err)?
+        };
         self.cursor
             .accept(&at, None)
             .map_err(|f| self.corrupt(f.describe()))?;
