@@ -127,8 +127,8 @@ impl Fault {
             Fault::IncompleteBatch => "incomplete batch at the end of the segment",
             Fault::BadMeta => "invalid metadata record",
             Fault::AfterSeal => "record after the segment's seal",
-            Fault::Undecodable => "stored payload verifies but does not decode (tampered)",
-            Fault::Tampered => "payload checksum verifies but the AEAD tag does not (tampered)",
+            Fault::Undecodable => "payload does not decode",
+            Fault::Tampered => "payload fails authentication",
         }
     }
 }

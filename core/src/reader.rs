@@ -179,7 +179,7 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
             return Err(ReadError::NotBuiltIn {
                 segment: seg.id,
                 lsn: at.header.lsn,
-                what: "compressed or encrypted record (walden-core features `compress`, `encrypt`)",
+                what: "compressed or encrypted record",
             });
         }
         // The stored bytes at the end of the buffer, room for the decoded ones before them.
