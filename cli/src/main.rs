@@ -115,9 +115,10 @@ struct Common {
     #[arg(long, value_name = "BYTES", default_value_t = walden_core::MAX_RECORD_SIZE_LIMIT)]
     max_record_size: u32,
     /// The key file of an encrypted log (64 hex digits per key and line; see
-    /// docs/OPERATIONS.md). `dump` needs it to show encrypted records and then authenticates
-    /// each one; `inspect`, `verify` and `repair` never need a key (recovery checks the stored
-    /// bytes' checksums) and accept it for uniform scripts.
+    /// docs/OPERATIONS.md). `dump` needs it to show encrypted records and authenticates each
+    /// one; `verify` with it also authenticates every record (a record altered with its
+    /// checksum recomputed is corruption, exit status 2). `inspect` and `repair` never need a
+    /// key (recovery checks the stored bytes' checksums) and accept it for uniform scripts.
     #[arg(long, value_name = "FILE")]
     key_file: Option<PathBuf>,
 }

@@ -477,6 +477,33 @@ fn dump_decrypts_with_a_key_file_and_names_the_key_without_one() {
     assert!(!out.stdout.contains("secret"));
     // verify and repair need no key and change nothing.
     assert_eq!(walden(&["verify", p(dir.path())]).code, 0);
-    assert_eq!(walden(&["verify", p(dir.path()), "--key-file", k]).code, 0);
+    let out = walden(&["verify", p(dir.path()), "--key-file", k]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("authenticated 12 records"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(listing(dir.path()), before);
+
+    // A ciphertext altered with both checksums recomputed: checksums alone find nothing,
+    // the key file does.
+    use walden_core::raw::{RECORD_HEADER_LEN, RecordHeader, SEGMENT_HEADER_LEN, SegmentHeader};
+    let seg = dir.path().join("00000000000000000001.wal");
+    let mut f = fs::read(&seg).unwrap();
+    let h = SegmentHeader::decode(&f).unwrap();
+    let mut r = RecordHeader::decode(&f[SEGMENT_HEADER_LEN..], h.checksum, h.salt).unwrap();
+    let at = SEGMENT_HEADER_LEN + RECORD_HEADER_LEN;
+    f[at] ^= 0x20;
+    r.payload_crc = h.checksum.of_salted(h.salt, &f[at..at + r.length as usize]);
+    f[SEGMENT_HEADER_LEN..at].copy_from_slice(&r.encode(h.checksum, h.salt));
+    fs::write(&seg, &f).unwrap();
+    assert_eq!(walden(&["verify", p(dir.path())]).code, 0);
+    let out = walden(&["verify", p(dir.path()), "--key-file", k]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("fails authentication"),
+        "{}",
+        out.stdout
+    );
 }
