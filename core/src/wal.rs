@@ -381,16 +381,17 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         // used twice (docs/FORMAT.md, "Nonces never repeat under one key").
         #[cfg(feature = "encrypt")]
         if let Some(current) = self.keys.current() {
+            // Refused before anything is written, a new segment included.
+            let longest = payloads.iter().map(|p| p.len()).max().unwrap_or(0);
+            let needed = crate::transform::transform_scratch_len(longest as u32);
+            if scratch.len() < needed {
+                return Err(AppendError::ScratchTooSmall { needed });
+            }
             let active = self.active();
             let rewound =
                 self.fresh != Some((active.id, self.rewinds)) && !crate::crypt::rule_broken();
             if rewound || active.key_id != Some(current) {
                 self.rotate()?;
-            }
-            let longest = payloads.iter().map(|p| p.len()).max().unwrap_or(0);
-            let needed = crate::transform::transform_scratch_len(longest as u32);
-            if scratch.len() < needed {
-                return Err(AppendError::ScratchTooSmall { needed });
             }
         }
         let tags = if encrypting {
