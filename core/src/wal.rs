@@ -378,21 +378,31 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         let encrypting = false;
         // An encrypted log appends only to a segment it created itself, with the current key,
         // since its last rewind (open, truncate_back): so no (salt, segment, LSN) nonce is ever
-        // used twice (docs/FORMAT.md, "Nonces never repeat under one key").
+        // used twice (docs/FORMAT.md, "Nonces never repeat under one key"). And a log without
+        // a current key (or a build without `encrypt`) never appends plaintext to an encrypted
+        // segment: it starts a plaintext one.
+        let active = self.active();
         #[cfg(feature = "encrypt")]
-        if let Some(current) = self.keys.current() {
+        let (want, rewound) = (
+            self.keys.current(),
+            self.fresh != Some((active.id, self.rewinds)) && !crate::crypt::rule_broken(),
+        );
+        #[cfg(not(feature = "encrypt"))]
+        let (want, rewound): (Option<u32>, bool) = (None, true);
+        if want.is_some() {
             // Refused before anything is written, a new segment included.
             let longest = payloads.iter().map(|p| p.len()).max().unwrap_or(0);
             let needed = crate::transform::transform_scratch_len(longest as u32);
             if scratch.len() < needed {
                 return Err(AppendError::ScratchTooSmall { needed });
             }
-            let active = self.active();
-            let rewound =
-                self.fresh != Some((active.id, self.rewinds)) && !crate::crypt::rule_broken();
-            if rewound || active.key_id != Some(current) {
-                self.rotate()?;
-            }
+        }
+        let stale = match want {
+            Some(key) => rewound || active.key_id != Some(key),
+            None => active.key_id.is_some(),
+        };
+        if stale {
+            self.rotate()?;
         }
         let tags = if encrypting {
             crate::format::AEAD_TAG_LEN * payloads.len()

@@ -261,3 +261,23 @@ fn the_nonce_check_catches_a_writer_that_reuses_segments() {
     BREAK_FRESH_RULE.with(|b| b.set(false));
     assert!(repeat, "the broken writer must be caught");
 }
+
+#[test]
+fn without_a_current_key_appends_start_a_plaintext_segment() {
+    // Reopened with the key for reading only: appends never go into the encrypted segment
+    // (neither in plaintext, which would be invalid there, nor encrypted, which could reuse a
+    // nonce after the reopen).
+    let mem = encrypted_log(4).into_storage();
+    let (mut wal, _) = open(mem, config());
+    let mut read_only = Keyring::new();
+    read_only.add(&KEY_A).unwrap();
+    wal.set_keys(read_only);
+    append(&mut wal, &[&secret(5)]);
+    let last = *wal.segments().last().unwrap();
+    assert_eq!((last.key_id, last.first_lsn), (None, Lsn(5)));
+    let got = read_all(&wal).unwrap();
+    assert_eq!(got.len(), 5);
+    let (wal, report) = open(wal.into_storage(), config());
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(wal.last_lsn(), Lsn(5));
+}
