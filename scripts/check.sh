@@ -31,6 +31,8 @@ cargo build -p walden-core --target thumbv7em-none-eabihf
 cargo build -p walden-core --target thumbv7em-none-eabihf --features serde
 cargo build -p walden-core --target thumbv7em-none-eabihf --no-default-features --features defmt
 cargo build -p walden-core --target thumbv7em-none-eabihf --no-default-features --features crc-no-tables
+# Format version 3's transforms without std or an allocator (lz4_flex block, chacha20poly1305).
+cargo build -p walden-core --target thumbv7em-none-eabihf --features compress,encrypt
 cargo build -p walden-flash --target thumbv7em-none-eabihf
 
 step "embedded/: fmt and clippy (outside the workspace)"

@@ -17,6 +17,7 @@ fn encode(alg: ChecksumAlgorithm, payload: &[u8], out: &mut [u8]) -> usize {
         lsn: Lsn(42),
         payload_crc: alg.of_salted(SALT, payload),
         kind: RecordKind::Single,
+        flags: walden_core::raw::RecordFlags::PLAIN,
         ack_gap: 1,
     }
     .encode(alg, SALT);

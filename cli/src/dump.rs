@@ -47,6 +47,7 @@ pub(crate) fn run(
 ) -> Result<u8, Failure> {
     let format = if common.json { Format::Json } else { format };
     let config = common.config(RecoveryPolicy::TolerateTornTail)?;
+    let keys = common.keys()?;
     let (dir, survey) = ReadOnlyDir::open(&common.dir)?;
     let (ins, segs) = run_inspection(&dir, &config, None)?;
     // Non-zero whenever the log is not clean, even if the records asked for were all printed.
@@ -91,7 +92,11 @@ pub(crate) fn run(
                 if cursor.position().0 > to {
                     return Ok(());
                 }
-                let rec = match cursor.next(&dir, &mut buf) {
+                let next = match &keys {
+                    Some(k) => cursor.next_with_keys(&dir, &mut buf, k),
+                    None => cursor.next(&dir, &mut buf),
+                };
+                let rec = match next {
                     Ok(Some(rec)) => rec,
                     Ok(None) => break,
                     Err(RecordsError::BufferTooSmall { needed }) => {
@@ -181,6 +186,12 @@ fn read_error(e: RecordsError<walden_std::FileError>) -> io::Error {
         }
         RecordsError::Storage(s) => s.to_string(),
         RecordsError::BufferTooSmall { needed } => format!("record of {needed} bytes"),
+        RecordsError::KeyMissing { segment, key_id } => format!(
+            "segment {segment} is encrypted with key {key_id:#010x}, which no --key-file gave"
+        ),
+        RecordsError::NotBuiltIn { offset, what } => {
+            format!("the record at offset {offset} is a {what}, which this build cannot decode")
+        }
         _ => "read failed".to_owned(),
     };
     io::Error::other(msg)

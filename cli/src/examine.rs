@@ -153,10 +153,60 @@ pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Fai
     Ok(code)
 }
 
+/// With `--key-file`: reads every record recovery would keep through the keys, so that an
+/// encrypted record altered with its checksum recomputed is found. Returns the records read
+/// and what failed (a tag that does not authenticate, a key not in the file).
+fn authenticate(
+    common: &Common,
+    segs: &[SegmentReport],
+    keys: &walden_core::Keyring,
+) -> Result<(u64, Vec<String>), Failure> {
+    use walden_core::inspect::{Records, RecordsError};
+    let (dir, _) = ReadOnlyDir::open(&common.dir)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut read, mut problems) = (0u64, Vec::new());
+    for s in segs.iter().filter(|s| s.header_valid()) {
+        let Some(mut records) = Records::new(s) else {
+            continue;
+        };
+        loop {
+            match records.next_with_keys(&dir, &mut buf, keys) {
+                Ok(Some(_)) => read += 1,
+                Ok(None) => break,
+                Err(RecordsError::BufferTooSmall { needed }) => buf.resize(needed, 0),
+                Err(RecordsError::Changed { offset, detail }) => {
+                    problems.push(format!("segment {} offset {offset}: {detail}", s.id));
+                    break;
+                }
+                Err(RecordsError::KeyMissing { segment, key_id }) => {
+                    problems.push(format!(
+                        "segment {segment}: encrypted with key {key_id:#010x}, not in the key file"
+                    ));
+                    break;
+                }
+                Err(RecordsError::Storage(e)) => return Err(Failure(e.to_string())),
+                Err(_) => {
+                    problems.push(format!("segment {}: a record could not be read", s.id));
+                    break;
+                }
+            }
+        }
+    }
+    Ok((read, problems))
+}
+
 pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
     let policy = RecoveryPolicy::TolerateTornTail;
     let (ins, segs, survey) = open_and_inspect(common, policy, true)?;
-    let code = render::exit_code(&ins, &survey);
+    let mut code = render::exit_code(&ins, &survey);
+    let keys = common.keys()?;
+    let auth = match &keys {
+        Some(k) => Some(authenticate(common, &segs, k)?),
+        None => None,
+    };
+    if auth.as_ref().is_some_and(|(_, p)| !p.is_empty()) {
+        code = code.max(crate::EXIT_CORRUPT);
+    }
     let problems: Vec<&SegmentReport> = segs.iter().filter(|s| s.problem.is_some()).collect();
     if common.json {
         let list: Vec<_> = problems
@@ -186,6 +236,8 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
             "unusable": unusable,
             "foreign": foreign,
             "reopen": render::reopen_json(&ins.verdict, &survey),
+            "authenticated": auth.as_ref().map(|(n, _)| n),
+            "authentication_problems": auth.as_ref().map(|(_, p)| p),
             "status": render::status(code),
             "exit_code": code,
         });
@@ -198,6 +250,12 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
         "verified {} records in {} segments ({} bytes)",
         ins.records, ins.segments, ins.bytes
     );
+    if let Some((n, problems)) = &auth {
+        let _ = writeln!(out, "authenticated {n} records with the key file");
+        for p in problems {
+            let _ = writeln!(out, "CORRUPTION: {p}");
+        }
+    }
     for s in problems {
         if let Some(t) = render::problem_text(s) {
             let kind = if s.case.is_corruption() {

@@ -114,9 +114,24 @@ struct Common {
     /// largest limit any log can have, so records of any writer are read.
     #[arg(long, value_name = "BYTES", default_value_t = walden_core::MAX_RECORD_SIZE_LIMIT)]
     max_record_size: u32,
+    /// The key file of an encrypted log (64 hex digits per key and line; see
+    /// docs/OPERATIONS.md). `dump` needs it to show encrypted records and authenticates each
+    /// one; `verify` with it also authenticates every record (a record altered with its
+    /// checksum recomputed is corruption, exit status 2). `inspect` and `repair` never need a
+    /// key (recovery checks the stored bytes' checksums) and accept it for uniform scripts.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
 }
 
 impl Common {
+    /// The keyring of `--key-file`, if given.
+    fn keys(&self) -> Result<Option<walden_core::Keyring>, Failure> {
+        self.key_file
+            .as_ref()
+            .map(|p| walden_std::load_key_file(p).map_err(|e| Failure(e.to_string())))
+            .transpose()
+    }
+
     fn config(&self, policy: RecoveryPolicy) -> Result<Config, Failure> {
         let config = Config::default()
             .with_max_record_size(self.max_record_size)

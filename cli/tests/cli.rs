@@ -444,3 +444,66 @@ fn a_log_of_more_segments_than_the_old_table_is_inspected_verified_and_dumped() 
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("nothing to repair"));
 }
+
+#[test]
+fn dump_decrypts_with_a_key_file_and_names_the_key_without_one() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("walden.keys");
+    fs::write(&key_file, format!("# one key\n{}\n", "5a".repeat(32))).unwrap();
+    let ring = walden_std::load_key_file(&key_file).unwrap();
+    let mut options = Options::from(Config::default().with_segment_size(400))
+        .with_keys(Box::leak(Box::new(ring)));
+    options.preallocate = false;
+    {
+        let (mut wal, _) = Wal::open(dir.path(), options).expect("open");
+        for i in 1..=12u64 {
+            wal.append(format!("secret {i:03}").as_bytes()).unwrap();
+        }
+    }
+    for (name, bytes) in listing(dir.path()) {
+        assert!(!bytes.windows(6).any(|w| w == b"secret"), "{name}");
+    }
+    let before = listing(dir.path());
+    let k = key_file.to_str().unwrap();
+    let out = walden(&["dump", p(dir.path()), "--format", "utf8", "--key-file", k]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("secret 001") && out.stdout.contains("secret 012"));
+    // Without the key: a clear error naming the key, and nothing printed in the clear.
+    let out = walden(&["dump", p(dir.path()), "--format", "utf8"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("encrypted with key"), "{}", out.stderr);
+    assert!(!out.stdout.contains("secret"));
+    // verify and repair need no key and change nothing.
+    assert_eq!(walden(&["verify", p(dir.path())]).code, 0);
+    let out = walden(&["verify", p(dir.path()), "--key-file", k]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("authenticated 12 records"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(listing(dir.path()), before);
+
+    // A ciphertext altered with both checksums recomputed: checksums alone find nothing,
+    // the key file does.
+    use walden_core::raw::{RECORD_HEADER_LEN, RecordHeader, SEGMENT_HEADER_LEN, SegmentHeader};
+    let seg = dir.path().join("00000000000000000001.wal");
+    let mut f = fs::read(&seg).unwrap();
+    let h = SegmentHeader::decode(&f).unwrap();
+    let mut r = RecordHeader::decode(&f[SEGMENT_HEADER_LEN..], h.checksum, h.salt).unwrap();
+    let at = SEGMENT_HEADER_LEN + RECORD_HEADER_LEN;
+    f[at] ^= 0x20;
+    r.payload_crc = h.checksum.of_salted(h.salt, &f[at..at + r.length as usize]);
+    f[SEGMENT_HEADER_LEN..at].copy_from_slice(&r.encode(h.checksum, h.salt));
+    fs::write(&seg, &f).unwrap();
+    assert_eq!(walden(&["verify", p(dir.path())]).code, 0);
+    let out = walden(&["verify", p(dir.path()), "--key-file", k]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("fails authentication"),
+        "{}",
+        out.stdout
+    );
+}

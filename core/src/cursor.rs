@@ -17,8 +17,8 @@ use core::fmt;
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::config::MAX_RECORD_SIZE_LIMIT;
 use crate::format::{
-    META_LEN, Meta, RECORD_HEADER_LEN, RecordHeader, RecordKind, RecordProblem, SEGMENT_HEADER_LEN,
-    SegmentHeader, VERSION_WITH_META,
+    META_LEN, Meta, RECORD_HEADER_LEN, RecordFlags, RecordHeader, RecordKind, RecordProblem,
+    SEGMENT_HEADER_LEN, SegmentHeader, VERSION_WITH_FLAGS, VERSION_WITH_META,
 };
 use crate::lsn::Lsn;
 use crate::storage::SegmentId;
@@ -37,6 +37,9 @@ pub struct SegmentKeys {
     /// Where the data ends: the segment's length for a scan, the log's end of its last
     /// complete append for a reader.
     pub end: u64,
+    /// The key id of an encrypted segment (version 3), `None` in plaintext: a data record's
+    /// `encrypted` flag must say the same.
+    pub key_id: Option<u32>,
 }
 
 impl SegmentKeys {
@@ -49,6 +52,7 @@ impl SegmentKeys {
             version: h.version,
             max_record,
             end,
+            key_id: h.key_id,
         }
     }
 }
@@ -96,6 +100,13 @@ pub enum Fault {
     BadMeta,
     /// A record after the segment's seal.
     AfterSeal,
+    /// The stored payload verifies against its checksum but does not decode (a compressed
+    /// frame that does not decompress to its `original_len`, or claims more than
+    /// `max_record_size`): damage or tampering, never a torn write.
+    Undecodable,
+    /// The stored payload verifies against its checksum but its AEAD tag does not: the bytes
+    /// were altered by someone who recomputed the checksum (tampering), never a torn write.
+    Tampered,
 }
 
 impl Fault {
@@ -116,6 +127,8 @@ impl Fault {
             Fault::IncompleteBatch => "incomplete batch at the end of the segment",
             Fault::BadMeta => "invalid metadata record",
             Fault::AfterSeal => "record after the segment's seal",
+            Fault::Undecodable => "payload does not decode",
+            Fault::Tampered => "payload fails authentication",
         }
     }
 }
@@ -251,6 +264,11 @@ impl RecordCursor {
         self.offset
     }
 
+    /// The longest payload trusted (`max_record_size`).
+    pub(crate) fn max_record(&self) -> u32 {
+        self.keys.max_record
+    }
+
     /// The LSN the next data record must have.
     pub fn next_lsn(&self) -> Lsn {
         self.next
@@ -301,13 +319,26 @@ impl RecordCursor {
             if self.keys.version < VERSION_WITH_META
                 || self.batch.is_some()
                 || h.length as usize != META_LEN
+                || h.flags != RecordFlags::PLAIN
             {
                 return Err(Fault::BadMeta);
             }
-        } else if h.length > MAX_RECORD_SIZE_LIMIT {
-            return Err(Fault::ImpossibleLength);
-        } else if h.length > self.keys.max_record {
-            return Err(Fault::TooLong { length: h.length });
+        } else {
+            // Flags exist from version 3 on; a data record is encrypted exactly when its
+            // segment is.
+            if h.flags != RecordFlags::PLAIN && self.keys.version < VERSION_WITH_FLAGS
+                || h.flags.encrypted() != self.keys.key_id.is_some()
+            {
+                return Err(Fault::ReservedBits);
+            }
+            // A transformed record may store a few bytes more than it holds (the frame
+            // prefix, the AEAD tag); what it holds is bounded again when it is decoded.
+            let overhead = h.flags.overhead();
+            if h.length > MAX_RECORD_SIZE_LIMIT + overhead {
+                return Err(Fault::ImpossibleLength);
+            } else if h.length > self.keys.max_record.saturating_add(overhead) {
+                return Err(Fault::TooLong { length: h.length });
+            }
         }
         if here.end() > self.keys.end {
             return Err(Fault::PastEnd);
@@ -448,6 +479,7 @@ mod tests {
             version: FORMAT_VERSION,
             max_record: 100,
             end,
+            key_id: None,
         }
     }
 
@@ -457,6 +489,7 @@ mod tests {
             lsn: Lsn(lsn),
             payload_crc: ChecksumAlgorithm::Crc32c.of_salted(SALT, payload),
             kind,
+            flags: crate::format::RecordFlags::PLAIN,
             ack_gap: 1,
         };
         let mut v = h.encode(ChecksumAlgorithm::Crc32c, SALT).to_vec();
@@ -607,6 +640,8 @@ mod tests {
             Fault::IncompleteBatch,
             Fault::BadMeta,
             Fault::AfterSeal,
+            Fault::Undecodable,
+            Fault::Tampered,
         ];
         let mut seen = std::collections::BTreeSet::new();
         for f in all {
@@ -658,6 +693,7 @@ mod tests {
                 lsn: Lsn(1),
                 payload_crc: 0,
                 kind: RecordKind::Single,
+                flags: crate::format::RecordFlags::PLAIN,
                 ack_gap: 1,
             }
             .encode(ChecksumAlgorithm::Crc32c, SALT);

@@ -218,6 +218,13 @@ pub enum AppendError<E> {
         /// The table's capacity (the number of segments it held when it filled).
         capacity: usize,
     },
+    /// The log encrypts (or compresses) and the scratch passed to
+    /// `Wal::append_batch_in` is shorter than the record needs (an encrypted record
+    /// is never stored in plaintext). Nothing was written.
+    ScratchTooSmall {
+        /// The scratch length needed ([`crate::transform_scratch_len`] of the record).
+        needed: usize,
+    },
     /// A storage operation failed; the log is now poisoned.
     Storage(IoFailure<E>),
 }
@@ -249,11 +256,31 @@ pub enum ReadError<E> {
     },
     /// The caller's buffer is too small for the next record; the reader did not advance.
     BufferTooSmall {
-        /// The record's length.
+        /// The record's length; for a compressed record, its original length plus its stored
+        /// length (it is decoded within the one buffer, see [`crate::Reader::next`]).
         needed: usize,
     },
     /// A record read back does not verify.
     Corrupted(Corruption),
+    /// The record's segment is encrypted with a key that is not in the log's keyring (a
+    /// missing key, or a wrong one: key ids are derived from the keys). Nothing is wrong with
+    /// the log and nothing was changed; the reader did not advance.
+    KeyMissing {
+        /// The segment.
+        segment: SegmentId,
+        /// The key id its header names.
+        key_id: u32,
+    },
+    /// A record uses a transform this build cannot undo (a compressed record without the
+    /// `compress` feature). Nothing is wrong with the log; the reader did not advance.
+    NotBuiltIn {
+        /// The segment holding the record.
+        segment: SegmentId,
+        /// The record's LSN.
+        lsn: Lsn,
+        /// What is missing.
+        what: &'static str,
+    },
     /// A storage operation failed.
     Storage(IoFailure<E>),
 }
@@ -325,6 +352,10 @@ impl<E: StorageError> fmt::Display for AppendError<E> {
                 f,
                 "segment table full ({capacity} segments); truncate_front or raise the capacity"
             ),
+            Self::ScratchTooSmall { needed } => write!(
+                f,
+                "encrypting needs {needed} bytes of scratch (Wal::append_batch_in); nothing written"
+            ),
             Self::Storage(s) => write!(f, "append: {s}; the log is poisoned"),
         }
     }
@@ -352,6 +383,14 @@ impl<E: StorageError> fmt::Display for ReadError<E> {
                 write!(f, "buffer too small: the record needs {needed} bytes")
             }
             Self::Corrupted(c) => write!(f, "read: {c}"),
+            Self::KeyMissing { segment, key_id } => write!(
+                f,
+                "read: segment {segment} is encrypted with key {key_id:#010x}, which is not in the keyring"
+            ),
+            Self::NotBuiltIn { segment, lsn, what } => write!(
+                f,
+                "read: record {lsn} in segment {segment} is a {what}, which this build cannot decode"
+            ),
             Self::Storage(s) => write!(f, "read: {s}"),
         }
     }
@@ -483,6 +522,7 @@ impl<E: StorageError> embedded_io::Error for AppendError<E> {
                 embedded_io::ErrorKind::InvalidInput
             }
             Self::SegmentTableFull { .. } => embedded_io::ErrorKind::OutOfMemory,
+            Self::ScratchTooSmall { .. } => embedded_io::ErrorKind::InvalidInput,
             Self::Storage(s) => io_kind(s.error.kind()),
         }
     }
@@ -502,6 +542,9 @@ impl<E: StorageError> embedded_io::Error for ReadError<E> {
         match self {
             Self::OutOfRange { .. } | Self::BufferTooSmall { .. } => {
                 embedded_io::ErrorKind::InvalidInput
+            }
+            Self::NotBuiltIn { .. } | Self::KeyMissing { .. } => {
+                embedded_io::ErrorKind::Unsupported
             }
             Self::Corrupted(_) => embedded_io::ErrorKind::InvalidData,
             Self::Storage(s) => io_kind(s.error.kind()),

@@ -10,10 +10,13 @@ use crate::storage::SegmentId;
 /// The segment magic, `WALDENLG`.
 pub(crate) const MAGIC: [u8; 8] = *b"WALDENLG";
 /// The format version this code writes.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// The first format version with metadata records ([`RecordKind::Meta`]) and the
 /// `first_segment` header field.
 pub(crate) const VERSION_WITH_META: u16 = 2;
+/// The first format version with record flags (compression, encryption) and the segment
+/// header's `encrypted` flag and `key_id`.
+pub(crate) const VERSION_WITH_FLAGS: u16 = 3;
 
 /// Length of the segment header.
 pub const SEGMENT_HEADER_LEN: usize = 64;
@@ -39,8 +42,8 @@ pub(crate) mod seg {
     pub(crate) const SALT: usize = 40;
     /// `first_segment`, u64 (version 2; zero in version 1).
     pub(crate) const FIRST_SEGMENT: usize = 48;
-    /// `reserved`, 4 bytes of zero.
-    pub(crate) const RESERVED: usize = 56;
+    /// `key_id`, u32 (version 3, encrypted segments; zero otherwise).
+    pub(crate) const KEY_ID: usize = 56;
     /// `header_crc`, u32.
     pub(crate) const HEADER_CRC: usize = 60;
 }
@@ -105,7 +108,13 @@ pub struct SegmentHeader {
     /// The id of the log's oldest segment when this one was created (version 2 on; `None` in a
     /// version-1 header). Recovery uses it to notice a missing oldest segment.
     pub first_segment: Option<SegmentId>,
+    /// The id of the key this segment's records are encrypted with, `None` for a segment in
+    /// plaintext (version 3 on: the `encrypted` flag and `key_id`).
+    pub key_id: Option<u32>,
 }
+
+/// The segment header's `encrypted` flag (version 3).
+pub(crate) const SEGMENT_ENCRYPTED: u8 = 1;
 
 /// Why a segment header was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,7 +138,10 @@ impl SegmentHeader {
         put(&mut b, seg::MAGIC, &MAGIC);
         put(&mut b, seg::VERSION, &self.version.to_le_bytes());
         b[seg::CHECKSUM_ALG] = self.checksum.id();
-        b[seg::FLAGS] = 0;
+        if let Some(key) = self.key_id {
+            b[seg::FLAGS] = SEGMENT_ENCRYPTED;
+            put(&mut b, seg::KEY_ID, &key.to_le_bytes());
+        }
         put(
             &mut b,
             seg::HEADER_LEN,
@@ -173,9 +185,11 @@ impl SegmentHeader {
                 "checksum algorithm not built in (walden-core features crc32, crc64)",
             ));
         }
-        if b[seg::FLAGS] != 0 {
-            return Err(HeaderProblem::Impossible("unknown flags"));
-        }
+        let encrypted = match b[seg::FLAGS] {
+            0 => false,
+            SEGMENT_ENCRYPTED if version >= VERSION_WITH_FLAGS => true,
+            _ => return Err(HeaderProblem::Impossible("unknown flags")),
+        };
         if get_u32(b, seg::HEADER_LEN) != SEGMENT_HEADER_LEN as u32 {
             return Err(HeaderProblem::Impossible("header length"));
         }
@@ -187,9 +201,12 @@ impl SegmentHeader {
         } else {
             return Err(HeaderProblem::Impossible("reserved bytes not zero"));
         };
-        if b[seg::RESERVED..seg::HEADER_CRC].iter().any(|&x| x != 0) {
-            return Err(HeaderProblem::Impossible("reserved bytes not zero"));
-        }
+        let key_id = get_u32(b, seg::KEY_ID);
+        let key_id = match (encrypted, key_id) {
+            (true, key) => Some(key),
+            (false, 0) => None,
+            (false, _) => return Err(HeaderProblem::Impossible("reserved bytes not zero")),
+        };
         let salt = get_u64(b, seg::SALT);
         if salt == 0 {
             return Err(HeaderProblem::Impossible("zero salt"));
@@ -206,6 +223,7 @@ impl SegmentHeader {
             first_lsn: Lsn(first_lsn),
             salt,
             first_segment,
+            key_id,
         })
     }
 }
@@ -274,9 +292,87 @@ pub struct RecordHeader {
     pub payload_crc: u64,
     /// Position in a batch.
     pub kind: RecordKind,
+    /// How the stored payload was made from the appended one (version 3: see
+    /// [`RecordFlags`]); zero before version 3 and in metadata records.
+    pub flags: RecordFlags,
     /// `lsn − durable` at write time (saturating).
     pub ack_gap: u32,
 }
+
+/// A record header's `flags` byte (version 3): the compression codec (bits 0–1) and whether the
+/// stored payload is encrypted (bit 7). Bits 2–6 are zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RecordFlags(pub u8);
+
+impl RecordFlags {
+    /// Stored as appended.
+    pub const PLAIN: Self = Self(0);
+    /// The lowest bit of the codec field.
+    pub(crate) const CODEC_SHIFT: u32 = 0;
+    /// The codec field's width in bits.
+    pub(crate) const CODEC_BITS: u32 = 2;
+    /// The bit that says the stored payload is an AEAD ciphertext.
+    pub(crate) const ENCRYPTED_BIT: u32 = 7;
+    /// Codec value: an LZ4 block frame.
+    pub const CODEC_LZ4: u8 = 1;
+
+    /// The compression codec: 0 none, 1 LZ4 block.
+    pub const fn codec(self) -> u8 {
+        (self.0 >> Self::CODEC_SHIFT) & ((1 << Self::CODEC_BITS) - 1)
+    }
+
+    /// Whether the stored payload is encrypted.
+    pub const fn encrypted(self) -> bool {
+        self.0 & (1 << Self::ENCRYPTED_BIT) != 0
+    }
+
+    /// These flags with the codec set to `codec`.
+    pub const fn with_codec(self, codec: u8) -> Self {
+        let mask = ((1u8 << Self::CODEC_BITS) - 1) << Self::CODEC_SHIFT;
+        Self((self.0 & !mask) | ((codec << Self::CODEC_SHIFT) & mask))
+    }
+
+    /// These flags with the encrypted bit set.
+    pub const fn with_encrypted(self) -> Self {
+        Self(self.0 | (1 << Self::ENCRYPTED_BIT))
+    }
+
+    /// Whether every bit set is one the format defines with a codec this format knows (LZ4).
+    pub const fn is_known(self) -> bool {
+        let known =
+            (((1u8 << Self::CODEC_BITS) - 1) << Self::CODEC_SHIFT) | (1 << Self::ENCRYPTED_BIT);
+        self.0 & !known == 0 && self.codec() <= Self::CODEC_LZ4
+    }
+
+    /// How many bytes a record with these flags may store beyond the appended payload: the
+    /// frame's length prefix when compressed, the AEAD tag when encrypted.
+    pub const fn overhead(self) -> u32 {
+        let frame = if self.codec() != 0 {
+            FRAME_PREFIX_LEN as u32
+        } else {
+            0
+        };
+        let tag = if self.encrypted() {
+            AEAD_TAG_LEN as u32
+        } else {
+            0
+        };
+        frame + tag
+    }
+}
+
+/// The length of a compressed frame's `original_len` prefix.
+pub const FRAME_PREFIX_LEN: usize = 4;
+/// Offsets of a compressed frame's fields.
+pub(crate) mod frame {
+    /// `original_len`, u32.
+    pub(crate) const ORIGINAL_LEN: usize = 0;
+    /// `block`, to the end of the frame.
+    pub(crate) const BLOCK: usize = 4;
+}
+/// The length of an encrypted payload's AEAD tag (Poly1305).
+pub const AEAD_TAG_LEN: usize = 16;
 
 /// Why bytes are not a valid record header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -287,7 +383,7 @@ pub enum RecordProblem {
     BadChecksum,
     /// Checksum fine, but an unknown `kind`.
     UnknownKind,
-    /// Checksum fine, but `flags` or `reserved` are not zero.
+    /// Checksum fine, but unknown `flags` bits (or codec) or `reserved` bytes set.
     ReservedBits,
     /// Checksum fine, but an `ack_gap` of zero (a record cannot vouch for itself).
     ZeroAckGap,
@@ -311,6 +407,7 @@ impl RecordHeader {
         put(&mut b, rec::LSN, &self.lsn.0.to_le_bytes());
         put(&mut b, rec::PAYLOAD_CRC, &self.payload_crc.to_le_bytes());
         b[rec::KIND] = self.kind.to_byte();
+        b[rec::FLAGS] = self.flags.0;
         put(&mut b, rec::ACK_GAP, &self.ack_gap.to_le_bytes());
         let crc = alg.of_salted(salt, &b[rec::LENGTH..]) as u32;
         put(&mut b, rec::HEADER_CRC, &crc.to_le_bytes());
@@ -327,7 +424,8 @@ impl RecordHeader {
             return Err(RecordProblem::BadChecksum);
         }
         let kind = RecordKind::from_byte(b[rec::KIND]).ok_or(RecordProblem::UnknownKind)?;
-        if b[rec::FLAGS] != 0 || get_u16(b, rec::RESERVED) != 0 {
+        let flags = RecordFlags(b[rec::FLAGS]);
+        if !flags.is_known() || get_u16(b, rec::RESERVED) != 0 {
             return Err(RecordProblem::ReservedBits);
         }
         let ack_gap = get_u32(b, rec::ACK_GAP);
@@ -339,6 +437,7 @@ impl RecordHeader {
             lsn: Lsn(get_u64(b, rec::LSN)),
             payload_crc: get_u64(b, rec::PAYLOAD_CRC),
             kind,
+            flags,
             ack_gap,
         })
     }
@@ -440,6 +539,7 @@ pub(crate) fn encode_start(
         lsn: Lsn(generation),
         payload_crc: alg.of_salted(salt, &payload),
         kind: RecordKind::Meta,
+        flags: RecordFlags::PLAIN,
         ack_gap: 1,
     }
     .encode(alg, salt);
@@ -457,6 +557,7 @@ pub(crate) fn decode_start(b: &[u8], log_id: u64) -> Option<(u64, SegmentId)> {
     let h = RecordHeader::decode(b, alg, salt).ok()?;
     let payload = b.get(RECORD_HEADER_LEN..START_RECORD_LEN)?;
     if h.kind != RecordKind::Meta
+        || h.flags != RecordFlags::PLAIN
         || h.length as usize != META_LEN
         || h.lsn.0 == 0
         || alg.of_salted(salt, payload) != h.payload_crc

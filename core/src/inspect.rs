@@ -13,11 +13,12 @@
 use crate::config::Config;
 use crate::cursor::{Located, RecordCursor};
 use crate::error::{IoFailure, Op};
-use crate::format::{RECORD_HEADER_LEN, RecordKind};
+use crate::format::{RECORD_HEADER_LEN, RecordFlags, RecordKind};
 use crate::lsn::Lsn;
 use crate::recovery::plan::{Planner, list};
 use crate::storage::{SegmentId, Storage, read_full};
 use crate::table::SegmentTable;
+use crate::transform::DecodeError;
 
 pub use crate::case::MissingFront;
 pub use crate::recovery::plan::{InspectError, Inspection, Problem, SegmentReport, Verdict};
@@ -63,7 +64,11 @@ pub struct InspectedRecord<'b> {
     pub offset: u64,
     /// Its `ack_gap` field.
     pub ack_gap: u32,
-    /// The payload, borrowed from the caller's buffer.
+    /// Its `flags` (format version 3: compression, encryption).
+    pub flags: RecordFlags,
+    /// The length it takes on the medium (after compression).
+    pub stored_len: u32,
+    /// The payload as appended (decoded), borrowed from the caller's buffer.
     pub payload: &'b [u8],
 }
 
@@ -73,8 +78,23 @@ pub struct InspectedRecord<'b> {
 pub enum RecordsError<E> {
     /// The caller's buffer is too small; the cursor did not advance.
     BufferTooSmall {
-        /// The record's payload length.
+        /// The record's payload length (for a compressed record, its original plus its
+        /// stored length, as [`crate::Reader::next`]).
         needed: usize,
+    },
+    /// The segment is encrypted with a key not given (or not in the keyring given).
+    KeyMissing {
+        /// The segment.
+        segment: SegmentId,
+        /// The key id its header names.
+        key_id: u32,
+    },
+    /// The record uses a transform this build cannot undo (feature `compress`).
+    NotBuiltIn {
+        /// Where.
+        offset: u64,
+        /// What is missing.
+        what: &'static str,
     },
     /// A record that verified during inspection no longer does (the medium changed).
     Changed {
@@ -92,6 +112,11 @@ pub enum RecordsError<E> {
 pub struct Records {
     segment: SegmentId,
     cursor: RecordCursor,
+    #[cfg_attr(not(feature = "encrypt"), allow(dead_code))]
+    log_id: u64,
+    #[cfg_attr(not(feature = "encrypt"), allow(dead_code))]
+    salt: u64,
+    key_id: Option<u32>,
 }
 
 impl Records {
@@ -102,6 +127,9 @@ impl Records {
         Some(Self {
             segment: seg.id,
             cursor: RecordCursor::new(keys, h.first_lsn),
+            log_id: h.log_id,
+            salt: h.salt,
+            key_id: h.key_id,
         })
     }
 
@@ -160,23 +188,79 @@ impl Records {
         }
     }
 
-    /// Reads and verifies the next record into `buf`, or `None` at the end.
+    /// The key id of the segment's records, `None` in plaintext.
+    pub fn key_id(&self) -> Option<u32> {
+        self.key_id
+    }
+
+    /// Reads and verifies the next record into `buf`, or `None` at the end. An encrypted
+    /// record fails with [`RecordsError::KeyMissing`]: read it with `Records::next_with_keys` (feature `encrypt`).
     pub fn next<'b, S: Storage>(
         &mut self,
         st: &S,
         buf: &'b mut [u8],
     ) -> Result<Option<InspectedRecord<'b>>, RecordsError<S::Error>> {
+        self.next_keyed(st, buf, None)
+    }
+
+    /// [`Records::next`], decrypting with `keys` (feature `encrypt`): authenticates every
+    /// encrypted record, so a record altered with its checksum recomputed is found
+    /// ([`RecordsError::Changed`] with the tampering detail).
+    #[cfg(feature = "encrypt")]
+    pub fn next_with_keys<'b, S: Storage>(
+        &mut self,
+        st: &S,
+        buf: &'b mut [u8],
+        keys: &crate::crypt::Keyring,
+    ) -> Result<Option<InspectedRecord<'b>>, RecordsError<S::Error>> {
+        let key = self
+            .key_id
+            .map(|k| crate::transform::Unseal::new(keys, self.log_id, self.segment, self.salt, k));
+        self.next_keyed(st, buf, key)
+    }
+
+    fn next_keyed<'b, S: Storage>(
+        &mut self,
+        st: &S,
+        buf: &'b mut [u8],
+        key: Option<crate::transform::Unseal<'_>>,
+    ) -> Result<Option<InspectedRecord<'b>>, RecordsError<S::Error>> {
         let Some(at) = self.header(st)? else {
             return Ok(None);
         };
         let len = at.header.length as usize;
-        let Some(payload) = buf.get_mut(..len) else {
+        if len > buf.len() {
             return Err(RecordsError::BufferTooSmall { needed: len });
+        }
+        // As the log's reader: stored bytes at the end, decoded ones at the start.
+        let split = if at.header.flags == RecordFlags::PLAIN {
+            0
+        } else {
+            buf.len() - len
         };
-        let n = self.read(st, at.payload_offset(), payload)?;
+        let (out, stored) = buf.split_at_mut(split);
+        let stored = &mut stored[..len];
+        let n = self.read(st, at.payload_offset(), stored)?;
         self.cursor
-            .verify_payload(&at, &payload[..n])
+            .verify_payload(&at, &stored[..n])
             .map_err(|f| self.changed(f.describe()))?;
+        let payload = self
+            .cursor
+            .decode(&at, stored, out, key)
+            .map_err(|e| match e {
+                DecodeError::KeyMissing => RecordsError::KeyMissing {
+                    segment: self.segment,
+                    key_id: self.key_id.unwrap_or(0),
+                },
+                DecodeError::BufferTooSmall { needed } => RecordsError::BufferTooSmall {
+                    needed: needed + len,
+                },
+                DecodeError::NotBuiltIn(what) => RecordsError::NotBuiltIn {
+                    offset: at.offset,
+                    what,
+                },
+                DecodeError::Corrupt(f) => self.changed(f.describe()),
+            })?;
         self.cursor
             .accept(&at, None)
             .map_err(|f| self.changed(f.describe()))?;
@@ -185,6 +269,8 @@ impl Records {
             kind: at.header.kind,
             offset: at.offset,
             ack_gap: at.header.ack_gap,
+            flags: at.header.flags,
+            stored_len: at.header.length,
             payload,
         }))
     }

@@ -12,6 +12,8 @@ mod case;
 mod checksum;
 mod config;
 mod counters;
+#[cfg(feature = "encrypt")]
+mod crypt;
 mod cursor;
 #[cfg(feature = "serde")]
 pub mod entry;
@@ -27,6 +29,7 @@ mod recovery;
 mod report;
 mod storage;
 mod table;
+mod transform;
 mod wal;
 
 #[cfg(test)]
@@ -34,8 +37,12 @@ mod tests;
 
 pub use case::Case;
 pub use checksum::ChecksumAlgorithm;
+#[cfg(feature = "compress")]
+pub use config::DEFAULT_COMPRESS_THRESHOLD;
 pub use config::{Config, ConfigError, MAX_RECORD_SIZE_LIMIT, RecoveryPolicy, SyncPolicy};
 pub use counters::Counters;
+#[cfg(feature = "encrypt")]
+pub use crypt::{KEY_LEN, Keyring, KeyringError, MAX_KEYS, key_id};
 #[cfg(feature = "serde")]
 pub use entry::{Entry, EntryError, EntryLimits, TypedAppendError};
 pub use error::{
@@ -53,4 +60,5 @@ pub use storage::{SegmentId, Storage, StorageError, StorageErrorKind};
 #[cfg(any(feature = "alloc", test))]
 pub use table::Growable;
 pub use table::{Fixed, SegmentList, SegmentTable};
+pub use transform::{DecodeError, transform_scratch_len};
 pub use wal::{DEFAULT_SEGMENTS, SegmentInfo, SyncTicket, Wal};

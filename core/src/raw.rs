@@ -19,7 +19,9 @@ pub use crate::case::Action;
 pub use crate::checksum::Checksum;
 pub use crate::cursor::{Fault, Located, RecordCursor, SealFound, SegmentKeys};
 pub use crate::format::{
-    FORMAT_VERSION, HeaderProblem, Meta, RECORD_HEADER_LEN, RecordHeader, RecordKind,
-    RecordProblem, SEGMENT_HEADER_LEN, SegmentHeader, is_start_slot,
+    AEAD_TAG_LEN, FORMAT_VERSION, FRAME_PREFIX_LEN, HeaderProblem, Meta, RECORD_HEADER_LEN,
+    RecordFlags, RecordHeader, RecordKind, RecordProblem, SEGMENT_HEADER_LEN, SegmentHeader,
+    is_start_slot,
 };
 pub use crate::recovery::{SegmentSummary, scan_segment};
+pub use crate::transform::Unseal;

@@ -3,10 +3,12 @@
 use crate::case::Case;
 use crate::cursor::{Located as CursorLocated, RecordCursor};
 use crate::error::{Corruption, IoFailure, Op, ReadError};
-use crate::format::{RECORD_HEADER_LEN, RecordKind, SEGMENT_HEADER_LEN};
+use crate::format::{RECORD_HEADER_LEN, RecordFlags, RecordKind, SEGMENT_HEADER_LEN};
 use crate::lsn::Lsn;
 use crate::storage::{Storage, read_full};
 use crate::table::SegmentTable;
+#[cfg(any(feature = "compress", feature = "encrypt"))]
+use crate::transform::DecodeError;
 use crate::wal::{LocateError, Located, Wal};
 
 /// One record read into the caller's buffer.
@@ -45,7 +47,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             .rposition(|s| s.first_lsn <= from)
             .unwrap_or(0);
         let seg = self.segments[segment];
-        let keys = seg.keys(u32::MAX);
+        let keys = seg.keys(self.config.max_record_size);
         let cursor = if from > last {
             RecordCursor::resume(keys, seg.end, from)
         } else {
@@ -108,7 +110,7 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
                 };
                 self.segment += 1;
                 self.cursor = RecordCursor::resume(
-                    seg.keys(u32::MAX),
+                    seg.keys(self.wal.config.max_record_size),
                     SEGMENT_HEADER_LEN as u64,
                     self.cursor.next_lsn(),
                 );
@@ -154,6 +156,10 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
 
     /// Reads the next record into `buf`, or `None` at the end of the log. If `buf` is too
     /// small, returns [`ReadError::BufferTooSmall`] and stays where it is.
+    ///
+    /// Allocates nothing: a compressed record (format version 3) is read into the end of
+    /// `buf` and decoded into its start, so it needs its original length plus its stored
+    /// length (at most `2 × max_record_size + 4` bytes in all).
     pub fn next<'b>(
         &mut self,
         buf: &'b mut [u8],
@@ -166,23 +172,71 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
             return Err(ReadError::BufferTooSmall { needed: len });
         }
         let seg = self.wal.segments[self.segment];
-        let n = read_full(
-            &self.wal.storage,
-            seg.id,
-            at.payload_offset(),
-            &mut buf[..len],
-        )
-        .map_err(|error| self.io(error))?;
+        // Without the transforms built in, a transformed record is refused before it is read
+        // (and the embedded build carries no decoding path).
+        #[cfg(not(any(feature = "compress", feature = "encrypt")))]
+        if at.header.flags != RecordFlags::PLAIN {
+            return Err(ReadError::NotBuiltIn {
+                segment: seg.id,
+                lsn: at.header.lsn,
+                what: "compressed or encrypted record",
+            });
+        }
+        // The stored bytes at the end of the buffer, room for the decoded ones before them.
+        let split = if at.header.flags == RecordFlags::PLAIN {
+            0
+        } else {
+            buf.len() - len
+        };
+        let (out, stored) = buf.split_at_mut(split);
+        let stored = &mut stored[..len];
+        let n = read_full(&self.wal.storage, seg.id, at.payload_offset(), stored)
+            .map_err(|error| self.io(error))?;
         self.cursor
-            .verify_payload(&at, &buf[..n])
+            .verify_payload(&at, &stored[..n])
             .map_err(|f| self.corrupt(f.describe()))?;
+        #[cfg(not(any(feature = "compress", feature = "encrypt")))]
+        let payload: &[u8] = {
+            let _ = out;
+            stored
+        };
+        #[cfg(any(feature = "compress", feature = "encrypt"))]
+        let payload = {
+            let decode_err = |e| match e {
+                DecodeError::Corrupt(f) => self.corrupt(f.describe()),
+                DecodeError::KeyMissing => ReadError::KeyMissing {
+                    segment: seg.id,
+                    key_id: seg.key_id.unwrap_or(0),
+                },
+                DecodeError::BufferTooSmall { needed } => ReadError::BufferTooSmall {
+                    needed: needed + len,
+                },
+                DecodeError::NotBuiltIn(what) => ReadError::NotBuiltIn {
+                    segment: seg.id,
+                    lsn: at.header.lsn,
+                    what,
+                },
+            };
+            #[cfg(feature = "encrypt")]
+            let key = seg.key_id.map(|k| crate::transform::Unseal {
+                cipher: self.wal.keys.get(k),
+                log_id: self.wal.log_id,
+                segment: seg.id,
+                salt: seg.salt,
+            });
+            #[cfg(not(feature = "encrypt"))]
+            let key = None;
+            self.cursor
+                .decode(&at, stored, out, key)
+                .map_err(decode_err)?
+        };
         self.cursor
             .accept(&at, None)
             .map_err(|f| self.corrupt(f.describe()))?;
         Ok(Some(Record {
             lsn: at.header.lsn,
             kind: at.header.kind,
-            payload: &buf[..len],
+            payload,
         }))
     }
 }

@@ -7,7 +7,7 @@ use crate::counters::Counters;
 use crate::cursor::{RecordCursor, SegmentKeys};
 use crate::error::{AppendError, Corruption, IoFailure, Op, Poisoned, SyncError, TruncateError};
 use crate::format::{
-    FORMAT_VERSION, META_LEN, Meta, RECORD_HEADER_LEN, RecordHeader, RecordKind,
+    FORMAT_VERSION, META_LEN, Meta, RECORD_HEADER_LEN, RecordFlags, RecordHeader, RecordKind,
     SEGMENT_HEADER_LEN, START_SLOTS, SegmentHeader, VERSION_WITH_META, encode_start,
 };
 use crate::lsn::Lsn;
@@ -31,6 +31,8 @@ pub struct SegmentInfo {
     pub end: u64,
     /// Whether a seal record (naming its successor) follows the last record, at `end`.
     pub sealed: bool,
+    /// The key id of an encrypted segment (version 3), `None` in plaintext.
+    pub key_id: Option<u32>,
 }
 
 impl SegmentInfo {
@@ -42,6 +44,7 @@ impl SegmentInfo {
             version: self.version,
             max_record,
             end: self.end,
+            key_id: self.key_id,
         }
     }
 }
@@ -74,6 +77,13 @@ pub struct Wal<S: Storage, Table: SegmentTable = Fixed<DEFAULT_SEGMENTS>> {
     pub(crate) rewinds: u64,
     /// The generation of the newest start-slot record (0: none written yet).
     pub(crate) start_generation: u64,
+    /// The keys to encrypt new segments with and to read encrypted ones.
+    #[cfg(feature = "encrypt")]
+    pub(crate) keys: crate::crypt::Keyring,
+    /// The segment this log created last, and `rewinds` then: an encrypted log appends only
+    /// to it, and only while no rewind has happened since.
+    #[cfg(feature = "encrypt")]
+    pub(crate) fresh: Option<(SegmentId, u64)>,
 }
 
 /// A sync begun with [`Wal::begin_sync`]: the adapter syncs `segment` itself (for example
@@ -201,6 +211,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             first_lsn: first,
             salt,
             first_segment: Some(self.segments.first().map_or(id, |s| s.id)),
+            key_id: self.current_key(),
         }
         .encode();
         if exists {
@@ -221,7 +232,33 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             version: FORMAT_VERSION,
             end: SEGMENT_HEADER_LEN as u64,
             sealed: false,
+            key_id: self.current_key(),
         })
+    }
+
+    /// The key id new segments are encrypted with (`None`: plaintext).
+    fn current_key(&self) -> Option<u32> {
+        #[cfg(feature = "encrypt")]
+        return self.keys.current();
+        #[cfg(not(feature = "encrypt"))]
+        None
+    }
+
+    /// Sets the keys: segments created from now on are encrypted with `keys`' current key
+    /// (none: plaintext), and segments encrypted with any key in it can be read (feature
+    /// `encrypt`). Encrypted appends need a scratch ([`Wal::append_batch_in`]). With a current
+    /// key, the next append starts a new segment, as does the first append after every open
+    /// and every `truncate_back`: an encrypted log never appends to a segment it did not
+    /// create since its last rewind, so no nonce repeats (docs/FORMAT.md).
+    #[cfg(feature = "encrypt")]
+    pub fn set_keys(&mut self, keys: crate::crypt::Keyring) {
+        self.keys = keys;
+    }
+
+    /// The keyring ([`Wal::set_keys`]).
+    #[cfg(feature = "encrypt")]
+    pub fn keys(&self) -> &crate::crypt::Keyring {
+        &self.keys
     }
 
     /// Writes a metadata record at the end of segment `k` (not synced). Version-1 segments
@@ -237,6 +274,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             lsn: self.next_lsn,
             payload_crc: seg.checksum.of_salted(seg.salt, &payload),
             kind: RecordKind::Meta,
+            flags: RecordFlags::PLAIN,
             ack_gap: RecordHeader::ack_gap_for(self.next_lsn, self.durable),
         }
         .encode(seg.checksum, seg.salt);
@@ -290,6 +328,31 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     /// the LSN of the first; the others follow densely. An empty batch appends nothing and
     /// returns the next LSN.
     pub fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<Lsn, AppendError<S::Error>> {
+        self.append_batch_with(payloads, &mut [])
+    }
+
+    /// [`Wal::append_batch`], compressing each record at least
+    /// [`Config::compress_threshold`](crate::Config::compress_threshold) long (feature
+    /// `compress`) and encrypting every record when the keyring has a current key (feature
+    /// `encrypt`, [`Wal::set_keys`]), through `scratch`. Give it
+    /// [`transform_scratch_len`](crate::transform_scratch_len)`(max_record_size)` bytes. With
+    /// less, a record that does not fit is stored uncompressed, or, in an encrypted log,
+    /// refused with [`AppendError::ScratchTooSmall`] before anything is written;
+    /// `append_batch` passes an empty scratch.
+    #[cfg(any(feature = "compress", feature = "encrypt"))]
+    pub fn append_batch_in(
+        &mut self,
+        payloads: &[&[u8]],
+        scratch: &mut [u8],
+    ) -> Result<Lsn, AppendError<S::Error>> {
+        self.append_batch_with(payloads, scratch)
+    }
+
+    fn append_batch_with(
+        &mut self,
+        payloads: &[&[u8]],
+        scratch: &mut [u8],
+    ) -> Result<Lsn, AppendError<S::Error>> {
         self.check()?;
         let max = self.config.max_record_size;
         let mut total = 0u64;
@@ -309,7 +372,44 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         if payloads.is_empty() {
             return Ok(first);
         }
-        let needed = total + (RECORD_HEADER_LEN * payloads.len()) as u64;
+        #[cfg(feature = "encrypt")]
+        let encrypting = self.keys.current().is_some();
+        #[cfg(not(feature = "encrypt"))]
+        let encrypting = false;
+        // An encrypted log appends only to a segment it created itself, with the current key,
+        // since its last rewind (open, truncate_back): so no (salt, segment, LSN) nonce is ever
+        // used twice (docs/FORMAT.md, "Nonces never repeat under one key"). And a log without
+        // a current key (or a build without `encrypt`) never appends plaintext to an encrypted
+        // segment: it starts a plaintext one.
+        let active = self.active();
+        #[cfg(feature = "encrypt")]
+        let (want, rewound) = (
+            self.keys.current(),
+            self.fresh != Some((active.id, self.rewinds)) && !crate::crypt::rule_broken(),
+        );
+        #[cfg(not(feature = "encrypt"))]
+        let (want, rewound): (Option<u32>, bool) = (None, true);
+        if want.is_some() {
+            // Refused before anything is written, a new segment included.
+            let longest = payloads.iter().map(|p| p.len()).max().unwrap_or(0);
+            let needed = crate::transform::transform_scratch_len(longest as u32);
+            if scratch.len() < needed {
+                return Err(AppendError::ScratchTooSmall { needed });
+            }
+        }
+        let stale = match want {
+            Some(key) => rewound || active.key_id != Some(key),
+            None => active.key_id.is_some(),
+        };
+        if stale {
+            self.rotate()?;
+        }
+        let tags = if encrypting {
+            crate::format::AEAD_TAG_LEN * payloads.len()
+        } else {
+            0
+        };
+        let needed = total + (RECORD_HEADER_LEN * payloads.len() + tags) as u64;
         let active = self.active();
         if active.end > SEGMENT_HEADER_LEN as u64 && active.end + needed > self.config.segment_size
         {
@@ -320,15 +420,49 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             salt,
             checksum,
             mut end,
+            version,
             ..
         } = self.active();
+        // Record flags exist from version 3 on: a segment an older version created (the
+        // newest one of a log this code opened) takes its records as appended.
+        #[cfg(feature = "compress")]
+        let threshold = if version >= crate::format::VERSION_WITH_FLAGS {
+            self.config.compress_threshold
+        } else {
+            0
+        };
+        #[cfg(not(feature = "compress"))]
+        let threshold = 0;
+        let _ = version;
         for (i, p) in payloads.iter().enumerate() {
             let lsn = Lsn(first.0 + i as u64);
+            // Stored bytes are never longer than the payload plus the tag (a frame that does
+            // not shrink the payload is not used), so `needed` above bounds the space taken.
+            let how = crate::transform::Encode {
+                threshold,
+                #[cfg(feature = "encrypt")]
+                seal: self.active().key_id.and_then(|k| {
+                    let place = crate::crypt::Place {
+                        log_id: self.log_id,
+                        segment: id,
+                        salt,
+                        lsn,
+                        kind: RecordKind::in_batch(i, payloads.len()),
+                    };
+                    self.keys.get(k).map(|c| (c, place))
+                }),
+                #[cfg(not(feature = "encrypt"))]
+                seal: None,
+            };
+            // Checked above: an encrypted record always fits the scratch.
+            let (flags, p) = crate::transform::encode(p, &how, &mut *scratch)
+                .map_err(|needed| AppendError::ScratchTooSmall { needed })?;
             let header = RecordHeader {
                 length: p.len() as u32,
                 lsn,
                 payload_crc: checksum.of_salted(salt, p),
                 kind: RecordKind::in_batch(i, payloads.len()),
+                flags,
                 ack_gap: RecordHeader::ack_gap_for(lsn, self.durable),
             }
             .encode(checksum, salt);
@@ -428,6 +562,10 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         let old = self.segments.len() - 1;
         let id = self.segments[old].id + 1;
         let info = self.create_segment(id, self.next_lsn, false)?;
+        #[cfg(feature = "encrypt")]
+        {
+            self.fresh = Some((id, self.rewinds));
+        }
         // The successor is durable (header and directory entry synced): now seal the old
         // segment with a record naming it. A seal therefore proves the successor existed, so
         // a missing successor is found on open (`MissingNewestSegment`); a crash before the

@@ -77,6 +77,19 @@ fn main() {
             }
         }
     }
+    // Stored payloads: a limit byte, then bytes (text, zeros, a small frame).
+    for (name, bytes) in [
+        ("text", b"\x10hello hello hello hello hello".to_vec()),
+        ("zeros", vec![0u8; 300]),
+        (
+            "frame",
+            vec![
+                4, 20, 0, 0, 0, 0x1f, 0x61, 1, 0, 0x50, 0x61, 0x61, 0x61, 0x61, 0x61,
+            ],
+        ),
+    ] {
+        write(&root.join("decode_payload"), name, &bytes);
+    }
     // Operation sequences: a few byte patterns the `Arbitrary` decoder turns into varied ops.
     for (i, seed) in [
         &[0u8, 5, 9, 2, 2, 3, 0, 40, 1][..],

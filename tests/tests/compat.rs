@@ -4,7 +4,8 @@ use std::path::Path;
 
 use walden_std::{Config, Lsn, Options, Wal};
 
-/// The records the version-1 fixtures were written with (see `tests/fixtures/v1/README.md`).
+/// The records the version-1 and version-2 fixtures were written with (see
+/// `tests/fixtures/v1/README.md`; the version-2 generator is the same program).
 fn v1_records() -> Vec<(Lsn, Vec<u8>)> {
     let mut all = Vec::new();
     for i in 1..=40u32 {
@@ -24,9 +25,10 @@ fn v1_records() -> Vec<(Lsn, Vec<u8>)> {
         .collect()
 }
 
+/// A copy of `tests/fixtures/<name>` (e.g. `v1/crc32c`) in a fresh directory.
 fn copy_fixture(name: &str) -> tempfile::TempDir {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/v1")
+        .join("fixtures")
         .join(name);
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(src).unwrap() {
@@ -39,7 +41,7 @@ fn copy_fixture(name: &str) -> tempfile::TempDir {
 #[test]
 fn version_1_logs_open_read_and_take_new_records() {
     for name in ["crc32c", "crc64"] {
-        let dir = copy_fixture(name);
+        let dir = copy_fixture(&format!("v1/{name}"));
         let options = Options::from(Config::default().with_segment_size(1024));
         let (mut wal, report) = Wal::open(dir.path(), options).unwrap();
         assert!(report.is_clean(), "{name}: {report}");
@@ -83,8 +85,14 @@ fn version_1_logs_open_read_and_take_new_records() {
 }
 
 #[test]
-fn a_torn_tail_in_a_version_1_log_is_cut_as_before() {
-    let dir = copy_fixture("crc32c");
+fn a_torn_tail_in_a_version_1_or_2_log_is_cut_as_before() {
+    for name in ["v1/crc32c", "v2/crc32c"] {
+        torn_tail_is_cut(name);
+    }
+}
+
+fn torn_tail_is_cut(name: &str) {
+    let dir = copy_fixture(name);
     let newest = dir.path().join("00000000000000000003.wal");
     let len = std::fs::metadata(&newest).unwrap().len();
     // Cut the last record ("after rewind") in half: never acknowledged as far as the file shows.
@@ -99,4 +107,111 @@ fn a_torn_tail_in_a_version_1_log_is_cut_as_before() {
     let cut = report.cut.expect("the torn record is cut and reported");
     assert_eq!(cut.first_lsn, Lsn(47));
     assert_eq!(wal.last_lsn(), Lsn(46));
+}
+
+#[test]
+fn version_2_logs_open_read_and_take_new_records() {
+    for name in ["crc32c", "crc64"] {
+        let dir = copy_fixture(&format!("v2/{name}"));
+        let options = Options::from(Config::default().with_segment_size(1024));
+        let (mut wal, report) = Wal::open(dir.path(), options).unwrap();
+        assert!(report.is_clean(), "{name}: {report}");
+        assert_eq!(
+            (report.first_lsn, report.last_lsn),
+            (Lsn(16), Lsn(47)),
+            "{name}"
+        );
+        assert!(wal.segments().iter().all(|s| s.version == 2), "{name}");
+        assert_eq!(wal.read_all_from(Lsn(16)).unwrap(), v1_records(), "{name}");
+        // Each record also reads on its own, through the caller-buffer path.
+        let mut buf = vec![0u8; 4096];
+        for (lsn, payload) in v1_records() {
+            let got = wal.read(lsn, &mut buf).unwrap();
+            assert_eq!(got.payload, &payload[..], "{name} {lsn}");
+        }
+        for i in 0..40u32 {
+            wal.append(format!("new {i}").as_bytes()).unwrap();
+        }
+        drop(wal);
+        let (wal, report) = Wal::open(dir.path(), options).unwrap();
+        assert!(report.is_clean(), "{name}: {report}");
+        let all = wal.read_all_from(Lsn(16)).unwrap();
+        assert_eq!(all.len(), 32 + 40);
+        assert_eq!(all.last().unwrap(), &(Lsn(87), b"new 39".to_vec()));
+    }
+}
+
+#[test]
+fn the_version_2_fixture_records_where_it_starts() {
+    // The start slot (written by `truncate_front`) and the headers' `first_segment` say the log
+    // starts at segment 1: removing it is a missing segment, not a shorter log.
+    let dir = copy_fixture("v2/crc32c");
+    std::fs::remove_file(dir.path().join("00000000000000000001.wal")).unwrap();
+    let options = Options::from(Config::default().with_segment_size(1024));
+    let Err(err) = Wal::open(dir.path(), options) else {
+        panic!("opened")
+    };
+    assert!(
+        matches!(&err, walden_std::Error::Open { error: walden_std::OpenError::Corrupted(c), .. } if c.case == walden_core::Case::MissingSegment),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_segment_of_a_newer_version_is_refused_with_newer_version() {
+    use walden_core::raw::{FORMAT_VERSION, SegmentHeader};
+    let dir = copy_fixture("v2/crc32c");
+    let newest = dir.path().join("00000000000000000003.wal");
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let mut header = SegmentHeader::decode(&bytes).unwrap();
+    header.version = FORMAT_VERSION + 1;
+    bytes[..64].copy_from_slice(&header.encode());
+    std::fs::write(&newest, &bytes).unwrap();
+    let options = Options::from(Config::default().with_segment_size(1024));
+    let Err(err) = Wal::open(dir.path(), options) else {
+        panic!("opened")
+    };
+    assert!(
+        matches!(&err, walden_std::Error::Open { error: walden_std::OpenError::Corrupted(c), .. } if c.case == walden_core::Case::NewerVersion && c.segment == 3),
+        "{err:?}"
+    );
+    // Nothing was cut or removed.
+    assert_eq!(std::fs::read(&newest).unwrap(), bytes);
+    let wal_files = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("wal".as_ref()))
+        .count();
+    assert_eq!(wal_files, 4);
+}
+
+#[test]
+fn a_version_2_segment_takes_no_compressed_records() {
+    // Appends after opening a version-2 log go to its newest (version-2) segment, whose
+    // records have no flags: a compressible record is stored as appended there, and the
+    // version-3 segments after it compress.
+    let dir = copy_fixture("v2/crc32c");
+    let newest = dir.path().join("00000000000000000003.wal");
+    let before = std::fs::metadata(&newest).unwrap().len();
+    let options = Options::from(
+        Config::default()
+            .with_segment_size(64 * 1024)
+            .with_compress_threshold(1024),
+    );
+    let (mut wal, _) = Wal::open(dir.path(), options).unwrap();
+    let big = "compress me ".repeat(1000).into_bytes();
+    wal.append(&big).unwrap();
+    assert_eq!(wal.segments().last().unwrap().version, 2);
+    let grown = std::fs::metadata(&newest).unwrap().len() - before;
+    assert!(grown >= big.len() as u64, "stored as appended: {grown}");
+    // A record too big for the rest of the segment rotates to version 3, where it shrinks.
+    wal.append(&vec![b'z'; 60 * 1024]).unwrap();
+    let last = *wal.segments().last().unwrap();
+    assert_eq!(last.version, walden_core::raw::FORMAT_VERSION);
+    assert!(last.end < 2048, "compressed: {}", last.end);
+    drop(wal);
+    let (wal, report) = Wal::open(dir.path(), options).unwrap();
+    assert!(report.is_clean(), "{report}");
+    let all = wal.read_all_from(Lsn(16)).unwrap();
+    assert_eq!(all[all.len() - 2].1, big);
+    assert_eq!(all[all.len() - 1].1, vec![b'z'; 60 * 1024]);
 }

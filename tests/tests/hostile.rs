@@ -88,6 +88,7 @@ fn crafted(h: &SegmentHeader, length: u32, lsn: u64) -> [u8; 32] {
         lsn: Lsn(lsn),
         payload_crc: 0,
         kind: RecordKind::Single,
+        flags: walden_core::raw::RecordFlags::PLAIN,
         ack_gap: 1,
     }
     .encode(h.checksum, h.salt)

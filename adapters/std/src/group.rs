@@ -237,6 +237,8 @@ pub(crate) struct Locked<S: Storage> {
     /// policies `EveryRecords`/`EveryBytes` and the group window count is what no leader has
     /// yet taken (the core's own unsynced counts drop only when a sync has finished).
     targeted: (u64, u64),
+    /// Compression scratch for appends.
+    pub(crate) scratch: crate::transform::Scratch,
 }
 
 impl<S: Storage> Locked<S> {
@@ -244,6 +246,7 @@ impl<S: Storage> Locked<S> {
         let mut l = Self {
             wal,
             targeted: (0, 0),
+            scratch: Default::default(),
         };
         l.mark_targeted();
         l

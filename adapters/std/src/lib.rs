@@ -108,6 +108,7 @@ mod shared;
 mod spare;
 mod storage;
 mod tail;
+mod transform;
 mod verify;
 mod wal;
 
@@ -127,8 +128,12 @@ pub use reader::{SharedReader, SharedRecord};
 pub use shared::{Appended, SharedWal};
 pub use storage::{FileStorage, LOCK_FILE, read_at};
 pub use tail::{BlockingTail, Tail, TailEvent};
+#[cfg(feature = "encrypt")]
+pub use transform::{KeyFileError, load_key_file};
 pub use verify::{SegmentVerdict, VerifyReport, verify_dir, verify_dir_in};
 pub use wal::{CoreWal, Options, Wal, random_seed};
+#[cfg(feature = "encrypt")]
+pub use walden_core::{Keyring, KeyringError};
 
 /// The repository README's examples, compiled and run as doctests so they cannot rot.
 #[cfg(doctest)]

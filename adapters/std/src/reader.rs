@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use walden_core::raw::{
     Fault, Located, RECORD_HEADER_LEN, RecordCursor, RecordKind, SEGMENT_HEADER_LEN,
 };
-use walden_core::{Case, Corruption, IoFailure, Lsn, Op, ReadError, SegmentId};
+use walden_core::{Case, Corruption, DecodeError, IoFailure, Lsn, Op, ReadError, SegmentId};
 
 use crate::gate::Handle;
 use crate::group::GroupSync;
@@ -97,11 +97,29 @@ pub struct SharedReader<S: GroupSync> {
     /// Bytes the next refill copies: starts small (a read by LSN needs a few records) and
     /// doubles up to [`CHUNK`] as the reader keeps going (a replay wants large copies).
     window: usize,
+    /// Where compressed records are decoded (grown to the longest one, at most
+    /// `max_record_size`).
+    decoded: Vec<u8>,
+    /// The log's `max_record_size`: no stored or decoded record is trusted beyond it.
+    max_record: u32,
+    /// A copy of an encrypted record's stored bytes, decrypted in place (the chunk keeps the
+    /// stored bytes, so a retry starts from them again).
+    sealed: Vec<u8>,
+    /// `salt` and `key_id` of `segment`.
+    seg_keys: (u64, Option<u32>),
+    /// The log's id (part of every record's associated data).
+    log_id: u64,
+    /// The keys, as the log had them when this reader was made.
+    #[cfg(feature = "encrypt")]
+    keys: walden_core::Keyring,
 }
 
 impl<S: GroupSync> SharedReader<S> {
     pub(crate) fn new(inner: Handle<Inner<S>>, from: Lsn) -> Result<Self, ReadError<S::Error>> {
-        let (seg, generation) = {
+        let (seg, generation, max_record, log_id);
+        #[cfg(feature = "encrypt")]
+        let keys;
+        {
             let log = inner.c.lock_log();
             let (first, last) = (log.wal.first_lsn(), log.wal.last_lsn());
             if from < first || from > last.next() {
@@ -112,15 +130,28 @@ impl<S: GroupSync> SharedReader<S> {
                 });
             }
             let segs = log.wal.segments();
-            let seg = segs[segs.iter().rposition(|s| s.first_lsn <= from).unwrap_or(0)];
-            (seg, inner.positions().generation)
-        };
+            max_record = log.wal.config().max_record_size;
+            log_id = log.wal.log_id();
+            #[cfg(feature = "encrypt")]
+            {
+                keys = log.wal.keys().clone();
+            }
+            seg = segs[segs.iter().rposition(|s| s.first_lsn <= from).unwrap_or(0)];
+            generation = inner.positions().generation;
+        }
         let start = inner.positions().floor(seg.id, seg.first_lsn, from);
         let (next, offset) = start.unwrap_or((seg.first_lsn, SEGMENT_HEADER_LEN as u64));
         let mut r = Self {
             inner,
             segment: seg.id,
-            cursor: RecordCursor::resume(seg.keys(u32::MAX), offset, next),
+            cursor: RecordCursor::resume(seg.keys(max_record), offset, next),
+            decoded: Vec::new(),
+            max_record,
+            sealed: Vec::new(),
+            seg_keys: (seg.salt, seg.key_id),
+            log_id,
+            #[cfg(feature = "encrypt")]
+            keys,
             chunk: Vec::new(),
             chunk_start: 0,
             window: FIRST_WINDOW,
@@ -165,11 +196,46 @@ impl<S: GroupSync> SharedReader<S> {
         {
             return Err(self.corrupt(f));
         }
+        // Format version 3: decrypted (a copy) and decompressed (into `decoded`, grown to the
+        // frame's length, which `decode` bounds by max_record_size) after the stored bytes
+        // verified.
+        let flags = at.header.flags;
+        #[cfg(feature = "encrypt")]
+        let key = self.seg_keys.1.map(|k| {
+            walden_core::raw::Unseal::new(&self.keys, self.log_id, self.segment, self.seg_keys.0, k)
+        });
+        #[cfg(not(feature = "encrypt"))]
+        let key = None;
+        let plain_len = loop {
+            let stored: &mut [u8] = if flags.encrypted() {
+                self.sealed.clear();
+                self.sealed.extend_from_slice(&self.chunk[payload.clone()]);
+                &mut self.sealed
+            } else {
+                &mut self.chunk[payload.clone()]
+            };
+            match self.cursor.decode(&at, stored, &mut self.decoded, key) {
+                Ok(p) => break p.len(),
+                Err(DecodeError::BufferTooSmall { needed })
+                    if needed <= self.max_record as usize =>
+                {
+                    self.decoded.resize(needed, 0);
+                }
+                Err(e) => return Err(self.undecodable(&at, e)),
+            }
+        };
         self.cursor.accept(&at, None).map_err(|f| self.corrupt(f))?;
+        let payload = if flags.codec() != 0 {
+            &self.decoded[..plain_len]
+        } else if flags.encrypted() {
+            &self.sealed[..plain_len]
+        } else {
+            &self.chunk[payload]
+        };
         Ok(Some(SharedRecord {
             lsn: at.header.lsn,
             kind: at.header.kind,
-            payload: &self.chunk[payload],
+            payload,
         }))
     }
 
@@ -185,6 +251,23 @@ impl<S: GroupSync> SharedReader<S> {
             if let Some(found) = found.map_err(|f| self.corrupt(f))? {
                 return Ok(Some(found));
             }
+        }
+    }
+
+    fn undecodable(&self, at: &Located, e: DecodeError) -> ReadError<S::Error> {
+        match e {
+            DecodeError::Corrupt(f) => self.corrupt(f),
+            DecodeError::KeyMissing => ReadError::KeyMissing {
+                segment: self.segment,
+                key_id: self.seg_keys.1.unwrap_or(0),
+            },
+            DecodeError::NotBuiltIn(what) => ReadError::NotBuiltIn {
+                segment: self.segment,
+                lsn: at.header.lsn,
+                what,
+            },
+            // `decoded` was sized to the original length above.
+            _ => self.corrupt(Fault::Undecodable),
         }
     }
 
@@ -237,9 +320,13 @@ impl<S: GroupSync> SharedReader<S> {
         if offset >= segs[i].end && i + 1 < segs.len() {
             i += 1;
             self.segment = segs[i].id;
+            self.seg_keys = (segs[i].salt, segs[i].key_id);
             let next = self.cursor.next_lsn();
-            self.cursor =
-                RecordCursor::resume(segs[i].keys(u32::MAX), SEGMENT_HEADER_LEN as u64, next);
+            self.cursor = RecordCursor::resume(
+                segs[i].keys(self.max_record),
+                SEGMENT_HEADER_LEN as u64,
+                next,
+            );
             if segs[i].first_lsn != next {
                 return Err(ReadError::Corrupted(Corruption {
                     case: Case::MidLogCorruption,

@@ -287,7 +287,8 @@ impl<S: GroupSync> SharedWal<S> {
             return Err(AppendError::Poisoned(p));
         }
         let rotations = log.wal.counters().rotations;
-        let first = match log.wal.append_batch(payloads) {
+        let log_ref = &mut *log;
+        let first = match log_ref.scratch.append_batch(&mut log_ref.wal, payloads) {
             Ok(first) => first,
             Err(e) => {
                 if let Some(p) = log.wal.poisoned() {

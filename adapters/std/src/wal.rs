@@ -39,6 +39,12 @@ pub struct Options {
     /// Threads that verify segments in parallel while opening (default: the number of CPUs, at
     /// most 8; 1 verifies inside recovery on the calling thread).
     pub open_threads: usize,
+    /// The keys to encrypt new segments with (the ring's current key) and to read encrypted
+    /// segments (feature `encrypt`; default none: plaintext). A `'static` reference keeps
+    /// `Options` `Copy`: load the ring once ([`crate::load_key_file`]) and leak or store it
+    /// in a `static`. See docs/OPERATIONS.md.
+    #[cfg(feature = "encrypt")]
+    pub keys: Option<&'static walden_core::Keyring>,
 }
 
 impl Default for Options {
@@ -50,6 +56,8 @@ impl Default for Options {
             group_window: crate::GroupWindow::default(),
             preallocate: true,
             open_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            #[cfg(feature = "encrypt")]
+            keys: None,
         }
     }
 }
@@ -61,6 +69,14 @@ impl Options {
     #[must_use]
     pub fn with_sync_policy(mut self, policy: walden_core::SyncPolicy) -> Self {
         self.config.sync_policy = policy;
+        self
+    }
+
+    /// Builder-style setter for [`Options::keys`].
+    #[cfg(feature = "encrypt")]
+    #[must_use]
+    pub fn with_keys(mut self, keys: &'static walden_core::Keyring) -> Self {
+        self.keys = Some(keys);
         self
     }
 
@@ -105,6 +121,7 @@ pub struct Wal<F: FileSystem = OsFs> {
     inner: CoreWal<F>,
     dir: PathBuf,
     foreign: Vec<PathBuf>,
+    scratch: crate::transform::Scratch,
 }
 
 /// A random seed for segment salts and the log id (`Config::salt_seed`), from the standard
@@ -186,6 +203,10 @@ impl<F: FileSystem> Wal<F> {
         // A reopened log appends to its newest segment: zero-fill ahead of its end as a new
         // segment would be (see `FileStorage`), so syncs stay data-only.
         let mut inner = inner;
+        #[cfg(feature = "encrypt")]
+        if let Some(keys) = options.keys {
+            inner.set_keys(keys.clone());
+        }
         if !report.created {
             let _ = inner.reserve_active();
         }
@@ -194,6 +215,7 @@ impl<F: FileSystem> Wal<F> {
                 inner,
                 dir,
                 foreign,
+                scratch: Default::default(),
             },
             report,
         ))
@@ -229,13 +251,13 @@ impl<F: FileSystem> Wal<F> {
     /// [`SyncPolicy::Always`](walden_core::SyncPolicy::Always); otherwise see
     /// [`Wal::durable_lsn`].
     pub fn append(&mut self, payload: &[u8]) -> Result<Lsn, AppendError<FileError>> {
-        self.inner.append(payload)
+        self.append_batch(&[payload])
     }
 
     /// Appends records atomically (after any crash all or none are recovered) and returns the
     /// LSN of the first; the others follow densely.
     pub fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<Lsn, AppendError<FileError>> {
-        self.inner.append_batch(payloads)
+        self.scratch.append_batch(&mut self.inner, payloads)
     }
 
     /// Makes every appended record durable and returns the durable LSN. After a failure the

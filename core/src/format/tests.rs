@@ -30,7 +30,7 @@ fn documented_layout_matches_code() {
         ("first_lsn", seg::FIRST_LSN, 8),
         ("salt", seg::SALT, 8),
         ("first_segment", seg::FIRST_SEGMENT, 8),
-        ("reserved", seg::RESERVED, 4),
+        ("key_id", seg::KEY_ID, 4),
         ("header_crc", seg::HEADER_CRC, 4),
     ];
     let record = [
@@ -43,6 +43,19 @@ fn documented_layout_matches_code() {
         ("reserved", rec::RESERVED, 2),
         ("ack_gap", rec::ACK_GAP, 4),
     ];
+    let frame_fields = [
+        ("original_len", frame::ORIGINAL_LEN, FRAME_PREFIX_LEN),
+        ("block", frame::BLOCK, 0),
+    ];
+    let flag_bits = [
+        (
+            "codec",
+            RecordFlags::CODEC_SHIFT as usize,
+            RecordFlags::CODEC_BITS as usize,
+        ),
+        ("reserved", 2, 5),
+        ("encrypted", RecordFlags::ENCRYPTED_BIT as usize, 1),
+    ];
     let meta_payload = [
         ("type", meta::TYPE, 1),
         ("reserved", meta::RESERVED, 7),
@@ -50,6 +63,12 @@ fn documented_layout_matches_code() {
     ];
     for (marker, code, total) in [
         ("<!-- meta-record-table -->", &meta_payload[..], META_LEN),
+        ("<!-- record-flags-table -->", &flag_bits[..], 8),
+        (
+            "<!-- compressed-frame-table -->",
+            &frame_fields[..],
+            FRAME_PREFIX_LEN,
+        ),
         (
             "<!-- segment-header-table -->",
             &segment[..],
@@ -82,6 +101,7 @@ fn header() -> SegmentHeader {
         first_lsn: Lsn(1000),
         salt: 0xdead_beef,
         first_segment: Some(3),
+        key_id: None,
     }
 }
 
@@ -151,6 +171,7 @@ fn record_from_another_salt_is_rejected() {
         lsn: Lsn(3),
         payload_crc: 9,
         kind: RecordKind::Single,
+        flags: RecordFlags::PLAIN,
         ack_gap: 1,
     };
     let b = h.encode(ChecksumAlgorithm::Crc32c, 77);
@@ -199,15 +220,15 @@ proptest! {
         length in any::<u32>(), lsn in 1..u64::MAX, payload_crc in any::<u64>(),
         kind in 1u8..=4, ack_gap in 1..=u32::MAX, alg in any_alg(), salt in 1..u64::MAX,
     ) {
-        let h = RecordHeader { length, lsn: Lsn(lsn), payload_crc, kind: RecordKind::from_byte(kind).unwrap(), ack_gap };
+        let h = RecordHeader { length, lsn: Lsn(lsn), payload_crc, kind: RecordKind::from_byte(kind).unwrap(), flags: RecordFlags::PLAIN, ack_gap };
         prop_assert_eq!(RecordHeader::decode(&h.encode(alg, salt), alg, salt), Ok(h));
     }
 
     #[test]
     fn segment_header_round_trips(
-        log_id in any::<u64>(), segment_id in any::<u64>(), first in 1..u64::MAX, salt in 1..u64::MAX, alg in any_alg(),
+        log_id in any::<u64>(), segment_id in any::<u64>(), first in 1..u64::MAX, salt in 1..u64::MAX, alg in any_alg(), key_id in proptest::option::of(any::<u32>()),
     ) {
-        let h = SegmentHeader { version: FORMAT_VERSION, checksum: alg, log_id, segment_id, first_lsn: Lsn(first), salt, first_segment: Some(segment_id / 2) };
+        let h = SegmentHeader { version: FORMAT_VERSION, checksum: alg, log_id, segment_id, first_lsn: Lsn(first), salt, first_segment: Some(segment_id / 2), key_id };
         prop_assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
     }
 
@@ -233,6 +254,7 @@ fn a_header_naming_an_algorithm_not_built_in_is_refused_not_misread() {
             first_lsn: Lsn(10),
             salt: 99,
             first_segment: Some(0),
+            key_id: None,
         };
         let got = SegmentHeader::decode(&h.encode());
         if alg.is_available() {
@@ -277,9 +299,9 @@ fn a_version_1_header_has_no_first_segment_and_keeps_those_bytes_zero() {
 fn each_impossible_header_field_is_named() {
     let edits: [(usize, u8, &str); 5] = [
         (seg::CHECKSUM_ALG, 9, "unknown checksum algorithm"),
-        (seg::FLAGS, 1, "unknown flags"),
+        (seg::FLAGS, 2, "unknown flags"),
         (seg::HEADER_LEN, 65, "header length"),
-        (seg::RESERVED + 3, 1, "reserved bytes not zero"),
+        (seg::KEY_ID + 3, 1, "reserved bytes not zero"),
         (seg::VERSION, 0, "version 0"),
     ];
     for (at, value, why) in edits {
@@ -337,13 +359,25 @@ fn record_flags_and_reserved_bits_are_each_refused_alone() {
         lsn: Lsn(3),
         payload_crc: 9,
         kind: RecordKind::Single,
+        flags: RecordFlags::PLAIN,
         ack_gap: 1,
     };
     let alg = ChecksumAlgorithm::Crc32c;
     let good = h.encode(alg, 77);
+    // Version 3's flags: the codec (bits 0-1: 0 and 1 known) and encrypted (bit 7) decode;
+    // bits 2-6, and codecs 2 and 3, are refused.
+    for known in [0x00, 0x01, 0x80, 0x81] {
+        let mut b = good;
+        b[rec::FLAGS] = known;
+        let got = RecordHeader::decode(&resealed_record(b, 77), alg, 77).unwrap();
+        assert_eq!(got.flags, RecordFlags(known));
+    }
     for (at, bit) in [
-        (rec::FLAGS, 0x01),
-        (rec::FLAGS, 0x80),
+        (rec::FLAGS, 0x02),
+        (rec::FLAGS, 0x03),
+        (rec::FLAGS, 0x04),
+        (rec::FLAGS, 0x40),
+        (rec::FLAGS, 0x82),
         (rec::RESERVED, 0x01),
         (rec::RESERVED + 1, 0x80),
     ] {
@@ -381,6 +415,7 @@ fn ack_gap_says_what_a_record_proves() {
         lsn: Lsn(lsn),
         payload_crc: 0,
         kind: RecordKind::Single,
+        flags: RecordFlags::PLAIN,
         ack_gap: gap,
     };
     assert_eq!(at(10, 3).proves_durable(), Lsn(7));
@@ -494,4 +529,62 @@ fn start_records_with_one_wrong_field_are_ignored() {
     }
     let last_segment = documented_start(LOG, 3, 5, 16, u64::MAX - 2);
     assert_eq!(decode_start(&last_segment, LOG), Some((3, u64::MAX - 2)));
+}
+
+#[test]
+fn record_flags_say_codec_encryption_and_overhead() {
+    let f = RecordFlags::PLAIN;
+    assert_eq!((f.codec(), f.encrypted(), f.overhead()), (0, false, 0));
+    let f = f.with_codec(RecordFlags::CODEC_LZ4);
+    assert_eq!(
+        (f.0, f.codec(), f.overhead()),
+        (1, 1, FRAME_PREFIX_LEN as u32)
+    );
+    let f = f.with_encrypted();
+    assert_eq!((f.0, f.encrypted()), (0x81, true));
+    assert_eq!(f.overhead(), (FRAME_PREFIX_LEN + AEAD_TAG_LEN) as u32);
+    assert_eq!(f.with_codec(0).0, 0x80);
+    assert!(f.is_known());
+    assert!(!RecordFlags(0x02).is_known());
+}
+
+#[test]
+fn the_encrypted_flag_and_key_id_are_version_3_only() {
+    // An encrypted header round-trips with its key id at offset 56.
+    let mut h = header();
+    h.key_id = Some(0xa1b2_c3d4);
+    let b = h.encode();
+    assert_eq!(b[seg::FLAGS], 1);
+    assert_eq!(
+        &b[seg::KEY_ID..seg::KEY_ID + 4],
+        &0xa1b2_c3d4_u32.to_le_bytes()
+    );
+    assert_eq!(SegmentHeader::decode(&b), Ok(h));
+    // Key id zero is a key id like any other when the flag is set.
+    h.key_id = Some(0);
+    assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
+    // A version-2 header with the flag is impossible.
+    h.version = 2;
+    assert_eq!(
+        SegmentHeader::decode(&h.encode()),
+        Err(HeaderProblem::Impossible("unknown flags"))
+    );
+    // A key id without the flag, or another flag bit, is impossible.
+    let reseal = |mut b: [u8; SEGMENT_HEADER_LEN]| {
+        let crc = crc32c(&b[..seg::HEADER_CRC]);
+        b[seg::HEADER_CRC..].copy_from_slice(&crc.to_le_bytes());
+        b
+    };
+    let mut b = header().encode();
+    b[seg::KEY_ID] = 1;
+    assert!(matches!(
+        SegmentHeader::decode(&reseal(b)),
+        Err(HeaderProblem::Impossible(_))
+    ));
+    let mut b = header().encode();
+    b[seg::FLAGS] = 2;
+    assert_eq!(
+        SegmentHeader::decode(&reseal(b)),
+        Err(HeaderProblem::Impossible("unknown flags"))
+    );
 }

@@ -73,6 +73,10 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             salt_state: splitmix64(config.salt_seed),
             rewinds: 0,
             start_generation: 0,
+            #[cfg(feature = "encrypt")]
+            keys: Default::default(),
+            #[cfg(feature = "encrypt")]
+            fresh: None,
         };
         let mut report = NOTHING_RECOVERED;
         wal.recover(&mut report, scratch, summaries)?;
@@ -371,6 +375,7 @@ fn kept(seg: &SegmentReport) -> Option<SegmentInfo> {
         version: h.version,
         end: seg.seal.filter(|_| sealed).map_or(seg.end, |s| s.offset),
         sealed,
+        key_id: h.key_id,
     })
 }
 

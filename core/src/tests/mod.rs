@@ -1,6 +1,10 @@
 //! Unit tests of the log state machine and recovery over a plain in-memory storage.
 
+#[cfg(feature = "compress")]
+mod compress;
 mod durability;
+#[cfg(feature = "encrypt")]
+mod encrypt;
 mod growable;
 mod limits;
 pub(crate) mod mem;

@@ -120,3 +120,37 @@ fn a_record_damaged_after_open_is_reported_not_returned() {
     }
     assert_eq!(wal.read(Lsn(4), &mut buf).unwrap().payload, &payload(4)[..]);
 }
+
+/// Without the `compress` and `encrypt` features, a record with transform flags (written by a
+/// build with them) is a typed error, not corruption, and the reader stays where it is.
+#[cfg(not(any(feature = "compress", feature = "encrypt")))]
+#[test]
+fn a_transformed_record_needs_the_features_to_be_read() {
+    use crate::format::{RECORD_HEADER_LEN, RecordFlags, RecordHeader, SegmentHeader};
+    let wal = log(2);
+    let mut mem = wal.into_storage();
+    let h = SegmentHeader::decode(&mem.files[&0]).unwrap();
+    let f = mem.files.get_mut(&0).unwrap();
+    let at = crate::format::SEGMENT_HEADER_LEN;
+    let mut r = RecordHeader::decode(&f[at..], h.checksum, h.salt).unwrap();
+    r.flags = RecordFlags::PLAIN.with_codec(RecordFlags::CODEC_LZ4);
+    f[at..at + RECORD_HEADER_LEN].copy_from_slice(&r.encode(h.checksum, h.salt));
+    let (wal, report) = open(mem, small());
+    assert!(
+        report.is_clean(),
+        "recovery checks stored bytes only: {report}"
+    );
+    let mut buf = [0u8; 256];
+    let mut reader = wal.reader(Lsn(1)).unwrap();
+    for _ in 0..2 {
+        assert!(matches!(
+            reader.next(&mut buf),
+            Err(ReadError::NotBuiltIn {
+                segment: 0,
+                lsn: Lsn(1),
+                ..
+            })
+        ));
+    }
+    assert_eq!(wal.read(Lsn(2), &mut buf).unwrap().payload, &payload(2)[..]);
+}

@@ -249,6 +249,7 @@ fn absurd_length_with_valid_header_checksum_is_not_trusted() {
         lsn: Lsn(3),
         payload_crc: 0,
         kind: crate::format::RecordKind::Single,
+        flags: crate::format::RecordFlags::PLAIN,
         ack_gap: 1,
     }
     .encode(crate::ChecksumAlgorithm::Crc32c, salt);

@@ -128,7 +128,12 @@ impl Workload {
 pub fn payload(seed: u64, step: usize, index: usize, len: usize) -> Vec<u8> {
     let mut rng = SimRng::derived(seed ^ ((step as u64) << 20), index as u64);
     let mut bytes = vec![0u8; len];
-    rng.fill(&mut bytes);
+    // Random first half, its first 8 bytes repeated after: unique per record, and half of it
+    // compresses (walden-std compresses records from `compress_threshold` on).
+    rng.fill(&mut bytes[..len / 2]);
+    for i in len / 2..len {
+        bytes[i] = bytes[i % 8.min(len / 2).max(1)];
+    }
     bytes
 }
 

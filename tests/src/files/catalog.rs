@@ -97,6 +97,29 @@ pub fn default_workloads() -> Vec<FileWorkload> {
                 Append(600),
             ],
         ),
+        FileWorkload {
+            encrypted: true,
+            ..FileWorkload::new(
+                "wal: encrypted and compressed, rewinds, kills and reopens",
+                0x420,
+                config(MANUAL, 4096),
+                vec![
+                    Append(300),
+                    Append(1200),
+                    Batch(vec![200, 900, 100]),
+                    Sync,
+                    TruncateBack(3),
+                    Append(1500),
+                    Append(400),
+                    Kill,
+                    Append(2000),
+                    Sync,
+                    Reopen,
+                    Append(700),
+                    Sync,
+                ],
+            )
+        },
         FileWorkload::new(
             "wal: reopen and kill",
             0x405,

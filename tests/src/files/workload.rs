@@ -84,8 +84,22 @@ pub struct FileWorkload {
     pub sector_size: u32,
     /// Buffer and fill sizes.
     pub tuning: Tuning,
+    /// Format version 3's transforms: every record encrypted ([`Options::keys`]) and records
+    /// of 256 bytes or more compressed.
+    pub encrypted: bool,
     /// The operations.
     pub steps: Vec<FileStep>,
+}
+
+/// The keyring of encrypted workloads: an old key and the current one.
+pub(super) fn test_keys() -> &'static walden_std::Keyring {
+    static KEYS: std::sync::OnceLock<walden_std::Keyring> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut keys = walden_std::Keyring::new();
+        let _ = keys.add(&[0x11; 32]);
+        let _ = keys.add_current(&[0x22; 32]);
+        keys
+    })
 }
 
 impl FileWorkload {
@@ -102,6 +116,7 @@ impl FileWorkload {
             open_threads: 1,
             sector_size: 512,
             tuning: SIM_TUNING,
+            encrypted: false,
             steps,
         }
     }
@@ -113,6 +128,10 @@ impl FileWorkload {
         options.open_threads = self.open_threads;
         // Segments are a few KiB here: a megabyte of scratch per recovery is only cost.
         options.scratch_size = 64 << 10;
+        if self.encrypted {
+            options.keys = Some(test_keys());
+            options.config = options.config.with_compress_threshold(256);
+        }
         if let Handle::Shared(policy) = self.handle {
             // The one durability setting, for a `SharedWal` as for a `Wal`.
             options.config.sync_policy = policy;

@@ -1,0 +1,283 @@
+//! Encryption at rest (format version 3, feature `encrypt`): nothing readable on the medium,
+//! nonces that never repeat under a key, missing and wrong keys, tampering, rotation.
+
+use std::collections::BTreeSet;
+use std::vec::Vec;
+
+use super::*;
+use crate::crypt::{BREAK_FRESH_RULE, NONCES};
+use crate::format::SegmentHeader;
+use crate::{AppendError, Keyring, Lsn, ReadError, transform_scratch_len};
+
+const KEY_A: [u8; 32] = [0xa5; 32];
+const KEY_B: [u8; 32] = [0x3c; 32];
+
+fn config() -> Config {
+    Config::default()
+        .with_segment_size(1024)
+        .with_max_record_size(1024)
+        .with_salt_seed(42)
+}
+
+fn ring(current: &[u8; 32], others: &[&[u8; 32]]) -> Keyring {
+    let mut k = Keyring::new();
+    for o in others {
+        k.add(o).unwrap();
+    }
+    k.add_current(current).unwrap();
+    k
+}
+
+/// A known payload whose bytes must never reach the medium in the clear.
+fn secret(i: u64) -> Vec<u8> {
+    std::format!("SECRET-PAYLOAD-{i:04}-do-not-leak").into_bytes()
+}
+
+fn append(wal: &mut TestWal, payloads: &[&[u8]]) -> Lsn {
+    let mut scratch = std::vec![0u8; transform_scratch_len(1024)];
+    wal.append_batch_in(payloads, &mut scratch).unwrap()
+}
+
+fn read_all(wal: &TestWal) -> Result<Vec<(u64, Vec<u8>)>, ReadError<mem::MemError>> {
+    let mut out = Vec::new();
+    let mut r = wal.reader(wal.first_lsn())?;
+    let mut buf = [0u8; 4096];
+    while let Some(rec) = r.next(&mut buf)? {
+        out.push((rec.lsn.0, rec.payload.to_vec()));
+    }
+    Ok(out)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn encrypted_log(n: u64) -> TestWal {
+    let (mut wal, _) = open(Mem::default(), config());
+    wal.set_keys(ring(&KEY_A, &[]));
+    for i in 1..=n {
+        append(&mut wal, &[&secret(i)]);
+    }
+    wal
+}
+
+#[test]
+fn nothing_readable_reaches_the_medium_and_everything_reads_back() {
+    let mut wal = encrypted_log(30);
+    let batch = [secret(31), secret(32), secret(33)];
+    append(&mut wal, &[&batch[0], &batch[1], &batch[2]]);
+    let got = read_all(&wal).unwrap();
+    let want: Vec<(u64, Vec<u8>)> = (1..=33).map(|i| (i, secret(i))).collect();
+    // The first segment (created by open, before the keys) is empty: records start after it.
+    assert_eq!(got, want);
+    let mem = wal.into_storage();
+    assert!(mem.files.len() > 2, "rotated");
+    for (id, f) in &mem.files {
+        assert!(
+            !contains(f, b"SECRET-PAYLOAD"),
+            "segment {id} holds plaintext"
+        );
+        let h = SegmentHeader::decode(f).unwrap();
+        if *id > 0 {
+            assert_eq!(h.key_id, Some(crate::key_id(&KEY_A)), "segment {id}");
+        }
+    }
+    // The scan itself can fail: the same records without keys are found.
+    let (mut plain, _) = open(Mem::default(), config());
+    plain.append(&secret(1)).unwrap();
+    assert!(contains(&plain.into_storage().files[&0], b"SECRET-PAYLOAD"));
+}
+
+#[test]
+fn a_missing_or_wrong_key_is_a_typed_error_and_changes_nothing() {
+    let mem = encrypted_log(10).into_storage();
+    for keys in [Keyring::new(), ring(&KEY_B, &[])] {
+        let before = mem.files.clone();
+        let (mut wal, report) = open(mem.clone(), config());
+        // Recovery never needs a key: it verifies checksums over the stored bytes.
+        assert!(report.is_clean(), "{report}");
+        wal.set_keys(keys);
+        assert_eq!(wal.last_lsn(), Lsn(10));
+        let mut buf = [0u8; 4096];
+        assert_eq!(
+            wal.read(Lsn(3), &mut buf),
+            Err(ReadError::KeyMissing {
+                segment: 1,
+                key_id: crate::key_id(&KEY_A)
+            })
+        );
+        assert_eq!(wal.into_storage().files, before, "nothing cut or removed");
+    }
+}
+
+#[test]
+fn a_ciphertext_that_verifies_but_does_not_authenticate_is_tampering() {
+    let mut mem = encrypted_log(5).into_storage();
+    let h = SegmentHeader::decode(&mem.files[&1]).unwrap();
+    let f = mem.files.get_mut(&1).unwrap();
+    // The last record: a torn-tail rule would cut it if it applied.
+    let mut at = crate::format::SEGMENT_HEADER_LEN;
+    let mut last = at;
+    while let Ok(r) = crate::format::RecordHeader::decode(&f[at..], h.checksum, h.salt) {
+        last = at;
+        at += crate::format::RECORD_HEADER_LEN + r.length as usize;
+    }
+    let mut r = crate::format::RecordHeader::decode(&f[last..], h.checksum, h.salt).unwrap();
+    let p = last + crate::format::RECORD_HEADER_LEN;
+    let end = p + r.length as usize;
+    f[p] ^= 1;
+    r.payload_crc = h.checksum.of_salted(h.salt, &f[p..end]);
+    f[last..p].copy_from_slice(&r.encode(h.checksum, h.salt));
+    let (mut wal, report) = open(mem, config());
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(wal.last_lsn(), Lsn(5), "nothing cut");
+    wal.set_keys(ring(&KEY_A, &[]));
+    let mut buf = [0u8; 4096];
+    match wal.read(Lsn(5), &mut buf) {
+        Err(ReadError::Corrupted(c)) => {
+            assert_eq!(c.case, crate::Case::MidLogCorruption);
+            assert_eq!(c.detail, crate::raw::Fault::Tampered.describe());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(wal.read(Lsn(4), &mut buf).unwrap().payload, &secret(4)[..]);
+}
+
+#[test]
+fn rotation_writes_new_segments_with_the_current_key_and_reads_old_ones() {
+    let mut wal = encrypted_log(5);
+    wal.set_keys(ring(&KEY_B, &[&KEY_A]));
+    append(&mut wal, &[&secret(6)]);
+    let last = *wal.segments().last().unwrap();
+    assert_eq!(last.key_id, Some(crate::key_id(&KEY_B)));
+    assert_eq!(
+        last.first_lsn,
+        Lsn(6),
+        "the key change started a new segment"
+    );
+    assert_eq!(read_all(&wal).unwrap().len(), 6);
+    // Without the old key, the old segments name it; the new one reads.
+    wal.set_keys(ring(&KEY_B, &[]));
+    let mut buf = [0u8; 4096];
+    assert_eq!(
+        wal.read(Lsn(2), &mut buf),
+        Err(ReadError::KeyMissing {
+            segment: 1,
+            key_id: crate::key_id(&KEY_A)
+        })
+    );
+    assert_eq!(wal.read(Lsn(6), &mut buf).unwrap().payload, &secret(6)[..]);
+}
+
+#[test]
+fn an_encrypted_record_is_never_written_without_scratch() {
+    let mut wal = encrypted_log(2);
+    // Even where the append would start a new segment (after a rewind).
+    wal.truncate_back(Lsn(1)).unwrap();
+    let files = wal.storage().files.clone();
+    assert!(matches!(
+        wal.append(&secret(3)),
+        Err(AppendError::ScratchTooSmall { .. })
+    ));
+    assert_eq!(wal.storage().files, files);
+    assert_eq!(wal.last_lsn(), Lsn(1));
+}
+
+#[test]
+fn keyrings_know_their_keys_by_derived_ids() {
+    let mut k = Keyring::new();
+    let a = k.add(&KEY_A).unwrap();
+    assert_eq!(k.add(&KEY_A), Ok(a));
+    assert_ne!(crate::key_id(&KEY_B), a);
+    assert_eq!(k.current(), None);
+    k.add_current(&KEY_B).unwrap();
+    assert_eq!(k.current(), Some(crate::key_id(&KEY_B)));
+    for i in 0..6u8 {
+        k.add(&[i; 32]).unwrap();
+    }
+    assert_eq!(k.add(&[9; 32]), Err(crate::KeyringError::Full));
+    // Debug shows ids, never key bytes.
+    let shown = std::format!("{k:?}");
+    assert!(
+        !shown.contains("165, 165") && shown.contains("ids"),
+        "{shown}"
+    );
+}
+
+/// The (key, nonce) pairs used by `scenario`, and whether any repeats.
+fn nonces_repeat(scenario: impl FnOnce()) -> (usize, bool) {
+    NONCES.with(|n| n.borrow_mut().clear());
+    scenario();
+    let used = NONCES.with(|n| n.borrow().clone());
+    let unique: BTreeSet<_> = used.iter().collect();
+    (used.len(), unique.len() != used.len())
+}
+
+/// Appends, rewinds with truncate_back, re-appends the same LSNs, crashes with a torn record
+/// (recovery cuts it, its ciphertext was on the medium) and appends its LSN again.
+fn rewinds_and_crashes() {
+    let mut wal = encrypted_log(8);
+    wal.truncate_back(Lsn(5)).unwrap();
+    for i in 6..=9 {
+        append(&mut wal, &[&secret(i)]);
+    }
+    wal.truncate_back(Lsn(7)).unwrap();
+    append(&mut wal, &[&secret(8), &secret(9)]);
+    // A crash that tears the newest record: recovery cuts it, the LSN is appended again.
+    let mut mem = wal.into_storage();
+    let newest = *mem
+        .files
+        .keys()
+        .filter(|&&id| id < u64::MAX - 1)
+        .max()
+        .unwrap();
+    let f = mem.files.get_mut(&newest).unwrap();
+    let len = f.len();
+    f.truncate(len - 3);
+    let (mut wal, report) = open(mem, config());
+    // The torn record is the batch's last: the whole batch goes.
+    assert_eq!(report.cut.map(|c| c.first_lsn), Some(Lsn(8)));
+    wal.set_keys(ring(&KEY_A, &[]));
+    append(&mut wal, &[&secret(8), &secret(9)]);
+    // And a plain reopen, then more appends.
+    let (mut wal, _) = open(wal.into_storage(), config());
+    wal.set_keys(ring(&KEY_A, &[]));
+    append(&mut wal, &[&secret(10)]);
+    let got = read_all(&wal).unwrap();
+    assert_eq!(got.last().unwrap(), &(10, secret(10)));
+}
+
+#[test]
+fn nonces_never_repeat_through_rewinds_crashes_and_reopens() {
+    let (used, repeat) = nonces_repeat(rewinds_and_crashes);
+    assert!(used > 15, "{used}");
+    assert!(!repeat, "a nonce was used twice under one key");
+}
+
+#[test]
+fn the_nonce_check_catches_a_writer_that_reuses_segments() {
+    BREAK_FRESH_RULE.with(|b| b.set(true));
+    let (_, repeat) = nonces_repeat(rewinds_and_crashes);
+    BREAK_FRESH_RULE.with(|b| b.set(false));
+    assert!(repeat, "the broken writer must be caught");
+}
+
+#[test]
+fn without_a_current_key_appends_start_a_plaintext_segment() {
+    // Reopened with the key for reading only: appends never go into the encrypted segment
+    // (neither in plaintext, which would be invalid there, nor encrypted, which could reuse a
+    // nonce after the reopen).
+    let mem = encrypted_log(4).into_storage();
+    let (mut wal, _) = open(mem, config());
+    let mut read_only = Keyring::new();
+    read_only.add(&KEY_A).unwrap();
+    wal.set_keys(read_only);
+    append(&mut wal, &[&secret(5)]);
+    let last = *wal.segments().last().unwrap();
+    assert_eq!((last.key_id, last.first_lsn), (None, Lsn(5)));
+    let got = read_all(&wal).unwrap();
+    assert_eq!(got.len(), 5);
+    let (wal, report) = open(wal.into_storage(), config());
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(wal.last_lsn(), Lsn(5));
+}
