@@ -1,6 +1,7 @@
 //! [`SimStorage`]: the in-memory [`Storage`](walden_core::Storage) with separate volatile and durable images.
 
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
@@ -42,19 +43,21 @@ impl Default for SimConfig {
 /// removed segment and a new one with the same id stay distinct until the directory is synced.
 type FileId = u64;
 
+/// Images are shared between copies of a simulator (the explorer copies one per crash state and
+/// per recovery) and copied only when one of them changes (`Arc::make_mut`).
 #[derive(Clone, Debug)]
 struct SegmentFile {
     segment: SegmentId,
-    durable: Vec<u8>,
-    volatile: Vec<u8>,
+    durable: Arc<Vec<u8>>,
+    volatile: Arc<Vec<u8>>,
     pending: Vec<FileEffect>,
 }
 
 impl SegmentFile {
-    fn new(segment: SegmentId, image: Vec<u8>) -> Self {
+    fn new(segment: SegmentId, image: Arc<Vec<u8>>) -> Self {
         Self {
             segment,
-            durable: image.clone(),
+            durable: Arc::clone(&image),
             volatile: image,
             pending: Vec::new(),
         }
@@ -235,11 +238,13 @@ impl SimStorage {
         let Some(file) = self.durable_dir.get(&segment) else {
             return false;
         };
-        let image = &mut self
-            .files
-            .get_mut(file)
-            .expect("linked file exists")
-            .durable;
+        let image = Arc::make_mut(
+            &mut self
+                .files
+                .get_mut(file)
+                .expect("linked file exists")
+                .durable,
+        );
         match usize::try_from(offset)
             .ok()
             .and_then(|at| image.get_mut(at))
@@ -281,9 +286,10 @@ impl SimStorage {
         let mut files = BTreeMap::new();
         let mut index = self.pending_dir.len();
         for (id, file) in &self.files {
-            let mut image = file.durable.clone();
+            let mut image = Arc::clone(&file.durable);
             for effect in &file.pending {
-                resolve_file_effect(&mut image, effect, plan.fate(index), &medium, index);
+                let image = Arc::make_mut(&mut image);
+                resolve_file_effect(image, effect, plan.fate(index), &medium, index);
                 index += 1;
             }
             if dir.values().any(|linked| linked == id) {
@@ -363,7 +369,8 @@ impl SimStorage {
         };
         let file = self.files.get_mut(&file).expect("linked file exists");
         for effect in file.pending.drain(..) {
-            resolve_file_effect(&mut file.durable, &effect, Fate::Happened, &medium, 0);
+            let durable = Arc::make_mut(&mut file.durable);
+            resolve_file_effect(durable, &effect, Fate::Happened, &medium, 0);
         }
     }
 
