@@ -6,7 +6,8 @@
 //! cargo bench -p walden-tests --bench explorer
 //! ```
 
-use std::time::{Duration, Instant};
+use core::time::Duration;
+use std::time::Instant;
 
 use rustix::time::{ClockId, clock_gettime};
 
