@@ -53,6 +53,10 @@ struct Args {
     /// Skip the log workloads and measure only the limits and checksums.
     #[arg(long)]
     limits_only: bool,
+    /// Run only the read workloads (5-7: replay, open, reads by LSN), to measure a change to
+    /// the read path without the write workloads' minutes.
+    #[arg(long)]
+    reads_only: bool,
 }
 
 fn main() -> ExitCode {
@@ -121,13 +125,15 @@ fn run(args: &Args) -> std::io::Result<()> {
     if !args.limits_only {
         for peer in &peers {
             eprintln!("peer {}", peer.name());
-            rows.extend(workloads::run_writes(
-                data.path(),
-                *peer,
-                &limits,
-                budget,
-                &writers,
-            ));
+            if !args.reads_only {
+                rows.extend(workloads::run_writes(
+                    data.path(),
+                    *peer,
+                    &limits,
+                    budget,
+                    &writers,
+                ));
+            }
             let read_budget = Budget {
                 max_ops: if quick { 1_000 } else { 200_000 },
                 ..budget

@@ -5,7 +5,7 @@
 
 #[cfg(any(feature = "alloc", test))]
 extern crate alloc;
-#[cfg(test)]
+#[cfg(any(test, feature = "hw-crc"))]
 extern crate std;
 
 mod case;

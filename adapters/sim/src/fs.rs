@@ -11,9 +11,9 @@ use crate::effect::{FileEffect, Medium, resolve_file_effect, sector_pieces};
 use crate::explore::{CaseId, CrashBounds, CrashStates, PlanPick, random_plan};
 use crate::fault::FaultSchedule;
 use crate::plan::CrashPlan;
-use crate::rng::mix;
+use crate::rng::Fingerprint;
 use crate::sim::SimConfig;
-use crate::trace::OpKind;
+use crate::trace::{KindCounts, OpKind};
 
 mod ops;
 #[cfg(test)]
@@ -321,7 +321,7 @@ pub struct SimFs {
     op_budget: Option<u64>,
     crashed: bool,
     ops: u64,
-    ops_by_kind: BTreeMap<OpKind, u64>,
+    ops_by_kind: KindCounts,
     trace: Vec<FsTraceEntry>,
 }
 
@@ -350,7 +350,7 @@ impl SimFs {
             op_budget: None,
             crashed: false,
             ops: 0,
-            ops_by_kind: BTreeMap::new(),
+            ops_by_kind: KindCounts::default(),
             trace: Vec::new(),
         }
     }
@@ -619,7 +619,7 @@ impl SimFs {
     /// its own start.
     pub fn renumber(&mut self) {
         self.ops = 0;
-        self.ops_by_kind.clear();
+        self.ops_by_kind = KindCounts::default();
         self.trace.clear();
         self.op_budget = None;
         self.crashed = false;
@@ -629,34 +629,21 @@ impl SimFs {
     /// A 64-bit digest of the durable state (directory, names, contents), to count distinct
     /// crash states.
     pub fn fingerprint(&self) -> u64 {
-        let absorb = |hash: u64, word: u64| {
-            mix(hash.wrapping_mul(0x0000_0100_0000_01b3) ^ word).wrapping_add(0x9e37_79b9_7f4a_7c15)
-        };
-        let mut hash = absorb(0x8422_2325_cbf2_9ce4, u64::from(self.durable.exists));
+        let mut hash = Fingerprint::new(0x8422_2325_cbf2_9ce4);
+        hash.word(u64::from(self.durable.exists));
         let entries: Vec<(&String, &Inode)> = self.durable.entries.iter().collect();
         for (position, (name, inode)) in entries.iter().enumerate() {
-            hash = absorb(hash, name.len() as u64);
-            for chunk in name.as_bytes().chunks(8) {
-                let mut word = [0u8; 8];
-                word[..chunk.len()].copy_from_slice(chunk);
-                hash = absorb(hash, u64::from_le_bytes(word));
-            }
+            hash.bytes(name.as_bytes());
             // Which names share a file (hard links), by the position of the first name of
             // each file, not by inode number: two runs that reach the same files hash alike.
             let first = entries
                 .iter()
                 .position(|(_, i)| i == inode)
                 .unwrap_or(position);
-            hash = absorb(hash, first as u64);
-            let image = &self.inodes[*inode].durable;
-            hash = absorb(hash, image.len() as u64);
-            for chunk in image.chunks(8) {
-                let mut word = [0u8; 8];
-                word[..chunk.len()].copy_from_slice(chunk);
-                hash = absorb(hash, u64::from_le_bytes(word));
-            }
+            hash.word(first as u64);
+            hash.bytes(&self.inodes[*inode].durable);
         }
-        hash
+        hash.finish()
     }
 
     /// Media fault: flips bit `bit % 8` of the durable byte at `offset` of `name`. Returns

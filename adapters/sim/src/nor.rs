@@ -25,7 +25,7 @@ use embedded_storage::nor_flash::{
     check_erase, check_read, check_write,
 };
 
-use crate::rng::{SimRng, mix};
+use crate::rng::{Fingerprint, SimRng, mix};
 
 #[cfg(test)]
 mod tests;
@@ -273,13 +273,9 @@ impl<const W: usize, const E: usize> NorSim<W, E> {
 
     /// A 64-bit digest of the contents, to count distinct crash states.
     pub fn fingerprint(&self) -> u64 {
-        let mut hash = 0xcbf2_9ce4_8422_2325u64;
-        for chunk in self.bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            hash = mix(hash.wrapping_mul(0x0000_0100_0000_01b3) ^ u64::from_le_bytes(word));
-        }
-        hash
+        let mut hash = Fingerprint::new(0xcbf2_9ce4_8422_2325);
+        hash.bytes(&self.bytes);
+        hash.finish()
     }
 
     fn power(&mut self) -> Result<(), NorSimError> {

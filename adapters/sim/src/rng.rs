@@ -58,6 +58,67 @@ pub(crate) const fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The hash behind the simulators' `fingerprint()`s. The explorers count distinct crash states
+/// by it, hashing every durable byte of every state, so it must be fast and must spread any
+/// difference (one torn sector) over all 64 bits; only equality of two fingerprints means
+/// anything. Words go through the SplitMix64 mix; byte strings go 16 bytes per folded 128-bit
+/// multiply (as in wyhash and foldhash), with the running hash also added back in, so that a
+/// product of zero cannot erase what came before.
+pub(crate) struct Fingerprint(u64);
+
+impl Fingerprint {
+    const K0: u64 = 0x243f_6a88_85a3_08d3;
+    const K1: u64 = 0x1319_8a2e_0370_7344;
+
+    /// A hash started from `seed`.
+    pub(crate) const fn new(seed: u64) -> Self {
+        Self(mix(seed))
+    }
+
+    /// Absorbs one word.
+    pub(crate) fn word(&mut self, word: u64) {
+        self.0 = mix(self.0.wrapping_mul(0x0000_0100_0000_01b3) ^ word)
+            .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    }
+
+    /// Absorbs `bytes` and their length (so that the zero padding of the last block is
+    /// unambiguous).
+    pub(crate) fn bytes(&mut self, bytes: &[u8]) {
+        self.word(bytes.len() as u64);
+        let mut hash = self.0;
+        let mut absorb = |block: &[u8]| {
+            let mut a = [0u8; 8];
+            let mut b = [0u8; 8];
+            a.copy_from_slice(&block[..8]);
+            b.copy_from_slice(&block[8..16]);
+            let (a, b) = (u64::from_le_bytes(a), u64::from_le_bytes(b));
+            hash = fold(a ^ hash ^ Self::K0, b ^ Self::K1).wrapping_add(hash.rotate_left(23));
+        };
+        let mut blocks = bytes.chunks_exact(16);
+        for block in &mut blocks {
+            absorb(block);
+        }
+        let rest = blocks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 16];
+            last[..rest.len()].copy_from_slice(rest);
+            absorb(&last);
+        }
+        self.0 = mix(hash);
+    }
+
+    /// The hash of everything absorbed.
+    pub(crate) const fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The 128-bit product of `a` and `b`, its halves xored.
+const fn fold(a: u64, b: u64) -> u64 {
+    let product = (a as u128).wrapping_mul(b as u128);
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

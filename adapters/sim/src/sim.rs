@@ -1,6 +1,7 @@
 //! [`SimStorage`]: the in-memory [`Storage`](walden_core::Storage) with separate volatile and durable images.
 
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 
@@ -10,8 +11,8 @@ use crate::effect::{FileEffect, Medium, UnsyncedEffect, resolve_file_effect, sec
 use crate::error::{SimError, SimErrorCause, refused};
 use crate::fault::{FaultAction, FaultSchedule};
 use crate::plan::{CrashPlan, Fate};
-use crate::rng::mix;
-use crate::trace::{Op, OpKind, TraceEntry};
+use crate::rng::Fingerprint;
+use crate::trace::{KindCounts, Op, TraceEntry};
 
 #[cfg(test)]
 mod tests;
@@ -42,19 +43,21 @@ impl Default for SimConfig {
 /// removed segment and a new one with the same id stay distinct until the directory is synced.
 type FileId = u64;
 
+/// Images are shared between copies of a simulator (the explorer copies one per crash state and
+/// per recovery) and copied only when one of them changes (`Arc::make_mut`).
 #[derive(Clone, Debug)]
 struct SegmentFile {
     segment: SegmentId,
-    durable: Vec<u8>,
-    volatile: Vec<u8>,
+    durable: Arc<Vec<u8>>,
+    volatile: Arc<Vec<u8>>,
     pending: Vec<FileEffect>,
 }
 
 impl SegmentFile {
-    fn new(segment: SegmentId, image: Vec<u8>) -> Self {
+    fn new(segment: SegmentId, image: Arc<Vec<u8>>) -> Self {
         Self {
             segment,
-            durable: image.clone(),
+            durable: Arc::clone(&image),
             volatile: image,
             pending: Vec::new(),
         }
@@ -90,7 +93,7 @@ pub struct SimStorage {
     op_budget: Option<u64>,
     crashed: Cell<bool>,
     ops: Cell<u64>,
-    ops_by_kind: RefCell<BTreeMap<OpKind, u64>>,
+    ops_by_kind: RefCell<KindCounts>,
     trace: RefCell<Vec<TraceEntry>>,
 }
 
@@ -123,7 +126,7 @@ impl SimStorage {
             op_budget: None,
             crashed: Cell::new(false),
             ops: Cell::new(0),
-            ops_by_kind: RefCell::new(BTreeMap::new()),
+            ops_by_kind: RefCell::new(KindCounts::default()),
             trace: RefCell::new(Vec::new()),
         }
     }
@@ -219,22 +222,13 @@ impl SimStorage {
     /// [`SimStorage::crash`] with equal fingerprints are, barring a collision, the same crash
     /// state, so an explorer can count distinct states and skip repeats.
     pub fn fingerprint(&self) -> u64 {
-        // Each word goes through the multiply and the mix, so no field can cancel another.
-        let absorb = |hash: u64, word: u64| {
-            mix(hash.wrapping_mul(0x0000_0100_0000_01b3) ^ word).wrapping_add(0x9e37_79b9_7f4a_7c15)
-        };
-        let mut hash = absorb(0xcbf2_9ce4_8422_2325, self.durable_dir.len() as u64);
+        let mut hash = Fingerprint::new(0xcbf2_9ce4_8422_2325);
+        hash.word(self.durable_dir.len() as u64);
         for (segment, file) in &self.durable_dir {
-            let image = &self.files[file].durable;
-            hash = absorb(hash, *segment);
-            hash = absorb(hash, image.len() as u64);
-            for chunk in image.chunks(8) {
-                let mut word = [0u8; 8];
-                word[..chunk.len()].copy_from_slice(chunk);
-                hash = absorb(hash, u64::from_le_bytes(word));
-            }
+            hash.word(*segment);
+            hash.bytes(&self.files[file].durable);
         }
-        hash
+        hash.finish()
     }
 
     /// Media fault: flips bit `bit % 8` of the durable byte at `offset` of `segment`. Reads
@@ -244,11 +238,13 @@ impl SimStorage {
         let Some(file) = self.durable_dir.get(&segment) else {
             return false;
         };
-        let image = &mut self
-            .files
-            .get_mut(file)
-            .expect("linked file exists")
-            .durable;
+        let image = Arc::make_mut(
+            &mut self
+                .files
+                .get_mut(file)
+                .expect("linked file exists")
+                .durable,
+        );
         match usize::try_from(offset)
             .ok()
             .and_then(|at| image.get_mut(at))
@@ -290,9 +286,10 @@ impl SimStorage {
         let mut files = BTreeMap::new();
         let mut index = self.pending_dir.len();
         for (id, file) in &self.files {
-            let mut image = file.durable.clone();
+            let mut image = Arc::clone(&file.durable);
             for effect in &file.pending {
-                resolve_file_effect(&mut image, effect, plan.fate(index), &medium, index);
+                let image = Arc::make_mut(&mut image);
+                resolve_file_effect(image, effect, plan.fate(index), &medium, index);
                 index += 1;
             }
             if dir.values().any(|linked| linked == id) {
@@ -330,12 +327,7 @@ impl SimStorage {
         let index = self.ops.get();
         self.ops.set(index + 1);
         let kind = op.kind();
-        let nth_of_kind = {
-            let mut by_kind = self.ops_by_kind.borrow_mut();
-            let count = by_kind.entry(kind).or_insert(0);
-            *count += 1;
-            *count - 1
-        };
+        let nth_of_kind = self.ops_by_kind.borrow_mut().bump(kind);
         if self.op_budget.is_some_and(|budget| index >= budget) {
             self.crashed.set(true);
             let error = SimError::new(
@@ -377,7 +369,8 @@ impl SimStorage {
         };
         let file = self.files.get_mut(&file).expect("linked file exists");
         for effect in file.pending.drain(..) {
-            resolve_file_effect(&mut file.durable, &effect, Fate::Happened, &medium, 0);
+            let durable = Arc::make_mut(&mut file.durable);
+            resolve_file_effect(durable, &effect, Fate::Happened, &medium, 0);
         }
     }
 

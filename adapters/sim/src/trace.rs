@@ -91,6 +91,22 @@ pub enum OpKind {
     Reserve,
 }
 
+/// How many operations of each [`OpKind`] a simulator has run: what `Trigger::Nth` counts.
+/// An array, not a map: it is bumped on every operation.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct KindCounts([u64; KindCounts::KINDS]);
+
+impl KindCounts {
+    const KINDS: usize = OpKind::Reserve as usize + 1;
+
+    /// Counts one more operation of `kind`; returns how many came before it.
+    pub(crate) fn bump(&mut self, kind: OpKind) -> u64 {
+        let count = &mut self.0[kind as usize];
+        *count += 1;
+        *count - 1
+    }
+}
+
 impl Op {
     /// The kind of this operation.
     pub const fn kind(&self) -> OpKind {

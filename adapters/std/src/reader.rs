@@ -91,7 +91,10 @@ pub struct SharedReader<S: GroupSync> {
     /// Where the next record is, in `segment` (core's record cursor: the one place record
     /// headers are decoded).
     cursor: RecordCursor,
+    /// Bytes of `segment` from `chunk_start`: the first `filled` are valid. The vector keeps
+    /// its largest length, so a refill does not zero what it is about to overwrite.
     chunk: Vec<u8>,
+    filled: usize,
     /// Offset of `chunk[0]` in `segment`.
     chunk_start: u64,
     /// Bytes the next refill copies: starts small (a read by LSN needs a few records) and
@@ -153,6 +156,7 @@ impl<S: GroupSync> SharedReader<S> {
             #[cfg(feature = "encrypt")]
             keys,
             chunk: Vec::new(),
+            filled: 0,
             chunk_start: 0,
             window: FIRST_WINDOW,
         };
@@ -247,7 +251,7 @@ impl<S: GroupSync> SharedReader<S> {
                 return Ok(None);
             }
             let at = (self.cursor.offset() - self.chunk_start) as usize;
-            let found = self.cursor.data_header(&self.chunk[at..]);
+            let found = self.cursor.data_header(&self.chunk[at..self.filled]);
             if let Some(found) = found.map_err(|f| self.corrupt(f))? {
                 return Ok(Some(found));
             }
@@ -299,7 +303,7 @@ impl<S: GroupSync> SharedReader<S> {
     /// ends first (the caller reports corruption).
     fn ensure(&mut self, len: usize) -> Result<bool, ReadError<S::Error>> {
         let offset = self.cursor.offset();
-        let have = self.chunk_start + self.chunk.len() as u64;
+        let have = self.chunk_start + self.filled as u64;
         if offset >= self.chunk_start && offset + len as u64 <= have {
             return Ok(true);
         }
@@ -345,12 +349,15 @@ impl<S: GroupSync> SharedReader<S> {
         if n < len {
             return Ok(false);
         }
-        self.chunk.resize(n, 0);
+        if self.chunk.len() < n {
+            self.chunk.resize(n, 0);
+        }
+        self.filled = 0;
         let mut done = 0;
         while done < n {
             let got = wal
                 .storage()
-                .read(self.segment, offset + done as u64, &mut self.chunk[done..])
+                .read(self.segment, offset + done as u64, &mut self.chunk[done..n])
                 .map_err(|error| {
                     ReadError::Storage(IoFailure {
                         op: Op::Read,
@@ -363,7 +370,7 @@ impl<S: GroupSync> SharedReader<S> {
             }
             done += got;
         }
-        self.chunk.truncate(done);
+        self.filled = done;
         self.chunk_start = offset;
         Ok(done >= len)
     }

@@ -361,8 +361,7 @@ impl<V: Subject> Explorer<V> {
         medium: V::Medium,
     ) -> Outcome<V::Error, V::Log> {
         self.variant
-            .recover(workload, medium, RecoveryPolicy::TolerateTornTail, None)
-            .outcome
+            .recover_outcome(workload, medium, RecoveryPolicy::TolerateTornTail)
     }
 
     /// `Strict` opens exactly the states the default policy found nothing to repair in, and
@@ -377,14 +376,12 @@ impl<V: Subject> Explorer<V> {
     ) -> Result<(), Failure> {
         let report = got.report.expect("a recovery report");
         let repaired = report.cut.is_some() || report.rewritten_header.is_some();
-        let strict = self
-            .variant
-            .recover(workload, crashed.clone(), RecoveryPolicy::Strict, None)
-            .outcome;
-        let salvage = self
-            .variant
-            .recover(workload, crashed.clone(), RecoveryPolicy::Salvage, None)
-            .outcome;
+        let strict =
+            self.variant
+                .recover_outcome(workload, crashed.clone(), RecoveryPolicy::Strict);
+        let salvage =
+            self.variant
+                .recover_outcome(workload, crashed.clone(), RecoveryPolicy::Salvage);
         stats.recoveries += 2;
         let fail = |why: String| Failure::new(("classification", why), "comparing policies");
         match strict {

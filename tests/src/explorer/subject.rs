@@ -81,6 +81,16 @@ pub trait Subject: Copy + fmt::Debug + PartialEq + Send + Sync {
         policy: RecoveryPolicy,
         budget: Option<u64>,
     ) -> Recovery<Self>;
+    /// [`Subject::recover`] without the power cut, for the outcome only: most recoveries
+    /// never look at the medium afterwards, and a snapshot of it is a copy of every file.
+    fn recover_outcome(
+        &self,
+        workload: &Self::Workload,
+        medium: Self::Medium,
+        policy: RecoveryPolicy,
+    ) -> Outcome<Self::Error, Self::Log> {
+        self.recover(workload, medium, policy, None).outcome
+    }
     /// Whether a recovery did more than its routine operations, so that crashing during its
     /// operations is worth exploring.
     fn repaired(&self, recovery: &Recovery<Self>) -> bool;
@@ -182,6 +192,15 @@ impl Subject for Variant {
             outcome,
             after: handle.snapshot(),
         }
+    }
+
+    fn recover_outcome(
+        &self,
+        workload: &Workload,
+        medium: SimStorage,
+        policy: RecoveryPolicy,
+    ) -> Outcome {
+        recover(&SimHandle::new(medium, *self), workload.config, policy)
     }
 
     fn repaired(&self, recovery: &Recovery<Self>) -> bool {

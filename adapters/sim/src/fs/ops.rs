@@ -31,9 +31,7 @@ impl SimFs {
         let index = self.ops;
         self.ops += 1;
         let kind = op.kind();
-        let count = self.ops_by_kind.entry(kind).or_insert(0);
-        let nth_of_kind = *count;
-        *count += 1;
+        let nth_of_kind = self.ops_by_kind.bump(kind);
         if self.crashed || self.op_budget.is_some_and(|budget| index >= budget) {
             self.crashed = true;
             let error = SimError::new(

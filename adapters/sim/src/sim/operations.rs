@@ -1,6 +1,8 @@
 //! The [`Storage`] methods of [`SimStorage`]: each is traced, may be hit by a scheduled fault,
 //! and changes the volatile state while queueing what a crash must resolve.
 
+use alloc::sync::Arc;
+
 use walden_core::{SegmentId, Storage, StorageErrorKind};
 
 use super::{DirEffect, SegmentFile, SimStorage};
@@ -38,7 +40,7 @@ impl Storage for SimStorage {
             let file = self.next_file;
             self.next_file += 1;
             self.files
-                .insert(file, SegmentFile::new(segment, alloc::vec::Vec::new()));
+                .insert(file, SegmentFile::new(segment, Arc::default()));
             self.volatile_dir.insert(segment, file);
             self.pending_dir.push(DirEffect::Create { segment, file });
             Ok(())
@@ -108,7 +110,7 @@ impl Storage for SimStorage {
                 if len > file.volatile.len() {
                     return Err(refused(StorageErrorKind::Io, index, "truncate would grow"));
                 }
-                file.volatile.truncate(len);
+                Arc::make_mut(&mut file.volatile).truncate(len);
                 file.pending.push(FileEffect::Truncate { len });
                 Ok(())
             });
@@ -193,10 +195,11 @@ impl SimStorage {
         }
         let end_before = file.volatile.len();
         let end = offset + data.len();
-        if file.volatile.len() < end {
-            file.volatile.resize(end, 0);
+        let volatile = Arc::make_mut(&mut file.volatile);
+        if volatile.len() < end {
+            volatile.resize(end, 0);
         }
-        file.volatile[offset..end].copy_from_slice(data);
+        volatile[offset..end].copy_from_slice(data);
         if !data.is_empty() {
             // A misdirected write stays within the file as it was, so a fault cannot make the
             // simulator allocate without bound.

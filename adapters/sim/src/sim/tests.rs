@@ -6,6 +6,7 @@ use walden_core::{Storage, StorageError, StorageErrorKind};
 use super::*;
 use crate::fault::FaultSchedule;
 use crate::plan::{Tear, TearShape, TornFill};
+use crate::trace::OpKind;
 
 fn sim_512() -> SimStorage {
     SimStorage::with_config(SimConfig {
