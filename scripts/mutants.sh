@@ -50,7 +50,10 @@ out=target/mutants
 if $broken; then out=target/mutants-broken; fi
 rm -rf "$out/mutants.out" "$out/mutants.out.old"
 mkdir -p "$out"
-args=(-p walden-core -j "$jobs" -o "$out" --no-shuffle --colors never)
+# With compression and encryption compiled in: otherwise the code behind those features would
+# build unchanged under every mutant and count as missed.
+args=(-p walden-core -j "$jobs" -o "$out" --no-shuffle --colors never
+    --features walden-core/compress,walden-core/encrypt)
 if $wide; then
     # Every file of the crate (added to examine_globs), and the cross-adapter suites too.
     args+=(-f 'core/src/**/*.rs' --test-package walden-core --test-package walden-tests)
