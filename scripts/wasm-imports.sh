@@ -26,7 +26,7 @@ panic = "abort"
 TOML
 cat > "$probe/src/lib.rs" <<'RS'
 #![no_std]
-use walden_core::{ChecksumAlgorithm, raw::{RecordHeader, RecordKind}, Lsn};
+use walden_core::{ChecksumAlgorithm, raw::{RecordFlags, RecordHeader, RecordKind}, Lsn};
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
@@ -36,7 +36,7 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 /// Exercises the codec so it is linked in.
 #[unsafe(no_mangle)]
 pub extern "C" fn probe(salt: u64) -> u32 {
-    let h = RecordHeader { length: 3, lsn: Lsn(1), payload_crc: 0, kind: RecordKind::Single, ack_gap: 1 };
+    let h = RecordHeader { length: 3, lsn: Lsn(1), payload_crc: 0, kind: RecordKind::Single, flags: RecordFlags::PLAIN, ack_gap: 1 };
     let b = h.encode(ChecksumAlgorithm::Crc32c, salt);
     RecordHeader::decode(&b, ChecksumAlgorithm::Crc32c, salt).map_or(0, |h| h.length)
 }
