@@ -4,8 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step prints its name and, when it starts, how long the step before it took, so a slow
+# CI run says where its time went.
 started=$SECONDS
+last=$SECONDS
+step() {
+  if [ "$SECONDS" -gt "$started" ]; then printf '    (%d s)\n' $((SECONDS - last)); fi
+  last=$SECONDS
+  printf '\n==> %s\n' "$*"
+}
 
 step "toolchain: targets and components"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
