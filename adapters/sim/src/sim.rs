@@ -4,6 +4,7 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use walden_core::{SegmentId, StorageError, StorageErrorKind};
 
@@ -49,6 +50,10 @@ type FileId = u64;
 struct SegmentFile {
     segment: SegmentId,
     durable: Arc<Vec<u8>>,
+    /// The digest of `durable`, computed at most once per image and shared by every copy that
+    /// shares the image (a crash state changes few files; `fingerprint` rehashes only those).
+    /// Replaced whenever `durable` changes. 0: not computed yet (a digest of 0 is stored as 1).
+    durable_digest: Arc<AtomicU64>,
     volatile: Arc<Vec<u8>>,
     pending: Vec<FileEffect>,
 }
@@ -58,9 +63,28 @@ impl SegmentFile {
         Self {
             segment,
             durable: Arc::clone(&image),
+            durable_digest: Arc::default(),
             volatile: image,
             pending: Vec::new(),
         }
+    }
+
+    /// The durable image, to be changed: its digest is forgotten.
+    fn durable_mut(&mut self) -> &mut Vec<u8> {
+        self.durable_digest = Arc::default();
+        Arc::make_mut(&mut self.durable)
+    }
+
+    fn durable_digest(&self) -> u64 {
+        let known = self.durable_digest.load(Ordering::Relaxed);
+        if known != 0 {
+            return known;
+        }
+        let mut hash = Fingerprint::new(0x6a09_e667_f3bc_c908);
+        hash.bytes(&self.durable);
+        let digest = hash.finish().max(1);
+        self.durable_digest.store(digest, Ordering::Relaxed);
+        digest
     }
 }
 
@@ -226,7 +250,7 @@ impl SimStorage {
         hash.word(self.durable_dir.len() as u64);
         for (segment, file) in &self.durable_dir {
             hash.word(*segment);
-            hash.bytes(&self.files[file].durable);
+            hash.word(self.files[file].durable_digest());
         }
         hash.finish()
     }
@@ -238,13 +262,11 @@ impl SimStorage {
         let Some(file) = self.durable_dir.get(&segment) else {
             return false;
         };
-        let image = Arc::make_mut(
-            &mut self
-                .files
-                .get_mut(file)
-                .expect("linked file exists")
-                .durable,
-        );
+        let image = self
+            .files
+            .get_mut(file)
+            .expect("linked file exists")
+            .durable_mut();
         match usize::try_from(offset)
             .ok()
             .and_then(|at| image.get_mut(at))
@@ -293,7 +315,12 @@ impl SimStorage {
                 index += 1;
             }
             if dir.values().any(|linked| linked == id) {
-                files.insert(*id, SegmentFile::new(file.segment, image));
+                let mut after = SegmentFile::new(file.segment, image);
+                if file.pending.is_empty() {
+                    // The same image: the same digest.
+                    after.durable_digest = Arc::clone(&file.durable_digest);
+                }
+                files.insert(*id, after);
             }
         }
         let mut after = SimStorage::with_config(self.config);
@@ -368,9 +395,9 @@ impl SimStorage {
             garbage_holes: false,
         };
         let file = self.files.get_mut(&file).expect("linked file exists");
-        for effect in file.pending.drain(..) {
-            let durable = Arc::make_mut(&mut file.durable);
-            resolve_file_effect(durable, &effect, Fate::Happened, &medium, 0);
+        let pending = core::mem::take(&mut file.pending);
+        for effect in pending {
+            resolve_file_effect(file.durable_mut(), &effect, Fate::Happened, &medium, 0);
         }
     }
 
