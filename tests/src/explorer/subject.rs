@@ -69,6 +69,12 @@ pub trait Subject: Copy + fmt::Debug + PartialEq + Send + Sync {
     fn crash(medium: &Self::Medium, plan: &CrashPlan) -> Self::Medium;
     /// A digest of the durable state, to skip repeated states.
     fn fingerprint(medium: &Self::Medium) -> u64;
+    /// A digest of everything a crash of `medium` can lead to (durable and volatile state,
+    /// unsynced effects), if the medium can give one: the explorer goes on from each such
+    /// state once. `None`: always go on.
+    fn state_fingerprint(_medium: &Self::Medium) -> Option<u64> {
+        None
+    }
     /// `plan` next to the effects it resolves.
     fn describe(medium: &Self::Medium, plan: &CrashPlan) -> String;
 
@@ -170,6 +176,10 @@ impl Subject for Variant {
 
     fn fingerprint(medium: &SimStorage) -> u64 {
         medium.fingerprint()
+    }
+
+    fn state_fingerprint(medium: &SimStorage) -> Option<u64> {
+        Some(medium.state_fingerprint())
     }
 
     fn describe(medium: &SimStorage, plan: &CrashPlan) -> String {
