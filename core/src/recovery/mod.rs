@@ -110,15 +110,19 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         }
 
         // Plan (read only), keeping every segment the plan keeps, up to the one that decides.
-        let mut decisive = None;
+        // The planner writes into `planned` and `slot` (the segment that decides, when one
+        // does) rather than returning them: they are the largest values recovery handles.
+        let mut planned = plan::NOTHING_FOUND;
+        let mut slot = None;
+        let mut decided = false;
         let mut corruption_events = 0;
         let mut prev_last = None;
-        let planned = {
+        {
             let segments = &mut self.segments;
             let mut planner = Planner::new(&self.storage, &self.config, scratch, summaries)
                 .map_err(open_error)?;
             planner
-                .plan(&ids, &mut |seg, so_far| {
+                .plan(&ids, &mut planned, &mut slot, &mut |seg, so_far| {
                     corruption_events += u64::from(seg.case.is_corruption());
                     if so_far.verdict == Verdict::Clean {
                         if let Some(info) = kept(seg) {
@@ -131,14 +135,15 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                         }
                         true
                     } else {
-                        decisive = Some(*seg);
+                        decided = true;
                         false
                     }
                 })
-                .map_err(open_error)?
-        };
+                .map_err(open_error)?;
+        }
         self.counters.corruption_events += corruption_events;
-        match (planned.verdict, &decisive) {
+        let decisive = slot.as_ref().filter(|_| decided);
+        match (planned.verdict, decisive) {
             (Verdict::Empty | Verdict::Clean, _) => {}
             (Verdict::Refuse(c), _) => return Err(OpenError::Corrupted(c)),
             (
