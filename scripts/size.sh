@@ -15,8 +15,9 @@ cd "$(dirname "$0")/../embedded"
 budget_one=${WALDEN_SIZE_BUDGET_ONE:-25400}   # walden-core, CRC-32C only
 budget_all=${WALDEN_SIZE_BUDGET_ALL:-29100}   # walden-core, all three checksums
 budget_flash=${WALDEN_SIZE_BUDGET_FLASH:-34200} # walden-core + walden-flash (the power-cut demo)
+budget_front=${WALDEN_SIZE_BUDGET_NO_FRONT:-23400} # CRC-32C only, no start slots (no truncate_front)
 if [ "${1:-}" = "--broken" ]; then
-  budget_one=1 budget_all=1 budget_flash=1
+  budget_one=1 budget_all=1 budget_flash=1 budget_front=1
 fi
 
 command -v readelf >/dev/null || { echo "size.sh needs readelf (Debian: binutils)" >&2; exit 1; }
@@ -40,6 +41,7 @@ base=$(build --no-default-features)
 one=$(build)
 all=$(build --features all-checksums)
 flash=$(build --features flash)
+front=$(build --no-default-features --features log)
 
 fail=0
 check() {
@@ -52,4 +54,5 @@ echo "baseline program without the log: $base bytes of .text + .rodata"
 check "walden-core, CRC-32C only" $((one - base)) "$budget_one"
 check "walden-core, CRC-32C + CRC-32 + CRC-64" $((all - base)) "$budget_all"
 check "walden-core + walden-flash (power-cut demo)" $((flash - base)) "$budget_flash"
+check "walden-core, CRC-32C, no start slots" $((front - base)) "$budget_front"
 exit $fail

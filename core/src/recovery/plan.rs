@@ -11,10 +11,7 @@
 use crate::config::{Config, RecoveryPolicy};
 use crate::cursor::{Fault, SealFound, SegmentKeys};
 use crate::error::{self, Corruption, IoFailure, Op};
-use crate::format::{
-    HeaderProblem, SEGMENT_HEADER_LEN, START_RECORD_LEN, START_SLOTS, SegmentHeader, decode_start,
-    is_start_slot,
-};
+use crate::format::{HeaderProblem, SEGMENT_HEADER_LEN, SegmentHeader, is_start_slot};
 use crate::lsn::Lsn;
 use crate::storage::{SegmentId, Storage, read_full};
 use crate::table::{SegmentList, SegmentTable};
@@ -236,14 +233,26 @@ pub(crate) fn list<S: Storage, Table: SegmentTable>(
 /// The valid start-slot record with the highest generation, if any: `(generation,
 /// first_segment)`. A slot that cannot be read counts as absent (the headers' `first_segment`
 /// is then the only, lower, bound: less is detected, nothing is wrongly refused).
+///
+/// Without walden-core's feature `start-slots` no slot is read (such a build never writes
+/// one): the headers' `first_segment` is the only bound, with the same consequence.
+#[cfg(not(feature = "start-slots"))]
+pub(crate) fn read_start<S: Storage>(_storage: &S, _log_id: u64) -> Option<(u64, SegmentId)> {
+    None
+}
+
+/// The valid start-slot record with the highest generation, if any: `(generation,
+/// first_segment)`. A slot that cannot be read counts as absent (the headers' `first_segment`
+/// is then the only, lower, bound: less is detected, nothing is wrongly refused).
+#[cfg(feature = "start-slots")]
 pub(crate) fn read_start<S: Storage>(storage: &S, log_id: u64) -> Option<(u64, SegmentId)> {
     let mut best: Option<(u64, SegmentId)> = None;
-    for &slot in START_SLOTS.iter() {
-        let mut buf = [0u8; START_RECORD_LEN];
+    for &slot in crate::format::START_SLOTS.iter() {
+        let mut buf = [0u8; crate::format::START_RECORD_LEN];
         let Ok(n) = read_full(storage, slot, 0, &mut buf) else {
             continue;
         };
-        let found = decode_start(&buf[..n], log_id);
+        let found = crate::format::decode_start(&buf[..n], log_id);
         // Compared, not `Option::max`: that one moved through `memmove` (1.5 KB on a Cortex-M).
         if found > best {
             best = found;
