@@ -397,7 +397,7 @@ impl<'a, S: Storage> Planner<'a, S> {
             let header = self.header_state(&l, log_id, prev_last)?;
             let prev = i.checked_sub(1).map(|j| ids[j]);
             let mut inputs = Inputs::before_scan(prev, l.id, is_newest, header);
-            let first_here = match l.header {
+            let first_here = match &l.header {
                 Ok(h) if header == HeaderState::Valid => h.first_lsn,
                 _ => prev_last.map_or(Lsn(1), Lsn::next),
             };
@@ -418,11 +418,13 @@ impl<'a, S: Storage> Planner<'a, S> {
                 trailing_garbage: None,
                 seal: None,
             });
-            let mut scanned = None;
-            if let Ok(h) = l.header {
-                // Scanned whenever the header is readable (for the report); the table inputs
-                // below come from the scan only where the header is valid and continuous.
-                let mut s = self.scan(&l, &h).map_err(InspectError::Storage)?;
+            // Scanned whenever the header is readable (for the report); the table inputs
+            // below come from the scan only where the header is valid and continuous.
+            let mut scanned = match &l.header {
+                Ok(h) => Some(self.scan(&l, h).map_err(InspectError::Storage)?),
+                Err(_) => None,
+            };
+            if let (Some(s), Ok(h)) = (&mut scanned, &l.header) {
                 seg.seal = s.seal;
                 if let (true, Some(seal)) = (is_newest, s.seal) {
                     // The data ends at the seal; the successor it names is gone.
@@ -433,9 +435,8 @@ impl<'a, S: Storage> Planner<'a, S> {
                 seg.last_lsn = s.last_lsn;
                 seg.end = s.end;
                 if header == HeaderState::Valid && inputs.sequence == Sequence::Continuous {
-                    self.classify_scan(seg, &mut inputs, ids, i, &s, &h, log_id)?;
+                    self.classify_scan(seg, &mut inputs, ids, i, s, h, log_id)?;
                 }
-                scanned = Some(s);
             }
             seg.inputs = inputs;
             seg.case = Case::classify(&inputs);
