@@ -44,7 +44,8 @@ cargo build -p walden-flash --target thumbv7em-none-eabihf
 
 step "embedded/: fmt and clippy (outside the workspace)"
 cargo fmt --manifest-path embedded/Cargo.toml --check
-(cd embedded && cargo clippy --release --features flash -- -D warnings && cargo clippy --release -- -D warnings)
+(cd embedded && cargo clippy --release --features flash -- -D warnings && cargo clippy --release -- -D warnings \
+  && cargo clippy --release --no-default-features --features log -- -D warnings)
 
 step "flash size budget (docs/EMBEDDED.md)"
 bash scripts/size.sh
