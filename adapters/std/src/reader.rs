@@ -313,7 +313,7 @@ impl<S: GroupSync> SharedReader<S> {
             return Err(self.corrupt(f));
         }
         // Format version 3: decrypted (a copy) and decompressed (into `decoded`, grown to the
-        // frame's length, which `decode` bounds by max_record_size) after the stored bytes
+        // frame's length, which `decode_with` bounds by max_record_size) after the stored bytes
         // verified.
         let flags = at.header.flags;
         #[cfg(feature = "encrypt")]
@@ -322,23 +322,25 @@ impl<S: GroupSync> SharedReader<S> {
         });
         #[cfg(not(feature = "encrypt"))]
         let key = None;
-        let plain_len = loop {
-            let stored: &mut [u8] = if flags.encrypted() {
-                self.sealed.clear();
-                self.sealed.extend_from_slice(&self.chunk[payload.clone()]);
-                &mut self.sealed
-            } else {
-                &mut self.chunk[payload.clone()]
-            };
-            match self.cursor.decode(&at, stored, &mut self.decoded, key) {
-                Ok(p) => break p.len(),
-                Err(DecodeError::BufferTooSmall { needed })
-                    if needed <= self.max_record as usize =>
-                {
-                    self.decoded.resize(needed, 0);
-                }
-                Err(e) => return Err(self.undecodable(&at, e)),
+        let stored: &mut [u8] = if flags.encrypted() {
+            self.sealed.clear();
+            self.sealed.extend_from_slice(&self.chunk[payload.clone()]);
+            &mut self.sealed
+        } else {
+            &mut self.chunk[payload.clone()]
+        };
+        // `decoded` grows to the original length, which `decode_with` has already checked
+        // against max_record_size.
+        let decoded = &mut self.decoded;
+        let grown = self.cursor.decode_with(&at, stored, key, move |n| {
+            if decoded.len() < n {
+                decoded.resize(n, 0);
             }
+            Ok(&mut decoded[..n])
+        });
+        let plain_len = match grown {
+            Ok(p) => p.len(),
+            Err(e) => return Err(self.undecodable(&at, e)),
         };
         self.cursor.accept(&at, None).map_err(|f| self.corrupt(f))?;
         let payload = if flags.codec() != 0 {
@@ -382,7 +384,7 @@ impl<S: GroupSync> SharedReader<S> {
                 lsn: at.header.lsn,
                 what,
             },
-            // `decoded` was sized to the original length above.
+            // `decode_with` grew `decoded` to the original length: not too small.
             _ => self.corrupt(Fault::Undecodable),
         }
     }
