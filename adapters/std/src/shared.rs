@@ -510,7 +510,7 @@ impl<S: GroupSync> SharedWal<S> {
     /// [`SharedWal::truncate_back`], records the reader had already copied may still be
     /// returned; create a new reader after rewinding.
     ///
-    /// Reading by LSN: a record appended through this handle since open (and stored as given:
+    /// Reading by LSN: a record appended since open (through any handle; stored as given:
     /// not compressed, not encrypted) is found at once, from an index that costs 4 bytes of
     /// memory per such record until it is truncated away; others are found by walking at most
     /// 32 records or about 4 KiB from the nearest position a reader has verified. Either way
