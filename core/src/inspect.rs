@@ -249,15 +249,13 @@ impl Records {
             .map_err(|f| self.changed(f.describe()))?;
         let payload = self
             .cursor
-            .decode(&at, stored, out, key)
+            .decode_in_buffer(&at, stored, out, key)
             .map_err(|e| match e {
                 DecodeError::KeyMissing => RecordsError::KeyMissing {
                     segment: self.segment,
                     key_id: self.key_id.unwrap_or(0),
                 },
-                DecodeError::BufferTooSmall { needed } => RecordsError::BufferTooSmall {
-                    needed: needed + len,
-                },
+                DecodeError::BufferTooSmall { needed } => RecordsError::BufferTooSmall { needed },
                 DecodeError::NotBuiltIn(what) => RecordsError::NotBuiltIn {
                     offset: at.offset,
                     what,

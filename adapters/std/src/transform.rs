@@ -45,6 +45,30 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// Whether [`Scratch::append_batch`] stores each of `payloads` as given (no compression,
+    /// no encryption), so that its stored length is its length.
+    pub(crate) fn stores_plain<S: Storage, T: SegmentTable>(
+        &self,
+        wal: &Wal<S, T>,
+        payloads: &[&[u8]],
+    ) -> bool {
+        #[cfg(feature = "encrypt")]
+        if wal.keys().current().is_some() {
+            return false;
+        }
+        #[cfg(feature = "compress")]
+        {
+            let threshold = wal.config().compress_threshold as usize;
+            if threshold > 0 && payloads.iter().any(|p| p.len() >= threshold) {
+                return false;
+            }
+        }
+        let _ = (wal, payloads);
+        true
+    }
+}
+
 /// Why a key file could not be loaded.
 #[cfg(feature = "encrypt")]
 #[derive(Debug)]

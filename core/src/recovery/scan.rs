@@ -120,9 +120,14 @@ fn payload_matches<S: Storage>(
     cursor: &RecordCursor,
     at: &Located,
 ) -> Result<bool, IoFailure<S::Error>> {
-    let mut sum = cursor.payload_checksum();
     let mut pos = at.payload_offset();
     let mut left = at.header.length as usize;
+    // In one piece (nearly always): one call.
+    if left <= win.capacity() {
+        let bytes = win.get(st, pos, left)?;
+        return Ok(cursor.verify_payload(at, bytes).is_ok());
+    }
+    let mut sum = cursor.payload_checksum();
     while left > 0 {
         let n = left.min(win.capacity());
         let bytes = win.get(st, pos, n)?;
