@@ -324,7 +324,14 @@ mod tests {
     fn first_candidate_is_the_first_plausible_offset() {
         let (bad, max_lsn) = (Lsn(4), 6u64);
         let mut checked = 0;
-        for len in 0..RECORD_HEADER_LEN + 20 {
+        // Miri interprets every instruction: a few lengths around a header's there (it looks
+        // for undefined behaviour, not for wrong answers).
+        let lens = if cfg!(miri) {
+            RECORD_HEADER_LEN..RECORD_HEADER_LEN + 2
+        } else {
+            0..RECORD_HEADER_LEN + 20
+        };
+        for len in lens.clone() {
             let fields = len.saturating_sub(rec::LSN + 8 - 1);
             for a in 0..=fields {
                 for b in a..=fields {
@@ -349,7 +356,7 @@ mod tests {
         // Single set bytes in zeros, with a wide bound: each makes up to three neighbouring
         // offsets plausible, so groups of eight hold one, two or three of them.
         let wide = 1u64 << 24;
-        for len in 0..RECORD_HEADER_LEN + 20 {
+        for len in lens {
             for p in 0..len {
                 for q in [None, Some(p / 2), Some(len - 1)] {
                     let mut bytes: Vec<u8> = std::vec![0; len];
@@ -366,6 +373,6 @@ mod tests {
                 }
             }
         }
-        assert!(checked > 10_000);
+        assert!(checked > if cfg!(miri) { 100 } else { 10_000 });
     }
 }
