@@ -162,6 +162,16 @@ impl Stats {
         self.elapsed += other.elapsed;
     }
 
+    /// Whether the explorer already went on from the state and promises `key` digests (then
+    /// counted in `repeats_skipped`); remembers it otherwise.
+    fn repeat(&mut self, key: impl Hash) -> bool {
+        let mut digest = std::hash::DefaultHasher::new();
+        key.hash(&mut digest);
+        let repeat = !self.went_on_from.insert(digest.finish());
+        self.repeats_skipped += u64::from(repeat);
+        repeat
+    }
+
     /// One summary line.
     pub fn line(&self, name: &str) -> String {
         format!(
@@ -443,13 +453,10 @@ impl<V: Subject> Explorer<V> {
         stats: &mut Stats,
     ) -> Result<(), Failure> {
         // Depends only on the storage after recovery and on the log recovered: once each.
-        if let Some(state) = V::state_fingerprint(after) {
-            let mut key = std::hash::DefaultHasher::new();
-            ("idempotent", state, got.first, &got.records).hash(&mut key);
-            if !stats.went_on_from.insert(key.finish()) {
-                stats.repeats_skipped += 1;
-                return Ok(());
-            }
+        if let Some(state) = V::state_fingerprint(after)
+            && stats.repeat(("idempotent", state, got.first, &got.records))
+        {
+            return Ok(());
         }
         let mut seen = HashSet::new();
         for (_, plan) in V::crash_states(after, &self.nested_bounds) {
@@ -621,13 +628,10 @@ impl<V: Subject> Explorer<V> {
         // What follows depends only on the storage now and on what the model promises: once
         // per workload for each such pair (a torn tail cut, for one, leaves the same log
         // whatever the torn bytes were).
-        if let Some(state) = V::state_fingerprint(&sim) {
-            let mut key = std::hash::DefaultHasher::new();
-            (state, depth, got.first, &got.records, &acknowledged).hash(&mut key);
-            if !stats.went_on_from.insert(key.finish()) {
-                stats.repeats_skipped += 1;
-                return Ok(());
-            }
+        if let Some(state) = V::state_fingerprint(&sim)
+            && stats.repeat((state, depth, got.first, &got.records, &acknowledged))
+        {
+            return Ok(());
         }
         let mut seen = HashSet::new();
         for (_, plan) in V::crash_states(&sim, &self.nested_bounds) {
