@@ -258,6 +258,25 @@ pub(crate) fn crc32c(data: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
+    /// The algorithms built into this test build.
+    fn available() -> impl Iterator<Item = ChecksumAlgorithm> {
+        [
+            ChecksumAlgorithm::Crc32c,
+            ChecksumAlgorithm::Crc32,
+            ChecksumAlgorithm::Crc64,
+        ]
+        .into_iter()
+        .filter(|alg| alg.is_available())
+    }
+
+    /// The portable streaming checksum of `salt ‖ data`: what every accelerated path must give.
+    fn portable_salted(alg: ChecksumAlgorithm, salt: u64, data: &[u8]) -> u64 {
+        let mut c = Checksum::portable(alg);
+        c.update(&salt.to_le_bytes());
+        c.update(data);
+        c.finish()
+    }
+
     #[test]
     fn catalogue_check_values() {
         // The standard check input "123456789" and its published check values.
@@ -279,14 +298,7 @@ mod tests {
     #[test]
     fn accelerated_and_portable_agree() {
         let data: std::vec::Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
-        for alg in [
-            ChecksumAlgorithm::Crc32c,
-            ChecksumAlgorithm::Crc32,
-            ChecksumAlgorithm::Crc64,
-        ] {
-            if !alg.is_available() {
-                continue;
-            }
+        for alg in available() {
             for len in [0, 1, 7, 36, 128, 4096, 5000] {
                 let mut a = Checksum::new(alg);
                 let mut b = Checksum::portable(alg);
@@ -304,21 +316,11 @@ mod tests {
         // every length around that limit must give the portable streaming result.
         let data: std::vec::Vec<u8> = (0..100u32).map(|i| (i * 37 % 253) as u8).collect();
         let salt = 0x0123_4567_89ab_cdef_u64;
-        for alg in [
-            ChecksumAlgorithm::Crc32c,
-            ChecksumAlgorithm::Crc32,
-            ChecksumAlgorithm::Crc64,
-        ] {
-            if !alg.is_available() {
-                continue;
-            }
+        for alg in available() {
             for len in 0..=data.len() {
-                let mut b = Checksum::portable(alg);
-                b.update(&salt.to_le_bytes());
-                b.update(&data[..len]);
                 assert_eq!(
                     alg.of_salted(salt, &data[..len]),
-                    b.finish(),
+                    portable_salted(alg, salt, &data[..len]),
                     "{} len {len}",
                     alg.name()
                 );
@@ -329,14 +331,7 @@ mod tests {
     #[test]
     fn streaming_equals_one_shot_and_salt_matters() {
         let data = [7u8; 1000];
-        for alg in [
-            ChecksumAlgorithm::Crc32c,
-            ChecksumAlgorithm::Crc32,
-            ChecksumAlgorithm::Crc64,
-        ] {
-            if !alg.is_available() {
-                continue;
-            }
+        for alg in available() {
             let mut c = alg.salted(42);
             c.update(&data[..123]);
             c.update(&data[123..]);
@@ -353,19 +348,9 @@ mod tests {
         // alternating salts and algorithms must give what a fresh portable checksum gives.
         let data = [9u8; 300];
         for round in 0..3u64 {
-            for alg in [
-                ChecksumAlgorithm::Crc32c,
-                ChecksumAlgorithm::Crc32,
-                ChecksumAlgorithm::Crc64,
-            ] {
-                if !alg.is_available() {
-                    continue;
-                }
+            for alg in available() {
                 for salt in [round, round + 1, round] {
-                    let mut p = Checksum::portable(alg);
-                    p.update(&salt.to_le_bytes());
-                    p.update(&data);
-                    let want = p.finish();
+                    let want = portable_salted(alg, salt, &data);
                     assert_eq!(
                         alg.of_salted(salt, &data),
                         want,
