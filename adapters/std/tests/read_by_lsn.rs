@@ -10,6 +10,15 @@ fn payload(i: u64, round: u64) -> Vec<u8> {
     p
 }
 
+/// A fresh log of 16 KiB segments, synced only when asked, in its own directory.
+fn small_log() -> (tempfile::TempDir, SharedWal) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = Options::from(Config::default().with_segment_size(16 * 1024))
+        .with_sync_policy(SyncPolicy::Manual);
+    let (wal, _) = SharedWal::open(dir.path(), options).expect("open");
+    (dir, wal)
+}
+
 fn read(wal: &SharedWal, lsn: u64) -> Vec<u8> {
     let mut r = wal.reader(Lsn(lsn)).expect("reader");
     let rec = r.read_next().expect("read").expect("record");
@@ -19,10 +28,7 @@ fn read(wal: &SharedWal, lsn: u64) -> Vec<u8> {
 
 #[test]
 fn random_reads_survive_rewind_and_retention() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let options = Options::from(Config::default().with_segment_size(16 * 1024))
-        .with_sync_policy(SyncPolicy::Manual);
-    let (wal, _) = SharedWal::open(dir.path(), options).expect("open");
+    let (_dir, wal) = small_log();
     for i in 1..=2000 {
         assert_eq!(wal.append(&payload(i, 0)).expect("append").first, Lsn(i));
     }
@@ -78,10 +84,7 @@ fn find(dir: &std::path::Path, needle: &[u8]) -> (std::path::PathBuf, usize) {
 /// them still read.
 #[test]
 fn indexed_reads_still_detect_damage_and_torn_records() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let options = Options::from(Config::default().with_segment_size(16 * 1024))
-        .with_sync_policy(SyncPolicy::Manual);
-    let (wal, _) = SharedWal::open(dir.path(), options).expect("open");
+    let (dir, wal) = small_log();
     for i in 1..=300 {
         let _ = wal.append(&payload(i, 0)).expect("append");
     }
