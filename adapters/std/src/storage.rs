@@ -625,32 +625,62 @@ impl<F: FileSystem> FileStorage<F> {
 }
 
 impl<F: FileSystem> FileStorage<F> {
-    /// Asks the kernel to drop its cached pages of the newest segment before recovery reads
-    /// it, so recovery sees what the disk holds.
+    /// Asks the kernel to drop its cached pages of the newest segment, and of every segment an
+    /// early rotation may have left unsynced, before recovery reads them, so recovery sees
+    /// what the disk holds.
     ///
     /// Why: after a failed `fdatasync` Linux may mark the unwritten pages clean (the
     /// "fsyncgate" behaviour). A restarted process would read them back from the page cache,
     /// sync "successfully", and treat records the disk never got as durable. Dropping clean
     /// pages closes that hole; dirty pages (an ordinary process crash) are written back rather
-    /// than dropped, so nothing valid is lost. Only the newest segment can hold unsynced
-    /// data: every other one was synced before its successor was created.
+    /// than dropped, so nothing valid is lost. Only the newest segment can hold unsynced data,
+    /// and, with `Config::early_rotation`, a segment whose successor has the header's `early`
+    /// flag (docs/FORMAT.md, "Early successors"), or precedes a newest segment whose header
+    /// is unreadable (a creation that did not finish): every other one was synced before its
+    /// successor was created.
     pub fn forget_cached_newest(&self) -> io::Result<()> {
-        let mut newest = None;
+        let mut ids = Vec::new();
         for entry in self.fs.read_dir(&self.dir)? {
             if let Some(id) = entry.name.to_str().and_then(parse_segment_name)
                 && !walden_core::raw::is_start_slot(id)
             {
-                newest = newest.max(Some(id));
+                ids.push(id);
             }
         }
-        let Some(id) = newest else {
+        ids.sort_unstable();
+        let Some(&newest) = ids.last() else {
             return Ok(());
         };
+        let mut doomed = vec![newest];
+        for pair in ids.windows(2) {
+            let (before, id) = (pair[0], pair[1]);
+            let mut header = [0u8; walden_core::raw::SEGMENT_HEADER_LEN];
+            let read = self.regular(id).and_then(|f| f.read_at(&mut header, 0));
+            let early = match read {
+                Ok(n) => walden_core::raw::SegmentHeader::decode(&header[..n])
+                    .map_or(id == newest, |h| h.early),
+                Err(_) => id == newest,
+            };
+            if early && id == before + 1 {
+                doomed.push(before);
+            }
+        }
+        for id in doomed {
+            if let Ok(file) = self.regular(id) {
+                file.forget_cache()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Segment `id` opened for reading, if it is a regular file (never follow a link here:
+    /// recovery reports it).
+    fn regular(&self, id: SegmentId) -> io::Result<F::File> {
         let path = self.segment_path(id);
         if self.fs.symlink_metadata(&path)?.kind != FileKind::File {
-            return Ok(()); // recovery reports it; never follow a link here
+            return Err(io::Error::other("not a regular file"));
         }
-        self.fs.open(&path, OpenMode::Read)?.forget_cache()
+        self.fs.open(&path, OpenMode::Read)
     }
 }
 

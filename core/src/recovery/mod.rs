@@ -196,6 +196,12 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 prev_last = Some(seg.last_lsn);
             }
             (Verdict::Repair { first_lsn, .. }, Some(seg)) => {
+                // The rewritten header has no `early` flag, so it claims its predecessor whole:
+                // make that true first (an early rotation may have left it unsynced).
+                if let Some(prev) = self.segments.last() {
+                    let id = prev.id;
+                    self.guarded(Op::Sync, Some(id), |s| s.sync(id))?;
+                }
                 let info = self.create_segment(seg.id, first_lsn, true, false)?;
                 let _ = self.segments.push(info);
                 report.rewritten_header = Some(seg.id);
