@@ -363,6 +363,28 @@ mod tests {
     }
 
     #[test]
+    fn an_early_sealed_segment_is_judged_by_evidence_a_sealed_one_is_not() {
+        let at = |position, evidence| {
+            Case::classify(&Inputs {
+                position,
+                header: HeaderState::Valid,
+                sequence: Sequence::Continuous,
+                scan: ScanState::Invalid,
+                evidence,
+            })
+        };
+        for evidence in [Evidence::None, Evidence::Unacknowledged] {
+            assert_eq!(at(Position::EarlySealed, evidence), Case::TornTail);
+            assert_eq!(at(Position::Newest, evidence), Case::TornTail);
+            assert_eq!(at(Position::Sealed, evidence), Case::SealedSegmentDamaged);
+        }
+        let acked = Evidence::Acknowledged;
+        assert_eq!(at(Position::EarlySealed, acked), Case::SealedSegmentDamaged);
+        assert_eq!(at(Position::Newest, acked), Case::MidLogCorruption);
+        assert_eq!(at(Position::Sealed, acked), Case::SealedSegmentDamaged);
+    }
+
+    #[test]
     fn a_case_displays_as_its_name_in_the_table() {
         use std::string::ToString;
         for case in Case::ALL {
