@@ -4,8 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step prints its name and, when it starts, how long the step before it took, so a slow
+# CI run says where its time went.
 started=$SECONDS
+last=$SECONDS
+step() {
+  if [ "$SECONDS" -gt "$started" ]; then printf '    (%d s)\n' $((SECONDS - last)); fi
+  last=$SECONDS
+  printf '\n==> %s\n' "$*"
+}
 
 step "toolchain: targets and components"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
@@ -37,7 +44,8 @@ cargo build -p walden-flash --target thumbv7em-none-eabihf
 
 step "embedded/: fmt and clippy (outside the workspace)"
 cargo fmt --manifest-path embedded/Cargo.toml --check
-(cd embedded && cargo clippy --release --features flash -- -D warnings && cargo clippy --release -- -D warnings)
+(cd embedded && cargo clippy --release --features flash -- -D warnings && cargo clippy --release -- -D warnings \
+  && cargo clippy --release --no-default-features --features log -- -D warnings)
 
 step "flash size budget (docs/EMBEDDED.md)"
 bash scripts/size.sh

@@ -109,6 +109,9 @@ impl ChecksumAlgorithm {
             buf[8..8 + data.len()].copy_from_slice(data);
             return crc_fast::checksum(hw(self), &buf[..8 + data.len()]);
         }
+        #[cfg(feature = "hw-crc")]
+        return hw_of_salted(self, salt, data);
+        #[allow(unreachable_code)]
         let mut c = self.salted(salt);
         c.update(data);
         c.finish()
@@ -158,6 +161,37 @@ fn hw_digest(alg: ChecksumAlgorithm) -> crc_fast::Digest {
         ChecksumAlgorithm::Crc64 => 2,
     };
     *MADE[slot].get_or_init(|| crc_fast::Digest::new(hw(alg)))
+}
+
+/// The accelerated checksum of `salt ‖ data`, from a digest already fed `salt`: the last one
+/// this thread made, when it was for the same algorithm and salt. Every record of a segment is
+/// checksummed after the segment's salt, and feeding those 8 bytes through a fresh digest cost
+/// a call into crc-fast's dispatch and copies of its parameter block per record (a quarter of
+/// verifying a 1 KiB payload, more for small ones). Scans and readers go through a segment at a
+/// time, so the last salt is nearly always the one wanted; the digest is copied once per call.
+#[cfg(feature = "hw-crc")]
+// Only with `hw-crc`, which mutation testing's build leaves off (its mutants would be missed
+// trivially); the salted-agreement tests in this file check it in every workspace test run.
+#[cfg_attr(mutants, mutants::skip)]
+fn hw_of_salted(alg: ChecksumAlgorithm, salt: u64, data: &[u8]) -> u64 {
+    use core::cell::RefCell;
+    std::thread_local! {
+        static LAST: RefCell<Option<(ChecksumAlgorithm, u64, crc_fast::Digest)>> =
+            const { RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| {
+        let mut work = match last {
+            Some((a, s, d)) if *a == alg && *s == salt => *d,
+            _ => {
+                let mut d = hw_digest(alg);
+                d.update(&salt.to_le_bytes());
+                *last = Some((alg, salt, d));
+                d
+            }
+        };
+        work.update(data);
+        work.finalize()
+    })
 }
 
 impl Checksum {
@@ -224,6 +258,25 @@ pub(crate) fn crc32c(data: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
+    /// The algorithms built into this test build.
+    fn available() -> impl Iterator<Item = ChecksumAlgorithm> {
+        [
+            ChecksumAlgorithm::Crc32c,
+            ChecksumAlgorithm::Crc32,
+            ChecksumAlgorithm::Crc64,
+        ]
+        .into_iter()
+        .filter(|alg| alg.is_available())
+    }
+
+    /// The portable streaming checksum of `salt ‖ data`: what every accelerated path must give.
+    fn portable_salted(alg: ChecksumAlgorithm, salt: u64, data: &[u8]) -> u64 {
+        let mut c = Checksum::portable(alg);
+        c.update(&salt.to_le_bytes());
+        c.update(data);
+        c.finish()
+    }
+
     #[test]
     fn catalogue_check_values() {
         // The standard check input "123456789" and its published check values.
@@ -245,14 +298,7 @@ mod tests {
     #[test]
     fn accelerated_and_portable_agree() {
         let data: std::vec::Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
-        for alg in [
-            ChecksumAlgorithm::Crc32c,
-            ChecksumAlgorithm::Crc32,
-            ChecksumAlgorithm::Crc64,
-        ] {
-            if !alg.is_available() {
-                continue;
-            }
+        for alg in available() {
             for len in [0, 1, 7, 36, 128, 4096, 5000] {
                 let mut a = Checksum::new(alg);
                 let mut b = Checksum::portable(alg);
@@ -265,16 +311,27 @@ mod tests {
     }
 
     #[test]
+    fn salted_one_call_agrees_with_streaming_across_lengths() {
+        // With `hw-crc`, short data takes a one-call path over a copy (up to `SMALL` bytes);
+        // every length around that limit must give the portable streaming result.
+        let data: std::vec::Vec<u8> = (0..100u32).map(|i| (i * 37 % 253) as u8).collect();
+        let salt = 0x0123_4567_89ab_cdef_u64;
+        for alg in available() {
+            for len in 0..=data.len() {
+                assert_eq!(
+                    alg.of_salted(salt, &data[..len]),
+                    portable_salted(alg, salt, &data[..len]),
+                    "{} len {len}",
+                    alg.name()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn streaming_equals_one_shot_and_salt_matters() {
         let data = [7u8; 1000];
-        for alg in [
-            ChecksumAlgorithm::Crc32c,
-            ChecksumAlgorithm::Crc32,
-            ChecksumAlgorithm::Crc64,
-        ] {
-            if !alg.is_available() {
-                continue;
-            }
+        for alg in available() {
             let mut c = alg.salted(42);
             c.update(&data[..123]);
             c.update(&data[123..]);
@@ -283,6 +340,29 @@ mod tests {
             assert_eq!(ChecksumAlgorithm::from_id(alg.id()), Some(alg));
         }
         assert_eq!(ChecksumAlgorithm::from_id(0), None);
+    }
+
+    #[test]
+    fn salted_digests_do_not_leak_between_salts_or_algorithms() {
+        // The accelerated build keeps the last salted digest per thread (`hw_of_salted`):
+        // alternating salts and algorithms must give what a fresh portable checksum gives.
+        let data = [9u8; 300];
+        for round in 0..3u64 {
+            for alg in available() {
+                for salt in [round, round + 1, round] {
+                    let want = portable_salted(alg, salt, &data);
+                    assert_eq!(
+                        alg.of_salted(salt, &data),
+                        want,
+                        "{} salt {salt}",
+                        alg.name()
+                    );
+                    let mut c = alg.salted(salt);
+                    c.update(&data);
+                    assert_eq!(c.finish(), want, "{} salt {salt}", alg.name());
+                }
+            }
+        }
     }
 
     #[test]

@@ -308,6 +308,9 @@ pub enum TruncateError<E> {
     Corrupted(Corruption),
     /// A storage operation failed; the log is now poisoned.
     Storage(IoFailure<E>),
+    /// `truncate_front` is not in this build (walden-core's feature `start-slots` is off).
+    /// Nothing was changed.
+    NotBuiltIn,
 }
 
 impl<E: StorageError> fmt::Display for OpenError<E> {
@@ -409,6 +412,10 @@ impl<E: StorageError> fmt::Display for TruncateError<E> {
             ),
             Self::Corrupted(c) => write!(f, "truncate: {c}"),
             Self::Storage(s) => write!(f, "truncate: {s}; the log is poisoned"),
+            Self::NotBuiltIn => write!(
+                f,
+                "truncate_front is not built in (walden-core's feature `start-slots` is off)"
+            ),
         }
     }
 }
@@ -574,6 +581,7 @@ impl<E: StorageError> embedded_io::Error for TruncateError<E> {
             }
             Self::Corrupted(_) => embedded_io::ErrorKind::InvalidData,
             Self::Storage(s) => io_kind(s.error.kind()),
+            Self::NotBuiltIn => embedded_io::ErrorKind::Unsupported,
         }
     }
 }

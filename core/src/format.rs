@@ -529,16 +529,22 @@ pub const fn is_start_slot(id: SegmentId) -> bool {
     id >= START_SLOTS[0]
 }
 
+// Without walden-core's feature `start-slots` nothing reads or writes a start slot; the
+// codec stays (the format is the same in every build, and its tests run in every build).
+
 /// The length of a start slot's record.
+#[cfg_attr(not(feature = "start-slots"), allow(dead_code))]
 pub(crate) const START_RECORD_LEN: usize = RECORD_HEADER_LEN + META_LEN;
 
 /// The salt of a log's start records (the log id, so another log's slots never validate).
+#[cfg_attr(not(feature = "start-slots"), allow(dead_code))]
 fn start_salt(log_id: u64) -> u64 {
     log_id ^ 0x5354_4152_5453_4c54
 }
 
 /// Encodes the start record of generation `generation` (at least 1): the log `log_id` starts at
 /// segment `first_segment`. Its checksum is always CRC-32C.
+#[cfg_attr(not(feature = "start-slots"), allow(dead_code))]
 pub(crate) fn encode_start(
     log_id: u64,
     generation: u64,
@@ -564,6 +570,7 @@ pub(crate) fn encode_start(
 
 /// Decodes a start slot's contents: `(generation, first_segment)`, or `None` if they are not a
 /// valid start record of log `log_id`.
+#[cfg_attr(not(feature = "start-slots"), allow(dead_code))]
 pub(crate) fn decode_start(b: &[u8], log_id: u64) -> Option<(u64, SegmentId)> {
     let alg = ChecksumAlgorithm::Crc32c;
     let salt = start_salt(log_id);

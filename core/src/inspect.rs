@@ -15,7 +15,7 @@ use crate::cursor::{Located, RecordCursor};
 use crate::error::{IoFailure, Op};
 use crate::format::{RECORD_HEADER_LEN, RecordFlags, RecordKind};
 use crate::lsn::Lsn;
-use crate::recovery::plan::{Planner, list};
+use crate::recovery::plan::{NOTHING_FOUND, Planner, list};
 use crate::storage::{SegmentId, Storage, read_full};
 use crate::table::SegmentTable;
 use crate::transform::DecodeError;
@@ -47,10 +47,13 @@ pub fn inspect_with_summaries<S: Storage, Table: SegmentTable>(
 ) -> Result<Inspection, InspectError<S::Error>> {
     let mut planner = Planner::new(storage, config, scratch, summaries)?;
     let ids = list::<S, Table>(storage)?;
-    planner.plan(&ids, &mut |seg, _| {
+    let mut out = NOTHING_FOUND;
+    let mut seg = None;
+    planner.plan(&ids, &mut out, &mut seg, &mut |seg, _| {
         each(seg);
         true
-    })
+    })?;
+    Ok(out)
 }
 
 /// One verified record read by [`Records`].
@@ -246,15 +249,13 @@ impl Records {
             .map_err(|f| self.changed(f.describe()))?;
         let payload = self
             .cursor
-            .decode(&at, stored, out, key)
+            .decode_in_buffer(&at, stored, out, key)
             .map_err(|e| match e {
                 DecodeError::KeyMissing => RecordsError::KeyMissing {
                     segment: self.segment,
                     key_id: self.key_id.unwrap_or(0),
                 },
-                DecodeError::BufferTooSmall { needed } => RecordsError::BufferTooSmall {
-                    needed: needed + len,
-                },
+                DecodeError::BufferTooSmall { needed } => RecordsError::BufferTooSmall { needed },
                 DecodeError::NotBuiltIn(what) => RecordsError::NotBuiltIn {
                     offset: at.offset,
                     what,

@@ -208,9 +208,7 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
                     segment: seg.id,
                     key_id: seg.key_id.unwrap_or(0),
                 },
-                DecodeError::BufferTooSmall { needed } => ReadError::BufferTooSmall {
-                    needed: needed + len,
-                },
+                DecodeError::BufferTooSmall { needed } => ReadError::BufferTooSmall { needed },
                 DecodeError::NotBuiltIn(what) => ReadError::NotBuiltIn {
                     segment: seg.id,
                     lsn: at.header.lsn,
@@ -227,7 +225,7 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
             #[cfg(not(feature = "encrypt"))]
             let key = None;
             self.cursor
-                .decode(&at, stored, out, key)
+                .decode_in_buffer(&at, stored, out, key)
                 .map_err(decode_err)?
         };
         self.cursor

@@ -122,6 +122,44 @@ impl RecordCursor {
         out: &'a mut [u8],
         key: Option<Unseal<'_>>,
     ) -> Result<&'a [u8], DecodeError> {
+        self.decode_with(at, stored, key, |n| {
+            out.get_mut(..n)
+                .ok_or(DecodeError::BufferTooSmall { needed: n })
+        })
+    }
+
+    /// [`RecordCursor::decode`] for a reader with one caller buffer, holding the stored bytes
+    /// at its end and room for the decoded ones before them (`out`): a buffer too small says
+    /// how long the whole one must be (original plus stored length).
+    pub(crate) fn decode_in_buffer<'a>(
+        &self,
+        at: &Located,
+        stored: &'a mut [u8],
+        out: &'a mut [u8],
+        key: Option<Unseal<'_>>,
+    ) -> Result<&'a [u8], DecodeError> {
+        let len = stored.len();
+        self.decode(at, stored, out, key).map_err(|e| match e {
+            DecodeError::BufferTooSmall { needed } => DecodeError::BufferTooSmall {
+                needed: needed + len,
+            },
+            e => e,
+        })
+    }
+
+    /// [`RecordCursor::decode`] with the output buffer asked for once the original length is
+    /// known: `room(n)` gives `n` bytes for a compressed record (`n` is already checked
+    /// against `max_record_size`, so a reader may grow a buffer to it), or says why not. The
+    /// one decoding step of every reader: [`RecordCursor::decode`] (the core reader and
+    /// inspection, into the caller's buffer) and walden-std's concurrent reader (into a vector
+    /// it grows) both go through it.
+    pub fn decode_with<'a>(
+        &self,
+        at: &Located,
+        stored: &'a mut [u8],
+        key: Option<Unseal<'_>>,
+        room: impl FnOnce(usize) -> Result<&'a mut [u8], DecodeError>,
+    ) -> Result<&'a [u8], DecodeError> {
         let plain: &'a [u8] = if at.header.flags.encrypted() {
             unseal(at, stored, key)?
         } else {
@@ -131,9 +169,7 @@ impl RecordCursor {
         if at.header.flags.codec() == 0 {
             return Ok(plain);
         }
-        let out = out
-            .get_mut(..n)
-            .ok_or(DecodeError::BufferTooSmall { needed: n })?;
+        let out = room(n)?;
         decompress(&plain[frame::BLOCK..], out)?;
         Ok(out)
     }

@@ -8,7 +8,7 @@ use crate::cursor::{RecordCursor, SegmentKeys};
 use crate::error::{AppendError, Corruption, IoFailure, Op, Poisoned, SyncError, TruncateError};
 use crate::format::{
     FORMAT_VERSION, META_LEN, Meta, RECORD_HEADER_LEN, RecordFlags, RecordHeader, RecordKind,
-    SEGMENT_HEADER_LEN, START_SLOTS, SegmentHeader, VERSION_WITH_META, encode_start,
+    SEGMENT_HEADER_LEN, SegmentHeader, VERSION_WITH_META,
 };
 use crate::lsn::Lsn;
 use crate::storage::{SegmentId, Storage, StorageError};
@@ -304,10 +304,11 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     /// Records durably that the log starts at segment `first` (the next start-slot generation,
     /// written over the older slot and synced; a slot created here is made durable with a
     /// directory sync).
+    #[cfg(feature = "start-slots")]
     pub(crate) fn record_start(&mut self, first: SegmentId) -> Result<(), IoFailure<S::Error>> {
         let generation = self.start_generation + 1;
-        let slot = START_SLOTS[(generation % 2) as usize];
-        let record = encode_start(self.log_id, generation, first);
+        let slot = crate::format::START_SLOTS[(generation % 2) as usize];
+        let record = crate::format::encode_start(self.log_id, generation, first);
         // Emptied, then written: every write core makes is an append, which flash adapters
         // (an erase for the truncate) and files alike can do.
         let created = self.storage.len(slot).is_err();
@@ -640,6 +641,10 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
 
     /// Removes whole segments whose records are all below `lsn` (retention). The segment
     /// being appended to is never removed. Returns how many segments were removed.
+    ///
+    /// Needs walden-core's feature `start-slots` (on by default); without it this fails with
+    /// [`TruncateError::NotBuiltIn`] and changes nothing.
+    #[cfg(feature = "start-slots")]
     pub fn truncate_front(&mut self, lsn: Lsn) -> Result<usize, TruncateError<S::Error>> {
         self.check()?;
         let doomed = self.segments[1..]
@@ -665,6 +670,18 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         }
         self.counters.segments_removed += removed as u64;
         Ok(removed)
+    }
+
+    /// Removes whole segments whose records are all below `lsn` (retention): not in this
+    /// build. walden-core's feature `start-slots` is off, so this fails with
+    /// [`TruncateError::NotBuiltIn`] and changes nothing.
+    #[cfg(not(feature = "start-slots"))]
+    // Not in the builds mutation testing runs (start slots on): its mutants would be missed
+    // trivially. The embedded program's build without start slots (scripts/qemu.sh) checks it.
+    #[cfg_attr(mutants, mutants::skip)]
+    pub fn truncate_front(&mut self, lsn: Lsn) -> Result<usize, TruncateError<S::Error>> {
+        let _ = lsn;
+        Err(TruncateError::NotBuiltIn)
     }
 
     /// Removes every record after `lsn`, durably (raft-style rewind). The next append gets

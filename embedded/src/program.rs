@@ -26,6 +26,23 @@ fn payload(i: u64) -> [u8; 16] {
     p
 }
 
+/// Drops the segments below LSN 45: how many went.
+#[cfg(feature = "start-slots")]
+fn truncate_front(wal: &mut Log<'_>) -> Result<usize, &'static str> {
+    wal.truncate_front(Lsn(45))
+        .map_err(|_| "truncate_front failed")
+}
+
+/// Without walden-core's start slots `truncate_front` is not built in: it must say so, with
+/// its typed error, and drop nothing.
+#[cfg(not(feature = "start-slots"))]
+fn truncate_front(wal: &mut Log<'_>) -> Result<usize, &'static str> {
+    match wal.truncate_front(Lsn(45)) {
+        Err(walden_core::TruncateError::NotBuiltIn) => Ok(0),
+        _ => Err("truncate_front should not be built in"),
+    }
+}
+
 pub fn run() -> Result<Summary, &'static str> {
     let storage = cortex_m::singleton!(: RamStorage = RamStorage::new()).ok_or("storage taken")?;
     let mut scratch = [0u8; 256];
@@ -50,9 +67,7 @@ pub fn run() -> Result<Summary, &'static str> {
         }
         read_back += 1;
     }
-    let removed = wal
-        .truncate_front(Lsn(45))
-        .map_err(|_| "truncate_front failed")?;
+    let removed = truncate_front(&mut wal)?;
     Ok(Summary {
         appended: 53,
         recovered: report.records,

@@ -38,19 +38,35 @@ fn copy_fixture(name: &str) -> tempfile::TempDir {
     dir
 }
 
+/// The options every fixture was written with.
+fn fixture_options() -> Options {
+    Options::from(Config::default().with_segment_size(1024))
+}
+
+/// Opens a copy of fixture `<version>/<name>`, checks that it is the clean log of
+/// `v1_records` (LSN 16 to 47) and that it reads back whole, and returns it.
+fn open_fixture(version: &str, name: &str) -> (tempfile::TempDir, Wal) {
+    let dir = copy_fixture(&format!("{version}/{name}"));
+    let (wal, report) = Wal::open(dir.path(), fixture_options()).unwrap();
+    assert!(report.is_clean(), "{version}/{name}: {report}");
+    assert_eq!(
+        (report.first_lsn, report.last_lsn),
+        (Lsn(16), Lsn(47)),
+        "{version}/{name}"
+    );
+    assert_eq!(
+        wal.read_all_from(Lsn(16)).unwrap(),
+        v1_records(),
+        "{version}/{name}"
+    );
+    (dir, wal)
+}
+
 #[test]
 fn version_1_logs_open_read_and_take_new_records() {
     for name in ["crc32c", "crc64"] {
-        let dir = copy_fixture(&format!("v1/{name}"));
-        let options = Options::from(Config::default().with_segment_size(1024));
-        let (mut wal, report) = Wal::open(dir.path(), options).unwrap();
-        assert!(report.is_clean(), "{name}: {report}");
-        assert_eq!(
-            (report.first_lsn, report.last_lsn),
-            (Lsn(16), Lsn(47)),
-            "{name}"
-        );
-        assert_eq!(wal.read_all_from(Lsn(16)).unwrap(), v1_records(), "{name}");
+        let (dir, mut wal) = open_fixture("v1", name);
+        let options = fixture_options();
 
         // Appends continue the log, across rotations, in the current format.
         let before = wal.segments().len();
@@ -102,7 +118,7 @@ fn torn_tail_is_cut(name: &str) {
         .unwrap()
         .set_len(len - 6)
         .unwrap();
-    let options = Options::from(Config::default().with_segment_size(1024));
+    let options = fixture_options();
     let (wal, report) = Wal::open(dir.path(), options).unwrap();
     let cut = report.cut.expect("the torn record is cut and reported");
     assert_eq!(cut.first_lsn, Lsn(47));
@@ -112,17 +128,9 @@ fn torn_tail_is_cut(name: &str) {
 #[test]
 fn version_2_logs_open_read_and_take_new_records() {
     for name in ["crc32c", "crc64"] {
-        let dir = copy_fixture(&format!("v2/{name}"));
-        let options = Options::from(Config::default().with_segment_size(1024));
-        let (mut wal, report) = Wal::open(dir.path(), options).unwrap();
-        assert!(report.is_clean(), "{name}: {report}");
-        assert_eq!(
-            (report.first_lsn, report.last_lsn),
-            (Lsn(16), Lsn(47)),
-            "{name}"
-        );
+        let (dir, mut wal) = open_fixture("v2", name);
+        let options = fixture_options();
         assert!(wal.segments().iter().all(|s| s.version == 2), "{name}");
-        assert_eq!(wal.read_all_from(Lsn(16)).unwrap(), v1_records(), "{name}");
         // Each record also reads on its own, through the caller-buffer path.
         let mut buf = vec![0u8; 4096];
         for (lsn, payload) in v1_records() {
@@ -147,7 +155,7 @@ fn the_version_2_fixture_records_where_it_starts() {
     // starts at segment 1: removing it is a missing segment, not a shorter log.
     let dir = copy_fixture("v2/crc32c");
     std::fs::remove_file(dir.path().join("00000000000000000001.wal")).unwrap();
-    let options = Options::from(Config::default().with_segment_size(1024));
+    let options = fixture_options();
     let Err(err) = Wal::open(dir.path(), options) else {
         panic!("opened")
     };
@@ -167,7 +175,7 @@ fn a_segment_of_a_newer_version_is_refused_with_newer_version() {
     header.version = FORMAT_VERSION + 1;
     bytes[..64].copy_from_slice(&header.encode());
     std::fs::write(&newest, &bytes).unwrap();
-    let options = Options::from(Config::default().with_segment_size(1024));
+    let options = fixture_options();
     let Err(err) = Wal::open(dir.path(), options) else {
         panic!("opened")
     };

@@ -51,10 +51,11 @@ fn every_crash_point_of_every_workload() {
     println!("{summary}");
     eprintln!("{summary}");
     say(&format!(
-        "({} crash points, {} sampled; {} nested states; {} recoveries; {:.1?} wall, {:.0} states/s)",
+        "({} crash points, {} sampled; {} nested states, {} repeats of a state already gone on from; {} recoveries; {:.1?} wall, {:.0} states/s)",
         total.crash_points,
         total.sampled_points,
         total.nested_states,
+        total.repeats_skipped,
         total.recoveries,
         started.elapsed(),
         total.states as f64 / started.elapsed().as_secs_f64()

@@ -59,15 +59,7 @@ fn fault_pass(
 ) {
     let explorer = Explorer::new(FileVariant::Correct, deep_mode());
     let mut total = Stats::default();
-    // Known gap (docs/TESTING.md): with early rotation, a process restart after a fault can
-    // find never-synced records of a pending segment in the page cache; recovery adopts and
-    // syncs them, but a crash at its first operation (walden-std's parent-directory sync, before
-    // core recovery runs) loses them again, so "idempotent recovery" fails. Nothing
-    // acknowledged is lost; the crash pass runs these workloads in full.
-    let workloads: Vec<_> = default_workloads()
-        .into_iter()
-        .filter(|w| !w.config.early_rotation)
-        .collect();
+    let workloads = default_workloads();
     let started = Instant::now();
     let results: Vec<Stats> = std::thread::scope(|scope| {
         let handles: Vec<_> = workloads

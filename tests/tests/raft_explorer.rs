@@ -51,7 +51,7 @@ fn every_crash_point_of_every_raft_workload() {
 
 /// Each broken store is caught, in the default run's workloads (explored in order until one
 /// catches it), by the invariant expected.
-fn caught(variant: RaftVariant, invariants: &[&str]) {
+fn caught(variant: RaftVariant, invariants: &[&str]) -> walden_tests::explorer::Violation {
     let explorer = RaftExplorer::new(variant, false);
     let mut found = Vec::new();
     for workload in default_workloads() {
@@ -73,6 +73,7 @@ fn caught(variant: RaftVariant, invariants: &[&str]) {
         found.iter().all(|v| invariants.contains(&v.invariant)),
         "{variant:?} was caught by an unexpected invariant: {first}"
     );
+    found.swap_remove(0)
 }
 
 #[test]
@@ -83,4 +84,13 @@ fn a_store_that_acknowledges_before_syncing_is_caught() {
 #[test]
 fn a_purge_that_removes_entries_before_its_purge_point_is_durable_is_caught() {
     caught(RaftVariant::PurgeBeforeMetaDurable, &["reopen", "purge"]);
+}
+
+#[test]
+fn a_reopen_that_is_unsafe_only_when_interrupted_is_caught() {
+    let found = caught(RaftVariant::RewriteOnReopen, &["durability"]);
+    assert!(
+        found.plan.contains("during the store's open"),
+        "caught, but not by a crash during the open: {found}"
+    );
 }

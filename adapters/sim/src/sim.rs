@@ -4,6 +4,7 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use walden_core::{SegmentId, StorageError, StorageErrorKind};
 
@@ -49,6 +50,10 @@ type FileId = u64;
 struct SegmentFile {
     segment: SegmentId,
     durable: Arc<Vec<u8>>,
+    /// The digest of `durable`, computed at most once per image and shared by every copy that
+    /// shares the image (a crash state changes few files; `fingerprint` rehashes only those).
+    /// Replaced whenever `durable` changes. 0: not computed yet (a digest of 0 is stored as 1).
+    durable_digest: Arc<AtomicU64>,
     volatile: Arc<Vec<u8>>,
     pending: Vec<FileEffect>,
 }
@@ -58,9 +63,28 @@ impl SegmentFile {
         Self {
             segment,
             durable: Arc::clone(&image),
+            durable_digest: Arc::default(),
             volatile: image,
             pending: Vec::new(),
         }
+    }
+
+    /// The durable image, to be changed: its digest is forgotten.
+    fn durable_mut(&mut self) -> &mut Vec<u8> {
+        self.durable_digest = Arc::default();
+        Arc::make_mut(&mut self.durable)
+    }
+
+    fn durable_digest(&self) -> u64 {
+        let known = self.durable_digest.load(Ordering::Relaxed);
+        if known != 0 {
+            return known;
+        }
+        let mut hash = Fingerprint::new(0x6a09_e667_f3bc_c908);
+        hash.bytes(&self.durable);
+        let digest = hash.finish().max(1);
+        self.durable_digest.store(digest, Ordering::Relaxed);
+        digest
     }
 }
 
@@ -226,7 +250,60 @@ impl SimStorage {
         hash.word(self.durable_dir.len() as u64);
         for (segment, file) in &self.durable_dir {
             hash.word(*segment);
-            hash.bytes(&self.files[file].durable);
+            hash.word(self.files[file].durable_digest());
+        }
+        hash.finish()
+    }
+
+    /// A 64-bit digest of everything a crash of this storage can lead to: the durable state,
+    /// the volatile images and directory, and every unsynced effect in order. Two storages
+    /// with equal state fingerprints (barring a collision) have the same crash states, so an
+    /// explorer that already went on from one need not go on from the other. (Traces, faults
+    /// and operation counts are left out: they describe how the storage got here.)
+    pub fn state_fingerprint(&self) -> u64 {
+        let mut hash = Fingerprint::new(0x5be0_cd19_137e_2179);
+        hash.word(self.fingerprint());
+        hash.word(self.config.seed);
+        hash.word(u64::from(self.config.sector_size));
+        hash.word(u64::from(self.config.garbage_holes));
+        for dir in [&self.durable_dir, &self.volatile_dir] {
+            hash.word(dir.len() as u64);
+            for (segment, file) in dir {
+                hash.word(*segment);
+                hash.word(*file);
+            }
+        }
+        hash.word(self.pending_dir.len() as u64);
+        for effect in &self.pending_dir {
+            let (tag, segment, file) = match *effect {
+                DirEffect::Create { segment, file } => (1, segment, file),
+                DirEffect::Remove { segment, file } => (2, segment, file),
+            };
+            hash.word(tag);
+            hash.word(segment);
+            hash.word(file);
+        }
+        hash.word(self.next_file);
+        hash.word(self.files.len() as u64);
+        for (id, file) in &self.files {
+            hash.word(*id);
+            hash.word(file.segment);
+            hash.word(file.durable_digest());
+            hash.bytes(&file.volatile);
+            hash.word(file.pending.len() as u64);
+            for effect in &file.pending {
+                match effect {
+                    FileEffect::Write { offset, data } => {
+                        hash.word(1);
+                        hash.word(*offset as u64);
+                        hash.bytes(data);
+                    }
+                    FileEffect::Truncate { len } => {
+                        hash.word(2);
+                        hash.word(*len as u64);
+                    }
+                }
+            }
         }
         hash.finish()
     }
@@ -238,13 +315,11 @@ impl SimStorage {
         let Some(file) = self.durable_dir.get(&segment) else {
             return false;
         };
-        let image = Arc::make_mut(
-            &mut self
-                .files
-                .get_mut(file)
-                .expect("linked file exists")
-                .durable,
-        );
+        let image = self
+            .files
+            .get_mut(file)
+            .expect("linked file exists")
+            .durable_mut();
         match usize::try_from(offset)
             .ok()
             .and_then(|at| image.get_mut(at))
@@ -293,7 +368,12 @@ impl SimStorage {
                 index += 1;
             }
             if dir.values().any(|linked| linked == id) {
-                files.insert(*id, SegmentFile::new(file.segment, image));
+                let mut after = SegmentFile::new(file.segment, image);
+                if file.pending.is_empty() {
+                    // The same image: the same digest.
+                    after.durable_digest = Arc::clone(&file.durable_digest);
+                }
+                files.insert(*id, after);
             }
         }
         let mut after = SimStorage::with_config(self.config);
@@ -368,9 +448,9 @@ impl SimStorage {
             garbage_holes: false,
         };
         let file = self.files.get_mut(&file).expect("linked file exists");
-        for effect in file.pending.drain(..) {
-            let durable = Arc::make_mut(&mut file.durable);
-            resolve_file_effect(durable, &effect, Fate::Happened, &medium, 0);
+        let pending = core::mem::take(&mut file.pending);
+        for effect in pending {
+            resolve_file_effect(file.durable_mut(), &effect, Fate::Happened, &medium, 0);
         }
     }
 

@@ -37,14 +37,47 @@ fn indexed(lsn: Lsn, offset: u64, len: u64) -> bool {
     lsn.0.is_multiple_of(INDEX_EVERY) || offset / INDEX_BYTES != (offset + len) / INDEX_BYTES
 }
 
-/// Known record positions (`lsn -> (segment, offset)`), so a read by LSN starts near its
-/// record instead of at the start of the segment. Entries come only from records a reader
-/// verified; each truncation bumps `generation` and drops what it invalidated, and a reader
-/// that started under an older generation adds nothing.
+/// Known record positions, so a read by LSN starts at (or near) its record instead of at the
+/// start of the segment. Two kinds:
+///
+/// * dense runs ([`DenseRun`], at most one per segment): the offset of every record of a
+///   contiguous stretch of a segment, filled on append for records stored as they were given
+///   (no compression, no encryption: their stored length is known without reading them). A
+///   read by LSN in a run goes straight to its record and copies exactly its bytes.
+/// * a sparse map (`lsn -> (segment, offset)`), filled as readers walk the log, for everything
+///   else (segments written before this open, transformed records).
+///
+/// Either is only a starting point: the reader still verifies the header there (its LSN and
+/// checksum), as it verifies every record. Each truncation bumps `generation` and drops what it
+/// invalidated, and a reader that started under an older generation adds nothing.
 #[derive(Debug, Default)]
 pub(crate) struct PositionIndex {
     generation: u64,
     map: BTreeMap<u64, (SegmentId, u64)>,
+    /// Ordered by segment (and so by LSN).
+    runs: Vec<DenseRun>,
+}
+
+/// The offsets of consecutive records `first ..` of one segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DenseRun {
+    pub(crate) segment: SegmentId,
+    pub(crate) first: u64,
+    /// `offsets[i]` is where the record `first + i` starts. `u32`: 4 bytes of memory per
+    /// record; a run stops growing at 4 GiB into a segment.
+    pub(crate) offsets: Vec<u32>,
+    /// Just past the run's last record: where the next one starts.
+    pub(crate) end: u64,
+}
+
+impl DenseRun {
+    /// Where record `lsn` is and how long it is with its header, if the run holds it.
+    fn get(&self, lsn: u64) -> Option<(u64, u64)> {
+        let i = usize::try_from(lsn.checked_sub(self.first)?).ok()?;
+        let at = u64::from(*self.offsets.get(i)?);
+        let next = self.offsets.get(i + 1).map_or(self.end, |&o| u64::from(o));
+        Some((at, next - at))
+    }
 }
 
 impl PositionIndex {
@@ -54,20 +87,91 @@ impl PositionIndex {
         (*s == segment).then_some((Lsn(*l), *off))
     }
 
+    /// Where record `lsn` of `segment` is and its length with its header, if a dense run
+    /// holds it.
+    pub(crate) fn exact(&self, segment: SegmentId, lsn: Lsn) -> Option<(u64, u64)> {
+        let i = self.runs.partition_point(|r| r.segment < segment);
+        self.runs
+            .get(i)
+            .filter(|r| r.segment == segment)?
+            .get(lsn.0)
+    }
+
     fn record(&mut self, generation: u64, lsn: Lsn, segment: SegmentId, offset: u64) {
         if generation == self.generation {
             self.map.insert(lsn.0, (segment, offset));
         }
     }
 
+    /// Records `lsn ..` stored one after another at `offset` in `segment`, each
+    /// [`RECORD_HEADER_LEN`] plus its payload length long (called under the log lock, after
+    /// an append of plain records). Extends the segment's run when they follow it; starts one
+    /// when the segment has none; otherwise (a gap: cannot happen) leaves the index as it is.
+    pub(crate) fn appended(
+        &mut self,
+        segment: SegmentId,
+        lsn: Lsn,
+        offset: u64,
+        lengths: impl Iterator<Item = usize>,
+    ) {
+        let i = self.runs.partition_point(|r| r.segment < segment);
+        if self.runs.get(i).is_none_or(|r| r.segment != segment) {
+            if i != self.runs.len() {
+                return; // appends go to the newest segment only
+            }
+            self.runs.push(DenseRun {
+                segment,
+                first: lsn.0,
+                offsets: Vec::new(),
+                end: offset,
+            });
+        }
+        let run = &mut self.runs[i];
+        if run.end != offset || run.first + run.offsets.len() as u64 != lsn.0 {
+            return;
+        }
+        for len in lengths {
+            let Ok(at) = u32::try_from(run.end) else {
+                return;
+            };
+            run.offsets.push(at);
+            run.end += (RECORD_HEADER_LEN + len) as u64;
+        }
+    }
+
     pub(crate) fn forget_after(&mut self, lsn: Lsn) {
         self.generation += 1;
         self.map.split_off(&(lsn.0 + 1));
+        self.runs.retain_mut(|r| {
+            let keep = lsn.0.saturating_add(1).saturating_sub(r.first);
+            if let Ok(keep) = usize::try_from(keep)
+                && keep < r.offsets.len()
+            {
+                r.end = u64::from(r.offsets[keep]);
+                r.offsets.truncate(keep);
+            }
+            !r.offsets.is_empty()
+        });
     }
 
     pub(crate) fn forget_before(&mut self, lsn: Lsn) {
         self.generation += 1;
         self.map = self.map.split_off(&lsn.0);
+        // Whole segments go: a run entirely below `lsn` goes with its segment.
+        self.runs
+            .retain(|r| r.first + r.offsets.len() as u64 > lsn.0);
+    }
+
+    /// The dense runs (for tests).
+    #[cfg(test)]
+    pub(crate) fn runs(&self) -> &[DenseRun] {
+        &self.runs
+    }
+
+    /// The dense runs, to break them on purpose (for tests).
+    #[cfg(test)]
+    pub(crate) fn runs_mut(&mut self) -> &mut [DenseRun] {
+        &mut self.runs
     }
 }
 
@@ -142,7 +246,15 @@ impl<S: GroupSync> SharedReader<S> {
             seg = segs[segs.iter().rposition(|s| s.first_lsn <= from).unwrap_or(0)];
             generation = inner.positions().generation;
         }
-        let start = inner.positions().floor(seg.id, seg.first_lsn, from);
+        // Straight to the record when a dense run holds it (copying exactly its bytes first),
+        // else from the closest sparse position, else from the segment's first record.
+        let (exact, start) = {
+            let positions = inner.positions();
+            match positions.exact(seg.id, from) {
+                Some((offset, len)) => (Some(len), Some((from, offset))),
+                None => (None, positions.floor(seg.id, seg.first_lsn, from)),
+            }
+        };
         let (next, offset) = start.unwrap_or((seg.first_lsn, SEGMENT_HEADER_LEN as u64));
         let mut r = Self {
             inner,
@@ -158,7 +270,7 @@ impl<S: GroupSync> SharedReader<S> {
             chunk: Vec::new(),
             filled: 0,
             chunk_start: 0,
-            window: FIRST_WINDOW,
+            window: exact.map_or(FIRST_WINDOW, |len| len as usize),
         };
         while r.cursor.next_lsn() < from {
             match r.header()? {
@@ -201,7 +313,7 @@ impl<S: GroupSync> SharedReader<S> {
             return Err(self.corrupt(f));
         }
         // Format version 3: decrypted (a copy) and decompressed (into `decoded`, grown to the
-        // frame's length, which `decode` bounds by max_record_size) after the stored bytes
+        // frame's length, which `decode_with` bounds by max_record_size) after the stored bytes
         // verified.
         let flags = at.header.flags;
         #[cfg(feature = "encrypt")]
@@ -210,23 +322,25 @@ impl<S: GroupSync> SharedReader<S> {
         });
         #[cfg(not(feature = "encrypt"))]
         let key = None;
-        let plain_len = loop {
-            let stored: &mut [u8] = if flags.encrypted() {
-                self.sealed.clear();
-                self.sealed.extend_from_slice(&self.chunk[payload.clone()]);
-                &mut self.sealed
-            } else {
-                &mut self.chunk[payload.clone()]
-            };
-            match self.cursor.decode(&at, stored, &mut self.decoded, key) {
-                Ok(p) => break p.len(),
-                Err(DecodeError::BufferTooSmall { needed })
-                    if needed <= self.max_record as usize =>
-                {
-                    self.decoded.resize(needed, 0);
-                }
-                Err(e) => return Err(self.undecodable(&at, e)),
+        let stored: &mut [u8] = if flags.encrypted() {
+            self.sealed.clear();
+            self.sealed.extend_from_slice(&self.chunk[payload.clone()]);
+            &mut self.sealed
+        } else {
+            &mut self.chunk[payload.clone()]
+        };
+        // `decoded` grows to the original length, which `decode_with` has already checked
+        // against max_record_size.
+        let decoded = &mut self.decoded;
+        let grown = self.cursor.decode_with(&at, stored, key, move |n| {
+            if decoded.len() < n {
+                decoded.resize(n, 0);
             }
+            Ok(&mut decoded[..n])
+        });
+        let plain_len = match grown {
+            Ok(p) => p.len(),
+            Err(e) => return Err(self.undecodable(&at, e)),
         };
         self.cursor.accept(&at, None).map_err(|f| self.corrupt(f))?;
         let payload = if flags.codec() != 0 {
@@ -270,7 +384,7 @@ impl<S: GroupSync> SharedReader<S> {
                 lsn: at.header.lsn,
                 what,
             },
-            // `decoded` was sized to the original length above.
+            // `decode_with` grew `decoded` to the original length: not too small.
             _ => self.corrupt(Fault::Undecodable),
         }
     }
@@ -375,6 +489,10 @@ impl<S: GroupSync> SharedReader<S> {
         Ok(done >= len)
     }
 }
+
+#[cfg(test)]
+#[path = "reader_index_tests.rs"]
+mod index_tests;
 
 #[cfg(test)]
 mod tests {

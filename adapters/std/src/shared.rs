@@ -46,10 +46,12 @@ pub(crate) struct Inner<S: GroupSync> {
     foreign: Vec<PathBuf>,
     /// Stops the flusher thread when the last handle goes.
     _flusher: Option<StopOnDrop>,
-    /// A sparse index of record positions (every [`crate::reader::INDEX_EVERY`]th LSN and
-    /// the record holding each [`crate::reader::INDEX_BYTES`] boundary: segment and offset),
-    /// filled in as readers walk the log, so that a read by LSN walks at most that many record
-    /// headers or bytes. Invalidated by both truncations.
+    /// Record positions for reads by LSN: the offset of every record appended since open and
+    /// stored as given (4 bytes each), and a sparse index (every
+    /// [`crate::reader::INDEX_EVERY`]th LSN and the record holding each
+    /// [`crate::reader::INDEX_BYTES`] boundary) filled in as readers walk the rest, so that a
+    /// read by LSN walks at most that many record headers or bytes. Invalidated by both
+    /// truncations.
     pub(crate) positions: Mutex<PositionIndex>,
     /// Leads group commits for async waiters (started with the first one).
     pub(crate) syncer: Arc<Syncer>,
@@ -287,6 +289,7 @@ impl<S: GroupSync> SharedWal<S> {
             return Err(AppendError::Poisoned(p));
         }
         let rotations = log.wal.counters().rotations;
+        let before = log.wal.segments().last().map(|s| (s.id, s.end));
         let log_ref = &mut *log;
         let first = match log_ref.scratch.append_batch(&mut log_ref.wal, payloads) {
             Ok(first) => first,
@@ -307,7 +310,42 @@ impl<S: GroupSync> SharedWal<S> {
             );
         }
         let last = log.wal.last_lsn();
+        self.index_appended(&log, before, first, payloads);
         Ok((log, first, last))
+    }
+
+    /// Adds the records just appended (`first ..`, stored after `before`: the newest segment
+    /// and its end before the append) to the dense position index, when they were stored as
+    /// given: then each is [`walden_core::raw::RECORD_HEADER_LEN`] plus its payload long, one
+    /// after another, which the segment's new end confirms. Compressed or encrypted records
+    /// are left to readers (the sparse index).
+    fn index_appended(
+        &self,
+        log: &Locked<S>,
+        before: Option<(walden_core::SegmentId, u64)>,
+        first: Lsn,
+        payloads: &[&[u8]],
+    ) {
+        if !log.scratch.stores_plain(&log.wal, payloads) {
+            return;
+        }
+        let Some(active) = log.wal.segments().last() else {
+            return;
+        };
+        let start = match before {
+            Some((id, end)) if id == active.id => end,
+            // A rotation: the batch starts the new segment.
+            _ if active.first_lsn == first => walden_core::raw::SEGMENT_HEADER_LEN as u64,
+            _ => return,
+        };
+        let header = walden_core::raw::RECORD_HEADER_LEN as u64;
+        let stored: u64 = payloads.iter().map(|p| header + p.len() as u64).sum();
+        if active.end.checked_sub(start) != Some(stored) {
+            return;
+        }
+        self.inner
+            .positions()
+            .appended(active.id, first, start, payloads.iter().map(|p| p.len()));
     }
 
     /// Makes every record appended so far durable (a group commit) and returns the durable LSN.
@@ -471,6 +509,12 @@ impl<S: GroupSync> SharedWal<S> {
     /// A reader from `from`, running concurrently with appends. After a concurrent
     /// [`SharedWal::truncate_back`], records the reader had already copied may still be
     /// returned; create a new reader after rewinding.
+    ///
+    /// Reading by LSN: a record appended since open (through any handle; stored as given:
+    /// not compressed, not encrypted) is found at once, from an index that costs 4 bytes of
+    /// memory per such record until it is truncated away; others are found by walking at most
+    /// 32 records or about 4 KiB from the nearest position a reader has verified. Either way
+    /// the record is verified before it is returned.
     pub fn reader(&self, from: Lsn) -> Result<SharedReader<S>, walden_core::ReadError<S::Error>> {
         SharedReader::new(self.inner.clone(), from)
     }

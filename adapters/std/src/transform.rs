@@ -45,6 +45,30 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// Whether [`Scratch::append_batch`] stores each of `payloads` as given (no compression,
+    /// no encryption), so that its stored length is its length.
+    pub(crate) fn stores_plain<S: Storage, T: SegmentTable>(
+        &self,
+        wal: &Wal<S, T>,
+        payloads: &[&[u8]],
+    ) -> bool {
+        #[cfg(feature = "encrypt")]
+        if wal.keys().current().is_some() {
+            return false;
+        }
+        #[cfg(feature = "compress")]
+        {
+            let threshold = wal.config().compress_threshold as usize;
+            if threshold > 0 && payloads.iter().any(|p| p.len() >= threshold) {
+                return false;
+            }
+        }
+        let _ = (wal, payloads);
+        true
+    }
+}
+
 /// Why a key file could not be loaded.
 #[cfg(feature = "encrypt")]
 #[derive(Debug)]
@@ -111,10 +135,14 @@ pub fn load_key_file(
     path: impl AsRef<std::path::Path>,
 ) -> Result<walden_core::Keyring, KeyFileError> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|error| KeyFileError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
+    // The text and every parsed key are wiped when dropped, on success or error; the ring's
+    // ciphers wipe their copies when the ring is dropped.
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|error| {
+        KeyFileError::Io {
+            path: path.to_path_buf(),
+            error,
+        }
+    })?);
     parse_key_file(&text, path)
 }
 
@@ -137,7 +165,7 @@ fn parse_key_file(
         if line.len() != 64 || !line.is_ascii() {
             return Err(bad());
         }
-        let mut key = [0u8; walden_core::KEY_LEN];
+        let mut key = zeroize::Zeroizing::new([0u8; walden_core::KEY_LEN]);
         for (k, pair) in key.iter_mut().zip(line.as_bytes().chunks(2)) {
             let hex = core::str::from_utf8(pair).map_err(|_| bad())?;
             *k = u8::from_str_radix(hex, 16).map_err(|_| bad())?;
@@ -149,13 +177,13 @@ fn parse_key_file(
         })?;
         last = Some(key);
     }
-    let Some(current) = last else {
+    let Some(current) = last.as_deref() else {
         return Err(KeyFileError::Empty {
             path: path.to_path_buf(),
         });
     };
     // Cannot fail: the key is in the ring already.
-    let _ = ring.add_current(&current);
+    let _ = ring.add_current(current);
     Ok(ring)
 }
 

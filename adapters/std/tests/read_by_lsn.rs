@@ -1,12 +1,22 @@
-//! Reads by LSN use the sparse position index; rewinds and retention must never let a stale
-//! position serve the wrong record.
+//! Reads by LSN use the position index (dense runs filled on append, a sparse map filled by
+//! readers); rewinds and retention must never let a stale position serve the wrong record, and a
+//! read that goes straight to its record still verifies it.
 
-use walden_std::{Config, Lsn, Options, SharedWal, SyncPolicy};
+use walden_std::{Config, Lsn, Options, ReadError, SharedWal, SyncPolicy};
 
 fn payload(i: u64, round: u64) -> Vec<u8> {
     let mut p = format!("round {round} record {i} ").into_bytes();
     p.resize(16 + (i as usize * 13 + round as usize * 7) % 90, b'.');
     p
+}
+
+/// A fresh log of 16 KiB segments, synced only when asked, in its own directory.
+fn small_log() -> (tempfile::TempDir, SharedWal) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = Options::from(Config::default().with_segment_size(16 * 1024))
+        .with_sync_policy(SyncPolicy::Manual);
+    let (wal, _) = SharedWal::open(dir.path(), options).expect("open");
+    (dir, wal)
 }
 
 fn read(wal: &SharedWal, lsn: u64) -> Vec<u8> {
@@ -18,10 +28,7 @@ fn read(wal: &SharedWal, lsn: u64) -> Vec<u8> {
 
 #[test]
 fn random_reads_survive_rewind_and_retention() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let options = Options::from(Config::default().with_segment_size(16 * 1024))
-        .with_sync_policy(SyncPolicy::Manual);
-    let (wal, _) = SharedWal::open(dir.path(), options).expect("open");
+    let (_dir, wal) = small_log();
     for i in 1..=2000 {
         assert_eq!(wal.append(&payload(i, 0)).expect("append").first, Lsn(i));
     }
@@ -56,4 +63,61 @@ fn random_reads_survive_rewind_and_retention() {
             "lsn {lsn} after retention"
         );
     }
+}
+
+/// The segment file holding `needle` (synced first), and where in it.
+fn find(dir: &std::path::Path, needle: &[u8]) -> (std::path::PathBuf, usize) {
+    for entry in std::fs::read_dir(dir).expect("list") {
+        let path = entry.expect("entry").path();
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
+            return (path, at);
+        }
+    }
+    panic!("not found");
+}
+
+/// Reads that go straight to a record through the index filled on append still verify it: a
+/// flipped payload byte and a record cut short are typed corruption, and the records around
+/// them still read.
+#[test]
+fn indexed_reads_still_detect_damage_and_torn_records() {
+    let (dir, wal) = small_log();
+    for i in 1..=300 {
+        let _ = wal.append(&payload(i, 0)).expect("append");
+    }
+    wal.sync().expect("sync");
+    assert_eq!(read(&wal, 150), payload(150, 0));
+
+    // A flipped byte in record 150's payload (the page cache is what the reader reads).
+    let (path, at) = find(dir.path(), &payload(150, 0));
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[at + 3] ^= 0x20;
+    std::fs::write(&path, &bytes).expect("write");
+    let got = wal
+        .reader(Lsn(150))
+        .expect("reader")
+        .read_next()
+        .map(|r| r.is_some());
+    assert!(matches!(got, Err(ReadError::Corrupted(_))), "{got:?}");
+    assert_eq!(read(&wal, 149), payload(149, 0));
+    assert_eq!(read(&wal, 151), payload(151, 0));
+
+    // The last record cut in the middle of its payload.
+    let (path, at) = find(dir.path(), &payload(300, 0));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open")
+        .set_len((at + 5) as u64)
+        .expect("cut");
+    let got = wal
+        .reader(Lsn(300))
+        .expect("reader")
+        .read_next()
+        .map(|r| r.is_some());
+    assert!(matches!(got, Err(ReadError::Corrupted(_))), "{got:?}");
+    assert_eq!(read(&wal, 299), payload(299, 0));
 }

@@ -551,6 +551,26 @@ fn record_flags_say_codec_encryption_and_overhead() {
 }
 
 #[test]
+fn record_flags_fields_are_independent() {
+    // Setting the codec clears exactly the codec field (two bits) and keeps every other bit.
+    assert_eq!(RecordFlags(0xff).with_codec(0).0, 0xfc);
+    assert_eq!(RecordFlags(0xfc).with_codec(3).0, 0xff);
+    assert_eq!(RecordFlags(0x04).with_codec(RecordFlags::CODEC_LZ4).0, 0x05);
+    // A codec value wider than the field cannot spill into the next bits.
+    assert_eq!(RecordFlags::PLAIN.with_codec(0x07).0, 0x03);
+    // Setting the encrypted bit twice keeps it set.
+    let twice = RecordFlags::PLAIN.with_encrypted().with_encrypted();
+    assert!(twice.encrypted());
+    assert_eq!(twice.0, 0x80);
+    // Every bit outside the two fields, and the codecs not defined, are unknown.
+    for bit in 2..7 {
+        assert!(!RecordFlags(1 << bit).is_known(), "bit {bit}");
+    }
+    assert!(!RecordFlags(0x83).is_known());
+    assert!(RecordFlags(0x81).is_known() && RecordFlags(0x80).is_known());
+}
+
+#[test]
 fn the_encrypted_flag_and_key_id_are_version_3_only() {
     // An encrypted header round-trips with its key id at offset 56.
     let mut h = header();

@@ -195,6 +195,17 @@ fn every_problem_is_reported_not_only_the_first() {
     assert!(matches!(ins.verdict, Verdict::Refuse(c) if c.segment == 0));
 }
 
+#[test]
+fn header_valid_says_which_headers_verified() {
+    let mut mem = log(30, small());
+    // Segment 1's header checksum no longer matches (its magic is the first byte).
+    mem.files.get_mut(&1).unwrap()[0] ^= 1;
+    let (_, segs) = run(&mem, &small());
+    let valid: Vec<bool> = segs.iter().map(|s| s.header_valid()).collect();
+    assert!(valid.len() >= 3, "{valid:?}");
+    assert!(valid[0] && !valid[1] && valid[2], "{valid:?}");
+}
+
 fn policy() -> impl Strategy<Value = RecoveryPolicy> {
     prop_oneof![
         Just(RecoveryPolicy::Strict),

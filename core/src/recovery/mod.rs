@@ -58,34 +58,48 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         if scratch.len() < MIN_SCRATCH {
             return Err(OpenError::ScratchTooSmall { min: MIN_SCRATCH });
         }
-        let mut wal = Wal {
-            storage,
-            config,
-            log_id: 0,
-            segments: Default::default(),
-            next_lsn: Lsn(1),
-            durable: Lsn::ZERO,
-            unsynced_records: 0,
-            unsynced_bytes: 0,
-            dirty: false,
-            poisoned: None,
-            counters: Counters::default(),
-            salt_state: splitmix64(config.salt_seed),
-            rewinds: 0,
-            start_generation: 0,
-            pending: None,
-            #[cfg(feature = "encrypt")]
-            keys: Default::default(),
-            #[cfg(feature = "encrypt")]
-            fresh: None,
-        };
-        let mut report = NOTHING_RECOVERED;
-        wal.recover(&mut report, scratch, summaries)?;
-        Ok((wal, report))
+        // Built in the value returned, and recovered in place there: on a microcontroller a
+        // `Wal` built here and then moved into the result doubled `open`'s stack frame.
+        let mut out = Ok((
+            Wal {
+                storage,
+                config,
+                log_id: 0,
+                segments: Default::default(),
+                next_lsn: Lsn(1),
+                durable: Lsn::ZERO,
+                unsynced_records: 0,
+                unsynced_bytes: 0,
+                dirty: false,
+                poisoned: None,
+                counters: Counters::default(),
+                salt_state: splitmix64(config.salt_seed),
+                rewinds: 0,
+                start_generation: 0,
+                pending: None,
+                #[cfg(feature = "encrypt")]
+                keys: Default::default(),
+                #[cfg(feature = "encrypt")]
+                fresh: None,
+            },
+            NOTHING_RECOVERED,
+        ));
+        if let Ok((wal, report)) = &mut out
+            && let Err(e) = wal.recover(report, scratch, summaries)
+        {
+            out = Err(e);
+        }
+        out
     }
 
     /// Recovers the log into `self`, saying what it found and did in `report` (which starts as
     /// [`NOTHING_RECOVERED`]).
+    ///
+    /// Never inlined into `open`: on a Cortex-M (opt-level "z") the two in one function took
+    /// about 1.5 KB more flash (the price is about 260 bytes of stack: two frames, `open`'s
+    /// holding the `Wal` being built and this one the planner's values, where one overlapped
+    /// some of both).
+    #[inline(never)]
     fn recover(
         &mut self,
         report: &mut RecoveryReport,
@@ -111,15 +125,19 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         }
 
         // Plan (read only), keeping every segment the plan keeps, up to the one that decides.
-        let mut decisive = None;
+        // The planner writes into `planned` and `slot` (the segment that decides, when one
+        // does) rather than returning them: they are the largest values recovery handles.
+        let mut planned = plan::NOTHING_FOUND;
+        let mut slot = None;
+        let mut decided = false;
         let mut corruption_events = 0;
         let mut prev_last = None;
-        let planned = {
+        {
             let segments = &mut self.segments;
             let mut planner = Planner::new(&self.storage, &self.config, scratch, summaries)
                 .map_err(open_error)?;
             planner
-                .plan(&ids, &mut |seg, so_far| {
+                .plan(&ids, &mut planned, &mut slot, &mut |seg, so_far| {
                     corruption_events += u64::from(seg.case.is_corruption());
                     if so_far.verdict == Verdict::Clean {
                         if let Some(info) = kept(seg) {
@@ -132,14 +150,15 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                         }
                         true
                     } else {
-                        decisive = Some(*seg);
+                        decided = true;
                         false
                     }
                 })
-                .map_err(open_error)?
-        };
+                .map_err(open_error)?;
+        }
         self.counters.corruption_events += corruption_events;
-        match (planned.verdict, &decisive) {
+        let decisive = slot.as_ref().filter(|_| decided);
+        match (planned.verdict, decisive) {
             (Verdict::Empty | Verdict::Clean, _) => {}
             (Verdict::Refuse(c), _) => return Err(OpenError::Corrupted(c)),
             (
@@ -300,6 +319,8 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             // Only Salvage gets here: record the loss durably, so the next open (under any
             // policy) finds the log starting where it now starts.
             report.missing_front = Some(front);
+            // `salvage` needs `start-slots`: without it this verdict cannot arise.
+            #[cfg(feature = "start-slots")]
             self.record_start(self.segments[0].id)?;
         }
         let last = prev_last.unwrap_or(Lsn::ZERO);

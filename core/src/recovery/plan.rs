@@ -11,10 +11,7 @@
 use crate::config::{Config, RecoveryPolicy};
 use crate::cursor::{Fault, SealFound, SegmentKeys};
 use crate::error::{self, Corruption, IoFailure, Op};
-use crate::format::{
-    HeaderProblem, SEGMENT_HEADER_LEN, START_RECORD_LEN, START_SLOTS, SegmentHeader, decode_start,
-    is_start_slot,
-};
+use crate::format::{HeaderProblem, SEGMENT_HEADER_LEN, SegmentHeader, is_start_slot};
 use crate::lsn::Lsn;
 use crate::storage::{SegmentId, Storage, read_full};
 use crate::table::{SegmentList, SegmentTable};
@@ -154,6 +151,19 @@ pub struct Inspection {
     pub verdict: Verdict,
 }
 
+/// What an inspection says before anything is found (the planner's starting point).
+pub(crate) const NOTHING_FOUND: Inspection = Inspection {
+    segments: 0,
+    log_id: None,
+    records: 0,
+    bytes: 0,
+    problems: 0,
+    corruption: false,
+    valid_through: Lsn::ZERO,
+    missing_front: None,
+    verdict: Verdict::Empty,
+};
+
 /// Planning could not run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -225,14 +235,28 @@ pub(crate) fn list<S: Storage, Table: SegmentTable>(
 /// The valid start-slot record with the highest generation, if any: `(generation,
 /// first_segment)`. A slot that cannot be read counts as absent (the headers' `first_segment`
 /// is then the only, lower, bound: less is detected, nothing is wrongly refused).
+///
+/// Without walden-core's feature `start-slots` no slot is read (such a build never writes
+/// one): the headers' `first_segment` is the only bound, with the same consequence.
+#[cfg(not(feature = "start-slots"))]
+// Not in the builds mutation testing runs (start slots on).
+#[cfg_attr(mutants, mutants::skip)]
+pub(crate) fn read_start<S: Storage>(_storage: &S, _log_id: u64) -> Option<(u64, SegmentId)> {
+    None
+}
+
+/// The valid start-slot record with the highest generation, if any: `(generation,
+/// first_segment)`. A slot that cannot be read counts as absent (the headers' `first_segment`
+/// is then the only, lower, bound: less is detected, nothing is wrongly refused).
+#[cfg(feature = "start-slots")]
 pub(crate) fn read_start<S: Storage>(storage: &S, log_id: u64) -> Option<(u64, SegmentId)> {
     let mut best: Option<(u64, SegmentId)> = None;
-    for &slot in START_SLOTS.iter() {
-        let mut buf = [0u8; START_RECORD_LEN];
+    for &slot in crate::format::START_SLOTS.iter() {
+        let mut buf = [0u8; crate::format::START_RECORD_LEN];
         let Ok(n) = read_full(storage, slot, 0, &mut buf) else {
             continue;
         };
-        let found = decode_start(&buf[..n], log_id);
+        let found = crate::format::decode_start(&buf[..n], log_id);
         // Compared, not `Option::max`: that one moved through `memmove` (1.5 KB on a Cortex-M).
         if found > best {
             best = found;
@@ -311,24 +335,24 @@ impl<'a, S: Storage> Planner<'a, S> {
     /// Plans the log whose segments are `ids` (from [`list`]): calls `each` with every segment,
     /// oldest first, until it returns `false` (recovery stops at the segment that decides its
     /// verdict; inspection goes on).
+    ///
+    /// The findings go into places the caller owns: `out` (reset here) for the whole log, and
+    /// `slot`, which holds each segment's report in turn while `each` looks at it (after a
+    /// `false`, the segment that decided). Nothing this size is returned or copied by value:
+    /// on a microcontroller those copies were a large part of `Wal::open`'s code and stack.
     pub(crate) fn plan(
         &mut self,
         ids: &[SegmentId],
+        out: &mut Inspection,
+        slot: &mut Option<SegmentReport>,
         each: &mut dyn FnMut(&SegmentReport, &Inspection) -> bool,
-    ) -> Result<Inspection, InspectError<S::Error>> {
-        let mut out = Inspection {
+    ) -> Result<(), InspectError<S::Error>> {
+        *out = Inspection {
             segments: ids.len(),
-            log_id: None,
-            records: 0,
-            bytes: 0,
-            problems: 0,
-            corruption: false,
-            valid_through: Lsn::ZERO,
-            missing_front: None,
-            verdict: Verdict::Empty,
+            ..NOTHING_FOUND
         };
         let (Some(&oldest), Some(&newest)) = (ids.first(), ids.last()) else {
-            return Ok(out);
+            return Ok(());
         };
         out.verdict = Verdict::Clean;
         let mut first_segment = None;
@@ -377,11 +401,11 @@ impl<'a, S: Storage> Planner<'a, S> {
             let header = self.header_state(&l, log_id, prev_last)?;
             let prev = i.checked_sub(1).map(|j| ids[j]);
             let mut inputs = Inputs::before_scan(prev, l.id, is_newest, header);
-            let first_here = match l.header {
+            let first_here = match &l.header {
                 Ok(h) if header == HeaderState::Valid => h.first_lsn,
                 _ => prev_last.map_or(Lsn(1), Lsn::next),
             };
-            let mut seg = SegmentReport {
+            let seg = slot.insert(SegmentReport {
                 id: l.id,
                 len: l.len,
                 header: l.header,
@@ -397,12 +421,14 @@ impl<'a, S: Storage> Planner<'a, S> {
                 orphan_highest: Lsn::ZERO,
                 trailing_garbage: None,
                 seal: None,
+            });
+            // Scanned whenever the header is readable (for the report); the table inputs
+            // below come from the scan only where the header is valid and continuous.
+            let mut scanned = match &l.header {
+                Ok(h) => Some(self.scan(&l, h).map_err(InspectError::Storage)?),
+                Err(_) => None,
             };
-            let mut scanned = None;
-            if let Ok(h) = l.header {
-                // Scanned whenever the header is readable (for the report); the table inputs
-                // below come from the scan only where the header is valid and continuous.
-                let mut s = self.scan(&l, &h).map_err(InspectError::Storage)?;
+            if let (Some(s), Ok(h)) = (&mut scanned, &l.header) {
                 seg.seal = s.seal;
                 if let (true, Some(seal)) = (is_newest, s.seal) {
                     // The data ends at the seal; the successor it names is gone.
@@ -413,14 +439,13 @@ impl<'a, S: Storage> Planner<'a, S> {
                 seg.last_lsn = s.last_lsn;
                 seg.end = s.end;
                 if header == HeaderState::Valid && inputs.sequence == Sequence::Continuous {
-                    self.classify_scan(&mut seg, &mut inputs, ids, i, &s, &h, log_id)?;
+                    self.classify_scan(seg, &mut inputs, ids, i, s, h, log_id)?;
                 }
-                scanned = Some(s);
             }
             seg.inputs = inputs;
             seg.case = Case::classify(&inputs);
             seg.action = seg.case.action(policy);
-            let (offset, lsn, fault) = match (scanned, seg.case) {
+            let (offset, lsn, fault) = match (&scanned, seg.case) {
                 (Some(s), Case::MissingNewestSegment) => {
                     let seal = s.seal.map_or(s.last_lsn.next(), |x| x.next_lsn);
                     (s.end, seal, None)
@@ -448,22 +473,27 @@ impl<'a, S: Storage> Planner<'a, S> {
             out.records += seg.records + u64::from(seg.orphans);
             out.bytes = out.bytes.saturating_add(l.len);
 
+            // The last LSN of what this segment's scan found, where its header is valid.
+            let kept_last = match &scanned {
+                Some(s) if header == HeaderState::Valid => Some(s.last_lsn),
+                _ => None,
+            };
             if alive {
                 let here = (first_here, offset, lsn, detail, fault);
-                alive = self.decide(&mut out, &seg, scanned, header, prev_last, here);
+                alive = self.decide(out, seg, kept_last, prev_last, here);
             }
             // The next segment must continue this one. After a damaged segment where it ends
             // is not known, so the next segment's first LSN is taken as it is. (A header is
             // rewritten only in the newest segment: nothing follows it.)
-            prev_last = match scanned {
+            prev_last = match &scanned {
                 Some(s) if seg.case == Case::Clean => Some(s.last_lsn),
                 _ => None,
             };
-            if !each(&seg, &out) {
+            if !each(seg, out) {
                 break;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The table inputs that come from a valid, continuous segment's scan.
@@ -584,8 +614,7 @@ impl<'a, S: Storage> Planner<'a, S> {
         &self,
         out: &mut Inspection,
         seg: &SegmentReport,
-        scanned: Option<SegmentScan>,
-        header: HeaderState,
+        kept_last: Option<Lsn>,
         prev_last: Option<Lsn>,
         (first_here, offset, lsn, detail, fault): (Lsn, u64, Lsn, &'static str, Option<Fault>),
     ) -> bool {
@@ -598,14 +627,13 @@ impl<'a, S: Storage> Planner<'a, S> {
                 detail,
             })
         };
-        let kept = scanned.filter(|_| header == HeaderState::Valid);
-        match (seg.action, kept) {
-            (Action::Keep, Some(s)) => {
-                out.valid_through = s.last_lsn;
+        match (seg.action, kept_last) {
+            (Action::Keep, Some(last)) => {
+                out.valid_through = last;
                 true
             }
-            (Action::CutTornTail, Some(s)) => {
-                out.valid_through = s.last_lsn;
+            (Action::CutTornTail, Some(last)) => {
+                out.valid_through = last;
                 out.verdict = Verdict::Repair {
                     case: seg.case,
                     segment: seg.id,
@@ -613,8 +641,8 @@ impl<'a, S: Storage> Planner<'a, S> {
                 };
                 false
             }
-            (Action::SalvageCut, Some(s)) => {
-                out.valid_through = s.last_lsn;
+            (Action::SalvageCut, Some(last)) => {
+                out.valid_through = last;
                 out.verdict = Verdict::Salvage {
                     case: seg.case,
                     segment: seg.id,

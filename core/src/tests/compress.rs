@@ -193,27 +193,24 @@ fn a_frame_that_verifies_but_does_not_decode_is_corruption_not_a_torn_tail() {
 
 #[test]
 fn a_frame_claiming_more_than_max_record_size_is_refused_before_any_buffer_is_used() {
-    let (wal, _) = written();
-    let mut mem = wal.into_storage();
-    tamper(&mut mem, 1, |p| {
-        p[..FRAME_PREFIX_LEN].copy_from_slice(&(16 * 1024 + 1u32).to_le_bytes())
-    });
-    let (wal, _) = open(mem, config());
+    // The log with record 1's frame claiming `claim` decoded bytes, resealed.
+    let claiming = |claim: u32| {
+        let (wal, _) = written();
+        let mut mem = wal.into_storage();
+        tamper(&mut mem, 1, |p| {
+            p[..FRAME_PREFIX_LEN].copy_from_slice(&claim.to_le_bytes())
+        });
+        open(mem, config()).0
+    };
     // A buffer far larger than the claim: the limit, not the buffer, refuses it.
     let mut buf = std::vec![0u8; 1 << 20];
     assert!(matches!(
-        wal.read(Lsn(1), &mut buf),
+        claiming(16 * 1024 + 1).read(Lsn(1), &mut buf),
         Err(ReadError::Corrupted(c)) if c.detail == crate::raw::Fault::Undecodable.describe()
     ));
     // A claim of exactly the limit that decodes to fewer bytes is refused as well.
-    let (wal, _) = written();
-    let mut mem = wal.into_storage();
-    tamper(&mut mem, 1, |p| {
-        p[..FRAME_PREFIX_LEN].copy_from_slice(&(8001u32).to_le_bytes())
-    });
-    let (wal, _) = open(mem, config());
     assert!(matches!(
-        wal.read(Lsn(1), &mut buf),
+        claiming(8001).read(Lsn(1), &mut buf),
         Err(ReadError::Corrupted(_))
     ));
 }

@@ -184,6 +184,43 @@ fn an_encrypted_record_is_never_written_without_scratch() {
 }
 
 #[test]
+fn scratch_of_exactly_the_documented_length_is_enough() {
+    let mut wal = encrypted_log(1);
+    let payload = [7u8; 300];
+    let mut scratch = std::vec![0u8; transform_scratch_len(payload.len() as u32)];
+    let lsn = wal.append_batch_in(&[&payload], &mut scratch).unwrap();
+    let mut short = std::vec![0u8; scratch.len() - 1];
+    assert!(matches!(
+        wal.append_batch_in(&[&payload], &mut short),
+        Err(AppendError::ScratchTooSmall { needed }) if needed == scratch.len()
+    ));
+    assert_eq!(wal.last_lsn(), lsn);
+}
+
+#[test]
+fn a_batch_counts_every_record_tag_when_deciding_to_rotate() {
+    // A batch of four that fits the rest of the segment only without its four AEAD tags must
+    // start a new segment: a segment never grows past its size.
+    let mut wal = encrypted_log(1);
+    let end = wal.active().end;
+    let room = config().segment_size - end;
+    let n = 4u64;
+    let (header, tag) = (
+        crate::format::RECORD_HEADER_LEN as u64,
+        crate::format::AEAD_TAG_LEN as u64,
+    );
+    // Fits with one tag plus a byte per record (or fewer), not with four tags.
+    let len = ((room - n * header - tag - n) / n) as usize;
+    assert!(n * len as u64 + n * (header + tag) > room);
+    let payload = std::vec![9u8; len];
+    let rotations = wal.counters().rotations;
+    let lsn = append(&mut wal, &[&payload, &payload, &payload, &payload]);
+    assert_eq!(wal.counters().rotations, rotations + 1);
+    assert_eq!(wal.active().first_lsn, lsn);
+    assert!(wal.active().end <= config().segment_size);
+}
+
+#[test]
 fn keyrings_know_their_keys_by_derived_ids() {
     let mut k = Keyring::new();
     let a = k.add(&KEY_A).unwrap();

@@ -69,6 +69,18 @@ pub trait Subject: Copy + fmt::Debug + PartialEq + Send + Sync {
     fn crash(medium: &Self::Medium, plan: &CrashPlan) -> Self::Medium;
     /// A digest of the durable state, to skip repeated states.
     fn fingerprint(medium: &Self::Medium) -> u64;
+    /// A digest of everything a crash of `medium` can lead to (durable and volatile state,
+    /// unsynced effects), if the medium can give one: the explorer goes on from each such
+    /// state once. `None`: always go on.
+    fn state_fingerprint(_medium: &Self::Medium) -> Option<u64> {
+        None
+    }
+    /// Whether `medium` holds something no sync made durable (a restarted process finds the
+    /// kernel's page cache): a power cut during its recovery may then lose it even though
+    /// nothing needs repair. Power-cut media hold nothing of the kind.
+    fn volatile(_medium: &Self::Medium) -> bool {
+        false
+    }
     /// `plan` next to the effects it resolves.
     fn describe(medium: &Self::Medium, plan: &CrashPlan) -> String;
 
@@ -170,6 +182,10 @@ impl Subject for Variant {
 
     fn fingerprint(medium: &SimStorage) -> u64 {
         medium.fingerprint()
+    }
+
+    fn state_fingerprint(medium: &SimStorage) -> Option<u64> {
+        Some(medium.state_fingerprint())
     }
 
     fn describe(medium: &SimStorage, plan: &CrashPlan) -> String {

@@ -139,6 +139,7 @@ impl RaftExplorer {
         if let Some(only) = only {
             picks.retain(|p| *p == only);
         }
+        let mut seen_during_open = HashSet::new();
         for pick in picks {
             let (e, m, what) = if pick == pairs as u64 {
                 (
@@ -162,13 +163,30 @@ impl RaftExplorer {
             stats.states += 1;
             stats.recoveries += 1;
             let restart = pick == pairs as u64;
-            let outcome = check(workload, e, m, model)
+            let nested = !restart && self.depth >= 2;
+            let outcome = check_recording(workload, self.variant, e, m, model, nested)
                 .map_err(|finding| (finding, String::new()))
                 .and_then(|opened| {
-                    if restart || self.depth < 2 {
+                    if !nested {
                         return Ok(());
                     }
-                    check_after_recovery(workload, opened, model, &self.nested_bounds, stats)
+                    check_during_open(
+                        workload,
+                        self.variant,
+                        &opened.during_open,
+                        model,
+                        &self.nested_bounds,
+                        &mut seen_during_open,
+                        stats,
+                    )?;
+                    check_after_recovery(
+                        workload,
+                        self.variant,
+                        opened,
+                        model,
+                        &self.nested_bounds,
+                        stats,
+                    )
                 });
             if let Err((finding, path)) = outcome {
                 let mut plan = format!("after {}; {what}", moment.after);
@@ -260,12 +278,48 @@ type Finding = (&'static str, String);
 /// store and what it holds.
 fn check(
     workload: &RaftWorkload,
+    variant: RaftVariant,
     entries: SimFs,
     meta: SimFs,
     model: &Model,
-) -> Result<(SimStore, PairFs, Recovered), Finding> {
-    let fs = PairFs::new(entries, meta, false);
-    let mut store = workload.open(fs.clone()).map_err(|e| {
+) -> Result<Opened, Finding> {
+    check_recording(workload, variant, entries, meta, model, false)
+}
+
+/// The store reopened on a crash state, what it holds, and (when recorded) the moments before
+/// each file operation its open made.
+struct Opened {
+    store: SimStore,
+    fs: PairFs,
+    recovered: Recovered,
+    during_open: Vec<Moment>,
+}
+
+/// [`check`], recording the moment before every file operation of the store's open (its
+/// recovery's cuts and repairs) when `record` is set.
+fn check_recording(
+    workload: &RaftWorkload,
+    variant: RaftVariant,
+    entries: SimFs,
+    meta: SimFs,
+    model: &Model,
+    record: bool,
+) -> Result<Opened, Finding> {
+    let fs = PairFs::new(entries, meta, record);
+    let opened = workload
+        .open(fs.clone())
+        .inspect(|store| variant.on_reopen(store));
+    // Only what the open wrote: the checks below only read. A tape of one moment is the
+    // state before the open, unchanged.
+    let mut during_open = if record {
+        fs.finish().moments
+    } else {
+        Vec::new()
+    };
+    if during_open.len() < 2 {
+        during_open.clear();
+    }
+    let mut store = opened.map_err(|e| {
         (
             "reopen",
             format!("the store does not open after a pure crash: {e}"),
@@ -372,7 +426,55 @@ fn check(
             purged,
         })
     })?;
-    Ok((store, fs, recovered))
+    Ok(Opened {
+        store,
+        fs,
+        recovered,
+        during_open,
+    })
+}
+
+/// Cuts the power again before each file operation the store's open made (in every state,
+/// within `bounds`, deduplicated across the crash states of one moment by `seen`) and checks
+/// the store once more: a recovery interrupted by a crash must leave a log that recovers to
+/// the same promises.
+fn check_during_open(
+    workload: &RaftWorkload,
+    variant: RaftVariant,
+    during_open: &[Moment],
+    model: &Model,
+    bounds: &CrashBounds,
+    seen: &mut HashSet<(u64, u64)>,
+    stats: &mut Stats,
+) -> Result<(), (Finding, String)> {
+    for (k, moment) in during_open.iter().enumerate() {
+        let entries = distinct(&moment.entries, bounds);
+        let meta = distinct(&moment.meta, bounds);
+        for (e, eplan) in &entries.states {
+            for (m, mplan) in &meta.states {
+                if !seen.insert((e.fingerprint(), m.fingerprint())) {
+                    continue;
+                }
+                stats.nested_states += 1;
+                stats.recoveries += 1;
+                if let Err(finding) = check(workload, variant, e.clone(), m.clone(), model) {
+                    let after = if moment.after.is_empty() {
+                        "before its first file operation".to_owned()
+                    } else {
+                        format!("after {}", moment.after)
+                    };
+                    return Err((
+                        finding,
+                        format!(
+                            "then power loss during the store's open (operation {k}, {after}): \
+                             entries {eplan}, meta {mplan}"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Goes on after a recovery from a power loss: appends two entries (waiting for the flush)
@@ -381,7 +483,13 @@ fn check(
 /// after a power loss) and what was acknowledged since must be there.
 fn check_after_recovery(
     workload: &RaftWorkload,
-    (mut store, fs, recovered): (SimStore, PairFs, Recovered),
+    variant: RaftVariant,
+    Opened {
+        mut store,
+        fs,
+        recovered,
+        ..
+    }: Opened,
     model: &Model,
     bounds: &CrashBounds,
     stats: &mut Stats,
@@ -426,7 +534,7 @@ fn check_after_recovery(
         for (m, mplan) in &meta.states {
             stats.nested_states += 1;
             stats.recoveries += 1;
-            if let Err(finding) = check(workload, e.clone(), m.clone(), &next) {
+            if let Err(finding) = check(workload, variant, e.clone(), m.clone(), &next) {
                 return Err((
                     finding,
                     format!(

@@ -8,7 +8,9 @@
 //! operation (see its module). For every moment, every legal crash state of both directories
 //! (the simulator's enumeration, as in the files explorer; pairs sampled evenly past a bound)
 //! and a process restart, the store is reopened and checked against what the workload had
-//! been told by then ([`Model`]):
+//! been told by then ([`Model`]). After a power loss the reopen itself is recorded, and the
+//! power is cut again before each file operation of it (recovery's repairs of either log),
+//! with the same checks:
 //!
 //! 1. **durability**: every entry whose flush callback fired is there with the same term and
 //!    value, unless a later reported truncate, a purge, or a truncate the crash interrupted

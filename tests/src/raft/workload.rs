@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use futures::executor::block_on;
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
-use walden_core::Config;
+use walden_core::{Config, Lsn};
 use walden_openraft::LogStore;
 use walden_openraft::kv::{Request, TypeConfig};
 use walden_sim::{SimConfig, SimFs};
@@ -29,14 +29,20 @@ pub enum RaftVariant {
     /// point is durable (`purge_before_meta_durable_for_testing`): the store's own ordering
     /// across its two logs.
     PurgeBeforeMetaDurable,
+    /// Every reopen after a crash "compacts" the entries log wrongly: it cuts its last record
+    /// (`truncate_back`, durable) and appends the same bytes again. Finished, it changes
+    /// nothing; interrupted by a power loss, it loses a flushed entry. Only the crashes during
+    /// the store's open (the explorer's nested crash points) can catch it.
+    RewriteOnReopen,
 }
 
 impl RaftVariant {
     /// Every variant, the correct one first.
-    pub const ALL: [RaftVariant; 3] = [
+    pub const ALL: [RaftVariant; 4] = [
         RaftVariant::Correct,
         RaftVariant::AckBeforeSync,
         RaftVariant::PurgeBeforeMetaDurable,
+        RaftVariant::RewriteOnReopen,
     ];
 
     fn apply(self, store: &SimStore) {
@@ -44,6 +50,31 @@ impl RaftVariant {
             RaftVariant::Correct => {}
             RaftVariant::AckBeforeSync => store.acknowledge_before_sync_for_testing(),
             RaftVariant::PurgeBeforeMetaDurable => store.purge_before_meta_durable_for_testing(),
+            RaftVariant::RewriteOnReopen => {}
+        }
+    }
+
+    /// What the variant does when the explorer reopens the store after a crash.
+    pub(crate) fn on_reopen(self, store: &SimStore) {
+        if self != RaftVariant::RewriteOnReopen {
+            return;
+        }
+        let wal = store.entries_wal();
+        let (first, last) = (wal.first_lsn(), wal.last_lsn());
+        if last < first {
+            return; // nothing to rewrite
+        }
+        let Ok(mut reader) = wal.reader(last) else {
+            return;
+        };
+        let Ok(Some(record)) = reader.read_next() else {
+            return;
+        };
+        let bytes = record.payload.to_vec();
+        drop(reader);
+        // Errors are the simulated disk's (none in a crash state): the variant stops there.
+        if wal.truncate_back(Lsn(last.0 - 1)).is_ok() && wal.append(&bytes).is_ok() {
+            let _ = wal.sync();
         }
     }
 }

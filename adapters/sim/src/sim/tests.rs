@@ -331,3 +331,51 @@ fn reopen_keeps_unsynced_effects_pending() {
     reopened.sync(1).unwrap();
     assert_eq!(reopened.durable_contents(1), Some(&b"ab"[..]));
 }
+
+#[test]
+fn the_state_fingerprint_sees_every_unsynced_effect() {
+    let base = with_segment(sim_512());
+    let digest = |s: &SimStorage| s.state_fingerprint();
+    // A copy, and a copy that only read, are the same state.
+    let copy = base.clone();
+    let mut buf = [0u8; 4];
+    let _ = copy.read(1, 0, &mut buf);
+    assert_eq!(digest(&base), digest(&copy));
+
+    // An unsynced write changes it without changing the durable fingerprint; syncing it
+    // changes both; so does the same bytes written at another offset or in two writes.
+    let mut written = base.clone();
+    written.write(1, 0, b"abcd").unwrap();
+    assert_eq!(written.fingerprint(), base.fingerprint());
+    assert_ne!(digest(&written), digest(&base));
+    let mut elsewhere = base.clone();
+    elsewhere.write(1, 0, b"ab").unwrap();
+    elsewhere.write(1, 2, b"cd").unwrap();
+    assert_eq!(elsewhere.contents(1), written.contents(1));
+    assert_ne!(
+        digest(&elsewhere),
+        digest(&written),
+        "effects, not only images"
+    );
+    let mut synced = written.clone();
+    synced.sync(1).unwrap();
+    assert_ne!(digest(&synced), digest(&written));
+
+    // An unsynced truncate, create and remove each change it.
+    let mut cut = synced.clone();
+    cut.truncate(1, 2).unwrap();
+    assert_ne!(digest(&cut), digest(&synced));
+    let mut created = base.clone();
+    created.create(2).unwrap();
+    assert_ne!(digest(&created), digest(&base));
+    let mut removed = base.clone();
+    removed.remove(1).unwrap();
+    assert_ne!(digest(&removed), digest(&base));
+    removed.sync_dir().unwrap();
+    assert_ne!(digest(&removed), digest(&base));
+
+    // Equal histories give equal digests.
+    let mut again = base.clone();
+    again.write(1, 0, b"abcd").unwrap();
+    assert_eq!(digest(&again), digest(&written));
+}
