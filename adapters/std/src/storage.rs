@@ -718,8 +718,8 @@ fn maybe_unsynced<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<MaybeUnsynced
 /// reports only errors since this open, and `forget_cached_newest` then drops the stale
 /// pages, so recovery reads what the disk holds.
 fn sync_early_sealed<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<()> {
-    if fs.metadata(dir).is_err() {
-        return Ok(()); // nothing there yet
+    if !fs.metadata(dir).is_ok_and(|m| m.kind == FileKind::Dir) {
+        return Ok(()); // nothing there yet, or not a directory: the open reports it
     }
     for id in maybe_unsynced(fs, dir)?.early_sealed {
         regular(fs, dir, id)?.sync_data()?;
