@@ -560,7 +560,8 @@ impl<V: Subject> Explorer<V> {
                 stats.recoveries += 1;
                 match second {
                     Outcome::Opened(second, _) if second.records == got.records => {}
-                    Outcome::Opened(second, _) if volatile && check_log(model, &second).is_ok() => {}
+                    Outcome::Opened(second, _) if volatile && check_log(model, &second).is_ok() => {
+                    }
                     Outcome::Opened(second, _) => {
                         return Err(Failure::new(
                             (
