@@ -83,7 +83,11 @@ impl Log for B {
 
 fn open(which: &str, dir: &Path) -> Box<dyn Log> {
     if which == "walden" {
-        let o = Options::default().with_sync_policy(SyncPolicy::Manual);
+        let mut o = Options::default().with_sync_policy(SyncPolicy::Manual);
+        // BULK_EARLY=1: rotate without syncing the old segment (Config::early_rotation).
+        if std::env::var_os("BULK_EARLY").is_some() {
+            o.config = o.config.with_early_rotation(true);
+        }
         Box::new(W(SharedWal::open(dir, o).unwrap().0, u64::MAX))
     } else {
         std::fs::create_dir_all(dir).unwrap();

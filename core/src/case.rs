@@ -19,6 +19,9 @@ pub(crate) enum Position {
     Newest,
     /// A successor exists, so this segment was synced whole before the successor was created.
     Sealed,
+    /// A successor exists, created before this segment was durable (its header's `early`
+    /// flag): this segment's end is judged by `ack_gap` evidence, like the newest one's.
+    EarlySealed,
 }
 
 /// What the segment header looks like.
@@ -120,7 +123,8 @@ impl Inputs {
 pub enum Case {
     /// Nothing wrong.
     Clean,
-    /// Invalid bytes at the end of the newest segment that no later record vouches for.
+    /// Invalid bytes at the end of the newest segment that no later record vouches for (or of
+    /// a segment whose successor was created early, see `docs/FORMAT.md`, "Early successors").
     TornTail,
     /// Invalid bytes in the newest segment at an LSN a later record proves was durable.
     MidLogCorruption,
@@ -182,16 +186,17 @@ impl Case {
         let cont = i.sequence == Sequence::Continuous;
         let valid = i.header == H::Valid;
         let newest = i.position == Position::Newest;
+        // Whether a damaged end is judged by evidence (newest, or early-sealed).
+        let weighed = i.position != Position::Sealed;
+        let acknowledged = i.evidence == Evidence::Acknowledged;
         let invalid_scan = i.scan == ScanState::Invalid;
         match self {
             Case::Clean => cont && valid && i.scan == ScanState::Clean,
-            Case::TornTail => {
-                cont && valid && newest && invalid_scan && i.evidence != Evidence::Acknowledged
+            Case::TornTail => cont && valid && weighed && invalid_scan && !acknowledged,
+            Case::MidLogCorruption => cont && valid && newest && invalid_scan && acknowledged,
+            Case::SealedSegmentDamaged => {
+                cont && valid && !newest && invalid_scan && (!weighed || acknowledged)
             }
-            Case::MidLogCorruption => {
-                cont && valid && newest && invalid_scan && i.evidence == Evidence::Acknowledged
-            }
-            Case::SealedSegmentDamaged => cont && valid && !newest && invalid_scan,
             Case::RecordTooLarge => cont && valid && i.scan == ScanState::Oversized,
             Case::TornCreation => cont && newest && i.header == H::Unfinished,
             Case::DamagedHeader => {
@@ -276,7 +281,7 @@ mod tests {
     fn every_input() -> impl Iterator<Item = Inputs> {
         use Evidence as E;
         use HeaderState as H;
-        [Position::Newest, Position::Sealed]
+        [Position::Newest, Position::Sealed, Position::EarlySealed]
             .into_iter()
             .flat_map(|position| {
                 [
@@ -326,7 +331,7 @@ mod tests {
                 .unwrap()] = true;
             n += 1;
         }
-        assert_eq!(n, 2 * 5 * 3 * 3 * 3);
+        assert_eq!(n, 3 * 5 * 3 * 3 * 3);
         assert!(seen.iter().all(|s| *s), "every case is reachable");
     }
 
@@ -355,6 +360,28 @@ mod tests {
                 a == Action::Fail && case != Case::RecordTooLarge
             );
         }
+    }
+
+    #[test]
+    fn an_early_sealed_segment_is_judged_by_evidence_a_sealed_one_is_not() {
+        let at = |position, evidence| {
+            Case::classify(&Inputs {
+                position,
+                header: HeaderState::Valid,
+                sequence: Sequence::Continuous,
+                scan: ScanState::Invalid,
+                evidence,
+            })
+        };
+        for evidence in [Evidence::None, Evidence::Unacknowledged] {
+            assert_eq!(at(Position::EarlySealed, evidence), Case::TornTail);
+            assert_eq!(at(Position::Newest, evidence), Case::TornTail);
+            assert_eq!(at(Position::Sealed, evidence), Case::SealedSegmentDamaged);
+        }
+        let acked = Evidence::Acknowledged;
+        assert_eq!(at(Position::EarlySealed, acked), Case::SealedSegmentDamaged);
+        assert_eq!(at(Position::Newest, acked), Case::MidLogCorruption);
+        assert_eq!(at(Position::Sealed, acked), Case::SealedSegmentDamaged);
     }
 
     #[test]

@@ -76,6 +76,13 @@ pub struct Config {
     /// different value each open where you can (a constant still works: salts also mix in the
     /// segment id and the log position).
     pub salt_seed: u64,
+    /// Rotate without syncing the old segment first: the successor is created with the header's
+    /// `early` flag, and the old segment's unsynced records become durable with the next
+    /// [`crate::Wal::sync`] (which syncs such pending segments before the active one), not on
+    /// the writer's path. Recovery then judges the old segment's end by `ack_gap` evidence, like
+    /// the newest segment's (`docs/FORMAT.md`, "Early successors"). Default off: a rotation
+    /// syncs the old segment whole first.
+    pub early_rotation: bool,
     /// Records (and each record of a batch) at least this long are stored LZ4-compressed when
     /// that makes them shorter (format version 3); 0 turns compression off. Default 4 KiB.
     /// Compressing needs a scratch buffer ([`crate::Wal::append_batch_in`]).
@@ -117,6 +124,7 @@ impl Config {
             sync_policy: SyncPolicy::Always,
             recovery: RecoveryPolicy::TolerateTornTail,
             salt_seed: 0x5745_4c44_454e_0001,
+            early_rotation: false,
             #[cfg(feature = "compress")]
             compress_threshold: DEFAULT_COMPRESS_THRESHOLD,
         }
@@ -247,6 +255,13 @@ impl Config {
     #[must_use]
     pub const fn with_salt_seed(mut self, seed: u64) -> Self {
         self.salt_seed = seed;
+        self
+    }
+
+    /// Builder-style setter for [`Config::early_rotation`].
+    #[must_use]
+    pub const fn with_early_rotation(mut self, early: bool) -> Self {
+        self.early_rotation = early;
         self
     }
 }

@@ -111,10 +111,16 @@ pub struct SegmentHeader {
     /// The id of the key this segment's records are encrypted with, `None` for a segment in
     /// plaintext (version 3 on: the `encrypted` flag and `key_id`).
     pub key_id: Option<u32>,
+    /// Whether the segment was created before its predecessor was durable (version 3, the
+    /// `early` flag; `docs/FORMAT.md`, "Early successors"): its existence then proves nothing
+    /// about where its predecessor ends.
+    pub early: bool,
 }
 
 /// The segment header's `encrypted` flag (version 3).
 pub(crate) const SEGMENT_ENCRYPTED: u8 = 1;
+/// The segment header's `early` flag (version 3).
+pub(crate) const SEGMENT_EARLY: u8 = 2;
 
 /// Why a segment header was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,6 +147,9 @@ impl SegmentHeader {
         if let Some(key) = self.key_id {
             b[seg::FLAGS] = SEGMENT_ENCRYPTED;
             put(&mut b, seg::KEY_ID, &key.to_le_bytes());
+        }
+        if self.early {
+            b[seg::FLAGS] |= SEGMENT_EARLY;
         }
         put(
             &mut b,
@@ -185,11 +194,14 @@ impl SegmentHeader {
                 "checksum algorithm not built in (walden-core features crc32, crc64)",
             ));
         }
-        let encrypted = match b[seg::FLAGS] {
-            0 => false,
-            SEGMENT_ENCRYPTED if version >= VERSION_WITH_FLAGS => true,
-            _ => return Err(HeaderProblem::Impossible("unknown flags")),
-        };
+        let flags = b[seg::FLAGS];
+        if flags & !(SEGMENT_ENCRYPTED | SEGMENT_EARLY) != 0
+            || (flags != 0 && version < VERSION_WITH_FLAGS)
+        {
+            return Err(HeaderProblem::Impossible("unknown flags"));
+        }
+        let encrypted = flags & SEGMENT_ENCRYPTED != 0;
+        let early = flags & SEGMENT_EARLY != 0;
         if get_u32(b, seg::HEADER_LEN) != SEGMENT_HEADER_LEN as u32 {
             return Err(HeaderProblem::Impossible("header length"));
         }
@@ -224,6 +236,7 @@ impl SegmentHeader {
             salt,
             first_segment,
             key_id,
+            early,
         })
     }
 }

@@ -23,6 +23,10 @@ pub struct TailCut {
     /// Valid records found after the invalid bytes and discarded with them (never acknowledged:
     /// no record proves them durable).
     pub orphans: u32,
+    /// Later segments removed with the cut: a torn tail across segments, which only an early
+    /// rotation leaves (`docs/FORMAT.md`, "Early successors"). Zero for a cut in the newest
+    /// segment; at most `u16::MAX` (counted no higher, which keeps the report small).
+    pub segments_removed: u16,
     /// What was wrong at `offset`.
     pub detail: &'static str,
 }
@@ -103,6 +107,13 @@ impl fmt::Display for RecoveryReport {
                 "; cut {} bytes of torn tail from segment {} at offset {} (from LSN {}, {} orphaned records)",
                 c.bytes, c.segment, c.offset, c.first_lsn, c.orphans
             )?;
+            if c.segments_removed > 0 {
+                write!(
+                    f,
+                    ", and removed the {} later segments (never acknowledged)",
+                    c.segments_removed
+                )?;
+            }
             crate::error::write_detail(f, c.detail)?;
         }
         if let Some(s) = self.rewritten_header {

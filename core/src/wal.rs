@@ -33,6 +33,9 @@ pub struct SegmentInfo {
     pub sealed: bool,
     /// The key id of an encrypted segment (version 3), `None` in plaintext.
     pub key_id: Option<u32>,
+    /// Whether the segment was created before its predecessor was durable (the header's
+    /// `early` flag, [`Config::early_rotation`]).
+    pub early: bool,
 }
 
 impl SegmentInfo {
@@ -77,6 +80,10 @@ pub struct Wal<S: Storage, Table: SegmentTable = Fixed<DEFAULT_SEGMENTS>> {
     pub(crate) rewinds: u64,
     /// The generation of the newest start-slot record (0: none written yet).
     pub(crate) start_generation: u64,
+    /// The oldest segment before the active one that is not known synced whole (an early
+    /// rotation left it, [`Config::early_rotation`]): every segment from it up to the active
+    /// one is synced before the durable LSN may advance.
+    pub(crate) pending: Option<SegmentId>,
     /// The keys to encrypt new segments with and to read encrypted ones.
     #[cfg(feature = "encrypt")]
     pub(crate) keys: crate::crypt::Keyring,
@@ -91,7 +98,11 @@ pub struct Wal<S: Storage, Table: SegmentTable = Fixed<DEFAULT_SEGMENTS>> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use = "finish the sync with Wal::finish_sync"]
 pub struct SyncTicket {
-    /// The segment to sync.
+    /// The first segment to sync: segments before the active one that an early rotation left
+    /// unsynced ([`Config::early_rotation`]), or `segment` itself. Sync every segment from
+    /// `first` to `segment`, oldest first; only then does the sync count.
+    pub first: SegmentId,
+    /// The segment to sync (the active one), last.
     pub segment: SegmentId,
     /// The last LSN the sync covers.
     pub lsn: Lsn,
@@ -194,12 +205,14 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         self.salt_state.max(1)
     }
 
-    /// Creates segment `id` starting at `first`: create, header, sync, directory sync.
+    /// Creates segment `id` starting at `first`: create, header, sync, directory sync. `early`:
+    /// its predecessor is not synced whole (the header's `early` flag).
     pub(crate) fn create_segment(
         &mut self,
         id: SegmentId,
         first: Lsn,
         exists: bool,
+        early: bool,
     ) -> Result<SegmentInfo, IoFailure<S::Error>> {
         let salt = self.fresh_salt(id, first);
         let checksum = self.config.checksum;
@@ -212,6 +225,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             salt,
             first_segment: Some(self.segments.first().map_or(id, |s| s.id)),
             key_id: self.current_key(),
+            early,
         }
         .encode();
         if exists {
@@ -233,6 +247,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             end: SEGMENT_HEADER_LEN as u64,
             sealed: false,
             key_id: self.current_key(),
+            early,
         })
     }
 
@@ -505,6 +520,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     /// log is poisoned: the records since the last successful sync may be lost.
     pub fn sync(&mut self) -> Result<Lsn, SyncError<S::Error>> {
         self.check()?;
+        self.sync_pending()?;
         if self.dirty {
             let id = self.active().id;
             self.guarded(Op::Sync, Some(id), |s| s.sync(id))?;
@@ -517,13 +533,33 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         Ok(self.durable)
     }
 
-    /// Starts a sync that the caller performs (`Storage::sync` of `ticket.segment`, possibly
-    /// on another handle and without holding the log). Earlier segments are always durable
-    /// already: rotation syncs them.
+    /// Syncs the segments an early rotation left unsynced, oldest first (see
+    /// [`Config::early_rotation`]).
+    pub(crate) fn sync_pending(&mut self) -> Result<(), IoFailure<S::Error>> {
+        let Some(from) = self.pending else {
+            return Ok(());
+        };
+        let active = self.active().id;
+        for k in 0..self.segments.len() {
+            let id = self.segments[k].id;
+            if id >= from && id < active {
+                self.guarded(Op::Sync, Some(id), |s| s.sync(id))?;
+                self.counters.syncs += 1;
+            }
+        }
+        self.pending = None;
+        Ok(())
+    }
+
+    /// Starts a sync that the caller performs (`Storage::sync` of every segment from
+    /// `ticket.first` to `ticket.segment`, oldest first, possibly on another handle and
+    /// without holding the log). Segments before `ticket.first` are durable already.
     pub fn begin_sync(&self) -> Result<SyncTicket, Poisoned> {
         self.check()?;
+        let segment = self.active().id;
         Ok(SyncTicket {
-            segment: self.active().id,
+            first: self.pending.unwrap_or(segment).min(segment),
+            segment,
             lsn: self.last_lsn(),
             rewinds: self.rewinds,
         })
@@ -542,8 +578,16 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         self.check()?;
         self.counters.syncs += 1;
         if ticket.rewinds == self.rewinds {
+            // Every segment before `ticket.segment` is now synced whole (nothing writes to a
+            // segment once it has a successor, and a rewind would have changed `rewinds`);
+            // `ticket.segment` itself only up to what it held when the ticket was issued, so
+            // if it has a successor by now, it is still pending.
+            if self.pending.is_some_and(|p| p < ticket.segment) {
+                let active = self.active().id;
+                self.pending = (ticket.segment < active).then_some(ticket.segment);
+            }
             self.durable = self.durable.max(ticket.lsn.min(self.last_lsn()));
-            if self.durable == self.last_lsn() {
+            if self.durable == self.last_lsn() && self.pending.is_none() {
                 self.dirty = false;
                 self.unsynced_records = 0;
                 self.unsynced_bytes = 0;
@@ -552,17 +596,22 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         Ok(self.durable)
     }
 
-    /// Seals the active segment (sync) and starts the next.
+    /// Seals the active segment (sync) and starts the next. With [`Config::early_rotation`]
+    /// the old segment is not synced: it becomes pending, and the next sync makes it durable
+    /// before the active one counts (docs/FORMAT.md, "Early successors").
     fn rotate(&mut self) -> Result<(), AppendError<S::Error>> {
         if !self.segments.reserve_one() {
             return Err(AppendError::SegmentTableFull {
                 capacity: self.segments.len(),
             });
         }
-        self.sync()?;
+        let early = self.config.early_rotation;
+        if !early {
+            self.sync()?;
+        }
         let old = self.segments.len() - 1;
         let id = self.segments[old].id + 1;
-        let info = self.create_segment(id, self.next_lsn, false)?;
+        let info = self.create_segment(id, self.next_lsn, false, early)?;
         #[cfg(feature = "encrypt")]
         {
             self.fresh = Some((id, self.rewinds));
@@ -571,11 +620,18 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         // segment with a record naming it. A seal therefore proves the successor existed, so
         // a missing successor is found on open (`MissingNewestSegment`); a crash before the
         // seal is durable leaves a segment without one, which is legal.
+        let old_id = self.segments[old].id;
         if self.write_meta(old, Meta::Seal { successor: id })? {
-            let old_id = self.segments[old].id;
-            self.guarded(Op::Sync, Some(old_id), |s| s.sync(old_id))?;
-            self.counters.syncs += 1;
+            if !early {
+                self.guarded(Op::Sync, Some(old_id), |s| s.sync(old_id))?;
+                self.counters.syncs += 1;
+            }
             self.segments[old].sealed = true;
+        }
+        if early {
+            // The old segment's unsynced records (and its seal) wait for the next sync.
+            self.pending.get_or_insert(old_id);
+            self.dirty = false;
         }
         // Cannot fail: checked for room above.
         let _ = self.segments.push(info);
@@ -596,6 +652,9 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             .take_while(|s| s.first_lsn <= lsn)
             .count();
         if doomed > 0 {
+            // Segments an early rotation left unsynced are made whole first, so the log never
+            // starts at a segment whose predecessor's end is still in question.
+            self.sync_pending()?;
             // Record durably where the log starts before removing anything, so a segment
             // missing from the front for any other reason is found on open.
             self.record_start(self.segments[doomed].id)?;
@@ -636,6 +695,9 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         if lsn.next() < first {
             return Err(TruncateError::OutOfRange { lsn, first });
         }
+        // The new durable LSN below vouches for every record before the cut: segments an
+        // early rotation left unsynced are made durable first.
+        self.sync_pending()?;
         let cut = lsn.next();
         let k = self
             .segments

@@ -47,6 +47,17 @@ fn a_torn_tail_left_in_place_is_caught() {
 }
 
 #[test]
+fn an_early_rotation_whose_old_segment_is_never_synced_is_caught() {
+    // The durable LSN advances while the segments an early rotation left behind are still
+    // unsynced: acknowledged records in them are lost at the next crash.
+    let stats = explore(
+        Variant::OlderSegmentSyncIsNoop,
+        "early rotation, every 3 records",
+    );
+    assert_caught(Variant::OlderSegmentSyncIsNoop, &stats, "durability");
+}
+
+#[test]
 fn a_rotation_without_directory_sync_is_caught() {
     let stats = explore(Variant::SyncDirIsNoop, "rotation, small segments");
     assert_caught(Variant::SyncDirIsNoop, &stats, "durability");

@@ -698,6 +698,13 @@ impl<S: GroupSync> Committer<S> {
             let ticket = log.wal.begin_sync().map_err(SyncError::Poisoned)?;
             let id = ticket.segment;
             let records = target.0 - published.0;
+            if ticket.first != id {
+                // An early rotation left segments unsynced (`Config::early_rotation`): the
+                // core syncs them, oldest first, before the active one counts.
+                log.wal.sync()?;
+                self.record_sync(started, records);
+                return Ok(target);
+            }
             match log.wal.storage().detached_sync(id) {
                 Ok(Some(job)) => (target, ticket, job, records),
                 Ok(None) => {

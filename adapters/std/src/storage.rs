@@ -100,6 +100,11 @@ impl<F: FileSystem> FileStorage<F> {
             action,
             error: FileError::from_io(&e),
         };
+        // Before anything else the open does (any of it may be the last thing before a power
+        // cut), so that nothing recovery keeps is lost by a crash during the open.
+        if let Err(e) = sync_early_sealed(&fs, &dir) {
+            return Err(fail("sync early-sealed segments in", e));
+        }
         if create {
             match create_dir_durably(&fs, &dir) {
                 Ok(()) => {}
@@ -625,33 +630,101 @@ impl<F: FileSystem> FileStorage<F> {
 }
 
 impl<F: FileSystem> FileStorage<F> {
-    /// Asks the kernel to drop its cached pages of the newest segment before recovery reads
-    /// it, so recovery sees what the disk holds.
+    /// Asks the kernel to drop its cached pages of the newest segment, and of every segment an
+    /// early rotation may have left unsynced, before recovery reads them, so recovery sees
+    /// what the disk holds.
     ///
     /// Why: after a failed `fdatasync` Linux may mark the unwritten pages clean (the
     /// "fsyncgate" behaviour). A restarted process would read them back from the page cache,
     /// sync "successfully", and treat records the disk never got as durable. Dropping clean
     /// pages closes that hole; dirty pages (an ordinary process crash) are written back rather
-    /// than dropped, so nothing valid is lost. Only the newest segment can hold unsynced
-    /// data: every other one was synced before its successor was created.
+    /// than dropped, so nothing valid is lost. Only the newest segment can hold unsynced data,
+    /// and, with `Config::early_rotation`, a segment whose successor has the header's `early`
+    /// flag (docs/FORMAT.md, "Early successors"), or precedes a newest segment whose header
+    /// is unreadable (a creation that did not finish): every other one was synced before its
+    /// successor was created.
     pub fn forget_cached_newest(&self) -> io::Result<()> {
-        let mut newest = None;
-        for entry in self.fs.read_dir(&self.dir)? {
-            if let Some(id) = entry.name.to_str().and_then(parse_segment_name)
-                && !walden_core::raw::is_start_slot(id)
-            {
-                newest = newest.max(Some(id));
+        for id in maybe_unsynced(&self.fs, &self.dir)?.all() {
+            if let Ok(file) = regular(&self.fs, &self.dir, id) {
+                file.forget_cache()?;
             }
         }
-        let Some(id) = newest else {
-            return Ok(());
-        };
-        let path = self.segment_path(id);
-        if self.fs.symlink_metadata(&path)?.kind != FileKind::File {
-            return Ok(()); // recovery reports it; never follow a link here
-        }
-        self.fs.open(&path, OpenMode::Read)?.forget_cache()
+        Ok(())
     }
+}
+
+/// Segment `id` of `dir` opened for reading, if it is a regular file (never follow a link
+/// here: recovery reports it).
+fn regular<F: FileSystem>(fs: &F, dir: &Path, id: SegmentId) -> io::Result<F::File> {
+    let path = dir.join(SegmentName::new(id).as_str());
+    if fs.symlink_metadata(&path)?.kind != FileKind::File {
+        return Err(io::Error::other("not a regular file"));
+    }
+    fs.open(&path, OpenMode::Read)
+}
+
+/// The segments of `dir` that may hold data no sync made durable.
+struct MaybeUnsynced {
+    /// The newest segment, if any.
+    newest: Option<SegmentId>,
+    /// Segments an early rotation sealed without a sync (their successor's header has the
+    /// `early` flag, or is unreadable in the newest segment: a creation that did not finish).
+    early_sealed: Vec<SegmentId>,
+}
+
+impl MaybeUnsynced {
+    fn all(&self) -> impl Iterator<Item = SegmentId> + '_ {
+        self.newest.iter().chain(&self.early_sealed).copied()
+    }
+}
+
+/// Finds [`MaybeUnsynced`] segments by reading headers (nothing is written).
+fn maybe_unsynced<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<MaybeUnsynced> {
+    let mut ids = Vec::new();
+    for entry in fs.read_dir(dir)? {
+        if let Some(id) = entry.name.to_str().and_then(parse_segment_name)
+            && !walden_core::raw::is_start_slot(id)
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    let newest = ids.last().copied();
+    let mut early_sealed = Vec::new();
+    for pair in ids.windows(2) {
+        let (before, id) = (pair[0], pair[1]);
+        let mut header = [0u8; walden_core::raw::SEGMENT_HEADER_LEN];
+        let read = regular(fs, dir, id).and_then(|f| f.read_at(&mut header, 0));
+        let early = match read {
+            Ok(n) => walden_core::raw::SegmentHeader::decode(&header[..n])
+                .map_or(Some(id) == newest, |h| h.early),
+            Err(_) => Some(id) == newest,
+        };
+        if early && id == before + 1 {
+            early_sealed.push(before);
+        }
+    }
+    Ok(MaybeUnsynced {
+        newest,
+        early_sealed,
+    })
+}
+
+/// Makes durable what a previous process left unsynced in segments an early rotation sealed,
+/// before the open changes anything. After a restart (not a power loss) their records may
+/// still be in the page cache: recovery reads and keeps them, so they must not vanish if the
+/// power fails during the open (a crash there would otherwise give a second recovery a
+/// shorter log than the first one returned). Data a failed sync lost stays lost: the sync
+/// reports only errors since this open, and `forget_cached_newest` then drops the stale
+/// pages, so recovery reads what the disk holds.
+fn sync_early_sealed<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<()> {
+    if !fs.metadata(dir).is_ok_and(|m| m.kind == FileKind::Dir) {
+        return Ok(()); // nothing there yet, or not a directory: the open reports it
+    }
+    for id in maybe_unsynced(fs, dir)?.early_sealed {
+        regular(fs, dir, id)?.sync_data()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

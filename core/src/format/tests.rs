@@ -102,6 +102,7 @@ fn header() -> SegmentHeader {
         salt: 0xdead_beef,
         first_segment: Some(3),
         key_id: None,
+        early: false,
     }
 }
 
@@ -226,9 +227,9 @@ proptest! {
 
     #[test]
     fn segment_header_round_trips(
-        log_id in any::<u64>(), segment_id in any::<u64>(), first in 1..u64::MAX, salt in 1..u64::MAX, alg in any_alg(), key_id in proptest::option::of(any::<u32>()),
+        log_id in any::<u64>(), segment_id in any::<u64>(), first in 1..u64::MAX, salt in 1..u64::MAX, alg in any_alg(), key_id in proptest::option::of(any::<u32>()), early in any::<bool>(),
     ) {
-        let h = SegmentHeader { version: FORMAT_VERSION, checksum: alg, log_id, segment_id, first_lsn: Lsn(first), salt, first_segment: Some(segment_id / 2), key_id };
+        let h = SegmentHeader { version: FORMAT_VERSION, checksum: alg, log_id, segment_id, first_lsn: Lsn(first), salt, first_segment: Some(segment_id / 2), key_id, early };
         prop_assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
     }
 
@@ -255,6 +256,7 @@ fn a_header_naming_an_algorithm_not_built_in_is_refused_not_misread() {
             salt: 99,
             first_segment: Some(0),
             key_id: None,
+            early: false,
         };
         let got = SegmentHeader::decode(&h.encode());
         if alg.is_available() {
@@ -299,7 +301,7 @@ fn a_version_1_header_has_no_first_segment_and_keeps_those_bytes_zero() {
 fn each_impossible_header_field_is_named() {
     let edits: [(usize, u8, &str); 5] = [
         (seg::CHECKSUM_ALG, 9, "unknown checksum algorithm"),
-        (seg::FLAGS, 2, "unknown flags"),
+        (seg::FLAGS, 4, "unknown flags"),
         (seg::HEADER_LEN, 65, "header length"),
         (seg::KEY_ID + 3, 1, "reserved bytes not zero"),
         (seg::VERSION, 0, "version 0"),
@@ -601,10 +603,32 @@ fn the_encrypted_flag_and_key_id_are_version_3_only() {
         SegmentHeader::decode(&reseal(b)),
         Err(HeaderProblem::Impossible(_))
     ));
-    let mut b = header().encode();
-    b[seg::FLAGS] = 2;
+    for bit in 2..8 {
+        let mut b = header().encode();
+        b[seg::FLAGS] = 1 << bit;
+        assert_eq!(
+            SegmentHeader::decode(&reseal(b)),
+            Err(HeaderProblem::Impossible("unknown flags"))
+        );
+    }
+}
+
+#[test]
+fn the_early_flag_is_bit_1_of_version_3_only() {
+    let mut h = header();
+    h.early = true;
+    let b = h.encode();
+    assert_eq!(b[seg::FLAGS], 2);
+    assert_eq!(SegmentHeader::decode(&b), Ok(h));
+    // With the encrypted flag: both bits, both read back.
+    h.key_id = Some(5);
+    assert_eq!(h.encode()[seg::FLAGS], 3);
+    assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
+    // Before version 3 the flags byte is zero: an early version-2 header is impossible.
+    h.key_id = None;
+    h.version = 2;
     assert_eq!(
-        SegmentHeader::decode(&reseal(b)),
+        SegmentHeader::decode(&h.encode()),
         Err(HeaderProblem::Impossible("unknown flags"))
     );
 }

@@ -76,6 +76,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 salt_state: splitmix64(config.salt_seed),
                 rewinds: 0,
                 start_generation: 0,
+                pending: None,
                 #[cfg(feature = "encrypt")]
                 keys: Default::default(),
                 #[cfg(feature = "encrypt")]
@@ -116,7 +117,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         }
         self.log_id = log_id.unwrap_or_else(|| splitmix64(self.salt_state ^ 0x004c_4f47_4944));
         if ids.is_empty() {
-            let info = self.create_segment(0, Lsn(1), false)?;
+            let info = self.create_segment(0, Lsn(1), false, false)?;
             let _ = self.segments.push(info);
             report.created = true;
             report.segments = 1;
@@ -184,8 +185,20 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 },
                 Some(seg),
             ) if case == Case::TornTail => {
-                let info = kept(seg).ok_or(OpenError::Corrupted(refusal(seg)))?;
+                let mut info = kept(seg).ok_or(OpenError::Corrupted(refusal(seg)))?;
+                // Cut first, then remove later segments newest first: a crash part way leaves
+                // the same torn tail across segments to find again (docs/FORMAT.md, crash-case
+                // argument 3b).
                 self.cut_tail(seg.id, seg.end, seg.len)?;
+                info.sealed = false;
+                let i = ids.iter().position(|&id| id == seg.id).unwrap_or(ids.len());
+                let later = ids.get(i + 1..).unwrap_or(&[]);
+                for &id in later.iter().rev() {
+                    let len = plan::listed(&self.storage, id).map_err(open_error)?.len;
+                    self.guarded(Op::Remove, Some(id), |s| s.remove(id))?;
+                    self.guarded(Op::SyncDir, None, |s| s.sync_dir())?;
+                    self.counters.bytes_truncated += len;
+                }
                 let problem = seg.problem.unwrap_or(NO_PROBLEM);
                 report.cut = Some(TailCut {
                     case,
@@ -194,6 +207,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     bytes: seg.len - seg.end,
                     first_lsn,
                     orphans: seg.orphans,
+                    segments_removed: u16::try_from(later.len()).unwrap_or(u16::MAX),
                     detail: problem.detail,
                 });
                 report.records += seg.records;
@@ -201,7 +215,13 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 prev_last = Some(seg.last_lsn);
             }
             (Verdict::Repair { first_lsn, .. }, Some(seg)) => {
-                let info = self.create_segment(seg.id, first_lsn, true)?;
+                // The rewritten header has no `early` flag, so it claims its predecessor whole:
+                // make that true first (an early rotation may have left it unsynced).
+                if let Some(prev) = self.segments.last() {
+                    let id = prev.id;
+                    self.guarded(Op::Sync, Some(id), |s| s.sync(id))?;
+                }
+                let info = self.create_segment(seg.id, first_lsn, true, false)?;
                 let _ = self.segments.push(info);
                 report.rewritten_header = Some(seg.id);
                 prev_last = Some(first_lsn.prev());
@@ -248,7 +268,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                         }
                     }
                     if self.segments.is_empty() {
-                        let info = self.create_segment(seg.id, first_lost, false)?;
+                        let info = self.create_segment(seg.id, first_lost, false, false)?;
                         let _ = self.segments.push(info);
                     }
                     prev_last = Some(first_lost.prev());
@@ -306,7 +326,14 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         let last = prev_last.unwrap_or(Lsn::ZERO);
         self.next_lsn = last.next();
         // What recovery read may have been only in the page cache: make it durable before any
-        // new record vouches for it.
+        // new record vouches for it. That includes every segment an early rotation may have
+        // left unsynced (one with an early successor).
+        for k in 1..self.segments.len() {
+            if self.segments[k].early {
+                let id = self.segments[k - 1].id;
+                self.guarded(Op::Sync, Some(id), |s| s.sync(id))?;
+            }
+        }
         let id = self.active().id;
         self.guarded(Op::Sync, Some(id), |s| s.sync(id))?;
         self.guarded(Op::SyncDir, None, |s| s.sync_dir())?;
@@ -397,6 +424,7 @@ fn kept(seg: &SegmentReport) -> Option<SegmentInfo> {
         end: seg.seal.filter(|_| sealed).map_or(seg.end, |s| s.offset),
         sealed,
         key_id: h.key_id,
+        early: h.early,
     })
 }
 

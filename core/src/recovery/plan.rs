@@ -18,7 +18,9 @@ use crate::table::{SegmentList, SegmentTable};
 
 use super::scan::{self, SegmentScan, Window};
 use super::{MIN_SCRATCH, SegmentSummary};
-use crate::case::{Action, Case, Evidence, HeaderState, Inputs, MissingFront, ScanState, Sequence};
+use crate::case::{
+    Action, Case, Evidence, HeaderState, Inputs, MissingFront, Position, ScanState, Sequence,
+};
 
 /// A problem found in one segment, with where it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -512,17 +514,36 @@ impl<'a, S: Storage> Planner<'a, S> {
             return Ok(());
         }
         // Where a sealed segment must end: just before its successor begins.
-        let must_end = match ids.get(i + 1) {
-            Some(&next) if next == seg.id.wrapping_add(1) => listed(self.storage, next)?
-                .header
-                .ok()
-                .filter(|nh| nh.log_id == log_id && nh.first_lsn > h.first_lsn.prev())
-                .map(|nh| nh.first_lsn.prev()),
+        let successor = match ids.get(i + 1) {
+            Some(&next) if next == seg.id.wrapping_add(1) => Some(listed(self.storage, next)?),
             _ => None,
+        };
+        let must_end = successor
+            .and_then(|l| l.header.ok())
+            .filter(|nh| nh.log_id == log_id && nh.first_lsn > h.first_lsn.prev())
+            .map(|nh| nh.first_lsn.prev());
+        // A successor created before this segment was durable proves nothing about its end
+        // (docs/FORMAT.md, "Early successors"). A newest successor whose creation did not
+        // finish has no readable flag: a log written with early rotation may have left it, so
+        // under that configuration it is taken as early.
+        let early = match successor {
+            Some(l) => match l.header {
+                Ok(nh) => nh.early,
+                Err(HeaderProblem::NewerVersion(_)) => false,
+                Err(_) => {
+                    self.config.early_rotation
+                        && i + 2 == ids.len()
+                        && self.unfinished(&l).map_err(InspectError::Storage)?
+                }
+            },
+            None => false,
         };
         let too_long = s
             .invalid
             .is_some_and(|bad| matches!(bad.fault, Fault::TooLong { .. }));
+        if early && !newest {
+            inputs.position = Position::EarlySealed;
+        }
         inputs.scan = match (newest, must_end, s.invalid) {
             (true, _, None) => ScanState::Clean,
             (true, _, Some(_)) if too_long => ScanState::Oversized,
@@ -542,6 +563,34 @@ impl<'a, S: Storage> Planner<'a, S> {
             }
             (false, _, Some(_)) if too_long => ScanState::Oversized,
             (false, None, None) => ScanState::Clean,
+            (false, _, bad) if early => {
+                // Damage (or an end before the successor's first LSN) at `lsn`: weighed by
+                // every valid record after it, here and in every later segment.
+                let lsn = bad.map_or(s.last_lsn.next(), |b| b.lsn);
+                let mut proof = scan::Orphans::default();
+                if let Some(bad) = bad {
+                    let keys = SegmentKeys::new(h, self.config.max_record_size, seg.len);
+                    let mut win = Window::new(self.scratch, seg.id);
+                    proof = scan::find_orphans(self.storage, &mut win, &keys, &bad)
+                        .map_err(InspectError::Storage)?;
+                    seg.orphans = proof.count;
+                    seg.orphan_highest = proof.highest;
+                }
+                for &later in &ids[i + 1..] {
+                    let l = listed(self.storage, later)?;
+                    let Some(lh) = l.header.ok().filter(|lh| lh.log_id == log_id) else {
+                        continue;
+                    };
+                    let keys = SegmentKeys::new(&lh, self.config.max_record_size, l.len);
+                    let mut win = Window::new(self.scratch, later);
+                    let found = scan::proofs(self.storage, &mut win, &keys, lh.first_lsn)
+                        .map_err(InspectError::Storage)?;
+                    proof.count = proof.count.saturating_add(found.count);
+                    proof.proves_durable = proof.proves_durable.max(found.proves_durable);
+                }
+                inputs.evidence = proof.evidence_for(lsn);
+                ScanState::Invalid
+            }
             (false, _, bad) => {
                 if let Some(bad) = bad {
                     // Counted, not weighed: the successor proves the damage acknowledged.

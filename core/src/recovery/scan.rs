@@ -216,9 +216,14 @@ pub(crate) struct Orphans {
 impl Orphans {
     /// What these orphans say about the damaged LSN `bad.lsn` (the decision table's input).
     pub(crate) fn evidence(&self, bad: &Invalid) -> Evidence {
+        self.evidence_for(bad.lsn)
+    }
+
+    /// What these records say about the damaged LSN `lsn`.
+    pub(crate) fn evidence_for(&self, lsn: Lsn) -> Evidence {
         if self.count == 0 {
             Evidence::None
-        } else if self.proves_durable >= bad.lsn {
+        } else if self.proves_durable >= lsn {
             Evidence::Acknowledged
         } else {
             Evidence::Unacknowledged
@@ -299,6 +304,42 @@ pub(crate) fn find_orphans<S: Storage>(
             continue;
         }
         at += 1;
+    }
+    Ok(found)
+}
+
+/// Every valid record of a segment, before and after any damage in it (evidence for damage in
+/// an earlier segment, docs/FORMAT.md "Early successors"): how many, and the highest LSN any of
+/// them proves durable. A record inside a batch that never completed still counts: its
+/// `ack_gap` was true when it was written.
+pub(crate) fn proofs<S: Storage>(
+    st: &S,
+    win: &mut Window<'_>,
+    keys: &SegmentKeys,
+    first_lsn: Lsn,
+) -> Result<Orphans, IoFailure<S::Error>> {
+    let mut found = Orphans::default();
+    let mut cursor = RecordCursor::new(*keys, first_lsn);
+    while !cursor.at_end() {
+        match step(st, win, &mut cursor)? {
+            Ok(at) => {
+                found.count = found.count.saturating_add(1);
+                found.proves_durable = found.proves_durable.max(at.header.proves_durable());
+                found.highest = found.highest.max(at.header.lsn);
+            }
+            Err(fault) => {
+                let bad = Invalid {
+                    offset: cursor.offset(),
+                    lsn: cursor.next_lsn(),
+                    fault,
+                };
+                let after = find_orphans(st, win, keys, &bad)?;
+                found.count = found.count.saturating_add(after.count);
+                found.proves_durable = found.proves_durable.max(after.proves_durable);
+                found.highest = found.highest.max(after.highest);
+                break;
+            }
+        }
     }
     Ok(found)
 }

@@ -3,6 +3,7 @@
 #[cfg(feature = "compress")]
 mod compress;
 mod durability;
+mod early;
 #[cfg(feature = "encrypt")]
 mod encrypt;
 mod growable;

@@ -441,7 +441,7 @@ fn header_damage_is_described_as_operators_need() {
         ),
         (
             |f| {
-                f[11] = 2;
+                f[11] = 4;
                 let crc = crate::checksum::crc32c(&f[..60]);
                 f[60..64].copy_from_slice(&crc.to_le_bytes());
             },

@@ -233,6 +233,36 @@ pub fn default_workloads() -> Vec<Workload> {
                 Sync,
             ],
         ),
+        // Early rotation (docs/FORMAT.md, "Early successors"): segments rotate with unsynced
+        // records in them, several deep, before a sync makes them durable; a crash anywhere
+        // must lose nothing acknowledged and open as a torn tail at worst.
+        workload(
+            "early rotation, manual",
+            0x111,
+            config(MANUAL, 300).with_early_rotation(true),
+            512,
+            vec![
+                Append(100),
+                Append(150),
+                Append(90),
+                Sync,
+                Append(200),
+                Append(120),
+                Reopen,
+                Append(80),
+                TruncateBack(4),
+                TruncateFront(2),
+                Append(60),
+                Sync,
+            ],
+        ),
+        workload(
+            "early rotation, every 3 records",
+            0x112,
+            config(SyncPolicy::EveryRecords(3), 300).with_early_rotation(true),
+            512,
+            appends(&[100, 150, 90, 200, 40]),
+        ),
         workload(
             "manual batches, rotating",
             0x10e,

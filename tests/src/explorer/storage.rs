@@ -24,16 +24,21 @@ pub enum Variant {
     /// Recovery is replaced by [`naive_scan`](crate::explorer::naive_scan), a reader that skips
     /// the payload checksum.
     NaiveReader,
+    /// `sync` of any segment but the newest returns `Ok` and does nothing: the segments an early
+    /// rotation leaves unsynced (`Config::early_rotation`) never reach the medium, as if the
+    /// durable LSN advanced before they were synced.
+    OlderSegmentSyncIsNoop,
 }
 
 impl Variant {
     /// Every variant, the correct one first.
-    pub const ALL: [Variant; 5] = [
+    pub const ALL: [Variant; 6] = [
         Variant::Correct,
         Variant::SyncIsNoop,
         Variant::TruncateIsNoopDuringOpen,
         Variant::SyncDirIsNoop,
         Variant::NaiveReader,
+        Variant::OlderSegmentSyncIsNoop,
     ];
 }
 
@@ -89,6 +94,19 @@ impl SimHandle {
         self.shared.borrow_mut().opening = opening;
     }
 
+    /// The highest segment id that exists (start slots aside).
+    fn newest(&self) -> Option<SegmentId> {
+        let mut newest = None;
+        let _ = self.with(|sim| {
+            sim.list(&mut |id| {
+                if id < u64::MAX - 1 {
+                    newest = newest.max(Some(id));
+                }
+            })
+        });
+        newest
+    }
+
     fn variant_now(&self) -> (Variant, bool) {
         let shared = self.shared.borrow();
         (shared.variant, shared.opening)
@@ -132,6 +150,7 @@ impl Storage for SimHandle {
     fn sync(&mut self, id: SegmentId) -> Result<(), SimError> {
         match self.variant_now() {
             (Variant::SyncIsNoop, _) => Ok(()),
+            (Variant::OlderSegmentSyncIsNoop, _) if self.newest().is_some_and(|n| id < n) => Ok(()),
             _ => self.with_mut(|sim| sim.sync(id)),
         }
     }

@@ -75,6 +75,12 @@ pub trait Subject: Copy + fmt::Debug + PartialEq + Send + Sync {
     fn state_fingerprint(_medium: &Self::Medium) -> Option<u64> {
         None
     }
+    /// Whether `medium` holds something no sync made durable (a restarted process finds the
+    /// kernel's page cache): a power cut during its recovery may then lose it even though
+    /// nothing needs repair. Power-cut media hold nothing of the kind.
+    fn volatile(_medium: &Self::Medium) -> bool {
+        false
+    }
     /// `plan` next to the effects it resolves.
     fn describe(medium: &Self::Medium, plan: &CrashPlan) -> String;
 

@@ -252,6 +252,48 @@ pub fn default_workloads() -> Vec<FileWorkload> {
                 ],
             )
         },
+        // Early rotation (docs/FORMAT.md, "Early successors"): segments rotate with unsynced
+        // records in them; a sync makes them durable, oldest first, before the active one.
+        FileWorkload::new(
+            "wal: early rotation, manual syncs, kill",
+            0x40c,
+            config(MANUAL, 4096).with_early_rotation(true),
+            vec![
+                Append(1500),
+                Append(1500),
+                Append(1500),
+                Append(900),
+                Append(1500),
+                Sync,
+                Append(1700),
+                Append(1500),
+                Kill,
+                Append(1200),
+                Sync,
+                TruncateBack(7),
+                Append(800),
+                Sync,
+            ],
+        ),
+        FileWorkload {
+            handle: Handle::Shared(SyncPolicy::EveryBytes(4000)),
+            ..FileWorkload::new(
+                "shared: early rotation, every 4000 bytes",
+                0x40d,
+                config(MANUAL, 4096).with_early_rotation(true),
+                vec![
+                    Append(1500),
+                    Append(1500),
+                    Append(1500),
+                    Append(1500),
+                    Append(900),
+                    Append(1800),
+                    TruncateFront(3),
+                    Append(600),
+                    Sync,
+                ],
+            )
+        },
     ]
 }
 

@@ -75,6 +75,10 @@ impl Subject for FileVariant {
         medium.fingerprint()
     }
 
+    fn volatile(medium: &SimFs) -> bool {
+        !medium.unsynced_effects().is_empty()
+    }
+
     fn describe(medium: &SimFs, plan: &CrashPlan) -> String {
         medium.describe(plan)
     }

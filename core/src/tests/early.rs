@@ -1,0 +1,168 @@
+//! Early rotation (`Config::early_rotation`, docs/FORMAT.md "Early successors"): the old
+//! segment is not synced on the writer's path, the durable LSN waits for it, and recovery
+//! judges its end by `ack_gap` evidence.
+
+use super::*;
+use crate::{Case, Lsn, OpenError, RecoveryPolicy, SyncPolicy};
+
+fn early() -> Config {
+    small()
+        .with_sync_policy(SyncPolicy::Manual)
+        .with_early_rotation(true)
+}
+
+/// A log whose records 1..=n are appended with `cfg`, synced after record `synced_at` (if any).
+fn written(n: u64, cfg: Config, synced_at: Option<u64>) -> TestWal {
+    let (mut wal, _) = open(Mem::default(), cfg);
+    for i in 1..=n {
+        wal.append(&payload(i)).unwrap();
+        if Some(i) == synced_at {
+            wal.sync().unwrap();
+        }
+    }
+    wal
+}
+
+/// Cuts segment `id` just after its `k`-th record (records of `payload` length).
+fn cut_after(mem: &mut Mem, id: u64, k: usize) {
+    let f = mem.files.get_mut(&id).unwrap();
+    let mut at = 64;
+    for _ in 0..k {
+        let len = u32::from_le_bytes(f[at + 4..at + 8].try_into().unwrap()) as usize;
+        at += 32 + len;
+    }
+    f.truncate(at);
+}
+
+#[test]
+fn an_early_rotation_syncs_no_old_segment_and_the_durable_lsn_waits_for_it() {
+    let mut wal = written(20, early(), None);
+    assert!(wal.segments().len() >= 3, "{:?}", wal.segments().len());
+    assert!(wal.segments()[1..].iter().all(|s| s.early));
+    // Only the successors' headers were synced (one each), never an old segment.
+    let headers = wal.segments().len() as u32; // segment 0's at open, and one per rotation
+    assert_eq!(wal.storage().syncs, headers);
+    assert_eq!(wal.durable_lsn(), Lsn::ZERO);
+    assert_eq!(wal.pending, Some(0));
+    // A ticket covers the pending segments first.
+    let t = wal.begin_sync().unwrap();
+    assert_eq!((t.first, t.segment), (0, wal.segments().last().unwrap().id));
+    assert_eq!(wal.finish_sync(t, Ok(())).unwrap(), Lsn(20));
+    assert_eq!(wal.pending, None);
+    // And `sync` syncs every pending segment, then the active one.
+    for i in 21..=40 {
+        wal.append(&payload(i)).unwrap();
+    }
+    let before = wal.storage().syncs;
+    let pending = wal.segments().len() as u32
+        - wal
+            .segments()
+            .iter()
+            .position(|s| Some(s.id) == wal.pending)
+            .unwrap() as u32;
+    assert_eq!(wal.sync().unwrap(), Lsn(40));
+    assert_eq!(wal.storage().syncs - before, pending);
+}
+
+#[test]
+fn a_ticket_issued_before_a_rotation_leaves_its_segment_pending() {
+    let mut wal = written(2, early(), None);
+    let t = wal.begin_sync().unwrap();
+    assert_eq!(t.first, t.segment);
+    let before = wal.segments().len();
+    let mut i = 3;
+    while wal.segments().len() == before {
+        wal.append(&payload(i)).unwrap();
+        i += 1;
+    }
+    // The ticket's segment got more records and a seal after the ticket: still pending.
+    wal.finish_sync(t, Ok(())).unwrap();
+    assert_eq!(wal.durable_lsn(), Lsn(2));
+    assert_eq!(wal.pending, Some(t.segment));
+}
+
+#[test]
+fn a_torn_early_predecessor_nobody_vouches_for_is_a_torn_tail_across_segments() {
+    let wal = written(20, early(), None);
+    let segments = wal.segments().len();
+    let mut mem = wal.into_storage();
+    cut_after(&mut mem, 0, 2);
+    let (wal, report) = open(mem.clone(), early());
+    let cut = report.cut.expect("a cut");
+    assert_eq!(
+        (cut.case, cut.segment, cut.first_lsn),
+        (Case::TornTail, 0, Lsn(3))
+    );
+    assert_eq!(cut.segments_removed as usize, segments - 1);
+    assert_eq!(wal.segments().len(), 1);
+    assert_eq!(
+        wal.storage()
+            .files
+            .keys()
+            .copied()
+            .collect::<std::vec::Vec<_>>(),
+        [0]
+    );
+    assert_eq!(all(&wal).len(), 2);
+    assert!(std::format!("{report}").contains("later segments (never acknowledged)"));
+    // Strict refuses what TolerateTornTail cuts.
+    let strict = early().with_recovery(RecoveryPolicy::Strict);
+    assert!(matches!(
+        try_open(mem, strict).err(),
+        Some(OpenError::Corrupted(c)) if c.case == Case::TornTail && c.segment == 0
+    ));
+}
+
+#[test]
+fn a_torn_early_predecessor_a_later_record_vouches_for_is_refused() {
+    // Synced once every record is in: the later records' ack_gap proves segment 0 durable.
+    let mut wal = written(20, early(), Some(20));
+    for i in 21..=24 {
+        wal.append(&payload(i)).unwrap();
+    }
+    let mut mem = wal.into_storage();
+    cut_after(&mut mem, 0, 2);
+    assert!(matches!(
+        try_open(mem, early()).err(),
+        Some(OpenError::Corrupted(c)) if c.case == Case::SealedSegmentDamaged && c.segment == 0
+    ));
+}
+
+#[test]
+fn without_the_early_flag_a_successor_still_proves_its_predecessor_whole() {
+    let cfg = small().with_sync_policy(SyncPolicy::Manual);
+    let wal = written(20, cfg, None);
+    assert!(wal.segments().iter().all(|s| !s.early));
+    let mut mem = wal.into_storage();
+    cut_after(&mut mem, 0, 2);
+    // Under either setting: the flag on disk decides, not the configuration.
+    for cfg in [cfg, early()] {
+        assert!(matches!(
+            try_open(mem.clone(), cfg).err(),
+            Some(OpenError::Corrupted(c)) if c.case == Case::SealedSegmentDamaged
+        ));
+    }
+}
+
+#[test]
+fn recovery_syncs_every_segment_with_an_early_successor() {
+    let mut mem = written(20, early(), None).into_storage();
+    mem.syncs = 0;
+    let n = mem.files.len() as u32;
+    assert!(n >= 3);
+    let (wal, _) = open(mem, early());
+    // Every predecessor, then the newest segment: one sync each.
+    assert_eq!(wal.storage().syncs, n);
+    assert_eq!(wal.pending, None);
+}
+
+#[test]
+fn truncations_sync_pending_segments_first() {
+    let mut wal = written(20, early(), None);
+    wal.truncate_back(Lsn(19)).unwrap();
+    assert_eq!(wal.pending, None);
+    let mut wal = written(20, early(), None);
+    let second = wal.segments()[1].first_lsn;
+    assert_eq!(wal.truncate_front(second).unwrap(), 1);
+    assert_eq!(wal.pending, None);
+}
