@@ -105,17 +105,10 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         scratch: &mut [u8],
         summaries: &dyn Fn(SegmentId) -> Option<SegmentSummary>,
     ) -> Result<(), OpenError<S::Error>> {
-        let ids = plan::list::<S, Table>(&self.storage).map_err(open_error)?;
-        // Mix what is on disk into the salt state so a constant seed still yields new salts.
-        let mut log_id = None;
-        for &id in ids.iter() {
-            if let Ok(h) = plan::listed(&self.storage, id).map_err(open_error)?.header {
-                self.salt_state = splitmix64(self.salt_state ^ h.salt);
-                log_id = log_id.or(Some(h.log_id));
-            }
-        }
-        self.log_id = log_id.unwrap_or_else(|| splitmix64(self.salt_state ^ 0x004c_4f47_4944));
+        let mut ids = Table::List::<SegmentId>::default();
+        plan::list(&self.storage, &mut ids).map_err(open_error)?;
         if ids.is_empty() {
+            self.log_id = new_log_id(self.salt_state);
             let info = self.create_segment(0, Lsn(1), false)?;
             let _ = self.segments.push(info);
             report.created = true;
@@ -135,27 +128,38 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             let segments = &mut self.segments;
             let mut planner = Planner::new(&self.storage, &self.config, scratch, summaries)
                 .map_err(open_error)?;
+            // The planner mixes what is on disk into the salt state (so a constant seed still
+            // yields new salts) as it looks for the log id.
             planner
-                .plan(&ids, &mut planned, &mut slot, &mut |seg, so_far| {
-                    corruption_events += u64::from(seg.case.is_corruption());
-                    if so_far.verdict == Verdict::Clean {
-                        if let Some(info) = kept(seg) {
-                            report.records += seg.records;
-                            prev_last = Some(seg.last_lsn);
-                            if let Some(at) = seg.trailing_garbage {
-                                report.trailing_garbage = Some((seg.id, at));
+                .plan(
+                    &ids,
+                    &mut planned,
+                    &mut slot,
+                    &mut self.salt_state,
+                    &mut |seg, so_far| {
+                        corruption_events += u64::from(seg.case.is_corruption());
+                        if so_far.verdict == Verdict::Clean {
+                            if let Some(info) = kept(seg) {
+                                report.records += seg.records;
+                                prev_last = Some(seg.last_lsn);
+                                if let Some(at) = seg.trailing_garbage {
+                                    report.trailing_garbage = Some((seg.id, at));
+                                }
+                                let _ = segments.push(info);
                             }
-                            let _ = segments.push(info);
+                            true
+                        } else {
+                            decided = true;
+                            false
                         }
-                        true
-                    } else {
-                        decided = true;
-                        false
-                    }
-                })
+                    },
+                )
                 .map_err(open_error)?;
         }
         self.counters.corruption_events += corruption_events;
+        self.log_id = planned
+            .log_id
+            .unwrap_or_else(|| new_log_id(self.salt_state));
         let decisive = slot.as_ref().filter(|_| decided);
         match (planned.verdict, decisive) {
             (Verdict::Empty | Verdict::Clean, _) => {}
@@ -359,6 +363,11 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         }
         Ok(doomed.len() as u32)
     }
+}
+
+/// The id of a log none of whose headers can be read (or of a new one).
+fn new_log_id(salt_state: u64) -> u64 {
+    splitmix64(salt_state ^ 0x004c_4f47_4944)
 }
 
 const NOTHING_RECOVERED: RecoveryReport = RecoveryReport {
