@@ -109,8 +109,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         plan::list(&self.storage, &mut ids).map_err(open_error)?;
         if ids.is_empty() {
             self.log_id = new_log_id(self.salt_state);
-            let info = self.create_segment(0, Lsn(1), false)?;
-            let _ = self.segments.push(info);
+            self.add_segment(0, Lsn(1), false)?;
             report.created = true;
             report.segments = 1;
             return Ok(());
@@ -139,13 +138,12 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     &mut |seg, so_far| {
                         corruption_events += u64::from(seg.case.is_corruption());
                         if so_far.verdict == Verdict::Clean {
-                            if let Some(info) = kept(seg) {
+                            if keep(seg, segments) {
                                 report.records += seg.records;
                                 prev_last = Some(seg.last_lsn);
                                 if let Some(at) = seg.trailing_garbage {
                                     report.trailing_garbage = Some((seg.id, at));
                                 }
-                                let _ = segments.push(info);
                             }
                             true
                         } else {
@@ -188,7 +186,9 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 },
                 Some(seg),
             ) if case == Case::TornTail => {
-                let info = kept(seg).ok_or(OpenError::Corrupted(refusal(seg)))?;
+                if !keep(seg, &mut self.segments) {
+                    return Err(OpenError::Corrupted(refusal(seg)));
+                }
                 self.cut_tail(seg.id, seg.end, seg.len)?;
                 let problem = seg.problem.unwrap_or(NO_PROBLEM);
                 report.cut = Some(TailCut {
@@ -201,12 +201,10 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     detail: problem.detail,
                 });
                 report.records += seg.records;
-                let _ = self.segments.push(info);
                 prev_last = Some(seg.last_lsn);
             }
             (Verdict::Repair { first_lsn, .. }, Some(seg)) => {
-                let info = self.create_segment(seg.id, first_lsn, true)?;
-                let _ = self.segments.push(info);
+                self.add_segment(seg.id, first_lsn, true)?;
                 report.rewritten_header = Some(seg.id);
                 prev_last = Some(first_lsn.prev());
             }
@@ -252,8 +250,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                         }
                     }
                     if self.segments.is_empty() {
-                        let info = self.create_segment(seg.id, first_lost, false)?;
-                        let _ = self.segments.push(info);
+                        self.add_segment(seg.id, first_lost, false)?;
                     }
                     prev_last = Some(first_lost.prev());
                 } else {
@@ -319,6 +316,22 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         report.first_lsn = self.first_lsn();
         report.last_lsn = last;
         self.counters.records_recovered = report.records;
+        Ok(())
+    }
+
+    /// Creates segment `id` (see `create_segment`) and adds it to the table as the newest.
+    ///
+    /// Never inlined, like [`keep`] and for the same reason: the new entry lives in this frame,
+    /// not in a slot of recovery's own for each place that creates a segment.
+    #[inline(never)]
+    fn add_segment(
+        &mut self,
+        id: SegmentId,
+        first: Lsn,
+        exists: bool,
+    ) -> Result<(), IoFailure<S::Error>> {
+        let info = self.create_segment(id, first, exists)?;
+        let _ = self.segments.push(info);
         Ok(())
     }
 
@@ -389,6 +402,23 @@ const NO_PROBLEM: Problem = Problem {
     detail: "",
     fault: None,
 };
+
+/// Adds the table entry of a segment the plan keeps to `segments`; `false` (and nothing
+/// added) if the plan does not keep it.
+///
+/// Never inlined: the entry (48 bytes with its `Option`, and as many for the result of the
+/// push) then lives in this short frame instead of recovery's, where each place that kept a
+/// segment had slots of its own.
+#[inline(never)]
+fn keep<L: SegmentList<SegmentInfo>>(seg: &SegmentReport, segments: &mut L) -> bool {
+    match kept(seg) {
+        Some(info) => {
+            let _ = segments.push(info);
+            true
+        }
+        None => false,
+    }
+}
 
 /// The table entry of a segment the plan keeps (a valid header, scanned).
 fn kept(seg: &SegmentReport) -> Option<SegmentInfo> {
