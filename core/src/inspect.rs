@@ -46,10 +46,11 @@ pub fn inspect_with_summaries<S: Storage, Table: SegmentTable>(
     each: &mut dyn FnMut(&SegmentReport),
 ) -> Result<Inspection, InspectError<S::Error>> {
     let mut planner = Planner::new(storage, config, scratch, summaries)?;
-    let ids = list::<S, Table>(storage)?;
+    let mut ids = Table::List::<SegmentId>::default();
+    list(storage, &mut ids)?;
     let mut out = NOTHING_FOUND;
     let mut seg = None;
-    planner.plan(&ids, &mut out, &mut seg, &mut |seg, _| {
+    planner.plan(&ids, &mut out, &mut seg, &mut 0, &mut |seg, _| {
         each(seg);
         true
     })?;

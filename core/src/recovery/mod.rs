@@ -106,19 +106,11 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         scratch: &mut [u8],
         summaries: &dyn Fn(SegmentId) -> Option<SegmentSummary>,
     ) -> Result<(), OpenError<S::Error>> {
-        let ids = plan::list::<S, Table>(&self.storage).map_err(open_error)?;
-        // Mix what is on disk into the salt state so a constant seed still yields new salts.
-        let mut log_id = None;
-        for &id in ids.iter() {
-            if let Ok(h) = plan::listed(&self.storage, id).map_err(open_error)?.header {
-                self.salt_state = splitmix64(self.salt_state ^ h.salt);
-                log_id = log_id.or(Some(h.log_id));
-            }
-        }
-        self.log_id = log_id.unwrap_or_else(|| splitmix64(self.salt_state ^ 0x004c_4f47_4944));
+        let mut ids = Table::List::<SegmentId>::default();
+        plan::list(&self.storage, &mut ids).map_err(open_error)?;
         if ids.is_empty() {
-            let info = self.create_segment(0, Lsn(1), false, false)?;
-            let _ = self.segments.push(info);
+            self.log_id = new_log_id(self.salt_state);
+            self.add_segment(0, Lsn(1), false)?;
             report.created = true;
             report.segments = 1;
             return Ok(());
@@ -136,27 +128,37 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             let segments = &mut self.segments;
             let mut planner = Planner::new(&self.storage, &self.config, scratch, summaries)
                 .map_err(open_error)?;
+            // The planner mixes what is on disk into the salt state (so a constant seed still
+            // yields new salts) as it looks for the log id.
             planner
-                .plan(&ids, &mut planned, &mut slot, &mut |seg, so_far| {
-                    corruption_events += u64::from(seg.case.is_corruption());
-                    if so_far.verdict == Verdict::Clean {
-                        if let Some(info) = kept(seg) {
-                            report.records += seg.records;
-                            prev_last = Some(seg.last_lsn);
-                            if let Some(at) = seg.trailing_garbage {
-                                report.trailing_garbage = Some((seg.id, at));
+                .plan(
+                    &ids,
+                    &mut planned,
+                    &mut slot,
+                    &mut self.salt_state,
+                    &mut |seg, so_far| {
+                        corruption_events += u64::from(seg.case.is_corruption());
+                        if so_far.verdict == Verdict::Clean {
+                            if keep(seg, segments) {
+                                report.records += seg.records;
+                                prev_last = Some(seg.last_lsn);
+                                if let Some(at) = seg.trailing_garbage {
+                                    report.trailing_garbage = Some((seg.id, at));
+                                }
                             }
-                            let _ = segments.push(info);
+                            true
+                        } else {
+                            decided = true;
+                            false
                         }
-                        true
-                    } else {
-                        decided = true;
-                        false
-                    }
-                })
+                    },
+                )
                 .map_err(open_error)?;
         }
         self.counters.corruption_events += corruption_events;
+        self.log_id = planned
+            .log_id
+            .unwrap_or_else(|| new_log_id(self.salt_state));
         let decisive = slot.as_ref().filter(|_| decided);
         match (planned.verdict, decisive) {
             (Verdict::Empty | Verdict::Clean, _) => {}
@@ -185,12 +187,16 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 },
                 Some(seg),
             ) if case == Case::TornTail => {
-                let mut info = kept(seg).ok_or(OpenError::Corrupted(refusal(seg)))?;
+                if !keep(seg, &mut self.segments) {
+                    return Err(OpenError::Corrupted(refusal(seg)));
+                }
                 // Cut first, then remove later segments newest first: a crash part way leaves
                 // the same torn tail across segments to find again (docs/FORMAT.md, crash-case
                 // argument 3b).
                 self.cut_tail(seg.id, seg.end, seg.len)?;
-                info.sealed = false;
+                // The cut segment is the newest again: appends go on in it.
+                let last = self.segments.len() - 1;
+                self.segments[last].sealed = false;
                 let i = ids.iter().position(|&id| id == seg.id).unwrap_or(ids.len());
                 let later = ids.get(i + 1..).unwrap_or(&[]);
                 for &id in later.iter().rev() {
@@ -211,7 +217,6 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     detail: problem.detail,
                 });
                 report.records += seg.records;
-                let _ = self.segments.push(info);
                 prev_last = Some(seg.last_lsn);
             }
             (Verdict::Repair { first_lsn, .. }, Some(seg)) => {
@@ -221,8 +226,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     let id = prev.id;
                     self.guarded(Op::Sync, Some(id), |s| s.sync(id))?;
                 }
-                let info = self.create_segment(seg.id, first_lsn, true, false)?;
-                let _ = self.segments.push(info);
+                self.add_segment(seg.id, first_lsn, true)?;
                 report.rewritten_header = Some(seg.id);
                 prev_last = Some(first_lsn.prev());
             }
@@ -268,8 +272,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                         }
                     }
                     if self.segments.is_empty() {
-                        let info = self.create_segment(seg.id, first_lost, false, false)?;
-                        let _ = self.segments.push(info);
+                        self.add_segment(seg.id, first_lost, false)?;
                     }
                     prev_last = Some(first_lost.prev());
                 } else {
@@ -345,6 +348,23 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         Ok(())
     }
 
+    /// Creates segment `id` (see `create_segment`) and adds it to the table as the newest.
+    ///
+    /// Never inlined, like [`keep`] and for the same reason: the new entry lives in this frame,
+    /// not in a slot of recovery's own for each place that creates a segment.
+    #[inline(never)]
+    fn add_segment(
+        &mut self,
+        id: SegmentId,
+        first: Lsn,
+        exists: bool,
+    ) -> Result<(), IoFailure<S::Error>> {
+        // Recovery's own segments never have the `early` flag: their predecessors are synced.
+        let info = self.create_segment(id, first, exists, false)?;
+        let _ = self.segments.push(info);
+        Ok(())
+    }
+
     /// Truncates a segment to `end` durably.
     fn cut_tail(&mut self, id: SegmentId, end: u64, len: u64) -> Result<(), IoFailure<S::Error>> {
         self.guarded(Op::Truncate, Some(id), |s| s.truncate(id, end))?;
@@ -388,6 +408,11 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     }
 }
 
+/// The id of a log none of whose headers can be read (or of a new one).
+fn new_log_id(salt_state: u64) -> u64 {
+    splitmix64(salt_state ^ 0x004c_4f47_4944)
+}
+
 const NOTHING_RECOVERED: RecoveryReport = RecoveryReport {
     created: false,
     segments: 0,
@@ -407,6 +432,23 @@ const NO_PROBLEM: Problem = Problem {
     detail: "",
     fault: None,
 };
+
+/// Adds the table entry of a segment the plan keeps to `segments`; `false` (and nothing
+/// added) if the plan does not keep it.
+///
+/// Never inlined: the entry (48 bytes with its `Option`, and as many for the result of the
+/// push) then lives in this short frame instead of recovery's, where each place that kept a
+/// segment had slots of its own.
+#[inline(never)]
+fn keep<L: SegmentList<SegmentInfo>>(seg: &SegmentReport, segments: &mut L) -> bool {
+    match kept(seg) {
+        Some(info) => {
+            let _ = segments.push(info);
+            true
+        }
+        None => false,
+    }
+}
 
 /// The table entry of a segment the plan keeps (a valid header, scanned).
 fn kept(seg: &SegmentReport) -> Option<SegmentInfo> {

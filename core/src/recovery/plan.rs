@@ -14,7 +14,8 @@ use crate::error::{self, Corruption, IoFailure, Op};
 use crate::format::{HeaderProblem, SEGMENT_HEADER_LEN, SegmentHeader, is_start_slot};
 use crate::lsn::Lsn;
 use crate::storage::{SegmentId, Storage, read_full};
-use crate::table::{SegmentList, SegmentTable};
+use crate::table::SegmentList;
+use crate::wal::splitmix64;
 
 use super::scan::{self, SegmentScan, Window};
 use super::{MIN_SCRATCH, SegmentSummary};
@@ -203,16 +204,19 @@ fn io<E>(op: Op, segment: Option<SegmentId>) -> impl FnOnce(E) -> InspectError<E
     move |error| InspectError::Storage(IoFailure { op, segment, error })
 }
 
-/// Segment ids in the storage, ascending, each once.
+/// Puts the segment ids in the storage into `ids` (empty on entry), ascending, each once.
 ///
 /// Each id is inserted at its place as the storage reports it (a storage that lists one id
 /// twice gets it planned once). The place is found by binary search, and no general-purpose
 /// sort is linked in (it costs kilobytes of flash on a microcontroller). A storage that lists
 /// in order (or nearly) appends at the end, so a long growable list costs no shifting.
-pub(crate) fn list<S: Storage, Table: SegmentTable>(
+///
+/// The list is the caller's rather than returned: on a microcontroller the returned list was
+/// copied four times on its way into recovery's frame.
+pub(crate) fn list<S: Storage, L: SegmentList<SegmentId>>(
     storage: &S,
-) -> Result<Table::List<SegmentId>, InspectError<S::Error>> {
-    let mut ids = Table::List::<SegmentId>::default();
+    ids: &mut L,
+) -> Result<(), InspectError<S::Error>> {
     let mut overflow = false;
     storage
         .list(&mut |id| {
@@ -229,7 +233,7 @@ pub(crate) fn list<S: Storage, Table: SegmentTable>(
             capacity: ids.len(),
         });
     }
-    Ok(ids)
+    Ok(())
 }
 
 /// The valid start-slot record with the highest generation, if any: `(generation,
@@ -340,11 +344,16 @@ impl<'a, S: Storage> Planner<'a, S> {
     /// `slot`, which holds each segment's report in turn while `each` looks at it (after a
     /// `false`, the segment that decided). Nothing this size is returned or copied by value:
     /// on a microcontroller those copies were a large part of `Wal::open`'s code and stack.
+    ///
+    /// `salts` is mixed with the salt of every readable header, oldest first, in the pass that
+    /// finds the log id: open seeds its salt generator with what is on disk that way, and needs
+    /// no pass of its own over the headers.
     pub(crate) fn plan(
         &mut self,
         ids: &[SegmentId],
         out: &mut Inspection,
         slot: &mut Option<SegmentReport>,
+        salts: &mut u64,
         each: &mut dyn FnMut(&SegmentReport, &Inspection) -> bool,
     ) -> Result<(), InspectError<S::Error>> {
         *out = Inspection {
@@ -358,6 +367,7 @@ impl<'a, S: Storage> Planner<'a, S> {
         let mut first_segment = None;
         for &id in ids.iter() {
             if let Ok(h) = listed(self.storage, id)?.header {
+                *salts = splitmix64(*salts ^ h.salt);
                 let log_id = *out.log_id.get_or_insert(h.log_id);
                 if h.log_id == log_id {
                     first_segment = first_segment.max(h.first_segment);
