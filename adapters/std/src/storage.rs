@@ -47,6 +47,9 @@ pub struct FileStorage<F: FileSystem = OsFs> {
     /// Only `&mut self` paths write it (through `get_mut`, no locking); `&self` paths — a
     /// group-commit leader or a reader — lock it to hand the bytes to the OS.
     pending: Mutex<Option<Pending>>,
+    /// The buffer of the last pending write that `flush` handed to the OS, emptied, for the
+    /// next one (a fresh megabyte per flush costs page faults and a `realloc` as it grows).
+    recycled: Vec<u8>,
     foreign: Vec<PathBuf>,
     spare: Arc<SpareSlot<F>>,
     /// The background zero-fill of the active segment, if one runs.
@@ -140,6 +143,7 @@ impl<F: FileSystem> FileStorage<F> {
             _lock: lock,
             files: HashMap::new(),
             pending: Mutex::new(None),
+            recycled: Vec::new(),
             foreign: Vec::new(),
             spare: Arc::new(SpareSlot::default()),
             fill: None,
@@ -241,6 +245,9 @@ impl<F: FileSystem> FileStorage<F> {
             self.before_write(p.id, p.offset + p.bytes.len() as u64);
             let f = self.file(p.id)?;
             f.write_all_at(&p.bytes, p.offset)?;
+            let mut bytes = p.bytes;
+            bytes.clear();
+            self.recycled = bytes;
         }
         Ok(())
     }
@@ -440,15 +447,28 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             .pending
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
+        let buffer = self.fs.tuning().write_buffer;
         match pending {
-            Some(p) if p.id == id && p.offset + p.bytes.len() as u64 == offset => {
+            // Buffered only while it fits: growing the buffer past its size would copy it all.
+            Some(p)
+                if p.id == id
+                    && p.offset + p.bytes.len() as u64 == offset
+                    && p.bytes.len() + data.len() <= buffer =>
+            {
                 p.bytes.extend_from_slice(data);
             }
             _ => {
                 self.flush()?;
                 self.file(id)?;
-                let capacity = self.fs.tuning().write_buffer.max(data.len());
-                let mut bytes = Vec::with_capacity(capacity);
+                if data.len() >= buffer {
+                    // At least a buffer's worth: straight to the file, without a copy.
+                    self.before_write(id, offset + data.len() as u64);
+                    self.file(id)?.write_all_at(data, offset)?;
+                    return Ok(());
+                }
+                let mut bytes = core::mem::take(&mut self.recycled);
+                bytes.clear();
+                bytes.reserve(buffer);
                 bytes.extend_from_slice(data);
                 *self
                     .pending
