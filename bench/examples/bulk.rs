@@ -1,7 +1,7 @@
 //! One bulk workload, Walden against the naive baseline, interleaved for a shared machine.
 //!
 //! ```text
-//! cargo run --release -p walden-bench --example bulk -- <nofsync128|nofsync256k|batch1k|replay|reads|reads128> [rounds] [dir]
+//! cargo run --release -p walden-bench --example bulk -- <nofsync128|nofsync256k|batch1k|batch100|replay|reads|reads128> [rounds] [dir]
 //! ```
 //!
 //! Prints each round's rates and the median of the Walden ÷ baseline ratios, plus p50/p99 of
@@ -89,6 +89,10 @@ fn open(which: &str, dir: &Path) -> Box<dyn Log> {
         if std::env::var_os("BULK_EARLY").is_some_and(|v| v == "0") {
             o.config = o.config.with_early_rotation(false);
         }
+        // BULK_PREALLOCATE=0: no preallocation, spares or zero-fill (`Options::preallocate`).
+        if std::env::var_os("BULK_PREALLOCATE").is_some_and(|v| v == "0") {
+            o.preallocate = false;
+        }
         Box::new(W(SharedWal::open(dir, o).unwrap().0, u64::MAX))
     } else {
         std::fs::create_dir_all(dir).unwrap();
@@ -152,8 +156,8 @@ fn noise(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Returns (ops/s, p50 µs, p99 µs).
-fn run(which: &str, work: &str, base: &Path) -> (f64, f64, f64) {
+/// Returns (ops/s, p50 µs, p99 µs, p999 µs).
+fn run(which: &str, work: &str, base: &Path) -> (f64, f64, f64, f64) {
     let dir = tempfile::Builder::new()
         .prefix("bulk-")
         .tempdir_in(base)
@@ -163,6 +167,7 @@ fn run(which: &str, work: &str, base: &Path) -> (f64, f64, f64) {
         "nofsync128" => (128, 1, false),
         "nofsync256k" => (256 << 10, 1, false),
         "batch1k" => (1024, 1000, true),
+        "batch100" => (1024, 100, true),
         "reads128" => (128, 1, false),
         _ => (1024, 1, false),
     };
@@ -192,12 +197,17 @@ fn run(which: &str, work: &str, base: &Path) -> (f64, f64, f64) {
                     log.read(x % (n / 1000 * 1000), &mut buf);
                     ops += 1;
                 }
-                return (ops as f64 / t.elapsed().as_secs_f64(), 0.0, 0.0);
+                return (ops as f64 / t.elapsed().as_secs_f64(), 0.0, 0.0, 0.0);
             }
         }
         let t = Instant::now();
         let bytes = replay(which, &d);
-        return (bytes as f64 / t.elapsed().as_secs_f64() / 1e6, 0.0, 0.0);
+        return (
+            bytes as f64 / t.elapsed().as_secs_f64() / 1e6,
+            0.0,
+            0.0,
+            0.0,
+        );
     }
     let mut log = open(which, &d);
     let mut lat = Vec::new();
@@ -217,7 +227,7 @@ fn run(which: &str, work: &str, base: &Path) -> (f64, f64, f64) {
     let el = t.elapsed().as_secs_f64();
     lat.sort_unstable();
     let q = |f: f64| lat[((lat.len() - 1) as f64 * f) as usize] as f64 / 1e3;
-    (ops as f64 / el, q(0.5), q(0.99))
+    (ops as f64 / el, q(0.5), q(0.99), q(0.999))
 }
 
 fn main() {
@@ -233,8 +243,10 @@ fn main() {
             if only.as_deref().is_some_and(|o| o != which) {
                 continue;
             }
-            let (r, p50, p99) = run(which, work, base);
-            println!("round {round} {which:8} {work}: {r:12.0}/s p50 {p50:9.1}us p99 {p99:9.1}us");
+            let (r, p50, p99, p999) = run(which, work, base);
+            println!(
+                "round {round} {which:8} {work}: {r:12.0}/s p50 {p50:9.1}us p99 {p99:9.1}us p999 {p999:9.1}us"
+            );
             got.push(r);
         }
         if got.len() == 2 {
