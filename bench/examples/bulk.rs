@@ -84,10 +84,9 @@ impl Log for B {
 fn open(which: &str, dir: &Path) -> Box<dyn Log> {
     if which == "walden" {
         let mut o = Options::default().with_sync_policy(SyncPolicy::Manual);
-        // BULK_EARLY=0: sync the old segment at each rotation (walden-std's default rotates
-        // early, `Config::early_rotation`).
-        if std::env::var_os("BULK_EARLY").is_some_and(|v| v == "0") {
-            o.config = o.config.with_early_rotation(false);
+        // BULK_EARLY=1: rotate without syncing the old segment (`Config::early_rotation`).
+        if std::env::var_os("BULK_EARLY").is_some_and(|v| v == "1") {
+            o.config = o.config.with_early_rotation(true);
         }
         // BULK_PREALLOCATE=0: no preallocation, spares or zero-fill (`Options::preallocate`).
         if std::env::var_os("BULK_PREALLOCATE").is_some_and(|v| v == "0") {

@@ -389,15 +389,12 @@ const NOTES: &str = "## How to read this, and what it does not say\n\n\
 - The machine is shared (2 vCPUs); numbers vary run to run by 10-20%. Benchmarks assert nothing.\n\n\
 ## Where Walden is behind, and why\n\n\
 - **No fsync, vs the baseline**: the baseline is a `BufWriter` with a length and a CRC that \
-  never syncs, so it runs at page-cache speed. Walden also writes a 32-byte salted header per \
-  record, and every rotation syncs the old segment under the log lock (it is sealed: recovery \
-  relies on every segment but the newest being durable), so without fsync Walden runs at the \
-  disk's write bandwidth, not memory's, and each rotation is a stall. Segments are no longer \
-  zero-filled while the log writes in bulk (only when it syncs at least once per 256 KiB, where \
-  zeros spare each `fdatasync` a metadata commit), so the disk writes each byte once. What \
-  would close the rest: starting writeback of a segment as it fills (`sync_file_range`, not \
-  exposed by rustix; the workspace forbids `unsafe`) or sealing off the append path. At 128 B \
-  Walden is ahead of the other WALs; at 256 KiB commitlog, which never syncs, can be ahead.\n\
+  never syncs, so it runs at page-cache speed. So does Walden since rotations stopped syncing \
+  the old segment on the writer's path (walden-std rotates early by default: the next sync makes \
+  it durable; docs/FORMAT.md \"Early successors\"), and large appends skip the write buffer. \
+  What is left at 128 B is per record: a 32-byte salted header and two checksums against 8 \
+  bytes and one, the log lock, and the read index's entry. At 128 B Walden is ahead of the \
+  other WALs; at 256 KiB commitlog, which never syncs, can be close.\n\
 - **Durable writers, CPU**: waiting writers may poll (yielding the CPU) instead of sleeping \
   at once, only where that pays (`GroupWindow::spin`, `Spin::Adaptive` by default: fast syncs, \
   more threads than CPUs, at most one poller per 8 CPUs, and a running trial showing that \
@@ -409,11 +406,11 @@ const NOTES: &str = "## How to read this, and what it does not say\n\n\
 - **Replay and random reads, vs the baseline**: a replay opens the log first, and recovery \
   verifies every record's checksum (about 45% of a 1 GiB replay here); the reader then reads \
   and verifies everything again. The baseline reads once. Opening a log to read it no longer \
-  zero-fills a spare segment (that waited for 64 MiB of zeros to be synced). Walden's readers \
-  copy bytes out under the log lock (so they can run beside appenders and never see a partial \
-  record); a read by LSN walks at most 32 headers or about 4 KiB from the nearest indexed \
-  position (positions are indexed as readers walk over them, not on append). The \
-  baseline keeps every record's offset in memory and reads without a lock.\n\
+  zero-fills a spare segment (that waited for 64 MiB of zeros to be synced). A read by LSN \
+  of a record appended since open goes straight to it (every such record's offset is indexed \
+  on append, 4 bytes each); older records are found from the nearest position readers have \
+  indexed, walking at most 32 headers or about 4 KiB. The baseline keeps every record's offset \
+  in memory.\n\
 - **Open**: okaywal's open rows (microseconds for a 1 GiB log) do not scan the log; treat them \
   as unverified.\n\
 \n\

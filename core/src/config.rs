@@ -80,9 +80,9 @@ pub struct Config {
     /// `early` flag, and the old segment's unsynced records become durable with the next
     /// [`crate::Wal::sync`] (which syncs such pending segments before the active one), not on
     /// the writer's path. Recovery then judges the old segment's end by `ack_gap` evidence, like
-    /// the newest segment's (`docs/FORMAT.md`, "Early successors"). Default off here (a
-    /// rotation syncs the old segment whole first, the simplest contract for a device);
-    /// walden-std's `Options::default` turns it on.
+    /// the newest segment's (`docs/FORMAT.md`, "Early successors"). Default off: a rotation
+    /// syncs the old segment whole first (walden-std's `Options::config` says what early
+    /// rotation costs at open there).
     pub early_rotation: bool,
     /// Records (and each record of a batch) at least this long are stored LZ4-compressed when
     /// that makes them shorter (format version 3); 0 turns compression off. Default 4 KiB.

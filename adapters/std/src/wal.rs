@@ -26,10 +26,15 @@ pub type CoreWal<F = OsFs> = walden_core::Wal<FileStorage<F>, Growable>;
 pub struct Options {
     /// The log configuration (segment size, sync policy, recovery policy, checksum, …). Its
     /// [`SyncPolicy`](walden_core::SyncPolicy) is the one durability setting, for [`Wal`] and
-    /// [`crate::SharedWal`] alike. The default is [`Config::default`] with
-    /// [`Config::early_rotation`] on: a rotation does not wait for the old segment's
-    /// `fdatasync` (the next sync makes it durable first), so appends that do not sync run at
-    /// the page cache's speed instead of the disk's (docs/FORMAT.md, "Early successors").
+    /// [`crate::SharedWal`] alike. The default is [`Config::default`].
+    ///
+    /// [`Config::early_rotation`] (off by default) suits logs written in bulk without syncs: a
+    /// rotation does not wait for the old segment's `fdatasync` (the next sync makes it durable
+    /// first), so such appends run at the page cache's speed instead of the disk's
+    /// (docs/FORMAT.md, "Early successors"). Its cost is at open: walden-std cannot tell which
+    /// early-sealed segments a later sync covered, so it drops their cached pages and reads
+    /// them from the disk (what a failed sync lost must not be read back from the cache), and
+    /// a warm open of a log rotated early is as slow as a cold one.
     pub config: Config,
     /// Create the directory if it does not exist (default: true).
     pub create_dir: bool,
@@ -53,7 +58,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            config: Config::default().with_early_rotation(true),
+            config: Config::default(),
             create_dir: true,
             scratch_size: 1 << 20,
             group_window: crate::GroupWindow::default(),
