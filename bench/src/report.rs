@@ -389,12 +389,15 @@ const NOTES: &str = "## How to read this, and what it does not say\n\n\
 - The machine is shared (2 vCPUs); numbers vary run to run by 10-20%. Benchmarks assert nothing.\n\n\
 ## Where Walden is behind, and why\n\n\
 - **No fsync, vs the baseline**: the baseline is a `BufWriter` with a length and a CRC that \
-  never syncs, so it runs at page-cache speed. So does Walden since rotations stopped syncing \
-  the old segment on the writer's path (walden-std rotates early by default: the next sync makes \
-  it durable; docs/FORMAT.md \"Early successors\"), and large appends skip the write buffer. \
-  What is left at 128 B is per record: a 32-byte salted header and two checksums against 8 \
-  bytes and one, the log lock, and the read index's entry. At 128 B Walden is ahead of the \
-  other WALs; at 256 KiB commitlog, which never syncs, can be close.\n\
+  never syncs, so it runs at page-cache speed. By default every Walden rotation syncs the old \
+  segment under the log lock (recovery then relies on every segment but the newest being \
+  durable), so without fsync Walden runs at the disk's write bandwidth and each rotation is a \
+  stall. `Config::early_rotation` (opt-in; docs/FORMAT.md \"Early successors\") leaves that sync \
+  to the next one and runs at page-cache speed, but then every open reads the early-sealed \
+  segments from the disk. Appends of a write buffer's worth skip the buffer. At 128 B the rest \
+  is per record: a 32-byte salted header and two checksums against 8 bytes and one, the log \
+  lock, the read index's entry. At 128 B Walden is ahead of the other WALs; at 256 KiB \
+  commitlog, which never syncs, can be ahead.\n\
 - **Durable writers, CPU**: waiting writers may poll (yielding the CPU) instead of sleeping \
   at once, only where that pays (`GroupWindow::spin`, `Spin::Adaptive` by default: fast syncs, \
   more threads than CPUs, at most one poller per 8 CPUs, and a running trial showing that \
