@@ -182,8 +182,8 @@ mod not_built_in {
 
     #[test]
     fn without_the_flag_the_same_damage_is_judged_by_the_strict_rule() {
-        // The broken variant of the refusal: the same log, the flag left off, is refused as
-        // damage to a sealed segment (what this build would say if it ignored the flag).
+        // What this build would say if it ignored the flag: the same log without it is judged
+        // by the strict rule, damage to a sealed segment.
         let mut mem = written(20, manual());
         cut_after(&mut mem, 0, 2);
         assert!(matches!(
