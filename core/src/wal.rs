@@ -562,20 +562,6 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         Ok(())
     }
 
-    /// Whether a segment before the active one may not be synced whole yet (an early rotation
-    /// left it pending).
-    #[cfg(feature = "early-rotation")]
-    fn any_pending(&self) -> bool {
-        self.pending.is_some()
-    }
-
-    /// Without walden-core's feature `early-rotation` nothing is ever pending.
-    #[cfg(not(feature = "early-rotation"))]
-    #[cfg_attr(mutants, mutants::skip)]
-    fn any_pending(&self) -> bool {
-        false
-    }
-
     /// Starts a sync that the caller performs (`Storage::sync` of every segment from
     /// `ticket.first` to `ticket.segment`, oldest first, possibly on another handle and
     /// without holding the log). Segments before `ticket.first` are durable already.
@@ -617,7 +603,11 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 self.pending = (ticket.segment < active).then_some(ticket.segment);
             }
             self.durable = self.durable.max(ticket.lsn.min(self.last_lsn()));
-            if self.durable == self.last_lsn() && !self.any_pending() {
+            #[cfg(feature = "early-rotation")]
+            let settled = self.pending.is_none();
+            #[cfg(not(feature = "early-rotation"))]
+            let settled = true;
+            if self.durable == self.last_lsn() && settled {
                 self.dirty = false;
                 self.unsynced_records = 0;
                 self.unsynced_bytes = 0;

@@ -567,10 +567,11 @@ impl<'a, S: Storage> Planner<'a, S> {
         let too_long = s
             .invalid
             .is_some_and(|bad| matches!(bad.fault, Fault::TooLong { .. }));
-        // Without walden-core's feature `early-rotation` such a segment's damage is refused
-        // below (`weigh_early`) before its position matters: left `Sealed` there, a device's
-        // build links none of the decision table's early-sealed rows.
-        if cfg!(feature = "early-rotation") && early && !newest {
+        // (Only a segment with a successor can have an early one: never the newest.) Without
+        // walden-core's feature `early-rotation` such a segment's damage is refused below
+        // (`weigh_early`) before its position matters: left `Sealed` there, a device's build
+        // links none of the decision table's early-sealed rows.
+        if cfg!(feature = "early-rotation") && early {
             inputs.position = Position::EarlySealed;
         }
         inputs.scan = match (newest, must_end, s.invalid) {
@@ -593,7 +594,7 @@ impl<'a, S: Storage> Planner<'a, S> {
             (false, _, Some(_)) if too_long => ScanState::Oversized,
             (false, None, None) => ScanState::Clean,
             (false, _, _) if early => {
-                inputs.evidence = self.weigh_early(seg, &ids[i + 1..], s, h, log_id)?;
+                inputs.evidence = self.weigh_early(seg, &ids[i..], s, h, log_id)?;
                 ScanState::Invalid
             }
             (false, _, bad) => {
@@ -614,13 +615,14 @@ impl<'a, S: Storage> Planner<'a, S> {
     }
 
     /// The evidence about an early-sealed segment's damage, or its end before its successor's
-    /// first LSN: every valid record after it, in this segment and in each of the `later`
-    /// ones, weighed as for the newest segment (docs/FORMAT.md, "Early successors").
+    /// first LSN: every valid record after it, in this segment (`from[0]`) and in each later
+    /// one (the rest of `from`), weighed as for the newest segment (docs/FORMAT.md, "Early
+    /// successors").
     #[cfg(feature = "early-rotation")]
     fn weigh_early(
         &mut self,
         seg: &mut SegmentReport,
-        later: &[SegmentId],
+        from: &[SegmentId],
         s: &SegmentScan,
         h: &SegmentHeader,
         log_id: u64,
@@ -635,7 +637,7 @@ impl<'a, S: Storage> Planner<'a, S> {
             seg.orphans = proof.count;
             seg.orphan_highest = proof.highest;
         }
-        for &id in later {
+        for &id in from.iter().skip(1) {
             let l = listed(self.storage, id)?;
             let Some(lh) = l.header.ok().filter(|lh| lh.log_id == log_id) else {
                 continue;
@@ -662,7 +664,7 @@ impl<'a, S: Storage> Planner<'a, S> {
     fn weigh_early(
         &mut self,
         seg: &mut SegmentReport,
-        _later: &[SegmentId],
+        _from: &[SegmentId],
         _s: &SegmentScan,
         _h: &SegmentHeader,
         _log_id: u64,
