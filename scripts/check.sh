@@ -42,6 +42,12 @@ cargo build -p walden-core --target thumbv7em-none-eabihf --no-default-features 
 cargo build -p walden-core --target thumbv7em-none-eabihf --features compress,encrypt
 cargo build -p walden-flash --target thumbv7em-none-eabihf
 
+step "walden-core's unit tests without early-rotation (a device's build reading a server's log)"
+# The workspace run below has every default feature on; this one has early-rotation off, so
+# tests::early_flag checks that such a build refuses what it cannot judge (detail stays on:
+# many tests compare the explanations).
+cargo test -p walden-core --no-default-features --features salvage,detail --lib
+
 step "embedded/: fmt and clippy (outside the workspace)"
 cargo fmt --manifest-path embedded/Cargo.toml --check
 (cd embedded && cargo clippy --release --features flash -- -D warnings && cargo clippy --release -- -D warnings \

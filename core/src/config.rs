@@ -82,7 +82,9 @@ pub struct Config {
     /// the writer's path. Recovery then judges the old segment's end by `ack_gap` evidence, like
     /// the newest segment's (`docs/FORMAT.md`, "Early successors"). Default off: a rotation
     /// syncs the old segment whole first (walden-std's `Options::config` says what early
-    /// rotation costs at open there).
+    /// rotation costs at open there). Needs walden-core's feature `early-rotation` (default
+    /// on): without it `validate` refuses `true` with
+    /// [`ConfigError::EarlyRotationNotBuiltIn`].
     pub early_rotation: bool,
     /// Records (and each record of a batch) at least this long are stored LZ4-compressed when
     /// that makes them shorter (format version 3); 0 turns compression off. Default 4 KiB.
@@ -193,6 +195,9 @@ impl Config {
         if matches!(self.recovery, RecoveryPolicy::Salvage) && !cfg!(feature = "salvage") {
             return Err(ConfigError::SalvageNotBuiltIn);
         }
+        if self.early_rotation && !cfg!(feature = "early-rotation") {
+            return Err(ConfigError::EarlyRotationNotBuiltIn);
+        }
         match self.sync_policy {
             SyncPolicy::EveryRecords(0) | SyncPolicy::EveryBytes(0) => {
                 Err(ConfigError::ZeroSyncInterval)
@@ -300,6 +305,9 @@ pub enum ConfigError {
     /// `RecoveryPolicy::Salvage` is not compiled into this build (walden-core feature
     /// `salvage`).
     SalvageNotBuiltIn,
+    /// `early_rotation` is not compiled into this build (walden-core feature
+    /// `early-rotation`).
+    EarlyRotationNotBuiltIn,
 }
 
 impl fmt::Display for ConfigError {
@@ -323,6 +331,9 @@ impl fmt::Display for ConfigError {
             ),
             Self::SalvageNotBuiltIn => f.write_str(
                 "RecoveryPolicy::Salvage is not built in (walden-core feature salvage)",
+            ),
+            Self::EarlyRotationNotBuiltIn => f.write_str(
+                "early_rotation is not built in (walden-core feature early-rotation)",
             ),
         }
     }
@@ -432,6 +443,18 @@ mod tests {
     }
 
     #[test]
+    fn early_rotation_only_where_built_in() {
+        let c = Config::default().with_early_rotation(true);
+        let expected = if cfg!(feature = "early-rotation") {
+            Ok(())
+        } else {
+            Err(ConfigError::EarlyRotationNotBuiltIn)
+        };
+        assert_eq!(c.validate(), expected);
+        assert_eq!(c.with_early_rotation(false).validate(), Ok(()));
+    }
+
+    #[test]
     fn every_limit_is_inclusive() {
         // The smallest segment holds a header and one empty record, and is accepted.
         assert_eq!(MIN_SEGMENT_SIZE, 96);
@@ -496,6 +519,10 @@ mod tests {
             (
                 ConfigError::ZeroSyncInterval,
                 "a sync interval of zero is not allowed",
+            ),
+            (
+                ConfigError::EarlyRotationNotBuiltIn,
+                "early_rotation is not built in (walden-core feature early-rotation)",
             ),
         ] {
             assert_eq!(e.to_string(), says);

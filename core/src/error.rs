@@ -188,6 +188,16 @@ pub enum OpenError<E> {
     },
     /// A storage operation failed.
     Storage(IoFailure<E>),
+    /// Segment `segment` has invalid bytes or ends before its successor begins, and the
+    /// successor was created by an early rotation (its header's `early` flag, written by a
+    /// build with [`crate::Config::early_rotation`]): where the segment ends must be judged by
+    /// evidence in later segments, which this build cannot do (walden-core's feature
+    /// `early-rotation` is off). Not damage as such: open the log with a build that has the
+    /// feature, under any policy. Nothing was changed.
+    EarlyRotationNotBuiltIn {
+        /// The segment whose end cannot be judged (its successor has the `early` flag).
+        segment: SegmentId,
+    },
 }
 
 /// Appending failed.
@@ -337,6 +347,12 @@ impl<E: StorageError> fmt::Display for OpenError<E> {
                  max_record_size of at least {length} (nothing was changed)"
             ),
             Self::Storage(s) => write!(f, "recovery: {s}"),
+            Self::EarlyRotationNotBuiltIn { segment } => write!(
+                f,
+                "segment {segment} is torn or damaged and its successor was created by an early \
+                 rotation: judging what is lost needs walden-core's feature early-rotation, not \
+                 in this build; open the log with a build that has it (nothing was changed)"
+            ),
         }
     }
 }
@@ -568,6 +584,7 @@ impl<E: StorageError> embedded_io::Error for OpenError<E> {
             Self::TooManySegments { .. } => embedded_io::ErrorKind::OutOfMemory,
             Self::Corrupted(_) => embedded_io::ErrorKind::InvalidData,
             Self::Storage(s) => io_kind(s.error.kind()),
+            Self::EarlyRotationNotBuiltIn { .. } => embedded_io::ErrorKind::Unsupported,
         }
     }
 }

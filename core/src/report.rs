@@ -111,7 +111,8 @@ impl fmt::Display for RecoveryReport {
                 write!(
                     f,
                     ", and removed the {} later segments (never acknowledged)",
-                    c.segments_removed
+                    // Widened: a device's build formats no other `u16` (150 bytes of flash).
+                    u64::from(c.segments_removed)
                 )?;
             }
             crate::error::write_detail(f, c.detail)?;

@@ -83,6 +83,7 @@ pub struct Wal<S: Storage, Table: SegmentTable = Fixed<DEFAULT_SEGMENTS>> {
     /// The oldest segment before the active one that is not known synced whole (an early
     /// rotation left it, [`Config::early_rotation`]): every segment from it up to the active
     /// one is synced before the durable LSN may advance.
+    #[cfg(feature = "early-rotation")]
     pub(crate) pending: Option<SegmentId>,
     /// The keys to encrypt new segments with and to read encrypted ones.
     #[cfg(feature = "encrypt")]
@@ -535,6 +536,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
 
     /// Syncs the segments an early rotation left unsynced, oldest first (see
     /// [`Config::early_rotation`]).
+    #[cfg(feature = "early-rotation")]
     pub(crate) fn sync_pending(&mut self) -> Result<(), IoFailure<S::Error>> {
         let Some(from) = self.pending else {
             return Ok(());
@@ -551,14 +553,27 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         Ok(())
     }
 
+    /// Without walden-core's feature `early-rotation` every rotation syncs the old segment
+    /// first: nothing is ever pending.
+    #[cfg(not(feature = "early-rotation"))]
+    // Not in the builds mutation testing runs (early rotation on).
+    #[cfg_attr(mutants, mutants::skip)]
+    pub(crate) fn sync_pending(&mut self) -> Result<(), IoFailure<S::Error>> {
+        Ok(())
+    }
+
     /// Starts a sync that the caller performs (`Storage::sync` of every segment from
     /// `ticket.first` to `ticket.segment`, oldest first, possibly on another handle and
     /// without holding the log). Segments before `ticket.first` are durable already.
     pub fn begin_sync(&self) -> Result<SyncTicket, Poisoned> {
         self.check()?;
         let segment = self.active().id;
+        #[cfg(feature = "early-rotation")]
+        let first = self.pending.unwrap_or(segment).min(segment);
+        #[cfg(not(feature = "early-rotation"))]
+        let first = segment;
         Ok(SyncTicket {
-            first: self.pending.unwrap_or(segment).min(segment),
+            first,
             segment,
             lsn: self.last_lsn(),
             rewinds: self.rewinds,
@@ -582,12 +597,17 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             // segment once it has a successor, and a rewind would have changed `rewinds`);
             // `ticket.segment` itself only up to what it held when the ticket was issued, so
             // if it has a successor by now, it is still pending.
+            #[cfg(feature = "early-rotation")]
             if self.pending.is_some_and(|p| p < ticket.segment) {
                 let active = self.active().id;
                 self.pending = (ticket.segment < active).then_some(ticket.segment);
             }
             self.durable = self.durable.max(ticket.lsn.min(self.last_lsn()));
-            if self.durable == self.last_lsn() && self.pending.is_none() {
+            #[cfg(feature = "early-rotation")]
+            let settled = self.pending.is_none();
+            #[cfg(not(feature = "early-rotation"))]
+            let settled = true;
+            if self.durable == self.last_lsn() && settled {
                 self.dirty = false;
                 self.unsynced_records = 0;
                 self.unsynced_bytes = 0;
@@ -605,7 +625,9 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 capacity: self.segments.len(),
             });
         }
-        let early = self.config.early_rotation;
+        // Constant `false` without walden-core's feature `early-rotation` (whose absence
+        // `Config::validate` enforces), so a device's build links none of the early path.
+        let early = cfg!(feature = "early-rotation") && self.config.early_rotation;
         if !early {
             self.sync()?;
         }
@@ -628,6 +650,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             }
             self.segments[old].sealed = true;
         }
+        #[cfg(feature = "early-rotation")]
         if early {
             // The old segment's unsynced records (and its seal) wait for the next sync.
             self.pending.get_or_insert(old_id);

@@ -19,6 +19,11 @@ const _: () = assert!(matches!(
     CONFIG.with_recovery(RecoveryPolicy::Salvage).validate(),
     Err(ConfigError::SalvageNotBuiltIn)
 ));
+// Nor with `early-rotation`: a rotation here always syncs the old segment first.
+const _: () = assert!(matches!(
+    CONFIG.with_early_rotation(true).validate(),
+    Err(ConfigError::EarlyRotationNotBuiltIn)
+));
 
 fn payload(i: u64) -> [u8; 16] {
     let mut p = [i as u8; 16];

@@ -76,6 +76,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 salt_state: splitmix64(config.salt_seed),
                 rewinds: 0,
                 start_generation: 0,
+                #[cfg(feature = "early-rotation")]
                 pending: None,
                 #[cfg(feature = "encrypt")]
                 keys: Default::default(),
@@ -197,14 +198,14 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 // The cut segment is the newest again: appends go on in it.
                 let last = self.segments.len() - 1;
                 self.segments[last].sealed = false;
-                let i = ids.iter().position(|&id| id == seg.id).unwrap_or(ids.len());
-                let later = ids.get(i + 1..).unwrap_or(&[]);
-                for &id in later.iter().rev() {
-                    let len = plan::listed(&self.storage, id).map_err(open_error)?.len;
-                    self.guarded(Op::Remove, Some(id), |s| s.remove(id))?;
-                    self.guarded(Op::SyncDir, None, |s| s.sync_dir())?;
-                    self.counters.bytes_truncated += len;
-                }
+                #[cfg(feature = "early-rotation")]
+                let removed = {
+                    let i = ids.iter().position(|&id| id == seg.id).unwrap_or(ids.len());
+                    self.drop_from(ids.get(i + 1..).unwrap_or(&[]))?
+                };
+                // Without early rotation a torn tail is only ever the newest segment's.
+                #[cfg(not(feature = "early-rotation"))]
+                let removed = 0u32;
                 let problem = seg.problem.unwrap_or(NO_PROBLEM);
                 report.cut = Some(TailCut {
                     case,
@@ -213,7 +214,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     bytes: seg.len - seg.end,
                     first_lsn,
                     orphans: seg.orphans,
-                    segments_removed: u16::try_from(later.len()).unwrap_or(u16::MAX),
+                    segments_removed: u16::try_from(removed).unwrap_or(u16::MAX),
                     detail: problem.detail,
                 });
                 report.records += seg.records;
@@ -395,8 +396,9 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         Ok(highest)
     }
 
-    /// Salvage: removes these segments, newest first, syncing the directory after each.
-    #[cfg(feature = "salvage")]
+    /// Removes these segments, newest first, syncing the directory after each: what salvage
+    /// gives up, and the later segments of a torn tail across segments (early rotation).
+    #[cfg(any(feature = "salvage", feature = "early-rotation"))]
     fn drop_from(&mut self, doomed: &[SegmentId]) -> Result<u32, OpenError<S::Error>> {
         for &id in doomed.iter().rev() {
             let len = plan::listed(&self.storage, id).map_err(open_error)?.len;
@@ -486,5 +488,8 @@ fn open_error<E>(e: InspectError<E>) -> OpenError<E> {
         InspectError::ScratchTooSmall { min } => OpenError::ScratchTooSmall { min },
         InspectError::TooManySegments { capacity } => OpenError::TooManySegments { capacity },
         InspectError::Storage(s) => OpenError::Storage(s),
+        InspectError::EarlyRotationNotBuiltIn { segment } => {
+            OpenError::EarlyRotationNotBuiltIn { segment }
+        }
     }
 }

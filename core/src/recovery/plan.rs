@@ -182,6 +182,15 @@ pub enum InspectError<E> {
     },
     /// A storage read failed.
     Storage(IoFailure<E>),
+    /// Segment `segment` has invalid bytes or ends before its successor begins, and the
+    /// successor was created by an early rotation (its header's `early` flag, written by a
+    /// build with [`Config::early_rotation`]): where the segment ends must be judged by
+    /// evidence in later segments, which this build does not have (walden-core's feature
+    /// `early-rotation`). Open the log with a build that has it. Nothing was changed.
+    EarlyRotationNotBuiltIn {
+        /// The segment whose end cannot be judged.
+        segment: SegmentId,
+    },
 }
 
 impl<E: crate::StorageError> core::fmt::Display for InspectError<E> {
@@ -194,6 +203,11 @@ impl<E: crate::StorageError> core::fmt::Display for InspectError<E> {
                 write!(f, "more segments than inspection holds ({capacity})")
             }
             Self::Storage(s) => write!(f, "inspection: {s}"),
+            Self::EarlyRotationNotBuiltIn { segment } => write!(
+                f,
+                "segment {segment} is torn or damaged and its successor was created by an early \
+                 rotation: judging it needs walden-core's feature early-rotation, not in this build"
+            ),
         }
     }
 }
@@ -535,13 +549,15 @@ impl<'a, S: Storage> Planner<'a, S> {
         // A successor created before this segment was durable proves nothing about its end
         // (docs/FORMAT.md, "Early successors"). A newest successor whose creation did not
         // finish has no readable flag: a log written with early rotation may have left it, so
-        // under that configuration it is taken as early.
+        // under that configuration it is taken as early (a configuration that a build without
+        // walden-core's feature `early-rotation` refuses, so there the strict rule applies).
         let early = match successor {
             Some(l) => match l.header {
                 Ok(nh) => nh.early,
                 Err(HeaderProblem::NewerVersion(_)) => false,
                 Err(_) => {
-                    self.config.early_rotation
+                    cfg!(feature = "early-rotation")
+                        && self.config.early_rotation
                         && i + 2 == ids.len()
                         && self.unfinished(&l).map_err(InspectError::Storage)?
                 }
@@ -551,7 +567,11 @@ impl<'a, S: Storage> Planner<'a, S> {
         let too_long = s
             .invalid
             .is_some_and(|bad| matches!(bad.fault, Fault::TooLong { .. }));
-        if early && !newest {
+        // (Only a segment with a successor can have an early one: never the newest.) Without
+        // walden-core's feature `early-rotation` such a segment's damage is refused below
+        // (`weigh_early`) before its position matters: left `Sealed` there, a device's build
+        // links none of the decision table's early-sealed rows.
+        if cfg!(feature = "early-rotation") && early {
             inputs.position = Position::EarlySealed;
         }
         inputs.scan = match (newest, must_end, s.invalid) {
@@ -573,32 +593,8 @@ impl<'a, S: Storage> Planner<'a, S> {
             }
             (false, _, Some(_)) if too_long => ScanState::Oversized,
             (false, None, None) => ScanState::Clean,
-            (false, _, bad) if early => {
-                // Damage (or an end before the successor's first LSN) at `lsn`: weighed by
-                // every valid record after it, here and in every later segment.
-                let lsn = bad.map_or(s.last_lsn.next(), |b| b.lsn);
-                let mut proof = scan::Orphans::default();
-                if let Some(bad) = bad {
-                    let keys = SegmentKeys::new(h, self.config.max_record_size, seg.len);
-                    let mut win = Window::new(self.scratch, seg.id);
-                    proof = scan::find_orphans(self.storage, &mut win, &keys, &bad)
-                        .map_err(InspectError::Storage)?;
-                    seg.orphans = proof.count;
-                    seg.orphan_highest = proof.highest;
-                }
-                for &later in &ids[i + 1..] {
-                    let l = listed(self.storage, later)?;
-                    let Some(lh) = l.header.ok().filter(|lh| lh.log_id == log_id) else {
-                        continue;
-                    };
-                    let keys = SegmentKeys::new(&lh, self.config.max_record_size, l.len);
-                    let mut win = Window::new(self.scratch, later);
-                    let found = scan::proofs(self.storage, &mut win, &keys, lh.first_lsn)
-                        .map_err(InspectError::Storage)?;
-                    proof.count = proof.count.saturating_add(found.count);
-                    proof.proves_durable = proof.proves_durable.max(found.proves_durable);
-                }
-                inputs.evidence = proof.evidence_for(lsn);
+            (false, _, _) if early => {
+                inputs.evidence = self.weigh_early(seg, &ids[i..], s, h, log_id)?;
                 ScanState::Invalid
             }
             (false, _, bad) => {
@@ -616,6 +612,64 @@ impl<'a, S: Storage> Planner<'a, S> {
             }
         };
         Ok(())
+    }
+
+    /// The evidence about an early-sealed segment's damage, or its end before its successor's
+    /// first LSN: every valid record after it, in this segment (`from[0]`) and in each later
+    /// one (the rest of `from`), weighed as for the newest segment (docs/FORMAT.md, "Early
+    /// successors").
+    #[cfg(feature = "early-rotation")]
+    fn weigh_early(
+        &mut self,
+        seg: &mut SegmentReport,
+        from: &[SegmentId],
+        s: &SegmentScan,
+        h: &SegmentHeader,
+        log_id: u64,
+    ) -> Result<Evidence, InspectError<S::Error>> {
+        let lsn = s.invalid.map_or(s.last_lsn.next(), |b| b.lsn);
+        let mut proof = scan::Orphans::default();
+        if let Some(bad) = s.invalid {
+            let keys = SegmentKeys::new(h, self.config.max_record_size, seg.len);
+            let mut win = Window::new(self.scratch, seg.id);
+            proof = scan::find_orphans(self.storage, &mut win, &keys, &bad)
+                .map_err(InspectError::Storage)?;
+            seg.orphans = proof.count;
+            seg.orphan_highest = proof.highest;
+        }
+        for &id in from.iter().skip(1) {
+            let l = listed(self.storage, id)?;
+            let Some(lh) = l.header.ok().filter(|lh| lh.log_id == log_id) else {
+                continue;
+            };
+            let keys = SegmentKeys::new(&lh, self.config.max_record_size, l.len);
+            let mut win = Window::new(self.scratch, id);
+            let found = scan::proofs(self.storage, &mut win, &keys, lh.first_lsn)
+                .map_err(InspectError::Storage)?;
+            proof.count = proof.count.saturating_add(found.count);
+            proof.proves_durable = proof.proves_durable.max(found.proves_durable);
+        }
+        Ok(proof.evidence_for(lsn))
+    }
+
+    /// Without walden-core's feature `early-rotation` an early-sealed segment's end cannot be
+    /// judged here: the plan stops with [`InspectError::EarlyRotationNotBuiltIn`] rather than
+    /// take the successor's first LSN for the segment's end (the strict rule, which would call
+    /// a torn tail that was never acknowledged damage, and under `Salvage` give up the later
+    /// segments for it). Nothing is read, decided or changed past this point.
+    #[cfg(not(feature = "early-rotation"))]
+    // Not in the builds mutation testing runs (early rotation on); the core tests of the build
+    // without it check it (`tests::early_not_built_in`).
+    #[cfg_attr(mutants, mutants::skip)]
+    fn weigh_early(
+        &mut self,
+        seg: &mut SegmentReport,
+        _from: &[SegmentId],
+        _s: &SegmentScan,
+        _h: &SegmentHeader,
+        _log_id: u64,
+    ) -> Result<Evidence, InspectError<S::Error>> {
+        Err(InspectError::EarlyRotationNotBuiltIn { segment: seg.id })
     }
 
     /// How this segment changes what an open would do. Returns whether the open would go on

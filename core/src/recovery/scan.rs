@@ -312,6 +312,7 @@ pub(crate) fn find_orphans<S: Storage>(
 /// an earlier segment, docs/FORMAT.md "Early successors"): how many, and the highest LSN any of
 /// them proves durable. A record inside a batch that never completed still counts: its
 /// `ack_gap` was true when it was written.
+#[cfg(feature = "early-rotation")]
 pub(crate) fn proofs<S: Storage>(
     st: &S,
     win: &mut Window<'_>,

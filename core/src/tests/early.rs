@@ -166,3 +166,30 @@ fn truncations_sync_pending_segments_first() {
     assert_eq!(wal.truncate_front(second).unwrap(), 1);
     assert_eq!(wal.pending, None);
 }
+
+#[test]
+fn damage_a_later_record_vouches_for_in_the_newest_early_segment_is_mid_log_corruption() {
+    // The newest segment is judged as the newest whatever its own flag: damage that a later
+    // record of it proves durable is corruption in the middle of the log.
+    let mut wal = written(20, early(), None);
+    let mut i = 21;
+    loop {
+        wal.sync().unwrap();
+        let before = wal.segments().len();
+        wal.append(&payload(i)).unwrap();
+        let newest = *wal.segments().last().unwrap();
+        if wal.segments().len() == before && newest.first_lsn < Lsn(i) {
+            break;
+        }
+        i += 1;
+    }
+    let newest = *wal.segments().last().unwrap();
+    assert!(newest.early);
+    let mut mem = wal.into_storage();
+    // A payload byte of the newest segment's first record (synced before the last append).
+    mem.files.get_mut(&newest.id).unwrap()[64 + 32] ^= 1;
+    assert!(matches!(
+        try_open(mem, early()).err(),
+        Some(OpenError::Corrupted(c)) if c.case == Case::MidLogCorruption && c.segment == newest.id
+    ));
+}

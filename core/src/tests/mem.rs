@@ -117,3 +117,40 @@ impl Storage for Mem {
         Ok(())
     }
 }
+
+/// A borrowed `Mem`, so a test can look at the storage after an open that failed (an
+/// `OpenError` does not give the storage back).
+impl Storage for &mut Mem {
+    type Error = MemError;
+
+    fn list(&self, each: &mut dyn FnMut(SegmentId)) -> Result<(), MemError> {
+        (**self).list(each)
+    }
+    fn create(&mut self, id: SegmentId) -> Result<(), MemError> {
+        (**self).create(id)
+    }
+    fn remove(&mut self, id: SegmentId) -> Result<(), MemError> {
+        (**self).remove(id)
+    }
+    fn len(&self, id: SegmentId) -> Result<u64, MemError> {
+        (**self).len(id)
+    }
+    fn read(&self, id: SegmentId, offset: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+        (**self).read(id, offset, buf)
+    }
+    fn write(&mut self, id: SegmentId, offset: u64, data: &[u8]) -> Result<(), MemError> {
+        (**self).write(id, offset, data)
+    }
+    fn truncate(&mut self, id: SegmentId, len: u64) -> Result<(), MemError> {
+        (**self).truncate(id, len)
+    }
+    fn sync(&mut self, id: SegmentId) -> Result<(), MemError> {
+        (**self).sync(id)
+    }
+    fn sync_dir(&mut self) -> Result<(), MemError> {
+        (**self).sync_dir()
+    }
+    fn reserve(&mut self, id: SegmentId, len: u64) -> Result<(), MemError> {
+        (**self).reserve(id, len)
+    }
+}

@@ -3,7 +3,9 @@
 #[cfg(feature = "compress")]
 mod compress;
 mod durability;
+#[cfg(feature = "early-rotation")]
 mod early;
+mod early_flag;
 #[cfg(feature = "encrypt")]
 mod encrypt;
 mod growable;
