@@ -191,6 +191,15 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 if !keep(seg, &mut self.segments) {
                     return Err(OpenError::Corrupted(refusal(seg)));
                 }
+                #[cfg(feature = "early-rotation")]
+                let later = {
+                    let i = ids.iter().position(|&id| id == seg.id).unwrap_or(ids.len());
+                    let later = ids.get(i + 1..).unwrap_or(&[]);
+                    // Only this log's segments are removed: refuse, before changing anything,
+                    // if a later one's valid header names another log.
+                    self.refuse_foreign(later)?;
+                    later
+                };
                 // Cut first, then remove later segments newest first: a crash part way leaves
                 // the same torn tail across segments to find again (docs/FORMAT.md, crash-case
                 // argument 3b).
@@ -199,10 +208,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 let last = self.segments.len() - 1;
                 self.segments[last].sealed = false;
                 #[cfg(feature = "early-rotation")]
-                let removed = {
-                    let i = ids.iter().position(|&id| id == seg.id).unwrap_or(ids.len());
-                    self.drop_from(ids.get(i + 1..).unwrap_or(&[]))?
-                };
+                let removed = self.drop_from(later)?;
                 // Without early rotation a torn tail is only ever the newest segment's.
                 #[cfg(not(feature = "early-rotation"))]
                 let removed = 0u32;
@@ -394,6 +400,27 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             highest = highest.max(Some(s.last_lsn));
         }
         Ok(highest)
+    }
+
+    /// Refuses (`ForeignSegment`) if any of these segments has a valid header of another log.
+    #[cfg(feature = "early-rotation")]
+    fn refuse_foreign(&self, ids: &[SegmentId]) -> Result<(), OpenError<S::Error>> {
+        for &id in ids {
+            if let Ok(h) = plan::listed(&self.storage, id).map_err(open_error)?.header
+                && h.log_id != self.log_id
+            {
+                return Err(OpenError::Corrupted(Corruption {
+                    case: Case::ForeignSegment,
+                    segment: id,
+                    offset: 0,
+                    lsn: None,
+                    detail: detail(
+                        "header belongs to another log (after a torn tail across segments)",
+                    ),
+                }));
+            }
+        }
+        Ok(())
     }
 
     /// Removes these segments, newest first, syncing the directory after each: what salvage

@@ -3,6 +3,7 @@
 //! judges its end by `ack_gap` evidence.
 
 use super::*;
+use crate::format::SEGMENT_HEADER_LEN;
 use crate::{Case, Lsn, OpenError, RecoveryPolicy, SyncPolicy};
 
 fn early() -> Config {
@@ -192,4 +193,27 @@ fn damage_a_later_record_vouches_for_in_the_newest_early_segment_is_mid_log_corr
         try_open(mem, early()).err(),
         Some(OpenError::Corrupted(c)) if c.case == Case::MidLogCorruption && c.segment == newest.id
     ));
+}
+
+/// A torn tail across segments removes the later segments of this log, never another log's:
+/// a later segment whose valid header names another log is refused as foreign, and nothing
+/// is changed.
+#[test]
+fn a_torn_tail_across_segments_never_removes_another_logs_segment() {
+    let wal = written(20, early(), None);
+    let newest = wal.segments().last().unwrap().id;
+    let mut mem = wal.into_storage();
+    cut_after(&mut mem, 0, 2);
+    let f = mem.files.get_mut(&newest).unwrap();
+    let mut h = crate::format::SegmentHeader::decode(&f[..SEGMENT_HEADER_LEN]).unwrap();
+    h.log_id ^= 1;
+    f[..SEGMENT_HEADER_LEN].copy_from_slice(&h.encode());
+    let mut opened = mem.clone();
+    let got = Wal::<&mut Mem, Fixed<16>>::open(&mut opened, early(), &mut [0u8; 4096])
+        .map(|(_, report)| report);
+    assert!(
+        matches!(&got, Err(OpenError::Corrupted(c)) if c.case == Case::ForeignSegment && c.segment == newest),
+        "{got:?}"
+    );
+    assert_eq!(opened.files, mem.files);
 }
