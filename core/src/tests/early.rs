@@ -151,10 +151,98 @@ fn recovery_syncs_every_segment_with_an_early_successor() {
     mem.syncs = 0;
     let n = mem.files.len() as u32;
     assert!(n >= 3);
+    mem.synced.clear();
+    let ids: std::vec::Vec<u64> = mem.files.keys().copied().collect();
     let (wal, _) = open(mem, early());
     // Every predecessor, then the newest segment: one sync each.
     assert_eq!(wal.storage().syncs, n);
+    let mut synced = wal.storage().synced.clone();
+    synced.sort_unstable();
+    assert_eq!(synced, ids);
     assert_eq!(wal.pending, None);
+}
+
+#[test]
+fn a_sync_counts_every_pending_segment_it_syncs() {
+    let mut wal = written(20, early(), None);
+    let n = wal.segments().len() as u64;
+    assert!(wal.pending.is_some() && n >= 3);
+    let before = wal.counters().syncs;
+    wal.sync().unwrap();
+    // The pending segments (all but the active one), then the active one.
+    assert_eq!(wal.counters().syncs - before, n);
+    assert_eq!(wal.pending, None);
+}
+
+#[test]
+fn a_ticket_covering_pending_segments_leaves_its_own_pending_after_a_rotation() {
+    let mut wal = written(20, early(), None);
+    let first = wal.pending.expect("pending segments");
+    let t = wal.begin_sync().unwrap();
+    assert_eq!(
+        (t.first, t.segment),
+        (first, wal.segments().last().unwrap().id)
+    );
+    let before = wal.segments().len();
+    let mut i = 21;
+    while wal.segments().len() == before {
+        wal.append(&payload(i)).unwrap();
+        i += 1;
+    }
+    // Everything before the ticket's segment is now synced whole; the ticket's segment got
+    // more records and a seal after the ticket, so it is the pending one.
+    wal.finish_sync(t, Ok(())).unwrap();
+    assert_eq!(wal.pending, Some(t.segment));
+    // Without a rotation after the ticket nothing stays pending.
+    let mut wal = written(20, early(), None);
+    let t = wal.begin_sync().unwrap();
+    wal.finish_sync(t, Ok(())).unwrap();
+    assert_eq!(wal.pending, None);
+    assert_eq!(wal.durable_lsn(), Lsn(20));
+}
+
+/// The newest segment's creation did not finish (an unreadable header, zeros after it) and
+/// its predecessor is torn: with `early_rotation` that successor may have been created early,
+/// so the tear is judged by evidence (a torn tail across segments); a log configured without
+/// it keeps the strict rule (the successor proves the predecessor whole), and so does an
+/// unreadable header with data after it.
+#[test]
+fn an_unfinished_newest_successor_counts_as_early_only_under_early_rotation() {
+    let wal = written(20, early(), None);
+    let ids: std::vec::Vec<u64> = wal.segments().iter().map(|s| s.id).collect();
+    let (newest, before) = (ids[ids.len() - 1], ids[ids.len() - 2]);
+    let mut mem = wal.into_storage();
+    cut_after(&mut mem, before, 1);
+    // A torn record after the first: some bytes of a header.
+    mem.files
+        .get_mut(&before)
+        .unwrap()
+        .extend_from_slice(&[7; 10]);
+    let unfinished = {
+        let mut m = mem.clone();
+        m.files.insert(newest, std::vec![0xa5; SEGMENT_HEADER_LEN]);
+        m
+    };
+    let (_, report) = open(unfinished.clone(), early());
+    let cut = report.cut.unwrap_or_else(|| panic!("{report:?}"));
+    assert_eq!(
+        (cut.case, cut.segment, cut.segments_removed),
+        (Case::TornTail, before, 1)
+    );
+    let strict = early().with_early_rotation(false);
+    assert!(matches!(
+        try_open(unfinished, strict).err(),
+        Some(OpenError::Corrupted(_))
+    ));
+    // An unreadable header with bytes after it is no unfinished creation.
+    let mut written_after = mem.clone();
+    let mut bytes = std::vec![0xa5; SEGMENT_HEADER_LEN];
+    bytes.extend_from_slice(&[1, 2, 3, 4]);
+    written_after.files.insert(newest, bytes);
+    assert!(matches!(
+        try_open(written_after, early()).err(),
+        Some(OpenError::Corrupted(_))
+    ));
 }
 
 #[test]

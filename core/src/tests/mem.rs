@@ -10,6 +10,8 @@ pub(crate) struct Mem {
     pub(crate) fail_sync: bool,
     pub(crate) fail_write: bool,
     pub(crate) syncs: u32,
+    /// Every segment synced, in order.
+    pub(crate) synced: Vec<SegmentId>,
     /// Every `reserve` hint, in order.
     pub(crate) reserved: Vec<(SegmentId, u64)>,
     pub(crate) fail_reserve: bool,
@@ -99,11 +101,12 @@ impl Storage for Mem {
         self.file_mut(id)?.truncate(len as usize);
         Ok(())
     }
-    fn sync(&mut self, _id: SegmentId) -> Result<(), MemError> {
+    fn sync(&mut self, id: SegmentId) -> Result<(), MemError> {
         if self.fail_sync {
             return Err(MemError(StorageErrorKind::Io));
         }
         self.syncs += 1;
+        self.synced.push(id);
         Ok(())
     }
     fn sync_dir(&mut self) -> Result<(), MemError> {
