@@ -24,17 +24,6 @@ fn written(n: u64, cfg: Config, synced_at: Option<u64>) -> TestWal {
     wal
 }
 
-/// Cuts segment `id` just after its `k`-th record (records of `payload` length).
-fn cut_after(mem: &mut Mem, id: u64, k: usize) {
-    let f = mem.files.get_mut(&id).unwrap();
-    let mut at = 64;
-    for _ in 0..k {
-        let len = u32::from_le_bytes(f[at + 4..at + 8].try_into().unwrap()) as usize;
-        at += 32 + len;
-    }
-    f.truncate(at);
-}
-
 #[test]
 fn an_early_rotation_syncs_no_old_segment_and_the_durable_lsn_waits_for_it() {
     let mut wal = written(20, early(), None);

@@ -36,17 +36,6 @@ fn flag_early(mem: &mut Mem, id: u64) {
     f[..64].copy_from_slice(&h.encode());
 }
 
-/// Cuts segment `id` just after its `k`-th record (records of `payload` length).
-fn cut_after(mem: &mut Mem, id: u64, k: usize) {
-    let f = mem.files.get_mut(&id).unwrap();
-    let mut at = 64;
-    for _ in 0..k {
-        let len = u32::from_le_bytes(f[at + 4..at + 8].try_into().unwrap()) as usize;
-        at += 32 + len;
-    }
-    f.truncate(at);
-}
-
 #[cfg(feature = "early-rotation")]
 #[test]
 fn a_header_flagged_by_hand_is_the_one_an_early_rotation_writes() {

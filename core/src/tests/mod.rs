@@ -36,6 +36,17 @@ pub(crate) fn try_open(
     Wal::open(mem, config, &mut scratch)
 }
 
+/// Cuts segment `id` just after its `k`-th record (records of `payload` length).
+pub(crate) fn cut_after(mem: &mut Mem, id: u64, k: usize) {
+    let f = mem.files.get_mut(&id).unwrap();
+    let mut at = 64;
+    for _ in 0..k {
+        let len = u32::from_le_bytes(f[at + 4..at + 8].try_into().unwrap()) as usize;
+        at += 32 + len;
+    }
+    f.truncate(at);
+}
+
 pub(crate) fn small() -> Config {
     Config::default().with_segment_size(400)
 }
