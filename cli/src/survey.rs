@@ -13,7 +13,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use walden_core::{SegmentId, Storage, StorageErrorKind, parse_segment_name};
-use walden_std::{FileError, LOCK_FILE, read_at};
+use walden_std::{CLEAN_FILE, FileError, LOCK_FILE, read_at};
 
 /// Why a command could not run at all (exit code 3).
 #[derive(Debug)]
@@ -119,7 +119,7 @@ pub(crate) fn survey(dir: &Path) -> Result<Survey, Failure> {
                     "is not a regular file"
                 },
             }),
-            None if name == LOCK_FILE => {}
+            None if name == LOCK_FILE || name == CLEAN_FILE => {}
             // walden-std's preallocated spare segments (`{id:020}.spare`): its own files.
             None if kind.is_file() && is_spare(&name.to_string_lossy()) => s.spares.push(path),
             None => s.foreign.push(path),

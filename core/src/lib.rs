@@ -52,7 +52,7 @@ pub use error::{
 pub use inspect::{Inspection, SegmentReport, Verdict, inspect};
 pub use io::{RecordFull, RecordWriter};
 pub use lsn::Lsn;
-pub use name::{SEGMENT_NAME_LEN, SegmentName, parse_segment_name};
+pub use name::{CLEAN_FILE, SEGMENT_NAME_LEN, SegmentName, parse_segment_name};
 pub use reader::{Reader, Record};
 pub use recovery::MIN_SCRATCH;
 pub use report::{RecoveryReport, SalvageLoss, TailCut};

@@ -10,6 +10,11 @@ const SUFFIX: &[u8; 4] = b".wal";
 /// Length of every segment file name in bytes.
 pub const SEGMENT_NAME_LEN: usize = DIGITS + SUFFIX.len();
 
+/// The clean-close marker (docs/FORMAT.md, "The clean-close marker"): walden-std leaves it when
+/// it closes a log with every write synced, and every file-based adapter removes it before it
+/// changes a segment.
+pub const CLEAN_FILE: &str = "walden.clean";
+
 /// The file name of one segment, formatted without allocating.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SegmentName([u8; SEGMENT_NAME_LEN]);

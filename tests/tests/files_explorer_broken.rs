@@ -108,6 +108,16 @@ fn a_restart_that_reads_the_page_cache_is_caught() {
 }
 
 #[test]
+fn a_clean_close_marker_left_after_a_failed_sync_is_caught() {
+    // The process that saw its fdatasync fail closes the log and leaves the marker anyway:
+    // the restarted process trusts its page cache, reads records the disk never got and
+    // builds on them, as if it never dropped the cached pages.
+    let variant = FileVariant::CleanAlways;
+    let stats = faults::failed_syncs(&explorer(variant), &workload(0x403));
+    assert_caught(variant, &stats, "classification", "MidLogCorruption");
+}
+
+#[test]
 fn the_correct_variant_passes_the_same_runs() {
     for seed in [0x401, 0x402, 0x406, 0x40b] {
         let stats = explorer(FileVariant::Correct).explore(&workload(seed));

@@ -210,6 +210,9 @@ pub enum Mutation {
     /// write to *any* segment, even one created after the reserved segment was sealed: a
     /// zero-fill past a seal.
     DeferredReserveAnyWrite,
+    /// Closing leaves the clean-close marker whatever happened, even after a failed sync: the
+    /// next open trusts cached pages the disk never got.
+    CleanAlways,
 }
 
 /// An open file (or an open directory, for [`FsFile::sync_all`]).

@@ -96,6 +96,7 @@
 //! ```
 #![deny(unsafe_code)]
 
+mod clean;
 mod durable;
 mod error;
 mod filesystem;
@@ -112,6 +113,7 @@ mod transform;
 mod verify;
 mod wal;
 
+pub use clean::CLEAN_FILE;
 pub use durable::{DurableError, DurableFuture};
 pub use error::{Error, FileError};
 #[doc(hidden)]

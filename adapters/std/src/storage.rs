@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use walden_core::{SegmentId, SegmentName, Storage, StorageErrorKind, parse_segment_name};
 
+use crate::clean::{self, Unsynced};
 use crate::error::{Error, FileError};
 use crate::filesystem::{FileKind, FileSystem, FsFile, Mutation, OpenMode, OsFs};
 use crate::fill::FillAhead;
@@ -66,6 +67,13 @@ pub struct FileStorage<F: FileSystem = OsFs> {
     wrote: bool,
     /// A `reserve` made before the first write, carried out by that write.
     deferred: Option<(SegmentId, u64)>,
+    /// What this storage changed and has not synced: whether closing may leave the
+    /// clean-close marker (`clean.rs`).
+    unsynced: Arc<Unsynced>,
+    /// Segments that may hold data a previous process never synced, found at open (none when
+    /// it found the clean-close marker): [`FileStorage::forget_cached_newest`] drops their
+    /// cached pages.
+    suspects: Vec<SegmentId>,
 }
 
 /// Bytes written to and syncs of the active segment since it was created.
@@ -103,11 +111,6 @@ impl<F: FileSystem> FileStorage<F> {
             action,
             error: FileError::from_io(&e),
         };
-        // Before anything else the open does (any of it may be the last thing before a power
-        // cut), so that nothing recovery keeps is lost by a crash during the open.
-        if let Err(e) = sync_early_sealed(&fs, &dir) {
-            return Err(fail("sync early-sealed segments in", e));
-        }
         if create {
             match create_dir_durably(&fs, &dir) {
                 Ok(()) => {}
@@ -136,6 +139,15 @@ impl<F: FileSystem> FileStorage<F> {
         if spare::remove_leftovers(&fs, &dir).map_err(|e| fail("clean spare files in", e))? {
             dir_handle.sync_all().map_err(|e| fail("sync", e))?;
         }
+        // Before anything changes a segment: a process that fails from here on must not leave
+        // the marker behind.
+        let trusted =
+            clean::take(&fs, &dir).map_err(|e| fail("remove the clean-close marker from", e))?;
+        let suspects = if trusted {
+            Vec::new()
+        } else {
+            sync_suspects(&fs, &dir).map_err(|e| fail("sync the newest segments in", e))?
+        };
         Ok(Self {
             fs,
             dir,
@@ -153,6 +165,8 @@ impl<F: FileSystem> FileStorage<F> {
             zero_fill: true,
             wrote: false,
             deferred: None,
+            unsynced: Arc::default(),
+            suspects,
         })
     }
 
@@ -306,18 +320,28 @@ impl<F: FileSystem> Drop for FileStorage<F> {
         self.stop_fill(None);
         // Before the lock goes: no background job may still create a file in the directory.
         self.spare.shutdown(&self.fs);
+        let always = self.fs.mutation() == Some(Mutation::CleanAlways);
+        if (always || self.unsynced.is_clean())
+            && let Err(e) = clean::leave(&self.fs, &self.dir)
+        {
+            tracing::debug!(dir = %self.dir.display(), error = %e, "could not leave the clean-close marker");
+        }
     }
 }
 
 impl<F: FileSystem> GroupSync for FileStorage<F> {
     fn detached_sync(&self, id: SegmentId) -> Result<Option<DetachedSync<FileError>>, FileError> {
-        let Some(file) = self.flush_shared(id)? else {
+        let Some(file) = self
+            .flush_shared(id)
+            .inspect_err(|_| self.unsynced.failed())?
+        else {
             // Never opened: nothing was written through this storage since open.
             return Ok(None);
         };
         self.usage.syncs.fetch_add(1, Ordering::Relaxed);
+        let (unsynced, mark) = (self.unsynced.clone(), self.unsynced.before_sync());
         Ok(Some(Box::new(move || {
-            file.sync_data().map_err(FileError::from)
+            unsynced.outcome(id, mark, file.sync_data().map_err(FileError::from))
         })))
     }
 }
@@ -338,6 +362,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
 
     fn create(&mut self, id: SegmentId) -> Result<(), FileError> {
         let path = self.segment_path(id);
+        self.unsynced.changed(id);
         if walden_core::raw::is_start_slot(id) {
             // A start slot (written by `truncate_front`) is not the log's next segment: the
             // newest segment goes on being written, so its zero-fill keeps running and the
@@ -388,6 +413,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         }
         self.files.remove(&id);
         self.fs.remove_file(&self.segment_path(id))?;
+        self.unsynced.removed(id);
         Ok(())
     }
 
@@ -433,6 +459,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
 
     fn write(&mut self, id: SegmentId, offset: u64, data: &[u8]) -> Result<(), FileError> {
         self.usage.written += data.len() as u64;
+        self.unsynced.changed(id);
         // Only a write to the reserved segment carries the reservation out, before its bytes
         // are buffered (so the zeros reach the file first). Never another segment's: a
         // reservation of a segment sealed since would zero-fill past its seal (the files
@@ -490,22 +517,27 @@ impl<F: FileSystem> Storage for FileStorage<F> {
 
     fn truncate(&mut self, id: SegmentId, len: u64) -> Result<(), FileError> {
         self.stop_fill(Some(id));
+        self.unsynced.changed(id);
         self.flush_if(id)?;
         self.file(id)?.set_len(len)?;
         Ok(())
     }
 
     fn sync(&mut self, id: SegmentId) -> Result<(), FileError> {
+        let mark = self.unsynced.before_sync();
         if self.fs.mutation() != Some(Mutation::SyncSkipsFlush) {
-            self.flush_if(id)?;
+            self.flush_if(id).inspect_err(|_| self.unsynced.failed())?;
         }
-        self.file(id)?.sync_data()?;
+        let synced = self.file(id).and_then(|f| Ok(f.sync_data()?));
+        self.unsynced.outcome(id, mark, synced)?;
         *self.usage.syncs.get_mut() += 1;
         Ok(())
     }
 
     fn sync_dir(&mut self) -> Result<(), FileError> {
-        self.dir_handle.sync_all()?;
+        self.dir_handle
+            .sync_all()
+            .inspect_err(|_| self.unsynced.failed())?;
         Ok(())
     }
 
@@ -529,11 +561,25 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         } else {
             len
         };
+        // The zeros' sync covers every change of `id` once its buffered bytes are in the file.
+        let filling = have < len && zero;
+        let flushed = filling && self.flush_if(id).is_ok();
+        let unsynced = self.unsynced.clone();
         let opened = self.file(id).map(|f| {
             if have < len {
                 let _ = f.allocate(len);
-                if zero && spare::zero_fill(&**f, have, head, tuning.fill_chunk).is_ok() {
-                    let _ = f.sync_data();
+                if zero {
+                    unsynced.changed(id);
+                    let mark = unsynced.before_sync();
+                    if spare::zero_fill(&**f, have, head, tuning.fill_chunk).is_ok() {
+                        // A hint, but a failure is reported once per file description: the
+                        // segment's own next sync would not see it.
+                        match f.sync_data() {
+                            Ok(()) if flushed => unsynced.synced(id, mark),
+                            Ok(()) => {}
+                            Err(_) => unsynced.failed(),
+                        }
+                    }
                 }
             }
         });
@@ -606,7 +652,8 @@ fn create_dir_durably<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Lists the non-segment entries of `dir` (other than the lock file and our spare files).
+/// Lists the non-segment entries of `dir` (other than the lock file, the clean-close marker and
+/// our spare files).
 pub(crate) fn scan_foreign<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in fs.read_dir(dir)? {
@@ -614,7 +661,7 @@ pub(crate) fn scan_foreign<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Vec<
         let ours = name.to_str().is_some_and(|n| {
             parse_segment_name(n).is_some() || spare::parse_spare_name(n).is_some()
         });
-        if !ours && name != LOCK_FILE {
+        if !ours && name != LOCK_FILE && name != clean::CLEAN_FILE {
             out.push(dir.join(name));
         }
     }
@@ -652,24 +699,31 @@ impl<F: FileSystem> FileStorage<F> {
 impl<F: FileSystem> FileStorage<F> {
     /// Asks the kernel to drop its cached pages of the newest segment, and of every segment an
     /// early rotation may have left unsynced, before recovery reads them, so recovery sees
-    /// what the disk holds.
+    /// what the disk holds. Does nothing when the open found the clean-close marker.
     ///
     /// Why: after a failed `fdatasync` Linux may mark the unwritten pages clean (the
     /// "fsyncgate" behaviour). A restarted process would read them back from the page cache,
     /// sync "successfully", and treat records the disk never got as durable. Dropping clean
-    /// pages closes that hole; dirty pages (an ordinary process crash) are written back rather
-    /// than dropped, so nothing valid is lost. Only the newest segment can hold unsynced data,
-    /// and, with `Config::early_rotation`, a segment whose successor has the header's `early`
-    /// flag (docs/FORMAT.md, "Early successors"), or precedes a newest segment whose header
-    /// is unreadable (a creation that did not finish): every other one was synced before its
-    /// successor was created.
+    /// pages closes that hole; dirty pages (an ordinary process crash) were written back by
+    /// the open's sync of these segments first, so nothing valid is lost. Only the newest
+    /// segment can hold unsynced data, and, with `Config::early_rotation`, a segment whose
+    /// successor has the header's `early` flag (docs/FORMAT.md, "Early successors"), or
+    /// precedes a newest segment whose header is unreadable (a creation that did not finish):
+    /// every other one was synced before its successor was created.
+    ///
+    /// A segment whose pages could not be dropped keeps this process from leaving the
+    /// clean-close marker: it cannot tell that its cache matches the disk.
     pub fn forget_cached_newest(&self) -> io::Result<()> {
-        for id in maybe_unsynced(&self.fs, &self.dir)?.all() {
-            if let Ok(file) = regular(&self.fs, &self.dir, id) {
-                file.forget_cache()?;
+        let mut result = Ok(());
+        for &id in &self.suspects {
+            if let Ok(file) = regular(&self.fs, &self.dir, id)
+                && let Err(e) = file.forget_cache()
+            {
+                self.unsynced.failed();
+                result = Err(e);
             }
         }
-        Ok(())
+        result
     }
 }
 
@@ -683,23 +737,11 @@ fn regular<F: FileSystem>(fs: &F, dir: &Path, id: SegmentId) -> io::Result<F::Fi
     fs.open(&path, OpenMode::Read)
 }
 
-/// The segments of `dir` that may hold data no sync made durable.
-struct MaybeUnsynced {
-    /// The newest segment, if any.
-    newest: Option<SegmentId>,
-    /// Segments an early rotation sealed without a sync (their successor's header has the
-    /// `early` flag, or is unreadable in the newest segment: a creation that did not finish).
-    early_sealed: Vec<SegmentId>,
-}
-
-impl MaybeUnsynced {
-    fn all(&self) -> impl Iterator<Item = SegmentId> + '_ {
-        self.newest.iter().chain(&self.early_sealed).copied()
-    }
-}
-
-/// Finds [`MaybeUnsynced`] segments by reading headers (nothing is written).
-fn maybe_unsynced<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<MaybeUnsynced> {
+/// The segments of `dir` that may hold data no sync made durable: the newest one, and those an
+/// early rotation sealed without a sync (their successor's header has the `early` flag, or is
+/// unreadable in the newest segment: a creation that did not finish). Found by reading
+/// headers; nothing is written.
+fn maybe_unsynced<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Vec<SegmentId>> {
     let mut ids = Vec::new();
     for entry in fs.read_dir(dir)? {
         if let Some(id) = entry.name.to_str().and_then(parse_segment_name)
@@ -710,7 +752,7 @@ fn maybe_unsynced<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<MaybeUnsynced
     }
     ids.sort_unstable();
     let newest = ids.last().copied();
-    let mut early_sealed = Vec::new();
+    let mut suspects: Vec<SegmentId> = newest.into_iter().collect();
     for pair in ids.windows(2) {
         let (before, id) = (pair[0], pair[1]);
         let mut header = [0u8; walden_core::raw::SEGMENT_HEADER_LEN];
@@ -721,30 +763,27 @@ fn maybe_unsynced<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<MaybeUnsynced
             Err(_) => Some(id) == newest,
         };
         if early && id == before + 1 {
-            early_sealed.push(before);
+            suspects.push(before);
         }
     }
-    Ok(MaybeUnsynced {
-        newest,
-        early_sealed,
-    })
+    Ok(suspects)
 }
 
-/// Makes durable what a previous process left unsynced in segments an early rotation sealed,
-/// before the open changes anything. After a restart (not a power loss) their records may
-/// still be in the page cache: recovery reads and keeps them, so they must not vanish if the
-/// power fails during the open (a crash there would otherwise give a second recovery a
-/// shorter log than the first one returned). Data a failed sync lost stays lost: the sync
-/// reports only errors since this open, and `forget_cached_newest` then drops the stale
-/// pages, so recovery reads what the disk holds.
-fn sync_early_sealed<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<()> {
-    if !fs.metadata(dir).is_ok_and(|m| m.kind == FileKind::Dir) {
-        return Ok(()); // nothing there yet, or not a directory: the open reports it
+/// Makes durable what a previous process left unsynced in the newest segment and in segments
+/// an early rotation sealed, before the open changes anything, and returns those segments.
+/// After a restart (not a power loss) their records may still be in the page cache: recovery
+/// reads and keeps them, so they must not vanish if the power fails during the open (a crash
+/// there would otherwise give a second recovery a shorter log than the first one returned).
+/// Data a failed sync lost stays lost: the sync reports only errors since this open, and
+/// `forget_cached_newest` then drops the stale pages, so recovery reads what the disk holds.
+fn sync_suspects<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Vec<SegmentId>> {
+    let suspects = maybe_unsynced(fs, dir)?;
+    for &id in &suspects {
+        if let Ok(file) = regular(fs, dir, id) {
+            file.sync_data()?;
+        }
     }
-    for id in maybe_unsynced(fs, dir)?.early_sealed {
-        regular(fs, dir, id)?.sync_data()?;
-    }
-    Ok(())
+    Ok(suspects)
 }
 
 #[cfg(test)]
@@ -800,8 +839,8 @@ mod tests {
             names.sort();
             names
         };
-        let before = listing();
         let mut s = FileStorage::open(dir.path(), false).unwrap();
+        let before = listing(); // the open removed the clean-close marker, and only that
         s.reserve(1, SEGMENT).unwrap();
         s.prepare_next(1, SEGMENT);
         assert_eq!(s.len(1).unwrap(), 6, "no zero-fill before a write");
@@ -813,6 +852,33 @@ mod tests {
         let mut got = [0u8; 12];
         assert_eq!(s.read(1, 0, &mut got).unwrap(), 12);
         assert_eq!(&got, b"headerrecord");
+    }
+
+    #[test]
+    fn only_a_close_with_every_change_synced_leaves_the_clean_close_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join(clean::CLEAN_FILE);
+        let mut s = FileStorage::open(dir.path(), true).unwrap();
+        s.create(1).unwrap();
+        s.write(1, 0, b"header").unwrap();
+        s.sync(1).unwrap();
+        s.write(1, 6, b"record").unwrap();
+        drop(s);
+        assert!(!marker.exists(), "a write was never synced");
+        let s = FileStorage::open(dir.path(), false).unwrap();
+        assert_eq!(s.suspects, [1], "untrusted: the newest segment is a suspect");
+        drop(s);
+        assert!(marker.exists(), "this process changed nothing");
+        let mut s = FileStorage::open(dir.path(), false).unwrap();
+        assert!(!marker.exists(), "an open log never has the marker");
+        assert!(s.suspects.is_empty(), "trusted");
+        s.write(1, 12, b"more").unwrap();
+        s.sync(1).unwrap();
+        s.create(2).unwrap();
+        s.write(2, 0, b"header").unwrap();
+        s.remove(2).unwrap();
+        drop(s);
+        assert!(marker.exists(), "every change synced or removed");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use wasi::filesystem::types::{
 };
 
 use crate::error::WasiError;
-use walden_core::{SegmentName, parse_segment_name};
+use walden_core::{CLEAN_FILE, SegmentName, parse_segment_name};
 
 /// Segment descriptors kept open at once. The log touches the newest segment or two; readers
 /// during recovery walk the rest once, so a small cache avoids an `open-at` per call without
@@ -52,6 +52,8 @@ pub struct WasiStorage {
     /// Most bytes held before they are handed to the host (0: every write goes straight
     /// through).
     buffer_limit: usize,
+    /// Whether the clean-close marker was removed (see [`WasiStorage::before_change`]).
+    changing: bool,
 }
 
 /// A run of consecutive writes to one segment, starting at `offset`.
@@ -75,6 +77,7 @@ impl WasiStorage {
             open: RefCell::new(BTreeMap::new()),
             pending: None,
             buffer_limit: WRITE_BUFFER,
+            changing: false,
         }
     }
 
@@ -120,6 +123,19 @@ impl WasiStorage {
             )
             .map_err(|code| wasi_error("open-at", code))?;
         Ok(Self::new(dir))
+    }
+
+    /// Removes walden-std's clean-close marker ([`CLEAN_FILE`]) before the first change to a
+    /// segment: it tells walden-std that the page cache matches the disk, which stops being
+    /// true once this process writes (docs/FORMAT.md, "The clean-close marker").
+    fn before_change(&mut self) -> Result<(), WasiError> {
+        if !self.changing {
+            match self.dir.unlink_file_at(CLEAN_FILE) {
+                Ok(()) | Err(ErrorCode::NoEntry) => self.changing = true,
+                Err(code) => return Err(wasi_error("unlink-file-at", code)),
+            }
+        }
+        Ok(())
     }
 
     /// Calls `each` with the name of every directory entry that is not a segment: foreign
@@ -249,6 +265,7 @@ impl Storage for WasiStorage {
     }
 
     fn create(&mut self, id: SegmentId) -> Result<(), WasiError> {
+        self.before_change()?;
         let name = SegmentName::new(id);
         let file = self
             .dir
@@ -268,6 +285,7 @@ impl Storage for WasiStorage {
     }
 
     fn remove(&mut self, id: SegmentId) -> Result<(), WasiError> {
+        self.before_change()?;
         if self.pending_of(id).is_some() {
             self.pending = None;
         }
@@ -315,6 +333,7 @@ impl Storage for WasiStorage {
     }
 
     fn write(&mut self, id: SegmentId, offset: u64, data: &[u8]) -> Result<(), WasiError> {
+        self.before_change()?;
         match &mut self.pending {
             Some(p) if p.id == id && p.end() == offset => p.bytes.extend_from_slice(data),
             _ => {
@@ -340,6 +359,7 @@ impl Storage for WasiStorage {
     }
 
     fn truncate(&mut self, id: SegmentId, len: u64) -> Result<(), WasiError> {
+        self.before_change()?;
         self.flush_if(id)?;
         self.with_segment(id, |file| {
             file.set_size(len)

@@ -37,11 +37,15 @@ pub enum FileVariant {
     /// `fadvise(DONTNEED)` does nothing: a process restarted after a failed `fdatasync` reads
     /// cached data the disk never got and calls it durable.
     ForgetCacheIsNoop,
+    /// Closing leaves the clean-close marker even after a failed `fdatasync`
+    /// ([`Mutation::CleanAlways`]): the restarted process trusts the page cache and skips
+    /// `fadvise(DONTNEED)`.
+    CleanAlways,
 }
 
 impl FileVariant {
     /// Every variant, the correct one first.
-    pub const ALL: [FileVariant; 7] = [
+    pub const ALL: [FileVariant; 8] = [
         FileVariant::Correct,
         FileVariant::LinkNotDirSynced,
         FileVariant::SyncSkipsFlush,
@@ -49,6 +53,7 @@ impl FileVariant {
         FileVariant::StaleSpare,
         FileVariant::DeferredReserveAnyWrite,
         FileVariant::ForgetCacheIsNoop,
+        FileVariant::CleanAlways,
     ];
 
     /// The walden-std mutation this variant turns on, if any.
@@ -58,6 +63,7 @@ impl FileVariant {
             FileVariant::FillIgnoresStop => Some(Mutation::FillIgnoresStop),
             FileVariant::StaleSpare => Some(Mutation::StaleSpare),
             FileVariant::DeferredReserveAnyWrite => Some(Mutation::DeferredReserveAnyWrite),
+            FileVariant::CleanAlways => Some(Mutation::CleanAlways),
             _ => None,
         }
     }

@@ -1,0 +1,161 @@
+//! The clean-close marker: how an open knows it may trust the page cache.
+//!
+//! After a failed `fdatasync` Linux may keep the unwritten pages in its cache, marked clean
+//! (the "fsyncgate" behaviour), so a restarted process can read records the disk never got.
+//! An open that cannot rule that out drops the cached pages of every segment that may hold
+//! unsynced data and reads them from the disk (`FileStorage::forget_cached_newest`), and
+//! syncs the segments an early rotation sealed. That costs a cold read of the newest segment at
+//! every open, and of every early-sealed one.
+//!
+//! A process that closes its log with every byte it wrote synced successfully, and no sync
+//! failed, leaves the file [`CLEAN_FILE`] in the directory: nothing it cached differs from the
+//! disk. The next open that finds it skips both steps, and removes it before it changes
+//! anything, so that a process that fails later never leaves a marker behind.
+//!
+//! The marker needs no sync, in either direction: after a power cut the page cache is empty,
+//! so a marker that reappears (its removal was not durable) or that was lost (its creation was
+//! not durable) changes only how much an open reads from the disk, never what it finds. A
+//! marker left half-written by a crash was still created only after the check passed.
+//! (docs/FORMAT.md, "The clean-close marker".)
+
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+
+use walden_core::SegmentId;
+
+use crate::filesystem::{FileSystem, FsFile, OpenMode};
+
+pub use walden_core::CLEAN_FILE;
+
+/// What the marker says, for an operator who finds it.
+const TEXT: &[u8] = b"walden-std: closed with every write synced; the next open may trust the page cache (docs/FORMAT.md)\n";
+
+/// Removes the marker of `dir` if it is there, and says whether it was.
+pub(crate) fn take<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<bool> {
+    match fs.remove_file(&dir.join(CLEAN_FILE)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Leaves the marker in `dir` (nothing is synced: see the module's documentation).
+pub(crate) fn leave<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<()> {
+    fs.open(&dir.join(CLEAN_FILE), OpenMode::CreateOrOpen)?
+        .write_all_at(TEXT, 0)
+}
+
+/// Which segments were changed since their last successful sync through this storage, and
+/// whether any sync failed: the evidence for [`leave`].
+///
+/// Each change is numbered; a sync removes a segment only if no change came after the moment
+/// the sync began (a group-commit leader syncs outside the log's lock while others write).
+#[derive(Debug, Default)]
+pub(crate) struct Unsynced {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    changes: u64,
+    /// Segment → the number of its last change not yet covered by a sync.
+    segments: HashMap<SegmentId, u64>,
+    /// A sync (of a segment, a directory or a zero-fill) failed: never clean again.
+    failed: bool,
+}
+
+impl Unsynced {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `id` was (or is about to be) written, truncated or created.
+    pub(crate) fn changed(&self, id: SegmentId) {
+        let mut s = self.state();
+        s.changes += 1;
+        let n = s.changes;
+        s.segments.insert(id, n);
+    }
+
+    /// `id` was removed: its pages are gone with it.
+    pub(crate) fn removed(&self, id: SegmentId) {
+        self.state().segments.remove(&id);
+    }
+
+    /// Call before a sync begins; pass the result to [`Unsynced::synced`] when it succeeds.
+    pub(crate) fn before_sync(&self) -> u64 {
+        self.state().changes
+    }
+
+    /// A sync of `id` that began at `mark` ([`Unsynced::before_sync`]) succeeded.
+    pub(crate) fn synced(&self, id: SegmentId, mark: u64) {
+        let mut s = self.state();
+        if s.segments.get(&id).is_some_and(|&n| n <= mark) {
+            s.segments.remove(&id);
+        }
+    }
+
+    /// A sync failed.
+    pub(crate) fn failed(&self) {
+        self.state().failed = true;
+    }
+
+    /// Records the outcome of a sync of `id` that began at `mark`.
+    pub(crate) fn outcome<T, E>(&self, id: SegmentId, mark: u64, r: Result<T, E>) -> Result<T, E> {
+        match &r {
+            Ok(_) => self.synced(id, mark),
+            Err(_) => self.failed(),
+        }
+        r
+    }
+
+    /// Every change was synced and no sync failed.
+    pub(crate) fn is_clean(&self) -> bool {
+        let s = self.state();
+        !s.failed && s.segments.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_during_a_sync_keeps_the_segment_unsynced() {
+        let u = Unsynced::default();
+        assert!(u.is_clean());
+        u.changed(3);
+        let mark = u.before_sync();
+        u.changed(3); // written while the sync ran
+        u.synced(3, mark);
+        assert!(!u.is_clean());
+        let mark = u.before_sync();
+        u.synced(3, mark);
+        assert!(u.is_clean());
+    }
+
+    #[test]
+    fn a_sync_of_one_segment_leaves_another_unsynced() {
+        let u = Unsynced::default();
+        u.changed(1);
+        u.changed(2);
+        let mark = u.before_sync();
+        u.synced(2, mark);
+        assert!(!u.is_clean());
+        u.removed(1);
+        assert!(u.is_clean());
+    }
+
+    #[test]
+    fn a_failed_sync_is_never_forgotten() {
+        let u = Unsynced::default();
+        u.changed(1);
+        let mark = u.before_sync();
+        let _ = u.outcome(1, mark, Err::<(), ()>(()));
+        let mark = u.before_sync();
+        let _ = u.outcome(1, mark, Ok::<(), ()>(()));
+        assert!(!u.is_clean());
+    }
+}
