@@ -866,7 +866,11 @@ mod tests {
         drop(s);
         assert!(!marker.exists(), "a write was never synced");
         let s = FileStorage::open(dir.path(), false).unwrap();
-        assert_eq!(s.suspects, [1], "untrusted: the newest segment is a suspect");
+        assert_eq!(
+            s.suspects,
+            [1],
+            "untrusted: the newest segment is a suspect"
+        );
         drop(s);
         assert!(marker.exists(), "this process changed nothing");
         let mut s = FileStorage::open(dir.path(), false).unwrap();

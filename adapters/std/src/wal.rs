@@ -28,13 +28,15 @@ pub struct Options {
     /// [`SyncPolicy`](walden_core::SyncPolicy) is the one durability setting, for [`Wal`] and
     /// [`crate::SharedWal`] alike. The default is [`Config::default`].
     ///
-    /// [`Config::early_rotation`] (off by default) suits logs written in bulk without syncs: a
-    /// rotation does not wait for the old segment's `fdatasync` (the next sync makes it durable
-    /// first), so such appends run at the page cache's speed instead of the disk's
-    /// (docs/FORMAT.md, "Early successors"). Its cost is at open: walden-std cannot tell which
-    /// early-sealed segments a later sync covered, so it drops their cached pages and reads
-    /// them from the disk (what a failed sync lost must not be read back from the cache), and
-    /// a warm open of a log rotated early is as slow as a cold one.
+    /// `Options::default()` turns [`Config::early_rotation`] on (core's `Config::default()`
+    /// leaves it off, for devices; a `Config` you pass keeps its own setting): a rotation does
+    /// not wait for the old segment's `fdatasync` (the next sync makes it durable first), so
+    /// appends without syncs run at the page cache's speed instead of the disk's
+    /// (docs/FORMAT.md, "Early successors"). Its cost is at an open after a crash: walden-std
+    /// cannot tell which early-sealed segments a later sync covered, so it syncs them, drops
+    /// their cached pages and reads them from the disk (what a failed sync lost must not be
+    /// read back from the cache). After a clean close (every write synced) the clean-close
+    /// marker lets the open skip that (docs/FORMAT.md, "The clean-close marker").
     pub config: Config,
     /// Create the directory if it does not exist (default: true).
     pub create_dir: bool,
@@ -58,7 +60,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            config: Config::default(),
+            config: Config::default().with_early_rotation(true),
             create_dir: true,
             scratch_size: 1 << 20,
             group_window: crate::GroupWindow::default(),
