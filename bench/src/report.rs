@@ -389,15 +389,14 @@ const NOTES: &str = "## How to read this, and what it does not say\n\n\
 - The machine is shared (2 vCPUs); numbers vary run to run by 10-20%. Benchmarks assert nothing.\n\n\
 ## Where Walden is behind, and why\n\n\
 - **No fsync, vs the baseline**: the baseline is a `BufWriter` with a length and a CRC that \
-  never syncs, so it runs at page-cache speed. By default every Walden rotation syncs the old \
-  segment under the log lock (recovery then relies on every segment but the newest being \
-  durable), so without fsync Walden runs at the disk's write bandwidth and each rotation is a \
-  stall. `Config::early_rotation` (opt-in; docs/FORMAT.md \"Early successors\") leaves that sync \
-  to the next one and runs at page-cache speed, but then every open reads the early-sealed \
-  segments from the disk. Appends of a write buffer's worth skip the buffer. At 128 B the rest \
-  is per record: a 32-byte salted header and two checksums against 8 bytes and one, the log \
-  lock, the read index's entry. At 128 B Walden is ahead of the other WALs; at 256 KiB \
-  commitlog, which never syncs, can be ahead.\n\
+  never syncs, so it runs at page-cache speed. walden-std rotates early by default \
+  (`Config::early_rotation`, docs/FORMAT.md \"Early successors\"): a rotation leaves the old \
+  segment's sync to the next sync instead of stalling on it under the log lock. An open after \
+  a crash then syncs the early-sealed segments and reads them from the disk; after a clean \
+  close the clean-close marker (docs/FORMAT.md) spares it that. Appends of a write buffer's \
+  worth skip the buffer. At 128 B the rest is per record: a 32-byte salted header and two \
+  checksums against 8 bytes and one, the log lock, the read index's entry. At 128 B Walden is \
+  ahead of the other WALs; at 256 KiB commitlog, which never syncs, can be ahead.\n\
 - **Durable writers, CPU**: waiting writers may poll (yielding the CPU) instead of sleeping \
   at once, only where that pays (`GroupWindow::spin`, `Spin::Adaptive` by default: fast syncs, \
   more threads than CPUs, at most one poller per 8 CPUs, and a running trial showing that \
