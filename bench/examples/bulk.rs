@@ -1,7 +1,7 @@
 //! One bulk workload, Walden against the naive baseline, interleaved for a shared machine.
 //!
 //! ```text
-//! cargo run --release -p walden-bench --example bulk -- <nofsync128|nofsync256k|batch1k|batch100|replay|reads|reads128> [rounds] [dir]
+//! cargo run --release -p walden-bench --example bulk -- <nofsync128|nofsync256k|batch1k|batch1k128|batch100|replay|reads|reads128> [rounds] [dir]
 //! ```
 //!
 //! Prints each round's rates and the median of the Walden ÷ baseline ratios, plus p50/p99 of
@@ -167,6 +167,7 @@ fn run(which: &str, work: &str, base: &Path) -> (f64, f64, f64, f64) {
         "nofsync256k" => (256 << 10, 1, false),
         "batch1k" => (1024, 1000, true),
         "batch100" => (1024, 100, true),
+        "batch1k128" => (128, 1000, true),
         "reads128" => (128, 1, false),
         _ => (1024, 1, false),
     };
@@ -224,6 +225,19 @@ fn run(which: &str, work: &str, base: &Path) -> (f64, f64, f64, f64) {
         ops += count as u64;
     }
     let el = t.elapsed().as_secs_f64();
+    if std::env::var_os("BULK_SLOW").is_some() {
+        // Where the slow operations fall: index, latency (µs), bytes appended before it.
+        let mut by: Vec<(usize, u64)> = lat.iter().copied().enumerate().collect();
+        by.sort_unstable_by_key(|&(_, l)| std::cmp::Reverse(l));
+        let per = (size * count) as u64;
+        for (i, l) in by.iter().take(lat.len() / 100 + 1) {
+            eprintln!(
+                "slow {which} #{i} {} us at {} MiB",
+                l / 1000,
+                (*i as u64 * per) >> 20
+            );
+        }
+    }
     lat.sort_unstable();
     let q = |f: f64| lat[((lat.len() - 1) as f64 * f) as usize] as f64 / 1e3;
     (ops as f64 / el, q(0.5), q(0.99), q(0.999))

@@ -111,6 +111,11 @@ impl Unsynced {
         r
     }
 
+    /// Whether `id` has changes no sync covered yet.
+    pub(crate) fn holds(&self, id: SegmentId) -> bool {
+        self.state().segments.contains_key(&id)
+    }
+
     /// Every change was synced and no sync failed.
     pub(crate) fn is_clean(&self) -> bool {
         let s = self.state();

@@ -211,9 +211,13 @@ impl<F: FileSystem> FileStorage<F> {
     /// [`Tuning::max_open_files`](crate::Tuning), so a log of thousands of segments stays within the process's file
     /// descriptor limit (1,024 by default on Linux). Never closed: the file just opened, the
     /// newest segment (the only one records are appended to, synced through this descriptor)
-    /// and the one whose bytes are in the write buffer. Every older segment was synced when
-    /// the log rotated past it, so closing its descriptor loses no data and no sync error
-    /// that a durability promise depends on; a later read, truncate or sync reopens it.
+    /// the one whose bytes are in the write buffer, and any with changes not yet synced (an
+    /// early rotation's pending segments: a writeback error is reported to the descriptors
+    /// open when it happened, and may be forgotten with the inode once none is). Every other
+    /// segment was synced since it was last changed, so closing its descriptor loses no data
+    /// and no sync error that a durability promise depends on; a later read, truncate or sync
+    /// reopens it. Unsynced segments can take the count past the limit: a log that rotates
+    /// through that many segments without a sync holds that many descriptors until it syncs.
     fn remember(&mut self, id: SegmentId, file: Arc<F::File>) {
         self.files.insert(id, file);
         let max = self.fs.tuning().max_open_files;
@@ -226,9 +230,17 @@ impl<F: FileSystem> FileStorage<F> {
             .max();
         let mut closable: Vec<SegmentId> = (self.files.keys().copied())
             .filter(|&k| k != id && Some(k) != newest && Some(k) != buffered)
+            .filter(|&k| !self.unsynced.holds(k))
             .collect();
         closable.sort_unstable();
         let excess = self.files.len() - max;
+        if closable.len() < excess {
+            tracing::debug!(
+                open = self.files.len(),
+                max,
+                "segments with unsynced changes keep their descriptors open"
+            );
+        }
         for k in closable.into_iter().take(excess) {
             self.files.remove(&k);
         }
@@ -883,6 +895,30 @@ mod tests {
         s.remove(2).unwrap();
         drop(s);
         assert!(marker.exists(), "every change synced or removed");
+    }
+
+    #[cfg(feature = "sim")]
+    #[test]
+    fn segments_with_unsynced_changes_keep_their_descriptors() {
+        use crate::filesystem::SimFileSystem;
+        // At most two descriptors (SIM_TUNING), but four segments written early-rotation
+        // style, none synced: a writeback error must reach the descriptor that syncs each.
+        let fs = SimFileSystem::new("/log", walden_sim::SimFs::default());
+        let mut s = FileStorage::open_in(fs, "/log", true).unwrap();
+        for id in 1..=4 {
+            s.create(id).unwrap();
+            s.write(id, 0, b"header").unwrap();
+        }
+        let mut open: Vec<_> = s.files.keys().copied().collect();
+        open.sort_unstable();
+        assert_eq!(open, [1, 2, 3, 4]);
+        for id in 1..=3 {
+            s.sync(id).unwrap();
+        }
+        s.create(5).unwrap();
+        let mut open: Vec<_> = s.files.keys().copied().collect();
+        open.sort_unstable();
+        assert_eq!(open, [4, 5], "synced segments' descriptors close again");
     }
 
     #[test]
