@@ -228,7 +228,7 @@ fn run(which: &str, work: &str, base: &Path) -> (f64, f64, f64, f64) {
     if std::env::var_os("BULK_SLOW").is_some() {
         // Where the slow operations fall: index, latency (µs), bytes appended before it.
         let mut by: Vec<(usize, u64)> = lat.iter().copied().enumerate().collect();
-        by.sort_unstable_by_key(|&(_, l)| std::cmp::Reverse(l));
+        by.sort_unstable_by_key(|&(_, l)| core::cmp::Reverse(l));
         let per = (size * count) as u64;
         for (i, l) in by.iter().take(lat.len() / 100 + 1) {
             eprintln!(
