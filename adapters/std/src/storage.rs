@@ -148,6 +148,12 @@ impl<F: FileSystem> FileStorage<F> {
         } else {
             sync_suspects(&fs, &dir).map_err(|e| fail("sync the newest segments in", e))?
         };
+        // Until their cached pages are dropped, the suspects' cache may differ from the disk:
+        // closing before that (a failed open, `walden repair`) leaves no marker.
+        let unsynced = Arc::new(Unsynced::default());
+        for &id in &suspects {
+            unsynced.changed(id);
+        }
         Ok(Self {
             fs,
             dir,
@@ -165,7 +171,7 @@ impl<F: FileSystem> FileStorage<F> {
             zero_fill: true,
             wrote: false,
             deferred: None,
-            unsynced: Arc::default(),
+            unsynced,
             suspects,
         })
     }
@@ -727,12 +733,16 @@ impl<F: FileSystem> FileStorage<F> {
     /// clean-close marker: it cannot tell that its cache matches the disk.
     pub fn forget_cached_newest(&self) -> io::Result<()> {
         let mut result = Ok(());
+        let mark = self.unsynced.before_sync();
         for &id in &self.suspects {
-            if let Ok(file) = regular(&self.fs, &self.dir, id)
-                && let Err(e) = file.forget_cache()
-            {
-                self.unsynced.failed();
-                result = Err(e);
+            // Not a regular file: recovery reports it, and its pages are nothing of ours.
+            let forgot = regular(&self.fs, &self.dir, id).map_or(Ok(()), |f| f.forget_cache());
+            match forgot {
+                Ok(()) => self.unsynced.synced(id, mark),
+                Err(e) => {
+                    self.unsynced.failed();
+                    result = Err(e);
+                }
             }
         }
         result
@@ -884,7 +894,17 @@ mod tests {
             "untrusted: the newest segment is a suspect"
         );
         drop(s);
-        assert!(marker.exists(), "this process changed nothing");
+        assert!(
+            !marker.exists(),
+            "closed before the suspects' pages were dropped"
+        );
+        let s = FileStorage::open(dir.path(), false).unwrap();
+        s.forget_cached_newest().unwrap();
+        drop(s);
+        assert!(
+            marker.exists(),
+            "this process changed nothing, and dropped the pages"
+        );
         let mut s = FileStorage::open(dir.path(), false).unwrap();
         assert!(!marker.exists(), "an open log never has the marker");
         assert!(s.suspects.is_empty(), "trusted");
