@@ -18,6 +18,7 @@
 //! marker left half-written by a crash was still created only after the check passed.
 //! (docs/FORMAT.md, "The clean-close marker".)
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;
@@ -52,18 +53,41 @@ pub(crate) fn leave<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<()> {
 ///
 /// Each change is numbered; a sync removes a segment only if no change came after the moment
 /// the sync began (a group-commit leader syncs outside the log's lock while others write).
-#[derive(Debug, Default)]
+/// Nearly every change is an append to the segment changed last, so that one is tracked in
+/// atomics and costs the append path no lock; the others are in a map behind a mutex.
+#[derive(Debug)]
 pub(crate) struct Unsynced {
+    /// Changes so far. Only `&mut FileStorage` paths change a segment, one at a time, so a load
+    /// and a store suffice; a sync reads it under the log's lock, after every change it covers.
+    changes: AtomicU64,
+    /// The segment changed last (any value before the first change: its two numbers are 0).
+    current: AtomicU64,
+    /// The number of its last change.
+    current_last: AtomicU64,
+    /// The highest mark of a successful sync of it since it became current.
+    current_synced: AtomicU64,
     state: Mutex<State>,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    changes: u64,
-    /// Segment → the number of its last change not yet covered by a sync.
+    /// Segment (other than the current one) → the number of its last change not yet covered
+    /// by a sync.
     segments: HashMap<SegmentId, u64>,
     /// A sync (of a segment, a directory or a zero-fill) failed: never clean again.
     failed: bool,
+}
+
+impl Default for Unsynced {
+    fn default() -> Self {
+        Self {
+            changes: AtomicU64::new(0),
+            current: AtomicU64::new(u64::MAX),
+            current_last: AtomicU64::new(0),
+            current_synced: AtomicU64::new(0),
+            state: Mutex::default(),
+        }
+    }
 }
 
 impl Unsynced {
@@ -71,26 +95,50 @@ impl Unsynced {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `id` was (or is about to be) written, truncated or created.
+    /// `id` was (or is about to be) written, truncated or created. Called only from
+    /// `&mut FileStorage` paths.
     pub(crate) fn changed(&self, id: SegmentId) {
+        let n = self.changes.load(Ordering::Relaxed) + 1;
+        self.changes.store(n, Ordering::Relaxed);
+        if self.current.load(Ordering::Acquire) == id {
+            self.current_last.store(n, Ordering::Release);
+            return;
+        }
         let mut s = self.state();
-        s.changes += 1;
-        let n = s.changes;
-        s.segments.insert(id, n);
+        let old = self.current.load(Ordering::Acquire);
+        let last = self.current_last.load(Ordering::Acquire);
+        if last > self.current_synced.load(Ordering::Acquire) {
+            s.segments.insert(old, last);
+        }
+        s.segments.remove(&id);
+        // Before `current` changes: a sync of the old segment that still finds it current
+        // raises `current_synced` to a mark below `n`, which leaves this change unsynced.
+        self.current_synced.store(0, Ordering::Release);
+        self.current_last.store(n, Ordering::Release);
+        self.current.store(id, Ordering::Release);
     }
 
     /// `id` was removed: its pages are gone with it.
     pub(crate) fn removed(&self, id: SegmentId) {
-        self.state().segments.remove(&id);
+        let mut s = self.state();
+        if self.current.load(Ordering::Acquire) == id {
+            let last = self.current_last.load(Ordering::Acquire);
+            self.current_synced.fetch_max(last, Ordering::AcqRel);
+        }
+        s.segments.remove(&id);
     }
 
     /// Call before a sync begins; pass the result to [`Unsynced::synced`] when it succeeds.
     pub(crate) fn before_sync(&self) -> u64 {
-        self.state().changes
+        self.changes.load(Ordering::Relaxed)
     }
 
     /// A sync of `id` that began at `mark` ([`Unsynced::before_sync`]) succeeded.
     pub(crate) fn synced(&self, id: SegmentId, mark: u64) {
+        if self.current.load(Ordering::Acquire) == id {
+            self.current_synced.fetch_max(mark, Ordering::AcqRel);
+            return;
+        }
         let mut s = self.state();
         if s.segments.get(&id).is_some_and(|&n| n <= mark) {
             s.segments.remove(&id);
@@ -113,13 +161,19 @@ impl Unsynced {
 
     /// Whether `id` has changes no sync covered yet.
     pub(crate) fn holds(&self, id: SegmentId) -> bool {
+        if self.current.load(Ordering::Acquire) == id {
+            return self.current_last.load(Ordering::Acquire)
+                > self.current_synced.load(Ordering::Acquire);
+        }
         self.state().segments.contains_key(&id)
     }
 
     /// Every change was synced and no sync failed.
     pub(crate) fn is_clean(&self) -> bool {
         let s = self.state();
-        !s.failed && s.segments.is_empty()
+        let current = self.current_last.load(Ordering::Acquire)
+            <= self.current_synced.load(Ordering::Acquire);
+        !s.failed && s.segments.is_empty() && current
     }
 }
 
