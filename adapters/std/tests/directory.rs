@@ -275,3 +275,44 @@ fn invalid_options_touch_nothing_on_disk() {
     assert!(open_wal(bad_config).is_err());
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
 }
+
+#[test]
+fn a_clean_close_marker_is_left_by_a_clean_close_and_taken_by_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join(walden_std::CLEAN_FILE);
+    let (mut wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+    wal.append(b"durable").unwrap();
+    drop(wal);
+    assert!(marker.exists(), "every write was synced");
+    let options = Options::default().with_sync_policy(walden_core::SyncPolicy::Manual);
+    let (mut wal, report) = Wal::open(dir.path(), options).unwrap();
+    assert_eq!(report.last_lsn, Lsn(1));
+    assert!(!marker.exists(), "an open log never has the marker");
+    wal.append(b"never synced").unwrap();
+    drop(wal);
+    assert!(!marker.exists(), "a write was never synced");
+}
+
+#[test]
+fn a_marker_that_cannot_be_removed_refuses_the_open_and_changes_nothing() {
+    // A directory where the marker should be: the open cannot take it, so it must not trust
+    // it, nor change anything a later open would trust it for.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), Options::default()).unwrap();
+    wal.append(b"durable").unwrap();
+    drop(wal);
+    let marker = dir.path().join(walden_std::CLEAN_FILE);
+    std::fs::remove_file(&marker).unwrap();
+    std::fs::create_dir(&marker).unwrap();
+    let before = std::fs::read(dir.path().join("00000000000000000000.wal")).unwrap();
+    match Wal::open(dir.path(), Options::default()) {
+        Err(Error::Directory { action, .. }) => {
+            assert_eq!(action, "remove the clean-close marker from");
+        }
+        Err(other) => panic!("expected a directory error, got {other:?}"),
+        Ok(_) => panic!("opened past a marker it could not remove"),
+    }
+    let after = std::fs::read(dir.path().join("00000000000000000000.wal")).unwrap();
+    assert_eq!(before, after);
+    assert!(marker.is_dir());
+}
