@@ -84,9 +84,10 @@ impl Log for B {
 fn open(which: &str, dir: &Path) -> Box<dyn Log> {
     if which == "walden" {
         let mut o = Options::default().with_sync_policy(SyncPolicy::Manual);
-        // BULK_EARLY=1: rotate without syncing the old segment (`Config::early_rotation`).
-        if std::env::var_os("BULK_EARLY").is_some_and(|v| v == "1") {
-            o.config = o.config.with_early_rotation(true);
+        // Early rotation (`Config::early_rotation`) is walden-std's default: BULK_EARLY=0 turns
+        // it off, to compare.
+        if std::env::var_os("BULK_EARLY").is_some_and(|v| v == "0") {
+            o.config = o.config.with_early_rotation(false);
         }
         // BULK_PREALLOCATE=0: no preallocation, spares or zero-fill (`Options::preallocate`).
         if std::env::var_os("BULK_PREALLOCATE").is_some_and(|v| v == "0") {
