@@ -404,9 +404,10 @@ pub(crate) fn scan_in_parallel<F: FileSystem>(
         return HashMap::new();
     }
     // The newest segment too: recovery reads all of it (its records and the zeros after
-    // them), which would otherwise run alone after the others. It goes first: its pages were
-    // just dropped from the cache (`forget_cached_newest`), so it is read from the disk while
-    // the other threads checksum cached segments. Threads take the next segment from a shared
+    // them), which would otherwise run alone after the others. It goes first: unless the last
+    // close left the clean-close marker, its pages were just dropped from the cache
+    // (`forget_cached_newest`), so it is read from the disk while the other threads checksum
+    // cached segments. Threads take the next segment from a shared
     // counter, so a slow segment does not leave a thread idle.
     ids.sort_unstable();
     if ids.len() < 2 {
