@@ -34,11 +34,7 @@ fn a_record_of_exactly_max_record_size_is_appended_and_recovered() {
         wal.append_batch(&[&max, &max, b"x"]),
         Err(AppendError::BatchTooLarge { len: 601, max: 600 })
     );
-    for policy in [
-        RecoveryPolicy::Strict,
-        RecoveryPolicy::TolerateTornTail,
-        RecoveryPolicy::Salvage,
-    ] {
+    for &policy in policies() {
         let (wal, report) = open(wal.storage().clone(), cfg.with_recovery(policy));
         assert!(report.is_clean(), "{policy:?}: {report}");
         let mut buf = [0u8; 300];
@@ -46,6 +42,7 @@ fn a_record_of_exactly_max_record_size_is_appended_and_recovered() {
             assert_eq!(wal.read(Lsn(lsn), &mut buf).unwrap().payload, &max[..]);
         }
     }
+    salvage_is_refused(wal.storage(), cfg);
 }
 
 #[test]
