@@ -77,23 +77,26 @@ fn every_finding_is_spelled_out() {
         assert_eq!(wal.last_lsn(), l.first_lost.prev());
     }
 
-    // Segments missing from the front, accepted by Salvage.
-    let (mut wal, _) = open(mem.clone(), small());
-    let keep = wal.segments()[2].first_lsn;
-    wal.truncate_front(keep).unwrap();
-    let oldest = wal.segments()[0].id;
-    let mut front = wal.into_storage();
-    front.files.remove(&oldest);
-    if let Some((_, report)) = salvaged(&front, small()) {
-        assert!(!report.is_clean());
-        assert!(
-            report.to_string().ends_with(&std::format!(
-                "; SALVAGE: segments {oldest}..{} missing from the front of the log (it now starts at segment {})",
-                oldest + 1,
-                oldest + 1
-            )),
-            "{report}"
-        );
+    // Segments missing from the front, accepted by Salvage (truncate_front needs feature
+    // `start-slots`).
+    if cfg!(feature = "start-slots") {
+        let (mut wal, _) = open(mem.clone(), small());
+        let keep = wal.segments()[2].first_lsn;
+        wal.truncate_front(keep).unwrap();
+        let oldest = wal.segments()[0].id;
+        let mut front = wal.into_storage();
+        front.files.remove(&oldest);
+        if let Some((_, report)) = salvaged(&front, small()) {
+            assert!(!report.is_clean());
+            assert!(
+                report.to_string().ends_with(&std::format!(
+                    "; SALVAGE: segments {oldest}..{} missing from the front of the log (it now starts at segment {})",
+                    oldest + 1,
+                    oldest + 1
+                )),
+                "{report}"
+            );
+        }
     }
 }
 
