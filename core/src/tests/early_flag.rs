@@ -5,7 +5,9 @@
 //! flag in a header by hand; the build with the feature checks that this is byte for byte the
 //! header an early rotation writes, so the builds without it are tested on what a server build
 //! leaves. Run them without the feature with
-//! `cargo test -p walden-core --no-default-features --features salvage,detail` (CI does).
+//! `cargo test -p walden-core --no-default-features --features salvage,detail` or
+//! `--no-default-features --features start-slots` (a device's build, without `salvage` too;
+//! CI runs both).
 
 use super::*;
 use crate::format::SegmentHeader;
@@ -79,11 +81,7 @@ fn a_torn_segment_with_an_early_successor_is_judged_only_where_built_in() {
     let mut mem = written(20, manual());
     flag_early(&mut mem, 1);
     cut_after(&mut mem, 0, 2);
-    for policy in [
-        RecoveryPolicy::Strict,
-        RecoveryPolicy::TolerateTornTail,
-        RecoveryPolicy::Salvage,
-    ] {
+    for &policy in policies() {
         let mut opened = mem.clone();
         let got = Wal::<&mut Mem, Fixed<16>>::open(
             &mut opened,
@@ -115,6 +113,7 @@ fn a_torn_segment_with_an_early_successor_is_judged_only_where_built_in() {
             assert_eq!(opened.syncs, mem.syncs, "{policy:?}");
         }
     }
+    salvage_is_refused(&mem, manual());
 }
 
 #[cfg(not(feature = "early-rotation"))]

@@ -54,13 +54,18 @@ fn a_growable_log_outgrows_every_fixed_table_and_reopens_whole() {
     assert_eq!(ids, (0..segments as u64).collect::<Vec<_>>());
     check_records(&wal, 1, n, None);
 
-    // Retention over hundreds of segments, then appends and a reopen.
-    let keep = n / 2;
-    let removed = wal.truncate_front(Lsn(keep)).expect("truncate_front");
-    assert!(removed > SEGMENTS / 3, "{removed}");
-    assert_eq!(wal.segments().len(), segments - removed);
-    let first = wal.first_lsn().0;
-    assert!(first <= keep && first > 1);
+    // Retention over hundreds of segments (where `truncate_front` is built in: feature
+    // `start-slots`), then appends and a reopen.
+    let mut removed = 0;
+    let mut first = 1;
+    if cfg!(feature = "start-slots") {
+        let keep = n / 2;
+        removed = wal.truncate_front(Lsn(keep)).expect("truncate_front");
+        assert!(removed > SEGMENTS / 3, "{removed}");
+        assert_eq!(wal.segments().len(), segments - removed);
+        first = wal.first_lsn().0;
+        assert!(first <= keep && first > 1);
+    }
     wal.append(b"after").expect("append");
     let (wal, report) = BigWal::open(wal.into_storage(), small(), &mut scratch).expect("reopen");
     assert_eq!(report.segments, segments - removed);

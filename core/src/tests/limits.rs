@@ -1,7 +1,7 @@
 //! The exact edges of what a log accepts and where it rotates, and what truncation removes.
 
 use super::*;
-use crate::format::{META_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, START_SLOTS};
+use crate::format::{META_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::{AppendError, Lsn, RecoveryPolicy, SyncPolicy};
 
 const H: u64 = SEGMENT_HEADER_LEN as u64;
@@ -34,11 +34,7 @@ fn a_record_of_exactly_max_record_size_is_appended_and_recovered() {
         wal.append_batch(&[&max, &max, b"x"]),
         Err(AppendError::BatchTooLarge { len: 601, max: 600 })
     );
-    for policy in [
-        RecoveryPolicy::Strict,
-        RecoveryPolicy::TolerateTornTail,
-        RecoveryPolicy::Salvage,
-    ] {
+    for &policy in policies() {
         let (wal, report) = open(wal.storage().clone(), cfg.with_recovery(policy));
         assert!(report.is_clean(), "{policy:?}: {report}");
         let mut buf = [0u8; 300];
@@ -46,6 +42,7 @@ fn a_record_of_exactly_max_record_size_is_appended_and_recovered() {
             assert_eq!(wal.read(Lsn(lsn), &mut buf).unwrap().payload, &max[..]);
         }
     }
+    salvage_is_refused(wal.storage(), cfg);
 }
 
 #[test]
@@ -137,6 +134,7 @@ fn the_reserve_hint_goes_to_the_segment_being_appended_to() {
     wal.append(b"after").unwrap();
 }
 
+#[cfg(feature = "start-slots")]
 #[test]
 fn truncate_front_that_removes_nothing_writes_nothing() {
     let (mut wal, _) = open(Mem::default(), small());
@@ -154,8 +152,37 @@ fn truncate_front_that_removes_nothing_writes_nothing() {
     assert_eq!(wal.first_lsn(), second);
 }
 
+/// Without feature `start-slots` a log cannot drop its front: `truncate_front` is a typed
+/// refusal that changes nothing, whatever it is asked.
+#[cfg(not(feature = "start-slots"))]
+#[test]
+fn truncate_front_is_refused_where_start_slots_are_not_built_in() {
+    let (mut wal, _) = open(Mem::default(), small());
+    for i in 1..=30 {
+        wal.append(&payload(i)).unwrap();
+    }
+    let before = wal.storage().clone();
+    let segments = wal.segments().to_vec();
+    for lsn in [Lsn(1), wal.segments()[2].first_lsn, Lsn(1_000)] {
+        assert!(matches!(
+            wal.truncate_front(lsn),
+            Err(crate::TruncateError::NotBuiltIn)
+        ));
+    }
+    assert_eq!(wal.storage().files, before.files);
+    assert_eq!(wal.storage().syncs, before.syncs);
+    assert_eq!(wal.segments(), &segments[..]);
+    assert_eq!(
+        (wal.first_lsn(), wal.counters().segments_removed),
+        (Lsn(1), 0)
+    );
+    wal.append(b"after").unwrap();
+}
+
+#[cfg(feature = "start-slots")]
 #[test]
 fn start_slots_take_turns_and_the_newest_generation_wins() {
+    use crate::format::START_SLOTS;
     let (mut wal, _) = open(Mem::default(), small());
     for i in 1..=60 {
         wal.append(&payload(i)).unwrap();

@@ -112,7 +112,7 @@ fn a_record_damaged_after_open_is_reported_not_returned() {
         Err(ReadError::Corrupted(c)) => {
             assert_eq!(
                 (c.segment, c.lsn, c.detail),
-                (0, Some(Lsn(5)), "payload checksum mismatch")
+                (0, Some(Lsn(5)), detail("payload checksum mismatch"))
             );
             assert_eq!(c.offset, (n - 47) as u64);
         }

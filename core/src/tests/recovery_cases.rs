@@ -124,13 +124,14 @@ fn damage_that_a_later_record_proves_acknowledged_is_mid_log_corruption() {
         }
         _ => unreachable!(),
     }
-    let (wal, report) = open(mem, big().with_recovery(RecoveryPolicy::Salvage));
-    let loss = report.salvage.expect("salvage reported");
-    assert_eq!(
-        (loss.case, loss.first_lost, loss.last_known),
-        (Case::MidLogCorruption, Lsn(2), Some(Lsn(5)))
-    );
-    assert_eq!(wal.last_lsn(), Lsn(1));
+    if let Some((wal, report)) = salvaged(&mem, big()) {
+        let loss = report.salvage.expect("salvage reported");
+        assert_eq!(
+            (loss.case, loss.first_lost, loss.last_known),
+            (Case::MidLogCorruption, Lsn(2), Some(Lsn(5)))
+        );
+        assert_eq!(wal.last_lsn(), Lsn(1));
+    }
 }
 
 fn rotated() -> Mem {
@@ -153,12 +154,13 @@ fn damage_in_a_sealed_segment_is_an_error() {
         corruption(try_open(mem.clone(), small())),
         Case::SealedSegmentDamaged
     );
-    let (wal, report) = open(mem, small().with_recovery(RecoveryPolicy::Salvage));
-    let loss = report.salvage.unwrap();
-    assert_eq!(loss.case, Case::SealedSegmentDamaged);
-    assert_eq!(wal.segments().len(), 2);
-    assert_eq!(wal.last_lsn(), loss.first_lost.prev());
-    assert!(loss.segments_dropped >= 2);
+    if let Some((wal, report)) = salvaged(&mem, small()) {
+        let loss = report.salvage.unwrap();
+        assert_eq!(loss.case, Case::SealedSegmentDamaged);
+        assert_eq!(wal.segments().len(), 2);
+        assert_eq!(wal.last_lsn(), loss.first_lost.prev());
+        assert!(loss.segments_dropped >= 2);
+    }
 }
 
 #[test]
@@ -180,14 +182,15 @@ fn missing_segment_is_an_error_and_nothing_is_deleted() {
         Case::MissingSegment
     );
     assert_eq!(mem.files.len(), n);
-    let (_, report) = open(mem, small().with_recovery(RecoveryPolicy::Salvage));
-    let loss = report.salvage.unwrap();
-    assert_eq!(loss.case, Case::MissingSegment);
-    assert_eq!(
-        loss.last_known,
-        Some(Lsn(30)),
-        "records in dropped segments are counted"
-    );
+    if let Some((_, report)) = salvaged(&mem, small()) {
+        let loss = report.salvage.unwrap();
+        assert_eq!(loss.case, Case::MissingSegment);
+        assert_eq!(
+            loss.last_known,
+            Some(Lsn(30)),
+            "records in dropped segments are counted"
+        );
+    }
 }
 
 #[test]
@@ -257,7 +260,7 @@ fn absurd_length_with_valid_header_checksum_is_not_trusted() {
     let (wal, report) = open(mem, big());
     assert_eq!(
         report.cut.unwrap().detail,
-        "record length beyond any max_record_size"
+        detail("record length beyond any max_record_size")
     );
     assert_eq!(wal.last_lsn(), Lsn(2));
 }
@@ -384,12 +387,17 @@ fn salvage_that_leaves_a_sealed_segment_newest_cuts_its_trailing_garbage() {
         .get_mut(&1)
         .unwrap()
         .extend_from_slice(&[0x5a; 50]);
-    let cfg = small().with_recovery(RecoveryPolicy::Salvage);
-    let (wal, first) = open(mem, cfg);
-    assert_eq!(first.salvage.unwrap().case, Case::ForeignSegment);
-    assert!(first.trailing_garbage.is_some());
-    let (_, second) = open(wal.into_storage(), cfg);
-    assert!(second.is_clean(), "recovery is idempotent: {second}");
+    // The default policy refuses the foreign segment (in every build).
+    assert_eq!(
+        corruption(try_open(mem.clone(), small())),
+        Case::ForeignSegment
+    );
+    if let Some((wal, first)) = salvaged(&mem, small()) {
+        assert_eq!(first.salvage.unwrap().case, Case::ForeignSegment);
+        assert!(first.trailing_garbage.is_some());
+        let (_, second) = open(wal.into_storage(), salvage(small()).unwrap());
+        assert!(second.is_clean(), "recovery is idempotent: {second}");
+    }
 }
 
 /// A rotated log with its newest segment's id.
@@ -450,48 +458,53 @@ fn a_removed_newest_segment_is_found_through_its_predecessors_seal() {
     // Nothing was touched.
     assert_eq!(mem.files, before.files);
     // Salvage cuts the seal, reports the loss, and the log then opens cleanly by default.
-    let (wal, report) = open(mem, small().with_recovery(RecoveryPolicy::Salvage));
-    let loss = report.salvage.unwrap();
-    assert_eq!(loss.case, Case::MissingNewestSegment);
-    assert_eq!(loss.first_lost, wal.last_lsn().next());
-    let mem = wal.into_storage();
-    let (_, report) = open(mem, small());
-    assert!(report.is_clean(), "{report}");
+    if let Some((wal, report)) = salvaged(&mem, small()) {
+        let loss = report.salvage.unwrap();
+        assert_eq!(loss.case, Case::MissingNewestSegment);
+        assert_eq!(loss.first_lost, wal.last_lsn().next());
+        let mem = wal.into_storage();
+        let (_, report) = open(mem, small());
+        assert!(report.is_clean(), "{report}");
+    }
 }
 
 #[test]
 fn segments_removed_from_the_front_are_found_unless_truncate_front_removed_them() {
-    // truncate_front records where the log starts: its removals open cleanly.
-    let (mut wal, _) = open(rotated(), small());
-    let first_kept = wal.segments()[2].first_lsn;
-    assert_eq!(wal.truncate_front(first_kept).unwrap(), 2);
-    let oldest = wal.segments()[0].id;
-    let mem = wal.into_storage();
-    let (wal, report) = open(mem.clone(), small());
-    assert!(report.is_clean(), "{report}");
-    assert_eq!(wal.first_lsn(), first_kept);
-
-    // Removing the oldest segment by hand is found, under every policy but Salvage.
-    let mut lost = mem.clone();
-    lost.files.remove(&oldest);
-    let err = try_open(lost.clone(), small()).map(|(_, r)| r).unwrap_err();
-    match err {
-        crate::OpenError::Corrupted(c) => {
-            assert_eq!((c.case, c.segment), (Case::MissingSegment, oldest));
-        }
-        other => panic!("{other:?}"),
-    }
-    let (wal, report) = open(lost, small().with_recovery(RecoveryPolicy::Salvage));
-    let front = report.missing_front.unwrap();
-    assert_eq!((front.expected, front.found), (oldest, oldest + 1));
-    // Salvage recorded the new start: the next ordinary open is clean.
-    let (_, report) = open(wal.into_storage(), small());
-    assert!(report.is_clean(), "{report}");
-
-    // Without any truncate_front the first segment (0) is required too.
+    // A log whose front was never truncated needs its first segment (0).
     let mut lost = rotated();
     lost.files.remove(&0);
     assert_eq!(corruption(try_open(lost, small())), Case::MissingSegment);
+
+    // truncate_front records where the log starts (feature `start-slots`): its removals open
+    // cleanly.
+    if cfg!(feature = "start-slots") {
+        let (mut wal, _) = open(rotated(), small());
+        let first_kept = wal.segments()[2].first_lsn;
+        assert_eq!(wal.truncate_front(first_kept).unwrap(), 2);
+        let oldest = wal.segments()[0].id;
+        let mem = wal.into_storage();
+        let (wal, report) = open(mem.clone(), small());
+        assert!(report.is_clean(), "{report}");
+        assert_eq!(wal.first_lsn(), first_kept);
+
+        // Removing the oldest segment by hand is found, under every policy but Salvage.
+        let mut lost = mem.clone();
+        lost.files.remove(&oldest);
+        let err = try_open(lost.clone(), small()).map(|(_, r)| r).unwrap_err();
+        match err {
+            crate::OpenError::Corrupted(c) => {
+                assert_eq!((c.case, c.segment), (Case::MissingSegment, oldest));
+            }
+            other => panic!("{other:?}"),
+        }
+        if let Some((wal, report)) = salvaged(&lost, small()) {
+            let front = report.missing_front.unwrap();
+            assert_eq!((front.expected, front.found), (oldest, oldest + 1));
+            // Salvage recorded the new start: the next ordinary open is clean.
+            let (_, report) = open(wal.into_storage(), small());
+            assert!(report.is_clean(), "{report}");
+        }
+    }
 }
 
 #[test]
@@ -512,11 +525,7 @@ fn a_reopened_log_with_a_smaller_max_record_size_refuses_and_changes_nothing() {
     wal.append(&[7u8; 200]).unwrap();
     let mem = wal.into_storage();
     let tight = small().with_max_record_size(100);
-    for policy in [
-        RecoveryPolicy::Strict,
-        RecoveryPolicy::TolerateTornTail,
-        RecoveryPolicy::Salvage,
-    ] {
+    for &policy in policies() {
         match try_open(mem.clone(), tight.with_recovery(policy)).map(|(_, r)| r) {
             Err(crate::OpenError::RecordTooLarge {
                 lsn, length, max, ..
@@ -524,6 +533,7 @@ fn a_reopened_log_with_a_smaller_max_record_size_refuses_and_changes_nothing() {
             other => panic!("{policy:?}: {other:?}"),
         }
     }
+    salvage_is_refused(&mem, tight);
     let (wal, report) = open(mem, small());
     assert!(report.is_clean());
     assert_eq!(all(&wal), std::vec![(1, std::vec![7u8; 200])]);

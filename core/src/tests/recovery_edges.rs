@@ -125,7 +125,7 @@ fn records_longer_than_the_scratch_window_are_verified_whole() {
                     Case::MidLogCorruption,
                     64 + 1032,
                     Some(Lsn(2)),
-                    "payload checksum mismatch"
+                    detail("payload checksum mismatch")
                 ),
                 "byte {offset}, scratch {scratch}"
             );
@@ -175,7 +175,7 @@ fn a_log_holding_batches_reopens_whole() {
 
     // A batch whose last record is lost or torn is cut whole: no partial batch is recovered.
     let len = mem.files[&0].len();
-    for (keep, detail) in [
+    for (keep, text) in [
         (
             len - (32 + 5) - (32 + 7),
             "incomplete batch at the end of the segment",
@@ -195,7 +195,7 @@ fn a_log_holding_batches_reopens_whole() {
         );
         assert_eq!(
             (cut.offset, cut.detail),
-            ((len - 32 - 5 - 32 - 7 - 32 - 3) as u64, detail)
+            ((len - 32 - 5 - 32 - 7 - 32 - 3) as u64, detail(text))
         );
     }
 }
@@ -213,7 +213,7 @@ fn a_record_with_the_wrong_lsn_inside_a_segment_is_damage() {
             0,
             at(3) as u64,
             Some(Lsn(3)),
-            "unexpected LSN"
+            detail("unexpected LSN")
         )
     );
     // The same in the last record, which nothing vouches for: a torn tail, reported.
@@ -221,7 +221,10 @@ fn a_record_with_the_wrong_lsn_inside_a_segment_is_damage() {
     rewrite_record(&mut mem, 0, at(5), |r| r.lsn = Lsn(4));
     let (wal, report) = open(mem, Config::default());
     let cut = report.cut.unwrap();
-    assert_eq!((cut.first_lsn, cut.detail), (Lsn(5), "unexpected LSN"));
+    assert_eq!(
+        (cut.first_lsn, cut.detail),
+        (Lsn(5), detail("unexpected LSN"))
+    );
     assert_eq!(wal.last_lsn(), Lsn(4));
 }
 
@@ -242,7 +245,7 @@ fn a_lone_torn_segment_is_rewritten_only_if_it_starts_the_log() {
         (
             Case::DamagedHeader,
             7,
-            "torn header and no earlier segment to tell its first LSN"
+            detail("torn header and no earlier segment to tell its first LSN")
         )
     );
     assert_eq!(mem.files[&7], std::vec![0; 64], "nothing changed");
@@ -340,11 +343,9 @@ fn a_record_too_large_in_a_sealed_segment_is_a_configuration_error() {
     }
     assert!(wal.segments().len() > 2);
     let mem = wal.into_storage();
-    for policy in [RecoveryPolicy::TolerateTornTail, RecoveryPolicy::Salvage] {
-        let r = try_open(
-            mem.clone(),
-            small().with_max_record_size(100).with_recovery(policy),
-        );
+    let tight = small().with_max_record_size(100);
+    for &policy in policies() {
+        let r = try_open(mem.clone(), tight.with_recovery(policy));
         assert_eq!(
             r.map(|(_, r)| r).err(),
             Some(OpenError::RecordTooLarge {
@@ -357,6 +358,7 @@ fn a_record_too_large_in_a_sealed_segment_is_a_configuration_error() {
             "{policy:?}"
         );
     }
+    salvage_is_refused(&mem, tight);
 }
 
 #[test]
@@ -392,15 +394,18 @@ fn a_foreign_or_missing_segment_is_reported_where_the_log_breaks() {
     );
     assert_eq!(
         c.detail,
-        "header belongs to another log, another id, or does not continue the previous segment"
+        detail(
+            "header belongs to another log, another id, or does not continue the previous segment"
+        )
     );
-    let (wal, report) = open(mem, small().with_recovery(RecoveryPolicy::Salvage));
-    let loss = report.salvage.unwrap();
-    assert_eq!(
-        (loss.case, loss.first_lost, loss.offset),
-        (Case::ForeignSegment, expected, 0)
-    );
-    assert_eq!(wal.last_lsn(), expected.prev());
+    if let Some((wal, report)) = salvaged(&mem, small()) {
+        let loss = report.salvage.unwrap();
+        assert_eq!(
+            (loss.case, loss.first_lost, loss.offset),
+            (Case::ForeignSegment, expected, 0)
+        );
+        assert_eq!(wal.last_lsn(), expected.prev());
+    }
 
     // Segment 2 removed: segment 3 is where the log breaks, at the LSN segment 2 began with.
     let mut mem = rotated();
@@ -414,13 +419,14 @@ fn a_foreign_or_missing_segment_is_reported_where_the_log_breaks() {
             3,
             0,
             Some(expected),
-            "a segment id before this one is missing"
+            detail("a segment id before this one is missing")
         )
     );
-    let (wal, report) = open(mem, small().with_recovery(RecoveryPolicy::Salvage));
-    let loss = report.salvage.unwrap();
-    assert_eq!((loss.first_lost, loss.segment), (expected, 3));
-    assert_eq!(wal.last_lsn(), expected.prev());
+    if let Some((wal, report)) = salvaged(&mem, small()) {
+        let loss = report.salvage.unwrap();
+        assert_eq!((loss.first_lost, loss.segment), (expected, 3));
+        assert_eq!(wal.last_lsn(), expected.prev());
+    }
 }
 
 #[test]
@@ -458,13 +464,13 @@ fn header_damage_is_described_as_operators_need() {
             "segment written by a newer format version",
         ),
     ];
-    for (edit, case, detail) in cases {
+    for (edit, case, text) in cases {
         let mut mem = rotated();
         edit(mem.files.get_mut(&1).unwrap());
         let c = refusal(try_open(mem, small()));
         assert_eq!(
             (c.case, c.segment, c.offset, c.detail),
-            (case, 1, 0, detail)
+            (case, 1, 0, detail(text))
         );
     }
     // An unfinished newest segment under Strict.
@@ -476,7 +482,7 @@ fn header_damage_is_described_as_operators_need() {
         (c.case, c.detail),
         (
             Case::TornCreation,
-            "segment header never written (nothing after it either)"
+            detail("segment header never written (nothing after it either)")
         )
     );
     // The newest segment removed, found through its predecessor's seal.
@@ -490,7 +496,10 @@ fn header_damage_is_described_as_operators_need() {
         (
             Case::MissingNewestSegment,
             Some(first_lost),
-            "the segment's seal names a successor that is missing (the newest segment was removed)"
+            detail(
+                "the segment's seal names a successor that is missing (the newest segment was \
+                 removed)"
+            )
         )
     );
 }
@@ -516,8 +525,11 @@ fn a_torn_tail_report_and_counters_say_what_was_cut() {
     );
     assert_eq!(
         std::format!("{report}"),
-        "recovered 5 records (LSN 1..=5) in 1 segments; cut 35 bytes of torn tail from segment 0 \
-         at offset 264 (from LSN 6, 0 orphaned records): record extends past the end of the segment"
+        std::format!(
+            "recovered 5 records (LSN 1..=5) in 1 segments; cut 35 bytes of torn tail from \
+             segment 0 at offset 264 (from LSN 6, 0 orphaned records){}",
+            detail(": record extends past the end of the segment")
+        )
     );
 }
 
@@ -531,36 +543,39 @@ fn a_salvage_report_and_counters_say_what_was_given_up() {
     let newest = *mem.files.keys().last().unwrap();
     let kept_first = header_of(&mem, 1).first_lsn;
     let bytes_before: u64 = mem.files.values().map(|f| f.len() as u64).sum();
-    let cfg = small().with_recovery(RecoveryPolicy::Salvage);
-    let (wal, report) = open(mem, cfg);
-    let loss = report.salvage.unwrap();
-    assert_eq!(
-        (loss.case, loss.segment, loss.offset, loss.first_lost),
-        (
-            Case::SealedSegmentDamaged,
-            1,
-            damaged_at as u64,
-            kept_first.next()
-        )
-    );
-    assert_eq!(loss.segments_dropped as u64, newest - 1);
-    assert_eq!(loss.last_known, Some(Lsn(30)));
-    assert_eq!(loss.detail, "payload checksum mismatch");
-    let seg0_records = header_of(&files_before, 1).first_lsn.0 - 1;
-    assert_eq!(report.records, seg0_records + 1);
-    assert_eq!((report.segments, report.last_lsn), (2, kept_first));
-    assert_eq!(wal.last_lsn(), kept_first);
-    let c = wal.counters();
-    assert_eq!(c.corruption_events, 1);
-    let bytes_after: u64 = wal.storage().files.values().map(|f| f.len() as u64).sum();
-    assert_eq!(c.bytes_truncated, bytes_before - bytes_after);
-    assert!(!wal.segments()[1].sealed);
-    // The salvaged log opens cleanly under every policy.
-    let (_, again) = open(
-        wal.into_storage(),
-        small().with_recovery(RecoveryPolicy::Strict),
-    );
-    assert!(again.is_clean(), "{again}");
+    // The default policy refuses it (in every build).
+    let c = refusal(try_open(mem.clone(), small()));
+    assert_eq!((c.case, c.segment), (Case::SealedSegmentDamaged, 1));
+    if let Some((wal, report)) = salvaged(&mem, small()) {
+        let loss = report.salvage.unwrap();
+        assert_eq!(
+            (loss.case, loss.segment, loss.offset, loss.first_lost),
+            (
+                Case::SealedSegmentDamaged,
+                1,
+                damaged_at as u64,
+                kept_first.next()
+            )
+        );
+        assert_eq!(loss.segments_dropped as u64, newest - 1);
+        assert_eq!(loss.last_known, Some(Lsn(30)));
+        assert_eq!(loss.detail, detail("payload checksum mismatch"));
+        let seg0_records = header_of(&files_before, 1).first_lsn.0 - 1;
+        assert_eq!(report.records, seg0_records + 1);
+        assert_eq!((report.segments, report.last_lsn), (2, kept_first));
+        assert_eq!(wal.last_lsn(), kept_first);
+        let c = wal.counters();
+        assert_eq!(c.corruption_events, 1);
+        let bytes_after: u64 = wal.storage().files.values().map(|f| f.len() as u64).sum();
+        assert_eq!(c.bytes_truncated, bytes_before - bytes_after);
+        assert!(!wal.segments()[1].sealed);
+        // The salvaged log opens cleanly under every policy.
+        let (_, again) = open(
+            wal.into_storage(),
+            small().with_recovery(RecoveryPolicy::Strict),
+        );
+        assert!(again.is_clean(), "{again}");
+    }
 }
 
 #[test]
@@ -569,20 +584,25 @@ fn salvage_that_drops_segments_counts_their_bytes() {
     mem.files.get_mut(&2).unwrap()[20] ^= 1; // segment 2's header
     let bytes_before: u64 = mem.files.values().map(|f| f.len() as u64).sum();
     let newest = *mem.files.keys().last().unwrap();
-    let (wal, report) = open(mem, small().with_recovery(RecoveryPolicy::Salvage));
-    let loss = report.salvage.unwrap();
-    assert_eq!(
-        (loss.case, loss.segment, loss.offset),
-        (Case::DamagedHeader, 2, 0)
-    );
-    assert_eq!(loss.segments_dropped as u64, newest - 1);
-    assert_eq!(wal.segments().len(), 2);
-    let bytes_after: u64 = wal.storage().files.values().map(|f| f.len() as u64).sum();
-    assert_eq!(wal.counters().bytes_truncated, bytes_before - bytes_after);
-    assert_eq!(wal.counters().corruption_events, 1);
-    assert_eq!(report.records, wal.last_lsn().0);
+    // The default policy refuses it (in every build).
+    let c = refusal(try_open(mem.clone(), small()));
+    assert_eq!((c.case, c.segment), (Case::DamagedHeader, 2));
+    if let Some((wal, report)) = salvaged(&mem, small()) {
+        let loss = report.salvage.unwrap();
+        assert_eq!(
+            (loss.case, loss.segment, loss.offset),
+            (Case::DamagedHeader, 2, 0)
+        );
+        assert_eq!(loss.segments_dropped as u64, newest - 1);
+        assert_eq!(wal.segments().len(), 2);
+        let bytes_after: u64 = wal.storage().files.values().map(|f| f.len() as u64).sum();
+        assert_eq!(wal.counters().bytes_truncated, bytes_before - bytes_after);
+        assert_eq!(wal.counters().corruption_events, 1);
+        assert_eq!(report.records, wal.last_lsn().0);
+    }
 }
 
+#[cfg(feature = "start-slots")]
 #[test]
 fn inspection_counts_a_missing_front_as_one_problem() {
     let (mut wal, _) = open(rotated(), small());
@@ -611,7 +631,7 @@ fn orphans_are_the_valid_records_that_could_follow_the_damage() {
     let cut = report.cut.unwrap();
     assert_eq!(
         (cut.first_lsn, cut.orphans, cut.detail),
-        (Lsn(3), 2, "unexpected LSN")
+        (Lsn(3), 2, detail("unexpected LSN"))
     );
     // Copies of records from before the damage, and of the damaged LSN, found after it are
     // not records that could follow it.
