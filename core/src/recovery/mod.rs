@@ -123,10 +123,9 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         let mut planned = plan::NOTHING_FOUND;
         let mut slot = None;
         let mut decided = false;
-        let mut corruption_events = 0;
-        let mut prev_last = None;
         {
             let segments = &mut self.segments;
+            let counters = &mut self.counters;
             let mut planner = Planner::new(&self.storage, &self.config, scratch, summaries)
                 .map_err(open_error)?;
             // The planner mixes what is on disk into the salt state (so a constant seed still
@@ -138,11 +137,11 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     &mut slot,
                     &mut self.salt_state,
                     &mut |seg, so_far| {
-                        corruption_events += u64::from(seg.case.is_corruption());
+                        counters.corruption_events += u64::from(seg.case.is_corruption());
                         if so_far.verdict == Verdict::Clean {
                             if keep(seg, segments) {
                                 report.records += seg.records;
-                                prev_last = Some(seg.last_lsn);
+                                report.last_lsn = seg.last_lsn;
                                 if let Some(at) = seg.trailing_garbage {
                                     report.trailing_garbage = Some((seg.id, at));
                                 }
@@ -156,7 +155,6 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 )
                 .map_err(open_error)?;
         }
-        self.counters.corruption_events += corruption_events;
         self.log_id = planned
             .log_id
             .unwrap_or_else(|| new_log_id(self.salt_state));
@@ -224,7 +222,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     detail: problem.detail,
                 });
                 report.records += seg.records;
-                prev_last = Some(seg.last_lsn);
+                report.last_lsn = seg.last_lsn;
             }
             (Verdict::Repair { first_lsn, .. }, Some(seg)) => {
                 // The rewritten header has no `early` flag, so it claims its predecessor whole:
@@ -235,7 +233,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 }
                 self.add_segment(seg.id, first_lsn, true)?;
                 report.rewritten_header = Some(seg.id);
-                prev_last = Some(first_lsn.prev());
+                report.last_lsn = first_lsn.prev();
             }
             #[cfg(feature = "salvage")]
             (
@@ -281,7 +279,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     if self.segments.is_empty() {
                         self.add_segment(seg.id, first_lost, false)?;
                     }
-                    prev_last = Some(first_lost.prev());
+                    report.last_lsn = first_lost.prev();
                 } else {
                     let mut info = kept(seg).ok_or(OpenError::Corrupted(refusal(seg)))?;
                     // The segment becomes the newest: its seal (naming a successor about to be
@@ -305,7 +303,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                         segments_dropped: dropped,
                         detail: problem.detail,
                     });
-                    prev_last = Some(seg.last_lsn);
+                    report.last_lsn = seg.last_lsn;
                 }
             }
             #[cfg(not(feature = "salvage"))]
@@ -333,7 +331,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             #[cfg(feature = "start-slots")]
             self.record_start(self.segments[0].id)?;
         }
-        let last = prev_last.unwrap_or(Lsn::ZERO);
+        let last = report.last_lsn;
         self.next_lsn = last.next();
         // What recovery read may have been only in the page cache: make it durable before any
         // new record vouches for it. That includes every segment an early rotation may have
@@ -350,7 +348,6 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         self.durable = last;
         report.segments = self.segments.len();
         report.first_lsn = self.first_lsn();
-        report.last_lsn = last;
         self.counters.records_recovered = report.records;
         Ok(())
     }
