@@ -144,30 +144,31 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 .map_err(open_error)?;
             // The planner mixes what is on disk into the salt state (so a constant seed still
             // yields new salts) as it looks for the log id.
-            planner
-                .plan(
-                    &ids,
-                    &mut planned,
-                    &mut slot,
-                    &mut self.salt_state,
-                    &mut |seg, so_far| {
-                        counters.corruption_events += u64::from(seg.case.is_corruption());
-                        if so_far.verdict == Verdict::Clean {
-                            if keep(seg, segments) {
-                                report.records += seg.records;
-                                report.last_lsn = seg.last_lsn;
-                                if let Some(at) = seg.trailing_garbage {
-                                    report.trailing_garbage = Some((seg.id, at));
-                                }
+            let planning = planner.plan(
+                &ids,
+                &mut planned,
+                &mut slot,
+                &mut self.salt_state,
+                &mut |seg, so_far| {
+                    counters.corruption_events += u64::from(seg.case.is_corruption());
+                    if so_far.verdict == Verdict::Clean {
+                        if keep(seg, segments) {
+                            report.records += seg.records;
+                            report.last_lsn = seg.last_lsn;
+                            if let Some(at) = seg.trailing_garbage {
+                                report.trailing_garbage = Some((seg.id, at));
                             }
-                            true
-                        } else {
-                            decided = true;
-                            false
                         }
-                    },
-                )
-                .map_err(open_error)?;
+                        true
+                    } else {
+                        decided = true;
+                        false
+                    }
+                },
+            );
+            if let Err(e) = planning {
+                return Err(open_error(e));
+            }
         }
         self.log_id = planned
             .log_id
