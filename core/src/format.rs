@@ -571,6 +571,7 @@ pub(crate) fn encode_start(
 /// Decodes a start slot's contents: `(generation, first_segment)`, or `None` if they are not a
 /// valid start record of log `log_id`.
 #[cfg_attr(not(feature = "start-slots"), allow(dead_code))]
+#[inline(never)]
 pub(crate) fn decode_start(b: &[u8], log_id: u64) -> Option<(u64, SegmentId)> {
     let alg = ChecksumAlgorithm::Crc32c;
     let salt = start_salt(log_id);
