@@ -267,20 +267,37 @@ pub(crate) fn read_start<S: Storage>(_storage: &S, _log_id: u64) -> Option<(u64,
 /// first_segment)`. A slot that cannot be read counts as absent (the headers' `first_segment`
 /// is then the only, lower, bound: less is detected, nothing is wrongly refused).
 #[cfg(feature = "start-slots")]
+#[inline(always)]
 pub(crate) fn read_start<S: Storage>(storage: &S, log_id: u64) -> Option<(u64, SegmentId)> {
     let mut best: Option<(u64, SegmentId)> = None;
     for &slot in crate::format::START_SLOTS.iter() {
-        let mut buf = [0u8; crate::format::START_RECORD_LEN];
-        let Ok(n) = read_full(storage, slot, 0, &mut buf) else {
-            continue;
-        };
-        let found = crate::format::decode_start(&buf[..n], log_id);
-        // Compared, not `Option::max`: that one moved through `memmove` (1.5 KB on a Cortex-M).
-        if found > best {
-            best = found;
-        }
+        read_start_slot(storage, slot, log_id, &mut best);
     }
     best
+}
+
+/// Replaces `best` with the valid start record in `slot` if that one is newer.
+///
+/// Never inlined, while [`read_start`] always is: on a Cortex-M a frame holding the walk over
+/// the slots as well as a slot's bytes, above the storage read, was the bottom of
+/// `Wal::open`'s deepest call chain.
+#[cfg(feature = "start-slots")]
+#[inline(never)]
+fn read_start_slot<S: Storage>(
+    storage: &S,
+    slot: SegmentId,
+    log_id: u64,
+    best: &mut Option<(u64, SegmentId)>,
+) {
+    let mut buf = [0u8; crate::format::START_RECORD_LEN];
+    let Ok(n) = read_full(storage, slot, 0, &mut buf) else {
+        return;
+    };
+    let found = crate::format::decode_start(&buf[..n], log_id);
+    // Compared, not `Option::max`: that one moved through `memmove` (1.5 KB on a Cortex-M).
+    if found > *best {
+        *best = found;
+    }
 }
 
 /// A segment's length and header as they are on the medium.
