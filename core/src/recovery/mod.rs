@@ -210,7 +210,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     let later = ids.get(i + 1..).unwrap_or(&[]);
                     // Only this log's segments are removed: refuse, before changing anything,
                     // if a later one's valid header names another log.
-                    self.refuse_foreign(later)?;
+                    self.refuse_foreign(later, scratch)?;
                     later
                 };
                 // Cut first, then remove later segments newest first: a crash part way leaves
@@ -221,7 +221,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 let last = self.segments.len() - 1;
                 self.segments[last].sealed = false;
                 #[cfg(feature = "early-rotation")]
-                let removed = self.drop_from(later)?;
+                let removed = self.drop_from(later, scratch)?;
                 // Without early rotation a torn tail is only ever the newest segment's.
                 #[cfg(not(feature = "early-rotation"))]
                 let removed = 0u32;
@@ -268,7 +268,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 let problem = seg.problem.unwrap_or(NO_PROBLEM);
                 if drops_segment {
                     let beyond = self.highest_lsn(&ids[i..], scratch)?;
-                    let dropped = self.drop_from(&ids[i..])?;
+                    let dropped = self.drop_from(&ids[i..], scratch)?;
                     report.salvage = Some(SalvageLoss {
                         case,
                         segment,
@@ -282,7 +282,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     // a seal, or trailing bytes that were harmless while a successor vouched for
                     // its end, would otherwise read as damage on the next open.
                     if let Some(last) = self.segments.last_mut() {
-                        let len = plan::listed(&self.storage, last.id)
+                        let len = plan::listed(&self.storage, last.id, scratch)
                             .map_err(open_error)?
                             .len;
                         if len > last.end {
@@ -305,7 +305,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     let _ = self.segments.push(info);
                     let later = &ids[i + 1..];
                     let beyond = self.highest_lsn(later, scratch)?;
-                    let dropped = self.drop_from(later)?;
+                    let dropped = self.drop_from(later, scratch)?;
                     report.salvage = Some(SalvageLoss {
                         case,
                         segment,
@@ -337,7 +337,8 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 }));
             }
         }
-        self.start_generation = plan::read_start(&self.storage, self.log_id).map_or(0, |s| s.0);
+        self.start_generation =
+            plan::read_start(&self.storage, self.log_id, scratch).map_or(0, |s| s.0);
         if let Some(front) = planned.missing_front {
             // Only Salvage gets here: record the loss durably, so the next open (under any
             // policy) finds the log starting where it now starts.
@@ -402,7 +403,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     ) -> Result<Option<Lsn>, OpenError<S::Error>> {
         let mut highest = None;
         for &id in doomed {
-            let l = plan::listed(&self.storage, id).map_err(open_error)?;
+            let l = plan::listed(&self.storage, id, scratch).map_err(open_error)?;
             let Ok(h) = l.header else { continue };
             highest = highest.max(Some(h.first_lsn.prev()));
             let keys = scan::SegmentKeys::new(&h, self.config.max_record_size, l.len);
@@ -416,9 +417,15 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
 
     /// Refuses (`ForeignSegment`) if any of these segments has a valid header of another log.
     #[cfg(feature = "early-rotation")]
-    fn refuse_foreign(&self, ids: &[SegmentId]) -> Result<(), OpenError<S::Error>> {
+    fn refuse_foreign(
+        &self,
+        ids: &[SegmentId],
+        scratch: &mut [u8],
+    ) -> Result<(), OpenError<S::Error>> {
         for &id in ids {
-            if let Ok(h) = plan::listed(&self.storage, id).map_err(open_error)?.header
+            if let Ok(h) = plan::listed(&self.storage, id, scratch)
+                .map_err(open_error)?
+                .header
                 && h.log_id != self.log_id
             {
                 return Err(OpenError::Corrupted(Corruption {
@@ -438,9 +445,15 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     /// Removes these segments, newest first, syncing the directory after each: what salvage
     /// gives up, and the later segments of a torn tail across segments (early rotation).
     #[cfg(any(feature = "salvage", feature = "early-rotation"))]
-    fn drop_from(&mut self, doomed: &[SegmentId]) -> Result<u32, OpenError<S::Error>> {
+    fn drop_from(
+        &mut self,
+        doomed: &[SegmentId],
+        scratch: &mut [u8],
+    ) -> Result<u32, OpenError<S::Error>> {
         for &id in doomed.iter().rev() {
-            let len = plan::listed(&self.storage, id).map_err(open_error)?.len;
+            let len = plan::listed(&self.storage, id, scratch)
+                .map_err(open_error)?
+                .len;
             self.guarded(Op::Remove, Some(id), |s| s.remove(id))?;
             self.guarded(Op::SyncDir, None, |s| s.sync_dir())?;
             self.counters.bytes_truncated += len;
