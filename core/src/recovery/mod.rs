@@ -143,7 +143,11 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             let mut planner = Planner::new(&self.storage, &self.config, scratch, summaries)
                 .map_err(open_error)?;
             // The planner mixes what is on disk into the salt state (so a constant seed still
-            // yields new salts) as it looks for the log id.
+            // yields new salts) as it looks for the log id. The corruption count and the last
+            // LSN kept go straight into the counters and the report (`report.last_lsn` is the
+            // last LSN kept until the end), not into locals live across the walk: on a
+            // Cortex-M those cost recovery's frame spill slots. The plan's error is returned
+            // without `map_err`, whose result had a slot of its own there.
             let planning = planner.plan(
                 &ids,
                 &mut planned,
