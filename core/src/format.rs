@@ -169,6 +169,9 @@ impl SegmentHeader {
     }
 
     /// Decodes and verifies a header: checksum first, then every field.
+    // Never inlined: inlined into recovery's `listed`, its values sat in that frame above the
+    // storage read, at the bottom of `Wal::open`'s deepest call chain on a Cortex-M.
+    #[inline(never)]
     pub fn decode(b: &[u8]) -> Result<Self, HeaderProblem> {
         let b: &[u8; SEGMENT_HEADER_LEN] = b
             .get(..SEGMENT_HEADER_LEN)
@@ -571,6 +574,9 @@ pub(crate) fn encode_start(
 /// Decodes a start slot's contents: `(generation, first_segment)`, or `None` if they are not a
 /// valid start record of log `log_id`.
 #[cfg_attr(not(feature = "start-slots"), allow(dead_code))]
+// Never inlined: inlined into `read_start`, the decoded header sat in that frame beside the
+// slot's bytes, above the storage read at the bottom of `Wal::open`'s deepest call chain.
+#[inline(never)]
 pub(crate) fn decode_start(b: &[u8], log_id: u64) -> Option<(u64, SegmentId)> {
     let alg = ChecksumAlgorithm::Crc32c;
     let salt = start_salt(log_id);

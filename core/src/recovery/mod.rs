@@ -85,22 +85,36 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             },
             NOTHING_RECOVERED,
         ));
-        if let Ok((wal, report)) = &mut out
+        Self::recover_into(&mut out, scratch, summaries);
+        out
+    }
+
+    /// Recovers the log built in `out` in place, replacing it with the error if recovery fails.
+    ///
+    /// Never inlined, and takes the whole result rather than returning `recover`'s: the error
+    /// (48 bytes on a Cortex-M) then has no slot of its own in `open`'s frame beside the `Wal`
+    /// (40 to 56 bytes less stack, about 180 bytes more flash).
+    #[inline(never)]
+    fn recover_into(
+        out: &mut Result<(Self, RecoveryReport), OpenError<S::Error>>,
+        scratch: &mut [u8],
+        summaries: &dyn Fn(SegmentId) -> Option<SegmentSummary>,
+    ) {
+        if let Ok((wal, report)) = out
             && let Err(e) = wal.recover(report, scratch, summaries)
         {
-            out = Err(e);
+            *out = Err(e);
         }
-        out
     }
 
     /// Recovers the log into `self`, saying what it found and did in `report` (which starts as
     /// [`NOTHING_RECOVERED`]).
     ///
-    /// Never inlined into `open`: on a Cortex-M (opt-level "z") the two in one function took
-    /// about 1.5 KB more flash (the price is about 260 bytes of stack: two frames, `open`'s
-    /// holding the `Wal` being built and this one the planner's values, where one overlapped
-    /// some of both).
-    #[inline(never)]
+    /// Inlined into [`Wal::recover_into`], which is never inlined into `open`: on a Cortex-M
+    /// (opt-level "z") the two in one function took about 1.5 KB more flash (the price is
+    /// about 260 bytes of stack: two frames, `open`'s holding the `Wal` being built and this
+    /// one the planner's values, where one overlapped some of both).
+    #[inline(always)]
     fn recover(
         &mut self,
         report: &mut RecoveryReport,
@@ -123,40 +137,43 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         let mut planned = plan::NOTHING_FOUND;
         let mut slot = None;
         let mut decided = false;
-        let mut corruption_events = 0;
-        let mut prev_last = None;
         {
             let segments = &mut self.segments;
+            let counters = &mut self.counters;
             let mut planner = Planner::new(&self.storage, &self.config, scratch, summaries)
                 .map_err(open_error)?;
             // The planner mixes what is on disk into the salt state (so a constant seed still
-            // yields new salts) as it looks for the log id.
-            planner
-                .plan(
-                    &ids,
-                    &mut planned,
-                    &mut slot,
-                    &mut self.salt_state,
-                    &mut |seg, so_far| {
-                        corruption_events += u64::from(seg.case.is_corruption());
-                        if so_far.verdict == Verdict::Clean {
-                            if keep(seg, segments) {
-                                report.records += seg.records;
-                                prev_last = Some(seg.last_lsn);
-                                if let Some(at) = seg.trailing_garbage {
-                                    report.trailing_garbage = Some((seg.id, at));
-                                }
+            // yields new salts) as it looks for the log id. The corruption count and the last
+            // LSN kept go straight into the counters and the report (`report.last_lsn` is the
+            // last LSN kept until the end), not into locals live across the walk: on a
+            // Cortex-M those cost recovery's frame spill slots. The plan's error is returned
+            // without `map_err`, whose result had a slot of its own there.
+            let planning = planner.plan(
+                &ids,
+                &mut planned,
+                &mut slot,
+                &mut self.salt_state,
+                &mut |seg, so_far| {
+                    counters.corruption_events += u64::from(seg.case.is_corruption());
+                    if so_far.verdict == Verdict::Clean {
+                        if keep(seg, segments) {
+                            report.records += seg.records;
+                            report.last_lsn = seg.last_lsn;
+                            if let Some(at) = seg.trailing_garbage {
+                                report.trailing_garbage = Some((seg.id, at));
                             }
-                            true
-                        } else {
-                            decided = true;
-                            false
                         }
-                    },
-                )
-                .map_err(open_error)?;
+                        true
+                    } else {
+                        decided = true;
+                        false
+                    }
+                },
+            );
+            if let Err(e) = planning {
+                return Err(open_error(e));
+            }
         }
-        self.counters.corruption_events += corruption_events;
         self.log_id = planned
             .log_id
             .unwrap_or_else(|| new_log_id(self.salt_state));
@@ -197,7 +214,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     let later = ids.get(i + 1..).unwrap_or(&[]);
                     // Only this log's segments are removed: refuse, before changing anything,
                     // if a later one's valid header names another log.
-                    self.refuse_foreign(later)?;
+                    self.refuse_foreign(later, scratch)?;
                     later
                 };
                 // Cut first, then remove later segments newest first: a crash part way leaves
@@ -208,7 +225,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 let last = self.segments.len() - 1;
                 self.segments[last].sealed = false;
                 #[cfg(feature = "early-rotation")]
-                let removed = self.drop_from(later)?;
+                let removed = self.drop_from(later, scratch)?;
                 // Without early rotation a torn tail is only ever the newest segment's.
                 #[cfg(not(feature = "early-rotation"))]
                 let removed = 0u32;
@@ -224,7 +241,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     detail: problem.detail,
                 });
                 report.records += seg.records;
-                prev_last = Some(seg.last_lsn);
+                report.last_lsn = seg.last_lsn;
             }
             (Verdict::Repair { first_lsn, .. }, Some(seg)) => {
                 // The rewritten header has no `early` flag, so it claims its predecessor whole:
@@ -235,7 +252,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 }
                 self.add_segment(seg.id, first_lsn, true)?;
                 report.rewritten_header = Some(seg.id);
-                prev_last = Some(first_lsn.prev());
+                report.last_lsn = first_lsn.prev();
             }
             #[cfg(feature = "salvage")]
             (
@@ -255,7 +272,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 let problem = seg.problem.unwrap_or(NO_PROBLEM);
                 if drops_segment {
                     let beyond = self.highest_lsn(&ids[i..], scratch)?;
-                    let dropped = self.drop_from(&ids[i..])?;
+                    let dropped = self.drop_from(&ids[i..], scratch)?;
                     report.salvage = Some(SalvageLoss {
                         case,
                         segment,
@@ -269,7 +286,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     // a seal, or trailing bytes that were harmless while a successor vouched for
                     // its end, would otherwise read as damage on the next open.
                     if let Some(last) = self.segments.last_mut() {
-                        let len = plan::listed(&self.storage, last.id)
+                        let len = plan::listed(&self.storage, last.id, scratch)
                             .map_err(open_error)?
                             .len;
                         if len > last.end {
@@ -281,7 +298,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     if self.segments.is_empty() {
                         self.add_segment(seg.id, first_lost, false)?;
                     }
-                    prev_last = Some(first_lost.prev());
+                    report.last_lsn = first_lost.prev();
                 } else {
                     let mut info = kept(seg).ok_or(OpenError::Corrupted(refusal(seg)))?;
                     // The segment becomes the newest: its seal (naming a successor about to be
@@ -292,7 +309,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                     let _ = self.segments.push(info);
                     let later = &ids[i + 1..];
                     let beyond = self.highest_lsn(later, scratch)?;
-                    let dropped = self.drop_from(later)?;
+                    let dropped = self.drop_from(later, scratch)?;
                     report.salvage = Some(SalvageLoss {
                         case,
                         segment,
@@ -305,7 +322,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                         segments_dropped: dropped,
                         detail: problem.detail,
                     });
-                    prev_last = Some(seg.last_lsn);
+                    report.last_lsn = seg.last_lsn;
                 }
             }
             #[cfg(not(feature = "salvage"))]
@@ -324,7 +341,8 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 }));
             }
         }
-        self.start_generation = plan::read_start(&self.storage, self.log_id).map_or(0, |s| s.0);
+        self.start_generation =
+            plan::read_start(&self.storage, self.log_id, scratch).map_or(0, |s| s.0);
         if let Some(front) = planned.missing_front {
             // Only Salvage gets here: record the loss durably, so the next open (under any
             // policy) finds the log starting where it now starts.
@@ -333,7 +351,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             #[cfg(feature = "start-slots")]
             self.record_start(self.segments[0].id)?;
         }
-        let last = prev_last.unwrap_or(Lsn::ZERO);
+        let last = report.last_lsn;
         self.next_lsn = last.next();
         // What recovery read may have been only in the page cache: make it durable before any
         // new record vouches for it. That includes every segment an early rotation may have
@@ -350,7 +368,6 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         self.durable = last;
         report.segments = self.segments.len();
         report.first_lsn = self.first_lsn();
-        report.last_lsn = last;
         self.counters.records_recovered = report.records;
         Ok(())
     }
@@ -390,7 +407,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     ) -> Result<Option<Lsn>, OpenError<S::Error>> {
         let mut highest = None;
         for &id in doomed {
-            let l = plan::listed(&self.storage, id).map_err(open_error)?;
+            let l = plan::listed(&self.storage, id, scratch).map_err(open_error)?;
             let Ok(h) = l.header else { continue };
             highest = highest.max(Some(h.first_lsn.prev()));
             let keys = scan::SegmentKeys::new(&h, self.config.max_record_size, l.len);
@@ -404,9 +421,15 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
 
     /// Refuses (`ForeignSegment`) if any of these segments has a valid header of another log.
     #[cfg(feature = "early-rotation")]
-    fn refuse_foreign(&self, ids: &[SegmentId]) -> Result<(), OpenError<S::Error>> {
+    fn refuse_foreign(
+        &self,
+        ids: &[SegmentId],
+        scratch: &mut [u8],
+    ) -> Result<(), OpenError<S::Error>> {
         for &id in ids {
-            if let Ok(h) = plan::listed(&self.storage, id).map_err(open_error)?.header
+            if let Ok(h) = plan::listed(&self.storage, id, scratch)
+                .map_err(open_error)?
+                .header
                 && h.log_id != self.log_id
             {
                 return Err(OpenError::Corrupted(Corruption {
@@ -426,9 +449,15 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     /// Removes these segments, newest first, syncing the directory after each: what salvage
     /// gives up, and the later segments of a torn tail across segments (early rotation).
     #[cfg(any(feature = "salvage", feature = "early-rotation"))]
-    fn drop_from(&mut self, doomed: &[SegmentId]) -> Result<u32, OpenError<S::Error>> {
+    fn drop_from(
+        &mut self,
+        doomed: &[SegmentId],
+        scratch: &mut [u8],
+    ) -> Result<u32, OpenError<S::Error>> {
         for &id in doomed.iter().rev() {
-            let len = plan::listed(&self.storage, id).map_err(open_error)?.len;
+            let len = plan::listed(&self.storage, id, scratch)
+                .map_err(open_error)?
+                .len;
             self.guarded(Op::Remove, Some(id), |s| s.remove(id))?;
             self.guarded(Op::SyncDir, None, |s| s.sync_dir())?;
             self.counters.bytes_truncated += len;

@@ -226,7 +226,9 @@ fn io<E>(op: Op, segment: Option<SegmentId>) -> impl FnOnce(E) -> InspectError<E
 /// in order (or nearly) appends at the end, so a long growable list costs no shifting.
 ///
 /// The list is the caller's rather than returned: on a microcontroller the returned list was
-/// copied four times on its way into recovery's frame.
+/// copied four times on its way into recovery's frame. Never inlined into recovery (8 bytes
+/// less of its frame on a Cortex-M, and less flash).
+#[inline(never)]
 pub(crate) fn list<S: Storage, L: SegmentList<SegmentId>>(
     storage: &S,
     ids: &mut L,
@@ -259,7 +261,11 @@ pub(crate) fn list<S: Storage, L: SegmentList<SegmentId>>(
 #[cfg(not(feature = "start-slots"))]
 // Not in the builds mutation testing runs (start slots on).
 #[cfg_attr(mutants, mutants::skip)]
-pub(crate) fn read_start<S: Storage>(_storage: &S, _log_id: u64) -> Option<(u64, SegmentId)> {
+pub(crate) fn read_start<S: Storage>(
+    _storage: &S,
+    _log_id: u64,
+    _scratch: &mut [u8],
+) -> Option<(u64, SegmentId)> {
     None
 }
 
@@ -267,20 +273,45 @@ pub(crate) fn read_start<S: Storage>(_storage: &S, _log_id: u64) -> Option<(u64,
 /// first_segment)`. A slot that cannot be read counts as absent (the headers' `first_segment`
 /// is then the only, lower, bound: less is detected, nothing is wrongly refused).
 #[cfg(feature = "start-slots")]
-pub(crate) fn read_start<S: Storage>(storage: &S, log_id: u64) -> Option<(u64, SegmentId)> {
+#[inline(always)]
+pub(crate) fn read_start<S: Storage>(
+    storage: &S,
+    log_id: u64,
+    scratch: &mut [u8],
+) -> Option<(u64, SegmentId)> {
     let mut best: Option<(u64, SegmentId)> = None;
     for &slot in crate::format::START_SLOTS.iter() {
-        let mut buf = [0u8; crate::format::START_RECORD_LEN];
-        let Ok(n) = read_full(storage, slot, 0, &mut buf) else {
-            continue;
-        };
-        let found = crate::format::decode_start(&buf[..n], log_id);
-        // Compared, not `Option::max`: that one moved through `memmove` (1.5 KB on a Cortex-M).
-        if found > best {
-            best = found;
-        }
+        read_start_slot(storage, slot, log_id, scratch, &mut best);
     }
     best
+}
+
+/// Replaces `best` with the valid start record in `slot` if that one is newer.
+///
+/// Never inlined, while [`read_start`] always is: on a Cortex-M a frame holding the walk over
+/// the slots as well as a slot's bytes, above the storage read, was the bottom of
+/// `Wal::open`'s deepest call chain.
+#[cfg(feature = "start-slots")]
+#[inline(never)]
+fn read_start_slot<S: Storage>(
+    storage: &S,
+    slot: SegmentId,
+    log_id: u64,
+    scratch: &mut [u8],
+    best: &mut Option<(u64, SegmentId)>,
+) {
+    // In the caller's scratch, not a buffer of this frame's (see `listed`).
+    let Some(buf) = scratch.get_mut(..crate::format::START_RECORD_LEN) else {
+        return;
+    };
+    let Ok(n) = read_full(storage, slot, 0, buf) else {
+        return;
+    };
+    let found = crate::format::decode_start(&buf[..n], log_id);
+    // Compared, not `Option::max`: that one moved through `memmove` (1.5 KB on a Cortex-M).
+    if found > *best {
+        *best = found;
+    }
 }
 
 /// A segment's length and header as they are on the medium.
@@ -291,13 +322,21 @@ pub(crate) struct Listed {
     pub(crate) header: Result<SegmentHeader, HeaderProblem>,
 }
 
+/// Segment `id`'s length and header, read into `scratch` (at least [`MIN_SCRATCH`] bytes).
+///
+/// The header is read into the caller's scratch rather than a buffer of its own: on a
+/// Cortex-M this frame, above the storage read, was at the bottom of `Wal::open`'s deepest
+/// call chain.
 pub(crate) fn listed<S: Storage>(
     storage: &S,
     id: SegmentId,
+    scratch: &mut [u8],
 ) -> Result<Listed, InspectError<S::Error>> {
     let len = storage.len(id).map_err(io(Op::Len, Some(id)))?;
-    let mut buf = [0u8; SEGMENT_HEADER_LEN];
-    let n = read_full(storage, id, 0, &mut buf).map_err(io(Op::Read, Some(id)))?;
+    let buf = scratch
+        .get_mut(..SEGMENT_HEADER_LEN)
+        .ok_or(InspectError::ScratchTooSmall { min: MIN_SCRATCH })?;
+    let n = read_full(storage, id, 0, buf).map_err(io(Op::Read, Some(id)))?;
     Ok(Listed {
         id,
         len,
@@ -380,7 +419,7 @@ impl<'a, S: Storage> Planner<'a, S> {
         out.verdict = Verdict::Clean;
         let mut first_segment = None;
         for &id in ids.iter() {
-            if let Ok(h) = listed(self.storage, id)?.header {
+            if let Ok(h) = listed(self.storage, id, self.scratch)?.header {
                 *salts = splitmix64(*salts ^ h.salt);
                 let log_id = *out.log_id.get_or_insert(h.log_id);
                 if h.log_id == log_id {
@@ -394,7 +433,7 @@ impl<'a, S: Storage> Planner<'a, S> {
         // Where the log must start (format version 2 on): the start slots, or the latest
         // `first_segment` a header recorded. Both only ever grow, and each was true when it was
         // written, so an oldest segment after it means segments went missing.
-        let start = read_start(self.storage, log_id).map(|s| s.1);
+        let start = read_start(self.storage, log_id, self.scratch).map(|s| s.1);
         if let Some(expected) = first_segment.max(start).filter(|e| *e < oldest) {
             out.missing_front = Some(MissingFront {
                 expected,
@@ -420,7 +459,7 @@ impl<'a, S: Storage> Planner<'a, S> {
         // Whether the walk is still inside the prefix an open would get through.
         let mut alive = !matches!(out.verdict, Verdict::Refuse(_));
         for (i, &id) in ids.iter().enumerate() {
-            let l = listed(self.storage, id)?;
+            let l = listed(self.storage, id, self.scratch)?;
             let is_newest = id == newest;
             let header = self.header_state(&l, log_id, prev_last)?;
             let prev = i.checked_sub(1).map(|j| ids[j]);
@@ -539,7 +578,9 @@ impl<'a, S: Storage> Planner<'a, S> {
         }
         // Where a sealed segment must end: just before its successor begins.
         let successor = match ids.get(i + 1) {
-            Some(&next) if next == seg.id.wrapping_add(1) => Some(listed(self.storage, next)?),
+            Some(&next) if next == seg.id.wrapping_add(1) => {
+                Some(listed(self.storage, next, self.scratch)?)
+            }
             _ => None,
         };
         let must_end = successor
@@ -638,7 +679,7 @@ impl<'a, S: Storage> Planner<'a, S> {
             seg.orphan_highest = proof.highest;
         }
         for &id in from.iter().skip(1) {
-            let l = listed(self.storage, id)?;
+            let l = listed(self.storage, id, self.scratch)?;
             let Some(lh) = l.header.ok().filter(|lh| lh.log_id == log_id) else {
                 continue;
             };
