@@ -1,5 +1,6 @@
 //! A replay's two phases timed apart, over one log written once: `open` (recovery's scan) and
-//! the reader's pass, each round on the same files (warm page cache, except the newest segment,
+//! the reader's pass, then the same replay with `open_replaying` (one read of the sealed
+//! segments), each round on the same files (warm page cache, except the newest segment,
 //! which open drops on purpose). For comparing builds on a shared machine: take the minimum.
 //!
 //! ```text
@@ -44,6 +45,7 @@ fn main() {
         wal.sync().expect("sync");
     }
     let (mut opens, mut reads, mut cpus) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ones, mut one_cpus) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         let c0 = cpu_ms();
         let t = Instant::now();
@@ -63,9 +65,29 @@ fn main() {
             c1 - c0,
             c2 - c1
         );
+        drop(r);
+        drop(wal);
+        // The same replay in one call, reading the sealed segments once.
+        let c3 = cpu_ms();
+        let t = Instant::now();
+        let mut again = 0u64;
+        SharedWal::open_replaying(dir.path(), options(), |_, p| {
+            again += p.len() as u64;
+            Ok::<_, ()>(())
+        })
+        .expect("open_replaying");
+        let one = t.elapsed().as_secs_f64() * 1e3;
+        let c4 = cpu_ms();
+        assert_eq!(again, bytes);
+        println!(
+            "round {round}: open_replaying {one:7.1} ms (cpu {:5.0})",
+            c4 - c3
+        );
         opens.push(open);
         reads.push(read);
+        ones.push(one);
         cpus.push((c1 - c0, c2 - c1));
+        one_cpus.push(c4 - c3);
     }
     let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
     let (co, cr): (Vec<f64>, Vec<f64>) = cpus.into_iter().unzip();
@@ -76,5 +98,10 @@ fn main() {
         min(&opens) + min(&reads),
         min(&co),
         min(&cr)
+    );
+    println!(
+        "min: open_replaying {:.1} ms, cpu {:.0} ms",
+        min(&ones),
+        min(&one_cpus)
     );
 }

@@ -23,5 +23,7 @@ pub use crate::format::{
     RecordFlags, RecordHeader, RecordKind, RecordProblem, SEGMENT_HEADER_LEN, SegmentHeader,
     is_start_slot,
 };
+#[cfg(feature = "replay")]
+pub use crate::recovery::replay_segment;
 pub use crate::recovery::{SegmentSummary, scan_segment};
 pub use crate::transform::Unseal;

@@ -2,8 +2,11 @@
 //! each deliberately broken variant of walden-std's file protocol must be reported, as a
 //! violation of the invariant it breaks.
 
+use walden_core::{Config, SyncPolicy};
 use walden_tests::explorer::{Explorer, Stats};
-use walden_tests::files::{FileVariant, FileWorkload, default_workloads, faults, replay_variant};
+use walden_tests::files::{
+    FileStep, FileVariant, FileWorkload, default_workloads, faults, replay_variant,
+};
 
 fn workload(seed: u64) -> FileWorkload {
     default_workloads()
@@ -118,11 +121,47 @@ fn a_clean_close_marker_left_after_a_failed_sync_is_caught() {
 }
 
 #[test]
+fn a_replay_that_hands_over_records_past_damage_is_caught() {
+    // An early-sealed segment that lost its unsynced tail to the power cut: its successor's
+    // records were never acknowledged, and recovery cuts the log there and removes the
+    // successor. A replay that hands them over before the open decides has given the
+    // application records the log no longer holds.
+    let variant = FileVariant::ReplayIgnoresDamage;
+    let stats = explorer(variant).explore(&pending_chain());
+    // Handed over and then gone: either the recovered log holds fewer records than were
+    // handed over, or it ends before where the replay would go on reading.
+    assert_caught_as(
+        variant,
+        &stats,
+        &[("replay", "differ"), ("replay", "is not in the log")],
+    );
+}
+
+/// Early rotation with no sync for several segments: a crash leaves a chain of pending
+/// segments, sealed but unsynced, in front of the newest.
+fn pending_chain() -> FileWorkload {
+    let config = Config::default()
+        .with_sync_policy(SyncPolicy::Manual)
+        .with_segment_size(4096)
+        .with_early_rotation(true);
+    let mut steps = vec![FileStep::Append(1500); 7];
+    steps.push(FileStep::Sync);
+    FileWorkload::new(
+        "wal: early rotation, a chain of pending segments",
+        0x4f0,
+        config,
+        steps,
+    )
+}
+
+#[test]
 fn the_correct_variant_passes_the_same_runs() {
     for seed in [0x401, 0x402, 0x406, 0x40b] {
         let stats = explorer(FileVariant::Correct).explore(&workload(seed));
         assert!(stats.violations.is_empty(), "{}", stats.violations[0]);
     }
+    let stats = explorer(FileVariant::Correct).explore(&pending_chain());
+    assert!(stats.violations.is_empty(), "{}", stats.violations[0]);
     let stats = faults::failed_syncs(&explorer(FileVariant::Correct), &workload(0x403));
     assert!(stats.violations.is_empty(), "{}", stats.violations[0]);
 }

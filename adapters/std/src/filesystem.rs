@@ -213,6 +213,10 @@ pub enum Mutation {
     /// Closing leaves the clean-close marker whatever happened, even after a failed sync: the
     /// next open trusts cached pages the disk never got.
     CleanAlways,
+    /// Opening to replay hands over a sealed segment's records even after a segment with
+    /// damage (a predecessor that lost its unsynced tail), or one that ended before it began:
+    /// records the open then removes reach the application.
+    ReplayIgnoresDamage,
 }
 
 /// An open file (or an open directory, for [`FsFile::sync_all`]).

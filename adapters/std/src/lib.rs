@@ -105,6 +105,7 @@ mod gate;
 mod group;
 mod metrics;
 mod reader;
+mod replay;
 mod shared;
 mod spare;
 mod storage;
@@ -127,6 +128,7 @@ pub use filesystem::{
 pub use group::{ADAPTIVE_SPIN, DetachedSync, GroupSync, GroupWindow, Spin, SyncUnderLock};
 pub use metrics::{Bucket, HistogramSnapshot, Metrics};
 pub use reader::{SharedReader, SharedRecord};
+pub use replay::ReplayError;
 pub use shared::{Appended, SharedWal};
 pub use storage::{FileStorage, LOCK_FILE, read_at};
 pub use tail::{BlockingTail, Tail, TailEvent};

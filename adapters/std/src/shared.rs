@@ -17,6 +17,7 @@ use crate::gate::{Gate, Handle};
 use crate::group::{Committer, GroupSync, GroupWindow, Locked};
 use crate::metrics::Metrics;
 use crate::reader::{PositionIndex, SharedReader};
+use crate::replay::ReplayError;
 use crate::storage::FileStorage;
 use crate::tail::{Bell, RewindLog, Tail};
 use crate::wal::Options;
@@ -116,6 +117,16 @@ impl SharedWal {
     ) -> Result<(Self, RecoveryReport), Error> {
         Self::open_in(OsFs, dir, options)
     }
+
+    /// Opens the log like [`SharedWal::open`] and hands every record it holds to `apply`
+    /// first, reading the log's bytes once: see [`crate::Wal::open_replaying`].
+    pub fn open_replaying<E>(
+        dir: impl AsRef<Path>,
+        options: impl Into<Options>,
+        apply: impl FnMut(Lsn, &[u8]) -> Result<(), E>,
+    ) -> Result<(Self, RecoveryReport), ReplayError<E>> {
+        Self::open_replaying_in(OsFs, dir, options, apply)
+    }
 }
 
 impl<F: FileSystem> SharedWal<FileStorage<F>> {
@@ -135,6 +146,29 @@ impl<F: FileSystem> SharedWal<FileStorage<F>> {
         let mut options_manual = options;
         options_manual.config = options.config.with_sync_policy(SyncPolicy::Manual);
         let (wal, report) = crate::Wal::open_in(fs, dir, options_manual)?;
+        Ok((Self::from_opened(wal, &options), report))
+    }
+
+    /// [`SharedWal::open_replaying`] on the file system `fs` (a simulated one, in tests).
+    pub fn open_replaying_in<E>(
+        fs: F,
+        dir: impl AsRef<Path>,
+        options: impl Into<Options>,
+        apply: impl FnMut(Lsn, &[u8]) -> Result<(), E>,
+    ) -> Result<(Self, RecoveryReport), ReplayError<E>> {
+        let options = options.into();
+        options
+            .validate()
+            .map_err(|error| ReplayError::Log(Error::Open { file: None, error }))?;
+        let mut options_manual = options;
+        options_manual.config = options.config.with_sync_policy(SyncPolicy::Manual);
+        let (wal, report) = crate::Wal::open_replaying_in(fs, dir, options_manual, apply)?;
+        Ok((Self::from_opened(wal, &options), report))
+    }
+
+    /// The shared handle over a log just opened with the policy set to `Manual`, carrying
+    /// out `options`' own policy.
+    fn from_opened(wal: crate::Wal<F>, options: &Options) -> Self {
         let dir = wal.dir().to_path_buf();
         let foreign = wal.foreign_files().to_vec();
         let core = wal.into_core();
@@ -142,16 +176,13 @@ impl<F: FileSystem> SharedWal<FileStorage<F>> {
             core.storage()
                 .prepare_next(active.id, core.config().segment_size);
         }
-        Ok((
-            Self::build(
-                core,
-                options.config.sync_policy,
-                options.group_window,
-                Some(dir),
-                foreign,
-            ),
-            report,
-        ))
+        Self::build(
+            core,
+            options.config.sync_policy,
+            options.group_window,
+            Some(dir),
+            foreign,
+        )
     }
 }
 

@@ -14,6 +14,7 @@ use walden_core::{
 
 use crate::error::{Error, FileError};
 use crate::filesystem::{FileSystem, OsFs};
+use crate::replay::{self, ReplayError, Stopped};
 use crate::storage::FileStorage;
 
 /// The core log over files (on the file system `F`, the real one by default). Its segment table
@@ -157,6 +158,44 @@ impl Wal {
     ) -> Result<(Self, RecoveryReport), Error> {
         Self::open_in(OsFs, dir, options)
     }
+
+    /// Opens (recovers) the log in `dir` like [`Wal::open`] and hands every record it holds
+    /// to `apply`, oldest first, each once: a replay that reads the log's bytes once instead
+    /// of twice (an open verifies every record, and a reader after it would read and verify
+    /// them all again).
+    ///
+    /// A loader thread reads each sealed segment whole (up to 1 GiB each; two segments' worth
+    /// of memory at a time) and scans it with recovery's own scan, while this thread hands the
+    /// records of the one before to `apply` from the same buffer; the scans then spare the
+    /// open its own. Before the open finishes, only records that every successful open keeps
+    /// are handed over (a clean prefix of sealed segments); the rest (the newest segment, and
+    /// anything from the first segment that is not clean, encrypted, or too large) is read
+    /// after the open.
+    ///
+    /// On any error, what was handed over must be discarded: the log did not open (or did
+    /// not finish replaying), and records handed over before a refused open need not be the
+    /// log's. An `Err` from `apply` stops the replay and is returned as
+    /// [`ReplayError::Apply`] with its LSN; the log is closed.
+    pub fn open_replaying<E>(
+        dir: impl AsRef<Path>,
+        options: impl Into<Options>,
+        apply: impl FnMut(Lsn, &[u8]) -> Result<(), E>,
+    ) -> Result<(Self, RecoveryReport), ReplayError<E>> {
+        Self::open_replaying_in(OsFs, dir, options, apply)
+    }
+}
+
+/// Why [`Wal::open_inner`] failed.
+enum Failed {
+    Log(Error),
+    /// The replay's `apply` returned an error (kept by the caller).
+    Applied,
+}
+
+impl From<Error> for Failed {
+    fn from(e: Error) -> Self {
+        Failed::Log(e)
+    }
 }
 
 impl<F: FileSystem> Wal<F> {
@@ -166,8 +205,70 @@ impl<F: FileSystem> Wal<F> {
         dir: impl AsRef<Path>,
         options: impl Into<Options>,
     ) -> Result<(Self, RecoveryReport), Error> {
-        let options = options.into();
-        let dir = dir.as_ref().to_path_buf();
+        match Self::open_inner(fs, dir.as_ref(), options.into(), None) {
+            Ok((wal, report, _)) => Ok((wal, report)),
+            Err(Failed::Log(e)) => Err(e),
+            // Nothing is applied without a replay.
+            Err(Failed::Applied) => unreachable!("no replay, no apply"),
+        }
+    }
+
+    /// [`Wal::open_replaying`] on the file system `fs` (a simulated one, in tests).
+    pub fn open_replaying_in<E>(
+        fs: F,
+        dir: impl AsRef<Path>,
+        options: impl Into<Options>,
+        mut apply: impl FnMut(Lsn, &[u8]) -> Result<(), E>,
+    ) -> Result<(Self, RecoveryReport), ReplayError<E>> {
+        // The application's error, kept here while the walk below reports only that it
+        // stopped.
+        let failed = core::cell::RefCell::new(None);
+        let mut each = |lsn: Lsn, payload: &[u8]| {
+            apply(lsn, payload).map_err(|e| {
+                *failed.borrow_mut() = Some((lsn, e));
+                Stopped
+            })
+        };
+        let stopped = || {
+            let (lsn, error) = failed.take().expect("a stop records its error");
+            ReplayError::Apply { lsn, error }
+        };
+        let opened = Self::open_inner(fs, dir.as_ref(), options.into(), Some(&mut each));
+        let (wal, report, next) = match opened {
+            Ok(o) => o,
+            Err(Failed::Log(e)) => return Err(ReplayError::Log(e)),
+            Err(Failed::Applied) => return Err(stopped()),
+        };
+        // What the pre-pass did not hand over: the newest segment, and everything from the
+        // first segment it could not vouch for. The open kept everything it handed over.
+        let from = next.unwrap_or(wal.first_lsn());
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut reader = wal.reader(from).map_err(ReplayError::Read)?;
+        loop {
+            match reader.next(&mut buf) {
+                Ok(Some(r)) => {
+                    let (lsn, payload) = (r.lsn, r.payload);
+                    if each(lsn, payload).is_err() {
+                        return Err(stopped());
+                    }
+                }
+                Ok(None) => break,
+                Err(ReadError::BufferTooSmall { needed }) => buf.resize(needed, 0),
+                Err(e) => return Err(ReplayError::Read(e)),
+            }
+        }
+        Ok((wal, report))
+    }
+
+    /// Opens the log; with `replay`, hands records over in one read of the sealed segments
+    /// (see the `replay` module) and returns the LSN after the last one handed over.
+    fn open_inner(
+        fs: F,
+        dir: &Path,
+        options: Options,
+        replay: Option<replay::Apply<'_>>,
+    ) -> Result<(Self, RecoveryReport, Option<Lsn>), Failed> {
+        let dir = dir.to_path_buf();
         // An invalid configuration touches nothing: not even the directory or its lock file.
         options
             .validate()
@@ -176,7 +277,8 @@ impl<F: FileSystem> Wal<F> {
             // Nothing would sync on a timer: refuse rather than act as `Manual`.
             return Err(Error::InvalidOptions {
                 why: "SyncPolicy::Interval needs a flusher thread: open the log as a SharedWal, or choose another policy",
-            });
+            }
+            .into());
         }
         let mut storage = FileStorage::open_in(fs, &dir, options.create_dir)?;
         storage.set_preallocate(options.preallocate);
@@ -196,7 +298,16 @@ impl<F: FileSystem> Wal<F> {
             .with_salt_seed(options.config.salt_seed ^ storage.file_system().random_seed());
         let mut scratch = vec![0u8; options.scratch_size.max(walden_core::MIN_SCRATCH)];
         let paths = SegmentPaths(dir.clone());
-        let summaries = scan_in_parallel(&storage, &config, options.open_threads);
+        let (summaries, next) = match replay {
+            None => (
+                scan_in_parallel(&storage, &config, options.open_threads),
+                None,
+            ),
+            Some(apply) => {
+                let p = replay::prepass(&storage, &config, apply).map_err(|_| Failed::Applied)?;
+                (p.summaries, p.next)
+            }
+        };
         let lookup = |id| summaries.get(&id).copied();
         let opened = CoreWal::<F>::open_with_summaries(storage, config, &mut scratch, &lookup);
         let (inner, report) = opened.map_err(|error| {
@@ -228,6 +339,7 @@ impl<F: FileSystem> Wal<F> {
                 scratch: Default::default(),
             },
             report,
+            next,
         ))
     }
 

@@ -5,6 +5,8 @@ pub(crate) mod plan;
 mod prescan;
 pub(crate) mod scan;
 
+#[cfg(feature = "replay")]
+pub use prescan::replay_segment;
 pub use prescan::{SegmentSummary, scan_segment};
 
 use crate::case::{Case, HeaderState};

@@ -2,8 +2,13 @@
 //! threads at once: the scans are independent, and core has no threads of its own.
 
 use crate::config::Config;
+#[cfg(feature = "replay")]
+use crate::cursor::{Located, RecordCursor};
 use crate::error::{IoFailure, Op};
+#[cfg(feature = "replay")]
+use crate::format::RECORD_HEADER_LEN;
 use crate::format::{SEGMENT_HEADER_LEN, SegmentHeader};
+use crate::lsn::Lsn;
 use crate::storage::{SegmentId, Storage, read_full};
 
 use super::MIN_SCRATCH;
@@ -66,4 +71,97 @@ pub fn scan_segment<S: Storage>(
         file_len,
         scan,
     }))
+}
+
+#[cfg(feature = "replay")]
+/// Scans segment `id` as [`scan_segment`] does and, while it does, hands each data record of
+/// every complete unit it accepts to `each`, oldest first, from the bytes it just verified:
+/// a replay reads the segment once. `hand(&header)` says first whether to hand over anything
+/// from this segment. A compressed or encrypted record is handed over as stored, with the
+/// cursor that decodes it ([`RecordCursor::decode_with`]); metadata records are stepped over.
+///
+/// Handing over stops for good, while the scan goes on to the end, when `each` returns
+/// `false`, or at a record longer than `scratch` (the caller reads it some other way).
+/// Returns the summary and the header, or `None` as [`scan_segment`] does.
+pub fn replay_segment<S: Storage>(
+    storage: &S,
+    id: SegmentId,
+    config: &Config,
+    scratch: &mut [u8],
+    hand: impl FnOnce(&SegmentHeader) -> bool,
+    mut each: impl FnMut(&RecordCursor, &Located, &[u8]) -> bool,
+) -> Result<Option<(SegmentSummary, SegmentHeader)>, IoFailure<S::Error>> {
+    if scratch.len() < MIN_SCRATCH {
+        return Ok(None);
+    }
+    let io = |op| {
+        move |error| IoFailure {
+            op,
+            segment: Some(id),
+            error,
+        }
+    };
+    let file_len = storage.len(id).map_err(io(Op::Len))?;
+    let mut buf = [0u8; SEGMENT_HEADER_LEN];
+    let n = read_full(storage, id, 0, &mut buf).map_err(io(Op::Read))?;
+    let Ok(h) = SegmentHeader::decode(&buf[..n]) else {
+        return Ok(None);
+    };
+    let keys = SegmentKeys::new(&h, config.max_record_size, file_len);
+    let mut handing = hand(&h);
+    // A cursor of its own, one unit behind the scan's: it steps through each unit the scan
+    // has just accepted.
+    let mut cursor = RecordCursor::new(keys, h.first_lsn);
+    let mut win = Window::new(scratch, id);
+    let scan = scan::scan_records_with(storage, &mut win, &keys, h.first_lsn, |st, win, _, to| {
+        while handing && cursor.offset() < to {
+            handing = hand_one(st, win, &mut cursor, &mut each) == Some(true);
+        }
+    })?;
+    Ok(Some((
+        SegmentSummary {
+            segment: id,
+            salt: h.salt,
+            file_len,
+            scan,
+        },
+        h,
+    )))
+}
+
+#[cfg(feature = "replay")]
+/// Hands the record at `cursor` to `each` (a metadata record is stepped over) and moves past
+/// it. `None` when it cannot: the bytes the scan verified no longer read the same, or the
+/// record is longer than the window.
+fn hand_one<S: Storage>(
+    st: &S,
+    win: &mut Window<'_>,
+    cursor: &mut RecordCursor,
+    each: &mut impl FnMut(&RecordCursor, &Located, &[u8]) -> bool,
+) -> Option<bool> {
+    let at = cursor
+        .header(win.get(st, cursor.offset(), RECORD_HEADER_LEN).ok()?)
+        .ok()?;
+    let mut more = true;
+    if !at.is_meta() {
+        let len = at.header.length as usize;
+        if len > win.capacity() {
+            return None;
+        }
+        let stored = win.get(st, at.payload_offset(), len).ok()?;
+        if stored.len() < len {
+            return None;
+        }
+        more = each(cursor, &at, stored);
+    }
+    cursor.accept(&at, None).ok()?;
+    Some(more)
+}
+
+impl SegmentSummary {
+    /// The LSN of the last data record in the complete units the scan accepted (the
+    /// segment's first LSN less one when there is none).
+    pub fn last_lsn(&self) -> Lsn {
+        self.scan.last_lsn
+    }
 }

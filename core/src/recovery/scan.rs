@@ -14,6 +14,11 @@ pub(crate) struct Window<'a> {
     id: SegmentId,
     start: u64,
     len: usize,
+    /// Where a refill starts when it can (`u64::MAX`: at the offset asked for): the start of
+    /// the unit a scan is inside, so that a whole batch is still in the window when it
+    /// completes (a replay hands it over from there).
+    #[cfg(feature = "replay")]
+    keep: u64,
 }
 
 impl<'a> Window<'a> {
@@ -23,6 +28,8 @@ impl<'a> Window<'a> {
             id,
             start: 0,
             len: 0,
+            #[cfg(feature = "replay")]
+            keep: u64::MAX,
         }
     }
 
@@ -39,12 +46,20 @@ impl<'a> Window<'a> {
     ) -> Result<&[u8], IoFailure<S::Error>> {
         let cached = at >= self.start && at + n as u64 <= self.start + self.len as u64;
         if !cached {
-            self.len = read_full(st, self.id, at, self.buf).map_err(|error| IoFailure {
+            #[cfg(feature = "replay")]
+            let from = if self.keep <= at && at + n as u64 - self.keep <= self.buf.len() as u64 {
+                self.keep
+            } else {
+                at
+            };
+            #[cfg(not(feature = "replay"))]
+            let from = at;
+            self.len = read_full(st, self.id, from, self.buf).map_err(|error| IoFailure {
                 op: Op::Read,
                 segment: Some(self.id),
                 error,
             })?;
-            self.start = at;
+            self.start = from;
         }
         let from = (at - self.start) as usize;
         let to = (from + n).min(self.len);
@@ -174,6 +189,21 @@ pub(crate) fn scan_records<S: Storage>(
     keys: &SegmentKeys,
     first_lsn: Lsn,
 ) -> Result<SegmentScan, IoFailure<S::Error>> {
+    scan_records_with(st, win, keys, first_lsn, |_, _, _, _| {})
+}
+
+/// [`scan_records`], calling `unit(st, win, from, to)` as each complete unit (a record, a
+/// whole batch, a metadata record) is accepted: its bytes `from..to` were just verified, and
+/// are in the window unless the unit is longer than it or crossed a refill. (Recovery passes
+/// a closure that does nothing, and the compiler removes the calls.)
+#[inline(always)]
+pub(crate) fn scan_records_with<S: Storage>(
+    st: &S,
+    win: &mut Window<'_>,
+    keys: &SegmentKeys,
+    first_lsn: Lsn,
+    mut unit: impl FnMut(&S, &mut Window<'_>, u64, u64),
+) -> Result<SegmentScan, IoFailure<S::Error>> {
     let mut cursor = RecordCursor::new(*keys, first_lsn);
     let fault = loop {
         if cursor.at_end() {
@@ -182,10 +212,23 @@ pub(crate) fn scan_records<S: Storage>(
                 Some(f) => break Some(f),
             }
         }
+        let from = cursor.complete().end;
+        #[cfg(feature = "replay")]
+        {
+            win.keep = from;
+        }
         if let Err(f) = step(st, win, &mut cursor)? {
             break Some(f);
         }
+        let to = cursor.complete().end;
+        if to != from {
+            unit(st, win, from, to);
+        }
     };
+    #[cfg(feature = "replay")]
+    {
+        win.keep = u64::MAX;
+    }
     let done = cursor.complete();
     let mut scan = SegmentScan {
         end: done.end,

@@ -14,6 +14,8 @@ pub(crate) mod mem;
 mod reads;
 mod recovery_cases;
 mod recovery_edges;
+#[cfg(feature = "replay")]
+mod replayed;
 mod reports;
 mod salts;
 mod wal_ops;

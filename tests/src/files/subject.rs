@@ -5,10 +5,10 @@ use std::panic::catch_unwind;
 
 use walden_core::{Lsn, RecoveryPolicy, parse_segment_name};
 use walden_sim::{CaseId, CrashBounds, CrashPlan, CrashStates, SimFs};
-use walden_std::{FileError, LOCK_FILE};
+use walden_std::{FileError, LOCK_FILE, ReplayError};
 
 use super::variant::FileVariant;
-use super::workload::{FileWorkload, OpenLog, drive, open_log};
+use super::workload::{FileWorkload, OpenLog, drive, open_log_replaying};
 use crate::explorer::{Outcome, Recovered, Recovery, Run, Subject};
 
 impl Subject for FileVariant {
@@ -141,10 +141,15 @@ fn open_and_read(
     fs: &super::variant::TestFs,
     policy: RecoveryPolicy,
 ) -> Outcome<FileError, OpenLog> {
-    let (log, report) = match open_log(workload, fs, policy) {
+    let (log, report, handed) = match open_log_replaying(workload, fs, policy) {
         Ok(opened) => opened,
-        Err(walden_std::Error::Open { error, .. }) => return Outcome::Refused(error),
-        Err(e) => return Outcome::Broken("classification", format!("open failed: {e}")),
+        Err(ReplayError::Log(walden_std::Error::Open { error, .. })) => {
+            return Outcome::Refused(error);
+        }
+        Err(ReplayError::Log(e)) => {
+            return Outcome::Broken("classification", format!("open failed: {e}"));
+        }
+        Err(e) => return Outcome::Broken("replay", format!("open_replaying failed: {e}")),
     };
     let records = match log.read_all() {
         Ok(records) => records,
@@ -157,6 +162,29 @@ fn open_and_read(
     };
     if let Err(why) = segment_set(&log) {
         return Outcome::Broken("segment set", why);
+    }
+    // A replay hands over exactly the recovered log, each record once, in order: nothing the
+    // open then removed, nothing twice, nothing missing.
+    if let Some(handed) = handed
+        && handed != records
+    {
+        let first = handed
+            .iter()
+            .zip(&records)
+            .position(|(h, r)| h != r)
+            .unwrap_or(handed.len().min(records.len()));
+        return Outcome::Broken(
+            "replay",
+            format!(
+                "open_replaying handed over {} records, the recovered log holds {}; they differ \
+                 from the {}th on (handed {:?}, recovered {:?})",
+                handed.len(),
+                records.len(),
+                first + 1,
+                handed.get(first).map(|h| h.0),
+                records.get(first).map(|r| r.0),
+            ),
+        );
     }
     let recovered = Recovered {
         first: log.first_lsn(),

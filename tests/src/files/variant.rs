@@ -41,11 +41,14 @@ pub enum FileVariant {
     /// ([`Mutation::CleanAlways`]): the restarted process trusts the page cache and skips
     /// `fadvise(DONTNEED)`.
     CleanAlways,
+    /// Opening to replay hands over a sealed segment's records even after damage in the one
+    /// before, or a gap ([`Mutation::ReplayIgnoresDamage`]).
+    ReplayIgnoresDamage,
 }
 
 impl FileVariant {
     /// Every variant, the correct one first.
-    pub const ALL: [FileVariant; 8] = [
+    pub const ALL: [FileVariant; 9] = [
         FileVariant::Correct,
         FileVariant::LinkNotDirSynced,
         FileVariant::SyncSkipsFlush,
@@ -54,6 +57,7 @@ impl FileVariant {
         FileVariant::DeferredReserveAnyWrite,
         FileVariant::ForgetCacheIsNoop,
         FileVariant::CleanAlways,
+        FileVariant::ReplayIgnoresDamage,
     ];
 
     /// The walden-std mutation this variant turns on, if any.
@@ -64,6 +68,7 @@ impl FileVariant {
             FileVariant::StaleSpare => Some(Mutation::StaleSpare),
             FileVariant::DeferredReserveAnyWrite => Some(Mutation::DeferredReserveAnyWrite),
             FileVariant::CleanAlways => Some(Mutation::CleanAlways),
+            FileVariant::ReplayIgnoresDamage => Some(Mutation::ReplayIgnoresDamage),
             _ => None,
         }
     }

@@ -256,6 +256,40 @@ impl OpenLog {
     }
 }
 
+/// Opens the log of `workload` on `fs` under `policy` the way an application that replays
+/// it would: a [`Handle::Wal`] workload with [`Wal::open_replaying_in`] (returning every
+/// record handed over), a shared one with a plain open (`None`), so that the explorer
+/// recovers every state through both.
+#[allow(clippy::type_complexity)]
+pub(crate) fn open_log_replaying(
+    workload: &FileWorkload,
+    fs: &TestFs,
+    policy: RecoveryPolicy,
+) -> Result<
+    (OpenLog, RecoveryReport, Option<Vec<(Lsn, Vec<u8>)>>),
+    walden_std::ReplayError<core::convert::Infallible>,
+> {
+    if let Handle::Shared(_) = workload.handle {
+        return open_log(workload, fs, policy)
+            .map(|(log, report)| (log, report, None))
+            .map_err(walden_std::ReplayError::Log);
+    }
+    let mut handed = Vec::new();
+    let opened = Wal::open_replaying_in(fs.clone(), ROOT, workload.options(policy), |lsn, p| {
+        handed.push((lsn, p.to_vec()));
+        Ok::<_, core::convert::Infallible>(())
+    });
+    let (wal, report) = opened?;
+    Ok((
+        OpenLog {
+            log: FileLog::Wal(Box::new(wal)),
+            fs: fs.clone(),
+        },
+        report,
+        Some(handed),
+    ))
+}
+
 /// Opens the log of `workload` on `fs` under `policy`.
 pub fn open_log(
     workload: &FileWorkload,
