@@ -127,7 +127,11 @@ fn a_replay_that_hands_over_records_past_damage_is_caught() {
     // successor. A replay that hands them over before the open decides has given the
     // application records the log no longer holds.
     let variant = FileVariant::ReplayIgnoresDamage;
-    let stats = explorer(variant).explore(&pending_chain());
+    let stats = Explorer {
+        stop_at_first: true,
+        ..shallow(variant)
+    }
+    .explore(&pending_chain());
     // Handed over and then gone: either the recovered log holds fewer records than were
     // handed over, or it ends before where the replay would go on reading.
     assert_caught_as(
@@ -137,6 +141,17 @@ fn a_replay_that_hands_over_records_past_damage_is_caught() {
     );
 }
 
+/// One round of crash and recovery under the default policy: `pending_chain`'s unsynced
+/// writes over three files make its nested rounds many minutes long, and what it is for is
+/// the first recovery's replay.
+fn shallow(variant: FileVariant) -> Explorer<FileVariant> {
+    Explorer {
+        depth: 1,
+        all_policies: false,
+        ..explorer(variant)
+    }
+}
+
 /// Early rotation with no sync for several segments: a crash leaves a chain of pending
 /// segments, sealed but unsynced, in front of the newest.
 fn pending_chain() -> FileWorkload {
@@ -144,7 +159,7 @@ fn pending_chain() -> FileWorkload {
         .with_sync_policy(SyncPolicy::Manual)
         .with_segment_size(4096)
         .with_early_rotation(true);
-    let mut steps = vec![FileStep::Append(1500); 7];
+    let mut steps = vec![FileStep::Append(1500); 5];
     steps.push(FileStep::Sync);
     FileWorkload::new(
         "wal: early rotation, a chain of pending segments",
@@ -160,7 +175,7 @@ fn the_correct_variant_passes_the_same_runs() {
         let stats = explorer(FileVariant::Correct).explore(&workload(seed));
         assert!(stats.violations.is_empty(), "{}", stats.violations[0]);
     }
-    let stats = explorer(FileVariant::Correct).explore(&pending_chain());
+    let stats = shallow(FileVariant::Correct).explore(&pending_chain());
     assert!(stats.violations.is_empty(), "{}", stats.violations[0]);
     let stats = faults::failed_syncs(&explorer(FileVariant::Correct), &workload(0x403));
     assert!(stats.violations.is_empty(), "{}", stats.violations[0]);
