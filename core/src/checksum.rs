@@ -103,10 +103,16 @@ impl ChecksumAlgorithm {
     // stack for about 80 bytes of flash). Not with `hw-crc` (servers): no such limit there.
     #[cfg_attr(not(feature = "hw-crc"), inline(always))]
     pub fn of_salted(self, salt: u64, data: &[u8]) -> u64 {
-        // Record headers too: through the per-thread digest already fed the salt. Copying a
-        // header behind the salt on the stack and checksumming that in one call (as this did
-        // before that digest existed) cost 18-20 ns against its 12-17 ns, and left the digest
-        // on another salt for the payload that follows (BENCHMARKS.md, "Bulk paths").
+        // Record headers: one call over a copy on the stack. A streaming accelerated digest
+        // copies its parameter block (a few hundred bytes) on every start, which cost more than
+        // checksumming a header.
+        #[cfg(feature = "hw-crc")]
+        if data.len() <= SMALL {
+            let mut buf = [0u8; 8 + SMALL];
+            buf[..8].copy_from_slice(&salt.to_le_bytes());
+            buf[8..8 + data.len()].copy_from_slice(data);
+            return crc_fast::checksum(hw(self), &buf[..8 + data.len()]);
+        }
         #[cfg(feature = "hw-crc")]
         return hw_of_salted(self, salt, data);
         #[allow(unreachable_code)]
@@ -140,6 +146,11 @@ fn hw(alg: ChecksumAlgorithm) -> crc_fast::CrcAlgorithm {
         ChecksumAlgorithm::Crc64 => crc_fast::CrcAlgorithm::Crc64Nvme,
     }
 }
+
+/// Data up to this long is checksummed in one call by [`ChecksumAlgorithm::of_salted`] (a
+/// record header's checked part is 24 bytes).
+#[cfg(feature = "hw-crc")]
+const SMALL: usize = 56;
 
 /// A fresh accelerated digest, copied from one made once per algorithm: `Digest::new` looks
 /// its parameters up and moves them several times, which showed in profiles of recovery.
@@ -305,8 +316,8 @@ mod tests {
 
     #[test]
     fn salted_one_call_agrees_with_streaming_across_lengths() {
-        // With `hw-crc` every length goes through the per-thread salted digest; each must give
-        // the portable streaming result (crc-fast changes paths by length).
+        // With `hw-crc`, short data takes a one-call path over a copy (up to `SMALL` bytes);
+        // every length around that limit must give the portable streaming result.
         let data: std::vec::Vec<u8> = (0..100u32).map(|i| (i * 37 % 253) as u8).collect();
         let salt = 0x0123_4567_89ab_cdef_u64;
         for alg in available() {
