@@ -115,6 +115,20 @@ pub trait Storage {
     /// before that they may be lost, torn or reordered with other unsynced writes.
     fn write(&mut self, id: SegmentId, offset: u64, data: &[u8]) -> Result<(), Self::Error>;
 
+    /// Writes `first` at `offset` and `second` just after it: exactly two [`Storage::write`]s
+    /// (the default), which an adapter may do in one step (core writes a record's header and
+    /// its payload this way; walden-std buffers both with one round of bookkeeping).
+    fn write_parts(
+        &mut self,
+        id: SegmentId,
+        offset: u64,
+        first: &[u8],
+        second: &[u8],
+    ) -> Result<(), Self::Error> {
+        self.write(id, offset, first)?;
+        self.write(id, offset + first.len() as u64, second)
+    }
+
     /// Sets the segment's length to `len` (never larger than the current length).
     ///
     /// Power loss: volatile until [`Storage::sync`] on this segment returns `Ok`.

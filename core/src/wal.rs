@@ -483,10 +483,8 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 ack_gap: RecordHeader::ack_gap_for(lsn, self.durable),
             }
             .encode(checksum, salt);
-            self.guarded(Op::Write, Some(id), |s| s.write(id, end, &header))?;
-            end += RECORD_HEADER_LEN as u64;
-            self.guarded(Op::Write, Some(id), |s| s.write(id, end, p))?;
-            end += p.len() as u64;
+            self.guarded(Op::Write, Some(id), |s| s.write_parts(id, end, &header, p))?;
+            end += (RECORD_HEADER_LEN + p.len()) as u64;
         }
         if let Some(a) = self.segments.last_mut() {
             a.end = end;

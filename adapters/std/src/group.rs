@@ -196,6 +196,15 @@ impl<S: Storage> Storage for SyncUnderLock<S> {
     fn write(&mut self, id: SegmentId, offset: u64, data: &[u8]) -> Result<(), S::Error> {
         self.0.write(id, offset, data)
     }
+    fn write_parts(
+        &mut self,
+        id: SegmentId,
+        offset: u64,
+        first: &[u8],
+        second: &[u8],
+    ) -> Result<(), S::Error> {
+        self.0.write_parts(id, offset, first, second)
+    }
     fn truncate(&mut self, id: SegmentId, len: u64) -> Result<(), S::Error> {
         self.0.truncate(id, len)
     }

@@ -114,7 +114,11 @@ impl PositionIndex {
         offset: u64,
         lengths: impl Iterator<Item = usize>,
     ) {
-        let i = self.runs.partition_point(|r| r.segment < segment);
+        // Nearly always the newest run (appends go to the newest segment): no search for it.
+        let i = match self.runs.last() {
+            Some(r) if r.segment == segment => self.runs.len() - 1,
+            _ => self.runs.partition_point(|r| r.segment < segment),
+        };
         if self.runs.get(i).is_none_or(|r| r.segment != segment) {
             if i != self.runs.len() {
                 return; // appends go to the newest segment only
