@@ -213,6 +213,9 @@ pub enum Mutation {
     /// Closing leaves the clean-close marker whatever happened, even after a failed sync: the
     /// next open trusts cached pages the disk never got.
     CleanAlways,
+    /// A rotation's early syncs (the directory's after a link, the sealed segment's after its
+    /// seal; `early_sync.rs`) report success without syncing anything.
+    EarlySyncNoop,
 }
 
 /// An open file (or an open directory, for [`FsFile::sync_all`]).

@@ -41,11 +41,15 @@ pub enum FileVariant {
     /// ([`Mutation::CleanAlways`]): the restarted process trusts the page cache and skips
     /// `fadvise(DONTNEED)`.
     CleanAlways,
+    /// A rotation's early syncs (the directory's after the successor's link, the sealed
+    /// segment's after its seal) report success without syncing
+    /// ([`Mutation::EarlySyncNoop`]).
+    EarlySyncNoop,
 }
 
 impl FileVariant {
     /// Every variant, the correct one first.
-    pub const ALL: [FileVariant; 8] = [
+    pub const ALL: [FileVariant; 9] = [
         FileVariant::Correct,
         FileVariant::LinkNotDirSynced,
         FileVariant::SyncSkipsFlush,
@@ -54,6 +58,7 @@ impl FileVariant {
         FileVariant::DeferredReserveAnyWrite,
         FileVariant::ForgetCacheIsNoop,
         FileVariant::CleanAlways,
+        FileVariant::EarlySyncNoop,
     ];
 
     /// The walden-std mutation this variant turns on, if any.
@@ -64,6 +69,7 @@ impl FileVariant {
             FileVariant::StaleSpare => Some(Mutation::StaleSpare),
             FileVariant::DeferredReserveAnyWrite => Some(Mutation::DeferredReserveAnyWrite),
             FileVariant::CleanAlways => Some(Mutation::CleanAlways),
+            FileVariant::EarlySyncNoop => Some(Mutation::EarlySyncNoop),
             _ => None,
         }
     }
