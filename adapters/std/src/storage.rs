@@ -802,7 +802,10 @@ impl<F: FileSystem> FileStorage<F> {
         data: &[u8],
     ) -> Result<bool, FileError> {
         let end = offset + data.len() as u64;
+        // Only the active segment's writes count: a seal, written to the old segment far
+        // past `offset`, must not start it in the middle of the rotation.
         if let Some(due) = self.spare_due
+            && id == due.active
             && (*self.usage.syncs.get_mut() > due.syncs || end > due.offset)
         {
             self.spare_due = None;
