@@ -29,6 +29,7 @@
 //! early sync's own outcome, and the outcome is recorded at once in the clean-close
 //! bookkeeping (`clean.rs`), even if nobody joins.
 
+use core::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use walden_core::SegmentId;
@@ -52,6 +53,8 @@ pub(crate) struct EarlySync {
     /// Set when something the sync must cover changed after it started.
     stale: bool,
     outcome: Arc<Mutex<Option<Result<(), FileError>>>>,
+    /// Set before the join: the job's first step then syncs at once.
+    joining: Arc<AtomicBool>,
     /// In a mutex only so that the storage stays `Sync` (a `Worker` is only `Send`).
     worker: Mutex<Option<Worker>>,
 }
@@ -86,7 +89,18 @@ impl EarlySync {
             };
             *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
         });
+        // The first step yields (a zero wait: nothing on a thread) unless the sync is already
+        // being waited for, so a simulated file system queues the job and runs it where the
+        // core asks for the sync, as before this file existed: the files explorer then still
+        // explores every state in which the sync has not run yet (one that completes sooner
+        // only makes states durable sooner).
+        let joining = Arc::new(AtomicBool::new(false));
+        let waited_for = Arc::clone(&joining);
+        let mut yielded = false;
         let job = Box::new(move || {
+            if !core::mem::replace(&mut yielded, true) && !waited_for.load(Ordering::Acquire) {
+                return JobStep::Wait(core::time::Duration::ZERO);
+            }
             if let Some(sync) = once.take() {
                 sync();
             }
@@ -97,6 +111,7 @@ impl EarlySync {
             target,
             stale: false,
             outcome,
+            joining,
             worker: Mutex::new(Some(worker)),
         })
     }
@@ -106,6 +121,7 @@ impl EarlySync {
     }
 
     fn wait(&self) {
+        self.joining.store(true, Ordering::Release);
         let worker = self
             .worker
             .lock()

@@ -241,10 +241,12 @@ pub trait FsFile: Send + Sync + 'static {
     fn sync_all(&self) -> io::Result<()>;
     /// Writes back the written bytes in `[offset, offset + len)` and waits for that, without
     /// a device cache flush or a metadata commit (`sync_file_range`). Pacing only: it makes
-    /// **nothing** durable, and the default does nothing.
+    /// **nothing** durable. The default is `ErrorKind::Unsupported`, and the caller then
+    /// syncs instead (as a simulated file system, which has no such call, wants: a spare's
+    /// zeros, synced per step, keep its crash states few).
     fn write_back(&self, offset: u64, len: u64) -> io::Result<()> {
         let _ = (offset, len);
-        Ok(())
+        Err(io::ErrorKind::Unsupported.into())
     }
     /// `ftruncate`: shrinks, or grows with zeros.
     fn set_len(&self, len: u64) -> io::Result<()>;

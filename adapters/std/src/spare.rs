@@ -225,8 +225,11 @@ fn prepare<F: FileSystem>(
             while at < len {
                 let to = len.min(at.saturating_add(step));
                 zero_fill(&file, at, to, step)?;
-                // Pacing only (see `FsFile::write_back`): a failure here is the final sync's.
-                let _ = file.write_back(at, to - at);
+                // Pacing only (see `FsFile::write_back`); where it is not available (or fails),
+                // a sync per step, as before.
+                if file.write_back(at, to - at).is_err() {
+                    file.sync_data()?;
+                }
                 at = to;
             }
         } else {
