@@ -6,6 +6,8 @@
 //!
 //! Prints each round's rates and the median of the Walden ÷ baseline ratios, plus p50/p99 of
 //! the per-operation latencies. For profiling one subject: `BULK_ONLY=walden` (or `baseline`).
+//! `BULK_SLOW=1` lists where the slowest 1% fall; `BULK_DUMP=<file>` appends every operation's
+//! latency (ns) to a file, in order.
 
 use core::time::Duration;
 use std::{
@@ -237,6 +239,16 @@ fn run(which: &str, work: &str, base: &Path) -> (f64, f64, f64, f64) {
         ops += count as u64;
     }
     let el = t.elapsed().as_secs_f64();
+    if let Some(path) = std::env::var_os("BULK_DUMP") {
+        // Every operation's latency (ns), in order, one a line (appended to the file).
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        let lines: String = lat.iter().map(|l| format!("{which} {l}\n")).collect();
+        f.write_all(lines.as_bytes()).unwrap();
+    }
     if std::env::var_os("BULK_SLOW").is_some() {
         // Where the slow operations fall: index, latency (µs), bytes appended before it.
         let mut by: Vec<(usize, u64)> = lat.iter().copied().enumerate().collect();

@@ -170,8 +170,29 @@ fn pending_chain() -> FileWorkload {
 }
 
 #[test]
+fn an_early_rotation_sync_that_does_nothing_is_caught() {
+    // The directory's early sync after a link: with the next spare prepared late, records
+    // are acknowledged in the linked segment before anything else syncs the directory (as
+    // for `LinkNotDirSynced`).
+    let variant = FileVariant::EarlySyncNoop;
+    let stats = explorer(variant).explore(&workload(0x402));
+    assert_caught_as(
+        variant,
+        &stats,
+        &[
+            ("durability", "lost"),
+            ("classification", "MissingNewestSegment"),
+        ],
+    );
+    // The sealed segment's early sync: early rotation leaves unsynced records in it, and the
+    // next sync's join reports them durable.
+    let stats = explorer(variant).explore(&workload(0x40c));
+    assert_caught(variant, &stats, "durability", "lost");
+}
+
+#[test]
 fn the_correct_variant_passes_the_same_runs() {
-    for seed in [0x401, 0x402, 0x406, 0x40b] {
+    for seed in [0x401, 0x402, 0x406, 0x40b, 0x40c] {
         let stats = explorer(FileVariant::Correct).explore(&workload(seed));
         assert!(stats.violations.is_empty(), "{}", stats.violations[0]);
     }

@@ -150,6 +150,11 @@ pub struct Tuning {
     pub fill_chunk: u64,
     /// The background fill syncs after this many bytes (4 MiB).
     pub fill_sync_every: u64,
+    /// A spare's zeros are written, and written back without a sync (`FsFile::write_back`),
+    /// this many bytes at a time (256 KiB); the spare is synced once, when complete. Small
+    /// steps without a flush or a metadata commit each keep the writer's `fdatasync`s from
+    /// queueing behind a megabyte of zeros and a journal commit (`spare.rs`).
+    pub spare_write_back: u64,
     /// How far ahead of the writer the background fill goes before it waits (8 MiB).
     pub fill_ahead: u64,
     /// How long a background fill that is far enough ahead waits before looking again (2 ms).
@@ -175,6 +180,7 @@ impl Tuning {
         sync_zero_fill: 1 << 20,
         fill_chunk: 1 << 20,
         fill_sync_every: 4 << 20,
+        spare_write_back: 256 << 10,
         fill_ahead: 8 << 20,
         fill_pace: Duration::from_millis(2),
         zero_fill_max_bytes_per_sync: 256 << 10,
@@ -217,6 +223,9 @@ pub enum Mutation {
     /// damage (a predecessor that lost its unsynced tail), or one that ended before it began:
     /// records the open then removes reach the application.
     ReplayIgnoresDamage,
+    /// A rotation's early syncs (the directory's after a link, the sealed segment's after its
+    /// seal; `early_sync.rs`) report success without syncing anything.
+    EarlySyncNoop,
 }
 
 /// An open file (or an open directory, for [`FsFile::sync_all`]).
@@ -234,6 +243,15 @@ pub trait FsFile: Send + Sync + 'static {
     fn sync_data(&self) -> io::Result<()>;
     /// `fsync` (of a directory: makes its entries durable).
     fn sync_all(&self) -> io::Result<()>;
+    /// Writes back the written bytes in `[offset, offset + len)` and waits for that, without
+    /// a device cache flush or a metadata commit (`sync_file_range`). Pacing only: it makes
+    /// **nothing** durable. The default is `ErrorKind::Unsupported`, and the caller then
+    /// syncs instead (as a simulated file system, which has no such call, wants: a spare's
+    /// zeros, synced per step, keep its crash states few).
+    fn write_back(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Err(io::ErrorKind::Unsupported.into())
+    }
     /// `ftruncate`: shrinks, or grows with zeros.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// The current length.

@@ -98,6 +98,7 @@
 
 mod clean;
 mod durable;
+mod early_sync;
 mod error;
 mod filesystem;
 mod fill;

@@ -212,16 +212,24 @@ fn prepare<F: FileSystem>(
             from = copy_previous(fs, dir, id, &file, len)?;
         }
         if zero {
-            // Synced every `fill_chunk` bytes: written whole and synced once, the zeros
-            // were one write-back of the segment's size (64 MiB) queued ahead of the log's own
-            // `fdatasync`s, which then waited tens of milliseconds (p999 ~20 ms at 100 KiB
-            // per sync, against ~1 ms without spares).
-            let tuning = fs.tuning();
+            // Written back `spare_write_back` bytes at a time, and synced once, at the end.
+            // Written whole and synced once, the zeros were one write-back of the segment's
+            // size (64 MiB) queued ahead of the log's own `fdatasync`s, which then waited tens
+            // of milliseconds (p999 ~20 ms at 100 KiB per sync, against ~1 ms without spares).
+            // Synced every megabyte, each sync (a megabyte of data, a journal commit for the
+            // file's growth, a cache flush) still held up the few `fdatasync`s behind it: the
+            // slowest 1% of 128 KiB batches took 4-15x the median (BENCHMARKS.md). Written back
+            // in 256 KiB steps without a flush or a commit, they take about 3x.
+            let step = fs.tuning().spare_write_back.max(1);
             let mut at = from;
             while at < len {
-                let to = len.min(at.saturating_add(tuning.fill_chunk.max(1)));
-                zero_fill(&file, at, to, tuning.fill_chunk)?;
-                file.sync_data()?;
+                let to = len.min(at.saturating_add(step));
+                zero_fill(&file, at, to, step)?;
+                // Pacing only (see `FsFile::write_back`); where it is not available (or fails),
+                // a sync per step, as before.
+                if file.write_back(at, to - at).is_err() {
+                    file.sync_data()?;
+                }
                 at = to;
             }
         } else {

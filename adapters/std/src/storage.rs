@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use walden_core::{SegmentId, SegmentName, Storage, StorageErrorKind, parse_segment_name};
 
 use crate::clean::{self, Unsynced};
+use crate::early_sync::{EarlySync, Target};
 use crate::error::{Error, FileError};
 use crate::filesystem::{FileKind, FileSystem, FsFile, Mutation, OpenMode, OsFs};
 use crate::fill::FillAhead;
@@ -41,7 +42,7 @@ pub const LOCK_FILE: &str = "walden.lock";
 pub struct FileStorage<F: FileSystem = OsFs> {
     fs: F,
     dir: PathBuf,
-    dir_handle: F::File,
+    dir_handle: Arc<F::File>,
     _lock: F::File,
     /// Open segment files, at most [`Tuning::max_open_files`](crate::Tuning) of them (see [`FileStorage::remember`]).
     files: HashMap<SegmentId, Arc<F::File>>,
@@ -74,6 +75,29 @@ pub struct FileStorage<F: FileSystem = OsFs> {
     /// it found the clean-close marker): [`FileStorage::forget_cached_newest`] drops their
     /// cached pages.
     suspects: Vec<SegmentId>,
+    /// Rotation syncs started early (`early_sync.rs`): the directory's, after a successor's
+    /// link, ...
+    early_dir: Option<EarlySync>,
+    /// ... and sealed segments', after their seal, not yet joined: running, or failed (one
+    /// that succeeded may be dropped: the core's later sync then has little left to do).
+    early_seals: Vec<EarlySync>,
+    /// The segment a rotation is sealing: its next write, the seal, starts its sync early.
+    sealing: Option<SegmentId>,
+    /// The next spare, to prepare once the active segment is under way.
+    spare_due: Option<SpareDue>,
+}
+
+/// A spare to prepare once the active segment is under way (after its first sync, or a few
+/// megabytes in), not at the rotation: the spare's own syncs (and, for a zero-filled spare,
+/// its first chunk of zeros) then do not land on the rotation's syncs.
+#[derive(Clone, Copy)]
+struct SpareDue {
+    active: SegmentId,
+    len: u64,
+    /// `usage.syncs` when it was set: a sync since starts it.
+    syncs: u64,
+    /// A write ending past this starts it too (a log that never syncs).
+    offset: u64,
 }
 
 /// Bytes written to and syncs of the active segment since it was created.
@@ -157,7 +181,7 @@ impl<F: FileSystem> FileStorage<F> {
         Ok(Self {
             fs,
             dir,
-            dir_handle,
+            dir_handle: Arc::new(dir_handle),
             _lock: lock,
             files: HashMap::new(),
             pending: Mutex::new(None),
@@ -173,6 +197,10 @@ impl<F: FileSystem> FileStorage<F> {
             deferred: None,
             unsynced,
             suspects,
+            early_dir: None,
+            early_seals: Vec::new(),
+            sealing: None,
+            spare_due: None,
         })
     }
 
@@ -336,6 +364,9 @@ impl<F: FileSystem> Drop for FileStorage<F> {
         // Best effort: hand buffered bytes to the OS. They were never reported durable.
         let _ = self.flush();
         self.stop_fill(None);
+        // Their outcomes count for the clean-close marker below.
+        self.early_dir = None;
+        self.early_seals.clear();
         // Before the lock goes: no background job may still create a file in the directory.
         self.spare.shutdown(&self.fs);
         let always = self.fs.mutation() == Some(Mutation::CleanAlways);
@@ -349,6 +380,9 @@ impl<F: FileSystem> Drop for FileStorage<F> {
 
 impl<F: FileSystem> GroupSync for FileStorage<F> {
     fn detached_sync(&self, id: SegmentId) -> Result<Option<DetachedSync<FileError>>, FileError> {
+        if (self.early_seals.iter()).any(|e| e.target() == Target::Segment(id)) {
+            return Ok(None); // the core's own sync joins it
+        }
         let Some(file) = self
             .flush_shared(id)
             .inspect_err(|_| self.unsynced.failed())?
@@ -387,10 +421,13 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             // spare prepared for its successor stays ready.
             let f = self.fs.open(&path, OpenMode::CreateNew)?;
             self.remember(id, Arc::new(f));
+            self.dir_changed();
             return Ok(());
         }
         // The previous segment is sealed: the rest of it is never written.
         self.stop_fill(None);
+        self.spare_due = None;
+        self.sealing = id.checked_sub(1);
         if self.fs.mutation() != Some(Mutation::DeferredReserveAnyWrite) {
             self.deferred = None;
         }
@@ -403,7 +440,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
                     let _ = self.fs.remove_file(prepared.path());
                     self.remember(id, Arc::new(prepared.into_file()));
                     tracing::debug!(segment = id, "rotation used a preallocated spare segment");
-                    return Ok(());
+                    return self.start_early_dir();
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     let _ = self.fs.remove_file(prepared.path());
@@ -416,7 +453,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         }
         let f = self.fs.open(&path, OpenMode::CreateNew)?;
         self.remember(id, Arc::new(f));
-        Ok(())
+        self.start_early_dir()
     }
 
     fn remove(&mut self, id: SegmentId) -> Result<(), FileError> {
@@ -430,6 +467,8 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             *pending = None;
         }
         self.files.remove(&id);
+        self.forget_early(id);
+        self.dir_changed();
         self.fs.remove_file(&self.segment_path(id))?;
         self.unsynced.removed(id);
         Ok(())
@@ -476,6 +515,9 @@ impl<F: FileSystem> Storage for FileStorage<F> {
     }
 
     fn write(&mut self, id: SegmentId, offset: u64, data: &[u8]) -> Result<(), FileError> {
+        if self.before_segment_write(id, offset, data)? {
+            return Ok(()); // a seal, written and its sync started (`early_sync.rs`)
+        }
         self.usage.written += data.len() as u64;
         self.unsynced.changed(id);
         // Only a write to the reserved segment carries the reservation out, before its bytes
@@ -573,6 +615,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
     }
 
     fn truncate(&mut self, id: SegmentId, len: u64) -> Result<(), FileError> {
+        self.stale_early(id);
         self.stop_fill(Some(id));
         self.unsynced.changed(id);
         self.flush_if(id)?;
@@ -581,6 +624,10 @@ impl<F: FileSystem> Storage for FileStorage<F> {
     }
 
     fn sync(&mut self, id: SegmentId) -> Result<(), FileError> {
+        if self.join_early_seal(id)? {
+            *self.usage.syncs.get_mut() += 1;
+            return Ok(());
+        }
         let mark = self.unsynced.before_sync();
         if self.fs.mutation() != Some(Mutation::SyncSkipsFlush) {
             self.flush_if(id).inspect_err(|_| self.unsynced.failed())?;
@@ -592,6 +639,11 @@ impl<F: FileSystem> Storage for FileStorage<F> {
     }
 
     fn sync_dir(&mut self) -> Result<(), FileError> {
+        if let Some(early) = self.early_dir.take()
+            && early.join()?
+        {
+            return Ok(());
+        }
         self.dir_handle
             .sync_all()
             .inspect_err(|_| self.unsynced.failed())?;
@@ -648,7 +700,14 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             self.stop_fill(None);
             self.fill = FillAhead::start(&self.fs, &self.segment_path(id), id, head, len);
         }
-        self.prepare_next(id, len);
+        let syncs = *self.usage.syncs.get_mut();
+        let offset = 2 * tuning.write_buffer as u64;
+        self.spare_due = Some(SpareDue {
+            active: id,
+            len,
+            syncs,
+            offset,
+        });
         Ok(())
     }
 }
@@ -727,6 +786,89 @@ pub(crate) fn scan_foreign<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<Vec<
 }
 
 impl<F: FileSystem> FileStorage<F> {
+    /// Starts the directory's sync at once, after a successor's link or creation: it runs
+    /// while the core writes and syncs the header, and the core's `sync_dir` waits for it.
+    fn start_early_dir(&mut self) -> Result<(), FileError> {
+        if let Some(previous) = self.early_dir.take() {
+            // Not in practice: the core syncs the directory right after each creation.
+            previous.join()?;
+        }
+        let dir = Arc::clone(&self.dir_handle);
+        self.early_dir = EarlySync::start(&self.fs, Target::Dir, dir, &self.unsynced);
+        Ok(())
+    }
+
+    /// The directory changed: an early sync of it no longer covers everything.
+    fn dir_changed(&mut self) {
+        if let Some(early) = self.early_dir.as_mut() {
+            early.make_stale();
+        }
+    }
+
+    /// `id` changes: an early sync of it no longer covers everything.
+    fn stale_early(&mut self, id: SegmentId) {
+        for early in &mut self.early_seals {
+            if early.target() == Target::Segment(id) {
+                early.make_stale();
+            }
+        }
+    }
+
+    /// `id` is removed: its early sync (whose outcome is recorded) is of no further use.
+    fn forget_early(&mut self, id: SegmentId) {
+        self.sealing.take_if(|s| *s == id);
+        self.early_seals
+            .retain(|early| early.target() != Target::Segment(id));
+    }
+
+    /// Waits for an early sync of `id`. `Ok(true)`: it covers every change of `id`, so the
+    /// core's sync is done.
+    fn join_early_seal(&mut self, id: SegmentId) -> Result<bool, FileError> {
+        let Some(k) = (self.early_seals.iter()).position(|e| e.target() == Target::Segment(id))
+        else {
+            return Ok(false);
+        };
+        self.early_seals.swap_remove(k).join()
+    }
+
+    /// Before a write of segment bytes: starts preparing the next spare once it is due, and
+    /// writes a seal (the first write to the segment a rotation is sealing) straight to the
+    /// file and starts its sync (`early_sync.rs`). Returns whether it wrote `data`.
+    fn before_segment_write(
+        &mut self,
+        id: SegmentId,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<bool, FileError> {
+        let end = offset + data.len() as u64;
+        // Only the active segment's writes count: a seal, written to the old segment far
+        // past `offset`, must not start it in the middle of the rotation.
+        if let Some(due) = self.spare_due
+            && id == due.active
+            && (*self.usage.syncs.get_mut() > due.syncs || end > due.offset)
+        {
+            self.spare_due = None;
+            self.prepare_next(due.active, due.len);
+        }
+        self.stale_early(id);
+        if self.sealing != Some(id) {
+            return Ok(false);
+        }
+        self.sealing = None;
+        self.usage.written += data.len() as u64;
+        self.unsynced.changed(id);
+        self.flush()?;
+        self.before_write(id, end);
+        let file = Arc::clone(self.file(id)?);
+        file.write_all_at(data, offset)?;
+        if let Some(early) = EarlySync::start(&self.fs, Target::Segment(id), file, &self.unsynced) {
+            // Keep only those the core must still hear from: running, or failed.
+            self.early_seals.retain(|e| !e.succeeded());
+            self.early_seals.push(early);
+        }
+        Ok(true)
+    }
+
     /// At a rotation: decides from the sealed segment's usage whether the segments that follow
     /// are zero-filled, and starts counting afresh. Zeros make each `fdatasync` of an append
     /// data-only (`spare.rs`), worth a second write of every byte only while syncs are

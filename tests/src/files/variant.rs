@@ -44,11 +44,15 @@ pub enum FileVariant {
     /// Opening to replay hands over a sealed segment's records even after damage in the one
     /// before, or a gap ([`Mutation::ReplayIgnoresDamage`]).
     ReplayIgnoresDamage,
+    /// A rotation's early syncs (the directory's after the successor's link, the sealed
+    /// segment's after its seal) report success without syncing
+    /// ([`Mutation::EarlySyncNoop`]).
+    EarlySyncNoop,
 }
 
 impl FileVariant {
     /// Every variant, the correct one first.
-    pub const ALL: [FileVariant; 9] = [
+    pub const ALL: [FileVariant; 10] = [
         FileVariant::Correct,
         FileVariant::LinkNotDirSynced,
         FileVariant::SyncSkipsFlush,
@@ -58,6 +62,7 @@ impl FileVariant {
         FileVariant::ForgetCacheIsNoop,
         FileVariant::CleanAlways,
         FileVariant::ReplayIgnoresDamage,
+        FileVariant::EarlySyncNoop,
     ];
 
     /// The walden-std mutation this variant turns on, if any.
@@ -69,6 +74,7 @@ impl FileVariant {
             FileVariant::DeferredReserveAnyWrite => Some(Mutation::DeferredReserveAnyWrite),
             FileVariant::CleanAlways => Some(Mutation::CleanAlways),
             FileVariant::ReplayIgnoresDamage => Some(Mutation::ReplayIgnoresDamage),
+            FileVariant::EarlySyncNoop => Some(Mutation::EarlySyncNoop),
             _ => None,
         }
     }

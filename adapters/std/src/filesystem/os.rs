@@ -50,6 +50,25 @@ impl FsFile for File {
         File::sync_all(self)
     }
 
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)] // rustix has no `sync_file_range`
+    fn write_back(&self, offset: u64, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+            | libc::SYNC_FILE_RANGE_WRITE
+            | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+        let (offset, len) = (offset.min(i64::MAX as u64), len.min(i64::MAX as u64));
+        // SAFETY: a system call on a descriptor this `File` owns for the whole call; no
+        // memory is passed to the kernel.
+        let r =
+            unsafe { libc::sync_file_range(self.as_raw_fd(), offset as i64, len as i64, flags) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
     fn set_len(&self, len: u64) -> io::Result<()> {
         File::set_len(self, len)
     }

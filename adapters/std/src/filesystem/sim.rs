@@ -36,6 +36,9 @@ pub const SIM_TUNING: Tuning = Tuning {
     sync_zero_fill: 1024,
     fill_chunk: 1024,
     fill_sync_every: 2048,
+    // `write_back` is not modelled: the spare is synced every step, as every `fill_chunk`
+    // before `spare_write_back` existed.
+    spare_write_back: 1024,
     fill_ahead: 64 << 10,
     fill_pace: core::time::Duration::ZERO,
     zero_fill_max_bytes_per_sync: 1024,
