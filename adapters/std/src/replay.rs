@@ -33,9 +33,11 @@ use crate::error::{Error, FileError};
 use crate::filesystem::{FileSystem, Mutation};
 use crate::storage::FileStorage;
 
-/// The scan window: many batches long, so that a batch's bytes are still in it when the batch
-/// completes and is handed over (a batch that crossed a refill is read again).
-pub(crate) const WINDOW: usize = 8 << 20;
+/// The scan window. A refill starts at the batch the scan is inside (walden-core's `replay`
+/// feature), so a batch up to this long is still in the window when it completes and is handed
+/// over. Replaying a 1 GiB log of 1 MiB batches took the same time with 2, 4, 8 and 16 MiB
+/// (about 235 ms) and 15% longer with 1 MiB.
+pub(crate) const WINDOW: usize = 4 << 20;
 
 /// Why [`crate::Wal::open_replaying`] failed. In every case the records handed over so far
 /// are not to be trusted as the log: discard what was built from them.
