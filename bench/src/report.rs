@@ -373,8 +373,8 @@ const NOTES: &str = "## How to read this, and what it does not say\n\n\
   Group commit (okaywal, raft-engine) shows up as records/s growing with writers; the baseline \
   has none (a mutex around `write` + `sync_data`).\n\
 - Workloads 5 and 6 use one log of 1 KiB records filled in batches of 1000 (durable batches for \
-  okaywal, which cannot append otherwise). okaywal replays by reopening (recovery hands every \
-  entry to a `LogManager`); raft-engine opens then fetches every entry; commitlog reads from \
+  okaywal, which cannot append otherwise). Walden replays with `SharedWal::open_replaying`; \
+  okaywal replays by reopening (recovery hands every entry to a `LogManager`); raft-engine opens then fetches every entry; commitlog reads from \
   offset 0; the baseline scans and checks every CRC. Opening okaywal, raft-engine or the \
   baseline reads the whole log, so their open time grows with log size.\n\
 - \"Cold\" opens follow `fdatasync` + `posix_fadvise(DONTNEED)` on every file of the log. On a \
@@ -405,9 +405,11 @@ const NOTES: &str = "## How to read this, and what it does not say\n\n\
   wait with a fixed 500 µs poll (the default before it) and with no polling. One writer in a \
   fresh log shares the disk with the background zero-fill of its segment and the next one for \
   the first few hundred milliseconds.\n\
-- **Replay and random reads, vs the baseline**: a replay opens the log first, and recovery \
-  verifies every record's checksum (about 45% of a 1 GiB replay here); the reader then reads \
-  and verifies everything again. The baseline reads once. Opening a log to read it no longer \
+- **Replay and random reads, vs the baseline**: Walden replays with `open_replaying`: \
+  recovery's scan hands each record it verifies to the application (one read and one checksum \
+  of the sealed segments; the newest segment is read again after the open). Each record's \
+  32-byte header is still parsed and its header checksum verified twice, once by the scan and \
+  once as it is handed over. The baseline reads once. Opening a log to read it no longer \
   zero-fills a spare segment (that waited for 64 MiB of zeros to be synced). A read by LSN \
   of a record appended since open goes straight to it (every such record's offset is indexed \
   on append, 4 bytes each); older records are found from the nearest position readers have \
