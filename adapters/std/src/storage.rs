@@ -589,6 +589,13 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         let buffer = self.fs.tuning().write_buffer;
         let any = self.fs.mutation() == Some(Mutation::DeferredReserveAnyWrite);
         let reserving = self.deferred.is_some_and(|(r, _)| any || r == id);
+        // A seal takes `write`'s own path (straight to the file, its sync started early).
+        if self.sealing == Some(id) {
+            self.write(id, offset, first)?;
+            return self.write(id, offset + first.len() as u64, second);
+        }
+        // What `write` does before any segment write, once for both parts.
+        self.note_segment_write(id, offset + len as u64);
         let pending = self
             .pending
             .get_mut()
@@ -831,6 +838,21 @@ impl<F: FileSystem> FileStorage<F> {
         self.early_seals.swap_remove(k).join()
     }
 
+    /// Before any write of bytes of segment `id` up to `end`: starts preparing the next spare
+    /// once it is due, and makes an early sync of `id` stale (it may not cover these bytes).
+    fn note_segment_write(&mut self, id: SegmentId, end: u64) {
+        // Only the active segment's writes count: a seal, written to the old segment far
+        // past its offset, must not start it in the middle of the rotation.
+        if let Some(due) = self.spare_due
+            && id == due.active
+            && (*self.usage.syncs.get_mut() > due.syncs || end > due.offset)
+        {
+            self.spare_due = None;
+            self.prepare_next(due.active, due.len);
+        }
+        self.stale_early(id);
+    }
+
     /// Before a write of segment bytes: starts preparing the next spare once it is due, and
     /// writes a seal (the first write to the segment a rotation is sealing) straight to the
     /// file and starts its sync (`early_sync.rs`). Returns whether it wrote `data`.
@@ -841,16 +863,7 @@ impl<F: FileSystem> FileStorage<F> {
         data: &[u8],
     ) -> Result<bool, FileError> {
         let end = offset + data.len() as u64;
-        // Only the active segment's writes count: a seal, written to the old segment far
-        // past `offset`, must not start it in the middle of the rotation.
-        if let Some(due) = self.spare_due
-            && id == due.active
-            && (*self.usage.syncs.get_mut() > due.syncs || end > due.offset)
-        {
-            self.spare_due = None;
-            self.prepare_next(due.active, due.len);
-        }
-        self.stale_early(id);
+        self.note_segment_write(id, end);
         if self.sealing != Some(id) {
             return Ok(false);
         }
