@@ -17,6 +17,8 @@ pub(crate) struct Mem {
     pub(crate) fail_reserve: bool,
     /// List ids out of order, each twice (as a directory listing may), not ascending.
     pub(crate) scrambled_list: bool,
+    /// Bytes read so far (what a scan costs).
+    pub(crate) bytes_read: core::cell::Cell<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +85,7 @@ impl Storage for Mem {
         let start = (offset as usize).min(f.len());
         let n = buf.len().min(f.len() - start);
         buf[..n].copy_from_slice(&f[start..start + n]);
+        self.bytes_read.set(self.bytes_read.get() + n as u64);
         Ok(n)
     }
     fn write(&mut self, id: SegmentId, offset: u64, data: &[u8]) -> Result<(), MemError> {
