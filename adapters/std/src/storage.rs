@@ -1135,6 +1135,41 @@ mod tests {
         assert_eq!(open, [4, 5], "synced segments' descriptors close again");
     }
 
+    /// A `write_parts` that stays in the write buffer does what a `write` does before any
+    /// segment write: once the active segment's bytes pass the point where the next spare is
+    /// due, the spare's preparation starts at that call (not when the buffer next fills).
+    #[test]
+    fn write_parts_starts_a_due_spare_like_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStorage::open(dir.path(), true).unwrap();
+        s.create(1).unwrap();
+        s.write(1, 0, b"segment header").unwrap();
+        s.reserve(1, SEGMENT).unwrap();
+        let due = s
+            .spare_due
+            .expect("a spare is due after the segment's reservation");
+        let buffered = |s: &FileStorage| {
+            let pending = s.pending.lock().unwrap();
+            pending.as_ref().map_or(0, |p| p.bytes.len())
+        };
+        // Up to just before the due offset: a buffer's worth and more straight to the file,
+        // then a few bytes into the buffer.
+        let big = usize::try_from(due.offset - 14 - 60).unwrap();
+        assert!(big >= s.fs.tuning().write_buffer);
+        s.write(1, 14, &vec![1u8; big]).unwrap();
+        let end = due.offset - 60;
+        s.write(1, end, &[2u8; 10]).unwrap();
+        assert_eq!(buffered(&s), 10);
+        assert!(s.spare_due.is_some(), "not due before {}", due.offset);
+        // Header and payload past it, both into the buffer.
+        s.write_parts(1, end + 10, &[3u8; 32], &[4u8; 100]).unwrap();
+        assert_eq!(buffered(&s), 142, "the parts were buffered");
+        assert!(
+            s.spare_due.is_none(),
+            "the spare's preparation started at the write"
+        );
+    }
+
     /// Runs the same appends through `write_parts` and through pairs of `write`s: buffered,
     /// past a full buffer, to another segment, after a reservation. The files must match, and
     /// an unsynced `write_parts` must keep the clean-close marker away like a `write`.
