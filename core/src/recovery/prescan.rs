@@ -46,6 +46,23 @@ pub fn scan_segment<S: Storage>(
     config: &Config,
     scratch: &mut [u8],
 ) -> Result<Option<SegmentSummary>, IoFailure<S::Error>> {
+    let Some((h, keys)) = header_and_keys(storage, id, config, scratch)? else {
+        return Ok(None);
+    };
+    let mut win = Window::new(scratch, id);
+    let scan = scan::scan_records(storage, &mut win, &keys, h.first_lsn)?;
+    Ok(Some(summary(id, &h, &keys, scan)))
+}
+
+/// Segment `id`'s header and the keys its records are scanned with, or `None` when the header
+/// is not valid (recovery classifies that itself) or `scratch` is shorter than
+/// [`MIN_SCRATCH`].
+fn header_and_keys<S: Storage>(
+    storage: &S,
+    id: SegmentId,
+    config: &Config,
+    scratch: &[u8],
+) -> Result<Option<(SegmentHeader, SegmentKeys)>, IoFailure<S::Error>> {
     if scratch.len() < MIN_SCRATCH {
         return Ok(None);
     }
@@ -59,18 +76,24 @@ pub fn scan_segment<S: Storage>(
     let file_len = storage.len(id).map_err(io(Op::Len))?;
     let mut buf = [0u8; SEGMENT_HEADER_LEN];
     let n = read_full(storage, id, 0, &mut buf).map_err(io(Op::Read))?;
-    let Ok(h) = SegmentHeader::decode(&buf[..n]) else {
-        return Ok(None);
-    };
-    let keys = SegmentKeys::new(&h, config.max_record_size, file_len);
-    let mut win = Window::new(scratch, id);
-    let scan = scan::scan_records(storage, &mut win, &keys, h.first_lsn)?;
-    Ok(Some(SegmentSummary {
+    Ok(SegmentHeader::decode(&buf[..n])
+        .ok()
+        .map(|h| (h, SegmentKeys::new(&h, config.max_record_size, file_len))))
+}
+
+/// The summary of a scan of segment `id` (header `h`, scanned to `keys.end`).
+fn summary(
+    id: SegmentId,
+    h: &SegmentHeader,
+    keys: &SegmentKeys,
+    scan: SegmentScan,
+) -> SegmentSummary {
+    SegmentSummary {
         segment: id,
         salt: h.salt,
-        file_len,
+        file_len: keys.end,
         scan,
-    }))
+    }
 }
 
 #[cfg(feature = "replay")]
@@ -91,23 +114,9 @@ pub fn replay_segment<S: Storage>(
     hand: impl FnOnce(&SegmentHeader) -> bool,
     mut each: impl FnMut(&RecordCursor, &Located, &[u8]) -> bool,
 ) -> Result<Option<(SegmentSummary, SegmentHeader)>, IoFailure<S::Error>> {
-    if scratch.len() < MIN_SCRATCH {
-        return Ok(None);
-    }
-    let io = |op| {
-        move |error| IoFailure {
-            op,
-            segment: Some(id),
-            error,
-        }
-    };
-    let file_len = storage.len(id).map_err(io(Op::Len))?;
-    let mut buf = [0u8; SEGMENT_HEADER_LEN];
-    let n = read_full(storage, id, 0, &mut buf).map_err(io(Op::Read))?;
-    let Ok(h) = SegmentHeader::decode(&buf[..n]) else {
+    let Some((h, keys)) = header_and_keys(storage, id, config, scratch)? else {
         return Ok(None);
     };
-    let keys = SegmentKeys::new(&h, config.max_record_size, file_len);
     let mut handing = hand(&h);
     // A cursor of its own, one unit behind the scan's: it steps through each unit the scan
     // has just accepted.
@@ -118,15 +127,7 @@ pub fn replay_segment<S: Storage>(
             handing = hand_one(st, win, &mut cursor, &mut each) == Some(true);
         }
     })?;
-    Ok(Some((
-        SegmentSummary {
-            segment: id,
-            salt: h.salt,
-            file_len,
-            scan,
-        },
-        h,
-    )))
+    Ok(Some((summary(id, &h, &keys, scan), h)))
 }
 
 #[cfg(feature = "replay")]
