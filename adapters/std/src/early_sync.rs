@@ -122,14 +122,7 @@ impl EarlySync {
 
     fn wait(&self) {
         self.joining.store(true, Ordering::Release);
-        let worker = self
-            .worker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(w) = worker {
-            w.join();
-        }
+        Worker::join_slot(&self.worker);
     }
 
     /// Whether it has finished and succeeded (a join would find nothing to report).

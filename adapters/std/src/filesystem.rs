@@ -124,6 +124,17 @@ impl Worker {
         Self(WorkerKind::Custom(Box::new(join)))
     }
 
+    /// Takes the worker out of `slot`, if one is there, and waits for its job.
+    pub(crate) fn join_slot(slot: &std::sync::Mutex<Option<Worker>>) {
+        let worker = slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(w) = worker {
+            w.join();
+        }
+    }
+
     /// Waits until the job has finished (a panicking job counts as finished).
     pub fn join(self) {
         match self.0 {

@@ -112,14 +112,7 @@ impl FillAhead {
     /// Stops the filler and waits for its job.
     pub(crate) fn finish(&self) {
         self.halt();
-        let worker = self
-            .worker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(w) = worker {
-            w.join();
-        }
+        Worker::join_slot(&self.worker);
     }
 }
 

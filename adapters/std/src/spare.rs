@@ -118,14 +118,7 @@ impl<F: FileSystem> SpareSlot<F> {
     /// Waits for a background preparation and removes an unused spare, so nothing of ours
     /// appears in the directory after the storage (and its lock) is gone.
     pub(crate) fn shutdown(&self, fs: &F) {
-        let worker = self
-            .worker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(w) = worker {
-            w.join();
-        }
+        Worker::join_slot(&self.worker);
         if let Some(spare) = self.lock().ready.take() {
             let _ = fs.remove_file(&spare.path);
         }
