@@ -242,20 +242,10 @@ impl<F: FileSystem> Wal<F> {
         // What the pre-pass did not hand over: the newest segment, and everything from the
         // first segment it could not vouch for. The open kept everything it handed over.
         let from = next.unwrap_or(wal.first_lsn());
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut reader = wal.reader(from).map_err(ReplayError::Read)?;
-        loop {
-            match reader.next(&mut buf) {
-                Ok(Some(r)) => {
-                    let (lsn, payload) = (r.lsn, r.payload);
-                    if each(lsn, payload).is_err() {
-                        return Err(stopped());
-                    }
-                }
-                Ok(None) => break,
-                Err(ReadError::BufferTooSmall { needed }) => buf.resize(needed, 0),
-                Err(e) => return Err(ReplayError::Read(e)),
-            }
+        match wal.for_each_from(from, |lsn, payload| each(lsn, payload)) {
+            Ok(Ok(())) => {}
+            Ok(Err(Stopped)) => return Err(stopped()),
+            Err(e) => return Err(ReplayError::Read(e)),
         }
         Ok((wal, report))
     }
@@ -357,12 +347,30 @@ impl<F: FileSystem> Wal<F> {
     /// reads into caller buffers without allocating).
     pub fn read_all_from(&self, from: Lsn) -> Result<Vec<(Lsn, Vec<u8>)>, ReadError<FileError>> {
         let mut out = Vec::new();
+        let Ok(()) = self.for_each_from(from, |lsn, payload| {
+            out.push((lsn, payload.to_vec()));
+            Ok::<_, core::convert::Infallible>(())
+        })?;
+        Ok(out)
+    }
+
+    /// Hands every record from `from` on to `f`, in a buffer grown to fit, until `f` says to
+    /// stop (the inner `Err`) or the log ends.
+    fn for_each_from<E>(
+        &self,
+        from: Lsn,
+        mut f: impl FnMut(Lsn, &[u8]) -> Result<(), E>,
+    ) -> Result<Result<(), E>, ReadError<FileError>> {
         let mut reader = self.inner.reader(from)?;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match reader.next(&mut buf) {
-                Ok(Some(r)) => out.push((r.lsn, r.payload.to_vec())),
-                Ok(None) => return Ok(out),
+                Ok(Some(r)) => {
+                    if let Err(e) = f(r.lsn, r.payload) {
+                        return Ok(Err(e));
+                    }
+                }
+                Ok(None) => return Ok(Ok(())),
                 Err(ReadError::BufferTooSmall { needed }) => buf.resize(needed, 0),
                 Err(e) => return Err(e),
             }
