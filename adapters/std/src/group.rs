@@ -114,12 +114,11 @@
 //! 500 µs ran at 125.8 k rec/s on 14.05 CPU-seconds per second, and sleeping at once at
 //! 124.3 k rec/s on 1.32. So [`GroupWindow::spin`] is adaptive by default ([`Spin::Adaptive`]):
 //! a waiter polls only while the last sync took at most [`ADAPTIVE_SPIN`], the parked waiters
-//! and the leader outnumber the CPUs, fewer than one waiter per 8 CPUs (at least one) polls
-//! already, recent pollers were answered within their window rather than sleeping anyway
-//! (with occasional probes once they were not), and a running trial — epochs of group
-//! commits sleeping, polling, sleeping again, fed by the leaders — shows that polling makes
-//! group commit at least 10% faster (on a machine shared with other work, a poller takes CPU
-//! from the leader and it does not). Each rule is a pure function of measurements
+//! and the leader outnumber the CPUs, and a running trial — epochs of group commits
+//! sleeping, polling, sleeping again, fed by the leaders — shows that polling makes group
+//! commit at least 10% faster (on a machine shared with other work, a poller takes CPU from
+//! the leader and it does not); pollers never occupy more than [`POLL_CPUS`] CPUs (every
+//! waiter may poll on a 2-CPU machine, at most two on a larger one). Each rule is a pure function of measurements
 //! (`group/spin.rs`, tested without threads). [`Spin::Fixed`] polls every waiter up to a fixed
 //! window (the old default, 500 µs); [`Spin::Off`] sleeps at once.
 //! `adapters/std/examples/bench.rs many` prints all three with the CPU they spend.
@@ -132,7 +131,7 @@
 //! core under `shuttle` (randomized and PCT schedules, fixed seeds) with a fake sync and a
 //! fake disk, and checks points 1–4 and the truncation rule; see docs/TESTING.md.
 
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use core::time::Duration;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::Thread;
@@ -146,7 +145,7 @@ mod protocol;
 mod spin;
 
 use protocol::{Arrival, Core};
-pub use spin::{ADAPTIVE_SPIN, Spin};
+pub use spin::{ADAPTIVE_SPIN, POLL_CPUS, Spin};
 
 use crate::durable::{DurableError, Outcome, Watcher};
 use crate::metrics::Recorder;
@@ -232,9 +231,9 @@ pub struct GroupWindow {
     pub min_bytes: u64,
     /// How a durability waiter waits for its group's sync: poll (yielding the CPU) for a while
     /// before it sleeps, or sleep at once. Default [`Spin::Adaptive`]: poll only while the
-    /// disk is fast, threads outnumber cores, few others poll and polling was recently
-    /// answered in time; [`Spin::Fixed`] and [`Spin::Off`] override it (see the module docs
-    /// of `group` in the source, "How waiters wait").
+    /// disk is fast, threads outnumber cores and a running trial measures polling as faster,
+    /// with pollers occupying at most [`POLL_CPUS`] CPUs; [`Spin::Fixed`] and [`Spin::Off`]
+    /// override it (see the module docs of `group` in the source, "How waiters wait").
     pub spin: Spin,
 }
 
@@ -321,25 +320,24 @@ impl Slot {
     }
 
     /// Parks until a leader or poisoner sets the state, polling for `spin` first; returns
-    /// the state, and whether it was set while polling (the poll paid).
-    fn park(&self, spin: Duration) -> (u8, bool) {
+    /// the state.
+    fn park(&self, spin: Duration) -> u8 {
         let until = (!spin.is_zero()).then(|| Instant::now() + spin);
         loop {
             let s = self.state.load(Ordering::Acquire);
             if s != WAITING {
-                return (s, until.is_some());
+                return s;
             }
             if until.is_some_and(|until| Instant::now() < until) {
                 std::thread::yield_now();
             } else {
-                let s = loop {
+                loop {
                     std::thread::park();
                     let s = self.state.load(Ordering::Acquire);
                     if s != WAITING {
-                        break s;
+                        return s;
                     }
-                };
-                return (s, false);
+                }
             }
         }
     }
@@ -369,10 +367,6 @@ pub(crate) struct Committer<S: Storage> {
     /// Waiters polling right now ([`Spin::Adaptive`]). Raised under the commit lock only, so
     /// the bound of [`spin::max_spinners`] holds.
     spinners: AtomicU32,
-    /// The hit/miss score of recent pollers ([`spin::settle`]).
-    spin_score: AtomicI32,
-    /// Counts adaptive decisions made while polling does not pay, to pick the probes.
-    spin_probes: AtomicU32,
     /// The A/B trial of polling ([`spin::Trial`]), fed by leaders, and its verdict's mirror.
     trial: Mutex<spin::Trial>,
     trial_spin: AtomicBool,
@@ -418,8 +412,6 @@ impl<S: GroupSync> Committer<S> {
             appending: AtomicU32::new(0),
             last_sync_ns: AtomicU64::new(0),
             spinners: AtomicU32::new(0),
-            spin_score: AtomicI32::new(0),
-            spin_probes: AtomicU32::new(0),
             trial: Mutex::new(spin::Trial::new(Duration::ZERO)),
             trial_spin: AtomicBool::new(false),
             opened: Instant::now(),
@@ -585,14 +577,9 @@ impl<S: GroupSync> Committer<S> {
                 (Arrival::Wait { waiters }, Some(slot)) => {
                     let (spin, counted) = self.spin(waiters);
                     drop(st);
-                    let (state, hit) = slot.park(spin);
+                    let state = slot.park(spin);
                     if counted {
                         self.spinners.fetch_sub(1, Ordering::AcqRel);
-                        let _ = self.spin_score.fetch_update(
-                            Ordering::AcqRel,
-                            Ordering::Acquire,
-                            |score| Some(spin::settle(score, hit)),
-                        );
                     }
                     if state == RELEASED {
                         // Answered by the published state, which never goes back on a poison.
@@ -624,8 +611,8 @@ impl<S: GroupSync> Committer<S> {
     }
 
     /// How long a waiter that just registered (one of `waiters`) polls before it sleeps,
-    /// and whether it was counted among the adaptive pollers (then it must settle its score
-    /// and uncount itself when answered). Called under the commit lock, which serializes the
+    /// and whether it was counted among the adaptive pollers (then it must uncount itself
+    /// when answered). Called under the commit lock, which serializes the
     /// raises of `spinners`.
     fn spin(&self, waiters: usize) -> (Duration, bool) {
         let last_sync = Duration::from_nanos(self.last_sync_ns.load(Ordering::Relaxed));
@@ -633,19 +620,11 @@ impl<S: GroupSync> Committer<S> {
             Spin::Off => (Duration::ZERO, false),
             Spin::Fixed(window) => (spin::fixed(window, last_sync), false),
             Spin::Adaptive => {
-                let score = self.spin_score.load(Ordering::Acquire);
-                let probe = score < 0
-                    && self
-                        .spin_probes
-                        .fetch_add(1, Ordering::Relaxed)
-                        .is_multiple_of(spin::PROBE_EVERY);
                 let conditions = spin::Conditions {
                     last_sync,
                     waiters,
                     spinners: self.spinners.load(Ordering::Acquire),
                     cores: self.cores,
-                    score,
-                    probe,
                     trial: self.trial_spin.load(Ordering::Acquire),
                 };
                 let d = spin::adaptive(conditions);

@@ -126,7 +126,9 @@ pub use filesystem::{
     DirEntry, FileKind, FileSystem, FsFile, Job, JobStep, Metadata, OpenMode, OsFs, Tuning, Worker,
     run_to_end,
 };
-pub use group::{ADAPTIVE_SPIN, DetachedSync, GroupSync, GroupWindow, Spin, SyncUnderLock};
+pub use group::{
+    ADAPTIVE_SPIN, DetachedSync, GroupSync, GroupWindow, POLL_CPUS, Spin, SyncUnderLock,
+};
 pub use metrics::{Bucket, HistogramSnapshot, Metrics};
 pub use reader::{SharedReader, SharedRecord};
 pub use replay::ReplayError;
