@@ -58,7 +58,9 @@ pub enum Spin {
 /// The longest an adaptive waiter polls, and the slowest sync it polls for.
 pub const ADAPTIVE_SPIN: Duration = Duration::from_micros(500);
 
-/// The most CPUs adaptive polling may occupy (see [`max_spinners`]).
+/// The most CPUs adaptive polling may occupy: on a machine with at most this many CPUs every
+/// waiter may poll (pollers yield, so together they cannot occupy more CPUs than there are),
+/// on a larger one at most this many waiters poll at once.
 pub const POLL_CPUS: u32 = 2;
 
 /// Group commits per trial epoch.
