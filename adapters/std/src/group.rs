@@ -357,6 +357,10 @@ pub(crate) struct Committer<S: Storage> {
     /// Mirrors of `State`, for lock-free reads. Written under the commit lock.
     durable: AtomicU64,
     poisoned: AtomicBool,
+    /// How many waiters the last release answered: about the number of writers waiting on
+    /// each group commit, which a waiter that registers early cannot see yet
+    /// ([`spin::Conditions::waiters`]).
+    last_released: AtomicU32,
     /// Waiters released by a publication that have not yet returned to their caller.
     returning: AtomicU32,
     /// Appends in progress (between entering `append_batch` and leaving the log lock).
@@ -408,6 +412,7 @@ impl<S: GroupSync> Committer<S> {
             }),
             durable: AtomicU64::new(durable.0),
             poisoned: AtomicBool::new(poisoned.is_some()),
+            last_released: AtomicU32::new(0),
             returning: AtomicU32::new(0),
             appending: AtomicU32::new(0),
             last_sync_ns: AtomicU64::new(0),
@@ -488,6 +493,8 @@ impl<S: GroupSync> Committer<S> {
         }
         self.returning
             .fetch_add(released.len() as u32, Ordering::AcqRel);
+        self.last_released
+            .store(released.len() as u32, Ordering::Relaxed);
         let poisoned = st.core.poisoned();
         let durable = st.core.durable();
         if st.watchers.0.is_empty() {
@@ -620,9 +627,10 @@ impl<S: GroupSync> Committer<S> {
             Spin::Off => (Duration::ZERO, false),
             Spin::Fixed(window) => (spin::fixed(window, last_sync), false),
             Spin::Adaptive => {
+                let released = self.last_released.load(Ordering::Relaxed) as usize;
                 let conditions = spin::Conditions {
                     last_sync,
-                    waiters,
+                    waiters: waiters.max(released),
                     spinners: self.spinners.load(Ordering::Acquire),
                     cores: self.cores,
                     trial: self.trial_spin.load(Ordering::Acquire),
