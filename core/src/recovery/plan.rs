@@ -687,8 +687,7 @@ impl<'a, S: Storage> Planner<'a, S> {
             let mut win = Window::new(self.scratch, id);
             let found = scan::proofs(self.storage, &mut win, &keys, lh.first_lsn)
                 .map_err(InspectError::Storage)?;
-            proof.count = proof.count.saturating_add(found.count);
-            proof.proves_durable = proof.proves_durable.max(found.proves_durable);
+            proof.merge(&found);
         }
         Ok(proof.evidence_for(lsn))
     }
