@@ -278,11 +278,7 @@ impl<F: FileSystem> Wal<F> {
             error: FileError::from_io(&e),
         })?;
         let foreign = storage.foreign_files().to_vec();
-        // Best effort: where the kernel cannot drop the pages, recovery still works on what
-        // it reads (the hole this closes is documented on the method).
-        if let Err(e) = storage.forget_cached_newest() {
-            tracing::debug!(dir = %dir.display(), error = %e, "could not drop cached pages");
-        }
+        // `open_in` has dropped the cached pages that may differ from the disk.
         let config = options
             .config
             .with_salt_seed(options.config.salt_seed ^ storage.file_system().random_seed());
