@@ -119,8 +119,8 @@
 //! commit at least 10% faster (on a machine shared with other work, a poller takes CPU from
 //! the leader and it does not); pollers never occupy more than [`POLL_CPUS`] CPUs (every
 //! waiter may poll on a 2-CPU machine, at most two on a larger one). Each rule is a pure
-//! function of measurements (`group/spin.rs`, tested without threads). [`Spin::Fixed`] polls every waiter up to a fixed
-//! window (the old default, 500 µs); [`Spin::Off`] sleeps at once.
+//! function of measurements (`group/spin.rs`, tested without threads). [`Spin::Fixed`] polls
+//! every waiter up to a fixed window (the old default, 500 µs); [`Spin::Off`] sleeps at once.
 //! `adapters/std/examples/bench.rs many` prints all three with the CPU they spend.
 //!
 //! # The decision core and its model check

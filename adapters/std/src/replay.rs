@@ -25,8 +25,8 @@
 //! decision table only cuts at or after the first invalid byte, and drops or removes only
 //! segments after a damaged or missing one (docs/FORMAT.md, "Recovery decision table"). It
 //! stops at the first segment that is encrypted (the keys are the open log's), at a record
-//! longer than the window, and at a compressed record this build cannot decode; the reader after the open
-//! goes on from there. If the open then fails, what was handed over is not a log: the error
+//! longer than the window, and at a compressed record this build cannot decode; the reader
+//! after the open goes on from there. If the open then fails, what was handed over is not a log: the error
 //! says so, and the application must discard it.
 
 use core::fmt;
