@@ -401,22 +401,23 @@ const NOTES: &str = "## How to read this, and what it does not say\n\n\
   at once, only where that pays (`GroupWindow::spin`, `Spin::Adaptive` by default: fast syncs, \
   more threads than CPUs, and a running trial showing that polling makes group commit at least \
   10% faster; pollers occupy at most 2 CPUs, so every waiter may poll on a 2-CPU machine and at \
-  most two do on a larger one); the *CPU s/s* column shows what each log spends. `cargo run --release -p walden-std --example bench -- many` compares the adaptive \
-  wait with a fixed 500 µs poll (the default before it) and with no polling. One writer in a \
-  fresh log shares the disk with the background zero-fill of its segment and the next one for \
-  the first few hundred milliseconds.\n\
+  most two do on a larger one); the *CPU s/s* column shows what each log spends. \
+  `cargo run --release -p walden-std --example bench -- many` compares the adaptive wait with \
+  a fixed 500 µs poll (the default before it) and with no polling. One writer in a fresh log \
+  shares the disk with the background zero-fill of its segment and the next one for the first \
+  few hundred milliseconds.\n\
 - **Replay and random reads, vs the baseline**: Walden replays with `open_replaying`: \
   recovery's scan hands each record it verifies to the application (one read and one checksum \
   of the sealed segments; the newest segment is read again after the open). Per byte that is \
   still the page cache's copy into a window, a checksum, and the hand-over, on one thread; the \
   baseline does the same work with less per record (an 8-byte header and one checksum against \
   32 bytes and two). A second thread reading ahead did not pay here (its copy out of the \
-  chunks cost what it saved); `BENCHMARKS.md`'s bulk-path notes have the measurements. Opening a log to read it no longer \
-  zero-fills a spare segment (that waited for 64 MiB of zeros to be synced). A read by LSN \
-  of a record appended since open goes straight to it (every such record's offset is indexed \
-  on append, 4 bytes each); older records are found from the nearest position readers have \
-  indexed, walking at most 32 headers or about 4 KiB. The baseline keeps every record's offset \
-  in memory.\n\
+  chunks cost what it saved; \"Bulk paths\" below has the measurements). Opening a log to read \
+  it no longer zero-fills a spare segment (that waited for 64 MiB of zeros to be synced). A \
+  read by LSN of a record appended since open goes straight to it (every such record's offset \
+  is indexed on append, 4 bytes each); older records are found from the nearest position \
+  readers have indexed, walking at most 32 headers or about 4 KiB. The baseline keeps every \
+  record's offset in memory.\n\
 - **Open**: okaywal's open rows (microseconds for a 1 GiB log) do not scan the log; treat them \
   as unverified.\n\
 \n\

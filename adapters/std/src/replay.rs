@@ -26,8 +26,8 @@
 //! segments after a damaged or missing one (docs/FORMAT.md, "Recovery decision table"). It
 //! stops at the first segment that is encrypted (the keys are the open log's), at a record
 //! longer than the window, and at a compressed record this build cannot decode; the reader
-//! after the open goes on from there. If the open then fails, what was handed over is not a log: the error
-//! says so, and the application must discard it.
+//! after the open goes on from there. If the open then fails, what was handed over is not a
+//! log: the error says so, and the application must discard it.
 
 use core::fmt;
 use std::collections::HashMap;
