@@ -25,5 +25,7 @@ pub use crate::format::{
 };
 #[cfg(feature = "replay")]
 pub use crate::recovery::replay_segment;
+#[cfg(all(feature = "replay", feature = "alloc"))]
+pub use crate::recovery::{Chunk, ReadAhead, replay_segment_ahead};
 pub use crate::recovery::{SegmentSummary, scan_segment};
 pub use crate::transform::Unseal;

@@ -220,3 +220,25 @@ fn a_printed_case_replays_to_the_same_violation() {
         first.case
     );
 }
+
+#[test]
+fn a_replay_read_ahead_that_misplaces_its_chunks_is_caught() {
+    // The replay's scan judges bytes a byte away from where it thinks they are: a sealed
+    // segment looks damaged, and the open, which decides from those scans, refuses a log
+    // that a pure crash left (or cuts it, or the replay hands over what it does not hold).
+    let variant = FileVariant::ReadAheadMisplaced;
+    let stats = Explorer {
+        stop_at_first: true,
+        ..shallow(variant)
+    }
+    .explore(&workload(0x401));
+    assert_caught_as(
+        variant,
+        &stats,
+        &[
+            ("classification", "SealedSegmentDamaged"),
+            ("replay", ""),
+            ("durability", "lost"),
+        ],
+    );
+}

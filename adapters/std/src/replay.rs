@@ -1,39 +1,53 @@
 //! Opening a log and replaying it with one read of its bytes ([`crate::Wal::open_replaying`]).
 //!
 //! A plain open verifies every record's checksum, and a replay after it reads and verifies
-//! every record again. Here the caller's thread scans each sealed segment, oldest first, with
-//! recovery's own scan through a window of [`WINDOW`] bytes (walden-core's
-//! `raw::replay_segment`), and hands each unit (a record, a whole batch) to the application
-//! from the window as soon as the scan has verified it, while it is still in a cache. The
-//! newest segment is scanned meanwhile on a second thread. The scans go to the open as
-//! summaries, so it does not read those segments again; what the pre-pass did not hand over
-//! (the newest segment, and everything from the first segment it could not vouch for) is
-//! read after the open by an ordinary reader.
+//! every record again. Here the caller's thread scans every segment, oldest first and the
+//! newest last, with recovery's own scan (walden-core's `raw::replay_segment_ahead`), and
+//! hands each unit (a record, a whole batch) to the application as soon as the scan has
+//! verified it, while it is still in a cache. The scans go to the open as summaries, so it
+//! does not read those segments again; what the pre-pass did not hand over (everything from
+//! the first segment it could not vouch for) is read after the open by an ordinary reader.
 //!
-//! Two other shapes were measured and are slower on the 2-vCPU VM this was built on (1 GiB of
-//! 1 KiB records, page cache warm): loading each segment whole into a buffer and handing over
-//! from there (about 370 ms against 200 ms for 512 MiB: 64 MiB buffers send every byte
-//! through memory three times), and a second thread reading ahead of the scan in 1 MiB chunks
-//! that the scan copies from (256 ms against 220-230 ms: the copy out of the chunks cost as
-//! much as the kernel's copy out of the page cache it replaced).
+//! The bytes come from a second thread, `walden-replay`, that reads the segments ahead of the
+//! scan in chunks of [`Tuning::replay_chunk`](crate::Tuning::replay_chunk) (4 MiB) into
+//! buffers that it hands to the scan's window whole: the kernel's copy out of the page cache
+//! (about 40% of a replay's time) runs beside the checksums and the hand-over instead of
+//! before them, and no byte is copied twice (only the part of a batch that began in the
+//! chunk before is carried into the room in front of the next one). A refill the chunks
+//! cannot serve (a batch longer than the room, a chunk missing because its read failed) is
+//! read by the scan itself into its own window of [`WINDOW`] bytes or more, as without the
+//! thread, so the chunks change how fast the scan gets its bytes, never what it decides.
+//! 1 GiB of 1 KiB records in 1 MiB batches, page cache warm, 2-vCPU VM: about 150 ms against
+//! 255-270 ms for one thread that read the newest segment a second time after the open.
+//!
+//! Two other shapes were measured and are slower on that VM: loading each segment whole into
+//! a buffer and handing over from there (about 370 ms against 200 ms for 512 MiB: 64 MiB
+//! buffers send every byte through memory three times), and a second thread reading ahead of
+//! the scan in 1 MiB chunks that the scan copied from (256 ms against 220-230 ms: the copy
+//! out of the chunks cost as much as the kernel's copy out of the page cache it replaced;
+//! handing the buffers over instead is what pays).
 //!
 //! **Only records every successful open keeps are handed over before the open.** The
-//! pre-pass walks the sealed segments oldest first and hands over a segment's complete units
+//! pre-pass walks the segments oldest first and hands over a segment's complete units
 //! only while every segment before it was clean (nothing but valid records and zeros) and
 //! this one's header is valid, of the same log, and begins exactly where the one before
 //! ended. Under every policy, recovery keeps the complete units of such a prefix: the
 //! decision table only cuts at or after the first invalid byte, and drops or removes only
-//! segments after a damaged or missing one (docs/FORMAT.md, "Recovery decision table"). It
-//! stops at the first segment that is encrypted (the keys are the open log's), at a record
+//! segments after a damaged or missing one (docs/FORMAT.md, "Recovery decision table"); the
+//! newest segment is no exception (a torn tail is cut at its first invalid byte, after every
+//! unit handed over), so it is handed over too, last. It stops at the first segment that is encrypted (the keys are the open log's), at a record
 //! longer than the window, and at a compressed record this build cannot decode; the reader
 //! after the open goes on from there. If the open then fails, what was handed over is not a
 //! log: the error says so, and the application must discard it.
 
 use core::fmt;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use std::collections::HashMap;
+use std::sync::mpsc;
 
 use walden_core::raw::{
-    Located, RecordCursor, RecordFlags, SegmentHeader, SegmentSummary, replay_segment, scan_segment,
+    Chunk, Located, ReadAhead, RecordCursor, RecordFlags, SegmentHeader, SegmentSummary,
+    replay_segment_ahead,
 };
 use walden_core::{Config, Lsn, ReadError, SegmentId, Storage};
 
@@ -42,9 +56,9 @@ use crate::error::{Error, FileError};
 use crate::filesystem::{FileSystem, Mutation};
 use crate::storage::FileStorage;
 
-/// The scan window. A refill starts at the batch the scan is inside (walden-core's `replay`
-/// feature), so a batch up to this long is still in the window when it completes and is handed
-/// over. Replaying a 1 GiB log of 1 MiB batches took the same time with 2, 4, 8 and 16 MiB
+/// The scan's own window, for refills the read-ahead's chunks cannot serve. A refill starts
+/// at the batch the scan is inside (walden-core's `replay` feature), so a batch up to this
+/// long is still in the window when it completes and is handed over. Replaying a 1 GiB log of 1 MiB batches took the same time with 2, 4, 8 and 16 MiB
 /// (about 235 ms) and 15% longer with 1 MiB.
 pub(crate) const WINDOW: usize = 4 << 20;
 
@@ -115,12 +129,9 @@ pub(crate) fn prepass<F: FileSystem>(
         next: None,
     };
     ids.sort_unstable();
-    // Nothing sealed (the open lists again, and reports a failure to list): the open scans
-    // the newest segment itself, and the reader after it hands everything over.
-    let Some((&newest, sealed)) = ids.split_last().filter(|(_, s)| !s.is_empty()) else {
-        return Ok(out);
-    };
-    if listed.is_err() {
+    // Nothing to scan, or the list is not to be trusted (the open lists again and reports
+    // the failure).
+    if ids.is_empty() || listed.is_err() {
         return Ok(out);
     }
     let mut hand = Handing {
@@ -136,17 +147,32 @@ pub(crate) fn prepass<F: FileSystem>(
         decoded: Vec::new(),
     };
     let mut scratch = vec![0u8; WINDOW.max(config.max_record_size as usize + 4096)];
+    let chunk = storage.file_system().tuning().replay_chunk.max(1);
+    let at = AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        let newest_scan = (sealed.len() > 1).then(|| {
-            scope.spawn(move || {
-                let mut scratch = vec![0u8; 1 << 20];
-                scan_segment(storage, newest, config, &mut scratch)
-                    .ok()
-                    .flatten()
-            })
-        });
-        for &id in sealed {
-            let scanned = hand.segment(storage, config, id, &mut scratch, apply);
+        let (free, free_rx) = mpsc::channel();
+        let (chunks_tx, chunks) = mpsc::channel();
+        for _ in 0..AHEAD_BUFFERS {
+            let _ = free.send(vec![0u8; 2 * chunk]);
+        }
+        let (at, ids) = (&at, &ids[..]);
+        // Without the thread (it could not be started) every chunk is missing: the scan
+        // reads for itself.
+        let _ = std::thread::Builder::new()
+            .name("walden-replay".into())
+            .spawn_scoped(scope, move || {
+                read_ahead(storage, ids, chunk, at, &free_rx, &chunks_tx);
+            });
+        let mut ahead = Ahead {
+            chunks,
+            free,
+            segment: 0,
+            held: None,
+        };
+        for (i, &id) in ids.iter().enumerate() {
+            ahead.segment = id;
+            at.store(i, Ordering::Relaxed);
+            let scanned = hand.segment(storage, config, id, &mut scratch, &mut ahead, apply);
             if hand.stopped {
                 return Err(Stopped);
             }
@@ -156,9 +182,6 @@ pub(crate) fn prepass<F: FileSystem>(
                 }
                 None => hand.live = false,
             }
-        }
-        if let Some(Ok(Some(summary))) = newest_scan.map(|t| t.join()) {
-            out.summaries.insert(newest, summary);
         }
         out.next = hand.next;
         Ok(out)
@@ -192,6 +215,7 @@ impl Handing {
         config: &Config,
         id: SegmentId,
         scratch: &mut [u8],
+        ahead: &mut Ahead,
         apply: Apply<'_>,
     ) -> Option<SegmentSummary> {
         let Self {
@@ -244,7 +268,7 @@ impl Handing {
             *next = Some(at.header.lsn.next());
             true
         };
-        let scanned = replay_segment(storage, id, config, scratch, hand, each);
+        let scanned = replay_segment_ahead(storage, id, config, scratch, ahead, hand, each);
         let Ok(Some((summary, h))) = scanned else {
             *live = false;
             return None;
@@ -255,5 +279,124 @@ impl Handing {
         *live = began && handed_all && whole && (summary.is_clean() || !*checked);
         *expect = Some(summary.last_lsn().next());
         Some(summary)
+    }
+}
+
+/// Read-ahead buffers: one the scan's window holds, one it has taken and not used yet, one of
+/// a later segment held back, and one being read.
+const AHEAD_BUFFERS: usize = 4;
+
+/// What the read-ahead thread sends: a chunk of a segment, or that a segment has no more.
+enum AheadMsg {
+    Chunk(SegmentId, Chunk),
+    Done(SegmentId),
+}
+
+/// Reads `sealed`'s segments, oldest first, `chunk` bytes at a time into buffers from `free`
+/// (each `2 * chunk` long: the first half is room for the window to carry a batch over), and
+/// sends them on; stops reading a segment the scan has gone past (`at`), and stops when the
+/// scan no longer listens. A read that fails ends its segment's chunks: the scan then reads
+/// for itself and meets the failure where it is.
+fn read_ahead<F: FileSystem>(
+    storage: &FileStorage<F>,
+    sealed: &[SegmentId],
+    chunk: usize,
+    at: &AtomicUsize,
+    free: &mpsc::Receiver<Vec<u8>>,
+    out: &mpsc::Sender<AheadMsg>,
+) {
+    // The broken variant the files explorer must catch: chunks after a segment's first say
+    // they begin a byte later than they do.
+    let misplace =
+        u64::from(storage.file_system().mutation() == Some(Mutation::ReadAheadMisplaced));
+    let mut spare: Option<Vec<u8>> = None;
+    for (i, &id) in sealed.iter().enumerate() {
+        let len = storage.len(id).unwrap_or(0);
+        let mut offset = 0u64;
+        while offset < len && at.load(Ordering::Relaxed) <= i {
+            let Some(mut buf) = spare.take().or_else(|| free.recv().ok()) else {
+                return;
+            };
+            let take = (len - offset).min(chunk as u64) as usize;
+            let mut got = 0;
+            let failed = loop {
+                if got == take {
+                    break false;
+                }
+                let dst = &mut buf[chunk + got..chunk + take];
+                match storage.read(id, offset + got as u64, dst) {
+                    Ok(0) => break false,
+                    Ok(n) => got += n,
+                    Err(_) => break true,
+                }
+            };
+            if failed || got == 0 {
+                spare = Some(buf);
+                break;
+            }
+            let end = got < take || offset + got as u64 == len;
+            let label = if offset > 0 {
+                offset + misplace
+            } else {
+                offset
+            };
+            let c = Chunk {
+                buf,
+                base: chunk,
+                offset: label,
+                len: got,
+                end,
+            };
+            if out.send(AheadMsg::Chunk(id, c)).is_err() {
+                return;
+            }
+            if end {
+                break;
+            }
+            offset += got as u64;
+        }
+        if out.send(AheadMsg::Done(id)).is_err() {
+            return;
+        }
+    }
+}
+
+/// The scan's side of the read-ahead, for sealed segment `segment`.
+struct Ahead {
+    chunks: mpsc::Receiver<AheadMsg>,
+    free: mpsc::Sender<Vec<u8>>,
+    segment: SegmentId,
+    /// A message about a later segment (or this one's end), kept for when it is asked for.
+    held: Option<AheadMsg>,
+}
+
+impl ReadAhead for Ahead {
+    fn next(&mut self) -> Option<Chunk> {
+        loop {
+            let msg = match self.held.take() {
+                Some(m) => m,
+                None => self.chunks.recv().ok()?,
+            };
+            let id = match &msg {
+                AheadMsg::Chunk(id, _) | AheadMsg::Done(id) => *id,
+            };
+            if id < self.segment {
+                if let AheadMsg::Chunk(_, c) = msg {
+                    self.recycle(c.buf);
+                }
+                continue;
+            }
+            match msg {
+                AheadMsg::Chunk(id, c) if id == self.segment => return Some(c),
+                later_or_done => {
+                    self.held = Some(later_or_done);
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        let _ = self.free.send(buf);
     }
 }

@@ -7,7 +7,11 @@ pub(crate) mod scan;
 
 #[cfg(feature = "replay")]
 pub use prescan::replay_segment;
+#[cfg(all(feature = "replay", feature = "alloc"))]
+pub use prescan::replay_segment_ahead;
 pub use prescan::{SegmentSummary, scan_segment};
+#[cfg(all(feature = "replay", feature = "alloc"))]
+pub use scan::{Chunk, ReadAhead};
 
 use crate::case::{Case, HeaderState};
 

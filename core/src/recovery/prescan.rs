@@ -12,6 +12,8 @@ use crate::lsn::Lsn;
 use crate::storage::{SegmentId, Storage, read_full};
 
 use super::MIN_SCRATCH;
+#[cfg(all(feature = "replay", feature = "alloc"))]
+use super::scan::ReadAhead;
 use super::scan::{self, SegmentKeys, SegmentScan, Window};
 
 #[cfg(doc)]
@@ -112,22 +114,58 @@ pub fn replay_segment<S: Storage>(
     config: &Config,
     scratch: &mut [u8],
     hand: impl FnOnce(&SegmentHeader) -> bool,
-    mut each: impl FnMut(&RecordCursor, &Located, &[u8]) -> bool,
+    each: impl FnMut(&RecordCursor, &Located, &[u8]) -> bool,
 ) -> Result<Option<(SegmentSummary, SegmentHeader)>, IoFailure<S::Error>> {
     let Some((h, keys)) = header_and_keys(storage, id, config, scratch)? else {
         return Ok(None);
     };
-    let mut handing = hand(&h);
+    replay_through(storage, id, &h, &keys, Window::new(scratch, id), hand, each)
+}
+
+#[cfg(all(feature = "replay", feature = "alloc"))]
+/// [`replay_segment`] with the window's refills taken, where they can be, from the chunks
+/// `ahead` hands over (read on another thread, say) instead of read into `scratch`: the
+/// bytes are then copied once, into the chunk, and the scan and the hand-over read them
+/// there. What it reports and hands over is what [`replay_segment`] would: the chunks only
+/// supply bytes, and any refill they cannot serve (a unit that does not fit, a chunk that is
+/// missing or out of place) is read into `scratch` as before.
+pub fn replay_segment_ahead<S: Storage>(
+    storage: &S,
+    id: SegmentId,
+    config: &Config,
+    scratch: &mut [u8],
+    ahead: &mut dyn ReadAhead,
+    hand: impl FnOnce(&SegmentHeader) -> bool,
+    each: impl FnMut(&RecordCursor, &Located, &[u8]) -> bool,
+) -> Result<Option<(SegmentSummary, SegmentHeader)>, IoFailure<S::Error>> {
+    let Some((h, keys)) = header_and_keys(storage, id, config, scratch)? else {
+        return Ok(None);
+    };
+    let win = Window::with_ahead(scratch, id, ahead);
+    replay_through(storage, id, &h, &keys, win, hand, each)
+}
+
+#[cfg(feature = "replay")]
+/// The scan and hand-over of [`replay_segment`] through `win`.
+fn replay_through<S: Storage>(
+    storage: &S,
+    id: SegmentId,
+    h: &SegmentHeader,
+    keys: &SegmentKeys,
+    mut win: Window<'_>,
+    hand: impl FnOnce(&SegmentHeader) -> bool,
+    mut each: impl FnMut(&RecordCursor, &Located, &[u8]) -> bool,
+) -> Result<Option<(SegmentSummary, SegmentHeader)>, IoFailure<S::Error>> {
+    let mut handing = hand(h);
     // A cursor of its own, one unit behind the scan's: it steps through each unit the scan
     // has just accepted.
-    let mut cursor = RecordCursor::new(keys, h.first_lsn);
-    let mut win = Window::new(scratch, id);
-    let scan = scan::scan_records_with(storage, &mut win, &keys, h.first_lsn, |st, win, _, to| {
+    let mut cursor = RecordCursor::new(*keys, h.first_lsn);
+    let scan = scan::scan_records_with(storage, &mut win, keys, h.first_lsn, |st, win, _, to| {
         while handing && cursor.offset() < to {
             handing = hand_one(st, win, &mut cursor, &mut each) == Some(true);
         }
     })?;
-    Ok(Some((summary(id, &h, &keys, scan), h)))
+    Ok(Some((summary(id, h, keys, scan), *h)))
 }
 
 #[cfg(feature = "replay")]

@@ -8,7 +8,8 @@ use crate::format::{META_LEN, RECORD_HEADER_LEN, RecordHeader, rec};
 use crate::lsn::Lsn;
 use crate::storage::{SegmentId, Storage, read_full};
 
-/// A read cache over one segment, backed by the caller's scratch buffer.
+/// A read cache over one segment, backed by the caller's scratch buffer (and, in a replay,
+/// by the chunks a [`ReadAhead`] hands it).
 pub(crate) struct Window<'a> {
     buf: &'a mut [u8],
     id: SegmentId,
@@ -19,6 +20,8 @@ pub(crate) struct Window<'a> {
     /// completes (a replay hands it over from there).
     #[cfg(feature = "replay")]
     keep: u64,
+    #[cfg(all(feature = "replay", feature = "alloc"))]
+    ahead: Option<Ahead<'a>>,
 }
 
 impl<'a> Window<'a> {
@@ -30,7 +33,42 @@ impl<'a> Window<'a> {
             len: 0,
             #[cfg(feature = "replay")]
             keep: u64::MAX,
+            #[cfg(all(feature = "replay", feature = "alloc"))]
+            ahead: None,
         }
+    }
+
+    /// A window that takes its refills from `source`'s chunks when they hold what is asked
+    /// for, and reads into `buf` itself when they do not.
+    #[cfg(all(feature = "replay", feature = "alloc"))]
+    pub(crate) fn with_ahead(
+        buf: &'a mut [u8],
+        id: SegmentId,
+        source: &'a mut dyn ReadAhead,
+    ) -> Self {
+        let mut win = Self::new(buf, id);
+        win.ahead = Some(Ahead {
+            source,
+            current: None,
+            pending: None,
+            base: 0,
+        });
+        win
+    }
+
+    /// The bytes the window holds (`len` of them, from segment offset `start`).
+    #[inline(always)]
+    fn data(&self) -> &[u8] {
+        #[cfg(all(feature = "replay", feature = "alloc"))]
+        if let Some(Ahead {
+            current: Some(c),
+            base,
+            ..
+        }) = &self.ahead
+        {
+            return &c.buf[*base..*base + self.len];
+        }
+        &self.buf[..self.len]
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -54,16 +92,27 @@ impl<'a> Window<'a> {
             };
             #[cfg(not(feature = "replay"))]
             let from = at;
-            self.len = read_full(st, self.id, from, self.buf).map_err(|error| IoFailure {
-                op: Op::Read,
-                segment: Some(self.id),
-                error,
-            })?;
-            self.start = from;
+            #[cfg(all(feature = "replay", feature = "alloc"))]
+            let swapped = self.swap_in(from, at, n);
+            #[cfg(not(all(feature = "replay", feature = "alloc")))]
+            let swapped = false;
+            if !swapped {
+                #[cfg(all(feature = "replay", feature = "alloc"))]
+                if let Some(a) = &mut self.ahead {
+                    a.release_current();
+                }
+                self.len = 0;
+                self.len = read_full(st, self.id, from, self.buf).map_err(|error| IoFailure {
+                    op: Op::Read,
+                    segment: Some(self.id),
+                    error,
+                })?;
+                self.start = from;
+            }
         }
         let from = (at - self.start) as usize;
         let to = (from + n).min(self.len);
-        Ok(&self.buf[from.min(to)..to])
+        Ok(&self.data()[from.min(to)..to])
     }
 
     /// Everything the window holds from `at` on, reading afresh unless that is at least `n`
@@ -77,7 +126,124 @@ impl<'a> Window<'a> {
         self.get(st, at, n)?;
         // `get` left `at` inside the window (or at its start, after a short read).
         let from = ((at - self.start) as usize).min(self.len);
-        Ok(&self.buf[from..self.len])
+        Ok(&self.data()[from..])
+    }
+
+    /// Makes the next chunk of the read-ahead the window, if it holds `at..at + n` (or the
+    /// segment ends in it) and what the window must keep from `from` fits in the room before
+    /// its bytes: that is copied over from the window. Chunks wholly before `at` are given
+    /// back unused; one that does not fit is kept for the next refill. `false`: read instead.
+    #[cfg(all(feature = "replay", feature = "alloc"))]
+    fn swap_in(&mut self, from: u64, at: u64, n: usize) -> bool {
+        let Some(a) = &mut self.ahead else {
+            return false;
+        };
+        let want = at + n as u64;
+        loop {
+            let Some(mut c) = a.pending.take().or_else(|| a.source.next()) else {
+                return false;
+            };
+            let Some(end) = c
+                .base
+                .checked_add(c.len)
+                .filter(|&e| e <= c.buf.len())
+                .and_then(|_| c.offset.checked_add(c.len as u64))
+            else {
+                // Not a chunk (its bytes are not in its buffer): read instead, from now on.
+                a.source.recycle(c.buf);
+                self.ahead = None;
+                return false;
+            };
+            if end <= at && !c.end {
+                a.source.recycle(c.buf);
+                continue;
+            }
+            let carry = c.offset.saturating_sub(from);
+            let kept_here = carry == 0
+                || (self.start <= from
+                    && c.offset <= self.start + self.len as u64
+                    && carry <= c.base as u64);
+            if !kept_here || !(c.end || want <= end) {
+                a.pending = Some(c);
+                return false;
+            }
+            let carry = carry as usize;
+            let base = c.base - carry;
+            if carry > 0 {
+                let old = (from - self.start) as usize;
+                let bytes: &[u8] = match &a.current {
+                    Some(cur) => &cur.buf[a.base + old..a.base + old + carry],
+                    None => &self.buf[old..old + carry],
+                };
+                c.buf[base..c.base].copy_from_slice(bytes);
+            }
+            a.release_current();
+            self.start = c.offset - carry as u64;
+            self.len = carry + c.len;
+            a.base = base;
+            a.current = Some(c);
+            return true;
+        }
+    }
+}
+
+/// Bytes of a segment read ahead of a replay's scan (for example on another thread) and
+/// handed to the scan's window with their buffer, instead of copied into it: see
+/// [`replay_segment_ahead`](crate::raw::replay_segment_ahead). Feature `replay` with `alloc`.
+#[cfg(all(feature = "replay", feature = "alloc"))]
+pub trait ReadAhead {
+    /// The segment's next chunk, in order of offset; `None` when there is none (its end, or
+    /// a read that failed: the window then reads for itself, and meets the failure itself).
+    fn next(&mut self) -> Option<Chunk>;
+    /// A chunk's buffer the window is done with, for the next chunk.
+    fn recycle(&mut self, buf: alloc::vec::Vec<u8>);
+}
+
+/// Bytes `offset..offset + len` of a segment, at `buf[base..base + len]`. The `base` bytes
+/// before them are room for the window to carry over the unit (a batch) it is inside from
+/// the chunk before, so that the unit is in one piece when it completes.
+#[cfg(all(feature = "replay", feature = "alloc"))]
+#[derive(Debug)]
+pub struct Chunk {
+    /// The buffer (given back through [`ReadAhead::recycle`]).
+    pub buf: alloc::vec::Vec<u8>,
+    /// Where the segment's bytes begin in `buf`.
+    pub base: usize,
+    /// The segment offset of `buf[base]`.
+    pub offset: u64,
+    /// How many bytes of the segment `buf` holds.
+    pub len: usize,
+    /// Whether the segment ends at `offset + len`.
+    pub end: bool,
+}
+
+/// A window's read-ahead: the source, the chunk the window is (when it is not `buf`), and a
+/// chunk taken that did not fit yet.
+#[cfg(all(feature = "replay", feature = "alloc"))]
+struct Ahead<'a> {
+    source: &'a mut dyn ReadAhead,
+    current: Option<Chunk>,
+    pending: Option<Chunk>,
+    /// Where the window's bytes begin in `current`'s buffer.
+    base: usize,
+}
+
+#[cfg(all(feature = "replay", feature = "alloc"))]
+impl Ahead<'_> {
+    fn release_current(&mut self) {
+        if let Some(c) = self.current.take() {
+            self.source.recycle(c.buf);
+        }
+    }
+}
+
+#[cfg(all(feature = "replay", feature = "alloc"))]
+impl Drop for Ahead<'_> {
+    fn drop(&mut self) {
+        self.release_current();
+        if let Some(c) = self.pending.take() {
+            self.source.recycle(c.buf);
+        }
     }
 }
 

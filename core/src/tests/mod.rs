@@ -11,6 +11,8 @@ mod encrypt;
 mod growable;
 mod limits;
 pub(crate) mod mem;
+#[cfg(all(feature = "replay", feature = "alloc"))]
+mod read_ahead;
 mod reads;
 mod recovery_cases;
 mod recovery_edges;

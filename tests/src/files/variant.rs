@@ -48,11 +48,14 @@ pub enum FileVariant {
     /// segment's after its seal) report success without syncing
     /// ([`Mutation::EarlySyncNoop`]).
     EarlySyncNoop,
+    /// A replay's read-ahead misplaces every chunk after a segment's first by a byte
+    /// ([`Mutation::ReadAheadMisplaced`]).
+    ReadAheadMisplaced,
 }
 
 impl FileVariant {
     /// Every variant, the correct one first.
-    pub const ALL: [FileVariant; 10] = [
+    pub const ALL: [FileVariant; 11] = [
         FileVariant::Correct,
         FileVariant::LinkNotDirSynced,
         FileVariant::SyncSkipsFlush,
@@ -63,6 +66,7 @@ impl FileVariant {
         FileVariant::CleanAlways,
         FileVariant::ReplayIgnoresDamage,
         FileVariant::EarlySyncNoop,
+        FileVariant::ReadAheadMisplaced,
     ];
 
     /// The walden-std mutation this variant turns on, if any.
@@ -75,6 +79,7 @@ impl FileVariant {
             FileVariant::CleanAlways => Some(Mutation::CleanAlways),
             FileVariant::ReplayIgnoresDamage => Some(Mutation::ReplayIgnoresDamage),
             FileVariant::EarlySyncNoop => Some(Mutation::EarlySyncNoop),
+            FileVariant::ReadAheadMisplaced => Some(Mutation::ReadAheadMisplaced),
             _ => None,
         }
     }

@@ -1,0 +1,191 @@
+//! `replay_segment_ahead`: the replay's window takes its refills from chunks read ahead (by
+//! another thread in walden-std) and hands over and reports exactly what `replay_segment`
+//! does, whatever the chunks' sizes, and whether they come in order, late, twice or not at all.
+
+use std::collections::VecDeque;
+use std::vec;
+use std::vec::Vec;
+
+use super::*;
+use crate::Lsn;
+use crate::format::SEGMENT_HEADER_LEN;
+use crate::raw::{Chunk, ReadAhead, SegmentSummary, replay_segment, replay_segment_ahead};
+use crate::storage::Storage;
+
+type Records = Vec<(Lsn, Vec<u8>)>;
+
+/// What goes wrong with the chunks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    None,
+    /// Chunk `n` never comes (the others do).
+    Missing(usize),
+    /// Chunk `n` comes twice.
+    Twice(usize),
+    /// Nothing after chunk `n` (a read that failed).
+    StopAfter(usize),
+    /// Chunk `n` says it holds more bytes than its buffer does.
+    Short(usize),
+}
+
+/// Chunks of `size` bytes with `room` before them, read from `mem` up front.
+struct Chunks {
+    queue: VecDeque<Chunk>,
+    out: usize,
+    back: usize,
+}
+
+impl Chunks {
+    fn new(mem: &Mem, id: u64, size: usize, room: usize, fault: Fault) -> Self {
+        let len = mem.len(id).unwrap();
+        let mut queue = VecDeque::new();
+        let mut offset = 0u64;
+        let mut n = 0;
+        while offset < len {
+            let take = (len - offset).min(size as u64) as usize;
+            let mut buf = vec![0u8; room + size];
+            mem.read(id, offset, &mut buf[room..room + take]).unwrap();
+            let chunk = |buf| Chunk {
+                buf,
+                base: room,
+                offset,
+                len: take,
+                end: offset + take as u64 == len,
+            };
+            match fault {
+                Fault::Missing(k) if k == n => {}
+                Fault::Twice(k) if k == n => {
+                    queue.push_back(chunk(buf.clone()));
+                    queue.push_back(chunk(buf));
+                }
+                Fault::Short(k) if k == n => {
+                    let mut c = chunk(buf);
+                    c.len = c.buf.len() - c.base + 1;
+                    queue.push_back(c);
+                }
+                Fault::StopAfter(k) if n > k => {}
+                _ => queue.push_back(chunk(buf)),
+            }
+            offset += take as u64;
+            n += 1;
+        }
+        Self {
+            queue,
+            out: 0,
+            back: 0,
+        }
+    }
+}
+
+impl ReadAhead for Chunks {
+    fn next(&mut self) -> Option<Chunk> {
+        let c = self.queue.pop_front()?;
+        self.out += 1;
+        Some(c)
+    }
+
+    fn recycle(&mut self, _buf: Vec<u8>) {
+        self.back += 1;
+    }
+}
+
+/// Singles, batches of three and batches of twelve, over segments of 4 KiB.
+fn filled() -> Mem {
+    let cfg = small().with_segment_size(4096);
+    let (mut wal, _) = open(Mem::default(), cfg);
+    for i in 0..60u64 {
+        let n = match i % 5 {
+            1 => 3,
+            3 => 12,
+            _ => 1,
+        };
+        let batch: Vec<Vec<u8>> = (0..n).map(|k| payload(i * 100 + k)).collect();
+        let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+        wal.append_batch(&refs).unwrap();
+    }
+    wal.into_storage()
+}
+
+fn replayed(
+    mem: &Mem,
+    id: u64,
+    scratch: usize,
+    ahead: Option<&mut Chunks>,
+) -> (Option<SegmentSummary>, Records) {
+    let cfg = small().with_segment_size(4096);
+    let mut got = Vec::new();
+    let each = |_: &_, at: &crate::raw::Located, bytes: &[u8]| {
+        got.push((at.header.lsn, bytes.to_vec()));
+        true
+    };
+    let mut scratch = vec![0u8; scratch];
+    let out = match ahead {
+        Some(a) => replay_segment_ahead(mem, id, &cfg, &mut scratch, a, |_| true, each),
+        None => replay_segment(mem, id, &cfg, &mut scratch, |_| true, each),
+    };
+    (out.unwrap().map(|(s, _)| s), got)
+}
+
+#[test]
+fn the_same_records_and_scan_whatever_the_chunks() {
+    let mut mem = filled();
+    // The newest segment with its last unit torn: a scan that stops early.
+    let newest = *mem.files.keys().max().unwrap();
+    let file = mem.files.get_mut(&newest).unwrap();
+    let cut = file.iter().rposition(|&b| b != 0).unwrap() - 5;
+    file[cut] ^= 0x40;
+    let ids: Vec<u64> = mem.files.keys().copied().collect();
+    assert!(ids.len() >= 3, "{} segments", ids.len());
+    let faults = [
+        Fault::None,
+        Fault::Missing(1),
+        Fault::Missing(0),
+        Fault::Twice(2),
+        Fault::StopAfter(1),
+        Fault::Short(1),
+    ];
+    let sizes: &[usize] = if cfg!(miri) {
+        &[300, 1000]
+    } else {
+        &[64, 100, 300, 512, 1000, 4096]
+    };
+    for &id in &ids {
+        let expected = replayed(&mem, id, 600, None);
+        assert!(!expected.1.is_empty());
+        for &size in sizes {
+            for room in [0, size / 2, size] {
+                for fault in faults {
+                    let mut chunks = Chunks::new(&mem, id, size, room, fault);
+                    let got = replayed(&mem, id, 600, Some(&mut chunks));
+                    assert_eq!(
+                        got, expected,
+                        "segment {id}, chunks {size}+{room}, {fault:?}"
+                    );
+                    assert_eq!(chunks.out, chunks.back, "every chunk taken is given back");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn chunks_that_hold_every_unit_leave_nothing_to_read() {
+    let mem = filled();
+    for (&id, file) in &mem.files {
+        let len = file.len();
+        let mut chunks = Chunks::new(&mem, id, 1024, 1024, Fault::None);
+        mem.bytes_read.set(0);
+        let (summary, got) = replayed(&mem, id, 600, Some(&mut chunks));
+        // The segment header (read by the scan's setup, before the window) and nothing else.
+        assert_eq!(
+            mem.bytes_read.get(),
+            SEGMENT_HEADER_LEN as u64,
+            "segment {id} of {len}"
+        );
+        assert!(summary.is_some() && !got.is_empty());
+        assert_eq!(
+            (chunks.out, chunks.back),
+            (len.div_ceil(1024), len.div_ceil(1024))
+        );
+    }
+}
