@@ -142,7 +142,7 @@ pub(crate) fn render(run: &Run<'_>) -> String {
     let _ = writeln!(
         md,
         "*records/s* and *MB/s* (10^6 B of payload) are over the whole case; p50/p99/p999 are \
-         per operation (one append, one batch, one open, one read; workload 5 is one replay). \
+         per operation (one append, one batch, one open, one read; workload 5 is one replay of three, the first right after the fill). \
          *limit* is the raw rate for the same bytes per fsync from the limits above, the better of \
          appending and preallocated (workload 4: N x the raw rate of N x 128 B per fsync, i.e. perfect group commit; \
          workload 3: sequential write bandwidth; 5 and 6: sequential read bandwidth; 7: random \
