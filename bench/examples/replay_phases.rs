@@ -74,7 +74,7 @@ fn main() {
             Ok::<_, ()>(())
         })
         .expect("open_replaying");
-        std::hint::black_box(fold);
+        core::hint::black_box(fold);
         let one = t.elapsed().as_secs_f64() * 1e3;
         let c4 = cpu_ms();
         if let Some(bytes) = bytes {
