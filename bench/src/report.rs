@@ -407,12 +407,12 @@ const NOTES: &str = "## How to read this, and what it does not say\n\n\
   shares the disk with the background zero-fill of its segment and the next one for the first \
   few hundred milliseconds.\n\
 - **Replay and random reads, vs the baseline**: Walden replays with `open_replaying`: \
-  recovery's scan hands each record it verifies to the application (one read and one checksum \
-  of the sealed segments; the newest segment is read again after the open). Per byte that is \
-  still the page cache's copy into a window, a checksum, and the hand-over, on one thread; the \
-  baseline does the same work with less per record (an 8-byte header and one checksum against \
-  32 bytes and two). A second thread reading ahead did not pay here (its copy out of the \
-  chunks cost what it saved; \"Bulk paths\" below has the measurements). Opening a log to read \
+  recovery's scan hands each record it verifies to the application, one read and one checksum \
+  of every segment. A second thread reads the segments ahead in 4 MiB chunks and hands their \
+  buffers to the scan, so the page cache's copy runs beside the checksums; what is left on \
+  the scan's thread is per record: two checksums and a 32-byte header against the baseline's \
+  one and 8 bytes, the hand-over, and carrying the part of a batch that straddles two chunks \
+  (\"Bulk paths\" below has the measurements). Opening a log to read \
   it no longer zero-fills a spare segment (that waited for 64 MiB of zeros to be synced). A \
   read by LSN of a record appended since open goes straight to it (every such record's offset \
   is indexed on append, 4 bytes each); older records are found from the nearest position \

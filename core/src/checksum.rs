@@ -111,7 +111,7 @@ impl ChecksumAlgorithm {
             let mut buf = [0u8; 8 + SMALL];
             buf[..8].copy_from_slice(&salt.to_le_bytes());
             buf[8..8 + data.len()].copy_from_slice(data);
-            return crc_fast::checksum(hw(self), &buf[..8 + data.len()]);
+            return hw_once(self, &buf[..8 + data.len()]);
         }
         #[cfg(feature = "hw-crc")]
         return hw_of_salted(self, salt, data);
@@ -144,6 +144,18 @@ fn hw(alg: ChecksumAlgorithm) -> crc_fast::CrcAlgorithm {
         ChecksumAlgorithm::Crc32c => crc_fast::CrcAlgorithm::Crc32Iscsi,
         ChecksumAlgorithm::Crc32 => crc_fast::CrcAlgorithm::Crc32IsoHdlc,
         ChecksumAlgorithm::Crc64 => crc_fast::CrcAlgorithm::Crc64Nvme,
+    }
+}
+
+/// The accelerated checksum of `data` in one call, straight to the algorithm's own entry
+/// point (`crc_fast::checksum` matches the algorithm among dozens first: 1.7% of a replay,
+/// where every record header is checksummed twice).
+#[cfg(feature = "hw-crc")]
+fn hw_once(alg: ChecksumAlgorithm, data: &[u8]) -> u64 {
+    match alg {
+        ChecksumAlgorithm::Crc32c => u64::from(crc_fast::crc32_iscsi(data)),
+        ChecksumAlgorithm::Crc32 => u64::from(crc_fast::crc32_iso_hdlc(data)),
+        ChecksumAlgorithm::Crc64 => crc_fast::crc64_nvme(data),
     }
 }
 
@@ -253,7 +265,7 @@ impl Checksum {
 /// CRC-32C of `data`: the fixed checksum of segment headers.
 pub(crate) fn crc32c(data: &[u8]) -> u32 {
     #[cfg(feature = "hw-crc")]
-    return crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32;
+    return crc_fast::crc32_iscsi(data);
     #[cfg(not(feature = "hw-crc"))]
     CRC32C.checksum(data)
 }
