@@ -88,6 +88,8 @@ pub struct Config {
     pub early_rotation: bool,
     /// Records (and each record of a batch) at least this long are stored LZ4-compressed when
     /// that makes them shorter (format version 3); 0 turns compression off. Default 4 KiB.
+    /// A record of 64 KiB or more is compressed only if 4 KiB at its start or at its middle
+    /// shrink: incompressible large records then cost two small attempts, not a whole one.
     /// Compressing needs a scratch buffer ([`crate::Wal::append_batch_in`]).
     #[cfg(feature = "compress")]
     pub compress_threshold: u32,
