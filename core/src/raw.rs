@@ -28,4 +28,5 @@ pub use crate::recovery::replay_segment;
 #[cfg(all(feature = "replay", feature = "alloc"))]
 pub use crate::recovery::{Chunk, ReadAhead, replay_segment_ahead};
 pub use crate::recovery::{SegmentSummary, scan_segment};
+pub use crate::storage::read_full;
 pub use crate::transform::Unseal;

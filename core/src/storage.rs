@@ -151,8 +151,9 @@ pub trait Storage {
     }
 }
 
-/// Reads exactly `buf.len()` bytes or reports how many were available.
-pub(crate) fn read_full<S: Storage + ?Sized>(
+/// Reads exactly `buf.len()` bytes or reports how many were available (fewer only at the
+/// end of the segment).
+pub fn read_full<S: Storage + ?Sized>(
     storage: &S,
     id: SegmentId,
     offset: u64,

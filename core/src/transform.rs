@@ -352,15 +352,7 @@ mod tests {
         assert_eq!(compress(&text, 0, &mut scratch), None);
         assert_eq!(compress(&text, 1, &mut [0u8; 100]), None);
         // Noise does not shrink.
-        let mut x = 0x1234_5678_u64;
-        let noise: std::vec::Vec<u8> = (0..8000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let noise = noise(8000);
         assert_eq!(compress(&noise, 1, &mut scratch), None);
     }
 

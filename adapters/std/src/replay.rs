@@ -35,10 +35,11 @@
 //! decision table only cuts at or after the first invalid byte, and drops or removes only
 //! segments after a damaged or missing one (docs/FORMAT.md, "Recovery decision table"); the
 //! newest segment is no exception (a torn tail is cut at its first invalid byte, after every
-//! unit handed over), so it is handed over too, last. It stops at the first segment that is encrypted (the keys are the open log's), at a record
-//! longer than the window, and at a compressed record this build cannot decode; the reader
-//! after the open goes on from there. If the open then fails, what was handed over is not a
-//! log: the error says so, and the application must discard it.
+//! unit handed over), so it is handed over too, last. It stops at the first segment that is
+//! encrypted (the keys are the open log's), at a record longer than the window, and at a
+//! compressed record this build cannot decode; the reader after the open goes on from there.
+//! If the open then fails, what was handed over is not a log: the error says so, and the
+//! application must discard it.
 
 use core::fmt;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -46,7 +47,7 @@ use std::collections::HashMap;
 use std::sync::mpsc;
 
 use walden_core::raw::{
-    Chunk, Located, ReadAhead, RecordCursor, RecordFlags, SegmentHeader, SegmentSummary,
+    Chunk, Located, ReadAhead, RecordCursor, RecordFlags, SegmentHeader, SegmentSummary, read_full,
     replay_segment_ahead,
 };
 use walden_core::{Config, Lsn, ReadError, SegmentId, Storage};
@@ -58,8 +59,9 @@ use crate::storage::FileStorage;
 
 /// The scan's own window, for refills the read-ahead's chunks cannot serve. A refill starts
 /// at the batch the scan is inside (walden-core's `replay` feature), so a batch up to this
-/// long is still in the window when it completes and is handed over. Replaying a 1 GiB log of 1 MiB batches took the same time with 2, 4, 8 and 16 MiB
-/// (about 235 ms) and 15% longer with 1 MiB.
+/// long is still in the window when it completes and is handed over. Replaying a 1 GiB log of
+/// 1 MiB batches took the same time with 2, 4, 8 and 16 MiB (about 235 ms) and 15% longer
+/// with 1 MiB (before the read-ahead).
 pub(crate) const WINDOW: usize = 4 << 20;
 
 /// Why [`crate::Wal::open_replaying`] failed. In every case the records handed over so far
@@ -292,14 +294,14 @@ enum AheadMsg {
     Done(SegmentId),
 }
 
-/// Reads `sealed`'s segments, oldest first, `chunk` bytes at a time into buffers from `free`
+/// Reads `segments`, oldest first, `chunk` bytes at a time into buffers from `free`
 /// (each `2 * chunk` long: the first half is room for the window to carry a batch over), and
 /// sends them on; stops reading a segment the scan has gone past (`at`), and stops when the
 /// scan no longer listens. A read that fails ends its segment's chunks: the scan then reads
 /// for itself and meets the failure where it is.
 fn read_ahead<F: FileSystem>(
     storage: &FileStorage<F>,
-    sealed: &[SegmentId],
+    segments: &[SegmentId],
     chunk: usize,
     at: &AtomicUsize,
     free: &mpsc::Receiver<Vec<u8>>,
@@ -310,7 +312,7 @@ fn read_ahead<F: FileSystem>(
     let misplace =
         u64::from(storage.file_system().mutation() == Some(Mutation::ReadAheadMisplaced));
     let mut spare: Option<Vec<u8>> = None;
-    for (i, &id) in sealed.iter().enumerate() {
+    for (i, &id) in segments.iter().enumerate() {
         let len = storage.len(id).unwrap_or(0);
         let mut offset = 0u64;
         while offset < len && at.load(Ordering::Relaxed) <= i {
@@ -318,22 +320,13 @@ fn read_ahead<F: FileSystem>(
                 return;
             };
             let take = (len - offset).min(chunk as u64) as usize;
-            let mut got = 0;
-            let failed = loop {
-                if got == take {
-                    break false;
-                }
-                let dst = &mut buf[chunk + got..chunk + take];
-                match storage.read(id, offset + got as u64, dst) {
-                    Ok(0) => break false,
-                    Ok(n) => got += n,
-                    Err(_) => break true,
+            let got = match read_full(storage, id, offset, &mut buf[chunk..chunk + take]) {
+                Ok(got) if got > 0 => got,
+                _ => {
+                    spare = Some(buf);
+                    break;
                 }
             };
-            if failed || got == 0 {
-                spare = Some(buf);
-                break;
-            }
             let end = got < take || offset + got as u64 == len;
             let label = if offset > 0 {
                 offset + misplace
@@ -361,7 +354,7 @@ fn read_ahead<F: FileSystem>(
     }
 }
 
-/// The scan's side of the read-ahead, for sealed segment `segment`.
+/// The scan's side of the read-ahead, for segment `segment`.
 struct Ahead {
     chunks: mpsc::Receiver<AheadMsg>,
     free: mpsc::Sender<Vec<u8>>,

@@ -101,6 +101,7 @@ impl<'a> Window<'a> {
                 if let Some(a) = &mut self.ahead {
                     a.release_current();
                 }
+                // Empty until the read succeeds: `len` may have been the released chunk's.
                 self.len = 0;
                 self.len = read_full(st, self.id, from, self.buf).map_err(|error| IoFailure {
                     op: Op::Read,
