@@ -302,9 +302,27 @@ impl RecordCursor {
     /// Verifies and checks the header at [`RecordCursor::offset`]. `bytes` are the bytes there:
     /// at least [`RECORD_HEADER_LEN`] unless the data ends sooner. Does not move the cursor.
     pub fn header(&self, bytes: &[u8]) -> Result<Located, Fault> {
+        let h = RecordHeader::decode(self.here(bytes), self.keys.checksum, self.keys.salt)?;
+        self.check(h)
+    }
+
+    /// [`RecordCursor::header`] for bytes whose header checksum was verified before, in the
+    /// same memory (a replay's hand-over, behind its scan): every check but that one.
+    #[cfg(feature = "replay")]
+    pub(crate) fn header_verified(&self, bytes: &[u8]) -> Result<Located, Fault> {
+        self.check(RecordHeader::decode_verified(self.here(bytes))?)
+    }
+
+    /// The part of `bytes` (which begin at the cursor) before the end of the data.
+    #[inline(always)]
+    fn here<'b>(&self, bytes: &'b [u8]) -> &'b [u8] {
         let available = self.keys.end.saturating_sub(self.offset);
-        let bytes = &bytes[..bytes.len().min(available.min(usize::MAX as u64) as usize)];
-        let h = RecordHeader::decode(bytes, self.keys.checksum, self.keys.salt)?;
+        &bytes[..bytes.len().min(available.min(usize::MAX as u64) as usize)]
+    }
+
+    /// Checks the decoded header `h` at [`RecordCursor::offset`] against the cursor's state.
+    #[inline(always)]
+    fn check(&self, h: RecordHeader) -> Result<Located, Fault> {
         let here = Located {
             offset: self.offset,
             header: h,

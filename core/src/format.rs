@@ -432,13 +432,31 @@ impl RecordHeader {
 
     /// Verifies the header checksum, then decodes. `length` is not yet checked against limits.
     pub fn decode(b: &[u8], alg: ChecksumAlgorithm, salt: u64) -> Result<Self, RecordProblem> {
-        let b: &[u8; RECORD_HEADER_LEN] = b
-            .get(..RECORD_HEADER_LEN)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(RecordProblem::Short)?;
+        let b = Self::bytes(b)?;
         if alg.of_salted(salt, &b[rec::LENGTH..]) as u32 != get_u32(b, rec::HEADER_CRC) {
             return Err(RecordProblem::BadChecksum);
         }
+        Self::fields(b)
+    }
+
+    /// Decodes a header whose bytes were verified before (by the same scan, in the same
+    /// memory), without verifying its checksum again; every other check is made.
+    #[cfg(feature = "replay")]
+    pub(crate) fn decode_verified(b: &[u8]) -> Result<Self, RecordProblem> {
+        Self::fields(Self::bytes(b)?)
+    }
+
+    /// The header's bytes, if there are enough.
+    #[inline(always)]
+    fn bytes(b: &[u8]) -> Result<&[u8; RECORD_HEADER_LEN], RecordProblem> {
+        b.get(..RECORD_HEADER_LEN)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(RecordProblem::Short)
+    }
+
+    /// Decodes and checks every field of a header whose checksum was verified.
+    #[inline(always)]
+    fn fields(b: &[u8; RECORD_HEADER_LEN]) -> Result<Self, RecordProblem> {
         let kind = RecordKind::from_byte(b[rec::KIND]).ok_or(RecordProblem::UnknownKind)?;
         let flags = RecordFlags(b[rec::FLAGS]);
         if !flags.is_known() || get_u16(b, rec::RESERVED) != 0 {

@@ -183,11 +183,12 @@ pub struct Tuning {
     /// opened are never closed, whatever this says.
     pub max_open_files: usize,
     /// A replay ([`crate::Wal::open_replaying`]) reads the segments ahead of its scan on a
-    /// thread of its own, this many bytes at a time (4 MiB), into buffers twice this long:
-    /// the first half is room to carry over the part of a batch that began in the chunk
-    /// before. Four buffers: 32 MiB while a replay runs at the default. A batch longer than
-    /// this is read by the scan itself instead (slower, the same result). 2 MiB replayed
-    /// 1 MiB batches about 5% slower, 1 MiB about 25% (2-vCPU VM).
+    /// thread of its own, this many bytes at a time (4 MiB), into buffers this long; the
+    /// scan's window holds a chunk and the one before it, so a batch across two chunks is
+    /// handed over from both without being copied. Five buffers: 20 MiB while a replay runs
+    /// at the default. A batch that spans more than two chunks is read by the scan itself
+    /// instead (slower, the same result). With chunks that carried a batch's start over
+    /// instead, 2 MiB replayed 1 MiB batches about 5% slower, 1 MiB about 25% (2-vCPU VM).
     pub replay_chunk: usize,
 }
 
@@ -245,8 +246,9 @@ pub enum Mutation {
     /// A rotation's early syncs (the directory's after a link, the sealed segment's after its
     /// seal; `early_sync.rs`) report success without syncing anything.
     EarlySyncNoop,
-    /// A replay's read-ahead labels every chunk after a segment's first as beginning a byte
-    /// later than it does: the scan then judges bytes that are not where it thinks.
+    /// A replay's read-ahead reads every chunk after a segment's first from a byte later than
+    /// the offset it says the chunk holds: the scan then judges bytes that are not where it
+    /// thinks.
     ReadAheadMisplaced,
 }
 

@@ -12,9 +12,10 @@
 //! scan in chunks of [`Tuning::replay_chunk`](crate::Tuning::replay_chunk) (4 MiB) into
 //! buffers that it hands to the scan's window whole: the kernel's copy out of the page cache
 //! (about 40% of a replay's time) runs beside the checksums and the hand-over instead of
-//! before them, and no byte is copied twice (only the part of a batch that began in the
-//! chunk before is carried into the room in front of the next one). A refill the chunks
-//! cannot serve (a batch longer than the room, a chunk missing because its read failed) is
+//! before them, and no byte is copied twice: a batch that began in the chunk before is handed
+//! over from both chunks (only a record that straddles the two is put together in one piece).
+//! A refill the chunks cannot serve (a batch that spans more than two chunks, a chunk missing
+//! because its read failed) is
 //! read by the scan itself into its own window of [`WINDOW`] bytes or more, as without the
 //! thread, so the chunks change how fast the scan gets its bytes, never what it decides.
 //! 1 GiB of 1 KiB records in 1 MiB batches, page cache warm, 2-vCPU VM: about 150 ms against
@@ -155,7 +156,7 @@ pub(crate) fn prepass<F: FileSystem>(
         let (free, free_rx) = mpsc::channel();
         let (chunks_tx, chunks) = mpsc::channel();
         for _ in 0..AHEAD_BUFFERS {
-            let _ = free.send(vec![0u8; 2 * chunk]);
+            let _ = free.send(vec![0u8; chunk]);
         }
         let (at, ids) = (&at, &ids[..]);
         // Without the thread (it could not be started) every chunk is missing: the scan
@@ -284,9 +285,10 @@ impl Handing {
     }
 }
 
-/// Read-ahead buffers: one the scan's window holds, one it has taken and not used yet, one of
-/// a later segment held back, and one being read.
-const AHEAD_BUFFERS: usize = 4;
+/// Read-ahead buffers: the two the scan's window holds (its chunk and the one before, while a
+/// batch that began there is not complete), one it has taken and not used yet, one of a later
+/// segment held back, and one being read.
+const AHEAD_BUFFERS: usize = 5;
 
 /// What the read-ahead thread sends: a chunk of a segment, or that a segment has no more.
 enum AheadMsg {
@@ -295,8 +297,7 @@ enum AheadMsg {
 }
 
 /// Reads `segments`, oldest first, `chunk` bytes at a time into buffers from `free`
-/// (each `2 * chunk` long: the first half is room for the window to carry a batch over), and
-/// sends them on; stops reading a segment the scan has gone past (`at`), and stops when the
+/// (each `chunk` long), and sends them on; stops reading a segment the scan has gone past (`at`), and stops when the
 /// scan no longer listens. A read that fails ends its segment's chunks: the scan then reads
 /// for itself and meets the failure where it is.
 fn read_ahead<F: FileSystem>(
@@ -307,8 +308,8 @@ fn read_ahead<F: FileSystem>(
     free: &mpsc::Receiver<Vec<u8>>,
     out: &mpsc::Sender<AheadMsg>,
 ) {
-    // The broken variant the files explorer must catch: chunks after a segment's first say
-    // they begin a byte later than they do.
+    // The broken variant the files explorer must catch: chunks after a segment's first are
+    // read from a byte later than the offset they say they hold.
     let misplace =
         u64::from(storage.file_system().mutation() == Some(Mutation::ReadAheadMisplaced));
     let mut spare: Option<Vec<u8>> = None;
@@ -320,7 +321,12 @@ fn read_ahead<F: FileSystem>(
                 return;
             };
             let take = (len - offset).min(chunk as u64) as usize;
-            let got = match read_full(storage, id, offset, &mut buf[chunk..chunk + take]) {
+            let from = if offset > 0 {
+                offset + misplace
+            } else {
+                offset
+            };
+            let got = match read_full(storage, id, from, &mut buf[..take]) {
                 Ok(got) if got > 0 => got,
                 _ => {
                     spare = Some(buf);
@@ -328,15 +334,10 @@ fn read_ahead<F: FileSystem>(
                 }
             };
             let end = got < take || offset + got as u64 == len;
-            let label = if offset > 0 {
-                offset + misplace
-            } else {
-                offset
-            };
             let c = Chunk {
                 buf,
-                base: chunk,
-                offset: label,
+                base: 0,
+                offset,
                 len: got,
                 end,
             };

@@ -20,6 +20,11 @@ pub(crate) struct Window<'a> {
     /// completes (a replay hands it over from there).
     #[cfg(feature = "replay")]
     keep: u64,
+    /// How many times the window's bytes were replaced (read afresh, or a chunk swapped in
+    /// without keeping the one before): a replay's hand-over trusts the headers its scan
+    /// verified only while this has not moved.
+    #[cfg(feature = "replay")]
+    refills: u32,
     #[cfg(all(feature = "replay", feature = "alloc"))]
     ahead: Option<Ahead<'a>>,
 }
@@ -33,6 +38,8 @@ impl<'a> Window<'a> {
             len: 0,
             #[cfg(feature = "replay")]
             keep: u64::MAX,
+            #[cfg(feature = "replay")]
+            refills: 0,
             #[cfg(all(feature = "replay", feature = "alloc"))]
             ahead: None,
         }
@@ -50,8 +57,9 @@ impl<'a> Window<'a> {
         win.ahead = Some(Ahead {
             source,
             current: None,
+            previous: None,
             pending: None,
-            base: 0,
+            stitch: alloc::vec::Vec::new(),
         });
         win
     }
@@ -61,12 +69,10 @@ impl<'a> Window<'a> {
     fn data(&self) -> &[u8] {
         #[cfg(all(feature = "replay", feature = "alloc"))]
         if let Some(Ahead {
-            current: Some(c),
-            base,
-            ..
+            current: Some(c), ..
         }) = &self.ahead
         {
-            return &c.buf[*base..*base + self.len];
+            return &c.buf[c.base..c.base + self.len];
         }
         &self.buf[..self.len]
     }
@@ -83,6 +89,8 @@ impl<'a> Window<'a> {
         n: usize,
     ) -> Result<&[u8], IoFailure<S::Error>> {
         let cached = at >= self.start && at + n as u64 <= self.start + self.len as u64;
+        #[cfg(all(feature = "replay", feature = "alloc"))]
+        let cached = cached || self.held_ahead(at, n);
         if !cached {
             #[cfg(feature = "replay")]
             let from = if self.keep <= at && at + n as u64 - self.keep <= self.buf.len() as u64 {
@@ -99,7 +107,11 @@ impl<'a> Window<'a> {
             if !swapped {
                 #[cfg(all(feature = "replay", feature = "alloc"))]
                 if let Some(a) = &mut self.ahead {
-                    a.release_current();
+                    a.release();
+                }
+                #[cfg(feature = "replay")]
+                {
+                    self.refills = self.refills.wrapping_add(1);
                 }
                 // Empty until the read succeeds: `len` may have been the released chunk's.
                 self.len = 0;
@@ -110,6 +122,10 @@ impl<'a> Window<'a> {
                 })?;
                 self.start = from;
             }
+        }
+        #[cfg(all(feature = "replay", feature = "alloc"))]
+        if at < self.start {
+            return Ok(self.before(at, n));
         }
         let from = (at - self.start) as usize;
         let to = (from + n).min(self.len);
@@ -125,15 +141,63 @@ impl<'a> Window<'a> {
         n: usize,
     ) -> Result<&[u8], IoFailure<S::Error>> {
         self.get(st, at, n)?;
+        // In a replay, `at` may lie in the chunk before the window's: the rest of that one.
+        #[cfg(all(feature = "replay", feature = "alloc"))]
+        if at < self.start {
+            return Ok(self.before(at, n.max((self.start - at) as usize)));
+        }
         // `get` left `at` inside the window (or at its start, after a short read).
         let from = ((at - self.start) as usize).min(self.len);
         Ok(&self.data()[from..])
     }
 
+    /// Whether a replay's chunks hold `at..at + n` without a refill: the window's chunk ends
+    /// the segment and `at` is in it, or `at` is in the chunk before it.
+    #[cfg(all(feature = "replay", feature = "alloc"))]
+    fn held_ahead(&self, at: u64, n: usize) -> bool {
+        let Some(a) = &self.ahead else {
+            return false;
+        };
+        let end = self.start + self.len as u64;
+        let ends = a.current.as_ref().is_some_and(|c| c.end);
+        let from = match &a.previous {
+            Some(p) => p.offset,
+            None => self.start,
+        };
+        from <= at && at <= end && (ends || at + n as u64 <= end)
+    }
+
+    /// Up to `n` bytes at `at`, which lies before the window's chunk, in the one before it
+    /// (`held_ahead` or `swap_in` checked that): from that chunk's buffer, or, when they run
+    /// on into the window's chunk, copied from both into one piece.
+    #[cfg(all(feature = "replay", feature = "alloc"))]
+    fn before(&mut self, at: u64, n: usize) -> &[u8] {
+        let Some(Ahead {
+            current: Some(c),
+            previous: Some(p),
+            stitch,
+            ..
+        }) = &mut self.ahead
+        else {
+            return &[];
+        };
+        let i = p.base + (at - p.offset) as usize;
+        let there = p.base + p.len - i;
+        if n <= there {
+            return &p.buf[i..i + n];
+        }
+        let rest = (n - there).min(self.len);
+        stitch.clear();
+        stitch.extend_from_slice(&p.buf[i..p.base + p.len]);
+        stitch.extend_from_slice(&c.buf[c.base..c.base + rest]);
+        stitch
+    }
+
     /// Makes the next chunk of the read-ahead the window, if it holds `at..at + n` (or the
-    /// segment ends in it) and what the window must keep from `from` fits in the room before
-    /// its bytes: that is copied over from the window. Chunks wholly before `at` are given
-    /// back unused; one that does not fit is kept for the next refill. `false`: read instead.
+    /// segment ends in it) and what the window must keep from `from` on is in it or in the
+    /// window's chunk, which then stays as the chunk before. Chunks wholly before `at` are
+    /// given back unused; one that does not fit is kept for the next refill. `false`: read
+    /// instead.
     #[cfg(all(feature = "replay", feature = "alloc"))]
     fn swap_in(&mut self, from: u64, at: u64, n: usize) -> bool {
         let Some(a) = &mut self.ahead else {
@@ -141,7 +205,7 @@ impl<'a> Window<'a> {
         };
         let want = at + n as u64;
         loop {
-            let Some(mut c) = a.pending.take().or_else(|| a.source.next()) else {
+            let Some(c) = a.pending.take().or_else(|| a.source.next()) else {
                 return false;
             };
             let Some(end) = c
@@ -159,29 +223,27 @@ impl<'a> Window<'a> {
                 a.source.recycle(c.buf);
                 continue;
             }
-            let carry = c.offset.saturating_sub(from);
-            let kept_here = carry == 0
-                || (self.start <= from
-                    && c.offset <= self.start + self.len as u64
-                    && carry <= c.base as u64);
-            if !kept_here || !(c.end || want <= end) {
+            // Bytes before the chunk that the window must keep are the window's own chunk's,
+            // which ends where this one begins.
+            let keeps = from < c.offset;
+            let kept = !keeps
+                || (a.current.is_some()
+                    && self.start <= from
+                    && self.start + self.len as u64 == c.offset);
+            if !kept || !(c.end || want <= end) {
                 a.pending = Some(c);
                 return false;
             }
-            let carry = carry as usize;
-            let base = c.base - carry;
-            if carry > 0 {
-                let old = (from - self.start) as usize;
-                let bytes: &[u8] = match &a.current {
-                    Some(cur) => &cur.buf[a.base + old..a.base + old + carry],
-                    None => &self.buf[old..old + carry],
-                };
-                c.buf[base..c.base].copy_from_slice(bytes);
-            }
-            a.release_current();
-            self.start = c.offset - carry as u64;
-            self.len = carry + c.len;
-            a.base = base;
+            let previous = if keeps {
+                a.current.take()
+            } else {
+                self.refills = self.refills.wrapping_add(1);
+                None
+            };
+            a.release();
+            a.previous = previous;
+            self.start = c.offset;
+            self.len = c.len;
             a.current = Some(c);
             return true;
         }
@@ -200,9 +262,7 @@ pub trait ReadAhead {
     fn recycle(&mut self, buf: alloc::vec::Vec<u8>);
 }
 
-/// Bytes `offset..offset + len` of a segment, at `buf[base..base + len]`. The `base` bytes
-/// before them are room for the window to carry over the unit (a batch) it is inside from
-/// the chunk before, so that the unit is in one piece when it completes.
+/// Bytes `offset..offset + len` of a segment, at `buf[base..base + len]`.
 #[cfg(all(feature = "replay", feature = "alloc"))]
 #[derive(Debug)]
 pub struct Chunk {
@@ -218,21 +278,27 @@ pub struct Chunk {
     pub end: bool,
 }
 
-/// A window's read-ahead: the source, the chunk the window is (when it is not `buf`), and a
-/// chunk taken that did not fit yet.
+/// A window's read-ahead: the source, the chunk the window is (when it is not `buf`), the
+/// chunk before it (kept while the unit the scan is inside began there, so that a batch
+/// across two chunks is handed over from both without copying it), a chunk taken that did
+/// not fit yet, and where a record across the two chunks is put together.
 #[cfg(all(feature = "replay", feature = "alloc"))]
 struct Ahead<'a> {
     source: &'a mut dyn ReadAhead,
     current: Option<Chunk>,
+    previous: Option<Chunk>,
     pending: Option<Chunk>,
-    /// Where the window's bytes begin in `current`'s buffer.
-    base: usize,
+    stitch: alloc::vec::Vec<u8>,
 }
 
 #[cfg(all(feature = "replay", feature = "alloc"))]
 impl Ahead<'_> {
-    fn release_current(&mut self) {
-        if let Some(c) = self.current.take() {
+    /// Gives the window's chunk and the one before it back.
+    fn release(&mut self) {
+        for c in [self.current.take(), self.previous.take()]
+            .into_iter()
+            .flatten()
+        {
             self.source.recycle(c.buf);
         }
     }
@@ -241,7 +307,7 @@ impl Ahead<'_> {
 #[cfg(all(feature = "replay", feature = "alloc"))]
 impl Drop for Ahead<'_> {
     fn drop(&mut self) {
-        self.release_current();
+        self.release();
         if let Some(c) = self.pending.take() {
             self.source.recycle(c.buf);
         }
@@ -337,6 +403,13 @@ pub(crate) fn zeros_to_end<S: Storage>(
 ) -> Result<bool, IoFailure<S::Error>> {
     let mut pos = from;
     loop {
+        // In a replay, what the window holds from `pos` on, whatever its length: the chunks
+        // serve the zeros too (a window's worth at `pos` is more than a chunk holds, and
+        // would be read instead). Elsewhere a window's worth, as that costs 60 bytes less
+        // code on a Cortex-M (scripts/size.sh).
+        #[cfg(all(feature = "replay", feature = "alloc"))]
+        let bytes = win.ahead(st, pos, 1)?;
+        #[cfg(not(all(feature = "replay", feature = "alloc")))]
         let bytes = win.get(st, pos, win.capacity())?;
         if bytes.is_empty() {
             return Ok(true);
@@ -359,19 +432,22 @@ pub(crate) fn scan_records<S: Storage>(
     scan_records_with(st, win, keys, first_lsn, |_, _, _, _| {})
 }
 
-/// [`scan_records`], calling `unit(st, win, from, to)` as each complete unit (a record, a
-/// whole batch, a metadata record) is accepted: its bytes `from..to` were just verified, and
-/// are in the window unless the unit is longer than it or crossed a refill. (Recovery passes
-/// a closure that does nothing, and the compiler removes the calls.)
+/// [`scan_records`], calling `unit(st, win, to, same)` as each complete unit (a record, a
+/// whole batch, a metadata record) is accepted: its bytes, up to `to`, were just verified,
+/// and `same` says that the window has held them, the very bytes verified, since the unit
+/// began (nothing was read afresh or swapped out since). (Recovery passes a closure that does
+/// nothing, and the compiler removes the calls.)
 #[inline(always)]
 pub(crate) fn scan_records_with<S: Storage>(
     st: &S,
     win: &mut Window<'_>,
     keys: &SegmentKeys,
     first_lsn: Lsn,
-    mut unit: impl FnMut(&S, &mut Window<'_>, u64, u64),
+    mut unit: impl FnMut(&S, &mut Window<'_>, u64, bool),
 ) -> Result<SegmentScan, IoFailure<S::Error>> {
     let mut cursor = RecordCursor::new(*keys, first_lsn);
+    #[cfg(feature = "replay")]
+    let mut began = 0;
     let fault = loop {
         if cursor.at_end() {
             match cursor.end_fault() {
@@ -383,13 +459,20 @@ pub(crate) fn scan_records_with<S: Storage>(
         #[cfg(feature = "replay")]
         {
             win.keep = from;
+            if cursor.offset() == from {
+                began = win.refills;
+            }
         }
         if let Err(f) = step(st, win, &mut cursor)? {
             break Some(f);
         }
         let to = cursor.complete().end;
         if to != from {
-            unit(st, win, from, to);
+            #[cfg(feature = "replay")]
+            let same = win.refills == began;
+            #[cfg(not(feature = "replay"))]
+            let same = false;
+            unit(st, win, to, same);
         }
     };
     #[cfg(feature = "replay")]

@@ -173,7 +173,7 @@ fn chunks_that_hold_every_unit_leave_nothing_to_read() {
     let mem = filled();
     for (&id, file) in &mem.files {
         let len = file.len();
-        let mut chunks = Chunks::new(&mem, id, 1024, 1024, Fault::None);
+        let mut chunks = Chunks::new(&mem, id, 1024, 0, Fault::None);
         mem.bytes_read.set(0);
         let (summary, got) = replayed(&mem, id, 600, Some(&mut chunks));
         // The segment header (read by the scan's setup, before the window) and nothing else.

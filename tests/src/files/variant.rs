@@ -48,7 +48,7 @@ pub enum FileVariant {
     /// segment's after its seal) report success without syncing
     /// ([`Mutation::EarlySyncNoop`]).
     EarlySyncNoop,
-    /// A replay's read-ahead misplaces every chunk after a segment's first by a byte
+    /// A replay's read-ahead reads every chunk after a segment's first a byte off
     /// ([`Mutation::ReadAheadMisplaced`]).
     ReadAheadMisplaced,
 }

@@ -45,8 +45,9 @@ pub const SIM_TUNING: Tuning = Tuning {
     // Every log the explorers build has more segments than this: closing and reopening older
     // segments' files is on the explored paths.
     max_open_files: 2,
-    // Chunks smaller than most batches: the window carries units over, reads for itself when
-    // one does not fit, and skips chunks it has read past.
+    // Chunks smaller than most batches: the window hands units over from two chunks, puts
+    // records that straddle them together, reads for itself when a unit spans more than two,
+    // and skips chunks it has read past.
     replay_chunk: 1024,
 };
 
