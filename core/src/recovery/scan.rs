@@ -141,10 +141,12 @@ impl<'a> Window<'a> {
         n: usize,
     ) -> Result<&[u8], IoFailure<S::Error>> {
         self.get(st, at, n)?;
-        // In a replay, `at` may lie in the chunk before the window's: the rest of that one.
+        // In a replay, `at` may lie in the chunk before the window's: the rest of that one
+        // and the window's, put together (rare: a scan that stopped within a record header's
+        // length of a chunk's start).
         #[cfg(all(feature = "replay", feature = "alloc"))]
         if at < self.start {
-            return Ok(self.before(at, n.max((self.start - at) as usize)));
+            return Ok(self.before(at, usize::MAX));
         }
         // `get` left `at` inside the window (or at its start, after a short read).
         let from = ((at - self.start) as usize).min(self.len);

@@ -312,27 +312,27 @@ impl Storage for Changing<'_> {
 
 #[test]
 fn a_header_read_afresh_is_verified_again_before_it_is_handed_over() {
-    // Batches of three through the smallest window: a batch crossing a refill is read again
-    // from its first record, whose header the scan verified in the window before. Its
-    // length field reads one off the second time. The hand-over checks that header's
-    // checksum again (it trusts only headers still in the bytes the scan verified), so it
-    // stops there: nothing handed over differs from what was written.
+    // Batches of four through the smallest window: a batch crossing a refill (at any of its
+    // records) is read again from its first record, whose header the scan verified in the
+    // window before. Its length field reads one off the second time. The hand-over checks
+    // that header's checksum again (it trusts only headers still in the bytes the scan
+    // verified), so it stops there: nothing handed over differs from what was written.
     let cfg = small().with_segment_size(64 * 1024);
     let (mut wal, _) = open(Mem::default(), cfg);
     let mut written = Vec::new();
-    for i in 0..12 {
-        let batch = [payload(i), payload(i + 1000), payload(i + 2000)];
+    for i in 0..20 {
+        let batch: Vec<Vec<u8>> = (0..4).map(|k| payload(i * 1000 + k * k * 700)).collect();
         let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
         let first = wal.append_batch(&refs).unwrap();
-        written.extend((0..3).map(|k| (Lsn(first.0 + k), batch[k as usize].clone())));
+        written.extend((0..4).map(|k| (Lsn(first.0 + k), batch[k as usize].clone())));
     }
     let mem = wal.into_storage();
     let file = &mem.files[&0];
-    // The offset of every third record's length field: each batch's first record.
+    // The offset of every fourth record's length field: each batch's first record.
     let mut firsts = Vec::new();
     let mut at = crate::format::SEGMENT_HEADER_LEN;
     for n in 0..written.len() {
-        if n % 3 == 0 {
+        if n % 4 == 0 {
             firsts.push(at + crate::format::rec::LENGTH);
         }
         let len = u32::from_le_bytes(file[at + 4..at + 8].try_into().unwrap()) as usize;
