@@ -321,7 +321,6 @@ impl RecordCursor {
     }
 
     /// Checks the decoded header `h` at [`RecordCursor::offset`] against the cursor's state.
-    #[inline(always)]
     fn check(&self, h: RecordHeader) -> Result<Located, Fault> {
         let here = Located {
             offset: self.offset,
