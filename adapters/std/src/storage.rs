@@ -52,6 +52,9 @@ pub struct FileStorage<F: FileSystem = OsFs> {
     /// The buffer of the last pending write that `flush` handed to the OS, emptied, for the
     /// next one (a fresh megabyte per flush costs page faults and a `realloc` as it grows).
     recycled: Vec<u8>,
+    /// The segment last written through to its file, and where its write-back was last
+    /// started (`pace`).
+    kicked: (SegmentId, u64),
     foreign: Vec<PathBuf>,
     spare: Arc<SpareSlot<F>>,
     /// The background zero-fill of the active segment, if one runs.
@@ -186,6 +189,7 @@ impl<F: FileSystem> FileStorage<F> {
             files: HashMap::new(),
             pending: Mutex::new(None),
             recycled: Vec::new(),
+            kicked: (SegmentId::MAX, 0),
             foreign: Vec::new(),
             spare: Arc::new(SpareSlot::default()),
             fill: None,
@@ -310,14 +314,35 @@ impl<F: FileSystem> FileStorage<F> {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
         {
-            self.before_write(p.id, p.offset + p.bytes.len() as u64);
-            let f = self.file(p.id)?;
+            let end = p.offset + p.bytes.len() as u64;
+            self.before_write(p.id, end);
+            let f = Arc::clone(self.file(p.id)?);
             f.write_all_at(&p.bytes, p.offset)?;
+            self.pace(p.id, &f, p.offset, end);
             let mut bytes = p.bytes;
             bytes.clear();
             self.recycled = bytes;
         }
         Ok(())
+    }
+
+    /// After bytes `offset..end` of segment `id` went to its file: starts the write-back of
+    /// what the segment was given since the last start, once that is
+    /// [`Tuning::write_back_every`] or more. Pacing only (it makes nothing durable): the
+    /// sync that seals the segment then finds little left to write, instead of stopping the
+    /// writer at a rotation while tens of megabytes go to the disk.
+    fn pace(&mut self, id: SegmentId, file: &F::File, offset: u64, end: u64) {
+        let every = self.fs.tuning().write_back_every;
+        if every == 0 {
+            return;
+        }
+        if self.kicked.0 != id || offset < self.kicked.1 {
+            self.kicked = (id, offset);
+        }
+        if end - self.kicked.1 >= every {
+            file.start_write_back(self.kicked.1, end - self.kicked.1);
+            self.kicked.1 = end;
+        }
     }
 
     /// Every write of segment bytes to a file goes through here first (see `fill.rs`).
@@ -557,8 +582,11 @@ impl<F: FileSystem> Storage for FileStorage<F> {
                 self.file(id)?;
                 if data.len() >= buffer {
                     // At least a buffer's worth: straight to the file, without a copy.
-                    self.before_write(id, offset + data.len() as u64);
-                    self.file(id)?.write_all_at(data, offset)?;
+                    let end = offset + data.len() as u64;
+                    self.before_write(id, end);
+                    let file = Arc::clone(self.file(id)?);
+                    file.write_all_at(data, offset)?;
+                    self.pace(id, &file, offset, end);
                     return Ok(());
                 }
                 let mut bytes = core::mem::take(&mut self.recycled);
@@ -1139,6 +1167,46 @@ mod tests {
         let mut open: Vec<_> = s.files.keys().copied().collect();
         open.sort_unstable();
         assert_eq!(open, [4, 5], "synced segments' descriptors close again");
+    }
+
+    #[cfg(feature = "sim")]
+    #[test]
+    fn a_segment_written_without_syncs_has_its_write_back_started_as_it_goes() {
+        use crate::filesystem::SimFileSystem;
+        // SIM_TUNING: a 2 KiB write buffer, write-back started every 1 KiB written through.
+        let fs = SimFileSystem::new("/log", walden_sim::SimFs::default());
+        let every = fs.tuning().write_back_every;
+        let mut s = FileStorage::open_in(fs.clone(), "/log", true).unwrap();
+        s.create(1).unwrap();
+        let mut at = 0;
+        for _ in 0..40 {
+            s.write(1, at, &[7u8; 300]).unwrap();
+            at += 300;
+        }
+        // Straight to the file (a buffer's worth or more), then buffered again.
+        s.write(1, at, &[8u8; 5000]).unwrap();
+        at += 5000;
+        s.write(1, at, &[9u8; 100]).unwrap();
+        s.flush().unwrap();
+        let started = fs.write_backs_started();
+        // From the segment's start, each range where the one before ended, each at least
+        // `every` long, up to what was written through when the last one started.
+        assert!(started.len() >= 5, "{started:?}");
+        let mut next = 0;
+        for &(offset, len) in &started {
+            assert_eq!(offset, next, "{started:?}");
+            assert!(len >= every, "{started:?}");
+            next = offset + len;
+        }
+        assert!(
+            at + 100 - next < every,
+            "{next} of {} left: {started:?}",
+            at + 100
+        );
+        // A new segment starts over from its own first bytes.
+        s.create(2).unwrap();
+        s.write(2, 0, &[1u8; 3000]).unwrap();
+        assert_eq!(fs.write_backs_started()[started.len()..], [(0, 3000)]);
     }
 
     /// A `write_parts` that stays in the write buffer does what a `write` does before any

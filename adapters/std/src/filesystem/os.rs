@@ -69,6 +69,23 @@ impl FsFile for File {
         }
     }
 
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)] // rustix has no `sync_file_range`
+    fn start_write_back(&self, offset: u64, len: u64) {
+        use std::os::fd::AsRawFd;
+        let (offset, len) = (offset.min(i64::MAX as u64), len.min(i64::MAX as u64));
+        // SAFETY: a system call on a descriptor this `File` owns for the whole call; no
+        // memory is passed to the kernel. A hint: its result changes nothing.
+        let _ = unsafe {
+            libc::sync_file_range(
+                self.as_raw_fd(),
+                offset as i64,
+                len as i64,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+    }
+
     fn set_len(&self, len: u64) -> io::Result<()> {
         File::set_len(self, len)
     }

@@ -49,6 +49,8 @@ pub const SIM_TUNING: Tuning = Tuning {
     // records that straddle them together, reads for itself when a unit spans more than two,
     // and skips chunks it has read past.
     replay_chunk: 1024,
+    // Not modelled (`start_write_back` does nothing here): small, so the bookkeeping runs.
+    write_back_every: 1024,
 };
 
 struct Queued {
@@ -68,6 +70,9 @@ struct Shared {
     jobs: Mutex<Jobs>,
     tuning: Tuning,
     mutation: Option<Mutation>,
+    /// Every `start_write_back` (inode, offset, length), in order: it changes nothing in the
+    /// simulated state, so it is only recorded, for tests.
+    write_backs: Mutex<Vec<(Inode, u64, u64)>>,
 }
 
 /// A [`FileSystem`] over a simulated one ([`SimFs`]), holding one log directory at `root`.
@@ -204,8 +209,18 @@ impl SimFileSystem {
                 }),
                 tuning,
                 mutation,
+                write_backs: Mutex::default(),
             }),
         }
+    }
+
+    /// Every write-back started on this handle's files so far (offset, length), in order.
+    #[doc(hidden)]
+    pub fn write_backs_started(&self) -> Vec<(u64, u64)> {
+        lock(&self.shared.write_backs)
+            .iter()
+            .map(|&(_, offset, len)| (offset, len))
+            .collect()
     }
 
     /// A new handle on a new simulator state, with this one's root, background mode, tuning
@@ -377,6 +392,12 @@ impl FsFile for SimFile {
 
     fn sync_data(&self) -> io::Result<()> {
         self.sync_all()
+    }
+
+    fn start_write_back(&self, offset: u64, len: u64) {
+        if let Target::File(inode) = self.target {
+            lock(&self.shared.write_backs).push((inode, offset, len));
+        }
     }
 
     fn sync_all(&self) -> io::Result<()> {
