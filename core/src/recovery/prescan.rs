@@ -141,7 +141,7 @@ pub fn replay_segment_ahead<S: Storage>(
     let Some((h, keys)) = header_and_keys(storage, id, config, scratch)? else {
         return Ok(None);
     };
-    let win = Window::with_ahead(scratch, id, ahead);
+    let win = Window::with_ahead(scratch, id, keys.end, ahead);
     replay_through(storage, id, &h, &keys, win, hand, each)
 }
 

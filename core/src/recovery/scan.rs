@@ -45,16 +45,18 @@ impl<'a> Window<'a> {
         }
     }
 
-    /// A window that takes its refills from `source`'s chunks when they hold what is asked
-    /// for, and reads into `buf` itself when they do not.
+    /// A window over segment `id`, `len` bytes long, that takes its refills from `source`'s
+    /// chunks when they hold what is asked for, and reads into `buf` itself when they do not.
     #[cfg(all(feature = "replay", feature = "alloc"))]
     pub(crate) fn with_ahead(
         buf: &'a mut [u8],
         id: SegmentId,
+        len: u64,
         source: &'a mut dyn ReadAhead,
     ) -> Self {
         let mut win = Self::new(buf, id);
         win.ahead = Some(Ahead {
+            len,
             source,
             current: None,
             previous: None,
@@ -210,13 +212,17 @@ impl<'a> Window<'a> {
             let Some(c) = a.pending.take().or_else(|| a.source.next()) else {
                 return false;
             };
+            // A chunk's bytes are in its buffer, and it says the segment ends only where it
+            // does (the window then serves short reads from it: a wrong `end` would end the
+            // scan early).
             let Some(end) = c
                 .base
                 .checked_add(c.len)
                 .filter(|&e| e <= c.buf.len())
                 .and_then(|_| c.offset.checked_add(c.len as u64))
+                .filter(|&e| !c.end || e == a.len)
             else {
-                // Not a chunk (its bytes are not in its buffer): read instead, from now on.
+                // Not a chunk: read instead, from now on.
                 a.source.recycle(c.buf);
                 self.ahead = None;
                 return false;
@@ -286,6 +292,8 @@ pub struct Chunk {
 /// not fit yet, and where a record across the two chunks is put together.
 #[cfg(all(feature = "replay", feature = "alloc"))]
 struct Ahead<'a> {
+    /// The segment's length.
+    len: u64,
     source: &'a mut dyn ReadAhead,
     current: Option<Chunk>,
     previous: Option<Chunk>,

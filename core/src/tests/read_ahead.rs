@@ -26,6 +26,8 @@ enum Fault {
     StopAfter(usize),
     /// Chunk `n` says it holds more bytes than its buffer does.
     Short(usize),
+    /// Chunk `n` says the segment ends with it, and none follows.
+    EndsEarly(usize),
 }
 
 /// Chunks of `size` bytes with `room` before them, read from `mem` up front.
@@ -64,6 +66,12 @@ impl Chunks {
                     queue.push_back(c);
                 }
                 Fault::StopAfter(k) if n > k => {}
+                Fault::EndsEarly(k) if n == k => {
+                    let mut c = chunk(buf);
+                    c.end = true;
+                    queue.push_back(c);
+                }
+                Fault::EndsEarly(k) if n > k => {}
                 _ => queue.push_back(chunk(buf)),
             }
             offset += take as u64;
@@ -143,6 +151,8 @@ fn the_same_records_and_scan_whatever_the_chunks() {
         Fault::Twice(2),
         Fault::StopAfter(1),
         Fault::Short(1),
+        Fault::EndsEarly(1),
+        Fault::EndsEarly(0),
     ];
     let sizes: &[usize] = if cfg!(miri) {
         &[300, 1000]
