@@ -282,7 +282,8 @@ pub struct Chunk {
     pub offset: u64,
     /// How many bytes of the segment `buf` holds.
     pub len: usize,
-    /// Whether the segment ends at `offset + len`.
+    /// Whether the segment ends at `offset + len` (checked against the segment's length: a
+    /// chunk that says so anywhere else is not used, nor any after it).
     pub end: bool,
 }
 
