@@ -15,9 +15,9 @@
 //! before them, and no byte is copied twice: a batch that began in the chunk before is handed
 //! over from both chunks (only a record that straddles the two is put together in one piece).
 //! A refill the chunks cannot serve (a batch that spans more than two chunks, a chunk missing
-//! because its read failed) is
-//! read by the scan itself into its own window of [`WINDOW`] bytes or more, as without the
-//! thread, so the chunks change how fast the scan gets its bytes, never what it decides.
+//! because its read failed) is read by the scan itself into its own window of [`WINDOW`]
+//! bytes or more, as without the thread, so the chunks change how fast the scan gets its
+//! bytes, never what it decides.
 //! 1 GiB of 1 KiB records in 1 MiB batches, page cache warm, 2-vCPU VM: about 150 ms against
 //! 255-270 ms for one thread that read the newest segment a second time after the open.
 //!
@@ -296,9 +296,9 @@ enum AheadMsg {
     Done(SegmentId),
 }
 
-/// Reads `segments`, oldest first, `chunk` bytes at a time into buffers from `free`
-/// (each `chunk` long), and sends them on; stops reading a segment the scan has gone past (`at`), and stops when the
-/// scan no longer listens. A read that fails ends its segment's chunks: the scan then reads
+/// Reads `segments`, oldest first, `chunk` bytes at a time into buffers from `free` (each
+/// `chunk` long), and sends them on; stops reading a segment the scan has gone past (`at`),
+/// and stops when the scan no longer listens. A read that fails ends its segment's chunks: the scan then reads
 /// for itself and meets the failure where it is.
 fn read_ahead<F: FileSystem>(
     storage: &FileStorage<F>,

@@ -43,10 +43,15 @@ fn summary_of(mem: &Mem, id: u64) -> SegmentSummary {
 
 /// What `replay_segment` hands over from segment `id` through a window of `room` bytes,
 /// stopping after `stop_after` records if given, and its summary.
-fn handed(mem: &Mem, id: u64, room: usize, stop_after: Option<usize>) -> (SegmentSummary, Records) {
+fn handed(
+    st: &impl Storage,
+    id: u64,
+    room: usize,
+    stop_after: Option<usize>,
+) -> (SegmentSummary, Records) {
     let mut got = Vec::new();
     let (summary, header) = replay_segment(
-        mem,
+        st,
         id,
         &small(),
         &mut vec![0u8; room],
@@ -346,20 +351,7 @@ fn a_header_read_afresh_is_verified_again_before_it_is_handed_over() {
             at: first as u64,
             seen: core::cell::Cell::new(false),
         };
-        let mut got = Vec::new();
-        replay_segment(
-            &changing,
-            0,
-            &cfg,
-            &mut [0u8; MIN_SCRATCH],
-            |_| true,
-            |_, at, bytes| {
-                got.push((at.header.lsn, bytes.to_vec()));
-                true
-            },
-        )
-        .unwrap()
-        .unwrap();
+        let (_, got) = handed(&changing, 0, MIN_SCRATCH, None);
         assert_eq!(got[..], written[..got.len()], "length at {first} changed");
         if got.len() < written.len() {
             stopped += 1;

@@ -51,39 +51,17 @@ impl FsFile for File {
     }
 
     #[cfg(target_os = "linux")]
-    #[allow(unsafe_code)] // rustix has no `sync_file_range`
     fn write_back(&self, offset: u64, len: u64) -> io::Result<()> {
-        use std::os::fd::AsRawFd;
         let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
             | libc::SYNC_FILE_RANGE_WRITE
             | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-        let (offset, len) = (offset.min(i64::MAX as u64), len.min(i64::MAX as u64));
-        // SAFETY: a system call on a descriptor this `File` owns for the whole call; no
-        // memory is passed to the kernel.
-        let r =
-            unsafe { libc::sync_file_range(self.as_raw_fd(), offset as i64, len as i64, flags) };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        sync_file_range(self, offset, len, flags)
     }
 
     #[cfg(target_os = "linux")]
-    #[allow(unsafe_code)] // rustix has no `sync_file_range`
     fn start_write_back(&self, offset: u64, len: u64) {
-        use std::os::fd::AsRawFd;
-        let (offset, len) = (offset.min(i64::MAX as u64), len.min(i64::MAX as u64));
-        // SAFETY: a system call on a descriptor this `File` owns for the whole call; no
-        // memory is passed to the kernel. A hint: its result changes nothing.
-        let _ = unsafe {
-            libc::sync_file_range(
-                self.as_raw_fd(),
-                offset as i64,
-                len as i64,
-                libc::SYNC_FILE_RANGE_WRITE,
-            )
-        };
+        // A hint: its result changes nothing.
+        let _ = sync_file_range(self, offset, len, libc::SYNC_FILE_RANGE_WRITE);
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
@@ -166,5 +144,21 @@ impl FileSystem for OsFs {
 
     fn spawn(&self, name: &str, job: Job) -> io::Result<Worker> {
         Worker::thread(name, job)
+    }
+}
+
+/// `sync_file_range(2)` on `file` with `flags`.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // rustix has no `sync_file_range`
+fn sync_file_range(file: &File, offset: u64, len: u64, flags: libc::c_uint) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (offset, len) = (offset.min(i64::MAX as u64), len.min(i64::MAX as u64));
+    // SAFETY: a system call on a descriptor `file` owns for the whole call; no memory is
+    // passed to the kernel.
+    let r = unsafe { libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, flags) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }

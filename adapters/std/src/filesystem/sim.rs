@@ -70,9 +70,9 @@ struct Shared {
     jobs: Mutex<Jobs>,
     tuning: Tuning,
     mutation: Option<Mutation>,
-    /// Every `start_write_back` (inode, offset, length), in order: it changes nothing in the
+    /// Every `start_write_back` (offset, length), in order: it changes nothing in the
     /// simulated state, so it is only recorded, for tests.
-    write_backs: Mutex<Vec<(Inode, u64, u64)>>,
+    write_backs: Mutex<Vec<(u64, u64)>>,
 }
 
 /// A [`FileSystem`] over a simulated one ([`SimFs`]), holding one log directory at `root`.
@@ -217,10 +217,7 @@ impl SimFileSystem {
     /// Every write-back started on this handle's files so far (offset, length), in order.
     #[doc(hidden)]
     pub fn write_backs_started(&self) -> Vec<(u64, u64)> {
-        lock(&self.shared.write_backs)
-            .iter()
-            .map(|&(_, offset, len)| (offset, len))
-            .collect()
+        lock(&self.shared.write_backs).clone()
     }
 
     /// A new handle on a new simulator state, with this one's root, background mode, tuning
@@ -395,8 +392,8 @@ impl FsFile for SimFile {
     }
 
     fn start_write_back(&self, offset: u64, len: u64) {
-        if let Target::File(inode) = self.target {
-            lock(&self.shared.write_backs).push((inode, offset, len));
+        if let Target::File(_) = self.target {
+            lock(&self.shared.write_backs).push((offset, len));
         }
     }
 
