@@ -301,6 +301,7 @@ impl RecordCursor {
 
     /// Verifies and checks the header at [`RecordCursor::offset`]. `bytes` are the bytes there:
     /// at least [`RECORD_HEADER_LEN`] unless the data ends sooner. Does not move the cursor.
+    #[cfg_attr(feature = "replay", inline)]
     pub fn header(&self, bytes: &[u8]) -> Result<Located, Fault> {
         let h = RecordHeader::decode(self.here(bytes), self.keys.checksum, self.keys.salt)?;
         self.check(h)
@@ -309,6 +310,7 @@ impl RecordCursor {
     /// [`RecordCursor::header`] for bytes whose header checksum was verified before, in the
     /// same memory (a replay's hand-over, behind its scan): every check but that one.
     #[cfg(feature = "replay")]
+    #[cfg_attr(feature = "replay", inline)]
     pub(crate) fn header_verified(&self, bytes: &[u8]) -> Result<Located, Fault> {
         self.check(RecordHeader::decode_verified(self.here(bytes))?)
     }
@@ -321,6 +323,7 @@ impl RecordCursor {
     }
 
     /// Checks the decoded header `h` at [`RecordCursor::offset`] against the cursor's state.
+    #[cfg_attr(feature = "replay", inline(always))]
     fn check(&self, h: RecordHeader) -> Result<Located, Fault> {
         let here = Located {
             offset: self.offset,
@@ -399,6 +402,7 @@ impl RecordCursor {
     }
 
     /// Verifies a payload held in one piece.
+    #[cfg_attr(feature = "replay", inline)]
     pub fn verify_payload(&self, at: &Located, payload: &[u8]) -> Result<(), Fault> {
         if payload.len() == at.header.length as usize
             && self.keys.checksum.of_salted(self.keys.salt, payload) == at.header.payload_crc
@@ -412,6 +416,7 @@ impl RecordCursor {
     /// Moves past the record `at` (returned by [`RecordCursor::header`] at the current
     /// offset). For a metadata record, `payload` (its verified bytes) is decoded and must be
     /// valid; with `None` it is skipped unread. Returns what the metadata record said.
+    #[cfg_attr(feature = "replay", inline)]
     pub fn accept(&mut self, at: &Located, payload: Option<&[u8]>) -> Result<Option<Meta>, Fault> {
         let h = &at.header;
         let end = at.end();

@@ -70,16 +70,19 @@ pub(crate) mod rec {
     pub(crate) const ACK_GAP: usize = 28;
 }
 
+#[cfg_attr(feature = "replay", inline)]
 fn get_u16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
 
+#[cfg_attr(feature = "replay", inline)]
 fn get_u32(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[at..at + 4]);
     u32::from_le_bytes(a)
 }
 
+#[cfg_attr(feature = "replay", inline)]
 fn get_u64(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
@@ -431,6 +434,7 @@ impl RecordHeader {
     }
 
     /// Verifies the header checksum, then decodes. `length` is not yet checked against limits.
+    #[cfg_attr(feature = "replay", inline)]
     pub fn decode(b: &[u8], alg: ChecksumAlgorithm, salt: u64) -> Result<Self, RecordProblem> {
         let b = Self::bytes(b)?;
         if alg.of_salted(salt, &b[rec::LENGTH..]) as u32 != get_u32(b, rec::HEADER_CRC) {
