@@ -408,11 +408,12 @@ const NOTES: &str = "## How to read this, and what it does not say\n\n\
   few hundred milliseconds.\n\
 - **Replay and random reads, vs the baseline**: Walden replays with `open_replaying`: \
   recovery's scan hands each record it verifies to the application, one read and one checksum \
-  of every segment. A second thread reads the segments ahead in 4 MiB chunks and hands their \
-  buffers to the scan, so the page cache's copy runs beside the checksums; what is left on \
-  the scan's thread is per record: a header checksum and a payload checksum against the \
-  baseline's one, a 32-byte header against 8 bytes, and the hand-over (a batch across two \
-  chunks is handed over from both; \"Bulk paths\" below has the measurements). Opening a log to read \
+  of every segment. A second thread reads the segments ahead in 512 KiB chunks (short enough \
+  to be in the cache still when the scan reads them) and hands their buffers to the scan, so \
+  the page cache's copy runs beside the checksums; what is left on the scan's thread is per \
+  record: a header checksum and a payload checksum against the baseline's one, a 32-byte \
+  header against 8 bytes, and the hand-over (a batch across chunks is handed over from them; \
+  \"Bulk paths\" below has the measurements). Opening a log to read \
   it no longer zero-fills a spare segment (that waited for 64 MiB of zeros to be synced). A \
   read by LSN of a record appended since open goes straight to it (every such record's offset \
   is indexed on append, 4 bytes each); older records are found from the nearest position \

@@ -183,12 +183,14 @@ pub struct Tuning {
     /// opened are never closed, whatever this says.
     pub max_open_files: usize,
     /// A replay ([`crate::Wal::open_replaying`]) reads the segments ahead of its scan on a
-    /// thread of its own, this many bytes at a time (4 MiB), into buffers this long; the
-    /// scan's window holds a chunk and the one before it, so a batch across two chunks is
-    /// handed over from both without being copied. Five buffers: 20 MiB while a replay runs
-    /// at the default. A batch that spans more than two chunks is read by the scan itself
-    /// instead (slower, the same result). With chunks that carried a batch's start over
-    /// instead, 2 MiB replayed 1 MiB batches about 5% slower, 1 MiB about 25% (2-vCPU VM).
+    /// thread of its own, this many bytes at a time (512 KiB), into buffers this long; the
+    /// scan's window holds a chunk and those before it while the unit it is inside began
+    /// there, so a batch across chunks is handed over from them without being copied. Enough
+    /// buffers for a 4 MiB unit wherever it begins, and three more: twelve, 6 MiB while a
+    /// replay runs at the default (at most 19 buffers whatever the size). A unit across more
+    /// chunks is read by the scan itself instead (slower, the same result). Chunks that stay in
+    /// the cache until the scan reads them pay: 4 MiB chunks made the read thread's copy out
+    /// of the page cache up to three times as costly (2-vCPU VM, BENCHMARKS.md "Bulk paths").
     pub replay_chunk: usize,
     /// A segment's write-back is started (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, without
     /// waiting) each time this many of its bytes (4 MiB) have gone from the write buffer to
@@ -214,7 +216,7 @@ impl Tuning {
         fill_pace: Duration::from_millis(2),
         zero_fill_max_bytes_per_sync: 256 << 10,
         max_open_files: 64,
-        replay_chunk: 4 << 20,
+        replay_chunk: 512 << 10,
         write_back_every: 4 << 20,
     };
 }

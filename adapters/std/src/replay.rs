@@ -9,15 +9,19 @@
 //! the first segment it could not vouch for) is read after the open by an ordinary reader.
 //!
 //! The bytes come from a second thread, `walden-replay`, that reads the segments ahead of the
-//! scan in chunks of [`Tuning::replay_chunk`](crate::Tuning::replay_chunk) (4 MiB) into
+//! scan in chunks of [`Tuning::replay_chunk`](crate::Tuning::replay_chunk) (512 KiB) into
 //! buffers that it hands to the scan's window whole: the kernel's copy out of the page cache
 //! (about 40% of a replay's time) runs beside the checksums and the hand-over instead of
-//! before them, and no byte is copied twice: a batch that began in the chunk before is handed
-//! over from both chunks (only a record that straddles the two is put together in one piece).
-//! A refill the chunks cannot serve (a batch that spans more than two chunks, a chunk missing
-//! because its read failed) is read by the scan itself into its own window of [`WINDOW`]
-//! bytes or more, as without the thread, so the chunks change how fast the scan gets its
-//! bytes, never what it decides.
+//! before them, and no byte is copied twice: a batch that began in chunks before is handed
+//! over from them (the window holds every chunk since the unit it is inside began, up to
+//! [`held_chunks`]; only a record that straddles chunks is put together in one piece). Chunks
+//! this short are still in the cache when the scan reads them: the read thread's copy took
+//! 96-101 ms of CPU per GiB with 512 KiB chunks against 97-304 ms with 4 MiB ones, which
+//! left the cache before the scan came to them (2-vCPU VM, the suite's replay right after
+//! its fill). A refill the chunks cannot serve (a unit across more chunks than the window may
+//! hold, a chunk missing because its read failed) is read by the scan itself into its own
+//! window of [`WINDOW`] bytes or more, as without the thread, so the chunks change how fast
+//! the scan gets its bytes, never what it decides.
 //! 1 GiB of 1 KiB records in 1 MiB batches, page cache warm, 2-vCPU VM: about 150 ms against
 //! 255-270 ms for one thread that read the newest segment a second time after the open.
 //!
@@ -151,11 +155,12 @@ pub(crate) fn prepass<F: FileSystem>(
     };
     let mut scratch = vec![0u8; WINDOW.max(config.max_record_size as usize + 4096)];
     let chunk = storage.file_system().tuning().replay_chunk.max(1);
+    let held = held_chunks(chunk);
     let at = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         let (free, free_rx) = mpsc::channel();
         let (chunks_tx, chunks) = mpsc::channel();
-        for _ in 0..AHEAD_BUFFERS {
+        for _ in 0..held + 3 {
             let _ = free.send(vec![0u8; chunk]);
         }
         let (at, ids) = (&at, &ids[..]);
@@ -171,6 +176,7 @@ pub(crate) fn prepass<F: FileSystem>(
             free,
             segment: 0,
             held: None,
+            max_held: held,
         };
         for (i, &id) in ids.iter().enumerate() {
             ahead.segment = id;
@@ -285,10 +291,18 @@ impl Handing {
     }
 }
 
-/// Read-ahead buffers: the two the scan's window holds (its chunk and the one before, while a
-/// batch that began there is not complete), one it has taken and not used yet, one of a later
-/// segment held back, and one being read.
-const AHEAD_BUFFERS: usize = 5;
+/// How many chunks of `chunk` bytes the scan's window may hold at once (its own and those
+/// before it, while the unit the scan is inside began there): enough for a unit as long as
+/// its own window ([`WINDOW`], the longest it keeps for a hand-over anyway) wherever it
+/// begins, and at most [`MAX_HELD`]. Read-ahead buffers: these, one the window has taken and
+/// not used yet, one of a later segment held back, and one being read.
+fn held_chunks(chunk: usize) -> usize {
+    (WINDOW.div_ceil(chunk) + 1).clamp(2, MAX_HELD)
+}
+
+/// The most chunks a replay's window holds at once (chunks far shorter than a unit, as the
+/// tests' file system reads, would otherwise mean thousands of buffers).
+const MAX_HELD: usize = 16;
 
 /// What the read-ahead thread sends: a chunk of a segment, or that a segment has no more.
 enum AheadMsg {
@@ -362,6 +376,8 @@ struct Ahead {
     segment: SegmentId,
     /// A message about a later segment (or this one's end), kept for when it is asked for.
     held: Option<AheadMsg>,
+    /// How many chunks the window may hold ([`held_chunks`]).
+    max_held: usize,
 }
 
 impl ReadAhead for Ahead {
@@ -392,5 +408,9 @@ impl ReadAhead for Ahead {
 
     fn recycle(&mut self, buf: Vec<u8>) {
         let _ = self.free.send(buf);
+    }
+
+    fn max_held(&self) -> usize {
+        self.max_held
     }
 }

@@ -7,6 +7,8 @@ use crate::error::{IoFailure, Op};
 use crate::format::{META_LEN, RECORD_HEADER_LEN, RecordHeader, rec};
 use crate::lsn::Lsn;
 use crate::storage::{SegmentId, Storage, read_full};
+#[cfg(all(feature = "replay", feature = "alloc"))]
+use alloc::collections::VecDeque;
 
 /// A read cache over one segment, backed by the caller's scratch buffer (and, in a replay,
 /// by the chunks a [`ReadAhead`] hands it).
@@ -57,9 +59,10 @@ impl<'a> Window<'a> {
         let mut win = Self::new(buf, id);
         win.ahead = Some(Ahead {
             len,
+            max_held: source.max_held().max(1),
             source,
             current: None,
-            previous: None,
+            previous: VecDeque::new(),
             pending: None,
             stitch: alloc::vec::Vec::new(),
         });
@@ -94,11 +97,17 @@ impl<'a> Window<'a> {
         n: usize,
     ) -> Result<&[u8], IoFailure<S::Error>> {
         #[cfg(feature = "replay")]
-        if at >= self.start && at + n as u64 <= self.start + self.len as u64 {
+        if self.holds(at, n) {
             let from = (at - self.start) as usize;
             return Ok(&self.data()[from..from + n]);
         }
         self.fill(st, at, n)
+    }
+
+    /// Whether the window's own bytes hold `at..at + n`.
+    #[inline(always)]
+    fn holds(&self, at: u64, n: usize) -> bool {
+        at >= self.start && at + n as u64 <= self.start + self.len as u64
     }
 
     /// [`Window::get`] for bytes the window may not hold: from the chunks, or read afresh.
@@ -111,7 +120,7 @@ impl<'a> Window<'a> {
     ) -> Result<&[u8], IoFailure<S::Error>> {
         // A replay build's `get` returned what the window holds.
         #[cfg(not(feature = "replay"))]
-        let cached = at >= self.start && at + n as u64 <= self.start + self.len as u64;
+        let cached = self.holds(at, n);
         #[cfg(feature = "replay")]
         let cached = false;
         #[cfg(all(feature = "replay", feature = "alloc"))]
@@ -179,7 +188,7 @@ impl<'a> Window<'a> {
     }
 
     /// Whether a replay's chunks hold `at..at + n` without a refill: the window's chunk ends
-    /// the segment and `at` is in it, or `at` is in the chunk before it.
+    /// the segment and `at` is in it, or `at` is in a chunk before it that the window holds.
     #[cfg(all(feature = "replay", feature = "alloc"))]
     fn held_ahead(&self, at: u64, n: usize) -> bool {
         let Some(a) = &self.ahead else {
@@ -187,44 +196,51 @@ impl<'a> Window<'a> {
         };
         let end = self.start + self.len as u64;
         let ends = a.current.as_ref().is_some_and(|c| c.end);
-        let from = match &a.previous {
-            Some(p) => p.offset,
-            None => self.start,
-        };
+        let from = a.previous.front().map_or(self.start, |p| p.offset);
         from <= at && at <= end && (ends || at + n as u64 <= end)
     }
 
-    /// Up to `n` bytes at `at`, which lies before the window's chunk, in the one before it
-    /// (`held_ahead` or `swap_in` checked that): from that chunk's buffer, or, when they run
-    /// on into the window's chunk, copied from both into one piece.
+    /// Up to `n` bytes at `at`, which lies before the window's chunk, in a chunk before it
+    /// that the window holds (`held_ahead` or `swap_in` checked that): from that chunk's
+    /// buffer, or, when they run on into the chunks after it, copied from each into one piece.
     #[cfg(all(feature = "replay", feature = "alloc"))]
     fn before(&mut self, at: u64, n: usize) -> &[u8] {
         let Some(Ahead {
             current: Some(c),
-            previous: Some(p),
+            previous,
             stitch,
             ..
         }) = &mut self.ahead
         else {
             return &[];
         };
+        // The held chunks meet end to end: `at` is in the last one that begins at or before it.
+        let Some(k) = previous.iter().rposition(|p| p.offset <= at) else {
+            return &[];
+        };
+        let p = &previous[k];
         let i = p.base + (at - p.offset) as usize;
         let there = p.base + p.len - i;
         if n <= there {
             return &p.buf[i..i + n];
         }
-        let rest = (n - there).min(self.len);
         stitch.clear();
         stitch.extend_from_slice(&p.buf[i..p.base + p.len]);
-        stitch.extend_from_slice(&c.buf[c.base..c.base + rest]);
+        for q in previous.iter().skip(k + 1).chain(core::iter::once(&*c)) {
+            let rest = (n - stitch.len()).min(q.len);
+            stitch.extend_from_slice(&q.buf[q.base..q.base + rest]);
+        }
         stitch
     }
 
-    /// Makes the next chunk of the read-ahead the window, if it holds `at..at + n` (or the
-    /// segment ends in it) and what the window must keep from `from` on is in it or in the
-    /// window's chunk, which then stays as the chunk before. Chunks wholly before `at` are
-    /// given back unused; one that does not fit is kept for the next refill. `false`: read
-    /// instead.
+    /// Makes the next chunk of the read-ahead the window, if it holds the end of `at..at + n`
+    /// (or the segment ends in it) and what the window must keep from `from` on is in it or in
+    /// the chunks the window holds, which then stay as chunks before it: at most
+    /// [`ReadAhead::max_held`] chunks at once; those that end at or before `from` are given
+    /// back. A chunk that ends before `at + n` is taken, and the next one after it, while the
+    /// window may hold them all. Chunks wholly before `at` are given back unused; one that
+    /// does not fit is kept for the next refill. `false`: read instead (the chunks taken are
+    /// given back then).
     #[cfg(all(feature = "replay", feature = "alloc"))]
     fn swap_in(&mut self, from: u64, at: u64, n: usize) -> bool {
         let Some(a) = &mut self.ahead else {
@@ -254,29 +270,46 @@ impl<'a> Window<'a> {
                 a.source.recycle(c.buf);
                 continue;
             }
-            // Bytes before the chunk that the window must keep are the window's own chunk's,
-            // which ends where this one begins.
+            // Bytes before the chunk that the window must keep are in the chunks it holds,
+            // the last of which (its own) ends where this one begins; with this one, the
+            // chunks that end after `from` must be no more than it may hold.
             let keeps = from < c.offset;
+            let held_from = a.previous.front().map_or(self.start, |p| p.offset);
+            let holds = if keeps {
+                a.previous.iter().filter(|p| p.end_offset() > from).count() + 2
+            } else {
+                1
+            };
             let kept = !keeps
                 || (a.current.is_some()
-                    && self.start <= from
-                    && self.start + self.len as u64 == c.offset);
-            if !kept || !(c.end || want <= end) {
+                    && held_from <= from
+                    && self.start + self.len as u64 == c.offset
+                    && holds <= a.max_held);
+            // What is asked for may run on past this chunk (a record longer than it): then
+            // it is taken only if the window may hold the next one too, which the next turn
+            // of the loop takes.
+            let reaches = c.end || want <= end;
+            if !kept || !(reaches || holds < a.max_held) {
                 a.pending = Some(c);
                 return false;
             }
-            let previous = if keeps {
-                a.current.take()
+            if keeps {
+                a.previous.extend(a.current.take());
+                while a.previous.front().is_some_and(|p| p.end_offset() <= from) {
+                    if let Some(p) = a.previous.pop_front() {
+                        a.source.recycle(p.buf);
+                    }
+                }
             } else {
                 self.refills = self.refills.wrapping_add(1);
-                None
-            };
-            a.release();
-            a.previous = previous;
+                a.release();
+            }
             self.start = c.offset;
             self.len = c.len;
             a.current = Some(c);
-            return true;
+            if reaches {
+                return true;
+            }
         }
     }
 }
@@ -299,6 +332,14 @@ pub trait ReadAhead {
     fn next(&mut self) -> Option<Chunk>;
     /// A chunk's buffer the window is done with, for the next chunk.
     fn recycle(&mut self, buf: alloc::vec::Vec<u8>);
+    /// How many chunks the window may hold at once: its own and those before it, kept while
+    /// the unit the scan is inside began in them (so a batch across them is handed over
+    /// without being read again). It also holds at most one more taken that did not fit yet.
+    /// A unit across more chunks than this is read by the window itself (slower, the same
+    /// bytes). Default 2; at least 1.
+    fn max_held(&self) -> usize {
+        2
+    }
 }
 
 /// Bytes `offset..offset + len` of a segment, at `buf[base..base + len]`.
@@ -318,29 +359,37 @@ pub struct Chunk {
     pub end: bool,
 }
 
+#[cfg(all(feature = "replay", feature = "alloc"))]
+impl Chunk {
+    /// The segment offset after its last byte.
+    fn end_offset(&self) -> u64 {
+        self.offset + self.len as u64
+    }
+}
+
 /// A window's read-ahead: the source, the chunk the window is (when it is not `buf`), the
-/// chunk before it (kept while the unit the scan is inside began there, so that a batch
-/// across two chunks is handed over from both without copying it), a chunk taken that did
-/// not fit yet, and where a record across the two chunks is put together.
+/// chunks before it (kept while the unit the scan is inside began there, so that a batch
+/// across them is handed over from them without copying it), a chunk taken that did not fit
+/// yet, and where a record across chunks is put together.
 #[cfg(all(feature = "replay", feature = "alloc"))]
 struct Ahead<'a> {
     /// The segment's length.
     len: u64,
+    /// [`ReadAhead::max_held`].
+    max_held: usize,
     source: &'a mut dyn ReadAhead,
     current: Option<Chunk>,
-    previous: Option<Chunk>,
+    /// Oldest first; they meet end to end, and the last ends where `current` begins.
+    previous: VecDeque<Chunk>,
     pending: Option<Chunk>,
     stitch: alloc::vec::Vec<u8>,
 }
 
 #[cfg(all(feature = "replay", feature = "alloc"))]
 impl Ahead<'_> {
-    /// Gives the window's chunk and the one before it back.
+    /// Gives the window's chunk and those before it back.
     fn release(&mut self) {
-        for c in [self.current.take(), self.previous.take()]
-            .into_iter()
-            .flatten()
-        {
+        for c in self.previous.drain(..).chain(self.current.take()) {
             self.source.recycle(c.buf);
         }
     }

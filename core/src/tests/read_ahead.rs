@@ -30,11 +30,13 @@ enum Fault {
     EndsEarly(usize),
 }
 
-/// Chunks of `size` bytes with `room` before them, read from `mem` up front.
+/// Chunks of `size` bytes with `room` before them, read from `mem` up front, of which the
+/// window may hold `hold` at once.
 struct Chunks {
     queue: VecDeque<Chunk>,
     out: usize,
     back: usize,
+    hold: usize,
 }
 
 impl Chunks {
@@ -81,12 +83,27 @@ impl Chunks {
             queue,
             out: 0,
             back: 0,
+            hold: 2,
         }
+    }
+
+    /// The same, the window holding at most `hold` chunks.
+    fn holding(mut self, hold: usize) -> Self {
+        self.hold = hold;
+        self
     }
 }
 
 impl ReadAhead for Chunks {
     fn next(&mut self) -> Option<Chunk> {
+        // The window asks for another only while it holds no more than it may (a source
+        // with a fixed number of buffers, as walden-std's, would otherwise wait forever).
+        assert!(
+            self.out - self.back <= self.hold,
+            "{} chunks held, at most {} allowed",
+            self.out - self.back,
+            self.hold
+        );
         let c = self.queue.pop_front()?;
         self.out += 1;
         Some(c)
@@ -94,6 +111,23 @@ impl ReadAhead for Chunks {
 
     fn recycle(&mut self, _buf: Vec<u8>) {
         self.back += 1;
+    }
+
+    fn max_held(&self) -> usize {
+        self.hold
+    }
+}
+
+/// A source that leaves [`ReadAhead::max_held`] to its default.
+struct Defaults<'a>(&'a mut Chunks);
+
+impl ReadAhead for Defaults<'_> {
+    fn next(&mut self) -> Option<Chunk> {
+        self.0.next()
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        self.0.recycle(buf);
     }
 }
 
@@ -118,7 +152,7 @@ fn replayed(
     mem: &Mem,
     id: u64,
     scratch: usize,
-    ahead: Option<&mut Chunks>,
+    ahead: Option<&mut dyn ReadAhead>,
 ) -> (Option<SegmentSummary>, Records) {
     let cfg = small().with_segment_size(4096);
     let mut got = Vec::new();
@@ -157,7 +191,7 @@ fn the_same_records_and_scan_whatever_the_chunks() {
     let sizes: &[usize] = if cfg!(miri) {
         &[300, 1000]
     } else {
-        &[64, 100, 300, 512, 1000, 4096]
+        &[16, 24, 64, 100, 300, 512, 1000, 4096]
     };
     for &id in &ids {
         let expected = replayed(&mem, id, 600, None);
@@ -165,13 +199,15 @@ fn the_same_records_and_scan_whatever_the_chunks() {
         for &size in sizes {
             for room in [0, size / 2, size] {
                 for fault in faults {
-                    let mut chunks = Chunks::new(&mem, id, size, room, fault);
-                    let got = replayed(&mem, id, 600, Some(&mut chunks));
-                    assert_eq!(
-                        got, expected,
-                        "segment {id}, chunks {size}+{room}, {fault:?}"
-                    );
-                    assert_eq!(chunks.out, chunks.back, "every chunk taken is given back");
+                    for hold in [1, 2, 5, 64] {
+                        let mut chunks = Chunks::new(&mem, id, size, room, fault).holding(hold);
+                        let got = replayed(&mem, id, 600, Some(&mut chunks));
+                        assert_eq!(
+                            got, expected,
+                            "segment {id}, chunks {size}+{room}, {fault:?}, holding {hold}"
+                        );
+                        assert_eq!(chunks.out, chunks.back, "every chunk taken is given back");
+                    }
                 }
             }
         }
@@ -183,9 +219,11 @@ fn chunks_that_hold_every_unit_leave_nothing_to_read() {
     let mem = filled();
     for (&id, file) in &mem.files {
         let len = file.len();
+        // Held two at a time, `ReadAhead::max_held`'s default: a unit across two chunks is
+        // handed over from both.
         let mut chunks = Chunks::new(&mem, id, 1024, 0, Fault::None);
         mem.bytes_read.set(0);
-        let (summary, got) = replayed(&mem, id, 600, Some(&mut chunks));
+        let (summary, got) = replayed(&mem, id, 600, Some(&mut Defaults(&mut chunks)));
         // The segment header (read by the scan's setup, before the window) and nothing else.
         assert_eq!(
             mem.bytes_read.get(),
@@ -197,5 +235,32 @@ fn chunks_that_hold_every_unit_leave_nothing_to_read() {
             (chunks.out, chunks.back),
             (len.div_ceil(1024), len.div_ceil(1024))
         );
+    }
+}
+
+#[test]
+fn small_chunks_held_together_leave_nothing_to_read() {
+    // Chunks far shorter than a batch of twelve, and shorter than a record: a window that
+    // may hold enough of them hands every batch over from them, and reads nothing but the
+    // segment header; one that may hold two must read the batches again.
+    let mem = filled();
+    for (&id, file) in &mem.files {
+        let expected = replayed(&mem, id, 600, None);
+        // 16-byte chunks: every record (a 32-byte header and its payload) runs across
+        // several, each taken in turn and put together.
+        for (size, hold, reads) in [(64, 64, false), (16, 64, false), (64, 2, true)] {
+            let mut chunks = Chunks::new(&mem, id, size, 0, Fault::None).holding(hold);
+            mem.bytes_read.set(0);
+            let got = replayed(&mem, id, 600, Some(&mut chunks));
+            assert_eq!(got, expected, "segment {id}, chunks {size}, holding {hold}");
+            assert_eq!(
+                mem.bytes_read.get() > SEGMENT_HEADER_LEN as u64,
+                reads,
+                "segment {id} of {}, chunks {size}, holding {hold}: {} bytes read",
+                file.len(),
+                mem.bytes_read.get()
+            );
+            assert_eq!(chunks.out, chunks.back);
+        }
     }
 }

@@ -45,9 +45,10 @@ pub const SIM_TUNING: Tuning = Tuning {
     // Every log the explorers build has more segments than this: closing and reopening older
     // segments' files is on the explored paths.
     max_open_files: 2,
-    // Chunks smaller than most batches: the window hands units over from two chunks, puts
-    // records that straddle them together, reads for itself when a unit spans more than two,
-    // and skips chunks it has read past.
+    // Chunks smaller than most batches and than the workloads' longer records (1.2-2.5 KB):
+    // the window hands units over from the chunks it holds (at most 16 of these), takes
+    // several in a row for a record longer than one, puts records that straddle them
+    // together, reads for itself when a unit spans more, and skips chunks it has read past.
     replay_chunk: 1024,
     // Not modelled (`start_write_back` does nothing here): small, so the bookkeeping runs.
     write_back_every: 1024,
