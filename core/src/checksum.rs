@@ -184,8 +184,8 @@ fn hw_digest(alg: ChecksumAlgorithm) -> crc_fast::Digest {
 /// through a segment at a time, so the salt's state is nearly always the one kept. Only that
 /// state is kept (8 bytes): a digest is started from it with the algorithm named as a
 /// constant, so crc-fast's parameters fold away, where copying a kept digest (its parameter
-/// block, a few hundred bytes) cost about 7 ns a record (1 KiB payloads 52 → 45 ns, 128 B
-/// 21 → 14 ns; record headers keep their one call over a copy, see `SMALL`).
+/// block, a few hundred bytes) cost 5-6 ns a record (1 KiB payloads 52 → 46 ns, 128 B
+/// 21 → 16 ns; record headers keep their one call over a copy, see `SMALL`).
 #[cfg(feature = "hw-crc")]
 // Only with `hw-crc`, which mutation testing's build leaves off (its mutants would be missed
 // trivially); the salted-agreement tests in this file check it in every workspace test run.
