@@ -310,7 +310,7 @@ impl RecordCursor {
     /// [`RecordCursor::header`] for bytes whose header checksum was verified before, in the
     /// same memory (a replay's hand-over, behind its scan): every check but that one.
     #[cfg(feature = "replay")]
-    #[cfg_attr(feature = "replay", inline)]
+    #[inline]
     pub(crate) fn header_verified(&self, bytes: &[u8]) -> Result<Located, Fault> {
         self.check(RecordHeader::decode_verified(self.here(bytes))?)
     }

@@ -196,7 +196,7 @@ impl<'a> Window<'a> {
         };
         let end = self.start + self.len as u64;
         let ends = a.current.as_ref().is_some_and(|c| c.end);
-        let from = a.previous.front().map_or(self.start, |p| p.offset);
+        let from = a.held_from(self.start);
         from <= at && at <= end && (ends || at + n as u64 <= end)
     }
 
@@ -274,7 +274,7 @@ impl<'a> Window<'a> {
             // the last of which (its own) ends where this one begins; with this one, the
             // chunks that end after `from` must be no more than it may hold.
             let keeps = from < c.offset;
-            let held_from = a.previous.front().map_or(self.start, |p| p.offset);
+            let held_from = a.held_from(self.start);
             let holds = if keeps {
                 a.previous.iter().filter(|p| p.end_offset() > from).count() + 2
             } else {
@@ -387,6 +387,12 @@ struct Ahead<'a> {
 
 #[cfg(all(feature = "replay", feature = "alloc"))]
 impl Ahead<'_> {
+    /// Where the bytes the window holds begin: the oldest chunk it holds before its own, or
+    /// `start`, where its own bytes begin.
+    fn held_from(&self, start: u64) -> u64 {
+        self.previous.front().map_or(start, |p| p.offset)
+    }
+
     /// Gives the window's chunk and those before it back.
     fn release(&mut self) {
         for c in self.previous.drain(..).chain(self.current.take()) {

@@ -264,3 +264,29 @@ fn small_chunks_held_together_leave_nothing_to_read() {
         }
     }
 }
+
+#[test]
+fn a_unit_longer_than_the_scratch_is_read_again_where_no_chunk_holds_it() {
+    // With a scratch window shorter than a batch of twelve the scan does not keep the
+    // batch's start, so the chunks the window holds may begin after it: the hand-over must
+    // read that start again (as `replay_segment` does with the same scratch), never take it
+    // from chunks that do not hold it.
+    let mem = filled();
+    for &id in mem.files.keys() {
+        for scratch in [crate::MIN_SCRATCH, 300] {
+            let expected = replayed(&mem, id, scratch, None);
+            assert!(!expected.1.is_empty());
+            for size in [64, 100, 300] {
+                for hold in [2, 5, 64] {
+                    let mut chunks = Chunks::new(&mem, id, size, 0, Fault::None).holding(hold);
+                    let got = replayed(&mem, id, scratch, Some(&mut chunks));
+                    assert_eq!(
+                        got, expected,
+                        "segment {id}, scratch {scratch}, chunks {size}, holding {hold}"
+                    );
+                    assert_eq!(chunks.out, chunks.back);
+                }
+            }
+        }
+    }
+}
