@@ -152,7 +152,13 @@ impl Worker {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Tuning {
-    /// Bytes buffered in memory before they are handed to the OS without a sync (1 MiB).
+    /// Bytes buffered in memory before they are handed to the OS without a sync (64 KiB). Small
+    /// enough that the kernel's copy into the page cache reads a buffer still in the CPU's
+    /// cache: with 1 MiB that copy cost half as much again per byte, and appends of 128 B
+    /// without syncs ran at 0.62-0.68 of the suite's baseline against 1.00-1.02 with 64 KiB
+    /// (medians of three rounds; 32 KiB 0.87-0.91, 128 KiB 0.68-0.89, 256 KiB 0.73-0.87; 2-vCPU
+    /// VM, BENCHMARKS.md "Bulk paths"). An append at least this long is written straight to the
+    /// file.
     pub write_buffer: usize,
     /// How much of a segment that did not come from a spare is zero-filled on the calling
     /// thread before the background fill takes over (1 MiB).
@@ -207,7 +213,7 @@ pub struct Tuning {
 impl Tuning {
     /// The sizes [`OsFs`] uses.
     pub const DEFAULT: Tuning = Tuning {
-        write_buffer: 1 << 20,
+        write_buffer: 64 << 10,
         sync_zero_fill: 1 << 20,
         fill_chunk: 1 << 20,
         fill_sync_every: 4 << 20,
