@@ -154,11 +154,12 @@ impl Worker {
 pub struct Tuning {
     /// Bytes buffered in memory before they are handed to the OS without a sync (64 KiB). Small
     /// enough that the kernel's copy into the page cache reads a buffer still in the CPU's
-    /// cache: with 1 MiB that copy cost half as much again per byte, and appends of 128 B
-    /// without syncs ran at 0.62-0.68 of the suite's baseline against 1.00-1.02 with 64 KiB
-    /// (medians of three rounds; 32 KiB 0.87-0.91, 128 KiB 0.68-0.89, 256 KiB 0.73-0.87; 2-vCPU
-    /// VM, BENCHMARKS.md "Bulk paths"). An append at least this long is written straight to the
-    /// file.
+    /// cache. Against 1 MiB (2-vCPU VM, BENCHMARKS.md "Bulk paths", medians of three rounds):
+    /// batches of 1000 x 1 KiB per sync 1.26-1.34 of the suite's baseline against 0.84-1.06;
+    /// 256 KiB appends without syncs 0.66-1.30 against 0.31-0.52; 128 B appends without syncs
+    /// 1.00-1.02 against 0.62-0.68 while the host was busy, no different when it was quiet
+    /// (the kernel's copy fell from 17% to 4% of the samples, little of the whole). An append
+    /// at least this long is written straight to the file.
     pub write_buffer: usize,
     /// How much of a segment that did not come from a spare is zero-filled on the calling
     /// thread before the background fill takes over (1 MiB).
@@ -177,9 +178,16 @@ pub struct Tuning {
     /// How long a background fill that is far enough ahead waits before looking again (2 ms).
     pub fill_pace: Duration,
     /// Segments are zero-filled (spares, and ahead of the writer) only while the log syncs at
-    /// least once per this many bytes written, judged over the segment last sealed (256 KiB).
+    /// least once per this many bytes written (64 KiB), judged over the segment last sealed,
+    /// and given up within a segment as soon as its writes exceed this per sync (a new or
+    /// reopened log, which starts out zero-filling, stops once it is seen to write in bulk).
     /// Zeros spare each `fdatasync` a metadata commit, which pays when syncs are many and
-    /// small; a log that writes in bulk would only write every byte twice.
+    /// small; the zeros are a second write of every byte, which costs more than it saves once
+    /// the disk is busy writing the data: with 256 KiB here, batches of 100 KiB and 160 KB per
+    /// sync stalled (p99 8-16x p50) at the same throughput as writing each byte once (p99
+    /// about 3x p50; 2-vCPU VM, BENCHMARKS.md "Bulk paths"). The break-even is about a
+    /// metadata commit's time at the disk's write rate: tens of KiB on a virtio disk and on
+    /// NVMe alike.
     pub zero_fill_max_bytes_per_sync: u64,
     /// Segment files kept open at most (64: enough that sequential reads, retention and
     /// rotation never reopen a file in practice, few enough for the default descriptor limit
@@ -220,7 +228,7 @@ impl Tuning {
         spare_write_back: 256 << 10,
         fill_ahead: 8 << 20,
         fill_pace: Duration::from_millis(2),
-        zero_fill_max_bytes_per_sync: 256 << 10,
+        zero_fill_max_bytes_per_sync: 64 << 10,
         max_open_files: 64,
         replay_chunk: 512 << 10,
         write_back_every: 4 << 20,

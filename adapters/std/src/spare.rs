@@ -12,11 +12,14 @@
 //! grows the file or converts an unwritten extent, `fdatasync` must also commit file-system
 //! metadata (on ext4 a journal commit), which measured 2-4x slower per sync here.
 //!
-//! That pays only while syncs are frequent: a log that writes in bulk (no syncs, or a sync per
-//! MiB or more) would write every byte twice for a saving it never sees. So the storage judges
-//! each sealed segment (`FileStorage::judge_usage`), and while the log writes in bulk its
-//! spares are only preallocated (`fallocate(KEEP_SIZE)`), empty, synced and linked the same
-//! way: a reader meets the end of the file right after the last record.
+//! That pays only while syncs are frequent and small: a log that writes in bulk (no syncs, or
+//! a sync per 64 KiB or more, `Tuning::zero_fill_max_bytes_per_sync`) would write every byte
+//! twice for a saving the disk's time spent on the zeros outweighs. So the storage judges each
+//! sealed segment (`FileStorage::judge_usage`) and gives zeros up within a segment as soon as
+//! its writes exceed the threshold per sync (a new or reopened log starts out zero-filling,
+//! with no history to judge); while the log writes in bulk its spares are only preallocated
+//! (`fallocate(KEEP_SIZE)`), empty, synced and linked the same way: a reader meets the end of
+//! the file right after the last record.
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -63,7 +63,8 @@ pub struct FileStorage<F: FileSystem = OsFs> {
     /// How the log used the active segment so far, for [`FileStorage::zero_fill`].
     usage: Usage,
     /// Whether new segments are zero-filled: decided at each rotation from the sealed
-    /// segment's [`Usage`] (see [`Tuning::zero_fill_max_bytes_per_sync`](crate::Tuning)).
+    /// segment's [`Usage`] (see [`Tuning::zero_fill_max_bytes_per_sync`](crate::Tuning)),
+    /// and given up as soon as the active segment's usage is bulk (`bulk_so_far`).
     zero_fill: bool,
     /// Whether anything was written through this storage since open. Until then a `reserve`
     /// is only remembered (in `deferred`) and no spare is prepared: a log opened to be read
@@ -631,7 +632,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             return self.write(id, offset + first.len() as u64, second);
         }
         // What `write` does before any segment write, once for both parts.
-        self.note_segment_write(id, offset + len as u64);
+        self.note_segment_write(id, offset + len as u64, len);
         let pending = self
             .pending
             .get_mut()
@@ -874,9 +875,20 @@ impl<F: FileSystem> FileStorage<F> {
         self.early_seals.swap_remove(k).join()
     }
 
-    /// Before any write of bytes of segment `id` up to `end`: starts preparing the next spare
-    /// once it is due, and makes an early sync of `id` stale (it may not cover these bytes).
-    fn note_segment_write(&mut self, id: SegmentId, end: u64) {
+    /// Before any write of `len` bytes of segment `id` up to `end`: gives zero-fill up once
+    /// the writes are bulk, starts preparing the next spare once it is due, and makes an early
+    /// sync of `id` stale (it may not cover these bytes).
+    fn note_segment_write(&mut self, id: SegmentId, end: u64, len: usize) {
+        if self.zero_fill && self.bulk_so_far(len as u64) {
+            // Written in bulk since the segment began: zeros from here on (the fill ahead of
+            // the writer, the spare about to be prepared) would only write every byte twice.
+            tracing::debug!(
+                written = self.usage.written,
+                "zero-fill given up: bulk writes"
+            );
+            self.zero_fill = false;
+            self.stop_fill(None);
+        }
         // Only the active segment's writes count: a seal, written to the old segment far
         // past its offset, must not start it in the middle of the rotation.
         if let Some(due) = self.spare_due
@@ -899,7 +911,7 @@ impl<F: FileSystem> FileStorage<F> {
         data: &[u8],
     ) -> Result<bool, FileError> {
         let end = offset + data.len() as u64;
-        self.note_segment_write(id, end);
+        self.note_segment_write(id, end, data.len());
         if self.sealing != Some(id) {
             return Ok(false);
         }
@@ -936,6 +948,15 @@ impl<F: FileSystem> FileStorage<F> {
             tracing::debug!(written, syncs, zero, "segment zero-fill policy changed");
         }
         self.zero_fill = zero;
+    }
+
+    /// The active segment's writes so far, and `len` bytes more, exceed
+    /// [`Tuning::zero_fill_max_bytes_per_sync`] per sync even if a sync came next:
+    /// `judge_usage` would call the segment bulk.
+    fn bulk_so_far(&mut self, len: u64) -> bool {
+        let per_sync = self.fs.tuning().zero_fill_max_bytes_per_sync;
+        let syncs = *self.usage.syncs.get_mut();
+        self.usage.written.saturating_add(len) > per_sync.saturating_mul(syncs.saturating_add(1))
     }
 
     pub(crate) fn refresh_foreign(&mut self) -> io::Result<()> {
@@ -1167,6 +1188,54 @@ mod tests {
         let mut open: Vec<_> = s.files.keys().copied().collect();
         open.sort_unstable();
         assert_eq!(open, [4, 5], "synced segments' descriptors close again");
+    }
+
+    /// A new log starts out zero-filling (it has no history); once the active segment's writes
+    /// exceed the threshold per sync, it stops: the fill ahead of the writer ends and the spare
+    /// prepared afterwards is only preallocated. Writes in syncs of the threshold or less keep
+    /// both. Over the simulated file system, whose jobs run inline: the spare is ready when
+    /// the rotation takes it.
+    #[cfg(feature = "sim")]
+    #[test]
+    fn a_new_log_written_in_bulk_gives_up_zero_fill_within_its_first_segment() {
+        use crate::filesystem::SimFileSystem;
+        const LEN: u64 = 64 << 10;
+        let successor_len = |per_sync: u64| {
+            let fs = SimFileSystem::new("/log", walden_sim::SimFs::default());
+            let tuning = fs.tuning();
+            let mut s = FileStorage::open_in(fs, "/log", true).unwrap();
+            s.create(1).unwrap();
+            s.write(1, 0, b"header").unwrap();
+            s.reserve(1, LEN).unwrap();
+            assert!(s.zero_fill && s.fill.is_some(), "no history: zeros");
+            let mut at = 6;
+            // Past the point where the spare is due (twice the write buffer).
+            while at < 4 * tuning.write_buffer as u64 {
+                s.write(1, at, &vec![7u8; per_sync as usize]).unwrap();
+                s.sync(1).unwrap();
+                at += per_sync;
+            }
+            let zeros = (s.zero_fill, s.fill.is_some());
+            s.create(2).unwrap();
+            s.reserve(2, LEN).unwrap();
+            (zeros, s.len(2).unwrap())
+        };
+        let per_sync = crate::filesystem::SIM_TUNING.zero_fill_max_bytes_per_sync;
+        assert_eq!(
+            successor_len(per_sync - 100),
+            ((true, true), LEN),
+            "a zero-filled spare"
+        );
+        let (zeros, len) = successor_len(per_sync + 100);
+        assert_eq!(
+            zeros,
+            (false, false),
+            "zero-fill given up in the first segment"
+        );
+        assert!(
+            len < LEN,
+            "a preallocated spare, only its header written: {len}"
+        );
     }
 
     #[cfg(feature = "sim")]
