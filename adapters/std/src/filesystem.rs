@@ -153,13 +153,13 @@ impl Worker {
 #[non_exhaustive]
 pub struct Tuning {
     /// Bytes buffered in memory before they are handed to the OS without a sync (64 KiB). Small
-    /// enough that the kernel's copy into the page cache reads a buffer still in the CPU's
-    /// cache. Against 1 MiB (2-vCPU VM, BENCHMARKS.md "Bulk paths", medians of three rounds):
-    /// batches of 1000 x 1 KiB per sync 1.26-1.34 of the suite's baseline against 0.84-1.06;
-    /// 256 KiB appends without syncs 0.66-1.30 against 0.31-0.52; 128 B appends without syncs
-    /// 1.00-1.02 against 0.62-0.68 while the host was busy, no different when it was quiet
-    /// (the kernel's copy fell from 17% to 4% of the samples, little of the whole). An append
-    /// at least this long is written straight to the file.
+    /// enough to stay in the CPU's cache between its fill and the kernel's copy into the page
+    /// cache, which then costs less. Against 1 MiB (2-vCPU VM, BENCHMARKS.md "Bulk paths", medians
+    /// of three rounds): batches of 1000 x 1 KiB per sync 1.26-1.34 of the suite's baseline against
+    /// 0.84-1.06; 256 KiB appends without syncs 0.66-1.30 against 0.31-0.52; 128 B appends without
+    /// syncs 1.00-1.02 against 0.62-0.68 while the host was busy, no different when it was quiet
+    /// (the kernel's copy fell from 17% to 4% of the samples, little of the whole). An append at
+    /// least this long is written straight to the file.
     pub write_buffer: usize,
     /// How much of a segment that did not come from a spare is zero-filled on the calling
     /// thread before the background fill takes over (1 MiB).
