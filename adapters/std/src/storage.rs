@@ -942,21 +942,27 @@ impl<F: FileSystem> FileStorage<F> {
         if written == 0 && syncs == 0 {
             return; // nothing seen (the log's first segment, or the first since open)
         }
-        let per_sync = self.fs.tuning().zero_fill_max_bytes_per_sync;
-        let zero = syncs > 0 && written / syncs <= per_sync;
+        let zero = !self.is_bulk(written, syncs);
         if zero != self.zero_fill {
             tracing::debug!(written, syncs, zero, "segment zero-fill policy changed");
         }
         self.zero_fill = zero;
     }
 
-    /// The active segment's writes so far, and `len` bytes more, exceed
-    /// [`Tuning::zero_fill_max_bytes_per_sync`] per sync even if a sync came next:
-    /// `judge_usage` would call the segment bulk.
+    /// Whether `written` bytes over `syncs` syncs is writing in bulk: more than
+    /// [`Tuning::zero_fill_max_bytes_per_sync`] per sync, or no sync at all.
+    fn is_bulk(&self, written: u64, syncs: u64) -> bool {
+        syncs == 0 || written / syncs > self.fs.tuning().zero_fill_max_bytes_per_sync
+    }
+
+    /// The active segment's writes so far, and `len` bytes more, are bulk even if a sync came
+    /// next: `judge_usage` would call the segment bulk.
     fn bulk_so_far(&mut self, len: u64) -> bool {
-        let per_sync = self.fs.tuning().zero_fill_max_bytes_per_sync;
         let syncs = *self.usage.syncs.get_mut();
-        self.usage.written.saturating_add(len) > per_sync.saturating_mul(syncs.saturating_add(1))
+        self.is_bulk(
+            self.usage.written.saturating_add(len),
+            syncs.saturating_add(1),
+        )
     }
 
     pub(crate) fn refresh_foreign(&mut self) -> io::Result<()> {
@@ -1198,11 +1204,10 @@ mod tests {
     #[cfg(feature = "sim")]
     #[test]
     fn a_new_log_written_in_bulk_gives_up_zero_fill_within_its_first_segment() {
-        use crate::filesystem::SimFileSystem;
+        use crate::filesystem::{SIM_TUNING, SimFileSystem};
         const LEN: u64 = 64 << 10;
         let successor_len = |per_sync: u64| {
             let fs = SimFileSystem::new("/log", walden_sim::SimFs::default());
-            let tuning = fs.tuning();
             let mut s = FileStorage::open_in(fs, "/log", true).unwrap();
             s.create(1).unwrap();
             s.write(1, 0, b"header").unwrap();
@@ -1210,7 +1215,7 @@ mod tests {
             assert!(s.zero_fill && s.fill.is_some(), "no history: zeros");
             let mut at = 6;
             // Past the point where the spare is due (twice the write buffer).
-            while at < 4 * tuning.write_buffer as u64 {
+            while at < 4 * SIM_TUNING.write_buffer as u64 {
                 s.write(1, at, &vec![7u8; per_sync as usize]).unwrap();
                 s.sync(1).unwrap();
                 at += per_sync;
@@ -1220,7 +1225,7 @@ mod tests {
             s.reserve(2, LEN).unwrap();
             (zeros, s.len(2).unwrap())
         };
-        let per_sync = crate::filesystem::SIM_TUNING.zero_fill_max_bytes_per_sync;
+        let per_sync = SIM_TUNING.zero_fill_max_bytes_per_sync;
         assert_eq!(
             successor_len(per_sync - 100),
             ((true, true), LEN),
