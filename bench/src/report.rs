@@ -394,7 +394,9 @@ const NOTES: &str = "## How to read this, and what it does not say\n\n\
   segment's sync to the next sync instead of stalling on it under the log lock. An open after \
   a crash then syncs the early-sealed segments and reads them from the disk; after a clean \
   close the clean-close marker (docs/FORMAT.md) spares it that. Appends of a write buffer's \
-  worth skip the buffer. At 128 B the rest is per record: a 32-byte salted header and two \
+  worth skip the buffer. A log that does not sync pushes nothing to the disk ahead of a sync \
+  (no write-back pacing, no early seal syncs), so its rotations' small syncs find the disk \
+  idle. At 128 B the rest is per record: a 32-byte salted header and two \
   checksums against 8 bytes and one, the log lock, the read index's entry. At 128 B Walden is \
   ahead of the other WALs; at 256 KiB commitlog, which never syncs, can be ahead.\n\
 - **Durable writers, CPU**: waiting writers may poll (yielding the CPU) instead of sleeping \

@@ -11,7 +11,10 @@
 //!   written and synced, and the core's `sync_dir` only waits for it;
 //! - the **old segment's** sync, as soon as its seal is in the file: it then runs while the
 //!   appends that follow are written (and often while the new segment syncs), and the core's
-//!   sync of the old segment only waits for it.
+//!   sync of the old segment only waits for it. Only if the log synced records while that
+//!   segment was active (`FileStorage::log_syncs`): for a log that does not sync, this
+//!   pushed all of its data to the disk, and the small syncs of every later rotation waited
+//!   behind it.
 //!
 //! # Why this changes no crash state
 //!
