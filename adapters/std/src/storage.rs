@@ -992,8 +992,8 @@ impl<F: FileSystem> FileStorage<F> {
     /// shorten the syncs to come. A log that does not sync leaves its pages to the kernel, as a
     /// plain buffered file does: pushed early, they kept the disk busy, and every rotation's
     /// header and directory sync (and a spare's) waited behind them. With both, 256 KiB
-    /// appends without syncs ran at 0.53-0.63 of the suite's baseline with p999 10-15 ms;
-    /// without, 0.9-1.0 with p999 under 1.1 ms (2-vCPU VM, BENCHMARKS.md "Bulk paths"). A sync
+    /// appends without syncs ran at 0.53-0.63 of the suite's baseline with p999 8-15 ms;
+    /// without, 0.86-0.93 with p999 1.2-1.6 ms (2-vCPU VM, BENCHMARKS.md "Bulk paths"). A sync
     /// turns both on at once, and the segment after the last one with a sync keeps them.
     fn log_syncs(&self) -> bool {
         self.sealed_synced || self.usage.synced_records.load(Ordering::Relaxed)
@@ -1368,12 +1368,13 @@ mod tests {
         s.flush().unwrap();
         assert!(fs.write_backs_started().is_empty(), "no write-back started");
         assert!(s.early_seals.is_empty(), "no early seal sync");
-        // A sync of records: pacing starts where the segment's file then ended.
+        // A sync of records: pacing starts where the segment's file then ended (the next
+        // write is long enough to start one at once).
+        assert!(3000 >= every);
         s.sync(2).unwrap();
         s.write(2, 3006, &[2u8; 3000]).unwrap();
         s.flush().unwrap();
         assert_eq!(fs.write_backs_started(), [(3006, 3000)]);
-        assert!(3000 >= every);
         // And the next rotation's seal starts its sync early.
         s.create(3).unwrap();
         s.write(3, 0, b"header").unwrap();
