@@ -242,3 +242,12 @@ fn a_replay_read_ahead_that_misplaces_its_chunks_is_caught() {
         ],
     );
 }
+
+#[test]
+fn a_removed_segment_shrunk_before_its_unlink_is_durable_is_caught() {
+    // A crash after the shrink, before the directory sync, brings the name of a segment
+    // `truncate_front` removed back, on a file cut short: recovery refuses it.
+    let variant = FileVariant::ShrinkBeforeUnlinkDurable;
+    let stats = explorer(variant).explore(&workload(0x404));
+    assert_caught(variant, &stats, "classification", "shorter than its header");
+}

@@ -124,6 +124,18 @@ impl Worker {
         Self(WorkerKind::Custom(Box::new(join)))
     }
 
+    /// Puts `self` in `slot` and waits for the job of the worker it replaces, if any: for
+    /// slots whose previous job has finished (or is about to) when a new one starts.
+    pub(crate) fn replace_in(self, slot: &std::sync::Mutex<Option<Worker>>) {
+        let previous = slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .replace(self);
+        if let Some(p) = previous {
+            p.join();
+        }
+    }
+
     /// Takes the worker out of `slot`, if one is there, and waits for its job.
     pub(crate) fn join_slot(slot: &std::sync::Mutex<Option<Worker>>) {
         let worker = slot
@@ -282,6 +294,10 @@ pub enum Mutation {
     /// the offset it says the chunk holds: the scan then judges bytes that are not where it
     /// thinks.
     ReadAheadMisplaced,
+    /// A removed segment's file is shrunk (and closed) as soon as it is unlinked, before a
+    /// directory sync has made the unlink durable: a crash can then bring the name back on a
+    /// file cut short.
+    ShrinkBeforeUnlinkDurable,
 }
 
 /// An open file (or an open directory, for [`FsFile::sync_all`]).

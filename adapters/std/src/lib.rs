@@ -97,6 +97,7 @@
 #![deny(unsafe_code)]
 
 mod clean;
+mod closer;
 mod durable;
 mod early_sync;
 mod error;

@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use walden_core::{SegmentId, SegmentName};
 
+use crate::closer::Closer;
 use crate::filesystem::{FileSystem, FsFile, JobStep, Mutation, OpenMode, Worker};
 
 const SPARE_SUFFIX: &str = ".spare";
@@ -127,13 +128,15 @@ impl<F: FileSystem> SpareSlot<F> {
         }
     }
 
-    /// The spare for `id`, if one is ready. A spare for any other id is stale and removed.
-    pub(crate) fn take(&self, fs: &F, id: SegmentId) -> Option<Spare<F>> {
+    /// The spare for `id`, if one is ready. A spare for any other id is stale and removed (its
+    /// file closed by `closer`).
+    pub(crate) fn take(&self, fs: &F, id: SegmentId, closer: &Closer<F>) -> Option<Spare<F>> {
         let spare = self.lock().ready.take()?;
         if spare.id == id {
             return Some(spare);
         }
         let _ = fs.remove_file(&spare.path);
+        closer.close_later(fs, Arc::new(spare.file), false);
         None
     }
 }
@@ -178,17 +181,8 @@ pub(crate) fn prepare_in_background<F: FileSystem>(
         JobStep::Done
     });
     match fs.spawn("walden-spare", job) {
-        Ok(worker) => {
-            let previous = slot
-                .worker
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .replace(worker);
-            // A previous worker has finished (only one prepares at a time); reap it.
-            if let Some(p) = previous {
-                p.join();
-            }
-        }
+        // A previous worker has finished (only one prepares at a time); reap it.
+        Ok(worker) => worker.replace_in(&slot.worker),
         Err(_) => slot.lock().preparing = None,
     }
 }

@@ -51,11 +51,14 @@ pub enum FileVariant {
     /// A replay's read-ahead reads every chunk after a segment's first a byte off
     /// ([`Mutation::ReadAheadMisplaced`]).
     ReadAheadMisplaced,
+    /// A removed segment's file is shrunk to nothing before the directory sync that makes its
+    /// unlink durable ([`Mutation::ShrinkBeforeUnlinkDurable`]).
+    ShrinkBeforeUnlinkDurable,
 }
 
 impl FileVariant {
     /// Every variant, the correct one first.
-    pub const ALL: [FileVariant; 11] = [
+    pub const ALL: [FileVariant; 12] = [
         FileVariant::Correct,
         FileVariant::LinkNotDirSynced,
         FileVariant::SyncSkipsFlush,
@@ -67,6 +70,7 @@ impl FileVariant {
         FileVariant::ReplayIgnoresDamage,
         FileVariant::EarlySyncNoop,
         FileVariant::ReadAheadMisplaced,
+        FileVariant::ShrinkBeforeUnlinkDurable,
     ];
 
     /// The walden-std mutation this variant turns on, if any.
@@ -80,6 +84,7 @@ impl FileVariant {
             FileVariant::ReplayIgnoresDamage => Some(Mutation::ReplayIgnoresDamage),
             FileVariant::EarlySyncNoop => Some(Mutation::EarlySyncNoop),
             FileVariant::ReadAheadMisplaced => Some(Mutation::ReadAheadMisplaced),
+            FileVariant::ShrinkBeforeUnlinkDurable => Some(Mutation::ShrinkBeforeUnlinkDurable),
             _ => None,
         }
     }

@@ -2,6 +2,7 @@
 //! can run `FileStorage` itself — its write buffer, spare files, zero-fill and recovery path —
 //! against a file system that crashes in every legal way.
 
+use core::sync::atomic::{AtomicUsize, Ordering};
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io;
@@ -74,6 +75,10 @@ struct Shared {
     /// Every `start_write_back` (offset, length), in order: it changes nothing in the
     /// simulated state, so it is only recorded, for tests.
     write_backs: Mutex<Vec<(u64, u64)>>,
+    /// Open descriptions of regular files: nothing in the simulated state depends on them
+    /// (as on Linux, an unlinked file's data is simply unreachable), so they are only counted,
+    /// for tests.
+    open_files: AtomicUsize,
 }
 
 /// A [`FileSystem`] over a simulated one ([`SimFs`]), holding one log directory at `root`.
@@ -211,8 +216,15 @@ impl SimFileSystem {
                 tuning,
                 mutation,
                 write_backs: Mutex::default(),
+                open_files: AtomicUsize::new(0),
             }),
         }
+    }
+
+    /// How many regular files are open through this handle (descriptions not yet dropped).
+    #[doc(hidden)]
+    pub fn open_files(&self) -> usize {
+        self.shared.open_files.load(Ordering::Relaxed)
     }
 
     /// Every write-back started on this handle's files so far (offset, length), in order.
@@ -317,6 +329,9 @@ impl SimFileSystem {
             Target::File(inode) => self.sim(|fs| fs.error_seq(inode))?,
             _ => 0,
         };
+        if let Target::File(_) = target {
+            self.shared.open_files.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(SimFile {
             shared: Arc::clone(&self.shared),
             target,
@@ -373,6 +388,9 @@ impl SimFile {
 
 impl Drop for SimFile {
     fn drop(&mut self) {
+        if let Target::File(_) = self.target {
+            self.shared.open_files.fetch_sub(1, Ordering::Relaxed);
+        }
         if let (Target::File(inode), true) = (self.target, *lock(&self.locked)) {
             lock(&self.shared.fs).unlock(inode);
         }
