@@ -23,6 +23,12 @@ use crate::filesystem::{FileSystem, FsFile, JobStep, Worker};
 /// How much of a removed file a step of the job frees (see the module's documentation).
 pub(crate) const SHRINK_STEP: u64 = 4 << 20;
 
+/// At most this many files wait for the job; past it, a file is closed on the caller's thread
+/// (as before the closer): a `truncate_front` of hundreds of segments must not hold hundreds
+/// of descriptors open at once (the process's limit is often 1024), and the wait is then the
+/// backpressure.
+pub(crate) const MAX_QUEUED: usize = 16;
+
 /// A file to close, and whether to shrink it first (only once its unlink is durable).
 struct Closing<F: FileSystem> {
     file: Arc<F::File>,
@@ -65,6 +71,11 @@ impl<F: FileSystem> Closer<F> {
     pub(crate) fn close_later(&self, fs: &F, file: Arc<F::File>, shrink: bool) {
         {
             let mut st = lock(&self.state);
+            if st.queue.len() >= MAX_QUEUED {
+                drop(st);
+                drop(file);
+                return;
+            }
             st.queue.push(Closing { file, shrink });
             if st.running {
                 return;

@@ -1487,6 +1487,38 @@ mod tests {
         assert_eq!((closes(), fs.open_files()), (0, 0));
     }
 
+    /// However many segments one `truncate_front` removes, at most `MAX_QUEUED` descriptors
+    /// wait for the closer: the rest are closed by the remover, so a large retention cannot
+    /// run the process out of descriptors while the job lags.
+    #[cfg(feature = "sim")]
+    #[test]
+    fn removed_segments_waiting_to_be_closed_are_bounded() {
+        use crate::closer::MAX_QUEUED;
+        use crate::filesystem::{Background, SIM_TUNING, SimFileSystem};
+        let fs = SimFileSystem::with_settings(
+            "/log",
+            walden_sim::SimFs::default(),
+            Background::Deferred,
+            SIM_TUNING,
+            None,
+        );
+        let mut s = FileStorage::open_in(fs.clone(), "/log", true).unwrap();
+        let n = MAX_QUEUED as u64 + 5;
+        for id in 1..=n {
+            s.create(id).unwrap();
+            s.write(id, 0, b"header").unwrap();
+            s.sync(id).unwrap();
+        }
+        let open = fs.open_files();
+        for id in 1..n {
+            s.remove(id).unwrap();
+            s.sync_dir().unwrap();
+        }
+        assert_eq!(fs.open_files(), open - 1 + MAX_QUEUED);
+        drop(s);
+        assert_eq!(fs.open_files(), 0);
+    }
+
     /// A `write_parts` that stays in the write buffer does what a `write` does before any
     /// segment write: once the active segment's bytes pass the point where the next spare is
     /// due, the spare's preparation starts at that call (not when the buffer next fills).
