@@ -228,14 +228,22 @@ fn run(which: &str, work: &str, base: &Path) -> (f64, f64, f64, f64) {
                 let t = Instant::now();
                 let mut x = 0x9E3779B97F4A7C15u64;
                 let mut ops = 0;
+                let mut lat = Vec::new();
                 while t.elapsed().as_secs_f64() < SECONDS {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
+                    let s = Instant::now();
                     log.read(x % (n / 1000 * 1000), &mut buf);
+                    lat.push(s.elapsed().as_nanos() as u64);
                     ops += 1;
                 }
-                return (ops as f64 / t.elapsed().as_secs_f64(), 0.0, 0.0, 0.0);
+                let rate = ops as f64 / t.elapsed().as_secs_f64();
+                let max = lat.iter().max().copied().unwrap_or(0) as f64 / 1e3;
+                eprintln!("  {which} {work}: slowest read {max:.0} us");
+                lat.sort_unstable();
+                let q = |f: f64| lat[((lat.len() - 1) as f64 * f) as usize] as f64 / 1e3;
+                return (rate, q(0.5), q(0.99), q(0.999));
             }
         }
         let t = Instant::now();

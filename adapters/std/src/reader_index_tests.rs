@@ -156,6 +156,74 @@ fn dense_runs_match_the_log_across_segments_truncations_and_reopen() {
     }
 }
 
+/// After a reopen, a segment read at random gets a run of its own once `RUN_AFTER_MISSES`
+/// reads have started in it from the sparse index; the run matches the log, reads from it
+/// return their records, appends extend the newest segment's, and truncations keep them right.
+#[test]
+fn a_segment_read_at_random_after_a_reopen_gets_a_run() {
+    use crate::reader::RUN_AFTER_MISSES;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (wal, _) = SharedWal::open(dir.path(), options()).expect("open");
+    append(&wal, 1, 1500, 0);
+    drop(wal);
+    let (wal, _) = SharedWal::open(dir.path(), options()).expect("reopen");
+    assert_eq!(check_runs(&wal), Ok(0));
+    let segs: Vec<(u64, u64)> = {
+        let log = wal.inner.c.lock_log();
+        let s = log.wal.segments();
+        (0..s.len() - 1)
+            .map(|i| (s[i].id, s[i].first_lsn.0))
+            .chain([(s[s.len() - 1].id, s[s.len() - 1].first_lsn.0)])
+            .collect()
+    };
+    let (second, from) = segs[1];
+    let to = segs[2].1 - 1;
+    let span = to - from + 1;
+    // Reads spread over the second segment: each starts from the sparse index.
+    for k in 0..u64::from(RUN_AFTER_MISSES) - 1 {
+        let lsn = from + (k * 7) % span;
+        assert_eq!(read(&wal, lsn), payload(lsn, 0), "lsn {lsn}");
+    }
+    assert!(
+        wal.inner.positions().runs().is_empty(),
+        "no run before the {RUN_AFTER_MISSES}th"
+    );
+    assert_eq!(read(&wal, to), payload(to, 0));
+    let runs = wal.inner.positions().runs().to_vec();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        (runs[0].segment, runs[0].first, runs[0].offsets.len() as u64),
+        (second, from, span),
+        "the whole segment"
+    );
+    assert_eq!(check_runs(&wal), Ok(span as usize));
+    for lsn in from..=to {
+        assert_eq!(read(&wal, lsn), payload(lsn, 0), "lsn {lsn} from the run");
+    }
+    // The newest segment gets one the same way, and appends extend it.
+    let (_, newest) = segs[segs.len() - 1];
+    for _ in 0..RUN_AFTER_MISSES {
+        assert_eq!(read(&wal, newest), payload(newest, 0));
+    }
+    assert_eq!(wal.inner.positions().runs().len(), 2);
+    append(&wal, 1501, 1600, 1);
+    assert_eq!(
+        check_runs(&wal),
+        Ok((span + 1600 - newest + 1) as usize),
+        "the newest segment's run grew with the appends (and the segments they rotated to have runs)"
+    );
+    // Both truncations keep every run right.
+    wal.truncate_back(Lsn(to - 3)).expect("truncate_back");
+    assert_eq!(
+        check_runs(&wal),
+        Ok((span - 3) as usize),
+        "cut with the segment"
+    );
+    append(&wal, to - 2, to + 50, 2);
+    wal.truncate_front(Lsn(to)).expect("truncate_front");
+    check_runs(&wal).expect("runs match after truncate_front");
+}
+
 #[test]
 fn the_checker_catches_a_wrong_entry() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -208,6 +276,7 @@ fn reads_with(options: Options, dense: impl Fn(u64) -> bool) {
         let _ = wal.append(&mixed(i)).expect("append");
     }
     check_runs(&wal).expect("dense runs match the log");
+    // What appends indexed (reads below may give sealed segments runs of their own).
     for lsn in 1..=600u64 {
         let seg = {
             let log = wal.inner.c.lock_log();
@@ -223,7 +292,6 @@ fn reads_with(options: Options, dense: impl Fn(u64) -> bool) {
             !indexed || dense(lsn),
             "lsn {lsn} is indexed but was transformed"
         );
-        assert_eq!(read(&wal, lsn), mixed(lsn), "lsn {lsn}");
     }
     // Something was indexed exactly when the log stores some records as given.
     let any = wal
@@ -233,6 +301,10 @@ fn reads_with(options: Options, dense: impl Fn(u64) -> bool) {
         .iter()
         .any(|r| !r.offsets.is_empty());
     assert_eq!(any, (1..=600).any(dense));
+    for lsn in 1..=600u64 {
+        assert_eq!(read(&wal, lsn), mixed(lsn), "lsn {lsn}");
+    }
+    check_runs(&wal).expect("runs built by reads match the log too");
 }
 
 #[cfg(feature = "compress")]
