@@ -36,6 +36,11 @@ pub(crate) const INDEX_BYTES: u64 = 4096;
 /// [`PositionIndex`]).
 pub(crate) const RUN_AFTER_MISSES: u32 = 64;
 
+/// No segment is walked for a run while the runs hold this much memory (16 Mi records: a log of
+/// about 2.5 GiB of 128-byte records); the segments read at random past it are read through the
+/// sparse index, as before runs were built on reads. Runs of appended records are not limited.
+pub(crate) const RUN_MEMORY_LIMIT: usize = 64 << 20;
+
 /// Whether a reader that walks over the record at `offset`, `len` bytes long with its header,
 /// adds it to the index.
 fn indexed(lsn: Lsn, offset: u64, len: u64) -> bool {
@@ -57,7 +62,8 @@ fn indexed(lsn: Lsn, offset: u64, len: u64) -> bool {
 /// walks the whole segment (its headers verified; the payloads read past, not checked: each
 /// is checked when it is read) and gives it a run: a log read at random after a reopen costs,
 /// from then on, what one written by this process does (a copy of exactly the record), and 4
-/// bytes of memory per record of each such segment. Before, each read walked up to 32 records
+/// bytes of memory per record of each such segment, while all runs hold less than
+/// [`RUN_MEMORY_LIMIT`]. Before, each read walked up to 32 records
 /// from a sparse position, through a 4 KiB copy (0.52-0.55 of the baseline's random reads,
 /// against about 1.0 for records appended since open).
 ///
@@ -128,6 +134,11 @@ impl PositionIndex {
         }
         *n += 1;
         if *n < RUN_AFTER_MISSES {
+            return false;
+        }
+        let held: usize = (self.runs.iter()).map(|r| r.offsets.capacity() * 4).sum();
+        if held >= RUN_MEMORY_LIMIT {
+            *n = RUN_AFTER_MISSES - 1; // asked again at the next read: truncations free runs
             return false;
         }
         *n = u32::MAX;
@@ -635,5 +646,41 @@ mod tests {
         assert!(indexed(Lsn(66), 3040, 1056)); // ends on the boundary
         assert!(!indexed(Lsn(67), 4096, 1056));
         assert!(indexed(Lsn(68), 7232, 1056));
+    }
+
+    /// A segment is walked for a run at its `RUN_AFTER_MISSES`th read from the sparse index,
+    /// once, and not while the runs hold `RUN_MEMORY_LIMIT` or more (until truncation frees
+    /// them); a segment with a run (from appends) is never walked.
+    #[test]
+    fn a_run_is_built_once_per_segment_and_within_the_memory_limit() {
+        let mut p = PositionIndex::default();
+        let misses = |p: &mut PositionIndex, segment| {
+            (0..RUN_AFTER_MISSES)
+                .map(|_| p.missed(segment))
+                .collect::<Vec<_>>()
+        };
+        let mut want = vec![false; RUN_AFTER_MISSES as usize];
+        *want.last_mut().unwrap() = true;
+        assert_eq!(misses(&mut p, 1), want);
+        assert!(
+            !misses(&mut p, 1).contains(&true),
+            "only one walk per segment"
+        );
+        // Runs holding the limit: no walk, however many reads.
+        let run = DenseRun {
+            segment: 2,
+            first: 10,
+            offsets: vec![0],
+            end: 0,
+        };
+        p.insert_run(p.generation, run);
+        p.runs[0].offsets.reserve(RUN_MEMORY_LIMIT / 4);
+        assert!(!misses(&mut p, 2).contains(&true), "segment 2 has a run");
+        assert!(!misses(&mut p, 3).contains(&true), "over the limit");
+        assert!(!p.missed(3));
+        // Freed by a truncation: the next read walks.
+        p.forget_before(Lsn(20));
+        assert!(p.runs.is_empty());
+        assert!(p.missed(3));
     }
 }

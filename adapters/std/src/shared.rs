@@ -547,8 +547,8 @@ impl<S: GroupSync> SharedWal<S> {
     /// 32 records or about 4 KiB from the nearest position a reader has verified. A segment
     /// that has served 64 reads that way is indexed whole by the next one, which walks it
     /// (every header verified; about 17 ms for a 64 MiB segment of 128-byte records on this
-    /// project's VM), at the same 4 bytes per record: a log read at random after a reopen is
-    /// then read as fast as one written since. Either way the record is verified before it is
+    /// project's VM), at the same 4 bytes per record, while the index holds less than 64 MiB: a
+    /// log read at random after a reopen is then read as fast as one written since. Either way the record is verified before it is
     /// returned.
     pub fn reader(&self, from: Lsn) -> Result<SharedReader<S>, walden_core::ReadError<S::Error>> {
         SharedReader::new(self.inner.clone(), from)
