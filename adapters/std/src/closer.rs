@@ -4,7 +4,7 @@
 //! holds it open). On a file system that discards freed blocks as it frees them (ext4 mounted
 //! with `discard`, as many cloud images are), that waits for the device: 13-16 ms per 64 MiB
 //! segment on this project's VM. `truncate_front` removes segments under the log lock, so every
-//! appender and reader waited for it, once per segment removed (72-88 ms for four, `cargo run
+//! appender and reader waited for it, once per segment removed (66-88 ms for four, `cargo run
 //! --release -p walden-bench --example retention`). `FileStorage::remove` now holds the
 //! segment's file open across the unlink (which then only drops the name: 20 µs) and, once the
 //! directory sync that follows has made the unlink durable, hands it here: a background job
