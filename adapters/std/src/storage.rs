@@ -889,7 +889,6 @@ impl<F: FileSystem> FileStorage<F> {
         Ok(())
     }
 
-    /// The directory changed: an early sync of it no longer covers everything.
     /// A directory sync succeeded: the files removed before it are gone for good, and the
     /// closer may shrink them before it closes them (`closer.rs`).
     fn unlinked_durable(&mut self) {
@@ -898,6 +897,7 @@ impl<F: FileSystem> FileStorage<F> {
         }
     }
 
+    /// The directory changed: an early sync of it no longer covers everything.
     fn dir_changed(&mut self) {
         if let Some(early) = self.early_dir.as_mut() {
             early.make_stale();
