@@ -110,22 +110,23 @@ impl PositionIndex {
         (*s == segment).then_some((Lsn(*l), *off))
     }
 
+    /// The index of `segment`'s run (`Ok`), or where one would go (`Err`): runs are ordered
+    /// by segment, at most one each.
+    fn run_of(&self, segment: SegmentId) -> Result<usize, usize> {
+        self.runs.binary_search_by_key(&segment, |r| r.segment)
+    }
+
     /// Where record `lsn` of `segment` is and its length with its header, if a dense run
     /// holds it.
     pub(crate) fn exact(&self, segment: SegmentId, lsn: Lsn) -> Option<(u64, u64)> {
-        let i = self.runs.partition_point(|r| r.segment < segment);
-        self.runs
-            .get(i)
-            .filter(|r| r.segment == segment)?
-            .get(lsn.0)
+        self.runs[self.run_of(segment).ok()?].get(lsn.0)
     }
 
     /// A read by LSN in `segment` found no entry in a run: whether this reader should build
     /// the segment's run (the [`RUN_AFTER_MISSES`]th such read in a segment without a run;
     /// only one reader builds a segment's run).
     fn missed(&mut self, segment: SegmentId) -> bool {
-        let i = self.runs.partition_point(|r| r.segment < segment);
-        if self.runs.get(i).is_some_and(|r| r.segment == segment) {
+        if self.run_of(segment).is_ok() {
             return false; // appends since open started one: it cannot take another
         }
         let n = self.misses.entry(segment).or_insert(0);
@@ -150,10 +151,9 @@ impl PositionIndex {
     /// during the walk started one: the walk's run, which ends before that append, is then
     /// dropped). A run of the newest segment goes on growing with appends that follow it.
     fn insert_run(&mut self, generation: u64, run: DenseRun) {
-        let i = self.runs.partition_point(|r| r.segment < run.segment);
         if generation == self.generation
             && !run.offsets.is_empty()
-            && self.runs.get(i).is_none_or(|r| r.segment != run.segment)
+            && let Err(i) = self.run_of(run.segment)
         {
             self.runs.insert(i, run);
         }
@@ -177,21 +177,23 @@ impl PositionIndex {
         lengths: impl Iterator<Item = usize>,
     ) {
         // Nearly always the newest run (appends go to the newest segment): no search for it.
-        let i = match self.runs.last() {
-            Some(r) if r.segment == segment => self.runs.len() - 1,
-            _ => self.runs.partition_point(|r| r.segment < segment),
+        let found = match self.runs.last() {
+            Some(r) if r.segment == segment => Ok(self.runs.len() - 1),
+            _ => self.run_of(segment),
         };
-        if self.runs.get(i).is_none_or(|r| r.segment != segment) {
-            if i != self.runs.len() {
-                return; // appends go to the newest segment only
+        let i = match found {
+            Ok(i) => i,
+            Err(i) if i == self.runs.len() => {
+                self.runs.push(DenseRun {
+                    segment,
+                    first: lsn.0,
+                    offsets: Vec::new(),
+                    end: offset,
+                });
+                i
             }
-            self.runs.push(DenseRun {
-                segment,
-                first: lsn.0,
-                offsets: Vec::new(),
-                end: offset,
-            });
-        }
+            Err(_) => return, // appends go to the newest segment only
+        };
         let run = &mut self.runs[i];
         if run.end != offset || run.first + run.offsets.len() as u64 != lsn.0 {
             return;

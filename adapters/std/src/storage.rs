@@ -1414,6 +1414,32 @@ mod tests {
         assert_eq!(s.early_seals.len(), 1, "the seal's sync started early");
     }
 
+    /// A storage over a simulated file system whose background jobs run only when the test
+    /// asks, with segments `1..=n` created, each with a synced header.
+    #[cfg(feature = "sim")]
+    fn deferred_with_segments(
+        n: SegmentId,
+    ) -> (
+        crate::filesystem::SimFileSystem,
+        FileStorage<crate::filesystem::SimFileSystem>,
+    ) {
+        use crate::filesystem::{Background, SIM_TUNING, SimFileSystem};
+        let fs = SimFileSystem::with_settings(
+            "/log",
+            walden_sim::SimFs::default(),
+            Background::Deferred,
+            SIM_TUNING,
+            None,
+        );
+        let mut s = FileStorage::open_in(fs.clone(), "/log", true).unwrap();
+        for id in 1..=n {
+            s.create(id).unwrap();
+            s.write(id, 0, b"header").unwrap();
+            s.sync(id).unwrap();
+        }
+        (fs, s)
+    }
+
     /// Removing a segment (`truncate_front`, under the log lock) unlinks it at once but leaves
     /// freeing its blocks (where a file system mounted with `discard` waits for the device:
     /// 13-16 ms per 64 MiB here) to a background job: the file is held open across the
@@ -1423,21 +1449,8 @@ mod tests {
     #[cfg(feature = "sim")]
     #[test]
     fn a_removed_segment_is_freed_by_a_background_job_once_its_unlink_is_durable() {
-        use crate::filesystem::{Background, SIM_TUNING, SimFileSystem};
         use walden_sim::FsOp;
-        let fs = SimFileSystem::with_settings(
-            "/log",
-            walden_sim::SimFs::default(),
-            Background::Deferred,
-            SIM_TUNING,
-            None,
-        );
-        let mut s = FileStorage::open_in(fs.clone(), "/log", true).unwrap();
-        for id in 1..=3 {
-            s.create(id).unwrap();
-            s.write(id, 0, b"header").unwrap();
-            s.sync(id).unwrap();
-        }
+        let (fs, mut s) = deferred_with_segments(3);
         assert!(
             !s.files.contains_key(&1) && s.files.contains_key(&2),
             "at most two files are kept open: segment 1's was closed"
@@ -1494,21 +1507,8 @@ mod tests {
     #[test]
     fn removed_segments_waiting_to_be_closed_are_bounded() {
         use crate::closer::MAX_QUEUED;
-        use crate::filesystem::{Background, SIM_TUNING, SimFileSystem};
-        let fs = SimFileSystem::with_settings(
-            "/log",
-            walden_sim::SimFs::default(),
-            Background::Deferred,
-            SIM_TUNING,
-            None,
-        );
-        let mut s = FileStorage::open_in(fs.clone(), "/log", true).unwrap();
         let n = MAX_QUEUED as u64 + 5;
-        for id in 1..=n {
-            s.create(id).unwrap();
-            s.write(id, 0, b"header").unwrap();
-            s.sync(id).unwrap();
-        }
+        let (fs, mut s) = deferred_with_segments(n);
         let open = fs.open_files();
         for id in 1..n {
             s.remove(id).unwrap();
