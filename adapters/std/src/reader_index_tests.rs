@@ -63,13 +63,13 @@ fn truth<S: GroupSync>(
 
 /// Checks every entry of every dense run; returns how many there are.
 fn check_runs<S: GroupSync>(wal: &SharedWal<S>) -> Result<usize, String> {
-    let runs = wal.inner.positions().runs().to_vec();
+    let runs = wal.inner.published_positions().runs().to_vec();
     let mut checked = 0;
     for run in &runs {
         let truth = truth(wal, run.segment)?;
         for i in 0..run.offsets.len() as u64 {
             let lsn = run.first + i;
-            let got = wal.inner.positions().exact(run.segment, Lsn(lsn));
+            let got = wal.inner.published_positions().exact(run.segment, Lsn(lsn));
             let want = truth.get(&lsn).copied();
             if got != want {
                 return Err(format!("lsn {lsn}: index {got:?}, log {want:?}"));
@@ -115,7 +115,10 @@ fn dense_runs_match_the_log_across_segments_truncations_and_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (wal, _) = SharedWal::open(dir.path(), options()).expect("open");
     append(&wal, 1, 1500, 0);
-    assert!(wal.inner.positions().runs().len() > 5, "several segments");
+    assert!(
+        wal.inner.published_positions().runs().len() > 5,
+        "several segments"
+    );
     assert_eq!(
         check_runs(&wal),
         Ok(1500),
@@ -156,6 +159,46 @@ fn dense_runs_match_the_log_across_segments_truncations_and_reopen() {
     }
 }
 
+/// Appends keep their records' places under the log lock and hand them to the index in
+/// groups: a reader by LSN and both truncations publish them first, so a reader finds a record
+/// appended just before it at once, and a truncation never leaves an entry for a record it
+/// removed.
+#[test]
+fn places_kept_by_appends_are_published_before_reads_and_truncations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (wal, _) = SharedWal::open(dir.path(), options()).expect("open");
+    let newest = |wal: &SharedWal| {
+        let log = wal.inner.c.lock_log();
+        log.wal.segments().last().expect("a segment").id
+    };
+    append(&wal, 1, 300, 0);
+    let seg = newest(&wal);
+    let unpublished = |wal: &SharedWal, lsn| wal.inner.positions().exact(seg, Lsn(lsn)).is_none();
+    assert!(unpublished(&wal, 300), "kept by the append, not yet given");
+    // A reader gives them to the index before it looks, and goes straight to its record.
+    assert_eq!(read(&wal, 300), payload(300, 0));
+    assert!(!unpublished(&wal, 300), "published by the reader");
+
+    // Kept again, then cut back and appended with other lengths: the index must not keep the
+    // places of the records cut.
+    append(&wal, 301, 320, 0);
+    assert_eq!(newest(&wal), seg, "still one segment");
+    assert!(unpublished(&wal, 320));
+    wal.truncate_back(Lsn(303)).expect("truncate_back");
+    append(&wal, 304, 318, 1);
+    assert_eq!(check_runs(&wal), Ok(318));
+    for lsn in 296..=318 {
+        assert_eq!(
+            read(&wal, lsn),
+            payload(lsn, u64::from(lsn > 303)),
+            "lsn {lsn}"
+        );
+    }
+    append(&wal, 319, 330, 1);
+    wal.truncate_front(Lsn(320)).expect("truncate_front");
+    check_runs(&wal).expect("runs match after truncate_front");
+}
+
 /// After a reopen, a segment read at random gets a run of its own once `RUN_AFTER_MISSES`
 /// reads have started in it from the sparse index; the run matches the log, reads from it
 /// return their records, appends extend the newest segment's, and truncations keep them right.
@@ -185,11 +228,11 @@ fn a_segment_read_at_random_after_a_reopen_gets_a_run() {
         assert_eq!(read(&wal, lsn), payload(lsn, 0), "lsn {lsn}");
     }
     assert!(
-        wal.inner.positions().runs().is_empty(),
+        wal.inner.published_positions().runs().is_empty(),
         "no run before the {RUN_AFTER_MISSES}th"
     );
     assert_eq!(read(&wal, to), payload(to, 0));
-    let runs = wal.inner.positions().runs().to_vec();
+    let runs = wal.inner.published_positions().runs().to_vec();
     assert_eq!(runs.len(), 1);
     assert_eq!(
         (runs[0].segment, runs[0].first, runs[0].offsets.len() as u64),
@@ -205,7 +248,7 @@ fn a_segment_read_at_random_after_a_reopen_gets_a_run() {
     for _ in 0..RUN_AFTER_MISSES {
         assert_eq!(read(&wal, newest), payload(newest, 0));
     }
-    assert_eq!(wal.inner.positions().runs().len(), 2);
+    assert_eq!(wal.inner.published_positions().runs().len(), 2);
     append(&wal, 1501, 1600, 1);
     assert_eq!(
         check_runs(&wal),
@@ -232,7 +275,7 @@ fn the_checker_catches_a_wrong_entry() {
     assert_eq!(check_runs(&wal), Ok(200));
     // Broken variant: one record's offset moved by a byte (which also makes the record before
     // it a byte longer: caught there first).
-    wal.inner.positions().runs_mut()[0].offsets[5] += 1;
+    wal.inner.published_positions().runs_mut()[0].offsets[5] += 1;
     let found = check_runs(&wal).expect_err("a wrong offset must be caught");
     assert!(found.starts_with("lsn 5:"), "{found}");
     // And a reader sent there does not return a wrong record: the header does not verify.
@@ -287,7 +330,11 @@ fn reads_with(options: Options, dense: impl Fn(u64) -> bool) {
                 .expect("segment")]
             .id
         };
-        let indexed = wal.inner.positions().exact(seg, Lsn(lsn)).is_some();
+        let indexed = wal
+            .inner
+            .published_positions()
+            .exact(seg, Lsn(lsn))
+            .is_some();
         assert!(
             !indexed || dense(lsn),
             "lsn {lsn} is indexed but was transformed"
@@ -296,7 +343,7 @@ fn reads_with(options: Options, dense: impl Fn(u64) -> bool) {
     // Something was indexed exactly when the log stores some records as given.
     let any = wal
         .inner
-        .positions()
+        .published_positions()
         .runs()
         .iter()
         .any(|r| !r.offsets.is_empty());

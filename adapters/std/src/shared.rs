@@ -67,10 +67,21 @@ pub(crate) struct Inner<S: GroupSync> {
 }
 
 impl<S: GroupSync> Inner<S> {
+    /// The read index, without the records appended since it was last given them (see
+    /// [`Inner::published_positions`]).
     pub(crate) fn positions(&self) -> MutexGuard<'_, PositionIndex> {
         self.positions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The read index with every record appended so far (for checks).
+    #[cfg(test)]
+    pub(crate) fn published_positions(&self) -> MutexGuard<'_, PositionIndex> {
+        let mut log = self.c.lock_log();
+        let mut positions = self.positions();
+        log.unpublished.publish(&mut positions);
+        positions
     }
 
     pub(crate) fn rewinds(&self) -> MutexGuard<'_, RewindLog> {
@@ -341,7 +352,7 @@ impl<S: GroupSync> SharedWal<S> {
             );
         }
         let last = log.wal.last_lsn();
-        self.index_appended(&log, before, first, payloads);
+        self.index_appended(&mut log, before, first, payloads);
         Ok((log, first, last))
     }
 
@@ -352,7 +363,7 @@ impl<S: GroupSync> SharedWal<S> {
     /// are left to readers (the sparse index).
     fn index_appended(
         &self,
-        log: &Locked<S>,
+        log: &mut Locked<S>,
         before: Option<(walden_core::SegmentId, u64)>,
         first: Lsn,
         payloads: &[&[u8]],
@@ -374,9 +385,8 @@ impl<S: GroupSync> SharedWal<S> {
         if active.end.checked_sub(start) != Some(stored) {
             return;
         }
-        self.inner
-            .positions()
-            .appended(active.id, first, start, payloads.iter().map(|p| p.len()));
+        let (id, lengths) = (active.id, payloads.iter().map(|p| p.len()));
+        (log.unpublished).add(|| self.inner.positions(), id, first, start, lengths);
     }
 
     /// Makes every record appended so far durable (a group commit) and returns the durable LSN.
@@ -559,7 +569,10 @@ impl<S: GroupSync> SharedWal<S> {
         let c = &self.inner.c;
         let mut log = c.lock_log();
         let r = log.wal.truncate_front(lsn);
-        self.inner.positions().forget_before(log.wal.first_lsn());
+        let mut positions = self.inner.positions();
+        log.unpublished.publish(&mut positions);
+        positions.forget_before(log.wal.first_lsn());
+        drop(positions);
         let poisoned = log.wal.poisoned();
         drop(log);
         if let Some(p) = poisoned {
@@ -576,7 +589,10 @@ impl<S: GroupSync> SharedWal<S> {
             .c
             .exclusive(|log| match log.wal.truncate_back(lsn) {
                 Ok(()) => {
-                    self.inner.positions().forget_after(lsn);
+                    let mut positions = self.inner.positions();
+                    log.unpublished.publish(&mut positions);
+                    positions.forget_after(lsn);
+                    drop(positions);
                     self.inner.rewinds().record(log.wal.last_lsn());
                     log.mark_targeted();
                     (Ok(()), Some(log.wal.durable_lsn()))
