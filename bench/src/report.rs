@@ -397,7 +397,8 @@ const NOTES: &str = "## How to read this, and what it does not say\n\n\
   worth skip the buffer. A log that does not sync pushes nothing to the disk ahead of a sync \
   (no write-back pacing, no early seal syncs), so its rotations' small syncs find the disk \
   idle. At 128 B the rest is per record: a 32-byte salted header and two \
-  checksums against 8 bytes and one, the log lock, the read index's entry. At 128 B Walden is \
+  checksums against 8 bytes and one, and the log lock (an append takes no other lock, and no \
+  counter while nobody waits for durability). At 128 B Walden is \
   ahead of the other WALs; at 256 KiB commitlog, which never syncs, can be ahead.\n\
 - **Durable writers, CPU**: waiting writers may poll (yielding the CPU) instead of sleeping \
   at once, only where that pays (`GroupWindow::spin`, `Spin::Adaptive` by default: fast syncs, \
