@@ -371,7 +371,7 @@ pub(crate) struct Committer<S: Storage> {
     appending: AtomicU32,
     /// Threads in [`Committer::wait_durable`]. Only a leader reads `appending`, and a leader
     /// is one of these: while there are none an append is not counted (two atomic updates,
-    /// 11 ns of a 128-byte append's 128 ns without a sync, `bulk nofsync128`). An append that
+    /// 11 ns of a 128-byte append's 128 ns without a sync, `append_loop` example). An append that
     /// starts just before a leader arrives is then not waited for: it joins the next group.
     committing: AtomicU32,
     /// Duration of the last group sync, in nanoseconds: bounds how long a leader waits for

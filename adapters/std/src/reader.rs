@@ -250,7 +250,7 @@ pub(crate) const PUBLISH_EVERY: usize = 1024;
 /// The places of records appended since they were last handed to the [`PositionIndex`]
 /// (consecutive records of one segment). Kept under the log lock, so an append takes no second
 /// lock: taking the index's lock for every append cost 14 ns of a 128-byte append's 128 ns
-/// (`bulk nofsync128`). They are handed over ([`Unpublished::publish`]) every
+/// (walden-bench's `append_loop` example). They are handed over ([`Unpublished::publish`]) every
 /// [`PUBLISH_EVERY`] records, before records that do not follow them, and whenever the index
 /// must be whole: a reader starting by LSN and both truncations publish first, under the log
 /// lock, so none of them can miss an appended record or see one the log no longer has.

@@ -357,7 +357,8 @@ impl<S: GroupSync> SharedWal<S> {
     }
 
     /// Adds the records just appended (`first ..`, stored after `before`: the newest segment
-    /// and its end before the append) to the dense position index, when they were stored as
+    /// and its end before the append) to the dense position index (through the places kept under
+    /// the log lock, [`crate::reader::Unpublished`]), when they were stored as
     /// given: then each is [`walden_core::raw::RECORD_HEADER_LEN`] plus its payload long, one
     /// after another, which the segment's new end confirms. Compressed or encrypted records
     /// are left to readers (the sparse index).
