@@ -68,7 +68,7 @@ pub(crate) struct Inner<S: GroupSync> {
 
 impl<S: GroupSync> Inner<S> {
     /// The read index, without the records appended since it was last given them (see
-    /// [`Inner::published_positions`]).
+    /// `Inner::published_positions`, for tests).
     pub(crate) fn positions(&self) -> MutexGuard<'_, PositionIndex> {
         self.positions
             .lock()
