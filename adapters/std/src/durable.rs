@@ -11,7 +11,7 @@
 //! runs the callback.
 //!
 //! Nothing here depends on an async runtime: a [`DurableFuture`] is a plain
-//! [`Future`](core::future::Future) woken through the `Waker` it was last polled with, so it
+//! [`Future`] woken through the `Waker` it was last polled with, so it
 //! works under tokio, smol, `futures::executor` or a hand-written executor, and a log shared by
 //! two runtimes needs nothing from either (the syncer is an ordinary thread).
 //!

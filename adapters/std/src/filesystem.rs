@@ -5,7 +5,7 @@
 //! default everywhere ([`crate::Wal::open`], [`crate::SharedWal::open`], [`FileStorage::open`]).
 //! Code is generic over the file system (`FileStorage<F>`), not `dyn`, so the seam costs
 //! nothing on the append path. Tests pass their own: with the `sim` feature,
-//! [`SimFileSystem`](crate::SimFileSystem) runs walden-std over `walden_sim::SimFs`, a
+//! [`SimFileSystem`] runs walden-std over `walden_sim::SimFs`, a
 //! simulated file system with a page cache that can crash in every legal way; a wrapper over
 //! [`OsFs`] can count operations and kill the process after the n-th.
 //!

@@ -349,9 +349,10 @@ impl<F: FileSystem> FileStorage<F> {
 
     /// After bytes `offset..end` of segment `id` went to its file: starts the write-back of
     /// what the segment was given since the last start, once that is
-    /// [`Tuning::write_back_every`] or more. Pacing only (it makes nothing durable): the
-    /// sync that seals the segment then finds little left to write, instead of stopping the
-    /// writer at a rotation while tens of megabytes go to the disk.
+    /// [`Tuning::write_back_every`](crate::Tuning::write_back_every) or more. Pacing only (it
+    /// makes nothing durable): the sync that seals the segment then finds little left to
+    /// write, instead of stopping the writer at a rotation while tens of megabytes go to the
+    /// disk.
     fn pace(&mut self, id: SegmentId, file: &F::File, offset: u64, end: u64) {
         let every = self.fs.tuning().write_back_every;
         if every == 0 {
@@ -1011,15 +1012,16 @@ impl<F: FileSystem> FileStorage<F> {
     }
 
     /// Whether `written` bytes over `syncs` syncs is writing in bulk: more than
-    /// [`Tuning::zero_fill_max_bytes_per_sync`] per sync, or no sync at all.
+    /// [`Tuning::zero_fill_max_bytes_per_sync`](crate::Tuning::zero_fill_max_bytes_per_sync)
+    /// per sync, or no sync at all.
     fn is_bulk(&self, written: u64, syncs: u64) -> bool {
         syncs == 0 || written / syncs > self.fs.tuning().zero_fill_max_bytes_per_sync
     }
 
     /// Whether the log syncs its records: a sync of records came while the active segment was
     /// active, or while the segment sealed before it was. Only then is data pushed towards the
-    /// disk ahead of a sync: the write-back of each [`Tuning::write_back_every`] bytes
-    /// (`pace`) and a sealed segment's sync started at its seal (`early_sync.rs`), which
+    /// disk ahead of a sync: the write-back of each
+    /// [`Tuning::write_back_every`](crate::Tuning::write_back_every) bytes (`pace`) and a sealed segment's sync started at its seal (`early_sync.rs`), which
     /// shorten the syncs to come. A log that does not sync leaves its pages to the kernel, as a
     /// plain buffered file does: pushed early, they kept the disk busy, and every rotation's
     /// header and directory sync (and a spare's) waited behind them. With both, 256 KiB
