@@ -379,9 +379,7 @@ impl<S: GroupSync> SharedReader<S> {
             }
             seg = segs[segs.iter().rposition(|s| s.first_lsn <= from).unwrap_or(0)];
             // Every record appended so far is in the index from here on.
-            let mut positions = inner.positions();
-            log.unpublished.publish(&mut positions);
-            generation = positions.generation;
+            generation = inner.whole_positions(&mut log).generation;
         }
         // Straight to the record when a dense run holds it (copying exactly its bytes first),
         // else from the closest sparse position, else from the segment's first record.
@@ -412,10 +410,8 @@ impl<S: GroupSync> SharedReader<S> {
                 // Appends during the walk are published first: one to this segment started a
                 // run the walk's must not replace.
                 let mut log = inner.c.lock_log();
-                let mut positions = inner.positions();
-                log.unpublished.publish(&mut positions);
-                positions.insert_run(generation, run);
-                drop((positions, log));
+                inner.whole_positions(&mut log).insert_run(generation, run);
+                drop(log);
                 (exact, start, _) = look(&inner);
             }
         }

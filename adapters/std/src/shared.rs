@@ -68,20 +68,26 @@ pub(crate) struct Inner<S: GroupSync> {
 
 impl<S: GroupSync> Inner<S> {
     /// The read index, without the records appended since it was last given them (see
-    /// `Inner::published_positions`, for tests).
+    /// [`Inner::whole_positions`]).
     pub(crate) fn positions(&self) -> MutexGuard<'_, PositionIndex> {
         self.positions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The read index with every record appended so far (for checks).
-    #[cfg(test)]
-    pub(crate) fn published_positions(&self) -> MutexGuard<'_, PositionIndex> {
-        let mut log = self.c.lock_log();
+    /// The read index with every record appended so far: the places `log` (the log lock,
+    /// held) kept for it are handed over first. For a reader about to look a record up and
+    /// a truncation about to cut the index.
+    pub(crate) fn whole_positions(&self, log: &mut Locked<S>) -> MutexGuard<'_, PositionIndex> {
         let mut positions = self.positions();
         log.unpublished.publish(&mut positions);
         positions
+    }
+
+    /// [`Inner::whole_positions`], taking the log lock (for checks).
+    #[cfg(test)]
+    pub(crate) fn published_positions(&self) -> MutexGuard<'_, PositionIndex> {
+        self.whole_positions(&mut self.c.lock_log())
     }
 
     pub(crate) fn rewinds(&self) -> MutexGuard<'_, RewindLog> {
@@ -570,10 +576,8 @@ impl<S: GroupSync> SharedWal<S> {
         let c = &self.inner.c;
         let mut log = c.lock_log();
         let r = log.wal.truncate_front(lsn);
-        let mut positions = self.inner.positions();
-        log.unpublished.publish(&mut positions);
-        positions.forget_before(log.wal.first_lsn());
-        drop(positions);
+        let first = log.wal.first_lsn();
+        self.inner.whole_positions(&mut log).forget_before(first);
         let poisoned = log.wal.poisoned();
         drop(log);
         if let Some(p) = poisoned {
@@ -590,10 +594,7 @@ impl<S: GroupSync> SharedWal<S> {
             .c
             .exclusive(|log| match log.wal.truncate_back(lsn) {
                 Ok(()) => {
-                    let mut positions = self.inner.positions();
-                    log.unpublished.publish(&mut positions);
-                    positions.forget_after(lsn);
-                    drop(positions);
+                    self.inner.whole_positions(log).forget_after(lsn);
                     self.inner.rewinds().record(log.wal.last_lsn());
                     log.mark_targeted();
                     (Ok(()), Some(log.wal.durable_lsn()))

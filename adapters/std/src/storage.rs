@@ -1021,8 +1021,9 @@ impl<F: FileSystem> FileStorage<F> {
     /// Whether the log syncs its records: a sync of records came while the active segment was
     /// active, or while the segment sealed before it was. Only then is data pushed towards the
     /// disk ahead of a sync: the write-back of each
-    /// [`Tuning::write_back_every`](crate::Tuning::write_back_every) bytes (`pace`) and a sealed segment's sync started at its seal (`early_sync.rs`), which
-    /// shorten the syncs to come. A log that does not sync leaves its pages to the kernel, as a
+    /// [`Tuning::write_back_every`](crate::Tuning::write_back_every) bytes (`pace`) and a
+    /// sealed segment's sync started at its seal (`early_sync.rs`), which shorten the syncs
+    /// to come. A log that does not sync leaves its pages to the kernel, as a
     /// plain buffered file does: pushed early, they kept the disk busy, and every rotation's
     /// header and directory sync (and a spare's) waited behind them. With both, 256 KiB
     /// appends without syncs ran at 0.53-0.63 of the suite's baseline with p999 8-15 ms;
