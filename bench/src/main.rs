@@ -123,29 +123,30 @@ fn run(args: &Args) -> std::io::Result<()> {
     let peers = peers::selected(&args.peers);
     let mut rows = Vec::new();
     if !args.limits_only {
-        for peer in &peers {
-            eprintln!("peer {}", peer.name());
-            if !args.reads_only {
-                rows.extend(workloads::run_writes(
-                    data.path(),
-                    *peer,
-                    &limits,
-                    budget,
-                    &writers,
-                ));
-            }
-            let read_budget = Budget {
-                max_ops: if quick { 1_000 } else { 200_000 },
-                ..budget
-            };
-            rows.extend(reads::run_reads(
+        // Case by case, every peer in turn (`workloads::each_peer`).
+        let mut turn = 0;
+        if !args.reads_only {
+            rows.extend(workloads::run_writes(
                 data.path(),
-                *peer,
+                &peers,
                 &limits,
-                scale,
-                read_budget,
+                budget,
+                &writers,
+                &mut turn,
             ));
         }
+        let read_budget = Budget {
+            max_ops: if quick { 1_000 } else { 200_000 },
+            ..budget
+        };
+        rows.extend(reads::run_reads(
+            data.path(),
+            &peers,
+            &limits,
+            scale,
+            read_budget,
+            &mut turn,
+        ));
     }
     drop(data);
 

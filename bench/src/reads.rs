@@ -3,6 +3,8 @@
 
 use std::{io, path::Path};
 
+use core::time::Duration;
+
 use crate::{
     limits::{Limits, drop_cache, time},
     measure::{Budget, Row, Summary, histogram, record, size_label, timed_loop},
@@ -51,13 +53,88 @@ fn fill(peer: &dyn Peer, log: &dyn Subject, total: u64, size: usize) -> io::Resu
     Ok(lsns)
 }
 
-/// Runs workloads 5-7 for one peer.
+/// What one peer's timed operations of a case added up to, over every round.
+struct Samples {
+    hist: hdrhistogram::Histogram<u64>,
+    records: u64,
+    bytes: u64,
+    elapsed: Duration,
+}
+
+/// Runs `rounds` rounds of `once(peer index)` (records, bytes, time taken) for every peer
+/// that supports `capability` and whose log is `ready`, the peers in turn within each round
+/// (alternating directions, as [`crate::workloads::each_peer`]), and returns each peer's
+/// samples or its first error (a peer that fails is not run again).
+fn in_rounds(
+    peers: &[&'static dyn Peer],
+    capability: Capability,
+    rounds: u32,
+    turn: &mut usize,
+    ready: impl Fn(usize) -> io::Result<()>,
+    mut once: impl FnMut(usize) -> io::Result<(u64, u64, Duration)>,
+) -> Vec<io::Result<Samples>> {
+    let mut out: Vec<io::Result<Samples>> = (0..peers.len())
+        .map(|i| {
+            ready(i).map(|()| Samples {
+                hist: histogram(),
+                records: 0,
+                bytes: 0,
+                elapsed: Duration::ZERO,
+            })
+        })
+        .collect();
+    for _ in 0..rounds.max(1) {
+        let mut order: Vec<usize> = (0..peers.len()).collect();
+        if *turn % 2 == 1 {
+            order.reverse();
+        }
+        *turn += 1;
+        for i in order {
+            if peers[i].supports(capability).is_err() {
+                continue;
+            }
+            let Ok(samples) = &mut out[i] else {
+                continue;
+            };
+            match once(i) {
+                Ok((records, bytes, took)) => {
+                    record(&mut samples.hist, took);
+                    samples.records += records;
+                    samples.bytes += bytes;
+                    samples.elapsed += took;
+                }
+                Err(e) => out[i] = Err(e),
+            }
+        }
+    }
+    out
+}
+
+/// The row of one peer from [`in_rounds`]' result.
+fn rounds_row(
+    workload: &'static str,
+    case: &str,
+    peer: &'static dyn Peer,
+    capability: Capability,
+    limit: Option<f64>,
+    result: io::Result<Samples>,
+) -> Row {
+    row(workload, case.to_owned(), peer, capability, limit, || {
+        let s = result?;
+        Ok(Summary::new(s.records, s.bytes, s.elapsed, &s.hist))
+    })
+}
+
+/// Runs workloads 5-7. Every peer's log is filled first; then each round replays (and then
+/// opens) every peer's log in turn, so that the peers' samples of a case come from the same
+/// minutes of a machine whose speed drifts.
 pub(crate) fn run_reads(
     base: &Path,
-    peer: &dyn Peer,
+    peers: &[&'static dyn Peer],
     limits: &Limits,
     scale: ReadScale,
     budget: Budget,
+    turn: &mut usize,
 ) -> Vec<Row> {
     let mut rows = Vec::new();
     let records = scale.log_bytes / REPLAY_RECORD as u64;
@@ -66,115 +143,117 @@ pub(crate) fn run_reads(
         size_label(usize::try_from(scale.log_bytes).unwrap_or(usize::MAX)),
         size_label(REPLAY_RECORD)
     );
-    let dir = match tempfile::Builder::new().prefix("replay-").tempdir_in(base) {
-        Ok(dir) => dir,
-        Err(e) => {
-            rows.push(row(W5, case, peer, Capability::Replay, None, || Err(e)));
-            return rows;
-        }
+    let logs: Vec<io::Result<tempfile::TempDir>> = peers
+        .iter()
+        .map(|peer| {
+            let dir = tempfile::Builder::new()
+                .prefix("replay-")
+                .tempdir_in(base)?;
+            eprintln!("  {} / filling {case}", peer.name());
+            let log = peer.create(dir.path())?;
+            fill(*peer, log.as_ref(), records, REPLAY_RECORD)?;
+            drop(log);
+            Ok(dir)
+        })
+        .collect();
+    let ready = |i: usize| match &logs[i] {
+        Ok(_) => Ok(()),
+        Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
     };
-    eprintln!("  {} / filling {case}", peer.name());
-    let filled = peer
-        .create(dir.path())
-        .and_then(|log| fill(peer, log.as_ref(), records, REPLAY_RECORD).map(drop));
+    let dir = |i: usize| logs[i].as_ref().map(|d| d.path()).unwrap_or(base);
     let per_record = |bytes_per_sec: f64| Some(bytes_per_sec / REPLAY_RECORD as f64);
     let warm_limit = per_record(limits.seq_read_warm.mb_per_sec() * 1e6);
     let cold_limit = per_record(limits.seq_read_cold.mb_per_sec() * 1e6);
-    eprintln!("  {} / {W5}", peer.name());
-    rows.push(row(
-        W5,
-        case.clone(),
-        peer,
+    // As many replays as opens below, and one sample has no spread to report. The first
+    // round shares the machine with the kernel's write-back of what the fills left dirty (the
+    // first rounds of `replay_phases` ran up to 2x the later ones): every peer's first replay
+    // does.
+    eprintln!("  {W5}: {} rounds", scale.open_repeats.max(1));
+    let replays = in_rounds(
+        peers,
         Capability::Replay,
-        warm_limit,
-        || {
-            filled
-                .as_ref()
-                .map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
-            // As many replays as opens below: one replay right after the fill shares the
-            // machine with the kernel's write-back of what the fill left dirty (the first
-            // rounds of `replay_phases` ran up to 2x the later ones), and one sample has no
-            // spread to report.
-            let mut hist = histogram();
-            let (mut total, mut bytes, mut elapsed) = (0, 0, core::time::Duration::ZERO);
-            for _ in 0..scale.open_repeats.max(1) {
-                let (seen, took) = time(|| peer.replay(dir.path()))?;
-                if seen.records != records {
-                    return Err(io::Error::other(format!(
-                        "replay saw {} records, {records} written",
-                        seen.records
-                    )));
-                }
-                record(&mut hist, took);
-                (total, bytes, elapsed) =
-                    (total + seen.records, bytes + seen.bytes, elapsed + took);
+        scale.open_repeats,
+        turn,
+        ready,
+        |i| {
+            let (seen, took) = time(|| peers[i].replay(dir(i)))?;
+            if seen.records != records {
+                return Err(io::Error::other(format!(
+                    "replay saw {} records, {records} written",
+                    seen.records
+                )));
             }
-            Ok(Summary::new(total, bytes, elapsed, &hist))
+            Ok((seen.records, seen.bytes, took))
         },
-    ));
+    );
+    for (peer, result) in peers.iter().zip(replays) {
+        rows.push(rounds_row(
+            W5,
+            &case,
+            *peer,
+            Capability::Replay,
+            warm_limit,
+            result,
+        ));
+    }
     for cold in [false, true] {
         let temperature = if cold { "cold" } else { "warm" };
-        eprintln!("  {} / {W6} / {temperature}", peer.name());
+        eprintln!(
+            "  {W6} / {temperature}: {} rounds",
+            scale.open_repeats.max(1)
+        );
         let limit = if cold { cold_limit } else { warm_limit };
+        let opens = in_rounds(
+            peers,
+            Capability::Open,
+            scale.open_repeats,
+            turn,
+            ready,
+            |i| {
+                if cold {
+                    drop_cache(dir(i))?;
+                }
+                let (log, took) = time(|| peers[i].open(dir(i)))?;
+                drop(log);
+                Ok((records, records * REPLAY_RECORD as u64, took))
+            },
+        );
         let case = format!("{case}, {temperature}");
-        rows.push(row(W6, case, peer, Capability::Open, limit, || {
-            filled
-                .as_ref()
-                .map_err(|e| io::Error::new(e.kind(), e.to_string()))?;
-            open_times(peer, dir.path(), records, scale.open_repeats, cold)
-        }));
+        for (peer, result) in peers.iter().zip(opens) {
+            rows.push(rounds_row(
+                W6,
+                &case,
+                *peer,
+                Capability::Open,
+                limit,
+                result,
+            ));
+        }
     }
-    drop(dir);
+    drop(logs);
 
     let case = format!("{} records", scale.read_records);
-    eprintln!("  {} / {W7} / {case}", peer.name());
     let limit = Some(limits.random_read.records_per_sec());
-    rows.push(row(W7, case, peer, Capability::ReadByLsn, limit, || {
-        crate::workloads::with_fresh_log(base, peer, |_, log| {
-            let lsns = fill(peer, log, scale.read_records, 128)?;
-            let mut state = 0x9E37_79B9_7F4A_7C15u64;
-            let mut buf = Vec::with_capacity(128);
-            timed_loop(budget, |_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let index = usize::try_from(state % lsns.len().max(1) as u64).unwrap_or(0);
-                log.read(lsns[index], &mut buf)?;
-                if buf.len() != 128 {
-                    return Err(io::Error::other(format!("read {} bytes", buf.len())));
-                }
-                Ok((1, 128))
+    rows.extend(crate::workloads::each_peer(peers, turn, |peer| {
+        eprintln!("  {} / {W7} / {case}", peer.name());
+        row(W7, case.clone(), peer, Capability::ReadByLsn, limit, || {
+            crate::workloads::with_fresh_log(base, peer, |_, log| {
+                let lsns = fill(peer, log, scale.read_records, 128)?;
+                let mut state = 0x9E37_79B9_7F4A_7C15u64;
+                let mut buf = Vec::with_capacity(128);
+                timed_loop(budget, |_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let index = usize::try_from(state % lsns.len().max(1) as u64).unwrap_or(0);
+                    log.read(lsns[index], &mut buf)?;
+                    if buf.len() != 128 {
+                        return Err(io::Error::other(format!("read {} bytes", buf.len())));
+                    }
+                    Ok((1, 128))
+                })
             })
         })
     }));
     rows
-}
-
-/// Opens the log `repeats` times (cold: after dropping its pages from the page cache each
-/// time) and summarises the open times; records/s is records recovered per second of open.
-fn open_times(
-    peer: &dyn Peer,
-    dir: &Path,
-    records: u64,
-    repeats: u32,
-    cold: bool,
-) -> io::Result<Summary> {
-    let mut hist = histogram();
-    let mut opening = core::time::Duration::ZERO;
-    for _ in 0..repeats.max(1) {
-        if cold {
-            drop_cache(dir)?;
-        }
-        let (log, elapsed) = time(|| peer.open(dir))?;
-        drop(log);
-        record(&mut hist, elapsed);
-        opening += elapsed;
-    }
-    let n = u64::from(repeats.max(1));
-    Ok(Summary::new(
-        records * n,
-        records * n * REPLAY_RECORD as u64,
-        opening,
-        &hist,
-    ))
 }

@@ -142,7 +142,7 @@ pub(crate) fn render(run: &Run<'_>) -> String {
     let _ = writeln!(
         md,
         "*records/s* and *MB/s* (10^6 B of payload) are over the whole case; p50/p99/p999 are \
-         per operation (one append, one batch, one open, one read; workload 5 is one replay of three, the first right after the fill). \
+         per operation (one append, one batch, one open, one read; workload 5 is one replay of three: every peer's log is filled first, then each round replays them in turn). \
          *limit* is the raw rate for the same bytes per fsync from the limits above, the better of \
          appending and preallocated (workload 4: N x the raw rate of N x 128 B per fsync, i.e. perfect group commit; \
          workload 3: sequential write bandwidth; 5 and 6: sequential read bandwidth; 7: random \
@@ -366,7 +366,9 @@ fn render_workload(md: &mut String, rows: &[Row], workload: &str) {
 
 const NOTES: &str = "## How to read this, and what it does not say\n\n\
 - Each case runs on a fresh log in a fresh directory on the file system named above (a temp \
-  dir next to the repository unless `--dir` says otherwise), one case at a time.\n\
+  dir next to the repository unless `--dir` says otherwise), one case at a time. The peers take \
+  turns case by case (in alternating order), so the rows of a case were measured within seconds \
+  of each other; workloads 5 and 6 run in rounds, each peer's log once per round.\n\
 - Workload 2 appends one batch of N records per call and waits for its fsync; \
   okaywal writes the batch as one entry of N chunks, raft-engine as one `LogBatch`.\n\
 - Workload 4: each writer appends one 128 B record and waits for it to be durable, in a loop. \

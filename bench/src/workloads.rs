@@ -98,51 +98,84 @@ pub(crate) fn row(
     }
 }
 
-/// Runs workloads 1-4 for one peer.
+/// Runs one case for every peer, one peer after another, and returns the rows in the peers'
+/// order. The peers take turns case by case, in alternating directions (`turn` counts the
+/// cases run so far), so every peer's run of a case is measured within seconds of the
+/// others' on a machine whose speed drifts, and no peer always follows the same one. (Before,
+/// each peer ran all its cases back to back: a row compared runs minutes apart.)
+pub(crate) fn each_peer(
+    peers: &[&'static dyn Peer],
+    turn: &mut usize,
+    mut run: impl FnMut(&'static dyn Peer) -> Row,
+) -> Vec<Row> {
+    let mut order: Vec<usize> = (0..peers.len()).collect();
+    if *turn % 2 == 1 {
+        order.reverse();
+    }
+    *turn += 1;
+    let mut rows: Vec<Option<Row>> = peers.iter().map(|_| None).collect();
+    for i in order {
+        rows[i] = Some(run(peers[i]));
+    }
+    rows.into_iter().flatten().collect()
+}
+
+/// Runs workloads 1-4, every case for each peer in turn ([`each_peer`]).
 pub(crate) fn run_writes(
     base: &Path,
-    peer: &dyn Peer,
+    peers: &[&'static dyn Peer],
     limits: &Limits,
     budget: Budget,
     writers: &[usize],
+    turn: &mut usize,
 ) -> Vec<Row> {
     let mut rows = Vec::new();
     for size in DURABLE_SIZES {
-        eprintln!("  {} / {W1} / {}", peer.name(), size_label(size));
         let record = payload(size, 1);
-        rows.push(row(
-            W1,
-            size_label(size),
-            peer,
-            Capability::DurableAppend,
-            limits.fsync_rate(size),
-            || {
-                with_fresh_log(base, peer, |_, log| {
-                    timed_loop(budget, |_| {
-                        log.append(&[&record], true)?;
-                        Ok((1, size as u64))
+        rows.extend(each_peer(peers, turn, |peer| {
+            eprintln!("  {} / {W1} / {}", peer.name(), size_label(size));
+            row(
+                W1,
+                size_label(size),
+                peer,
+                Capability::DurableAppend,
+                limits.fsync_rate(size),
+                || {
+                    with_fresh_log(base, peer, |_, log| {
+                        timed_loop(budget, |_| {
+                            log.append(&[&record], true)?;
+                            Ok((1, size as u64))
+                        })
                     })
-                })
-            },
-        ));
+                },
+            )
+        }));
     }
     for (count, size) in BATCHES {
         let case = format!("{count} x {}", size_label(size));
-        eprintln!("  {} / {W2} / {case}", peer.name());
         let data = payload(count * size, 2);
         let records: Vec<&[u8]> = data.chunks(size).collect();
         let limit = limits.fsync_rate(count * size).map(|r| r * count as f64);
-        rows.push(row(W2, case, peer, Capability::DurableBatch, limit, || {
-            with_fresh_log(base, peer, |_, log| {
-                timed_loop(budget, |_| {
-                    log.append(&records, true)?;
-                    Ok((count as u64, (count * size) as u64))
-                })
-            })
+        rows.extend(each_peer(peers, turn, |peer| {
+            eprintln!("  {} / {W2} / {case}", peer.name());
+            row(
+                W2,
+                case.clone(),
+                peer,
+                Capability::DurableBatch,
+                limit,
+                || {
+                    with_fresh_log(base, peer, |_, log| {
+                        timed_loop(budget, |_| {
+                            log.append(&records, true)?;
+                            Ok((count as u64, (count * size) as u64))
+                        })
+                    })
+                },
+            )
         }));
     }
     for size in NO_SYNC_SIZES {
-        eprintln!("  {} / {W3} / {}", peer.name(), size_label(size));
         let record = payload(size, 3);
         let limit = limits.seq_write.mb_per_sec() * 1e6 / size as f64;
         // Cap the volume written so a fast peer does not fill the disk.
@@ -150,36 +183,41 @@ pub(crate) fn run_writes(
             max_ops: budget.max_ops.min((1u64 << 30) / size as u64),
             ..budget
         };
-        rows.push(row(
-            W3,
-            size_label(size),
-            peer,
-            Capability::NonDurableAppend,
-            Some(limit),
-            || {
-                with_fresh_log(base, peer, |_, log| {
-                    timed_loop(budget, |_| {
-                        log.append(&[&record], false)?;
-                        Ok((1, size as u64))
+        rows.extend(each_peer(peers, turn, |peer| {
+            eprintln!("  {} / {W3} / {}", peer.name(), size_label(size));
+            row(
+                W3,
+                size_label(size),
+                peer,
+                Capability::NonDurableAppend,
+                Some(limit),
+                || {
+                    with_fresh_log(base, peer, |_, log| {
+                        timed_loop(budget, |_| {
+                            log.append(&[&record], false)?;
+                            Ok((1, size as u64))
+                        })
                     })
-                })
-            },
-        ));
+                },
+            )
+        }));
     }
     for &count in writers {
         let case = format!("{count} writers");
-        eprintln!("  {} / {W4} / {case}", peer.name());
         let limit = limits
             .fsync_rate(count * CONCURRENT_SIZE)
             .map(|r| r * count as f64);
-        rows.push(row(
-            W4,
-            case,
-            peer,
-            Capability::ConcurrentAppend,
-            limit,
-            || with_fresh_log(base, peer, |_, log| concurrent(log, count, budget)),
-        ));
+        rows.extend(each_peer(peers, turn, |peer| {
+            eprintln!("  {} / {W4} / {case}", peer.name());
+            row(
+                W4,
+                case.clone(),
+                peer,
+                Capability::ConcurrentAppend,
+                limit,
+                || with_fresh_log(base, peer, |_, log| concurrent(log, count, budget)),
+            )
+        }));
     }
     rows
 }
