@@ -118,7 +118,7 @@ fn run(args: &Args) -> std::io::Result<()> {
 
     eprintln!("physical limits");
     let fsync_sizes = workloads::fsync_sizes(&writers);
-    let limits = limits::measure(data.path(), &fsync_sizes, scale.log_bytes, budget)?;
+    let mut limits = limits::measure(data.path(), &fsync_sizes, scale.log_bytes, budget)?;
 
     let peers = peers::selected(&args.peers);
     let mut rows = Vec::new();
@@ -129,7 +129,7 @@ fn run(args: &Args) -> std::io::Result<()> {
             rows.extend(workloads::run_writes(
                 data.path(),
                 &peers,
-                &limits,
+                &mut limits,
                 budget,
                 &writers,
                 &mut turn,
