@@ -114,9 +114,9 @@
 //! 500 µs ran at 125.8 k rec/s on 14.05 CPU-seconds per second, and sleeping at once at
 //! 124.3 k rec/s on 1.32. So [`GroupWindow::spin`] is adaptive by default ([`Spin::Adaptive`]):
 //! a waiter polls only while the last sync took at most [`ADAPTIVE_SPIN`], the parked waiters
-//! and the leader outnumber the CPUs, and a running trial — epochs of group commits
-//! sleeping, polling, sleeping again, fed by the leaders — shows that polling makes group
-//! commit at least 10% faster (on a machine shared with other work, a poller takes CPU from
+//! and the leader outnumber the CPUs, and a running trial — epochs of group commits under
+//! the current verdict, the other way of waiting, the current verdict again, fed by the
+//! leaders — shows that polling makes group commit at least 10% faster (on a machine shared with other work, a poller takes CPU from
 //! the leader and it does not); pollers never occupy more than [`POLL_CPUS`] CPUs (every
 //! waiter may poll on a 2-CPU machine, at most two on a larger one). Each rule is a pure
 //! function of measurements (`group/spin.rs`, tested without threads). [`Spin::Fixed`] polls
@@ -377,7 +377,7 @@ pub(crate) struct Committer<S: Storage> {
     /// Waiters polling right now ([`Spin::Adaptive`]). Raised under the commit lock only, so
     /// the bound of [`spin::max_spinners`] holds.
     spinners: AtomicU32,
-    /// The A/B trial of polling ([`spin::Trial`]), fed by leaders, and its verdict's mirror.
+    /// The trial of polling ([`spin::Trial`]), fed by leaders, and its verdict's mirror.
     trial: Mutex<spin::Trial>,
     trial_spin: AtomicBool,
     /// The trial's clock.

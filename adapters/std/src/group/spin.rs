@@ -24,12 +24,16 @@
 //! 4. **Polling makes group commit faster, measured**: a poller still takes a CPU the leader
 //!    and the appenders may need (on a 2-core VM shared with other work, 16 writers ran at less
 //!    than half the rate with one poller than with none). So the committer runs trials
-//!    ([`Trial`]): epochs of [`EPOCH_SYNCS`] group commits with polling off, then allowed, then
-//!    off again, comparing the records made durable per second. Polling wins only if its epoch
-//!    was at least [`SPIN_MARGIN`] faster than the mean of the two around it (where it buys
-//!    nothing, it is not worth its CPU). A verdict is kept for [`KEEP_EPOCHS`] epochs, twice as
-//!    long each time the next trial reaches it again (up to [`MAX_KEEP_EPOCHS`]); a log
-//!    starts with "sleep". (A score of pollers answered within their window, kept beside the
+//!    ([`Trial`]): three epochs of [`EPOCH_SYNCS`] group commits, the current verdict in the
+//!    first and the last and the other way of waiting in the middle, comparing the records
+//!    made durable per second. Polling wins only if its epochs were at least [`SPIN_MARGIN`]
+//!    faster than sleeping's (where it buys nothing, it is not worth its CPU). A verdict is
+//!    kept for [`KEEP_EPOCHS`] epochs, twice as long each time the next trial reaches it again
+//!    (up to [`MAX_KEEP_EPOCHS`]). Where polling pays, a trial thus sleeps through one epoch,
+//!    not two (trials sleeping, polling, sleeping again, after two epochs of sleeping, slept through
+//!    6 of the first 58 epochs of a load where polling pays: 4 of 58 now; on the 2-core VM
+//!    16 writers sleeping ran at about 0.65 of the polling rate); a log
+//!    starts with "sleep", and its first trial at once.//!    (A score of pollers answered within their window, kept beside the
 //!    trial before, was dropped: with many pollers a few slow answers turned polling off where
 //!    the trial measured it 40% faster. The trial is the one measurement that decides.)
 //!
@@ -77,12 +81,13 @@ pub(crate) const MAX_KEEP_EPOCHS: u32 = 64;
 /// Polling must make group commit at least this much faster (records per second) to be kept.
 pub(crate) const SPIN_MARGIN: f64 = 1.10;
 
-/// The running A/B/A trial of polling against sleeping at once (rule 5): an epoch with
-/// polling off, one with it allowed, one off again; polling wins if its epoch beat the mean of
-/// the two around it by [`SPIN_MARGIN`] (the mean cancels a steady drift of the load, such as
-/// a log warming up). Fed by the leader after each group commit (leaders are one at a time),
-/// read by waiters through a mirror. Starts with a "sleep" verdict, so a log's first moments
-/// never poll.
+/// The running trial of polling against sleeping at once (rule 4): three epochs, the current
+/// verdict (the incumbent) in the first and the last, the other way of waiting in the middle;
+/// polling wins if its rate beat sleeping's by [`SPIN_MARGIN`], the incumbent's rate being
+/// the mean of its two epochs (the mean cancels a steady drift of the load, such as a log
+/// warming up). Fed by the leader after each group commit (leaders are one at a time), read by
+/// waiters through a mirror. The incumbent starts as "sleep", so a log's first epoch never
+/// polls, and its first trial starts at once.
 #[derive(Debug)]
 pub(crate) struct Trial {
     phase: Phase,
@@ -90,48 +95,47 @@ pub(crate) struct Trial {
     syncs: u32,
     records: u64,
     started: Duration,
-    /// Records per second of the trial's first epoch (polling off) and of its polling epoch.
-    before: f64,
-    during: f64,
-    /// The last verdict and how many epochs it was kept.
-    last: Option<(bool, u32)>,
+    /// Records per second of the trial's first epoch (the incumbent) and of its middle one.
+    first: f64,
+    middle: f64,
+    /// The current verdict (whether waiters may poll) and how many epochs it was last kept
+    /// (`0` before the first trial ended).
+    spin: bool,
+    kept: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Phase {
-    /// Measuring with polling off, before the polling epoch.
-    Before,
-    /// Measuring with polling allowed.
-    During,
-    /// Measuring with polling off again.
-    After,
-    /// Keeping a verdict for this many more epochs.
-    Keep { spin: bool, epochs: u32 },
+    /// Measuring the incumbent, before the middle epoch.
+    First,
+    /// Measuring the other way of waiting.
+    Middle,
+    /// Measuring the incumbent again.
+    Last,
+    /// Keeping the verdict for this many more epochs.
+    Keep { epochs: u32 },
 }
 
 impl Trial {
-    /// A trial clock starting at `now`, with a "sleep" verdict kept for a while first.
+    /// A trial clock starting at `now`, its first trial starting with "sleep".
     pub(crate) fn new(now: Duration) -> Self {
         Self {
-            phase: Phase::Keep {
-                spin: false,
-                epochs: 1,
-            },
+            phase: Phase::First,
             syncs: 0,
             records: 0,
             started: now,
-            before: 0.0,
-            during: 0.0,
-            last: None,
+            first: 0.0,
+            middle: 0.0,
+            spin: false,
+            kept: 0,
         }
     }
 
     /// Whether waiters may poll now.
     pub(crate) fn allows_spin(&self) -> bool {
         match self.phase {
-            Phase::Before | Phase::After => false,
-            Phase::During => true,
-            Phase::Keep { spin, .. } => spin,
+            Phase::Middle => !self.spin,
+            Phase::First | Phase::Last | Phase::Keep { .. } => self.spin,
         }
     }
 
@@ -149,28 +153,32 @@ impl Trial {
             f64::MAX
         };
         self.phase = match self.phase {
-            Phase::Before => {
-                self.before = rate;
-                Phase::During
+            Phase::First => {
+                self.first = rate;
+                Phase::Middle
             }
-            Phase::During => {
-                self.during = rate;
-                Phase::After
+            Phase::Middle => {
+                self.middle = rate;
+                Phase::Last
             }
-            Phase::After => {
-                let spin = self.during >= (self.before + rate) / 2.0 * SPIN_MARGIN;
-                let epochs = match self.last {
-                    Some((same, kept)) if same == spin => (kept * 2).min(MAX_KEEP_EPOCHS),
-                    _ => KEEP_EPOCHS,
+            Phase::Last => {
+                let incumbent = (self.first + rate) / 2.0;
+                let (polling, sleeping) = if self.spin {
+                    (incumbent, self.middle)
+                } else {
+                    (self.middle, incumbent)
                 };
-                self.last = Some((spin, epochs));
-                Phase::Keep { spin, epochs }
+                let spin = polling >= sleeping * SPIN_MARGIN;
+                let epochs = if spin == self.spin && self.kept > 0 {
+                    (self.kept * 2).min(MAX_KEEP_EPOCHS)
+                } else {
+                    KEEP_EPOCHS
+                };
+                (self.spin, self.kept) = (spin, epochs);
+                Phase::Keep { epochs }
             }
-            Phase::Keep { epochs: 0, .. } => Phase::Before,
-            Phase::Keep { spin, epochs } => Phase::Keep {
-                spin,
-                epochs: epochs - 1,
-            },
+            Phase::Keep { epochs: 0 } => Phase::First,
+            Phase::Keep { epochs } => Phase::Keep { epochs: epochs - 1 },
         };
         self.syncs = 0;
         self.records = 0;
@@ -339,14 +347,16 @@ mod tests {
         kept
     }
 
-    /// One A/B/A trial: polling off, on, off, at these epoch lengths (16 records per sync).
-    fn trial(t: &mut Trial, now: &mut Duration, off: Duration, on: Duration, off2: Duration) {
-        assert!(!t.allows_spin());
-        epoch(t, now, 16, off);
-        assert!(t.allows_spin());
-        epoch(t, now, 16, on);
-        assert!(!t.allows_spin());
-        epoch(t, now, 16, off2);
+    /// One trial, its epochs this long when sleeping and when polling (16 records per
+    /// sync): the current verdict in the first and the last epoch, the other way in between.
+    fn trial(t: &mut Trial, now: &mut Duration, sleeping: Duration, polling: Duration) {
+        let incumbent = t.allows_spin();
+        let len = |spin: bool| if spin { polling } else { sleeping };
+        epoch(t, now, 16, len(incumbent));
+        assert_eq!(t.allows_spin(), !incumbent);
+        epoch(t, now, 16, len(!incumbent));
+        assert_eq!(t.allows_spin(), incumbent);
+        epoch(t, now, 16, len(incumbent));
     }
 
     #[test]
@@ -354,11 +364,11 @@ mod tests {
         let ms = Duration::from_millis;
         let mut now = Duration::ZERO;
         let mut t = Trial::new(now);
-        // A log starts out sleeping.
+        // A log starts out sleeping, in its first trial.
         assert!(!t.allows_spin());
-        assert_eq!(until_trial(&mut t, &mut now), 2);
+        assert_eq!(until_trial(&mut t, &mut now), 0);
         // Polling 20% faster: kept for a few epochs, then tried again.
-        trial(&mut t, &mut now, ms(20), ms(16), ms(20));
+        trial(&mut t, &mut now, ms(20), ms(16));
         assert!(t.allows_spin());
         assert_eq!(until_trial(&mut t, &mut now), KEEP_EPOCHS + 1);
         // The same verdict again: kept twice as long each time, up to a bound.
@@ -368,22 +378,56 @@ mod tests {
             MAX_KEEP_EPOCHS,
             MAX_KEEP_EPOCHS,
         ] {
-            trial(&mut t, &mut now, ms(20), ms(16), ms(20));
+            trial(&mut t, &mut now, ms(20), ms(16));
             assert!(t.allows_spin());
             assert_eq!(until_trial(&mut t, &mut now), keep + 1);
         }
         // Only 5% faster: not worth its CPU. A new verdict starts from the shortest keep.
-        trial(&mut t, &mut now, ms(20), ms(19), ms(20));
+        trial(&mut t, &mut now, ms(20), ms(19));
         assert!(!t.allows_spin());
         assert_eq!(until_trial(&mut t, &mut now), KEEP_EPOCHS + 1);
-        // Slower (it steals the leader's CPU): loses.
-        trial(&mut t, &mut now, ms(20), ms(45), ms(20));
+        // Slower (it steals the leader's CPU): loses, and is kept twice as long.
+        trial(&mut t, &mut now, ms(20), ms(45));
         assert!(!t.allows_spin());
+        assert_eq!(until_trial(&mut t, &mut now), 2 * KEEP_EPOCHS + 1);
+        // A load that speeds up by itself (a log warming up) credits neither way: the middle
+        // epoch is compared with the mean of the two around it. Sleeping (the incumbent) at
+        // 30 then 15 ms, polling at 20 ms in between: no gain, sleeping stays.
+        let at = |t: &mut Trial, now: &mut Duration, lens: [u64; 3]| {
+            for len in lens {
+                epoch(t, now, 16, ms(len));
+            }
+        };
+        at(&mut t, &mut now, [30, 20, 15]);
+        assert!(!t.allows_spin());
+        // Polling (the incumbent) at 30 then 15 ms, sleeping at 20 ms in between: polling
+        // does not beat sleeping by the margin, so the log sleeps.
         until_trial(&mut t, &mut now);
-        // A load that speeds up by itself (a log warming up) does not credit polling: the
-        // polling epoch is compared with the mean of the epochs around it.
-        trial(&mut t, &mut now, ms(30), ms(20), ms(15));
+        trial(&mut t, &mut now, ms(20), ms(16));
+        assert!(t.allows_spin());
+        until_trial(&mut t, &mut now);
+        at(&mut t, &mut now, [30, 20, 15]);
         assert!(!t.allows_spin());
+    }
+
+    #[test]
+    fn where_polling_pays_a_trial_sleeps_through_one_epoch() {
+        // A steady load whose group commits are 1.5x as fast with polling: of its first 58
+        // epochs, two sleep in the first trial (the incumbent, sleeping, around the polling
+        // epoch) and one in each trial after (the polling incumbent around a sleeping epoch).
+        // Trials that always slept around polling, after two epochs of sleeping first, slept
+        // through 6 of them.
+        let mut now = Duration::ZERO;
+        let mut t = Trial::new(now);
+        let mut slept = 0;
+        for _ in 0..58 {
+            let spin = t.allows_spin();
+            slept += u32::from(!spin);
+            let len = Duration::from_millis(if spin { 16 } else { 24 });
+            epoch(&mut t, &mut now, 16, len);
+        }
+        assert_eq!(slept, 4);
+        assert!(t.allows_spin());
     }
 
     #[test]
