@@ -96,6 +96,7 @@ fn in_rounds(
             let Ok(samples) = &mut out[i] else {
                 continue;
             };
+            crate::workloads::settle();
             match once(i) {
                 Ok((records, bytes, took)) => {
                     record(&mut samples.hist, took);
@@ -164,10 +165,9 @@ pub(crate) fn run_reads(
     let per_record = |bytes_per_sec: f64| Some(bytes_per_sec / REPLAY_RECORD as f64);
     let warm_limit = per_record(limits.seq_read_warm.mb_per_sec() * 1e6);
     let cold_limit = per_record(limits.seq_read_cold.mb_per_sec() * 1e6);
-    // As many replays as opens below, and one sample has no spread to report. The first
-    // round shares the machine with the kernel's write-back of what the fills left dirty (the
-    // first rounds of `replay_phases` ran up to 2x the later ones): every peer's first replay
-    // does.
+    // As many replays as opens below, and one sample has no spread to report. Each starts
+    // with nothing dirty in the page cache (`settle`): a replay that shared the machine with
+    // the write-back of a fill ran up to 2x slower (the first rounds of `replay_phases`).
     eprintln!("  {W5}: {} rounds", scale.open_repeats.max(1));
     let replays = in_rounds(
         peers,

@@ -49,12 +49,23 @@ pub(crate) fn fsync_sizes(writers: &[usize]) -> Vec<usize> {
     sizes
 }
 
+/// Writes back whatever earlier cases left dirty in the page cache (`sync(2)`), so that a case
+/// does not pay for the one before it: a case that appends 1 GiB without syncs leaves the
+/// kernel's write-back of it running (its directory is removed, but not before write-back
+/// starts), and the next case ran in its shadow (256 KiB appends without syncs: 0.32 and
+/// 0.68 of the baseline in two suite runs where Walden came right after such a case, 0.99 in
+/// one where it did not; 0.88-2.31 interleaved by `bulk nofsync256k`).
+pub(crate) fn settle() {
+    rustix::fs::sync();
+}
+
 /// Creates a fresh directory under `base`, runs `f` on a new log there, and removes it.
 pub(crate) fn with_fresh_log<T>(
     base: &Path,
     peer: &dyn Peer,
     f: impl FnOnce(&Path, &dyn Subject) -> io::Result<T>,
 ) -> io::Result<T> {
+    settle();
     let dir = tempfile::Builder::new().prefix("case-").tempdir_in(base)?;
     let log = peer.create(dir.path())?;
     let result = f(dir.path(), log.as_ref());
