@@ -2,7 +2,7 @@
 //! what opening it would do, without writing a byte.
 //!
 //! This is the only place the decision table of `docs/FORMAT.md` is applied. [`Wal::open`]
-//! plans and then carries out the plan's [`Verdict`]; [`crate::inspect`] plans and reports; the
+//! plans and then carries out the plan's [`Verdict`]; [`crate::inspect()`] plans and reports; the
 //! std adapter's `verify_dir` scans segments in parallel and plans with the results. So the
 //! three can never disagree about what a log holds.
 //!
