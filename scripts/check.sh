@@ -30,9 +30,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo doc (RUSTDOCFLAGS=-Dwarnings)"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
 # Private items too: their links are checked nowhere else (a broken one in walden-core's
-# recovery docs went unnoticed). Its own directory, so the public docs above stay as built.
-RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --document-private-items \
-  --target-dir target/doc-private
+# recovery docs went unnoticed). Same target directory: the dependencies are not built again.
+RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --document-private-items
 
 step "cargo package (every publishable crate builds from its packaged sources)"
 bash scripts/package.sh
