@@ -30,12 +30,13 @@
 //!    faster than sleeping's (where it buys nothing, it is not worth its CPU). A verdict is
 //!    kept for [`KEEP_EPOCHS`] epochs, twice as long each time the next trial reaches it again
 //!    (up to [`MAX_KEEP_EPOCHS`]). Where polling pays, a trial thus sleeps through one epoch,
-//!    not two (trials sleeping, polling, sleeping again, after two epochs of sleeping, slept through
-//!    6 of the first 58 epochs of a load where polling pays: 4 of 58 now; on the 2-core VM
-//!    16 writers sleeping ran at about 0.65 of the polling rate); a log
-//!    starts with "sleep", and its first trial at once.//!    (A score of pollers answered within their window, kept beside the
-//!    trial before, was dropped: with many pollers a few slow answers turned polling off where
-//!    the trial measured it 40% faster. The trial is the one measurement that decides.)
+//!    not two: trials that slept, polled and slept again, after two epochs of sleeping, slept
+//!    through 6 of the first 58 epochs of a load where polling pays, these through 4 (on the
+//!    2-core VM, 16 writers sleeping ran at about 0.65 of the polling rate). A log starts
+//!    with "sleep", and its first trial at once. (A score of pollers answered within their
+//!    window, kept beside the trial before, was dropped: with many pollers a few slow answers
+//!    turned polling off where the trial measured it 40% faster. The trial is the one
+//!    measurement that decides.)
 //!
 //! Every rule is a pure function of measurements ([`adaptive`], [`Trial`]), tested
 //! deterministically below; the committer feeds them its atomics and clock.
