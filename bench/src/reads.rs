@@ -84,12 +84,7 @@ fn in_rounds(
         })
         .collect();
     for _ in 0..rounds.max(1) {
-        let mut order: Vec<usize> = (0..peers.len()).collect();
-        if *turn % 2 == 1 {
-            order.reverse();
-        }
-        *turn += 1;
-        for i in order {
+        for i in crate::workloads::turn_order(peers.len(), turn) {
             if peers[i].supports(capability).is_err() {
                 continue;
             }

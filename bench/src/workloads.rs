@@ -119,16 +119,51 @@ pub(crate) fn each_peer(
     turn: &mut usize,
     mut run: impl FnMut(&'static dyn Peer) -> Row,
 ) -> Vec<Row> {
-    let mut order: Vec<usize> = (0..peers.len()).collect();
+    let mut rows: Vec<Option<Row>> = peers.iter().map(|_| None).collect();
+    for i in turn_order(peers.len(), turn) {
+        rows[i] = Some(run(peers[i]));
+    }
+    rows.into_iter().flatten().collect()
+}
+
+/// The order in which `peers` peers take their turn: forward and backward on alternate
+/// turns (`turn` counts the turns taken so far).
+pub(crate) fn turn_order(peers: usize, turn: &mut usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..peers).collect();
     if *turn % 2 == 1 {
         order.reverse();
     }
     *turn += 1;
-    let mut rows: Vec<Option<Row>> = peers.iter().map(|_| None).collect();
-    for i in order {
-        rows[i] = Some(run(peers[i]));
-    }
-    rows.into_iter().flatten().collect()
+    order
+}
+
+/// One case of single-record appends (`durable`: each waits for its fsync) for every peer in
+/// turn: workloads 1 and 3.
+#[allow(clippy::too_many_arguments)]
+fn single_appends(
+    base: &Path,
+    peers: &[&'static dyn Peer],
+    turn: &mut usize,
+    workload: &'static str,
+    capability: Capability,
+    limit: Option<f64>,
+    size: usize,
+    seed: u64,
+    durable: bool,
+    budget: Budget,
+) -> Vec<Row> {
+    let record = payload(size, seed);
+    each_peer(peers, turn, |peer| {
+        eprintln!("  {} / {workload} / {}", peer.name(), size_label(size));
+        row(workload, size_label(size), peer, capability, limit, || {
+            with_fresh_log(base, peer, |_, log| {
+                timed_loop(budget, |_| {
+                    log.append(&[&record], durable)?;
+                    Ok((1, size as u64))
+                })
+            })
+        })
+    })
 }
 
 /// Runs workloads 1-4, every case for each peer in turn ([`each_peer`]).
@@ -150,25 +185,19 @@ pub(crate) fn run_writes(
     };
     for size in DURABLE_SIZES {
         again(limits, size);
-        let record = payload(size, 1);
-        rows.extend(each_peer(peers, turn, |peer| {
-            eprintln!("  {} / {W1} / {}", peer.name(), size_label(size));
-            row(
-                W1,
-                size_label(size),
-                peer,
-                Capability::DurableAppend,
-                limits.fsync_rate(size),
-                || {
-                    with_fresh_log(base, peer, |_, log| {
-                        timed_loop(budget, |_| {
-                            log.append(&[&record], true)?;
-                            Ok((1, size as u64))
-                        })
-                    })
-                },
-            )
-        }));
+        let limit = limits.fsync_rate(size);
+        rows.extend(single_appends(
+            base,
+            peers,
+            turn,
+            W1,
+            Capability::DurableAppend,
+            limit,
+            size,
+            1,
+            true,
+            budget,
+        ));
     }
     for (count, size) in BATCHES {
         let case = format!("{count} x {}", size_label(size));
@@ -196,31 +225,24 @@ pub(crate) fn run_writes(
         }));
     }
     for size in NO_SYNC_SIZES {
-        let record = payload(size, 3);
         let limit = limits.seq_write.mb_per_sec() * 1e6 / size as f64;
         // Cap the volume written so a fast peer does not fill the disk.
         let budget = Budget {
             max_ops: budget.max_ops.min((1u64 << 30) / size as u64),
             ..budget
         };
-        rows.extend(each_peer(peers, turn, |peer| {
-            eprintln!("  {} / {W3} / {}", peer.name(), size_label(size));
-            row(
-                W3,
-                size_label(size),
-                peer,
-                Capability::NonDurableAppend,
-                Some(limit),
-                || {
-                    with_fresh_log(base, peer, |_, log| {
-                        timed_loop(budget, |_| {
-                            log.append(&[&record], false)?;
-                            Ok((1, size as u64))
-                        })
-                    })
-                },
-            )
-        }));
+        rows.extend(single_appends(
+            base,
+            peers,
+            turn,
+            W3,
+            Capability::NonDurableAppend,
+            Some(limit),
+            size,
+            3,
+            false,
+            budget,
+        ));
     }
     for &count in writers {
         let case = format!("{count} writers");
