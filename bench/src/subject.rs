@@ -56,6 +56,13 @@ pub(crate) trait Peer: Sync {
     /// Whether a durable append reaches stable storage.
     fn durability(&self) -> Durability;
 
+    /// `Some(what its open reads instead)` when this peer's `open` does not read the log's
+    /// records (so its open time does not grow with the log and a damaged record is found only
+    /// when read): its open rows are marked † and left out of "vs best".
+    fn open_unverified(&self) -> Option<&'static str> {
+        None
+    }
+
     /// `Err(reason)` when this peer cannot run workloads needing `capability`.
     fn supports(&self, capability: Capability) -> Result<(), &'static str>;
 

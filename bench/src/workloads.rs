@@ -98,14 +98,13 @@ pub(crate) fn row(
         subject: peer.name(),
         outcome,
         limit_records_per_sec: limit,
-        counts_for_best: peer.durability() == Durability::Fsync
-            || matches!(
-                capability,
-                Capability::NonDurableAppend
-                    | Capability::Replay
-                    | Capability::Open
-                    | Capability::ReadByLsn
-            ),
+        counts_for_best: match capability {
+            Capability::Open => peer.open_unverified().is_none(),
+            Capability::NonDurableAppend | Capability::Replay | Capability::ReadByLsn => true,
+            Capability::DurableAppend | Capability::DurableBatch | Capability::ConcurrentAppend => {
+                peer.durability() == Durability::Fsync
+            }
+        },
     }
 }
 

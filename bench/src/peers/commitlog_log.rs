@@ -39,6 +39,13 @@ impl Peer for Commitlog {
         Durability::NoFsync("flush() is File::flush on the segment (no-op) plus msync of the index")
     }
 
+    fn open_unverified(&self) -> Option<&'static str> {
+        Some(
+            "checks each segment's magic bytes and loads its offset index; records are read and \
+             checked only when fetched",
+        )
+    }
+
     fn supports(&self, _capability: Capability) -> Result<(), &'static str> {
         Ok(())
     }

@@ -84,6 +84,15 @@ impl Peer for OkayWal {
         Durability::Fsync
     }
 
+    fn open_unverified(&self) -> Option<&'static str> {
+        // Measured: 0.15 ms to open a 1 GiB log (one segment file, not checkpointed) whose
+        // replay, the same open with a callback that reads every chunk, took about a second.
+        Some(
+            "with a recovery callback that reads no chunk (as here) its open does not read the \
+             records: about 0.15 ms for a 1 GiB log whose replay takes a second",
+        )
+    }
+
     fn supports(&self, capability: Capability) -> Result<(), &'static str> {
         match capability {
             Capability::NonDurableAppend => Err("every commit fsyncs; no non-durable append"),
