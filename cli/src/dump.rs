@@ -61,7 +61,9 @@ pub(crate) fn run(
     for u in &survey.unusable {
         eprintln!("walden: not read: {} {}", u.path.display(), u.why);
     }
+    let asked = from.is_some() || to.is_some();
     let (from, to) = (from.unwrap_or(0), to.unwrap_or(u64::MAX));
+    let mut printed = 0u64;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut buf = vec![0u8; 64 * 1024];
@@ -105,6 +107,7 @@ pub(crate) fn run(
                     }
                     Err(e) => return Err(read_error(e)),
                 };
+                printed += 1;
                 match format {
                     Format::Json => {
                         let mut v = json!({
@@ -147,6 +150,17 @@ pub(crate) fn run(
         Ok(())
     })();
     let flushed = written.and_then(|()| out.flush());
+    if asked && printed == 0 && flushed.is_ok() {
+        // Said, so that a script can tell "no such records" from a range that holds nothing.
+        let held = segs.iter().filter(|s| s.header_valid() && s.records > 0);
+        let first = held.clone().map(|s| s.first_lsn).min();
+        let last = held.map(|s| s.last_lsn).max();
+        let holds = match first.zip(last) {
+            Some((a, b)) => format!("the log holds LSNs {a}..={b}"),
+            None => "the log holds no records".to_owned(),
+        };
+        eprintln!("walden: no record printed from LSN {from} to {to}: {holds}");
+    }
     match flushed {
         Ok(()) => Ok(code),
         // `walden dump | head`: the reader has what it wanted.

@@ -72,7 +72,7 @@ pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Fai
             "foreign": foreign,
             "unusable": unusable,
             "policy": render::policy(policy),
-            "reopen": render::reopen_json(&ins.verdict, &survey),
+            "reopen": render::reopen_json(&ins, &segs, &survey),
             "status": render::status(code),
             "exit_code": code,
         });
@@ -147,7 +147,7 @@ pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Fai
         out,
         "reopen ({}): {}",
         render::policy(policy),
-        render::reopen_text(&ins.verdict, &survey)
+        render::reopen_text(&ins, &segs, &survey)
     );
     print!("{out}");
     Ok(code)
@@ -235,7 +235,7 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
             "problems": list,
             "unusable": unusable,
             "foreign": foreign,
-            "reopen": render::reopen_json(&ins.verdict, &survey),
+            "reopen": render::reopen_json(&ins, &segs, &survey),
             "authenticated": auth.as_ref().map(|(n, _)| n),
             "authentication_problems": auth.as_ref().map(|(_, p)| p),
             "status": render::status(code),
@@ -277,7 +277,7 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
         } else {
             render::status(code)
         },
-        render::reopen_text(&ins.verdict, &survey)
+        render::reopen_text(&ins, &segs, &survey)
     );
     print!("{out}");
     Ok(code)

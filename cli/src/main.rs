@@ -23,7 +23,9 @@ use survey::Failure;
 /// Exit status: the log is clean (or the command succeeded).
 const EXIT_CLEAN: u8 = 0;
 /// Exit status: a torn tail or torn segment creation, repaired by `walden repair` (and by any
-/// ordinary open) without losing acknowledged data.
+/// ordinary open). What it cuts, no record proves acknowledged: a crash's unsynced writes, or
+/// damage after a sync that nothing written later vouches for (docs/FORMAT.md, "What is still
+/// ambiguous").
 const EXIT_TORN: u8 = 1;
 /// Exit status: corruption, or anything else an ordinary open refuses.
 const EXIT_CORRUPT: u8 = 2;
@@ -35,8 +37,9 @@ const EXIT_USAGE: u8 = 64;
 const AFTER_HELP: &str = "\
 Exit status:
   0   clean (or: the command did what it was asked)
-  1   torn tail or torn segment creation: an ordinary crash; `walden repair` fixes it
-      without losing any acknowledged record
+  1   torn tail or torn segment creation: what an ordinary crash leaves; `walden repair`
+      fixes it (as any open would), keeping a .broken copy of every file it changes; no
+      record proves that what it cuts was acknowledged
   2   corruption (or another problem an ordinary open refuses); `walden repair` refuses it
       unless given --salvage
   3   the command could not run: directory locked by a running log, not a directory,
@@ -112,7 +115,12 @@ struct Common {
     /// The log's max_record_size. A valid record longer than this is reported as a
     /// configuration error, as an open with this limit would (never cut). The default is the
     /// largest limit any log can have, so records of any writer are read.
-    #[arg(long, value_name = "BYTES", default_value_t = walden_core::MAX_RECORD_SIZE_LIMIT)]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = walden_core::MAX_RECORD_SIZE_LIMIT,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(walden_core::MAX_RECORD_SIZE_LIMIT)),
+    )]
     max_record_size: u32,
     /// The key file of an encrypted log (64 hex digits per key and line; see
     /// docs/OPERATIONS.md). `dump` needs it to show encrypted records and authenticates each
@@ -190,6 +198,16 @@ fn main() -> ExitCode {
         | Command::Dump { common, .. }
         | Command::Repair { common, .. } => common.json,
     };
+    if let Command::Dump {
+        from: Some(from),
+        to: Some(to),
+        ..
+    } = cli.command
+        && from > to
+    {
+        eprintln!("walden: --from {from} is after --to {to}: no LSN is in that range");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let result = match cli.command {
         Command::Inspect { common, policy } => examine::inspect(&common, policy.into()),
         Command::Verify { common } => examine::verify(&common),

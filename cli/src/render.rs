@@ -8,7 +8,7 @@ use walden_core::inspect::Problem;
 use walden_core::raw::Action;
 use walden_core::raw::HeaderProblem;
 use walden_core::{
-    Case, Inspection, RecoveryPolicy, RecoveryReport, SegmentName, SegmentReport, Verdict,
+    Case, Inspection, Lsn, RecoveryPolicy, RecoveryReport, SegmentName, SegmentReport, Verdict,
 };
 
 use crate::survey::Survey;
@@ -190,26 +190,106 @@ pub(crate) fn verdict_text(v: &Verdict) -> String {
     }
 }
 
+/// The later segments a torn-tail cut in `segment` removes with it (a segment with early
+/// successors, docs/FORMAT.md "Early successors"): their ids, valid records and LSN range.
+fn removed_with_cut(segment: u64, segs: &[SegmentReport]) -> (Vec<u64>, u64, Option<(Lsn, Lsn)>) {
+    let later: Vec<&SegmentReport> = segs
+        .iter()
+        .filter(|s| s.id > segment && !walden_core::raw::is_start_slot(s.id))
+        .collect();
+    let with_records = later.iter().filter(|s| s.records > 0);
+    let range = with_records
+        .clone()
+        .map(|s| s.first_lsn)
+        .min()
+        .zip(with_records.map(|s| s.last_lsn).max());
+    (
+        later.iter().map(|s| s.id).collect(),
+        later.iter().map(|s| s.records).sum(),
+        range,
+    )
+}
+
+/// What an open would do, in words, from the inspection: its verdict, the later segments a
+/// torn-tail cut removes with it, and under `Salvage` a front recorded as missing.
+pub(crate) fn open_text(ins: &Inspection, segs: &[SegmentReport]) -> String {
+    match (ins.verdict, ins.missing_front) {
+        (Verdict::Clean, Some(m)) => format!(
+            "would salvage: segments {}..{} are missing from the front of the log; record that it \
+             now starts at segment {} (giving up their records) and open",
+            m.expected, m.found, m.found
+        ),
+        (
+            Verdict::Repair {
+                case: Case::TornTail,
+                segment,
+                first_lsn,
+            },
+            _,
+        ) => {
+            let (ids, records, range) = removed_with_cut(segment, segs);
+            let also = match (ids.first(), ids.last()) {
+                (Some(a), Some(b)) => format!(
+                    " and remove segments {a}..={b} ({records} valid records{}; no record proves \
+                     they were acknowledged either)",
+                    range.map_or_else(String::new, |(x, y)| format!(", LSN {x}..={y}"))
+                ),
+                _ => String::new(),
+            };
+            format!(
+                "would cut the torn tail of segment {segment} from LSN {first_lsn} (no record proves it was acknowledged){also} and open"
+            )
+        }
+        _ => verdict_text(&ins.verdict),
+    }
+}
+
+/// [`open_text`] as JSON.
+pub(crate) fn open_json(ins: &Inspection, segs: &[SegmentReport]) -> Value {
+    match (ins.verdict, ins.missing_front) {
+        (Verdict::Clean, Some(m)) => json!({
+            "would": "salvage",
+            "missing_front": { "expected": m.expected, "found": m.found },
+        }),
+        (
+            Verdict::Repair {
+                case: Case::TornTail,
+                segment,
+                ..
+            },
+            _,
+        ) => {
+            let mut v = verdict_json(&ins.verdict);
+            let (ids, records, range) = removed_with_cut(segment, segs);
+            v["removes_segments"] = json!(ids);
+            v["removes_records"] = json!(records);
+            v["removes_lsns"] = json!(range.map(|(a, b)| [a.0, b.0]));
+            v
+        }
+        _ => verdict_json(&ins.verdict),
+    }
+}
+
 /// What an open would do, where the survey knows better than the inspection: an entry with a
 /// segment's name that is not a regular file (a symlink, a directory) makes every open fail.
-pub(crate) fn reopen_text(v: &Verdict, survey: &Survey) -> String {
+pub(crate) fn reopen_text(ins: &Inspection, segs: &[SegmentReport], survey: &Survey) -> String {
     match survey.unusable.first() {
         Some(u) => format!(
             "would FAIL to open: {} {} (walden opens only regular files)",
             u.path.display(),
             u.why
         ),
-        None => verdict_text(v),
+        None => open_text(ins, segs),
     }
 }
 
 /// [`reopen_text`] as JSON.
-pub(crate) fn reopen_json(v: &Verdict, survey: &Survey) -> Value {
+pub(crate) fn reopen_json(ins: &Inspection, segs: &[SegmentReport], survey: &Survey) -> Value {
     match survey.unusable.first() {
         Some(u) => json!({
             "would": "fail", "path": u.path.display().to_string(), "detail": u.why,
         }),
-        None => verdict_json(v),
+        None => open_json(ins, segs),
     }
 }
 

@@ -118,6 +118,15 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
                 json!({}),
             );
         }
+        // Under `Salvage` only (any other policy refuses it): the front recorded as missing.
+        // The open below records where the log now starts, in a start slot; an existing slot
+        // is rewritten, so it is copied first.
+        Verdict::Clean if ins.missing_front.is_some() => survey
+            .segments
+            .keys()
+            .copied()
+            .filter(|id| walden_core::raw::is_start_slot(*id))
+            .collect(),
         Verdict::Clean => {
             return say(
                 EXIT_CLEAN,
@@ -133,12 +142,18 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
                 None,
             )
             .ok()
-            .map(|(i, _)| i.verdict);
-            if let Some(Verdict::Salvage { first_lost, .. }) = hint {
-                message.push_str(&format!(
+            .map(|(i, _)| (i.verdict, i.missing_front));
+            match hint {
+                Some((Verdict::Salvage { first_lost, .. }, _)) => message.push_str(&format!(
                     "; `walden repair --salvage` would keep LSNs up to {} and give up LSN {first_lost} onward",
                     first_lost.0.saturating_sub(1)
-                ));
+                )),
+                Some((Verdict::Clean, Some(m))) => message.push_str(&format!(
+                    "; `walden repair --salvage` would record that the log now starts at segment {} \
+                     and give up the records of segments {}..{}",
+                    m.found, m.expected, m.found
+                )),
+                _ => {}
             }
             return say(
                 EXIT_CORRUPT,
@@ -157,8 +172,9 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
                 json!({ "reopen": render::verdict_json(&ins.verdict) }),
             );
         }
-        Verdict::Repair { segment, .. } => vec![segment],
-        Verdict::Salvage { segment, .. } => survey
+        // A torn tail cut in a segment with early successors removes them too: every segment
+        // from the repaired one on is copied (a torn newest segment has none after it).
+        Verdict::Repair { segment, .. } | Verdict::Salvage { segment, .. } => survey
             .segments
             .keys()
             .copied()
@@ -222,6 +238,12 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
         println!("repaired: {report}");
         if let Some((_, lost)) = lost {
             println!("LOST: {lost}");
+        }
+        if let Some(m) = report.missing_front {
+            println!(
+                "LOST: the records of segments {}..{}, missing from the front (the log now starts at LSN {})",
+                m.expected, m.found, report.first_lsn
+            );
         }
     }
     Ok(EXIT_CLEAN)

@@ -110,7 +110,7 @@ impl fmt::Display for RecoveryReport {
             if c.segments_removed > 0 {
                 write!(
                     f,
-                    ", and removed the {} later segments (never acknowledged)",
+                    ", and removed the {} later segments (no record proves them acknowledged)",
                     // Widened: a device's build formats no other `u16` (150 bytes of flash).
                     u64::from(c.segments_removed)
                 )?;

@@ -94,7 +94,9 @@ fn a_torn_early_predecessor_nobody_vouches_for_is_a_torn_tail_across_segments() 
         [0]
     );
     assert_eq!(all(&wal).len(), 2);
-    assert!(std::format!("{report}").contains("later segments (never acknowledged)"));
+    assert!(
+        std::format!("{report}").contains("later segments (no record proves them acknowledged)")
+    );
     // Strict refuses what TolerateTornTail cuts.
     let strict = early().with_recovery(RecoveryPolicy::Strict);
     assert!(matches!(
