@@ -846,6 +846,9 @@ pub(crate) fn describe(case: Case, header: Result<SegmentHeader, HeaderProblem>)
         (_, Err(HeaderProblem::BadMagic)) => "bad magic",
         (_, Err(HeaderProblem::BadChecksum)) => "segment header checksum mismatch",
         (_, Err(HeaderProblem::Impossible(why))) => why,
+        // A valid header, no invalid record, and still not whole: the records stop short of
+        // the seal that a segment with a successor ends with.
+        (_, Ok(_)) => "segment ends before its seal",
         _ => "segment header invalid",
     }
 }

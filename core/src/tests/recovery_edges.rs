@@ -680,3 +680,16 @@ fn inspection_reports_where_each_later_problem_starts() {
 fn newest_of(mem: &Mem) -> u64 {
     *mem.files.keys().last().unwrap()
 }
+
+#[test]
+fn a_sealed_segment_cut_to_its_header_is_not_called_a_bad_header() {
+    let mut mem = rotated();
+    // Segment 1 keeps its (valid) header and nothing else; segment 2 follows it.
+    mem.files.get_mut(&1).unwrap().truncate(64);
+    let c = refusal(try_open(mem, small()));
+    assert_eq!(
+        (c.case, c.segment, c.offset),
+        (Case::SealedSegmentDamaged, 1, 64)
+    );
+    assert_eq!(c.detail, detail("segment ends before its seal"), "{c}");
+}
