@@ -210,7 +210,7 @@ impl PositionIndex {
 
     pub(crate) fn forget_after(&mut self, lsn: Lsn) {
         self.generation += 1;
-        self.map.split_off(&(lsn.0 + 1));
+        self.map.split_off(&lsn.0.saturating_add(1));
         self.runs.retain_mut(|r| {
             let keep = lsn.0.saturating_add(1).saturating_sub(r.first);
             if let Ok(keep) = usize::try_from(keep)

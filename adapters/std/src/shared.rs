@@ -34,7 +34,9 @@ pub struct Appended {
     /// LSN of the last record (`first − 1` for an empty batch).
     pub last: Lsn,
     /// Whether every record of the append was durable when the call returned. If not, wait
-    /// with [`SharedWal::wait_durable`]`(last)`.
+    /// with [`SharedWal::wait_durable`]`(last)`. `false` also when a concurrent
+    /// [`SharedWal::truncate_back`] removed them while the call waited (other records may
+    /// since have taken their LSNs).
     pub durable: bool,
 }
 
@@ -299,7 +301,10 @@ impl<S: GroupSync> SharedWal<S> {
                 // `Interval`: the flusher's business; `Manual`: the caller's.
                 _ => false,
             };
-            (first, last, due)
+            // Read under the log lock, which every `truncate_back` holds: the rewinds these
+            // records live after (only where the call waits: the hot path takes no lock).
+            let seen = due.then(|| self.inner.rewinds().generation);
+            (first, last, due.then_some(seen).flatten())
         };
         self.inner.bell.ring();
         if payloads.is_empty() {
@@ -309,8 +314,9 @@ impl<S: GroupSync> SharedWal<S> {
                 durable: !c.is_poisoned() && c.durable() >= last,
             });
         }
-        let durable = if due {
+        let durable = if let Some(seen) = due {
             c.wait_durable(last, started.unwrap_or_else(Instant::now))? >= last
+                && self.still_in_log(seen, last)
         } else {
             !c.is_poisoned() && c.durable() >= last
         };
@@ -319,6 +325,15 @@ impl<S: GroupSync> SharedWal<S> {
             last,
             durable,
         })
+    }
+
+    /// Whether no `truncate_back` since rewind generation `seen` removed `last`: a durable
+    /// LSN at or past `last` then covers this call's records, not others appended at the same
+    /// LSNs after a truncation removed them (the committer answers how far durability got,
+    /// and an LSN names a record only between truncations).
+    fn still_in_log(&self, seen: u64, last: Lsn) -> bool {
+        let (_, lowest_cut) = self.inner.rewinds().lowest_since(seen);
+        lowest_cut.is_none_or(|kept| kept >= last)
     }
 
     /// Appends under the log lock and returns the lock still held, with the first and last LSN.
@@ -573,6 +588,9 @@ impl<S: GroupSync> SharedWal<S> {
 
     /// Removes whole segments whose records are all below `lsn` (retention).
     pub fn truncate_front(&self, lsn: Lsn) -> Result<usize, TruncateError<S::Error>> {
+        if let Some(p) = self.committer_poison() {
+            return Err(TruncateError::Poisoned(p));
+        }
         let c = &self.inner.c;
         let mut log = c.lock_log();
         let r = log.wal.truncate_front(lsn);
@@ -588,11 +606,19 @@ impl<S: GroupSync> SharedWal<S> {
     }
 
     /// Removes every record after `lsn`, durably. Waits for an in-flight group commit first.
+    /// With nothing after `lsn` it removes nothing and changes nothing: no pending
+    /// durability future or callback is answered, and no tail is told of a rewind.
     pub fn truncate_back(&self, lsn: Lsn) -> Result<(), TruncateError<S::Error>> {
-        let r = self
-            .inner
-            .c
-            .exclusive(|log| match log.wal.truncate_back(lsn) {
+        if let Some(p) = self.committer_poison() {
+            return Err(TruncateError::Poisoned(p));
+        }
+        let r = self.inner.c.exclusive(|log| {
+            if lsn >= log.wal.last_lsn() {
+                // The core's no-op (or its refusal of a poisoned log). Publishing its durable
+                // LSN as a truncation's would answer every watcher above it `Truncated`.
+                return (log.wal.truncate_back(lsn), None);
+            }
+            match log.wal.truncate_back(lsn) {
                 Ok(()) => {
                     self.inner.whole_positions(log).forget_after(lsn);
                     self.inner.rewinds().record(log.wal.last_lsn());
@@ -600,9 +626,21 @@ impl<S: GroupSync> SharedWal<S> {
                     (Ok(()), Some(log.wal.durable_lsn()))
                 }
                 Err(e) => (Err(e), None),
-            });
+            }
+        });
         self.inner.bell.ring();
         r
+    }
+
+    /// The committer's poison, where the core log may not have it: a group-commit leader that
+    /// panicked poisons only the committer (the core saw no failed call).
+    fn committer_poison(&self) -> Option<Poisoned> {
+        let c = &self.inner.c;
+        if c.is_poisoned() {
+            c.poison_reason()
+        } else {
+            None
+        }
     }
 
     /// Syncs, then returns the core log if this is the last handle (otherwise gives the
@@ -693,5 +731,116 @@ fn spawn_flusher<S: GroupSync + Send + 'static>(
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "could not start the interval flusher");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use walden_core::{Config, Growable, Lsn, SyncPolicy, Wal};
+    use walden_sim::SimStorage;
+
+    use super::SharedWal;
+    use crate::durable::{DurableError, Watcher};
+    use crate::group::{GroupWindow, SyncUnderLock};
+
+    type Sim = SyncUnderLock<SimStorage>;
+
+    fn shared(policy: SyncPolicy) -> SharedWal<Sim> {
+        let config = Config::default()
+            .with_segment_size(4096)
+            .with_sync_policy(SyncPolicy::Manual);
+        let mut scratch = vec![0u8; 4096];
+        let (wal, _) =
+            Wal::<Sim, Growable>::open(SyncUnderLock(SimStorage::new()), config, &mut scratch)
+                .unwrap();
+        SharedWal::from_core(wal, policy, GroupWindow::default()).unwrap()
+    }
+
+    /// A watcher for `lsn` registered without asking the syncer to cover it, so that nothing
+    /// answers it but what the test does next.
+    fn quiet_watcher(wal: &SharedWal<Sim>, lsn: Lsn) -> Arc<Mutex<Vec<crate::durable::Outcome>>> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        let w = Watcher::Callback(Box::new(move |o| s.lock().unwrap().push(o)));
+        assert!(
+            wal.inner.c.watch(lsn, w).is_ok(),
+            "{lsn} is not durable yet"
+        );
+        seen
+    }
+
+    #[test]
+    fn a_truncate_back_that_removes_nothing_answers_no_watcher() {
+        let wal = shared(SyncPolicy::Manual);
+        for i in 0..4u8 {
+            let _ = wal.append(&[i]).unwrap();
+        }
+        wal.sync().unwrap();
+        let _ = wal.append(b"five").unwrap();
+        let _ = wal.append(b"six").unwrap();
+        let five = quiet_watcher(&wal, Lsn(5));
+        let six = quiet_watcher(&wal, Lsn(6));
+        // At and beyond the last record: nothing to remove.
+        for at in [Lsn(6), Lsn(7), Lsn(u64::MAX)] {
+            wal.truncate_back(at).unwrap();
+        }
+        assert_eq!(wal.last_lsn(), Lsn(6));
+        assert!(
+            five.lock().unwrap().is_empty(),
+            "{:?}",
+            five.lock().unwrap()
+        );
+        assert!(six.lock().unwrap().is_empty(), "{:?}", six.lock().unwrap());
+        // A real one answers the watcher it removes, and only that one.
+        wal.truncate_back(Lsn(5)).unwrap();
+        assert!(matches!(
+            six.lock().unwrap().as_slice(),
+            [Err(DurableError::Truncated {
+                lsn: Lsn(6),
+                kept: Lsn(5)
+            })]
+        ));
+        assert_eq!(five.lock().unwrap().as_slice(), [Ok(Lsn(5))]);
+    }
+
+    #[test]
+    fn an_append_whose_records_a_truncation_removed_is_not_durable_at_their_lsns() {
+        let wal = shared(SyncPolicy::Always);
+        for p in [b"one", b"two"] {
+            assert!(wal.append(p).unwrap().durable);
+        }
+        // What `append_batch` reads under the log lock before it waits for `last`.
+        let seen = wal.inner.rewinds().generation;
+        let last = wal.append(b"three").unwrap().last;
+        assert_eq!(last, Lsn(3));
+        assert!(wal.still_in_log(seen, last), "no truncation yet");
+        // A truncation above them leaves them in the log.
+        wal.truncate_back(Lsn(3)).unwrap();
+        assert!(wal.still_in_log(seen, last));
+        // One that removes LSN 3, then an append that takes LSN 3 again: its durability says
+        // nothing of the removed record.
+        wal.truncate_back(Lsn(2)).unwrap();
+        let again = wal.append(b"another three").unwrap();
+        assert_eq!((again.last, again.durable), (Lsn(3), true));
+        assert!(wal.durable_lsn() >= last);
+        assert!(
+            !wal.still_in_log(seen, last),
+            "LSN 3 now names another record"
+        );
+    }
+
+    #[test]
+    fn a_tail_from_lsn_zero_reports_nothing_missed() {
+        let wal = shared(SyncPolicy::Manual);
+        let mut tail = wal.tail(Lsn(0));
+        assert_eq!(tail.position(), Lsn(1));
+        assert!(tail.try_next().unwrap().is_none());
+        let _ = wal.append(b"one").unwrap();
+        assert!(matches!(
+            tail.try_next().unwrap(),
+            Some(crate::tail::TailEvent::Record { lsn: Lsn(1), .. })
+        ));
     }
 }

@@ -80,7 +80,9 @@ impl<S: GroupSync> Tail<S> {
         let generation = wal.inner.rewinds().generation;
         Self {
             wal,
-            next: from,
+            // LSN 0 names no record ("before the first"): a tail from it starts at the first
+            // LSN any log can have, so it reports nothing as missed that never existed.
+            next: from.max(Lsn(1)),
             generation,
             reader: None,
             id: TAIL_IDS.fetch_add(1, Ordering::Relaxed),
