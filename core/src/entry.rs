@@ -148,14 +148,29 @@ pub enum TypedAppendError<E> {
 }
 
 impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
-    /// Encodes `value` into `scratch` and appends it.
+    /// Encodes `value` into the front of `scratch` and appends it. With `compress` or
+    /// `encrypt` the rest of `scratch` is the record's transform scratch (as
+    /// [`Wal::append_batch_in`]'s): in an encrypted log leave
+    /// [`transform_scratch_len`](crate::transform_scratch_len)`(encoded length)` bytes after
+    /// the encoding, or the append is refused with [`AppendError::ScratchTooSmall`] (whose
+    /// `needed` counts that rest) before anything is written.
     pub fn append_typed<T: Serialize + ?Sized>(
         &mut self,
         value: &T,
         scratch: &mut [u8],
     ) -> Result<Lsn, TypedAppendError<S::Error>> {
-        let bytes = encode(value, scratch).map_err(TypedAppendError::Encode)?;
-        self.append(bytes).map_err(TypedAppendError::Append)
+        let n = encode(value, scratch)
+            .map_err(TypedAppendError::Encode)?
+            .len();
+        let (bytes, rest) = scratch.split_at_mut(n);
+        #[cfg(any(feature = "compress", feature = "encrypt"))]
+        let appended = self.append_batch_in(&[bytes], rest);
+        #[cfg(not(any(feature = "compress", feature = "encrypt")))]
+        let appended = {
+            let _ = rest;
+            self.append(bytes)
+        };
+        appended.map_err(TypedAppendError::Append)
     }
 
     /// Checks `entry` against `limits`, encodes it into `scratch`, and appends it.

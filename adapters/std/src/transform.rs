@@ -162,7 +162,8 @@ fn parse_key_file(
             path: path.to_path_buf(),
             line: i + 1,
         };
-        if line.len() != 64 || !line.is_ascii() {
+        // Hex digits only: `from_str_radix` alone would take a `+` sign ("+a" as 0x0a).
+        if line.len() != 64 || !line.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
         let mut key = zeroize::Zeroizing::new([0u8; walden_core::KEY_LEN]);
@@ -202,6 +203,8 @@ mod tests {
         for (text, line) in [
             (format!("{a}\nzz{}\n", &b[2..]), 2),
             (format!("{}\n", &a[1..]), 1),
+            // 64 characters, but signs are not hex digits (`from_str_radix` takes "+a").
+            (format!("{a}\n{b}\n{}\n", "+a".repeat(32)), 3),
         ] {
             match parse_key_file(&text, p) {
                 Err(KeyFileError::BadLine { line: l, .. }) => assert_eq!(l, line),

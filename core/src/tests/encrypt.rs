@@ -318,3 +318,38 @@ fn without_a_current_key_appends_start_a_plaintext_segment() {
     assert!(report.is_clean(), "{report}");
     assert_eq!(wal.last_lsn(), Lsn(5));
 }
+
+#[cfg(feature = "serde")]
+#[test]
+fn typed_entries_are_appended_to_an_encrypted_log_through_the_rest_of_the_scratch() {
+    use crate::{Entry, EntryLimits, TypedAppendError};
+    let (mut wal, _) = open(Mem::default(), config());
+    wal.set_keys(ring(&KEY_A, &[]));
+    let limits = EntryLimits::default();
+    let put = Entry::Put {
+        key: b"k",
+        value: b"SECRET-VALUE",
+    };
+    // Room for the encoding only: refused before anything is written.
+    let mut tight = [0u8; 20];
+    assert!(matches!(
+        wal.append_entry(&put, &limits, &mut tight),
+        Err(TypedAppendError::Append(
+            AppendError::ScratchTooSmall { .. }
+        ))
+    ));
+    assert_eq!(wal.last_lsn(), Lsn(0));
+    // The encoding, then the record's transform scratch after it.
+    let mut scratch = std::vec![0u8; 4096];
+    let lsn = wal.append_entry(&put, &limits, &mut scratch).unwrap();
+    let mut buf = [0u8; 256];
+    assert_eq!(wal.read_typed::<Entry<'_>>(lsn, &mut buf).unwrap(), Ok(put));
+    let stored = wal.into_storage();
+    assert!(
+        !stored
+            .files
+            .values()
+            .any(|f| f.windows(12).any(|w| w == b"SECRET-VALUE")),
+        "the value reached the medium in the clear"
+    );
+}
