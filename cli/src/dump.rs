@@ -64,6 +64,7 @@ pub(crate) fn run(
     let asked = from.is_some() || to.is_some();
     let (from, to) = (from.unwrap_or(0), to.unwrap_or(u64::MAX));
     let mut printed = 0u64;
+    let mut damaged = false;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut buf = vec![0u8; 64 * 1024];
@@ -104,6 +105,18 @@ pub(crate) fn run(
                     Err(RecordsError::BufferTooSmall { needed }) => {
                         buf.resize(needed, 0);
                         continue;
+                    }
+                    // Corruption the checksums could not see: the output stops there, as at
+                    // any damage, with the status `verify --key-file` gives it.
+                    Err(RecordsError::Damaged { offset, detail }) => {
+                        out.flush()?;
+                        eprintln!(
+                            "walden: output stops at {} (segment {}) offset {offset}: {detail} (corruption: the record's checksums verify but it does not decode or authenticate)",
+                            render::name(s.id),
+                            s.id
+                        );
+                        damaged = true;
+                        return Ok(());
                     }
                     Err(e) => return Err(read_error(e)),
                 };
@@ -161,6 +174,11 @@ pub(crate) fn run(
         };
         eprintln!("walden: no record printed from LSN {from} to {to}: {holds}");
     }
+    let code = if damaged {
+        code.max(crate::EXIT_CORRUPT)
+    } else {
+        code
+    };
     match flushed {
         Ok(()) => Ok(code),
         // `walden dump | head`: the reader has what it wanted.

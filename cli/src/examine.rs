@@ -156,15 +156,25 @@ pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Fai
 /// With `--key-file`: reads every record recovery would keep through the keys, so that an
 /// encrypted record altered with its checksum recomputed is found. Returns the records read
 /// and what failed (a tag that does not authenticate, a key not in the file).
+/// What authenticating every record with a key file found.
+struct Authenticated {
+    /// Records read and authenticated.
+    read: u64,
+    /// Damage the checksums could not see (corruption).
+    problems: Vec<String>,
+    /// Segments whose key is not in the key file (not read: nothing said of them).
+    unkeyed: Vec<String>,
+}
+
 fn authenticate(
     common: &Common,
     segs: &[SegmentReport],
     keys: &walden_core::Keyring,
-) -> Result<(u64, Vec<String>), Failure> {
+) -> Result<Authenticated, Failure> {
     use walden_core::inspect::{Records, RecordsError};
     let (dir, _) = ReadOnlyDir::open(&common.dir)?;
     let mut buf = vec![0u8; 64 * 1024];
-    let (mut read, mut problems) = (0u64, Vec::new());
+    let (mut read, mut problems, mut unkeyed) = (0u64, Vec::new(), Vec::new());
     for s in segs.iter().filter(|s| s.header_valid()) {
         let Some(mut records) = Records::new(s) else {
             continue;
@@ -174,12 +184,21 @@ fn authenticate(
                 Ok(Some(_)) => read += 1,
                 Ok(None) => break,
                 Err(RecordsError::BufferTooSmall { needed }) => buf.resize(needed, 0),
-                Err(RecordsError::Changed { offset, detail }) => {
+                Err(RecordsError::Damaged { offset, detail }) => {
                     problems.push(format!("segment {} offset {offset}: {detail}", s.id));
                     break;
                 }
-                Err(RecordsError::KeyMissing { segment, key_id }) => {
+                Err(RecordsError::Changed { offset, detail }) => {
                     problems.push(format!(
+                        "segment {} offset {offset}: {detail} (changed since it was inspected)",
+                        s.id
+                    ));
+                    break;
+                }
+                // Not damage (docs/FORMAT.md: a missing or wrong key changes nothing), and not
+                // verified either: said apart, with its own exit status.
+                Err(RecordsError::KeyMissing { segment, key_id }) => {
+                    unkeyed.push(format!(
                         "segment {segment}: encrypted with key {key_id:#010x}, not in the key file"
                     ));
                     break;
@@ -192,7 +211,11 @@ fn authenticate(
             }
         }
     }
-    Ok((read, problems))
+    Ok(Authenticated {
+        read,
+        problems,
+        unkeyed,
+    })
 }
 
 pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
@@ -204,8 +227,13 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
         Some(k) => Some(authenticate(common, &segs, k)?),
         None => None,
     };
-    if auth.as_ref().is_some_and(|(_, p)| !p.is_empty()) {
+    if auth.as_ref().is_some_and(|a| !a.problems.is_empty()) {
         code = code.max(crate::EXIT_CORRUPT);
+    }
+    // A segment the key file cannot authenticate: the check asked for could not be done
+    // (as `dump` without its key), unless damage was found anyway.
+    if auth.as_ref().is_some_and(|a| !a.unkeyed.is_empty()) && code != crate::EXIT_CORRUPT {
+        code = crate::EXIT_FAILURE;
     }
     let problems: Vec<&SegmentReport> = segs.iter().filter(|s| s.problem.is_some()).collect();
     if common.json {
@@ -236,8 +264,9 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
             "unusable": unusable,
             "foreign": foreign,
             "reopen": render::reopen_json(&ins, &segs, &survey),
-            "authenticated": auth.as_ref().map(|(n, _)| n),
-            "authentication_problems": auth.as_ref().map(|(_, p)| p),
+            "authenticated": auth.as_ref().map(|a| a.read),
+            "authentication_problems": auth.as_ref().map(|a| &a.problems),
+            "keys_missing": auth.as_ref().map(|a| &a.unkeyed),
             "status": render::status(code),
             "exit_code": code,
         });
@@ -250,10 +279,13 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
         "verified {} records in {} segments ({} bytes)",
         ins.records, ins.segments, ins.bytes
     );
-    if let Some((n, problems)) = &auth {
-        let _ = writeln!(out, "authenticated {n} records with the key file");
-        for p in problems {
+    if let Some(a) = &auth {
+        let _ = writeln!(out, "authenticated {} records with the key file", a.read);
+        for p in &a.problems {
             let _ = writeln!(out, "CORRUPTION: {p}");
+        }
+        for u in &a.unkeyed {
+            let _ = writeln!(out, "NOT AUTHENTICATED: {u}");
         }
     }
     for s in problems {

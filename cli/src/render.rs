@@ -44,6 +44,7 @@ pub(crate) fn status(code: u8) -> &'static str {
     match code {
         EXIT_CLEAN => "clean",
         EXIT_TORN => "torn",
+        crate::EXIT_FAILURE => "incomplete",
         _ => "corrupt",
     }
 }

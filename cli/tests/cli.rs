@@ -506,6 +506,55 @@ fn dump_decrypts_with_a_key_file_and_names_the_key_without_one() {
         "{}",
         out.stdout
     );
+    // dump stops at it as at any damage, with the same status (not "could not run").
+    let out = walden(&["dump", p(dir.path()), "--format", "utf8", "--key-file", k]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("output stops at"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("fails authentication"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("changed while being read"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn verify_without_the_logs_key_is_incomplete_not_corrupt() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("walden.keys");
+    fs::write(&key_file, format!("{}\n", "5a".repeat(32))).unwrap();
+    let ring = walden_std::load_key_file(&key_file).unwrap();
+    let mut options = Options::from(Config::default().with_segment_size(400))
+        .with_keys(Box::leak(Box::new(ring)));
+    options.preallocate = false;
+    {
+        let (mut wal, _) = Wal::open(dir.path(), options).expect("open");
+        for i in 1..=5u64 {
+            let _ = wal.append(format!("secret {i:03}").as_bytes()).unwrap();
+        }
+    }
+    let other = keys.path().join("other.keys");
+    fs::write(&other, format!("{}\n", "a7".repeat(32))).unwrap();
+    let o = other.to_str().unwrap();
+    let out = walden(&["verify", p(dir.path()), "--key-file", o]);
+    assert_eq!(out.code, 3, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("NOT AUTHENTICATED: segment"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("CORRUPTION"), "{}", out.stdout);
+    let (code, v) = json(&["verify", "--json", p(dir.path()), "--key-file", o]);
+    assert_eq!(code, 3);
+    assert_eq!(v["status"], "incomplete", "{v}");
+    assert_eq!(v["authentication_problems"], serde_json::json!([]), "{v}");
+    assert_eq!(v["keys_missing"].as_array().map(Vec::len), Some(1), "{v}");
 }
 
 /// A log written with early rotation, synced once after its last record, then "crashed" (no

@@ -100,6 +100,16 @@ pub enum RecordsError<E> {
         /// What is missing.
         what: &'static str,
     },
+    /// The record's stored bytes verify, but do not decode or authenticate: damage that
+    /// checksums cannot see (a record altered with its checksums recomputed). For an
+    /// encrypted record it can also be a different key that shares the key id (ids are 32
+    /// bits). Corruption, as recovery's `MidLogCorruption` for the same record.
+    Damaged {
+        /// Where (the record's offset).
+        offset: u64,
+        /// What is wrong.
+        detail: &'static str,
+    },
     /// A record that verified during inspection no longer does (the medium changed).
     Changed {
         /// Where.
@@ -209,7 +219,7 @@ impl Records {
 
     /// [`Records::next`], decrypting with `keys` (feature `encrypt`): authenticates every
     /// encrypted record, so a record altered with its checksum recomputed is found
-    /// ([`RecordsError::Changed`] with the tampering detail).
+    /// ([`RecordsError::Damaged`] with the tampering detail).
     #[cfg(feature = "encrypt")]
     pub fn next_with_keys<'b, S: Storage>(
         &mut self,
@@ -261,7 +271,10 @@ impl Records {
                     offset: at.offset,
                     what,
                 },
-                DecodeError::Corrupt(f) => self.changed(f.describe()),
+                DecodeError::Corrupt(f) => RecordsError::Damaged {
+                    offset: at.offset,
+                    detail: crate::error::detail(f.describe()),
+                },
             })?;
         self.cursor
             .accept(&at, None)
