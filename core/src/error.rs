@@ -291,6 +291,20 @@ pub enum ReadError<E> {
         /// What is missing.
         what: &'static str,
     },
+    /// A compressed record decompresses to more than this log's `max_record_size` (at most
+    /// the format's limit): it was written with a larger limit. A configuration error, as
+    /// [`OpenError::RecordTooLarge`] for a record stored that long; nothing is wrong with the
+    /// log and the reader did not advance. Read with a `max_record_size` of at least `length`.
+    RecordTooLarge {
+        /// The segment holding the record.
+        segment: SegmentId,
+        /// The record's LSN.
+        lsn: Lsn,
+        /// Its length once decompressed.
+        length: usize,
+        /// The configured limit.
+        max: u32,
+    },
     /// A storage operation failed.
     Storage(IoFailure<E>),
 }
@@ -409,6 +423,15 @@ impl<E: StorageError> fmt::Display for ReadError<E> {
             Self::NotBuiltIn { segment, lsn, what } => write!(
                 f,
                 "read: record {lsn} in segment {segment} is a {what}, which this build cannot decode"
+            ),
+            Self::RecordTooLarge {
+                segment,
+                lsn,
+                length,
+                max,
+            } => write!(
+                f,
+                "read: record {lsn} in segment {segment} is {length} bytes once decompressed, more than max_record_size {max} (a configuration error, not damage: read with max_record_size of at least {length}, as the writer had)"
             ),
             Self::Storage(s) => write!(f, "read: {s}"),
         }
@@ -563,7 +586,7 @@ impl<E: StorageError> embedded_io::Error for SyncError<E> {
 impl<E: StorageError> embedded_io::Error for ReadError<E> {
     fn kind(&self) -> embedded_io::ErrorKind {
         match self {
-            Self::OutOfRange { .. } | Self::BufferTooSmall { .. } => {
+            Self::OutOfRange { .. } | Self::BufferTooSmall { .. } | Self::RecordTooLarge { .. } => {
                 embedded_io::ErrorKind::InvalidInput
             }
             Self::NotBuiltIn { .. } | Self::KeyMissing { .. } => {

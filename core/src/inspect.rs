@@ -275,6 +275,11 @@ impl Records {
                     offset: at.offset,
                     detail: crate::error::detail(f.describe()),
                 },
+                // Inspection reads with no limit but the format's, past which it is damage.
+                DecodeError::TooLarge { .. } => RecordsError::Damaged {
+                    offset: at.offset,
+                    detail: crate::error::detail(crate::raw::Fault::Undecodable.describe()),
+                },
             })?;
         self.cursor
             .accept(&at, None)

@@ -214,6 +214,12 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
                     lsn: at.header.lsn,
                     what,
                 },
+                DecodeError::TooLarge { length, max } => ReadError::RecordTooLarge {
+                    segment: seg.id,
+                    lsn: at.header.lsn,
+                    length,
+                    max,
+                },
             };
             #[cfg(feature = "encrypt")]
             let key = seg.key_id.map(|k| crate::transform::Unseal {

@@ -36,6 +36,14 @@ pub enum DecodeError {
     /// The record uses a transform this build of walden-core does not have (feature
     /// `compress` or `encrypt`).
     NotBuiltIn(&'static str),
+    /// A compressed record's original length is over the reader's `max_record_size` but
+    /// within the format's limit: written with a larger limit (not damage).
+    TooLarge {
+        /// The original length.
+        length: usize,
+        /// The reader's limit.
+        max: u32,
+    },
 }
 
 /// The key and place of an encrypted segment's records, for [`RecordCursor::decode`]
@@ -97,9 +105,17 @@ impl RecordCursor {
             0 => Ok(plain.len()),
             RecordFlags::CODEC_LZ4 => {
                 let n = frame_original_len(plain).ok_or(Fault::Undecodable)?;
-                // Inspection reads with no configured limit: the hard one still holds.
-                if n > self.max_record().min(MAX_RECORD_SIZE_LIMIT) {
+                // Past the format's limit no writer made it: damage. Past the reader's own
+                // (inspection reads with none): a log written with a larger limit, as a
+                // stored record that long is to recovery (`RecordTooLarge`).
+                if n > MAX_RECORD_SIZE_LIMIT {
                     return Err(Fault::Undecodable.into());
+                }
+                if n > self.max_record() {
+                    return Err(DecodeError::TooLarge {
+                        length: n as usize,
+                        max: self.max_record(),
+                    });
                 }
                 Ok(n as usize)
             }

@@ -596,6 +596,12 @@ impl<S: GroupSync> SharedReader<S> {
                 lsn: at.header.lsn,
                 what,
             },
+            DecodeError::TooLarge { length, max } => ReadError::RecordTooLarge {
+                segment: self.segment,
+                lsn: at.header.lsn,
+                length,
+                max,
+            },
             // `decode_with` grew `decoded` to the original length: not too small.
             _ => self.corrupt(Fault::Undecodable),
         }
