@@ -445,6 +445,19 @@ fn a_log_of_more_segments_than_the_old_table_is_inspected_verified_and_dumped() 
     assert!(r.stdout.contains("nothing to repair"));
 }
 
+/// A log of `n` records ("secret 001", ...) in 400-byte segments, encrypted with the keys of
+/// `key_file`, closed.
+fn encrypted_log(dir: &Path, key_file: &Path, n: u64) {
+    let ring = walden_std::load_key_file(key_file).unwrap();
+    let mut options = Options::from(Config::default().with_segment_size(400))
+        .with_keys(Box::leak(Box::new(ring)));
+    options.preallocate = false;
+    let (mut wal, _) = Wal::open(dir, options).expect("open");
+    for i in 1..=n {
+        let _ = wal.append(format!("secret {i:03}").as_bytes()).unwrap();
+    }
+}
+
 #[test]
 fn dump_decrypts_with_a_key_file_and_names_the_key_without_one() {
     let _serial = serial();
@@ -452,16 +465,7 @@ fn dump_decrypts_with_a_key_file_and_names_the_key_without_one() {
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("walden.keys");
     fs::write(&key_file, format!("# one key\n{}\n", "5a".repeat(32))).unwrap();
-    let ring = walden_std::load_key_file(&key_file).unwrap();
-    let mut options = Options::from(Config::default().with_segment_size(400))
-        .with_keys(Box::leak(Box::new(ring)));
-    options.preallocate = false;
-    {
-        let (mut wal, _) = Wal::open(dir.path(), options).expect("open");
-        for i in 1..=12u64 {
-            wal.append(format!("secret {i:03}").as_bytes()).unwrap();
-        }
-    }
+    encrypted_log(dir.path(), &key_file, 12);
     for (name, bytes) in listing(dir.path()) {
         assert!(!bytes.windows(6).any(|w| w == b"secret"), "{name}");
     }
@@ -529,16 +533,7 @@ fn verify_without_the_logs_key_is_incomplete_not_corrupt() {
     let keys = tempfile::tempdir().unwrap();
     let key_file = keys.path().join("walden.keys");
     fs::write(&key_file, format!("{}\n", "5a".repeat(32))).unwrap();
-    let ring = walden_std::load_key_file(&key_file).unwrap();
-    let mut options = Options::from(Config::default().with_segment_size(400))
-        .with_keys(Box::leak(Box::new(ring)));
-    options.preallocate = false;
-    {
-        let (mut wal, _) = Wal::open(dir.path(), options).expect("open");
-        for i in 1..=5u64 {
-            let _ = wal.append(format!("secret {i:03}").as_bytes()).unwrap();
-        }
-    }
+    encrypted_log(dir.path(), &key_file, 5);
     let other = keys.path().join("other.keys");
     fs::write(&other, format!("{}\n", "a7".repeat(32))).unwrap();
     let o = other.to_str().unwrap();
