@@ -178,7 +178,7 @@ fn a_frame_that_verifies_but_does_not_decode_is_corruption_not_a_torn_tail() {
         "recovery checks stored bytes only: {report}"
     );
     assert_eq!(wal.last_lsn(), Lsn(7), "nothing cut");
-    let mut buf = std::vec![0u8; 64 * 1024];
+    let mut buf = std::vec![0u8; 2 * 64 * 1024];
     match wal.read(Lsn(7), &mut buf) {
         Err(ReadError::Corrupted(c)) => {
             assert_eq!(
@@ -202,11 +202,24 @@ fn a_frame_claiming_more_than_max_record_size_is_refused_before_any_buffer_is_us
         });
         open(mem, config()).0
     };
-    // A buffer far larger than the claim: the limit, not the buffer, refuses it.
+    // A buffer far larger than the claim: the limit, not the buffer, refuses it. Past the
+    // format's limit no writer made the frame: damage.
     let mut buf = std::vec![0u8; 1 << 20];
+    let over_format = crate::config::MAX_RECORD_SIZE_LIMIT + 1;
+    assert!(matches!(
+        claiming(over_format).read(Lsn(1), &mut buf),
+        Err(ReadError::Corrupted(c)) if c.detail == crate::raw::Fault::Undecodable.describe()
+    ));
+    // Past this reader's limit but within the format's, a writer with a larger limit made
+    // it: a configuration error naming the length needed, not corruption.
     assert!(matches!(
         claiming(16 * 1024 + 1).read(Lsn(1), &mut buf),
-        Err(ReadError::Corrupted(c)) if c.detail == crate::raw::Fault::Undecodable.describe()
+        Err(ReadError::RecordTooLarge {
+            lsn: Lsn(1),
+            length: 16385,
+            max: 16384,
+            ..
+        })
     ));
     // A claim of exactly the limit that decodes to fewer bytes is refused as well.
     assert!(matches!(
@@ -269,4 +282,44 @@ fn a_stored_compressed_record_may_exceed_max_record_size_by_the_frame_prefix_onl
             Some(Fault::ReservedBits)
         );
     }
+}
+
+#[test]
+fn a_record_written_under_a_larger_limit_is_a_configuration_error_to_a_smaller_reader() {
+    // Written with max_record_size 64 KiB: 40 KiB of text compresses far below 16 KiB, so a
+    // reader configured for 16 KiB opens the log (every stored length fits) and meets the
+    // record only when it decompresses it.
+    let large = config()
+        .with_segment_size(256 * 1024)
+        .with_max_record_size(64 * 1024);
+    let (mut wal, _) = open(Mem::default(), large);
+    let mut scratch = std::vec![0u8; transform_scratch_len(64 * 1024)];
+    let record = text(9, 40 * 1024);
+    wal.append_batch_in(&[&record], &mut scratch).unwrap();
+    wal.append(b"after").unwrap();
+    wal.sync().unwrap();
+    let stored_len = stored(wal.storage(), 0)[0].0.length;
+    assert!(stored_len < 16 * 1024, "{stored_len}");
+
+    let small = large.with_max_record_size(16 * 1024);
+    let (wal, _) = open(wal.into_storage(), small);
+    let mut buf = std::vec![0u8; 2 * 64 * 1024];
+    match wal.read(Lsn(1), &mut buf) {
+        Err(e @ ReadError::RecordTooLarge { .. }) => {
+            let ReadError::RecordTooLarge {
+                lsn, length, max, ..
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!((lsn, length, max), (Lsn(1), 40 * 1024, 16 * 1024));
+            assert!(std::format!("{e}").contains("at least 40960"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The error is the record's alone: the next one reads.
+    assert_eq!(wal.read(Lsn(2), &mut buf).unwrap().payload, b"after");
+    // With the writer's limit the record reads back whole.
+    let (wal, _) = open(wal.into_storage(), large);
+    assert_eq!(wal.read(Lsn(1), &mut buf).unwrap().payload, &record[..]);
 }
