@@ -1,7 +1,8 @@
 //! Arbitrary stored payloads of records whose checksum verifies (so the transform is all that
 //! stands between them and a reader), with the codec flag set and with it and the encrypted
 //! flag set: `RecordCursor::decode` returns the payload or a typed error, never panics, never
-//! writes more than `max_record_size` bytes, and never trusts a frame's length beyond it. The
+//! writes more than `max_record_size` bytes, and never trusts a frame's length beyond it (a
+//! length over the limit but within the format's is `TooLarge`, naming both). The
 //! first input byte picks the limit; valid frames (compressed from the input) must round-trip.
 #![no_main]
 
@@ -59,6 +60,13 @@ fuzz_target!(|data: &[u8]| {
         match cursor.decode(&at, &mut stored, &mut out, key) {
             Ok(p) => assert!(p.len() <= max_record as usize),
             Err(DecodeError::Corrupt(_)) => {}
+            // A frame whose original length is over this reader's limit but within the
+            // format's: written under a larger limit, a configuration error, never damage.
+            Err(DecodeError::TooLarge { length, max }) => {
+                assert_eq!(max, max_record);
+                assert!(length > max_record as usize);
+                assert!(length <= walden_core::MAX_RECORD_SIZE_LIMIT as usize);
+            }
             Err(e) => panic!("unexpected {e:?}"),
         }
     }
