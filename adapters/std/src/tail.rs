@@ -9,9 +9,11 @@
 //!   [`TailEvent::Missed`] with the range it can no longer deliver, and goes on from the new
 //!   first record (a replica would fetch a snapshot).
 //! * **`truncate_back`** removing records it has delivered: it reports
-//!   [`TailEvent::Rewound`] with the last LSN kept, and goes on from the next one, which may
-//!   hold a different record than before. A record delivered just before the truncation ran
-//!   may be reported and then rewound: the consumer discards what it got after `to`.
+//!   [`TailEvent::Rewound`] with the last LSN kept, and goes on from the next one (or from
+//!   where it started, if that is later), which may hold a different record than before. A
+//!   record delivered just before the truncation ran may be reported and then rewound: the
+//!   consumer discards what it got after `to`. A truncation that removed nothing it delivered
+//!   (a tail started past the end, or one behind the cut) is no event.
 //!
 //! Waiting uses a [`Bell`] rung by every append and truncation: a blocking tail parks its
 //! thread, an async one registers its `Waker` (no runtime needed). To avoid a lost wake-up,
@@ -52,7 +54,7 @@ pub enum TailEvent {
     },
     /// `truncate_back` removed records the tail had already delivered: everything after
     /// `to` is gone (and may be replaced by new records at the same LSNs); it goes on at
-    /// `to + 1`.
+    /// `to + 1`, or at the LSN it was started from if that is later.
     Rewound {
         /// The last LSN kept.
         to: Lsn,
@@ -66,6 +68,11 @@ pub enum TailEvent {
 pub struct Tail<S: GroupSync> {
     wal: SharedWal<S>,
     next: Lsn,
+    /// The LSN it was asked to start at (never before LSN 1).
+    start: Lsn,
+    /// The highest LSN it has delivered, if any: only a cut below it is a rewind for this
+    /// tail.
+    delivered: Option<Lsn>,
     /// The rewind generation seen last.
     generation: u64,
     reader: Option<SharedReader<S>>,
@@ -78,11 +85,14 @@ static TAIL_IDS: AtomicU64 = AtomicU64::new(1);
 impl<S: GroupSync> Tail<S> {
     pub(crate) fn new(wal: SharedWal<S>, from: Lsn) -> Self {
         let generation = wal.inner.rewinds().generation;
+        // LSN 0 names no record ("before the first"): a tail from it starts at the first
+        // LSN any log can have, so it reports nothing as missed that never existed.
+        let start = from.max(Lsn(1));
         Self {
             wal,
-            // LSN 0 names no record ("before the first"): a tail from it starts at the first
-            // LSN any log can have, so it reports nothing as missed that never existed.
-            next: from.max(Lsn(1)),
+            next: start,
+            start,
+            delivered: None,
             generation,
             reader: None,
             id: TAIL_IDS.fetch_add(1, Ordering::Relaxed),
@@ -101,10 +111,14 @@ impl<S: GroupSync> Tail<S> {
             self.generation = generation;
             // The reader may hold copies of removed records.
             self.reader = None;
+            // A rewind only if it removed a record this tail delivered: a tail that started
+            // past the end, or has delivered nothing above the cut, goes on where it was
+            // (the reader, dropped above, finds the records appended at those LSNs since).
             if let Some(to) = cut
-                && to.next() < self.next
+                && self.delivered.is_some_and(|d| d > to)
             {
-                self.next = to.next();
+                self.next = to.next().max(self.start);
+                self.delivered = (to >= self.start).then_some(to);
                 return Ok(Some(TailEvent::Rewound { to }));
             }
         }
@@ -133,6 +147,7 @@ impl<S: GroupSync> Tail<S> {
                         payload: r.payload.to_vec(),
                     };
                     self.next = r.lsn.next();
+                    self.delivered = Some(r.lsn);
                     return Ok(Some(event));
                 }
                 Ok(None) => return Ok(None),

@@ -314,6 +314,45 @@ fn tail_reports_a_rewind_and_reads_the_new_records() {
     assert_eq!(record(tail.next_event().unwrap()), (Lsn(8), vec![80]));
 }
 
+#[test]
+fn a_truncation_that_removed_nothing_delivered_is_no_rewind() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = open(dir.path(), SyncPolicy::Always);
+    for i in 1..=10u8 {
+        let _ = wal.append(&[i]).unwrap();
+    }
+    // Started past the end: it delivered nothing, so a cut below its start rewinds nothing.
+    let mut ahead = wal.tail(Lsn(20));
+    assert_eq!(ahead.try_next().unwrap(), None);
+    // Started inside the log, it delivers 6 and 7; the cut at 4 is below its start.
+    let mut inside = wal.tail(Lsn(6));
+    for i in 6..=7u8 {
+        assert_eq!(
+            record(inside.next_event().unwrap()),
+            (Lsn(u64::from(i)), vec![i])
+        );
+    }
+    wal.truncate_back(Lsn(4)).unwrap();
+    assert_eq!(ahead.try_next().unwrap(), None);
+    assert_eq!(ahead.position(), Lsn(20));
+    // It delivered records above the cut: a rewind, and it goes on from where it started.
+    assert_eq!(
+        inside.try_next().unwrap(),
+        Some(TailEvent::Rewound { to: Lsn(4) })
+    );
+    assert_eq!(inside.position(), Lsn(6));
+    for i in 5..=25u8 {
+        let _ = wal.append(&[100 + i]).unwrap();
+    }
+    assert_eq!(record(ahead.next_event().unwrap()), (Lsn(20), vec![120]));
+    assert_eq!(record(inside.next_event().unwrap()), (Lsn(6), vec![106]));
+    // A second cut below its start but after it delivered nothing new: no second rewind.
+    let mut fresh = wal.tail(Lsn(30));
+    wal.truncate_back(Lsn(3)).unwrap();
+    assert_eq!(fresh.try_next().unwrap(), None);
+    assert_eq!(fresh.position(), Lsn(30));
+}
+
 /// The tail as a `Stream` under tokio: a writer task and a reader task, with a rewind in the
 /// middle.
 #[test]
