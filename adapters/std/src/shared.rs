@@ -33,8 +33,9 @@ pub struct Appended {
     pub first: Lsn,
     /// LSN of the last record (`first − 1` for an empty batch).
     pub last: Lsn,
-    /// Whether every record of the append was durable when the call returned. If not, wait
-    /// with [`SharedWal::wait_durable`]`(last)`. `false` also when a concurrent
+    /// Whether every record of the append was durable when the call returned (`true` for an
+    /// empty batch unless the committer is poisoned). If not, wait with
+    /// [`SharedWal::wait_durable`]`(last)`. `false` also when a concurrent
     /// [`SharedWal::truncate_back`] removed them while the call waited (other records may
     /// since have taken their LSNs).
     pub durable: bool,
@@ -308,10 +309,12 @@ impl<S: GroupSync> SharedWal<S> {
         };
         self.inner.bell.ring();
         if payloads.is_empty() {
+            // No record to wait for: every record of the append is durable (vacuously), even
+            // while other writers' records before `first` are not yet.
             return Ok(Appended {
                 first,
                 last,
-                durable: !c.is_poisoned() && c.durable() >= last,
+                durable: !c.is_poisoned(),
             });
         }
         let durable = if let Some(seen) = due {
@@ -769,6 +772,16 @@ mod tests {
             "{lsn} is not durable yet"
         );
         seen
+    }
+
+    #[test]
+    fn an_empty_batch_is_durable_while_other_records_are_not() {
+        let wal = shared(SyncPolicy::Manual);
+        let _ = wal.append(b"unsynced").unwrap();
+        let empty = wal.append_batch(&[]).unwrap();
+        assert_eq!((empty.first, empty.last), (Lsn(2), Lsn(1)));
+        assert!(empty.durable, "an empty batch has no record to wait for");
+        assert!(!wal.append(b"two").unwrap().durable);
     }
 
     #[test]
