@@ -390,20 +390,29 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
         Ok(self.shared.lock().meta.vote.clone())
     }
 
-    /// Appended to the meta log without waiting for a sync: it becomes durable with the next
-    /// vote or purge (or the next sync of the meta log), and a crash may forget it, which
-    /// openraft allows (it only re-applies from further back).
+    /// Appended to the meta log without a sync: it becomes durable with the next vote or
+    /// purge (or the next sync of the meta log), and a crash may forget it, which openraft
+    /// allows (it only re-applies from further back). Once the meta log spans more than one
+    /// segment, the newest record is synced and the older segments dropped, so commits alone
+    /// (no election, no purge) keep it to about one segment: one sync per segment of commits.
     async fn save_committed(
         &mut self,
         committed: Option<LogId<C::NodeId>>,
     ) -> Result<(), StorageError<C::NodeId>> {
-        let mut st = self.shared.lock();
-        if st.meta.committed == committed {
-            return Ok(());
+        let last = {
+            let mut st = self.shared.lock();
+            if st.meta.committed == committed {
+                return Ok(());
+            }
+            st.meta.committed = committed;
+            let bytes = st.meta.encode().map_err(write_err)?;
+            // A plain append: no durability watcher, so no sync is requested.
+            self.shared.meta.append(&bytes).map_err(write_err)?.last
+        };
+        if self.shared.meta.segments().len() > 1 {
+            self.shared.meta.durable(last).await.map_err(write_err)?;
+            self.shared.compact_meta();
         }
-        st.meta.committed = committed;
-        // Not awaited: dropping the future leaves the record in the log.
-        drop(self.shared.write_meta(&st.meta)?);
         Ok(())
     }
 
@@ -429,6 +438,13 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
             let mut last = None;
             for entry in entries {
                 let id = entry.get_log_id().clone();
+                if id.index == u64::MAX {
+                    // The index after the last entry must exist (reads, the next append).
+                    return Err(write_err(format_args!(
+                        "raft index {} is out of range",
+                        id.index
+                    )));
+                }
                 let expected = match (&st.run, &st.meta.purged) {
                     (Some(run), _) => Some(run.last.index + 1),
                     (None, Some(p)) if id.index <= p.index => {
@@ -529,6 +545,19 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
                 .is_some_and(|p| p.index >= log_id.index)
             {
                 return Ok(());
+            }
+            if let Some(run) = st
+                .run
+                .as_ref()
+                .filter(|r| log_id.index.saturating_add(1) < r.first.0)
+            {
+                // Only a log never purged can start past the purge point + 1 (openraft's suite
+                // appends index 1 first); a purge point below its first entry would not explain
+                // where the live entries start, and the store would not open again.
+                return Err(write_err(format_args!(
+                    "purge to index {} would leave a hole before the first entry {}",
+                    log_id.index, run.first.0
+                )));
             }
             st.meta.purged = Some(log_id.clone());
             let cut = match st.run.clone() {
