@@ -87,6 +87,11 @@ fn a_purge_that_removes_entries_before_its_purge_point_is_durable_is_caught() {
 }
 
 #[test]
+fn a_store_that_reports_a_vote_saved_before_syncing_it_is_caught() {
+    caught(RaftVariant::VoteBeforeSync, &["vote"]);
+}
+
+#[test]
 fn a_reopen_that_is_unsafe_only_when_interrupted_is_caught() {
     let found = caught(RaftVariant::RewriteOnReopen, &["durability"]);
     assert!(

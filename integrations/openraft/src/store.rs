@@ -56,6 +56,9 @@ struct Shared<C: RaftTypeConfig, F: FileSystem> {
     /// A deliberately broken mode for the crash explorer: a purge removes entries before
     /// the meta record that moves the purge point is durable.
     purge_before_meta_durable: AtomicBool,
+    /// A deliberately broken mode for the crash explorer: `save_vote` returns before the
+    /// meta record holding the vote is durable.
+    vote_before_sync: AtomicBool,
 }
 
 struct State<NID: openraft::NodeId> {
@@ -169,6 +172,7 @@ impl<C: RaftTypeConfig, F: FileSystem> LogStore<C, F> {
                 state: Mutex::new(State { run, meta }),
                 ack_before_sync: AtomicBool::new(false),
                 purge_before_meta_durable: AtomicBool::new(false),
+                vote_before_sync: AtomicBool::new(false),
             }),
         })
     }
@@ -191,6 +195,15 @@ impl<C: RaftTypeConfig, F: FileSystem> LogStore<C, F> {
         self.shared
             .purge_before_meta_durable
             .store(true, Ordering::Relaxed);
+    }
+
+    /// **Breaks the store, for testing crash checkers only**: from now on `save_vote` appends
+    /// the meta record holding the vote and returns without syncing it (nothing syncs it
+    /// until a later call does), so a power loss can forget a vote reported saved. The crash
+    /// explorer of `walden-tests` must catch it.
+    #[doc(hidden)]
+    pub fn vote_before_sync_for_testing(&self) {
+        self.shared.vote_before_sync.store(true, Ordering::Relaxed);
     }
 
     /// The entries log (for inspection and metrics).
@@ -379,6 +392,12 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
         let durable = {
             let mut st = self.shared.lock();
             st.meta.vote = Some(vote.clone());
+            if self.shared.vote_before_sync.load(Ordering::Relaxed) {
+                // The broken order: appended, no sync requested, reported saved.
+                let bytes = st.meta.encode().map_err(vote_err)?;
+                let _unsynced = self.shared.meta.append(&bytes).map_err(vote_err)?;
+                return Ok(());
+            }
             self.shared.write_meta(&st.meta)?
         };
         durable.await.map_err(vote_err)?;

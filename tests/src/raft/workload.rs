@@ -34,15 +34,19 @@ pub enum RaftVariant {
     /// nothing; interrupted by a power loss, it loses a flushed entry. Only the crashes during
     /// the store's open (the explorer's nested crash points) can catch it.
     RewriteOnReopen,
+    /// `save_vote` returns before the meta record holding the vote is durable
+    /// (`vote_before_sync_for_testing`).
+    VoteBeforeSync,
 }
 
 impl RaftVariant {
     /// Every variant, the correct one first.
-    pub const ALL: [RaftVariant; 4] = [
+    pub const ALL: [RaftVariant; 5] = [
         RaftVariant::Correct,
         RaftVariant::AckBeforeSync,
         RaftVariant::PurgeBeforeMetaDurable,
         RaftVariant::RewriteOnReopen,
+        RaftVariant::VoteBeforeSync,
     ];
 
     fn apply(self, store: &SimStore) {
@@ -51,6 +55,7 @@ impl RaftVariant {
             RaftVariant::AckBeforeSync => store.acknowledge_before_sync_for_testing(),
             RaftVariant::PurgeBeforeMetaDurable => store.purge_before_meta_durable_for_testing(),
             RaftVariant::RewriteOnReopen => {}
+            RaftVariant::VoteBeforeSync => store.vote_before_sync_for_testing(),
         }
     }
 
