@@ -315,13 +315,15 @@ impl<C: RaftTypeConfig, F: FileSystem> Shared<C, F> {
         Ok(out)
     }
 
-    /// Appends the meta state; returns a future for its durability.
+    /// Appends the meta state; returns a future for its durability. `err` names what the
+    /// record is written for (the vote, or the logs' purge point).
     fn write_meta(
         &self,
         meta: &Meta<C::NodeId>,
+        err: impl Fn(&dyn core::fmt::Display) -> StorageError<C::NodeId>,
     ) -> Result<walden_std::DurableFuture, StorageError<C::NodeId>> {
-        let bytes = meta.encode().map_err(vote_err)?;
-        let (_, durable) = self.meta.append_durable(&[&bytes]).map_err(vote_err)?;
+        let bytes = meta.encode().map_err(|e| err(&e))?;
+        let (_, durable) = self.meta.append_durable(&[&bytes]).map_err(|e| err(&e))?;
         Ok(durable)
     }
 
@@ -398,7 +400,7 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
                 let _unsynced = self.shared.meta.append(&bytes).map_err(vote_err)?;
                 return Ok(());
             }
-            self.shared.write_meta(&st.meta)?
+            self.shared.write_meta(&st.meta, |e| vote_err(e))?
         };
         durable.await.map_err(vote_err)?;
         self.shared.compact_meta();
@@ -603,7 +605,7 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
                 // written, so every run of the explorer sees the gap between the two.
                 self.shared.entries.truncate_front(cut).map_err(write_err)?;
             }
-            let durable = self.shared.write_meta(&st.meta)?;
+            let durable = self.shared.write_meta(&st.meta, |e| write_err(e))?;
             (durable, cut)
         };
         durable.await.map_err(write_err)?;
