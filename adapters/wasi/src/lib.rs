@@ -20,6 +20,9 @@
 //!
 //! [`Storage::list`]: walden_core::Storage::list
 
+// Used by the WASI storage; on other targets only its tests use it.
+#[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), allow(dead_code))]
+mod dir;
 mod error;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod storage;

@@ -9,6 +9,7 @@ use wasi::filesystem::types::{
     Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
 };
 
+use crate::dir::{DirHandle, open_path};
 use crate::error::WasiError;
 use walden_core::{CLEAN_FILE, SegmentName, parse_segment_name};
 
@@ -94,35 +95,15 @@ impl WasiStorage {
     /// Uses the preopened directory the host published under `guest_path` (for example `"."`
     /// or `"/data"`). Fails with [`StorageErrorKind::NotFound`] if there is none.
     pub fn from_preopen(guest_path: &str) -> Result<Self, WasiError> {
-        get_directories()
-            .into_iter()
-            .find(|(_, path)| path == guest_path)
-            .map(|(dir, _)| Self::new(dir))
-            .ok_or(WasiError::new(
-                "preopens",
-                StorageErrorKind::NotFound,
-                "no such preopen",
-            ))
+        preopen(guest_path).map(Self::new)
     }
 
     /// Opens (creating it if needed) the directory `path` below the preopen `guest_path` and
-    /// uses it. The creation is not made durable here; see [`Storage::sync_dir`].
+    /// uses it. Each component of `path` is created if missing and the directory holding its
+    /// entry (the preopen, for the first) is synced, even if it existed: [`Storage::sync_dir`]
+    /// syncs the log directory itself, which cannot make the log directory's own name durable.
     pub fn open_dir(guest_path: &str, path: &str) -> Result<Self, WasiError> {
-        let parent = Self::from_preopen(guest_path)?;
-        match parent.dir.create_directory_at(path) {
-            Ok(()) | Err(ErrorCode::Exist) => {}
-            Err(code) => return Err(wasi_error("create-directory-at", code)),
-        }
-        let dir = parent
-            .dir
-            .open_at(
-                PathFlags::empty(),
-                path,
-                OpenFlags::DIRECTORY,
-                DescriptorFlags::READ | DescriptorFlags::MUTATE_DIRECTORY,
-            )
-            .map_err(|code| wasi_error("open-at", code))?;
-        Ok(Self::new(dir))
+        Ok(Self::new(open_path(preopen(guest_path)?, path)?))
     }
 
     /// Removes walden-std's clean-close marker ([`CLEAN_FILE`]) before the first change to a
@@ -401,6 +382,42 @@ impl Storage for WasiStorage {
             file.sync_data()
                 .map_err(|code| wasi_error("sync-data", code))
         })
+    }
+}
+
+/// The preopened directory the host published under `guest_path`.
+fn preopen(guest_path: &str) -> Result<Descriptor, WasiError> {
+    get_directories()
+        .into_iter()
+        .find(|(_, path)| path == guest_path)
+        .map(|(dir, _)| dir)
+        .ok_or(WasiError::new(
+            "preopens",
+            StorageErrorKind::NotFound,
+            "no such preopen",
+        ))
+}
+
+impl DirHandle for Descriptor {
+    fn create_dir(&self, name: &str) -> Result<(), WasiError> {
+        match self.create_directory_at(name) {
+            Ok(()) | Err(ErrorCode::Exist) => Ok(()),
+            Err(code) => Err(wasi_error("create-directory-at", code)),
+        }
+    }
+
+    fn open_dir(&self, name: &str) -> Result<Self, WasiError> {
+        self.open_at(
+            PathFlags::empty(),
+            name,
+            OpenFlags::DIRECTORY,
+            DescriptorFlags::READ | DescriptorFlags::MUTATE_DIRECTORY,
+        )
+        .map_err(|code| wasi_error("open-at", code))
+    }
+
+    fn sync(&self) -> Result<(), WasiError> {
+        Descriptor::sync(self).map_err(|code| wasi_error("sync", code))
     }
 }
 
