@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 
 use crate::durable::DurableImage;
 use crate::model::Model;
@@ -82,6 +82,47 @@ impl Plan {
         verbose: false,
     };
 
+    /// Checks the knobs before any run: options the guest would refuse (or fail on in every run)
+    /// would otherwise show up as a violation in every run, blamed on the log, and would let
+    /// `--expect-violations` pass without the broken guest being caught; options under which
+    /// no run can be cut would let the loop pass without a single crash.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.runs < 3 {
+            return Err(format!(
+                "--runs {}: the first run measures and the second runs recovery only, so at \
+                 least 3 runs are needed for one to be cut",
+                self.runs
+            ));
+        }
+        if self.full_run_every < 3 {
+            return Err(format!(
+                "--full-run-every {}: every run would run to the end (one in this many is \
+                 measured, the next runs recovery only); use 3 or more",
+                self.full_run_every
+            ));
+        }
+        if self.min_value > self.max_value {
+            return Err(format!(
+                "--min-value {} is above --max-value {}",
+                self.min_value, self.max_value
+            ));
+        }
+        if self.max_value > GUEST_MAX_VALUE {
+            return Err(format!(
+                "--max-value {}: the guest's records hold values of at most {GUEST_MAX_VALUE} \
+                 bytes",
+                self.max_value
+            ));
+        }
+        if self.keys == 0 {
+            return Err("--keys 0: the workload needs at least one key".into());
+        }
+        walden_core::Config::default()
+            .with_segment_size(self.segment_size)
+            .validate()
+            .map_err(|e| format!("--segment-size {}: {e}", self.segment_size))
+    }
+
     /// The options that reproduce this plan's runs (all but `--runs`), for replay lines.
     pub(crate) fn replay_options(&self) -> String {
         let mut options = format!("--seed {:#x}", self.seed);
@@ -122,8 +163,30 @@ impl Plan {
     }
 }
 
-/// Runs the crash loop in `data` (which should start empty).
+/// The largest value the guest's entry limits accept (`wasm-demo/guest/src/main.rs`, `LIMITS`:
+/// a 64 KiB record less room for the key and postcard's framing).
+const GUEST_MAX_VALUE: u64 = 64 * 1024 - 1024 - 16;
+
+/// Fails unless `data` holds no entry: the model starts from an empty log, so records left by
+/// an earlier loop would be reported as phantoms (and a lost one would go unnoticed).
+pub(crate) fn ensure_empty(data: &Path) -> Result<()> {
+    let mut entries =
+        std::fs::read_dir(data).with_context(|| format!("listing {}", data.display()))?;
+    if let Some(entry) = entries.next() {
+        bail!(
+            "the data directory {} is not empty (it holds {:?}): the crash loop checks the log \
+             against everything acknowledged since it was empty; give it a new directory",
+            data.display(),
+            entry?.file_name()
+        );
+    }
+    Ok(())
+}
+
+/// Runs the crash loop in `data`, which must be empty ([`ensure_empty`]).
 pub(crate) fn crash_loop(component: &Guest, data: &Path, plan: &Plan) -> Result<Report> {
+    plan.validate().map_err(anyhow::Error::msg)?;
+    ensure_empty(data)?;
     let start = Instant::now();
     let mut rng = SplitMix64::new(plan.seed);
     let mut image = DurableImage::of(data)?;
@@ -190,7 +253,7 @@ pub(crate) fn crash_loop(component: &Guest, data: &Path, plan: &Plan) -> Result<
             (Some(at), _) => format!("cut {at}"),
             (None, Cut::Fuel(budget)) if outcome.ending == Ending::OutOfFuel => format!(
                 "out of fuel after {budget} units in {}",
-                if check.dump_complete {
+                if recovery_ended(&lines) {
                     "workload"
                 } else {
                     "recovery"
@@ -222,7 +285,7 @@ pub(crate) fn crash_loop(component: &Guest, data: &Path, plan: &Plan) -> Result<
             }
             Ending::OutOfFuel => {
                 report.cuts_by_fuel += 1;
-                report.cuts_in_recovery += u64::from(!check.dump_complete);
+                report.cuts_in_recovery += u64::from(!recovery_ended(&lines));
                 true
             }
             Ending::PowerCut => {
@@ -303,6 +366,15 @@ pub(crate) fn crash_loop(component: &Guest, data: &Path, plan: &Plan) -> Result<
     Ok(report)
 }
 
+/// Whether the guest's recovery had ended: `Wal::open` returned, so the guest printed its
+/// `RECOVERY` (or `OPENFAILED`) line. A cut after it, while the guest reads the records back,
+/// is not during recovery's repairs; the crash points use the same boundary (`points.rs`).
+fn recovery_ended(lines: &[Line]) -> bool {
+    lines
+        .iter()
+        .any(|l| matches!(l, Line::Recovery(_) | Line::OpenFailed(_)))
+}
+
 /// The lines naming the crashes a violation may come from.
 fn crashes_before(unchecked: &[String]) -> String {
     match unchecked {
@@ -322,6 +394,100 @@ fn crashes_before(unchecked: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_plan_is_valid() {
+        assert_eq!(Plan::DEFAULT.validate(), Ok(()));
+    }
+
+    /// Options under which every run would fail in the guest, or no run could be cut, are
+    /// refused before the loop starts, naming the option.
+    #[test]
+    fn plans_the_guest_cannot_run_or_that_cut_nothing_are_refused() {
+        let refused = |plan: Plan, flag: &str| {
+            let e = plan.validate().expect_err(flag);
+            assert!(e.contains(flag), "{e}");
+        };
+        refused(
+            Plan {
+                min_value: 300,
+                max_value: 200,
+                ..Plan::DEFAULT
+            },
+            "--min-value",
+        );
+        refused(
+            Plan {
+                max_value: 70_000,
+                ..Plan::DEFAULT
+            },
+            "--max-value",
+        );
+        refused(
+            Plan {
+                segment_size: 50,
+                ..Plan::DEFAULT
+            },
+            "--segment-size",
+        );
+        refused(
+            Plan {
+                keys: 0,
+                ..Plan::DEFAULT
+            },
+            "--keys",
+        );
+        refused(
+            Plan {
+                full_run_every: 2,
+                ..Plan::DEFAULT
+            },
+            "--full-run-every",
+        );
+        refused(
+            Plan {
+                runs: 2,
+                ..Plan::DEFAULT
+            },
+            "--runs",
+        );
+        assert_eq!(
+            Plan {
+                max_value: GUEST_MAX_VALUE,
+                full_run_every: 3,
+                runs: 3,
+                ..Plan::DEFAULT
+            }
+            .validate(),
+            Ok(())
+        );
+    }
+
+    /// A directory left by an earlier loop is refused: its records would be phantoms to a
+    /// model that starts empty.
+    #[test]
+    fn a_non_empty_data_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure_empty(dir.path()).unwrap();
+        std::fs::write(dir.path().join("00000000000000000001.wal"), b"x").unwrap();
+        let e = ensure_empty(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("not empty"), "{e}");
+    }
+
+    /// A fuel trap while the guest prints the recovered records is after recovery (its
+    /// repairs are done): only a trap before `Wal::open` returned counts as during recovery,
+    /// as for the crash points.
+    #[test]
+    fn recovery_ends_when_the_open_returns_not_when_the_dump_does() {
+        let parsed = |out: &str| protocol::parse(out).unwrap();
+        assert!(!recovery_ended(&parsed("")));
+        assert!(recovery_ended(&parsed(
+            "RECOVERY created=0 records=2 first_lsn=1\nREC 1 put a 01\n"
+        )));
+        assert!(recovery_ended(&parsed(
+            "OPENFAILED case=Other segment=0 offset=0 lsn=0\n"
+        )));
+    }
 
     /// The replay line carries every option that changes what the runs do.
     #[test]

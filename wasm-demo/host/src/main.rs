@@ -255,7 +255,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 max_value: workload.max_value,
                 segment_size: workload.segment_size,
                 retain_segments: workload.retain_segments,
-                full_run_every: full_run_every.max(2),
+                full_run_every,
                 power_loss: !no_power_loss,
                 broken: if ack_before_sync {
                     Some(Broken::AckBeforeSync)
