@@ -383,6 +383,34 @@ mod tests {
         assert!(v.iter().any(|v| v.contains("came back")), "{v:?}");
     }
 
+    /// An in-flight record that a recovery cut, and whose LSN was reused, must never come
+    /// back: neither while the new record at that LSN is in flight nor once it is acknowledged.
+    #[test]
+    fn a_cut_in_flight_record_that_comes_back_is_flagged() {
+        let first = format!("{EMPTY}INTENT 1 put a 01\nACK 1 put a 01\nINTENT 2 put b 02\n");
+        let cut = format!("REC 1 put a 0000000000000001\n{}", state_line(&[("a", 1)]));
+        let back = format!(
+            "REC 1 put a 0000000000000001\nREC 2 put b 0000000000000002\n{}",
+            state_line(&[("a", 1), ("b", 2)])
+        );
+
+        let mut m = Model::default();
+        assert!(run(&mut m, &first).is_empty());
+        assert!(run(&mut m, &format!("{cut}INTENT 2 del a\n")).is_empty());
+        let v = run(&mut m, &back);
+        assert!(v.iter().any(|v| v.contains("phantom")), "{v:?}");
+
+        let mut m = Model::default();
+        assert!(run(&mut m, &first).is_empty());
+        assert!(run(&mut m, &format!("{cut}INTENT 2 del a\nACK 2 del a\n")).is_empty());
+        let v = run(&mut m, &back);
+        assert!(
+            v.iter()
+                .any(|v| v.contains("recovered `put b") && v.contains("LSN 2 `del a`")),
+            "{v:?}"
+        );
+    }
+
     /// A refused log is a violation naming the record recovery stopped at.
     #[test]
     fn a_failed_recovery_names_the_record() {
