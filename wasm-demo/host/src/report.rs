@@ -122,6 +122,13 @@ impl core::fmt::Display for Report {
         if let Some(run) = self.stopped_at {
             writeln!(f, "Stopped after run {run}, the first with a violation.")?;
         }
+        if self.runs > 0 && self.crashes() == 0 {
+            writeln!(
+                f,
+                "No run was cut: nothing was checked after a crash (the first run measures, the \
+                 second runs recovery only, one in every --full-run-every runs to the end)."
+            )?;
+        }
         writeln!(f)?;
         let row = |f: &mut core::fmt::Formatter<'_>, label: &str, n: u64, meaning: &str| {
             writeln!(f, "  {label:<26}{n:>8}  {meaning}")
@@ -225,5 +232,22 @@ impl core::fmt::Display for Report {
         writeln!(f)?;
         writeln!(f, "replay: {}", self.replay(self.runs))?;
         write!(f, "elapsed: {:.1?}", self.elapsed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loop in which no run was cut says so: its 0 violations checked no crash.
+    #[test]
+    fn a_loop_without_a_cut_says_so() {
+        let mut report = Report::new(&Plan::DEFAULT);
+        report.runs = 2;
+        report.completed = 2;
+        assert!(report.to_string().contains("No run was cut"), "{report}");
+        report.runs = 3;
+        report.cuts_by_fuel = 1;
+        assert!(!report.to_string().contains("No run was cut"), "{report}");
     }
 }
