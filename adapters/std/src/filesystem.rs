@@ -233,6 +233,14 @@ pub struct Tuning {
     /// 0.53-0.63 of the baseline with this and the sealed segments' early syncs started,
     /// 0.86-0.93 without either).
     pub write_back_every: u64,
+    /// A segment's reservation ([`Storage::reserve`](walden_core::Storage::reserve): its
+    /// `fallocate` and zero-fill) and the spare prepared for the next segment cover at most
+    /// this many bytes (1 GiB), whatever the segment size. Past it a segment grows as it is
+    /// written, as an unfilled one does. Without a bound a huge `Config::segment_size`
+    /// (`u64::MAX`, for a log that never rotates) had a background job write zeros until the
+    /// disk was full: the log's own writes, and every other process's on that file system,
+    /// then failed for lack of space, and closing the log waited for it.
+    pub max_prepared: u64,
 }
 
 impl Tuning {
@@ -249,6 +257,7 @@ impl Tuning {
         max_open_files: 64,
         replay_chunk: 512 << 10,
         write_back_every: 4 << 20,
+        max_prepared: 1 << 30,
     };
 }
 

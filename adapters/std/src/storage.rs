@@ -253,6 +253,7 @@ impl<F: FileSystem> FileStorage<F> {
     /// written since open (the first write prepares it then).
     pub fn prepare_next(&self, active: SegmentId, len: u64) {
         if self.preallocate && self.wrote {
+            let len = len.min(self.fs.tuning().max_prepared);
             let zero = self.zero_fill;
             spare::prepare_in_background(&self.fs, &self.spare, &self.dir, active + 1, len, zero);
         }
@@ -745,11 +746,12 @@ impl<F: FileSystem> Storage for FileStorage<F> {
     /// Preallocates `id` up to `len` bytes without changing its length, then prepares the next
     /// segment's file in the background. Both are hints: failures are ignored (a later write
     /// reports a real lack of space). Before the first write since open it is only remembered
-    /// (see `wrote`).
+    /// (see `wrote`). Never more than [`Tuning::max_prepared`](crate::Tuning) bytes.
     fn reserve(&mut self, id: SegmentId, len: u64) -> Result<(), FileError> {
         if !self.preallocate {
             return Ok(());
         }
+        let len = len.min(self.fs.tuning().max_prepared);
         if !self.wrote {
             self.deferred = Some((id, len));
             return Ok(());
@@ -1520,6 +1522,44 @@ mod tests {
         assert_eq!(fs.open_files(), open - 1 + MAX_QUEUED);
         drop(s);
         assert_eq!(fs.open_files(), 0);
+    }
+
+    /// A huge segment size (`u64::MAX`: a log that never rotates) reserves and prepares at
+    /// most `Tuning::max_prepared` bytes: the spare's background job zero-filled the whole
+    /// segment size, which on a real disk wrote zeros until the disk was full (the log's
+    /// writes, and other processes', then failed for lack of space, and closing waited for it).
+    #[cfg(feature = "sim")]
+    #[test]
+    fn a_huge_segment_size_prepares_a_bounded_spare() {
+        use crate::filesystem::{Background, SIM_TUNING, SimFileSystem};
+        let cap = 16 << 10;
+        let tuning = Tuning {
+            max_prepared: cap,
+            ..SIM_TUNING
+        };
+        let fs = SimFileSystem::with_settings(
+            "/log",
+            walden_sim::SimFs::default(),
+            Background::Deferred,
+            tuning,
+            None,
+        );
+        let mut s = FileStorage::open_in(fs.clone(), "/log", true).unwrap();
+        s.create(1).unwrap();
+        s.write(1, 0, b"header").unwrap();
+        s.sync(1).unwrap();
+        // 1 MiB stands for `u64::MAX` (the simulator keeps files in memory).
+        let huge = 1 << 20;
+        s.reserve(1, huge).unwrap();
+        fs.run_background(usize::MAX);
+        s.prepare_next(1, huge);
+        fs.run_background(usize::MAX);
+        s.create(2).unwrap();
+        assert_eq!(
+            s.len(2).unwrap(),
+            cap,
+            "segment 2 is the spare, zero-filled to the bound"
+        );
     }
 
     /// A spare whose job was still running when the rotation it was meant for came (the

@@ -53,6 +53,8 @@ pub const SIM_TUNING: Tuning = Tuning {
     replay_chunk: 1024,
     // Not modelled (`start_write_back` does nothing here): small, so the bookkeeping runs.
     write_back_every: 1024,
+    // As on disk: larger than any segment a simulated log builds, so reservations are whole.
+    max_prepared: 1 << 30,
 };
 
 struct Queued {
