@@ -316,3 +316,33 @@ fn a_marker_that_cannot_be_removed_refuses_the_open_and_changes_nothing() {
     assert_eq!(before, after);
     assert!(marker.is_dir());
 }
+
+/// Symlinks named `walden.lock` or `walden.clean` are never followed: the lock file and the
+/// clean-close marker were opened through them (create, read-write), so a dangling
+/// `walden.lock` created a file outside the log directory, and a `walden.clean` symlink placed
+/// while the log was open had the close write its text over the first bytes of its target.
+#[test]
+fn symlinked_lock_and_marker_files_are_not_followed() {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    std::fs::create_dir(&dir).unwrap();
+    let outside = tmp.path().join("elsewhere");
+    symlink(&outside, dir.join("walden.lock")).unwrap();
+    let opened = Wal::open(&dir, Options::default());
+    assert!(
+        matches!(opened, Err(Error::Directory { .. })),
+        "{:?}",
+        opened.as_ref().err()
+    );
+    assert!(!outside.exists(), "nothing created outside the directory");
+    std::fs::remove_file(dir.join("walden.lock")).unwrap();
+
+    let precious = tmp.path().join("precious");
+    std::fs::write(&precious, b"the user's own bytes").unwrap();
+    let (mut wal, _) = Wal::open(&dir, Options::default()).unwrap();
+    wal.append(b"x").unwrap();
+    symlink(&precious, dir.join("walden.clean")).unwrap();
+    drop(wal);
+    assert_eq!(std::fs::read(&precious).unwrap(), b"the user's own bytes");
+}

@@ -2,7 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::{DirEntry, FileKind, FileSystem, FsFile, Job, Metadata, OpenMode, Worker};
@@ -111,6 +111,10 @@ impl FileSystem for OsFs {
             OpenMode::CreateNew => o.read(true).write(true).create_new(true),
             OpenMode::CreateOrOpen => o.read(true).write(true).create(true).truncate(false),
         };
+        // Every file walden-std opens is an entry directly inside the log directory (a
+        // segment, a spare, the lock file, the clean-close marker): a symlink there is never
+        // followed (`ELOOP`), so nothing outside the directory is created, locked or written.
+        o.custom_flags(libc::O_NOFOLLOW);
         o.open(path)
     }
 
