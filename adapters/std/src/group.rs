@@ -325,13 +325,15 @@ impl Slot {
     /// Parks until a leader or poisoner sets the state, polling for `spin` first; returns
     /// the state.
     fn park(&self, spin: Duration) -> u8 {
-        let until = (!spin.is_zero()).then(|| Instant::now() + spin);
+        // `None`: no polling; `Some(None)`: a spin too long for an `Instant` (`Duration::MAX`),
+        // polled without a deadline, as asked.
+        let until = (!spin.is_zero()).then(|| Instant::now().checked_add(spin));
         loop {
             let s = self.state.load(Ordering::Acquire);
             if s != WAITING {
                 return s;
             }
-            if until.is_some_and(|until| Instant::now() < until) {
+            if until.is_some_and(|until| until.is_none_or(|until| Instant::now() < until)) {
                 std::thread::yield_now();
             } else {
                 loop {
@@ -775,16 +777,20 @@ impl<S: GroupSync> Committer<S> {
         if w.max_wait.is_zero() {
             return;
         }
-        let deadline = Instant::now() + w.max_wait;
+        // `None`: a window too long for an `Instant` (`Duration::MAX`: "until `min_bytes`"),
+        // waited without a deadline rather than a panic in the leader.
+        let deadline = Instant::now().checked_add(w.max_wait);
         loop {
             if w.min_bytes > 0 && self.lock_log().unsynced_bytes() >= w.min_bytes {
                 return;
             }
             let now = Instant::now();
-            if now >= deadline {
-                return;
-            }
-            std::thread::sleep((deadline - now).min(Duration::from_micros(50)));
+            let left = match deadline {
+                Some(deadline) if now >= deadline => return,
+                Some(deadline) => deadline - now,
+                None => Duration::MAX,
+            };
+            std::thread::sleep(left.min(Duration::from_micros(50)));
         }
     }
 

@@ -678,19 +678,23 @@ impl Stop {
 
     /// Sleeps for `d` or until stopped; returns whether stopped.
     fn sleep(&self, d: Duration) -> bool {
-        let deadline = Instant::now() + d;
+        // `None`: an interval too long for an `Instant` (`Duration::MAX`), slept until stopped
+        // rather than a panic that ended the flusher thread.
+        let deadline = Instant::now().checked_add(d);
         let mut stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if *stopped {
                 return true;
             }
             let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
+            let left = match deadline {
+                Some(deadline) if now >= deadline => return false,
+                Some(deadline) => deadline - now,
+                None => Duration::MAX,
+            };
             stopped = self
                 .cv
-                .wait_timeout(stopped, deadline - now)
+                .wait_timeout(stopped, left)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }

@@ -102,3 +102,23 @@ fn from_core_refuses_a_core_log_that_follows_its_own_policy() {
         }
     }
 }
+
+/// A wait given as `Duration::MAX` ("no time limit") is a wait without a deadline, never a
+/// panic: a group window's `max_wait` made every commit's leader panic with "overflow when
+/// adding duration to instant" (the append that led it failed, and waiters it should have
+/// answered were left waiting), and `SyncPolicy::Interval(Duration::MAX)` and
+/// `Spin::Fixed(Duration::MAX)` computed their deadlines the same way.
+#[test]
+fn a_group_window_without_a_time_limit_does_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let window = GroupWindow {
+        max_wait: core::time::Duration::MAX,
+        min_bytes: 1,
+        ..GroupWindow::default()
+    };
+    let options = options(SyncPolicy::Always).with_group_window(window);
+    let (wal, _) = SharedWal::open(dir.path(), options).unwrap();
+    let appended = wal.append(b"x").unwrap();
+    assert!(appended.durable, "the byte waiting ends the window at once");
+    assert_eq!(wal.durable_lsn(), appended.last);
+}
