@@ -72,10 +72,13 @@ fn is_spare(name: &str) -> bool {
         .is_some_and(|digits| digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Read-only, never through a symlink, and never waiting: `O_NONBLOCK` changes nothing for a
+/// regular file, but opening a FIFO for reading without it waits for a writer (a FIFO named
+/// `walden.lock` hung every command).
 fn nofollow() -> OpenOptions {
     let mut o = OpenOptions::new();
     o.read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK);
     o
 }
 
@@ -148,6 +151,12 @@ impl ReadOnlyDir {
         check_dir(dir)?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = match nofollow().open(&lock_path) {
+            Ok(f) if !f.metadata().is_ok_and(|m| m.is_file()) => {
+                return Err(Failure(format!(
+                    "{} is not a regular file; refusing to use it as the lock",
+                    lock_path.display()
+                )));
+            }
             Ok(f) => {
                 match f.try_lock_shared() {
                     Ok(()) => {}

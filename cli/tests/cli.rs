@@ -701,3 +701,40 @@ fn bad_limits_and_backwards_ranges_are_usage_errors() {
     assert!(out.stdout.is_empty());
     assert!(out.stderr.contains("holds LSNs 1..=5"), "{}", out.stderr);
 }
+
+/// A `walden.lock` that is a FIFO (or anything else but a regular file) is refused at once
+/// with exit status 3: the read-only commands opened it for reading to take the shared lock,
+/// and opening a FIFO for reading waits for a writer, so every command hung.
+#[test]
+fn a_lock_file_that_is_not_a_regular_file_is_refused_not_waited_on() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_log(dir, 5);
+    fs::remove_file(dir.join("walden.lock")).unwrap();
+    let made = Command::new("mkfifo")
+        .arg(dir.join("walden.lock"))
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    // Names only: reading every file (as `listing` does) would itself wait on the FIFO.
+    let names = || {
+        let mut v: Vec<_> = (fs::read_dir(dir).unwrap())
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = names();
+    for cmd in ["verify", "inspect", "dump", "repair"] {
+        // `timeout` turns a hang into exit status 124 instead of a test that never ends.
+        let out = Command::new("timeout")
+            .args(["60", env!("CARGO_BIN_EXE_walden"), cmd, p(dir)])
+            .output()
+            .expect("run walden under timeout");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{cmd}: {stderr}");
+        assert!(stderr.contains("not a regular file"), "{cmd}: {stderr}");
+    }
+    assert_eq!(names(), before);
+}
