@@ -270,6 +270,17 @@ impl<F: FileSystem> Wal<F> {
             }
             .into());
         }
+        // Allocated before anything on disk is touched: a size no allocation can serve is a
+        // typed error (`vec!` would panic or abort the process).
+        let mut scratch = Vec::new();
+        let size = options.scratch_size.max(walden_core::MIN_SCRATCH);
+        if scratch.try_reserve_exact(size).is_err() {
+            return Err(Error::InvalidOptions {
+                why: "Options::scratch_size is more memory than this process can allocate (the default is 1 MiB)",
+            }
+            .into());
+        }
+        scratch.resize(size, 0);
         let mut storage = FileStorage::open_in(fs, &dir, options.create_dir)?;
         storage.set_preallocate(options.preallocate);
         storage.refresh_foreign().map_err(|e| Error::Directory {
@@ -282,7 +293,6 @@ impl<F: FileSystem> Wal<F> {
         let config = options
             .config
             .with_salt_seed(options.config.salt_seed ^ storage.file_system().random_seed());
-        let mut scratch = vec![0u8; options.scratch_size.max(walden_core::MIN_SCRATCH)];
         let paths = SegmentPaths(dir.clone());
         let (summaries, next) = match replay {
             None => (

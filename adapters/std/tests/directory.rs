@@ -270,6 +270,20 @@ fn invalid_options_touch_nothing_on_disk() {
         "Wal, Interval: {result:?}"
     );
     assert!(!dir.exists(), "Wal, Interval: created the directory");
+    // Scratch memory no allocation can serve is a typed error, not a panic.
+    let huge = Options {
+        scratch_size: usize::MAX,
+        ..Options::default()
+    };
+    let result = open_wal(huge);
+    assert!(
+        matches!(result, Err(Error::InvalidOptions { .. })),
+        "Wal, scratch_size usize::MAX: {result:?}"
+    );
+    assert!(
+        !dir.exists(),
+        "Wal, scratch_size usize::MAX: created the directory"
+    );
     // An existing log is left exactly as it is: no lock file appears.
     std::fs::create_dir(&dir).unwrap();
     assert!(open_wal(bad_config).is_err());
