@@ -333,7 +333,7 @@ impl Slot {
             if s != WAITING {
                 return s;
             }
-            if until.is_some_and(|until| until.is_none_or(|until| Instant::now() < until)) {
+            if until.is_some_and(|until| time_left(until).is_some()) {
                 std::thread::yield_now();
             } else {
                 loop {
@@ -388,6 +388,18 @@ pub(crate) struct Committer<S: Storage> {
     cores: u32,
     pub(crate) window: GroupWindow,
     pub(crate) metrics: Recorder,
+}
+
+/// The time left until `deadline`, `None` once it is reached. A deadline too far away for an
+/// `Instant` (`Instant::now().checked_add(Duration::MAX)` is `None`) never passes: its time
+/// left is `Duration::MAX`.
+pub(crate) fn time_left(deadline: Option<Instant>) -> Option<Duration> {
+    match deadline {
+        Some(deadline) => deadline
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero()),
+        None => Some(Duration::MAX),
+    }
 }
 
 fn relock<T>(r: Result<T, PoisonError<T>>) -> T {
@@ -784,11 +796,8 @@ impl<S: GroupSync> Committer<S> {
             if w.min_bytes > 0 && self.lock_log().unsynced_bytes() >= w.min_bytes {
                 return;
             }
-            let now = Instant::now();
-            let left = match deadline {
-                Some(deadline) if now >= deadline => return,
-                Some(deadline) => deadline - now,
-                None => Duration::MAX,
+            let Some(left) = time_left(deadline) else {
+                return;
             };
             std::thread::sleep(left.min(Duration::from_micros(50)));
         }

@@ -14,7 +14,7 @@ use crate::durable::{DurableError, DurableFuture, StopSyncer, Syncer, Watcher};
 use crate::error::Error;
 use crate::filesystem::{FileSystem, OsFs};
 use crate::gate::{Gate, Handle};
-use crate::group::{Committer, GroupSync, GroupWindow, Locked};
+use crate::group::{Committer, GroupSync, GroupWindow, Locked, time_left};
 use crate::metrics::Metrics;
 use crate::reader::{PositionIndex, SharedReader};
 use crate::replay::ReplayError;
@@ -686,11 +686,8 @@ impl Stop {
             if *stopped {
                 return true;
             }
-            let now = Instant::now();
-            let left = match deadline {
-                Some(deadline) if now >= deadline => return false,
-                Some(deadline) => deadline - now,
-                None => Duration::MAX,
+            let Some(left) = time_left(deadline) else {
+                return false;
             };
             stopped = self
                 .cv
