@@ -1,27 +1,12 @@
 //! Edge cases of the store found in review: the meta log's size under commits alone, a purge
 //! below the first entry of a log never purged, and raft indexes at the end of `u64`.
 
+mod common;
+
+use common::{Store, entry, id, indexes};
+use openraft::RaftLogReader;
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader};
-use walden_openraft::LogStore;
-use walden_openraft::kv::{Request, TypeConfig};
 use walden_std::{Config, Options, OsFs};
-
-type Store = LogStore<TypeConfig>;
-
-fn id(term: u64, index: u64) -> LogId<u64> {
-    LogId::new(CommittedLeaderId::new(term, 1), index)
-}
-
-fn entry(term: u64, index: u64) -> Entry<TypeConfig> {
-    Entry {
-        log_id: id(term, index),
-        payload: EntryPayload::Normal(Request::Set {
-            key: format!("k{index}"),
-            value: format!("v{term}-{index}"),
-        }),
-    }
-}
 
 fn small(segment: u64) -> Options {
     Options::from(Config::default().with_segment_size(segment))
@@ -76,16 +61,8 @@ async fn a_purge_below_the_first_entry_of_a_log_never_purged_leaves_an_openable_
         .unwrap();
     let _ = s.purge(id(1, 2)).await;
     drop(s);
-    let mut s = Store::open_in_with_meta(OsFs, dir.path(), small(4096), small(4096))
-        .unwrap_or_else(|e| panic!("the store no longer opens: {e}"));
-    let got: Vec<u64> = s
-        .try_get_log_entries(0..u64::MAX)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.log_id.index)
-        .collect();
-    assert_eq!(got, vec![5, 6, 7, 8]);
+    let mut s = open(dir.path());
+    assert_eq!(indexes(&mut s).await, [(1, 5), (1, 6), (1, 7), (1, 8)]);
 }
 
 /// An entry at raft index `u64::MAX` is an error, not an overflow (a panic in debug builds,

@@ -1,27 +1,12 @@
 //! The raft index ↔ LSN mapping survives reopening, after truncations, purges inside the log,
 //! a purge past its end (a snapshot install) and the removal of purged segments.
 
+mod common;
+
+use common::{Store, entry, id, indexes};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader, Vote};
-use walden_openraft::LogStore;
-use walden_openraft::kv::{Request, TypeConfig};
+use openraft::{RaftLogReader, Vote};
 use walden_std::{Config, Options};
-
-type Store = LogStore<TypeConfig>;
-
-fn id(term: u64, index: u64) -> LogId<u64> {
-    LogId::new(CommittedLeaderId::new(term, 1), index)
-}
-
-fn entry(term: u64, index: u64) -> Entry<TypeConfig> {
-    Entry {
-        log_id: id(term, index),
-        payload: EntryPayload::Normal(Request::Set {
-            key: format!("k{index}"),
-            value: format!("v{term}-{index}"),
-        }),
-    }
-}
 
 fn small_segments() -> Options {
     Options::from(Config::default().with_segment_size(4096))
@@ -32,16 +17,6 @@ fn small_segments() -> Options {
 /// `Locked` included, fails the test.
 fn open(dir: &std::path::Path) -> Store {
     Store::open_with(dir, small_segments()).unwrap_or_else(|e| panic!("open: {e}"))
-}
-
-async fn indexes(store: &mut Store) -> Vec<(u64, u64)> {
-    store
-        .try_get_log_entries(0..u64::MAX)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.log_id.leader_id.term, e.log_id.index))
-        .collect()
 }
 
 async fn state(store: &mut Store) -> (Option<u64>, Option<u64>) {
