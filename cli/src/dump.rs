@@ -9,7 +9,7 @@ use walden_core::{Entry, RecoveryPolicy};
 
 use crate::examine::run_inspection;
 use crate::render::{self, hex};
-use crate::survey::{Failure, ReadOnlyDir};
+use crate::survey::{Failure, open_read_only};
 use crate::{Common, Format};
 
 fn kind(k: RecordKind) -> &'static str {
@@ -48,7 +48,7 @@ pub(crate) fn run(
     let format = if common.json { Format::Json } else { format };
     let config = common.config(RecoveryPolicy::TolerateTornTail)?;
     let keys = common.keys()?;
-    let (dir, survey) = ReadOnlyDir::open(&common.dir)?;
+    let (dir, survey) = open_read_only(&common.dir)?;
     let (ins, segs) = run_inspection(&dir, &config, None)?;
     // Non-zero whenever the log is not clean, even if the records asked for were all printed.
     let code = render::exit_code(&ins, &survey);

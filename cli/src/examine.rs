@@ -9,7 +9,7 @@ use serde_json::json;
 use walden_core::{Config, Inspection, RecoveryPolicy, SegmentReport, Storage};
 
 use crate::render::{self, name};
-use crate::survey::{Failure, ReadOnlyDir, Survey};
+use crate::survey::{Failure, Survey, open_read_only};
 use crate::{Common, EXIT_CLEAN};
 
 /// Scratch memory for scans: large reads are fast.
@@ -40,7 +40,7 @@ fn open_and_inspect(
     progress: bool,
 ) -> Result<(Inspection, Vec<SegmentReport>, Survey), Failure> {
     let config = common.config(policy)?;
-    let (dir, survey) = ReadOnlyDir::open(&common.dir)?;
+    let (dir, survey) = open_read_only(&common.dir)?;
     let bar = (progress && !common.json && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(survey.total_bytes());
         if let Ok(style) = ProgressStyle::with_template(
@@ -172,7 +172,7 @@ fn authenticate(
     keys: &walden_core::Keyring,
 ) -> Result<Authenticated, Failure> {
     use walden_core::inspect::{Records, RecordsError};
-    let (dir, _) = ReadOnlyDir::open(&common.dir)?;
+    let (dir, _) = open_read_only(&common.dir)?;
     let mut buf = vec![0u8; 64 * 1024];
     let (mut read, mut problems, mut unkeyed) = (0u64, Vec::new(), Vec::new());
     for s in segs.iter().filter(|s| s.header_valid()) {

@@ -12,7 +12,7 @@ use walden_std::{CoreWal, FileStorage};
 
 use crate::examine::run_inspection;
 use crate::render::{self, name};
-use crate::survey::{Failure, ReadOnlyDir};
+use crate::survey::{Failure, open_read_only};
 use crate::{Common, EXIT_CLEAN, EXIT_CORRUPT};
 
 /// A name beside `path` that does not exist yet: `<name>.broken`, then `<name>.broken.1`, ...
@@ -81,7 +81,7 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
     };
     let config = common.config(policy)?;
     // Look first, read-only: a clean or refused log gets no lock file, no write, nothing.
-    let (ro, survey) = ReadOnlyDir::open(&common.dir)?;
+    let (ro, survey) = open_read_only(&common.dir)?;
     let (ins, segs) = run_inspection(&ro, &config, None)?;
     drop(ro);
     let say = |code: u8, message: String, extra: serde_json::Value| {
@@ -137,7 +137,7 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
         Verdict::Refuse(c) => {
             let mut message = format!("refusing to repair {}: {c}", common.dir.display());
             let hint = run_inspection(
-                &ReadOnlyDir::open(&common.dir)?.0,
+                &open_read_only(&common.dir)?.0,
                 &config.with_recovery(RecoveryPolicy::Salvage),
                 None,
             )

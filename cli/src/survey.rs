@@ -1,19 +1,20 @@
-//! Looking at a log directory without changing it: what is in it, and a read-only `Storage`
-//! over its segment files that holds a shared lock on `walden.lock`.
+//! Looking at a log directory without changing it: what is in it, and walden-std's read-only
+//! `Storage` over its segment files ([`walden_std::ReadOnlyDir`]), which holds a shared lock on
+//! `walden.lock`.
 //!
 //! Nothing here creates, writes, truncates or removes a file, and no symlink inside the
 //! directory is ever followed: entries are classified with `lstat`, and segment files and the
 //! lock file are opened with `O_NOFOLLOW`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use walden_core::{SegmentId, Storage, StorageErrorKind, parse_segment_name};
-use walden_std::{CLEAN_FILE, FileError, LOCK_FILE, read_at};
+use walden_core::{SegmentId, parse_segment_name};
+use walden_std::{CLEAN_FILE, LOCK_FILE, ReadOnlyDir};
 
 /// Why a command could not run at all (exit code 3).
 #[derive(Debug)]
@@ -133,135 +134,29 @@ pub(crate) fn survey(dir: &Path) -> Result<Survey, Failure> {
     Ok(s)
 }
 
-/// A read-only view of a log directory, holding a shared lock so that no writer can open the
-/// log while it is being read (and refusing if one already has).
-pub(crate) struct ReadOnlyDir {
-    dir: PathBuf,
-    /// The segments that opened as regular files. Each is opened again for each read and
-    /// closed after it: a log may have more segments than the process may have open files.
-    ids: BTreeSet<SegmentId>,
-    _lock: Option<File>,
-}
-
-impl ReadOnlyDir {
-    /// Takes the shared lock (if a lock file exists: a writer always creates it before
-    /// locking, so without one no writer holds the directory), then checks that every segment
-    /// file opens as a regular file (without following symlinks).
-    pub(crate) fn open(dir: &Path) -> Result<(Self, Survey), Failure> {
-        check_dir(dir)?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = match nofollow().open(&lock_path) {
-            Ok(f) if !f.metadata().is_ok_and(|m| m.is_file()) => {
-                return Err(Failure(format!(
-                    "{} is not a regular file; refusing to use it as the lock",
-                    lock_path.display()
-                )));
-            }
-            Ok(f) => {
-                match f.try_lock_shared() {
-                    Ok(()) => {}
-                    Err(fs::TryLockError::WouldBlock) => return Err(locked(dir)),
-                    Err(fs::TryLockError::Error(e)) => {
-                        return Err(Failure(format!("cannot lock {}: {e}", lock_path.display())));
-                    }
-                }
-                Some(f)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(Failure(format!(
-                    "{} is a symlink; refusing to use it as the lock",
-                    lock_path.display()
-                )));
-            }
-            Err(e) => {
-                return Err(Failure(format!("cannot open {}: {e}", lock_path.display())));
-            }
-        };
-        let mut survey = survey(dir)?;
-        let mut usable = BTreeSet::new();
-        let ids: Vec<SegmentId> = survey.segments.keys().copied().collect();
-        for id in ids {
-            let path = dir.join(walden_core::SegmentName::new(id).as_str());
-            match nofollow().open(&path) {
-                Ok(f) if f.metadata().is_ok_and(|m| m.is_file()) => {
-                    usable.insert(id);
-                }
-                Ok(_) | Err(_) => {
-                    // Replaced between the listing and the open: treat it as unusable.
-                    survey.segments.remove(&id);
-                    survey.unusable.push(Unusable {
-                        path,
-                        why: "changed while being opened, or cannot be opened for reading",
-                    });
-                }
-            }
+/// Opens `dir` read-only: walden-std's [`walden_std::ReadOnlyDir`], which holds a shared lock
+/// so that no writer can open the log while it is being read (and refuses if one already has),
+/// and the survey of the directory. Segments that are not regular files, or that cannot be
+/// opened for reading, are left out of the view and reported in the survey as unusable.
+pub(crate) fn open_read_only(dir: &Path) -> Result<(ReadOnlyDir, Survey), Failure> {
+    check_dir(dir)?;
+    let mut view = ReadOnlyDir::open(dir)?;
+    let mut survey = survey(dir)?;
+    let ids: Vec<SegmentId> = survey.segments.keys().copied().collect();
+    for id in ids {
+        let path = dir.join(walden_core::SegmentName::new(id).as_str());
+        if !nofollow()
+            .open(&path)
+            .is_ok_and(|f| f.metadata().is_ok_and(|m| m.is_file()))
+        {
+            // Replaced between the listing and the open: treat it as unusable.
+            survey.segments.remove(&id);
+            survey.unusable.push(Unusable {
+                path,
+                why: "changed while being opened, or cannot be opened for reading",
+            });
         }
-        let dir = dir.to_path_buf();
-        Ok((
-            Self {
-                dir,
-                ids: usable,
-                _lock: lock,
-            },
-            survey,
-        ))
     }
-
-    /// Opens segment `id` for reading, never through a symlink.
-    fn file(&self, id: SegmentId) -> Result<File, FileError> {
-        if !self.ids.contains(&id) {
-            return Err(FileError::new(StorageErrorKind::NotFound));
-        }
-        let f = nofollow().open(self.dir.join(walden_core::SegmentName::new(id).as_str()))?;
-        if !f.metadata()?.is_file() {
-            return Err(FileError::new(StorageErrorKind::Unsupported));
-        }
-        Ok(f)
-    }
-}
-
-fn read_only() -> FileError {
-    FileError::new(StorageErrorKind::PermissionDenied)
-}
-
-impl Storage for ReadOnlyDir {
-    type Error = FileError;
-
-    fn list(&self, each: &mut dyn FnMut(SegmentId)) -> Result<(), FileError> {
-        self.ids.iter().for_each(|id| each(*id));
-        Ok(())
-    }
-
-    fn create(&mut self, _: SegmentId) -> Result<(), FileError> {
-        Err(read_only())
-    }
-
-    fn remove(&mut self, _: SegmentId) -> Result<(), FileError> {
-        Err(read_only())
-    }
-
-    fn len(&self, id: SegmentId) -> Result<u64, FileError> {
-        Ok(self.file(id)?.metadata()?.len())
-    }
-
-    fn read(&self, id: SegmentId, offset: u64, buf: &mut [u8]) -> Result<usize, FileError> {
-        Ok(read_at(&self.file(id)?, offset, buf)?)
-    }
-
-    fn write(&mut self, _: SegmentId, _: u64, _: &[u8]) -> Result<(), FileError> {
-        Err(read_only())
-    }
-
-    fn truncate(&mut self, _: SegmentId, _: u64) -> Result<(), FileError> {
-        Err(read_only())
-    }
-
-    fn sync(&mut self, _: SegmentId) -> Result<(), FileError> {
-        Err(read_only())
-    }
-
-    fn sync_dir(&mut self) -> Result<(), FileError> {
-        Err(read_only())
-    }
+    view.retain(|id| survey.segments.contains_key(&id));
+    Ok((view, survey))
 }

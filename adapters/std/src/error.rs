@@ -100,6 +100,12 @@ pub enum Error {
         /// The path.
         dir: PathBuf,
     },
+    /// The directory's lock file is not a regular file (a symlink, a FIFO, a directory): it
+    /// is neither followed nor waited on.
+    LockNotAFile {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// Another process (or another handle in this one) holds the directory's lock.
     Locked {
         /// The directory.
@@ -128,6 +134,11 @@ impl fmt::Display for Error {
             Error::NotADirectory { dir } => {
                 write!(f, "{} is not a directory", dir.display())
             }
+            Error::LockNotAFile { path } => write!(
+                f,
+                "{} is not a regular file; refusing to use it as the lock",
+                path.display()
+            ),
             Error::Locked { dir } => write!(
                 f,
                 "{} is locked by another process (or another open log handle)",

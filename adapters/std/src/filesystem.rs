@@ -350,6 +350,14 @@ pub trait FsFile: Send + Sync + 'static {
     /// Takes an exclusive lock without blocking (`flock(LOCK_EX | LOCK_NB)`), held until the
     /// file is closed; `ErrorKind::WouldBlock` if someone else holds it.
     fn try_lock(&self) -> io::Result<()>;
+    /// Takes a shared lock without blocking (`flock(LOCK_SH | LOCK_NB)`), held until the file
+    /// is closed; `ErrorKind::WouldBlock` if someone holds it exclusively. Readers that change
+    /// nothing ([`ReadOnlyDir`](crate::ReadOnlyDir)) take it, so that several can look at a
+    /// directory at once while a log that holds it keeps them out. The default takes the
+    /// exclusive lock, which keeps writers out just as well.
+    fn try_lock_shared(&self) -> io::Result<()> {
+        self.try_lock()
+    }
 }
 
 /// Every file-system call walden-std makes, for one kind of file system.

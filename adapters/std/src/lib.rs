@@ -106,6 +106,7 @@ mod fill;
 mod gate;
 mod group;
 mod metrics;
+mod read_only;
 mod reader;
 mod replay;
 mod shared;
@@ -131,6 +132,7 @@ pub use group::{
     ADAPTIVE_SPIN, DetachedSync, GroupSync, GroupWindow, POLL_CPUS, Spin, SyncUnderLock,
 };
 pub use metrics::{Bucket, HistogramSnapshot, Metrics};
+pub use read_only::ReadOnlyDir;
 pub use reader::{SharedReader, SharedRecord};
 pub use replay::ReplayError;
 pub use shared::{Appended, SharedWal};

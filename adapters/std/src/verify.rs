@@ -3,8 +3,11 @@
 //! Segments are independent to scan (each has its own header, salt and first LSN), so they are
 //! scanned in parallel, threads taking segments from a shared counter; the scans then go to
 //! core's recovery planner, the same one `Wal::open` and `walden_core::inspect` use, so what
-//! verification reports is exactly what an open would find. The directory lock is taken, so the
-//! log must not be open.
+//! verification reports is exactly what an open would find.
+//!
+//! Verification changes nothing: it reads through a [`ReadOnlyDir`], which takes a shared lock
+//! (so the log must not be open: [`Error::Locked`]) and creates, syncs and removes no file, the
+//! clean-close marker and a crash's spare files included. A log on a read-only mount verifies.
 
 use std::path::Path;
 
@@ -14,7 +17,7 @@ use walden_core::{Config, Growable, Lsn, SegmentId};
 
 use crate::error::{Error, FileError};
 use crate::filesystem::{FileSystem, OsFs};
-use crate::storage::FileStorage;
+use crate::read_only::ReadOnlyDir;
 use crate::wal::scan_in_parallel;
 
 /// What verification found in one segment.
@@ -77,14 +80,14 @@ pub fn verify_dir_in<F: FileSystem>(
     threads: usize,
 ) -> Result<VerifyReport, Error> {
     let dir = dir.as_ref();
-    let storage = FileStorage::open_in(fs, dir, false)?;
+    let storage = ReadOnlyDir::open_in(fs, dir)?;
     let config = Config::default()
         .with_max_record_size(MAX_RECORD_SIZE_LIMIT)
         .with_max_batch_size(u64::MAX);
     let summaries = scan_in_parallel(&storage, &config, threads);
     let mut scratch = vec![0u8; 4 << 20];
     let mut segments = Vec::new();
-    let inspection = inspect_with_summaries::<FileStorage<F>, Growable>(
+    let inspection = inspect_with_summaries::<ReadOnlyDir<F>, Growable>(
         &storage,
         &config,
         &mut scratch,

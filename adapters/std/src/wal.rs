@@ -515,8 +515,8 @@ impl SegmentPaths {
 /// results instead of scanning those segments itself; it still classifies and repairs what a
 /// scan found (the directory is locked, so nothing changes in between). Any failure here only
 /// means recovery scans that segment itself.
-pub(crate) fn scan_in_parallel<F: FileSystem>(
-    storage: &FileStorage<F>,
+pub(crate) fn scan_in_parallel<S: Storage + Sync>(
+    storage: &S,
     config: &Config,
     threads: usize,
 ) -> HashMap<SegmentId, SegmentSummary> {

@@ -360,3 +360,95 @@ fn symlinked_lock_and_marker_files_are_not_followed() {
     drop(wal);
     assert_eq!(std::fs::read(&precious).unwrap(), b"the user's own bytes");
 }
+
+/// Every entry of `dir`: name, and the contents of regular files.
+fn snapshot(dir: &std::path::Path) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut all: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let bytes = e
+                .file_type()
+                .unwrap()
+                .is_file()
+                .then(|| std::fs::read(e.path()).unwrap());
+            (name, bytes)
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// `verify_dir` changes nothing: not the clean-close marker (the next open still trusts the
+/// cache), not a spare a crash left, not a missing lock file (none is created). It refuses a
+/// directory a log holds, and two verifications may run at once.
+#[test]
+fn verify_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options::from(Config::default().with_segment_size(4096));
+    {
+        let (wal, _) = SharedWal::open(dir.path(), options).unwrap();
+        for i in 0..50u8 {
+            let _ = wal.append(&[i; 100]).unwrap();
+        }
+        wal.sync().unwrap();
+    }
+    assert!(dir.path().join(walden_std::CLEAN_FILE).exists());
+    // What a crash during a rotation leaves: a spare that no segment name points at.
+    std::fs::write(
+        dir.path().join("00000000000000000099.spare"),
+        vec![0u8; 4096],
+    )
+    .unwrap();
+    let before = snapshot(dir.path());
+    let report = verify_dir(dir.path(), 2).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.records, 50);
+    assert_eq!(snapshot(dir.path()), before);
+
+    // Two at once: both take the shared lock.
+    let first = walden_std::ReadOnlyDir::open(dir.path()).unwrap();
+    assert_eq!(verify_dir(dir.path(), 1).unwrap().records, 50);
+    // A log cannot open the directory while it is being looked at...
+    assert!(matches!(
+        SharedWal::open(dir.path(), options),
+        Err(Error::Locked { .. })
+    ));
+    drop(first);
+    // ...and verification is refused while a log holds it.
+    let (wal, _) = SharedWal::open(dir.path(), options).unwrap();
+    assert!(matches!(
+        verify_dir(dir.path(), 1),
+        Err(Error::Locked { .. })
+    ));
+    drop(wal);
+
+    // Without a lock file (a copy of the segments alone), nothing is created.
+    std::fs::remove_file(dir.path().join(walden_std::LOCK_FILE)).unwrap();
+    let before = snapshot(dir.path());
+    assert_eq!(verify_dir(dir.path(), 2).unwrap().records, 50);
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+/// A lock file that is not a regular file is refused with a typed error, not followed and not
+/// waited on (a FIFO opened for reading waits for a writer).
+#[test]
+fn verify_refuses_a_lock_that_is_not_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SharedWal::open(dir.path(), Options::default()).unwrap());
+    let lock = dir.path().join(walden_std::LOCK_FILE);
+    std::fs::remove_file(&lock).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &lock,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    match verify_dir(dir.path(), 1) {
+        Err(Error::LockNotAFile { path }) => assert_eq!(path, lock),
+        other => panic!("{other:?}"),
+    }
+}

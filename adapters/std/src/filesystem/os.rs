@@ -86,6 +86,11 @@ impl FsFile for File {
         rustix::fs::flock(self, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
         Ok(())
     }
+
+    fn try_lock_shared(&self) -> io::Result<()> {
+        rustix::fs::flock(self, rustix::fs::FlockOperation::NonBlockingLockShared)?;
+        Ok(())
+    }
 }
 
 impl FileSystem for OsFs {
@@ -114,7 +119,9 @@ impl FileSystem for OsFs {
         // Every file walden-std opens is an entry directly inside the log directory (a
         // segment, a spare, the lock file, the clean-close marker): a symlink there is never
         // followed (`ELOOP`), so nothing outside the directory is created, locked or written.
-        o.custom_flags(libc::O_NOFOLLOW);
+        // `O_NONBLOCK` changes nothing for a regular file; a FIFO put where one was expected
+        // is opened at once (and then refused as not a file) instead of waiting for a writer.
+        o.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
         o.open(path)
     }
 
