@@ -294,6 +294,35 @@ pub fn default_workloads() -> Vec<FileWorkload> {
                 ],
             )
         },
+        // `Tuning::max_prepared` below the segment size (as a huge `segment_size` meets the
+        // 1 GiB default on a server): reservations and spares cover only the first 1536
+        // bytes of a 4 KiB segment, so every segment grows past its reservation (its length
+        // changes with each write there) and rotations link spares shorter than a segment.
+        FileWorkload {
+            tuning: {
+                let mut tuning = walden_std::SIM_TUNING;
+                tuning.max_prepared = 1536;
+                tuning
+            },
+            ..FileWorkload::new(
+                "wal: reservations capped below the segment size",
+                0x40e,
+                config(SyncPolicy::EveryRecords(2), 4096),
+                vec![
+                    Append(700),
+                    Append(900),
+                    Append(1200),
+                    Append(800),
+                    Append(1500),
+                    Sync,
+                    Append(1100),
+                    Kill,
+                    Append(1300),
+                    Append(600),
+                    Sync,
+                ],
+            )
+        },
     ]
 }
 
