@@ -371,6 +371,9 @@ impl Storage for WasiStorage {
         if have >= want {
             return Ok(());
         }
+        // Zeros change the segment's length: the marker goes first, as for every change
+        // (today a `create` always came first and removed it; this does not rely on it).
+        self.before_change()?;
         let zeros = vec![0u8; CHUNK];
         self.with_segment(id, |file| {
             let mut at = have;
