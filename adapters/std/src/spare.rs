@@ -48,7 +48,18 @@ pub(crate) fn parse_spare_name(name: &str) -> Option<SegmentId> {
 /// Writes zeros over `[from, to)` (a fill chunk at a time), so those blocks are allocated,
 /// written, and inside the file's length.
 pub(crate) fn zero_fill(f: &impl FsFile, from: u64, to: u64, chunk: u64) -> io::Result<()> {
-    let zeros = vec![0u8; chunk.min(to.saturating_sub(from)) as usize];
+    zero_fill_from(
+        f,
+        from,
+        to,
+        &vec![0u8; chunk.min(to.saturating_sub(from)) as usize],
+    )
+}
+
+/// [`zero_fill`] writing from `zeros` (all zero, a chunk long), which a caller filling many
+/// ranges allocates once.
+pub(crate) fn zero_fill_from(f: &impl FsFile, from: u64, to: u64, zeros: &[u8]) -> io::Result<()> {
+    let chunk = zeros.len().max(1) as u64;
     let mut at = from;
     while at < to {
         let n = (to - at).min(chunk);
@@ -208,10 +219,13 @@ fn prepare<F: FileSystem>(
             // slowest 1% of 128 KiB batches took 4-15x the median (BENCHMARKS.md). Written back
             // in 256 KiB steps without a flush or a commit, they take about 3x.
             let step = fs.tuning().spare_write_back.max(1);
+            // One buffer for every step (allocated and cleared per step, it was a sixth of
+            // the instructions of a no-sync append loop, on this thread).
+            let zeros = vec![0u8; step.min(len.saturating_sub(from)) as usize];
             let mut at = from;
             while at < len {
                 let to = len.min(at.saturating_add(step));
-                zero_fill(&file, at, to, step)?;
+                zero_fill_from(&file, at, to, &zeros)?;
                 // Pacing only (see `FsFile::write_back`); where it is not available (or fails),
                 // a sync per step, as before.
                 if file.write_back(at, to - at).is_err() {
