@@ -353,11 +353,17 @@ pub struct SharedReader<S: GroupSync> {
     /// The keys, as the log had them when this reader was made.
     #[cfg(feature = "encrypt")]
     keys: walden_core::Keyring,
+    /// The `truncate_back` generation ([`crate::tail::RewindLog`]) its position is known good
+    /// for: a cut below the position since then makes the stored offset meaningless.
+    rewound: u64,
+    /// Set when [`SharedReader::ensure`] found the position again: a header read before is
+    /// not the record at the cursor any more.
+    moved: bool,
 }
 
 impl<S: GroupSync> SharedReader<S> {
     pub(crate) fn new(inner: Handle<Inner<S>>, from: Lsn) -> Result<Self, ReadError<S::Error>> {
-        let (seg, generation, max_record, log_id);
+        let (seg, generation, max_record, log_id, rewound);
         #[cfg(feature = "encrypt")]
         let keys;
         {
@@ -380,6 +386,7 @@ impl<S: GroupSync> SharedReader<S> {
             seg = segs[segs.iter().rposition(|s| s.first_lsn <= from).unwrap_or(0)];
             // Every record appended so far is in the index from here on.
             generation = inner.whole_positions(&mut log).generation;
+            rewound = inner.rewinds().generation;
         }
         // Straight to the record when a dense run holds it (copying exactly its bytes first),
         // else from the closest sparse position, else from the segment's first record.
@@ -401,7 +408,7 @@ impl<S: GroupSync> SharedReader<S> {
                 seg,
                 (seg.first_lsn, SEGMENT_HEADER_LEN as u64),
                 CHUNK,
-                max_record,
+                (max_record, rewound),
                 log_id,
                 #[cfg(feature = "encrypt")]
                 keys.clone(),
@@ -420,7 +427,7 @@ impl<S: GroupSync> SharedReader<S> {
             seg,
             start.unwrap_or((seg.first_lsn, SEGMENT_HEADER_LEN as u64)),
             exact.map_or(FIRST_WINDOW, |len| len as usize),
-            max_record,
+            (max_record, rewound),
             log_id,
             #[cfg(feature = "encrypt")]
             keys,
@@ -449,7 +456,7 @@ impl<S: GroupSync> SharedReader<S> {
         seg: walden_core::SegmentInfo,
         (next, offset): (Lsn, u64),
         window: usize,
-        max_record: u32,
+        (max_record, rewound): (u32, u64),
         log_id: u64,
         #[cfg(feature = "encrypt")] keys: walden_core::Keyring,
     ) -> Self {
@@ -468,6 +475,8 @@ impl<S: GroupSync> SharedReader<S> {
             filled: 0,
             chunk_start: 0,
             window,
+            rewound,
+            moved: false,
         }
     }
 
@@ -509,13 +518,21 @@ impl<S: GroupSync> SharedReader<S> {
 
     /// The next record, or `None` at the current end of the log.
     pub fn read_next(&mut self) -> Result<Option<SharedRecord<'_>>, ReadError<S::Error>> {
-        let Some(at) = self.header()? else {
-            return Ok(None);
+        let at = loop {
+            let Some(at) = self.header()? else {
+                return Ok(None);
+            };
+            let len = RECORD_HEADER_LEN + at.header.length as usize;
+            self.moved = false;
+            let whole = self.ensure(len)?;
+            if self.moved {
+                continue; // a rewind moved the record: read its header again
+            }
+            if !whole {
+                return Err(self.corrupt(Fault::PastEnd));
+            }
+            break at;
         };
-        let len = RECORD_HEADER_LEN + at.header.length as usize;
-        if !self.ensure(len)? {
-            return Err(self.corrupt(Fault::PastEnd));
-        }
         let from = (at.payload_offset() - self.chunk_start) as usize;
         let payload = from..from + at.header.length as usize;
         if let Err(f) = self
@@ -633,6 +650,10 @@ impl<S: GroupSync> SharedReader<S> {
     /// Makes `len` bytes at the cursor available in `chunk`. Returns `false` at the end of the
     /// log (the next LSN is not appended yet) or, for `len` beyond a header, when the segment
     /// ends first (the caller reports corruption).
+    ///
+    /// A `truncate_back` that cut below the position since it was found leaves the cursor at
+    /// an offset into removed bytes (new records at the same LSNs are stored elsewhere, or at
+    /// other lengths): the reader then finds its next LSN again, as a new reader would.
     fn ensure(&mut self, len: usize) -> Result<bool, ReadError<S::Error>> {
         let offset = self.cursor.offset();
         let have = self.chunk_start + self.filled as u64;
@@ -641,9 +662,25 @@ impl<S: GroupSync> SharedReader<S> {
         }
         let log = self.inner.c.lock_log();
         let wal = &log.wal;
-        if self.cursor.next_lsn() > wal.last_lsn() {
+        let next = self.cursor.next_lsn();
+        if next > wal.last_lsn() {
             return Ok(false);
         }
+        let (generation, cut) = self.inner.rewinds().lowest_since(self.rewound);
+        if cut.is_some_and(|cut| cut.next() < next) {
+            drop(log);
+            return match Self::new(self.inner.clone(), next) {
+                Ok(fresh) => {
+                    *self = fresh;
+                    self.moved = true;
+                    self.ensure(len)
+                }
+                // Cut again since: nothing at `next` now (still found again next time).
+                Err(ReadError::OutOfRange { lsn, last, .. }) if lsn > last => Ok(false),
+                Err(e) => Err(e),
+            };
+        }
+        self.rewound = generation;
         let segs = wal.segments();
         let Ok(mut i) = segs.binary_search_by_key(&self.segment, |s| s.id) else {
             // Removed by `truncate_front` while we were reading.

@@ -574,7 +574,9 @@ impl<S: GroupSync> SharedWal<S> {
 
     /// A reader from `from`, running concurrently with appends. After a concurrent
     /// [`SharedWal::truncate_back`], records the reader had already copied may still be
-    /// returned; create a new reader after rewinding.
+    /// returned; create a new reader after rewinding (or use [`SharedWal::tail`], which
+    /// reports rewinds). A reader whose position the cut went below finds its next LSN again
+    /// and reads on in the log as it is now.
     ///
     /// Reading by LSN: a record appended since open (through any handle; stored as given:
     /// not compressed, not encrypted) is found at once, from an index that costs 4 bytes of
