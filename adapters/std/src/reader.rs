@@ -208,8 +208,11 @@ impl PositionIndex {
         }
     }
 
-    pub(crate) fn forget_after(&mut self, lsn: Lsn) {
+    /// After a `truncate_back` that kept records up to `lsn`, in segments up to `last_segment`
+    /// (the segments after it are gone, and their ids will be taken again by new segments).
+    pub(crate) fn forget_after(&mut self, lsn: Lsn, last_segment: SegmentId) {
         self.generation += 1;
+        self.misses.retain(|&s, _| s <= last_segment);
         self.map.split_off(&lsn.0.saturating_add(1));
         self.runs.retain_mut(|r| {
             let keep = lsn.0.saturating_add(1).saturating_sub(r.first);
@@ -223,8 +226,10 @@ impl PositionIndex {
         });
     }
 
-    pub(crate) fn forget_before(&mut self, lsn: Lsn) {
+    /// After a `truncate_front` that left the log starting at `lsn`, in `first_segment`.
+    pub(crate) fn forget_before(&mut self, lsn: Lsn, first_segment: SegmentId) {
         self.generation += 1;
+        self.misses.retain(|&s, _| s >= first_segment);
         self.map = self.map.split_off(&lsn.0);
         // Whole segments go: a run entirely below `lsn` goes with its segment.
         self.runs
@@ -795,8 +800,30 @@ mod tests {
         assert!(!misses(&mut p, 3).contains(&true), "over the limit");
         assert!(!p.missed(3));
         // Freed by a truncation: the next read walks.
-        p.forget_before(Lsn(20));
+        p.forget_before(Lsn(20), 2);
         assert!(p.runs.is_empty());
         assert!(p.missed(3));
+    }
+
+    /// The read counts of removed segments go with them: a log that keeps rotating and
+    /// dropping old segments keeps a count only for the segments it has (it kept one for
+    /// every segment ever read), and a segment that takes the id of one `truncate_back`
+    /// removed starts from nothing (it inherited "walked already" and never got a run).
+    #[test]
+    fn read_counts_of_removed_segments_are_forgotten() {
+        let mut p = PositionIndex::default();
+        for segment in 1..=1000 {
+            for _ in 0..RUN_AFTER_MISSES {
+                let _ = p.missed(segment);
+            }
+        }
+        assert_eq!(p.misses.len(), 1000);
+        p.forget_before(Lsn(5000), 990);
+        assert_eq!(p.misses.len(), 11, "segments 990..=1000 are left");
+        // Segments 996.. removed from the back; new segments take their ids again.
+        p.forget_after(Lsn(6000), 995);
+        assert_eq!(p.misses.len(), 6);
+        let walks = (0..RUN_AFTER_MISSES).filter(|_| p.missed(996)).count();
+        assert_eq!(walks, 1, "a new segment 996 is walked at its own 64th read");
     }
 }

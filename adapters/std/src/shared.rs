@@ -600,7 +600,8 @@ impl<S: GroupSync> SharedWal<S> {
         let mut log = c.lock_log();
         let r = log.wal.truncate_front(lsn);
         let first = log.wal.first_lsn();
-        self.inner.whole_positions(&mut log).forget_before(first);
+        let first_segment = log.wal.segments().first().map_or(0, |s| s.id);
+        (self.inner.whole_positions(&mut log)).forget_before(first, first_segment);
         let poisoned = log.wal.poisoned();
         drop(log);
         if let Some(p) = poisoned {
@@ -625,7 +626,10 @@ impl<S: GroupSync> SharedWal<S> {
             }
             match log.wal.truncate_back(lsn) {
                 Ok(()) => {
-                    self.inner.whole_positions(log).forget_after(lsn);
+                    let last_segment = log.wal.segments().last().map_or(0, |s| s.id);
+                    self.inner
+                        .whole_positions(log)
+                        .forget_after(lsn, last_segment);
                     self.inner.rewinds().record(log.wal.last_lsn());
                     log.mark_targeted();
                     (Ok(()), Some(log.wal.durable_lsn()))
