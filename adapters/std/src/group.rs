@@ -149,6 +149,7 @@ pub use spin::{ADAPTIVE_SPIN, POLL_CPUS, Spin};
 
 use crate::durable::{DurableError, Outcome, Watcher};
 use crate::metrics::Recorder;
+use crate::tail::Bell;
 
 /// A sync prepared under the log lock and run without it.
 pub type DetachedSync<E> = Box<dyn FnOnce() -> Result<(), E> + Send>;
@@ -357,6 +358,8 @@ struct Wakes {
 
 /// The shared heart of a `SharedWal`: the log, the commit state, and the metrics.
 pub(crate) struct Committer<S: Storage> {
+    /// Wakes tailing readers after appends and truncations, and once the log is poisoned.
+    pub(crate) bell: Bell,
     log: Mutex<Locked<S>>,
     state: Mutex<State>,
     /// Mirrors of `State`, for lock-free reads. Written under the commit lock.
@@ -453,6 +456,7 @@ impl<S: GroupSync> Committer<S> {
                 .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX)),
             window,
             metrics: Recorder::default(),
+            bell: Bell::default(),
         }
     }
 
@@ -501,7 +505,7 @@ impl<S: GroupSync> Committer<S> {
         let mut wakes = Wakes::default();
         self.release(&mut st, &mut wakes);
         drop(st);
-        unpark(wakes);
+        self.unpark(wakes);
     }
 
     fn set_poison(&self, st: &mut State, p: Poisoned) {
@@ -515,7 +519,8 @@ impl<S: GroupSync> Committer<S> {
         tracing::error!(op = p.op.name(), segment = ?p.segment, kind = %p.kind,
             waiters = st.core.waiting(),
             "log poisoned: every waiting and later call fails until reopened");
-        self.poisoned.store(true, Ordering::Release);
+        // `SeqCst`: see `Committer::poisoned_for_tail`.
+        self.poisoned.store(true, Ordering::SeqCst);
     }
 
     /// Releases every parked waiter that the published state answers: all of them once
@@ -842,7 +847,7 @@ impl<S: GroupSync> Committer<S> {
         self.hand_off(&mut st, &mut wakes);
         drop(st);
         guard.disarm();
-        unpark(wakes);
+        self.unpark(wakes);
         out
     }
 }
@@ -854,14 +859,31 @@ const UNKNOWN: Poisoned = Poisoned {
     kind: walden_core::StorageErrorKind::Io,
 };
 
-/// Unparks the released threads and answers the watchers: after the commit lock is dropped,
-/// so a callback may call into the log.
-fn unpark(wakes: Wakes) {
-    for t in wakes.threads {
-        t.unpark();
+impl<S: GroupSync> Committer<S> {
+    /// Unparks the released threads and answers the watchers: after the commit lock is
+    /// dropped, so a callback may call into the log. Once the log is poisoned, also wakes the
+    /// waiting tails: no record can follow, and they report the poison.
+    fn unpark(&self, wakes: Wakes) {
+        for t in wakes.threads {
+            t.unpark();
+        }
+        for (w, outcome) in wakes.watchers {
+            w.fire(outcome);
+        }
+        if self.poisoned.load(Ordering::SeqCst) {
+            self.bell.ring();
+        }
     }
-    for (w, outcome) in wakes.watchers {
-        w.fire(outcome);
+
+    /// The poison, read so that a tail that registered with the bell before it looks here
+    /// either sees it or is rung by [`Committer::unpark`] (both sides `SeqCst`: the poison is
+    /// stored before the bell's count is read, the count before the poison is read).
+    pub(crate) fn poisoned_for_tail(&self) -> Option<Poisoned> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            Some(self.poison_reason().unwrap_or(UNKNOWN))
+        } else {
+            None
+        }
     }
 }
 
@@ -909,7 +931,7 @@ impl<'c, S: GroupSync> LeaderGuard<'c, S> {
         let mut wakes = Wakes::default();
         c.hand_off(&mut st, &mut wakes);
         drop(st);
-        unpark(wakes);
+        c.unpark(wakes);
     }
 }
 
@@ -924,7 +946,7 @@ impl<S: GroupSync> Drop for LeaderGuard<'_, S> {
         let mut wakes = Wakes::default();
         c.hand_off(&mut st, &mut wakes);
         drop(st);
-        unpark(wakes);
+        c.unpark(wakes);
     }
 }
 

@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::reader::{PositionIndex, SharedReader};
 use crate::replay::ReplayError;
 use crate::storage::FileStorage;
-use crate::tail::{Bell, RewindLog, Tail};
+use crate::tail::{RewindLog, Tail};
 use crate::wal::Options;
 
 /// The core log a [`SharedWal`] wraps: any storage, with a growable segment table.
@@ -60,8 +60,6 @@ pub(crate) struct Inner<S: GroupSync> {
     /// Leads group commits for async waiters (started with the first one).
     pub(crate) syncer: Arc<Syncer>,
     _stop_syncer: StopSyncer,
-    /// Wakes tailing readers after appends and truncations.
-    pub(crate) bell: Bell,
     /// Every `truncate_back` since open, for tailing readers to report rewinds.
     pub(crate) rewinds: Mutex<RewindLog>,
     /// Where the background threads reach the log (so that it is released on the thread
@@ -262,7 +260,6 @@ impl<S: GroupSync + Send + 'static> SharedWal<S> {
                 positions: Mutex::new(PositionIndex::default()),
                 syncer: Arc::clone(&syncer),
                 _stop_syncer: StopSyncer(syncer),
-                bell: Bell::default(),
                 rewinds: Mutex::new(RewindLog::default()),
                 gate: Arc::clone(&gate),
             },
@@ -307,7 +304,7 @@ impl<S: GroupSync> SharedWal<S> {
             let seen = due.then(|| self.inner.rewinds().generation);
             (first, last, due.then_some(seen).flatten())
         };
-        self.inner.bell.ring();
+        self.inner.c.bell.ring();
         if payloads.is_empty() {
             // No record to wait for: every record of the append is durable (vacuously), even
             // while other writers' records before `first` are not yet.
@@ -476,7 +473,7 @@ impl<S: GroupSync> SharedWal<S> {
         let (future, completion) = DurableFuture::waiting();
         let (log, first, last) = self.append_locked(payloads)?;
         self.watch_locked(log, last, Watcher::Future(completion));
-        self.inner.bell.ring();
+        self.inner.c.bell.ring();
         let appended = Appended {
             first,
             last,
@@ -497,7 +494,7 @@ impl<S: GroupSync> SharedWal<S> {
     {
         let (log, first, last) = self.append_locked(payloads)?;
         self.watch_locked(log, last, Watcher::Callback(Box::new(callback)));
-        self.inner.bell.ring();
+        self.inner.c.bell.ring();
         Ok(Appended {
             first,
             last,
@@ -607,7 +604,7 @@ impl<S: GroupSync> SharedWal<S> {
         if let Some(p) = poisoned {
             c.poison(p);
         }
-        self.inner.bell.ring();
+        self.inner.c.bell.ring();
         r
     }
 
@@ -637,7 +634,7 @@ impl<S: GroupSync> SharedWal<S> {
                 Err(e) => (Err(e), None),
             }
         });
-        self.inner.bell.ring();
+        self.inner.c.bell.ring();
         r
     }
 
@@ -849,6 +846,42 @@ mod tests {
             !wal.still_in_log(seen, last),
             "LSN 3 now names another record"
         );
+    }
+
+    /// A tail parked for the next record is woken when the log is poisoned, and reports it.
+    /// It waits on the bell (registered, checked through its count) before the poison is
+    /// published: only the bell's ring can reach it then (without it, the test hangs and the
+    /// watchdog fails it).
+    #[test]
+    fn a_parked_tail_is_woken_by_the_poison() {
+        let wal = shared(SyncPolicy::Manual);
+        let _ = wal.append(b"one").unwrap();
+        let mut tail = wal.tail(Lsn(1));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let events = (0..2)
+                .map(|_| tail.next_event().unwrap())
+                .collect::<Vec<_>>();
+            let _ = tx.send(events);
+        });
+        // Registered with the bell: it has delivered LSN 1 and waits for LSN 2.
+        while wal.inner.c.bell.waiting() == 0 {
+            std::thread::yield_now();
+        }
+        let p = walden_core::Poisoned {
+            op: walden_core::Op::Sync,
+            segment: None,
+            kind: walden_core::StorageErrorKind::Io,
+        };
+        wal.inner.c.poison(p);
+        let events = rx
+            .recv_timeout(core::time::Duration::from_secs(60))
+            .expect("the parked tail was never woken");
+        assert!(matches!(
+            events[0],
+            crate::tail::TailEvent::Record { lsn: Lsn(1), .. }
+        ));
+        assert_eq!(events[1], crate::tail::TailEvent::Poisoned(p));
     }
 
     #[test]

@@ -14,8 +14,11 @@
 //!   record delivered just before the truncation ran may be reported and then rewound: the
 //!   consumer discards what it got after `to`. A truncation that removed nothing it delivered
 //!   (a tail started past the end, or one behind the cut) is no event.
+//! * **Poison**: once the log is poisoned and the tail has delivered every record it holds, it
+//!   reports [`TailEvent::Poisoned`] (at every call: no record can follow until a reopen)
+//!   instead of waiting forever; a tail waiting when the poison is published is woken.
 //!
-//! Waiting uses a [`Bell`] rung by every append and truncation: a blocking tail parks its
+//! Waiting uses a [`Bell`] rung by every append and truncation, and by the poison: a blocking tail parks its
 //! thread, an async one registers its `Waker` (no runtime needed). To avoid a lost wake-up,
 //! a tail registers first and then looks again before it sleeps; appends ring after their
 //! records are visible.
@@ -27,7 +30,7 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 use std::thread::Thread;
 
-use walden_core::{Lsn, ReadError};
+use walden_core::{Lsn, Poisoned, ReadError};
 
 use crate::group::GroupSync;
 use crate::reader::SharedReader;
@@ -59,6 +62,10 @@ pub enum TailEvent {
         /// The last LSN kept.
         to: Lsn,
     },
+    /// The log is poisoned (a write or sync failed) and the tail has delivered every record it
+    /// holds: none can follow until the log is reopened. Every later call reports it again,
+    /// without waiting; stop tailing this handle.
+    Poisoned(Poisoned),
 }
 
 /// Follows a [`SharedWal`]: blocking ([`Tail::next_event`], [`Tail::blocking_iter`]) and
@@ -136,7 +143,7 @@ impl<S: GroupSync> Tail<S> {
                         return Ok(Some(missed));
                     }
                     // Beyond the end: a truncation the next call reports, or nothing yet.
-                    Err(ReadError::OutOfRange { .. }) => return Ok(None),
+                    Err(ReadError::OutOfRange { .. }) => return Ok(self.at_end()),
                     Err(e) => return Err(e),
                 },
             };
@@ -150,13 +157,24 @@ impl<S: GroupSync> Tail<S> {
                     self.delivered = Some(r.lsn);
                     return Ok(Some(event));
                 }
-                Ok(None) => return Ok(None),
+                Ok(None) => return Ok(self.at_end()),
                 // Its segment was removed by `truncate_front`: start again, which reports
                 // what was missed.
                 Err(ReadError::OutOfRange { .. }) => self.reader = None,
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// What to report with nothing to deliver: the poison if the log has one (no record can
+    /// follow), else nothing yet. Read after registering with the bell, it cannot miss a
+    /// poison that rings nobody (see `Committer::poisoned_for_tail`).
+    fn at_end(&self) -> Option<TailEvent> {
+        self.wal
+            .inner
+            .c
+            .poisoned_for_tail()
+            .map(TailEvent::Poisoned)
     }
 
     /// The next event, waiting (parking the thread) for one.
@@ -167,6 +185,7 @@ impl<S: GroupSync> Tail<S> {
             }
             self.wal
                 .inner
+                .c
                 .bell
                 .register(self.id, Wake::Thread(std::thread::current()));
             // Look again after registering: an append that ran in between rang nobody.
@@ -190,6 +209,7 @@ impl<S: GroupSync> Tail<S> {
         }
         self.wal
             .inner
+            .c
             .bell
             .register(self.id, Wake::Task(cx.waker().clone()));
         match self.try_next() {
@@ -233,7 +253,7 @@ impl<S: GroupSync> futures_core::Stream for Tail<S> {
 
 impl<S: GroupSync> Drop for Tail<S> {
     fn drop(&mut self) {
-        self.wal.inner.bell.forget(self.id);
+        self.wal.inner.c.bell.forget(self.id);
     }
 }
 
@@ -263,6 +283,12 @@ impl Bell {
             None => list.push((id, wake)),
         }
         self.waiting.store(list.len(), Ordering::SeqCst);
+    }
+
+    /// How many tails are registered (for tests).
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
     }
 
     fn forget(&self, id: u64) {

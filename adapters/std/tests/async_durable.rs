@@ -384,3 +384,74 @@ fn tail_is_a_stream() {
         });
     });
 }
+
+/// A log whose first sync after opening fails (it is poisoned then), shared.
+fn failing_log() -> SharedWal<Sim> {
+    let mut sim = SimStorage::new();
+    sim.set_faults(FaultSchedule::new().nth(OpKind::Sync, 3, FaultAction::SyncLosesData));
+    let config = Config::default()
+        .with_segment_size(4096)
+        .with_sync_policy(SyncPolicy::Manual);
+    let mut scratch = vec![0u8; 4096];
+    let (core, _) =
+        CoreWal::<Sim, Growable>::open(SyncUnderLock(sim), config, &mut scratch).unwrap();
+    SharedWal::from_core(core, SyncPolicy::Manual, GroupWindow::default()).unwrap()
+}
+
+/// Appends and syncs until a sync fails; returns the last LSN appended.
+fn poison(wal: &SharedWal<Sim>) -> Lsn {
+    for i in 0..20u32 {
+        let last = wal.append(&i.to_le_bytes()).unwrap().last;
+        if wal.sync().is_err() {
+            assert!(wal.poisoned().is_some());
+            return last;
+        }
+    }
+    panic!("no sync failed");
+}
+
+/// A tail waiting for the next record of a log that becomes poisoned is told, blocking or
+/// async, once it has delivered every record the log holds (no record can follow until the
+/// log is reopened); before, it waited forever.
+#[test]
+fn a_tail_waiting_on_a_log_that_is_poisoned_is_told() {
+    let wal = failing_log();
+    let mut blocking = wal.tail(Lsn(1));
+    let mut stream = wal.tail(Lsn(1));
+    let (started_tx, started) = mpsc::channel();
+    let blocked = std::thread::spawn(move || {
+        started_tx.send(()).unwrap();
+        let mut records = 0u64;
+        loop {
+            match blocking.next_event().unwrap() {
+                TailEvent::Record { .. } => records += 1,
+                TailEvent::Poisoned(p) => return (records, p),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    });
+    started.recv().unwrap();
+    let last = poison(&wal);
+    let reason = wal.poisoned().unwrap();
+    let (records, seen) = watchdog(Duration::from_secs(60), move || blocked.join().unwrap());
+    assert_eq!((records, seen), (last.0, reason));
+    let events = watchdog(Duration::from_secs(60), move || {
+        futures::executor::block_on(async move {
+            let mut events = Vec::new();
+            for _ in 0..=last.0 + 1 {
+                events.push(stream.next().await.unwrap().unwrap());
+            }
+            events
+        })
+    });
+    for (i, e) in events.iter().enumerate().take(last.0 as usize) {
+        assert!(
+            matches!(e, TailEvent::Record { lsn, .. } if lsn.0 == i as u64 + 1),
+            "{e:?}"
+        );
+    }
+    // Every call after the last record says so again: nothing follows.
+    for e in &events[last.0 as usize..] {
+        assert_eq!(*e, TailEvent::Poisoned(reason));
+    }
+}
