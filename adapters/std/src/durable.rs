@@ -78,10 +78,18 @@ pub(crate) enum Watcher {
 
 impl Watcher {
     /// Delivers the outcome. Called without any log lock held: a callback may use the log.
+    /// A callback that panics is caught here and logged: it runs on whichever thread
+    /// published the outcome (the syncer, a group-commit leader), which must go on to answer
+    /// the watchers after it (and, for the syncer, every later one).
     pub(crate) fn fire(self, outcome: Outcome) {
         match self {
             Self::Future(c) => c.complete(outcome),
-            Self::Callback(f) => f(outcome),
+            Self::Callback(f) => {
+                let run = core::panic::AssertUnwindSafe(move || f(outcome));
+                if std::panic::catch_unwind(run).is_err() {
+                    tracing::error!("a durability callback panicked (the panic is dropped)");
+                }
+            }
         }
     }
 }

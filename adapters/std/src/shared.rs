@@ -445,7 +445,8 @@ impl<S: GroupSync> SharedWal<S> {
     /// Runs `callback` once, when `lsn` is durable or cannot become durable (the same outcomes
     /// as [`SharedWal::durable`]). It runs on whichever thread publishes the outcome (a group
     /// commit leader, the syncer, a truncation, or the caller if it is known at once) and must
-    /// be quick and must not block on the log; it may call the log.
+    /// be quick and must not block on the log; it may call the log. A panic in it is caught
+    /// and logged, and answers nothing else.
     pub fn on_durable(
         &self,
         lsn: Lsn,

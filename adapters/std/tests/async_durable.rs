@@ -455,3 +455,30 @@ fn a_tail_waiting_on_a_log_that_is_poisoned_is_told() {
         assert_eq!(*e, TailEvent::Poisoned(reason));
     }
 }
+
+/// A durability callback that panics takes down neither the syncer nor the other watchers it
+/// was answered with: before, the panic unwound out of the syncer thread (ending it, so no
+/// later future or callback was ever answered) and dropped, unanswered, the watchers after it
+/// in the same group.
+#[test]
+fn a_panicking_callback_does_not_strand_other_waiters() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = open(dir.path(), SyncPolicy::Manual);
+    let (tx, rx) = mpsc::channel();
+    // Answered together by one sync: the panicking callback, then another one.
+    let tx2 = tx.clone();
+    let _ = wal.append(b"a").unwrap();
+    wal.on_durable(Lsn(1), |_| panic!("a callback that panics"));
+    wal.on_durable(Lsn(1), move |o| tx2.send(o).unwrap());
+    let (_, after) = wal.append_durable(&[b"b"]).unwrap();
+    let _ = wal
+        .append_then(&[b"c"], move |o| tx.send(o).unwrap())
+        .unwrap();
+    let got = watchdog(Duration::from_secs(60), move || {
+        let after = futures::executor::block_on(after);
+        let callbacks = [rx.recv().unwrap(), rx.recv().unwrap()];
+        (after, callbacks)
+    });
+    assert!(got.0.is_ok_and(|d| d >= Lsn(2)), "{got:?}");
+    assert!(got.1.iter().all(Result::is_ok), "{got:?}");
+}
