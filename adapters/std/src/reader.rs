@@ -658,7 +658,9 @@ impl<S: GroupSync> SharedReader<S> {
     ///
     /// A `truncate_back` that cut below the position since it was found leaves the cursor at
     /// an offset into removed bytes (new records at the same LSNs are stored elsewhere, or at
-    /// other lengths): the reader then finds its next LSN again, as a new reader would.
+    /// other lengths): the reader then finds its next LSN again, as a new reader would. One
+    /// that cut right at the position leaves it, but not what was copied from it. Either way
+    /// `moved` tells [`SharedReader::read_next`] that a header it read before is stale.
     fn ensure(&mut self, len: usize) -> Result<bool, ReadError<S::Error>> {
         let offset = self.cursor.offset();
         let have = self.chunk_start + self.filled as u64;
@@ -668,10 +670,16 @@ impl<S: GroupSync> SharedReader<S> {
         let log = self.inner.c.lock_log();
         let wal = &log.wal;
         let next = self.cursor.next_lsn();
+        let (generation, cut) = self.inner.rewinds().lowest_since(self.rewound);
+        if cut.is_some_and(|cut| cut.next() <= next) {
+            // What was copied from the position on (a header the caller may have read) was
+            // removed; the position itself too, if the cut is below it.
+            self.filled = 0;
+            self.moved = true;
+        }
         if next > wal.last_lsn() {
             return Ok(false);
         }
-        let (generation, cut) = self.inner.rewinds().lowest_since(self.rewound);
         if cut.is_some_and(|cut| cut.next() < next) {
             drop(log);
             return match Self::new(self.inner.clone(), next) {
