@@ -651,7 +651,9 @@ impl<S: GroupSync> SharedWal<S> {
     }
 
     /// Syncs, then returns the core log if this is the last handle (otherwise gives the
-    /// handle back).
+    /// handle back). Every [`SharedReader`] and [`Tail`] holds a handle too: while one is
+    /// alive this gives the handle back, and dropping every other handle leaves the log (and
+    /// its directory lock) open until it is dropped.
     pub fn close(self) -> Result<Result<CoreLog<S>, Self>, SyncError<S::Error>> {
         self.sync()?;
         Ok(self.into_core())

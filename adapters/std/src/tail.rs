@@ -72,6 +72,11 @@ pub enum TailEvent {
 /// async ([`Tail::next_async`], [`Tail::poll_event`], and `futures_core::Stream`). Created by
 /// [`SharedWal::tail`]. Sees records as soon as they are appended, durable or not (pair it with
 /// [`SharedWal::durable`] to ship only durable records).
+///
+/// A tail holds a handle of the log: it keeps the log (and its directory lock) open, so a tail
+/// waiting in [`Tail::next_event`] is not woken by the other handles being dropped. Stop it
+/// some other way (a flag checked between [`Tail::try_next`] calls, or by dropping the
+/// `Stream` future), then drop it.
 pub struct Tail<S: GroupSync> {
     wal: SharedWal<S>,
     next: Lsn,
