@@ -32,6 +32,7 @@ pub struct Reader<'w, S: Storage, Table: SegmentTable> {
 impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     /// A reader positioned at `from`. `from` may be one past the last LSN (nothing to read
     /// yet); anything outside `first_lsn..=last_lsn + 1` is [`ReadError::OutOfRange`].
+    #[cfg_attr(target_pointer_width = "32", inline(never))]
     pub fn reader(&self, from: Lsn) -> Result<Reader<'_, S, Table>, ReadError<S::Error>> {
         let (first, last) = (self.first_lsn(), self.last_lsn());
         if from < first || from > last.next() {
