@@ -47,7 +47,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             .iter()
             .rposition(|s| s.first_lsn <= from)
             .unwrap_or(0);
-        let seg = self.segments[segment];
+        let seg = &self.segments[segment];
         let keys = seg.keys(self.config.max_record_size);
         let cursor = if from > last {
             RecordCursor::resume(keys, seg.end, from)
@@ -116,7 +116,7 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
                     self.cursor.next_lsn(),
                 );
             }
-            let seg = segs[self.segment];
+            let seg = &segs[self.segment];
             let mut buf = [0u8; RECORD_HEADER_LEN];
             let n = read_full(&self.wal.storage, seg.id, self.cursor.offset(), &mut buf)
                 .map_err(|error| self.io(error))?;
@@ -172,7 +172,8 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
         if len > buf.len() {
             return Err(ReadError::BufferTooSmall { needed: len });
         }
-        let seg = self.wal.segments[self.segment];
+        let wal = self.wal;
+        let seg = &wal.segments[self.segment];
         // Without the transforms built in, a transformed record is refused before it is read
         // (and the embedded build carries no decoding path).
         #[cfg(not(any(feature = "compress", feature = "encrypt")))]

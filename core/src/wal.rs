@@ -280,7 +280,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     /// Writes a metadata record at the end of segment `k` (not synced). Version-1 segments
     /// have no metadata records: nothing is written and `false` returned.
     pub(crate) fn write_meta(&mut self, k: usize, meta: Meta) -> Result<bool, IoFailure<S::Error>> {
-        let seg = self.segments[k];
+        let seg = &self.segments[k];
         if seg.version < VERSION_WITH_META {
             return Ok(false);
         }
@@ -294,11 +294,11 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             ack_gap: RecordHeader::ack_gap_for(self.next_lsn, self.durable),
         }
         .encode(seg.checksum, seg.salt);
-        let id = seg.id;
+        let (id, end) = (seg.id, seg.end);
         let mut record = [0u8; RECORD_HEADER_LEN + META_LEN];
         record[..RECORD_HEADER_LEN].copy_from_slice(&header);
         record[RECORD_HEADER_LEN..].copy_from_slice(&payload);
-        self.guarded(Op::Write, Some(id), |s| s.write(id, seg.end, &record))?;
+        self.guarded(Op::Write, Some(id), |s| s.write(id, end, &record))?;
         Ok(true)
     }
 
@@ -439,7 +439,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             mut end,
             version,
             ..
-        } = self.active();
+        } = *self.active();
         // Record flags exist from version 3 on: a segment an older version created (the
         // newest one of a log this code opened) takes its records as appended.
         #[cfg(feature = "compress")]
@@ -510,9 +510,9 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         Ok(first)
     }
 
-    pub(crate) fn active(&self) -> SegmentInfo {
+    pub(crate) fn active(&self) -> &SegmentInfo {
         // Invariant: a Wal always has at least one segment (open creates one).
-        self.segments[self.segments.len() - 1]
+        &self.segments[self.segments.len() - 1]
     }
 
     /// Makes every appended record durable and returns the durable LSN. After a failure the
