@@ -241,6 +241,9 @@ impl RecordCursor {
 
     /// A cursor at a record already known to be valid (`lsn` at `offset`), possibly inside a
     /// batch: batch framing is not checked from here on (recovery checked it).
+    // Never inlined on 32-bit targets, like `data_header` and `SegmentInfo::keys`: one copy
+    // for every reader (docs/EMBEDDED.md).
+    #[cfg_attr(target_pointer_width = "32", inline(never))]
     pub fn resume(keys: SegmentKeys, offset: u64, lsn: Lsn) -> Self {
         Self {
             offset,
@@ -381,6 +384,7 @@ impl RecordCursor {
     /// For readers, which step over metadata records: the data record at the cursor (see
     /// [`RecordCursor::header`]), or `None` after moving past a metadata record (call again with
     /// the bytes at the new offset).
+    #[cfg_attr(target_pointer_width = "32", inline(never))]
     pub fn data_header(&mut self, bytes: &[u8]) -> Result<Option<Located>, Fault> {
         let at = self.header(bytes)?;
         if !at.is_meta() {

@@ -40,6 +40,9 @@ pub struct SegmentInfo {
 
 impl SegmentInfo {
     /// The cursor keys for reading this segment's records up to `end`.
+    // Never inlined on 32-bit targets: one copy instead of one per reader and walk
+    // (docs/EMBEDDED.md).
+    #[cfg_attr(target_pointer_width = "32", inline(never))]
     pub fn keys(&self, max_record: u32) -> SegmentKeys {
         SegmentKeys {
             checksum: self.checksum,
