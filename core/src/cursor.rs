@@ -406,7 +406,8 @@ impl RecordCursor {
     }
 
     /// Verifies a payload held in one piece.
-    #[cfg_attr(feature = "replay", inline)]
+    #[cfg_attr(all(feature = "replay", not(target_pointer_width = "32")), inline)]
+    #[cfg_attr(target_pointer_width = "32", inline(always))]
     pub fn verify_payload(&self, at: &Located, payload: &[u8]) -> Result<(), Fault> {
         if payload.len() == at.header.length as usize
             && self.keys.checksum.of_salted(self.keys.salt, payload) == at.header.payload_crc

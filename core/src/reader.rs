@@ -127,6 +127,9 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
         }
     }
 
+    // Always inlined on 32-bit targets: without walden-core's `detail` the words are dropped
+    // and each caller's `describe` with them (docs/EMBEDDED.md).
+    #[cfg_attr(target_pointer_width = "32", inline(always))]
     fn corrupt(&self, detail: &'static str) -> ReadError<S::Error> {
         ReadError::Corrupted(Corruption {
             case: Case::MidLogCorruption,
@@ -137,6 +140,7 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
         })
     }
 
+    #[cfg_attr(target_pointer_width = "32", inline(always))]
     fn io(&self, error: S::Error) -> ReadError<S::Error> {
         ReadError::Storage(IoFailure {
             op: Op::Read,
@@ -146,6 +150,7 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
     }
 
     /// Skips one record without reading its payload.
+    #[cfg_attr(target_pointer_width = "32", inline(never))]
     fn skip(&mut self) -> Result<(), ReadError<S::Error>> {
         if let Some(at) = self.header()? {
             self.cursor
