@@ -645,6 +645,7 @@ impl Orphans {
 }
 
 /// The LSN field of a record header starting at `bytes[at..]`.
+#[cfg_attr(target_pointer_width = "32", inline(always))]
 fn lsn_field(bytes: &[u8], at: usize) -> u64 {
     let mut lsn = [0u8; 8];
     lsn.copy_from_slice(&bytes[at + rec::LSN..at + rec::LSN + 8]);
