@@ -172,6 +172,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     }
 
     /// Gives the storage back (after a final `sync` if you need durability).
+    #[cfg_attr(target_pointer_width = "32", inline(never))]
     pub fn into_storage(self) -> S {
         self.storage
     }
