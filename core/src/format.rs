@@ -579,18 +579,35 @@ pub(crate) fn encode_start(
     first_segment: SegmentId,
 ) -> [u8; START_RECORD_LEN] {
     let alg = ChecksumAlgorithm::Crc32c;
-    let salt = start_salt(log_id);
-    let payload = Meta::Start { first_segment }.encode();
+    encode_meta_record(
+        alg,
+        start_salt(log_id),
+        Lsn(generation),
+        1,
+        Meta::Start { first_segment },
+    )
+}
+
+/// A whole metadata record (header and payload) at `lsn`, checksummed with `alg` and `salt`:
+/// a seal at a segment's end, or a start slot's record.
+pub(crate) fn encode_meta_record(
+    alg: ChecksumAlgorithm,
+    salt: u64,
+    lsn: Lsn,
+    ack_gap: u32,
+    meta: Meta,
+) -> [u8; RECORD_HEADER_LEN + META_LEN] {
+    let payload = meta.encode();
     let header = RecordHeader {
         length: META_LEN as u32,
-        lsn: Lsn(generation),
+        lsn,
         payload_crc: alg.of_salted(salt, &payload),
         kind: RecordKind::Meta,
         flags: RecordFlags::PLAIN,
-        ack_gap: 1,
+        ack_gap,
     }
     .encode(alg, salt);
-    let mut b = [0u8; START_RECORD_LEN];
+    let mut b = [0u8; RECORD_HEADER_LEN + META_LEN];
     b[..RECORD_HEADER_LEN].copy_from_slice(&header);
     b[RECORD_HEADER_LEN..].copy_from_slice(&payload);
     b

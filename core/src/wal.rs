@@ -7,7 +7,7 @@ use crate::counters::Counters;
 use crate::cursor::{RecordCursor, SegmentKeys};
 use crate::error::{AppendError, Corruption, IoFailure, Op, Poisoned, SyncError, TruncateError};
 use crate::format::{
-    FORMAT_VERSION, META_LEN, Meta, RECORD_HEADER_LEN, RecordFlags, RecordHeader, RecordKind,
+    FORMAT_VERSION, META_LEN, Meta, RECORD_HEADER_LEN, RecordHeader, RecordKind,
     SEGMENT_HEADER_LEN, SegmentHeader, VERSION_WITH_META,
 };
 use crate::lsn::Lsn;
@@ -288,20 +288,14 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         if seg.version < VERSION_WITH_META {
             return Ok(false);
         }
-        let payload = meta.encode();
-        let header = RecordHeader {
-            length: META_LEN as u32,
-            lsn: self.next_lsn,
-            payload_crc: seg.checksum.of_salted(seg.salt, &payload),
-            kind: RecordKind::Meta,
-            flags: RecordFlags::PLAIN,
-            ack_gap: RecordHeader::ack_gap_for(self.next_lsn, self.durable),
-        }
-        .encode(seg.checksum, seg.salt);
+        let record = crate::format::encode_meta_record(
+            seg.checksum,
+            seg.salt,
+            self.next_lsn,
+            RecordHeader::ack_gap_for(self.next_lsn, self.durable),
+            meta,
+        );
         let (id, end) = (seg.id, seg.end);
-        let mut record = [0u8; RECORD_HEADER_LEN + META_LEN];
-        record[..RECORD_HEADER_LEN].copy_from_slice(&header);
-        record[RECORD_HEADER_LEN..].copy_from_slice(&payload);
         self.guarded(Op::Write, Some(id), |s| s.write(id, end, &record))?;
         Ok(true)
     }
