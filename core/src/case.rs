@@ -181,6 +181,9 @@ impl Case {
     ];
 
     /// Whether this case describes `i`. Exactly one case applies to every input.
+    // Never inlined on 32-bit targets: `classify` unrolled over `ALL` copied it once per case
+    // (docs/EMBEDDED.md).
+    #[cfg_attr(target_pointer_width = "32", inline(never))]
     pub(crate) fn applies(self, i: &Inputs) -> bool {
         use HeaderState as H;
         let cont = i.sequence == Sequence::Continuous;
