@@ -437,7 +437,8 @@ impl RecordHeader {
     }
 
     /// Verifies the header checksum, then decodes. `length` is not yet checked against limits.
-    #[cfg_attr(feature = "replay", inline)]
+    #[cfg_attr(all(feature = "replay", not(target_pointer_width = "32")), inline)]
+    #[cfg_attr(target_pointer_width = "32", inline(always))]
     pub fn decode(b: &[u8], alg: ChecksumAlgorithm, salt: u64) -> Result<Self, RecordProblem> {
         let b = Self::bytes(b)?;
         if alg.of_salted(salt, &b[rec::LENGTH..]) as u32 != get_u32(b, rec::HEADER_CRC) {
