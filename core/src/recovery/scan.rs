@@ -494,6 +494,7 @@ fn payload_matches<S: Storage>(
 
 /// Whether every byte from `from` to the end of the segment is zero (preallocated space, or a
 /// creation whose header never arrived).
+#[cfg_attr(target_pointer_width = "32", inline(always))]
 pub(crate) fn zeros_to_end<S: Storage>(
     st: &S,
     win: &mut Window<'_>,
