@@ -656,6 +656,7 @@ fn lsn_field(bytes: &[u8], at: usize) -> u64 {
 /// The first offset in `bytes` where a whole record header fits and its LSN field could
 /// follow the damage (above `bad`, at most `max_lsn`): the cheap filter before any checksum.
 /// Eight offsets at a time without a branch, since nearly all fail.
+#[cfg_attr(target_pointer_width = "32", inline(always))]
 fn first_candidate(bytes: &[u8], bad: Lsn, max_lsn: u64) -> Option<usize> {
     let candidates = (bytes.len() + 1).checked_sub(RECORD_HEADER_LEN)?;
     let low = bad.0.wrapping_add(1);
