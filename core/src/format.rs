@@ -617,9 +617,10 @@ pub(crate) fn encode_meta_record(
 /// Decodes a start slot's contents: `(generation, first_segment)`, or `None` if they are not a
 /// valid start record of log `log_id`.
 #[cfg_attr(not(feature = "start-slots"), allow(dead_code))]
-// Never inlined: inlined into `read_start`, the decoded header sat in that frame beside the
-// slot's bytes, above the storage read at the bottom of `Wal::open`'s deepest call chain.
-#[inline(never)]
+// Always inlined: once `RecordHeader::decode` was inlined on 32-bit targets, this in a frame of
+// its own saved no stack on a Cortex-M (it did before, under `read_start`) and cost 72 bytes of
+// flash (docs/EMBEDDED.md).
+#[inline(always)]
 pub(crate) fn decode_start(b: &[u8], log_id: u64) -> Option<(u64, SegmentId)> {
     let alg = ChecksumAlgorithm::Crc32c;
     let salt = start_salt(log_id);
