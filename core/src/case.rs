@@ -221,6 +221,7 @@ impl Case {
     }
 
     /// What the policy does about this case.
+    #[cfg_attr(target_pointer_width = "32", inline(never))]
     pub(crate) fn action(self, policy: RecoveryPolicy) -> Action {
         use RecoveryPolicy::{Salvage, Strict, TolerateTornTail};
         match (self, policy) {
