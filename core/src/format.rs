@@ -529,6 +529,7 @@ impl Meta {
     }
 
     /// Decodes a payload; `None` for a wrong length, an unknown type or reserved bytes set.
+    #[cfg_attr(target_pointer_width = "32", inline(always))]
     pub(crate) fn decode(b: &[u8]) -> Option<Self> {
         let b: &[u8; META_LEN] = b.try_into().ok()?;
         if b[meta::RESERVED..meta::VALUE].iter().any(|&x| x != 0) {
