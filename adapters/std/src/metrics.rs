@@ -38,6 +38,9 @@ impl Histogram {
     pub(crate) fn snapshot(&self) -> HistogramSnapshot {
         let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
         let count: u64 = counts.iter().sum();
+        // A quantile is its bucket's upper bound, but never above the largest value seen (the
+        // top bucket of 262,143 ns reported a p50 above a max of 223,894).
+        let max = self.max.load(Relaxed);
         let quantile = |q: f64| -> u64 {
             if count == 0 {
                 return 0;
@@ -47,15 +50,15 @@ impl Histogram {
             for (i, c) in counts.iter().enumerate() {
                 seen += c;
                 if seen >= rank {
-                    return upper_bound(i);
+                    return upper_bound(i).min(max);
                 }
             }
-            upper_bound(BUCKETS - 1)
+            max
         };
         HistogramSnapshot {
             count,
             sum: self.sum.load(Relaxed),
-            max: self.max.load(Relaxed),
+            max,
             p50: quantile(0.5),
             p90: quantile(0.9),
             p99: quantile(0.99),
@@ -91,7 +94,8 @@ pub struct Bucket {
     pub count: u64,
 }
 
-/// A histogram at one moment. Quantiles are bucket upper bounds (within a factor of two).
+/// A histogram at one moment. Quantiles are bucket upper bounds (within a factor of two), never
+/// above `max`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistogramSnapshot {
     /// Values recorded.
@@ -213,7 +217,8 @@ mod tests {
         assert_eq!(s.max, 1000);
         assert_eq!(s.sum, 3010);
         assert_eq!(s.p50, 3); // the 4th value (3) is in bucket [2, 3]
-        assert_eq!(s.p99, 1023);
+        // In the bucket [512, 1023], capped at the largest value seen.
+        assert_eq!(s.p99, 1000);
         assert_eq!(s.buckets.first(), Some(&Bucket { le: 0, count: 1 }));
         assert_eq!(upper_bound(64), u64::MAX);
         h.record(u64::MAX);
