@@ -654,6 +654,10 @@ impl<S: GroupSync> SharedWal<S> {
     /// handle back). Every [`SharedReader`] and [`Tail`] holds a handle too: while one is
     /// alive this gives the handle back, and dropping every other handle leaves the log (and
     /// its directory lock) open until it is dropped.
+    ///
+    /// If the sync fails (or the log is already poisoned) the error is returned and this
+    /// handle is dropped with it: nothing more can be made durable through it, and the log is
+    /// released as by a drop once no other handle is left. Reopen the directory to go on.
     pub fn close(self) -> Result<Result<CoreLog<S>, Self>, SyncError<S::Error>> {
         self.sync()?;
         Ok(self.into_core())
