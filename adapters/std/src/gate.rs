@@ -12,6 +12,12 @@
 //! One exception: a handle dropped on a thread that is itself visiting (a durability callback
 //! runs on the syncer) cannot wait for its own visit; the log is then released when that visit
 //! ends, on that thread.
+//!
+//! A tail ([`crate::Tail`]) holds a *follower* handle: it keeps the log alive while it is
+//! used, but it does not keep it open for the user. When the last handle that is not a
+//! follower is dropped, the gate marks the log *orphaned* and calls the handle's `on_orphan`
+//! (which wakes waiting tails, so that they report the log closed instead of waiting forever
+//! for a record that no handle can append); the log is released when the followers go too.
 
 use core::cell::Cell;
 use core::ops::Deref;
@@ -35,6 +41,10 @@ pub(crate) struct Gate {
 #[derive(Default)]
 struct State {
     handles: usize,
+    /// Of `handles`, the followers (see the module docs).
+    followers: usize,
+    /// Every handle that is not a follower has been dropped.
+    orphaned: bool,
     visits: usize,
     closed: bool,
 }
@@ -109,16 +119,43 @@ impl<T> Drop for Visit<'_, T> {
 pub(crate) struct Handle<T> {
     arc: Option<Arc<T>>,
     gate: Arc<Gate>,
+    /// A follower's handle (see the module docs); its clones are followers too.
+    follower: bool,
+    /// Called (on the dropping thread, with the log still alive) when the last handle that is
+    /// not a follower is dropped while followers remain.
+    on_orphan: fn(&T),
 }
 
 impl<T> Handle<T> {
     /// The first handle of `value`, and its gate.
-    pub(crate) fn new(value: T, gate: Arc<Gate>) -> Self {
+    pub(crate) fn new(value: T, gate: Arc<Gate>, on_orphan: fn(&T)) -> Self {
         gate.lock().handles += 1;
         Self {
             arc: Some(Arc::new(value)),
             gate,
+            follower: false,
+            on_orphan,
         }
+    }
+
+    /// A follower's handle of the same value (see the module docs).
+    pub(crate) fn follower(&self) -> Self {
+        let mut st = self.gate.lock();
+        st.handles += 1;
+        st.followers += 1;
+        drop(st);
+        Self {
+            arc: Some(Arc::clone(self.arc())),
+            gate: Arc::clone(&self.gate),
+            follower: true,
+            on_orphan: self.on_orphan,
+        }
+    }
+
+    /// Whether every handle that is not a follower has been dropped: nothing but followers
+    /// can reach the log any more.
+    pub(crate) fn orphaned(&self) -> bool {
+        self.gate.lock().orphaned
     }
 
     fn arc(&self) -> &Arc<T> {
@@ -172,10 +209,15 @@ impl<T> Deref for Handle<T> {
 
 impl<T> Clone for Handle<T> {
     fn clone(&self) -> Self {
+        if self.follower {
+            return self.follower();
+        }
         self.gate.lock().handles += 1;
         Self {
             arc: Some(Arc::clone(self.arc())),
             gate: Arc::clone(&self.gate),
+            follower: false,
+            on_orphan: self.on_orphan,
         }
     }
 }
@@ -187,8 +229,16 @@ impl<T> Drop for Handle<T> {
         };
         let mut st = self.gate.lock();
         st.handles -= 1;
+        if self.follower {
+            st.followers -= 1;
+        }
         if st.handles == 0 {
             self.gate.close(st);
+        } else if !self.follower && st.handles == st.followers && !st.orphaned {
+            st.orphaned = true;
+            drop(st);
+            // After the mark, which a woken follower reads.
+            (self.on_orphan)(&arc);
         } else {
             drop(st);
         }
@@ -216,7 +266,7 @@ mod tests {
     fn released_by_dropper(gate: Gate) -> bool {
         let gate = Arc::new(gate);
         let (released_tx, released) = mpsc::channel();
-        let handle = Handle::new(Log(released_tx), Arc::clone(&gate));
+        let handle = Handle::new(Log(released_tx), Arc::clone(&gate), |_| {});
         let weak = handle.downgrade();
         let (entered_tx, entered) = mpsc::channel();
         let (leave_tx, leave) = mpsc::channel::<()>();
@@ -261,11 +311,40 @@ mod tests {
     fn into_inner_needs_the_last_handle() {
         let gate = Arc::new(Gate::default());
         let (tx, _rx) = mpsc::channel();
-        let a = Handle::new(Log(tx), Arc::clone(&gate));
+        let a = Handle::new(Log(tx), Arc::clone(&gate), |_| {});
         let b = a.clone();
         let a = a.into_inner().err().expect("two handles");
         drop(b);
         assert!(a.into_inner().is_ok());
+        assert_eq!(gate.lock().handles, 0);
+    }
+
+    static ORPHANED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+    /// Followers keep the value alive but not open: dropping the last other handle marks it
+    /// orphaned and calls `on_orphan` once (clones of a follower are followers); the value is
+    /// released when the followers go.
+    #[test]
+    fn followers_do_not_keep_the_log_open() {
+        use core::sync::atomic::Ordering::SeqCst;
+        let gate = Arc::new(Gate::default());
+        let (tx, released) = mpsc::channel();
+        let a = Handle::new(Log(tx), Arc::clone(&gate), |_| {
+            ORPHANED.fetch_add(1, SeqCst);
+        });
+        let b = a.clone();
+        let f = a.follower();
+        let g = f.clone();
+        drop(a);
+        assert!(!f.orphaned(), "a handle is left");
+        drop(b);
+        assert!(f.orphaned() && g.orphaned());
+        assert_eq!(ORPHANED.load(SeqCst), 1);
+        drop(g);
+        assert_eq!(ORPHANED.load(SeqCst), 1, "once");
+        assert!(released.try_recv().is_err(), "a follower still holds it");
+        drop(f);
+        assert!(released.try_recv().is_ok());
         assert_eq!(gate.lock().handles, 0);
     }
 }

@@ -83,7 +83,7 @@
 //!    the published state already answers it, or by a truncation (below). So points 1–3 hold
 //!    for watchers unchanged: no watcher hears of durability without a successful sync, and
 //!    none after the poison. Outcomes are delivered after the commit lock is dropped
-//!    ([`unpark`]), so a callback may call into the log without deadlocking.
+//!    ([`Committer::unpark`]), so a callback may call into the log without deadlocking.
 //! 7. **Someone always leads for them.** A watcher is registered with the log lock held (its
 //!    LSN, clamped to the last record, cannot be truncated in between), and right after, its
 //!    LSN is requested from the log's **syncer thread**, which calls

@@ -264,6 +264,8 @@ impl<S: GroupSync + Send + 'static> SharedWal<S> {
                 gate: Arc::clone(&gate),
             },
             Arc::clone(&gate),
+            // The last handle but tails' is gone: wake the tails, which then report it.
+            |inner| inner.c.bell.ring(),
         );
         if let (SyncPolicy::Interval(every), Some(stop)) = (policy, flusher) {
             spawn_flusher(inner.downgrade(), gate, stop, every);
@@ -521,7 +523,12 @@ impl<S: GroupSync> SharedWal<S> {
     /// keeps going across rotation, `truncate_front` and `truncate_back`, reporting the
     /// records it missed and the rewinds (see [`Tail`]).
     pub fn tail(&self, from: Lsn) -> Tail<S> {
-        Tail::new(self.clone(), from)
+        Tail::new(
+            Self {
+                inner: self.inner.follower(),
+            },
+            from,
+        )
     }
 
     /// The highest LSN known durable (never beyond a successful sync; frozen once poisoned).
@@ -652,8 +659,10 @@ impl<S: GroupSync> SharedWal<S> {
 
     /// Syncs, then returns the core log if this is the last handle (otherwise gives the
     /// handle back). Every [`SharedReader`] and [`Tail`] holds a handle too: while one is
-    /// alive this gives the handle back, and dropping every other handle leaves the log (and
-    /// its directory lock) open until it is dropped.
+    /// alive this gives the handle back. Dropping every other handle leaves the log (and its
+    /// directory lock) open until the readers and tails are dropped; tails are told
+    /// ([`TailEvent::Closed`](crate::TailEvent::Closed)) once they have delivered every
+    /// record, readers are not (they do not wait).
     ///
     /// If the sync fails (or the log is already poisoned) the error is returned and this
     /// handle is dropped with it: nothing more can be made durable through it, and the log is

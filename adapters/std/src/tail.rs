@@ -17,8 +17,11 @@
 //! * **Poison**: once the log is poisoned and the tail has delivered every record it holds, it
 //!   reports [`TailEvent::Poisoned`] (at every call: no record can follow until a reopen)
 //!   instead of waiting forever; a tail waiting when the poison is published is woken.
+//! * **Close**: a tail does not keep the log open. Once every other handle is dropped and the
+//!   tail has delivered every record, it reports [`TailEvent::Closed`] (at every call); a tail
+//!   waiting then is woken. The log is released when the last tail is dropped.
 //!
-//! Waiting uses a [`Bell`] rung by every append and truncation, and by the poison: a blocking tail parks its
+//! Waiting uses a [`Bell`] rung by every append and truncation, by the poison and by the close: a blocking tail parks its
 //! thread, an async one registers its `Waker` (no runtime needed). To avoid a lost wake-up,
 //! a tail registers first and then looks again before it sleeps; appends ring after their
 //! records are visible.
@@ -66,6 +69,11 @@ pub enum TailEvent {
     /// holds: none can follow until the log is reopened. Every later call reports it again,
     /// without waiting; stop tailing this handle.
     Poisoned(Poisoned),
+    /// Every handle of the log but tails has been dropped and the tail has delivered every
+    /// record the log holds: none can follow. Every later call reports it again, without
+    /// waiting; drop the tail, which releases the log (and its directory lock) once no tail
+    /// is left. The blocking iterator and the `Stream` end here.
+    Closed,
 }
 
 /// Follows a [`SharedWal`]: blocking ([`Tail::next_event`], [`Tail::blocking_iter`]) and
@@ -73,10 +81,9 @@ pub enum TailEvent {
 /// [`SharedWal::tail`]. Sees records as soon as they are appended, durable or not (pair it with
 /// [`SharedWal::durable`] to ship only durable records).
 ///
-/// A tail holds a handle of the log: it keeps the log (and its directory lock) open, so a tail
-/// waiting in [`Tail::next_event`] is not woken by the other handles being dropped. Stop it
-/// some other way (a flag checked between [`Tail::try_next`] calls, or by dropping the
-/// `Stream` future), then drop it.
+/// A tail does not keep the log open for others: when every other handle of the log is dropped,
+/// a waiting tail wakes and, once it has delivered every record, reports [`TailEvent::Closed`].
+/// The log (and its directory lock) is released when the last tail is dropped too.
 pub struct Tail<S: GroupSync> {
     wal: SharedWal<S>,
     next: Lsn,
@@ -175,11 +182,13 @@ impl<S: GroupSync> Tail<S> {
     /// follow), else nothing yet. Read after registering with the bell, it cannot miss a
     /// poison that rings nobody (see `Committer::poisoned_for_tail`).
     fn at_end(&self) -> Option<TailEvent> {
-        self.wal
-            .inner
-            .c
-            .poisoned_for_tail()
+        let poisoned = self.wal.inner.c.poisoned_for_tail();
+        // After the tail registered with the bell: the handle dropped last marks the log
+        // orphaned before it rings (`gate::Handle`'s drop), so a tail that reads no mark here
+        // is woken by that ring.
+        poisoned
             .map(TailEvent::Poisoned)
+            .or_else(|| self.wal.inner.orphaned().then_some(TailEvent::Closed))
     }
 
     /// The next event, waiting (parking the thread) for one.
@@ -224,7 +233,8 @@ impl<S: GroupSync> Tail<S> {
         }
     }
 
-    /// A blocking iterator over the events (it waits for each; it never ends).
+    /// A blocking iterator over the events (it waits for each; it ends when the log is closed,
+    /// [`TailEvent::Closed`]).
     pub fn blocking_iter(&mut self) -> BlockingTail<'_, S> {
         BlockingTail(self)
     }
@@ -235,8 +245,8 @@ impl<S: GroupSync> Tail<S> {
     }
 }
 
-/// A [`Tail`] as a blocking iterator, from [`Tail::blocking_iter`]. It never ends: `next`
-/// waits for the next event. (A separate type, so that `next` on the tail itself is not
+/// A [`Tail`] as a blocking iterator, from [`Tail::blocking_iter`]: `next` waits for the next
+/// event, and the iterator ends when the log is closed ([`TailEvent::Closed`]). (A separate type, so that `next` on the tail itself is not
 /// ambiguous between `Iterator` and `StreamExt`.)
 pub struct BlockingTail<'t, S: GroupSync>(&'t mut Tail<S>);
 
@@ -244,7 +254,10 @@ impl<S: GroupSync> Iterator for BlockingTail<'_, S> {
     type Item = Result<TailEvent, ReadError<S::Error>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        Some(self.0.next_event())
+        match self.0.next_event() {
+            Ok(TailEvent::Closed) => None,
+            other => Some(other),
+        }
     }
 }
 
@@ -252,7 +265,10 @@ impl<S: GroupSync> futures_core::Stream for Tail<S> {
     type Item = Result<TailEvent, ReadError<S::Error>>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().poll_event(cx).map(Some)
+        self.get_mut().poll_event(cx).map(|e| match e {
+            Ok(TailEvent::Closed) => None,
+            other => Some(other),
+        })
     }
 }
 

@@ -482,3 +482,87 @@ fn a_panicking_callback_does_not_strand_other_waiters() {
     assert!(got.0.is_ok_and(|d| d >= Lsn(2)), "{got:?}");
     assert!(got.1.iter().all(Result::is_ok), "{got:?}");
 }
+
+/// A tail does not keep the log open: when every other handle is dropped, a tail waiting for
+/// the next record is woken, delivers what is left and reports `Closed` (blocking), a `Stream`
+/// ends, and once the tails are dropped the directory reopens. Before, the waiting thread
+/// waited forever and the log (and its lock) stayed open.
+#[test]
+fn a_tail_is_told_when_every_other_handle_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = open(dir.path(), SyncPolicy::Manual);
+    let _ = wal.append(b"one").unwrap();
+    let mut blocking = wal.tail(Lsn(1));
+    let stream = wal.tail(Lsn(1));
+    let (started_tx, started) = mpsc::channel();
+    let blocked = std::thread::spawn(move || {
+        let mut records = Vec::new();
+        loop {
+            match blocking.next_event().unwrap() {
+                TailEvent::Record { lsn, .. } => {
+                    records.push(lsn.0);
+                    if records.len() == 1 {
+                        started_tx.send(()).unwrap();
+                    }
+                }
+                TailEvent::Closed => break,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // Again, without waiting.
+        assert_eq!(blocking.next_event().unwrap(), TailEvent::Closed);
+        records
+    });
+    // The thread has delivered the first record and waits (or is about to) for the next.
+    started.recv().unwrap();
+    let _ = wal.append(b"two").unwrap();
+    let reader = wal.reader(Lsn(1)).unwrap();
+    drop(reader);
+    drop(wal);
+    let records = watchdog(Duration::from_secs(60), move || blocked.join().unwrap());
+    assert_eq!(records, [1, 2]);
+    // Still held by the stream's tail.
+    assert!(matches!(
+        SharedWal::open(dir.path(), Options::default()),
+        Err(walden_std::Error::Locked { .. })
+    ));
+    let lsns = watchdog(Duration::from_secs(60), move || {
+        futures::executor::block_on(async move {
+            let mut stream = stream;
+            let mut lsns = Vec::new();
+            while let Some(e) = stream.next().await {
+                match e.unwrap() {
+                    TailEvent::Record { lsn, .. } => lsns.push(lsn.0),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            lsns
+        })
+    });
+    assert_eq!(lsns, [1, 2]);
+    // The last tail is gone: the log is released.
+    let (wal, _) = SharedWal::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(wal.last_lsn(), Lsn(2));
+}
+
+/// While a handle other than tails is alive, a tail at the end of the log waits: dropping
+/// some handles, or readers, is no close.
+#[test]
+fn a_tail_waits_while_any_other_handle_is_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = open(dir.path(), SyncPolicy::Manual);
+    let other = wal.clone();
+    let mut tail = wal.tail(Lsn(1));
+    let reader = wal.reader(Lsn(1)).unwrap();
+    drop(wal);
+    drop(reader);
+    assert_eq!(tail.try_next().unwrap(), None);
+    let _ = other.append(b"x").unwrap();
+    assert!(matches!(
+        tail.try_next().unwrap(),
+        Some(TailEvent::Record { .. })
+    ));
+    assert_eq!(tail.try_next().unwrap(), None);
+    drop(other);
+    assert_eq!(tail.try_next().unwrap(), Some(TailEvent::Closed));
+}
