@@ -185,16 +185,7 @@ type Sim = SyncUnderLock<SimStorage>;
 
 #[test]
 fn a_failed_sync_resolves_pending_futures_with_the_poison() {
-    let mut sim = SimStorage::new();
-    // Recovery of a new log syncs a few times; fail the first sync after it.
-    sim.set_faults(FaultSchedule::new().nth(OpKind::Sync, 3, FaultAction::SyncLosesData));
-    let config = Config::default()
-        .with_segment_size(4096)
-        .with_sync_policy(SyncPolicy::Manual);
-    let mut scratch = vec![0u8; 4096];
-    let (core, _) =
-        CoreWal::<Sim, Growable>::open(SyncUnderLock(sim), config, &mut scratch).unwrap();
-    let wal = SharedWal::from_core(core, SyncPolicy::Manual, GroupWindow::default()).unwrap();
+    let wal = failing_log();
     let outcomes = watchdog(Duration::from_secs(60), move || {
         futures::executor::block_on(async {
             let mut outcomes = Vec::new();
@@ -388,6 +379,7 @@ fn tail_is_a_stream() {
 /// A log whose first sync after opening fails (it is poisoned then), shared.
 fn failing_log() -> SharedWal<Sim> {
     let mut sim = SimStorage::new();
+    // Recovery of a new log syncs a few times; fail the first sync after it.
     sim.set_faults(FaultSchedule::new().nth(OpKind::Sync, 3, FaultAction::SyncLosesData));
     let config = Config::default()
         .with_segment_size(4096)
