@@ -48,8 +48,9 @@ cargo build -p walden-flash --target thumbv7em-none-eabihf
 step "walden-core's unit tests without early-rotation (a device's build reading a server's log)"
 # The workspace run below has every default feature on; this one has early-rotation off, so
 # tests::early_flag checks that such a build refuses what it cannot judge (salvage and detail
-# stay on, so their checks run in such a build too).
-cargo test -p walden-core --no-default-features --features salvage,detail --lib
+# stay on, so their checks run in such a build too). It also takes the 16-entry checksum
+# tables (crc-small-tables), so every test checksums with them once.
+cargo test -p walden-core --no-default-features --features salvage,detail,crc-small-tables --lib
 # The set a device ships, as the embedded example builds walden-core: no salvage, no detail.
 cargo test -p walden-core --no-default-features --features start-slots --lib
 

@@ -3,8 +3,9 @@
 # batch, sync, reopen with recovery, read everything back, truncate_front, over a RAM Storage)
 # built for thumbv7em-none-eabihf with opt-level "z", LTO, one codegen unit and panic = "abort",
 # minus the same program without the log. Counts .text + .rodata. Fails when a figure is over
-# its budget. The last figure is the size program without walden-core's start slots (a log that
-# never truncate_fronts).
+# its budget. The fourth figure is the size program without walden-core's start slots (a log
+# that never truncate_fronts); the last two are the first two with 16-entry checksum tables
+# (walden-core's crc-small-tables).
 #
 # Usage: bash scripts/size.sh            measure and check the budgets
 #        bash scripts/size.sh --broken   check against a 1-byte budget (must fail: proves the check can)
@@ -22,8 +23,10 @@ budget_one=${WALDEN_SIZE_BUDGET_ONE:-21010}   # walden-core, CRC-32C only (20,80
 budget_all=${WALDEN_SIZE_BUDGET_ALL:-24460}   # walden-core, all three checksums (24,220)
 budget_flash=${WALDEN_SIZE_BUDGET_FLASH:-29880} # walden-core + walden-flash, the power-cut demo (29,588)
 budget_front=${WALDEN_SIZE_BUDGET_NO_FRONT:-19680} # CRC-32C only, no start slots: no truncate_front (19,484)
+budget_small=${WALDEN_SIZE_BUDGET_SMALL:-19980} # CRC-32C, 16-entry tables (19,784)
+budget_small_all=${WALDEN_SIZE_BUDGET_SMALL_ALL:-20480} # all three checksums, 16-entry tables (20,276)
 if [ "${1:-}" = "--broken" ]; then
-  budget_one=1 budget_all=1 budget_flash=1 budget_front=1
+  budget_one=1 budget_all=1 budget_flash=1 budget_front=1 budget_small=1 budget_small_all=1
 fi
 
 command -v readelf >/dev/null || { echo "size.sh needs readelf (Debian: binutils)" >&2; exit 1; }
@@ -48,6 +51,8 @@ one=$(build)
 all=$(build --features all-checksums)
 flash=$(build --features flash)
 front=$(build --no-default-features --features log)
+small=$(build --features small-tables)
+small_all=$(build --features all-checksums,small-tables)
 
 fail=0
 check() {
@@ -61,4 +66,6 @@ check "walden-core, CRC-32C only" $((one - base)) "$budget_one"
 check "walden-core, CRC-32C + CRC-32 + CRC-64" $((all - base)) "$budget_all"
 check "walden-core + walden-flash (power-cut demo)" $((flash - base)) "$budget_flash"
 check "walden-core, CRC-32C, no start slots" $((front - base)) "$budget_front"
+check "walden-core, CRC-32C, 16-entry table" $((small - base)) "$budget_small"
+check "walden-core, all checksums, 16-entry tables" $((small_all - base)) "$budget_small_all"
 exit $fail
