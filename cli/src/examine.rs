@@ -67,6 +67,7 @@ pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Fai
             "log_id": ins.log_id.map(|id| format!("{id:016x}")),
             "bytes": ins.bytes,
             "records": ins.records,
+            "records_in_foreign_segments": render::foreign_records(&segs),
             "valid_through": ins.valid_through.0,
             "segments": segs.iter().map(render::segment_json).collect::<Vec<_>>(),
             "foreign": foreign,
@@ -82,11 +83,12 @@ pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Fai
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{}: {} segments, {} bytes, {} valid records{}",
+        "{}: {} segments, {} bytes, {} valid records{}{}",
         common.dir.display(),
         ins.segments,
         ins.bytes,
         ins.records,
+        render::foreign_records_text(&segs),
         ins.log_id
             .map(|id| format!(", log id {id:016x}"))
             .unwrap_or_default()
@@ -259,6 +261,7 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
             "dir": render::dir_str(&common.dir),
             "segments": ins.segments,
             "records": ins.records,
+            "records_in_foreign_segments": render::foreign_records(&segs),
             "bytes": ins.bytes,
             "problems": list,
             "unusable": unusable,
@@ -276,8 +279,11 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "verified {} records in {} segments ({} bytes)",
-        ins.records, ins.segments, ins.bytes
+        "verified {} records in {} segments ({} bytes){}",
+        ins.records,
+        ins.segments,
+        ins.bytes,
+        render::foreign_records_text(&segs)
     );
     if let Some(a) = &auth {
         let _ = writeln!(out, "authenticated {} records with the key file", a.read);

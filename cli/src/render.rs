@@ -294,6 +294,25 @@ pub(crate) fn reopen_json(ins: &Inspection, segs: &[SegmentReport], survey: &Sur
     }
 }
 
+/// Valid records in segments whose header does not fit this log (`ForeignSegment`: another
+/// log's id, another segment's id, or a first LSN that does not continue the segment before).
+/// They verify against their own header, so inspection counts them among the valid records;
+/// the summaries say how many of those are not this log's.
+pub(crate) fn foreign_records(segs: &[SegmentReport]) -> u64 {
+    segs.iter()
+        .filter(|s| s.case == walden_core::Case::ForeignSegment)
+        .map(|s| s.records)
+        .sum()
+}
+
+/// `" (N of them in segments that do not belong to this log)"`, or nothing when there are none.
+pub(crate) fn foreign_records_text(segs: &[SegmentReport]) -> String {
+    match foreign_records(segs) {
+        0 => String::new(),
+        n => format!(" ({n} of them in segments that do not belong to this log)"),
+    }
+}
+
 pub(crate) fn problem_text(s: &SegmentReport) -> Option<String> {
     let p = s.problem?;
     let mut t = format!(

@@ -738,3 +738,44 @@ fn a_lock_file_that_is_not_a_regular_file_is_refused_not_waited_on() {
     }
     assert_eq!(names(), before);
 }
+
+#[test]
+fn records_of_a_segment_that_is_not_this_logs_are_counted_apart() {
+    let _serial = serial();
+    // The newest segment replaced by the same-numbered segment of another log: its 8 records
+    // verify against their own header, but they are not this log's.
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    make_log(a.path(), 20);
+    make_log(b.path(), 40);
+    let newest = segments(a.path()).pop().unwrap();
+    fs::copy(b.path().join(&newest), a.path().join(&newest)).unwrap();
+    let v = walden(&["verify", p(a.path())]);
+    assert_eq!(v.code, 2, "{}{}", v.stdout, v.stderr);
+    assert!(
+        v.stdout.starts_with(
+            "verified 24 records in 3 segments (1344 bytes) (8 of them in segments that do not \
+             belong to this log)"
+        ),
+        "{}",
+        v.stdout
+    );
+    assert!(v.stdout.contains("ForeignSegment"), "{}", v.stdout);
+    let i = walden(&["inspect", p(a.path())]);
+    assert!(
+        i.stdout
+            .contains("24 valid records (8 of them in segments that do not belong to this log)"),
+        "{}",
+        i.stdout
+    );
+    for cmd in ["verify", "inspect"] {
+        let (_, j) = json(&[cmd, "--json", p(a.path())]);
+        assert_eq!(j["records"], 24, "{cmd}: {j}");
+        assert_eq!(j["records_in_foreign_segments"], 8, "{cmd}: {j}");
+    }
+    // A log of its own has none.
+    let (_, j) = json(&["verify", "--json", p(b.path())]);
+    assert_eq!(j["records_in_foreign_segments"], 0, "{j}");
+    let v = walden(&["verify", p(b.path())]);
+    assert!(!v.stdout.contains("do not belong"), "{}", v.stdout);
+}
