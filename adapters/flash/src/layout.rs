@@ -223,7 +223,7 @@ impl AreaHeader {
     }
 }
 
-fn crc(bytes: &[u8]) -> u32 {
+pub(crate) fn crc(bytes: &[u8]) -> u32 {
     let mut c = Checksum::new(ChecksumAlgorithm::Crc32c);
     c.update(&HEADER_SALT.to_le_bytes());
     c.update(bytes);

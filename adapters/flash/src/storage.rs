@@ -441,7 +441,9 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> Storage for FlashStorage<F, AREA
             if t.word >= len {
                 self.tail = None;
             } else {
-                t.bytes[(len - t.word) as usize..].fill(0xFF);
+                // `len` may lie past the word (a truncate that keeps everything written).
+                let keep = (len - t.word).min(MAX_WORD as u32) as usize;
+                t.bytes[keep..].fill(0xFF);
             }
         }
         if self.erased_from(i, len)? {

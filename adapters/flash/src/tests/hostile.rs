@@ -1,0 +1,246 @@
+//! Hostile input: offsets and lengths at the limits, headers the adapter did not write,
+//! geometries it cannot use, and a driver that fails at any call.
+
+use super::std::string::ToString;
+use super::std::vec;
+use super::std::vec::Vec;
+
+use embedded_storage::nor_flash::{
+    ErrorType, MultiwriteNorFlash, NorFlash, NorFlashErrorKind, ReadNorFlash,
+};
+use walden_core::{Config, Fixed, Lsn, Storage, Wal};
+use walden_sim::NorSimError;
+
+use super::{Flash, Nor, mount};
+use crate::{FlashStorage, Layout, MountError};
+
+#[test]
+fn a_truncate_past_the_waiting_word_keeps_the_word() {
+    let mut s = mount(Nor::new(8, 0));
+    s.create(1).unwrap();
+    s.write(1, 0, &[1, 2, 3, 4, 5, 6]).unwrap();
+    s.truncate(1, 100).unwrap();
+    s.sync(1).unwrap();
+    let s = mount(s.into_inner());
+    let mut buf = [0u8; 8];
+    s.read(1, 0, &mut buf).unwrap();
+    assert_eq!(buf, [1, 2, 3, 4, 5, 6, 0, 0]);
+}
+
+/// A flash whose driver fails at call `fail_at` (reads, programs and erases counted together).
+#[derive(Clone)]
+struct Failing {
+    nor: Nor,
+    calls: u64,
+    fail_at: u64,
+}
+
+impl Failing {
+    fn tick(&mut self) -> Result<(), NorSimError> {
+        let n = self.calls;
+        self.calls += 1;
+        if n == self.fail_at {
+            return Err(NorSimError {
+                kind: NorFlashErrorKind::Other,
+                power_off: false,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl ErrorType for Failing {
+    type Error = NorSimError;
+}
+
+impl ReadNorFlash for Failing {
+    const READ_SIZE: usize = 1;
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), NorSimError> {
+        self.tick()?;
+        self.nor.read(offset, bytes)
+    }
+    fn capacity(&self) -> usize {
+        self.nor.capacity()
+    }
+}
+
+impl NorFlash for Failing {
+    const WRITE_SIZE: usize = 4;
+    const ERASE_SIZE: usize = 512;
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), NorSimError> {
+        self.tick()?;
+        self.nor.erase(from, to)
+    }
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), NorSimError> {
+        self.tick()?;
+        self.nor.write(offset, bytes)
+    }
+}
+
+impl MultiwriteNorFlash for Failing {}
+
+type FailingWal = Wal<FlashStorage<Failing, 8>, Fixed<5>>;
+
+fn payload(i: usize) -> Vec<u8> {
+    (0..(i * 37) % 80 + 1).map(|k| (i * 7 + k) as u8).collect()
+}
+
+/// What a run with a failing driver left.
+struct Outcome {
+    /// Acknowledged records (LSN and payload).
+    acked: Vec<(Lsn, Vec<u8>)>,
+    /// Records below it may be gone (a truncate_front was asked for).
+    front: Lsn,
+    /// Records above it may be gone (a truncate_back failed).
+    back: Lsn,
+    nor: Nor,
+    /// Whether a call failed.
+    failed: bool,
+}
+
+/// Runs a workload that fails at driver call `fail_at`.
+fn run_failing(nor: Nor, fail_at: u64) -> Outcome {
+    let flash = Failing {
+        nor,
+        calls: 0,
+        fail_at,
+    };
+    let mut acked = Vec::new();
+    let mut front = Lsn(0);
+    let mut back = Lsn(u64::MAX);
+    let storage = match FlashStorage::<_, 8>::mount(flash, Layout::new(8, 1)) {
+        Ok(s) => s,
+        Err(MountError::Flash(e)) => {
+            assert_eq!(e.flash(), Some(NorFlashErrorKind::Other));
+            return Outcome {
+                acked,
+                front,
+                back,
+                nor: Nor::new(8, 0),
+                failed: true,
+            };
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let config = Config::small_device(storage.segment_size());
+    let mut scratch = [0u8; 256];
+    let mut wal: FailingWal = match Wal::open(storage, config, &mut scratch) {
+        Ok((wal, _)) => wal,
+        Err(_) => {
+            return Outcome {
+                acked,
+                front,
+                back,
+                nor: Nor::new(8, 0),
+                failed: true,
+            };
+        }
+    };
+    let mut failed = false;
+    for i in 0..40 {
+        let p = payload(i);
+        let r = match i {
+            15 | 25 | 35 => {
+                front = Lsn(wal.last_lsn().0 - 3);
+                wal.truncate_front(front)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            31 => {
+                let cut = Lsn(wal.last_lsn().0 - 2);
+                let r = wal.truncate_back(cut).map_err(|e| e.to_string());
+                if r.is_ok() {
+                    acked.retain(|(lsn, _)| *lsn <= cut);
+                } else {
+                    back = cut;
+                }
+                r
+            }
+            _ => wal
+                .append(&p)
+                .map(|lsn| acked.push((lsn, p.clone())))
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = r {
+            assert!(!e.is_empty());
+            // A failed append poisons the log: nothing more is acknowledged. (A truncate_back
+            // whose read fails changed nothing, and core does not poison it.)
+            if !matches!(i, 15 | 25 | 31 | 35) {
+                assert!(wal.append(b"after").is_err(), "step {i}: {e}: not poisoned");
+                assert!(wal.sync().is_err(), "step {i}: {e}: a later sync succeeded");
+            }
+            failed = true;
+            break;
+        }
+    }
+    let nor = wal.into_storage().into_inner().nor;
+    Outcome {
+        acked,
+        front,
+        back,
+        nor,
+        failed,
+    }
+}
+
+#[test]
+fn a_driver_error_at_any_call_is_typed_and_loses_nothing_acknowledged() {
+    // Count the calls of a run that does not fail.
+    assert!(!run_failing(Nor::new(8, 0), u64::MAX).failed);
+    let mut total = 0;
+    loop {
+        let Outcome {
+            acked,
+            front,
+            back,
+            nor,
+            failed,
+        } = run_failing(Nor::new(8, 0), total);
+        if !failed {
+            break;
+        }
+        total += 1;
+        let storage = FlashStorage::<Nor, 8>::mount(nor, Layout::new(8, 1)).unwrap();
+        let config = Config::small_device(storage.segment_size());
+        let mut scratch = [0u8; 256];
+        let (wal, _) = Wal::<_, Fixed<5>>::open(storage, config, &mut scratch)
+            .unwrap_or_else(|e| panic!("call {}: reopen: {e}", total - 1));
+        let mut reader = wal.reader(wal.first_lsn()).unwrap();
+        let mut buf = [0u8; 256];
+        let mut got = Vec::new();
+        while let Some(r) = reader.next(&mut buf).unwrap() {
+            got.push((r.lsn, r.payload.to_vec()));
+        }
+        for (lsn, p) in &acked {
+            if *lsn >= front && *lsn <= back {
+                assert!(
+                    got.iter().any(|(l, q)| l == lsn && q == p),
+                    "call {}: acknowledged {lsn} lost",
+                    total - 1
+                );
+            }
+        }
+    }
+    assert!(total > 100, "{total} calls");
+}
+
+#[test]
+fn an_append_that_fits_no_area_is_refused() {
+    let s: Flash = mount(Nor::new(8, 0));
+    let config = Config::small_device(s.segment_size());
+    let mut scratch = [0u8; 512];
+    let (mut wal, _) = Wal::<_, Fixed<4>>::open(s, config, &mut scratch).unwrap();
+    let largest = vec![0x5Au8; config.max_record_size as usize];
+    let lsn = wal.append(&largest).unwrap();
+    assert!(
+        wal.append(&vec![1u8; config.max_record_size as usize + 1])
+            .is_err()
+    );
+    let lsn2 = wal.append(&largest).unwrap();
+    assert_eq!(lsn2, Lsn(lsn.0 + 1), "the refusal did not poison the log");
+    let s = wal.into_storage();
+    let (wal, report) =
+        Wal::<_, Fixed<4>>::open(mount(s.into_inner()), config, &mut scratch).unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(wal.last_lsn(), lsn2);
+}
