@@ -369,7 +369,10 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> Storage for FlashStorage<F, AREA
     fn write(&mut self, id: SegmentId, offset: u64, data: &[u8]) -> Result<(), FlashError> {
         let i = self.find(id)?;
         let cap = u64::from(self.geo.capacity());
-        if offset + data.len() as u64 > cap {
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|end| end > cap)
+        {
             return Err(FlashError::new(
                 StorageErrorKind::NoSpace,
                 "write past the end of the area",

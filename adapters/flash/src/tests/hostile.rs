@@ -8,7 +8,7 @@ use super::std::vec::Vec;
 use embedded_storage::nor_flash::{
     ErrorType, MultiwriteNorFlash, NorFlash, NorFlashErrorKind, ReadNorFlash,
 };
-use walden_core::{Config, Fixed, Lsn, Storage, Wal};
+use walden_core::{Config, Fixed, Lsn, Storage, StorageError, StorageErrorKind, Wal};
 use walden_sim::NorSimError;
 
 use super::{Flash, Nor, mount};
@@ -25,6 +25,28 @@ fn a_truncate_past_the_waiting_word_keeps_the_word() {
     let mut buf = [0u8; 8];
     s.read(1, 0, &mut buf).unwrap();
     assert_eq!(buf, [1, 2, 3, 4, 5, 6, 0, 0]);
+}
+
+#[test]
+fn offsets_near_u64_max_are_errors_not_overflows() {
+    let mut s = mount(Nor::new(8, 0));
+    s.create(1).unwrap();
+    assert_eq!(
+        s.write(1, u64::MAX, b"x").unwrap_err().kind(),
+        StorageErrorKind::NoSpace
+    );
+    assert_eq!(
+        s.write(1, u64::MAX - 2, b"xyz").unwrap_err().kind(),
+        StorageErrorKind::NoSpace
+    );
+    let mut buf = [0u8; 4];
+    assert_eq!(s.read(1, u64::MAX, &mut buf).unwrap(), 0);
+    s.truncate(1, u64::MAX).unwrap();
+    assert_eq!(
+        s.into_inner().op_count(),
+        2,
+        "an erase and a header, nothing else"
+    );
 }
 
 /// A flash whose driver fails at call `fail_at` (reads, programs and erases counted together).
