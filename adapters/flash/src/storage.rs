@@ -51,7 +51,8 @@ pub struct FlashStorage<F, const AREAS: usize> {
     flash: RefCell<F>,
     geo: Geometry,
     areas: [Option<AreaHeader>; AREAS],
-    next_generation: u64,
+    /// `None` once a header holds generation `u64::MAX`: no copy can be newer.
+    next_generation: Option<u64>,
     cursor: usize,
     tail: Option<Tail>,
 }
@@ -109,7 +110,7 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
             flash: RefCell::new(flash),
             geo,
             areas: [None; AREAS],
-            next_generation: 1,
+            next_generation: Some(1),
             cursor: 0,
             tail: None,
         };
@@ -135,7 +136,7 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
             .filter_map(|(i, a)| a.map(|a| (a.generation, i)))
             .max();
         if let Some((generation, i)) = newest {
-            storage.next_generation = generation + 1;
+            storage.next_generation = generation.checked_add(1);
             storage.cursor = (i + 1) % geo.areas;
         }
         Ok(storage)
@@ -245,12 +246,22 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
         self.program(self.geo.area_start(i), &[0; AREA_HEADER_LEN])
     }
 
+    /// The generation the next claimed area gets. Only a header the adapter did not write can
+    /// hold `u64::MAX`; after it, no area can be claimed (the log can still be read).
+    fn generation(&self) -> Result<u64, FlashError> {
+        self.next_generation.ok_or(FlashError::new(
+            StorageErrorKind::Unsupported,
+            "an area header holds the last generation (u64::MAX): no area can be claimed",
+        ))
+    }
+
     fn claim(&mut self, i: usize, segment: SegmentId) -> Result<(), FlashError> {
+        let generation = self.generation()?;
         let header = AreaHeader {
             segment,
-            generation: self.next_generation,
+            generation,
         };
-        self.next_generation += 1;
+        self.next_generation = generation.checked_add(1);
         self.program(self.geo.area_start(i), &header.encode())?;
         self.areas[i] = Some(header);
         self.cursor = (i + 1) % self.geo.areas;
@@ -286,6 +297,7 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
     /// with a newer header, and clears the old area.
     fn relocate(&mut self, i: usize, len: u32) -> Result<(), FlashError> {
         let segment = self.areas[i].ok_or_else(not_found)?.segment;
+        self.generation()?;
         let j = self.free_area(Some(i))?;
         self.erase_area(j)?;
         let w = self.geo.write as u32;
@@ -324,6 +336,7 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> Storage for FlashStorage<F, AREA
             ));
         }
         let i = self.free_area(None)?;
+        self.generation()?;
         self.flush()?;
         self.erase_area(i)?;
         self.claim(i, id)

@@ -12,7 +12,12 @@ use walden_core::{Config, Fixed, Lsn, Storage, StorageError, StorageErrorKind, W
 use walden_sim::NorSimError;
 
 use super::{Flash, Nor, mount};
+use crate::layout::{AREA_HEADER_LEN, AreaHeader};
 use crate::{FlashStorage, Layout, MountError};
+
+fn program_header(nor: &mut Nor, area: u32, bytes: &[u8; AREA_HEADER_LEN]) {
+    nor.write(area * 512, bytes).unwrap();
+}
 
 #[test]
 fn a_truncate_past_the_waiting_word_keeps_the_word() {
@@ -47,6 +52,34 @@ fn offsets_near_u64_max_are_errors_not_overflows() {
         2,
         "an erase and a header, nothing else"
     );
+}
+
+#[test]
+fn generations_at_the_limit_are_errors_not_overflows() {
+    for top in [u64::MAX, u64::MAX - 1] {
+        let mut nor = Nor::new(8, 0);
+        let header = AreaHeader {
+            segment: 7,
+            generation: top,
+        };
+        program_header(&mut nor, 2, &header.encode());
+        let mut s = mount(nor);
+        // However many headers are programmed, none may take an existing generation.
+        let mut created = 0;
+        for id in 10..14 {
+            match s.create(id) {
+                Ok(()) => created += 1,
+                Err(e) => assert_eq!(e.kind(), StorageErrorKind::Unsupported, "{e}"),
+            }
+        }
+        assert_eq!(created, usize::from(top == u64::MAX - 1), "top {top}");
+        let s = mount(s.into_inner());
+        let mut ids = Vec::new();
+        s.list(&mut |id| ids.push(id)).unwrap();
+        ids.sort_unstable();
+        assert_eq!(ids.first(), Some(&7), "the existing segment is kept");
+        assert_eq!(ids.len(), 1 + created);
+    }
 }
 
 /// A flash whose driver fails at call `fail_at` (reads, programs and erases counted together).
