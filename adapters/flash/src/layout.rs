@@ -62,7 +62,7 @@ pub enum LayoutError {
         capacity: usize,
     },
     /// `WRITE_SIZE` or `READ_SIZE` is not a power of two up to [`MAX_WORD`], or `ERASE_SIZE`
-    /// is not a multiple of it.
+    /// is not a multiple of both.
     Geometry {
         /// The flash's write size.
         write_size: usize,
@@ -131,7 +131,14 @@ impl Geometry {
         erase: usize,
     ) -> Result<Self, LayoutError> {
         let word_ok = |w: usize| w.is_power_of_two() && w <= MAX_WORD;
-        if !word_ok(write) || !word_ok(read) || erase == 0 || !erase.is_multiple_of(write) {
+        // An erase block of whole read words too: reads are word-aligned, so the last word of
+        // the last area must not run past the layout.
+        if !word_ok(write)
+            || !word_ok(read)
+            || erase == 0
+            || !erase.is_multiple_of(write)
+            || !erase.is_multiple_of(read)
+        {
             return Err(LayoutError::Geometry {
                 write_size: write,
                 read_size: read,
@@ -144,12 +151,22 @@ impl Geometry {
                 capacity: table,
             });
         }
-        let area_bytes = u64::from(layout.blocks_per_area) * erase as u64;
+        // Sizes past u64 (an erase size near 2^64 on a 64-bit target) are out of bounds too.
+        let out_of_bounds = LayoutError::OutOfBounds {
+            end: u64::MAX,
+            capacity,
+        };
+        let area_bytes = u64::from(layout.blocks_per_area)
+            .checked_mul(erase as u64)
+            .ok_or(out_of_bounds)?;
         // A segment header, a record header and a seal, at least.
         if area_bytes < (AREA_HEADER_LEN + 64 + 32 + 48) as u64 {
             return Err(LayoutError::AreaTooSmall { bytes: area_bytes });
         }
-        let end = u64::from(layout.base) + area_bytes * u64::from(layout.areas);
+        let end = area_bytes
+            .checked_mul(u64::from(layout.areas))
+            .and_then(|bytes| bytes.checked_add(u64::from(layout.base)))
+            .ok_or(out_of_bounds)?;
         if end > capacity as u64
             || !(layout.base as usize).is_multiple_of(erase)
             || end > u64::from(u32::MAX)

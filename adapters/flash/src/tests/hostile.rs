@@ -12,8 +12,8 @@ use walden_core::{Config, Fixed, Lsn, Storage, StorageError, StorageErrorKind, W
 use walden_sim::NorSimError;
 
 use super::{Flash, Nor, mount};
-use crate::layout::{AREA_HEADER_LEN, AreaHeader};
-use crate::{FlashStorage, Layout, MountError};
+use crate::layout::{AREA_HEADER_LEN, AreaHeader, Geometry};
+use crate::{FlashStorage, Layout, LayoutError, MountError};
 
 fn program_header(nor: &mut Nor, area: u32, bytes: &[u8; AREA_HEADER_LEN]) {
     nor.write(area * 512, bytes).unwrap();
@@ -80,6 +80,41 @@ fn generations_at_the_limit_are_errors_not_overflows() {
         assert_eq!(ids.first(), Some(&7), "the existing segment is kept");
         assert_eq!(ids.len(), 1 + created);
     }
+}
+
+#[test]
+fn geometry_limits_are_layout_errors_not_overflows() {
+    // Sizes whose products overflow u64.
+    #[cfg(target_pointer_width = "64")]
+    {
+        let huge = 1usize << 62;
+        let r = Geometry::check(Layout::new(4, 1), 4, usize::MAX, 4, 1, huge);
+        assert!(matches!(r, Err(LayoutError::OutOfBounds { .. })), "{r:?}");
+        let r = Geometry::check(Layout::new(4, u32::MAX), 4, usize::MAX, 4, 1, huge);
+        assert!(matches!(r, Err(LayoutError::OutOfBounds { .. })), "{r:?}");
+    }
+    // A read word larger than an erase block: reads at the end of the last area would run off
+    // the layout.
+    let r = Geometry::check(Layout::new(4, 11), 4, 4 * 176, 1, 32, 16);
+    assert!(matches!(r, Err(LayoutError::Geometry { .. })), "{r:?}");
+    // Odd, zero and oversized words, and an erase size that is not a multiple of the word.
+    for (write, read, erase) in [
+        (0, 1, 512),
+        (3, 1, 512),
+        (4, 0, 512),
+        (64, 1, 4096),
+        (8, 1, 500),
+        (4, 1, 0),
+    ] {
+        let r = Geometry::check(Layout::new(8, 1), 8, 1 << 20, write, read, erase);
+        assert!(
+            matches!(r, Err(LayoutError::Geometry { .. })),
+            "{write} {read} {erase}: {r:?}"
+        );
+    }
+    // A capacity that is not a multiple of the erase size: the layout fits or it does not.
+    assert!(Geometry::check(Layout::new(8, 1), 8, 8 * 512 + 100, 4, 1, 512).is_ok());
+    assert!(Geometry::check(Layout::new(8, 1), 8, 8 * 512 - 1, 4, 1, 512).is_err());
 }
 
 /// A flash whose driver fails at call `fail_at` (reads, programs and erases counted together).
