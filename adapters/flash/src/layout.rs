@@ -207,6 +207,8 @@ impl Geometry {
 ///
 /// Written raw (data is stored inverted, headers are not): erased (all `0xFF`) and zeroed (all
 /// `0x00`) headers both fail the magic, so an erased area and a removed one are both free.
+/// Later versions keep the magic, the version byte and the CRC where they are, so that this
+/// version refuses their areas instead of taking them for free ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct AreaHeader {
     pub(crate) segment: SegmentId,
@@ -237,6 +239,15 @@ impl AreaHeader {
             segment: long(8),
             generation: long(16),
         })
+    }
+
+    /// The version of a header another version of the adapter wrote: the magic, a version
+    /// other than this one, and the salted CRC-32C of bytes 0..28 at 28 (every version keeps
+    /// those three where they are). A torn program of a version-1 header fails the CRC, so it
+    /// is a free area, not this.
+    pub(crate) fn other_version(b: &[u8; AREA_HEADER_LEN]) -> Option<u8> {
+        let stored = u32::from_le_bytes([b[28], b[29], b[30], b[31]]);
+        (b[0..4] == MAGIC && b[4] != VERSION && stored == crc(&b[..28])).then_some(b[4])
     }
 }
 

@@ -65,6 +65,23 @@ pub enum MountError {
     Layout(LayoutError),
     /// The flash failed while the areas were read (or an outdated copy was cleared).
     Flash(FlashError),
+    /// An area holds a valid header of another version of the adapter's format. Nothing was
+    /// written: the area is neither free nor readable by this version.
+    UnsupportedVersion {
+        /// The area's index in the layout.
+        area: usize,
+        /// The header's version (this adapter writes 1).
+        version: u8,
+    },
+    /// Two areas hold the same segment with the same generation, which this adapter never
+    /// writes (each copy it makes is newer): neither can be told to be the older one, so
+    /// nothing was cleared.
+    DuplicateSegment {
+        /// The segment.
+        segment: SegmentId,
+        /// The generation both copies hold.
+        generation: u64,
+    },
 }
 
 impl fmt::Display for MountError {
@@ -72,6 +89,17 @@ impl fmt::Display for MountError {
         match self {
             Self::Layout(e) => write!(f, "flash layout: {e}"),
             Self::Flash(e) => write!(f, "mounting the flash: {e}"),
+            Self::UnsupportedVersion { area, version } => write!(
+                f,
+                "flash area {area} holds an area header of version {version}; this version reads version 1"
+            ),
+            Self::DuplicateSegment {
+                segment,
+                generation,
+            } => write!(
+                f,
+                "two flash areas hold segment {segment} with the same generation {generation}"
+            ),
         }
     }
 }
@@ -117,7 +145,20 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
         for i in 0..geo.areas {
             let mut raw = [0u8; AREA_HEADER_LEN];
             storage.read_raw(geo.area_start(i), &mut raw)?;
+            if let Some(version) = AreaHeader::other_version(&raw) {
+                return Err(MountError::UnsupportedVersion { area: i, version });
+            }
             storage.areas[i] = AreaHeader::decode(&raw);
+        }
+        // Checked before any header is zeroed: mount writes nothing it cannot justify.
+        for (i, a) in storage.areas[..geo.areas].iter().enumerate() {
+            let Some(a) = a else { continue };
+            if storage.areas[i + 1..geo.areas].contains(&Some(*a)) {
+                return Err(MountError::DuplicateSegment {
+                    segment: a.segment,
+                    generation: a.generation,
+                });
+            }
         }
         for i in 0..geo.areas {
             let Some(a) = storage.areas[i] else { continue };

@@ -83,6 +83,67 @@ fn generations_at_the_limit_are_errors_not_overflows() {
 }
 
 #[test]
+fn a_header_from_a_newer_version_is_refused_not_taken_for_free() {
+    let mut nor = Nor::new(8, 0);
+    let mut newer = AreaHeader {
+        segment: 3,
+        generation: 9,
+    }
+    .encode();
+    newer[4] = 2;
+    let crc = crate::layout::crc(&newer[..28]);
+    newer[28..32].copy_from_slice(&crc.to_le_bytes());
+    program_header(&mut nor, 5, &newer);
+    let ops = nor.op_count();
+    let r = FlashStorage::<&mut Nor, 8>::mount(&mut nor, Layout::new(8, 1)).map(|_| ());
+    assert_eq!(
+        r,
+        Err(MountError::UnsupportedVersion {
+            area: 5,
+            version: 2
+        })
+    );
+    assert_eq!(nor.op_count(), ops, "mount wrote to the flash");
+    // A torn program of a version-1 header is still a free area, not a newer version.
+    let mut torn = AreaHeader {
+        segment: 3,
+        generation: 9,
+    }
+    .encode();
+    torn[4] = 0x03;
+    let mut nor = Nor::new(8, 0);
+    program_header(&mut nor, 5, &torn);
+    let s = mount(nor);
+    assert_eq!(s.free_areas(), 8);
+}
+
+#[test]
+fn two_copies_with_one_generation_are_refused_not_zeroed() {
+    let mut nor = Nor::new(8, 0);
+    let header = AreaHeader {
+        segment: 1,
+        generation: 5,
+    }
+    .encode();
+    program_header(&mut nor, 0, &header);
+    program_header(&mut nor, 3, &header);
+    let ops = nor.op_count();
+    let r = FlashStorage::<&mut Nor, 8>::mount(&mut nor, Layout::new(8, 1)).map(|_| ());
+    assert_eq!(
+        r,
+        Err(MountError::DuplicateSegment {
+            segment: 1,
+            generation: 5
+        })
+    );
+    assert_eq!(
+        nor.op_count(),
+        ops,
+        "mount zeroed a copy it cannot tell is older"
+    );
+}
+
+#[test]
 fn geometry_limits_are_layout_errors_not_overflows() {
     // Sizes whose products overflow u64.
     #[cfg(target_pointer_width = "64")]
