@@ -196,13 +196,24 @@ impl Geometry {
     pub(crate) fn capacity(&self) -> u32 {
         self.area_bytes - AREA_HEADER_LEN as u32
     }
+
+    /// A digest of where the areas are (base, count, size), kept in every area header: a
+    /// header found under another layout names a log this one cannot read.
+    pub(crate) fn fingerprint(&self) -> u32 {
+        let mut b = [0u8; 16];
+        b[0..4].copy_from_slice(b"AREA");
+        b[4..8].copy_from_slice(&self.base.to_le_bytes());
+        b[8..12].copy_from_slice(&(self.areas as u32).to_le_bytes());
+        b[12..16].copy_from_slice(&self.area_bytes.to_le_bytes());
+        crc(&b)
+    }
 }
 
 /// The area header: which segment an area holds, and how new that copy is.
 ///
 /// ```text
 ///  0 magic "WFLA"   4 version (1)   5..8 zero   8 segment id (u64)   16 generation (u64)
-/// 24 zero (u32)    28 CRC-32C (salted) of bytes 0..28
+/// 24 layout fingerprint (u32)      28 CRC-32C (salted) of bytes 0..28
 /// ```
 ///
 /// Written raw (data is stored inverted, headers are not): erased (all `0xFF`) and zeroed (all
@@ -213,6 +224,8 @@ impl Geometry {
 pub(crate) struct AreaHeader {
     pub(crate) segment: SegmentId,
     pub(crate) generation: u64,
+    /// The [`Geometry::fingerprint`] of the layout that wrote it.
+    pub(crate) layout: u32,
 }
 
 impl AreaHeader {
@@ -222,6 +235,7 @@ impl AreaHeader {
         b[4] = VERSION;
         b[8..16].copy_from_slice(&self.segment.to_le_bytes());
         b[16..24].copy_from_slice(&self.generation.to_le_bytes());
+        b[24..28].copy_from_slice(&self.layout.to_le_bytes());
         let crc = crc(&b[..28]);
         b[28..32].copy_from_slice(&crc.to_le_bytes());
         b
@@ -230,14 +244,12 @@ impl AreaHeader {
     pub(crate) fn decode(b: &[u8; AREA_HEADER_LEN]) -> Option<Self> {
         let word = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
         let long = |at: usize| u64::from(word(at)) | (u64::from(word(at + 4)) << 32);
-        let valid = b[0..4] == MAGIC
-            && b[4] == VERSION
-            && b[5..8] == [0; 3]
-            && word(24) == 0
-            && word(28) == crc(&b[..28]);
+        let valid =
+            b[0..4] == MAGIC && b[4] == VERSION && b[5..8] == [0; 3] && word(28) == crc(&b[..28]);
         valid.then(|| Self {
             segment: long(8),
             generation: long(16),
+            layout: word(24),
         })
     }
 
@@ -267,6 +279,7 @@ mod tests {
         let h = AreaHeader {
             segment: u64::MAX - 1,
             generation: 77,
+            layout: 0x1234_5678,
         };
         assert_eq!(AreaHeader::decode(&h.encode()), Some(h));
         assert_eq!(AreaHeader::decode(&[0xff; AREA_HEADER_LEN]), None);

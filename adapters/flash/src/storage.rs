@@ -73,6 +73,13 @@ pub enum MountError {
         /// The header's version (this adapter writes 1).
         version: u8,
     },
+    /// An area holds a header written under another layout (another base, area count or area
+    /// size): its segment's data is not where this layout would read it. Mount with the
+    /// layout the log was written with. Nothing was written.
+    LayoutMismatch {
+        /// The area's index in the layout given.
+        area: usize,
+    },
     /// Two areas hold the same segment with the same generation, which this adapter never
     /// writes (each copy it makes is newer): neither can be told to be the older one, so
     /// nothing was cleared.
@@ -92,6 +99,10 @@ impl fmt::Display for MountError {
             Self::UnsupportedVersion { area, version } => write!(
                 f,
                 "flash area {area} holds an area header of version {version}; this version reads version 1"
+            ),
+            Self::LayoutMismatch { area } => write!(
+                f,
+                "flash area {area} holds a header written with another layout (base, area count or size)"
             ),
             Self::DuplicateSegment {
                 segment,
@@ -149,6 +160,9 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
                 return Err(MountError::UnsupportedVersion { area: i, version });
             }
             storage.areas[i] = AreaHeader::decode(&raw);
+            if storage.areas[i].is_some_and(|a| a.layout != geo.fingerprint()) {
+                return Err(MountError::LayoutMismatch { area: i });
+            }
         }
         // Checked before any header is zeroed: mount writes nothing it cannot justify.
         for (i, a) in storage.areas[..geo.areas].iter().enumerate() {
@@ -301,6 +315,7 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
         let header = AreaHeader {
             segment,
             generation,
+            layout: self.geo.fingerprint(),
         };
         self.next_generation = generation.checked_add(1);
         self.program(self.geo.area_start(i), &header.encode())?;

@@ -8,12 +8,22 @@ use super::std::vec::Vec;
 use embedded_storage::nor_flash::{
     ErrorType, MultiwriteNorFlash, NorFlash, NorFlashErrorKind, ReadNorFlash,
 };
-use walden_core::{Config, Fixed, Lsn, Storage, StorageError, StorageErrorKind, Wal};
+use walden_core::{Config, Fixed, Lsn, Storage, StorageError, StorageErrorKind, SyncPolicy, Wal};
 use walden_sim::NorSimError;
 
 use super::{Flash, Nor, mount};
 use crate::layout::{AREA_HEADER_LEN, AreaHeader, Geometry};
 use crate::{FlashStorage, Layout, LayoutError, MountError};
+
+/// The header the adapter writes under [`mount`]'s layout.
+fn header(segment: u64, generation: u64) -> AreaHeader {
+    let geo = Geometry::check(Layout::new(8, 1), 8, 8 * 512, 4, 1, 512).unwrap();
+    AreaHeader {
+        segment,
+        generation,
+        layout: geo.fingerprint(),
+    }
+}
 
 fn program_header(nor: &mut Nor, area: u32, bytes: &[u8; AREA_HEADER_LEN]) {
     nor.write(area * 512, bytes).unwrap();
@@ -58,10 +68,7 @@ fn offsets_near_u64_max_are_errors_not_overflows() {
 fn generations_at_the_limit_are_errors_not_overflows() {
     for top in [u64::MAX, u64::MAX - 1] {
         let mut nor = Nor::new(8, 0);
-        let header = AreaHeader {
-            segment: 7,
-            generation: top,
-        };
+        let header = header(7, top);
         program_header(&mut nor, 2, &header.encode());
         let mut s = mount(nor);
         // However many headers are programmed, none may take an existing generation.
@@ -85,11 +92,7 @@ fn generations_at_the_limit_are_errors_not_overflows() {
 #[test]
 fn a_header_from_a_newer_version_is_refused_not_taken_for_free() {
     let mut nor = Nor::new(8, 0);
-    let mut newer = AreaHeader {
-        segment: 3,
-        generation: 9,
-    }
-    .encode();
+    let mut newer = header(3, 9).encode();
     newer[4] = 2;
     let crc = crate::layout::crc(&newer[..28]);
     newer[28..32].copy_from_slice(&crc.to_le_bytes());
@@ -105,11 +108,7 @@ fn a_header_from_a_newer_version_is_refused_not_taken_for_free() {
     );
     assert_eq!(nor.op_count(), ops, "mount wrote to the flash");
     // A torn program of a version-1 header is still a free area, not a newer version.
-    let mut torn = AreaHeader {
-        segment: 3,
-        generation: 9,
-    }
-    .encode();
+    let mut torn = header(3, 9).encode();
     torn[4] = 0x03;
     let mut nor = Nor::new(8, 0);
     program_header(&mut nor, 5, &torn);
@@ -120,11 +119,7 @@ fn a_header_from_a_newer_version_is_refused_not_taken_for_free() {
 #[test]
 fn two_copies_with_one_generation_are_refused_not_zeroed() {
     let mut nor = Nor::new(8, 0);
-    let header = AreaHeader {
-        segment: 1,
-        generation: 5,
-    }
-    .encode();
+    let header = header(1, 5).encode();
     program_header(&mut nor, 0, &header);
     program_header(&mut nor, 3, &header);
     let ops = nor.op_count();
@@ -394,4 +389,35 @@ fn an_append_that_fits_no_area_is_refused() {
         Wal::<_, Fixed<4>>::open(mount(s.into_inner()), config, &mut scratch).unwrap();
     assert!(report.is_clean(), "{report}");
     assert_eq!(wal.last_lsn(), lsn2);
+}
+
+#[test]
+fn a_log_written_with_another_layout_is_refused_not_cut() {
+    // A log in 4 areas of 2 blocks from byte 1024, every record acknowledged, with its first
+    // segment's records running into its area's second block.
+    let mut scratch = [0u8; 512];
+    let written = Layout::new(4, 2).at(1024);
+    let s = FlashStorage::<Nor, 8>::mount(Nor::new(10, 0), written).unwrap();
+    let config = Config::small_device(s.segment_size()).with_sync_policy(SyncPolicy::Always);
+    let (mut wal, _) = Wal::<_, Fixed<1>>::open(s, config, &mut scratch).unwrap();
+    for i in 0..9u8 {
+        wal.append(&[i; 60]).unwrap();
+    }
+    let mut nor = wal.into_storage().into_inner();
+    let ops = nor.op_count();
+    // Mounted as 8 areas of one block, or one area earlier: the headers found are the
+    // other layout's, so mount refuses rather than let recovery cut records 5..9 as a torn tail
+    // and a later create erase the rest of the segment.
+    for layout in [Layout::new(8, 1).at(1024), Layout::new(4, 2)] {
+        let r = FlashStorage::<&mut Nor, 8>::mount(&mut nor, layout).map(|_| ());
+        assert!(
+            matches!(r, Err(MountError::LayoutMismatch { .. })),
+            "{layout:?}: {r:?}"
+        );
+    }
+    assert_eq!(nor.op_count(), ops, "mount wrote to the flash");
+    let s = FlashStorage::<Nor, 8>::mount(nor, written).unwrap();
+    let (wal, report) = Wal::<_, Fixed<1>>::open(s, config, &mut scratch).unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(wal.last_lsn(), Lsn(9));
 }
