@@ -71,7 +71,8 @@ pub enum LayoutError {
         /// The flash's erase size.
         erase_size: usize,
     },
-    /// An area is too small to hold a segment header, one record and a seal.
+    /// An area is too small to hold a segment header, one record of 1 byte (with
+    /// `Config::small_device`'s margin) and a seal: less than 180 bytes.
     AreaTooSmall {
         /// Its size in bytes.
         bytes: u64,
@@ -159,8 +160,10 @@ impl Geometry {
         let area_bytes = u64::from(layout.blocks_per_area)
             .checked_mul(erase as u64)
             .ok_or(out_of_bounds)?;
-        // A segment header, a record header and a seal, at least.
-        if area_bytes < (AREA_HEADER_LEN + 64 + 32 + 48) as u64 {
+        // A segment header, a record header, 4 bytes of payload and a seal, at least: with less,
+        // `Config::small_device(segment_size)` allows a 1-byte record that does not leave room
+        // for the seal (a rotation would then fail and poison the log).
+        if area_bytes < (AREA_HEADER_LEN + 64 + 32 + 4 + 48) as u64 {
             return Err(LayoutError::AreaTooSmall { bytes: area_bytes });
         }
         let end = area_bytes

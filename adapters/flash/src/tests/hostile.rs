@@ -421,3 +421,23 @@ fn a_log_written_with_another_layout_is_refused_not_cut() {
     assert!(report.is_clean(), "{report}");
     assert_eq!(wal.last_lsn(), Lsn(9));
 }
+
+#[test]
+fn the_smallest_area_holds_the_largest_record_small_device_allows() {
+    type Tiny = walden_sim::NorSim<4, 4>;
+    let too_small = FlashStorage::<Tiny, 8>::mount(Tiny::new(4 * 44, 0), Layout::new(4, 44));
+    assert!(matches!(
+        too_small.map(|_| ()),
+        Err(MountError::Layout(LayoutError::AreaTooSmall { bytes: 176 }))
+    ));
+    let s = FlashStorage::<Tiny, 8>::mount(Tiny::new(5 * 45, 0), Layout::new(5, 45)).unwrap();
+    let config = Config::small_device(s.segment_size());
+    let mut scratch = [0u8; 256];
+    let (mut wal, _) = Wal::<_, Fixed<2>>::open(s, config, &mut scratch).unwrap();
+    let largest = vec![0xA5u8; config.max_record_size as usize];
+    for _ in 0..6 {
+        let lsn = wal.append(&largest).unwrap();
+        wal.truncate_front(lsn).unwrap();
+    }
+    assert_eq!(wal.last_lsn(), Lsn(6));
+}
