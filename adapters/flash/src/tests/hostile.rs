@@ -441,3 +441,103 @@ fn the_smallest_area_holds_the_largest_record_small_device_allows() {
     }
     assert_eq!(wal.last_lsn(), Lsn(6));
 }
+
+#[test]
+fn a_table_larger_than_the_areas_fails_typed_and_keeps_every_record() {
+    // 8 areas hold 5 segments, two start slots and a spare; the table asks for 16.
+    let s = mount(Nor::new(8, 0));
+    let config = Config::small_device(s.segment_size());
+    let mut scratch = [0u8; 512];
+    let (mut wal, _) = Wal::<_, Fixed<16>>::open(s, config, &mut scratch).unwrap();
+    let mut acked = Lsn(0);
+    let error = loop {
+        match wal.append(&[acked.0 as u8; 60]) {
+            Ok(lsn) => acked = lsn,
+            Err(e) => break e,
+        }
+    };
+    assert!(error.to_string().contains("no free flash area"), "{error}");
+    assert!(wal.append(b"x").is_err(), "poisoned");
+    let s = mount(wal.into_storage().into_inner());
+    let (wal, report) = Wal::<_, Fixed<16>>::open(s, config, &mut scratch).unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(wal.last_lsn(), acked);
+}
+
+#[test]
+fn flash_that_holds_zeros_or_noise_mounts_as_free() {
+    let mut scratch = [0u8; 512];
+    for noise in [false, true] {
+        let mut nor = Nor::new(8, 0);
+        let bytes: Vec<u8> = (0..8 * 512)
+            .map(|k| if noise { (k * 7919 % 251) as u8 } else { 0 })
+            .collect();
+        nor.write(0, &bytes).unwrap();
+        let s = mount(nor);
+        assert_eq!(s.free_areas(), 8);
+        let config = Config::small_device(s.segment_size());
+        let (mut wal, _) = Wal::<_, Fixed<4>>::open(s, config, &mut scratch).unwrap();
+        assert_eq!(wal.append(b"hello").unwrap(), Lsn(1));
+    }
+}
+
+/// A flash that reads only aligned 8-byte words.
+struct WideReads(Nor);
+
+impl ErrorType for WideReads {
+    type Error = NorSimError;
+}
+
+impl ReadNorFlash for WideReads {
+    const READ_SIZE: usize = 8;
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), NorSimError> {
+        embedded_storage::nor_flash::check_read(self, offset, bytes.len()).map_err(|kind| {
+            NorSimError {
+                kind,
+                power_off: false,
+            }
+        })?;
+        self.0.read(offset, bytes)
+    }
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+}
+
+impl NorFlash for WideReads {
+    const WRITE_SIZE: usize = 4;
+    const ERASE_SIZE: usize = 512;
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), NorSimError> {
+        self.0.erase(from, to)
+    }
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), NorSimError> {
+        self.0.write(offset, bytes)
+    }
+}
+
+impl MultiwriteNorFlash for WideReads {}
+
+#[test]
+fn a_flash_with_wide_read_words_reads_back_everything() {
+    let s = FlashStorage::<_, 8>::mount(WideReads(Nor::new(8, 0)), Layout::new(8, 1)).unwrap();
+    let config = Config::small_device(s.segment_size());
+    let mut scratch = [0u8; 512];
+    let (mut wal, _) = Wal::<_, Fixed<4>>::open(s, config, &mut scratch).unwrap();
+    for i in 0..30 {
+        wal.append(&payload(i)).unwrap();
+        if i % 7 == 6 {
+            wal.truncate_front(Lsn(wal.last_lsn().0 - 2)).unwrap();
+        }
+    }
+    wal.truncate_back(Lsn(wal.last_lsn().0 - 1)).unwrap();
+    let nor = wal.into_storage().into_inner();
+    let s = FlashStorage::<_, 8>::mount(nor, Layout::new(8, 1)).unwrap();
+    let (wal, report) = Wal::<_, Fixed<4>>::open(s, config, &mut scratch).unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(wal.last_lsn(), Lsn(29));
+    let mut reader = wal.reader(wal.first_lsn()).unwrap();
+    let mut buf = [0u8; 256];
+    while let Some(r) = reader.next(&mut buf).unwrap() {
+        assert_eq!(r.payload, payload(r.lsn.0 as usize - 1));
+    }
+}
