@@ -62,7 +62,7 @@ pub enum LayoutError {
         capacity: usize,
     },
     /// `WRITE_SIZE` or `READ_SIZE` is not a power of two up to [`MAX_WORD`], or `ERASE_SIZE`
-    /// is not a multiple of it.
+    /// is not a multiple of both.
     Geometry {
         /// The flash's write size.
         write_size: usize,
@@ -71,7 +71,8 @@ pub enum LayoutError {
         /// The flash's erase size.
         erase_size: usize,
     },
-    /// An area is too small to hold a segment header, one record and a seal.
+    /// An area is too small to hold a segment header, one record of 1 byte (with
+    /// `Config::small_device`'s margin) and a seal: less than 180 bytes.
     AreaTooSmall {
         /// Its size in bytes.
         bytes: u64,
@@ -131,7 +132,14 @@ impl Geometry {
         erase: usize,
     ) -> Result<Self, LayoutError> {
         let word_ok = |w: usize| w.is_power_of_two() && w <= MAX_WORD;
-        if !word_ok(write) || !word_ok(read) || erase == 0 || !erase.is_multiple_of(write) {
+        // An erase block of whole read words too: reads are word-aligned, so the last word of
+        // the last area must not run past the layout.
+        if !word_ok(write)
+            || !word_ok(read)
+            || erase == 0
+            || !erase.is_multiple_of(write)
+            || !erase.is_multiple_of(read)
+        {
             return Err(LayoutError::Geometry {
                 write_size: write,
                 read_size: read,
@@ -144,12 +152,24 @@ impl Geometry {
                 capacity: table,
             });
         }
-        let area_bytes = u64::from(layout.blocks_per_area) * erase as u64;
-        // A segment header, a record header and a seal, at least.
-        if area_bytes < (AREA_HEADER_LEN + 64 + 32 + 48) as u64 {
+        // Sizes past u64 (an erase size near 2^64 on a 64-bit target) are out of bounds too.
+        let out_of_bounds = LayoutError::OutOfBounds {
+            end: u64::MAX,
+            capacity,
+        };
+        let area_bytes = u64::from(layout.blocks_per_area)
+            .checked_mul(erase as u64)
+            .ok_or(out_of_bounds)?;
+        // A segment header, a record header, 4 bytes of payload and a seal, at least: with less,
+        // `Config::small_device(segment_size)` allows a 1-byte record that does not leave room
+        // for the seal (a rotation would then fail and poison the log).
+        if area_bytes < (AREA_HEADER_LEN + 64 + 32 + 4 + 48) as u64 {
             return Err(LayoutError::AreaTooSmall { bytes: area_bytes });
         }
-        let end = u64::from(layout.base) + area_bytes * u64::from(layout.areas);
+        let end = area_bytes
+            .checked_mul(u64::from(layout.areas))
+            .and_then(|bytes| bytes.checked_add(u64::from(layout.base)))
+            .ok_or(out_of_bounds)?;
         if end > capacity as u64
             || !(layout.base as usize).is_multiple_of(erase)
             || end > u64::from(u32::MAX)
@@ -179,21 +199,36 @@ impl Geometry {
     pub(crate) fn capacity(&self) -> u32 {
         self.area_bytes - AREA_HEADER_LEN as u32
     }
+
+    /// A digest of where the areas are (base, count, size), kept in every area header: a
+    /// header found under another layout names a log this one cannot read.
+    pub(crate) fn fingerprint(&self) -> u32 {
+        let mut b = [0u8; 16];
+        b[0..4].copy_from_slice(b"AREA");
+        b[4..8].copy_from_slice(&self.base.to_le_bytes());
+        b[8..12].copy_from_slice(&(self.areas as u32).to_le_bytes());
+        b[12..16].copy_from_slice(&self.area_bytes.to_le_bytes());
+        crc(&b)
+    }
 }
 
 /// The area header: which segment an area holds, and how new that copy is.
 ///
 /// ```text
 ///  0 magic "WFLA"   4 version (1)   5..8 zero   8 segment id (u64)   16 generation (u64)
-/// 24 zero (u32)    28 CRC-32C (salted) of bytes 0..28
+/// 24 layout fingerprint (u32)      28 CRC-32C (salted) of bytes 0..28
 /// ```
 ///
 /// Written raw (data is stored inverted, headers are not): erased (all `0xFF`) and zeroed (all
 /// `0x00`) headers both fail the magic, so an erased area and a removed one are both free.
+/// Later versions keep the magic, the version byte and the CRC where they are, so that this
+/// version refuses their areas instead of taking them for free ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct AreaHeader {
     pub(crate) segment: SegmentId,
     pub(crate) generation: u64,
+    /// The [`Geometry::fingerprint`] of the layout that wrote it.
+    pub(crate) layout: u32,
 }
 
 impl AreaHeader {
@@ -203,6 +238,7 @@ impl AreaHeader {
         b[4] = VERSION;
         b[8..16].copy_from_slice(&self.segment.to_le_bytes());
         b[16..24].copy_from_slice(&self.generation.to_le_bytes());
+        b[24..28].copy_from_slice(&self.layout.to_le_bytes());
         let crc = crc(&b[..28]);
         b[28..32].copy_from_slice(&crc.to_le_bytes());
         b
@@ -211,19 +247,26 @@ impl AreaHeader {
     pub(crate) fn decode(b: &[u8; AREA_HEADER_LEN]) -> Option<Self> {
         let word = |at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
         let long = |at: usize| u64::from(word(at)) | (u64::from(word(at + 4)) << 32);
-        let valid = b[0..4] == MAGIC
-            && b[4] == VERSION
-            && b[5..8] == [0; 3]
-            && word(24) == 0
-            && word(28) == crc(&b[..28]);
+        let valid =
+            b[0..4] == MAGIC && b[4] == VERSION && b[5..8] == [0; 3] && word(28) == crc(&b[..28]);
         valid.then(|| Self {
             segment: long(8),
             generation: long(16),
+            layout: word(24),
         })
+    }
+
+    /// The version of a header another version of the adapter wrote: the magic, a version
+    /// other than this one, and the salted CRC-32C of bytes 0..28 at 28 (every version keeps
+    /// those three where they are). A torn program of a version-1 header fails the CRC, so it
+    /// is a free area, not this.
+    pub(crate) fn other_version(b: &[u8; AREA_HEADER_LEN]) -> Option<u8> {
+        let stored = u32::from_le_bytes([b[28], b[29], b[30], b[31]]);
+        (b[0..4] == MAGIC && b[4] != VERSION && stored == crc(&b[..28])).then_some(b[4])
     }
 }
 
-fn crc(bytes: &[u8]) -> u32 {
+pub(crate) fn crc(bytes: &[u8]) -> u32 {
     let mut c = Checksum::new(ChecksumAlgorithm::Crc32c);
     c.update(&HEADER_SALT.to_le_bytes());
     c.update(bytes);
@@ -239,6 +282,7 @@ mod tests {
         let h = AreaHeader {
             segment: u64::MAX - 1,
             generation: 77,
+            layout: 0x1234_5678,
         };
         assert_eq!(AreaHeader::decode(&h.encode()), Some(h));
         assert_eq!(AreaHeader::decode(&[0xff; AREA_HEADER_LEN]), None);

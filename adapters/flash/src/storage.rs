@@ -51,7 +51,8 @@ pub struct FlashStorage<F, const AREAS: usize> {
     flash: RefCell<F>,
     geo: Geometry,
     areas: [Option<AreaHeader>; AREAS],
-    next_generation: u64,
+    /// `None` once a header holds generation `u64::MAX`: no copy can be newer.
+    next_generation: Option<u64>,
     cursor: usize,
     tail: Option<Tail>,
 }
@@ -64,6 +65,30 @@ pub enum MountError {
     Layout(LayoutError),
     /// The flash failed while the areas were read (or an outdated copy was cleared).
     Flash(FlashError),
+    /// An area holds a valid header of another version of the adapter's format. Nothing was
+    /// written: the area is neither free nor readable by this version.
+    UnsupportedVersion {
+        /// The area's index in the layout.
+        area: usize,
+        /// The header's version (this adapter writes 1).
+        version: u8,
+    },
+    /// An area holds a header written under another layout (another base, area count or area
+    /// size): its segment's data is not where this layout would read it. Mount with the
+    /// layout the log was written with. Nothing was written.
+    LayoutMismatch {
+        /// The area's index in the layout given.
+        area: usize,
+    },
+    /// Two areas hold the same segment with the same generation, which this adapter never
+    /// writes (each copy it makes is newer): neither can be told to be the older one, so
+    /// nothing was cleared.
+    DuplicateSegment {
+        /// The segment.
+        segment: SegmentId,
+        /// The generation both copies hold.
+        generation: u64,
+    },
 }
 
 impl fmt::Display for MountError {
@@ -71,6 +96,21 @@ impl fmt::Display for MountError {
         match self {
             Self::Layout(e) => write!(f, "flash layout: {e}"),
             Self::Flash(e) => write!(f, "mounting the flash: {e}"),
+            Self::UnsupportedVersion { area, version } => write!(
+                f,
+                "flash area {area} holds an area header of version {version}; this version reads version 1"
+            ),
+            Self::LayoutMismatch { area } => write!(
+                f,
+                "flash area {area} holds a header written with another layout (base, area count or size)"
+            ),
+            Self::DuplicateSegment {
+                segment,
+                generation,
+            } => write!(
+                f,
+                "two flash areas hold segment {segment} with the same generation {generation}"
+            ),
         }
     }
 }
@@ -109,14 +149,30 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
             flash: RefCell::new(flash),
             geo,
             areas: [None; AREAS],
-            next_generation: 1,
+            next_generation: Some(1),
             cursor: 0,
             tail: None,
         };
         for i in 0..geo.areas {
             let mut raw = [0u8; AREA_HEADER_LEN];
             storage.read_raw(geo.area_start(i), &mut raw)?;
+            if let Some(version) = AreaHeader::other_version(&raw) {
+                return Err(MountError::UnsupportedVersion { area: i, version });
+            }
             storage.areas[i] = AreaHeader::decode(&raw);
+            if storage.areas[i].is_some_and(|a| a.layout != geo.fingerprint()) {
+                return Err(MountError::LayoutMismatch { area: i });
+            }
+        }
+        // Checked before any header is zeroed: mount writes nothing it cannot justify.
+        for (i, a) in storage.areas[..geo.areas].iter().enumerate() {
+            let Some(a) = a else { continue };
+            if storage.areas[i + 1..geo.areas].contains(&Some(*a)) {
+                return Err(MountError::DuplicateSegment {
+                    segment: a.segment,
+                    generation: a.generation,
+                });
+            }
         }
         for i in 0..geo.areas {
             let Some(a) = storage.areas[i] else { continue };
@@ -135,7 +191,7 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
             .filter_map(|(i, a)| a.map(|a| (a.generation, i)))
             .max();
         if let Some((generation, i)) = newest {
-            storage.next_generation = generation + 1;
+            storage.next_generation = generation.checked_add(1);
             storage.cursor = (i + 1) % geo.areas;
         }
         Ok(storage)
@@ -245,12 +301,23 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
         self.program(self.geo.area_start(i), &[0; AREA_HEADER_LEN])
     }
 
+    /// The generation the next claimed area gets. Only a header the adapter did not write can
+    /// hold `u64::MAX`; after it, no area can be claimed (the log can still be read).
+    fn generation(&self) -> Result<u64, FlashError> {
+        self.next_generation.ok_or(FlashError::new(
+            StorageErrorKind::Unsupported,
+            "an area header holds the last generation (u64::MAX): no area can be claimed",
+        ))
+    }
+
     fn claim(&mut self, i: usize, segment: SegmentId) -> Result<(), FlashError> {
+        let generation = self.generation()?;
         let header = AreaHeader {
             segment,
-            generation: self.next_generation,
+            generation,
+            layout: self.geo.fingerprint(),
         };
-        self.next_generation += 1;
+        self.next_generation = generation.checked_add(1);
         self.program(self.geo.area_start(i), &header.encode())?;
         self.areas[i] = Some(header);
         self.cursor = (i + 1) % self.geo.areas;
@@ -286,6 +353,7 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
     /// with a newer header, and clears the old area.
     fn relocate(&mut self, i: usize, len: u32) -> Result<(), FlashError> {
         let segment = self.areas[i].ok_or_else(not_found)?.segment;
+        self.generation()?;
         let j = self.free_area(Some(i))?;
         self.erase_area(j)?;
         let w = self.geo.write as u32;
@@ -324,6 +392,7 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> Storage for FlashStorage<F, AREA
             ));
         }
         let i = self.free_area(None)?;
+        self.generation()?;
         self.flush()?;
         self.erase_area(i)?;
         self.claim(i, id)
@@ -369,7 +438,10 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> Storage for FlashStorage<F, AREA
     fn write(&mut self, id: SegmentId, offset: u64, data: &[u8]) -> Result<(), FlashError> {
         let i = self.find(id)?;
         let cap = u64::from(self.geo.capacity());
-        if offset + data.len() as u64 > cap {
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|end| end > cap)
+        {
             return Err(FlashError::new(
                 StorageErrorKind::NoSpace,
                 "write past the end of the area",
@@ -441,7 +513,9 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> Storage for FlashStorage<F, AREA
             if t.word >= len {
                 self.tail = None;
             } else {
-                t.bytes[(len - t.word) as usize..].fill(0xFF);
+                // `len` may lie past the word (a truncate that keeps everything written).
+                let keep = (len - t.word).min(MAX_WORD as u32) as usize;
+                t.bytes[keep..].fill(0xFF);
             }
         }
         if self.erased_from(i, len)? {

@@ -1,4 +1,4 @@
-extern crate std;
+pub(crate) extern crate std;
 
 use std::vec::Vec;
 
@@ -129,3 +129,5 @@ fn bad_layouts_and_missing_segments_are_typed_errors() {
         walden_core::StorageErrorKind::NoSpace
     );
 }
+
+mod hostile;
