@@ -173,6 +173,28 @@ impl Config {
             .with_max_batch_size(batch)
     }
 
+    /// The most bytes one segment of this configuration may need on media whose segments
+    /// cannot grow: `segment_size` (rotation keeps records within it) or the largest record
+    /// alone in an empty segment, whichever is more, plus the seal. Records are stored with a
+    /// tag where the build can encrypt (`encrypt`). Batches are checked as they are appended
+    /// (`AppendError::BatchDoesNotFit`).
+    pub(crate) const fn segment_needs(&self) -> u64 {
+        let tag = if cfg!(feature = "encrypt") {
+            crate::format::AEAD_TAG_LEN as u64
+        } else {
+            0
+        };
+        let record = (crate::format::SEGMENT_HEADER_LEN + crate::format::RECORD_HEADER_LEN) as u64
+            + self.max_record_size as u64
+            + tag;
+        let data = if record > self.segment_size {
+            record
+        } else {
+            self.segment_size
+        };
+        data.saturating_add(crate::format::SEAL_LEN)
+    }
+
     /// Checks every field; called by `Wal::open` before anything touches storage. A `const fn`,
     /// so a `const` configuration can be checked when compiling.
     pub const fn validate(&self) -> Result<(), ConfigError> {
@@ -310,6 +332,16 @@ pub enum ConfigError {
     /// `early_rotation` is not compiled into this build (walden-core feature
     /// `early-rotation`).
     EarlyRotationNotBuiltIn,
+    /// The storage's segments cannot grow ([`Storage::segment_capacity`](crate::Storage)),
+    /// and a segment of this configuration would not fit one: `segment_size` plus the 48-byte
+    /// seal, or a record of `max_record_size` (with its header, and its tag where records may
+    /// be encrypted) in an empty segment plus the seal. Nothing was touched.
+    LargerThanStorage {
+        /// The bytes a segment may need.
+        needed: u64,
+        /// What one segment of the storage holds.
+        capacity: u64,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -323,6 +355,10 @@ impl fmt::Display for ConfigError {
                 f.write_str("max_batch_size must be at least max_record_size")
             }
             Self::ZeroSyncInterval => f.write_str("a sync interval of zero is not allowed"),
+            Self::LargerThanStorage { needed, capacity } => write!(
+                f,
+                "a segment may need {needed} bytes (segment_size and its seal, or the largest record in an empty segment) but the storage's segments hold {capacity}"
+            ),
             Self::NeedsFlusher => f.write_str(
                 "SyncPolicy::Interval needs a flusher thread: open the log as a walden-std SharedWal, or choose another policy",
             ),

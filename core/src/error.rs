@@ -221,6 +221,17 @@ pub enum AppendError<E> {
         /// The limit.
         max: u64,
     },
+    /// The storage's segments cannot grow ([`crate::Storage::segment_capacity`]) and the
+    /// batch as stored (its payloads, a 32-byte header per record, and a tag per record when
+    /// encrypting) would not fit even an empty segment with its seal. Nothing was written and
+    /// the log is not poisoned: split the batch.
+    BatchDoesNotFit {
+        /// The bytes the batch would take.
+        needed: u64,
+        /// What an empty segment has room for (the capacity less the segment header and the
+        /// seal).
+        room: u64,
+    },
     /// The segment table is full (a [`crate::Fixed`] table; a `Growable` one only
     /// when memory runs out); call `truncate_front` or use a larger table. Refused before a
     /// segment was created: the log is not poisoned.
@@ -330,7 +341,8 @@ pub enum TruncateError<E> {
     },
     /// A record on the way does not verify.
     Corrupted(Corruption),
-    /// A storage operation failed; the log is now poisoned.
+    /// A storage operation failed. A failed read (`op` is [`Op::Read`], while finding where
+    /// to cut) changed nothing and leaves the log usable; after any other the log is poisoned.
     Storage(IoFailure<E>),
     /// `truncate_front` is not in this build (walden-core's feature `start-slots` is off).
     /// Nothing was changed.
@@ -381,6 +393,10 @@ impl<E: StorageError> fmt::Display for AppendError<E> {
             Self::BatchTooLarge { len, max } => {
                 write!(f, "batch of {len} bytes exceeds max_batch_size {max}")
             }
+            Self::BatchDoesNotFit { needed, room } => write!(
+                f,
+                "batch needs {needed} bytes stored, an empty segment of this storage has room for {room}; split it"
+            ),
             Self::SegmentTableFull { capacity } => write!(
                 f,
                 "segment table full ({capacity} segments); truncate_front or raise the capacity"
@@ -450,6 +466,9 @@ impl<E: StorageError> fmt::Display for TruncateError<E> {
                 "cannot truncate inside an atomic batch; it starts at LSN {batch_start}"
             ),
             Self::Corrupted(c) => write!(f, "truncate: {c}"),
+            Self::Storage(s) if s.op == Op::Read => {
+                write!(f, "truncate: {s}; nothing was changed")
+            }
             Self::Storage(s) => write!(f, "truncate: {s}; the log is poisoned"),
             Self::NotBuiltIn => write!(
                 f,
@@ -564,9 +583,9 @@ impl<E: StorageError> embedded_io::Error for AppendError<E> {
     fn kind(&self) -> embedded_io::ErrorKind {
         match self {
             Self::Poisoned(p) => embedded_io::Error::kind(p),
-            Self::RecordTooLarge { .. } | Self::BatchTooLarge { .. } => {
-                embedded_io::ErrorKind::InvalidInput
-            }
+            Self::RecordTooLarge { .. }
+            | Self::BatchTooLarge { .. }
+            | Self::BatchDoesNotFit { .. } => embedded_io::ErrorKind::InvalidInput,
             Self::SegmentTableFull { .. } => embedded_io::ErrorKind::OutOfMemory,
             Self::ScratchTooSmall { .. } => embedded_io::ErrorKind::InvalidInput,
             Self::Storage(s) => io_kind(s.error.kind()),

@@ -566,6 +566,9 @@ pub const fn is_start_slot(id: SegmentId) -> bool {
 #[cfg_attr(not(feature = "start-slots"), allow(dead_code))]
 pub(crate) const START_RECORD_LEN: usize = RECORD_HEADER_LEN + META_LEN;
 
+/// Bytes a seal takes after a segment's records: a metadata record (header and body).
+pub(crate) const SEAL_LEN: u64 = (RECORD_HEADER_LEN + META_LEN) as u64;
+
 /// The salt of a log's start records (the log id, so another log's slots never validate).
 #[cfg_attr(not(feature = "start-slots"), allow(dead_code))]
 fn start_salt(log_id: u64) -> u64 {

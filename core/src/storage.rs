@@ -149,6 +149,16 @@ pub trait Storage {
         let _ = (id, len);
         Ok(())
     }
+
+    /// The most bytes one segment can ever hold, on media whose segments cannot grow (a raw
+    /// flash area); `None` (the default) where a segment grows as far as it is written, as a
+    /// file does. With a capacity, `Wal::open` refuses a configuration whose segments or
+    /// largest record would not fit one (`ConfigError::LargerThanStorage`), and an append
+    /// refuses a batch that would not fit an empty segment (`AppendError::BatchDoesNotFit`)
+    /// before writing anything, instead of failing part way and poisoning the log.
+    fn segment_capacity(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Reads exactly `buf.len()` bytes or reports how many were available (fewer only at the

@@ -391,6 +391,20 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         let encrypting = self.keys.current().is_some();
         #[cfg(not(feature = "encrypt"))]
         let encrypting = false;
+        let tags = if encrypting {
+            crate::format::AEAD_TAG_LEN * payloads.len()
+        } else {
+            0
+        };
+        let needed = total + (RECORD_HEADER_LEN * payloads.len() + tags) as u64;
+        // Where segments cannot grow, a batch that no segment can hold is refused before
+        // anything is written (it would fail part way and poison the log).
+        if let Some(capacity) = self.storage.segment_capacity() {
+            let room = capacity.saturating_sub(SEGMENT_HEADER_LEN as u64 + crate::format::SEAL_LEN);
+            if needed > room {
+                return Err(AppendError::BatchDoesNotFit { needed, room });
+            }
+        }
         // An encrypted log appends only to a segment it created itself, with the current key,
         // since its last rewind (open, truncate_back): so no (salt, segment, LSN) nonce is ever
         // used twice (docs/FORMAT.md, "Nonces never repeat under one key"). And a log without
@@ -419,12 +433,6 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         if stale {
             self.rotate()?;
         }
-        let tags = if encrypting {
-            crate::format::AEAD_TAG_LEN * payloads.len()
-        } else {
-            0
-        };
-        let needed = total + (RECORD_HEADER_LEN * payloads.len() + tags) as u64;
         let active = self.active();
         if active.end > SEGMENT_HEADER_LEN as u64 && active.end + needed > self.config.segment_size
         {

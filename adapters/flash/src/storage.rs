@@ -377,6 +377,12 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
 impl<F: MultiwriteNorFlash, const AREAS: usize> Storage for FlashStorage<F, AREAS> {
     type Error = FlashError;
 
+    /// An area's capacity: core then refuses a configuration or a batch that no area could
+    /// hold, before anything is written.
+    fn segment_capacity(&self) -> Option<u64> {
+        Some(FlashStorage::segment_capacity(self))
+    }
+
     fn list(&self, each: &mut dyn FnMut(SegmentId)) -> Result<(), FlashError> {
         for a in self.areas[..self.geo.areas].iter().flatten() {
             each(a.segment);

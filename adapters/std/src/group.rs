@@ -217,6 +217,10 @@ impl<S: Storage> Storage for SyncUnderLock<S> {
     fn reserve(&mut self, id: SegmentId, len: u64) -> Result<(), S::Error> {
         self.0.reserve(id, len)
     }
+
+    fn segment_capacity(&self) -> Option<u64> {
+        self.0.segment_capacity()
+    }
 }
 
 impl<S: Storage> GroupSync for SyncUnderLock<S> {}

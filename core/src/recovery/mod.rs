@@ -57,6 +57,13 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         summaries: &dyn Fn(SegmentId) -> Option<SegmentSummary>,
     ) -> Result<(Self, RecoveryReport), OpenError<S::Error>> {
         config.validate().map_err(OpenError::Config)?;
+        if let Some(capacity) = storage.segment_capacity() {
+            let needed = config.segment_needs();
+            if needed > capacity {
+                let e = crate::ConfigError::LargerThanStorage { needed, capacity };
+                return Err(OpenError::Config(e));
+            }
+        }
         if let crate::SyncPolicy::Interval(_) = config.sync_policy {
             // Nothing here would ever sync on a timer: refuse rather than act as `Manual`.
             return Err(OpenError::Config(crate::ConfigError::NeedsFlusher));

@@ -272,3 +272,99 @@ fn syncs_reach_the_segment_being_appended_to() {
     wal.finish_sync(ticket, Ok(())).unwrap();
     assert_eq!(wal.durable_lsn(), Lsn(30));
 }
+
+/// The seal a rotation appends after a segment's records.
+const SEAL: u64 = R + META_LEN as u64;
+
+#[test]
+fn a_configuration_no_segment_of_the_storage_can_hold_is_refused_at_open() {
+    // Segments that cannot grow (`Storage::segment_capacity`): a segment of `segment_size`
+    // must still take its seal, and the largest record must fit an empty segment with its
+    // seal (a tag more where records may be encrypted). One byte short is refused, with
+    // nothing created; an exact fit opens.
+    let tag = if cfg!(feature = "encrypt") { 16 } else { 0 };
+    let by_size = Config::default()
+        .with_segment_size(1000)
+        .with_max_record_size(100);
+    let by_record = Config::default()
+        .with_segment_size(1000)
+        .with_max_record_size(2000)
+        .with_max_batch_size(2000);
+    for (cfg, needed) in [
+        (by_size, 1000 + SEAL),
+        (by_record, H + R + 2000 + tag + SEAL),
+    ] {
+        let short = Mem {
+            capacity: Some(needed - 1),
+            ..Mem::default()
+        };
+        let mut scratch = [0u8; 512];
+        let e = Wal::<Mem>::open(short, cfg, &mut scratch).err();
+        assert_eq!(
+            e,
+            Some(crate::OpenError::Config(
+                crate::ConfigError::LargerThanStorage {
+                    needed,
+                    capacity: needed - 1
+                }
+            ))
+        );
+        let exact = Mem {
+            capacity: Some(needed),
+            ..Mem::default()
+        };
+        let (wal, _) = open(exact, cfg);
+        assert_eq!(wal.segments().len(), 1);
+    }
+    // Where segments grow (files), nothing is asked of the configuration.
+    let (wal, _) = open(Mem::default(), by_record);
+    assert_eq!(wal.segments().len(), 1);
+}
+
+#[test]
+fn a_batch_no_empty_segment_can_hold_is_refused_before_anything_is_written() {
+    // Capacity for segments of 1000 bytes and their seals; an empty segment has room for
+    // 1000 - H bytes of records. A batch of 1-byte records needs R + 1 bytes each: within
+    // max_batch_size (payload bytes only), but not within the room.
+    let cfg = Config::default()
+        .with_segment_size(1000)
+        .with_max_record_size(100)
+        .with_max_batch_size(1000);
+    let room = 1000 - H;
+    let mem = Mem {
+        capacity: Some(1000 + SEAL),
+        ..Mem::default()
+    };
+    let (mut wal, _) = open(mem, cfg);
+    wal.append(b"first").unwrap();
+    let one = [7u8];
+    let fits = (room / (R + 1)) as usize; // 28 records, 924 bytes
+    let too_many = std::vec![&one[..]; fits + 1];
+    let before = wal.storage().files.clone();
+    assert_eq!(
+        wal.append_batch(&too_many),
+        Err(AppendError::BatchDoesNotFit {
+            needed: (fits as u64 + 1) * (R + 1),
+            room
+        })
+    );
+    assert_eq!(wal.storage().files, before, "nothing was written");
+    assert_eq!(wal.poisoned(), None);
+    // A batch that exactly fills an empty segment is taken (into a fresh segment).
+    let exact = [9u8; 80];
+    let filler = (room - 8 * (R + 80)) as usize - R as usize; // the ninth record's payload: 8
+    let mut batch: std::vec::Vec<&[u8]> = std::vec![&exact[..]; 8];
+    let last = std::vec![3u8; filler];
+    batch.push(&last);
+    assert_eq!(wal.append_batch(&batch).unwrap(), Lsn(2));
+    assert_eq!(wal.segments().len(), 2);
+    assert_eq!(
+        wal.segments()[1].end,
+        1000,
+        "the batch filled the fresh segment"
+    );
+    assert_eq!(wal.append_batch(&too_many[..fits]).unwrap(), Lsn(11));
+    // Without a capacity (files) the same batch goes into a fresh segment past segment_size.
+    let (mut wal, _) = open(Mem::default(), cfg);
+    assert_eq!(wal.append_batch(&too_many).unwrap(), Lsn(1));
+}

@@ -19,6 +19,9 @@ pub(crate) struct Mem {
     pub(crate) scrambled_list: bool,
     /// Bytes read so far (what a scan costs).
     pub(crate) bytes_read: core::cell::Cell<u64>,
+    pub(crate) fail_read: bool,
+    /// What one segment can hold, as on media whose segments cannot grow (`None`: files).
+    pub(crate) capacity: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +84,9 @@ impl Storage for Mem {
         Ok(self.file(id)?.len() as u64)
     }
     fn read(&self, id: SegmentId, offset: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+        if self.fail_read {
+            return Err(MemError(StorageErrorKind::Io));
+        }
         let f = self.file(id)?;
         let start = (offset as usize).min(f.len());
         let n = buf.len().min(f.len() - start);
@@ -122,6 +128,9 @@ impl Storage for Mem {
         self.reserved.push((id, len));
         Ok(())
     }
+    fn segment_capacity(&self) -> Option<u64> {
+        self.capacity
+    }
 }
 
 /// A borrowed `Mem`, so a test can look at the storage after an open that failed (an
@@ -158,5 +167,8 @@ impl Storage for &mut Mem {
     }
     fn reserve(&mut self, id: SegmentId, len: u64) -> Result<(), MemError> {
         (**self).reserve(id, len)
+    }
+    fn segment_capacity(&self) -> Option<u64> {
+        (**self).segment_capacity()
     }
 }

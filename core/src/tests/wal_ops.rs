@@ -230,6 +230,44 @@ fn truncate_back_rewinds_durably_and_refuses_to_split_batches() {
 }
 
 #[test]
+fn truncate_back_that_cannot_read_changes_nothing_and_says_so() {
+    // Finding where to cut reads the segment; a failed read changes nothing, so the log is
+    // not poisoned and the error does not say it is.
+    let (mut wal, _) = open(Mem::default(), small());
+    for i in 1..=10 {
+        wal.append(&payload(i)).unwrap();
+    }
+    wal.storage_for_tests().fail_read = true;
+    let e = wal.truncate_back(Lsn(5)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TruncateError::Storage(crate::IoFailure {
+                op: crate::Op::Read,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    let text = std::format!("{e}");
+    assert!(text.ends_with("; nothing was changed"), "{text}");
+    assert!(!text.contains("poisoned"), "{text}");
+    wal.storage_for_tests().fail_read = false;
+    assert_eq!(wal.poisoned(), None);
+    assert_eq!(wal.append(b"eleven").unwrap(), Lsn(11));
+    wal.truncate_back(Lsn(5)).unwrap();
+    assert_eq!(wal.last_lsn(), Lsn(5));
+    // Any other failed operation poisons the log, and says so.
+    wal.storage_for_tests().fail_sync = true;
+    let e = wal.truncate_back(Lsn(3)).unwrap_err();
+    assert!(
+        std::format!("{e}").ends_with("; the log is poisoned"),
+        "{e}"
+    );
+    assert!(wal.poisoned().is_some());
+}
+
+#[test]
 fn segment_table_full_is_a_typed_error() {
     let mut scratch = [0u8; 512];
     let (mut wal, _) =

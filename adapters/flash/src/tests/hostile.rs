@@ -541,3 +541,47 @@ fn a_flash_with_wide_read_words_reads_back_everything() {
         assert_eq!(r.payload, payload(r.lsn.0 as usize - 1));
     }
 }
+
+#[test]
+fn a_batch_or_configuration_no_area_can_hold_is_refused_before_anything_is_written() {
+    // `Config::small_device` limits a batch's payload to half an area's data space, but each
+    // record also takes a 32-byte header: a batch of many 1-byte records within that limit
+    // does not fit an area. The adapter reports an area's capacity
+    // (`Storage::segment_capacity`), so core refuses such a batch before writing anything
+    // and the log goes on; before, the batch failed part way with `NoSpace` and poisoned it.
+    let s = mount(Nor::new(8, 0));
+    let config = Config::small_device(s.segment_size());
+    let mut scratch = [0u8; 512];
+    let (mut wal, _) = Wal::<_, Fixed<4>>::open(s, config, &mut scratch).unwrap();
+    wal.append(b"first").unwrap();
+    let one = [1u8];
+    let batch = vec![&one[..]; config.max_batch_size as usize];
+    let e = wal.append_batch(&batch).unwrap_err();
+    assert!(
+        matches!(e, walden_core::AppendError::BatchDoesNotFit { .. }),
+        "{e:?}"
+    );
+    assert_eq!(wal.poisoned(), None);
+    assert_eq!(wal.append(b"second").unwrap(), Lsn(2));
+    // The largest batch of 1-byte records that fits an empty area is taken.
+    let fits = (config.segment_size as usize - 64) / 33;
+    assert_eq!(wal.append_batch(&batch[..fits]).unwrap(), Lsn(3));
+    let s = mount(wal.into_storage().into_inner());
+    let (wal, report) = Wal::<_, Fixed<4>>::open(s, config, &mut scratch).unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(wal.last_lsn(), Lsn(2 + fits as u64));
+
+    // Segments larger than an area are refused at open, with nothing written.
+    let s = mount(wal.into_storage().into_inner());
+    let big = Config::small_device(s.segment_size() + 1);
+    let e = Wal::<_, Fixed<4>>::open(s, big, &mut scratch).err();
+    assert!(
+        matches!(
+            e,
+            Some(walden_core::OpenError::Config(
+                walden_core::ConfigError::LargerThanStorage { .. }
+            ))
+        ),
+        "{e:?}"
+    );
+}
