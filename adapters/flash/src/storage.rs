@@ -136,15 +136,26 @@ fn not_found() -> FlashError {
 impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
     /// Reads every area header of `layout` on `flash`. Where a crash during a truncate left two
     /// copies of a segment, the older copy's header is zeroed here (the only write mount makes).
+    /// On failure the flash is dropped; [`FlashStorage::try_mount`] hands it back.
     pub fn mount(flash: F, layout: Layout) -> Result<Self, MountError> {
-        let geo = Geometry::check(
+        Self::try_mount(flash, layout).map_err(|(e, _)| e)
+    }
+
+    /// [`FlashStorage::mount`], giving the flash back with the error when mounting fails, so
+    /// a device can report, mount again with another layout, or use the flash otherwise (a
+    /// driver often cannot be made twice).
+    pub fn try_mount(flash: F, layout: Layout) -> Result<Self, (MountError, F)> {
+        let geo = match Geometry::check(
             layout,
             AREAS,
             flash.capacity(),
             F::WRITE_SIZE,
             F::READ_SIZE,
             F::ERASE_SIZE,
-        )?;
+        ) {
+            Ok(geo) => geo,
+            Err(e) => return Err((e.into(), flash)),
+        };
         let mut storage = Self {
             flash: RefCell::new(flash),
             geo,
@@ -153,6 +164,17 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
             cursor: 0,
             tail: None,
         };
+        match storage.read_headers() {
+            Ok(()) => Ok(storage),
+            Err(e) => Err((e, storage.into_inner())),
+        }
+    }
+
+    /// Mount's work once the layout is checked: every area header read, duplicates refused,
+    /// superseded copies zeroed, where the next segment goes.
+    fn read_headers(&mut self) -> Result<(), MountError> {
+        let geo = self.geo;
+        let storage = self;
         for i in 0..geo.areas {
             let mut raw = [0u8; AREA_HEADER_LEN];
             storage.read_raw(geo.area_start(i), &mut raw)?;
@@ -194,7 +216,7 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
             storage.next_generation = generation.checked_add(1);
             storage.cursor = (i + 1) % geo.areas;
         }
-        Ok(storage)
+        Ok(())
     }
 
     /// Bytes of segment data an area holds (every segment's [`Storage::len`]).

@@ -416,7 +416,20 @@ fn a_log_written_with_another_layout_is_refused_not_cut() {
         );
     }
     assert_eq!(nor.op_count(), ops, "mount wrote to the flash");
-    let s = FlashStorage::<Nor, 8>::mount(nor, written).unwrap();
+    // `try_mount` hands the flash back with the error (a driver may not be made twice), and
+    // it mounts with the layout it was written with.
+    let (e, nor) = FlashStorage::<Nor, 8>::try_mount(nor, Layout::new(8, 1).at(1024))
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(e, MountError::LayoutMismatch { .. }), "{e:?}");
+    let (e, nor) = FlashStorage::<Nor, 8>::try_mount(nor, Layout::new(0, 1))
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(e, MountError::Layout(_)), "{e:?}");
+    assert_eq!(nor.op_count(), ops, "mount wrote to the flash");
+    let s = FlashStorage::<Nor, 8>::try_mount(nor, written)
+        .map_err(|(e, _)| e)
+        .unwrap();
     let (wal, report) = Wal::<_, Fixed<1>>::open(s, config, &mut scratch).unwrap();
     assert!(report.is_clean(), "{report}");
     assert_eq!(wal.last_lsn(), Lsn(9));
