@@ -175,18 +175,12 @@ impl Config {
 
     /// The most bytes one segment of this configuration may need on media whose segments
     /// cannot grow: `segment_size` (rotation keeps records within it) or the largest record
-    /// alone in an empty segment, whichever is more, plus the seal. Records are stored with a
-    /// tag where the build can encrypt (`encrypt`). Batches are checked as they are appended
-    /// (`AppendError::BatchDoesNotFit`).
+    /// alone in an empty segment, whichever is more, plus the seal. Plaintext: an encrypted
+    /// record's tag, like a batch's headers, is checked as it is appended
+    /// (`AppendError::BatchDoesNotFit`), since whether a log encrypts is not known at open.
     pub(crate) const fn segment_needs(&self) -> u64 {
-        let tag = if cfg!(feature = "encrypt") {
-            crate::format::AEAD_TAG_LEN as u64
-        } else {
-            0
-        };
         let record = (crate::format::SEGMENT_HEADER_LEN + crate::format::RECORD_HEADER_LEN) as u64
-            + self.max_record_size as u64
-            + tag;
+            + self.max_record_size as u64;
         let data = if record > self.segment_size {
             record
         } else {
@@ -334,8 +328,8 @@ pub enum ConfigError {
     EarlyRotationNotBuiltIn,
     /// The storage's segments cannot grow ([`Storage::segment_capacity`](crate::Storage)),
     /// and a segment of this configuration would not fit one: `segment_size` plus the 48-byte
-    /// seal, or a record of `max_record_size` (with its header, and its tag where records may
-    /// be encrypted) in an empty segment plus the seal. Nothing was touched.
+    /// seal, or a record of `max_record_size` with its header in an empty segment plus the
+    /// seal. Nothing was touched. (An encrypted record's tag is checked when it is appended.)
     LargerThanStorage {
         /// The bytes a segment may need.
         needed: u64,

@@ -353,3 +353,43 @@ fn typed_entries_are_appended_to_an_encrypted_log_through_the_rest_of_the_scratc
         "the value reached the medium in the clear"
     );
 }
+
+#[test]
+fn an_encrypted_record_whose_tag_does_not_fit_a_segment_is_refused_before_writing() {
+    // Capacity for the configuration in plaintext: the largest record fills an empty segment
+    // up to its seal. Encrypted, the same record takes a 16-byte tag more: it is refused
+    // when appended (the open cannot know the log will encrypt), the log goes on.
+    let seg = crate::format::SEGMENT_HEADER_LEN as u64;
+    let rec = crate::format::RECORD_HEADER_LEN as u64;
+    let seal = crate::format::SEAL_LEN;
+    let cfg = config()
+        .with_max_record_size(2000)
+        .with_max_batch_size(2000);
+    let capacity = seg + rec + 2000 + seal;
+    let mem = Mem {
+        capacity: Some(capacity),
+        ..Mem::default()
+    };
+    let (mut wal, _) = open(mem, cfg);
+    let largest = std::vec![7u8; 2000];
+    let mut scratch = std::vec![0u8; transform_scratch_len(2000)];
+    assert_eq!(
+        wal.append_batch_in(&[&largest], &mut scratch).unwrap(),
+        Lsn(1)
+    );
+    wal.set_keys(ring(&KEY_A, &[]));
+    let before = wal.storage().files.clone();
+    assert_eq!(
+        wal.append_batch_in(&[&largest], &mut scratch),
+        Err(AppendError::BatchDoesNotFit {
+            needed: rec + 2000 + 16,
+            room: rec + 2000
+        })
+    );
+    assert_eq!(wal.storage().files, before, "nothing was written");
+    assert_eq!(
+        wal.append_batch_in(&[&largest[..1984]], &mut scratch)
+            .unwrap(),
+        Lsn(2)
+    );
+}

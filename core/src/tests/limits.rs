@@ -280,9 +280,8 @@ const SEAL: u64 = R + META_LEN as u64;
 fn a_configuration_no_segment_of_the_storage_can_hold_is_refused_at_open() {
     // Segments that cannot grow (`Storage::segment_capacity`): a segment of `segment_size`
     // must still take its seal, and the largest record must fit an empty segment with its
-    // seal (a tag more where records may be encrypted). One byte short is refused, with
-    // nothing created; an exact fit opens.
-    let tag = if cfg!(feature = "encrypt") { 16 } else { 0 };
+    // seal. One byte short is refused, with nothing created; an exact fit opens. (An encrypted
+    // record's tag is checked when it is appended.)
     let by_size = Config::default()
         .with_segment_size(1000)
         .with_max_record_size(100);
@@ -290,10 +289,7 @@ fn a_configuration_no_segment_of_the_storage_can_hold_is_refused_at_open() {
         .with_segment_size(1000)
         .with_max_record_size(2000)
         .with_max_batch_size(2000);
-    for (cfg, needed) in [
-        (by_size, 1000 + SEAL),
-        (by_record, H + R + 2000 + tag + SEAL),
-    ] {
+    for (cfg, needed) in [(by_size, 1000 + SEAL), (by_record, H + R + 2000 + SEAL)] {
         let short = Mem {
             capacity: Some(needed - 1),
             ..Mem::default()

@@ -27,8 +27,13 @@ pub trait Medium {
 /// The log type the suite drives.
 pub type TestWal<M> = Wal<<M as Medium>::S, Fixed<SEGMENTS>>;
 
+/// Small segments, and records up to a segment's size (the suite's are at most 320 bytes): a
+/// medium whose segments cannot grow (flash) refuses a configuration whose largest record
+/// would not fit one (`ConfigError::LargerThanStorage`).
 fn config() -> Config {
-    Config::default().with_segment_size(1024)
+    Config::default()
+        .with_segment_size(1024)
+        .with_max_record_size(1024)
 }
 
 /// What opening the log on a medium gives.
