@@ -222,9 +222,9 @@ pub enum AppendError<E> {
         max: u64,
     },
     /// The storage's segments cannot grow ([`crate::Storage::segment_capacity`]) and the
-    /// batch as stored (its payloads, a 32-byte header per record, and a tag per record when
-    /// encrypting) would not fit even an empty segment with its seal. Nothing was written and
-    /// the log is not poisoned: split the batch.
+    /// batch (its payloads as given, before any compression, a 32-byte header per record, and
+    /// a tag per record when encrypting) would not fit even an empty segment with its seal.
+    /// Nothing was written and the log is not poisoned: split the batch.
     BatchDoesNotFit {
         /// The bytes the batch would take.
         needed: u64,
