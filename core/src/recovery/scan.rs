@@ -11,7 +11,7 @@ use crate::storage::{SegmentId, Storage, read_full};
 use alloc::collections::VecDeque;
 
 /// A read cache over one segment, backed by the caller's scratch buffer (and, in a replay,
-/// by the chunks a [`ReadAhead`] hands it).
+/// by the chunks a `ReadAhead` hands it, with the features `replay` and `alloc`).
 pub(crate) struct Window<'a> {
     buf: &'a mut [u8],
     id: SegmentId,
