@@ -639,6 +639,16 @@ mod tests {
         v1.offset = SEGMENT_HEADER_LEN as u64;
         let meta = record(2, RecordKind::Meta, &Meta::Seal { successor: 9 }.encode());
         assert_eq!(v1.header(&meta), Err(Fault::BadMeta));
+        // Version 2 introduced them: an older log's seal is read (not refused as damage).
+        let mut v2 = RecordCursor::new(
+            SegmentKeys {
+                version: crate::format::VERSION_WITH_META,
+                ..keys(1000)
+            },
+            Lsn(2),
+        );
+        v2.offset = SEGMENT_HEADER_LEN as u64;
+        assert!(v2.header(&meta).is_ok());
     }
 
     /// A cursor with `bytes` placed after a segment header (end = all of them).

@@ -604,7 +604,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             #[cfg(feature = "early-rotation")]
             if self.pending.is_some_and(|p| p < ticket.segment) {
                 let active = self.active().id;
-                self.pending = (ticket.segment < active).then_some(ticket.segment);
+                self.pending = (active > ticket.segment).then_some(ticket.segment);
             }
             self.durable = self.durable.max(ticket.lsn.min(self.last_lsn()));
             #[cfg(feature = "early-rotation")]

@@ -262,6 +262,28 @@ fn a_stored_compressed_record_may_exceed_max_record_size_by_the_frame_prefix_onl
             assert_eq!(got.err(), Some(Fault::TooLong { length }));
         }
     }
+    // At the format's own limit the frame prefix is allowed too; one byte more is impossible.
+    let limit = crate::MAX_RECORD_SIZE_LIMIT;
+    let at_limit = SegmentKeys {
+        max_record: limit,
+        ..keys
+    };
+    for (length, fault) in [
+        (limit + 4, None),
+        (limit + 5, Some(Fault::ImpossibleLength)),
+    ] {
+        let h = RecordHeader {
+            length,
+            lsn: Lsn(1),
+            payload_crc: 0,
+            kind: crate::format::RecordKind::Single,
+            flags: RecordFlags::PLAIN.with_codec(1),
+            ack_gap: 1,
+        }
+        .encode(ChecksumAlgorithm::Crc32c, 7);
+        let got = RecordCursor::new(at_limit, Lsn(1)).header(&h);
+        assert_eq!(got.err(), fault, "{length}");
+    }
     // Flags in a version-2 segment, or an encrypted flag in a plaintext segment, are refused.
     for (version, flags) in [
         (2, RecordFlags::PLAIN.with_codec(1)),

@@ -169,6 +169,37 @@ fn a_version_1_log_rotates_without_writing_metadata_into_its_old_segment() {
 }
 
 #[test]
+fn a_version_2_segment_is_sealed_at_rotation() {
+    // Version 2 introduced metadata records: a log written by such a build seals its segments
+    // as ours do (only version 1 goes without).
+    let (mut wal, _) = open(Mem::default(), small());
+    wal.append(&payload(1)).unwrap();
+    let mut mem = wal.into_storage();
+    for f in mem.files.values_mut() {
+        let mut h = SegmentHeader::decode(f).unwrap();
+        h.version = crate::format::VERSION_WITH_META;
+        f[..SEGMENT_HEADER_LEN].copy_from_slice(&h.encode());
+    }
+    let (mut wal, report) = open(mem, small());
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(wal.segments()[0].version, crate::format::VERSION_WITH_META);
+    for i in 2..=30 {
+        wal.append(&payload(i)).unwrap();
+    }
+    assert!(
+        wal.segments()[0].sealed,
+        "the version-2 segment has its seal"
+    );
+    let (wal, report) = open(
+        wal.into_storage(),
+        small().with_recovery(crate::RecoveryPolicy::Strict),
+    );
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(all(&wal).len(), 30);
+    assert!(wal.segments()[0].sealed);
+}
+
+#[test]
 fn an_interval_policy_is_refused_by_a_core_log() {
     // A core log has no timer: acting as `Manual` would silently ignore the setting.
     let config = small().with_sync_policy(SyncPolicy::Interval(SyncPolicy::DEFAULT_INTERVAL));

@@ -6,6 +6,7 @@ use std::vec::Vec;
 use super::*;
 use crate::format::{RECORD_HEADER_LEN, RecordHeader, RecordKind, SegmentHeader};
 use crate::inspect::{Verdict, inspect};
+use crate::tests::mem::MemError;
 use crate::{Case, Lsn, MIN_SCRATCH, OpenError, RecoveryPolicy, SyncPolicy};
 
 /// Fixed-size payloads: record `i` of segment 0 is at 64 + 40(i−1).
@@ -692,4 +693,82 @@ fn a_sealed_segment_cut_to_its_header_is_not_called_a_bad_header() {
         (Case::SealedSegmentDamaged, 1, 64)
     );
     assert_eq!(c.detail, detail("segment ends before its seal"), "{c}");
+}
+
+/// `Mem` with segment `id` listed as `len` bytes long, though reads return more: a file that
+/// grew after it was listed (a writer appending while a log is inspected). Read-only.
+struct Listed {
+    mem: Mem,
+    id: u64,
+    len: u64,
+}
+
+impl crate::Storage for Listed {
+    type Error = MemError;
+
+    fn list(&self, each: &mut dyn FnMut(crate::SegmentId)) -> Result<(), MemError> {
+        self.mem.list(each)
+    }
+    fn create(&mut self, _: crate::SegmentId) -> Result<(), MemError> {
+        Err(MemError(crate::StorageErrorKind::Unsupported))
+    }
+    fn remove(&mut self, _: crate::SegmentId) -> Result<(), MemError> {
+        Err(MemError(crate::StorageErrorKind::Unsupported))
+    }
+    fn len(&self, id: crate::SegmentId) -> Result<u64, MemError> {
+        if id == self.id {
+            Ok(self.len)
+        } else {
+            self.mem.len(id)
+        }
+    }
+    fn read(&self, id: crate::SegmentId, offset: u64, buf: &mut [u8]) -> Result<usize, MemError> {
+        self.mem.read(id, offset, buf)
+    }
+    fn write(&mut self, _: crate::SegmentId, _: u64, _: &[u8]) -> Result<(), MemError> {
+        Err(MemError(crate::StorageErrorKind::Unsupported))
+    }
+    fn truncate(&mut self, _: crate::SegmentId, _: u64) -> Result<(), MemError> {
+        Err(MemError(crate::StorageErrorKind::Unsupported))
+    }
+    fn sync(&mut self, _: crate::SegmentId) -> Result<(), MemError> {
+        Err(MemError(crate::StorageErrorKind::Unsupported))
+    }
+    fn sync_dir(&mut self) -> Result<(), MemError> {
+        Err(MemError(crate::StorageErrorKind::Unsupported))
+    }
+}
+
+#[test]
+fn the_orphan_search_ends_at_the_length_listed() {
+    // Every append synced: records 4 and 5 prove a damaged record 3 was acknowledged.
+    let mut mem = log_with(5, Config::default());
+    mem.files.get_mut(&0).unwrap()[at(3) + RECORD_HEADER_LEN] ^= 1;
+    let mut scratch = [0u8; 4096];
+    let ins = inspect::<_, Fixed<16>>(&mem, &Config::default(), &mut scratch, &mut |_| {}).unwrap();
+    assert!(
+        matches!(ins.verdict, Verdict::Refuse(c) if c.case == Case::MidLogCorruption),
+        "{:?}",
+        ins.verdict
+    );
+    // Listed as ending with record 3, the segment's bytes after it are not evidence, though
+    // reads return them: the damage is the torn end of what was listed.
+    let listed = Listed {
+        mem,
+        id: 0,
+        len: at(4) as u64,
+    };
+    let ins =
+        inspect::<_, Fixed<16>>(&listed, &Config::default(), &mut scratch, &mut |_| {}).unwrap();
+    assert!(
+        matches!(
+            ins.verdict,
+            Verdict::Repair {
+                case: Case::TornTail,
+                ..
+            }
+        ),
+        "{:?}",
+        ins.verdict
+    );
 }
