@@ -3,7 +3,7 @@
 # print over semihosting: the size program (RAM storage; again without walden-core's start
 # slots, where truncate_front must be refused) and the power-cut demo (walden-flash on
 # an emulated NOR flash, the power cut while an append is being programmed, recovery on the next
-# boot). Installs Debian's qemu-system-arm when missing (needs apt-get and root).
+# boot). Installs Debian's qemu-system-arm when missing (scripts/need.sh: apt-get as root).
 #
 # Usage: bash scripts/qemu.sh            run all three and check their output and stack budgets
 #        bash scripts/qemu.sh --broken   the same with 1-byte stack budgets (must fail: proves
@@ -11,17 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../embedded"
 
-if ! command -v qemu-system-arm >/dev/null; then
-  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    echo "installing qemu-system-arm (Debian package)"
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null
-  else
-    echo "qemu-system-arm is missing and cannot be installed here (needs apt-get as root);" \
-         "install Debian's qemu-system-arm package and run again" >&2
-    exit 1
-  fi
-fi
+. ../scripts/need.sh
+need qemu-system-arm qemu-system-arm
 rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
 
 # The most stack `Wal::open` (with recovery, N = 8) may use, in bytes: the measured figures of

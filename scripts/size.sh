@@ -29,7 +29,8 @@ if [ "${1:-}" = "--broken" ]; then
   budget_one=1 budget_all=1 budget_flash=1 budget_front=1 budget_small=1 budget_small_all=1
 fi
 
-command -v readelf >/dev/null || { echo "size.sh needs readelf (Debian: binutils)" >&2; exit 1; }
+. ../scripts/need.sh
+need readelf binutils
 rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
 
 elf=target/thumbv7em-none-eabihf/release/walden-embedded

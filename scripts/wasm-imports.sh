@@ -4,6 +4,8 @@
 # With --broken, the probe imports a host function and the check must fail (proves the checker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/need.sh
+need python3 python3-minimal
 probe=target/wasm-import-probe
 mkdir -p "$probe/src"
 cat > "$probe/Cargo.toml" <<'TOML'
