@@ -6,6 +6,10 @@ cd "$(dirname "$0")"
 secs="${1:-30}"
 # cargo-fuzz is installed inside the repository's own target directory, nowhere else.
 tools="$(cd .. && pwd)/target/tools"
+# libFuzzer is C++, built by libfuzzer-sys; the targets need the nightly toolchain.
+. ../scripts/need.sh
+need c++ g++
+need_nightly
 export PATH="$tools/bin:$PATH"
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked --root "$tools"

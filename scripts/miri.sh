@@ -4,7 +4,8 @@
 # Usage: scripts/miri.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rustup +nightly component add miri rust-src >/dev/null
+. scripts/need.sh
+need_nightly miri rust-src
 export PROPTEST_CASES="${PROPTEST_CASES:-4}"
 # proptest reads the clock and the OS RNG for its seed; isolation would forbid both.
 export MIRIFLAGS="${MIRIFLAGS:--Zmiri-disable-isolation}"

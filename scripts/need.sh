@@ -1,6 +1,7 @@
 # Sourced by the check scripts: `need COMMAND PACKAGE` makes sure COMMAND exists, installing
 # the Debian PACKAGE when it is missing (needs apt-get and root), or fails saying what to
-# install. A fresh machine with only the Rust toolchain may lack qemu, readelf or python3.
+# install. A fresh machine with only the Rust toolchain may lack qemu, readelf, python3 or a
+# C++ compiler (libFuzzer).
 need() {
   local cmd=$1 pkg=$2
   command -v "$cmd" >/dev/null && return 0
@@ -13,4 +14,16 @@ need() {
   echo "$cmd is missing and could not be installed (that needs apt-get, as root);" \
        "install Debian's $pkg package and run again" >&2
   exit 1
+}
+
+# `need_nightly [COMPONENT...]`: the nightly toolchain (fuzzing, Miri), installed with rustup
+# (minimal profile) when missing, with the given components added.
+need_nightly() {
+  if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    echo "installing the nightly toolchain (rustup, minimal profile)"
+    rustup toolchain install nightly --profile minimal >/dev/null
+  fi
+  if [ $# -gt 0 ]; then
+    rustup +nightly component add "$@" >/dev/null
+  fi
 }
