@@ -318,6 +318,17 @@ pub enum ReadError<E> {
     },
     /// A storage operation failed.
     Storage(IoFailure<E>),
+    /// A `truncate_back` removed records this reader had already returned: everything after
+    /// `to` is gone, and may be replaced by new records at the same LSNs. Returned once per
+    /// such cut (the lowest, if several ran since the last read), by a reader that shares the
+    /// log with writers (walden-std's `SharedReader`; a reader that borrows the log cannot see
+    /// a truncation). Nothing is wrong with the log: the reader goes on at `to + 1`, or at the
+    /// LSN it was made at if that is later, so its next record is the one now at that LSN. The
+    /// caller discards what it took from the records after `to`.
+    Rewound {
+        /// The last LSN kept.
+        to: Lsn,
+    },
 }
 
 /// Truncating (either end) failed.
@@ -450,6 +461,10 @@ impl<E: StorageError> fmt::Display for ReadError<E> {
                 "read: record {lsn} in segment {segment} is {length} bytes once decompressed, more than max_record_size {max} (a configuration error, not damage: read with max_record_size of at least {length}, as the writer had)"
             ),
             Self::Storage(s) => write!(f, "read: {s}"),
+            Self::Rewound { to } => write!(
+                f,
+                "read: records after LSN {to} that this reader returned were removed by truncate_back; it reads on from the log as it is now"
+            ),
         }
     }
 }
@@ -613,6 +628,9 @@ impl<E: StorageError> embedded_io::Error for ReadError<E> {
             }
             Self::Corrupted(_) => embedded_io::ErrorKind::InvalidData,
             Self::Storage(s) => io_kind(s.error.kind()),
+            // Not `Interrupted`: generic I/O loops retry that silently, which is the
+            // divergence this error exists to prevent.
+            Self::Rewound { .. } => embedded_io::ErrorKind::Other,
         }
     }
 }

@@ -5,6 +5,9 @@
 //! parses and verifies the records in the chunk without the lock. So it sees only complete
 //! records (a batch being appended is either entirely past that end or entirely before it) and
 //! holds the lock only for one bounded copy at a time.
+//!
+//! A `truncate_back` that removes records a reader has returned is reported to it once, at its
+//! next read, as [`ReadError::Rewound`] (see [`SharedReader`]).
 
 use core::sync::atomic::Ordering;
 use std::collections::BTreeMap;
@@ -328,6 +331,20 @@ pub struct SharedRecord<'r> {
 /// Reads records in LSN order, verifying checksums, concurrently with appends. Created by
 /// [`crate::SharedWal::reader`]. At the end of the log, [`SharedReader::read_next`] returns `None`;
 /// call it again later to see records appended since.
+///
+/// **Rewinds.** When a [`crate::SharedWal::truncate_back`] removes records this reader has
+/// returned, its next read returns [`ReadError::Rewound`]` { to }` (the last LSN kept) instead
+/// of a record, once; the caller discards what it took from the records after `to` (they may
+/// be replaced by different records at the same LSNs). The reader then goes on at `to + 1`, or
+/// at the LSN it was made at if that is later ([`SharedReader::position`] says which), in the
+/// log as it is now. Several cuts before that read are one report, of the lowest. A cut that
+/// removed nothing it returned (one that kept the last record it returned, or any cut before
+/// it returned one) is no error: it reads on. This is [`crate::Tail`]'s
+/// [`crate::TailEvent::Rewound`], for a reader that does not wait.
+///
+/// The check costs one atomic load per read. A read that starts after `truncate_back` has
+/// returned sees the cut; one that runs concurrently with it may still return a record the cut
+/// removes, and the next read reports the rewind.
 pub struct SharedReader<S: GroupSync> {
     inner: Handle<Inner<S>>,
     segment: SegmentId,
@@ -364,6 +381,12 @@ pub struct SharedReader<S: GroupSync> {
     /// Set when [`SharedReader::ensure`] found the position again: a header read before is
     /// not the record at the cursor any more.
     moved: bool,
+    /// The LSN it was made at: it has returned the records `start .. position()`, and only a
+    /// cut below its last one is a rewind for it.
+    start: Lsn,
+    /// After a cut below the position: the LSN to find again (by LSN, as a new reader would)
+    /// before the next read. The cursor's offset is into removed bytes meanwhile.
+    lost: Option<Lsn>,
 }
 
 impl<S: GroupSync> SharedReader<S> {
@@ -437,7 +460,10 @@ impl<S: GroupSync> SharedReader<S> {
             #[cfg(feature = "encrypt")]
             keys,
         );
-        while r.cursor.next_lsn() < from {
+        // Nothing below `from` is returned: a cut during the walk to it is no rewind (it
+        // leaves the reader to find `from` again at its first read).
+        r.start = from;
+        while r.position() < from {
             match r.header()? {
                 Some(at) => {
                     let len = (RECORD_HEADER_LEN as u64) + u64::from(at.header.length);
@@ -482,6 +508,8 @@ impl<S: GroupSync> SharedReader<S> {
             window,
             rewound,
             moved: false,
+            start: next,
+            lost: None,
         }
     }
 
@@ -516,12 +544,16 @@ impl<S: GroupSync> SharedReader<S> {
         (!run.offsets.is_empty()).then_some(run)
     }
 
-    /// The LSN the next call returns.
+    /// The LSN the next call returns (after a [`ReadError::Rewound`], the LSN it goes on at).
     pub fn position(&self) -> Lsn {
-        self.cursor.next_lsn()
+        self.lost.unwrap_or_else(|| self.cursor.next_lsn())
     }
 
     /// The next record, or `None` at the current end of the log.
+    ///
+    /// [`ReadError::Rewound`] if a `truncate_back` removed records this reader had returned
+    /// (see [`SharedReader`]): nothing is wrong, and the next call reads on after the cut.
+    /// [`ReadError::OutOfRange`] once `truncate_front` removed the reader's segment.
     pub fn read_next(&mut self) -> Result<Option<SharedRecord<'_>>, ReadError<S::Error>> {
         let at = loop {
             let Some(at) = self.header()? else {
@@ -656,44 +688,65 @@ impl<S: GroupSync> SharedReader<S> {
     /// log (the next LSN is not appended yet) or, for `len` beyond a header, when the segment
     /// ends first (the caller reports corruption).
     ///
-    /// A `truncate_back` that cut below the position since it was found leaves the cursor at
-    /// an offset into removed bytes (new records at the same LSNs are stored elsewhere, or at
-    /// other lengths): the reader then finds its next LSN again, as a new reader would. One
-    /// that cut right at the position leaves it, but not what was copied from it. Either way
-    /// `moved` tells [`SharedReader::read_next`] that a header it read before is stale.
+    /// Checks for a `truncate_back` at every call (one atomic load while nothing was cut), so
+    /// that no read that starts after a cut returns a copy of a record it removed. A cut below
+    /// the position leaves the cursor at an offset into removed bytes (new records at the same
+    /// LSNs are stored elsewhere, or at other lengths): the reader returns
+    /// [`ReadError::Rewound`] if the cut removed a record it returned, and then finds its next
+    /// LSN again (`lost`), as a new reader would. One that cut right at the position leaves it,
+    /// but not what was copied from it. Either way `moved` tells [`SharedReader::read_next`]
+    /// that a header it read before is stale.
     fn ensure(&mut self, len: usize) -> Result<bool, ReadError<S::Error>> {
         let offset = self.cursor.offset();
         let have = self.chunk_start + self.filled as u64;
-        if offset >= self.chunk_start && offset + len as u64 <= have {
+        let cut = self.inner.rewind_generation.load(Ordering::Acquire) != self.rewound;
+        if !cut && self.lost.is_none() && offset >= self.chunk_start && offset + len as u64 <= have
+        {
             return Ok(true);
         }
         let log = self.inner.c.lock_log();
         let wal = &log.wal;
-        let next = self.cursor.next_lsn();
+        let next = self.position();
         let (generation, cut) = self.inner.rewinds().lowest_since(self.rewound);
+        self.rewound = generation;
         if cut.is_some_and(|cut| cut.next() <= next) {
             // What was copied from the position on (a header the caller may have read) was
             // removed; the position itself too, if the cut is below it.
             self.filled = 0;
             self.moved = true;
         }
-        if next > wal.last_lsn() {
-            return Ok(false);
+        if let Some(to) = cut
+            && to.next() < next
+        {
+            // Not before `start`: nothing below it was asked for. Each cut is reported once:
+            // `rewound` is past it now.
+            self.lost = Some(to.next().max(self.start));
+            if next > self.start {
+                return Err(ReadError::Rewound { to });
+            }
         }
-        if cut.is_some_and(|cut| cut.next() < next) {
+        if let Some(lsn) = self.lost {
+            if lsn > wal.last_lsn() {
+                return Ok(false); // found again once appended
+            }
             drop(log);
-            return match Self::new(self.inner.clone(), next) {
-                Ok(fresh) => {
+            return match Self::new(self.inner.clone(), lsn) {
+                Ok(mut fresh) => {
+                    // A cut since this reader last looked but before `fresh` was made is
+                    // looked at again by `fresh`: it may have removed a record returned.
+                    (fresh.start, fresh.rewound) = (self.start, self.rewound);
                     *self = fresh;
                     self.moved = true;
                     self.ensure(len)
                 }
-                // Cut again since: nothing at `next` now (still found again next time).
+                // Cut again since: nothing at `lsn` now (found again next time).
                 Err(ReadError::OutOfRange { lsn, last, .. }) if lsn > last => Ok(false),
                 Err(e) => Err(e),
             };
         }
-        self.rewound = generation;
+        if next > wal.last_lsn() {
+            return Ok(false);
+        }
         let segs = wal.segments();
         let Ok(mut i) = segs.binary_search_by_key(&self.segment, |s| s.id) else {
             // Removed by `truncate_front` while we were reading.

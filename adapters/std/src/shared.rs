@@ -1,5 +1,6 @@
 //! [`SharedWal`]: a thread-safe log handle with group commit and sync policies.
 
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
@@ -62,6 +63,10 @@ pub(crate) struct Inner<S: GroupSync> {
     _stop_syncer: StopSyncer,
     /// Every `truncate_back` since open, for tailing readers to report rewinds.
     pub(crate) rewinds: Mutex<RewindLog>,
+    /// `rewinds`' generation, readable without a lock: a [`SharedReader`] checks it at every
+    /// read, so that it reports a `truncate_back` at its first read after the cut even when
+    /// it has copies of removed records to read from.
+    pub(crate) rewind_generation: AtomicU64,
     /// Where the background threads reach the log (so that it is released on the thread
     /// that drops the last handle).
     pub(crate) gate: Arc<Gate>,
@@ -261,6 +266,7 @@ impl<S: GroupSync + Send + 'static> SharedWal<S> {
                 syncer: Arc::clone(&syncer),
                 _stop_syncer: StopSyncer(syncer),
                 rewinds: Mutex::new(RewindLog::default()),
+                rewind_generation: AtomicU64::new(0),
                 gate: Arc::clone(&gate),
             },
             Arc::clone(&gate),
@@ -577,11 +583,11 @@ impl<S: GroupSync> SharedWal<S> {
             .snapshot(counters, c.durable().0, last.0, c.is_poisoned())
     }
 
-    /// A reader from `from`, running concurrently with appends. After a concurrent
-    /// [`SharedWal::truncate_back`], records the reader had already copied may still be
-    /// returned; create a new reader after rewinding (or use [`SharedWal::tail`], which
-    /// reports rewinds). A reader whose position the cut went below finds its next LSN again
-    /// and reads on in the log as it is now.
+    /// A reader from `from`, running concurrently with appends. A [`SharedWal::truncate_back`]
+    /// that removes records the reader has returned is reported by its next read, once, as
+    /// [`walden_core::ReadError::Rewound`] with the last LSN kept; it then reads on after the
+    /// cut, in the log as it is now (see [`SharedReader`]). [`SharedWal::tail`] reports the
+    /// same as an event, and waits for new records.
     ///
     /// Reading by LSN: a record appended since open (through any handle; stored as given:
     /// not compressed, not encrypted) is found at once, from an index that costs 4 bytes of
@@ -635,7 +641,10 @@ impl<S: GroupSync> SharedWal<S> {
                     self.inner
                         .whole_positions(log)
                         .forget_after(lsn, last_segment);
-                    self.inner.rewinds().record(log.wal.last_lsn());
+                    let mut rewinds = self.inner.rewinds();
+                    rewinds.record(log.wal.last_lsn());
+                    (self.inner.rewind_generation).store(rewinds.generation, Ordering::Release);
+                    drop(rewinds);
                     log.mark_targeted();
                     (Ok(()), Some(log.wal.durable_lsn()))
                 }

@@ -1,8 +1,9 @@
 //! [`Tail`]: a reader that follows the log as it grows, for replication and change feeds.
 //!
-//! A [`crate::SharedReader`] stops at the end of the log and fails once `truncate_front`
-//! removes its segment. A tail instead waits for the next record, and turns both truncations
-//! into events the consumer can act on:
+//! A [`crate::SharedReader`] stops at the end of the log, fails once `truncate_front`
+//! removes its segment and reports a `truncate_back` below what it returned as an error
+//! ([`ReadError::Rewound`]). A tail instead waits for the next record, and turns both
+//! truncations into events the consumer can act on:
 //!
 //! * **Rotation** is invisible: the reader moves to the next segment by itself.
 //! * **`truncate_front`** removing records the tail has not read yet: it reports
@@ -173,6 +174,9 @@ impl<S: GroupSync> Tail<S> {
                 // Its segment was removed by `truncate_front`: start again, which reports
                 // what was missed.
                 Err(ReadError::OutOfRange { .. }) => self.reader = None,
+                // A cut since the look above removed records it delivered: looking again
+                // reports it, as the tail's own event.
+                Err(ReadError::Rewound { .. }) => return self.try_next(),
                 Err(e) => return Err(e),
             }
         }
