@@ -26,6 +26,8 @@ pub(crate) enum Broken {
     AckBeforeSync,
     /// Skips the directory sync after creating a segment.
     SkipDirSync,
+    /// Creates the log directory without syncing the preopen that holds its name.
+    SkipParentSync,
 }
 
 impl Broken {
@@ -33,6 +35,7 @@ impl Broken {
         match self {
             Self::AckBeforeSync => "--ack-before-sync",
             Self::SkipDirSync => "--skip-dir-sync",
+            Self::SkipParentSync => "--skip-parent-sync",
         }
     }
 }

@@ -70,12 +70,16 @@ enum Command {
         #[arg(long)]
         no_power_loss: bool,
         /// Use the deliberately broken guest that acknowledges before syncing.
-        #[arg(long, conflicts_with = "skip_dir_sync")]
+        #[arg(long, conflicts_with_all = ["skip_dir_sync", "skip_parent_sync"])]
         ack_before_sync: bool,
         /// Use the deliberately broken guest that skips the directory sync after creating a
         /// segment.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "skip_parent_sync")]
         skip_dir_sync: bool,
+        /// Use the deliberately broken guest that creates its log directory without syncing
+        /// the preopen, so the directory's own name is not durable.
+        #[arg(long)]
+        skip_parent_sync: bool,
         /// Exit with success only if violations were found, and stop at the first (for
         /// proving the checker works).
         #[arg(long)]
@@ -241,6 +245,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_power_loss,
             ack_before_sync,
             skip_dir_sync,
+            skip_parent_sync,
             expect_violations,
             verbose,
         } => {
@@ -261,6 +266,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     Some(Broken::AckBeforeSync)
                 } else if skip_dir_sync {
                     Some(Broken::SkipDirSync)
+                } else if skip_parent_sync {
+                    Some(Broken::SkipParentSync)
                 } else {
                     None
                 },
