@@ -27,7 +27,7 @@ pub(crate) enum Broken {
     /// Skips the directory sync after creating a segment.
     SkipDirSync,
     /// Creates the log directory without syncing the preopen that holds its name.
-    SkipParentSync,
+    ParentNotSynced,
 }
 
 impl Broken {
@@ -35,7 +35,7 @@ impl Broken {
         match self {
             Self::AckBeforeSync => "--ack-before-sync",
             Self::SkipDirSync => "--skip-dir-sync",
-            Self::SkipParentSync => "--skip-parent-sync",
+            Self::ParentNotSynced => "--skip-parent-sync",
         }
     }
 }

@@ -267,7 +267,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 } else if skip_dir_sync {
                     Some(Broken::SkipDirSync)
                 } else if skip_parent_sync {
-                    Some(Broken::SkipParentSync)
+                    Some(Broken::ParentNotSynced)
                 } else {
                     None
                 },
