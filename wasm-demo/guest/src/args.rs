@@ -17,6 +17,8 @@ pub struct Args {
     pub ack_before_sync: bool,
     /// The other deliberate bug: skip the directory sync after creating a segment.
     pub skip_dir_sync: bool,
+    /// The third: create the log directory without syncing the preopen that holds its name.
+    pub skip_parent_sync: bool,
     /// Compact when the log has more segments than this: append a checkpoint (every live key
     /// again), sync, then `truncate_front` below it. 0: never.
     pub retain_segments: usize,
@@ -43,6 +45,7 @@ impl Args {
             segment_size: 32 * 1024,
             ack_before_sync: false,
             skip_dir_sync: false,
+            skip_parent_sync: false,
             retain_segments: 0,
             write_buffer: 1 << 20,
             bench: None,
@@ -63,6 +66,7 @@ impl Args {
                 "--sync-every" => args.sync_every = number(&value()?)?.max(1),
                 "--ack-before-sync" => args.ack_before_sync = true,
                 "--skip-dir-sync" => args.skip_dir_sync = true,
+                "--skip-parent-sync" => args.skip_parent_sync = true,
                 "--retain-segments" => args.retain_segments = number(&value()?)? as usize,
                 "--write-buffer" => args.write_buffer = number(&value()?)? as usize,
                 "--quiet-dump" => args.quiet_dump = true,

@@ -1,5 +1,5 @@
 //! The Walden wasm demo guest: a key-value store whose every change is a record in a Walden log
-//! kept in the preopened directory `/data`, through `walden-wasi`.
+//! kept in the directory `wal/` of the preopened directory `/data`, through `walden-wasi`.
 //!
 //! At start it opens the log (running recovery), prints what recovery reported, replays every
 //! record to rebuild the store and prints each one, then runs a seeded workload of puts,
@@ -31,6 +31,8 @@ use crate::storage::DemoStorage;
 
 /// The preopened directory the host gives the guest.
 const PREOPEN: &str = "/data";
+/// The log's directory below the preopen (created by the first run).
+const LOG_DIR: &str = "wal";
 /// Segments the log can hold at once (core's table is fixed-size).
 const SEGMENTS: usize = 512;
 /// The largest record the demo writes or accepts.
@@ -51,7 +53,7 @@ fn main() {
         conformance::run(from);
         return;
     }
-    let wasi = WasiStorage::from_preopen(PREOPEN)
+    let wasi = storage::open_log_dir(PREOPEN, LOG_DIR, args.skip_parent_sync)
         .unwrap_or_else(|e| fail(2, &e.to_string()))
         .with_write_buffer(args.write_buffer);
     let storage = DemoStorage::new(wasi, args.skip_dir_sync);

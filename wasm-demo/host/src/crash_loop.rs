@@ -26,6 +26,8 @@ pub(crate) enum Broken {
     AckBeforeSync,
     /// Skips the directory sync after creating a segment.
     SkipDirSync,
+    /// Creates the log directory without syncing the preopen that holds its name.
+    ParentNotSynced,
 }
 
 impl Broken {
@@ -33,6 +35,27 @@ impl Broken {
         match self {
             Self::AckBeforeSync => "--ack-before-sync",
             Self::SkipDirSync => "--skip-dir-sync",
+            Self::ParentNotSynced => "--skip-parent-sync",
+        }
+    }
+
+    /// Whether `violation` (with the crashes it names) is the one this bug must cause, so
+    /// that `--expect-violations` does not pass a broken guest caught for another reason (a
+    /// guest that fails to start, output the host cannot read).
+    pub(crate) fn explains(self, violation: &str) -> bool {
+        match self {
+            // An acknowledged record lost or changed, named with the run that acknowledged it.
+            Self::AckBeforeSync => violation.contains("acknowledged in run"),
+            // A power loss dropped a segment whose creation was reported durable.
+            Self::SkipDirSync => {
+                violation.contains("acknowledged in run")
+                    && violation.contains(".wal: created since the last directory sync, dropped")
+            }
+            // A power loss dropped the log directory, with acknowledged records in it.
+            Self::ParentNotSynced => {
+                violation.contains("acknowledged in run")
+                    && violation.contains("wal/: created since the last sync of /data, dropped")
+            }
         }
     }
 }
@@ -466,6 +489,30 @@ mod tests {
             .validate(),
             Ok(())
         );
+    }
+
+    /// Each broken guest is accepted only for its own kind of violation.
+    #[test]
+    fn a_broken_guest_caught_for_another_reason_does_not_count() {
+        let failed = "run 3: the guest failed: exited with status 2; stderr: bad option";
+        let lost = "run 4: lost records: the first lost is LSN 1 `put k 01` (acknowledged in \
+                    run 2)\n  after the crash: run 3 cut; power loss: ";
+        for broken in [
+            Broken::AckBeforeSync,
+            Broken::SkipDirSync,
+            Broken::ParentNotSynced,
+        ] {
+            assert!(!broken.explains(failed), "{broken:?}");
+        }
+        assert!(Broken::AckBeforeSync.explains(lost));
+        let segment = format!(
+            "{lost}wal/00000000000000000002.wal: created since the last directory sync, dropped"
+        );
+        assert!(Broken::SkipDirSync.explains(&segment));
+        assert!(!Broken::ParentNotSynced.explains(&segment));
+        let dir = format!("{lost}wal/: created since the last sync of /data, dropped with");
+        assert!(Broken::ParentNotSynced.explains(&dir));
+        assert!(!Broken::SkipDirSync.explains(&dir));
     }
 
     /// A directory left by an earlier loop is refused: its records would be phantoms to a

@@ -2,10 +2,13 @@
 //!
 //! A trap kills the guest, not the machine: everything it handed to the host is still in the
 //! host's page cache. To make a crash a power loss, the host watches every call that decides
-//! durability (`hooks.rs`) and keeps a [`DurableImage`] of one directory: per file, the
-//! *contents* made durable by its last sync, and the set of names made durable by the last
-//! directory sync. Contents, not lengths: `walden-wasi` zero-fills a segment ahead of the
-//! writer and syncs the zeros, so appends overwrite bytes inside an already durable length.
+//! durability (`hooks.rs`) and keeps a [`DurableImage`] of the preopened directory and the
+//! directories below it: per file, the *contents* made durable by its last sync, and per
+//! directory the entries (files and subdirectories) made durable by its last sync. An entry is
+//! durable only in the directory that holds it: syncing the log directory makes its segments'
+//! names durable, not the log directory's own name in the preopen. Contents, not lengths:
+//! `walden-wasi` zero-fills a segment ahead of the writer and syncs the zeros, so appends
+//! overwrite bytes inside an already durable length.
 //! It also remembers, per file, the shortest length a `set-size` gave it since its last sync,
 //! so that a crash can undo a truncate (`power_loss.rs` turns the image into one legal
 //! post-crash directory).
@@ -13,8 +16,12 @@
 //! Each file sync reads the synced file back, so keep segments small (the crash loop uses
 //! 4 KiB).
 //!
+//! Entries are named by their path below the preopen: `wal/00000000000000000001.wal` for a
+//! file, `wal/` (with the slash) for a directory; the preopen itself is `""`.
+//!
 //! A name removed and created again between two directory syncs is treated as the new file
-//! only (core always syncs the directory between the two).
+//! only (core always syncs the directory between the two). Removing a directory is not
+//! modelled: the guest never removes one (and `remove-directory-at` is not shadowed).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -23,13 +30,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-/// Durable contents and names of the files in one directory.
+/// Durable contents of the files and durable entries of the directories below one directory.
 #[derive(Debug, Default)]
 pub(crate) struct DurableImage {
     pub(crate) dir: PathBuf,
-    /// Per name: what the file that name refers to now holds durably.
+    /// Per file path: what the file that path refers to now holds durably.
     contents: HashMap<String, Vec<u8>>,
-    /// Names made durable by the last directory sync.
+    /// Entries (file paths, and directory paths ending in `/`) made durable by the last sync
+    /// of the directory that holds them.
     names: HashSet<String>,
     /// Per name: the shortest length `set-size` gave the file since its last sync.
     shortest: HashMap<String, u64>,
@@ -55,31 +63,33 @@ impl DurableImage {
         self.contents.clear();
         self.names.clear();
         self.shortest.clear();
-        for name in files(&self.dir)? {
-            let bytes = self.read(&name)?;
-            self.contents.insert(name.clone(), bytes);
-            self.names.insert(name);
+        for entry in entries(&self.dir, "")? {
+            if !entry.ends_with('/') {
+                let bytes = self.read(&entry)?;
+                self.contents.insert(entry.clone(), bytes);
+            }
+            self.names.insert(entry);
         }
         Ok(())
     }
 
-    /// The name of `file` in the directory, found by inode ("" if it has none).
+    /// The path of `file` (a file or a directory) below the preopen, found by inode: `""` for
+    /// the preopen itself, `None` if it is not in the tree.
+    pub(crate) fn path_of(&self, file: &File) -> Option<String> {
+        let meta = file.metadata().ok()?;
+        let same = |m: &fs::Metadata| m.ino() == meta.ino() && m.dev() == meta.dev();
+        if fs::metadata(&self.dir).is_ok_and(|m| same(&m)) {
+            return Some(String::new());
+        }
+        entries(&self.dir, "")
+            .ok()?
+            .into_iter()
+            .find(|entry| fs::symlink_metadata(self.dir.join(entry)).is_ok_and(|m| same(&m)))
+    }
+
+    /// The name of `file` below the preopen, found by inode ("" if it has none).
     pub(crate) fn name_of(&self, file: &File) -> String {
-        let Ok(meta) = file.metadata() else {
-            return String::new();
-        };
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return String::new();
-        };
-        entries
-            .flatten()
-            .find(|entry| {
-                entry
-                    .metadata()
-                    .is_ok_and(|m| m.ino() == meta.ino() && m.dev() == meta.dev())
-            })
-            .and_then(|entry| entry.file_name().into_string().ok())
-            .unwrap_or_default()
+        self.path_of(file).unwrap_or_default()
     }
 
     /// `name` was synced: what it holds now is durable.
@@ -104,14 +114,27 @@ impl DurableImage {
         *shortest = (*shortest).min(len);
     }
 
-    /// The directory was synced: the names on disk now are the durable ones.
-    pub(crate) fn dir_synced(&mut self) {
+    /// The directory `dir` (a path ending in `/`, or `""` for the preopen) was synced: the
+    /// entries in it now are its durable ones.
+    pub(crate) fn dir_synced(&mut self, dir: &str) {
         self.dir_syncs += 1;
-        if let Ok(now) = files(&self.dir) {
-            self.names = now.into_iter().collect();
-            let names = &self.names;
-            self.contents.retain(|name, _| names.contains(name));
-        }
+        let Ok(now) = fs::read_dir(self.dir.join(dir)) else {
+            return;
+        };
+        let now: HashSet<String> = now
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let kind = entry.file_type().ok()?;
+                (kind.is_file() || kind.is_dir())
+                    .then(|| format!("{dir}{name}{}", if kind.is_dir() { "/" } else { "" }))
+            })
+            .collect();
+        self.names.retain(|name| parent(name) != dir);
+        self.names.extend(now);
+        let names = &self.names;
+        self.contents
+            .retain(|name, _| parent(name) != dir || names.contains(name));
     }
 
     /// Whether `name` is durably in the directory.
@@ -119,7 +142,7 @@ impl DurableImage {
         self.names.contains(name)
     }
 
-    /// The durable names, sorted.
+    /// The durable entries, sorted (directories end in `/`).
     pub(crate) fn durable_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.names.iter().cloned().collect();
         names.sort();
@@ -136,9 +159,18 @@ impl DurableImage {
         self.shortest.get(name).copied()
     }
 
-    /// The files now in the directory, sorted.
+    /// The files now in the tree, sorted.
     pub(crate) fn files_now(&self) -> Result<Vec<String>> {
-        files(&self.dir)
+        let mut all = entries(&self.dir, "")?;
+        all.retain(|entry| !entry.ends_with('/'));
+        Ok(all)
+    }
+
+    /// The directories now in the tree (each ending in `/`), sorted, parents first.
+    pub(crate) fn dirs_now(&self) -> Result<Vec<String>> {
+        let mut all = entries(&self.dir, "")?;
+        all.retain(|entry| entry.ends_with('/'));
+        Ok(all)
     }
 
     pub(crate) fn read(&self, name: &str) -> Result<Vec<u8>> {
@@ -147,17 +179,69 @@ impl DurableImage {
     }
 }
 
-/// Regular files in `dir`, sorted by name.
-fn files(dir: &Path) -> Result<Vec<String>> {
+/// The directory holding the entry `path` (`"wal/"` for `"wal/x"`, `""` for `"wal/"`).
+pub(crate) fn parent(path: &str) -> &str {
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    trimmed.rfind('/').map_or("", |i| &path[..=i])
+}
+
+/// The regular files and directories below `root/prefix`, as paths below `root` (directories
+/// ending in `/`, each followed by what it holds), sorted.
+fn entries(root: &Path, prefix: &str) -> Result<Vec<String>> {
+    let dir = root.join(prefix);
     let mut out = Vec::new();
-    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+    for entry in fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
         let entry = entry?;
-        if entry.metadata()?.is_file()
-            && let Ok(name) = entry.file_name().into_string()
-        {
-            out.push(name);
+        let kind = entry.file_type()?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        if kind.is_file() {
+            out.push(format!("{prefix}{name}"));
+        } else if kind.is_dir() {
+            let sub = format!("{prefix}{name}/");
+            let below = entries(root, &sub)?;
+            out.push(sub);
+            out.extend(below);
         }
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_belongs_to_the_directory_that_holds_it() {
+        assert_eq!(parent("a"), "");
+        assert_eq!(parent("wal/"), "");
+        assert_eq!(parent("wal/x.wal"), "wal/");
+        assert_eq!(parent("a/b/"), "a/");
+    }
+
+    /// Syncing the log directory makes its files' names durable, not its own name in the
+    /// preopen; syncing the preopen does that.
+    #[test]
+    fn a_directory_name_is_durable_only_after_its_parent_is_synced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut image = DurableImage::of(tmp.path()).unwrap();
+        fs::create_dir(tmp.path().join("wal")).unwrap();
+        fs::write(tmp.path().join("wal/a"), b"x").unwrap();
+        image.created("wal/a");
+        image.dir_synced("wal/");
+        assert!(image.is_durable_name("wal/a"));
+        assert!(!image.is_durable_name("wal/"));
+        image.dir_synced("");
+        assert!(image.is_durable_name("wal/"));
+        assert_eq!(image.dirs_now().unwrap(), ["wal/"]);
+        assert_eq!(image.files_now().unwrap(), ["wal/a"]);
+        let file = File::open(tmp.path().join("wal/a")).unwrap();
+        assert_eq!(image.name_of(&file), "wal/a");
+        let dir = File::open(tmp.path().join("wal")).unwrap();
+        assert_eq!(image.path_of(&dir).as_deref(), Some("wal/"));
+        let root = File::open(tmp.path()).unwrap();
+        assert_eq!(image.path_of(&root).as_deref(), Some(""));
+    }
 }

@@ -1,13 +1,13 @@
 //! The WASI calls the host shadows: every call that decides what survives a power loss.
 //!
-//! `sync-data` and `sync` (of a file or of the directory), `open-at` (which creates files),
-//! `unlink-file-at` and `set-size` are replaced by versions that do the real work, keep the
-//! store's [`DurableImage`](crate::durable::DurableImage) up to date, and pass their crash
-//! points to the store's [`Cutter`](crate::points::Cutter), which may cut the power there.
+//! `sync-data` and `sync` (of a file or of a directory), `open-at` (which creates files),
+//! `create-directory-at`, `unlink-file-at` and `set-size` are replaced by versions that do the real
+//! work, keep the store's [`DurableImage`](crate::durable::DurableImage) up to date, and pass their
+//! crash points to the store's [`Cutter`](crate::points::Cutter), which may cut the power there.
 //!
-//! In the crash loop the real `fdatasync`/`fsync` is skipped (`HostState::real_sync`): the
-//! power loss is simulated from the image, so what the disk really holds plays no part, and
-//! thousands of real syncs would only cost time.
+//! In the crash loop the real `fdatasync`/`fsync` is skipped (`HostState::real_sync`): the power
+//! loss is simulated from the image, so what the disk really holds plays no part, and thousands of
+//! real syncs would only cost time.
 
 use std::fs::File;
 
@@ -21,7 +21,7 @@ use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
 };
 
 use crate::points::Point;
-use crate::runner::HostState;
+use crate::runner::{GUEST_DATA_DIR, HostState};
 
 /// The interface whose functions are shadowed; wasmtime's linker serves older 0.2.x imports
 /// from it by semver.
@@ -59,6 +59,12 @@ pub(crate) fn install(linker: &mut Linker<HostState>) -> Result<()> {
         )| open_at(store.data_mut(), fd, path_flags, path, open_flags, flags),
     )?;
     types.func_wrap(
+        "[method]descriptor.create-directory-at",
+        |mut store: StoreContextMut<'_, HostState>, (fd, path): (Resource<Descriptor>, String)| {
+            create_directory_at(store.data_mut(), fd, path)
+        },
+    )?;
+    types.func_wrap(
         "[method]descriptor.unlink-file-at",
         |mut store: StoreContextMut<'_, HostState>, (fd, path): (Resource<Descriptor>, String)| {
             unlink_file_at(store.data_mut(), fd, path)
@@ -82,7 +88,8 @@ fn code<T>(result: Result<T, FsError>) -> Call<T> {
     }
 }
 
-/// The name of the file `fd` refers to: remembered from `open-at`, else found by inode.
+/// The path below the preopen of the file `fd` refers to: remembered from `open-at`, else
+/// found by inode.
 fn name_of(state: &mut HostState, fd: &Resource<Descriptor>) -> String {
     if let Some(name) = state.opened.get(&fd.rep()) {
         return name.clone();
@@ -93,6 +100,28 @@ fn name_of(state: &mut HostState, fd: &Resource<Descriptor>) -> String {
             state.image.name_of(&file)
         }
         _ => String::new(),
+    }
+}
+
+/// The path below the preopen (ending in `/`, `""` for the preopen) of the directory `fd`
+/// refers to, found by inode (handles are reused, so a remembered one could be stale); `None`
+/// if it is not a directory of the tree.
+fn dir_of(state: &mut HostState, fd: &Resource<Descriptor>) -> Option<String> {
+    match state.table().get(fd) {
+        Ok(Descriptor::Dir(dir)) => {
+            let dir = dir.dir.clone();
+            state.image.path_of(&dir)
+        }
+        _ => None,
+    }
+}
+
+/// How a directory is named in crash reports: by its path, the preopen by its guest path.
+fn dir_label(dir: &str) -> String {
+    if dir.is_empty() {
+        GUEST_DATA_DIR.to_owned()
+    } else {
+        dir.to_owned()
     }
 }
 
@@ -112,19 +141,21 @@ fn sync(state: &mut HostState, fd: &Resource<Descriptor>) -> Call<()> {
             state.cutter.pass(Point::AfterSync, &name)?;
         }
         Descriptor::Dir(_) => {
-            state.cutter.pass(Point::BeforeDirSync, "")?;
+            // A directory outside the tree is not the guest's; sync it as the preopen would be.
+            let dir = dir_of(state, fd).unwrap_or_default();
+            let label = dir_label(&dir);
+            state.cutter.pass(Point::BeforeDirSync, &label)?;
             // The descriptor's own handle may be an `O_PATH` one, which cannot be synced
-            // (wasmtime reopens it for the same reason). The guest has one directory, the
-            // image's.
+            // (wasmtime reopens it for the same reason): open the directory by its path.
             if state.real_sync
-                && File::open(&state.image.dir)
+                && File::open(state.image.dir.join(&dir))
                     .and_then(|dir| dir.sync_all())
                     .is_err()
             {
                 return Ok((Err(ErrorCode::Io),));
             }
-            state.image.dir_synced();
-            state.cutter.pass(Point::AfterDirSync, "")?;
+            state.image.dir_synced(&dir);
+            state.cutter.pass(Point::AfterDirSync, &label)?;
         }
     }
     Ok((Ok(()),))
@@ -138,20 +169,21 @@ fn open_at(
     open_flags: OpenFlags,
     flags: DescriptorFlags,
 ) -> Call<Resource<Descriptor>> {
-    // The guest works in the preopened directory itself; a path with a separator is not one
-    // of its files.
-    let tracked = !path.contains('/');
-    let existed = state.image.dir.join(&path).exists();
+    // The guest names one entry of a directory of the tree at a time; a path with a separator
+    // is not one of its files.
+    let base = dir_of(state, &fd).filter(|_| !path.contains('/'));
+    let full = format!("{}{path}", base.as_deref().unwrap_or_default());
+    let existed = state.image.dir.join(&full).exists();
     let opened = state
         .filesystem()
-        .open_at(fd, path_flags, path.clone(), open_flags, flags);
+        .open_at(fd, path_flags, path, open_flags, flags);
     let created = opened.is_ok() && open_flags.contains(OpenFlags::CREATE) && !existed;
-    if let (Ok(new), true) = (&opened, tracked) {
-        state.opened.insert(new.rep(), path.clone());
+    if let (Ok(new), Some(_)) = (&opened, &base) {
+        state.opened.insert(new.rep(), full.clone());
     }
-    if created && tracked {
-        state.image.created(&path);
-        if let Err(cut) = state.cutter.pass(Point::AfterCreate, &path) {
+    if created && base.is_some() {
+        state.image.created(&full);
+        if let Err(cut) = state.cutter.pass(Point::AfterCreate, &full) {
             // Close the new descriptor before the trap; the file stays.
             if let Ok(new) = opened {
                 let _ = state.table().delete(new);
@@ -162,10 +194,26 @@ fn open_at(
     code(opened)
 }
 
+/// Like a file's creation, a directory's is a crash point: its name is not durable until its
+/// parent is synced (`walden-wasi`'s `open_dir` does that before using it).
+fn create_directory_at(state: &mut HostState, fd: Resource<Descriptor>, path: String) -> Call<()> {
+    let base = dir_of(state, &fd).filter(|_| !path.contains('/'));
+    let created = state.filesystem().create_directory_at(fd, path.clone());
+    if let (Ok(()), Some(base)) = (&created, base) {
+        state
+            .cutter
+            .pass(Point::AfterCreate, &format!("{base}{path}/"))?;
+    }
+    code(created)
+}
+
 fn unlink_file_at(state: &mut HostState, fd: Resource<Descriptor>, path: String) -> Call<()> {
+    let base = dir_of(state, &fd).filter(|_| !path.contains('/'));
     let removed = state.filesystem().unlink_file_at(fd, path.clone());
-    if removed.is_ok() && !path.contains('/') {
-        state.cutter.pass(Point::AfterRemove, &path)?;
+    if let (Ok(()), Some(base)) = (&removed, base) {
+        state
+            .cutter
+            .pass(Point::AfterRemove, &format!("{base}{path}"))?;
     }
     code(removed)
 }

@@ -18,7 +18,8 @@ pub(crate) enum Point {
     BeforeSync,
     /// In `sync-data`/`sync` of a file, just after it is synced.
     AfterSync,
-    /// Right after `open-at` created a file: the new name is not durable yet.
+    /// Right after `open-at` created a file, or `create-directory-at` a directory: the new
+    /// name is not durable yet.
     AfterCreate,
     /// Right after `unlink-file-at`: the file may come back.
     AfterRemove,

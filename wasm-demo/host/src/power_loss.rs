@@ -3,8 +3,13 @@
 //!
 //! Only what was not yet durable may change:
 //!
-//! * A file created since the last directory sync may vanish (*new file dropped*); a file
-//!   removed since then may come back with its durable contents (*removed file resurrected*).
+//! * A directory created since the last sync of its parent vanishes, with everything in it
+//!   (*new directory dropped*): the files' own names and contents may have been synced, but
+//!   the name that leads to them was not. It is always dropped: keeping it is the state a
+//!   synced parent gives, which every other crash explores.
+//! * A file created since the last sync of its directory may vanish (*new file dropped*); a
+//!   file removed since then may come back with its durable contents (*removed file
+//!   resurrected*).
 //! * A `set-size` since the file's last sync may be undone: the durable bytes past the new
 //!   end come back (*truncate undone*).
 //! * The file's unsynced change — every byte that differs from its durable contents — is kept
@@ -26,8 +31,9 @@ use anyhow::{Context, Result};
 use walden_core::parse_segment_name;
 use walden_core::raw::{RecordHeader, SEGMENT_HEADER_LEN, SegmentHeader};
 
-use crate::durable::DurableImage;
+use crate::durable::{DurableImage, parent};
 use crate::rng::SplitMix64;
+use crate::runner::GUEST_DATA_DIR;
 
 /// The sector size of the simulated disk.
 pub(crate) const SECTOR: usize = 512;
@@ -42,6 +48,7 @@ pub(crate) struct Effects {
     pub(crate) truncates_undone: u64,
     pub(crate) files_dropped: u64,
     pub(crate) files_resurrected: u64,
+    pub(crate) dirs_dropped: u64,
     /// Bytes the guest wrote that read differently after the crash.
     pub(crate) bytes_lost: u64,
 }
@@ -55,11 +62,12 @@ impl Effects {
         self.truncates_undone += other.truncates_undone;
         self.files_dropped += other.files_dropped;
         self.files_resurrected += other.files_resurrected;
+        self.dirs_dropped += other.dirs_dropped;
         self.bytes_lost += other.bytes_lost;
     }
 
     /// Every kind with its count and a one-line meaning, in report order.
-    pub(crate) fn kinds(&self) -> [(&'static str, u64, &'static str); 7] {
+    pub(crate) fn kinds(&self) -> [(&'static str, u64, &'static str); 8] {
         [
             (
                 "tails cut",
@@ -96,6 +104,11 @@ impl Effects {
                 self.files_resurrected,
                 "a file removed since the last directory sync came back",
             ),
+            (
+                "new directories dropped",
+                self.dirs_dropped,
+                "a directory created since its parent's last sync vanished, with its files",
+            ),
         ]
     }
 }
@@ -115,6 +128,35 @@ pub(crate) fn power_loss(
     rng: &mut SplitMix64,
 ) -> Result<PowerLoss> {
     let mut loss = PowerLoss::default();
+    for dir in image.dirs_now()? {
+        // Parents come first: a directory inside a dropped one is gone already.
+        if image.is_durable_name(&dir) || !image.dir.join(&dir).exists() {
+            continue;
+        }
+        let inside: Vec<String> = image
+            .files_now()?
+            .into_iter()
+            .filter(|name| name.starts_with(&dir))
+            .collect();
+        let mut bytes = 0;
+        for name in &inside {
+            bytes += image.read(name)?.len() as u64;
+        }
+        let path = image.dir.join(&dir);
+        std::fs::remove_dir_all(&path).with_context(|| format!("dropping {}", path.display()))?;
+        loss.effects.dirs_dropped += 1;
+        loss.effects.bytes_lost += bytes;
+        loss.notes.push(format!(
+            "{dir}: created since the last sync of {}, dropped with everything in it ({} \
+             file{}, {bytes} bytes)",
+            match parent(&dir) {
+                "" => GUEST_DATA_DIR,
+                parent => parent,
+            },
+            inside.len(),
+            if inside.len() == 1 { "" } else { "s" }
+        ));
+    }
     let now = image.files_now()?;
     for name in &now {
         let path = image.dir.join(name);
@@ -133,7 +175,8 @@ pub(crate) fn power_loss(
         let shortest = image
             .shortest_since_sync(name)
             .or((current.len() < durable.len()).then_some(current.len() as u64));
-        let segment = parse_segment_name(name).is_some();
+        let file_name = name.rsplit('/').next().unwrap_or(name);
+        let segment = parse_segment_name(file_name).is_some();
         let outcome = resolve(&current, durable, shortest, segment, seen, rng);
         if let Some(bytes) = outcome.bytes {
             std::fs::write(&path, &bytes)
@@ -143,7 +186,10 @@ pub(crate) fn power_loss(
         }
     }
     for name in image.durable_names() {
-        if now.contains(&name) || !rng.chance(2, 3) {
+        // A directory is never removed (the guest does not); a file whose directory is gone
+        // (dropped above) cannot come back.
+        let orphan = !image.dir.join(parent(&name)).is_dir();
+        if name.ends_with('/') || orphan || now.contains(&name) || !rng.chance(2, 3) {
             continue;
         }
         let path = image.dir.join(&name);

@@ -94,7 +94,7 @@ fn point_meaning(point: Point) -> &'static str {
     match point {
         Point::BeforeSync => "the whole unsynced change of the file at stake",
         Point::AfterSync => "the file durable, nothing acknowledged yet",
-        Point::AfterCreate => "a new file whose name is not durable yet",
+        Point::AfterCreate => "a new file or directory whose name is not durable yet",
         Point::AfterRemove => "a removed file that may come back",
         Point::AfterTruncate => "a truncate that may be undone",
         Point::BeforeDirSync => "new and removed names at stake",

@@ -6,7 +6,8 @@
 //! the runs get a fuel budget (random over the whole run, or swept through the workload), so
 //! the cut lands at an arbitrary instruction; every `full_run_every`-th run runs to the end to
 //! re-measure what a run costs and passes, and the run after it runs recovery only, to measure
-//! recovery's cost. A target a run does not reach lets it run to the end.
+//! recovery's cost. A target a run does not reach lets it run to the end. The first run is cut
+//! right after it created the log directory, before the preopen's sync made its name durable.
 
 use crate::crash_loop::Plan;
 use crate::points::{Events, Phase, Point, Target};
@@ -103,6 +104,16 @@ impl Schedule {
         sync_every: u64,
         rng: &mut SplitMix64,
     ) -> Cut {
+        if run == 0 {
+            // The loop's one passage through the window in which the log directory exists but
+            // its name is not durable (walden-wasi's `open_dir` creates it, then syncs the
+            // preopen): the first create of the first run is the directory's.
+            return Cut::At(Target {
+                phase: Phase::Recovery,
+                point: Some(Point::AfterCreate),
+                index: 0,
+            });
+        }
         let phase = run % plan.full_run_every;
         if self.full_cost == 0 || phase == 0 || probe {
             return Cut::None;
