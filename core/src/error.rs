@@ -246,6 +246,14 @@ pub enum AppendError<E> {
         /// The scratch length needed ([`crate::transform_scratch_len`] of the record).
         needed: usize,
     },
+    /// The batch would take LSNs past the last one a log may use (`u64::MAX - 2`, so that the
+    /// next LSN, which a new segment's header names, stays below `u64::MAX`). Only a log that
+    /// starts near the end of the LSN space gets here. Nothing was written and the log is not
+    /// poisoned.
+    OutOfLsns {
+        /// The LSN the batch's first record would have had.
+        next: Lsn,
+    },
     /// A storage operation failed; the log is now poisoned.
     Storage(IoFailure<E>),
 }
@@ -404,6 +412,10 @@ impl<E: StorageError> fmt::Display for AppendError<E> {
             Self::ScratchTooSmall { needed } => write!(
                 f,
                 "encrypting needs {needed} bytes of scratch (Wal::append_batch_in); nothing written"
+            ),
+            Self::OutOfLsns { next } => write!(
+                f,
+                "the batch would take LSNs past the last one a log may use (next LSN {next}); nothing written"
             ),
             Self::Storage(s) => write!(f, "append: {s}; the log is poisoned"),
         }
@@ -588,6 +600,7 @@ impl<E: StorageError> embedded_io::Error for AppendError<E> {
             | Self::BatchDoesNotFit { .. } => embedded_io::ErrorKind::InvalidInput,
             Self::SegmentTableFull { .. } => embedded_io::ErrorKind::OutOfMemory,
             Self::ScratchTooSmall { .. } => embedded_io::ErrorKind::InvalidInput,
+            Self::OutOfLsns { .. } => embedded_io::ErrorKind::Other,
             Self::Storage(s) => io_kind(s.error.kind()),
         }
     }

@@ -387,6 +387,10 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         if payloads.is_empty() {
             return Ok(first);
         }
+        // The next LSN stays below `u64::MAX`: a segment header naming it must be valid.
+        if payloads.len() as u64 > (u64::MAX - 1).saturating_sub(first.0) {
+            return Err(AppendError::OutOfLsns { next: first });
+        }
         #[cfg(feature = "encrypt")]
         let encrypting = self.keys.current().is_some();
         #[cfg(not(feature = "encrypt"))]
