@@ -164,7 +164,8 @@ pub enum OpenError<E> {
         min: usize,
     },
     /// More segments exist than the log's segment table holds (a [`crate::Fixed`] table; a
-    /// `Growable` one only when memory runs out). Nothing was changed.
+    /// `Growable` one only when memory runs out), or the table cannot hold even the one
+    /// segment a new log starts with (`Fixed<0>`). Nothing was changed.
     TooManySegments {
         /// The table's capacity (the number of segments it held when it filled).
         capacity: usize,

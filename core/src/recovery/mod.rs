@@ -395,7 +395,14 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         id: SegmentId,
         first: Lsn,
         exists: bool,
-    ) -> Result<(), IoFailure<S::Error>> {
+    ) -> Result<(), OpenError<S::Error>> {
+        // Checked before the segment is created: a table that cannot hold it (`Fixed<0>`, for
+        // a new log) would otherwise leave a log without segments.
+        if !self.segments.reserve_one() {
+            return Err(OpenError::TooManySegments {
+                capacity: self.segments.len(),
+            });
+        }
         // Recovery's own segments never have the `early` flag: their predecessors are synced.
         let info = self.create_segment(id, first, exists, false)?;
         let _ = self.segments.push(info);
