@@ -255,6 +255,13 @@ pub enum AppendError<E> {
         /// The LSN the batch's first record would have had.
         next: Lsn,
     },
+    /// The log needs a new segment and the active one has the last id a segment may have
+    /// (`u64::MAX - 2`; the two ids above it are the start slots'). Only a log whose ids start
+    /// near the end gets here. Nothing was written and the log is not poisoned.
+    OutOfSegmentIds {
+        /// The active segment's id.
+        last: SegmentId,
+    },
     /// A storage operation failed; the log is now poisoned.
     Storage(IoFailure<E>),
 }
@@ -417,6 +424,10 @@ impl<E: StorageError> fmt::Display for AppendError<E> {
             Self::OutOfLsns { next } => write!(
                 f,
                 "the batch would take LSNs past the last one a log may use (next LSN {next}); nothing written"
+            ),
+            Self::OutOfSegmentIds { last } => write!(
+                f,
+                "segment {last} has the last id a segment may have; nothing written"
             ),
             Self::Storage(s) => write!(f, "append: {s}; the log is poisoned"),
         }
@@ -601,7 +612,7 @@ impl<E: StorageError> embedded_io::Error for AppendError<E> {
             | Self::BatchDoesNotFit { .. } => embedded_io::ErrorKind::InvalidInput,
             Self::SegmentTableFull { .. } => embedded_io::ErrorKind::OutOfMemory,
             Self::ScratchTooSmall { .. } => embedded_io::ErrorKind::InvalidInput,
-            Self::OutOfLsns { .. } => embedded_io::ErrorKind::Other,
+            Self::OutOfLsns { .. } | Self::OutOfSegmentIds { .. } => embedded_io::ErrorKind::Other,
             Self::Storage(s) => io_kind(s.error.kind()),
         }
     }

@@ -633,6 +633,11 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 capacity: self.segments.len(),
             });
         }
+        // The ids after the last one a segment may have are the start slots'.
+        let last = self.active().id;
+        if crate::format::is_start_slot(last.saturating_add(1)) {
+            return Err(AppendError::OutOfSegmentIds { last });
+        }
         // Constant `false` without walden-core's feature `early-rotation` (whose absence
         // `Config::validate` enforces), so a device's build links none of the early path.
         let early = cfg!(feature = "early-rotation") && self.config.early_rotation;
@@ -640,7 +645,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             self.sync()?;
         }
         let old = self.segments.len() - 1;
-        let id = self.segments[old].id + 1;
+        let id = last + 1;
         let info = self.create_segment(id, self.next_lsn, false, early)?;
         #[cfg(feature = "encrypt")]
         {

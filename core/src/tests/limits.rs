@@ -450,3 +450,37 @@ fn a_record_at_the_last_lsn_on_storage_is_refused_not_a_panic() {
         })
     );
 }
+
+#[test]
+fn a_log_at_the_last_segment_id_refuses_to_rotate_into_a_start_slot() {
+    // A log whose one segment has id u64::MAX - 2 (a valid header): the next id is the first
+    // start slot's. Rotating into it would put acknowledged records where no open looks for
+    // them (and where `truncate_front` writes its start record).
+    let (wal, _) = open(Mem::default(), small());
+    let mut mem = wal.into_storage();
+    let last = u64::MAX - 2;
+    let mut f = mem.files.remove(&0).unwrap();
+    let mut h = crate::format::SegmentHeader::decode(&f).unwrap();
+    h.segment_id = last;
+    h.first_segment = Some(last);
+    f[..SEGMENT_HEADER_LEN].copy_from_slice(&h.encode());
+    mem.files.insert(last, f);
+    let (mut wal, report) = open(mem, small());
+    assert!(report.is_clean(), "{report}");
+    let mut n = 0;
+    let refused = loop {
+        n += 1;
+        match wal.append(&payload(n)) {
+            Ok(lsn) => assert_eq!(lsn, Lsn(n)),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(refused, AppendError::OutOfSegmentIds { last });
+    assert_eq!(wal.poisoned(), None);
+    assert_eq!(wal.segments().len(), 1);
+    let kept = all(&wal);
+    assert_eq!(kept.len() as u64, n - 1);
+    let (wal, report) = open(wal.into_storage(), small());
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(all(&wal), kept);
+}
