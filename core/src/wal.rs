@@ -388,9 +388,10 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             return Ok(first);
         }
         // The next LSN stays below `u64::MAX`: a segment header naming it must be valid.
-        if payloads.len() as u64 > (u64::MAX - 1).saturating_sub(first.0) {
+        let n = payloads.len() as u64;
+        let Some(next) = first.0.checked_add(n).filter(|&next| next < u64::MAX) else {
             return Err(AppendError::OutOfLsns { next: first });
-        }
+        };
         #[cfg(feature = "encrypt")]
         let encrypting = self.keys.current().is_some();
         #[cfg(not(feature = "encrypt"))]
@@ -499,8 +500,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         if let Some(a) = self.segments.last_mut() {
             a.end = end;
         }
-        let n = payloads.len() as u64;
-        self.next_lsn = Lsn(first.0 + n);
+        self.next_lsn = Lsn(next);
         self.dirty = true;
         self.unsynced_records += n;
         self.unsynced_bytes += total;
