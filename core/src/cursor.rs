@@ -332,7 +332,8 @@ impl RecordCursor {
             offset: self.offset,
             header: h,
         };
-        if h.lsn != self.next {
+        // No record is written at `u64::MAX`: no LSN could follow it.
+        if h.lsn != self.next || h.lsn.0 == u64::MAX {
             return Err(Fault::UnexpectedLsn { found: h.lsn });
         }
         if self.seal.is_some() {

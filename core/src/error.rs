@@ -164,7 +164,8 @@ pub enum OpenError<E> {
         min: usize,
     },
     /// More segments exist than the log's segment table holds (a [`crate::Fixed`] table; a
-    /// `Growable` one only when memory runs out). Nothing was changed.
+    /// `Growable` one only when memory runs out), or the table cannot hold even the one
+    /// segment a new log starts with (`Fixed<0>`). Nothing was changed.
     TooManySegments {
         /// The table's capacity (the number of segments it held when it filled).
         capacity: usize,
@@ -245,6 +246,21 @@ pub enum AppendError<E> {
     ScratchTooSmall {
         /// The scratch length needed ([`crate::transform_scratch_len`] of the record).
         needed: usize,
+    },
+    /// The batch would take LSNs past the last one a log may use (`u64::MAX - 2`, so that the
+    /// next LSN, which a new segment's header names, stays below `u64::MAX`). Only a log that
+    /// starts near the end of the LSN space gets here. Nothing was written and the log is not
+    /// poisoned.
+    OutOfLsns {
+        /// The LSN the batch's first record would have had.
+        next: Lsn,
+    },
+    /// The log needs a new segment and the active one has the last id a segment may have
+    /// (`u64::MAX - 2`; the two ids above it are the start slots'). Only a log whose ids start
+    /// near the end gets here. Nothing was written and the log is not poisoned.
+    OutOfSegmentIds {
+        /// The active segment's id.
+        last: SegmentId,
     },
     /// A storage operation failed; the log is now poisoned.
     Storage(IoFailure<E>),
@@ -415,6 +431,14 @@ impl<E: StorageError> fmt::Display for AppendError<E> {
             Self::ScratchTooSmall { needed } => write!(
                 f,
                 "encrypting needs {needed} bytes of scratch (Wal::append_batch_in); nothing written"
+            ),
+            Self::OutOfLsns { next } => write!(
+                f,
+                "the batch would take LSNs past the last one a log may use (next LSN {next}); nothing written"
+            ),
+            Self::OutOfSegmentIds { last } => write!(
+                f,
+                "segment {last} has the last id a segment may have; nothing written"
             ),
             Self::Storage(s) => write!(f, "append: {s}; the log is poisoned"),
         }
@@ -603,6 +627,7 @@ impl<E: StorageError> embedded_io::Error for AppendError<E> {
             | Self::BatchDoesNotFit { .. } => embedded_io::ErrorKind::InvalidInput,
             Self::SegmentTableFull { .. } => embedded_io::ErrorKind::OutOfMemory,
             Self::ScratchTooSmall { .. } => embedded_io::ErrorKind::InvalidInput,
+            Self::OutOfLsns { .. } | Self::OutOfSegmentIds { .. } => embedded_io::ErrorKind::Other,
             Self::Storage(s) => io_kind(s.error.kind()),
         }
     }

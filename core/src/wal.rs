@@ -387,6 +387,11 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         if payloads.is_empty() {
             return Ok(first);
         }
+        // The next LSN stays below `u64::MAX`: a segment header naming it must be valid.
+        let n = payloads.len() as u64;
+        let Some(next) = first.0.checked_add(n).filter(|&next| next < u64::MAX) else {
+            return Err(AppendError::OutOfLsns { next: first });
+        };
         #[cfg(feature = "encrypt")]
         let encrypting = self.keys.current().is_some();
         #[cfg(not(feature = "encrypt"))]
@@ -495,8 +500,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         if let Some(a) = self.segments.last_mut() {
             a.end = end;
         }
-        let n = payloads.len() as u64;
-        self.next_lsn = Lsn(first.0 + n);
+        self.next_lsn = Lsn(next);
         self.dirty = true;
         self.unsynced_records += n;
         self.unsynced_bytes += total;
@@ -629,6 +633,11 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 capacity: self.segments.len(),
             });
         }
+        // The ids after the last one a segment may have are the start slots'.
+        let last = self.active().id;
+        if crate::format::is_start_slot(last.saturating_add(1)) {
+            return Err(AppendError::OutOfSegmentIds { last });
+        }
         // Constant `false` without walden-core's feature `early-rotation` (whose absence
         // `Config::validate` enforces), so a device's build links none of the early path.
         let early = cfg!(feature = "early-rotation") && self.config.early_rotation;
@@ -636,7 +645,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             self.sync()?;
         }
         let old = self.segments.len() - 1;
-        let id = self.segments[old].id + 1;
+        let id = last + 1;
         let info = self.create_segment(id, self.next_lsn, false, early)?;
         #[cfg(feature = "encrypt")]
         {

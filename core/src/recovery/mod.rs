@@ -137,6 +137,12 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         let mut ids = Table::List::<SegmentId>::default();
         plan::list(&self.storage, &mut ids).map_err(open_error)?;
         if ids.is_empty() {
+            // Checked before the segment is created: a table that cannot hold it (`Fixed<0>`)
+            // would otherwise leave a log without segments. (Recovery's other new segments
+            // replace listed ones, which the table has room for.)
+            if !self.segments.reserve_one() {
+                return Err(OpenError::TooManySegments { capacity: 0 });
+            }
             self.log_id = new_log_id(self.salt_state);
             self.add_segment(0, Lsn(1), false)?;
             report.created = true;

@@ -120,3 +120,30 @@ fn a_log_written_with_one_table_opens_with_the_other() {
     let (fixed, report) = TestWal::open(grown.into_storage(), small(), &mut scratch).expect("open");
     assert_eq!((report.records, fixed.segments()), (30, &segments[..]));
 }
+
+#[test]
+fn a_fixed_table_too_small_for_one_segment_is_refused_at_open() {
+    // `Fixed<0>` cannot hold the segment a new log starts with: a typed error before anything
+    // is created, not a log without segments that panics at its first append.
+    let mut mem = Mem::default();
+    let got = Wal::<&mut Mem, Fixed<0>>::open(&mut mem, Config::default(), &mut [0u8; 4096]);
+    assert!(matches!(
+        got.err(),
+        Some(OpenError::TooManySegments { capacity: 0 })
+    ));
+    assert!(mem.files.is_empty(), "nothing created");
+    // One segment is enough to start; the second is refused with the log going on.
+    let (mut wal, _) =
+        Wal::<Mem, Fixed<1>>::open(Mem::default(), small(), &mut [0u8; 4096]).expect("open");
+    let mut n = 0;
+    let full = loop {
+        n += 1;
+        match wal.append(&payload(n)) {
+            Ok(lsn) => assert_eq!(lsn, Lsn(n)),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(full, crate::AppendError::SegmentTableFull { capacity: 1 });
+    assert_eq!(wal.poisoned(), None);
+    assert_eq!(wal.durable_lsn(), Lsn(n - 1));
+}

@@ -364,3 +364,123 @@ fn a_batch_no_empty_segment_can_hold_is_refused_before_anything_is_written() {
     let (mut wal, _) = open(Mem::default(), cfg);
     assert_eq!(wal.append_batch(&too_many).unwrap(), Lsn(1));
 }
+
+/// `mem` with its one segment's header rewritten to start at `first` (a valid header: an image
+/// another writer, or a fuzzer, could leave).
+fn starting_at(first: u64) -> Mem {
+    let (wal, _) = open(Mem::default(), Config::default());
+    let mut mem = wal.into_storage();
+    let f = mem.files.get_mut(&0).unwrap();
+    let mut h = crate::format::SegmentHeader::decode(f).unwrap();
+    h.first_lsn = Lsn(first);
+    f[..SEGMENT_HEADER_LEN].copy_from_slice(&h.encode());
+    mem
+}
+
+#[test]
+fn appends_that_would_run_out_of_lsns_are_refused_and_lose_nothing() {
+    // The highest LSN a segment may start at is u64::MAX - 1: the next LSN never passes it,
+    // so a record's LSN is at most u64::MAX - 2.
+    let (mut wal, _) = open(starting_at(u64::MAX - 3), Config::default());
+    assert_eq!(wal.next_lsn(), Lsn(u64::MAX - 3));
+    assert_eq!(
+        wal.append_batch(&[b"a", b"b", b"c"]),
+        Err(AppendError::OutOfLsns {
+            next: Lsn(u64::MAX - 3)
+        })
+    );
+    assert_eq!(wal.poisoned(), None);
+    assert_eq!(wal.append(b"x").unwrap(), Lsn(u64::MAX - 3));
+    assert_eq!(wal.append(b"y").unwrap(), Lsn(u64::MAX - 2));
+    assert_eq!(
+        wal.append(b"z"),
+        Err(AppendError::OutOfLsns {
+            next: Lsn(u64::MAX - 1)
+        })
+    );
+    assert_eq!(wal.next_lsn(), Lsn(u64::MAX - 1));
+    assert_eq!(
+        all(&wal),
+        [(u64::MAX - 3, b"x".to_vec()), (u64::MAX - 2, b"y".to_vec())]
+    );
+    // What was acknowledged opens again, and a rotation at the end would start a segment
+    // whose header is valid.
+    let (wal, report) = open(wal.into_storage(), Config::default());
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(wal.next_lsn(), Lsn(u64::MAX - 1));
+    assert_eq!(all(&wal).len(), 2);
+}
+
+#[test]
+fn a_record_at_the_last_lsn_on_storage_is_refused_not_a_panic() {
+    // Two valid records rewritten (header checksums and all) to LSNs u64::MAX - 1 and
+    // u64::MAX: no writer makes the second, and nothing can follow it.
+    let (mut wal, _) = open(starting_at(u64::MAX - 3), Config::default());
+    wal.append(b"x").unwrap();
+    wal.append(b"y").unwrap();
+    let mut mem = starting_at(u64::MAX - 1);
+    let f = mem.files.get_mut(&0).unwrap();
+    let h = crate::format::SegmentHeader::decode(f).unwrap();
+    let written = &wal.storage().files[&0];
+    f.truncate(SEGMENT_HEADER_LEN);
+    f.extend_from_slice(&written[SEGMENT_HEADER_LEN..]);
+    let mut at = SEGMENT_HEADER_LEN;
+    for lsn in [u64::MAX - 1, u64::MAX] {
+        let mut r = crate::format::RecordHeader::decode(&f[at..], h.checksum, h.salt).unwrap();
+        r.lsn = Lsn(lsn);
+        f[at..at + RECORD_HEADER_LEN].copy_from_slice(&r.encode(h.checksum, h.salt));
+        at += RECORD_HEADER_LEN + r.length as usize;
+    }
+    // Strict refuses the impossible record; the default cuts it as an invalid tail, keeps
+    // the record before it, and the log then refuses to go on rather than overflow.
+    assert!(
+        try_open(
+            mem.clone(),
+            Config::default().with_recovery(RecoveryPolicy::Strict)
+        )
+        .is_err()
+    );
+    let (mut wal, report) = open(mem, Config::default());
+    assert!(!report.is_clean(), "{report}");
+    assert_eq!(all(&wal), [(u64::MAX - 1, b"x".to_vec())]);
+    assert_eq!(
+        wal.append(b"z"),
+        Err(AppendError::OutOfLsns {
+            next: Lsn(u64::MAX)
+        })
+    );
+}
+
+#[test]
+fn a_log_at_the_last_segment_id_refuses_to_rotate_into_a_start_slot() {
+    // A log whose one segment has id u64::MAX - 2 (a valid header): the next id is the first
+    // start slot's. Rotating into it would put acknowledged records where no open looks for
+    // them (and where `truncate_front` writes its start record).
+    let (wal, _) = open(Mem::default(), small());
+    let mut mem = wal.into_storage();
+    let last = u64::MAX - 2;
+    let mut f = mem.files.remove(&0).unwrap();
+    let mut h = crate::format::SegmentHeader::decode(&f).unwrap();
+    h.segment_id = last;
+    h.first_segment = Some(last);
+    f[..SEGMENT_HEADER_LEN].copy_from_slice(&h.encode());
+    mem.files.insert(last, f);
+    let (mut wal, report) = open(mem, small());
+    assert!(report.is_clean(), "{report}");
+    let mut n = 0;
+    let refused = loop {
+        n += 1;
+        match wal.append(&payload(n)) {
+            Ok(lsn) => assert_eq!(lsn, Lsn(n)),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(refused, AppendError::OutOfSegmentIds { last });
+    assert_eq!(wal.poisoned(), None);
+    assert_eq!(wal.segments().len(), 1);
+    let kept = all(&wal);
+    assert_eq!(kept.len() as u64, n - 1);
+    let (wal, report) = open(wal.into_storage(), small());
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(all(&wal), kept);
+}
