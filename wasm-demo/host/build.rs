@@ -30,6 +30,7 @@ fn main() {
         guest.join("src"),
         guest.join("Cargo.toml"),
         guest.join("Cargo.lock"),
+        repo.join("wasm-demo/limits.rs"),
         repo.join("core/src"),
         repo.join("core/Cargo.toml"),
         repo.join("adapters/wasi/src"),

@@ -10,6 +10,8 @@
 mod args;
 mod conformance;
 mod fnv;
+#[path = "../../limits.rs"]
+mod limits;
 mod storage;
 mod workload;
 
@@ -27,6 +29,7 @@ use walden_wasi::{WasiError, WasiStorage};
 
 use crate::args::Args;
 use crate::fnv::fnv1a;
+use crate::limits::MAX_RECORD;
 use crate::storage::DemoStorage;
 
 /// The preopened directory the host gives the guest.
@@ -35,13 +38,10 @@ const PREOPEN: &str = "/data";
 const LOG_DIR: &str = "wal";
 /// Segments the log can hold at once (core's table is fixed-size).
 const SEGMENTS: usize = 512;
-/// The largest record the demo writes or accepts.
-const MAX_RECORD: usize = 64 * 1024;
-/// Entry limits: a key and value always fit in one record with room for postcard's tag and
-/// length prefixes.
+/// Entry limits (`wasm-demo/limits.rs`, shared with the host).
 const LIMITS: EntryLimits = EntryLimits {
-    max_key: 1024,
-    max_value: MAX_RECORD - 1024 - 16,
+    max_key: limits::MAX_KEY,
+    max_value: limits::MAX_VALUE,
 };
 
 type Log = Wal<DemoStorage, Fixed<SEGMENTS>>;

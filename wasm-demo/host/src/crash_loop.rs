@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use crate::durable::DurableImage;
+use crate::limits;
 use crate::model::Model;
 use crate::power_loss::power_loss;
 use crate::protocol::{self, Line, field};
@@ -183,9 +184,9 @@ impl Plan {
     }
 }
 
-/// The largest value the guest's entry limits accept (`wasm-demo/guest/src/main.rs`, `LIMITS`:
-/// a 64 KiB record less room for the key and postcard's framing).
-const GUEST_MAX_VALUE: u64 = 64 * 1024 - 1024 - 16;
+/// The largest value the guest's entry limits accept (`wasm-demo/limits.rs`, which the guest
+/// includes too).
+const GUEST_MAX_VALUE: u64 = limits::MAX_VALUE as u64;
 
 /// Fails unless `data` holds no entry: the model starts from an empty log, so records left by
 /// an earlier loop would be reported as phantoms (and a lost one would go unnoticed).

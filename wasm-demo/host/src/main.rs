@@ -15,6 +15,8 @@ mod conformance;
 mod crash_loop;
 mod durable;
 mod hooks;
+#[path = "../../limits.rs"]
+mod limits;
 mod model;
 mod points;
 mod power_loss;
