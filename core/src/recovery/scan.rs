@@ -702,7 +702,10 @@ pub(crate) fn find_orphans<S: Storage>(
             break; // Shorter than the segment said: nothing more to find.
         };
         let Some(i) = first_candidate(bytes, bad.lsn, max_lsn) else {
-            at += candidates as u64;
+            // At least one byte on: a header's length less one byte holds no candidate (reads
+            // that ended before the length the segment was listed with: a lying storage, or
+            // a segment cut since), and `at` would never move.
+            at += candidates.max(1) as u64;
             continue;
         };
         let lsn = lsn_field(bytes, i);

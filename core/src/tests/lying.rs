@@ -24,6 +24,8 @@ struct Lies {
     read_at_most: usize,
     /// `len` of every segment is off by this much, alternating sign between calls.
     len_jitter: u64,
+    /// Reads of this segment end at this offset (0 bytes there and beyond) though `len` says more.
+    read_ends_at: Option<(SegmentId, u64)>,
     /// `list` reports every id twice, newest first, and this id, which does not exist.
     list_ghost: Option<SegmentId>,
 }
@@ -51,6 +53,8 @@ impl Liar {
     /// Counts a call; fails it if the lies say so.
     fn call(&self, id: Option<SegmentId>) -> Result<(), MemError> {
         let n = self.calls.get();
+        // Core calls the storage a bounded number of times: far fewer than this.
+        assert!(n < 100_000, "endless loop: {n} storage calls");
         self.calls.set(n + 1);
         match self.lies.fail_from {
             Some(at) if n == at || (self.lies.fail_sticky && n > at) => {
@@ -96,6 +100,12 @@ impl Storage for Liar {
         let at_most = match self.lies.read_at_most {
             0 => buf.len(),
             m => m.min(buf.len()),
+        };
+        let at_most = match self.lies.read_ends_at {
+            Some((seg, end)) if seg == id => {
+                at_most.min(usize::try_from(end.saturating_sub(offset)).unwrap_or(usize::MAX))
+            }
+            _ => at_most,
         };
         let n = self.mem.borrow().read(id, offset, &mut buf[..at_most])?;
         Ok(if n == 0 { 0 } else { n + self.lies.read_extra })
@@ -322,6 +332,57 @@ fn reads_longer_than_the_buffer_are_not_trusted() {
             let mem = liar.mem.clone();
             let _ = Wal::<Liar, Fixed<16>>::open(liar, small().with_recovery(policy), &mut scratch);
             holds(&mem.borrow(), 1, RECORDS);
+        }
+    }
+}
+
+#[test]
+fn reads_of_one_byte_at_a_time_change_nothing() {
+    let lies = Lies {
+        read_at_most: 1,
+        ..Lies::default()
+    };
+    for &policy in policies() {
+        let mut wal = open_liar(acknowledged(), lies, small().with_recovery(policy)).unwrap();
+        assert_eq!(read_all(&wal).unwrap(), RECORDS);
+        wal.append(&payload(RECORDS + 1)).unwrap();
+        wal.truncate_back(Lsn(20)).unwrap();
+        assert_eq!(read_all(&wal).unwrap(), 20);
+    }
+}
+
+/// Opens `mem` under every policy but `Salvage` (which gives up what it cannot read, by
+/// design) with reads of segment `id` ending at `end`: a typed error or the whole log, and
+/// every record still there.
+fn open_with_reads_ending(mem: &Mem, id: SegmentId, end: u64) {
+    for &policy in &policies()[..2] {
+        let lies = Lies {
+            read_ends_at: Some((id, end)),
+            ..Lies::default()
+        };
+        let liar = Liar::new(mem.clone(), lies);
+        let shared = liar.mem.clone();
+        let mut scratch = [0u8; 512];
+        match Wal::<Liar, Fixed<16>>::open(liar, small().with_recovery(policy), &mut scratch) {
+            Ok((wal, report)) => {
+                assert_eq!(wal.last_lsn(), Lsn(RECORDS), "{id} {end} {policy:?}");
+                assert_eq!(report.cut, None);
+            }
+            Err(OpenError::Corrupted(_)) => {}
+            Err(e) => panic!("{id} {end} {policy:?}: {e:?}"),
+        }
+        holds(&shared.borrow(), 1, RECORDS);
+    }
+}
+
+#[test]
+fn reads_that_end_before_a_sealed_segment_s_length_are_refused_not_looped_on() {
+    let mem = acknowledged();
+    let newest = *mem.files.keys().last().unwrap();
+    for id in 0..newest {
+        let len = mem.files[&id].len() as u64;
+        for end in [0, 1, 63, 64, 65, 100, 101, len - 1] {
+            open_with_reads_ending(&mem, id, end);
         }
     }
 }
