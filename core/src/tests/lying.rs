@@ -386,3 +386,30 @@ fn reads_that_end_before_a_sealed_segment_s_length_are_refused_not_looped_on() {
         }
     }
 }
+
+#[test]
+fn reads_that_end_inside_the_newest_segment_s_header_are_refused_not_taken_for_a_torn_creation() {
+    let mem = acknowledged();
+    let newest = *mem.files.keys().last().unwrap();
+    for end in [0, 1, 63] {
+        open_with_reads_ending(&mem, newest, end);
+    }
+    // Reads that end after the header end in a torn record: a cut, but a reported one (under
+    // `TolerateTornTail`; `Strict` refuses). Pinned here; the reads' contradiction with the
+    // listed length is not detected yet.
+    for end in [64, 100] {
+        let lies = Lies {
+            read_ends_at: Some((newest, end)),
+            ..Lies::default()
+        };
+        let mut scratch = [0u8; 512];
+        let (wal, report) = Wal::<Liar, Fixed<16>>::open(
+            Liar::new(mem.clone(), lies),
+            small().with_recovery(crate::RecoveryPolicy::TolerateTornTail),
+            &mut scratch,
+        )
+        .unwrap();
+        let cut = report.cut.expect("a cut is reported");
+        assert_eq!(cut.first_lsn, wal.last_lsn().next());
+    }
+}
