@@ -413,3 +413,67 @@ fn reads_that_end_inside_the_newest_segment_s_header_are_refused_not_taken_for_a
         assert_eq!(cut.first_lsn, wal.last_lsn().next());
     }
 }
+
+#[test]
+fn lengths_that_change_between_calls_give_an_error_or_the_whole_log() {
+    for jitter in [1, 31, 64, 1 << 40] {
+        for &policy in &policies()[..2] {
+            let lies = Lies {
+                len_jitter: jitter,
+                ..Lies::default()
+            };
+            let liar = Liar::new(acknowledged(), lies);
+            let shared = liar.mem.clone();
+            let mut scratch = [0u8; 512];
+            let got =
+                Wal::<Liar, Fixed<16>>::open(liar, small().with_recovery(policy), &mut scratch);
+            match got {
+                // The newest segment listed longer than its reads: a torn tail at the real end.
+                Ok((wal, _)) => assert_eq!(wal.last_lsn(), Lsn(RECORDS)),
+                Err(OpenError::Corrupted(_)) => {}
+                Err(e) => panic!("{jitter} {policy:?}: {e:?}"),
+            }
+            let _ = inspect::<_, Fixed<16>>(
+                &Liar::new(acknowledged(), lies),
+                &small(),
+                &mut scratch,
+                &mut |_| {},
+            );
+            holds(&shared.borrow(), 1, RECORDS);
+        }
+    }
+}
+
+#[test]
+fn ids_listed_twice_out_of_order_or_gone_give_an_error_or_the_whole_log() {
+    for ghost in [0, 2, 7, 1 << 20, u64::MAX - 2] {
+        for &policy in &policies()[..2] {
+            let mut mem = acknowledged();
+            if ghost < 5 {
+                // A listed segment that is gone by the time its length is asked.
+                mem.files.remove(&ghost);
+            }
+            let lies = Lies {
+                list_ghost: Some(ghost),
+                ..Lies::default()
+            };
+            let liar = Liar::new(mem.clone(), lies);
+            let mut scratch = [0u8; 512];
+            let got =
+                Wal::<Liar, Fixed<16>>::open(liar, small().with_recovery(policy), &mut scratch);
+            assert!(
+                matches!(
+                    got.map(|_| ()),
+                    Err(OpenError::Storage(crate::IoFailure {
+                        op: crate::Op::Len,
+                        segment: Some(id),
+                        ..
+                    })) if id == ghost
+                ),
+                "{ghost} {policy:?}"
+            );
+            let _ =
+                inspect::<_, Fixed<16>>(&Liar::new(mem, lies), &small(), &mut scratch, &mut |_| {});
+        }
+    }
+}
