@@ -162,7 +162,7 @@ pub trait Storage {
 }
 
 /// Reads exactly `buf.len()` bytes or reports how many were available (fewer only at the
-/// end of the segment).
+/// end of the segment). Never more than `buf.len()`, whatever count a storage's `read` claims.
 pub fn read_full<S: Storage + ?Sized>(
     storage: &S,
     id: SegmentId,
@@ -171,11 +171,13 @@ pub fn read_full<S: Storage + ?Sized>(
 ) -> Result<usize, S::Error> {
     let mut done = 0;
     while done < buf.len() {
-        let n = storage.read(id, offset + done as u64, &mut buf[done..])?;
+        let rest = &mut buf[done..];
+        let n = storage.read(id, offset + done as u64, rest)?;
         if n == 0 {
             break;
         }
-        done += n;
+        // A count beyond the slice is a lying adapter's: it cannot have copied more.
+        done += n.min(rest.len());
     }
     Ok(done)
 }

@@ -386,7 +386,7 @@ impl<'a, S: Storage> Planner<'a, S> {
     /// far as a durable header (nothing is written after the header before it is synced).
     fn unfinished(&mut self, l: &Listed) -> Result<bool, IoFailure<S::Error>> {
         let mut win = Window::new(self.scratch, l.id);
-        scan::zeros_to_end(self.storage, &mut win, SEGMENT_HEADER_LEN as u64)
+        scan::zeros_to_end(self.storage, &mut win, SEGMENT_HEADER_LEN as u64, l.len)
     }
 
     /// Plans the log whose segments are `ids` (from [`list`]): calls `each` with every segment,

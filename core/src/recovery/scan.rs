@@ -492,13 +492,15 @@ fn payload_matches<S: Storage>(
     Ok(cursor.payload_matches(at, sum))
 }
 
-/// Whether every byte from `from` to the end of the segment is zero (preallocated space, or a
-/// creation whose header never arrived).
+/// Whether every byte from `from` to the end of the segment (`end`, its listed length) is zero
+/// (preallocated space, or a creation whose header never arrived). Not if reads end before
+/// `end`: bytes the storage listed but would not return are no proof of a clean end.
 #[cfg_attr(target_pointer_width = "32", inline(always))]
 pub(crate) fn zeros_to_end<S: Storage>(
     st: &S,
     win: &mut Window<'_>,
     from: u64,
+    end: u64,
 ) -> Result<bool, IoFailure<S::Error>> {
     let mut pos = from;
     loop {
@@ -511,7 +513,7 @@ pub(crate) fn zeros_to_end<S: Storage>(
         #[cfg(not(all(feature = "replay", feature = "alloc")))]
         let bytes = win.get(st, pos, win.capacity())?;
         if bytes.is_empty() {
-            return Ok(true);
+            return Ok(pos >= end);
         }
         if bytes.iter().any(|&b| b != 0) {
             return Ok(false);
@@ -591,7 +593,7 @@ pub(crate) fn scan_records_with<S: Storage>(
     };
     // Stopped. A clean end is nothing but zeros after the last complete record.
     let at = cursor.offset();
-    if cursor.open_batch().is_none() && zeros_to_end(st, win, at)? {
+    if cursor.open_batch().is_none() && zeros_to_end(st, win, at, keys.end)? {
         return Ok(scan);
     }
     let (offset, lsn) = cursor.open_batch().unwrap_or((at, cursor.next_lsn()));
@@ -702,7 +704,10 @@ pub(crate) fn find_orphans<S: Storage>(
             break; // Shorter than the segment said: nothing more to find.
         };
         let Some(i) = first_candidate(bytes, bad.lsn, max_lsn) else {
-            at += candidates as u64;
+            // At least one byte on: a header's length less one byte holds no candidate (reads
+            // that ended before the length the segment was listed with: a lying storage, or
+            // a segment cut since), and `at` would never move.
+            at += candidates.max(1) as u64;
             continue;
         };
         let lsn = lsn_field(bytes, i);

@@ -10,6 +10,7 @@ mod early_flag;
 mod encrypt;
 mod growable;
 mod limits;
+mod lying;
 pub(crate) mod mem;
 #[cfg(all(feature = "replay", feature = "alloc"))]
 mod read_ahead;
