@@ -183,6 +183,8 @@ fn read_all(wal: &LiarWal) -> Result<u64, ReadError<MemError>> {
 }
 
 #[test]
+// Hundreds of opens each: minutes under Miri, for code without `unsafe` (scripts/miri.sh).
+#[cfg_attr(miri, ignore)]
 fn a_failure_at_any_call_of_recovery_is_an_error_and_cuts_nothing() {
     for &policy in policies() {
         let cfg = small().with_recovery(policy);
@@ -212,6 +214,8 @@ fn a_failure_at_any_call_of_recovery_is_an_error_and_cuts_nothing() {
 }
 
 #[test]
+// Hundreds of opens each: minutes under Miri, for code without `unsafe` (scripts/miri.sh).
+#[cfg_attr(miri, ignore)]
 fn a_failure_at_any_call_of_inspection_or_a_scan_is_an_error() {
     let cfg = small();
     let inspecting = |liar: &Liar| {
@@ -264,6 +268,8 @@ fn failing_after_open(k: u64, sticky: bool) -> LiarWal {
 }
 
 #[test]
+// Hundreds of opens each: minutes under Miri, for code without `unsafe` (scripts/miri.sh).
+#[cfg_attr(miri, ignore)]
 fn a_failure_at_any_call_of_reads_and_truncations_is_an_error() {
     for k in 0..40 {
         let wal = failing_after_open(k, true);
@@ -285,6 +291,8 @@ fn a_failure_at_any_call_of_reads_and_truncations_is_an_error() {
 }
 
 #[test]
+// Hundreds of opens each: minutes under Miri, for code without `unsafe` (scripts/miri.sh).
+#[cfg_attr(miri, ignore)]
 fn a_failure_at_any_call_of_appends_and_rotation_keeps_what_was_acknowledged() {
     for k in 0..60 {
         let mut wal = failing_after_open(k, false);
@@ -337,6 +345,8 @@ fn reads_longer_than_the_buffer_are_not_trusted() {
 }
 
 #[test]
+// Hundreds of opens each: minutes under Miri, for code without `unsafe` (scripts/miri.sh).
+#[cfg_attr(miri, ignore)]
 fn reads_of_one_byte_at_a_time_change_nothing() {
     let lies = Lies {
         read_at_most: 1,
@@ -376,6 +386,8 @@ fn open_with_reads_ending(mem: &Mem, id: SegmentId, end: u64) {
 }
 
 #[test]
+// Many reopens at every short length: about a minute under Miri, for code without `unsafe`.
+#[cfg_attr(miri, ignore)]
 fn reads_that_end_before_a_sealed_segment_s_length_are_refused_not_looped_on() {
     let mem = acknowledged();
     let newest = *mem.files.keys().last().unwrap();
