@@ -95,14 +95,14 @@ impl StateMachine {
     }
 }
 
-fn sm_err(e: impl core::fmt::Display) -> StorageError<NodeId> {
-    StorageIOError::read_state_machine(AnyError::error(e.to_string())).into()
+fn build_err(e: impl core::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::write_snapshot(None, AnyError::error(e.to_string())).into()
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let mut st = self.lock();
-        let data = postcard::to_allocvec(&st.data).map_err(sm_err)?;
+        let data = postcard::to_allocvec(&st.data).map_err(build_err)?;
         st.snapshots_built += 1;
         let snapshot_id = match &st.last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, st.snapshots_built),
@@ -182,7 +182,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let bytes = snapshot.into_inner();
-        let data: BTreeMap<String, String> = postcard::from_bytes(&bytes).map_err(sm_err)?;
+        // A snapshot that does not decode, or has bytes after the map, is refused as the
+        // snapshot's error (not the state machine's), and the state machine is left unchanged.
+        let snap_err = |e: &str| -> StorageError<NodeId> {
+            StorageIOError::read_snapshot(Some(meta.signature()), AnyError::error(e)).into()
+        };
+        let data: BTreeMap<String, String> = match postcard::take_from_bytes(&bytes) {
+            Ok((data, [])) => data,
+            Ok(_) => return Err(snap_err("snapshot has bytes after its data")),
+            Err(e) => return Err(snap_err(&format!("snapshot does not decode: {e}"))),
+        };
         let mut st = self.lock();
         st.data = data;
         st.last_applied = meta.last_log_id;
@@ -201,5 +210,41 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> SnapshotMeta<NodeId, BasicNode> {
+        SnapshotMeta {
+            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(1, 0), 9)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: "s".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_snapshot_is_a_snapshot_error_and_changes_nothing() {
+        let mut sm = StateMachine::default();
+        let good =
+            postcard::to_allocvec(&BTreeMap::from([("k".to_string(), "v".to_string())])).unwrap();
+        let mut trailing = good.clone();
+        trailing.push(0);
+        for bytes in [vec![0xFF, 0xFF, 0xFF], trailing] {
+            let e = sm
+                .install_snapshot(&meta(), Box::new(Cursor::new(bytes)))
+                .await
+                .unwrap_err();
+            let text = e.to_string();
+            assert!(text.contains("Snapshot("), "not a snapshot error: {text}");
+            assert_eq!(sm.last_applied(), None);
+            assert!(sm.is_empty());
+        }
+        sm.install_snapshot(&meta(), Box::new(Cursor::new(good)))
+            .await
+            .unwrap();
+        assert_eq!(sm.get("k").as_deref(), Some("v"));
     }
 }

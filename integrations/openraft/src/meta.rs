@@ -43,9 +43,12 @@ impl<NID: NodeId> Meta<NID> {
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, &'static str> {
         match bytes.split_first() {
-            Some((&META_VERSION, rest)) => {
-                postcard::from_bytes(rest).map_err(|_| "meta record does not decode")
-            }
+            Some((&META_VERSION, rest)) => match postcard::take_from_bytes(rest) {
+                Ok((meta, [])) => Ok(meta),
+                // A record this version did not write: refused rather than half read.
+                Ok(_) => Err("meta record has bytes after the state"),
+                Err(_) => Err("meta record does not decode"),
+            },
             Some(_) => Err("meta record has an unknown version"),
             None => Err("meta record is empty"),
         }
@@ -69,5 +72,15 @@ mod tests {
         assert!(Meta::<u64>::decode(&[]).is_err());
         assert!(Meta::<u64>::decode(&[9, 1, 2]).is_err());
         assert!(Meta::<u64>::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn meta_with_trailing_bytes_is_refused() {
+        let mut bytes = Meta::<u64>::default().encode().unwrap();
+        bytes.extend_from_slice(&[0xAB, 0xCD]);
+        assert_eq!(
+            Meta::<u64>::decode(&bytes),
+            Err("meta record has bytes after the state")
+        );
     }
 }

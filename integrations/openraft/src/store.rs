@@ -237,7 +237,11 @@ fn decode<E: RaftLogId<NID> + serde::de::DeserializeOwned, NID: openraft::NodeId
     }
     let (index, body) = bytes.split_at(INDEX_LEN);
     let index = u64::from_le_bytes(index.try_into().map_err(|_| "entry index")?);
-    let entry: E = postcard::from_bytes(body).map_err(|_| "entry does not decode")?;
+    let entry: E = match postcard::take_from_bytes(body) {
+        Ok((entry, [])) => entry,
+        Ok(_) => return Err("entry record has bytes after the entry"),
+        Err(_) => return Err("entry does not decode"),
+    };
     if entry.get_log_id().index != index {
         return Err("entry's log id does not match the index stored with it");
     }
