@@ -99,7 +99,7 @@ impl WasiStorage {
     }
 
     /// Opens (creating it if needed) the directory `path` below the preopen `guest_path` and
-    /// uses it. Each component of `path` is created if missing and the directory holding its
+    /// uses it (a `..` component is refused). Each component of `path` is created if missing and the directory holding its
     /// entry (the preopen, for the first) is synced, even if it existed: [`Storage::sync_dir`]
     /// syncs the log directory itself, which cannot make the log directory's own name durable.
     pub fn open_dir(guest_path: &str, path: &str) -> Result<Self, WasiError> {
