@@ -23,7 +23,21 @@ pub(crate) trait DirHandle: Sized {
 /// acknowledged in it, away. The parent is synced even when the component already existed: an
 /// earlier process may have created it and died before syncing its parent (walden-std does
 /// the same).
+///
+/// A `..` component is refused before anything is created ([`StorageErrorKind::PermissionDenied`],
+/// code `parent-component`): `a/..` would otherwise create and sync `a`, then put the log in the
+/// preopen itself, among whatever else lives there, and `..` at the top reaches for the
+/// preopen's parent, which a WASI host refuses only after the components before it exist.
+///
+/// [`StorageErrorKind::PermissionDenied`]: walden_core::StorageErrorKind::PermissionDenied
 pub(crate) fn open_path<D: DirHandle>(root: D, path: &str) -> Result<D, WasiError> {
+    if path.split('/').any(|c| c == "..") {
+        return Err(WasiError::new(
+            "open-dir",
+            walden_core::StorageErrorKind::PermissionDenied,
+            "parent-component",
+        ));
+    }
     let mut dir = root;
     for name in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
         dir.create_dir(name)?;
@@ -120,6 +134,22 @@ mod tests {
                 "open /data/a/b c",
             ]
         );
+    }
+
+    /// A `..` component is refused before any directory is created or synced.
+    #[test]
+    fn open_path_refuses_parent_components_before_creating_anything() {
+        for path in ["..", "../wal", "a/..", "a/../b", "a/b/../../.."] {
+            let root = fake(false);
+            let log = Rc::clone(&root.log);
+            let err = open_path(root, path).map(|_| ()).unwrap_err();
+            assert_eq!(err.code(), "parent-component", "{path}");
+            assert_eq!(
+                walden_core::StorageError::kind(&err),
+                StorageErrorKind::PermissionDenied
+            );
+            assert!(log.borrow().is_empty(), "{path}: {:?}", log.borrow());
+        }
     }
 
     /// A failed sync of the parent is an error: the directory is not handed out.

@@ -99,9 +99,10 @@ impl WasiStorage {
     }
 
     /// Opens (creating it if needed) the directory `path` below the preopen `guest_path` and
-    /// uses it. Each component of `path` is created if missing and the directory holding its
-    /// entry (the preopen, for the first) is synced, even if it existed: [`Storage::sync_dir`]
-    /// syncs the log directory itself, which cannot make the log directory's own name durable.
+    /// uses it (a `..` component is refused). Each component of `path` is created if missing and
+    /// the directory holding its entry (the preopen, for the first) is synced, even if it
+    /// existed: [`Storage::sync_dir`] syncs the log directory itself, which cannot make the log
+    /// directory's own name durable.
     pub fn open_dir(guest_path: &str, path: &str) -> Result<Self, WasiError> {
         Ok(Self::new(open_path(preopen(guest_path)?, path)?))
     }
@@ -287,6 +288,12 @@ impl Storage for WasiStorage {
     }
 
     fn read(&self, id: SegmentId, offset: u64, buf: &mut [u8]) -> Result<usize, WasiError> {
+        // No segment reaches `u64::MAX`: a read whose end would pass it is cut there, rather than
+        // overflowing `offset + len` (a panic, or a wrapped end that took the buffered path and
+        // indexed far out of the buffer).
+        let room = usize::try_from(u64::MAX - offset).unwrap_or(usize::MAX);
+        let fit = buf.len().min(room);
+        let buf = &mut buf[..fit];
         let end = offset + buf.len() as u64;
         if let Some(p) = self
             .pending_of(id)
