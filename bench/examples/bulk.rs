@@ -1,7 +1,7 @@
 //! One bulk workload, Walden against the naive baseline, interleaved for a shared machine.
 //!
 //! ```text
-//! cargo run --release -p walden-bench --example bulk -- <nofsync128|nofsync256k|batch1k|batch1k128|batch100|replay|reads|reads128|reads128reopen> [rounds] [dir]
+//! cargo run --release -p walden-bench --example bulk -- <nofsync128|nofsync256k|batch1k|batch1k128|batch100|batch100x128|batch10|replay|reads|reads128|reads128reopen> [rounds] [dir]
 //! ```
 //!
 //! Prints each round's rates and the median of the Walden ÷ baseline ratios, plus p50/p99 of
@@ -196,6 +196,8 @@ fn run(which: &str, work: &str, base: &Path) -> (f64, f64, f64, f64) {
         "batch1k" => (1024, 1000, true),
         "batch100" => (1024, 100, true),
         "batch1k128" => (128, 1000, true),
+        "batch10" => (128, 10, true),
+        "batch100x128" => (128, 100, true),
         "reads128" | "reads128reopen" => (128, 1, false),
         _ => (1024, 1, false),
     };

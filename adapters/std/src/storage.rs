@@ -581,7 +581,8 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             return Ok(on_disk);
         };
         let (p_start, p_end) = (p.offset, p.offset + p.bytes.len() as u64);
-        let (r_start, r_end) = (offset, offset + buf.len() as u64);
+        // Saturating: a read near u64::MAX (refused by the OS above anyway) cannot overflow.
+        let (r_start, r_end) = (offset, offset.saturating_add(buf.len() as u64));
         let (lo, hi) = (r_start.max(p_start), r_end.min(p_end));
         if lo >= hi {
             return Ok(on_disk);
