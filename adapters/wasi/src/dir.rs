@@ -28,9 +28,19 @@ pub(crate) trait DirHandle: Sized {
 /// code `parent-component`): `a/..` would otherwise create and sync `a`, then put the log in the
 /// preopen itself, among whatever else lives there, and `..` at the top reaches for the
 /// preopen's parent, which a WASI host refuses only after the components before it exist.
+/// A path that starts with `/` is refused the same way (code `absolute-path`): `path` is
+/// always below the preopen, and `/data/wal` under the preopen `.` would otherwise quietly
+/// become `./data/wal` (name the preopen `/data` and the path `wal` instead).
 ///
 /// [`StorageErrorKind::PermissionDenied`]: walden_core::StorageErrorKind::PermissionDenied
 pub(crate) fn open_path<D: DirHandle>(root: D, path: &str) -> Result<D, WasiError> {
+    if path.starts_with('/') {
+        return Err(WasiError::new(
+            "open-dir",
+            walden_core::StorageErrorKind::PermissionDenied,
+            "absolute-path",
+        ));
+    }
     if path.split('/').any(|c| c == "..") {
         return Err(WasiError::new(
             "open-dir",
@@ -148,6 +158,19 @@ mod tests {
                 walden_core::StorageError::kind(&err),
                 StorageErrorKind::PermissionDenied
             );
+            assert!(log.borrow().is_empty(), "{path}: {:?}", log.borrow());
+        }
+    }
+
+    /// A path starting with `/` is refused before anything is created: it is not below the
+    /// preopen, whatever the leading slash suggests.
+    #[test]
+    fn open_path_refuses_absolute_paths_before_creating_anything() {
+        for path in ["/", "/wal", "//wal", "/data/wal"] {
+            let root = fake(false);
+            let log = Rc::clone(&root.log);
+            let err = open_path(root, path).map(|_| ()).unwrap_err();
+            assert_eq!(err.code(), "absolute-path", "{path}");
             assert!(log.borrow().is_empty(), "{path}: {:?}", log.borrow());
         }
     }

@@ -63,7 +63,8 @@ fn kind_of_code(code: &str) -> StorageErrorKind {
         "access" | "not-permitted" | "read-only" => StorageErrorKind::PermissionDenied,
         "no-entry" => StorageErrorKind::NotFound,
         "exist" => StorageErrorKind::AlreadyExists,
-        "unsupported" => StorageErrorKind::Unsupported,
+        // `is-directory`: a directory where a segment file should be (walden-std says the same).
+        "unsupported" | "is-directory" => StorageErrorKind::Unsupported,
         _ => StorageErrorKind::Io,
     }
 }
@@ -90,6 +91,7 @@ mod tests {
         );
         assert_eq!(kind_of_code("no-entry"), StorageErrorKind::NotFound);
         assert_eq!(kind_of_code("exist"), StorageErrorKind::AlreadyExists);
+        assert_eq!(kind_of_code("is-directory"), StorageErrorKind::Unsupported);
         assert_eq!(kind_of_code("io"), StorageErrorKind::Io);
         assert_eq!(kind_of_code("bad-descriptor"), StorageErrorKind::Io);
     }

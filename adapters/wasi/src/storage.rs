@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 
 use walden_core::{SegmentId, Storage, StorageErrorKind};
 use wasi::filesystem::preopens::get_directories;
-use wasi::filesystem::types::{
-    Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
-};
+use wasi::filesystem::types::{Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
 
 use crate::dir::{DirHandle, open_path};
 use crate::error::WasiError;
@@ -131,8 +129,10 @@ impl WasiStorage {
     }
 
     /// Calls `each` with every entry name in the directory (`read-directory` never reports `.`
-    /// or `..`) and, for segments, the segment id. A directory with a segment's name is not a
-    /// segment.
+    /// or `..`) and, for segments, the segment id. Whatever has a segment's name is listed as
+    /// one, a directory too: opening it then fails (`is-directory`, an
+    /// [`Unsupported`](StorageErrorKind::Unsupported) error), so the log refuses to open, as
+    /// walden-std does, instead of skipping a name the log would later try to create.
     fn walk(&self, each: &mut dyn FnMut(&str, Option<SegmentId>)) -> Result<(), WasiError> {
         let stream = self
             .dir
@@ -142,11 +142,7 @@ impl WasiStorage {
             .read_directory_entry()
             .map_err(|code| wasi_error("read-directory-entry", code))?
         {
-            let segment = match entry.type_ {
-                DescriptorType::Directory => None,
-                _ => parse_segment_name(&entry.name),
-            };
-            each(&entry.name, segment);
+            each(&entry.name, parse_segment_name(&entry.name));
         }
         Ok(())
     }
