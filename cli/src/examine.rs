@@ -77,7 +77,7 @@ pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Fai
             "status": render::status(code),
             "exit_code": code,
         });
-        println!("{v}");
+        crate::print_out(&format!("{v}\n"))?;
         return Ok(code);
     }
     let mut out = String::new();
@@ -151,7 +151,7 @@ pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Fai
         render::policy(policy),
         render::reopen_text(&ins, &segs, &survey)
     );
-    print!("{out}");
+    crate::print_out(&out)?;
     Ok(code)
 }
 
@@ -273,7 +273,7 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
             "status": render::status(code),
             "exit_code": code,
         });
-        println!("{v}");
+        crate::print_out(&format!("{v}\n"))?;
         return Ok(code);
     }
     let mut out = String::new();
@@ -317,6 +317,6 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
         },
         render::reopen_text(&ins, &segs, &survey)
     );
-    print!("{out}");
+    crate::print_out(&out)?;
     Ok(code)
 }

@@ -5,12 +5,21 @@
 //! takes the exclusive lock and copies every file it will change to `<name>.broken` first.
 //! Exit codes are listed in `docs/OPERATIONS.md` and in `walden --help`.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use walden_core::{Config, RecoveryPolicy};
+
+/// `eprintln!` that cannot panic: when stderr is a pipe its reader has closed (`2>&1 | head`),
+/// no one is left to tell, and the exit status still says what happened.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 mod dump;
 mod examine;
@@ -184,6 +193,22 @@ enum Format {
     Json,
 }
 
+/// A write to stdout, where a reader that stopped reading (`walden verify DIR | head -1`) is
+/// no error: it has what it wanted, and the exit status stays the command's verdict.
+fn reader_gone(written: io::Result<()>) -> io::Result<()> {
+    match written {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// Writes `text` to stdout. Any error but a closed pipe ([`reader_gone`]) is a failure.
+fn print_out(text: &str) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    reader_gone(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+        .map_err(|e| Failure(format!("cannot write to stdout: {e}")))
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -205,7 +230,7 @@ fn main() -> ExitCode {
     } = cli.command
         && from > to
     {
-        eprintln!("walden: --from {from} is after --to {to}: no LSN is in that range");
+        note!("walden: --from {from} is after --to {to}: no LSN is in that range");
         return ExitCode::from(EXIT_USAGE);
     }
     let result = match cli.command {
@@ -225,9 +250,9 @@ fn main() -> ExitCode {
         Err(e) => {
             if json {
                 let v = serde_json::json!({ "error": e.0, "exit_code": EXIT_FAILURE });
-                let _ = writeln!(std::io::stdout(), "{v}");
+                let _ = print_out(&format!("{v}\n"));
             }
-            eprintln!("walden: {e}");
+            note!("walden: {e}");
             ExitCode::from(EXIT_FAILURE)
         }
     }

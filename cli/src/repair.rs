@@ -1,6 +1,7 @@
 //! `walden repair`: what an ordinary open would repair, done now, durably, with a `.broken`
 //! copy of every file it changes; corruption only with `--salvage`.
 
+use core::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
@@ -91,11 +92,11 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
             if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
                 o.extend(e.clone());
             }
-            println!("{v}");
+            crate::print_out(&format!("{v}\n"))?;
         } else if code == EXIT_CLEAN {
-            println!("{message}");
+            crate::print_out(&format!("{message}\n"))?;
         } else {
-            eprintln!("walden: {message}");
+            note!("walden: {message}");
         }
         Ok(code)
     };
@@ -216,6 +217,9 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
             .max()
     });
     let lost = report.salvage.as_ref().map(|l| lost_text(l, seen));
+    // The repair is done and durable: what follows only reports it, and cannot change the
+    // exit status.
+    let mut out = String::new();
     if common.json {
         let v = json!({
             "dir": render::dir_str(&common.dir),
@@ -230,21 +234,28 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
             })),
             "exit_code": EXIT_CLEAN,
         });
-        println!("{v}");
+        let _ = writeln!(out, "{v}");
     } else {
         for (f, b) in &backups {
-            println!("saved {} as {}", f.display(), b.display());
+            let _ = writeln!(out, "saved {} as {}", f.display(), b.display());
         }
-        println!("repaired: {report}");
+        let _ = writeln!(out, "repaired: {report}");
         if let Some((_, lost)) = lost {
-            println!("LOST: {lost}");
+            let _ = writeln!(out, "LOST: {lost}");
         }
         if let Some(m) = report.missing_front {
-            println!(
+            let _ = writeln!(
+                out,
                 "LOST: the records of segments {}..{}, missing from the front (the log now starts at LSN {})",
                 m.expected, m.found, report.first_lsn
             );
         }
+    }
+    if let Err(e) = crate::print_out(&out) {
+        note!(
+            "walden: {} is repaired (each changed file copied to <name>.broken beside it), but its report was not written: {e}",
+            common.dir.display()
+        );
     }
     Ok(EXIT_CLEAN)
 }

@@ -779,3 +779,53 @@ fn records_of_a_segment_that_is_not_this_logs_are_counted_apart() {
     let v = walden(&["verify", p(b.path())]);
     assert!(!v.stdout.contains("do not belong"), "{}", v.stdout);
 }
+
+/// Runs `walden` with stdout and stderr on a pipe whose reader is gone before it starts (as in
+/// `walden verify DIR 2>&1 | head -1` once `head` has its line): every write fails with `EPIPE`.
+fn walden_unread(args: &[&str]) -> i32 {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let status = Command::new(env!("CARGO_BIN_EXE_walden"))
+        .args(args)
+        .stdout(writer.try_clone().expect("pipe"))
+        .stderr(writer)
+        .status()
+        .expect("run walden");
+    status.code().expect("exit code")
+}
+
+#[test]
+fn a_reader_that_stops_early_changes_no_exit_status() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    early_log_damaged_after_its_only_sync(dir);
+    for args in [
+        &["inspect"][..],
+        &["inspect", "--json"],
+        &["verify"],
+        &["verify", "--json"],
+        &["dump"],
+        &["dump", "--json"],
+    ] {
+        let args = [args, &[p(dir)]].concat();
+        let read = walden(&args);
+        assert_eq!(read.code, 1, "{args:?}: {}", read.stderr);
+        assert!(!read.stdout.is_empty(), "{args:?}");
+        assert_eq!(walden_unread(&args), 1, "{args:?}");
+    }
+    // Said on stderr: a refused repair (records longer than the limit given), and a command
+    // that could not run.
+    assert_eq!(
+        walden_unread(&["repair", "--max-record-size", "8", p(dir)]),
+        2
+    );
+    assert_eq!(walden_unread(&["verify", p(&dir.join("missing"))]), 3);
+
+    // The repair is on disk before its report is written: a reader gone by then does not
+    // make it a failure.
+    let before = listing(dir);
+    assert_eq!(walden_unread(&["repair", p(dir)]), 0);
+    assert!(listing(dir).len() > before.len(), "the .broken copies");
+    assert_eq!(walden(&["verify", p(dir)]).code, 0, "repaired");
+}
