@@ -38,7 +38,8 @@ const EXIT_CLEAN: u8 = 0;
 const EXIT_TORN: u8 = 1;
 /// Exit status: corruption, or anything else an ordinary open refuses.
 const EXIT_CORRUPT: u8 = 2;
-/// Exit status: the command could not run (locked, not a directory, I/O error, a needed key missing).
+/// Exit status: the command could not run (locked, not a directory, no segment file in it, I/O
+/// error, a needed key missing).
 const EXIT_FAILURE: u8 = 3;
 /// Exit status: bad command line.
 const EXIT_USAGE: u8 = 64;
@@ -52,7 +53,8 @@ Exit status:
   2   corruption (or another problem an ordinary open refuses); `walden repair` refuses it
       unless given --salvage
   3   the command could not run: directory locked by a running log, not a directory,
-      permission denied, I/O error, a key the command needs not in --key-file
+      no Walden segment file (*.wal) in it, permission denied, I/O error, a key the
+      command needs not in --key-file
   64  bad command line
 
 Read-only commands never write to the directory and never follow a symlink inside it.";

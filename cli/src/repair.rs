@@ -13,7 +13,7 @@ use walden_std::{CoreWal, FileStorage};
 
 use crate::examine::run_inspection;
 use crate::render::{self, name};
-use crate::survey::{Failure, open_read_only};
+use crate::survey::{Failure, no_log, open_read_only};
 use crate::{Common, EXIT_CLEAN, EXIT_CORRUPT};
 
 /// A name beside `path` that does not exist yet: `<name>.broken`, then `<name>.broken.1`, ...
@@ -112,13 +112,8 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
         );
     }
     let to_change: Vec<u64> = match ins.verdict {
-        Verdict::Empty => {
-            return say(
-                EXIT_CLEAN,
-                "no log here: nothing to repair".into(),
-                json!({}),
-            );
-        }
+        // Segments removed since the survey found some.
+        Verdict::Empty => return Err(no_log(&common.dir)),
         // Under `Salvage` only (any other policy refuses it): the front recorded as missing.
         // The open below records where the log now starts, in a start slot; an existing slot
         // is rewritten, so it is copied first.

@@ -99,6 +99,17 @@ pub(crate) fn check_dir(dir: &Path) -> Result<(), Failure> {
     }
 }
 
+/// Why a directory without a segment file is refused: it holds no log. A log always has one
+/// (walden-std's open creates the first segment before it returns, and `truncate_front` never
+/// removes the newest), so calling it clean would pass a mistyped path, or a log whose segments
+/// were deleted, as healthy.
+pub(crate) fn no_log(dir: &Path) -> Failure {
+    Failure(format!(
+        "no log in {}: it holds no Walden segment files (named like 00000000000000000000.wal)",
+        dir.display()
+    ))
+}
+
 /// Lists `dir`, classifying every entry without following symlinks.
 pub(crate) fn survey(dir: &Path) -> Result<Survey, Failure> {
     let fail = |e: io::Error| Failure(format!("cannot list {}: {e}", dir.display()));
@@ -137,7 +148,8 @@ pub(crate) fn survey(dir: &Path) -> Result<Survey, Failure> {
 /// Opens `dir` read-only: walden-std's [`walden_std::ReadOnlyDir`], which holds a shared lock
 /// so that no writer can open the log while it is being read (and refuses if one already has),
 /// and the survey of the directory. Segments that are not regular files, or that cannot be
-/// opened for reading, are left out of the view and reported in the survey as unusable.
+/// opened for reading, are left out of the view and reported in the survey as unusable. A
+/// directory with no entry named like a segment is refused ([`no_log`]).
 pub(crate) fn open_read_only(dir: &Path) -> Result<(ReadOnlyDir, Survey), Failure> {
     check_dir(dir)?;
     let mut view = ReadOnlyDir::open(dir)?;
@@ -156,6 +168,9 @@ pub(crate) fn open_read_only(dir: &Path) -> Result<(ReadOnlyDir, Survey), Failur
                 why: "changed while being opened, or cannot be opened for reading",
             });
         }
+    }
+    if survey.segments.is_empty() && survey.unusable.is_empty() {
+        return Err(no_log(dir));
     }
     view.retain(|id| survey.segments.contains_key(&id));
     Ok((view, survey))

@@ -270,15 +270,58 @@ fn bad_directories_and_usage_are_errors() {
     let help = walden(&["--help"]);
     assert_eq!(help.code, 0);
     assert!(help.stdout.contains("Exit status"));
-    // An empty directory is not a log; nothing is created in it.
+}
+
+/// A directory without a segment file is no log (a mistyped path, or segments deleted): every
+/// command says so with status 3 (it was reported clean, status 0), and creates nothing.
+#[test]
+fn a_directory_without_segments_is_not_a_log() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
     let empty = tmp.path().join("empty");
     fs::create_dir(&empty).unwrap();
-    assert_eq!(walden(&["verify", p(&empty)]).code, 0);
-    assert_eq!(walden(&["repair", p(&empty)]).code, 0);
-    assert!(
-        listing(&empty).is_empty(),
-        "nothing created in an empty directory"
-    );
+    let other = tmp.path().join("other");
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join("notes.txt"), b"not a log").unwrap();
+    fs::write(other.join("00000000000000000001.wal.broken"), b"x").unwrap();
+    // What is left of a log whose segments were deleted by hand.
+    let deleted = tmp.path().join("deleted");
+    make_log(&deleted, 20);
+    for name in segments(&deleted) {
+        fs::remove_file(deleted.join(name)).unwrap();
+    }
+    for dir in [&empty, &other, &deleted] {
+        let before = listing(dir);
+        for args in [
+            &["inspect"][..],
+            &["verify"],
+            &["dump"],
+            &["repair"],
+            &["repair", "--salvage"],
+        ] {
+            let args = [args, &[p(dir)]].concat();
+            let out = walden(&args);
+            assert_eq!(out.code, 3, "{args:?}: {}{}", out.stdout, out.stderr);
+            assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
+            assert!(
+                out.stderr.contains("holds no Walden segment files"),
+                "{args:?}: {}",
+                out.stderr
+            );
+            let (code, v) = json(&[&args[..], &["--json"]].concat());
+            assert_eq!(
+                (code, &v["exit_code"]),
+                (3, &Value::from(3)),
+                "{args:?}: {v}"
+            );
+            assert!(v["error"].as_str().unwrap().contains("no log in"), "{v}");
+        }
+        assert_eq!(
+            listing(dir),
+            before,
+            "nothing created or changed in {dir:?}"
+        );
+    }
 }
 
 #[test]
