@@ -184,7 +184,7 @@ pub(crate) fn run(
     };
     match crate::reader_gone(flushed) {
         Ok(()) => Ok(code),
-        Err(e) => Err(Failure(format!("dump: {e}"))),
+        Err(e) => Err(Failure::new(format!("dump: {e}"))),
     }
 }
 

@@ -54,8 +54,8 @@ Exit status:
       unless given --salvage
   3   the command could not run: directory locked by a running log, not a directory,
       no Walden segment file (*.wal) in it, permission denied, I/O error, a key the
-      command needs not in --key-file
-  64  bad command line
+      command needs not in --key-file, a --key-file that cannot be read
+  64  bad command line, a --key-file that is not a key file included
 
 Read-only commands never write to the directory and never follow a symlink inside it.";
 
@@ -143,14 +143,27 @@ struct Common {
 }
 
 impl Common {
-    /// The keyring of `--key-file`, if given.
+    /// The keyring of `--key-file`, if given. A file that cannot be read is a failure to run;
+    /// one that is not a key file (a bad line, no key, not text) is a bad command line.
     fn keys(&self) -> Result<Option<walden_core::Keyring>, Failure> {
-        self.key_file
-            .as_ref()
-            .map(|p| walden_std::load_key_file(p).map_err(|e| Failure(e.to_string())))
-            .transpose()
+        use walden_std::KeyFileError;
+        let Some(path) = &self.key_file else {
+            return Ok(None);
+        };
+        walden_std::load_key_file(path)
+            .map(Some)
+            .map_err(|e| match e {
+                KeyFileError::Io { ref error, .. }
+                    if error.kind() != io::ErrorKind::InvalidData =>
+                {
+                    Failure::new(e.to_string())
+                }
+                _ => Failure::usage(e.to_string()),
+            })
     }
 
+    /// The configuration the log is read with. Only the command line shapes it, so a
+    /// configuration that does not validate is a bad command line.
     fn config(&self, policy: RecoveryPolicy) -> Result<Config, Failure> {
         let config = Config::default()
             .with_max_record_size(self.max_record_size)
@@ -160,7 +173,7 @@ impl Common {
             .with_recovery(policy);
         config
             .validate()
-            .map_err(|e| Failure(format!("--max-record-size: {e}")))?;
+            .map_err(|e| Failure::usage(format!("--max-record-size: {e}")))?;
         Ok(config)
     }
 }
@@ -208,7 +221,7 @@ fn reader_gone(written: io::Result<()>) -> io::Result<()> {
 fn print_out(text: &str) -> Result<(), Failure> {
     let mut out = io::stdout().lock();
     reader_gone(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
-        .map_err(|e| Failure(format!("cannot write to stdout: {e}")))
+        .map_err(|e| Failure::new(format!("cannot write to stdout: {e}")))
 }
 
 fn main() -> ExitCode {
@@ -251,11 +264,31 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if json {
-                let v = serde_json::json!({ "error": e.0, "exit_code": EXIT_FAILURE });
+                let v = serde_json::json!({ "error": e.message, "exit_code": e.code });
                 let _ = print_out(&format!("{v}\n"));
             }
             note!("walden: {e}");
-            ExitCode::from(EXIT_FAILURE)
+            ExitCode::from(e.code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's range keeps every `--max-record-size` the binary accepts valid today; a value
+    /// that does not validate still names the option and is a usage error, not a failure to run.
+    #[test]
+    fn a_configuration_that_does_not_validate_is_a_usage_error() {
+        let common = Common {
+            dir: PathBuf::from("log"),
+            json: false,
+            max_record_size: 0,
+            key_file: None,
+        };
+        let e = common.config(RecoveryPolicy::TolerateTornTail).unwrap_err();
+        assert_eq!(e.code, EXIT_USAGE, "{e}");
+        assert!(e.message.starts_with("--max-record-size: "), "{e}");
     }
 }

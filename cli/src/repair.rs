@@ -32,7 +32,7 @@ fn backup_name(path: &Path) -> Result<PathBuf, Failure> {
             _ => {}
         }
     }
-    Err(Failure(format!(
+    Err(Failure::new(format!(
         "too many earlier backups of {}",
         path.display()
     )))
@@ -40,7 +40,7 @@ fn backup_name(path: &Path) -> Result<PathBuf, Failure> {
 
 /// Copies `path` to a new file beside it and makes the copy durable.
 fn back_up(path: &Path) -> Result<PathBuf, Failure> {
-    let fail = |what: &str, e: io::Error| Failure(format!("backup: cannot {what}: {e}"));
+    let fail = |what: &str, e: io::Error| Failure::new(format!("backup: cannot {what}: {e}"));
     let to = backup_name(path)?;
     let mut src = OpenOptions::new()
         .read(true)
@@ -182,7 +182,7 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
     let storage = FileStorage::open(&common.dir, false)?;
     let (again, _) = run_inspection(&storage, &config, None)?;
     if again.verdict != ins.verdict {
-        return Err(Failure(
+        return Err(Failure::new(
             "the log changed while being inspected; run repair again".into(),
         ));
     }
@@ -194,14 +194,14 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
     }
     File::open(&common.dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| Failure(format!("backup: cannot sync the directory: {e}")))?;
+        .map_err(|e| Failure::new(format!("backup: cannot sync the directory: {e}")))?;
     let mut scratch = vec![0u8; 1 << 20];
     let (wal, report) = CoreWal::open(
         storage,
         config.with_salt_seed(walden_std::random_seed()),
         &mut scratch,
     )
-    .map_err(|e| Failure(format!("repair failed (backups kept): {e}")))?;
+    .map_err(|e| Failure::new(format!("repair failed (backups kept): {e}")))?;
     drop(wal);
 
     let seen = report.salvage.and_then(|l| {

@@ -745,6 +745,43 @@ fn bad_limits_and_backwards_ranges_are_usage_errors() {
     assert!(out.stderr.contains("holds LSNs 1..=5"), "{}", out.stderr);
 }
 
+/// A key file that is not one (a bad line, no key, not text) is a bad command line (64), found
+/// before the log is looked at; one that cannot be read is a failure to run (3).
+#[test]
+fn a_malformed_key_file_is_a_usage_error_found_before_the_scan() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    make_log(&dir, 5);
+    let missing = tmp.path().join("missing");
+    let files = [
+        ("short.keys", b"5a5a\n".to_vec(), "line 1: not a key"),
+        ("empty.keys", b"# no key yet\n".to_vec(), "holds no key"),
+        ("binary.keys", vec![0xff, 0xfe, 0x00, 0x01], "key file"),
+    ];
+    for (name, bytes, says) in files {
+        let file = tmp.path().join(name);
+        fs::write(&file, bytes).unwrap();
+        for cmd in ["verify", "dump"] {
+            // A directory that does not exist: the key file is refused first.
+            for d in [&dir, &missing] {
+                let out = walden(&[cmd, p(d), "--key-file", p(&file)]);
+                assert_eq!(out.code, 64, "{cmd} {name}: {}{}", out.stdout, out.stderr);
+                assert!(out.stderr.contains(says), "{cmd} {name}: {}", out.stderr);
+                assert!(out.stdout.is_empty(), "{cmd} {name}: {}", out.stdout);
+            }
+            let (code, v) = json(&[cmd, "--json", p(&dir), "--key-file", p(&file)]);
+            assert_eq!((code, &v["exit_code"]), (64, &Value::from(64)), "{v}");
+        }
+    }
+    for cmd in ["verify", "dump"] {
+        let gone = tmp.path().join("gone.keys");
+        let out = walden(&[cmd, p(&dir), "--key-file", p(&gone)]);
+        assert_eq!(out.code, 3, "{cmd}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains("gone.keys"), "{cmd}: {}", out.stderr);
+    }
+}
+
 /// A `walden.lock` that is a FIFO (or anything else but a regular file) is refused at once
 /// with exit status 3: the read-only commands opened it for reading to take the shared lock,
 /// and opening a FIFO for reading waits for a writer, so every command hung.
