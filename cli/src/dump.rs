@@ -53,13 +53,16 @@ pub(crate) fn run(
     // Non-zero whenever the log is not clean, even if the records asked for were all printed.
     let code = render::exit_code(&ins, &survey);
     if let Some(m) = ins.missing_front {
-        eprintln!(
+        note!(
             "walden: segments {}..{} are missing from the front of the log (the newest segment records that the log starts at segment {}); output starts at segment {}",
-            m.expected, m.found, m.expected, m.found
+            m.expected,
+            m.found,
+            m.expected,
+            m.found
         );
     }
     for u in &survey.unusable {
-        eprintln!("walden: not read: {} {}", u.path.display(), u.why);
+        note!("walden: not read: {} {}", u.path.display(), u.why);
     }
     let asked = from.is_some() || to.is_some();
     let (from, to) = (from.unwrap_or(0), to.unwrap_or(u64::MAX));
@@ -110,7 +113,7 @@ pub(crate) fn run(
                     // any damage, with the status `verify --key-file` gives it.
                     Err(RecordsError::Damaged { offset, detail }) => {
                         out.flush()?;
-                        eprintln!(
+                        note!(
                             "walden: output stops at {} (segment {}) offset {offset}: {detail} (corruption: the record's checksums verify but it does not decode or authenticate)",
                             render::name(s.id),
                             s.id
@@ -172,18 +175,16 @@ pub(crate) fn run(
             Some((a, b)) => format!("the log holds LSNs {a}..={b}"),
             None => "the log holds no records".to_owned(),
         };
-        eprintln!("walden: no record printed from LSN {from} to {to}: {holds}");
+        note!("walden: no record printed from LSN {from} to {to}: {holds}");
     }
     let code = if damaged {
         code.max(crate::EXIT_CORRUPT)
     } else {
         code
     };
-    match flushed {
+    match crate::reader_gone(flushed) {
         Ok(()) => Ok(code),
-        // `walden dump | head`: the reader has what it wanted.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(code),
-        Err(e) => Err(Failure(format!("dump: {e}"))),
+        Err(e) => Err(Failure::new(format!("dump: {e}"))),
     }
 }
 
@@ -194,7 +195,7 @@ fn stops(s: &walden_core::SegmentReport) {
         .and_then(|p| p.lsn)
         .map(|l| format!(", LSN {l}"))
         .unwrap_or_default();
-    eprintln!(
+    note!(
         "walden: output stops at {} (segment {}) offset {}{lsn}: {}: {}{}",
         render::name(s.id),
         s.id,

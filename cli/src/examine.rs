@@ -30,7 +30,7 @@ pub(crate) fn run_inspection<S: Storage>(
             }
             segs.push(*s);
         })
-        .map_err(|e| Failure(e.to_string()))?;
+        .map_err(|e| Failure::new(e.to_string()))?;
     Ok((ins, segs))
 }
 
@@ -77,7 +77,7 @@ pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Fai
             "status": render::status(code),
             "exit_code": code,
         });
-        println!("{v}");
+        crate::print_out(&format!("{v}\n"))?;
         return Ok(code);
     }
     let mut out = String::new();
@@ -151,7 +151,7 @@ pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Fai
         render::policy(policy),
         render::reopen_text(&ins, &segs, &survey)
     );
-    print!("{out}");
+    crate::print_out(&out)?;
     Ok(code)
 }
 
@@ -205,7 +205,7 @@ fn authenticate(
                     ));
                     break;
                 }
-                Err(RecordsError::Storage(e)) => return Err(Failure(e.to_string())),
+                Err(RecordsError::Storage(e)) => return Err(Failure::new(e.to_string())),
                 Err(_) => {
                     problems.push(format!("segment {}: a record could not be read", s.id));
                     break;
@@ -222,9 +222,10 @@ fn authenticate(
 
 pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
     let policy = RecoveryPolicy::TolerateTornTail;
+    // Read first: a key file that will not do fails before a scan that may take long.
+    let keys = common.keys()?;
     let (ins, segs, survey) = open_and_inspect(common, policy, true)?;
     let mut code = render::exit_code(&ins, &survey);
-    let keys = common.keys()?;
     let auth = match &keys {
         Some(k) => Some(authenticate(common, &segs, k)?),
         None => None,
@@ -273,7 +274,7 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
             "status": render::status(code),
             "exit_code": code,
         });
-        println!("{v}");
+        crate::print_out(&format!("{v}\n"))?;
         return Ok(code);
     }
     let mut out = String::new();
@@ -317,6 +318,6 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
         },
         render::reopen_text(&ins, &segs, &survey)
     );
-    print!("{out}");
+    crate::print_out(&out)?;
     Ok(code)
 }

@@ -5,12 +5,21 @@
 //! takes the exclusive lock and copies every file it will change to `<name>.broken` first.
 //! Exit codes are listed in `docs/OPERATIONS.md` and in `walden --help`.
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use walden_core::{Config, RecoveryPolicy};
+
+/// `eprintln!` that cannot panic: when stderr is a pipe its reader has closed (`2>&1 | head`),
+/// no one is left to tell, and the exit status still says what happened.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 mod dump;
 mod examine;
@@ -29,7 +38,8 @@ const EXIT_CLEAN: u8 = 0;
 const EXIT_TORN: u8 = 1;
 /// Exit status: corruption, or anything else an ordinary open refuses.
 const EXIT_CORRUPT: u8 = 2;
-/// Exit status: the command could not run (locked, not a directory, I/O error, a needed key missing).
+/// Exit status: the command could not run (locked, not a directory, no segment file in it, I/O
+/// error, a needed key missing).
 const EXIT_FAILURE: u8 = 3;
 /// Exit status: bad command line.
 const EXIT_USAGE: u8 = 64;
@@ -43,8 +53,9 @@ Exit status:
   2   corruption (or another problem an ordinary open refuses); `walden repair` refuses it
       unless given --salvage
   3   the command could not run: directory locked by a running log, not a directory,
-      permission denied, I/O error, a key the command needs not in --key-file
-  64  bad command line
+      no Walden segment file (*.wal) in it, permission denied, I/O error, a key the
+      command needs not in --key-file, a --key-file that cannot be read
+  64  bad command line, a --key-file that is not a key file included
 
 Read-only commands never write to the directory and never follow a symlink inside it.";
 
@@ -132,14 +143,27 @@ struct Common {
 }
 
 impl Common {
-    /// The keyring of `--key-file`, if given.
+    /// The keyring of `--key-file`, if given. A file that cannot be read is a failure to run;
+    /// one that is not a key file (a bad line, no key, not text) is a bad command line.
     fn keys(&self) -> Result<Option<walden_core::Keyring>, Failure> {
-        self.key_file
-            .as_ref()
-            .map(|p| walden_std::load_key_file(p).map_err(|e| Failure(e.to_string())))
-            .transpose()
+        use walden_std::KeyFileError;
+        let Some(path) = &self.key_file else {
+            return Ok(None);
+        };
+        walden_std::load_key_file(path)
+            .map(Some)
+            .map_err(|e| match e {
+                KeyFileError::Io { ref error, .. }
+                    if error.kind() != io::ErrorKind::InvalidData =>
+                {
+                    Failure::new(e.to_string())
+                }
+                _ => Failure::usage(e.to_string()),
+            })
     }
 
+    /// The configuration the log is read with. Only the command line shapes it, so a
+    /// configuration that does not validate is a bad command line.
     fn config(&self, policy: RecoveryPolicy) -> Result<Config, Failure> {
         let config = Config::default()
             .with_max_record_size(self.max_record_size)
@@ -149,7 +173,7 @@ impl Common {
             .with_recovery(policy);
         config
             .validate()
-            .map_err(|e| Failure(format!("--max-record-size: {e}")))?;
+            .map_err(|e| Failure::usage(format!("--max-record-size: {e}")))?;
         Ok(config)
     }
 }
@@ -184,6 +208,22 @@ enum Format {
     Json,
 }
 
+/// A write to stdout, where a reader that stopped reading (`walden verify DIR | head -1`) is
+/// no error: it has what it wanted, and the exit status stays the command's verdict.
+fn reader_gone(written: io::Result<()>) -> io::Result<()> {
+    match written {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// Writes `text` to stdout. Any error but a closed pipe ([`reader_gone`]) is a failure.
+fn print_out(text: &str) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    reader_gone(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+        .map_err(|e| Failure::new(format!("cannot write to stdout: {e}")))
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -205,7 +245,7 @@ fn main() -> ExitCode {
     } = cli.command
         && from > to
     {
-        eprintln!("walden: --from {from} is after --to {to}: no LSN is in that range");
+        note!("walden: --from {from} is after --to {to}: no LSN is in that range");
         return ExitCode::from(EXIT_USAGE);
     }
     let result = match cli.command {
@@ -224,11 +264,31 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if json {
-                let v = serde_json::json!({ "error": e.0, "exit_code": EXIT_FAILURE });
-                let _ = writeln!(std::io::stdout(), "{v}");
+                let v = serde_json::json!({ "error": e.message, "exit_code": e.code });
+                let _ = print_out(&format!("{v}\n"));
             }
-            eprintln!("walden: {e}");
-            ExitCode::from(EXIT_FAILURE)
+            note!("walden: {e}");
+            ExitCode::from(e.code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's range keeps every `--max-record-size` the binary accepts valid today; a value
+    /// that does not validate still names the option and is a usage error, not a failure to run.
+    #[test]
+    fn a_configuration_that_does_not_validate_is_a_usage_error() {
+        let common = Common {
+            dir: PathBuf::from("log"),
+            json: false,
+            max_record_size: 0,
+            key_file: None,
+        };
+        let e = common.config(RecoveryPolicy::TolerateTornTail).unwrap_err();
+        assert_eq!(e.code, EXIT_USAGE, "{e}");
+        assert!(e.message.starts_with("--max-record-size: "), "{e}");
     }
 }

@@ -1,6 +1,7 @@
 //! `walden repair`: what an ordinary open would repair, done now, durably, with a `.broken`
 //! copy of every file it changes; corruption only with `--salvage`.
 
+use core::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
@@ -12,7 +13,7 @@ use walden_std::{CoreWal, FileStorage};
 
 use crate::examine::run_inspection;
 use crate::render::{self, name};
-use crate::survey::{Failure, open_read_only};
+use crate::survey::{Failure, no_log, open_read_only};
 use crate::{Common, EXIT_CLEAN, EXIT_CORRUPT};
 
 /// A name beside `path` that does not exist yet: `<name>.broken`, then `<name>.broken.1`, ...
@@ -31,7 +32,7 @@ fn backup_name(path: &Path) -> Result<PathBuf, Failure> {
             _ => {}
         }
     }
-    Err(Failure(format!(
+    Err(Failure::new(format!(
         "too many earlier backups of {}",
         path.display()
     )))
@@ -39,7 +40,7 @@ fn backup_name(path: &Path) -> Result<PathBuf, Failure> {
 
 /// Copies `path` to a new file beside it and makes the copy durable.
 fn back_up(path: &Path) -> Result<PathBuf, Failure> {
-    let fail = |what: &str, e: io::Error| Failure(format!("backup: cannot {what}: {e}"));
+    let fail = |what: &str, e: io::Error| Failure::new(format!("backup: cannot {what}: {e}"));
     let to = backup_name(path)?;
     let mut src = OpenOptions::new()
         .read(true)
@@ -91,11 +92,11 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
             if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
                 o.extend(e.clone());
             }
-            println!("{v}");
+            crate::print_out(&format!("{v}\n"))?;
         } else if code == EXIT_CLEAN {
-            println!("{message}");
+            crate::print_out(&format!("{message}\n"))?;
         } else {
-            eprintln!("walden: {message}");
+            note!("walden: {message}");
         }
         Ok(code)
     };
@@ -111,13 +112,8 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
         );
     }
     let to_change: Vec<u64> = match ins.verdict {
-        Verdict::Empty => {
-            return say(
-                EXIT_CLEAN,
-                "no log here: nothing to repair".into(),
-                json!({}),
-            );
-        }
+        // Segments removed since the survey found some.
+        Verdict::Empty => return Err(no_log(&common.dir)),
         // Under `Salvage` only (any other policy refuses it): the front recorded as missing.
         // The open below records where the log now starts, in a start slot; an existing slot
         // is rewritten, so it is copied first.
@@ -186,7 +182,7 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
     let storage = FileStorage::open(&common.dir, false)?;
     let (again, _) = run_inspection(&storage, &config, None)?;
     if again.verdict != ins.verdict {
-        return Err(Failure(
+        return Err(Failure::new(
             "the log changed while being inspected; run repair again".into(),
         ));
     }
@@ -198,14 +194,14 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
     }
     File::open(&common.dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| Failure(format!("backup: cannot sync the directory: {e}")))?;
+        .map_err(|e| Failure::new(format!("backup: cannot sync the directory: {e}")))?;
     let mut scratch = vec![0u8; 1 << 20];
     let (wal, report) = CoreWal::open(
         storage,
         config.with_salt_seed(walden_std::random_seed()),
         &mut scratch,
     )
-    .map_err(|e| Failure(format!("repair failed (backups kept): {e}")))?;
+    .map_err(|e| Failure::new(format!("repair failed (backups kept): {e}")))?;
     drop(wal);
 
     let seen = report.salvage.and_then(|l| {
@@ -216,6 +212,9 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
             .max()
     });
     let lost = report.salvage.as_ref().map(|l| lost_text(l, seen));
+    // The repair is done and durable: what follows only reports it, and cannot change the
+    // exit status.
+    let mut out = String::new();
     if common.json {
         let v = json!({
             "dir": render::dir_str(&common.dir),
@@ -230,21 +229,28 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
             })),
             "exit_code": EXIT_CLEAN,
         });
-        println!("{v}");
+        let _ = writeln!(out, "{v}");
     } else {
         for (f, b) in &backups {
-            println!("saved {} as {}", f.display(), b.display());
+            let _ = writeln!(out, "saved {} as {}", f.display(), b.display());
         }
-        println!("repaired: {report}");
+        let _ = writeln!(out, "repaired: {report}");
         if let Some((_, lost)) = lost {
-            println!("LOST: {lost}");
+            let _ = writeln!(out, "LOST: {lost}");
         }
         if let Some(m) = report.missing_front {
-            println!(
+            let _ = writeln!(
+                out,
                 "LOST: the records of segments {}..{}, missing from the front (the log now starts at LSN {})",
                 m.expected, m.found, report.first_lsn
             );
         }
+    }
+    if let Err(e) = crate::print_out(&out) {
+        note!(
+            "walden: {} is repaired (each changed file copied to <name>.broken beside it), but its report was not written: {e}",
+            common.dir.display()
+        );
     }
     Ok(EXIT_CLEAN)
 }

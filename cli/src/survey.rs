@@ -16,13 +16,36 @@ use std::path::{Path, PathBuf};
 use walden_core::{SegmentId, parse_segment_name};
 use walden_std::{CLEAN_FILE, LOCK_FILE, ReadOnlyDir};
 
-/// Why a command could not run at all (exit code 3).
+/// Why a command could not run at all: exit status 3, or 64 when a value given on the command
+/// line is wrong ([`Failure::usage`]).
 #[derive(Debug)]
-pub(crate) struct Failure(pub(crate) String);
+pub(crate) struct Failure {
+    pub(crate) message: String,
+    /// [`crate::EXIT_FAILURE`] or [`crate::EXIT_USAGE`].
+    pub(crate) code: u8,
+}
+
+impl Failure {
+    pub(crate) fn new(message: String) -> Self {
+        Failure {
+            message,
+            code: crate::EXIT_FAILURE,
+        }
+    }
+
+    /// A bad value on the command line (an option clap cannot check alone, a malformed key
+    /// file): the command was not run.
+    pub(crate) fn usage(message: String) -> Self {
+        Failure {
+            message,
+            code: crate::EXIT_USAGE,
+        }
+    }
+}
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -30,13 +53,13 @@ impl From<walden_std::Error> for Failure {
     fn from(e: walden_std::Error) -> Self {
         match e {
             walden_std::Error::Locked { dir } => locked(&dir),
-            other => Failure(other.to_string()),
+            other => Failure::new(other.to_string()),
         }
     }
 }
 
 pub(crate) fn locked(dir: &Path) -> Failure {
-    Failure(format!(
+    Failure::new(format!(
         "{} is in use: another process holds {LOCK_FILE}; stop it first (walden never touches a log that is open elsewhere)",
         dir.display()
     ))
@@ -88,20 +111,31 @@ fn nofollow() -> OpenOptions {
 pub(crate) fn check_dir(dir: &Path) -> Result<(), Failure> {
     match fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Failure(format!(
+        Ok(_) => Err(Failure::new(format!(
             "{} is not a directory (a log is a directory of segment files)",
             dir.display()
         ))),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Err(Failure(format!("{} does not exist", dir.display())))
+            Err(Failure::new(format!("{} does not exist", dir.display())))
         }
-        Err(e) => Err(Failure(format!("cannot open {}: {e}", dir.display()))),
+        Err(e) => Err(Failure::new(format!("cannot open {}: {e}", dir.display()))),
     }
+}
+
+/// Why a directory without a segment file is refused: it holds no log. A log always has one
+/// (walden-std's open creates the first segment before it returns, and `truncate_front` never
+/// removes the newest), so calling it clean would pass a mistyped path, or a log whose segments
+/// were deleted, as healthy.
+pub(crate) fn no_log(dir: &Path) -> Failure {
+    Failure::new(format!(
+        "no log in {}: it holds no Walden segment files (named like 00000000000000000000.wal)",
+        dir.display()
+    ))
 }
 
 /// Lists `dir`, classifying every entry without following symlinks.
 pub(crate) fn survey(dir: &Path) -> Result<Survey, Failure> {
-    let fail = |e: io::Error| Failure(format!("cannot list {}: {e}", dir.display()));
+    let fail = |e: io::Error| Failure::new(format!("cannot list {}: {e}", dir.display()));
     let mut s = Survey::default();
     for entry in fs::read_dir(dir).map_err(fail)? {
         let entry = entry.map_err(fail)?;
@@ -137,7 +171,8 @@ pub(crate) fn survey(dir: &Path) -> Result<Survey, Failure> {
 /// Opens `dir` read-only: walden-std's [`walden_std::ReadOnlyDir`], which holds a shared lock
 /// so that no writer can open the log while it is being read (and refuses if one already has),
 /// and the survey of the directory. Segments that are not regular files, or that cannot be
-/// opened for reading, are left out of the view and reported in the survey as unusable.
+/// opened for reading, are left out of the view and reported in the survey as unusable. A
+/// directory with no entry named like a segment is refused ([`no_log`]).
 pub(crate) fn open_read_only(dir: &Path) -> Result<(ReadOnlyDir, Survey), Failure> {
     check_dir(dir)?;
     let mut view = ReadOnlyDir::open(dir)?;
@@ -156,6 +191,9 @@ pub(crate) fn open_read_only(dir: &Path) -> Result<(ReadOnlyDir, Survey), Failur
                 why: "changed while being opened, or cannot be opened for reading",
             });
         }
+    }
+    if survey.segments.is_empty() && survey.unusable.is_empty() {
+        return Err(no_log(dir));
     }
     view.retain(|id| survey.segments.contains_key(&id));
     Ok((view, survey))

@@ -270,15 +270,58 @@ fn bad_directories_and_usage_are_errors() {
     let help = walden(&["--help"]);
     assert_eq!(help.code, 0);
     assert!(help.stdout.contains("Exit status"));
-    // An empty directory is not a log; nothing is created in it.
+}
+
+/// A directory without a segment file is no log (a mistyped path, or segments deleted): every
+/// command says so with status 3 (it was reported clean, status 0), and creates nothing.
+#[test]
+fn a_directory_without_segments_is_not_a_log() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
     let empty = tmp.path().join("empty");
     fs::create_dir(&empty).unwrap();
-    assert_eq!(walden(&["verify", p(&empty)]).code, 0);
-    assert_eq!(walden(&["repair", p(&empty)]).code, 0);
-    assert!(
-        listing(&empty).is_empty(),
-        "nothing created in an empty directory"
-    );
+    let other = tmp.path().join("other");
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join("notes.txt"), b"not a log").unwrap();
+    fs::write(other.join("00000000000000000001.wal.broken"), b"x").unwrap();
+    // What is left of a log whose segments were deleted by hand.
+    let deleted = tmp.path().join("deleted");
+    make_log(&deleted, 20);
+    for name in segments(&deleted) {
+        fs::remove_file(deleted.join(name)).unwrap();
+    }
+    for dir in [&empty, &other, &deleted] {
+        let before = listing(dir);
+        for args in [
+            &["inspect"][..],
+            &["verify"],
+            &["dump"],
+            &["repair"],
+            &["repair", "--salvage"],
+        ] {
+            let args = [args, &[p(dir)]].concat();
+            let out = walden(&args);
+            assert_eq!(out.code, 3, "{args:?}: {}{}", out.stdout, out.stderr);
+            assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
+            assert!(
+                out.stderr.contains("holds no Walden segment files"),
+                "{args:?}: {}",
+                out.stderr
+            );
+            let (code, v) = json(&[&args[..], &["--json"]].concat());
+            assert_eq!(
+                (code, &v["exit_code"]),
+                (3, &Value::from(3)),
+                "{args:?}: {v}"
+            );
+            assert!(v["error"].as_str().unwrap().contains("no log in"), "{v}");
+        }
+        assert_eq!(
+            listing(dir),
+            before,
+            "nothing created or changed in {dir:?}"
+        );
+    }
 }
 
 #[test]
@@ -702,6 +745,43 @@ fn bad_limits_and_backwards_ranges_are_usage_errors() {
     assert!(out.stderr.contains("holds LSNs 1..=5"), "{}", out.stderr);
 }
 
+/// A key file that is not one (a bad line, no key, not text) is a bad command line (64), found
+/// before the log is looked at; one that cannot be read is a failure to run (3).
+#[test]
+fn a_malformed_key_file_is_a_usage_error_found_before_the_scan() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    make_log(&dir, 5);
+    let missing = tmp.path().join("missing");
+    let files = [
+        ("short.keys", b"5a5a\n".to_vec(), "line 1: not a key"),
+        ("empty.keys", b"# no key yet\n".to_vec(), "holds no key"),
+        ("binary.keys", vec![0xff, 0xfe, 0x00, 0x01], "key file"),
+    ];
+    for (name, bytes, says) in files {
+        let file = tmp.path().join(name);
+        fs::write(&file, bytes).unwrap();
+        for cmd in ["verify", "dump"] {
+            // A directory that does not exist: the key file is refused first.
+            for d in [&dir, &missing] {
+                let out = walden(&[cmd, p(d), "--key-file", p(&file)]);
+                assert_eq!(out.code, 64, "{cmd} {name}: {}{}", out.stdout, out.stderr);
+                assert!(out.stderr.contains(says), "{cmd} {name}: {}", out.stderr);
+                assert!(out.stdout.is_empty(), "{cmd} {name}: {}", out.stdout);
+            }
+            let (code, v) = json(&[cmd, "--json", p(&dir), "--key-file", p(&file)]);
+            assert_eq!((code, &v["exit_code"]), (64, &Value::from(64)), "{v}");
+        }
+    }
+    for cmd in ["verify", "dump"] {
+        let gone = tmp.path().join("gone.keys");
+        let out = walden(&[cmd, p(&dir), "--key-file", p(&gone)]);
+        assert_eq!(out.code, 3, "{cmd}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains("gone.keys"), "{cmd}: {}", out.stderr);
+    }
+}
+
 /// A `walden.lock` that is a FIFO (or anything else but a regular file) is refused at once
 /// with exit status 3: the read-only commands opened it for reading to take the shared lock,
 /// and opening a FIFO for reading waits for a writer, so every command hung.
@@ -778,4 +858,54 @@ fn records_of_a_segment_that_is_not_this_logs_are_counted_apart() {
     assert_eq!(j["records_in_foreign_segments"], 0, "{j}");
     let v = walden(&["verify", p(b.path())]);
     assert!(!v.stdout.contains("do not belong"), "{}", v.stdout);
+}
+
+/// Runs `walden` with stdout and stderr on a pipe whose reader is gone before it starts (as in
+/// `walden verify DIR 2>&1 | head -1` once `head` has its line): every write fails with `EPIPE`.
+fn walden_unread(args: &[&str]) -> i32 {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let status = Command::new(env!("CARGO_BIN_EXE_walden"))
+        .args(args)
+        .stdout(writer.try_clone().expect("pipe"))
+        .stderr(writer)
+        .status()
+        .expect("run walden");
+    status.code().expect("exit code")
+}
+
+#[test]
+fn a_reader_that_stops_early_changes_no_exit_status() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    early_log_damaged_after_its_only_sync(dir);
+    for args in [
+        &["inspect"][..],
+        &["inspect", "--json"],
+        &["verify"],
+        &["verify", "--json"],
+        &["dump"],
+        &["dump", "--json"],
+    ] {
+        let args = [args, &[p(dir)]].concat();
+        let read = walden(&args);
+        assert_eq!(read.code, 1, "{args:?}: {}", read.stderr);
+        assert!(!read.stdout.is_empty(), "{args:?}");
+        assert_eq!(walden_unread(&args), 1, "{args:?}");
+    }
+    // Said on stderr: a refused repair (records longer than the limit given), and a command
+    // that could not run.
+    assert_eq!(
+        walden_unread(&["repair", "--max-record-size", "8", p(dir)]),
+        2
+    );
+    assert_eq!(walden_unread(&["verify", p(&dir.join("missing"))]), 3);
+
+    // The repair is on disk before its report is written: a reader gone by then does not
+    // make it a failure.
+    let before = listing(dir);
+    assert_eq!(walden_unread(&["repair", p(dir)]), 0);
+    assert!(listing(dir).len() > before.len(), "the .broken copies");
+    assert_eq!(walden(&["verify", p(dir)]).code, 0, "repaired");
 }
