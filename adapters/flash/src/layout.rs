@@ -118,6 +118,8 @@ pub(crate) struct Geometry {
     pub(crate) base: u32,
     pub(crate) areas: usize,
     pub(crate) area_bytes: u32,
+    /// The erase size: at most `area_bytes`, so it fits.
+    pub(crate) block: u32,
     pub(crate) write: usize,
     pub(crate) read: usize,
 }
@@ -180,6 +182,7 @@ impl Geometry {
             base: layout.base,
             areas: layout.areas as usize,
             area_bytes: area_bytes as u32,
+            block: erase as u32,
             write,
             read,
         })

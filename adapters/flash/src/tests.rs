@@ -131,3 +131,4 @@ fn bad_layouts_and_missing_segments_are_typed_errors() {
 }
 
 mod hostile;
+mod layout_change;

@@ -27,7 +27,7 @@ fn header(segment: u64, generation: u64) -> AreaHeader {
 
 /// Mounts `layout` on `nor`, which must fail; returns the error, having checked that mount
 /// made no program or erase.
-fn refused(nor: &mut Nor, layout: Layout) -> MountError {
+pub(super) fn refused(nor: &mut Nor, layout: Layout) -> MountError {
     let ops = nor.op_count();
     let r = FlashStorage::<&mut Nor, 8>::mount(&mut *nor, layout).map(|_| ());
     assert_eq!(nor.op_count(), ops, "mount wrote to the flash");
@@ -494,7 +494,7 @@ fn flash_that_holds_zeros_or_noise_mounts_as_free() {
 }
 
 /// A flash that reads only aligned 8-byte words.
-struct WideReads(Nor);
+pub(super) struct WideReads(pub(super) Nor);
 
 impl ErrorType for WideReads {
     type Error = NorSimError;
