@@ -57,6 +57,11 @@ pub struct VerifyReport {
 
 impl VerifyReport {
     /// Whether every segment verified to its end and an open would change nothing.
+    ///
+    /// A directory with no segment file at all (`Verdict::Empty`: not a log yet, or a wrong
+    /// path) counts as clean here; `segments.is_empty()` tells it apart. The `walden` tool
+    /// refuses such a directory instead (exit status 3): a log always has a segment file once
+    /// its first open returns.
     pub fn is_clean(&self) -> bool {
         self.segments.iter().all(|s| s.problem.is_none())
             && matches!(self.inspection.verdict, Verdict::Clean | Verdict::Empty)
