@@ -158,6 +158,14 @@ impl<C: RaftTypeConfig, F: FileSystem> LogStore<C, F> {
                     lsn,
                     detail,
                 })?;
+                if entry.get_log_id().index == u64::MAX {
+                    // `append` refuses it: the index after the last entry must exist.
+                    return Err(OpenError::Corrupted {
+                        log: "entries",
+                        lsn,
+                        detail: "the last entry's raft index is u64::MAX, which the store never writes",
+                    });
+                }
                 Some((lsn, entry.get_log_id().clone()))
             }
             None => None,
