@@ -18,7 +18,8 @@ pub enum OpenError {
     /// Reading the last record failed.
     Read(ReadError<FileError>),
     /// The logs opened but do not make a raft log: a record that does not decode, or entries
-    /// that do not fit the purge point. Nothing was changed on disk.
+    /// that do not fit the purge point. The store changed nothing on disk (opening and closing
+    /// each Walden log did what any open does: repair a torn tail, leave a clean-close marker).
     Corrupted {
         /// `"entries"` or `"meta"`.
         log: &'static str,

@@ -8,14 +8,16 @@ use core::ops::{Bound, RangeBounds};
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
     AnyError, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogId, RaftLogReader,
     RaftTypeConfig, StorageError, StorageIOError, Vote,
 };
-use walden_std::{Config, FileStorage, FileSystem, Lsn, Options, OsFs, SharedWal, SyncPolicy};
+use walden_std::{
+    Config, DurableError, FileStorage, FileSystem, Lsn, Options, OsFs, SharedWal, SyncPolicy,
+};
 
 use crate::error::OpenError;
 use crate::index::{Run, rebuild};
@@ -50,6 +52,11 @@ struct Shared<C: RaftTypeConfig, F: FileSystem> {
     /// The live run and the meta state. Held across an append, a truncation, a purge or a
     /// read, so each sees the mapping it starts with.
     state: Mutex<State<C::NodeId>>,
+    /// The first failed write or sync of either log. From then on every call fails: memory may
+    /// hold what never became durable (entries, a vote, a purge point), and the other log
+    /// must not take writes that only make sense after the failed one (an entry appended after
+    /// a purge point that was lost maps to the wrong records at the next open).
+    failed: Arc<OnceLock<String>>,
     /// A deliberately broken mode for the crash test's checker: fire the flush callback on
     /// append, before anything is synced.
     ack_before_sync: AtomicBool,
@@ -69,6 +76,25 @@ struct State<NID: openraft::NodeId> {
 impl<C: RaftTypeConfig, F: FileSystem> Shared<C, F> {
     fn lock(&self) -> MutexGuard<'_, State<C::NodeId>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Fails once a write or sync of either log has failed (see `failed`).
+    fn check(
+        &self,
+        err: impl Fn(&dyn core::fmt::Display) -> StorageError<C::NodeId>,
+    ) -> Result<(), StorageError<C::NodeId>> {
+        match self.failed.get() {
+            Some(why) => Err(err(&format_args!(
+                "an earlier write failed ({why}); reopen the store"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Records `e`, the error of a write or sync, as the store's failure (the first is kept).
+    fn fail(&self, e: StorageError<C::NodeId>) -> StorageError<C::NodeId> {
+        let _ = self.failed.set(e.to_string());
+        e
     }
 }
 
@@ -132,6 +158,14 @@ impl<C: RaftTypeConfig, F: FileSystem> LogStore<C, F> {
                     lsn,
                     detail,
                 })?;
+                if entry.get_log_id().index == u64::MAX {
+                    // `append` refuses it: the index after the last entry must exist.
+                    return Err(OpenError::Corrupted {
+                        log: "entries",
+                        lsn,
+                        detail: "the last entry's raft index is u64::MAX, which the store never writes",
+                    });
+                }
                 Some((lsn, entry.get_log_id().clone()))
             }
             None => None,
@@ -170,6 +204,7 @@ impl<C: RaftTypeConfig, F: FileSystem> LogStore<C, F> {
                 entries,
                 meta: meta_log,
                 state: Mutex::new(State { run, meta }),
+                failed: Arc::new(OnceLock::new()),
                 ack_before_sync: AtomicBool::new(false),
                 purge_before_meta_durable: AtomicBool::new(false),
                 vote_before_sync: AtomicBool::new(false),
@@ -288,6 +323,7 @@ fn bounds(range: &impl RangeBounds<u64>) -> (u64, u64) {
 impl<C: RaftTypeConfig, F: FileSystem> Shared<C, F> {
     /// Entries with raft indexes in `[start, end)` that are live, in order.
     fn read(&self, start: u64, end: u64) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
+        self.check(|e| read_err(e))?;
         let st = self.lock();
         let Some(run) = &st.run else {
             return Ok(Vec::new());
@@ -327,7 +363,7 @@ impl<C: RaftTypeConfig, F: FileSystem> Shared<C, F> {
         err: impl Fn(&dyn core::fmt::Display) -> StorageError<C::NodeId>,
     ) -> Result<walden_std::DurableFuture, StorageError<C::NodeId>> {
         let bytes = meta.encode().map_err(|e| err(&e))?;
-        let (_, durable) = self.meta.append_durable(&[&bytes]).map_err(|e| err(&e))?;
+        let (_, durable) = (self.meta.append_durable(&[&bytes])).map_err(|e| self.fail(err(&e)))?;
         Ok(durable)
     }
 
@@ -345,7 +381,68 @@ impl<C: RaftTypeConfig, F: FileSystem> Shared<C, F> {
     async fn entries_durable(&self) -> Result<(), StorageError<C::NodeId>> {
         let last = self.entries.last_lsn();
         if self.entries.durable_lsn() < last {
-            self.entries.durable(last).await.map_err(write_err)?;
+            let durable = self.entries.durable(last).await;
+            durable.map_err(|e| self.fail(write_err(e)))?;
+        }
+        Ok(())
+    }
+}
+
+impl<C: RaftTypeConfig, F: FileSystem> Shared<C, F> {
+    /// Appends `entries` one record each (not synced) and moves the run; `last` is the LSN of
+    /// the last record written so far, also when an error stops it part way.
+    fn append_entries<I>(
+        &self,
+        entries: I,
+        last: &mut Option<Lsn>,
+    ) -> Result<(), StorageError<C::NodeId>>
+    where
+        I: IntoIterator<Item = C::Entry>,
+    {
+        let mut st = self.lock();
+        let mut buf = Vec::new();
+        for entry in entries {
+            let id = entry.get_log_id().clone();
+            if id.index == u64::MAX {
+                // The index after the last entry must exist (reads, the next append).
+                return Err(write_err(format_args!(
+                    "raft index {} is out of range",
+                    id.index
+                )));
+            }
+            let expected = match (&st.run, &st.meta.purged) {
+                (Some(run), _) => Some(run.last.index + 1),
+                (None, Some(p)) if id.index <= p.index => {
+                    // Already purged (openraft purges up to the state machine's last applied
+                    // entry at startup, and may then hand back older entries): nothing to keep.
+                    tracing::debug!(index = id.index, purged = p.index, "skip purged entry");
+                    continue;
+                }
+                (None, Some(p)) => Some(p.index + 1),
+                (None, None) => None,
+            };
+            if let Some(expected) = expected.filter(|&e| e != id.index) {
+                return Err(StorageError::from_io_error(
+                    ErrorSubject::Log(id.clone()),
+                    ErrorVerb::Write,
+                    io::Error::other(format!(
+                        "append would leave a hole: got index {}, expected {expected}",
+                        id.index
+                    )),
+                ));
+            }
+            encode(&entry, &mut buf).map_err(write_err)?;
+            let appended = (self.entries.append(&buf)).map_err(|e| self.fail(write_err(e)))?;
+            match &mut st.run {
+                Some(run) => run.last = id,
+                None => {
+                    st.run = Some(Run {
+                        first: (id.index, appended.first),
+                        last: id,
+                    });
+                }
+            }
+            *last = Some(appended.last);
         }
         Ok(())
     }
@@ -375,6 +472,7 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
     type LogReader = LogReader<C, F>;
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<C::NodeId>> {
+        self.shared.check(|e| read_err(e))?;
         let st = self.shared.lock();
         let last_purged_log_id = st.meta.purged.clone();
         let last_log_id = match &st.run {
@@ -394,6 +492,7 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
     }
 
     async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        self.shared.check(|e| vote_err(e))?;
         self.shared.entries_durable().await?;
         let durable = {
             let mut st = self.shared.lock();
@@ -406,12 +505,14 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
             }
             self.shared.write_meta(&st.meta, |e| vote_err(e))?
         };
-        durable.await.map_err(vote_err)?;
+        durable.await.map_err(|e| self.shared.fail(vote_err(e)))?;
         self.shared.compact_meta();
         Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<C::NodeId>>, StorageError<C::NodeId>> {
+        self.shared
+            .check(|e| StorageIOError::read_vote(AnyError::error(e)).into())?;
         Ok(self.shared.lock().meta.vote.clone())
     }
 
@@ -424,6 +525,7 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
         &mut self,
         committed: Option<LogId<C::NodeId>>,
     ) -> Result<(), StorageError<C::NodeId>> {
+        self.shared.check(|e| write_err(e))?;
         let last = {
             let mut st = self.shared.lock();
             if st.meta.committed == committed {
@@ -432,10 +534,12 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
             st.meta.committed = committed;
             let bytes = st.meta.encode().map_err(write_err)?;
             // A plain append: no durability watcher, so no sync is requested.
-            self.shared.meta.append(&bytes).map_err(write_err)?.last
+            let appended = self.shared.meta.append(&bytes);
+            appended.map_err(|e| self.shared.fail(write_err(e)))?.last
         };
         if self.shared.meta.segments().len() > 1 {
-            self.shared.meta.durable(last).await.map_err(write_err)?;
+            let durable = self.shared.meta.durable(last).await;
+            durable.map_err(|e| self.shared.fail(write_err(e)))?;
             self.shared.compact_meta();
         }
         Ok(())
@@ -444,6 +548,7 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
     async fn read_committed(
         &mut self,
     ) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
+        self.shared.check(|e| read_err(e))?;
         Ok(self.shared.lock().meta.committed.clone())
     }
 
@@ -457,56 +562,14 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
         I::IntoIter: OptionalSend,
     {
         let shared = &self.shared;
-        let last = {
-            let mut st = shared.lock();
-            let mut buf = Vec::new();
-            let mut last = None;
-            for entry in entries {
-                let id = entry.get_log_id().clone();
-                if id.index == u64::MAX {
-                    // The index after the last entry must exist (reads, the next append).
-                    return Err(write_err(format_args!(
-                        "raft index {} is out of range",
-                        id.index
-                    )));
-                }
-                let expected = match (&st.run, &st.meta.purged) {
-                    (Some(run), _) => Some(run.last.index + 1),
-                    (None, Some(p)) if id.index <= p.index => {
-                        // Already purged (openraft purges up to the state machine's last
-                        // applied entry at startup, and may then hand back older entries):
-                        // nothing to keep.
-                        tracing::debug!(index = id.index, purged = p.index, "skip purged entry");
-                        continue;
-                    }
-                    (None, Some(p)) => Some(p.index + 1),
-                    (None, None) => None,
-                };
-                if let Some(expected) = expected.filter(|&e| e != id.index) {
-                    return Err(StorageError::from_io_error(
-                        ErrorSubject::Log(id.clone()),
-                        ErrorVerb::Write,
-                        io::Error::other(format!(
-                            "append would leave a hole: got index {}, expected {expected}",
-                            id.index
-                        )),
-                    ));
-                }
-                encode(&entry, &mut buf).map_err(write_err)?;
-                let appended = shared.entries.append(&buf).map_err(write_err)?;
-                match &mut st.run {
-                    Some(run) => run.last = id,
-                    None => {
-                        st.run = Some(Run {
-                            first: (id.index, appended.first),
-                            last: id,
-                        });
-                    }
-                }
-                last = Some(appended.last);
-            }
-            last
-        };
+        shared.check(|e| write_err(e))?;
+        let mut last = None;
+        let written = shared.append_entries(entries, &mut last);
+        if let Err(e) = written {
+            // Entries of this call already in the log were never reported durable: nothing
+            // (the next vote's sync) may make them durable behind openraft's back.
+            return Err(if last.is_some() { shared.fail(e) } else { e });
+        }
         if shared.ack_before_sync.load(Ordering::Relaxed) {
             callback.log_io_completed(Ok(()));
             return Ok(());
@@ -514,15 +577,23 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
         match last {
             // Fired by whichever thread makes the entries durable (Walden's syncer, or a group
             // commit another caller leads), or at once if they already are.
-            Some(lsn) => shared.entries.on_durable(lsn, move |outcome| {
-                callback.log_io_completed(outcome.map(|_| ()).map_err(io::Error::other));
-            }),
+            Some(lsn) => {
+                let failed = Arc::clone(&shared.failed);
+                shared.entries.on_durable(lsn, move |outcome| {
+                    // Before openraft hears of it, so that its next call is refused.
+                    if let Err(e @ DurableError::Poisoned(_)) = outcome {
+                        let _ = failed.set(e.to_string());
+                    }
+                    callback.log_io_completed(outcome.map(|_| ()).map_err(io::Error::other));
+                });
+            }
             None => callback.log_io_completed(Ok(())),
         }
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        self.shared.check(|e| write_err(e))?;
         let Some(run) = self.shared.lock().run.clone() else {
             return Ok(());
         };
@@ -535,7 +606,7 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
             self.shared
                 .entries
                 .truncate_back(run.first.1.prev())
-                .map_err(write_err)?;
+                .map_err(|e| self.shared.fail(write_err(e)))?;
             st.run = None;
             return Ok(());
         }
@@ -550,7 +621,7 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
         self.shared
             .entries
             .truncate_back(run.lsn(keep))
-            .map_err(write_err)?;
+            .map_err(|e| self.shared.fail(write_err(e)))?;
         if let Some(run) = &mut st.run {
             run.last = last;
         }
@@ -560,6 +631,7 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         // The purge point is durable before anything is removed, and before any later append
         // (which, after a purge past the end, starts a new run that only it explains).
+        self.shared.check(|e| write_err(e))?;
         self.shared.entries_durable().await?;
         let (durable, cut) = {
             let mut st = self.shared.lock();
@@ -607,12 +679,13 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
             {
                 // The broken order: the entries go (durably) before the purge point is even
                 // written, so every run of the explorer sees the gap between the two.
-                self.shared.entries.truncate_front(cut).map_err(write_err)?;
+                let cut = self.shared.entries.truncate_front(cut);
+                cut.map_err(|e| self.shared.fail(write_err(e)))?;
             }
             let durable = self.shared.write_meta(&st.meta, |e| write_err(e))?;
             (durable, cut)
         };
-        durable.await.map_err(write_err)?;
+        durable.await.map_err(|e| self.shared.fail(write_err(e)))?;
         self.shared.compact_meta();
         if self
             .shared
@@ -622,7 +695,8 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
             return Ok(());
         }
         // Whole segments entirely below the first live entry go (the active one never does).
-        self.shared.entries.truncate_front(cut).map_err(write_err)?;
+        let removed = self.shared.entries.truncate_front(cut);
+        removed.map_err(|e| self.shared.fail(write_err(e)))?;
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Edge cases of the store found in review: the meta log's size under commits alone, a purge
-//! below the first entry of a log never purged, and raft indexes at the end of `u64`.
+//! below the first entry of a log never purged, raft indexes at the end of `u64`, and empty,
+//! reversed and extreme read ranges.
 
 mod common;
 
@@ -76,4 +77,32 @@ async fn an_entry_at_the_last_u64_index_is_refused() {
     let st = s.get_log_state().await.unwrap();
     assert_eq!(st.last_log_id, None);
     assert!(s.try_get_log_entries(0..).await.unwrap().is_empty());
+}
+
+/// Empty, reversed and extreme ranges read what is live in them, and never panic.
+#[tokio::test]
+async fn empty_reversed_and_extreme_ranges_read_only_what_is_live() {
+    use core::ops::Bound::{Excluded, Included, Unbounded};
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    s.blocking_append((3..8).map(|i| entry(1, i)))
+        .await
+        .unwrap();
+    let mut read = async |range: (core::ops::Bound<u64>, core::ops::Bound<u64>)| {
+        let entries = s.try_get_log_entries(range).await.unwrap();
+        entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>()
+    };
+    assert_eq!(read((Included(5), Excluded(5))).await, [0u64; 0]);
+    assert_eq!(read((Included(6), Excluded(4))).await, [0u64; 0]);
+    assert_eq!(read((Excluded(5), Included(5))).await, [0u64; 0]);
+    assert_eq!(read((Included(0), Excluded(3))).await, [0u64; 0]);
+    assert_eq!(read((Included(8), Unbounded)).await, [0u64; 0]);
+    assert_eq!(read((Excluded(u64::MAX), Unbounded)).await, [0u64; 0]);
+    assert_eq!(
+        read((Included(u64::MAX), Included(u64::MAX))).await,
+        [0u64; 0]
+    );
+    assert_eq!(read((Excluded(4), Included(6))).await, [5, 6]);
+    assert_eq!(read((Unbounded, Included(u64::MAX))).await, [3, 4, 5, 6, 7]);
+    assert_eq!(read((Included(7), Included(7))).await, [7]);
 }

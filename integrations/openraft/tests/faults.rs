@@ -1,0 +1,292 @@
+//! Failed writes and syncs. After one, in either log, the store takes no more writes and
+//! reports nothing from memory until it is reopened: memory may hold what never became durable
+//! (entries, a vote, a purge point), and the other log must not go on as if it had.
+//!
+//! [`FaultyFs`] is the real file system with one of the store's two directories failing on
+//! demand (`EIO` on every write and sync in it), as a disk that dies under the store. The
+//! other directory keeps working. Unlike the simulator it cannot drop bytes that a failed sync
+//! left in the page cache, so it fails the writes too, until the store is dropped (walden-std
+//! hands buffered bytes to the OS on drop, best effort): what the failed call wrote never
+//! reaches the file, and the reopen shows what a power loss after the failure may leave.
+
+mod common;
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use common::{Store, entry, id, indexes};
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
+use openraft::{StorageError, Vote};
+use walden_openraft::LogStore;
+use walden_openraft::kv::TypeConfig;
+use walden_std::{
+    DirEntry, FileSystem, FsFile, Job, Metadata, OpenMode, Options, OsFs, Tuning, Worker,
+};
+
+/// The real file system; once [`FaultyFs::fail`] names one of the store's logs, every write,
+/// sync and length change of a file in that log's directory fails with `EIO`.
+#[derive(Clone, Default)]
+struct FaultyFs {
+    failing: Arc<Mutex<Option<&'static str>>>,
+}
+
+impl FaultyFs {
+    /// `"entries"` or `"meta"`: that directory fails from now on.
+    fn fail(&self, log: &'static str) {
+        *self.failing.lock().unwrap_or_else(PoisonError::into_inner) = Some(log);
+    }
+
+    fn check(&self, log: Option<&'static str>) -> io::Result<()> {
+        let failing = *self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        match failing {
+            Some(f) if log == Some(f) => Err(io::Error::from_raw_os_error(libc::EIO)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The log a path is in: `<store>/<log>` or `<store>/<log>/<file>`.
+fn log_of(path: &Path) -> Option<&'static str> {
+    let mut names = path.components().rev().take(2);
+    names.find_map(|c| match c.as_os_str().to_str() {
+        Some("entries") => Some("entries"),
+        Some("meta") => Some("meta"),
+        _ => None,
+    })
+}
+
+struct FaultyFile {
+    file: File,
+    log: Option<&'static str>,
+    fs: FaultyFs,
+}
+
+impl FsFile for FaultyFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.file.read_at(buf, offset)
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.fs.check(self.log)?;
+        FsFile::write_all_at(&self.file, buf, offset)
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.fs.check(self.log)?;
+        FsFile::sync_data(&self.file)
+    }
+
+    fn sync_all(&self) -> io::Result<()> {
+        self.fs.check(self.log)?;
+        FsFile::sync_all(&self.file)
+    }
+
+    fn write_back(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.fs.check(self.log)?;
+        self.file.write_back(offset, len)
+    }
+
+    fn start_write_back(&self, offset: u64, len: u64) {
+        self.file.start_write_back(offset, len);
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.fs.check(self.log)?;
+        FsFile::set_len(&self.file, len)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        FsFile::len(&self.file)
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        self.file.allocate(len)
+    }
+
+    fn forget_cache(&self) -> io::Result<()> {
+        self.file.forget_cache()
+    }
+
+    fn try_lock(&self) -> io::Result<()> {
+        FsFile::try_lock(&self.file)
+    }
+
+    fn try_lock_shared(&self) -> io::Result<()> {
+        FsFile::try_lock_shared(&self.file)
+    }
+}
+
+impl FileSystem for FaultyFs {
+    type File = FaultyFile;
+
+    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        OsFs.create_dir_all(path)
+    }
+
+    fn metadata(&self, path: &Path) -> io::Result<Metadata> {
+        OsFs.metadata(path)
+    }
+
+    fn symlink_metadata(&self, path: &Path) -> io::Result<Metadata> {
+        OsFs.symlink_metadata(path)
+    }
+
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<FaultyFile> {
+        self.wrap(path, OsFs.open(path, mode)?)
+    }
+
+    fn open_dir(&self, path: &Path) -> io::Result<FaultyFile> {
+        self.wrap(path, OsFs.open_dir(path)?)
+    }
+
+    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
+        OsFs.hard_link(original, link)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        OsFs.rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        OsFs.remove_file(path)
+    }
+
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        OsFs.read_dir(path)
+    }
+
+    fn spawn(&self, name: &str, job: Job) -> io::Result<Worker> {
+        OsFs.spawn(name, job)
+    }
+
+    fn tuning(&self) -> Tuning {
+        OsFs.tuning()
+    }
+}
+
+impl FaultyFs {
+    fn wrap(&self, path: &Path, file: File) -> io::Result<FaultyFile> {
+        Ok(FaultyFile {
+            file,
+            log: log_of(path),
+            fs: self.clone(),
+        })
+    }
+}
+
+type FaultyStore = LogStore<TypeConfig, FaultyFs>;
+
+fn open_faulty(fs: &FaultyFs, dir: &Path) -> FaultyStore {
+    FaultyStore::open_in(fs.clone(), dir, Options::default())
+        .unwrap_or_else(|e| panic!("open: {e}"))
+}
+
+/// Reopens on the real file system, as after a restart.
+fn reopen(dir: &Path) -> Store {
+    Store::open(dir).unwrap_or_else(|e| panic!("reopen: {e}"))
+}
+
+/// The call was refused because an earlier write failed, and says so.
+#[track_caller]
+fn refused<T: core::fmt::Debug>(what: &str, r: Result<T, StorageError<u64>>) {
+    match r {
+        Ok(v) => panic!("{what} succeeded after a failed write: {v:?}"),
+        Err(e) => assert!(
+            e.to_string().contains("an earlier write failed"),
+            "{what} failed, but not because the store is poisoned: {e}"
+        ),
+    }
+}
+
+/// The entries log fails under an append: the flush is reported failed, and nothing after it
+/// may report the failed entries or write anything that follows them (the meta log works).
+#[tokio::test]
+async fn a_failed_append_fails_every_later_call_and_its_entries_are_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultyFs::default();
+    let mut s = open_faulty(&fs, dir.path());
+    s.blocking_append((0..3).map(|i| entry(1, i)))
+        .await
+        .unwrap();
+    s.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
+
+    fs.fail("entries");
+    let r = s.blocking_append([entry(1, 3), entry(1, 4)]).await;
+    assert!(r.is_err(), "an append whose sync failed was acknowledged");
+
+    refused("get_log_state", s.get_log_state().await);
+    refused("an append", s.blocking_append([entry(1, 5)]).await);
+    refused("save_vote", s.save_vote(&Vote::new_committed(2, 1)).await);
+    // Before the fix this record, naming a failed entry, went to the working meta log.
+    refused("save_committed", s.save_committed(Some(id(1, 4))).await);
+    refused("truncate", s.truncate(id(1, 4)).await);
+    refused("purge", s.purge(id(1, 1)).await);
+    refused("read_vote", s.read_vote().await);
+    drop(s);
+
+    let mut s = reopen(dir.path());
+    assert_eq!(indexes(&mut s).await, [(1, 0), (1, 1), (1, 2)]);
+    assert_eq!(s.read_committed().await.unwrap(), None);
+    assert_eq!(
+        s.read_vote().await.unwrap(),
+        Some(Vote::new_committed(1, 1))
+    );
+}
+
+/// The meta log fails under a purge past the end (a snapshot install). Before the fix the
+/// store went on with the purge point in memory only: `get_log_state` reported it, and the
+/// next append (index 51, after it) was acknowledged. After a restart the purge point was
+/// gone, so the store mapped index 51's record as the end of a run starting at index 41 on
+/// the first record, which holds index 0: every read of the log failed.
+#[tokio::test]
+async fn a_failed_purge_is_not_reported_and_no_append_follows_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultyFs::default();
+    let mut s = open_faulty(&fs, dir.path());
+    s.blocking_append((0..10).map(|i| entry(1, i)))
+        .await
+        .unwrap();
+
+    fs.fail("meta");
+    assert!(s.purge(id(2, 50)).await.is_err());
+
+    refused("get_log_state", s.get_log_state().await);
+    refused("an append", s.blocking_append([entry(2, 51)]).await);
+    drop(s);
+
+    let mut s = reopen(dir.path());
+    let st = s.get_log_state().await.unwrap();
+    assert_eq!(st.last_purged_log_id, None);
+    assert_eq!(st.last_log_id, Some(id(1, 9)));
+    let want: Vec<_> = (0..10).map(|i| (1, i)).collect();
+    assert_eq!(indexes(&mut s).await, want);
+}
+
+/// The meta log fails under `save_vote`: the vote is not read back as saved, and the store
+/// takes no append under it.
+#[tokio::test]
+async fn a_failed_vote_save_is_not_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FaultyFs::default();
+    let mut s = open_faulty(&fs, dir.path());
+    s.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
+    s.blocking_append((0..2).map(|i| entry(1, i)))
+        .await
+        .unwrap();
+
+    fs.fail("meta");
+    assert!(s.save_vote(&Vote::new(2, 2)).await.is_err());
+
+    refused("read_vote", s.read_vote().await);
+    refused("an append", s.blocking_append([entry(1, 2)]).await);
+    drop(s);
+
+    let mut s = reopen(dir.path());
+    assert_eq!(
+        s.read_vote().await.unwrap(),
+        Some(Vote::new_committed(1, 1))
+    );
+    assert_eq!(indexes(&mut s).await, [(1, 0), (1, 1)]);
+}
