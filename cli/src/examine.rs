@@ -58,6 +58,9 @@ fn open_and_inspect(
 }
 
 pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Failure> {
+    // Unused here (recovery checks the stored bytes' checksums), but a key file given for
+    // uniform scripts must still be one: a malformed one is refused as by every command.
+    common.keys()?;
     let (ins, segs, survey) = open_and_inspect(common, policy, false)?;
     let code = render::exit_code(&ins, &survey);
     if common.json {

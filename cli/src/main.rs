@@ -137,7 +137,8 @@ struct Common {
     /// docs/OPERATIONS.md). `dump` needs it to show encrypted records and authenticates each
     /// one; `verify` with it also authenticates every record (a record altered with its
     /// checksum recomputed is corruption, exit status 2). `inspect` and `repair` never need a
-    /// key (recovery checks the stored bytes' checksums) and accept it for uniform scripts.
+    /// key (recovery checks the stored bytes' checksums) and accept it for uniform scripts;
+    /// every command refuses a file that is not a key file (exit status 64).
     #[arg(long, value_name = "FILE")]
     key_file: Option<PathBuf>,
 }
@@ -224,10 +225,35 @@ fn print_out(text: &str) -> Result<(), Failure> {
         .map_err(|e| Failure::new(format!("cannot write to stdout: {e}")))
 }
 
+/// Prints a command that did not run as the one JSON object `--json` promises.
+fn print_json_error(e: &Failure) {
+    let v = serde_json::json!({ "error": e.message, "exit_code": e.code });
+    let _ = print_out(&format!("{v}\n"));
+}
+
+/// Whether a command line clap refused still asked for `--json` (before any `--`).
+fn asked_for_json(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    args.take_while(|a| a != "--").any(|a| a == "--json")
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            // `--help` and `--version` are not errors; anything else is a bad command line,
+            // which a script that asked for `--json` gets as the one object it expects too.
+            if e.use_stderr() && asked_for_json(std::env::args_os().skip(1)) {
+                // clap's message is the paragraph before the usage line.
+                let text = e.render().to_string();
+                let paragraph: Vec<&str> = text
+                    .lines()
+                    .take_while(|l| !l.trim().is_empty())
+                    .map(str::trim)
+                    .collect();
+                let message = paragraph.join(" ");
+                let message = message.strip_prefix("error: ").unwrap_or(&message);
+                print_json_error(&Failure::usage(message.to_owned()));
+            }
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
@@ -238,17 +264,14 @@ fn main() -> ExitCode {
         | Command::Dump { common, .. }
         | Command::Repair { common, .. } => common.json,
     };
-    if let Command::Dump {
-        from: Some(from),
-        to: Some(to),
-        ..
-    } = cli.command
-        && from > to
-    {
-        note!("walden: --from {from} is after --to {to}: no LSN is in that range");
-        return ExitCode::from(EXIT_USAGE);
-    }
     let result = match cli.command {
+        Command::Dump {
+            from: Some(from),
+            to: Some(to),
+            ..
+        } if from > to => Err(Failure::usage(format!(
+            "--from {from} is after --to {to}: no LSN is in that range"
+        ))),
         Command::Inspect { common, policy } => examine::inspect(&common, policy.into()),
         Command::Verify { common } => examine::verify(&common),
         Command::Dump {
@@ -264,8 +287,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             if json {
-                let v = serde_json::json!({ "error": e.message, "exit_code": e.code });
-                let _ = print_out(&format!("{v}\n"));
+                print_json_error(&e);
             }
             note!("walden: {e}");
             ExitCode::from(e.code)

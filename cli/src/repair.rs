@@ -80,6 +80,9 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
     } else {
         RecoveryPolicy::TolerateTornTail
     };
+    // Unused (recovery checks the stored bytes' checksums), but refused when it is not a key
+    // file, before anything is changed, as by every command.
+    common.keys()?;
     let config = common.config(policy)?;
     // Look first, read-only: a clean or refused log gets no lock file, no write, nothing.
     let (ro, survey) = open_read_only(&common.dir)?;

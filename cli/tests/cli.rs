@@ -762,7 +762,8 @@ fn a_malformed_key_file_is_a_usage_error_found_before_the_scan() {
     for (name, bytes, says) in files {
         let file = tmp.path().join(name);
         fs::write(&file, bytes).unwrap();
-        for cmd in ["verify", "dump"] {
+        // `inspect` and `repair` need no key, but a key file given to them is checked too.
+        for cmd in ["verify", "dump", "inspect", "repair"] {
             // A directory that does not exist: the key file is refused first.
             for d in [&dir, &missing] {
                 let out = walden(&[cmd, p(d), "--key-file", p(&file)]);
@@ -774,7 +775,7 @@ fn a_malformed_key_file_is_a_usage_error_found_before_the_scan() {
             assert_eq!((code, &v["exit_code"]), (64, &Value::from(64)), "{v}");
         }
     }
-    for cmd in ["verify", "dump"] {
+    for cmd in ["verify", "dump", "inspect", "repair"] {
         let gone = tmp.path().join("gone.keys");
         let out = walden(&[cmd, p(&dir), "--key-file", p(&gone)]);
         assert_eq!(out.code, 3, "{cmd}: {}{}", out.stdout, out.stderr);
@@ -908,4 +909,48 @@ fn a_reader_that_stops_early_changes_no_exit_status() {
     assert_eq!(walden_unread(&["repair", p(dir)]), 0);
     assert!(listing(dir).len() > before.len(), "the .broken copies");
     assert_eq!(walden(&["verify", p(dir)]).code, 0, "repaired");
+}
+
+/// A command line that is refused still gives a script that asked for `--json` the one JSON
+/// object it reads (exit status 64 in it); `--help` prints help, not an error object.
+#[test]
+fn a_refused_command_line_gives_json_when_json_was_asked_for() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_log(dir, 3);
+    let cases: [(&[&str], &str); 5] = [
+        (&["inspect", "--json", "--bogus", p(dir)], "--bogus"),
+        (&["verify", "--json"], "DIR"),
+        (&["dump", "--json", "--from", "x", p(dir)], "--from"),
+        (
+            &["dump", "--json", "--from", "9", "--to", "2", p(dir)],
+            "--from 9",
+        ),
+        (
+            &["repair", "--json", "--max-record-size", "0", p(dir)],
+            "--max-record-size",
+        ),
+    ];
+    for (args, says) in cases {
+        let (code, v) = json(args);
+        assert_eq!(
+            (code, &v["exit_code"]),
+            (64, &Value::from(64)),
+            "{args:?}: {v}"
+        );
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{args:?}: {v}");
+    }
+    // Without --json, nothing on stdout; with --help, help and status 0.
+    let out = walden(&["inspect", "--bogus", p(dir)]);
+    assert_eq!(out.code, 64);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    let out = walden(&["inspect", "--json", "--help"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("Usage"), "{}", out.stdout);
+    // After `--`, `--json` is a directory name, not the option.
+    let out = walden(&["inspect", "--bogus", "--", "--json"]);
+    assert_eq!(out.code, 64);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
 }
