@@ -96,6 +96,46 @@ impl<C: RaftTypeConfig, F: FileSystem> Shared<C, F> {
         let _ = self.failed.set(e.to_string());
         e
     }
+
+    /// A change to the meta state in memory whose record is not yet durable; see [`Unsettled`].
+    fn unsettled(&self, what: &'static str) -> Unsettled<'_> {
+        Unsettled {
+            failed: &self.failed,
+            what,
+            settled: false,
+        }
+    }
+}
+
+/// Poisons the store if dropped before [`Unsettled::settle`]. A `save_vote` or `purge` changes
+/// the meta state in memory, then waits for its record to become durable. Stopped in between
+/// (its future dropped, or an error before the record was written) memory is ahead of the
+/// disk: the new vote or purge point is visible and may never become durable. So the store,
+/// as after a failed write, takes and reports nothing more until it is reopened and reads what
+/// the disk holds.
+#[must_use = "dropped unsettled, it poisons the store"]
+struct Unsettled<'a> {
+    failed: &'a OnceLock<String>,
+    what: &'static str,
+    settled: bool,
+}
+
+impl Unsettled<'_> {
+    /// The change is durable (or the store is already poisoned by its failure).
+    fn settle(mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for Unsettled<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            let _ = self.failed.set(format!(
+                "a {} was stopped before its meta record was durable",
+                self.what
+            ));
+        }
+    }
 }
 
 impl<C: RaftTypeConfig> LogStore<C> {
@@ -494,6 +534,7 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
     async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         self.shared.check(|e| vote_err(e))?;
         self.shared.entries_durable().await?;
+        let unsettled = self.shared.unsettled("vote save");
         let durable = {
             let mut st = self.shared.lock();
             st.meta.vote = Some(vote.clone());
@@ -501,11 +542,13 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
                 // The broken order: appended, no sync requested, reported saved.
                 let bytes = st.meta.encode().map_err(vote_err)?;
                 let _unsynced = self.shared.meta.append(&bytes).map_err(vote_err)?;
+                unsettled.settle();
                 return Ok(());
             }
             self.shared.write_meta(&st.meta, |e| vote_err(e))?
         };
         durable.await.map_err(|e| self.shared.fail(vote_err(e)))?;
+        unsettled.settle();
         self.shared.compact_meta();
         Ok(())
     }
@@ -633,7 +676,7 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
         // (which, after a purge past the end, starts a new run that only it explains).
         self.shared.check(|e| write_err(e))?;
         self.shared.entries_durable().await?;
-        let (durable, cut) = {
+        let (durable, cut, unsettled) = {
             let mut st = self.shared.lock();
             if st
                 .meta
@@ -656,6 +699,7 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
                     log_id.index, run.first.0
                 )));
             }
+            let unsettled = self.shared.unsettled("purge");
             st.meta.purged = Some(log_id.clone());
             let cut = match st.run.clone() {
                 Some(run) if log_id.index < run.last.index => {
@@ -683,9 +727,10 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
                 cut.map_err(|e| self.shared.fail(write_err(e)))?;
             }
             let durable = self.shared.write_meta(&st.meta, |e| write_err(e))?;
-            (durable, cut)
+            (durable, cut, unsettled)
         };
         durable.await.map_err(|e| self.shared.fail(write_err(e)))?;
+        unsettled.settle();
         self.shared.compact_meta();
         if self
             .shared

@@ -11,10 +11,13 @@
 
 mod common;
 
+use core::future::Future;
+use core::pin::pin;
+use core::task::{Context, Waker};
 use std::fs::File;
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use common::{Store, entry, id, indexes};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
@@ -30,9 +33,31 @@ use walden_std::{
 #[derive(Clone, Default)]
 struct FaultyFs {
     failing: Arc<Mutex<Option<&'static str>>>,
+    /// The log whose syncs wait (see [`FaultyFs::hold`]), and the condition they wait on.
+    held: Arc<(Mutex<Option<&'static str>>, Condvar)>,
 }
 
 impl FaultyFs {
+    /// Every sync of a file in `log`'s directory waits until [`FaultyFs::release`]: a record
+    /// appended there stays not durable for as long as a test needs.
+    fn hold(&self, log: &'static str) {
+        *self.held.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(log);
+    }
+
+    fn release(&self) {
+        *self.held.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.held.1.notify_all();
+    }
+
+    /// Waits while syncs of `log` are held.
+    fn wait_held(&self, log: Option<&'static str>) {
+        let (lock, released) = &*self.held;
+        let mut held = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        while log.is_some() && *held == log {
+            held = released.wait(held).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
     /// `"entries"` or `"meta"`: that directory fails from now on.
     fn fail(&self, log: &'static str) {
         *self.failing.lock().unwrap_or_else(PoisonError::into_inner) = Some(log);
@@ -74,11 +99,13 @@ impl FsFile for FaultyFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        self.fs.wait_held(self.log);
         self.fs.check(self.log)?;
         FsFile::sync_data(&self.file)
     }
 
     fn sync_all(&self) -> io::Result<()> {
+        self.fs.wait_held(self.log);
         self.fs.check(self.log)?;
         FsFile::sync_all(&self.file)
     }
@@ -289,4 +316,60 @@ async fn a_failed_vote_save_is_not_read_back() {
         Some(Vote::new_committed(1, 1))
     );
     assert_eq!(indexes(&mut s).await, [(1, 0), (1, 1)]);
+}
+
+/// Polls `fut` once and drops it: the caller giving up on a call (a timeout, a `select!`)
+/// while it waits for its record to become durable.
+fn poll_once_and_drop<F: Future>(fut: F) {
+    let mut fut = pin!(fut);
+    let polled = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+    assert!(
+        polled.is_pending(),
+        "the call did not wait for its held sync"
+    );
+}
+
+/// A `save_vote` or `purge` dropped while its meta record waits to become durable. Before the
+/// fix the new vote (or purge point) stayed in memory: `read_vote` and `get_log_state`
+/// reported it as saved although it might never reach the disk, and the store took appends
+/// under it. Now the store is poisoned as after a failed write; a reopen finds one state or
+/// the other, whole.
+#[tokio::test]
+async fn a_vote_save_or_purge_dropped_before_it_is_durable_poisons_the_store() {
+    for call in ["save_vote", "purge"] {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultyFs::default();
+        let mut s = open_faulty(&fs, dir.path());
+        s.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
+        s.blocking_append((0..10).map(|i| entry(1, i)))
+            .await
+            .unwrap();
+
+        fs.hold("meta");
+        match call {
+            "save_vote" => poll_once_and_drop(s.save_vote(&Vote::new(2, 2))),
+            _ => poll_once_and_drop(s.purge(id(1, 5))),
+        }
+        fs.release();
+
+        refused("read_vote", s.read_vote().await);
+        refused("get_log_state", s.get_log_state().await);
+        refused("an append", s.blocking_append([entry(1, 10)]).await);
+        drop(s);
+
+        let mut s = reopen(dir.path());
+        let vote = s.read_vote().await.unwrap();
+        let st = s.get_log_state().await.unwrap();
+        match call {
+            "save_vote" => assert!(
+                vote == Some(Vote::new_committed(1, 1)) || vote == Some(Vote::new(2, 2)),
+                "{vote:?}"
+            ),
+            _ => assert!(
+                st.last_purged_log_id.is_none() || st.last_purged_log_id == Some(id(1, 5)),
+                "{st:?}"
+            ),
+        }
+        assert_eq!(st.last_log_id, Some(id(1, 9)), "{call}");
+    }
 }
