@@ -168,8 +168,18 @@ impl<F: FileSystem> FileStorage<F> {
             return Err(Error::NotADirectory { dir });
         }
         let dir_handle = fs.open_dir(&dir).map_err(|e| fail("open", e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        // As `ReadOnlyDir` does: a FIFO opened here (read-write, non-blocking) would take the
+        // lock, and every reader of the directory (`verify_dir`, the `walden` command) would
+        // then refuse it while the log runs. A symlink is never followed either way.
+        match fs.symlink_metadata(&lock_path) {
+            Ok(m) if m.kind != FileKind::File => {
+                return Err(Error::LockNotAFile { path: lock_path });
+            }
+            _ => {}
+        }
         let lock = fs
-            .open(&dir.join(LOCK_FILE), OpenMode::CreateOrOpen)
+            .open(&lock_path, OpenMode::CreateOrOpen)
             .map_err(|e| fail("open the lock file in", e))?;
         match lock.try_lock() {
             Ok(()) => {}
