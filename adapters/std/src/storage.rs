@@ -330,7 +330,7 @@ impl<F: FileSystem> FileStorage<F> {
             let meta = self.fs.symlink_metadata(&path)?;
             if meta.kind != FileKind::File {
                 // A symlink or anything else where a segment should be: never follow it.
-                return Err(FileError::new(StorageErrorKind::Unsupported));
+                return Err(FileError::not_a_regular_file());
             }
             let f = self.fs.open(&path, OpenMode::ReadWrite)?;
             self.remember(id, Arc::new(f));
@@ -565,7 +565,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         let path = self.segment_path(id);
         let meta = self.fs.symlink_metadata(&path)?;
         if meta.kind != FileKind::File {
-            return Err(FileError::new(StorageErrorKind::Unsupported));
+            return Err(FileError::not_a_regular_file());
         }
         let pending_end = lock_pending(&self.pending)
             .as_ref()
@@ -581,7 +581,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             None => {
                 let path = self.segment_path(id);
                 if self.fs.symlink_metadata(&path)?.kind != FileKind::File {
-                    return Err(FileError::new(StorageErrorKind::Unsupported));
+                    return Err(FileError::not_a_regular_file());
                 }
                 read_at(&self.fs.open(&path, OpenMode::Read)?, offset, buf)?
             }

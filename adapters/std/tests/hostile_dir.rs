@@ -2,7 +2,7 @@
 //! a segment that are not regular files. Each gives a typed error that names what is wrong,
 //! and changes nothing.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use walden_std::{Config, Error, Options, SharedWal, Wal, verify_dir};
 
@@ -64,5 +64,97 @@ fn a_writer_refuses_a_lock_file_that_is_not_a_regular_file() {
             Err(Error::LockNotAFile { .. })
         ));
         assert_eq!(snapshot(dir), before, "nothing changed");
+    }
+}
+
+fn segment(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.wal"))
+}
+
+/// A log of several segments (4 KiB each), closed.
+fn make_log(dir: &Path) -> u64 {
+    let (mut wal, _) = Wal::open(dir, options()).unwrap();
+    for i in 0..100u8 {
+        wal.append(&[i; 100]).unwrap();
+    }
+    let newest = wal.segments().last().unwrap().id;
+    assert!(newest >= 2);
+    newest
+}
+
+/// Entries named like a segment that are not regular files (a FIFO, a socket, a symlink):
+/// `verify_dir`, `Wal::open` and `Wal::open_replaying` all refuse with an error that names the
+/// file and says it is not a regular file, and nothing changes. `verify_dir` said only
+/// "cannot verify DIR: unsupported operation" (`Error::Directory`, no file), and the opens
+/// "...: len of segment N failed: unsupported operation".
+#[test]
+fn a_segment_name_that_is_not_a_regular_file_is_named_and_refused() {
+    type Make = fn(&Path, &Path);
+    let makers: [(&str, Make); 3] = [
+        ("fifo", |_, p| mkfifo(p)),
+        ("socket", |_, p| {
+            // Bound and closed at once: the socket file stays.
+            drop(std::os::unix::net::UnixListener::bind(p).unwrap());
+        }),
+        ("symlink", |dir, p| {
+            std::os::unix::fs::symlink(segment(dir, 0), p).unwrap();
+        }),
+    ];
+    for (what, make) in makers {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let newest = make_log(dir);
+        // In the newest segment's place (kept aside, outside the directory), and as a later one.
+        let aside = tmp.path().with_extension("aside");
+        std::fs::rename(segment(dir, newest), &aside).unwrap();
+        for id in [newest, newest + 5] {
+            let bad = segment(dir, id);
+            make(dir, &bad);
+            let before = snapshot(dir);
+            let expect = |e: &Error, call: &str| {
+                let text = e.to_string();
+                assert!(
+                    text.contains("not a regular file") && text.contains(&*bad.to_string_lossy()),
+                    "{what} as segment {id}, {call}: {text}"
+                );
+            };
+            match verify_dir(dir, 2) {
+                Err(e @ Error::Open { .. }) => {
+                    let Error::Open { file, error } = &e else {
+                        unreachable!()
+                    };
+                    assert_eq!(file.as_deref(), Some(&*bad), "{what}");
+                    assert!(
+                        matches!(error, walden_std::OpenError::Storage(s) if s.segment == Some(id)),
+                        "{what}: {error:?}"
+                    );
+                    expect(&e, "verify_dir");
+                }
+                other => panic!(
+                    "{what} as segment {id}, verify_dir: {:?}",
+                    other.map(|_| ())
+                ),
+            }
+            match Wal::open(dir, options()) {
+                Err(e) => expect(&e, "Wal::open"),
+                Ok(_) => panic!("{what} as segment {id}: Wal::open opened"),
+            }
+            match Wal::open_replaying(dir, options(), |_, _| Ok::<(), ()>(())) {
+                Err(walden_std::ReplayError::Log(e)) => expect(&e, "Wal::open_replaying"),
+                other => panic!(
+                    "{what} as segment {id}, open_replaying: {:?}",
+                    other.map(|_| ())
+                ),
+            }
+            assert_eq!(
+                snapshot(dir),
+                before,
+                "{what} as segment {id}: nothing changed"
+            );
+            std::fs::remove_file(&bad).unwrap();
+            if id == newest {
+                std::fs::rename(&aside, segment(dir, newest)).unwrap();
+            }
+        }
     }
 }
