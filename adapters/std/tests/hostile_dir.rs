@@ -158,3 +158,35 @@ fn a_segment_name_that_is_not_a_regular_file_is_named_and_refused() {
         }
     }
 }
+
+/// Whatever is named `walden.clean` when a log closes was put there while it was open (the
+/// open took the marker): the close leaves it as it is. A hard link to a segment had the
+/// marker's text written over the segment's header (`O_NOFOLLOW` stops only symlinks), and
+/// the next open refused the log (`DamagedHeader`); a user's own file had its first bytes
+/// overwritten.
+#[test]
+fn a_close_writes_through_nothing_named_like_the_clean_close_marker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let marker = dir.join(walden_std::CLEAN_FILE);
+    let (mut wal, _) = Wal::open(dir, options()).unwrap();
+    let lsn = wal.append(b"durable").unwrap();
+    let newest = segment(dir, wal.segments().last().unwrap().id);
+    std::fs::hard_link(&newest, &marker).unwrap();
+    let before = std::fs::read(&newest).unwrap();
+    drop(wal);
+    assert_eq!(
+        std::fs::read(&newest).unwrap(),
+        before,
+        "the segment is untouched"
+    );
+    std::fs::remove_file(&marker).unwrap();
+    let (wal, report) = Wal::open(dir, options()).unwrap();
+    assert_eq!(report.last_lsn, lsn);
+    assert_eq!(wal.read_all_from(lsn).unwrap()[0].1, b"durable");
+
+    let theirs = b"the user's own bytes, longer than nothing at all".repeat(4);
+    std::fs::write(&marker, &theirs).unwrap();
+    drop(wal);
+    assert_eq!(std::fs::read(&marker).unwrap(), theirs);
+}
