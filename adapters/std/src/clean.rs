@@ -43,8 +43,13 @@ pub(crate) fn take<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<bool> {
 }
 
 /// Leaves the marker in `dir` (nothing is synced: see the module's documentation).
+///
+/// Only as a new file: the open took any marker, so whatever has the name now was put there
+/// while the log was open, and is not written through. A hard link to a segment had its
+/// header overwritten with this text (`O_NOFOLLOW` stops only symlinks), and a user's own
+/// file its first bytes. Leaving no marker is always safe.
 pub(crate) fn leave<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<()> {
-    fs.open(&dir.join(CLEAN_FILE), OpenMode::CreateOrOpen)?
+    fs.open(&dir.join(CLEAN_FILE), OpenMode::CreateNew)?
         .write_all_at(TEXT, 0)
 }
 

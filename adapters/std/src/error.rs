@@ -13,6 +13,8 @@ pub struct FileError {
     kind: StorageErrorKind,
     io_kind: io::ErrorKind,
     os_code: Option<i32>,
+    /// Why, where no OS error says it (see [`FileError::not_a_regular_file`]).
+    reason: Option<&'static str>,
 }
 
 impl FileError {
@@ -36,6 +38,7 @@ impl FileError {
             kind,
             io_kind: e.kind(),
             os_code,
+            reason: None,
         }
     }
 
@@ -45,6 +48,20 @@ impl FileError {
             kind,
             io_kind: io::ErrorKind::Other,
             os_code: None,
+            reason: None,
+        }
+    }
+
+    /// A segment name that is not a regular file (a symlink, a directory, a FIFO, a socket, a
+    /// device): never followed or opened as a segment. Of kind
+    /// [`StorageErrorKind::Unsupported`], and saying so: the kind alone read "unsupported
+    /// operation", which named neither the file's fault nor the fix.
+    pub(crate) fn not_a_regular_file() -> Self {
+        Self {
+            reason: Some(
+                "not a regular file (a symlink, directory, FIFO, socket or device named like a segment is never followed or read; move it out of the log directory)",
+            ),
+            ..Self::new(StorageErrorKind::Unsupported)
         }
     }
 
@@ -67,9 +84,10 @@ impl From<io::Error> for FileError {
 
 impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.os_code {
-            Some(code) => write!(f, "{} ({})", self.kind, io::Error::from_raw_os_error(code)),
-            None => write!(f, "{}", self.kind),
+        match (self.os_code, self.reason) {
+            (Some(code), _) => write!(f, "{} ({})", self.kind, io::Error::from_raw_os_error(code)),
+            (None, Some(reason)) => write!(f, "{}: {reason}", self.kind),
+            (None, None) => write!(f, "{}", self.kind),
         }
     }
 }

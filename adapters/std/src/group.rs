@@ -230,7 +230,8 @@ impl<S: Storage> GroupSync for SyncUnderLock<S> {}
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GroupWindow {
     /// Before syncing, a leader waits up to this long for more appends to join its group
-    /// (default 0: off).
+    /// (default 0: off). `Duration::MAX` is no time limit, only with a `min_bytes` (an open
+    /// refuses it with `min_bytes` 0: [`Error::InvalidOptions`](crate::Error::InvalidOptions)).
     pub max_wait: Duration,
     /// ... but stops waiting once this many payload bytes are waiting (0: wait the full time).
     pub min_bytes: u64,
@@ -240,6 +241,18 @@ pub struct GroupWindow {
     /// with pollers occupying at most [`POLL_CPUS`] CPUs; [`Spin::Fixed`] and [`Spin::Off`]
     /// override it (see the module docs of `group` in the source, "How waiters wait").
     pub spin: Spin,
+}
+
+impl GroupWindow {
+    /// Why a log cannot use this window, if it cannot: one too long for an `Instant` (such as
+    /// `Duration::MAX`, "no time limit") that no byte count ends (`min_bytes` 0) is never over,
+    /// so a leader would never sync and no append would become durable.
+    pub(crate) fn invalid(&self) -> Option<&'static str> {
+        let endless = Instant::now().checked_add(self.max_wait).is_none();
+        (endless && self.min_bytes == 0).then_some(
+            "GroupWindow: a max_wait with no time limit (Duration::MAX) and min_bytes 0 never ends, so no append would become durable: give min_bytes > 0 or a finite max_wait",
+        )
+    }
 }
 
 /// What the log lock protects.

@@ -101,7 +101,7 @@ impl<F: FileSystem> ReadOnlyDir<F> {
         }
         let path = self.dir.join(SegmentName::new(id).as_str());
         if self.fs.symlink_metadata(&path)?.kind != FileKind::File {
-            return Err(FileError::new(StorageErrorKind::Unsupported));
+            return Err(FileError::not_a_regular_file());
         }
         Ok(self.fs.open(&path, OpenMode::Read)?)
     }

@@ -222,8 +222,8 @@ impl<S: GroupSync + Send + 'static> SharedWal<S> {
     ///
     /// The core log must have been opened with [`SyncPolicy::Manual`] (it would otherwise sync
     /// under the lock on its own, following a second policy), and `policy` must be valid
-    /// (no zero interval): either mistake is [`Error::InvalidOptions`], and the log is dropped
-    /// unchanged.
+    /// (no zero interval), and so must `window` (one with no time limit needs a `min_bytes`):
+    /// any mistake is [`Error::InvalidOptions`], and the log is dropped unchanged.
     pub fn from_core(
         wal: CoreLog<S>,
         policy: SyncPolicy,
@@ -238,6 +238,9 @@ impl<S: GroupSync + Send + 'static> SharedWal<S> {
             return Err(Error::InvalidOptions {
                 why: "SharedWal::from_core: a sync policy with a zero interval",
             });
+        }
+        if let Some(why) = window.invalid() {
+            return Err(Error::InvalidOptions { why });
         }
         Ok(Self::build(wal, policy, window, None, Vec::new()))
     }

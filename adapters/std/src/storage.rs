@@ -168,8 +168,18 @@ impl<F: FileSystem> FileStorage<F> {
             return Err(Error::NotADirectory { dir });
         }
         let dir_handle = fs.open_dir(&dir).map_err(|e| fail("open", e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        // As `ReadOnlyDir` does: a FIFO opened here (read-write, non-blocking) would take the
+        // lock, and every reader of the directory (`verify_dir`, the `walden` command) would
+        // then refuse it while the log runs. A symlink is never followed either way.
+        match fs.symlink_metadata(&lock_path) {
+            Ok(m) if m.kind != FileKind::File => {
+                return Err(Error::LockNotAFile { path: lock_path });
+            }
+            _ => {}
+        }
         let lock = fs
-            .open(&dir.join(LOCK_FILE), OpenMode::CreateOrOpen)
+            .open(&lock_path, OpenMode::CreateOrOpen)
             .map_err(|e| fail("open the lock file in", e))?;
         match lock.try_lock() {
             Ok(()) => {}
@@ -320,7 +330,7 @@ impl<F: FileSystem> FileStorage<F> {
             let meta = self.fs.symlink_metadata(&path)?;
             if meta.kind != FileKind::File {
                 // A symlink or anything else where a segment should be: never follow it.
-                return Err(FileError::new(StorageErrorKind::Unsupported));
+                return Err(FileError::not_a_regular_file());
             }
             let f = self.fs.open(&path, OpenMode::ReadWrite)?;
             self.remember(id, Arc::new(f));
@@ -555,7 +565,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         let path = self.segment_path(id);
         let meta = self.fs.symlink_metadata(&path)?;
         if meta.kind != FileKind::File {
-            return Err(FileError::new(StorageErrorKind::Unsupported));
+            return Err(FileError::not_a_regular_file());
         }
         let pending_end = lock_pending(&self.pending)
             .as_ref()
@@ -571,7 +581,7 @@ impl<F: FileSystem> Storage for FileStorage<F> {
             None => {
                 let path = self.segment_path(id);
                 if self.fs.symlink_metadata(&path)?.kind != FileKind::File {
-                    return Err(FileError::new(StorageErrorKind::Unsupported));
+                    return Err(FileError::not_a_regular_file());
                 }
                 read_at(&self.fs.open(&path, OpenMode::Read)?, offset, buf)?
             }

@@ -12,8 +12,10 @@
 use std::path::Path;
 
 use walden_core::MAX_RECORD_SIZE_LIMIT;
-use walden_core::inspect::{Inspection, SegmentReport, Verdict, inspect_with_summaries};
-use walden_core::{Config, Growable, Lsn, SegmentId};
+use walden_core::inspect::{
+    InspectError, Inspection, SegmentReport, Verdict, inspect_with_summaries,
+};
+use walden_core::{Config, Growable, Lsn, OpenError, SegmentId, SegmentName};
 
 use crate::error::{Error, FileError};
 use crate::filesystem::{FileSystem, OsFs};
@@ -74,6 +76,10 @@ impl VerifyReport {
 /// the newest segment may be an ordinary torn tail; in a sealed segment it is damage. Records
 /// of any length a log can hold are accepted (a record longer than the writer's
 /// `max_record_size` is the writer's business).
+///
+/// A segment file that cannot be read (a FIFO, socket or symlink named like a segment, a file
+/// this process may not read) stops verification with the error an open of the directory
+/// gives: [`Error::Open`], naming the file.
 pub fn verify_dir(dir: impl AsRef<Path>, threads: usize) -> Result<VerifyReport, Error> {
     verify_dir_in(OsFs, dir, threads)
 }
@@ -99,20 +105,44 @@ pub fn verify_dir_in<F: FileSystem>(
         &|id| summaries.get(&id).copied(),
         &mut |s| segments.push(verdict(s)),
     )
-    .map_err(|e| Error::Directory {
-        dir: dir.to_path_buf(),
-        action: "verify",
-        error: match e {
-            walden_core::inspect::InspectError::Storage(s) => s.error,
-            _ => FileError::new(walden_core::StorageErrorKind::Unsupported),
-        },
-    })?;
+    .map_err(|e| refusal(dir, e))?;
     Ok(VerifyReport {
         records: inspection.records,
         bytes: inspection.bytes,
         segments,
         inspection,
     })
+}
+
+/// What an open of `dir` would return for the same failure: [`Error::Open`], naming the
+/// segment file a failed read concerns (a FIFO or a symlink named like a segment, an
+/// unreadable file). Verification used to return `Error::Directory` with the storage error
+/// alone ("cannot verify DIR: unsupported operation"), naming no file.
+fn refusal(dir: &Path, e: InspectError<FileError>) -> Error {
+    let error = match e {
+        InspectError::ScratchTooSmall { min } => OpenError::ScratchTooSmall { min },
+        InspectError::TooManySegments { capacity } => OpenError::TooManySegments { capacity },
+        InspectError::Storage(s) => OpenError::Storage(s),
+        InspectError::EarlyRotationNotBuiltIn { segment } => {
+            OpenError::EarlyRotationNotBuiltIn { segment }
+        }
+        // A reason this build does not know of: the planner's own words are lost, not the
+        // fact that it could not run.
+        _ => {
+            return Error::Directory {
+                dir: dir.to_path_buf(),
+                action: "verify",
+                error: FileError::new(walden_core::StorageErrorKind::Unsupported),
+            };
+        }
+    };
+    let file = match &error {
+        OpenError::Storage(s) => s.segment,
+        OpenError::EarlyRotationNotBuiltIn { segment } => Some(*segment),
+        _ => None,
+    }
+    .map(|id| dir.join(SegmentName::new(id).as_str()));
+    Error::Open { file, error }
 }
 
 fn verdict(s: &SegmentReport) -> SegmentVerdict {

@@ -270,6 +270,9 @@ impl<F: FileSystem> Wal<F> {
             }
             .into());
         }
+        if let Some(why) = options.group_window.invalid() {
+            return Err(Error::InvalidOptions { why }.into());
+        }
         // Allocated before anything on disk is touched: a size no allocation can serve is a
         // typed error (`vec!` would panic or abort the process).
         let mut scratch = Vec::new();

@@ -345,7 +345,7 @@ fn symlinked_lock_and_marker_files_are_not_followed() {
     symlink(&outside, dir.join("walden.lock")).unwrap();
     let opened = Wal::open(&dir, Options::default());
     assert!(
-        matches!(opened, Err(Error::Directory { .. })),
+        matches!(opened, Err(Error::LockNotAFile { .. })),
         "{:?}",
         opened.as_ref().err()
     );

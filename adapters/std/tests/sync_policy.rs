@@ -122,3 +122,37 @@ fn a_group_window_without_a_time_limit_does_not_panic() {
     assert!(appended.durable, "the byte waiting ends the window at once");
     assert_eq!(wal.durable_lsn(), appended.last);
 }
+
+/// A group window with no time limit that no byte count ends (`min_bytes` 0) is refused
+/// before anything on disk is touched: it was accepted, and every leader then waited in it
+/// forever, so no append under `SyncPolicy::Always` ever returned.
+#[test]
+fn a_group_window_that_never_ends_is_refused() {
+    let endless = GroupWindow {
+        max_wait: core::time::Duration::MAX,
+        min_bytes: 0,
+        ..GroupWindow::default()
+    };
+    let other = tempfile::tempdir().unwrap();
+    let log = other.path().join("log");
+    let refused = SharedWal::open(&log, options(SyncPolicy::Always).with_group_window(endless));
+    match refused {
+        Err(Error::InvalidOptions { why }) => assert!(why.contains("min_bytes"), "{why}"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    assert!(!log.exists(), "a refused open created the directory");
+
+    let mut scratch = vec![0u8; 4096];
+    let (core, _) = CoreWal::<_, Growable>::open(
+        SyncUnderLock(SimStorage::new()),
+        Config::default()
+            .with_segment_size(4096)
+            .with_sync_policy(SyncPolicy::Manual),
+        &mut scratch,
+    )
+    .unwrap();
+    assert!(matches!(
+        SharedWal::from_core(core, SyncPolicy::Always, endless),
+        Err(Error::InvalidOptions { .. })
+    ));
+}
