@@ -546,19 +546,24 @@ pub(crate) fn scan_in_parallel<S: Storage + Sync>(
     let next = AtomicUsize::new(0);
     let threads = threads.min(ids.len());
     std::thread::scope(|scope| {
+        // A thread that cannot be created (a process at its thread limit) is one scanner
+        // fewer, not a panic: what no thread summarised, recovery scans itself.
         let workers: Vec<_> = (0..threads)
-            .map(|_| {
+            .filter_map(|_| {
                 let (ids, next) = (&ids, &next);
-                scope.spawn(move || {
-                    let mut scratch = vec![0u8; 1 << 20];
-                    let mut done = Vec::new();
-                    while let Some(&id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        if let Ok(Some(s)) = scan_segment(storage, id, config, &mut scratch) {
-                            done.push(s);
+                let builder = std::thread::Builder::new().name("walden-scan".into());
+                builder
+                    .spawn_scoped(scope, move || {
+                        let mut scratch = vec![0u8; 1 << 20];
+                        let mut done = Vec::new();
+                        while let Some(&id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            if let Ok(Some(s)) = scan_segment(storage, id, config, &mut scratch) {
+                                done.push(s);
+                            }
                         }
-                    }
-                    done
-                })
+                        done
+                    })
+                    .ok()
             })
             .collect();
         workers
