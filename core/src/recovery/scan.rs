@@ -678,7 +678,12 @@ fn first_candidate(bytes: &[u8], bad: Lsn, max_lsn: u64) -> Option<usize> {
     None
 }
 
-/// Looks at every byte offset after `bad.offset` for valid records of this segment.
+/// Looks at every byte offset from `bad.offset` on for valid records of this segment that
+/// could follow the damage (an LSN above `bad.lsn`). The damaged place itself is one: a valid
+/// record of this segment there whose LSN is later than the one expected (a later record
+/// written over the damaged one's place, a misdirected write) still proves, by its `ack_gap`,
+/// what was durable when it was written; left out, a last record moved one place back had its
+/// acknowledged predecessor cut as a torn tail.
 pub(crate) fn find_orphans<S: Storage>(
     st: &S,
     win: &mut Window<'_>,
@@ -693,8 +698,10 @@ pub(crate) fn find_orphans<S: Storage>(
         .lsn
         .0
         .saturating_add(span.div_ceil(RECORD_HEADER_LEN as u64));
-    let mut at = bad.offset + 1;
-    while at + RECORD_HEADER_LEN as u64 <= keys.end {
+    let mut at = bad.offset;
+    // (`at` never passes the end: a record found ends by it, and every other step stays a
+    // header's length short of it.)
+    while keys.end.saturating_sub(at) >= RECORD_HEADER_LEN as u64 {
         // Test every offset whose whole header lies in the window in one tight pass (most of
         // a damaged tail is zeros or garbage).
         let room = usize::try_from(keys.end - at).unwrap_or(usize::MAX);

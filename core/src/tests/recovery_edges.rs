@@ -229,6 +229,63 @@ fn a_record_with_the_wrong_lsn_inside_a_segment_is_damage() {
     assert_eq!(wal.last_lsn(), Lsn(4));
 }
 
+/// A later record written over the last one's place (a misdirected write: record 6 landing
+/// where record 5 was) is evidence too. Every append was synced, so its `ack_gap` proves LSN 5
+/// durable: the open refuses instead of cutting an acknowledged record as a torn tail (before,
+/// the search for later records started one byte after the damaged place and never saw it).
+#[test]
+fn a_later_record_in_the_damaged_place_proves_what_it_vouches_for() {
+    let mut mem = log_with(5, Config::default());
+    rewrite_record(&mut mem, 0, at(5), |r| r.lsn = Lsn(6));
+    let c = refusal(try_open(mem.clone(), Config::default()));
+    assert_eq!(
+        (c.case, c.segment, c.offset, c.lsn, c.detail),
+        (
+            Case::MidLogCorruption,
+            0,
+            at(5) as u64,
+            Some(Lsn(5)),
+            detail("unexpected LSN")
+        )
+    );
+    // With manual syncs nothing vouches for LSN 5: a torn tail, the moved record an orphan.
+    let cfg = Config::default().with_sync_policy(SyncPolicy::Manual);
+    let mut mem = log_with(5, cfg);
+    rewrite_record(&mut mem, 0, at(5), |r| r.lsn = Lsn(6));
+    let (wal, report) = open(mem, cfg);
+    let cut = report.cut.unwrap();
+    assert_eq!((cut.first_lsn, cut.orphans), (Lsn(5), 1));
+    assert_eq!(wal.last_lsn(), Lsn(4));
+}
+
+/// The last place a record header fits is searched too, also when the search gets there one
+/// byte at a time. Record 3 (40,000 zero bytes) is damaged; record 4, empty, ends the segment.
+/// The header place one byte before record 4 reads as LSN 1024 (its length's high byte, then
+/// its LSN), a candidate whose checksum fails; the search then stands exactly one header
+/// before the end, and must still look there.
+#[test]
+fn the_orphan_search_looks_at_the_last_place_a_header_fits() {
+    let cfg = Config::default().with_sync_policy(SyncPolicy::Manual);
+    let (mut wal, _) = open(Mem::default(), cfg);
+    for i in 1..=2 {
+        wal.append(&fixed(i)).unwrap();
+    }
+    wal.append(&[0u8; 40_000]).unwrap();
+    wal.append(&[]).unwrap();
+    let mut mem = wal.into_storage();
+    let f = mem.files.get_mut(&0).unwrap();
+    assert_eq!(
+        f.len(),
+        at(3) + 2 * RECORD_HEADER_LEN + 40_000,
+        "record 4 ends the segment"
+    );
+    f[at(3) + RECORD_HEADER_LEN + 20_000] ^= 1;
+    let (wal, report) = open(mem, cfg);
+    let cut = report.cut.unwrap();
+    assert_eq!((cut.first_lsn, cut.orphans), (Lsn(3), 1));
+    assert_eq!(wal.last_lsn(), Lsn(2));
+}
+
 #[test]
 fn a_lone_torn_segment_is_rewritten_only_if_it_starts_the_log() {
     // Segment 0 created, header never written: a new log that never held a record.
@@ -625,14 +682,15 @@ fn inspection_counts_a_missing_front_as_one_problem() {
 fn orphans_are_the_valid_records_that_could_follow_the_damage() {
     // Manual sync: nothing vouches for anything, so damage is a torn tail with orphans.
     let cfg = Config::default().with_sync_policy(SyncPolicy::Manual);
-    // Record 3 valid but with LSN 5: it is the damage, not an orphan of itself.
+    // Record 3 valid but with LSN 5: the damage, and itself a record that could follow it
+    // (its LSN is above 3), as records 4 and 5 are.
     let mut mem = log_with(5, cfg);
     rewrite_record(&mut mem, 0, at(3), |r| r.lsn = Lsn(5));
     let (_, report) = open(mem, cfg);
     let cut = report.cut.unwrap();
     assert_eq!(
         (cut.first_lsn, cut.orphans, cut.detail),
-        (Lsn(3), 2, detail("unexpected LSN"))
+        (Lsn(3), 3, detail("unexpected LSN"))
     );
     // Copies of records from before the damage, and of the damaged LSN, found after it are
     // not records that could follow it.
