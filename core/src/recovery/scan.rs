@@ -699,9 +699,7 @@ pub(crate) fn find_orphans<S: Storage>(
         .0
         .saturating_add(span.div_ceil(RECORD_HEADER_LEN as u64));
     let mut at = bad.offset;
-    // (`at` never passes the end: a record found ends by it, and every other step stays a
-    // header's length short of it.)
-    while keys.end.saturating_sub(at) >= RECORD_HEADER_LEN as u64 {
+    while at + RECORD_HEADER_LEN as u64 <= keys.end {
         // Test every offset whose whole header lies in the window in one tight pass (most of
         // a damaged tail is zeros or garbage).
         let room = usize::try_from(keys.end - at).unwrap_or(usize::MAX);
