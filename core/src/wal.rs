@@ -746,6 +746,10 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
                 return Err(TruncateError::InsideBatch { batch_start });
             }
         };
+        // From the first change on, the records after `lsn` may be gone after a crash: the
+        // durable LSN no longer vouches for them, also if a step below fails and poisons the
+        // log (it used to stay at the old end until the cut was complete).
+        self.durable = self.durable.min(lsn);
         // Seals first: a segment left newest must not name a successor that is gone (a crash
         // in between would read as a removed segment). A sealed segment without a seal is
         // what a crash during rotation leaves, so every intermediate state is legal. (The

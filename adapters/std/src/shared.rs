@@ -541,6 +541,11 @@ impl<S: GroupSync> SharedWal<S> {
     }
 
     /// The highest LSN known durable (never beyond a successful sync; frozen once poisoned).
+    ///
+    /// Frozen means as it was just before the failure: after a `truncate_back(lsn)` that
+    /// failed part way, the records after `lsn` may be gone after a crash even below it (they
+    /// were asked to go). [`Wal::durable_lsn`](crate::Wal::durable_lsn), without a committer,
+    /// drops to `lsn` at the cut's first change.
     pub fn durable_lsn(&self) -> Lsn {
         self.inner.c.durable()
     }
