@@ -172,7 +172,7 @@ impl Shared {
     /// Freezes after the `n`-th state-changing operation from now on (`None`: never).
     pub fn crash_after(&self, n: Option<u64>) {
         let mut s = self.lock();
-        s.crash_after = n.map(|n| s.ops + n);
+        s.crash_after = n.map(|n| s.ops.saturating_add(n));
         if n == Some(0) {
             s.frozen = true;
         }
