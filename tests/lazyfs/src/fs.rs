@@ -62,6 +62,30 @@ impl Image {
         out
     }
 
+    /// Everything reachable from the root: each path with its bytes (`None` for a
+    /// directory).
+    pub fn reachable(&self) -> BTreeMap<String, Option<Vec<u8>>> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![(ROOT, String::new())];
+        while let Some((ino, prefix)) = stack.pop() {
+            if let Some(Node::Dir(entries)) = self.nodes.get(&ino) {
+                for (name, child) in entries {
+                    let path = format!("{prefix}/{}", name.to_string_lossy());
+                    match self.nodes.get(child) {
+                        Some(Node::File(data)) => {
+                            out.insert(path, Some(data.clone()));
+                        }
+                        _ => {
+                            out.insert(path.clone(), None);
+                            stack.push((*child, path));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     fn list(&self, ino: u64, prefix: &str, out: &mut String) {
         if let Some(Node::Dir(entries)) = self.nodes.get(&ino) {
             for (name, child) in entries {
@@ -100,10 +124,11 @@ pub enum CrashPlan {
     DropAll,
     /// Every unsynced change is kept: the volatile image (what a process kill leaves).
     KeepAll,
-    /// For each file independently, all its unsynced data changes kept or all lost; for each
-    /// directory independently, all its unsynced entry changes kept or all lost; chosen by
-    /// the seed.
-    Mixed(u64),
+    /// Each unsynced change independently kept or lost, as the seed says, applied in their
+    /// order over the durable image: a write (kept whole, or torn to a prefix of whole
+    /// 512-byte sectors), a length change, or one directory's entry change (a rename within a
+    /// directory is one change: both names or neither).
+    Subset(u64),
 }
 
 /// The kind of a state-changing operation, as counted.
@@ -142,6 +167,99 @@ struct State {
     broken: Option<BrokenFs>,
     /// Every counted operation, in order.
     trace: Vec<OpKind>,
+    /// The changes not yet durable, in order.
+    pending: Vec<Pending>,
+}
+
+/// A change not yet durable.
+#[derive(Clone, Debug)]
+enum Pending {
+    /// Bytes written at an offset of a file.
+    Write {
+        ino: u64,
+        offset: usize,
+        bytes: Vec<u8>,
+    },
+    /// A file's length set (`ftruncate`), or grown (`fallocate` without `KEEP_SIZE`).
+    Len { ino: u64, len: usize, grow_only: bool },
+    /// Entry changes of one directory, together: each name to an inode, or removed.
+    Names {
+        dir: u64,
+        changes: Vec<(OsString, Option<u64>)>,
+    },
+}
+
+impl Pending {
+    fn file(&self) -> Option<u64> {
+        match self {
+            Pending::Write { ino, .. } | Pending::Len { ino, .. } => Some(*ino),
+            Pending::Names { .. } => None,
+        }
+    }
+
+    /// Applies the change to `out` (`vol` says what kind a new child is); a write kept
+    /// only up to `keep` bytes.
+    fn apply(&self, out: &mut Image, vol: &Image, keep: usize) {
+        match self {
+            Pending::Write { ino, offset, bytes } => {
+                let data = file_in(out, *ino);
+                let bytes = &bytes[..keep.min(bytes.len())];
+                let end = offset + bytes.len();
+                if data.len() < end {
+                    data.resize(end, 0);
+                }
+                data[*offset..end].copy_from_slice(bytes);
+            }
+            Pending::Len {
+                ino,
+                len,
+                grow_only,
+            } => {
+                let data = file_in(out, *ino);
+                if !grow_only || data.len() < *len {
+                    data.resize(*len, 0);
+                }
+            }
+            Pending::Names { dir, changes } => {
+                for (name, child) in changes {
+                    if let Some(child) = child {
+                        add_empty(out, vol, *child);
+                    }
+                    let entries = match out.nodes.entry(*dir).or_insert(Node::Dir(BTreeMap::new())) {
+                        Node::Dir(entries) => entries,
+                        Node::File(_) => return,
+                    };
+                    match child {
+                        Some(child) => entries.insert(name.clone(), *child),
+                        None => entries.remove(name),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The bytes of file `ino` in `image` (an empty file if it has none there).
+fn file_in(image: &mut Image, ino: u64) -> &mut Vec<u8> {
+    let node = image.nodes.entry(ino).or_insert(Node::File(Vec::new()));
+    if let Node::Dir(_) = node {
+        *node = Node::File(Vec::new());
+    }
+    match node {
+        Node::File(data) => data,
+        Node::Dir(_) => unreachable!("replaced above"),
+    }
+}
+
+/// Gives `image` an empty node for `child` (of the kind it is in `vol`) if it has none.
+fn add_empty(image: &mut Image, vol: &Image, child: u64) {
+    if !image.nodes.contains_key(&child) {
+        let empty = match vol.nodes.get(&child) {
+            Some(Node::Dir(_)) => Node::Dir(BTreeMap::new()),
+            _ => Node::File(Vec::new()),
+        };
+        image.nodes.insert(child, empty);
+    }
 }
 
 /// The state a mounted [`LazyFs`] shares with the test.
@@ -161,6 +279,7 @@ impl Shared {
                 frozen: false,
                 broken,
                 trace: Vec::new(),
+                pending: Vec::new(),
             }),
         })
     }
@@ -204,28 +323,42 @@ impl Shared {
         match plan {
             CrashPlan::DropAll => s.dur.clone(),
             CrashPlan::KeepAll => s.vol.clone(),
-            CrashPlan::Mixed(seed) => {
+            CrashPlan::Subset(seed) => {
                 let mut rng = seed;
                 let mut out = s.dur.clone();
-                // Directories first (new names point at whatever their inodes hold durably),
-                // then file contents.
-                for (ino, node) in &s.vol.nodes {
-                    if let Node::Dir(entries) = node
-                        && splitmix(&mut rng) & 1 == 1
-                    {
-                        make_dir_durable(&mut out, &s.vol, *ino, entries);
+                for p in &s.pending {
+                    let r = splitmix(&mut rng);
+                    if r & 1 == 0 {
+                        continue; // lost
                     }
-                }
-                for (ino, node) in &s.vol.nodes {
-                    if let Node::File(data) = node
-                        && splitmix(&mut rng) & 1 == 1
-                    {
-                        out.nodes.insert(*ino, Node::File(data.clone()));
-                    }
+                    let keep = match p {
+                        // One kept write in four is torn: a prefix of whole sectors.
+                        Pending::Write { bytes, .. } if (r >> 1) & 3 == 0 => {
+                            ((r >> 3) as usize % (bytes.len() / 512 + 1)) * 512
+                        }
+                        _ => usize::MAX,
+                    };
+                    p.apply(&mut out, &s.vol, keep);
                 }
                 out
             }
         }
+    }
+
+    /// The durable image with every pending change applied: equal to the volatile image in
+    /// everything reachable (a check of the model's own bookkeeping).
+    pub fn replayed_image(&self) -> Image {
+        let s = self.lock();
+        let mut out = s.dur.clone();
+        for p in &s.pending {
+            p.apply(&mut out, &s.vol, usize::MAX);
+        }
+        out
+    }
+
+    /// The volatile image: what the mounted file system shows now.
+    pub fn volatile_image(&self) -> Image {
+        self.lock().vol.clone()
     }
 }
 
@@ -241,13 +374,7 @@ fn splitmix(state: &mut u64) -> u64 {
 /// starts empty there (its contents become durable through its own sync).
 fn make_dir_durable(dur: &mut Image, vol: &Image, ino: u64, entries: &BTreeMap<OsString, u64>) {
     for child in entries.values() {
-        if !dur.nodes.contains_key(child) {
-            let empty = match vol.nodes.get(child) {
-                Some(Node::Dir(_)) => Node::Dir(BTreeMap::new()),
-                _ => Node::File(Vec::new()),
-            };
-            dur.nodes.insert(*child, empty);
-        }
+        add_empty(dur, vol, *child);
     }
     dur.nodes.insert(ino, Node::Dir(entries.clone()));
 }
@@ -393,7 +520,13 @@ impl Filesystem for LazyFs {
         // Only the size is kept; modes, owners and times are accepted and ignored.
         let result = match size {
             Some(size) => self.change(OpKind::Truncate, |s| {
-                data_mut(&mut s.vol, ino.0)?.resize(len(size)?, 0);
+                let size = len(size)?;
+                data_mut(&mut s.vol, ino.0)?.resize(size, 0);
+                s.pending.push(Pending::Len {
+                    ino: ino.0,
+                    len: size,
+                    grow_only: false,
+                });
                 attr(&s.vol, ino.0)
             }),
             None => self.look(|i| attr(i, ino.0)),
@@ -421,6 +554,10 @@ impl Filesystem for LazyFs {
             }
             entries.insert(name.to_owned(), ino);
             s.vol.nodes.insert(ino, Node::Dir(BTreeMap::new()));
+            s.pending.push(Pending::Names {
+                dir: parent.0,
+                changes: vec![(name.to_owned(), Some(ino))],
+            });
             attr(&s.vol, ino)
         });
         match result {
@@ -438,6 +575,10 @@ impl Filesystem for LazyFs {
             // The inode stays (open descriptors still reach it; the durable image may still
             // name it).
             entries_mut(&mut s.vol, parent.0)?.remove(name);
+            s.pending.push(Pending::Names {
+                dir: parent.0,
+                changes: vec![(name.to_owned(), None)],
+            });
             Ok(())
         });
         match result {
@@ -474,6 +615,23 @@ impl Filesystem for LazyFs {
             }
             entries_mut(&mut s.vol, parent.0)?.remove(name);
             entries_mut(&mut s.vol, newparent.0)?.insert(newname.to_owned(), ino);
+            let (from, to) = ((name.to_owned(), None), (newname.to_owned(), Some(ino)));
+            if parent == newparent {
+                s.pending.push(Pending::Names {
+                    dir: parent.0,
+                    changes: vec![from, to],
+                });
+            } else {
+                // Across directories each side becomes durable with its own directory.
+                s.pending.push(Pending::Names {
+                    dir: parent.0,
+                    changes: vec![from],
+                });
+                s.pending.push(Pending::Names {
+                    dir: newparent.0,
+                    changes: vec![to],
+                });
+            }
             Ok(())
         });
         match result {
@@ -501,6 +659,10 @@ impl Filesystem for LazyFs {
                 return Err(Errno::EEXIST);
             }
             entries.insert(newname.to_owned(), ino.0);
+            s.pending.push(Pending::Names {
+                dir: newparent.0,
+                changes: vec![(newname.to_owned(), Some(ino.0))],
+            });
             attr(&s.vol, ino.0)
         });
         match result {
@@ -565,6 +727,11 @@ impl Filesystem for LazyFs {
                 data.resize(end, 0);
             }
             data[start..end].copy_from_slice(bytes);
+            s.pending.push(Pending::Write {
+                ino: ino.0,
+                offset: start,
+                bytes: bytes.to_vec(),
+            });
             Ok(bytes.len() as u32)
         });
         match result {
@@ -605,6 +772,7 @@ impl Filesystem for LazyFs {
             };
             if s.broken != Some(BrokenFs::FsyncNoop) {
                 s.dur.nodes.insert(ino.0, Node::File(data));
+                s.pending.retain(|p| p.file() != Some(ino.0));
             }
             Ok(())
         });
@@ -679,6 +847,8 @@ impl Filesystem for LazyFs {
             if s.broken != Some(BrokenFs::FsyncDirNoop) {
                 let State { dur, vol, .. } = &mut *s;
                 make_dir_durable(dur, vol, ino.0, &entries);
+                s.pending
+                    .retain(|p| !matches!(p, Pending::Names { dir, .. } if *dir == ino.0));
             }
             Ok(())
         });
@@ -719,6 +889,10 @@ impl Filesystem for LazyFs {
             let ino = s.vol.next_ino();
             entries_mut(&mut s.vol, parent.0)?.insert(name.to_owned(), ino);
             s.vol.nodes.insert(ino, Node::File(Vec::new()));
+            s.pending.push(Pending::Names {
+                dir: parent.0,
+                changes: vec![(name.to_owned(), Some(ino))],
+            });
             attr(&s.vol, ino)
         });
         match result {
@@ -747,6 +921,11 @@ impl Filesystem for LazyFs {
                     if data.len() < end {
                         data.resize(end, 0);
                     }
+                    s.pending.push(Pending::Len {
+                        ino: ino.0,
+                        len: end,
+                        grow_only: true,
+                    });
                     Ok(())
                 }
                 _ => Err(Errno::EOPNOTSUPP),
