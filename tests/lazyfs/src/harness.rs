@@ -269,9 +269,13 @@ pub fn payload(i: u64) -> Vec<u8> {
 /// What the workload did before it stopped.
 #[derive(Clone, Debug, Default)]
 pub struct Journal {
-    /// Every append attempted, by the LSN it was to get (an append that failed may or may
-    /// not be recovered; nothing else may be).
-    pub attempted: BTreeMap<u64, Vec<u8>>,
+    /// Every append attempted, by the LSN it was to get, with the number of `truncate_back`
+    /// calls made before it (an append that failed may or may not be recovered; nothing else
+    /// may be). An LSN can have several: a `truncate_back` gives its LSNs out again.
+    pub attempted: BTreeMap<u64, Vec<(u32, Vec<u8>)>>,
+    /// For each `truncate_back(lsn)` that returned `Ok`: `(lsn, n)`, records above `lsn` must
+    /// come from appends after the `n`-th `truncate_back` call.
+    pub floors: Vec<(u64, u32)>,
     /// The highest LSN the log ever reported durable (`durable_lsn`, read after each call).
     pub durable: u64,
     /// The highest LSN a `truncate_front` was asked for (records below it may be gone).
@@ -287,11 +291,15 @@ pub const PHASE_RECORDS: u64 = 24;
 
 /// The workload: open (creating the log directory), append [`PHASE_RECORDS`] records with a
 /// `sync` every third and a `truncate_front` every eighth; close, reopen with
-/// `SyncPolicy::Always` and append as many again, with a `truncate_front` every tenth. It
-/// stops at the first error (a crashed file system answers `EIO` to everything).
-pub fn workload(fs: &DetFs, dir: &Path) -> Journal {
+/// `SyncPolicy::Always` and append as many again, with a `truncate_front` every tenth and a
+/// `truncate_back` of the last four records after the fifteenth. It stops at the first error
+/// (a crashed file system answers `EIO` to everything).
+///
+/// `strict`: take `durable_lsn()` at its word after a `truncate_back` that failed too (see
+/// [`Point::strict_truncate_back`]).
+pub fn workload(fs: &DetFs, dir: &Path, strict: bool) -> Journal {
     let mut journal = Journal::default();
-    if let Err(e) = phases(fs, dir, &mut journal) {
+    if let Err(e) = phases(fs, dir, &mut journal, strict) {
         journal.error = Some(e);
     } else {
         journal.completed = true;
@@ -299,8 +307,9 @@ pub fn workload(fs: &DetFs, dir: &Path) -> Journal {
     journal
 }
 
-fn phases(fs: &DetFs, dir: &Path, j: &mut Journal) -> Result<(), String> {
+fn phases(fs: &DetFs, dir: &Path, j: &mut Journal, strict: bool) -> Result<(), String> {
     let mut i = 0u64;
+    let mut epoch = 0u32;
     for (phase, policy) in [SyncPolicy::Manual, SyncPolicy::Always]
         .into_iter()
         .enumerate()
@@ -311,7 +320,7 @@ fn phases(fs: &DetFs, dir: &Path, j: &mut Journal) -> Result<(), String> {
         for k in 0..PHASE_RECORDS {
             let p = payload(i);
             let lsn = wal.next_lsn().0;
-            j.attempted.insert(lsn, p.clone());
+            j.attempted.entry(lsn).or_default().push((epoch, p.clone()));
             let r = wal.append(&p);
             j.durable = j.durable.max(wal.durable_lsn().0);
             let got = r.map_err(|e| format!("append {i}: {e}"))?;
@@ -332,6 +341,19 @@ fn phases(fs: &DetFs, dir: &Path, j: &mut Journal) -> Result<(), String> {
                 let r = wal.truncate_front(Lsn(to));
                 j.durable = j.durable.max(wal.durable_lsn().0);
                 r.map_err(|e| format!("truncate_front({to}): {e}"))?;
+                fs.run_background();
+            }
+            if phase == 1 && k == 14 {
+                let to = lsn - 4;
+                // Records above `to` are no longer required, whatever was said of them.
+                j.durable = j.durable.min(to);
+                epoch += 1;
+                let r = wal.truncate_back(Lsn(to));
+                if r.is_ok() || strict {
+                    j.durable = j.durable.max(wal.durable_lsn().0);
+                }
+                r.map_err(|e| format!("truncate_back({to}): {e}"))?;
+                j.floors.push((to, epoch));
                 fs.run_background();
             }
         }
@@ -367,10 +389,21 @@ pub fn check(dir: &Path, journal: &Journal) -> Result<Checked, String> {
         if lsn.0 != expect {
             return Err(format!("LSN {} follows {} (not dense)", lsn.0, expect - 1));
         }
-        match journal.attempted.get(&lsn.0) {
-            Some(p) if p == bytes => {}
-            Some(_) => return Err(format!("LSN {} holds other bytes than appended", lsn.0)),
-            None => return Err(format!("LSN {} was never appended", lsn.0)),
+        let Some(candidates) = journal.attempted.get(&lsn.0) else {
+            return Err(format!("LSN {} was never appended", lsn.0));
+        };
+        let Some((epoch, _)) = candidates.iter().find(|(_, p)| p == bytes) else {
+            return Err(format!("LSN {} holds other bytes than appended", lsn.0));
+        };
+        if let Some((to, _)) = journal
+            .floors
+            .iter()
+            .find(|(to, floor)| lsn.0 > *to && epoch < floor)
+        {
+            return Err(format!(
+                "LSN {} holds a record removed by a completed truncate_back({to})",
+                lsn.0
+            ));
         }
         expect += 1;
     }
@@ -437,6 +470,11 @@ pub struct Point {
     /// Then the reopen's own file system freezes after this many operations (`None`: no
     /// crash during recovery), and the power is cut again with `DropAll`.
     pub recovery_crash: Option<u64>,
+    /// After a `truncate_back` that failed, the workload still takes `durable_lsn()` as a
+    /// promise that every record up to it survives (its documentation says so). walden-std
+    /// leaves it at the old, higher value while the failed call may already have cut those
+    /// records (README.md, "Findings"); `false` ignores it there.
+    pub strict_truncate_back: bool,
 }
 
 /// What one crash point produced.
@@ -466,7 +504,7 @@ pub fn run_point(
     let mounted = bench.mount(Image::default(), broken_fs)?;
     mounted.shared().crash_after(point.crash_after);
     let fs = DetFs::new(broken_os);
-    let journal = workload(&fs, &bench.log_dir());
+    let journal = workload(&fs, &bench.log_dir(), point.strict_truncate_back);
     drop(fs);
     let ops = mounted.shared().ops();
     let mut image = mounted.crash(point.plan)?;
