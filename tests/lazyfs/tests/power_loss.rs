@@ -49,6 +49,8 @@ fn trace(bench: &Bench) -> Vec<OpKind> {
 #[derive(Default)]
 struct Sweep {
     points: usize,
+    /// Of which crashes during (or right after) a recovery.
+    recovery_points: usize,
     failures: Vec<String>,
 }
 
@@ -78,18 +80,20 @@ impl Sweep {
 }
 
 /// Crash after each operation `0..=total` with every plan in `plans`; and, at every
-/// `recovery_every`-th point (`0`: none), crash again after each operation of the recovery.
+/// `recovery_every`-th point (`0`: none) with the first `recovery_plans` plans, crash again
+/// after each operation of the recovery (and once after the recovery's end).
 fn sweep(
     total: u64,
     plans: &[CrashPlan],
     recovery_every: u64,
+    recovery_plans: usize,
     os: Option<BrokenOs>,
     fs: Option<BrokenFs>,
 ) -> Sweep {
     let bench = bench();
     let mut sweep = Sweep::default();
     for n in 0..=total {
-        for plan in plans {
+        for (p, plan) in plans.iter().enumerate() {
             let point = Point {
                 crash_after: Some(n),
                 plan: *plan,
@@ -97,7 +101,7 @@ fn sweep(
                 strict_truncate_back: false,
             };
             sweep.run(&bench, point, os, fs);
-            if recovery_every == 0 || n % recovery_every != 0 {
+            if recovery_every == 0 || n % recovery_every != 0 || p >= recovery_plans {
                 continue;
             }
             // Recovery to its end, then a crash: how many operations the recovery makes.
@@ -106,6 +110,7 @@ fn sweep(
                 ..point
             };
             let r = sweep.run(&bench, full, os, fs);
+            sweep.recovery_points += 1 + r as usize;
             for m in 0..r {
                 let point = Point {
                     recovery_crash: Some(m),
@@ -120,8 +125,9 @@ fn sweep(
 
 fn report(name: &str, sweep: &Sweep, started: Instant) {
     eprintln!(
-        "{name}: {} crash points, {} failed, {:.1?}",
+        "{name}: {} crash points ({} in recoveries), {} failed, {:.1?}",
         sweep.points,
+        sweep.recovery_points,
         sweep.failures.len(),
         started.elapsed()
     );
@@ -196,24 +202,25 @@ fn power_loss_at_every_operation() {
     }
     let started = Instant::now();
     let total = trace(&bench()).len() as u64;
-    let (plans, recovery_every): (Vec<CrashPlan>, u64) = if deep() {
-        let mut plans = vec![CrashPlan::DropAll, CrashPlan::KeepAll];
-        plans.extend((1..=8).map(CrashPlan::Subset));
-        (plans, 1)
+    // Default: four crash states at every operation, and crashes at every operation of the
+    // recovery from every 4th point's DropAll and Subset(1) states. Deep: ten crash states
+    // at every operation, recovery crashes from every point's first four.
+    let (plans, recovery_every, recovery_plans) = if deep() {
+        let mut plans = vec![CrashPlan::DropAll, CrashPlan::Subset(1)];
+        plans.extend([CrashPlan::Subset(2), CrashPlan::KeepAll]);
+        plans.extend((3..=8).map(CrashPlan::Subset));
+        (plans, 1, 4)
     } else {
-        (
-            vec![
-                CrashPlan::DropAll,
-                CrashPlan::KeepAll,
-                CrashPlan::Subset(1),
-                CrashPlan::Subset(2),
-            ],
-            16,
-        )
+        let mut plans = vec![CrashPlan::DropAll, CrashPlan::Subset(1)];
+        plans.extend([CrashPlan::Subset(2), CrashPlan::KeepAll]);
+        (plans, 4, 2)
     };
-    let sweep = sweep(total, &plans, recovery_every, None, None);
+    let sweep = sweep(total, &plans, recovery_every, recovery_plans, None, None);
     report(
-        &format!("{total} operations, {} plans, recovery crashes every {recovery_every}", plans.len()),
+        &format!(
+            "{total} operations, {} plans, recovery crashes every {recovery_every} ({recovery_plans} plans)",
+            plans.len()
+        ),
         &sweep,
         started,
     );
@@ -230,7 +237,7 @@ fn power_loss_at_every_operation() {
 fn assert_caught(name: &str, os: Option<BrokenOs>, fs: Option<BrokenFs>) {
     let started = Instant::now();
     let total = trace(&bench()).len() as u64;
-    let sweep = sweep(total, &[CrashPlan::DropAll], 0, os, fs);
+    let sweep = sweep(total, &[CrashPlan::DropAll], 0, 0, os, fs);
     report(name, &sweep, started);
     let lost = sweep
         .failures
