@@ -78,8 +78,12 @@ impl Mounted {
 
     /// Unmounts, and waits for the server thread to end.
     pub fn unmount(&mut self) -> io::Result<()> {
-        match self.session.take() {
-            Some(session) => session.umount_and_join(),
+        match self.session.take().map(BackgroundSession::umount_and_join) {
+            // The server read a request (a late `release`, a `forget`) while the unmount tore
+            // the connection down: the kernel answers that read `ECONNABORTED`. The mount is
+            // gone all the same, and nothing the test looks at depended on that request.
+            Some(Err(e)) if e.raw_os_error() == Some(libc::ECONNABORTED) => Ok(()),
+            Some(r) => r,
             None => Ok(()),
         }
     }
