@@ -1,9 +1,10 @@
 //! The in-memory FUSE file system: a durable image under a volatile one.
 
+use core::time::Duration;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
@@ -181,7 +182,11 @@ enum Pending {
         bytes: Vec<u8>,
     },
     /// A file's length set (`ftruncate`), or grown (`fallocate` without `KEEP_SIZE`).
-    Len { ino: u64, len: usize, grow_only: bool },
+    Len {
+        ino: u64,
+        len: usize,
+        grow_only: bool,
+    },
     /// Entry changes of one directory, together: each name to an inode, or removed.
     Names {
         dir: u64,
@@ -225,7 +230,8 @@ impl Pending {
                     if let Some(child) = child {
                         add_empty(out, vol, *child);
                     }
-                    let entries = match out.nodes.entry(*dir).or_insert(Node::Dir(BTreeMap::new())) {
+                    let entries = match out.nodes.entry(*dir).or_insert(Node::Dir(BTreeMap::new()))
+                    {
                         Node::Dir(entries) => entries,
                         Node::File(_) => return,
                     };
@@ -253,13 +259,13 @@ fn file_in(image: &mut Image, ino: u64) -> &mut Vec<u8> {
 
 /// Gives `image` an empty node for `child` (of the kind it is in `vol`) if it has none.
 fn add_empty(image: &mut Image, vol: &Image, child: u64) {
-    if !image.nodes.contains_key(&child) {
-        let empty = match vol.nodes.get(&child) {
+    image
+        .nodes
+        .entry(child)
+        .or_insert_with(|| match vol.nodes.get(&child) {
             Some(Node::Dir(_)) => Node::Dir(BTreeMap::new()),
             _ => Node::File(Vec::new()),
-        };
-        image.nodes.insert(child, empty);
-    }
+        });
 }
 
 /// The state a mounted [`LazyFs`] shares with the test.

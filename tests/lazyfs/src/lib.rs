@@ -1,7 +1,7 @@
 //! A power-loss test for walden-std on the real kernel, in the spirit of LazyFS.
 //!
 //! [`LazyFs`] is an in-memory FUSE file system with two layers: a **durable** image and a
-//! **volatile** one on top (the fault model of `docs/`'s crash tests, as a real mount). A
+//! **volatile** one on top (the crash tests' fault model, `FAULT-MODEL.md`, as a real mount). A
 //! file's data and length changes are volatile until `fsync`/`fdatasync` of that file; a
 //! directory's entries until `fsync` of that directory. A [crash](Mounted::crash) freezes the
 //! file system (every further operation fails with `EIO`), unmounts it and keeps only what a

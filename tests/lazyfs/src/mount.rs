@@ -37,8 +37,8 @@ impl Mounted {
         ];
         config.acl = SessionACL::Owner;
         config.n_threads = Some(1);
-        let session = fuser::spawn_mount(LazyFs::new(Arc::clone(&shared)), path, &config)
-            .map_err(|e| {
+        let session =
+            fuser::spawn_mount(LazyFs::new(Arc::clone(&shared)), path, &config).map_err(|e| {
                 io::Error::new(
                     e.kind(),
                     format!(

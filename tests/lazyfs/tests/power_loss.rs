@@ -55,12 +55,22 @@ struct Sweep {
 }
 
 impl Sweep {
-    fn run(&mut self, bench: &Bench, point: Point, os: Option<BrokenOs>, fs: Option<BrokenFs>) -> u64 {
+    fn run(
+        &mut self,
+        bench: &Bench,
+        point: Point,
+        os: Option<BrokenOs>,
+        fs: Option<BrokenFs>,
+    ) -> u64 {
         let out = run_point(bench, point, os, fs).unwrap_or_else(|e| panic!("{e}"));
         self.points += 1;
         if let Some(n) = point.crash_after {
             // The file system froze exactly there (or the workload ended first).
-            assert!(out.ops <= n, "{point:?}: {} operations after the crash point", out.ops);
+            assert!(
+                out.ops <= n,
+                "{point:?}: {} operations after the crash point",
+                out.ops
+            );
         }
         if let Err(why) = &out.verdict {
             self.failures.push(format!(
@@ -180,8 +190,8 @@ fn flock_is_handled_by_the_kernel() {
         .mount(Image::default(), None)
         .unwrap_or_else(|e| panic!("{e}"));
     let dir = bench.log_dir();
-    let (wal, _) = walden_std::Wal::open(&dir, walden_lazyfs::harness::check_options())
-        .expect("first open");
+    let (wal, _) =
+        walden_std::Wal::open(&dir, walden_lazyfs::harness::check_options()).expect("first open");
     match walden_std::Wal::open(&dir, walden_lazyfs::harness::check_options()) {
         Err(walden_std::Error::Locked { .. }) => {}
         Err(e) => panic!("second open: {e}, expected Locked"),
@@ -190,7 +200,11 @@ fn flock_is_handled_by_the_kernel() {
     drop(wal);
     drop(walden_std::Wal::open(&dir, walden_lazyfs::harness::check_options()).expect("reopen"));
     assert!(
-        bench.mnt().join(LOG_DIR).join(walden_std::LOCK_FILE).exists(),
+        bench
+            .mnt()
+            .join(LOG_DIR)
+            .join(walden_std::LOCK_FILE)
+            .exists(),
         "the lock file is on the mount"
     );
 }
@@ -250,7 +264,32 @@ fn assert_caught(name: &str, os: Option<BrokenOs>, fs: Option<BrokenFs>) {
         sweep.failures.len(),
         sweep.points
     );
-    eprintln!("{name}: {lost} crash points lost acknowledged records; the first:\n{}", sweep.failures[0]);
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut examples: Vec<&str> = Vec::new();
+    for f in &sweep.failures {
+        let kind = [
+            "reported durable are lost",
+            "the reopen failed",
+            "never appended",
+            "other bytes",
+            "not dense",
+            "truncate_back",
+        ]
+        .into_iter()
+        .find(|k| f.contains(k))
+        .unwrap_or("other");
+        let n = kinds.entry(kind).or_default();
+        if *n == 0 {
+            examples.push(f.lines().next().unwrap_or_default());
+        }
+        *n += 1;
+    }
+    eprintln!(
+        "{name}: {lost} crash points lost acknowledged records ({kinds:?}); the first of \
+         each kind:\n{}\nthe first in full:\n{}",
+        examples.join("\n"),
+        sweep.failures[0]
+    );
 }
 
 #[test]
@@ -258,7 +297,11 @@ fn a_directory_sync_that_does_nothing_is_caught() {
     if skipped() {
         return;
     }
-    assert_caught("DirSyncNoop (walden-std side)", Some(BrokenOs::DirSyncNoop), None);
+    assert_caught(
+        "DirSyncNoop (walden-std side)",
+        Some(BrokenOs::DirSyncNoop),
+        None,
+    );
 }
 
 #[test]
