@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use walden_core::{Lsn, SyncPolicy};
 use walden_std::{
-    DirEntry, FileSystem, FsFile, Job, JobStep, Metadata, OpenMode, Options, OsFs, Tuning, Wal,
-    Worker,
+    DirEntry, FileSystem, FsFile, Job, JobStep, Metadata, Mutation, OpenMode, Options, OsFs,
+    Tuning, Wal, Worker,
 };
 
 use crate::fs::{BrokenFs, CrashPlan, Image};
@@ -48,6 +48,8 @@ pub const TUNING: Tuning = {
 pub enum BrokenOs {
     /// `fsync` of a directory returns `Ok` without calling the kernel.
     DirSyncNoop,
+    /// One of walden-std's own deliberately broken behaviours ([`FileSystem::mutation`]).
+    Walden(Mutation),
 }
 
 struct Queued {
@@ -235,6 +237,12 @@ impl FileSystem for DetFs {
     }
     fn random_seed(&self) -> u64 {
         0x1a2f_5eed
+    }
+    fn mutation(&self) -> Option<Mutation> {
+        match self.broken {
+            Some(BrokenOs::Walden(m)) => Some(m),
+            _ => None,
+        }
     }
 }
 

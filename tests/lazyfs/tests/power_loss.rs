@@ -343,3 +343,35 @@ fn durable_lsn_after_a_failed_truncate_back_is_kept() {
         sweep.failures[..sweep.failures.len().min(1)].join("\n")
     );
 }
+
+/// walden-std's own deliberately broken behaviours (`Mutation`, the ones the simulator's
+/// explorer and the kill test use), each swept with the crash states that expose it here:
+/// every one must fail the check somewhere (a lost record, a refused reopen, a stale record).
+#[test]
+fn walden_std_mutations_are_caught() {
+    use walden_std::Mutation;
+    if skipped() {
+        return;
+    }
+    let total = trace(&bench()).len() as u64;
+    let subsets = [CrashPlan::Subset(1), CrashPlan::Subset(2)];
+    for (mutation, plans) in [
+        (Mutation::SyncSkipsFlush, &[CrashPlan::DropAll][..]),
+        (Mutation::EarlySyncNoop, &[CrashPlan::DropAll][..]),
+        (Mutation::StaleSpare, &[CrashPlan::KeepAll][..]),
+        (Mutation::ShrinkBeforeUnlinkDurable, &subsets[..]),
+    ] {
+        let started = Instant::now();
+        let sweep = sweep(total, plans, 0, 0, Some(BrokenOs::Walden(mutation)), None);
+        report(&format!("{mutation:?}"), &sweep, started);
+        assert!(
+            !sweep.failures.is_empty(),
+            "{mutation:?} was not caught in {} crash points",
+            sweep.points
+        );
+        eprintln!(
+            "{mutation:?}: the first failure: {}",
+            sweep.failures[0].lines().next().unwrap_or_default()
+        );
+    }
+}
