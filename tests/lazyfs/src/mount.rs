@@ -27,6 +27,21 @@ impl Mounted {
     /// thread, so operations are answered in the order they come; zero TTLs for entries and
     /// attributes.
     pub fn new(path: &Path, image: Image, broken: Option<BrokenFs>) -> io::Result<Self> {
+        // Said first and plainly: the usual reason a mount fails on a CI runner.
+        if let Err(e) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+        {
+            return Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot open /dev/fuse ({e}): this test mounts a FUSE file system; run it \
+                     where /dev/fuse exists and may be opened (a container needs \
+                     --device /dev/fuse), or set {SKIP_ENV}=1 to skip it"
+                ),
+            ));
+        }
         let shared = Shared::new(image, broken);
         let mut config = Config::default();
         config.mount_options = vec![

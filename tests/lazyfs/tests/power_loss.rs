@@ -178,6 +178,19 @@ fn the_workload_is_deterministic_and_runs_every_path() {
 }
 
 #[test]
+fn a_mount_that_fails_says_how_to_skip() {
+    if skipped() {
+        return;
+    }
+    let bench = bench();
+    let Err(e) = walden_lazyfs::Mounted::new(&bench.mnt().join("missing"), Image::default(), None)
+    else {
+        panic!("mounted on a missing directory");
+    };
+    assert!(e.to_string().contains(SKIP_ENV), "{e}");
+}
+
+#[test]
 fn flock_is_handled_by_the_kernel() {
     if skipped() {
         return;
