@@ -479,9 +479,10 @@ pub struct Point {
     /// crash during recovery), and the power is cut again with `DropAll`.
     pub recovery_crash: Option<u64>,
     /// After a `truncate_back` that failed, the workload still takes `durable_lsn()` as a
-    /// promise that every record up to it survives (its documentation says so). walden-std
-    /// leaves it at the old, higher value while the failed call may already have cut those
-    /// records (README.md, "Findings"); `false` ignores it there.
+    /// promise that every record up to it survives (its documentation says so); `false`
+    /// ignores it there. Until walden-core lowered the durable LSN before a rewind's first
+    /// change, it stayed at the old, higher value while the failed call may already have cut
+    /// those records (README.md, "Findings"); every sweep is strict now.
     pub strict_truncate_back: bool,
 }
 

@@ -108,7 +108,7 @@ fn sweep(
                 crash_after: Some(n),
                 plan: *plan,
                 recovery_crash: None,
-                strict_truncate_back: false,
+                strict_truncate_back: true,
             };
             sweep.run(&bench, point, os, fs);
             if recovery_every == 0 || n % recovery_every != 0 || p >= recovery_plans {
@@ -325,13 +325,13 @@ fn a_file_system_whose_fsync_keeps_nothing_is_caught() {
     assert_caught("FsyncNoop (FUSE side)", None, Some(BrokenFs::FsyncNoop));
 }
 
-/// Finding (README.md, "Findings"): after a `truncate_back` whose last `fdatasync` failed,
-/// `durable_lsn()` still reports the old end of the log ("every record up to it survives a
-/// crash"), although the call had already cut those records with `ftruncate`: a power loss
-/// that keeps the cut (here every unsynced change is kept) loses records the log still calls
-/// durable. Ignored until walden-std lowers its durable LSN before a rewind's first change.
+/// The finding (README.md, "Findings"), now fixed: after a `truncate_back` whose last
+/// `fdatasync` failed, `durable_lsn()` still reported the old end of the log ("every record up
+/// to it survives a crash"), although the call had already cut those records with
+/// `ftruncate`: a power loss that keeps the cut (here every unsynced change is kept) lost
+/// records the log still called durable. walden-core now lowers the durable LSN before a
+/// rewind's first change; the main sweep also takes `durable_lsn()` at its word there.
 #[test]
-#[ignore = "walden-std finding: durable_lsn() stays above a failed truncate_back's cut"]
 fn durable_lsn_after_a_failed_truncate_back_is_kept() {
     if skipped() {
         return;
