@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
@@ -83,6 +83,7 @@ pub async fn run(opts: NodeOptions) -> Result<(), String> {
     let config = raft_config()?;
     let raft = match opts.store {
         StoreKind::Walden => {
+            claim_dir(&opts.dir, opts.id)?;
             let store = LogStore::<TypeConfig>::open(opts.dir.join("raft"))
                 .map_err(|e| format!("cannot open the raft log in {}: {e}", opts.dir.display()))?;
             Raft::new(opts.id, config, Network, store, sm.clone()).await
@@ -99,6 +100,52 @@ pub async fn run(opts: NodeOptions) -> Result<(), String> {
         let (sock, _) = listener.accept().await.map_err(|e| e.to_string())?;
         let _ = sock.set_nodelay(true);
         tokio::spawn(serve(sock, raft.clone(), sm.clone(), writes.clone()));
+    }
+}
+
+/// The file in a node's directory that names the node its log belongs to.
+pub const NODE_ID_FILE: &str = "node-id";
+
+/// Makes sure the log in `dir` belongs to node `id`: a raft log started under another id would
+/// vote and lead as that node (two nodes with one id break raft's safety). The first start
+/// writes `<dir>/node-id` (durably, before the log exists, and only if absent: a hard link of
+/// a complete temporary file, so two starts racing cannot both win); later starts compare.
+/// A directory whose log predates the file is claimed by the id it is next started with.
+fn claim_dir(dir: &Path, id: NodeId) -> Result<(), String> {
+    let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(|e| fail("cannot create", e))?;
+    let path = dir.join(NODE_ID_FILE);
+    let tmp = dir.join(format!("{NODE_ID_FILE}.{}.tmp", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(format!("{id}\n").as_bytes())?;
+        f.sync_all()?;
+        std::fs::hard_link(&tmp, &path)
+    };
+    let written = write();
+    let _ = std::fs::remove_file(&tmp);
+    match written {
+        Ok(()) => {
+            return std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| fail("cannot sync", e));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(fail("cannot write the node id into", e)),
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    match text.trim().parse::<NodeId>() {
+        Ok(owner) if owner == id => Ok(()),
+        Ok(owner) => Err(format!(
+            "{} holds the raft log of node {owner}, not node {id}: start node {owner} on it, \
+             or give node {id} its own directory",
+            dir.display()
+        )),
+        Err(_) => Err(format!(
+            "{} does not name a node id ({text:?}): it is not a raft-demo node directory",
+            path.display()
+        )),
     }
 }
 
