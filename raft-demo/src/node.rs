@@ -14,7 +14,7 @@ use walden_openraft::kv::{NodeId, Request, StateMachine, TypeConfig};
 
 use crate::mem_store::MemLogStore;
 use crate::net::Network;
-use crate::proto::{Call, Reply, Status, read_frame, write_frame};
+use crate::proto::{Call, MAX_BATCH_BYTES, MAX_WRITE, Reply, Status, read_frame, write_frame};
 
 /// Which raft log a node keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,14 +167,16 @@ impl Batcher {
     fn start(raft: Raft<TypeConfig>) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(p) => batch.push(p),
-                        Err(_) => break,
-                    }
-                }
+            let mut carry = None;
+            loop {
+                let first = match carry.take() {
+                    Some(p) => p,
+                    None => match rx.recv().await {
+                        Some(p) => p,
+                        None => return,
+                    },
+                };
+                let batch = take_batch(first, &mut rx, &mut carry);
                 commit(&raft, batch).await;
             }
         });
@@ -182,6 +184,12 @@ impl Batcher {
     }
 
     async fn write(&self, key: String, value: String) -> Reply {
+        let len = key.len() + value.len();
+        if len > MAX_WRITE {
+            return Reply::Refused(format!(
+                "a write of {len} bytes (key and value) exceeds {MAX_WRITE}"
+            ));
+        }
         let (tx, rx) = oneshot::channel();
         if self.tx.send((key, value, tx)).is_err() {
             return Reply::Failed("the node is shutting down".into());
@@ -189,6 +197,36 @@ impl Batcher {
         rx.await
             .unwrap_or_else(|_| Reply::Failed("the write was dropped".into()))
     }
+}
+
+fn pending_len(p: &Pending) -> usize {
+    p.0.len() + p.1.len()
+}
+
+/// `first` and the writes already waiting behind it, up to [`MAX_BATCH`] writes and
+/// [`MAX_BATCH_BYTES`]: the write that would pass the byte bound is left in `carry` for the
+/// next round, so no write is lost or reordered and no entry outgrows a log record or a frame.
+fn take_batch(
+    first: Pending,
+    rx: &mut mpsc::UnboundedReceiver<Pending>,
+    carry: &mut Option<Pending>,
+) -> Vec<Pending> {
+    let mut bytes = pending_len(&first);
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(p) if bytes + pending_len(&p) > MAX_BATCH_BYTES => {
+                *carry = Some(p);
+                break;
+            }
+            Ok(p) => {
+                bytes += pending_len(&p);
+                batch.push(p);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// Commits one batch and answers each of its writers.
@@ -291,5 +329,33 @@ fn status(raft: &Raft<TypeConfig>, sm: &StateMachine) -> Status {
         applied: m.last_applied.map(|l| l.index),
         members,
         keys: sm.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes of 1 MiB queued faster than they commit: every entry stays within
+    /// `MAX_BATCH_BYTES`, and every write comes out once, in order.
+    #[test]
+    fn a_batch_stays_within_its_byte_bound_and_keeps_every_write() {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+        let value = "v".repeat(MAX_WRITE - 8);
+        for i in 0..24 {
+            let (reply, _) = oneshot::channel();
+            tx.send((format!("key-{i:04}"), value.clone(), reply))
+                .unwrap();
+        }
+        drop(tx);
+        let (mut seen, mut carry) = (Vec::new(), None);
+        while let Some(first) = carry.take().or_else(|| rx.try_recv().ok()) {
+            let batch = take_batch(first, &mut rx, &mut carry);
+            let bytes: usize = batch.iter().map(pending_len).sum();
+            assert!(bytes <= MAX_BATCH_BYTES, "a batch of {bytes} bytes");
+            seen.extend(batch.into_iter().map(|p| p.0));
+        }
+        let want: Vec<_> = (0..24).map(|i| format!("key-{i:04}")).collect();
+        assert_eq!(seen, want);
     }
 }
