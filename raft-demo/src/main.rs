@@ -19,7 +19,16 @@ const USAGE: &str = "usage:
   raft-demo bench [--clients 1,16,64] [--seconds 3] [--store walden,memory]";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args = Vec::new();
+    for a in std::env::args_os().skip(1) {
+        match a.into_string() {
+            Ok(a) => args.push(a),
+            Err(a) => {
+                eprintln!("raft-demo: argument {a:?} is not UTF-8\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let Some((cmd, rest)) = args.split_first() else {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
@@ -83,10 +92,10 @@ async fn run(cmd: &str, args: &[String]) -> Result<(), String> {
             let mut members = BTreeMap::new();
             for m in need(&opts, "members")?.split(',') {
                 let (id, addr) = m.split_once('=').ok_or(format!("bad member {m}"))?;
-                members.insert(
-                    id.parse().map_err(|e| format!("{m}: {e}"))?,
-                    addr.to_string(),
-                );
+                let id: u64 = id.parse().map_err(|e| format!("{m}: {e}"))?;
+                if members.insert(id, addr.to_string()).is_some() {
+                    return Err(format!("--members: node {id} is given twice"));
+                }
             }
             match client::call(need(&opts, "addr")?, &Call::Init(members)).await? {
                 Reply::Done => {

@@ -5,7 +5,7 @@
 use core::time::Duration;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -98,4 +98,78 @@ fn a_directory_holding_another_nodes_log_is_refused() {
         Started::Listening(node) => drop(node),
         Started::Exited(code, err) => panic!("node 1 exited at restart ({code:?}): {err}"),
     }
+}
+
+/// Runs `raft-demo ARGS` to its end (a usage error ends it at once).
+fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    Command::new(EXE)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Fails with `code` and a message holding `says`, without a panic.
+fn refused(out: &Output, code: i32, says: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert!(err.contains(says), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// An argument that is not UTF-8 panicked in `std::env::args` (status 101).
+#[cfg(unix)]
+#[test]
+fn an_argument_that_is_not_utf8_is_a_usage_error() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"k\xff");
+    let args = [
+        "get".as_ref(),
+        "--addr".as_ref(),
+        "127.0.0.1:1".as_ref(),
+        bad,
+    ];
+    refused(&run(&args), 2, "is not UTF-8");
+}
+
+/// A negative, zero, NaN or infinite `--seconds` panicked in `Duration::from_secs_f64` after
+/// both clusters had started (or measured nothing); `--clients 0` measured nothing. All are
+/// refused before any node starts.
+#[test]
+fn a_bench_that_cannot_measure_is_refused() {
+    for seconds in ["-1", "0", "NaN", "inf", "1e30"] {
+        let out = run(&[
+            "bench",
+            "--store",
+            "memory",
+            "--clients",
+            "1",
+            "--seconds",
+            seconds,
+        ]);
+        refused(&out, 1, "--seconds");
+    }
+    let out = run(&[
+        "bench",
+        "--store",
+        "memory",
+        "--clients",
+        "1,0",
+        "--seconds",
+        "0.1",
+    ]);
+    refused(&out, 1, "--clients: 0 is not in");
+}
+
+/// `--members 1=A,1=B` kept `1=B` and went on: a typo in a cluster's membership, silently.
+#[test]
+fn a_member_given_twice_is_refused() {
+    let out = run(&[
+        "init",
+        "--addr",
+        "127.0.0.1:1",
+        "--members",
+        "1=127.0.0.1:2,1=127.0.0.1:3",
+    ]);
+    refused(&out, 1, "node 1 is given twice");
 }
