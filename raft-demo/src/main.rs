@@ -102,6 +102,7 @@ async fn run(cmd: &str, args: &[String]) -> Result<(), String> {
                     println!("initialized");
                     Ok(())
                 }
+                Reply::Refused(why) | Reply::Failed(why) => Err(why),
                 other => Err(format!("{other:?}")),
             }
         }

@@ -300,6 +300,17 @@ async fn handle(call: Call, raft: &Raft<TypeConfig>, sm: &StateMachine, writes: 
         Call::Read(key) => Reply::Value(sm.get(&key)),
         Call::Status => Reply::Status(status(raft, sm)),
         Call::Init(members) => {
+            // Initializing is for good (membership changes are not exposed): a member no one
+            // can connect to would leave a cluster that never elects a leader.
+            let bad = members.iter().find(|(_, a)| {
+                a.parse::<core::net::SocketAddr>()
+                    .map_or(true, |a| a.port() == 0)
+            });
+            if let Some((id, addr)) = bad {
+                return Reply::Refused(format!(
+                    "member {id}: {addr:?} is not an address (IP:PORT, port not 0)"
+                ));
+            }
             let nodes: BTreeMap<NodeId, BasicNode> = members
                 .into_iter()
                 .map(|(id, addr)| (id, BasicNode { addr }))
