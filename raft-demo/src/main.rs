@@ -49,19 +49,42 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--name value` options and the remaining positional arguments.
-fn parse(args: &[String]) -> Result<(BTreeMap<String, String>, Vec<String>), String> {
+/// The options each command takes, and how many positional arguments.
+const COMMANDS: &[(&str, &[&str], usize)] = &[
+    ("node", &["id", "listen", "dir", "store"], 0),
+    ("init", &["addr", "members"], 0),
+    ("put", &["addr"], 2),
+    ("get", &["addr"], 1),
+    ("status", &["addr"], 0),
+    ("bench", &["clients", "seconds", "store"], 0),
+];
+
+/// `--name value` options and the remaining positional arguments of `cmd`. An option `cmd`
+/// does not take (a typo such as `--stroe` would otherwise leave its default in force), an
+/// option given twice and a stray argument are refused.
+fn parse(cmd: &str, args: &[String]) -> Result<(BTreeMap<String, String>, Vec<String>), String> {
+    let Some((_, names, positional)) = COMMANDS.iter().find(|(c, ..)| *c == cmd) else {
+        return Err(format!("unknown command {cmd}\n{USAGE}"));
+    };
     let mut opts = BTreeMap::new();
     let mut pos = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.strip_prefix("--") {
             Some(name) => {
+                if !names.contains(&name) {
+                    return Err(format!("{cmd} takes no option --{name}\n{USAGE}"));
+                }
                 let v = it.next().ok_or(format!("--{name} needs a value"))?;
-                opts.insert(name.to_string(), v.clone());
+                if opts.insert(name.to_string(), v.clone()).is_some() {
+                    return Err(format!("--{name} is given twice"));
+                }
             }
             None => pos.push(a.clone()),
         }
+    }
+    if pos.len() != *positional {
+        return Err(USAGE.into());
     }
     Ok((opts, pos))
 }
@@ -73,7 +96,7 @@ fn need<'a>(opts: &'a BTreeMap<String, String>, name: &str) -> Result<&'a str, S
 }
 
 async fn run(cmd: &str, args: &[String]) -> Result<(), String> {
-    let (opts, pos) = parse(args)?;
+    let (opts, pos) = parse(cmd, args)?;
     let deadline = || Instant::now() + Duration::from_secs(30);
     match cmd {
         "node" => {

@@ -35,9 +35,15 @@ enum Started {
 /// Starts `raft-demo node --id ID --listen 127.0.0.1:0 --dir DIR` and waits (bounded) until it
 /// either listens or exits.
 fn start_node(id: &str, dir: &Path) -> Started {
+    start_node_with(id, dir, &[])
+}
+
+/// [`start_node`] with more arguments after the usual ones.
+fn start_node_with(id: &str, dir: &Path, more: &[&str]) -> Started {
     let mut child = Command::new(EXE)
         .args(["node", "--id", id, "--listen", "127.0.0.1:0", "--dir"])
         .arg(dir)
+        .args(more)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -172,4 +178,25 @@ fn a_member_given_twice_is_refused() {
         "1=127.0.0.1:2,1=127.0.0.1:3",
     ]);
     refused(&out, 1, "node 1 is given twice");
+}
+
+/// `--stroe memory` (a typo) was ignored, and the node ran on the default store; `--id 1 --id
+/// 2` ran as node 2; a stray argument was ignored. A node must refuse each before it starts.
+#[test]
+fn an_option_the_command_does_not_take_is_refused() {
+    let base = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["--stroe", "memory"], "node takes no option --stroe"),
+        (&["--id", "2"], "--id is given twice"),
+        (&["stray"], "usage:"),
+    ];
+    for (more, says) in cases {
+        match start_node_with("1", &base.path().join("n"), more) {
+            Started::Listening(_) => panic!("a node runs with {more:?}"),
+            Started::Exited(code, err) => {
+                assert_eq!(code, Some(1), "{more:?}: {err}");
+                assert!(err.contains(says), "{more:?}: {err}");
+            }
+        }
+    }
 }
