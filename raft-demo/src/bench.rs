@@ -27,13 +27,29 @@ pub struct Row {
     pub p99_us: u64,
 }
 
+/// The most concurrent clients one measurement runs (each holds a connection).
+pub const MAX_CLIENTS: usize = 1024;
+
+/// The longest measurement, in seconds.
+pub const MAX_SECONDS: f64 = 3600.0;
+
 /// Starts a 3-node cluster of `exe` per store, and measures each client count for `seconds`.
+/// Refuses, before starting anything, a client count outside `1..=MAX_CLIENTS` and a duration
+/// that is not a number of seconds in `(0, MAX_SECONDS]`.
 pub async fn run(
     exe: &Path,
     stores: &[StoreKind],
     clients: &[usize],
     seconds: f64,
 ) -> Result<Vec<Row>, String> {
+    if let Some(n) = clients.iter().find(|n| !(1..=MAX_CLIENTS).contains(*n)) {
+        return Err(format!("--clients: {n} is not in 1..={MAX_CLIENTS}"));
+    }
+    if !(seconds > 0.0 && seconds <= MAX_SECONDS) {
+        return Err(format!(
+            "--seconds: {seconds} is not a duration in (0, {MAX_SECONDS}]"
+        ));
+    }
     let mut rows = Vec::new();
     for &store in stores {
         let base = std::env::temp_dir().join(format!(

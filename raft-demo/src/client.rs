@@ -5,7 +5,7 @@ use core::time::Duration;
 use std::time::Instant;
 
 use crate::net::Conn;
-use crate::proto::{Call, Reply, Status};
+use crate::proto::{Call, FrameError, Reply, Status};
 
 /// How long one call may take before the client gives up on that node.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,6 +61,9 @@ impl Client {
         while Instant::now() < deadline {
             match tokio::time::timeout(CALL_TIMEOUT, self.conn.call(&call)).await {
                 Ok(Ok(Reply::Written { index, .. })) => return Ok(index),
+                Ok(Ok(Reply::Refused(why))) => return Err(format!("write refused: {why}")),
+                // Too large to send: no node can take it either.
+                Ok(Err(e @ FrameError::TooLarge(_))) => return Err(format!("write refused: {e}")),
                 Ok(Ok(Reply::NotLeader {
                     leader: Some((_, addr)),
                 })) if addr != self.conn.addr() => {

@@ -19,7 +19,16 @@ const USAGE: &str = "usage:
   raft-demo bench [--clients 1,16,64] [--seconds 3] [--store walden,memory]";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args = Vec::new();
+    for a in std::env::args_os().skip(1) {
+        match a.into_string() {
+            Ok(a) => args.push(a),
+            Err(a) => {
+                eprintln!("raft-demo: argument {a:?} is not UTF-8\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let Some((cmd, rest)) = args.split_first() else {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
@@ -40,19 +49,42 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--name value` options and the remaining positional arguments.
-fn parse(args: &[String]) -> Result<(BTreeMap<String, String>, Vec<String>), String> {
+/// The options each command takes, and how many positional arguments.
+const COMMANDS: &[(&str, &[&str], usize)] = &[
+    ("node", &["id", "listen", "dir", "store"], 0),
+    ("init", &["addr", "members"], 0),
+    ("put", &["addr"], 2),
+    ("get", &["addr"], 1),
+    ("status", &["addr"], 0),
+    ("bench", &["clients", "seconds", "store"], 0),
+];
+
+/// `--name value` options and the remaining positional arguments of `cmd`. An option `cmd`
+/// does not take (a typo such as `--stroe` would otherwise leave its default in force), an
+/// option given twice and a stray argument are refused.
+fn parse(cmd: &str, args: &[String]) -> Result<(BTreeMap<String, String>, Vec<String>), String> {
+    let Some((_, names, positional)) = COMMANDS.iter().find(|(c, ..)| *c == cmd) else {
+        return Err(format!("unknown command {cmd}\n{USAGE}"));
+    };
     let mut opts = BTreeMap::new();
     let mut pos = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.strip_prefix("--") {
             Some(name) => {
+                if !names.contains(&name) {
+                    return Err(format!("{cmd} takes no option --{name}\n{USAGE}"));
+                }
                 let v = it.next().ok_or(format!("--{name} needs a value"))?;
-                opts.insert(name.to_string(), v.clone());
+                if opts.insert(name.to_string(), v.clone()).is_some() {
+                    return Err(format!("--{name} is given twice"));
+                }
             }
             None => pos.push(a.clone()),
         }
+    }
+    if pos.len() != *positional {
+        return Err(USAGE.into());
     }
     Ok((opts, pos))
 }
@@ -64,7 +96,7 @@ fn need<'a>(opts: &'a BTreeMap<String, String>, name: &str) -> Result<&'a str, S
 }
 
 async fn run(cmd: &str, args: &[String]) -> Result<(), String> {
-    let (opts, pos) = parse(args)?;
+    let (opts, pos) = parse(cmd, args)?;
     let deadline = || Instant::now() + Duration::from_secs(30);
     match cmd {
         "node" => {
@@ -83,16 +115,17 @@ async fn run(cmd: &str, args: &[String]) -> Result<(), String> {
             let mut members = BTreeMap::new();
             for m in need(&opts, "members")?.split(',') {
                 let (id, addr) = m.split_once('=').ok_or(format!("bad member {m}"))?;
-                members.insert(
-                    id.parse().map_err(|e| format!("{m}: {e}"))?,
-                    addr.to_string(),
-                );
+                let id: u64 = id.parse().map_err(|e| format!("{m}: {e}"))?;
+                if members.insert(id, addr.to_string()).is_some() {
+                    return Err(format!("--members: node {id} is given twice"));
+                }
             }
             match client::call(need(&opts, "addr")?, &Call::Init(members)).await? {
                 Reply::Done => {
                     println!("initialized");
                     Ok(())
                 }
+                Reply::Refused(why) | Reply::Failed(why) => Err(why),
                 other => Err(format!("{other:?}")),
             }
         }

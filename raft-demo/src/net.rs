@@ -3,17 +3,19 @@
 
 use std::io;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{AnyError, BasicNode};
+use openraft::{AnyError, BasicNode, Entry, EntryPayload};
 use tokio::net::TcpStream;
-use walden_openraft::kv::{NodeId, TypeConfig};
+use walden_openraft::kv::{NodeId, Request, TypeConfig};
 
-use crate::proto::{Call, FrameError, Reply, read_frame, write_frame};
+use crate::proto::{Call, FrameError, MAX_BATCH_BYTES, Reply, read_frame, write_frame};
 
 /// One connection to a node, opened on first use and again after a failure. One call at a
 /// time.
@@ -106,6 +108,20 @@ impl Peer {
     }
 }
 
+/// The most key and value bytes one append carries when it has more than one entry.
+pub const MAX_APPEND_BYTES: usize = MAX_BATCH_BYTES;
+
+/// The key and value bytes an entry carries (what its encoding's size is made of).
+fn payload_bytes(entry: &Entry<TypeConfig>) -> usize {
+    match &entry.payload {
+        EntryPayload::Normal(Request::Set { key, value }) => key.len() + value.len(),
+        EntryPayload::Normal(Request::Batch(pairs)) => {
+            pairs.iter().map(|(k, v)| k.len() + v.len()).sum()
+        }
+        EntryPayload::Blank | EntryPayload::Membership(_) => 0,
+    }
+}
+
 fn unexpected<E: core::error::Error>(
     reply: Reply,
 ) -> RPCError<NodeId, BasicNode, RaftError<NodeId, E>> {
@@ -120,6 +136,17 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        // A lagging follower's backlog (up to `max_payload_entries` entries) may not fit in a
+        // frame, nor cross in the heartbeat interval openraft allows an append: openraft
+        // retries at once with the number of entries hinted. One entry alone always goes (it
+        // holds at most `MAX_BATCH_BYTES`, or one write of at most `MAX_WRITE`).
+        let bytes: usize = rpc.entries.iter().map(payload_bytes).sum();
+        if rpc.entries.len() > 1 && bytes > MAX_APPEND_BYTES {
+            let fit = rpc.entries.len() * MAX_APPEND_BYTES / bytes;
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fit.max(1) as u64),
+            ));
+        }
         match self.rpc(Call::Append(rpc), &option).await? {
             Reply::Append(r) => Ok(r),
             other => Err(unexpected(other)),

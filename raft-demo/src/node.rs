@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
@@ -14,7 +14,7 @@ use walden_openraft::kv::{NodeId, Request, StateMachine, TypeConfig};
 
 use crate::mem_store::MemLogStore;
 use crate::net::Network;
-use crate::proto::{Call, Reply, Status, read_frame, write_frame};
+use crate::proto::{Call, MAX_BATCH_BYTES, MAX_WRITE, Reply, Status, read_frame, write_frame};
 
 /// Which raft log a node keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +83,7 @@ pub async fn run(opts: NodeOptions) -> Result<(), String> {
     let config = raft_config()?;
     let raft = match opts.store {
         StoreKind::Walden => {
+            claim_dir(&opts.dir, opts.id)?;
             let store = LogStore::<TypeConfig>::open(opts.dir.join("raft"))
                 .map_err(|e| format!("cannot open the raft log in {}: {e}", opts.dir.display()))?;
             Raft::new(opts.id, config, Network, store, sm.clone()).await
@@ -99,6 +100,52 @@ pub async fn run(opts: NodeOptions) -> Result<(), String> {
         let (sock, _) = listener.accept().await.map_err(|e| e.to_string())?;
         let _ = sock.set_nodelay(true);
         tokio::spawn(serve(sock, raft.clone(), sm.clone(), writes.clone()));
+    }
+}
+
+/// The file in a node's directory that names the node its log belongs to.
+pub const NODE_ID_FILE: &str = "node-id";
+
+/// Makes sure the log in `dir` belongs to node `id`: a raft log started under another id would
+/// vote and lead as that node (two nodes with one id break raft's safety). The first start
+/// writes `<dir>/node-id` (durably, before the log exists, and only if absent: a hard link of
+/// a complete temporary file, so two starts racing cannot both win); later starts compare.
+/// A directory whose log predates the file is claimed by the id it is next started with.
+fn claim_dir(dir: &Path, id: NodeId) -> Result<(), String> {
+    let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(|e| fail("cannot create", e))?;
+    let path = dir.join(NODE_ID_FILE);
+    let tmp = dir.join(format!("{NODE_ID_FILE}.{}.tmp", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(format!("{id}\n").as_bytes())?;
+        f.sync_all()?;
+        std::fs::hard_link(&tmp, &path)
+    };
+    let written = write();
+    let _ = std::fs::remove_file(&tmp);
+    match written {
+        Ok(()) => {
+            return std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| fail("cannot sync", e));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(fail("cannot write the node id into", e)),
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    match text.trim().parse::<NodeId>() {
+        Ok(owner) if owner == id => Ok(()),
+        Ok(owner) => Err(format!(
+            "{} holds the raft log of node {owner}, not node {id}: start node {owner} on it, \
+             or give node {id} its own directory",
+            dir.display()
+        )),
+        Err(_) => Err(format!(
+            "{} does not name a node id ({text:?}): it is not a raft-demo node directory",
+            path.display()
+        )),
     }
 }
 
@@ -120,14 +167,16 @@ impl Batcher {
     fn start(raft: Raft<TypeConfig>) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(p) => batch.push(p),
-                        Err(_) => break,
-                    }
-                }
+            let mut carry = None;
+            loop {
+                let first = match carry.take() {
+                    Some(p) => p,
+                    None => match rx.recv().await {
+                        Some(p) => p,
+                        None => return,
+                    },
+                };
+                let batch = take_batch(first, &mut rx, &mut carry);
                 commit(&raft, batch).await;
             }
         });
@@ -135,6 +184,12 @@ impl Batcher {
     }
 
     async fn write(&self, key: String, value: String) -> Reply {
+        let len = key.len() + value.len();
+        if len > MAX_WRITE {
+            return Reply::Refused(format!(
+                "a write of {len} bytes (key and value) exceeds {MAX_WRITE}"
+            ));
+        }
         let (tx, rx) = oneshot::channel();
         if self.tx.send((key, value, tx)).is_err() {
             return Reply::Failed("the node is shutting down".into());
@@ -142,6 +197,36 @@ impl Batcher {
         rx.await
             .unwrap_or_else(|_| Reply::Failed("the write was dropped".into()))
     }
+}
+
+fn pending_len(p: &Pending) -> usize {
+    p.0.len() + p.1.len()
+}
+
+/// `first` and the writes already waiting behind it, up to [`MAX_BATCH`] writes and
+/// [`MAX_BATCH_BYTES`]: the write that would pass the byte bound is left in `carry` for the
+/// next round, so no write is lost or reordered and no entry outgrows a log record or a frame.
+fn take_batch(
+    first: Pending,
+    rx: &mut mpsc::UnboundedReceiver<Pending>,
+    carry: &mut Option<Pending>,
+) -> Vec<Pending> {
+    let mut bytes = pending_len(&first);
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(p) if bytes + pending_len(&p) > MAX_BATCH_BYTES => {
+                *carry = Some(p);
+                break;
+            }
+            Ok(p) => {
+                bytes += pending_len(&p);
+                batch.push(p);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// Commits one batch and answers each of its writers.
@@ -215,6 +300,17 @@ async fn handle(call: Call, raft: &Raft<TypeConfig>, sm: &StateMachine, writes: 
         Call::Read(key) => Reply::Value(sm.get(&key)),
         Call::Status => Reply::Status(status(raft, sm)),
         Call::Init(members) => {
+            // Initializing is for good (membership changes are not exposed): a member no one
+            // can connect to would leave a cluster that never elects a leader.
+            let bad = members.iter().find(|(_, a)| {
+                a.parse::<core::net::SocketAddr>()
+                    .map_or(true, |a| a.port() == 0)
+            });
+            if let Some((id, addr)) = bad {
+                return Reply::Refused(format!(
+                    "member {id}: {addr:?} is not an address (IP:PORT, port not 0)"
+                ));
+            }
             let nodes: BTreeMap<NodeId, BasicNode> = members
                 .into_iter()
                 .map(|(id, addr)| (id, BasicNode { addr }))
@@ -244,5 +340,33 @@ fn status(raft: &Raft<TypeConfig>, sm: &StateMachine) -> Status {
         applied: m.last_applied.map(|l| l.index),
         members,
         keys: sm.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes of 1 MiB queued faster than they commit: every entry stays within
+    /// `MAX_BATCH_BYTES`, and every write comes out once, in order.
+    #[test]
+    fn a_batch_stays_within_its_byte_bound_and_keeps_every_write() {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+        let value = "v".repeat(MAX_WRITE - 8);
+        for i in 0..24 {
+            let (reply, _) = oneshot::channel();
+            tx.send((format!("key-{i:04}"), value.clone(), reply))
+                .unwrap();
+        }
+        drop(tx);
+        let (mut seen, mut carry) = (Vec::new(), None);
+        while let Some(first) = carry.take().or_else(|| rx.try_recv().ok()) {
+            let batch = take_batch(first, &mut rx, &mut carry);
+            let bytes: usize = batch.iter().map(pending_len).sum();
+            assert!(bytes <= MAX_BATCH_BYTES, "a batch of {bytes} bytes");
+            seen.extend(batch.into_iter().map(|p| p.0));
+        }
+        let want: Vec<_> = (0..24).map(|i| format!("key-{i:04}")).collect();
+        assert_eq!(seen, want);
     }
 }

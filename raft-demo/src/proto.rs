@@ -14,6 +14,16 @@ use walden_openraft::kv::{NodeId, TypeConfig};
 /// Frames above this are refused (a garbage length must not allocate gigabytes).
 pub const MAX_FRAME: usize = 64 << 20;
 
+/// The most bytes (key and value together) one client write may carry. The batcher groups
+/// writes into entries of at most [`MAX_BATCH_BYTES`], so an entry stays far below Walden's
+/// record limit (16 MiB by default, beyond which the leader's log refuses it and raft stops)
+/// and below [`MAX_FRAME`].
+pub const MAX_WRITE: usize = 1 << 20;
+
+/// The most key and value bytes one raft entry (a batch of client writes) carries, beyond a
+/// single write of at most [`MAX_WRITE`].
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+
 /// A request to a node.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Call {
@@ -67,6 +77,8 @@ pub enum Reply {
     Done,
     /// The call failed on the node.
     Failed(String),
+    /// The call can succeed on no node (a write larger than [`MAX_WRITE`]): do not retry it.
+    Refused(String),
 }
 
 /// What `Status` returns.
@@ -95,6 +107,8 @@ pub struct Status {
 pub enum FrameError {
     /// The connection failed or closed.
     Io(std::io::Error),
+    /// The message to send encodes to more than [`MAX_FRAME`] bytes.
+    TooLarge(usize),
     /// The bytes do not decode, or the length is out of bounds.
     Malformed(&'static str),
 }
@@ -103,6 +117,7 @@ impl core::fmt::Display for FrameError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Io(e) => write!(f, "connection: {e}"),
+            Self::TooLarge(len) => write!(f, "message of {len} bytes exceeds {MAX_FRAME}"),
             Self::Malformed(m) => write!(f, "malformed frame: {m}"),
         }
     }
@@ -123,7 +138,7 @@ pub async fn write_frame<T: Serialize>(
 ) -> Result<(), FrameError> {
     let body = postcard::to_allocvec(msg).map_err(|_| FrameError::Malformed("encode"))?;
     if body.len() > MAX_FRAME {
-        return Err(FrameError::Malformed("message too large"));
+        return Err(FrameError::TooLarge(body.len()));
     }
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_le_bytes());

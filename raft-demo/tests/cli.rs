@@ -1,0 +1,202 @@
+//! The `raft-demo` program on bad input: each case must end with a clear message and a failure
+//! status, never a panic or a node that runs anyway. Every wait polls with a deadline, and
+//! every process started here is killed by its pid when its guard drops.
+
+use core::time::Duration;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
+
+const EXE: &str = env!("CARGO_BIN_EXE_raft-demo");
+
+/// How long a node may take to listen or to give up.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A node process, killed by its pid on drop.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What a started node did first.
+enum Started {
+    /// It printed `LISTENING`: it runs.
+    Listening(Running),
+    /// It exited, with this status and stderr.
+    Exited(Option<i32>, String),
+}
+
+/// Starts `raft-demo node --id ID --listen 127.0.0.1:0 --dir DIR` and waits (bounded) until it
+/// either listens or exits.
+fn start_node(id: &str, dir: &Path) -> Started {
+    start_node_with(id, dir, &[])
+}
+
+/// [`start_node`] with more arguments after the usual ones.
+fn start_node_with(id: &str, dir: &Path, more: &[&str]) -> Started {
+    let mut child = Command::new(EXE)
+        .args(["node", "--id", id, "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir)
+        .args(more)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let child = Running(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.starts_with("LISTENING ") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut child = child;
+    let until = Instant::now() + DEADLINE;
+    loop {
+        if rx.try_recv().is_ok() {
+            return Started::Listening(child);
+        }
+        if let Some(status) = child.0.try_wait().unwrap() {
+            return Started::Exited(status.code(), err.join().unwrap());
+        }
+        assert!(
+            Instant::now() < until,
+            "node {id} neither listened nor exited"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Node 1's directory started as node 2: its vote for node 1 would make node 2 believe it
+/// leads (two leaders in one term). The node must refuse to start, naming both ids.
+#[test]
+fn a_directory_holding_another_nodes_log_is_refused() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("n1");
+    match start_node("1", &dir) {
+        Started::Listening(node) => drop(node),
+        Started::Exited(code, err) => panic!("node 1 exited ({code:?}): {err}"),
+    }
+    match start_node("2", &dir) {
+        Started::Listening(_) => panic!("node 2 runs on node 1's log"),
+        Started::Exited(code, err) => {
+            assert_eq!(code, Some(1), "{err}");
+            assert!(err.contains("raft log of node 1, not node 2"), "{err}");
+        }
+    }
+    // Its own id still starts on it.
+    match start_node("1", &dir) {
+        Started::Listening(node) => drop(node),
+        Started::Exited(code, err) => panic!("node 1 exited at restart ({code:?}): {err}"),
+    }
+}
+
+/// Runs `raft-demo ARGS` to its end (a usage error ends it at once).
+fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    Command::new(EXE)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Fails with `code` and a message holding `says`, without a panic.
+fn refused(out: &Output, code: i32, says: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert!(err.contains(says), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// An argument that is not UTF-8 panicked in `std::env::args` (status 101).
+#[cfg(unix)]
+#[test]
+fn an_argument_that_is_not_utf8_is_a_usage_error() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"k\xff");
+    let args = [
+        "get".as_ref(),
+        "--addr".as_ref(),
+        "127.0.0.1:1".as_ref(),
+        bad,
+    ];
+    refused(&run(&args), 2, "is not UTF-8");
+}
+
+/// A negative, zero, NaN or infinite `--seconds` panicked in `Duration::from_secs_f64` after
+/// both clusters had started (or measured nothing); `--clients 0` measured nothing. All are
+/// refused before any node starts.
+#[test]
+fn a_bench_that_cannot_measure_is_refused() {
+    for seconds in ["-1", "0", "NaN", "inf", "1e30"] {
+        let out = run(&[
+            "bench",
+            "--store",
+            "memory",
+            "--clients",
+            "1",
+            "--seconds",
+            seconds,
+        ]);
+        refused(&out, 1, "--seconds");
+    }
+    let out = run(&[
+        "bench",
+        "--store",
+        "memory",
+        "--clients",
+        "1,0",
+        "--seconds",
+        "0.1",
+    ]);
+    refused(&out, 1, "--clients: 0 is not in");
+}
+
+/// `--members 1=A,1=B` kept `1=B` and went on: a typo in a cluster's membership, silently.
+#[test]
+fn a_member_given_twice_is_refused() {
+    let out = run(&[
+        "init",
+        "--addr",
+        "127.0.0.1:1",
+        "--members",
+        "1=127.0.0.1:2,1=127.0.0.1:3",
+    ]);
+    refused(&out, 1, "node 1 is given twice");
+}
+
+/// `--stroe memory` (a typo) was ignored, and the node ran on the default store; `--id 1 --id
+/// 2` ran as node 2; a stray argument was ignored. A node must refuse each before it starts.
+#[test]
+fn an_option_the_command_does_not_take_is_refused() {
+    let base = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["--stroe", "memory"], "node takes no option --stroe"),
+        (&["--id", "2"], "--id is given twice"),
+        (&["stray"], "usage:"),
+    ];
+    for (more, says) in cases {
+        match start_node_with("1", &base.path().join("n"), more) {
+            Started::Listening(_) => panic!("a node runs with {more:?}"),
+            Started::Exited(code, err) => {
+                assert_eq!(code, Some(1), "{more:?}: {err}");
+                assert!(err.contains(says), "{more:?}: {err}");
+            }
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! `Init` on bad input: refused with a reason, and nothing changes, so a corrected `Init` still
+//! works. Every process started is killed by its pid when the cluster guard drops.
+
+use std::collections::BTreeMap;
+
+use walden_raft_demo::client;
+use walden_raft_demo::cluster::Cluster;
+use walden_raft_demo::node::StoreKind;
+use walden_raft_demo::proto::{Call, Reply};
+
+/// `--members 1=ADDR,2=not-an-address,3=` was taken: the cluster was initialized for good with
+/// two members no one can reach, and never elected a leader.
+#[test]
+fn a_member_address_that_does_not_parse_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_raft-demo"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cluster = Cluster::start(exe, dir.path(), 1, StoreKind::Walden).unwrap();
+    let addr = cluster.addr(1).unwrap().to_string();
+    rt.block_on(async {
+        for bad in ["not-an-address", "", "127.0.0.1", "127.0.0.1:0"] {
+            let members = BTreeMap::from([(1, addr.clone()), (2, bad.to_string())]);
+            match client::call(&addr, &Call::Init(members)).await {
+                Ok(Reply::Refused(why)) => assert!(why.contains("member 2"), "{why}"),
+                other => panic!("init with member 2 at {bad:?}: {other:?}"),
+            }
+        }
+        let members = BTreeMap::from([(1, addr.clone())]);
+        match client::call(&addr, &Call::Init(members)).await {
+            Ok(Reply::Done) => {}
+            other => panic!("init after the refusals: {other:?}"),
+        }
+    });
+}
