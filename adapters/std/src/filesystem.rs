@@ -25,10 +25,12 @@ use std::thread::JoinHandle;
 mod os;
 #[cfg(feature = "sim")]
 mod sim;
+mod stepped;
 
 pub use os::OsFs;
 #[cfg(feature = "sim")]
 pub use sim::{Background, SIM_TUNING, SimFile, SimFileSystem};
+pub use stepped::SteppedJobs;
 
 /// How [`FileSystem::open`] opens a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,15 +3,14 @@
 //!
 //! [`LazyFs`]: crate::LazyFs
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use walden_core::{Lsn, SyncPolicy};
 use walden_std::{
-    DirEntry, FileSystem, FsFile, Job, JobStep, Metadata, Mutation, OpenMode, Options, OsFs,
+    DirEntry, FileSystem, FsFile, Job, Metadata, Mutation, OpenMode, Options, OsFs, SteppedJobs,
     Tuning, Wal, Worker,
 };
 
@@ -52,17 +51,6 @@ pub enum BrokenOs {
     Walden(Mutation),
 }
 
-struct Queued {
-    id: u64,
-    job: Job,
-}
-
-#[derive(Default)]
-struct Jobs {
-    queue: VecDeque<Queued>,
-    next_id: u64,
-}
-
 /// walden-std's real file system ([`OsFs`], and `std::fs::File` for every open file: the
 /// same system calls), with background work run deterministically instead of on threads:
 /// a spawned job runs at once until it finishes or waits for the writer, and a waiting one
@@ -70,7 +58,7 @@ struct Jobs {
 /// So the sequence of operations the kernel sees is the same on every run.
 #[derive(Clone)]
 pub struct DetFs {
-    jobs: Arc<Mutex<Jobs>>,
+    jobs: SteppedJobs,
     broken: Option<BrokenOs>,
 }
 
@@ -78,41 +66,15 @@ impl DetFs {
     /// The real file system, broken as `broken` says (not at all with `None`).
     pub fn new(broken: Option<BrokenOs>) -> Self {
         Self {
-            jobs: Arc::default(),
+            jobs: SteppedJobs::default(),
             broken,
         }
     }
 
     /// Runs the queued jobs one step each, until every one waits or has finished.
     pub fn run_background(&self) {
-        let mut waiting = 0;
-        loop {
-            let Some(mut queued) = lock(&self.jobs).queue.pop_front() else {
-                return;
-            };
-            let step = (queued.job)();
-            let mut jobs = lock(&self.jobs);
-            match step {
-                JobStep::Done => waiting = 0,
-                JobStep::Again => {
-                    waiting = 0;
-                    jobs.queue.push_front(queued);
-                }
-                JobStep::Wait(_) => {
-                    waiting += 1;
-                    let all_waiting = waiting > jobs.queue.len();
-                    jobs.queue.push_back(queued);
-                    if all_waiting {
-                        return;
-                    }
-                }
-            }
-        }
+        self.jobs.run(usize::MAX);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// An open file of a [`DetFs`]: a `std::fs::File`, every call passed to walden-std's own
@@ -203,34 +165,8 @@ impl FileSystem for DetFs {
     fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
         OsFs.read_dir(path)
     }
-    fn spawn(&self, _name: &str, mut job: Job) -> io::Result<Worker> {
-        loop {
-            match job() {
-                JobStep::Again => {}
-                JobStep::Done => return Ok(Worker::custom(|| {})),
-                JobStep::Wait(_) => break,
-            }
-        }
-        let id = {
-            let mut jobs = lock(&self.jobs);
-            let id = jobs.next_id;
-            jobs.next_id += 1;
-            jobs.queue.push_back(Queued { id, job });
-            id
-        };
-        let jobs = Arc::clone(&self.jobs);
-        Ok(Worker::custom(move || {
-            let queued = {
-                let mut jobs = lock(&jobs);
-                let at = jobs.queue.iter().position(|q| q.id == id);
-                at.and_then(|at| jobs.queue.remove(at))
-            };
-            if let Some(mut queued) = queued {
-                // A job still waiting for the writer when walden-std waits for it would
-                // never end on a thread either; it is abandoned here.
-                while (queued.job)() == JobStep::Again {}
-            }
-        }))
+    fn spawn(&self, name: &str, job: Job) -> io::Result<Worker> {
+        Ok(self.jobs.spawn(name, job, true))
     }
     fn tuning(&self) -> Tuning {
         TUNING

@@ -3,7 +3,6 @@
 //! against a file system that crashes in every legal way.
 
 use core::sync::atomic::{AtomicUsize, Ordering};
-use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -13,7 +12,7 @@ use walden_core::{StorageError, StorageErrorKind};
 use walden_sim::{Inode, SimError, SimFs};
 
 use super::{
-    DirEntry, FileKind, FileSystem, FsFile, Job, JobStep, Metadata, Mutation, OpenMode, Tuning,
+    DirEntry, FileKind, FileSystem, FsFile, Job, Metadata, Mutation, OpenMode, SteppedJobs, Tuning,
     Worker,
 };
 
@@ -57,21 +56,10 @@ pub const SIM_TUNING: Tuning = Tuning {
     max_prepared: 1 << 30,
 };
 
-struct Queued {
-    id: u64,
-    name: String,
-    job: Job,
-}
-
-struct Jobs {
-    mode: Background,
-    queue: VecDeque<Queued>,
-    next_id: u64,
-}
-
 struct Shared {
     fs: Mutex<SimFs>,
-    jobs: Mutex<Jobs>,
+    mode: Background,
+    jobs: SteppedJobs,
     tuning: Tuning,
     mutation: Option<Mutation>,
     /// Every `start_write_back` (offset, length), in order: it changes nothing in the
@@ -175,7 +163,7 @@ impl SimFileSystem {
     /// The same, with other buffer and fill sizes.
     #[must_use]
     pub fn with_tuning(self, tuning: Tuning) -> Self {
-        let mode = lock(&self.shared.jobs).mode;
+        let mode = self.shared.mode;
         Self::build(
             (*self.root).clone(),
             self.snapshot(),
@@ -189,7 +177,7 @@ impl SimFileSystem {
     #[doc(hidden)]
     #[must_use]
     pub fn with_mutation(self, mutation: Option<Mutation>) -> Self {
-        let mode = lock(&self.shared.jobs).mode;
+        let mode = self.shared.mode;
         Self::build(
             (*self.root).clone(),
             self.snapshot(),
@@ -210,11 +198,8 @@ impl SimFileSystem {
             root: Arc::new(root),
             shared: Arc::new(Shared {
                 fs: Mutex::new(fs),
-                jobs: Mutex::new(Jobs {
-                    mode,
-                    queue: VecDeque::new(),
-                    next_id: 0,
-                }),
+                mode,
+                jobs: SteppedJobs::default(),
                 tuning,
                 mutation,
                 write_backs: Mutex::default(),
@@ -239,7 +224,7 @@ impl SimFileSystem {
     /// and mutation (for a crashed or restarted [`SimFs`]). No job carries over.
     #[must_use]
     pub fn reborn(&self, fs: SimFs) -> Self {
-        let mode = lock(&self.shared.jobs).mode;
+        let mode = self.shared.mode;
         Self::build(
             (*self.root).clone(),
             fs,
@@ -266,47 +251,18 @@ impl SimFileSystem {
 
     /// Background jobs started and not finished.
     pub fn pending_jobs(&self) -> usize {
-        lock(&self.shared.jobs).queue.len()
+        self.shared.jobs.pending()
     }
 
     /// Runs up to `steps` steps of the queued background jobs, oldest first (a job that waits
     /// for the writer goes to the back). Returns how many steps ran.
     pub fn run_background(&self, steps: usize) -> usize {
-        let mut ran = 0;
-        let mut waiting = 0;
-        while ran < steps {
-            let Some(mut queued) = lock(&self.shared.jobs).queue.pop_front() else {
-                break;
-            };
-            ran += 1;
-            let step = (queued.job)();
-            let mut jobs = lock(&self.shared.jobs);
-            match step {
-                JobStep::Done => waiting = 0,
-                JobStep::Again => {
-                    waiting = 0;
-                    jobs.queue.push_front(queued);
-                }
-                JobStep::Wait(_) => {
-                    waiting += 1;
-                    let all_waiting = waiting > jobs.queue.len();
-                    jobs.queue.push_back(queued);
-                    if all_waiting {
-                        break; // every job waits for the writer
-                    }
-                }
-            }
-        }
-        ran
+        self.shared.jobs.run(steps)
     }
 
     /// Names of the queued jobs, oldest first.
     pub fn job_names(&self) -> Vec<String> {
-        lock(&self.shared.jobs)
-            .queue
-            .iter()
-            .map(|q| q.name.clone())
-            .collect()
+        self.shared.jobs.names()
     }
 
     fn place<'p>(&self, path: &'p Path) -> io::Result<Place<'p>> {
@@ -340,20 +296,6 @@ impl SimFileSystem {
             locked: Mutex::new(false),
             seen: Mutex::new(seen),
         })
-    }
-
-    /// Runs the job with this id (if still queued) until it finishes or waits.
-    fn join_job(shared: &Shared, id: u64) {
-        let queued = {
-            let mut jobs = lock(&shared.jobs);
-            let at = jobs.queue.iter().position(|q| q.id == id);
-            at.and_then(|at| jobs.queue.remove(at))
-        };
-        if let Some(mut queued) = queued {
-            // A job that still waits for the writer when walden-std waits for it would never
-            // end on a thread either; here it is abandoned (it took no further step).
-            while (queued.job)() == JobStep::Again {}
-        }
     }
 }
 
@@ -561,30 +503,9 @@ impl FileSystem for SimFileSystem {
             .collect())
     }
 
-    fn spawn(&self, name: &str, mut job: Job) -> io::Result<Worker> {
-        let mode = lock(&self.shared.jobs).mode;
-        if mode == Background::Inline {
-            loop {
-                match job() {
-                    JobStep::Again => {}
-                    JobStep::Done => return Ok(Worker::custom(|| {})),
-                    JobStep::Wait(_) => break, // queued below, like a deferred job
-                }
-            }
-        }
-        let id = {
-            let mut jobs = lock(&self.shared.jobs);
-            let id = jobs.next_id;
-            jobs.next_id += 1;
-            jobs.queue.push_back(Queued {
-                id,
-                name: name.into(),
-                job,
-            });
-            id
-        };
-        let shared = Arc::clone(&self.shared);
-        Ok(Worker::custom(move || Self::join_job(&shared, id)))
+    fn spawn(&self, name: &str, job: Job) -> io::Result<Worker> {
+        let inline = self.shared.mode == Background::Inline;
+        Ok(self.shared.jobs.spawn(name, job, inline))
     }
 
     fn tuning(&self) -> Tuning {
