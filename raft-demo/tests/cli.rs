@@ -1,5 +1,5 @@
 //! The `raft-demo` program on bad input: each case must end with a clear message and a failure
-//! status, never a panic or a node that runs anyway. Every wait polls with a deadline, and
+//! status, never a panic or a node that runs anyway. Every wait has a deadline, and
 //! every process started here is killed by its pid when its guard drops.
 
 use core::time::Duration;
@@ -7,7 +7,6 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Instant;
 
 const EXE: &str = env!("CARGO_BIN_EXE_raft-demo");
 
@@ -66,19 +65,15 @@ fn start_node_with(id: &str, dir: &Path, more: &[&str]) -> Started {
         s
     });
     let mut child = child;
-    let until = Instant::now() + DEADLINE;
-    loop {
-        if rx.try_recv().is_ok() {
-            return Started::Listening(child);
+    // The reader sends on `LISTENING`, and drops its sender when stdout ends: at the latest
+    // when the process exits.
+    match rx.recv_timeout(DEADLINE) {
+        Ok(()) => Started::Listening(child),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            let status = child.0.wait().unwrap();
+            Started::Exited(status.code(), err.join().unwrap())
         }
-        if let Some(status) = child.0.try_wait().unwrap() {
-            return Started::Exited(status.code(), err.join().unwrap());
-        }
-        assert!(
-            Instant::now() < until,
-            "node {id} neither listened nor exited"
-        );
-        std::thread::sleep(Duration::from_millis(10));
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("node {id} neither listened nor exited"),
     }
 }
 
