@@ -19,13 +19,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use walden_core::{Config, Lsn, SyncPolicy};
-use walden_std::{
-    DirEntry, FileSystem, FsFile, Job, Metadata, Mutation, OpenMode, Options, OsFs, SharedWal,
-    Tuning, Wal, Worker,
-};
+use walden_std::{FileSystem, Hooked, Hooks, Mutation, Op, Options, OsFs, SharedWal, Tuning, Wal};
 
 /// Sizes for the kill test: small enough that 8 KiB segments fill the write buffer, get a
 /// zero-fill thread ahead of the writer and rotate onto spares within a few records, as
@@ -42,33 +39,44 @@ pub const KILL_TUNING: Tuning = {
     t
 };
 
-/// The real file system, counting state-changing operations and killing the process right
-/// after the `kill_at`-th (never, if `u64::MAX`).
-#[derive(Clone, Debug)]
-pub struct KillFs {
-    count: Arc<AtomicU64>,
+/// The real file system, counting the operations that change it ([`Op::changes`]) and
+/// killing the process right after the `kill_at`-th (never, if `u64::MAX`).
+pub type KillFs = Hooked<OsFs, Kill>;
+
+/// [`KillFs`]'s hooks.
+#[derive(Debug)]
+pub struct Kill {
+    count: AtomicU64,
     kill_at: u64,
     mutation: Option<Mutation>,
 }
 
-impl KillFs {
-    /// Kills after operation `kill_at` (counted from 1); `mutation` breaks walden-std on
-    /// purpose (to prove the test can fail).
-    pub fn new(kill_at: u64, mutation: Option<Mutation>) -> Self {
-        Self {
-            count: Arc::new(AtomicU64::new(0)),
+/// The real file system that kills the process after operation `kill_at` (counted from 1);
+/// `mutation` breaks walden-std on purpose (to prove the test can fail).
+pub fn kill_fs(kill_at: u64, mutation: Option<Mutation>) -> KillFs {
+    Hooked::new(
+        OsFs,
+        Kill {
+            count: AtomicU64::new(0),
             kill_at,
             mutation,
-        }
-    }
+        },
+    )
+}
 
+impl Kill {
     /// Operations counted so far.
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::SeqCst)
     }
+}
 
-    /// Counts one operation that ran, and dies if it was the chosen one.
-    fn counted<T>(&self, result: io::Result<T>) -> io::Result<T> {
+impl Hooks for Kill {
+    /// Counts one operation that ran (failed or not), and dies if it was the chosen one.
+    fn after(&self, op: &Op<'_>, _: Option<&io::Error>) {
+        if !op.changes() {
+            return;
+        }
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
         if n == self.kill_at {
             let _ = rustix::process::kill_process(
@@ -78,119 +86,13 @@ impl KillFs {
             // SIGKILL is not deliverable late; if it somehow failed, stop here anyway.
             std::process::abort();
         }
-        result
-    }
-}
-
-/// An open file of a [`KillFs`].
-pub struct KillFile {
-    file: File,
-    fs: KillFs,
-}
-
-impl FsFile for KillFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        FsFile::read_at(&self.file, buf, offset)
     }
 
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.fs
-            .counted(FsFile::write_all_at(&self.file, buf, offset))
-    }
-
-    fn sync_data(&self) -> io::Result<()> {
-        self.fs.counted(FsFile::sync_data(&self.file))
-    }
-
-    fn sync_all(&self) -> io::Result<()> {
-        self.fs.counted(FsFile::sync_all(&self.file))
-    }
-
-    // Not counted: it changes nothing a kill could leave behind.
-    fn start_write_back(&self, offset: u64, len: u64) {
-        FsFile::start_write_back(&self.file, offset, len);
-    }
-
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.fs.counted(FsFile::set_len(&self.file, len))
-    }
-
-    fn len(&self) -> io::Result<u64> {
-        FsFile::len(&self.file)
-    }
-
-    fn allocate(&self, len: u64) -> io::Result<()> {
-        self.fs.counted(FsFile::allocate(&self.file, len))
-    }
-
-    fn forget_cache(&self) -> io::Result<()> {
-        FsFile::forget_cache(&self.file)
-    }
-
-    fn try_lock(&self) -> io::Result<()> {
-        FsFile::try_lock(&self.file)
-    }
-}
-
-impl FileSystem for KillFs {
-    type File = KillFile;
-
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.counted(OsFs.create_dir_all(path))
-    }
-
-    fn metadata(&self, path: &Path) -> io::Result<Metadata> {
-        OsFs.metadata(path)
-    }
-
-    fn symlink_metadata(&self, path: &Path) -> io::Result<Metadata> {
-        OsFs.symlink_metadata(path)
-    }
-
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<KillFile> {
-        let file = OsFs.open(path, mode);
-        let file = match mode {
-            OpenMode::CreateNew | OpenMode::CreateOrOpen => self.counted(file)?,
-            _ => file?,
-        };
-        Ok(KillFile {
-            file,
-            fs: self.clone(),
-        })
-    }
-
-    fn open_dir(&self, path: &Path) -> io::Result<KillFile> {
-        Ok(KillFile {
-            file: OsFs.open_dir(path)?,
-            fs: self.clone(),
-        })
-    }
-
-    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
-        self.counted(OsFs.hard_link(original, link))
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.counted(OsFs.rename(from, to))
-    }
-
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.counted(OsFs.remove_file(path))
-    }
-
-    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
-        OsFs.read_dir(path)
-    }
-
-    fn spawn(&self, name: &str, job: Job) -> io::Result<Worker> {
-        OsFs.spawn(name, job)
-    }
-
-    fn tuning(&self) -> Tuning {
+    fn tuning<F: FileSystem>(&self, _: &F) -> Tuning {
         KILL_TUNING
     }
 
-    fn mutation(&self) -> Option<Mutation> {
+    fn mutation<F: FileSystem>(&self, _: &F) -> Option<Mutation> {
         self.mutation
     }
 }

@@ -35,7 +35,7 @@ fn a_crash_right_after_a_spare_is_linked_recovers() {
     let workload = workload(0x401);
     let trace = drive(&workload, FileVariant::Correct, None, None)
         .fs
-        .sim()
+        .inner()
         .snapshot();
     let link = trace
         .trace()

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use walden_std::Mutation;
-use walden_tests::kill::{Journal, KillFs, check, workload};
+use walden_tests::kill::{Journal, check, kill_fs, workload};
 
 const DIR_ENV: &str = "WALDEN_KILL_DIR";
 const AT_ENV: &str = "WALDEN_KILL_AT";
@@ -39,10 +39,10 @@ fn kill_child_entry() {
     };
     let dir = Path::new(&dir);
     let journal = Journal::open(&dir.with_extension("journal")).expect("journal");
-    let fs = KillFs::new(kill_at, mutation);
+    let fs = kill_fs(kill_at, mutation);
     workload(&fs, dir, &journal);
     // Not killed: say how many operations the whole workload took.
-    std::fs::write(dir.with_extension("ops"), fs.count().to_string()).expect("ops");
+    std::fs::write(dir.with_extension("ops"), fs.hooks().count().to_string()).expect("ops");
 }
 
 /// One child run killed after operation `kill_at`, then the check. Returns the check's

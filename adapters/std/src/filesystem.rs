@@ -6,8 +6,9 @@
 //! Code is generic over the file system (`FileStorage<F>`), not `dyn`, so the seam costs
 //! nothing on the append path. Tests pass their own: with the `sim` feature,
 //! [`SimFileSystem`] runs walden-std over `walden_sim::SimFs`, a
-//! simulated file system with a page cache that can crash in every legal way; a wrapper over
-//! [`OsFs`] can count operations and kill the process after the n-th.
+//! simulated file system with a page cache that can crash in every legal way; [`Hooked`] wraps
+//! either with hooks around every call (to fail, hold, count or skip one, or kill the process
+//! after the n-th).
 //!
 //! Background work (preparing the next segment's spare file, zero-filling ahead of the writer)
 //! is started through [`FileSystem::spawn`] as a [`Job`] that runs in steps, so a simulated file
@@ -22,11 +23,13 @@ use std::io;
 use std::path::Path;
 use std::thread::JoinHandle;
 
+mod hooked;
 mod os;
 #[cfg(feature = "sim")]
 mod sim;
 mod stepped;
 
+pub use hooked::{Before, Hooked, HookedFile, Hooks, Op};
 pub use os::OsFs;
 #[cfg(feature = "sim")]
 pub use sim::{Background, SIM_TUNING, SimFile, SimFileSystem};

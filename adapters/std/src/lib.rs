@@ -125,8 +125,8 @@ pub use filesystem::Mutation;
 #[cfg(feature = "sim")]
 pub use filesystem::{Background, SIM_TUNING, SimFile, SimFileSystem};
 pub use filesystem::{
-    DirEntry, FileKind, FileSystem, FsFile, Job, JobStep, Metadata, OpenMode, OsFs, SteppedJobs,
-    Tuning, Worker, run_to_end,
+    Before, DirEntry, FileKind, FileSystem, FsFile, Hooked, HookedFile, Hooks, Job, JobStep,
+    Metadata, Op, OpenMode, OsFs, SteppedJobs, Tuning, Worker, run_to_end,
 };
 pub use group::{
     ADAPTIVE_SPIN, DetachedSync, GroupSync, GroupWindow, POLL_CPUS, Spin, SyncUnderLock,

@@ -14,31 +14,45 @@ mod common;
 use core::future::Future;
 use core::pin::pin;
 use core::task::{Context, Waker};
-use std::fs::File;
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use common::{Store, entry, id, indexes};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use openraft::{StorageError, Vote};
 use walden_openraft::LogStore;
 use walden_openraft::kv::TypeConfig;
-use walden_std::{
-    DirEntry, FileSystem, FsFile, Job, Metadata, OpenMode, Options, OsFs, Tuning, Worker,
-};
+use walden_std::{Before, Hooked, Hooks, Op, Options, OsFs};
 
-/// The real file system; once [`FaultyFs::fail`] names one of the store's logs, every write,
-/// sync and length change of a file in that log's directory fails with `EIO`.
-#[derive(Clone, Default)]
-struct FaultyFs {
-    failing: Arc<Mutex<Option<&'static str>>>,
-    /// The log whose syncs wait (see [`FaultyFs::hold`]), and the condition they wait on.
-    held: Arc<(Mutex<Option<&'static str>>, Condvar)>,
+/// The log a path is in: `<store>/<log>` or `<store>/<log>/<file>`.
+fn log_of(path: &Path) -> Option<&'static str> {
+    let mut names = path.components().rev().take(2);
+    names.find_map(|c| match c.as_os_str().to_str() {
+        Some("entries") => Some("entries"),
+        Some("meta") => Some("meta"),
+        _ => None,
+    })
 }
 
-impl FaultyFs {
-    /// Every sync of a file in `log`'s directory waits until [`FaultyFs::release`]: a record
+/// The real file system; once [`Faults::fail`] names one of the store's logs, every write,
+/// sync and length change of a file in that log's directory fails with `EIO`.
+type FaultyFs = Hooked<OsFs, Faults>;
+
+fn faulty() -> FaultyFs {
+    Hooked::new(OsFs, Faults::default())
+}
+
+/// [`FaultyFs`]'s hooks.
+#[derive(Default)]
+struct Faults {
+    failing: Mutex<Option<&'static str>>,
+    /// The log whose syncs wait (see [`Faults::hold`]), and the condition they wait on.
+    held: (Mutex<Option<&'static str>>, Condvar),
+}
+
+impl Faults {
+    /// Every sync of a file in `log`'s directory waits until [`Faults::release`]: a record
     /// appended there stays not durable for as long as a test needs.
     fn hold(&self, log: &'static str) {
         *self.held.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(log);
@@ -51,7 +65,7 @@ impl FaultyFs {
 
     /// Waits while syncs of `log` are held.
     fn wait_held(&self, log: Option<&'static str>) {
-        let (lock, released) = &*self.held;
+        let (lock, released) = &self.held;
         let mut held = lock.lock().unwrap_or_else(PoisonError::into_inner);
         while log.is_some() && *held == log {
             held = released.wait(held).unwrap_or_else(PoisonError::into_inner);
@@ -63,143 +77,24 @@ impl FaultyFs {
         *self.failing.lock().unwrap_or_else(PoisonError::into_inner) = Some(log);
     }
 
-    fn check(&self, log: Option<&'static str>) -> io::Result<()> {
+    fn failing(&self, log: Option<&'static str>) -> bool {
         let failing = *self.failing.lock().unwrap_or_else(PoisonError::into_inner);
-        match failing {
-            Some(f) if log == Some(f) => Err(io::Error::from_raw_os_error(libc::EIO)),
-            _ => Ok(()),
+        failing.is_some() && log == failing
+    }
+}
+
+impl Hooks for Faults {
+    fn before(&self, op: &Op<'_>) -> Before {
+        let log = log_of(op.path());
+        match op {
+            Op::SyncData { .. } | Op::SyncAll { .. } => self.wait_held(log),
+            Op::Write { .. } | Op::WriteBack { .. } | Op::SetLen { .. } => {}
+            _ => return Before::Run,
         }
-    }
-}
-
-/// The log a path is in: `<store>/<log>` or `<store>/<log>/<file>`.
-fn log_of(path: &Path) -> Option<&'static str> {
-    let mut names = path.components().rev().take(2);
-    names.find_map(|c| match c.as_os_str().to_str() {
-        Some("entries") => Some("entries"),
-        Some("meta") => Some("meta"),
-        _ => None,
-    })
-}
-
-struct FaultyFile {
-    file: File,
-    log: Option<&'static str>,
-    fs: FaultyFs,
-}
-
-impl FsFile for FaultyFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.file.read_at(buf, offset)
-    }
-
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.fs.check(self.log)?;
-        FsFile::write_all_at(&self.file, buf, offset)
-    }
-
-    fn sync_data(&self) -> io::Result<()> {
-        self.fs.wait_held(self.log);
-        self.fs.check(self.log)?;
-        FsFile::sync_data(&self.file)
-    }
-
-    fn sync_all(&self) -> io::Result<()> {
-        self.fs.wait_held(self.log);
-        self.fs.check(self.log)?;
-        FsFile::sync_all(&self.file)
-    }
-
-    fn write_back(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.fs.check(self.log)?;
-        self.file.write_back(offset, len)
-    }
-
-    fn start_write_back(&self, offset: u64, len: u64) {
-        self.file.start_write_back(offset, len);
-    }
-
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.fs.check(self.log)?;
-        FsFile::set_len(&self.file, len)
-    }
-
-    fn len(&self) -> io::Result<u64> {
-        FsFile::len(&self.file)
-    }
-
-    fn allocate(&self, len: u64) -> io::Result<()> {
-        self.file.allocate(len)
-    }
-
-    fn forget_cache(&self) -> io::Result<()> {
-        self.file.forget_cache()
-    }
-
-    fn try_lock(&self) -> io::Result<()> {
-        FsFile::try_lock(&self.file)
-    }
-
-    fn try_lock_shared(&self) -> io::Result<()> {
-        FsFile::try_lock_shared(&self.file)
-    }
-}
-
-impl FileSystem for FaultyFs {
-    type File = FaultyFile;
-
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        OsFs.create_dir_all(path)
-    }
-
-    fn metadata(&self, path: &Path) -> io::Result<Metadata> {
-        OsFs.metadata(path)
-    }
-
-    fn symlink_metadata(&self, path: &Path) -> io::Result<Metadata> {
-        OsFs.symlink_metadata(path)
-    }
-
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<FaultyFile> {
-        self.wrap(path, OsFs.open(path, mode)?)
-    }
-
-    fn open_dir(&self, path: &Path) -> io::Result<FaultyFile> {
-        self.wrap(path, OsFs.open_dir(path)?)
-    }
-
-    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
-        OsFs.hard_link(original, link)
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        OsFs.rename(from, to)
-    }
-
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        OsFs.remove_file(path)
-    }
-
-    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
-        OsFs.read_dir(path)
-    }
-
-    fn spawn(&self, name: &str, job: Job) -> io::Result<Worker> {
-        OsFs.spawn(name, job)
-    }
-
-    fn tuning(&self) -> Tuning {
-        OsFs.tuning()
-    }
-}
-
-impl FaultyFs {
-    fn wrap(&self, path: &Path, file: File) -> io::Result<FaultyFile> {
-        Ok(FaultyFile {
-            file,
-            log: log_of(path),
-            fs: self.clone(),
-        })
+        if self.failing(log) {
+            return Before::Fail(io::Error::from_raw_os_error(libc::EIO));
+        }
+        Before::Run
     }
 }
 
@@ -232,14 +127,14 @@ fn refused<T: core::fmt::Debug>(what: &str, r: Result<T, StorageError<u64>>) {
 #[tokio::test]
 async fn a_failed_append_fails_every_later_call_and_its_entries_are_not_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let fs = FaultyFs::default();
+    let fs = faulty();
     let mut s = open_faulty(&fs, dir.path());
     s.blocking_append((0..3).map(|i| entry(1, i)))
         .await
         .unwrap();
     s.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
 
-    fs.fail("entries");
+    fs.hooks().fail("entries");
     let r = s.blocking_append([entry(1, 3), entry(1, 4)]).await;
     assert!(r.is_err(), "an append whose sync failed was acknowledged");
 
@@ -270,13 +165,13 @@ async fn a_failed_append_fails_every_later_call_and_its_entries_are_not_kept() {
 #[tokio::test]
 async fn a_failed_purge_is_not_reported_and_no_append_follows_it() {
     let dir = tempfile::tempdir().unwrap();
-    let fs = FaultyFs::default();
+    let fs = faulty();
     let mut s = open_faulty(&fs, dir.path());
     s.blocking_append((0..10).map(|i| entry(1, i)))
         .await
         .unwrap();
 
-    fs.fail("meta");
+    fs.hooks().fail("meta");
     assert!(s.purge(id(2, 50)).await.is_err());
 
     refused("get_log_state", s.get_log_state().await);
@@ -296,14 +191,14 @@ async fn a_failed_purge_is_not_reported_and_no_append_follows_it() {
 #[tokio::test]
 async fn a_failed_vote_save_is_not_read_back() {
     let dir = tempfile::tempdir().unwrap();
-    let fs = FaultyFs::default();
+    let fs = faulty();
     let mut s = open_faulty(&fs, dir.path());
     s.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
     s.blocking_append((0..2).map(|i| entry(1, i)))
         .await
         .unwrap();
 
-    fs.fail("meta");
+    fs.hooks().fail("meta");
     assert!(s.save_vote(&Vote::new(2, 2)).await.is_err());
 
     refused("read_vote", s.read_vote().await);
@@ -338,19 +233,19 @@ fn poll_once_and_drop<F: Future>(fut: F) {
 async fn a_vote_save_or_purge_dropped_before_it_is_durable_poisons_the_store() {
     for call in ["save_vote", "purge"] {
         let dir = tempfile::tempdir().unwrap();
-        let fs = FaultyFs::default();
+        let fs = faulty();
         let mut s = open_faulty(&fs, dir.path());
         s.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
         s.blocking_append((0..10).map(|i| entry(1, i)))
             .await
             .unwrap();
 
-        fs.hold("meta");
+        fs.hooks().hold("meta");
         match call {
             "save_vote" => poll_once_and_drop(s.save_vote(&Vote::new(2, 2))),
             _ => poll_once_and_drop(s.purge(id(1, 5))),
         }
-        fs.release();
+        fs.hooks().release();
 
         refused("read_vote", s.read_vote().await);
         refused("get_log_state", s.get_log_state().await);

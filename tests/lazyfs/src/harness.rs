@@ -4,14 +4,13 @@
 //! [`LazyFs`]: crate::LazyFs
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use walden_core::{Lsn, SyncPolicy};
 use walden_std::{
-    DirEntry, FileSystem, FsFile, Job, Metadata, Mutation, OpenMode, Options, OsFs, SteppedJobs,
-    Tuning, Wal, Worker,
+    Before, FileSystem, Hooked, Hooks, Job, Mutation, Op, Options, OsFs, SteppedJobs, Tuning, Wal,
+    Worker,
 };
 
 use crate::fs::{BrokenFs, CrashPlan, Image};
@@ -54,127 +53,53 @@ pub enum BrokenOs {
 /// walden-std's real file system ([`OsFs`], and `std::fs::File` for every open file: the
 /// same system calls), with background work run deterministically instead of on threads:
 /// a spawned job runs at once until it finishes or waits for the writer, and a waiting one
-/// runs again only when the harness calls [`DetFs::run_background`] or walden-std joins it.
+/// runs again only when the harness calls [`Det::run_background`] or walden-std joins it.
 /// So the sequence of operations the kernel sees is the same on every run.
-#[derive(Clone)]
-pub struct DetFs {
+pub type DetFs = Hooked<OsFs, Det>;
+
+/// [`DetFs`]'s hooks.
+pub struct Det {
     jobs: SteppedJobs,
     broken: Option<BrokenOs>,
 }
 
-impl DetFs {
-    /// The real file system, broken as `broken` says (not at all with `None`).
-    pub fn new(broken: Option<BrokenOs>) -> Self {
-        Self {
+/// The real file system, broken as `broken` says (not at all with `None`).
+pub fn det_fs(broken: Option<BrokenOs>) -> DetFs {
+    Hooked::new(
+        OsFs,
+        Det {
             jobs: SteppedJobs::default(),
             broken,
-        }
-    }
+        },
+    )
+}
 
+impl Det {
     /// Runs the queued jobs one step each, until every one waits or has finished.
     pub fn run_background(&self) {
         self.jobs.run(usize::MAX);
     }
 }
 
-/// An open file of a [`DetFs`]: a `std::fs::File`, every call passed to walden-std's own
-/// implementation for it.
-pub struct DetFile {
-    file: File,
-    dir: bool,
-    broken: Option<BrokenOs>,
-}
-
-impl FsFile for DetFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        FsFile::read_at(&self.file, buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        FsFile::write_all_at(&self.file, buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        FsFile::sync_data(&self.file)
-    }
-    fn sync_all(&self) -> io::Result<()> {
-        if self.dir && self.broken == Some(BrokenOs::DirSyncNoop) {
-            return Ok(());
+impl Hooks for Det {
+    fn before(&self, op: &Op<'_>) -> Before {
+        match op {
+            Op::SyncAll { dir: true, .. } if self.broken == Some(BrokenOs::DirSyncNoop) => {
+                Before::Skip
+            }
+            _ => Before::Run,
         }
-        FsFile::sync_all(&self.file)
     }
-    fn write_back(&self, offset: u64, len: u64) -> io::Result<()> {
-        FsFile::write_back(&self.file, offset, len)
-    }
-    fn start_write_back(&self, offset: u64, len: u64) {
-        FsFile::start_write_back(&self.file, offset, len);
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        FsFile::set_len(&self.file, len)
-    }
-    fn len(&self) -> io::Result<u64> {
-        FsFile::len(&self.file)
-    }
-    fn allocate(&self, len: u64) -> io::Result<()> {
-        FsFile::allocate(&self.file, len)
-    }
-    fn forget_cache(&self) -> io::Result<()> {
-        FsFile::forget_cache(&self.file)
-    }
-    fn try_lock(&self) -> io::Result<()> {
-        FsFile::try_lock(&self.file)
-    }
-    fn try_lock_shared(&self) -> io::Result<()> {
-        FsFile::try_lock_shared(&self.file)
-    }
-}
-
-impl FileSystem for DetFs {
-    type File = DetFile;
-
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        OsFs.create_dir_all(path)
-    }
-    fn metadata(&self, path: &Path) -> io::Result<Metadata> {
-        OsFs.metadata(path)
-    }
-    fn symlink_metadata(&self, path: &Path) -> io::Result<Metadata> {
-        OsFs.symlink_metadata(path)
-    }
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<DetFile> {
-        Ok(DetFile {
-            file: OsFs.open(path, mode)?,
-            dir: false,
-            broken: self.broken,
-        })
-    }
-    fn open_dir(&self, path: &Path) -> io::Result<DetFile> {
-        Ok(DetFile {
-            file: OsFs.open_dir(path)?,
-            dir: true,
-            broken: self.broken,
-        })
-    }
-    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
-        OsFs.hard_link(original, link)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        OsFs.rename(from, to)
-    }
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        OsFs.remove_file(path)
-    }
-    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
-        OsFs.read_dir(path)
-    }
-    fn spawn(&self, name: &str, job: Job) -> io::Result<Worker> {
+    fn spawn<F: FileSystem>(&self, _: &F, name: &str, job: Job) -> io::Result<Worker> {
         Ok(self.jobs.spawn(name, job, true))
     }
-    fn tuning(&self) -> Tuning {
+    fn tuning<F: FileSystem>(&self, _: &F) -> Tuning {
         TUNING
     }
-    fn random_seed(&self) -> u64 {
+    fn random_seed<F: FileSystem>(&self, _: &F) -> u64 {
         0x1a2f_5eed
     }
-    fn mutation(&self) -> Option<Mutation> {
+    fn mutation<F: FileSystem>(&self, _: &F) -> Option<Mutation> {
         match self.broken {
             Some(BrokenOs::Walden(m)) => Some(m),
             _ => None,
@@ -260,7 +185,7 @@ fn phases(fs: &DetFs, dir: &Path, j: &mut Journal, strict: bool) -> Result<(), S
     {
         let (mut wal, _) =
             Wal::open_in(fs.clone(), dir, options(policy)).map_err(|e| format!("open: {e}"))?;
-        fs.run_background();
+        fs.hooks().run_background();
         for k in 0..PHASE_RECORDS {
             let p = payload(i);
             let lsn = wal.next_lsn().0;
@@ -272,7 +197,7 @@ fn phases(fs: &DetFs, dir: &Path, j: &mut Journal, strict: bool) -> Result<(), S
                 return Err(format!("append {i} got LSN {} instead of {lsn}", got.0));
             }
             i += 1;
-            fs.run_background();
+            fs.hooks().run_background();
             if phase == 0 && k % 3 == 2 {
                 let r = wal.sync();
                 j.durable = j.durable.max(wal.durable_lsn().0);
@@ -285,7 +210,7 @@ fn phases(fs: &DetFs, dir: &Path, j: &mut Journal, strict: bool) -> Result<(), S
                 let r = wal.truncate_front(Lsn(to));
                 j.durable = j.durable.max(wal.durable_lsn().0);
                 r.map_err(|e| format!("truncate_front({to}): {e}"))?;
-                fs.run_background();
+                fs.hooks().run_background();
             }
             if phase == 1 && k == 14 {
                 let to = lsn - 4;
@@ -298,7 +223,7 @@ fn phases(fs: &DetFs, dir: &Path, j: &mut Journal, strict: bool) -> Result<(), S
                 }
                 r.map_err(|e| format!("truncate_back({to}): {e}"))?;
                 j.floors.push((to, epoch));
-                fs.run_background();
+                fs.hooks().run_background();
             }
         }
         drop(wal);
@@ -448,7 +373,7 @@ pub fn run_point(
 ) -> io::Result<Outcome> {
     let mounted = bench.mount(Image::default(), broken_fs)?;
     mounted.shared().crash_after(point.crash_after);
-    let fs = DetFs::new(broken_os);
+    let fs = det_fs(broken_os);
     let journal = workload(&fs, &bench.log_dir(), point.strict_truncate_back);
     drop(fs);
     let ops = mounted.shared().ops();
@@ -457,10 +382,10 @@ pub fn run_point(
     if let Some(m) = point.recovery_crash {
         let mounted = bench.mount(image, broken_fs)?;
         mounted.shared().crash_after(Some(m));
-        let fs = DetFs::new(broken_os);
+        let fs = det_fs(broken_os);
         if let Ok((wal, _)) = Wal::open_in(fs.clone(), bench.log_dir(), options(SyncPolicy::Always))
         {
-            fs.run_background();
+            fs.hooks().run_background();
             drop(wal);
         }
         drop(fs);

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use walden_lazyfs::harness::{Bench, BrokenOs, DetFs, LOG_DIR, Point, run_point, workload};
+use walden_lazyfs::harness::{Bench, BrokenOs, LOG_DIR, Point, det_fs, run_point, workload};
 use walden_lazyfs::{BrokenFs, CrashPlan, Image, OpKind, SKIP_ENV};
 
 fn skipped() -> bool {
@@ -32,7 +32,7 @@ fn trace(bench: &Bench) -> Vec<OpKind> {
     let mounted = bench
         .mount(Image::default(), None)
         .unwrap_or_else(|e| panic!("{e}"));
-    let journal = workload(&DetFs::new(None), &bench.log_dir(), false);
+    let journal = workload(&det_fs(None), &bench.log_dir(), false);
     assert!(journal.completed, "workload failed: {:?}", journal.error);
     let trace = mounted.shared().trace();
     // The model's bookkeeping: the durable image with every pending change applied is what

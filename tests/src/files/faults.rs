@@ -47,7 +47,7 @@ pub fn failed_syncs(explorer: &Explorer<FileVariant>, workload: &FileWorkload) -
     let full = drive(workload, explorer.variant, None, None);
     let syncs = full
         .fs
-        .sim()
+        .inner()
         .snapshot()
         .trace()
         .iter()
@@ -84,7 +84,7 @@ pub fn errors_at_each_op(explorer: &Explorer<FileVariant>, workload: &FileWorklo
     let started = Instant::now();
     let mut stats = Stats::default();
     let full = drive(workload, explorer.variant, None, None);
-    let ops = full.fs.sim().snapshot().trace().len() as u64;
+    let ops = full.fs.inner().snapshot().trace().len() as u64;
     for n in 0..ops {
         error_at(explorer, workload, n, &mut stats);
         if explorer.stop_at_first && !stats.violations.is_empty() {
@@ -97,7 +97,7 @@ pub fn errors_at_each_op(explorer: &Explorer<FileVariant>, workload: &FileWorklo
 
 fn error_at(explorer: &Explorer<FileVariant>, workload: &FileWorkload, n: u64, stats: &mut Stats) {
     let full = drive(workload, explorer.variant, None, None);
-    let trace = full.fs.sim().snapshot();
+    let trace = full.fs.inner().snapshot();
     let Some(entry) = trace.trace().get(n as usize) else {
         return;
     };
@@ -174,7 +174,7 @@ fn fault_run(
     for problem in driven.problems {
         report(stats, 0, ("poisoning", problem), "while driving".into());
     }
-    let end = driven.fs.sim().snapshot();
+    let end = driven.fs.inner().snapshot();
     let model: Model = driven.model;
     let mut seen = HashSet::new();
     for (index, plan) in end.crash_states(&explorer.nested_bounds) {

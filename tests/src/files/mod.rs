@@ -18,7 +18,7 @@ mod variant;
 mod workload;
 
 pub use catalog::{deep_workloads, default_workloads, find};
-pub use variant::{FileVariant, TestFile, TestFs};
+pub use variant::{Breaks, FileVariant, TestFs, test_fs};
 pub use workload::{
     FileDriven, FileLog, FileStep, FileWorkload, Handle, OpenLog, ROOT, drive, open_log,
 };

@@ -43,7 +43,7 @@ impl Subject for FileVariant {
         Run {
             model: driven.model,
             problems: driven.problems,
-            medium: driven.fs.sim().snapshot(),
+            medium: driven.fs.inner().snapshot(),
         }
     }
 
@@ -108,7 +108,7 @@ impl Subject for FileVariant {
         };
         Recovery {
             outcome,
-            after: fs.sim().snapshot(),
+            after: fs.inner().snapshot(),
         }
     }
 
@@ -132,7 +132,7 @@ impl Subject for FileVariant {
     }
 
     fn snapshot(log: &OpenLog) -> SimFs {
-        log.fs.sim().snapshot()
+        log.fs.inner().snapshot()
     }
 }
 
@@ -211,7 +211,7 @@ fn open_and_read(
 fn segment_set(log: &OpenLog) -> Result<(), String> {
     let names = log
         .fs
-        .sim()
+        .inner()
         .with(|sim| sim.names())
         .map_err(|e| e.to_string())?;
     let held = log.segment_ids();

@@ -4,13 +4,9 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::io;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::PathBuf;
 
-use walden_std::{
-    DirEntry, FileSystem, FsFile, Job, Metadata, Mutation, OpenMode, SimFile, SimFileSystem,
-    Tuning, Worker,
-};
+use walden_std::{Before, Hooked, Hooks, Mutation, Op, SimFileSystem};
 
 /// What the files explorer runs: walden-std as it ships, or with one deliberate defect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -91,165 +87,54 @@ impl FileVariant {
 }
 
 /// [`SimFileSystem`] with the file-system-level defects of a [`FileVariant`].
-#[derive(Clone, Debug)]
-pub struct TestFs {
-    sim: SimFileSystem,
-    variant: FileVariant,
-    /// A link was made and the directory not synced since ([`FileVariant::LinkNotDirSynced`]).
-    linked: Arc<AtomicBool>,
+pub type TestFs = Hooked<SimFileSystem, Breaks>;
+
+/// Wraps `sim` (which should already carry `variant.mutation()`).
+pub fn test_fs(sim: SimFileSystem, variant: FileVariant) -> TestFs {
+    let root = sim.root().to_path_buf();
+    Hooked::new(
+        sim,
+        Breaks {
+            variant,
+            root,
+            linked: AtomicBool::new(false),
+        },
+    )
 }
 
-impl TestFs {
-    /// Wraps `sim` (which should already carry `variant.mutation()`).
-    pub fn new(sim: SimFileSystem, variant: FileVariant) -> Self {
-        Self {
-            sim,
-            variant,
-            linked: Arc::new(AtomicBool::new(false)),
-        }
-    }
+/// [`TestFs`]'s hooks: the file-system-level defects of a [`FileVariant`].
+#[derive(Debug)]
+pub struct Breaks {
+    variant: FileVariant,
+    /// The log directory.
+    root: PathBuf,
+    /// A link was made and the directory not synced since ([`FileVariant::LinkNotDirSynced`]).
+    linked: AtomicBool,
+}
 
-    /// The simulated file system.
-    pub fn sim(&self) -> &SimFileSystem {
-        &self.sim
-    }
-
+impl Breaks {
     /// The variant.
     pub fn variant(&self) -> FileVariant {
         self.variant
     }
 }
 
-/// An open file of a [`TestFs`].
-pub struct TestFile {
-    inner: SimFile,
-    /// For the log directory under [`FileVariant::LinkNotDirSynced`]: set while a link waits
-    /// for the directory sync that will not happen.
-    skip_sync: Option<Arc<AtomicBool>>,
-    forget_is_noop: bool,
-}
-
-impl TestFile {
-    fn skips_sync(&self) -> bool {
-        self.skip_sync
-            .as_ref()
-            .is_some_and(|linked| linked.swap(false, Ordering::AcqRel))
-    }
-}
-
-impl FsFile for TestFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, offset)
+impl Hooks for Breaks {
+    fn before(&self, op: &Op<'_>) -> Before {
+        let skip = match (self.variant, op) {
+            // The log directory's next sync after a link does nothing.
+            (FileVariant::LinkNotDirSynced, Op::SyncAll { path, dir: true }) => {
+                *path == self.root && self.linked.swap(false, Ordering::AcqRel)
+            }
+            (FileVariant::ForgetCacheIsNoop, Op::ForgetCache { .. }) => true,
+            _ => false,
+        };
+        if skip { Before::Skip } else { Before::Run }
     }
 
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.inner.write_all_at(buf, offset)
-    }
-
-    fn sync_data(&self) -> io::Result<()> {
-        if self.skips_sync() {
-            return Ok(());
+    fn after(&self, op: &Op<'_>, error: Option<&io::Error>) {
+        if matches!(op, Op::HardLink { .. }) && error.is_none() {
+            self.linked.store(true, Ordering::Release);
         }
-        self.inner.sync_data()
-    }
-
-    fn sync_all(&self) -> io::Result<()> {
-        if self.skips_sync() {
-            return Ok(());
-        }
-        self.inner.sync_all()
-    }
-
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
-    }
-
-    fn allocate(&self, len: u64) -> io::Result<()> {
-        self.inner.allocate(len)
-    }
-
-    fn forget_cache(&self) -> io::Result<()> {
-        if self.forget_is_noop {
-            return Ok(());
-        }
-        self.inner.forget_cache()
-    }
-
-    fn try_lock(&self) -> io::Result<()> {
-        self.inner.try_lock()
-    }
-}
-
-impl TestFs {
-    fn wrap(&self, inner: SimFile, is_log_dir: bool) -> TestFile {
-        let skips = is_log_dir && self.variant == FileVariant::LinkNotDirSynced;
-        TestFile {
-            inner,
-            skip_sync: skips.then(|| Arc::clone(&self.linked)),
-            forget_is_noop: self.variant == FileVariant::ForgetCacheIsNoop,
-        }
-    }
-}
-
-impl FileSystem for TestFs {
-    type File = TestFile;
-
-    fn create_dir_all(&self, path: &Path) -> io::Result<()> {
-        self.sim.create_dir_all(path)
-    }
-
-    fn metadata(&self, path: &Path) -> io::Result<Metadata> {
-        self.sim.metadata(path)
-    }
-
-    fn symlink_metadata(&self, path: &Path) -> io::Result<Metadata> {
-        self.sim.symlink_metadata(path)
-    }
-
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<TestFile> {
-        Ok(self.wrap(self.sim.open(path, mode)?, false))
-    }
-
-    fn open_dir(&self, path: &Path) -> io::Result<TestFile> {
-        let is_log_dir = path == self.sim.root();
-        Ok(self.wrap(self.sim.open_dir(path)?, is_log_dir))
-    }
-
-    fn hard_link(&self, original: &Path, link: &Path) -> io::Result<()> {
-        self.sim.hard_link(original, link)?;
-        self.linked.store(true, Ordering::Release);
-        Ok(())
-    }
-
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        self.sim.rename(from, to)
-    }
-
-    fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.sim.remove_file(path)
-    }
-
-    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
-        self.sim.read_dir(path)
-    }
-
-    fn spawn(&self, name: &str, job: Job) -> io::Result<Worker> {
-        self.sim.spawn(name, job)
-    }
-
-    fn tuning(&self) -> Tuning {
-        self.sim.tuning()
-    }
-
-    fn random_seed(&self) -> u64 {
-        self.sim.random_seed()
-    }
-
-    fn mutation(&self) -> Option<Mutation> {
-        self.sim.mutation()
     }
 }

@@ -9,7 +9,7 @@ use walden_std::{
     Background, FileStorage, Options, SIM_TUNING, SharedWal, SimFileSystem, SyncPolicy, Tuning, Wal,
 };
 
-use super::variant::{FileVariant, TestFs};
+use super::variant::{FileVariant, TestFs, test_fs};
 use crate::explorer::{Model, Recovered, Step, check_log, log_step, payload, poisoned_step};
 
 /// Where the simulated log directory lives.
@@ -157,7 +157,7 @@ impl FileWorkload {
             self.tuning,
             variant.mutation(),
         );
-        TestFs::new(fs, variant)
+        test_fs(fs, variant)
     }
 
     /// A fresh file system of `variant`, holding nothing.
@@ -340,7 +340,7 @@ pub fn drive(
 ) -> FileDriven {
     let fs = workload.fresh_fs(variant);
     let faulty = faults.is_some();
-    fs.sim().with(|sim| {
+    fs.inner().with(|sim| {
         if let Some(budget) = budget {
             sim.crash_after(budget);
         }
@@ -373,7 +373,7 @@ struct Driver<'w> {
 
 impl Driver<'_> {
     fn crashed(&self) -> bool {
-        self.driven.fs.sim().with(|sim| sim.has_crashed())
+        self.driven.fs.inner().with(|sim| sim.has_crashed())
     }
 
     fn problem(&mut self, what: String) {
@@ -449,18 +449,18 @@ impl Driver<'_> {
                 Ok(())
             }
             FileStep::Kill => {
-                let restarted = self.driven.fs.sim().snapshot().restart();
+                let restarted = self.driven.fs.inner().snapshot().restart();
                 // The old process's handles act on the old state: nothing they do on the way
                 // out (its `Drop` flushing, stopping jobs) reaches the new process's kernel.
                 drop(self.log.take());
-                let variant = self.driven.fs.variant();
+                let variant = self.driven.fs.hooks().variant();
                 self.driven.fs = self.workload.fs_on(variant, restarted);
                 self.open()?;
                 self.after_reopen("a kill");
                 Ok(())
             }
             FileStep::Background(steps) => {
-                self.driven.fs.sim().run_background(*steps);
+                self.driven.fs.inner().run_background(*steps);
                 Ok(())
             }
             _ => {
