@@ -130,9 +130,10 @@ impl FlashWorkload {
         self.blocks_per_area * ERASE as u32
     }
 
-    fn config(&self) -> Config {
-        let segment = u64::from(self.area_bytes()) - AREA_HEADER_LEN as u64 - 48;
-        Config::small_device(segment)
+    /// The log's configuration: segments as large as the mounted storage's areas hold
+    /// ([`FlashStorage::segment_size`]).
+    fn config(&self, segment_size: u64) -> Config {
+        Config::small_device(segment_size)
             .with_sync_policy(self.sync)
             .with_salt_seed(self.seed)
     }
@@ -198,11 +199,11 @@ pub fn flash_workloads() -> Vec<(FlashWorkload, usize)> {
                 areas: 5,
                 blocks_per_area: 2,
                 steps: [
-                    vec![Append(60); 5],
+                    vec![Append(59); 5],
                     vec![TruncateFront(5)],
-                    vec![Append(60); 4],
+                    vec![Append(59); 4],
                     vec![TruncateFront(9)],
-                    vec![Append(60); 4],
+                    vec![Append(59); 4],
                     vec![TruncateFront(13), Append(1)],
                 ]
                 .concat(),
@@ -454,7 +455,8 @@ pub fn recover<const W: usize>(
     let storage = FlashStorage::mount(handle.clone(), workload.layout())
         .map_err(|e| format!("mount failed: {e}"))?;
     let mut scratch = vec![0u8; 512];
-    let (wal, report) = FlashWal::<W>::open(storage, workload.config(), &mut scratch)
+    let config = workload.config(storage.segment_size());
+    let (wal, report) = FlashWal::<W>::open(storage, config, &mut scratch)
         .map_err(|e| format!("classification: recovery refused a pure crash: {e}"))?;
     let records =
         read_all(&wal).map_err(|e| format!("prefix: a record does not read back: {e}"))?;
@@ -502,11 +504,11 @@ pub fn drive<const W: usize>(
     let mut model = Model::default();
     let mut problems = Vec::new();
     let crashed = || handle.nor.borrow().has_crashed();
-    let config = workload.config();
     let open = || -> Result<FlashWal<W>, String> {
         let storage =
             FlashStorage::mount(handle.clone(), workload.layout()).map_err(|e| e.to_string())?;
         let mut scratch = vec![0u8; 512];
+        let config = workload.config(storage.segment_size());
         FlashWal::<W>::open(storage, config, &mut scratch)
             .map(|(wal, _)| wal)
             .map_err(|e| e.to_string())
@@ -520,6 +522,7 @@ pub fn drive<const W: usize>(
             return (model, problems);
         }
     };
+    let config = *wal.config();
     for (i, step) in workload.steps.iter().enumerate() {
         let result: Result<(), String> = match step {
             Step::Append(len) => append(

@@ -15,7 +15,8 @@ pub const AREA_HEADER_LEN: usize = 32;
 pub const MAX_WORD: usize = AREA_HEADER_LEN;
 
 const MAGIC: [u8; 4] = *b"WFLA";
-const VERSION: u8 = 1;
+/// 2: the first bytes of every erase block past the header hold no data ([`Geometry::gap`]).
+const VERSION: u8 = 2;
 /// Salt of the area header's CRC-32C, so that no other structure's bytes validate as one.
 const HEADER_SALT: u64 = 0x5746_4c41_5348_4844;
 
@@ -62,7 +63,8 @@ pub enum LayoutError {
         capacity: usize,
     },
     /// `WRITE_SIZE` or `READ_SIZE` is not a power of two up to [`MAX_WORD`], or `ERASE_SIZE`
-    /// is not a multiple of both.
+    /// is not a multiple of both, or not larger than the gap left at the start of each
+    /// erase block (4 bytes or a write word, whichever is larger).
     Geometry {
         /// The flash's write size.
         write_size: usize,
@@ -72,7 +74,8 @@ pub enum LayoutError {
         erase_size: usize,
     },
     /// An area is too small to hold a segment header, one record of 1 byte (with
-    /// `Config::small_device`'s margin) and a seal: less than 180 bytes.
+    /// `Config::small_device`'s margin) and a seal: less than 148 bytes of data after the
+    /// area header and the gaps at its erase blocks (at least 180 bytes).
     AreaTooSmall {
         /// Its size in bytes.
         bytes: u64,
@@ -136,9 +139,10 @@ impl Geometry {
         let word_ok = |w: usize| w.is_power_of_two() && w <= MAX_WORD;
         // An erase block of whole read words too: reads are word-aligned, so the last word of
         // the last area must not run past the layout.
+        // And more than the gap left at the start of each erase block (`Geometry::gap`).
         if !word_ok(write)
             || !word_ok(read)
-            || erase == 0
+            || erase <= write.max(4)
             || !erase.is_multiple_of(write)
             || !erase.is_multiple_of(read)
         {
@@ -178,14 +182,18 @@ impl Geometry {
         {
             return Err(LayoutError::OutOfBounds { end, capacity });
         }
-        Ok(Self {
+        let geo = Self {
             base: layout.base,
             areas: layout.areas as usize,
             area_bytes: area_bytes as u32,
             block: erase as u32,
             write,
             read,
-        })
+        };
+        if geo.capacity() < (64 + 32 + 4 + 48) as u32 {
+            return Err(LayoutError::AreaTooSmall { bytes: area_bytes });
+        }
+        Ok(geo)
     }
 
     /// Flash offset of area `i`.
@@ -193,14 +201,41 @@ impl Geometry {
         self.base + self.area_bytes * i as u32
     }
 
-    /// Flash offset of byte `offset` of the segment in area `i`.
-    pub(crate) fn data_start(&self, i: usize) -> u32 {
-        self.area_start(i) + AREA_HEADER_LEN as u32
+    /// Bytes left unprogrammed (erased) at the start of every erase block that begins past
+    /// the area header: at least the header's magic, in whole write words. So no data can
+    /// ever put an area header on an erase block (its magic would have to be there), and
+    /// mount can take any header it finds on one for another layout's: a payload crafted to
+    /// be an area header cannot make a mount refuse the flash.
+    pub(crate) fn gap(&self) -> u32 {
+        (self.write as u32).max(4)
+    }
+
+    /// The first erase block boundary at or past the area header, from the area's start.
+    fn first_gap(&self) -> u32 {
+        (AREA_HEADER_LEN as u32).div_ceil(self.block) * self.block
     }
 
     /// Bytes of segment data an area holds.
     pub(crate) fn capacity(&self) -> u32 {
-        self.area_bytes - AREA_HEADER_LEN as u32
+        let first = self.first_gap().min(self.area_bytes);
+        let blocks = (self.area_bytes - first) / self.block;
+        first - AREA_HEADER_LEN as u32 + blocks * (self.block - self.gap())
+    }
+
+    /// Where byte `pos` of area `i`'s segment data is on the flash, and how many bytes of data
+    /// follow it there before the next gap (or the area's end).
+    pub(crate) fn data_at(&self, i: usize, pos: u32) -> (u32, u32) {
+        let head = self.first_gap().min(self.area_bytes) - AREA_HEADER_LEN as u32;
+        if pos < head {
+            return (
+                self.area_start(i) + AREA_HEADER_LEN as u32 + pos,
+                head - pos,
+            );
+        }
+        let per_block = self.block - self.gap();
+        let (k, r) = ((pos - head) / per_block, (pos - head) % per_block);
+        let at = self.area_start(i) + self.first_gap() + k * self.block + self.gap() + r;
+        (at, per_block - r)
     }
 
     /// A digest of where the areas are (base, count, size), kept in every area header: a
@@ -307,7 +342,7 @@ mod tests {
         assert!(ok.is_ok());
         let g = ok.unwrap();
         assert_eq!(g.capacity(), 1024 - 32);
-        assert_eq!(g.data_start(2), 2048 + 32);
+        assert_eq!(g.data_at(2, 0), (2048 + 32, 1024 - 32));
         assert!(matches!(
             Geometry::check(Layout::new(3, 1), 8, 6 * 1024, 4, 1, 1024),
             Err(LayoutError::AreaCount { .. })

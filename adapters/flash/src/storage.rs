@@ -7,7 +7,9 @@
 //!   both are durable when they return (flash has no cache), which the contract allows.
 //! * Data is stored inverted, so erased space (`0xFF`) reads as zeros: the end of the log looks
 //!   exactly like space a file system preallocated, which recovery treats as a clean end. A
-//!   segment's length is always its area's capacity.
+//!   segment's length is always its area's capacity. The first word of every erase block past
+//!   the header is left erased (a gap the data skips), so no payload can put an area header on
+//!   an erase block.
 //! * Programming needs whole words: the last partial word of a write waits in RAM until the next
 //!   write completes it or `sync` programs it (padded with `0xFF`, which changes nothing); a later
 //!   write programs the rest of that word. So a word may be programmed twice, clearing only bits
@@ -182,9 +184,9 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
     /// it. Any header that verifies, of any layout or version, is refused. An area holding a
     /// segment is not read past its header: this layout erased it whole when it claimed it,
     /// so the rest is this log's own data (inverted), where a header could only be a payload.
-    /// A free area may still hold a removed segment's data, so a payload that is an area header
-    /// inverted, lying on an erase block, is refused too: a refused mount, never a loss (by
-    /// chance, about 2^-64 per block). A header missed would be a log erased. Cost: one 32-byte
+    /// A free area may still hold a removed segment's data, but never on an erase block: the
+    /// data skips a gap there ([`Geometry::gap`]), so a header found on one is another
+    /// layout's, whatever the payloads were. A header missed would be a log erased. Cost: one 32-byte
     /// read per erase block of each free area past its first (none with areas of one block).
     fn read_headers(&mut self) -> Result<(), MountError> {
         let geo = self.geo;
@@ -342,6 +344,31 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
             .map_err(|e| FlashError::driver(&e, "flash program"))
     }
 
+    /// Reads area `i`'s segment data from `pos`, around the gaps at its erase blocks.
+    fn read_data(&self, i: usize, pos: u32, buf: &mut [u8]) -> Result<(), FlashError> {
+        let mut done = 0;
+        while done < buf.len() {
+            let (at, run) = self.geo.data_at(i, pos + done as u32);
+            let n = (run as usize).min(buf.len() - done);
+            self.read_raw(at, &mut buf[done..done + n])?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Programs `bytes` (whole words) as area `i`'s segment data from `pos` (at a word), around
+    /// the gaps: a gap and the data between gaps are whole words, so every piece is too.
+    fn program_data(&mut self, i: usize, pos: u32, bytes: &[u8]) -> Result<(), FlashError> {
+        let mut done = 0;
+        while done < bytes.len() {
+            let (at, run) = self.geo.data_at(i, pos + done as u32);
+            let n = (run as usize).min(bytes.len() - done);
+            self.program(at, &bytes[done..done + n])?;
+            done += n;
+        }
+        Ok(())
+    }
+
     fn erase_area(&mut self, i: usize) -> Result<(), FlashError> {
         let from = self.geo.area_start(i);
         self.flash
@@ -384,8 +411,7 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
     /// Programs the partial word waiting in RAM, if any.
     fn flush(&mut self) -> Result<(), FlashError> {
         if let Some(t) = self.tail.take() {
-            let at = self.geo.data_start(t.area) + t.word;
-            self.program(at, &t.bytes[..self.geo.write])?;
+            self.program_data(t.area, t.word, &t.bytes[..self.geo.write])?;
         }
         Ok(())
     }
@@ -397,7 +423,7 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
         let mut chunk = [0u8; CHUNK];
         while pos < end {
             let n = (end - pos).min(CHUNK as u32) as usize;
-            self.read_raw(self.geo.data_start(i) + pos, &mut chunk[..n])?;
+            self.read_data(i, pos, &mut chunk[..n])?;
             if chunk[..n].iter().any(|&b| b != 0xFF) {
                 return Ok(false);
             }
@@ -419,9 +445,9 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
             let n = (len - pos).min(CHUNK as u32);
             let words = n.div_ceil(w) * w;
             let mut chunk = [0xFFu8; CHUNK];
-            self.read_raw(self.geo.data_start(i) + pos, &mut chunk[..n as usize])?;
+            self.read_data(i, pos, &mut chunk[..n as usize])?;
             if chunk[..words as usize].iter().any(|&b| b != 0xFF) {
-                self.program(self.geo.data_start(j) + pos, &chunk[..words as usize])?;
+                self.program_data(j, pos, &chunk[..words as usize])?;
             }
             pos += n;
         }
@@ -482,7 +508,7 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> Storage for FlashStorage<F, AREA
         }
         let n = (cap - offset).min(buf.len() as u64) as usize;
         let offset = offset as u32;
-        self.read_raw(self.geo.data_start(i) + offset, &mut buf[..n])?;
+        self.read_data(i, offset, &mut buf[..n])?;
         if let Some(t) = self.tail.filter(|t| t.area == i) {
             // What the flash will hold once the word is programmed.
             for (k, b) in t.bytes[..self.geo.write].iter().enumerate() {
@@ -532,7 +558,7 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> Storage for FlashStorage<F, AREA
             pos += k as u32;
             rest = &rest[k..];
             if pos == word + w {
-                self.program(self.geo.data_start(i) + word, &bytes[..w as usize])?;
+                self.program_data(i, word, &bytes[..w as usize])?;
             } else {
                 self.tail = Some(Tail {
                     area: i,
@@ -548,7 +574,7 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> Storage for FlashStorage<F, AREA
             for (slot, b) in chunk[..n].iter_mut().zip(rest) {
                 *slot = !b;
             }
-            self.program(self.geo.data_start(i) + pos, &chunk[..n])?;
+            self.program_data(i, pos, &chunk[..n])?;
             pos += n as u32;
             rest = &rest[n..];
         }

@@ -102,7 +102,7 @@ fn generations_at_the_limit_are_errors_not_overflows() {
 fn a_header_from_a_newer_version_is_refused_not_taken_for_free() {
     let mut nor = Nor::new(8, 0);
     let mut newer = header(3, 9).encode();
-    newer[4] = 2;
+    newer[4] = 3;
     let crc = crate::layout::crc(&newer[..28]);
     newer[28..32].copy_from_slice(&crc.to_le_bytes());
     program_header(&mut nor, 5, &newer);
@@ -110,10 +110,24 @@ fn a_header_from_a_newer_version_is_refused_not_taken_for_free() {
         refused(&mut nor, Layout::new(8, 1)),
         MountError::UnsupportedVersion {
             area: 5,
-            version: 2
+            version: 3
         }
     );
-    // A torn program of a version-1 header is still a free area, not a newer version.
+    // Version 1 (segment data with no gaps at erase blocks) is refused too, not misread.
+    let mut older = header(3, 9).encode();
+    older[4] = 1;
+    let crc = crate::layout::crc(&older[..28]);
+    older[28..32].copy_from_slice(&crc.to_le_bytes());
+    let mut nor = Nor::new(8, 0);
+    program_header(&mut nor, 2, &older);
+    assert_eq!(
+        refused(&mut nor, Layout::new(8, 1)),
+        MountError::UnsupportedVersion {
+            area: 2,
+            version: 1
+        }
+    );
+    // A torn program of a version-2 header is still a free area, not another version.
     let mut torn = header(3, 9).encode();
     torn[4] = 0x03;
     let mut nor = Nor::new(8, 0);
@@ -436,13 +450,15 @@ fn a_log_written_with_another_layout_is_refused_not_cut() {
 
 #[test]
 fn the_smallest_area_holds_the_largest_record_small_device_allows() {
-    type Tiny = walden_sim::NorSim<4, 4>;
-    let too_small = FlashStorage::<Tiny, 8>::mount(Tiny::new(4 * 44, 0), Layout::new(4, 44));
+    // 8-byte erase blocks: every one past the header holds 4 bytes of data (a 4-byte gap).
+    type Tiny = walden_sim::NorSim<4, 8>;
+    let too_small = FlashStorage::<Tiny, 8>::mount(Tiny::new(4 * 40, 0), Layout::new(4, 40));
     assert!(matches!(
         too_small.map(|_| ()),
-        Err(MountError::Layout(LayoutError::AreaTooSmall { bytes: 176 }))
+        Err(MountError::Layout(LayoutError::AreaTooSmall { bytes: 320 }))
     ));
-    let s = FlashStorage::<Tiny, 8>::mount(Tiny::new(5 * 45, 0), Layout::new(5, 45)).unwrap();
+    let s = FlashStorage::<Tiny, 8>::mount(Tiny::new(5 * 41, 0), Layout::new(5, 41)).unwrap();
+    assert_eq!(s.segment_capacity(), 148);
     let config = Config::small_device(s.segment_size());
     let mut scratch = [0u8; 256];
     let (mut wal, _) = Wal::<_, Fixed<2>>::open(s, config, &mut scratch).unwrap();
