@@ -101,9 +101,25 @@ impl Options {
 
 impl Options {
     /// Checks the configuration and the options, so that an open that would fail on them
-    /// fails before anything on disk is touched.
-    pub fn validate(&self) -> Result<(), OpenError<FileError>> {
-        self.config.validate().map_err(OpenError::Config)
+    /// fails before anything on disk is touched, with the error that open returns: an
+    /// invalid [`Config`] is [`Error::Open`] (with no file), an invalid
+    /// [`Options::group_window`] is [`Error::InvalidOptions`]. [`Wal::open`] and
+    /// [`crate::SharedWal::open`] run this same check first.
+    ///
+    /// Two refusals it cannot make: [`SyncPolicy::Interval`](walden_core::SyncPolicy::Interval)
+    /// is valid for a [`crate::SharedWal`] (its flusher thread syncs on the timer) and refused
+    /// by [`Wal::open`] alone, which has no such thread; and an
+    /// [`Options::scratch_size`] this process cannot allocate is found only by trying, at
+    /// the open.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.config.validate().map_err(|e| Error::Open {
+            file: None,
+            error: OpenError::Config(e),
+        })?;
+        if let Some(why) = self.group_window.invalid(&self.config) {
+            return Err(Error::InvalidOptions { why });
+        }
+        Ok(())
     }
 }
 
@@ -260,18 +276,13 @@ impl<F: FileSystem> Wal<F> {
     ) -> Result<(Self, RecoveryReport, Option<Lsn>), Failed> {
         let dir = dir.to_path_buf();
         // An invalid configuration touches nothing: not even the directory or its lock file.
-        options
-            .validate()
-            .map_err(|error| Error::Open { file: None, error })?;
+        options.validate()?;
         if let walden_core::SyncPolicy::Interval(_) = options.config.sync_policy {
             // Nothing would sync on a timer: refuse rather than act as `Manual`.
             return Err(Error::InvalidOptions {
                 why: "SyncPolicy::Interval needs a flusher thread: open the log as a SharedWal, or choose another policy",
             }
             .into());
-        }
-        if let Some(why) = options.group_window.invalid() {
-            return Err(Error::InvalidOptions { why }.into());
         }
         // Allocated before anything on disk is touched: a size no allocation can serve is a
         // typed error (`vec!` would panic or abort the process).
