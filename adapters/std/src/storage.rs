@@ -1226,6 +1226,59 @@ mod tests {
         assert_eq!(&got, b"headerrecord");
     }
 
+    /// Only a regular file named `walden.clean` is the clean-close marker: a symlink, a FIFO
+    /// or a directory with its name was trusted (a symlink or FIFO was removed as if it were
+    /// the marker), and the open skipped the recovery of the page cache. Now each is not
+    /// trusted, and is left as it was.
+    #[test]
+    fn only_a_regular_file_is_the_clean_close_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join(clean::CLEAN_FILE);
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b"the user's own bytes").unwrap();
+        let mut s = FileStorage::open(dir.path(), true).unwrap();
+        s.create(1).unwrap();
+        s.write(1, 0, b"header").unwrap();
+        s.sync(1).unwrap();
+        drop(s);
+        let place: [(&str, &dyn Fn()); 3] = [
+            ("symlink", &|| {
+                std::os::unix::fs::symlink(&target, &marker).unwrap()
+            }),
+            ("directory", &|| std::fs::create_dir(&marker).unwrap()),
+            ("FIFO", &|| {
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &marker,
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o600),
+                    0,
+                )
+                .unwrap();
+            }),
+        ];
+        for (what, place) in place {
+            let left = std::fs::symlink_metadata(&marker).unwrap().file_type();
+            assert!(left.is_file(), "the close before left the marker");
+            std::fs::remove_file(&marker).unwrap();
+            place();
+            let kind = std::fs::symlink_metadata(&marker).unwrap().file_type();
+            let s = FileStorage::open(dir.path(), false).unwrap();
+            assert_eq!(s.suspects, [1], "a {what} was trusted as the marker");
+            let left = std::fs::symlink_metadata(&marker).unwrap().file_type();
+            assert_eq!(left, kind, "the {what} is left as it was");
+            drop(s);
+            let closed = std::fs::symlink_metadata(&marker).unwrap().file_type();
+            assert_eq!(closed, kind, "no marker while the {what} is there");
+            match what {
+                "directory" => std::fs::remove_dir(&marker).unwrap(),
+                _ => std::fs::remove_file(&marker).unwrap(),
+            }
+            drop(FileStorage::open(dir.path(), false).unwrap());
+        }
+        assert_eq!(std::fs::read(&target).unwrap(), b"the user's own bytes");
+    }
+
     #[test]
     fn only_a_close_with_every_change_synced_leaves_the_clean_close_marker() {
         let dir = tempfile::tempdir().unwrap();
