@@ -349,7 +349,8 @@ impl<F: FileSystem> FileStorage<F> {
             let end = p.offset + p.bytes.len() as u64;
             self.before_write(p.id, end);
             let f = Arc::clone(self.file(p.id)?);
-            f.write_all_at(&p.bytes, p.offset)?;
+            f.write_all_at(&p.bytes, p.offset)
+                .map_err(|e| FileError::from_io(&e).in_buffered_write())?;
             self.pace(p.id, &f, p.offset, end);
             let mut bytes = p.bytes;
             bytes.clear();
@@ -424,7 +425,8 @@ impl<F: FileSystem> FileStorage<F> {
                 .as_ref()
                 .ok_or_else(|| FileError::new(StorageErrorKind::NotFound))?;
             self.before_write(p.id, p.offset + p.bytes.len() as u64);
-            f.write_all_at(&p.bytes, p.offset)?;
+            f.write_all_at(&p.bytes, p.offset)
+                .map_err(|e| FileError::from_io(&e).in_buffered_write())?;
             *pending = None;
         }
         Ok(file)
@@ -1317,6 +1319,43 @@ mod tests {
     }
 
     #[cfg(feature = "sim")]
+    /// A write that runs out of space while a sync writes out the buffered bytes says so: the
+    /// error read "sync of segment 1 failed: no space", as if the `fdatasync` had failed, and
+    /// nothing said that a write had.
+    #[test]
+    fn no_space_writing_buffered_bytes_is_reported_as_a_write() {
+        use crate::filesystem::SimFileSystem;
+        use walden_sim::{FaultAction, FaultSchedule, OpKind};
+        let fs = SimFileSystem::new("/log", walden_sim::SimFs::default());
+        let mut s = FileStorage::open_in(fs.clone(), "/log", true).unwrap();
+        s.create(1).unwrap();
+        s.write(1, 0, b"header").unwrap();
+        s.sync(1).unwrap();
+        s.write(1, 6, b"record").unwrap();
+        fs.with(|sim| {
+            let writes = sim.trace().iter().filter(|e| e.op.kind() == OpKind::Write);
+            let nth = writes.count() as u64;
+            let no_space = FaultAction::Fail(StorageErrorKind::NoSpace);
+            sim.set_faults(FaultSchedule::new().nth(OpKind::Write, nth, no_space));
+        });
+        let e = s.sync(1).unwrap_err();
+        assert_eq!(
+            walden_core::StorageError::kind(&e),
+            StorageErrorKind::NoSpace
+        );
+        assert!(e.is_buffered_write());
+        let failure = walden_core::IoFailure {
+            op: walden_core::Op::Sync,
+            segment: Some(1),
+            error: e,
+        };
+        let message = failure.to_string();
+        assert!(
+            message.contains("writing buffered bytes to the file: no space left"),
+            "{message}"
+        );
+    }
+
     #[test]
     fn segments_with_unsynced_changes_keep_their_descriptors() {
         use crate::filesystem::SimFileSystem;
