@@ -180,10 +180,11 @@ impl Wal {
     /// of twice (an open verifies every record, and a reader after it would read and verify
     /// them all again).
     ///
-    /// A loader thread reads each sealed segment whole (up to 1 GiB each; two segments' worth
-    /// of memory at a time) and scans it with recovery's own scan, while this thread hands the
-    /// records of the one before to `apply` from the same buffer; the scans then spare the
-    /// open its own. Before the open finishes, only records that every successful open keeps
+    /// A read-ahead thread reads the segments in chunks of
+    /// [`Tuning::replay_chunk`](crate::Tuning::replay_chunk) while this thread scans them with
+    /// recovery's own scan and hands each verified record to `apply` from those buffers; the
+    /// scans then spare the open its own. The scan's window is 4 MiB, or as long as the longest
+    /// segment file if that is more and a record of the configuration could be that long. Before the open finishes, only records that every successful open keeps
     /// are handed over (a clean prefix of sealed segments); the rest (the newest segment, and
     /// anything from the first segment that is not clean, encrypted, or too large) is read
     /// after the open.
