@@ -26,7 +26,7 @@ use std::sync::{Mutex, PoisonError};
 
 use walden_core::SegmentId;
 
-use crate::filesystem::{FileSystem, FsFile, OpenMode};
+use crate::filesystem::{FileKind, FileSystem, FsFile, OpenMode};
 
 pub use walden_core::CLEAN_FILE;
 
@@ -34,8 +34,28 @@ pub use walden_core::CLEAN_FILE;
 const TEXT: &[u8] = b"walden-std: closed with every write synced; the next open may trust the page cache (docs/FORMAT.md)\n";
 
 /// Removes the marker of `dir` if it is there, and says whether it was.
+///
+/// Only a regular file is the marker ([`leave`] creates nothing else), checked without
+/// following a symlink: a symlink, FIFO, directory or socket with its name was put there by
+/// someone else, so it is not trusted (the open does the full recovery, which is always
+/// safe) and, not being ours, is left in place rather than refused: unlike the lock file,
+/// the open does not need it. While it stays, [`leave`] cannot create the marker, so no
+/// later open trusts the cache either.
 pub(crate) fn take<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<bool> {
-    match fs.remove_file(&dir.join(CLEAN_FILE)) {
+    let path = dir.join(CLEAN_FILE);
+    match fs.symlink_metadata(&path) {
+        Ok(m) if m.kind == FileKind::File => {}
+        Ok(m) => {
+            tracing::warn!(path = %path.display(), kind = ?m.kind,
+                "not a regular file: not trusted as the clean-close marker, left in place");
+            return Ok(false);
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    // The directory is locked: only a process that ignores the lock could swap the file
+    // between the check and here.
+    match fs.remove_file(&path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),

@@ -15,6 +15,9 @@ pub struct FileError {
     os_code: Option<i32>,
     /// Why, where no OS error says it (see [`FileError::not_a_regular_file`]).
     reason: Option<&'static str>,
+    /// The call that failed wrote bytes the storage had buffered (see
+    /// [`FileError::is_buffered_write`]).
+    buffered_write: bool,
 }
 
 impl FileError {
@@ -39,6 +42,7 @@ impl FileError {
             io_kind: e.kind(),
             os_code,
             reason: None,
+            buffered_write: false,
         }
     }
 
@@ -49,6 +53,7 @@ impl FileError {
             io_kind: io::ErrorKind::Other,
             os_code: None,
             reason: None,
+            buffered_write: false,
         }
     }
 
@@ -63,6 +68,24 @@ impl FileError {
             ),
             ..Self::new(StorageErrorKind::Unsupported)
         }
+    }
+
+    /// This error, from the write of bytes the storage had buffered: walden-std buffers small
+    /// appends and writes them out at the next sync (or when the buffer is full), so a write
+    /// failure (such as [`StorageErrorKind::NoSpace`]) can surface from a `sync`. The core
+    /// error names the operation it called (`sync of segment …`); this error says the write
+    /// failed, not the `fdatasync`.
+    pub(crate) fn in_buffered_write(self) -> Self {
+        Self {
+            buffered_write: true,
+            ..self
+        }
+    }
+
+    /// Whether the failed call was the write of bytes the storage had buffered (at a sync, or
+    /// when the buffer was full), not the operation the core error names.
+    pub fn is_buffered_write(&self) -> bool {
+        self.buffered_write
     }
 
     /// The OS error code, if there was one.
@@ -84,6 +107,9 @@ impl From<io::Error> for FileError {
 
 impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.buffered_write {
+            write!(f, "writing buffered bytes to the file: ")?;
+        }
         match (self.os_code, self.reason) {
             (Some(code), _) => write!(f, "{} ({})", self.kind, io::Error::from_raw_os_error(code)),
             (None, Some(reason)) => write!(f, "{}: {reason}", self.kind),

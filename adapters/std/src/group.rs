@@ -230,8 +230,9 @@ impl<S: Storage> GroupSync for SyncUnderLock<S> {}
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GroupWindow {
     /// Before syncing, a leader waits up to this long for more appends to join its group
-    /// (default 0: off). `Duration::MAX` is no time limit, only with a `min_bytes` (an open
-    /// refuses it with `min_bytes` 0: [`Error::InvalidOptions`](crate::Error::InvalidOptions)).
+    /// (default 0: off). `Duration::MAX` is no time limit, only with a `min_bytes` that
+    /// appends can reach (an open refuses `min_bytes` 0 or above the segment size:
+    /// [`Error::InvalidOptions`](crate::Error::InvalidOptions)).
     pub max_wait: Duration,
     /// ... but stops waiting once this many payload bytes are waiting (0: wait the full time).
     pub min_bytes: u64,
@@ -244,14 +245,26 @@ pub struct GroupWindow {
 }
 
 impl GroupWindow {
-    /// Why a log cannot use this window, if it cannot: one too long for an `Instant` (such as
-    /// `Duration::MAX`, "no time limit") that no byte count ends (`min_bytes` 0) is never over,
-    /// so a leader would never sync and no append would become durable.
-    pub(crate) fn invalid(&self) -> Option<&'static str> {
+    /// Why a log with `config` cannot use this window, if it cannot: one too long for an
+    /// `Instant` (such as `Duration::MAX`, "no time limit") ends only once `min_bytes` are
+    /// waiting, so with `min_bytes` 0 it never ends, and with more than a segment's worth
+    /// (such as `u64::MAX`) it waits for a backlog no sensible load builds: in both a leader
+    /// would not sync and no append would become durable.
+    pub(crate) fn invalid(&self, config: &walden_core::Config) -> Option<&'static str> {
         let endless = Instant::now().checked_add(self.max_wait).is_none();
-        (endless && self.min_bytes == 0).then_some(
-            "GroupWindow: a max_wait with no time limit (Duration::MAX) and min_bytes 0 never ends, so no append would become durable: give min_bytes > 0 or a finite max_wait",
-        )
+        if !endless {
+            None
+        } else if self.min_bytes == 0 {
+            Some(
+                "GroupWindow: a max_wait with no time limit (Duration::MAX) and min_bytes 0 never ends, so no append would become durable: give min_bytes > 0 or a finite max_wait",
+            )
+        } else if self.min_bytes > config.segment_size {
+            Some(
+                "GroupWindow: a max_wait with no time limit (Duration::MAX) ends only at min_bytes, and a min_bytes above the segment size may never be reached, so no append would become durable: give a min_bytes of at most the segment size or a finite max_wait",
+            )
+        } else {
+            None
+        }
     }
 }
 

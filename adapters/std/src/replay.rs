@@ -153,7 +153,11 @@ pub(crate) fn prepass<F: FileSystem>(
         stored: Vec::new(),
         decoded: Vec::new(),
     };
-    let mut scratch = vec![0u8; WINDOW.max(config.max_record_size as usize + 4096)];
+    // No record is longer than the segment file it is in: a small log gets the plain window,
+    // not one for the longest record the configuration allows (up to 1 GiB). A length that
+    // cannot be read counts as 0: the open reports the failure.
+    let longest = ids.iter().filter_map(|&id| storage.len(id).ok()).max();
+    let mut scratch = vec![0u8; window_size(config, longest.unwrap_or(0))];
     let chunk = storage.file_system().tuning().replay_chunk.max(1);
     let held = held_chunks(chunk);
     let at = AtomicUsize::new(0);
@@ -291,6 +295,16 @@ impl Handing {
     }
 }
 
+/// The scan's window for segments of at most `longest_segment` bytes: [`WINDOW`], or room for
+/// the longest record (and its header) that the configuration allows and those segments can
+/// hold, if that is more, so that such a record is handed over before the open too (a record
+/// longer than the window stops the hand-over, and the reader after the open goes on).
+fn window_size(config: &Config, longest_segment: u64) -> usize {
+    let record = u64::from(config.max_record_size).min(longest_segment);
+    let record = usize::try_from(record).unwrap_or(usize::MAX);
+    WINDOW.max(record.saturating_add(4096))
+}
+
 /// How many chunks of `chunk` bytes the scan's window may hold at once (its own and those
 /// before it, while the unit the scan is inside began there): enough for a unit as long as
 /// its own window ([`WINDOW`], the longest it keeps for a hand-over anyway) wherever it
@@ -412,5 +426,24 @@ impl ReadAhead for Ahead {
 
     fn max_held(&self) -> usize {
         self.max_held
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A replay's window fits the segments on disk: it was allocated for the longest record the
+    /// configuration allows (up to 1 GiB and 4 KiB) before a byte was read, so a log of a few
+    /// kilobytes opened with `max_record_size` at its limit reserved a gibibyte.
+    #[test]
+    fn the_replay_window_fits_the_segments_on_disk() {
+        let config = Config::default().with_max_record_size(1 << 30);
+        assert_eq!(window_size(&config, 64 * 1024), WINDOW, "a small log");
+        assert_eq!(window_size(&config, 0), WINDOW, "no length known");
+        assert_eq!(window_size(&config, 64 << 20), (64 << 20) + 4096);
+        assert_eq!(window_size(&config, 4 << 30), (1 << 30) + 4096);
+        let small = Config::default().with_max_record_size(1024);
+        assert_eq!(window_size(&small, 64 << 20), WINDOW);
     }
 }

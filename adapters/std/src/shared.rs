@@ -161,9 +161,7 @@ impl<F: FileSystem> SharedWal<FileStorage<F>> {
     ) -> Result<(Self, RecoveryReport), Error> {
         let options = options.into();
         // Checked before anything on disk is touched (`EveryRecords(0)`, `Interval(0)`, …).
-        options
-            .validate()
-            .map_err(|error| Error::Open { file: None, error })?;
+        options.validate()?;
         // The policy is carried out by this handle; the core log under the lock never syncs on
         // its own (see `Inner::policy`).
         let mut options_manual = options;
@@ -180,9 +178,7 @@ impl<F: FileSystem> SharedWal<FileStorage<F>> {
         apply: impl FnMut(Lsn, &[u8]) -> Result<(), E>,
     ) -> Result<(Self, RecoveryReport), ReplayError<E>> {
         let options = options.into();
-        options
-            .validate()
-            .map_err(|error| ReplayError::Log(Error::Open { file: None, error }))?;
+        options.validate().map_err(ReplayError::Log)?;
         let mut options_manual = options;
         options_manual.config = options.config.with_sync_policy(SyncPolicy::Manual);
         let (wal, report) = crate::Wal::open_replaying_in(fs, dir, options_manual, apply)?;
@@ -239,7 +235,7 @@ impl<S: GroupSync + Send + 'static> SharedWal<S> {
                 why: "SharedWal::from_core: a sync policy with a zero interval",
             });
         }
-        if let Some(why) = window.invalid() {
+        if let Some(why) = window.invalid(wal.config()) {
             return Err(Error::InvalidOptions { why });
         }
         Ok(Self::build(wal, policy, window, None, Vec::new()))

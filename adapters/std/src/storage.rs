@@ -349,7 +349,8 @@ impl<F: FileSystem> FileStorage<F> {
             let end = p.offset + p.bytes.len() as u64;
             self.before_write(p.id, end);
             let f = Arc::clone(self.file(p.id)?);
-            f.write_all_at(&p.bytes, p.offset)?;
+            f.write_all_at(&p.bytes, p.offset)
+                .map_err(|e| FileError::from_io(&e).in_buffered_write())?;
             self.pace(p.id, &f, p.offset, end);
             let mut bytes = p.bytes;
             bytes.clear();
@@ -424,7 +425,8 @@ impl<F: FileSystem> FileStorage<F> {
                 .as_ref()
                 .ok_or_else(|| FileError::new(StorageErrorKind::NotFound))?;
             self.before_write(p.id, p.offset + p.bytes.len() as u64);
-            f.write_all_at(&p.bytes, p.offset)?;
+            f.write_all_at(&p.bytes, p.offset)
+                .map_err(|e| FileError::from_io(&e).in_buffered_write())?;
             *pending = None;
         }
         Ok(file)
@@ -1226,6 +1228,59 @@ mod tests {
         assert_eq!(&got, b"headerrecord");
     }
 
+    /// Only a regular file named `walden.clean` is the clean-close marker: a symlink, a FIFO
+    /// or a directory with its name was trusted (a symlink or FIFO was removed as if it were
+    /// the marker), and the open skipped the recovery of the page cache. Now each is not
+    /// trusted, and is left as it was.
+    #[test]
+    fn only_a_regular_file_is_the_clean_close_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join(clean::CLEAN_FILE);
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b"the user's own bytes").unwrap();
+        let mut s = FileStorage::open(dir.path(), true).unwrap();
+        s.create(1).unwrap();
+        s.write(1, 0, b"header").unwrap();
+        s.sync(1).unwrap();
+        drop(s);
+        let place: [(&str, &dyn Fn()); 3] = [
+            ("symlink", &|| {
+                std::os::unix::fs::symlink(&target, &marker).unwrap()
+            }),
+            ("directory", &|| std::fs::create_dir(&marker).unwrap()),
+            ("FIFO", &|| {
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &marker,
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o600),
+                    0,
+                )
+                .unwrap();
+            }),
+        ];
+        for (what, place) in place {
+            let left = std::fs::symlink_metadata(&marker).unwrap().file_type();
+            assert!(left.is_file(), "the close before left the marker");
+            std::fs::remove_file(&marker).unwrap();
+            place();
+            let kind = std::fs::symlink_metadata(&marker).unwrap().file_type();
+            let s = FileStorage::open(dir.path(), false).unwrap();
+            assert_eq!(s.suspects, [1], "a {what} was trusted as the marker");
+            let left = std::fs::symlink_metadata(&marker).unwrap().file_type();
+            assert_eq!(left, kind, "the {what} is left as it was");
+            drop(s);
+            let closed = std::fs::symlink_metadata(&marker).unwrap().file_type();
+            assert_eq!(closed, kind, "no marker while the {what} is there");
+            match what {
+                "directory" => std::fs::remove_dir(&marker).unwrap(),
+                _ => std::fs::remove_file(&marker).unwrap(),
+            }
+            drop(FileStorage::open(dir.path(), false).unwrap());
+        }
+        assert_eq!(std::fs::read(&target).unwrap(), b"the user's own bytes");
+    }
+
     #[test]
     fn only_a_close_with_every_change_synced_leaves_the_clean_close_marker() {
         let dir = tempfile::tempdir().unwrap();
@@ -1264,6 +1319,43 @@ mod tests {
     }
 
     #[cfg(feature = "sim")]
+    /// A write that runs out of space while a sync writes out the buffered bytes says so: the
+    /// error read "sync of segment 1 failed: no space", as if the `fdatasync` had failed, and
+    /// nothing said that a write had.
+    #[test]
+    fn no_space_writing_buffered_bytes_is_reported_as_a_write() {
+        use crate::filesystem::SimFileSystem;
+        use walden_sim::{FaultAction, FaultSchedule, OpKind};
+        let fs = SimFileSystem::new("/log", walden_sim::SimFs::default());
+        let mut s = FileStorage::open_in(fs.clone(), "/log", true).unwrap();
+        s.create(1).unwrap();
+        s.write(1, 0, b"header").unwrap();
+        s.sync(1).unwrap();
+        s.write(1, 6, b"record").unwrap();
+        fs.with(|sim| {
+            let writes = sim.trace().iter().filter(|e| e.op.kind() == OpKind::Write);
+            let nth = writes.count() as u64;
+            let no_space = FaultAction::Fail(StorageErrorKind::NoSpace);
+            sim.set_faults(FaultSchedule::new().nth(OpKind::Write, nth, no_space));
+        });
+        let e = s.sync(1).unwrap_err();
+        assert_eq!(
+            walden_core::StorageError::kind(&e),
+            StorageErrorKind::NoSpace
+        );
+        assert!(e.is_buffered_write());
+        let failure = walden_core::IoFailure {
+            op: walden_core::Op::Sync,
+            segment: Some(1),
+            error: e,
+        };
+        let message = failure.to_string();
+        assert!(
+            message.contains("writing buffered bytes to the file: no space left"),
+            "{message}"
+        );
+    }
+
     #[test]
     fn segments_with_unsynced_changes_keep_their_descriptors() {
         use crate::filesystem::SimFileSystem;

@@ -101,9 +101,25 @@ impl Options {
 
 impl Options {
     /// Checks the configuration and the options, so that an open that would fail on them
-    /// fails before anything on disk is touched.
-    pub fn validate(&self) -> Result<(), OpenError<FileError>> {
-        self.config.validate().map_err(OpenError::Config)
+    /// fails before anything on disk is touched, with the error that open returns: an
+    /// invalid [`Config`] is [`Error::Open`] (with no file), an invalid
+    /// [`Options::group_window`] is [`Error::InvalidOptions`]. [`Wal::open`] and
+    /// [`crate::SharedWal::open`] run this same check first.
+    ///
+    /// Two refusals it cannot make: [`SyncPolicy::Interval`](walden_core::SyncPolicy::Interval)
+    /// is valid for a [`crate::SharedWal`] (its flusher thread syncs on the timer) and refused
+    /// by [`Wal::open`] alone, which has no such thread; and an
+    /// [`Options::scratch_size`] this process cannot allocate is found only by trying, at
+    /// the open.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.config.validate().map_err(|e| Error::Open {
+            file: None,
+            error: OpenError::Config(e),
+        })?;
+        if let Some(why) = self.group_window.invalid(&self.config) {
+            return Err(Error::InvalidOptions { why });
+        }
+        Ok(())
     }
 }
 
@@ -164,13 +180,15 @@ impl Wal {
     /// of twice (an open verifies every record, and a reader after it would read and verify
     /// them all again).
     ///
-    /// A loader thread reads each sealed segment whole (up to 1 GiB each; two segments' worth
-    /// of memory at a time) and scans it with recovery's own scan, while this thread hands the
-    /// records of the one before to `apply` from the same buffer; the scans then spare the
-    /// open its own. Before the open finishes, only records that every successful open keeps
-    /// are handed over (a clean prefix of sealed segments); the rest (the newest segment, and
-    /// anything from the first segment that is not clean, encrypted, or too large) is read
-    /// after the open.
+    /// A read-ahead thread reads the segments in chunks of
+    /// [`Tuning::replay_chunk`](crate::Tuning::replay_chunk) while this thread scans them with
+    /// recovery's own scan and hands each verified record to `apply` from those buffers; the
+    /// scans then spare the open its own. The scan's window is 4 MiB, or as long as the longest
+    /// segment file if that is more and a record of the configuration could be that long.
+    /// Before the open finishes, only records that every successful open keeps are handed
+    /// over (a clean prefix of sealed segments); the rest (the newest segment, and anything
+    /// from the first segment that is not clean, encrypted, or too large) is read after the
+    /// open.
     ///
     /// On any error, what was handed over must be discarded: the log did not open (or did
     /// not finish replaying), and records handed over before a refused open need not be the
@@ -260,18 +278,13 @@ impl<F: FileSystem> Wal<F> {
     ) -> Result<(Self, RecoveryReport, Option<Lsn>), Failed> {
         let dir = dir.to_path_buf();
         // An invalid configuration touches nothing: not even the directory or its lock file.
-        options
-            .validate()
-            .map_err(|error| Error::Open { file: None, error })?;
+        options.validate()?;
         if let walden_core::SyncPolicy::Interval(_) = options.config.sync_policy {
             // Nothing would sync on a timer: refuse rather than act as `Manual`.
             return Err(Error::InvalidOptions {
                 why: "SyncPolicy::Interval needs a flusher thread: open the log as a SharedWal, or choose another policy",
             }
             .into());
-        }
-        if let Some(why) = options.group_window.invalid() {
-            return Err(Error::InvalidOptions { why }.into());
         }
         // Allocated before anything on disk is touched: a size no allocation can serve is a
         // typed error (`vec!` would panic or abort the process).

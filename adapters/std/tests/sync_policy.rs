@@ -156,3 +156,66 @@ fn a_group_window_that_never_ends_is_refused() {
         Err(Error::InvalidOptions { .. })
     ));
 }
+
+/// `Options::validate` refuses what every open refuses from the options alone, with the error
+/// the open returns: it checked only the configuration, so an endless group window passed it
+/// and failed the open. A window with no time limit and a `min_bytes` no load reaches
+/// (`u64::MAX`) was accepted by the open too, and no append under `SyncPolicy::Always` ever
+/// returned. `SyncPolicy::Interval` is the one refusal left to `Wal::open` (a `SharedWal`
+/// carries it out).
+#[test]
+fn options_validate_refuses_what_the_open_refuses() {
+    let unreachable = GroupWindow {
+        max_wait: core::time::Duration::MAX,
+        min_bytes: u64::MAX,
+        ..GroupWindow::default()
+    };
+    let endless = GroupWindow {
+        min_bytes: 0,
+        ..unreachable
+    };
+    let zero_records = options(SyncPolicy::EveryRecords(0));
+    let other = tempfile::tempdir().unwrap();
+    let log = other.path().join("log");
+    for refused in [
+        options(SyncPolicy::Always).with_group_window(unreachable),
+        options(SyncPolicy::Always).with_group_window(endless),
+        zero_records,
+    ] {
+        let by_validate = refused.validate().unwrap_err().to_string();
+        let by_wal = Wal::open(&log, refused)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        let by_shared = SharedWal::open(&log, refused).map(|_| ()).unwrap_err();
+        assert_eq!(by_validate, by_wal);
+        assert_eq!(by_validate, by_shared.to_string());
+        assert!(!log.exists(), "a refused open created the directory");
+    }
+    assert!(matches!(
+        options(SyncPolicy::Always)
+            .with_group_window(unreachable)
+            .validate(),
+        Err(Error::InvalidOptions { .. })
+    ));
+    assert!(matches!(
+        zero_records.validate(),
+        Err(Error::Open { file: None, .. })
+    ));
+
+    let interval = options(SyncPolicy::Interval(core::time::Duration::from_millis(5)));
+    assert!(interval.validate().is_ok(), "a SharedWal opens it");
+    assert!(matches!(
+        Wal::open(&log, interval),
+        Err(Error::InvalidOptions { .. })
+    ));
+    let reachable = GroupWindow {
+        min_bytes: 64 * 1024,
+        ..unreachable
+    };
+    let within = options(SyncPolicy::Always).with_group_window(reachable);
+    assert!(
+        within.validate().is_ok(),
+        "at most a segment's worth is reachable"
+    );
+}
