@@ -50,7 +50,16 @@ impl Conn {
 
     async fn call_once(&mut self, call: &Call) -> Result<Reply, FrameError> {
         if self.stream.is_none() {
-            let s = TcpStream::connect(&self.addr).await?;
+            let addrs: Vec<_> = tokio::net::lookup_host(&self.addr)
+                .await
+                .map_err(FrameError::Address)?
+                .collect();
+            if addrs.is_empty() {
+                return Err(FrameError::Address(io::ErrorKind::InvalidInput.into()));
+            }
+            let s = TcpStream::connect(&*addrs)
+                .await
+                .map_err(FrameError::Connect)?;
             s.set_nodelay(true)?;
             self.stream = Some(s);
         }
@@ -98,7 +107,9 @@ impl Peer {
             }
             Ok(Ok(reply)) => Ok(reply),
             // Refused or reset: openraft backs off before trying an unreachable node again.
-            Ok(Err(FrameError::Io(e))) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Ok(Err(FrameError::Io(e) | FrameError::Connect(e) | FrameError::Address(e))) => {
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
             Ok(Err(e)) => Err(RPCError::Network(NetworkError::new(&e))),
             Err(elapsed) => {
                 self.conn.stream = None;
