@@ -40,10 +40,21 @@ impl Conn {
 
     /// Sends `call` and waits for the reply. After any failure the connection is dropped, so
     /// the next call reconnects.
+    ///
+    /// A node closes a connection idle for its idle timeout: a call on a kept connection that
+    /// fails on the connection (the node closed it without reading the call) is tried once
+    /// more on a new one. Raft RPCs and writes of a key to a value may be delivered twice.
     pub async fn call(&mut self, call: &Call) -> Result<Reply, FrameError> {
-        let result = self.call_once(call).await;
+        let kept = self.stream.is_some();
+        let mut result = self.call_once(call).await;
         if result.is_err() {
             self.stream = None;
+            if kept && matches!(result, Err(FrameError::Io(_))) {
+                result = self.call_once(call).await;
+                if result.is_err() {
+                    self.stream = None;
+                }
+            }
         }
         result
     }

@@ -1,6 +1,7 @@
 //! One node: an openraft `Raft` over a Walden (or in-memory) log and the in-memory key-value
 //! state machine, serving raft RPCs and client calls on one TCP port.
 
+use core::time::Duration;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -55,7 +56,18 @@ pub struct NodeOptions {
     pub dir: PathBuf,
     /// Which log.
     pub store: StoreKind,
+    /// How long a connection may take to deliver a complete frame (counted from when the node
+    /// starts waiting for it) and to take its reply: a connection idle or stalled mid-frame
+    /// for longer is closed, so idle connections cannot pile up.
+    pub idle_timeout: Duration,
 }
+
+/// The default [`NodeOptions::idle_timeout`]. Peers send a heartbeat every 100 ms, and a
+/// client whose connection was closed reconnects once (see [`crate::net::Conn::call`]).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pause after a failed accept (out of file descriptors, say) before the next.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// openraft's timing for a cluster on one machine: fast heartbeats so a dead leader is
 /// replaced within about a second. Log purging is off: the state machine lives in memory and
@@ -97,9 +109,27 @@ pub async fn run(opts: NodeOptions) -> Result<(), String> {
     println!("LISTENING {addr} pid {}", std::process::id());
     let _ = std::io::stdout().flush();
     loop {
-        let (sock, _) = listener.accept().await.map_err(|e| e.to_string())?;
+        // A failed accept (EMFILE when idle connections use up the descriptors) used to end
+        // the node: it is reported and the node goes on once connections close.
+        let sock = match listener.accept().await {
+            Ok((sock, _)) => sock,
+            Err(e) => {
+                eprintln!(
+                    "raft-demo node {}: cannot accept a connection: {e}",
+                    opts.id
+                );
+                tokio::time::sleep(ACCEPT_PAUSE).await;
+                continue;
+            }
+        };
         let _ = sock.set_nodelay(true);
-        tokio::spawn(serve(sock, raft.clone(), sm.clone(), writes.clone()));
+        tokio::spawn(serve(
+            sock,
+            raft.clone(),
+            sm.clone(),
+            writes.clone(),
+            opts.idle_timeout,
+        ));
     }
 }
 
@@ -265,19 +295,29 @@ async fn commit(raft: &Raft<TypeConfig>, batch: Vec<Pending>) {
     }
 }
 
-async fn serve(mut sock: TcpStream, raft: Raft<TypeConfig>, sm: StateMachine, writes: Batcher) {
+/// Serves one connection: a frame must arrive, and its reply leave, within `idle` each, or
+/// the connection is closed (it held a task and a descriptor forever).
+async fn serve(
+    mut sock: TcpStream,
+    raft: Raft<TypeConfig>,
+    sm: StateMachine,
+    writes: Batcher,
+    idle: Duration,
+) {
     loop {
-        let call = match read_frame::<Call>(&mut sock).await {
-            Ok(Some(call)) => call,
-            Ok(None) => return,
-            Err(e) => {
-                let _ = write_frame(&mut sock, &Reply::Failed(e.to_string())).await;
+        let call = match tokio::time::timeout(idle, read_frame::<Call>(&mut sock)).await {
+            Ok(Ok(Some(call))) => call,
+            Ok(Ok(None)) | Err(_) => return,
+            Ok(Err(e)) => {
+                let reply = Reply::Failed(e.to_string());
+                let _ = tokio::time::timeout(idle, write_frame(&mut sock, &reply)).await;
                 return;
             }
         };
         let reply = handle(call, &raft, &sm, &writes).await;
-        if write_frame(&mut sock, &reply).await.is_err() {
-            return;
+        match tokio::time::timeout(idle, write_frame(&mut sock, &reply)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return,
         }
     }
 }
