@@ -105,6 +105,10 @@ pub async fn run(opts: NodeOptions) -> Result<(), String> {
         }
     }
     .map_err(|e| format!("raft: {e}"))?;
+    if let Err(e) = check_listen_addr(&raft, opts.id, addr).await {
+        let _ = raft.shutdown().await;
+        return Err(e);
+    }
     let writes = Batcher::start(raft.clone());
     println!("LISTENING {addr} pid {}", std::process::id());
     let _ = std::io::stdout().flush();
@@ -131,6 +135,51 @@ pub async fn run(opts: NodeOptions) -> Result<(), String> {
             opts.idle_timeout,
         ));
     }
+}
+
+/// Refuses to run a node whose cluster membership lists it at another address than the one
+/// it listens on (`addr`): its peers dial the membership's address, so it would run
+/// unreachable (membership changes are not exposed). A membership address that does not
+/// resolve now is only reported.
+async fn check_listen_addr(
+    raft: &Raft<TypeConfig>,
+    id: NodeId,
+    addr: core::net::SocketAddr,
+) -> Result<(), String> {
+    let listed = raft
+        .with_raft_state(move |st| {
+            st.membership_state
+                .effective()
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+        })
+        .await
+        .map_err(|e| format!("raft: {e}"))?;
+    let Some(listed) = listed else {
+        return Ok(());
+    };
+    let resolved: Vec<_> = match tokio::net::lookup_host(&listed).await {
+        Ok(a) => a.collect(),
+        Err(e) => {
+            eprintln!(
+                "raft-demo node {id}: warning: the cluster lists this node at {listed}, which \
+                 does not resolve ({e}); peers cannot reach it until it does"
+            );
+            return Ok(());
+        }
+    };
+    let reaches = |a: &core::net::SocketAddr| {
+        a.port() == addr.port() && (addr.ip().is_unspecified() || a.ip() == addr.ip())
+    };
+    if resolved.iter().any(reaches) {
+        return Ok(());
+    }
+    Err(format!(
+        "the cluster lists node {id} at {listed}, but it listens on {addr}: its peers dial \
+         {listed}, so it would be unreachable (membership changes are not supported); start it \
+         with --listen {listed}"
+    ))
 }
 
 /// The file in a node's directory that names the node its log belongs to.

@@ -260,3 +260,42 @@ fn a_connection_idle_or_stalled_mid_frame_is_closed() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A node restarted from its directory on another `--listen` address than the one its
+/// cluster's membership lists ran unreachable: its peers dial the old address. It must refuse
+/// to start, naming both addresses; on its own address it starts.
+#[test]
+fn a_restart_on_another_address_than_the_membership_lists_is_refused() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("n");
+    let node = listening(start_node("1", &dir));
+    let addr = node.1.clone();
+    let out = run(&["init", "--addr", &addr, "--members", &format!("1={addr}")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The membership entry is in the log once the node has applied it.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let out = run(&["status", "--addr", &addr]);
+        if String::from_utf8_lossy(&out.stdout).contains("Leader") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "node 1 never led");
+        std::thread::yield_now();
+    }
+    drop(node);
+    match start_node("1", &dir) {
+        Started::Listening(n) => panic!("node 1 runs on {} though listed at {addr}", n.1),
+        Started::Exited(code, err) => {
+            assert_eq!(code, Some(1), "{err}");
+            assert!(err.contains(&format!("lists node 1 at {addr}")), "{err}");
+        }
+    }
+    let mut cmd = Command::new(EXE);
+    cmd.args(["node", "--id", "1", "--listen", &addr, "--dir"])
+        .arg(&dir);
+    drop(listening(start(cmd, "1")));
+}
