@@ -390,15 +390,19 @@ async fn handle(call: Call, raft: &Raft<TypeConfig>, sm: &StateMachine, writes: 
         Call::Status => Reply::Status(status(raft, sm)),
         Call::Init(members) => {
             // Initializing is for good (membership changes are not exposed): a member no one
-            // can connect to would leave a cluster that never elects a leader.
-            let bad = members.iter().find(|(_, a)| {
-                a.parse::<core::net::SocketAddr>()
-                    .map_or(true, |a| a.port() == 0)
-            });
-            if let Some((id, addr)) = bad {
-                return Reply::Refused(format!(
-                    "member {id}: {addr:?} is not an address (IP:PORT, port not 0)"
-                ));
+            // can connect to would leave a cluster that never elects a leader. A host name is
+            // taken as every other command takes it: resolved (now, and at every connection).
+            for (id, addr) in &members {
+                let resolved: Vec<_> = match tokio::net::lookup_host(addr.as_str()).await {
+                    Ok(a) => a.collect(),
+                    Err(_) => Vec::new(),
+                };
+                if resolved.is_empty() || resolved.iter().any(|a| a.port() == 0) {
+                    return Reply::Refused(format!(
+                        "member {id}: {addr:?} is not an address (HOST:PORT or IP:PORT that \
+                         resolves, port not 0)"
+                    ));
+                }
             }
             let nodes: BTreeMap<NodeId, BasicNode> = members
                 .into_iter()
