@@ -189,7 +189,7 @@ pub const NODE_ID_FILE: &str = "node-id";
 /// vote and lead as that node (two nodes with one id break raft's safety). The first start
 /// writes `<dir>/node-id` (durably, before the log exists, and only if absent: a hard link of
 /// a complete temporary file, so two starts racing cannot both win); later starts compare.
-/// A directory whose log predates the file is claimed by the id it is next started with.
+/// A directory holding a log but no `node-id` is refused.
 fn claim_dir(dir: &Path, id: NodeId) -> Result<(), String> {
     let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.display());
     std::fs::create_dir_all(dir).map_err(|e| fail("cannot create", e))?;
@@ -201,6 +201,18 @@ fn claim_dir(dir: &Path, id: NodeId) -> Result<(), String> {
         f.sync_all()?;
         std::fs::hard_link(&tmp, &path)
     };
+    // A log without the file (its `node-id` deleted, or a directory from before the file
+    // existed) cannot say whose it is: claimed by whichever id came next, it could vote as two
+    // nodes. The file is always made durable before the log, so no crash leaves this state.
+    let raft_dir = dir.join("raft");
+    if !path.exists() && raft_dir.exists() {
+        return Err(format!(
+            "{} holds a raft log but no {NODE_ID_FILE} file, so which node it belongs to is \
+             unknown: if it is node N's, write N into {}",
+            dir.display(),
+            path.display()
+        ));
+    }
     let written = write();
     let _ = std::fs::remove_file(&tmp);
     match written {

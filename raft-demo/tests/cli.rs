@@ -299,3 +299,25 @@ fn a_restart_on_another_address_than_the_membership_lists_is_refused() {
         .arg(&dir);
     drop(listening(start(cmd, "1")));
 }
+
+/// A directory whose raft log has no `node-id` file was claimed by whichever id started on it
+/// next: node 1's log could run as node 2. It must be refused, naming the file to write.
+#[test]
+fn a_raft_log_without_a_node_id_is_refused() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("n1");
+    drop(listening(start_node("1", &dir)));
+    std::fs::remove_file(dir.join("node-id")).unwrap();
+    match start_node("2", &dir) {
+        Started::Listening(_) => panic!("node 2 runs on node 1's log"),
+        Started::Exited(code, err) => {
+            assert_eq!(code, Some(1), "{err}");
+            assert!(
+                err.contains("holds a raft log but no node-id file"),
+                "{err}"
+            );
+        }
+    }
+    std::fs::write(dir.join("node-id"), "1\n").unwrap();
+    drop(listening(start_node("1", &dir)));
+}
