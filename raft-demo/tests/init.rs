@@ -65,3 +65,25 @@ fn a_member_named_by_host_name_is_taken() {
         );
     });
 }
+
+/// `Init` with no members (only a raw call can send it): refused or failed, never a node that
+/// stops answering.
+#[test]
+fn an_init_with_no_members_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_raft-demo"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cluster = Cluster::start(exe, dir.path(), 1, StoreKind::Walden).unwrap();
+    let addr = cluster.addr(1).unwrap().to_string();
+    rt.block_on(async {
+        match client::call(&addr, &Call::Init(BTreeMap::new())).await {
+            Ok(Reply::Refused(_) | Reply::Failed(_)) => {}
+            other => panic!("init with no members: {other:?}"),
+        }
+        let members = BTreeMap::from([(1, addr.clone())]);
+        match client::call(&addr, &Call::Init(members)).await {
+            Ok(Reply::Done) => {}
+            other => panic!("init after the empty one: {other:?}"),
+        }
+    });
+}
