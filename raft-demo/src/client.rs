@@ -2,6 +2,7 @@
 //! node is down or knows no leader, tries the next one, until a deadline.
 
 use core::time::Duration;
+use std::io;
 use std::time::Instant;
 
 use crate::net::Conn;
@@ -58,8 +59,24 @@ impl Client {
             value: value.into(),
         };
         let mut last_error = String::from("no attempt");
+        // Nodes in a row that refused the connection: when every one did, nothing that could
+        // ever answer listens there (a node accepts connections before its raft starts).
+        let mut refused = 0;
         while Instant::now() < deadline {
-            match tokio::time::timeout(CALL_TIMEOUT, self.conn.call(&call)).await {
+            let result = tokio::time::timeout(CALL_TIMEOUT, self.conn.call(&call)).await;
+            match &result {
+                Ok(Err(FrameError::Connect(e))) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    refused += 1;
+                }
+                _ => refused = 0,
+            }
+            match result {
+                Ok(Err(e @ (FrameError::Address(_) | FrameError::Malformed(_)))) => {
+                    return Err(describe(self.conn.addr(), &e));
+                }
+                Ok(Err(e @ FrameError::Connect(_))) if refused >= self.addrs.len() => {
+                    return Err(describe(self.conn.addr(), &e));
+                }
                 Ok(Ok(Reply::Written { index, .. })) => return Ok(index),
                 Ok(Ok(Reply::Refused(why))) => return Err(format!("write refused: {why}")),
                 // Too large to send: no node can take it either.
@@ -71,8 +88,10 @@ impl Client {
                     continue;
                 }
                 Ok(Ok(other)) => last_error = format!("{other:?}"),
-                Ok(Err(e)) => last_error = e.to_string(),
-                Err(_) => last_error = "timed out".into(),
+                Ok(Err(e)) => last_error = describe(self.conn.addr(), &e),
+                Err(_) => {
+                    last_error = format!("{}: no reply within {CALL_TIMEOUT:?}", self.conn.addr())
+                }
             }
             self.rotate();
             tokio::time::sleep(RETRY_PAUSE).await;
@@ -83,13 +102,31 @@ impl Client {
     }
 }
 
+/// What a failed call to `addr` says to a user: which of "nothing listens there", "not an
+/// address" and "not a raft-demo node" it is.
+fn describe(addr: &str, e: &FrameError) -> String {
+    match e {
+        FrameError::Connect(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            format!("nothing listens at {addr} (connection refused): is the node running?")
+        }
+        FrameError::Address(e) => {
+            format!("{addr} is not a HOST:PORT (or IP:PORT) address that resolves: {e}")
+        }
+        FrameError::Malformed(m) => format!(
+            "{addr} answered with something that is not a raft-demo reply (malformed frame: \
+             {m}): is it a raft-demo node?"
+        ),
+        e => format!("{addr}: {e}"),
+    }
+}
+
 /// One call to one node, bounded by a timeout (5 s).
 pub async fn call(addr: &str, call: &Call) -> Result<Reply, String> {
     let mut conn = Conn::new(addr);
     match tokio::time::timeout(CALL_TIMEOUT, conn.call(call)).await {
         Ok(Ok(reply)) => Ok(reply),
-        Ok(Err(e)) => Err(format!("{addr}: {e}")),
-        Err(_) => Err(format!("{addr}: timed out")),
+        Ok(Err(e)) => Err(describe(addr, &e)),
+        Err(_) => Err(format!("{addr}: no reply within {CALL_TIMEOUT:?}")),
     }
 }
 

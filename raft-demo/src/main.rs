@@ -12,6 +12,7 @@ use walden_raft_demo::proto::{Call, Reply};
 
 const USAGE: &str = "usage:
   raft-demo node --id N --listen 127.0.0.1:PORT --dir DIR [--store walden|memory]
+                 [--idle-timeout SECONDS]
   raft-demo init --addr ADDR --members 1=ADDR1,2=ADDR2,3=ADDR3
   raft-demo put --addr ADDR[,ADDR..] KEY VALUE
   raft-demo get --addr ADDR KEY
@@ -51,7 +52,7 @@ fn main() -> ExitCode {
 
 /// The options each command takes, and how many positional arguments.
 const COMMANDS: &[(&str, &[&str], usize)] = &[
-    ("node", &["id", "listen", "dir", "store"], 0),
+    ("node", &["id", "listen", "dir", "store", "idle-timeout"], 0),
     ("init", &["addr", "members"], 0),
     ("put", &["addr"], 2),
     ("get", &["addr"], 1),
@@ -101,6 +102,13 @@ async fn run(cmd: &str, args: &[String]) -> Result<(), String> {
     match cmd {
         "node" => {
             let store = opts.get("store").map_or("walden", String::as_str);
+            let idle_timeout = match opts.get("idle-timeout") {
+                None => node::IDLE_TIMEOUT,
+                Some(s) => match s.parse::<f64>() {
+                    Ok(t) if t > 0.0 && t <= 3600.0 => Duration::from_secs_f64(t),
+                    _ => return Err(format!("--idle-timeout: {s} is not in (0, 3600] seconds")),
+                },
+            };
             node::run(NodeOptions {
                 id: need(&opts, "id")?
                     .parse()
@@ -108,6 +116,7 @@ async fn run(cmd: &str, args: &[String]) -> Result<(), String> {
                 listen: need(&opts, "listen")?.to_string(),
                 dir: PathBuf::from(need(&opts, "dir")?),
                 store: StoreKind::parse(store).ok_or(format!("unknown store {store}"))?,
+                idle_timeout,
             })
             .await
         }

@@ -40,17 +40,37 @@ impl Conn {
 
     /// Sends `call` and waits for the reply. After any failure the connection is dropped, so
     /// the next call reconnects.
+    ///
+    /// A node closes a connection idle for its idle timeout: a call on a kept connection that
+    /// fails on the connection (the node closed it without reading the call) is tried once
+    /// more on a new one. Raft RPCs and writes of a key to a value may be delivered twice.
     pub async fn call(&mut self, call: &Call) -> Result<Reply, FrameError> {
-        let result = self.call_once(call).await;
+        let kept = self.stream.is_some();
+        let mut result = self.call_once(call).await;
         if result.is_err() {
             self.stream = None;
+            if kept && matches!(result, Err(FrameError::Io(_))) {
+                result = self.call_once(call).await;
+                if result.is_err() {
+                    self.stream = None;
+                }
+            }
         }
         result
     }
 
     async fn call_once(&mut self, call: &Call) -> Result<Reply, FrameError> {
         if self.stream.is_none() {
-            let s = TcpStream::connect(&self.addr).await?;
+            let addrs: Vec<_> = tokio::net::lookup_host(&self.addr)
+                .await
+                .map_err(FrameError::Address)?
+                .collect();
+            if addrs.is_empty() {
+                return Err(FrameError::Address(io::ErrorKind::InvalidInput.into()));
+            }
+            let s = TcpStream::connect(&*addrs)
+                .await
+                .map_err(FrameError::Connect)?;
             s.set_nodelay(true)?;
             self.stream = Some(s);
         }
@@ -98,7 +118,9 @@ impl Peer {
             }
             Ok(Ok(reply)) => Ok(reply),
             // Refused or reset: openraft backs off before trying an unreachable node again.
-            Ok(Err(FrameError::Io(e))) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Ok(Err(FrameError::Io(e) | FrameError::Connect(e) | FrameError::Address(e))) => {
+                Err(RPCError::Unreachable(Unreachable::new(&e)))
+            }
             Ok(Err(e)) => Err(RPCError::Network(NetworkError::new(&e))),
             Err(elapsed) => {
                 self.conn.stream = None;

@@ -1,6 +1,7 @@
 //! One node: an openraft `Raft` over a Walden (or in-memory) log and the in-memory key-value
 //! state machine, serving raft RPCs and client calls on one TCP port.
 
+use core::time::Duration;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -55,7 +56,18 @@ pub struct NodeOptions {
     pub dir: PathBuf,
     /// Which log.
     pub store: StoreKind,
+    /// How long a connection may take to deliver a complete frame (counted from when the node
+    /// starts waiting for it) and to take its reply: a connection idle or stalled mid-frame
+    /// for longer is closed, so idle connections cannot pile up.
+    pub idle_timeout: Duration,
 }
+
+/// The default [`NodeOptions::idle_timeout`]. Peers send a heartbeat every 100 ms, and a
+/// client whose connection was closed reconnects once (see [`crate::net::Conn::call`]).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pause after a failed accept (out of file descriptors, say) before the next.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// openraft's timing for a cluster on one machine: fast heartbeats so a dead leader is
 /// replaced within about a second. Log purging is off: the state machine lives in memory and
@@ -93,14 +105,81 @@ pub async fn run(opts: NodeOptions) -> Result<(), String> {
         }
     }
     .map_err(|e| format!("raft: {e}"))?;
+    if let Err(e) = check_listen_addr(&raft, opts.id, addr).await {
+        let _ = raft.shutdown().await;
+        return Err(e);
+    }
     let writes = Batcher::start(raft.clone());
     println!("LISTENING {addr} pid {}", std::process::id());
     let _ = std::io::stdout().flush();
     loop {
-        let (sock, _) = listener.accept().await.map_err(|e| e.to_string())?;
+        // A failed accept (EMFILE when idle connections use up the descriptors) used to end
+        // the node: it is reported and the node goes on once connections close.
+        let sock = match listener.accept().await {
+            Ok((sock, _)) => sock,
+            Err(e) => {
+                eprintln!(
+                    "raft-demo node {}: cannot accept a connection: {e}",
+                    opts.id
+                );
+                tokio::time::sleep(ACCEPT_PAUSE).await;
+                continue;
+            }
+        };
         let _ = sock.set_nodelay(true);
-        tokio::spawn(serve(sock, raft.clone(), sm.clone(), writes.clone()));
+        tokio::spawn(serve(
+            sock,
+            raft.clone(),
+            sm.clone(),
+            writes.clone(),
+            opts.idle_timeout,
+        ));
     }
+}
+
+/// Refuses to run a node whose cluster membership lists it at another address than the one
+/// it listens on (`addr`): its peers dial the membership's address, so it would run
+/// unreachable (membership changes are not exposed). A membership address that does not
+/// resolve now is only reported.
+async fn check_listen_addr(
+    raft: &Raft<TypeConfig>,
+    id: NodeId,
+    addr: core::net::SocketAddr,
+) -> Result<(), String> {
+    let listed = raft
+        .with_raft_state(move |st| {
+            st.membership_state
+                .effective()
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+        })
+        .await
+        .map_err(|e| format!("raft: {e}"))?;
+    let Some(listed) = listed else {
+        return Ok(());
+    };
+    let resolved: Vec<_> = match tokio::net::lookup_host(&listed).await {
+        Ok(a) => a.collect(),
+        Err(e) => {
+            eprintln!(
+                "raft-demo node {id}: warning: the cluster lists this node at {listed}, which \
+                 does not resolve ({e}); peers cannot reach it until it does"
+            );
+            return Ok(());
+        }
+    };
+    let reaches = |a: &core::net::SocketAddr| {
+        a.port() == addr.port() && (addr.ip().is_unspecified() || a.ip() == addr.ip())
+    };
+    if resolved.iter().any(reaches) {
+        return Ok(());
+    }
+    Err(format!(
+        "the cluster lists node {id} at {listed}, but it listens on {addr}: its peers dial \
+         {listed}, so it would be unreachable (membership changes are not supported); start it \
+         with --listen {listed}"
+    ))
 }
 
 /// The file in a node's directory that names the node its log belongs to.
@@ -110,7 +189,7 @@ pub const NODE_ID_FILE: &str = "node-id";
 /// vote and lead as that node (two nodes with one id break raft's safety). The first start
 /// writes `<dir>/node-id` (durably, before the log exists, and only if absent: a hard link of
 /// a complete temporary file, so two starts racing cannot both win); later starts compare.
-/// A directory whose log predates the file is claimed by the id it is next started with.
+/// A directory holding a log but no `node-id` is refused.
 fn claim_dir(dir: &Path, id: NodeId) -> Result<(), String> {
     let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.display());
     std::fs::create_dir_all(dir).map_err(|e| fail("cannot create", e))?;
@@ -122,6 +201,18 @@ fn claim_dir(dir: &Path, id: NodeId) -> Result<(), String> {
         f.sync_all()?;
         std::fs::hard_link(&tmp, &path)
     };
+    // A log without the file (its `node-id` deleted, or a directory from before the file
+    // existed) cannot say whose it is: claimed by whichever id came next, it could vote as two
+    // nodes. The file is always made durable before the log, so no crash leaves this state.
+    let raft_dir = dir.join("raft");
+    if !path.exists() && raft_dir.exists() {
+        return Err(format!(
+            "{} holds a raft log but no {NODE_ID_FILE} file, so which node it belongs to is \
+             unknown: if it is node N's, write N into {}",
+            dir.display(),
+            path.display()
+        ));
+    }
     let written = write();
     let _ = std::fs::remove_file(&tmp);
     match written {
@@ -265,19 +356,29 @@ async fn commit(raft: &Raft<TypeConfig>, batch: Vec<Pending>) {
     }
 }
 
-async fn serve(mut sock: TcpStream, raft: Raft<TypeConfig>, sm: StateMachine, writes: Batcher) {
+/// Serves one connection: a frame must arrive, and its reply leave, within `idle` each, or
+/// the connection is closed (it held a task and a descriptor forever).
+async fn serve(
+    mut sock: TcpStream,
+    raft: Raft<TypeConfig>,
+    sm: StateMachine,
+    writes: Batcher,
+    idle: Duration,
+) {
     loop {
-        let call = match read_frame::<Call>(&mut sock).await {
-            Ok(Some(call)) => call,
-            Ok(None) => return,
-            Err(e) => {
-                let _ = write_frame(&mut sock, &Reply::Failed(e.to_string())).await;
+        let call = match tokio::time::timeout(idle, read_frame::<Call>(&mut sock)).await {
+            Ok(Ok(Some(call))) => call,
+            Ok(Ok(None)) | Err(_) => return,
+            Ok(Err(e)) => {
+                let reply = Reply::Failed(e.to_string());
+                let _ = tokio::time::timeout(idle, write_frame(&mut sock, &reply)).await;
                 return;
             }
         };
         let reply = handle(call, &raft, &sm, &writes).await;
-        if write_frame(&mut sock, &reply).await.is_err() {
-            return;
+        match tokio::time::timeout(idle, write_frame(&mut sock, &reply)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return,
         }
     }
 }
@@ -301,15 +402,19 @@ async fn handle(call: Call, raft: &Raft<TypeConfig>, sm: &StateMachine, writes: 
         Call::Status => Reply::Status(status(raft, sm)),
         Call::Init(members) => {
             // Initializing is for good (membership changes are not exposed): a member no one
-            // can connect to would leave a cluster that never elects a leader.
-            let bad = members.iter().find(|(_, a)| {
-                a.parse::<core::net::SocketAddr>()
-                    .map_or(true, |a| a.port() == 0)
-            });
-            if let Some((id, addr)) = bad {
-                return Reply::Refused(format!(
-                    "member {id}: {addr:?} is not an address (IP:PORT, port not 0)"
-                ));
+            // can connect to would leave a cluster that never elects a leader. A host name is
+            // taken as every other command takes it: resolved (now, and at every connection).
+            for (id, addr) in &members {
+                let resolved: Vec<_> = match tokio::net::lookup_host(addr.as_str()).await {
+                    Ok(a) => a.collect(),
+                    Err(_) => Vec::new(),
+                };
+                if resolved.is_empty() || resolved.iter().any(|a| a.port() == 0) {
+                    return Reply::Refused(format!(
+                        "member {id}: {addr:?} is not an address (HOST:PORT or IP:PORT that \
+                         resolves, port not 0)"
+                    ));
+                }
             }
             let nodes: BTreeMap<NodeId, BasicNode> = members
                 .into_iter()

@@ -107,6 +107,10 @@ pub struct Status {
 pub enum FrameError {
     /// The connection failed or closed.
     Io(std::io::Error),
+    /// No connection could be opened (nothing listens there, or the host is unreachable).
+    Connect(std::io::Error),
+    /// The address does not resolve to a socket address (`HOST:PORT` or `IP:PORT`).
+    Address(std::io::Error),
     /// The message to send encodes to more than [`MAX_FRAME`] bytes.
     TooLarge(usize),
     /// The bytes do not decode, or the length is out of bounds.
@@ -117,6 +121,8 @@ impl core::fmt::Display for FrameError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Io(e) => write!(f, "connection: {e}"),
+            Self::Connect(e) => write!(f, "cannot connect: {e}"),
+            Self::Address(e) => write!(f, "not a HOST:PORT address that resolves: {e}"),
             Self::TooLarge(len) => write!(f, "message of {len} bytes exceeds {MAX_FRAME}"),
             Self::Malformed(m) => write!(f, "malformed frame: {m}"),
         }

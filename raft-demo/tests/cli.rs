@@ -13,8 +13,8 @@ const EXE: &str = env!("CARGO_BIN_EXE_raft-demo");
 /// How long a node may take to listen or to give up.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// A node process, killed by its pid on drop.
-struct Running(Child);
+/// A node process, killed by its pid on drop, and the address it listens on.
+struct Running(Child, String);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -39,23 +39,29 @@ fn start_node(id: &str, dir: &Path) -> Started {
 
 /// [`start_node`] with more arguments after the usual ones.
 fn start_node_with(id: &str, dir: &Path, more: &[&str]) -> Started {
-    let mut child = Command::new(EXE)
-        .args(["node", "--id", id, "--listen", "127.0.0.1:0", "--dir"])
+    let mut cmd = Command::new(EXE);
+    cmd.args(["node", "--id", id, "--listen", "127.0.0.1:0", "--dir"])
         .arg(dir)
-        .args(more)
+        .args(more);
+    start(cmd, id)
+}
+
+/// Starts `cmd` (a node) and waits (bounded) until it either listens or exits.
+fn start(mut cmd: Command, id: &str) -> Started {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let (stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let child = Running(child);
+    let mut child = Running(child, String::new());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if line.starts_with("LISTENING ") {
-                let _ = tx.send(());
+            if let Some(rest) = line.strip_prefix("LISTENING ") {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
             }
         }
     });
@@ -64,11 +70,13 @@ fn start_node_with(id: &str, dir: &Path, more: &[&str]) -> Started {
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    let mut child = child;
     // The reader sends on `LISTENING`, and drops its sender when stdout ends: at the latest
     // when the process exits.
     match rx.recv_timeout(DEADLINE) {
-        Ok(()) => Started::Listening(child),
+        Ok(addr) => {
+            child.1 = addr;
+            Started::Listening(child)
+        }
         Err(mpsc::RecvTimeoutError::Disconnected) => {
             let status = child.0.wait().unwrap();
             Started::Exited(status.code(), err.join().unwrap())
@@ -194,4 +202,122 @@ fn an_option_the_command_does_not_take_is_refused() {
             }
         }
     }
+}
+
+/// The node `start_node_with` started, or a panic with why it exited.
+fn listening(started: Started) -> Running {
+    match started {
+        Started::Listening(node) => node,
+        Started::Exited(code, err) => panic!("the node exited ({code:?}): {err}"),
+    }
+}
+
+/// Reads from `sock` until the node closes it (bounded by [`DEADLINE`]): true if it did.
+fn closed_by_the_node(sock: &mut std::net::TcpStream) -> bool {
+    sock.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) => return true,
+            // A reply (`Failed`) before the close is fine; a reset is a close.
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// A connection that sent nothing, or half a frame's length, was held by its task forever:
+/// enough of them use up the node's descriptors. The node must close each after its idle
+/// timeout, and go on answering.
+#[test]
+fn a_connection_idle_or_stalled_mid_frame_is_closed() {
+    use std::io::Write;
+    let base = tempfile::tempdir().unwrap();
+    let node = listening(start_node_with(
+        "1",
+        &base.path().join("n"),
+        &["--idle-timeout", "0.5"],
+    ));
+    let mut silent = std::net::TcpStream::connect(&node.1).unwrap();
+    let mut half = std::net::TcpStream::connect(&node.1).unwrap();
+    half.write_all(&[8, 0]).unwrap();
+    let mut body_missing = std::net::TcpStream::connect(&node.1).unwrap();
+    body_missing.write_all(&[8, 0, 0, 0, 1]).unwrap();
+    assert!(
+        closed_by_the_node(&mut silent),
+        "a silent connection stays open"
+    );
+    assert!(closed_by_the_node(&mut half), "half a length stays open");
+    assert!(
+        closed_by_the_node(&mut body_missing),
+        "half a body stays open"
+    );
+    let out = run(&["status", "--addr", &node.1]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A node restarted from its directory on another `--listen` address than the one its
+/// cluster's membership lists ran unreachable: its peers dial the old address. It must refuse
+/// to start, naming both addresses; on its own address it starts.
+#[test]
+fn a_restart_on_another_address_than_the_membership_lists_is_refused() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("n");
+    let node = listening(start_node("1", &dir));
+    let addr = node.1.clone();
+    let out = run(&["init", "--addr", &addr, "--members", &format!("1={addr}")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The membership entry is in the log once the node has applied it.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let out = run(&["status", "--addr", &addr]);
+        if String::from_utf8_lossy(&out.stdout).contains("Leader") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "node 1 never led");
+        std::thread::yield_now();
+    }
+    drop(node);
+    match start_node("1", &dir) {
+        Started::Listening(n) => panic!("node 1 runs on {} though listed at {addr}", n.1),
+        Started::Exited(code, err) => {
+            assert_eq!(code, Some(1), "{err}");
+            assert!(err.contains(&format!("lists node 1 at {addr}")), "{err}");
+        }
+    }
+    let mut cmd = Command::new(EXE);
+    cmd.args(["node", "--id", "1", "--listen", &addr, "--dir"])
+        .arg(&dir);
+    drop(listening(start(cmd, "1")));
+}
+
+/// A directory whose raft log has no `node-id` file was claimed by whichever id started on it
+/// next: node 1's log could run as node 2. It must be refused, naming the file to write.
+#[test]
+fn a_raft_log_without_a_node_id_is_refused() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("n1");
+    drop(listening(start_node("1", &dir)));
+    std::fs::remove_file(dir.join("node-id")).unwrap();
+    match start_node("2", &dir) {
+        Started::Listening(_) => panic!("node 2 runs on node 1's log"),
+        Started::Exited(code, err) => {
+            assert_eq!(code, Some(1), "{err}");
+            assert!(
+                err.contains("holds a raft log but no node-id file"),
+                "{err}"
+            );
+        }
+    }
+    std::fs::write(dir.join("node-id"), "1\n").unwrap();
+    drop(listening(start_node("1", &dir)));
 }

@@ -32,3 +32,58 @@ fn a_member_address_that_does_not_parse_is_refused_and_changes_nothing() {
         }
     });
 }
+
+/// `init --members 1=localhost:PORT` was refused ("not an address") though `put`, `get`,
+/// `status` and `node --listen` all take a host name. It must initialize, and a write through
+/// `localhost` must be acknowledged.
+#[test]
+fn a_member_named_by_host_name_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_raft-demo"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cluster = Cluster::start(exe, dir.path(), 1, StoreKind::Walden).unwrap();
+    let port = cluster
+        .addr(1)
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .to_string();
+    let named = format!("localhost:{port}");
+    let deadline = std::time::Instant::now() + core::time::Duration::from_secs(60);
+    rt.block_on(async {
+        let members = BTreeMap::from([(1, named.clone())]);
+        match client::call(&named, &Call::Init(members)).await {
+            Ok(Reply::Done) => {}
+            other => panic!("init with {named}: {other:?}"),
+        }
+        let mut c = client::Client::new(vec![named.clone()]);
+        c.write("k", "v", deadline).await.unwrap();
+        assert_eq!(
+            client::read(&named, "k").await.unwrap().as_deref(),
+            Some("v")
+        );
+    });
+}
+
+/// `Init` with no members (only a raw call can send it): refused or failed, never a node that
+/// stops answering.
+#[test]
+fn an_init_with_no_members_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_raft-demo"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cluster = Cluster::start(exe, dir.path(), 1, StoreKind::Walden).unwrap();
+    let addr = cluster.addr(1).unwrap().to_string();
+    rt.block_on(async {
+        match client::call(&addr, &Call::Init(BTreeMap::new())).await {
+            Ok(Reply::Refused(_) | Reply::Failed(_)) => {}
+            other => panic!("init with no members: {other:?}"),
+        }
+        let members = BTreeMap::from([(1, addr.clone())]);
+        match client::call(&addr, &Call::Init(members)).await {
+            Ok(Reply::Done) => {}
+            other => panic!("init after the empty one: {other:?}"),
+        }
+    });
+}
