@@ -153,6 +153,9 @@ pub async fn write_frame<T: Serialize>(
     Ok(())
 }
 
+/// How much of a frame's body [`read_frame`] reads (and allocates) at a time.
+const READ_STEP: usize = 64 << 10;
+
 /// Reads one frame; `Ok(None)` at a clean end of the stream.
 pub async fn read_frame<T: for<'de> Deserialize<'de>>(
     r: &mut (impl AsyncReadExt + Unpin),
@@ -167,8 +170,15 @@ pub async fn read_frame<T: for<'de> Deserialize<'de>>(
     if len > MAX_FRAME {
         return Err(FrameError::Malformed("length out of bounds"));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
+    // Grown as the bytes arrive, not allocated at the declared length: a connection that
+    // declares 64 MiB and sends nothing more holds a small buffer, not 64 MiB.
+    let mut body = Vec::with_capacity(len.min(READ_STEP));
+    while body.len() < len {
+        let want = (len - body.len()).min(READ_STEP);
+        let start = body.len();
+        body.resize(start + want, 0);
+        r.read_exact(&mut body[start..]).await?;
+    }
     postcard::from_bytes(&body)
         .map(Some)
         .map_err(|_| FrameError::Malformed("decode"))
