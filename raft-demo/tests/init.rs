@@ -8,14 +8,28 @@ use walden_raft_demo::cluster::Cluster;
 use walden_raft_demo::node::StoreKind;
 use walden_raft_demo::proto::{Call, Reply};
 
+/// A runtime and a one-node cluster (not initialized) under `dir`.
+fn one_node(dir: &std::path::Path) -> (tokio::runtime::Runtime, Cluster) {
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_raft-demo"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    (rt, Cluster::start(exe, dir, 1, StoreKind::Walden).unwrap())
+}
+
+/// Initializes the node at `addr` as the cluster's only member (`1=addr`), which must succeed.
+async fn init_alone(addr: &str, when: &str) {
+    let members = BTreeMap::from([(1, addr.to_string())]);
+    match client::call(addr, &Call::Init(members)).await {
+        Ok(Reply::Done) => {}
+        other => panic!("init {when}: {other:?}"),
+    }
+}
+
 /// `--members 1=ADDR,2=not-an-address,3=` was taken: the cluster was initialized for good with
 /// two members no one can reach, and never elected a leader.
 #[test]
 fn a_member_address_that_does_not_parse_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_raft-demo"));
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let cluster = Cluster::start(exe, dir.path(), 1, StoreKind::Walden).unwrap();
+    let (rt, cluster) = one_node(dir.path());
     let addr = cluster.addr(1).unwrap().to_string();
     rt.block_on(async {
         for bad in ["not-an-address", "", "127.0.0.1", "127.0.0.1:0"] {
@@ -25,11 +39,7 @@ fn a_member_address_that_does_not_parse_is_refused_and_changes_nothing() {
                 other => panic!("init with member 2 at {bad:?}: {other:?}"),
             }
         }
-        let members = BTreeMap::from([(1, addr.clone())]);
-        match client::call(&addr, &Call::Init(members)).await {
-            Ok(Reply::Done) => {}
-            other => panic!("init after the refusals: {other:?}"),
-        }
+        init_alone(&addr, "after the refusals").await;
     });
 }
 
@@ -39,9 +49,7 @@ fn a_member_address_that_does_not_parse_is_refused_and_changes_nothing() {
 #[test]
 fn a_member_named_by_host_name_is_taken() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_raft-demo"));
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let cluster = Cluster::start(exe, dir.path(), 1, StoreKind::Walden).unwrap();
+    let (rt, cluster) = one_node(dir.path());
     let port = cluster
         .addr(1)
         .unwrap()
@@ -52,11 +60,7 @@ fn a_member_named_by_host_name_is_taken() {
     let named = format!("localhost:{port}");
     let deadline = std::time::Instant::now() + core::time::Duration::from_secs(60);
     rt.block_on(async {
-        let members = BTreeMap::from([(1, named.clone())]);
-        match client::call(&named, &Call::Init(members)).await {
-            Ok(Reply::Done) => {}
-            other => panic!("init with {named}: {other:?}"),
-        }
+        init_alone(&named, "by host name").await;
         let mut c = client::Client::new(vec![named.clone()]);
         c.write("k", "v", deadline).await.unwrap();
         assert_eq!(
@@ -71,19 +75,13 @@ fn a_member_named_by_host_name_is_taken() {
 #[test]
 fn an_init_with_no_members_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_raft-demo"));
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let cluster = Cluster::start(exe, dir.path(), 1, StoreKind::Walden).unwrap();
+    let (rt, cluster) = one_node(dir.path());
     let addr = cluster.addr(1).unwrap().to_string();
     rt.block_on(async {
         match client::call(&addr, &Call::Init(BTreeMap::new())).await {
             Ok(Reply::Refused(_) | Reply::Failed(_)) => {}
             other => panic!("init with no members: {other:?}"),
         }
-        let members = BTreeMap::from([(1, addr.clone())]);
-        match client::call(&addr, &Call::Init(members)).await {
-            Ok(Reply::Done) => {}
-            other => panic!("init after the empty one: {other:?}"),
-        }
+        init_alone(&addr, "after the empty one").await;
     });
 }
