@@ -225,8 +225,8 @@ impl ChecksumAlgorithm {
         if matches!(self, ChecksumAlgorithm::Crc32c) && data.len() <= CRC32C_DIRECT {
             return u64::from(crc32c::crc32c_append(crc32c_of_salt(salt), data));
         }
-        // Record headers: one call over a copy on the stack (10 ns for a header's 24 bytes,
-        // against 13.6 started from the salt's state).
+        // Record headers of the other algorithms: one call over a copy on the stack (10 ns for
+        // a header's 24 bytes, against 13.6 started from the salt's state).
         #[cfg(feature = "hw-crc")]
         if data.len() <= SMALL {
             let mut buf = [0u8; 8 + SMALL];
@@ -309,7 +309,8 @@ fn crc32c_of_salt(salt: u64) -> u32 {
 }
 
 /// Data up to this long is checksummed in one call by [`ChecksumAlgorithm::of_salted`] (a
-/// record header's checked part is 24 bytes).
+/// record header's checked part is 28 bytes), for the algorithms other than CRC-32C, whose
+/// short data takes [`CRC32C_DIRECT`]'s path first.
 #[cfg(feature = "hw-crc")]
 const SMALL: usize = 56;
 
