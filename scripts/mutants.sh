@@ -50,11 +50,11 @@ out=target/mutants
 if $broken; then out=target/mutants-broken; fi
 rm -rf "$out/mutants.out" "$out/mutants.out.old"
 mkdir -p "$out"
-# With compression, encryption and `alloc` (the replay's read-ahead window) compiled in:
-# otherwise the code behind those features would build unchanged under every mutant and count
-# as missed.
+# With compression, encryption, `alloc` (the replay's read-ahead window) and `hw-crc` (the
+# accelerated checksums servers use) compiled in: otherwise the code behind those features
+# would build unchanged under every mutant and count as missed.
 args=(-p walden-core -j "$jobs" -o "$out" --no-shuffle --colors never
-    --features walden-core/compress,walden-core/encrypt,walden-core/alloc)
+    --features walden-core/compress,walden-core/encrypt,walden-core/alloc,walden-core/hw-crc)
 if $wide; then
     # Every file of the crate (added to examine_globs), and the cross-adapter suites too.
     args+=(-f 'core/src/**/*.rs' --test-package walden-core --test-package walden-tests)
