@@ -26,6 +26,10 @@ cargo fmt --manifest-path wasm-demo/guest/Cargo.toml --check
 
 step "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+# walden-std alone, with only its own features: the workspace build turns on `sim` (other
+# crates ask for it), so a test that needs it but is not gated on it compiled there and
+# broke `cargo test -p walden-std` (2026-12-05).
+cargo clippy -p walden-std --all-targets -- -D warnings
 
 step "cargo doc (RUSTDOCFLAGS=-Dwarnings)"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps

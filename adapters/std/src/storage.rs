@@ -1356,6 +1356,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "sim")]
     #[test]
     fn segments_with_unsynced_changes_keep_their_descriptors() {
         use crate::filesystem::SimFileSystem;
