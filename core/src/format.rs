@@ -450,6 +450,7 @@ impl RecordHeader {
     /// Decodes a header whose bytes were verified before (by the same scan, in the same
     /// memory), without verifying its checksum again; every other check is made.
     #[cfg(feature = "replay")]
+    #[inline(always)]
     pub(crate) fn decode_verified(b: &[u8]) -> Result<Self, RecordProblem> {
         Self::fields(Self::bytes(b)?)
     }
