@@ -129,6 +129,7 @@ pub async fn run(opts: NodeOptions) -> Result<(), String> {
         let _ = sock.set_nodelay(true);
         tokio::spawn(serve(
             sock,
+            Me { id: opts.id, addr },
             raft.clone(),
             sm.clone(),
             writes.clone(),
@@ -169,10 +170,7 @@ async fn check_listen_addr(
             return Ok(());
         }
     };
-    let reaches = |a: &core::net::SocketAddr| {
-        a.port() == addr.port() && (addr.ip().is_unspecified() || a.ip() == addr.ip())
-    };
-    if resolved.iter().any(reaches) {
+    if resolved.iter().any(|a| reaches(a, addr)) {
         return Ok(());
     }
     Err(format!(
@@ -180,6 +178,12 @@ async fn check_listen_addr(
          {listed}, so it would be unreachable (membership changes are not supported); start it \
          with --listen {listed}"
     ))
+}
+
+/// Whether a peer dialling `a` (a member's address, resolved) reaches a node listening on
+/// `addr`.
+fn reaches(a: &core::net::SocketAddr, addr: core::net::SocketAddr) -> bool {
+    a.port() == addr.port() && (addr.ip().is_unspecified() || a.ip() == addr.ip())
 }
 
 /// The file in a node's directory that names the node its log belongs to.
@@ -360,6 +364,7 @@ async fn commit(raft: &Raft<TypeConfig>, batch: Vec<Pending>) {
 /// the connection is closed (it held a task and a descriptor forever).
 async fn serve(
     mut sock: TcpStream,
+    me: Me,
     raft: Raft<TypeConfig>,
     sm: StateMachine,
     writes: Batcher,
@@ -375,7 +380,7 @@ async fn serve(
                 return;
             }
         };
-        let reply = handle(call, &raft, &sm, &writes).await;
+        let reply = handle(call, me, &raft, &sm, &writes).await;
         match tokio::time::timeout(idle, write_frame(&mut sock, &reply)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => return,
@@ -383,7 +388,20 @@ async fn serve(
     }
 }
 
-async fn handle(call: Call, raft: &Raft<TypeConfig>, sm: &StateMachine, writes: &Batcher) -> Reply {
+/// The node a connection is served by: its id and the address it listens on.
+#[derive(Clone, Copy)]
+struct Me {
+    id: NodeId,
+    addr: core::net::SocketAddr,
+}
+
+async fn handle(
+    call: Call,
+    me: Me,
+    raft: &Raft<TypeConfig>,
+    sm: &StateMachine,
+    writes: &Batcher,
+) -> Reply {
     match call {
         Call::Append(rpc) => match raft.append_entries(rpc).await {
             Ok(r) => Reply::Append(r),
@@ -404,6 +422,16 @@ async fn handle(call: Call, raft: &Raft<TypeConfig>, sm: &StateMachine, writes: 
             // Initializing is for good (membership changes are not exposed): a member no one
             // can connect to would leave a cluster that never elects a leader. A host name is
             // taken as every other command takes it: resolved (now, and at every connection).
+            // The node asked must be a member, at an address that reaches it: its peers dial
+            // the membership's address, and a restart refuses to run a node listed elsewhere
+            // (`check_listen_addr`), so such an init would leave it unreachable for good.
+            if !members.contains_key(&me.id) {
+                return Reply::Refused(format!(
+                    "this node is node {}, which the members do not list: send init to a \
+                     member, or list this node",
+                    me.id
+                ));
+            }
             for (id, addr) in &members {
                 let resolved: Vec<_> = match tokio::net::lookup_host(addr.as_str()).await {
                     Ok(a) => a.collect(),
@@ -413,6 +441,13 @@ async fn handle(call: Call, raft: &Raft<TypeConfig>, sm: &StateMachine, writes: 
                     return Reply::Refused(format!(
                         "member {id}: {addr:?} is not an address (HOST:PORT or IP:PORT that \
                          resolves, port not 0)"
+                    ));
+                }
+                if *id == me.id && !resolved.iter().any(|a| reaches(a, me.addr)) {
+                    return Reply::Refused(format!(
+                        "member {id} (this node) is listed at {addr}, but it listens on {}: its \
+                         peers would dial {addr} and never reach it",
+                        me.addr
                     ));
                 }
             }

@@ -85,3 +85,34 @@ fn an_init_with_no_members_changes_nothing() {
         init_alone(&addr, "after the empty one").await;
     });
 }
+
+/// `init` sent to a node that the members list at another address (or not at all) was taken:
+/// the cluster was initialized for good with that node unreachable by its peers, and the
+/// node itself refused to restart (it is listed elsewhere). Refused, and nothing changes.
+#[test]
+fn an_init_that_lists_the_receiver_elsewhere_or_not_at_all_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rt, cluster) = one_node(dir.path());
+    let addr = cluster.addr(1).unwrap().to_string();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let port: u16 = port.parse().unwrap();
+    let elsewhere = format!("{host}:{}", if port == 65535 { 1 } else { port + 1 });
+    rt.block_on(async {
+        let members = BTreeMap::from([(1, elsewhere.clone())]);
+        match client::call(&addr, &Call::Init(members)).await {
+            Ok(Reply::Refused(why)) => {
+                assert!(
+                    why.contains("this node") && why.contains(&elsewhere),
+                    "{why}"
+                )
+            }
+            other => panic!("init listing node 1 at {elsewhere}: {other:?}"),
+        }
+        let members = BTreeMap::from([(2, addr.clone())]);
+        match client::call(&addr, &Call::Init(members)).await {
+            Ok(Reply::Refused(why)) => assert!(why.contains("do not list"), "{why}"),
+            other => panic!("init without node 1: {other:?}"),
+        }
+        init_alone(&addr, "after the refusals").await;
+    });
+}
