@@ -14,11 +14,18 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause between attempts while no leader answers (an election takes about a second).
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
-/// Writes through whichever node leads.
+/// Writes through whichever node leads. Each write is applied at most once, however often
+/// it is sent again (to the same node or another): it carries this client's id and a serial
+/// number that only a new write advances (`walden_openraft::kv`, "Each client write applied
+/// once").
 pub struct Client {
     addrs: Vec<String>,
     next: usize,
     conn: Conn,
+    /// Random per client.
+    id: u64,
+    /// The last write's serial.
+    serial: u64,
 }
 
 impl Client {
@@ -29,6 +36,8 @@ impl Client {
             addrs,
             next: 1,
             conn,
+            id: walden_std::random_seed(),
+            serial: 0,
         }
     }
 
@@ -47,14 +56,19 @@ impl Client {
     }
 
     /// Sets `key` to `value` and returns the log index it was committed at, retrying on other
-    /// nodes until `deadline`. `Ok` means the leader applied it: it is acknowledged.
+    /// nodes until `deadline`. `Ok` means the leader applied it: it is acknowledged. An `Err`
+    /// leaves it unknown whether the write was applied (an attempt may have been committed
+    /// with its answer lost); it is then never applied after this client's next write.
     pub async fn write(
         &mut self,
         key: &str,
         value: &str,
         deadline: Instant,
     ) -> Result<u64, String> {
+        self.serial += 1;
         let call = Call::Write {
+            client: self.id,
+            serial: self.serial,
             key: key.into(),
             value: value.into(),
         };

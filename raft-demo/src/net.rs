@@ -140,6 +140,9 @@ fn payload_bytes(entry: &Entry<TypeConfig>) -> usize {
         EntryPayload::Normal(Request::Batch(pairs)) => {
             pairs.iter().map(|(k, v)| k.len() + v.len()).sum()
         }
+        EntryPayload::Normal(Request::Tracked(writes)) => {
+            writes.iter().map(|w| w.key.len() + w.value.len()).sum()
+        }
         EntryPayload::Blank | EntryPayload::Membership(_) => 0,
     }
 }

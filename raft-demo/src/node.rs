@@ -11,7 +11,7 @@ use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use walden_openraft::LogStore;
-use walden_openraft::kv::{NodeId, Request, StateMachine, TypeConfig};
+use walden_openraft::kv::{Applied, NodeId, Request, StateMachine, Tracked, TypeConfig};
 
 use crate::mem_store::MemLogStore;
 use crate::net::Network;
@@ -247,7 +247,7 @@ fn claim_dir(dir: &Path, id: NodeId) -> Result<(), String> {
 /// Most client writes one raft entry carries.
 const MAX_BATCH: usize = 1024;
 
-type Pending = (String, String, oneshot::Sender<Reply>);
+type Pending = (Tracked, oneshot::Sender<Reply>);
 
 /// Turns the writes of concurrent clients into one raft entry per round: openraft 0.9 flushes
 /// the log once per `client_write` before it takes the next, so writes that arrive while one
@@ -278,15 +278,15 @@ impl Batcher {
         Self { tx }
     }
 
-    async fn write(&self, key: String, value: String) -> Reply {
-        let len = key.len() + value.len();
+    async fn write(&self, w: Tracked) -> Reply {
+        let len = w.key.len() + w.value.len();
         if len > MAX_WRITE {
             return Reply::Refused(format!(
                 "a write of {len} bytes (key and value) exceeds {MAX_WRITE}"
             ));
         }
         let (tx, rx) = oneshot::channel();
-        if self.tx.send((key, value, tx)).is_err() {
+        if self.tx.send((w, tx)).is_err() {
             return Reply::Failed("the node is shutting down".into());
         }
         rx.await
@@ -295,7 +295,7 @@ impl Batcher {
 }
 
 fn pending_len(p: &Pending) -> usize {
-    p.0.len() + p.1.len()
+    p.0.key.len() + p.0.value.len()
 }
 
 /// `first` and the writes already waiting behind it, up to [`MAX_BATCH`] writes and
@@ -326,21 +326,25 @@ fn take_batch(
 
 /// Commits one batch and answers each of its writers.
 async fn commit(raft: &Raft<TypeConfig>, batch: Vec<Pending>) {
-    let (pairs, replies): (Vec<_>, Vec<_>) =
-        batch.into_iter().map(|(k, v, tx)| ((k, v), tx)).unzip();
-    let req = if pairs.len() == 1 {
-        let (key, value) = pairs.into_iter().next().unwrap_or_default();
-        Request::Set { key, value }
-    } else {
-        Request::Batch(pairs)
-    };
-    match raft.client_write(req).await {
+    let (writes, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+    match raft.client_write(Request::Tracked(writes)).await {
         Ok(r) => {
             let mut previous = r.data.previous.into_iter();
+            let mut applied = r.data.applied.into_iter();
             for tx in replies {
-                let _ = tx.send(Reply::Written {
-                    index: r.log_id.index,
-                    previous: previous.next().flatten(),
+                let previous = previous.next().flatten();
+                let _ = tx.send(match applied.next() {
+                    Some(Applied::Now) | None => Reply::Written {
+                        index: r.log_id.index,
+                        previous,
+                    },
+                    // Sent again (its first answer was lost): the first answer.
+                    Some(Applied::Before(index)) => Reply::Written { index, previous },
+                    Some(Applied::Superseded) => Reply::Refused(
+                        "not applied: the client's later write was applied first (this one \
+                         arrived late, after the client had given up on it)"
+                            .into(),
+                    ),
                 });
             }
         }
@@ -415,7 +419,20 @@ async fn handle(
             Ok(r) => Reply::Snapshot(r),
             Err(e) => Reply::Failed(e.to_string()),
         },
-        Call::Write { key, value } => writes.write(key, value).await,
+        Call::Write {
+            client,
+            serial,
+            key,
+            value,
+        } => {
+            let w = Tracked {
+                client,
+                serial,
+                key,
+                value,
+            };
+            writes.write(w).await
+        }
         Call::Read(key) => Reply::Value(sm.get(&key)),
         Call::Status => Reply::Status(status(raft, sm)),
         Call::Init(members) => {
@@ -495,8 +512,13 @@ mod tests {
         let value = "v".repeat(MAX_WRITE - 8);
         for i in 0..24 {
             let (reply, _) = oneshot::channel();
-            tx.send((format!("key-{i:04}"), value.clone(), reply))
-                .unwrap();
+            let w = Tracked {
+                client: 1,
+                serial: i,
+                key: format!("key-{i:04}"),
+                value: value.clone(),
+            };
+            tx.send((w, reply)).unwrap();
         }
         drop(tx);
         let (mut seen, mut carry) = (Vec::new(), None);
@@ -504,7 +526,7 @@ mod tests {
             let batch = take_batch(first, &mut rx, &mut carry);
             let bytes: usize = batch.iter().map(pending_len).sum();
             assert!(bytes <= MAX_BATCH_BYTES, "a batch of {bytes} bytes");
-            seen.extend(batch.into_iter().map(|p| p.0));
+            seen.extend(batch.into_iter().map(|p| p.0.key));
         }
         let want: Vec<_> = (0..24).map(|i| format!("key-{i:04}")).collect();
         assert_eq!(seen, want);

@@ -33,8 +33,13 @@ pub enum Call {
     Vote(VoteRequest<NodeId>),
     /// Raft: a snapshot chunk.
     Snapshot(InstallSnapshotRequest<TypeConfig>),
-    /// Client: set a key, answered once committed and applied on the leader.
+    /// Client: set a key, answered once committed and applied on the leader. Applied at
+    /// most once per `(client, serial)`, however often it is sent (`walden_openraft::kv`).
     Write {
+        /// The client's id, random per client.
+        client: u64,
+        /// Grows with each new write of the client; a retry keeps it.
+        serial: u64,
         /// The key.
         key: String,
         /// Its new value.
@@ -57,7 +62,8 @@ pub enum Reply {
     Vote(VoteResponse<NodeId>),
     /// Raft replies.
     Snapshot(InstallSnapshotResponse<NodeId>),
-    /// The write is committed and applied; the key's previous value.
+    /// The write is committed and applied; the key's previous value. For a write sent again,
+    /// the first answer: where it was applied, and what it replaced then.
     Written {
         /// The log index of the write.
         index: u64,
