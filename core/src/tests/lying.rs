@@ -313,7 +313,11 @@ fn a_failure_at_any_call_of_appends_and_rotation_keeps_what_was_acknowledged() {
 #[test]
 fn reads_longer_than_the_buffer_are_not_trusted() {
     // Under Miri (half a minute for the three) the smallest and the largest lie.
-    let extras: &[usize] = if cfg!(miri) { &[1, 4096] } else { &[1, 7, 4096] };
+    let extras: &[usize] = if cfg!(miri) {
+        &[1, 4096]
+    } else {
+        &[1, 7, 4096]
+    };
     for &extra in extras {
         let lies = Lies {
             read_extra: extra,
@@ -431,7 +435,11 @@ fn reads_that_end_inside_the_newest_segment_s_header_are_refused_not_taken_for_a
 #[test]
 fn lengths_that_change_between_calls_give_an_error_or_the_whole_log() {
     // Under Miri (half a minute for the four) one jitter within a segment and one past any.
-    let jitters: &[u64] = if cfg!(miri) { &[31, 1 << 40] } else { &[1, 31, 64, 1 << 40] };
+    let jitters: &[u64] = if cfg!(miri) {
+        &[31, 1 << 40]
+    } else {
+        &[1, 31, 64, 1 << 40]
+    };
     for &jitter in jitters {
         for &policy in &policies()[..2] {
             let lies = Lies {
