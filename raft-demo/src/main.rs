@@ -12,7 +12,7 @@ use walden_raft_demo::proto::{Call, Reply};
 
 const USAGE: &str = "usage:
   raft-demo node --id N --listen 127.0.0.1:PORT --dir DIR [--store walden|memory]
-                 [--idle-timeout SECONDS]
+                 [--idle-timeout SECONDS] [--max-connections N]
   raft-demo init --addr ADDR --members 1=ADDR1,2=ADDR2,3=ADDR3
   raft-demo put --addr ADDR[,ADDR..] KEY VALUE
   raft-demo get --addr ADDR KEY
@@ -52,7 +52,18 @@ fn main() -> ExitCode {
 
 /// The options each command takes, and how many positional arguments.
 const COMMANDS: &[(&str, &[&str], usize)] = &[
-    ("node", &["id", "listen", "dir", "store", "idle-timeout"], 0),
+    (
+        "node",
+        &[
+            "id",
+            "listen",
+            "dir",
+            "store",
+            "idle-timeout",
+            "max-connections",
+        ],
+        0,
+    ),
     ("init", &["addr", "members"], 0),
     ("put", &["addr"], 2),
     ("get", &["addr"], 1),
@@ -109,6 +120,17 @@ async fn run(cmd: &str, args: &[String]) -> Result<(), String> {
                     _ => return Err(format!("--idle-timeout: {s} is not in (0, 3600] seconds")),
                 },
             };
+            let max_connections = match opts.get("max-connections") {
+                None => node::MAX_CONNECTIONS,
+                Some(s) => match s.parse::<usize>() {
+                    Ok(n) if (1..=1 << 20).contains(&n) => n,
+                    _ => {
+                        return Err(format!(
+                            "--max-connections: {s} is not a number from 1 to 1048576"
+                        ));
+                    }
+                },
+            };
             node::run(NodeOptions {
                 id: need(&opts, "id")?
                     .parse()
@@ -117,6 +139,7 @@ async fn run(cmd: &str, args: &[String]) -> Result<(), String> {
                 dir: PathBuf::from(need(&opts, "dir")?),
                 store: StoreKind::parse(store).ok_or(format!("unknown store {store}"))?,
                 idle_timeout,
+                max_connections,
             })
             .await
         }

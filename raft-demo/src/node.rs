@@ -60,7 +60,15 @@ pub struct NodeOptions {
     /// starts waiting for it) and to take its reply: a connection idle or stalled mid-frame
     /// for longer is closed, so idle connections cannot pile up.
     pub idle_timeout: Duration,
+    /// How many connections it serves at once; one more is closed as soon as it is accepted
+    /// (a flood of connections used up the process's descriptors, and with them the raft
+    /// peers' connections). Peers keep their connections, so they keep their places.
+    pub max_connections: usize,
 }
+
+/// The default [`NodeOptions::max_connections`]: far above a cluster's peers and the
+/// benchmark's 64 clients, far below the usual descriptor limit of 1024.
+pub const MAX_CONNECTIONS: usize = 512;
 
 /// The default [`NodeOptions::idle_timeout`]. Peers send a heartbeat every 100 ms, and a
 /// client whose connection was closed reconnects once (see [`crate::net::Conn::call`]).
@@ -110,6 +118,8 @@ pub async fn run(opts: NodeOptions) -> Result<(), String> {
         return Err(e);
     }
     let writes = Batcher::start(raft.clone());
+    let places = Arc::new(tokio::sync::Semaphore::new(opts.max_connections));
+    let mut turned_away = 0u64;
     println!("LISTENING {addr} pid {}", std::process::id());
     let _ = std::io::stdout().flush();
     loop {
@@ -126,15 +136,31 @@ pub async fn run(opts: NodeOptions) -> Result<(), String> {
                 continue;
             }
         };
+        let Ok(place) = Arc::clone(&places).try_acquire_owned() else {
+            // Closed at once (dropped): a client retries, elsewhere or later.
+            turned_away += 1;
+            if turned_away.is_power_of_two() {
+                eprintln!(
+                    "raft-demo node {}: {} connections open, the most it serves \
+                     (--max-connections); closed {turned_away} new ones so far",
+                    opts.id, opts.max_connections
+                );
+            }
+            continue;
+        };
         let _ = sock.set_nodelay(true);
-        tokio::spawn(serve(
+        let served = serve(
             sock,
             Me { id: opts.id, addr },
             raft.clone(),
             sm.clone(),
             writes.clone(),
             opts.idle_timeout,
-        ));
+        );
+        tokio::spawn(async move {
+            served.await;
+            drop(place);
+        });
     }
 }
 

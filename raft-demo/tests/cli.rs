@@ -188,10 +188,15 @@ fn a_member_given_twice_is_refused() {
 #[test]
 fn an_option_the_command_does_not_take_is_refused() {
     let base = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["--stroe", "memory"], "node takes no option --stroe"),
         (&["--id", "2"], "--id is given twice"),
         (&["stray"], "usage:"),
+        (&["--max-connections", "0"], "--max-connections: 0 is not"),
+        (
+            &["--max-connections", "many"],
+            "--max-connections: many is not",
+        ),
     ];
     for (more, says) in cases {
         match start_node_with("1", &base.path().join("n"), more) {
@@ -259,6 +264,57 @@ fn a_connection_idle_or_stalled_mid_frame_is_closed() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A node accepted every connection and kept each until its idle timeout: a flood of them
+/// used up its descriptors. Past `--max-connections` a new connection must be closed at once,
+/// and once one closes the node must serve again.
+#[test]
+fn connections_past_the_limit_are_closed_at_once() {
+    let base = tempfile::tempdir().unwrap();
+    let node = listening(start_node_with(
+        "1",
+        &base.path().join("n"),
+        &["--max-connections", "2", "--idle-timeout", "3600"],
+    ));
+    let held = std::net::TcpStream::connect(&node.1).unwrap();
+    let mut second = std::net::TcpStream::connect(&node.1).unwrap();
+    // Both are served: a status call on the second is answered (the first stays silent).
+    {
+        use std::io::Write;
+        let call = postcard::to_allocvec(&walden_raft_demo::proto::Call::Status).unwrap();
+        let mut frame = (call.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(&call);
+        second.write_all(&frame).unwrap();
+        second.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut len = [0u8; 4];
+        second.read_exact(&mut len).unwrap();
+    }
+    let mut third = std::net::TcpStream::connect(&node.1).unwrap();
+    assert!(
+        closed_by_the_node(&mut third),
+        "a third connection stays open"
+    );
+    let out = run(&["status", "--addr", &node.1]);
+    assert!(
+        !out.status.success(),
+        "a status call was served past the limit"
+    );
+    // One of the two closes: the node serves new connections again.
+    drop(held);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let out = run(&["status", "--addr", &node.1]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not served after a connection closed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::yield_now();
+    }
 }
 
 /// A node restarted from its directory on another `--listen` address than the one its
