@@ -223,6 +223,16 @@ pub struct Tuning {
     /// the cache until the scan reads them pay: 4 MiB chunks made the read thread's copy out
     /// of the page cache up to three times as costly (2-vCPU VM, BENCHMARKS.md "Bulk paths").
     pub replay_chunk: usize,
+    /// Each thread that checksums segments in parallel while a log opens (or `verify_dir`
+    /// verifies it) reads its segment this many bytes at a time (256 KiB), into a buffer of
+    /// its own, and checksums what it read before the next read. Small enough that the
+    /// buffer is still in the core's cache when the checksums read it: 1 GiB of 1 KiB records
+    /// opened (warm cache, 2 threads, minimum of five) in 114-123 ms against 127-146 with
+    /// 1 MiB, 125-130 with 512 KiB and 149-157 with 64 KiB (2-vCPU VM, BENCHMARKS.md "Bulk
+    /// paths"). A record longer than this is checksummed in pieces; one that straddles two
+    /// reads is read again from its start, so logs of records of tens of KiB and more read
+    /// some bytes twice.
+    pub scan_window: usize,
     /// A segment's write-back is started (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, without
     /// waiting) each time this many of its bytes (4 MiB) have gone from the write buffer to
     /// its file since the last start; 0: never. Pacing only, nothing is made durable by it.
@@ -261,6 +271,7 @@ impl Tuning {
         zero_fill_max_bytes_per_sync: 64 << 10,
         max_open_files: 64,
         replay_chunk: 512 << 10,
+        scan_window: 256 << 10,
         write_back_every: 4 << 20,
         max_prepared: 1 << 30,
     };

@@ -91,11 +91,12 @@ pub fn verify_dir_in<F: FileSystem>(
     threads: usize,
 ) -> Result<VerifyReport, Error> {
     let dir = dir.as_ref();
+    let window = fs.tuning().scan_window;
     let storage = ReadOnlyDir::open_in(fs, dir)?;
     let config = Config::default()
         .with_max_record_size(MAX_RECORD_SIZE_LIMIT)
         .with_max_batch_size(u64::MAX);
-    let summaries = scan_in_parallel(&storage, &config, threads);
+    let summaries = scan_in_parallel(&storage, &config, threads, window);
     let mut scratch = vec![0u8; 4 << 20];
     let mut segments = Vec::new();
     let inspection = inspect_with_summaries::<ReadOnlyDir<F>, Growable>(

@@ -312,7 +312,12 @@ impl<F: FileSystem> Wal<F> {
         let paths = SegmentPaths(dir.clone());
         let (summaries, next) = match replay {
             None => (
-                scan_in_parallel(&storage, &config, options.open_threads),
+                scan_in_parallel(
+                    &storage,
+                    &config,
+                    options.open_threads,
+                    storage.file_system().tuning().scan_window,
+                ),
                 None,
             ),
             Some(apply) => {
@@ -530,11 +535,13 @@ impl SegmentPaths {
 /// Scans (checksums) every segment on `threads` threads before recovery, which then reuses the
 /// results instead of scanning those segments itself; it still classifies and repairs what a
 /// scan found (the directory is locked, so nothing changes in between). Any failure here only
-/// means recovery scans that segment itself.
+/// means recovery scans that segment itself. Each thread reads `window` bytes at a time
+/// (`Tuning::scan_window`).
 pub(crate) fn scan_in_parallel<S: Storage + Sync>(
     storage: &S,
     config: &Config,
     threads: usize,
+    window: usize,
 ) -> HashMap<SegmentId, SegmentSummary> {
     let mut ids = Vec::new();
     let listed = storage.list(&mut |id| {
@@ -567,7 +574,7 @@ pub(crate) fn scan_in_parallel<S: Storage + Sync>(
                 let builder = std::thread::Builder::new().name("walden-scan".into());
                 builder
                     .spawn_scoped(scope, move || {
-                        let mut scratch = vec![0u8; 1 << 20];
+                        let mut scratch = vec![0u8; window.max(walden_core::MIN_SCRATCH)];
                         let mut done = Vec::new();
                         while let Some(&id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
                             if let Ok(Some(s)) = scan_segment(storage, id, config, &mut scratch) {

@@ -50,6 +50,9 @@ pub const SIM_TUNING: Tuning = Tuning {
     // several in a row for a record longer than one, puts records that straddle them
     // together, reads for itself when a unit spans more, and skips chunks it has read past.
     replay_chunk: 1024,
+    // Smaller than the longer records too: the parallel scans refill their windows mid-record
+    // and checksum such records in pieces.
+    scan_window: 1024,
     // Not modelled (`start_write_back` does nothing here): small, so the bookkeeping runs.
     write_back_every: 1024,
     // As on disk: larger than any segment a simulated log builds, so reservations are whole.
