@@ -7,7 +7,8 @@
 //! cargo run --release -p walden-bench --example replay_phases -- [rounds] [record bytes] [MiB] [dir]
 //! ```
 //!
-//! `PHASES_ONLY=replaying` skips the two-pass rounds (for profiling `open_replaying` alone).
+//! `PHASES_ONLY=replaying` skips the two-pass rounds (for profiling `open_replaying` alone);
+//! `PHASES_RANDOM=1` writes incompressible records.
 
 use std::{path::Path, time::Instant};
 
@@ -37,7 +38,22 @@ fn main() {
         .tempdir_in(base)
         .expect("tempdir");
     let options = || Options::default().with_sync_policy(SyncPolicy::Manual);
-    let data: Vec<u8> = (0..size * 1000).map(|i| (i * 31 % 251) as u8).collect();
+    // `PHASES_RANDOM=1`: bytes no compression shrinks (records of at least 4 KiB are
+    // otherwise stored LZ4-compressed, `Config::compress_threshold`, and scanned in a fraction
+    // of their length).
+    let data: Vec<u8> = if std::env::var_os("PHASES_RANDOM").is_some() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        (0..size * 1000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    } else {
+        (0..size * 1000).map(|i| (i * 31 % 251) as u8).collect()
+    };
     let batch: Vec<&[u8]> = data.chunks(size).collect();
     {
         let wal = SharedWal::open(dir.path(), options()).expect("open").0;

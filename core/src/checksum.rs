@@ -508,7 +508,7 @@ mod tests {
         let sampled = |len: usize| {
             !cfg!(miri)
                 || len < 10
-                || len % 61 == 0
+                || len.is_multiple_of(61)
                 // `SMALL` and `CRC32C_DIRECT`, which exist only with `hw-crc`.
                 || [56, 256].iter().any(|&l| len.abs_diff(l) <= 1)
         };

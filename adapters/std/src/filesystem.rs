@@ -225,13 +225,14 @@ pub struct Tuning {
     pub replay_chunk: usize,
     /// Each thread that checksums segments in parallel while a log opens (or `verify_dir`
     /// verifies it) reads its segment this many bytes at a time (256 KiB), into a buffer of
-    /// its own, and checksums what it read before the next read. Small enough that the
-    /// buffer is still in the core's cache when the checksums read it: 1 GiB of 1 KiB records
-    /// opened (warm cache, 2 threads, minimum of five) in 114-123 ms against 127-146 with
-    /// 1 MiB, 125-130 with 512 KiB and 149-157 with 64 KiB (2-vCPU VM, BENCHMARKS.md "Bulk
-    /// paths"). A record longer than this is checksummed in pieces; one that straddles two
-    /// reads is read again from its start, so logs of records of tens of KiB and more read
-    /// some bytes twice.
+    /// its own, and checksums what it read before the next read, while the segment it scanned
+    /// last held records of less than 4 KiB on average; otherwise 4 times as many. Small reads
+    /// stay in the core's cache until the checksums read them: 1 GiB of 1 KiB records opened
+    /// (warm cache, 2 threads, minimum of five) in 114-123 ms against 127-146 with 1 MiB,
+    /// 125-130 with 512 KiB and 149-157 with 64 KiB. Large records want large reads: one that
+    /// straddles two reads is read again from its start, and 1 GiB of incompressible 16 and 64
+    /// KiB records took 92-102 ms with 256 KiB against 68-79 with 1 MiB (2-vCPU VM,
+    /// BENCHMARKS.md "Opening").
     pub scan_window: usize,
     /// A segment's write-back is started (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, without
     /// waiting) each time this many of its bytes (4 MiB) have gone from the write buffer to

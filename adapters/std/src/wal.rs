@@ -574,10 +574,21 @@ pub(crate) fn scan_in_parallel<S: Storage + Sync>(
                 let builder = std::thread::Builder::new().name("walden-scan".into());
                 builder
                     .spawn_scoped(scope, move || {
-                        let mut scratch = vec![0u8; window.max(walden_core::MIN_SCRATCH)];
+                        // `window` while the records are small, 4 times that once the
+                        // segment scanned last held records of 4 KiB or more on average
+                        // (`Tuning::scan_window`).
+                        let small = window.max(walden_core::MIN_SCRATCH);
+                        let mut scratch = vec![0u8; small.saturating_mul(4)];
+                        let mut read = small;
                         let mut done = Vec::new();
                         while let Some(&id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
-                            if let Ok(Some(s)) = scan_segment(storage, id, config, &mut scratch) {
+                            let scanned = scan_segment(storage, id, config, &mut scratch[..read]);
+                            if let Ok(Some(s)) = scanned {
+                                read = if s.mean_record_len() < 4096 {
+                                    small
+                                } else {
+                                    scratch.len()
+                                };
                                 done.push(s);
                             }
                         }

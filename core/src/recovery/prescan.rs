@@ -37,6 +37,13 @@ impl SegmentSummary {
     pub fn is_clean(&self) -> bool {
         self.scan.invalid.is_none()
     }
+
+    /// The mean length of its valid records, their headers included (bytes up to the end of
+    /// the last valid record, the segment's header too, over their count; zero without
+    /// records): how a caller that scans many segments may size its reads.
+    pub fn mean_record_len(&self) -> u64 {
+        self.scan.end.checked_div(self.scan.records).unwrap_or(0)
+    }
 }
 
 /// Scans every record of segment `id`, verifying each checksum, exactly as recovery does.

@@ -538,3 +538,22 @@ fn a_reopened_log_with_a_smaller_max_record_size_refuses_and_changes_nothing() {
     assert!(report.is_clean());
     assert_eq!(all(&wal), std::vec![(1, std::vec![7u8; 200])]);
 }
+
+#[test]
+fn a_summary_gives_the_mean_length_of_its_records() {
+    let cfg = small();
+    let mut scratch = [0u8; 512];
+    let (mut wal, _) = Wal::<Mem, Fixed<16>>::open(Mem::default(), cfg, &mut scratch).unwrap();
+    let summary = |wal: &Wal<Mem, Fixed<16>>| {
+        let id = wal.segments().last().unwrap().id;
+        crate::raw::scan_segment(wal.storage(), id, &cfg, &mut [0u8; 512])
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(summary(&wal).mean_record_len(), 0, "no records");
+    for _ in 0..3 {
+        wal.append(&[7u8; 10]).unwrap();
+    }
+    // The segment's 64-byte header and three records of 32 + 10 bytes, over three.
+    assert_eq!(summary(&wal).mean_record_len(), (64 + 3 * 42) / 3);
+}
