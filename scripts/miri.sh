@@ -2,6 +2,10 @@
 # Runs walden-core's and walden-sim's tests under Miri (nightly), with proptest reduced to a few
 # cases per property: Miri interprets every instruction, so full-size property runs take hours.
 # Usage: scripts/miri.sh [extra cargo test args]
+# Tests that loop over many inputs take a sample of them under Miri (`cfg!(miri)`): Miri looks
+# for undefined behaviour, which the code's paths decide, not for wrong answers, which the
+# native run checks with every input. To see which tests take the time:
+#   cargo +nightly miri test -p walden-core --lib -- -Zunstable-options --report-time --test-threads 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/need.sh
