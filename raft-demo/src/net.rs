@@ -13,7 +13,7 @@ use openraft::raft::{
 };
 use openraft::{AnyError, BasicNode, Entry, EntryPayload};
 use tokio::net::TcpStream;
-use walden_openraft::kv::{NodeId, Request, TypeConfig};
+use walden_openraft::kv::{NodeId, Request, Tracked, TypeConfig};
 
 use crate::proto::{Call, FrameError, MAX_BATCH_BYTES, Reply, read_frame, write_frame};
 
@@ -140,9 +140,7 @@ fn payload_bytes(entry: &Entry<TypeConfig>) -> usize {
         EntryPayload::Normal(Request::Batch(pairs)) => {
             pairs.iter().map(|(k, v)| k.len() + v.len()).sum()
         }
-        EntryPayload::Normal(Request::Tracked(writes)) => {
-            writes.iter().map(|w| w.key.len() + w.value.len()).sum()
-        }
+        EntryPayload::Normal(Request::Tracked(writes)) => writes.iter().map(Tracked::bytes).sum(),
         EntryPayload::Blank | EntryPayload::Membership(_) => 0,
     }
 }

@@ -305,7 +305,7 @@ impl Batcher {
     }
 
     async fn write(&self, w: Tracked) -> Reply {
-        let len = w.key.len() + w.value.len();
+        let len = w.bytes();
         if len > MAX_WRITE {
             return Reply::Refused(format!(
                 "a write of {len} bytes (key and value) exceeds {MAX_WRITE}"
@@ -321,7 +321,7 @@ impl Batcher {
 }
 
 fn pending_len(p: &Pending) -> usize {
-    p.0.key.len() + p.0.value.len()
+    p.0.bytes()
 }
 
 /// `first` and the writes already waiting behind it, up to [`MAX_BATCH`] writes and

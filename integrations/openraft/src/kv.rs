@@ -56,6 +56,13 @@ pub struct Tracked {
     pub value: String,
 }
 
+impl Tracked {
+    /// The bytes of its key and value (what bounds a write and a batch of them).
+    pub fn bytes(&self) -> usize {
+        self.key.len() + self.value.len()
+    }
+}
+
 /// What became of a [`Tracked`] write.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Applied {
