@@ -251,3 +251,17 @@ fn a_removed_segment_shrunk_before_its_unlink_is_durable_is_caught() {
     let stats = explorer(variant).explore(&workload(0x404));
     assert_caught(variant, &stats, "classification", "shorter than its header");
 }
+
+#[test]
+fn zeros_asked_of_the_file_system_from_below_the_segment_end_are_caught() {
+    // The workload that has the file system make its zeros: the reopened active segment's
+    // rest (and a new log's first segment's) is zeroed from the sector below its end, over
+    // the last records (and the header).
+    let variant = FileVariant::ZeroesAlignedDown;
+    let stats = explorer(variant).explore(&workload(0x40f));
+    assert_caught_as(
+        variant,
+        &stats,
+        &[("durability", "lost"), ("classification", "")],
+    );
+}

@@ -257,6 +257,12 @@ pub struct Tuning {
     /// disk was full: the log's own writes, and every other process's on that file system,
     /// then failed for lack of space, and closing the log waited for it.
     pub max_prepared: u64,
+    /// Zeros are asked of the file system first ([`FsFile::write_zeroes`]: the device zeroes
+    /// by unmapping, no bytes are sent), and written only where that is not offered (on).
+    /// Off, they are always written. `SIM_TUNING` has it off, so the explorers' workloads
+    /// take the path most disks take (one workload turns it on, which a simulated file system
+    /// then offers, writing the zeros into its model at once).
+    pub write_zeroes: bool,
 }
 
 impl Tuning {
@@ -275,6 +281,7 @@ impl Tuning {
         scan_window: 256 << 10,
         write_back_every: 4 << 20,
         max_prepared: 1 << 30,
+        write_zeroes: true,
     };
 }
 
@@ -324,6 +331,10 @@ pub enum Mutation {
     /// directory sync has made the unlink durable: a crash can then bring the name back on a
     /// file cut short.
     ShrinkBeforeUnlinkDurable,
+    /// Zeros asked of the file system ([`FsFile::write_zeroes`]) for the rest of the active
+    /// segment start at the sector below its end instead of at its end, as if the call needed
+    /// aligned offsets: zeros over the last records' bytes.
+    ZeroesAlignedDown,
 }
 
 /// An open file (or an open directory, for [`FsFile::sync_all`]).
@@ -349,6 +360,19 @@ pub trait FsFile: Send + Sync + 'static {
     fn write_back(&self, offset: u64, len: u64) -> io::Result<()> {
         let _ = (offset, len);
         Err(io::ErrorKind::Unsupported.into())
+    }
+    /// Makes `[offset, offset + len)` read as zeros, its blocks allocated and written (so a
+    /// later overwrite's `fdatasync` has only data to flush, as after writing zeros), without
+    /// sending the zeros through the page cache and the disk's queue:
+    /// `fallocate(FALLOC_FL_WRITE_ZEROES)`, which Linux 6.17 and later offer on ext4 (and XFS
+    /// since 6.19) where the device zeroes by unmapping (NVMe Write Zeroes with deallocate,
+    /// SCSI WRITE SAME with UNMAP). Extends the file when the range ends past it. Like a write,
+    /// volatile until synced. `Ok(false)` where the call is not offered (the default: other
+    /// systems and kernels, most virtual disks, this project's CI machine): nothing changed,
+    /// and the caller writes the zeros itself.
+    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<bool> {
+        let _ = (offset, len);
+        Ok(false)
     }
     /// Starts writing back the written bytes in `[offset, offset + len)` without waiting for
     /// them (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Pacing only: it makes **nothing**

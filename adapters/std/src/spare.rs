@@ -7,6 +7,12 @@
 //! and a zero tail is "clean" in the recovery table), so the spare holds nothing that could be
 //! read back as data.
 //!
+//! Where the file system offers to make the zeros itself (`FsFile::write_zeroes`:
+//! `fallocate(FALLOC_FL_WRITE_ZEROES)`, Linux 6.17+ on a device that zeroes by unmapping, such
+//! as NVMe with Write Zeroes and deallocate), it is asked to, and no zero crosses the page cache
+//! or the disk's queue; the blocks come out written, as if the zeros had been. Elsewhere they are
+//! written (`Tuning::write_zeroes` turns the asking off).
+//!
 //! Why zeros rather than `fallocate`: appends then overwrite blocks that are already allocated
 //! and written, inside the file's length, so `fdatasync` has only data to flush. When an append
 //! grows the file or converts an unwritten extent, `fdatasync` must also commit file-system
@@ -209,7 +215,14 @@ fn prepare<F: FileSystem>(
         if fs.mutation() == Some(Mutation::StaleSpare) {
             from = copy_previous(fs, dir, id, &file, len)?;
         }
-        if zero {
+        // Zeros the device makes by unmapping cost the disk no writes (`FsFile::write_zeroes`);
+        // where that is not offered (most disks), they are written.
+        let offloaded = zero
+            && fs.tuning().write_zeroes
+            && file
+                .write_zeroes(from, len.saturating_sub(from))
+                .unwrap_or(false);
+        if zero && !offloaded {
             // Written back `spare_write_back` bytes at a time, and synced once, at the end.
             // Written whole and synced once, the zeros were one write-back of the segment's
             // size (64 MiB) queued ahead of the log's own `fdatasync`s, which then waited tens
@@ -233,7 +246,7 @@ fn prepare<F: FileSystem>(
                 }
                 at = to;
             }
-        } else {
+        } else if !zero {
             // Bulk writing (see `FileStorage::judge_usage`): reserve the blocks only. The file
             // stays as long as what was copied into it (nothing, unless broken), so a reader
             // of the segment meets the end of the file after the last record.

@@ -781,25 +781,41 @@ impl<F: FileSystem> Storage for FileStorage<F> {
         let filling = have < len && zero;
         let flushed = filling && self.flush_if(id).is_ok();
         let unsynced = self.unsynced.clone();
-        let opened = self.file(id).map(|f| {
-            if have < len {
+        let aligned_down = self.fs.mutation() == Some(Mutation::ZeroesAlignedDown);
+        // How far the segment is zero-filled (or reserved) once this returns.
+        let done = self.file(id).map(|f| {
+            if have >= len {
+                return len;
+            }
+            // All the zeros at once where the device makes them by unmapping
+            // (`FsFile::write_zeroes`): nothing is left for a background fill.
+            // (Broken: from the sector below, but past the 64-byte segment header: only records.)
+            let from = if aligned_down {
+                (have & !511).max(64)
+            } else {
+                have
+            };
+            let offloaded =
+                zero && tuning.write_zeroes && f.write_zeroes(from, len - from).unwrap_or(false);
+            if !offloaded {
                 let _ = f.allocate(len);
-                if zero {
-                    unsynced.changed(id);
-                    let mark = unsynced.before_sync();
-                    if spare::zero_fill(&**f, have, head, tuning.fill_chunk).is_ok() {
-                        // A hint, but a failure is reported once per file description: the
-                        // segment's own next sync would not see it.
-                        match f.sync_data() {
-                            Ok(()) if flushed => unsynced.synced(id, mark),
-                            Ok(()) => {}
-                            Err(_) => unsynced.failed(),
-                        }
+            }
+            if zero {
+                unsynced.changed(id);
+                let mark = unsynced.before_sync();
+                if offloaded || spare::zero_fill(&**f, have, head, tuning.fill_chunk).is_ok() {
+                    // A hint, but a failure is reported once per file description: the
+                    // segment's own next sync would not see it.
+                    match f.sync_data() {
+                        Ok(()) if flushed => unsynced.synced(id, mark),
+                        Ok(()) => {}
+                        Err(_) => unsynced.failed(),
                     }
                 }
             }
+            if offloaded { len } else { head }
         });
-        if head < len && opened.is_ok() {
+        if done.is_ok_and(|done| done < len) {
             // A segment made from a spare is already zero-filled. Otherwise (the first segment
             // of a new log, a reopened log's active segment, or a rotation that came before its
             // spare was ready) reserve the space, zero-fill a head start now, and the rest
@@ -1378,6 +1394,76 @@ mod tests {
         let mut open: Vec<_> = s.files.keys().copied().collect();
         open.sort_unstable();
         assert_eq!(open, [4, 5], "synced segments' descriptors close again");
+    }
+
+    /// Where the file system makes zeros itself (`FsFile::write_zeroes`, offered by the
+    /// simulated one when `Tuning::write_zeroes` is on), a segment's rest is zeroed in one
+    /// call, with no fill in the background, and so is every spare: no byte is written but the
+    /// log's own. With it off, a head start is written, the rest left to the background fill,
+    /// and spares are written full of zeros.
+    #[cfg(feature = "sim")]
+    #[test]
+    fn zeros_the_file_system_makes_are_never_written() {
+        use crate::filesystem::{Hooked, Hooks, Op, SIM_TUNING, SimFileSystem};
+        /// Bytes written, and calls asking for zeros.
+        #[derive(Default)]
+        struct Count(Arc<(AtomicU64, AtomicU64)>);
+        impl Hooks for Count {
+            fn after(&self, op: &Op<'_>, _: Option<&io::Error>) {
+                match *op {
+                    Op::Write { len, .. } => self.0.0.fetch_add(len as u64, Ordering::Relaxed),
+                    Op::WriteZeroes { .. } => self.0.1.fetch_add(1, Ordering::Relaxed),
+                    _ => 0,
+                };
+            }
+        }
+        const LEN: u64 = 64 << 10;
+        let run = |write_zeroes: bool| {
+            let tuning = Tuning {
+                write_zeroes,
+                ..SIM_TUNING
+            };
+            let count = Count::default();
+            let counts = Arc::clone(&count.0);
+            let sim = SimFileSystem::new("/log", walden_sim::SimFs::default()).with_tuning(tuning);
+            let mut s = FileStorage::open_in(Hooked::new(sim, count), "/log", true).unwrap();
+            s.create(1).unwrap();
+            s.write(1, 0, b"header").unwrap();
+            s.reserve(1, LEN).unwrap();
+            let filling = s.fill.is_some();
+            let mut rest = vec![9u8; LEN as usize];
+            let n = read_at(&**s.file(1).unwrap(), 0, &mut rest).unwrap();
+            assert_eq!(&rest[..6], b"header");
+            assert!(rest[6..n].iter().all(|&b| b == 0));
+            let first = n as u64;
+            // Past the point where the spare is due (twice the write buffer), then rotate.
+            let mut own = 6;
+            while own < 4 * SIM_TUNING.write_buffer as u64 {
+                s.write(1, own, &[7u8; 100]).unwrap();
+                s.sync(1).unwrap();
+                own += 100;
+            }
+            s.create(2).unwrap();
+            s.reserve(2, LEN).unwrap();
+            let mut spare = vec![9u8; LEN as usize];
+            let n = read_at(&**s.file(2).unwrap(), 0, &mut spare).unwrap();
+            assert!(spare.iter().all(|&b| b == 0), "the spare reads as zeros");
+            let second = (n as u64, s.fill.is_some());
+            let written = counts.0.load(Ordering::Relaxed);
+            let asked = counts.1.load(Ordering::Relaxed);
+            (filling, first, second, written - own, asked)
+        };
+        assert_eq!(
+            run(true),
+            (false, LEN, (LEN, false), 0, 2),
+            "zeros made by the file system: whole, at once, none written"
+        );
+        let (filling, first, second, zeros, asked) = run(false);
+        assert!(filling, "zeros written: a background fill takes over");
+        assert!(first >= SIM_TUNING.sync_zero_fill, "a head start: {first}");
+        assert_eq!(second, (LEN, false), "a zero-filled spare");
+        assert!(zeros >= LEN, "the spare's zeros are written: {zeros}");
+        assert_eq!(asked, 0, "nothing asked of the file system");
     }
 
     /// A new log starts out zero-filling (it has no history); once the active segment's writes

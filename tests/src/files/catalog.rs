@@ -323,6 +323,36 @@ pub fn default_workloads() -> Vec<FileWorkload> {
                 ],
             )
         },
+        // Zeros made by the file system (`Tuning::write_zeroes`, `FsFile::write_zeroes`), as on
+        // a device that zeroes by unmapping: the first segment's rest, every spare and, after
+        // the kill, the reopened active segment's rest are zeroed in one call each, with no
+        // fill in the background.
+        FileWorkload {
+            tuning: {
+                let mut tuning = walden_std::SIM_TUNING;
+                tuning.write_zeroes = true;
+                tuning
+            },
+            ..FileWorkload::new(
+                "wal: zeros offloaded to the file system",
+                0x40f,
+                config(SyncPolicy::EveryRecords(2), 4096),
+                vec![
+                    Append(700),
+                    Append(900),
+                    Append(1200),
+                    Append(800),
+                    Append(1500),
+                    Sync,
+                    Append(300),
+                    Kill,
+                    Append(1300),
+                    Append(600),
+                    TruncateFront(3),
+                    Sync,
+                ],
+            )
+        },
     ]
 }
 

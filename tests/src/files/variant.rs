@@ -50,11 +50,14 @@ pub enum FileVariant {
     /// A removed segment's file is shrunk to nothing before the directory sync that makes its
     /// unlink durable ([`Mutation::ShrinkBeforeUnlinkDurable`]).
     ShrinkBeforeUnlinkDurable,
+    /// Zeros asked of the file system for the rest of the active segment start at the sector
+    /// below its end ([`Mutation::ZeroesAlignedDown`]).
+    ZeroesAlignedDown,
 }
 
 impl FileVariant {
     /// Every variant, the correct one first.
-    pub const ALL: [FileVariant; 12] = [
+    pub const ALL: [FileVariant; 13] = [
         FileVariant::Correct,
         FileVariant::LinkNotDirSynced,
         FileVariant::SyncSkipsFlush,
@@ -67,6 +70,7 @@ impl FileVariant {
         FileVariant::EarlySyncNoop,
         FileVariant::ReadAheadMisplaced,
         FileVariant::ShrinkBeforeUnlinkDurable,
+        FileVariant::ZeroesAlignedDown,
     ];
 
     /// The walden-std mutation this variant turns on, if any.
@@ -81,6 +85,7 @@ impl FileVariant {
             FileVariant::EarlySyncNoop => Some(Mutation::EarlySyncNoop),
             FileVariant::ReadAheadMisplaced => Some(Mutation::ReadAheadMisplaced),
             FileVariant::ShrinkBeforeUnlinkDurable => Some(Mutation::ShrinkBeforeUnlinkDurable),
+            FileVariant::ZeroesAlignedDown => Some(Mutation::ZeroesAlignedDown),
             _ => None,
         }
     }

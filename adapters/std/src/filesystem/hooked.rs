@@ -60,6 +60,13 @@ pub enum Op<'a> {
         offset: u64,
         len: u64,
     },
+    /// [`FsFile::write_zeroes`] (skipped: reported as not offered, so the caller writes the
+    /// zeros itself).
+    WriteZeroes {
+        path: &'a Path,
+        offset: u64,
+        len: u64,
+    },
     /// [`FsFile::start_write_back`] (it returns nothing: a failure from the hook is dropped).
     StartWriteBack {
         path: &'a Path,
@@ -92,6 +99,7 @@ impl Op<'_> {
             | Op::Rename { .. }
             | Op::RemoveFile { .. }
             | Op::Write { .. }
+            | Op::WriteZeroes { .. }
             | Op::SyncData { .. }
             | Op::SyncAll { .. }
             | Op::SetLen { .. }
@@ -116,6 +124,7 @@ impl Op<'_> {
             | Op::SyncData { path }
             | Op::SyncAll { path, .. }
             | Op::WriteBack { path, .. }
+            | Op::WriteZeroes { path, .. }
             | Op::StartWriteBack { path, .. }
             | Op::SetLen { path, .. }
             | Op::Len { path }
@@ -355,6 +364,17 @@ impl<T: FsFile, H: Hooks> FsFile for HookedFile<T, H> {
     fn len(&self) -> io::Result<u64> {
         let op = Op::Len { path: &self.path };
         hooked(&*self.hooks, op, None, || self.file.len())
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<bool> {
+        let op = Op::WriteZeroes {
+            path: &self.path,
+            offset,
+            len,
+        };
+        hooked(&*self.hooks, op, Some(false), || {
+            self.file.write_zeroes(offset, len)
+        })
     }
 
     fn allocate(&self, len: u64) -> io::Result<()> {

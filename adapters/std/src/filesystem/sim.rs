@@ -57,6 +57,8 @@ pub const SIM_TUNING: Tuning = Tuning {
     write_back_every: 1024,
     // As on disk: larger than any segment a simulated log builds, so reservations are whole.
     max_prepared: 1 << 30,
+    // Zeros written, as on most disks; a workload that turns it on finds it offered.
+    write_zeroes: false,
 };
 
 struct Shared {
@@ -372,6 +374,14 @@ impl FsFile for SimFile {
             Target::Ancestor => Ok(()),
         }
         .map_err(to_io)
+    }
+
+    /// Offered whenever asked (walden-std asks only with [`Tuning::write_zeroes`] on): the
+    /// zeros are one write into the model, volatile until synced like any other.
+    fn write_zeroes(&self, offset: u64, len: u64) -> io::Result<bool> {
+        let len = usize::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+        self.sim(|fs, inode| fs.write(inode, offset, &vec![0; len]))?;
+        Ok(true)
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
