@@ -364,8 +364,8 @@ pub trait FsFile: Send + Sync + 'static {
     /// Makes `[offset, offset + len)` read as zeros, its blocks allocated and written (so a
     /// later overwrite's `fdatasync` has only data to flush, as after writing zeros), without
     /// sending the zeros through the page cache and the disk's queue:
-    /// `fallocate(FALLOC_FL_WRITE_ZEROES)`, which Linux 6.17 and later offer on ext4 (and XFS
-    /// since 6.19) where the device zeroes by unmapping (NVMe Write Zeroes with deallocate,
+    /// `fallocate(FALLOC_FL_WRITE_ZEROES)`, which Linux 6.17 and later offer on ext4 (other
+    /// file systems as they add it) where the device zeroes by unmapping (NVMe Write Zeroes with deallocate,
     /// SCSI WRITE SAME with UNMAP). Extends the file when the range ends past it. Like a write,
     /// volatile until synced. `Ok(false)` where the call is not offered (the default: other
     /// systems and kernels, most virtual disks, this project's CI machine): nothing changed,
