@@ -532,6 +532,14 @@ impl SegmentPaths {
     }
 }
 
+/// A scanning thread reads [`LARGE_READS`] times `Tuning::scan_window` at a time once the
+/// segment it scanned last held records of this many bytes or more on average: a large record
+/// that straddles two reads is read again from its start (`Tuning::scan_window` has the
+/// measurements).
+const LARGE_RECORD: u64 = 4096;
+/// See [`LARGE_RECORD`].
+const LARGE_READS: usize = 4;
+
 /// Scans (checksums) every segment on `threads` threads before recovery, which then reuses the
 /// results instead of scanning those segments itself; it still classifies and repairs what a
 /// scan found (the directory is locked, so nothing changes in between). Any failure here only
@@ -574,17 +582,16 @@ pub(crate) fn scan_in_parallel<S: Storage + Sync>(
                 let builder = std::thread::Builder::new().name("walden-scan".into());
                 builder
                     .spawn_scoped(scope, move || {
-                        // `window` while the records are small, 4 times that once the
-                        // segment scanned last held records of 4 KiB or more on average
-                        // (`Tuning::scan_window`).
+                        // `window` while the records are small, `LARGE_READS` times that
+                        // once the segment scanned last held large ones (`LARGE_RECORD`).
                         let small = window.max(walden_core::MIN_SCRATCH);
-                        let mut scratch = vec![0u8; small.saturating_mul(4)];
+                        let mut scratch = vec![0u8; small.saturating_mul(LARGE_READS)];
                         let mut read = small;
                         let mut done = Vec::new();
                         while let Some(&id) = ids.get(next.fetch_add(1, Ordering::Relaxed)) {
                             let scanned = scan_segment(storage, id, config, &mut scratch[..read]);
                             if let Ok(Some(s)) = scanned {
-                                read = if s.mean_record_len() < 4096 {
+                                read = if s.mean_record_len() < LARGE_RECORD {
                                     small
                                 } else {
                                     scratch.len()
