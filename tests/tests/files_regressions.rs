@@ -91,14 +91,30 @@ fn a_failed_flush_by_the_group_commit_leader_poisons_every_path() {
     let fs = SimFileSystem::new(ROOT, SimFs::new(SimConfig::default()));
     let (wal, _) = SharedWal::open_in(fs.clone(), ROOT, options()).expect("open");
     let _ = wal.append(b"durable").expect("append");
+    // The first sync made the next segment's spare due: the next segment write prepares it
+    // (inline here) before it writes.
+    let _ = wal.append(b"durable too").expect("append");
     // The next file operation is the leader's flush of the next append's buffered bytes.
-    fs.with(|sim| {
+    let next = fs.with(|sim| {
         let next = sim.op_count();
         sim.set_faults(
             FaultSchedule::new().at_op(next, FaultAction::Fail(StorageErrorKind::NoSpace)),
         );
+        next
     });
     assert!(wal.append(b"lost").is_err());
+    fs.with(|sim| {
+        let trace = sim.trace();
+        let failed = trace
+            .iter()
+            .find(|e| e.index == next)
+            .expect("the faulted operation");
+        assert!(
+            matches!(failed.op, FsOp::Write { .. }) && failed.failure.is_some(),
+            "the fault hit {}, not the flush",
+            sim.describe_op(failed)
+        );
+    });
     assert!(matches!(
         wal.truncate_front(Lsn(1)),
         Err(TruncateError::Poisoned(_))

@@ -190,11 +190,11 @@ impl<F: FileSystem> SharedWal<FileStorage<F>> {
     fn from_opened(wal: crate::Wal<F>, options: &Options) -> Self {
         let dir = wal.dir().to_path_buf();
         let foreign = wal.foreign_files().to_vec();
+        // No spare is started here: the storage starts one once its first sync or its
+        // first 128 KiB tell it whether to zero-fill (`FileStorage::reserve`'s `spare_due`).
+        // Started at open, a fresh log's first spare was always zero-filled, 64 MiB of zeros
+        // written and synced beside a writer that then never syncs.
         let core = wal.into_core();
-        if let Some(active) = core.segments().last() {
-            core.storage()
-                .prepare_next(active.id, core.config().segment_size);
-        }
         Self::build(
             core,
             options.config.sync_policy,
@@ -924,5 +924,56 @@ mod tests {
             tail.try_next().unwrap(),
             Some(crate::tail::TailEvent::Record { lsn: Lsn(1), .. })
         ));
+    }
+
+    /// A fresh log that appends in bulk, never syncing, zero-fills no spare: the storage
+    /// starts the spare once the log's first writes have shown it writes in bulk, and then
+    /// only preallocates it. (Started at open, before there was anything to judge, it was
+    /// zero-filled whole.)
+    #[cfg(feature = "sim")]
+    #[test]
+    fn a_fresh_log_written_in_bulk_zero_fills_no_spare() {
+        use std::io;
+        use std::sync::atomic::{AtomicU64, Ordering};
+
+        use crate::filesystem::{FileSystem, Hooked, Hooks, Op, SIM_TUNING, SimFileSystem};
+
+        /// Bytes written to spare files.
+        struct SpareBytes(Arc<AtomicU64>);
+        impl Hooks for SpareBytes {
+            fn after(&self, op: &Op<'_>, _: Option<&io::Error>) {
+                if let Op::Write { path, len, .. } = *op
+                    && path.extension().is_some_and(|e| e == "spare")
+                {
+                    self.0.fetch_add(len as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        let spare_bytes = Arc::new(AtomicU64::new(0));
+        let sim = SimFileSystem::new("/log", walden_sim::SimFs::default());
+        let fs = Hooked::new(sim, SpareBytes(Arc::clone(&spare_bytes)));
+        let config = Config::default()
+            .with_segment_size(64 << 10)
+            .with_sync_policy(SyncPolicy::Manual);
+        let (wal, _) =
+            SharedWal::open_in(fs.clone(), "/log", crate::Options::from(config)).unwrap();
+        // Well past the point where the spare is due (twice the write buffer).
+        let mut written = 0;
+        while written < 8 * SIM_TUNING.write_buffer {
+            wal.append(&[7u8; 100]).unwrap();
+            written += 100;
+        }
+        let spare = fs.inner().read_dir("/log".as_ref()).unwrap();
+        assert!(
+            spare
+                .iter()
+                .any(|e| e.name.to_string_lossy().ends_with(".spare")),
+            "a spare was prepared: {spare:?}"
+        );
+        assert_eq!(
+            spare_bytes.load(Ordering::Relaxed),
+            0,
+            "zeros written to the spare"
+        );
     }
 }
