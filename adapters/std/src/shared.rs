@@ -933,8 +933,8 @@ mod tests {
     #[cfg(feature = "sim")]
     #[test]
     fn a_fresh_log_written_in_bulk_zero_fills_no_spare() {
+        use core::sync::atomic::{AtomicU64, Ordering};
         use std::io;
-        use std::sync::atomic::{AtomicU64, Ordering};
 
         use crate::filesystem::{FileSystem, Hooked, Hooks, Op, SIM_TUNING, SimFileSystem};
 
@@ -960,7 +960,7 @@ mod tests {
         // Well past the point where the spare is due (twice the write buffer).
         let mut written = 0;
         while written < 8 * SIM_TUNING.write_buffer {
-            wal.append(&[7u8; 100]).unwrap();
+            let _ = wal.append(&[7u8; 100]).unwrap();
             written += 100;
         }
         let spare = fs.inner().read_dir("/log".as_ref()).unwrap();
