@@ -36,6 +36,9 @@ RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps
 # Private items too: their links are checked nowhere else (a broken one in walden-core's
 # recovery docs went unnoticed). Same target directory: the dependencies are not built again.
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --document-private-items
+# walden-std alone, as for clippy above: the workspace turns on its `sim` feature, which hid a
+# link to `SimFileSystem` that is broken without it.
+RUSTDOCFLAGS=-Dwarnings cargo doc -p walden-std --no-deps --document-private-items
 
 step "cargo package (every publishable crate builds from its packaged sources)"
 bash scripts/package.sh

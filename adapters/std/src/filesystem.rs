@@ -5,7 +5,7 @@
 //! default everywhere ([`crate::Wal::open`], [`crate::SharedWal::open`], [`FileStorage::open`]).
 //! Code is generic over the file system (`FileStorage<F>`), not `dyn`, so the seam costs
 //! nothing on the append path. Tests pass their own: with the `sim` feature,
-//! [`SimFileSystem`] runs walden-std over `walden_sim::SimFs`, a
+//! `SimFileSystem` runs walden-std over `walden_sim::SimFs`, a
 //! simulated file system with a page cache that can crash in every legal way; [`Hooked`] wraps
 //! either with hooks around every call (to fail, hold, count or skip one, or kill the process
 //! after the n-th).
