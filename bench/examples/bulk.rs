@@ -6,6 +6,7 @@
 //!
 //! Prints each round's rates and the median of the Walden ÷ baseline ratios, plus p50/p99 of
 //! the per-operation latencies. For profiling one subject: `BULK_ONLY=walden` (or `baseline`).
+//! `BULK_ZERO_MAX=<bytes>` sets walden-std's `Tuning::zero_fill_max_bytes_per_sync` (64 KiB by default).
 //! `BULK_SLOW=1` lists where the slowest 1% fall; `BULK_DUMP=<file>` appends every operation's
 //! latency (ns) to a file, in order.
 
@@ -18,7 +19,7 @@ use std::{
     time::Instant,
 };
 
-use walden_std::{Lsn, Options, SharedWal, SyncPolicy};
+use walden_std::{FileStorage, Hooked, Hooks, Lsn, Options, OsFs, SharedWal, SyncPolicy, Tuning};
 
 const SECONDS: f64 = 1.5;
 
@@ -29,8 +30,20 @@ trait Log {
     fn reindex(&mut self, _dir: &Path, _records: u64) {}
 }
 
-struct W(SharedWal, u64);
-impl Log for W {
+/// `BULK_ZERO_MAX=<bytes>`: walden-std's `Tuning::zero_fill_max_bytes_per_sync` for this run
+/// (the most bytes per sync at which segments are still zero-filled; 64 KiB by default), set
+/// through a `Hooked` file system that changes nothing else.
+struct ZeroMax(u64);
+impl Hooks for ZeroMax {
+    fn tuning<F: walden_std::FileSystem>(&self, inner: &F) -> Tuning {
+        let mut tuning = inner.tuning();
+        tuning.zero_fill_max_bytes_per_sync = self.0;
+        tuning
+    }
+}
+
+struct W<F: walden_std::FileSystem = OsFs>(SharedWal<FileStorage<F>>, u64);
+impl<F: walden_std::FileSystem> Log for W<F> {
     fn append(&mut self, records: &[&[u8]], durable: bool) {
         let a = self.0.append_batch(records).unwrap();
         if self.1 == u64::MAX {
@@ -110,6 +123,13 @@ fn open(which: &str, dir: &Path) -> Box<dyn Log> {
         // BULK_PREALLOCATE=0: no preallocation, spares or zero-fill (`Options::preallocate`).
         if std::env::var_os("BULK_PREALLOCATE").is_some_and(|v| v == "0") {
             o.preallocate = false;
+        }
+        if let Some(max) = std::env::var("BULK_ZERO_MAX")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            let fs = Hooked::new(OsFs, ZeroMax(max));
+            return Box::new(W(SharedWal::open_in(fs, dir, o).unwrap().0, u64::MAX));
         }
         Box::new(W(SharedWal::open(dir, o).unwrap().0, u64::MAX))
     } else {
