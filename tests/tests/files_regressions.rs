@@ -1,7 +1,9 @@
 //! Regression tests for what the files explorer found in walden-std, each as a direct test on
 //! the simulated file system and as the explorer case that found it.
 
-use walden_core::{Config, Lsn, StorageErrorKind, SyncPolicy, TruncateError};
+use walden_core::{
+    AppendError, Config, Lsn, StorageError, StorageErrorKind, SyncPolicy, TruncateError,
+};
 use walden_sim::{CrashPlan, FaultAction, FaultSchedule, FsOp, SimConfig, SimFs};
 use walden_std::{Options, SharedWal, SimFileSystem, Wal};
 use walden_tests::explorer::{Explorer, Stats};
@@ -102,7 +104,19 @@ fn a_failed_flush_by_the_group_commit_leader_poisons_every_path() {
         );
         next
     });
-    assert!(wal.append(b"lost").is_err());
+    let failure = match wal.append(b"lost") {
+        Err(AppendError::Storage(failure)) => failure,
+        other => panic!("expected the flush's failure, got {other:?}"),
+    };
+    // Every path names the same failed step: the caller's error, the handle's poison and the
+    // refusal of the next append (which the core log's own poison answers).
+    let poisoned = wal.poisoned().expect("poisoned");
+    assert_eq!(
+        (failure.op, failure.segment),
+        (poisoned.op, poisoned.segment)
+    );
+    assert_eq!(failure.error.kind(), poisoned.kind);
+    assert!(matches!(wal.append(b"refused"), Err(AppendError::Poisoned(p)) if p == poisoned));
     fs.with(|sim| {
         let trace = sim.trace();
         let failed = trace

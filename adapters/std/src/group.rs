@@ -781,16 +781,19 @@ impl<S: GroupSync> Committer<S> {
                     return Ok(target);
                 }
                 Err(error) => {
-                    // The bytes may be partly handed over: treat it like a failed write, and
-                    // poison the core log too, so that every path (truncations included)
-                    // refuses from now on, not only those that ask the committer.
-                    let _ = log.wal.finish_sync(ticket, Err(error));
-                    let failure = IoFailure {
-                        op: Op::Write,
+                    // The flush of the buffered appends failed: the bytes may be partly
+                    // handed over. The sync fails and poisons the core log, so that every
+                    // path (truncations included) refuses from now on, not only those that
+                    // ask the committer. The caller gets the core's own failure, which names
+                    // the step as the poison does (`Op::Sync`, as when `Wal::sync`'s flush
+                    // fails), not a failure of its own that would disagree with it.
+                    // (`finish_sync` of a failure always fails; a success is never passed on.)
+                    let failed = log.wal.finish_sync(ticket, Err(error)).err();
+                    return Err(failed.unwrap_or(SyncError::Storage(IoFailure {
+                        op: Op::Sync,
                         segment: Some(id),
                         error,
-                    };
-                    return Err(SyncError::Storage(failure));
+                    })));
                 }
             }
         };
