@@ -4,7 +4,7 @@
 # overlay for unpublished workspace members). Usage: bash scripts/package.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-crates=(walden-core walden-std walden-sim walden-wasi walden-flash walden-cli)
+crates=(walden-crc32c walden-core walden-std walden-sim walden-wasi walden-flash walden-cli)
 if [ -f integrations/openraft/Cargo.toml ]; then crates+=(walden-openraft); fi
 args=()
 for c in "${crates[@]}"; do args+=(-p "$c"); done

@@ -223,7 +223,7 @@ impl ChecksumAlgorithm {
         // the salt's value (`crc32c_append` continues a finished CRC-32C).
         #[cfg(feature = "hw-crc")]
         if matches!(self, ChecksumAlgorithm::Crc32c) && crc32c_direct(data.len()) {
-            return u64::from(crc32c::crc32c_append(crc32c_of_salt(salt), data));
+            return u64::from(walden_crc32c::append(crc32c_of_salt(salt), data));
         }
         // Record headers of the other algorithms: one call over a copy on the stack (10 ns for
         // a header's 24 bytes, against 13.6 started from the salt's state).
@@ -280,12 +280,14 @@ fn hw_once(alg: ChecksumAlgorithm, data: &[u8]) -> u64 {
     }
 }
 
-/// CRC-32C of data up to this long is computed by the `crc32c` crate: a plain loop of the
-/// `crc32` instruction (SSE 4.2, or ARMv8's CRC extension), where crc-fast's dispatch and
-/// digest set-up cost more than the loop itself. Measured on this project's VM (AVX-512, one
-/// thread, salted, unaligned starts): 24 bytes 8.6 ns against 11.3, 128 bytes 11.4 against
-/// 17.6, 256 bytes 16.9 against 18.0; at 512 bytes crc-fast's carry-less multiplication wins
-/// (30 against 50 ns). A record header is 28 bytes; most small records are a few hundred.
+/// CRC-32C of data up to this long is computed by walden-crc32c: a plain loop of the `crc32`
+/// instruction (SSE 4.2; elsewhere the `crc32c` crate's, ARMv8's CRC extension included),
+/// where crc-fast's dispatch and digest set-up cost more than the loop itself. Measured on
+/// this project's VM with the `crc32c` crate's loop (AVX-512, one thread, salted, unaligned
+/// starts): 24 bytes 8.6 ns against 11.3, 128 bytes 11.4 against 17.6, 256 bytes 16.9 against
+/// 18.0; at 512 bytes crc-fast's carry-less multiplication wins (30 against 50 ns).
+/// walden-crc32c's loop is shorter still. A record header is 28 bytes; most small records are
+/// a few hundred.
 #[cfg(feature = "hw-crc")]
 const CRC32C_DIRECT: usize = 256;
 
@@ -310,7 +312,7 @@ fn crc32c_of_salt(salt: u64) -> u32 {
     LAST.with(|last| match last.get() {
         Some((s, crc)) if s == salt => crc,
         _ => {
-            let crc = crc32c::crc32c(&salt.to_le_bytes());
+            let crc = walden_crc32c::checksum(&salt.to_le_bytes());
             last.set(Some((salt, crc)));
             crc
         }
@@ -499,8 +501,8 @@ mod tests {
         // With `hw-crc`, short data takes a one-call path over a copy (up to `SMALL` bytes),
         // longer data starts from the salt's state; every length around that limit must give
         // the portable streaming result.
-        // CRC-32C up to `CRC32C_DIRECT` bytes takes a third (the `crc32c` crate), which reads
-        // unaligned bytes one at a time: every start within a word too.
+        // CRC-32C up to `CRC32C_DIRECT` bytes takes a third (walden-crc32c), which reads 8, 4
+        // and 1 bytes at a time from wherever the data starts: every start within a word too.
         let data: std::vec::Vec<u8> = (0..300u32).map(|i| (i * 37 % 253) as u8).collect();
         let salt = 0x0123_4567_89ab_cdef_u64;
         // Miri (which looks for undefined behaviour, not wrong answers, and took a minute
