@@ -8,7 +8,7 @@
 //! boundary and calls its three-way kernel twice before its own 8-byte loop; each `crc32`
 //! waits for the one before it (3 cycles), so for a 28-byte header that is up to 10 dependent
 //! steps instead of 4. Measured on walden-core's append of 128-byte records (payload and
-//! header checksummed): BENCHMARKS.md, "What a tighter CRC-32C loop would be worth".
+//! header checksummed): BENCHMARKS.md, "A tighter CRC-32C loop for short data".
 //!
 //! This crate exists so that walden-core can stay `#![forbid(unsafe_code)]`: the one `unsafe`
 //! here is calling a `#[target_feature(enable = "sse4.2")]` function after the run-time check
