@@ -3,6 +3,7 @@
 use std::io::{self, BufWriter, Write};
 
 use serde_json::{Value, json};
+use walden_core::inspect::Verdict;
 use walden_core::inspect::{Records, RecordsError};
 use walden_core::raw::RecordKind;
 use walden_core::{Entry, RecoveryPolicy};
@@ -59,6 +60,16 @@ pub(crate) fn run(
             m.found,
             m.expected,
             m.found
+        );
+    }
+    if let (Verdict::Refuse(c), true) = (ins.verdict, segs.is_empty()) {
+        // No segment to print from (e.g. only the start slots left): say why nothing follows.
+        note!("walden: nothing to print: {c}");
+    }
+    if ins.stale > 0 {
+        note!(
+            "walden: not read: {} segment file(s) older than the log's start and not leading up to it (not part of the log)",
+            ins.stale
         );
     }
     for u in &survey.unusable {

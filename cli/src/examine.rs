@@ -163,8 +163,12 @@ pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Fai
 /// and what failed (a tag that does not authenticate, a key not in the file).
 /// What authenticating every record with a key file found.
 struct Authenticated {
-    /// Records read and authenticated.
+    /// Encrypted records read and authenticated.
     read: u64,
+    /// Records stored in plaintext (a segment written without a key): read and their checksums
+    /// verified, but there is no tag to authenticate, so a plaintext record with recomputed
+    /// checksums would pass. Counted apart so that they are never called authenticated.
+    plaintext: u64,
     /// Damage the checksums could not see (corruption).
     problems: Vec<String>,
     /// Segments whose key is not in the key file (not read: nothing said of them).
@@ -179,14 +183,16 @@ fn authenticate(
     use walden_core::inspect::{Records, RecordsError};
     let (dir, _) = open_read_only(&common.dir)?;
     let mut buf = vec![0u8; 64 * 1024];
-    let (mut read, mut problems, mut unkeyed) = (0u64, Vec::new(), Vec::new());
+    let (mut read, mut plaintext) = (0u64, 0u64);
+    let (mut problems, mut unkeyed) = (Vec::new(), Vec::new());
     for s in segs.iter().filter(|s| s.header_valid()) {
         let Some(mut records) = Records::new(s) else {
             continue;
         };
         loop {
             match records.next_with_keys(&dir, &mut buf, keys) {
-                Ok(Some(_)) => read += 1,
+                Ok(Some(r)) if r.flags.encrypted() => read += 1,
+                Ok(Some(_)) => plaintext += 1,
                 Ok(None) => break,
                 Err(RecordsError::BufferTooSmall { needed }) => buf.resize(needed, 0),
                 Err(RecordsError::Damaged { offset, detail }) => {
@@ -218,6 +224,7 @@ fn authenticate(
     }
     Ok(Authenticated {
         read,
+        plaintext,
         problems,
         unkeyed,
     })
@@ -238,7 +245,13 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
     }
     // A segment the key file cannot authenticate: the check asked for could not be done
     // (as `dump` without its key), unless damage was found anyway.
-    if auth.as_ref().is_some_and(|a| !a.unkeyed.is_empty()) && code != crate::EXIT_CORRUPT {
+    // Plaintext records likewise: a tampering check that passed them would pass a log whose
+    // encrypted segments were replaced by plaintext ones with recomputed checksums.
+    if auth
+        .as_ref()
+        .is_some_and(|a| !a.unkeyed.is_empty() || a.plaintext > 0)
+        && code != crate::EXIT_CORRUPT
+    {
         code = crate::EXIT_FAILURE;
     }
     let problems: Vec<&SegmentReport> = segs.iter().filter(|s| s.problem.is_some()).collect();
@@ -272,6 +285,7 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
             "foreign": foreign,
             "reopen": render::reopen_json(&ins, &segs, &survey),
             "authenticated": auth.as_ref().map(|a| a.read),
+            "plaintext_records": auth.as_ref().map(|a| a.plaintext),
             "authentication_problems": auth.as_ref().map(|a| &a.problems),
             "keys_missing": auth.as_ref().map(|a| &a.unkeyed),
             "status": render::status(code),
@@ -291,6 +305,14 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
     );
     if let Some(a) = &auth {
         let _ = writeln!(out, "authenticated {} records with the key file", a.read);
+        if a.plaintext > 0 {
+            let _ = writeln!(
+                out,
+                "NOT AUTHENTICATED: {} records are stored in plaintext (written without a key): \
+                 their checksums verify, but nothing authenticates them",
+                a.plaintext
+            );
+        }
         for p in &a.problems {
             let _ = writeln!(out, "CORRUPTION: {p}");
         }

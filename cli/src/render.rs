@@ -214,6 +214,20 @@ fn removed_with_cut(segment: u64, segs: &[SegmentReport]) -> (Vec<u64>, u64, Opt
 /// What an open would do, in words, from the inspection: its verdict, the later segments a
 /// torn-tail cut removes with it, and under `Salvage` a front recorded as missing.
 pub(crate) fn open_text(ins: &Inspection, segs: &[SegmentReport]) -> String {
+    let mut text = verdict_words(ins, segs);
+    if ins.stale > 0 {
+        let count = ins.stale;
+        let first = segs.first().map_or(0, |s| s.id);
+        text.push_str(&format!(
+            "; it would leave out {count} segment file(s) older than segment {first}: older than \
+             the log's start and not leading up to it, so not part of the log (a restored copy or \
+             a stray file?), left as they are; move them away"
+        ));
+    }
+    text
+}
+
+fn verdict_words(ins: &Inspection, segs: &[SegmentReport]) -> String {
     match (ins.verdict, ins.missing_front) {
         (Verdict::Clean, Some(m)) => format!(
             "would salvage: segments {}..{} are missing from the front of the log; record that it \
@@ -247,6 +261,14 @@ pub(crate) fn open_text(ins: &Inspection, segs: &[SegmentReport]) -> String {
 
 /// [`open_text`] as JSON.
 pub(crate) fn open_json(ins: &Inspection, segs: &[SegmentReport]) -> Value {
+    let mut v = verdict_words_json(ins, segs);
+    if ins.stale > 0 {
+        v["stale_segments"] = json!(ins.stale);
+    }
+    v
+}
+
+fn verdict_words_json(ins: &Inspection, segs: &[SegmentReport]) -> Value {
     match (ins.verdict, ins.missing_front) {
         (Verdict::Clean, Some(m)) => json!({
             "would": "salvage",
@@ -385,6 +407,7 @@ pub(crate) fn report_json(r: &RecoveryReport) -> Value {
             "expected_first_segment": m.expected, "first_segment": m.found,
         })),
         "trailing_garbage": r.trailing_garbage.map(|(s, o)| json!({ "segment": s, "offset": o })),
+        "stale_segments": r.stale,
         "salvage": r.salvage.map(|l| json!({
             "case": l.case.name(), "segment": l.segment, "offset": l.offset,
             "first_lost": l.first_lost.0, "last_known": l.last_known.map(|k| k.0),

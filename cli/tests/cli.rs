@@ -501,6 +501,50 @@ fn encrypted_log(dir: &Path, key_file: &Path, n: u64) {
     }
 }
 
+/// A log written partly with a key and partly without (a reopen without keys writes a
+/// plaintext segment): `verify --key-file` says the plaintext records are not authenticated
+/// and exits 3 (incomplete), never counting them as authenticated.
+#[test]
+fn verify_with_a_key_file_does_not_call_plaintext_records_authenticated() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("walden.keys");
+    fs::write(&key_file, format!("{}\n", "5a".repeat(32))).unwrap();
+    encrypted_log(dir.path(), &key_file, 3);
+    {
+        let mut options = Options::from(Config::default().with_segment_size(400));
+        options.preallocate = false;
+        let (mut wal, _) = Wal::open(dir.path(), options).expect("open without keys");
+        for i in 1..=4 {
+            let _ = wal.append(format!("plain {i}").as_bytes()).unwrap();
+        }
+    }
+    let k = key_file.to_str().unwrap();
+    let out = walden(&["verify", p(dir.path()), "--key-file", k]);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("authenticated 3 records"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("NOT AUTHENTICATED: 4 records are stored in plaintext"),
+        "{}",
+        out.stdout
+    );
+    let out = walden(&["verify", p(dir.path()), "--key-file", k, "--json"]);
+    assert!(out.stdout.contains("\"authenticated\":3"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("\"plaintext_records\":4"),
+        "{}",
+        out.stdout
+    );
+    // Without the key file the log is clean: nothing was asked that could not be checked.
+    assert_eq!(walden(&["verify", p(dir.path())]).code, 0);
+}
+
 #[test]
 fn dump_decrypts_with_a_key_file_and_names_the_key_without_one() {
     let _serial = serial();

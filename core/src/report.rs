@@ -77,6 +77,10 @@ pub struct RecoveryReport {
     /// Segments missing from the front of the log that `RecoveryPolicy::Salvage` accepted as
     /// lost (the log now starts at `found`; recovery recorded that durably).
     pub missing_front: Option<MissingFront>,
+    /// How many segment files are older than the log's recorded start and do not lead up to it
+    /// (a restored copy, a stray file named like a segment; all older than the log's oldest
+    /// segment). They are not part of the log and were left as they are; move them away.
+    pub stale: u32,
 }
 
 impl RecoveryReport {
@@ -87,6 +91,7 @@ impl RecoveryReport {
             && self.trailing_garbage.is_none()
             && self.salvage.is_none()
             && self.missing_front.is_none()
+            && self.stale == 0
     }
 }
 
@@ -137,6 +142,14 @@ impl fmt::Display for RecoveryReport {
             }
             write!(f, ", dropped {} segments", l.segments_dropped)?;
             crate::error::write_detail(f, l.detail)?;
+        }
+        if self.stale > 0 {
+            write!(
+                f,
+                "; left out {} segment files older than the log's start and not leading up to it \
+                 (not part of the log; left as they are)",
+                self.stale
+            )?;
         }
         if let Some(m) = self.missing_front {
             write!(

@@ -58,7 +58,8 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    /// Whether every segment verified to its end and an open would change nothing.
+    /// Whether every segment verified to its end, an open would change nothing, and no segment
+    /// file lies outside the log (`Inspection::stale`).
     ///
     /// A directory with no segment file at all (`Verdict::Empty`: not a log yet, or a wrong
     /// path) counts as clean here; `segments.is_empty()` tells it apart. The `walden` tool
@@ -68,6 +69,7 @@ impl VerifyReport {
         self.segments.iter().all(|s| s.problem.is_none())
             && matches!(self.inspection.verdict, Verdict::Clean | Verdict::Empty)
             && self.inspection.missing_front.is_none()
+            && self.inspection.stale == 0
     }
 }
 

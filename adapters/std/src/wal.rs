@@ -516,7 +516,8 @@ fn log_recovery(dir: &Path, r: &RecoveryReport) {
     tracing::warn!(dir = %dir.display(), segments = r.segments, records = r.records,
         cut = ?r.cut, rewritten_header = ?r.rewritten_header,
         trailing_garbage = ?r.trailing_garbage, salvage = ?r.salvage,
-        "log opened after repairs");
+        missing_front = ?r.missing_front, stale = ?r.stale,
+        "log opened after repairs, or with findings");
 }
 
 struct SegmentPaths(PathBuf);

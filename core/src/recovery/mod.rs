@@ -136,7 +136,9 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     ) -> Result<(), OpenError<S::Error>> {
         let mut ids = Table::List::<SegmentId>::default();
         plan::list(&self.storage, &mut ids).map_err(open_error)?;
-        if ids.is_empty() {
+        // No segment: a new log, unless a start slot proves one was here (the planner refuses
+        // it below).
+        if ids.is_empty() && plan::held_start_slot(&self.storage).is_none() {
             // Checked before the segment is created: a table that cannot hold it (`Fixed<0>`)
             // would otherwise leave a log without segments. (Recovery's other new segments
             // replace listed ones, which the table has room for.)
@@ -362,6 +364,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         }
         self.start_generation =
             plan::read_start(&self.storage, self.log_id, scratch).map_or(0, |s| s.0);
+        report.stale = planned.stale;
         if let Some(front) = planned.missing_front {
             // Only Salvage gets here: record the loss durably, so the next open (under any
             // policy) finds the log starting where it now starts.
@@ -501,6 +504,7 @@ const NOTHING_RECOVERED: RecoveryReport = RecoveryReport {
     trailing_garbage: None,
     salvage: None,
     missing_front: None,
+    stale: 0,
 };
 
 const NO_PROBLEM: Problem = Problem {

@@ -148,8 +148,22 @@ pub struct Inspection {
     pub valid_through: Lsn,
     /// Segments missing from the front of the log, if the newest segment says so.
     pub missing_front: Option<MissingFront>,
+    /// How many segment files are older than the log's recorded start and do not lead up to it
+    /// (a restored copy, a stray file): all older than the oldest segment walked. Not part of
+    /// the log: not counted in `segments`, not read further, never changed or removed by an
+    /// open. A count, not a list: on a microcontroller every byte here is stack in `Wal::open`.
+    pub stale: u32,
     /// What a reopen would do.
     pub verdict: Verdict,
+}
+
+impl Inspection {
+    /// Records a refusal that no segment's case gives (the log as a whole is missing segments).
+    fn refuse(&mut self, c: Corruption) {
+        self.problems += 1;
+        self.corruption = true;
+        self.verdict = Verdict::Refuse(c);
+    }
 }
 
 /// What an inspection says before anything is found (the planner's starting point).
@@ -162,6 +176,7 @@ pub(crate) const NOTHING_FOUND: Inspection = Inspection {
     corruption: false,
     valid_through: Lsn::ZERO,
     missing_front: None,
+    stale: 0,
     verdict: Verdict::Empty,
 };
 
@@ -250,6 +265,77 @@ pub(crate) fn list<S: Storage, L: SegmentList<SegmentId>>(
         });
     }
     Ok(())
+}
+
+/// How many of the oldest `ids` (sorted) are stale: older than the log's recorded start `start`
+/// and not part of the unbroken run of ids that ends just below it. An interrupted
+/// `truncate_front` leaves only such a run (it removes segments oldest first, with a directory
+/// sync after each), which is kept; anything below a gap under the start is a file that came
+/// from elsewhere (a restored copy, a stray file named like a segment).
+pub(crate) fn stale_below(ids: &[SegmentId], start: SegmentId) -> usize {
+    let below = ids.partition_point(|&id| id < start);
+    let mut run = below;
+    // `below - run + 1` is at most `below`, which is at most `start` (distinct ids under it).
+    while run > 0 && ids[run - 1] == start - (below - run + 1) as u64 {
+        run -= 1;
+    }
+    run
+}
+
+/// A refusal in `out` when every segment found is older than the recorded `start` and not
+/// leading up to it ([`stale_below`]): the log's own segments are gone.
+///
+/// Never inlined: the refusal built in the planner's frame, which `Wal::open`'s recovery
+/// shares, would take stack there on a Cortex-M.
+#[inline(never)]
+fn refuse_all_stale(out: &mut Inspection, start: Option<SegmentId>) {
+    out.refuse(Corruption {
+        case: Case::MissingSegment,
+        segment: start.unwrap_or(0),
+        offset: 0,
+        lsn: None,
+        detail: error::detail(
+            "the log's first segment is missing (the log records that it starts at this \
+             segment; only older segment files, which are not part of it, remain)",
+        ),
+    });
+}
+
+/// A start slot that holds bytes, if any. With no segment listed, one proves that a log was
+/// here and had segments removed from its front: only `truncate_front` writes a start slot, so
+/// its segments were deleted or moved, and an open must not create a new log over it (reusing
+/// its LSNs). The slot's record cannot be checked without the log id, which only a segment
+/// header holds, so any bytes count; an empty slot (a crash during its creation) does not.
+///
+/// Never inlined: `Wal::open`'s recovery asks it before planning, and the planner's
+/// [`refuse_without_segments`] again.
+#[inline(never)]
+pub(crate) fn held_start_slot<S: Storage>(storage: &S) -> Option<SegmentId> {
+    crate::format::START_SLOTS
+        .iter()
+        .copied()
+        .find(|&slot| storage.len(slot).is_ok_and(|n| n > 0))
+}
+
+/// With no segment listed: a refusal in `out` if a start slot holds bytes ([`held_start_slot`]).
+///
+/// Never inlined: the refusal built in the planner's frame, which `Wal::open`'s recovery
+/// shares, took 48 bytes more of its stack on a Cortex-M.
+#[inline(never)]
+fn refuse_without_segments<S: Storage>(storage: &S, out: &mut Inspection) {
+    if let Some(slot) = held_start_slot(storage) {
+        out.refuse(Corruption {
+            case: Case::MissingSegment,
+            segment: slot,
+            offset: 0,
+            lsn: None,
+            detail: error::detail(
+                "no segment found, but this start slot records that a log was here and had \
+                 segments removed from its front: its segments were deleted or moved (remove the \
+                 start slots too to create a new log here)",
+            ),
+        });
+    }
 }
 
 /// The valid start-slot record with the highest generation, if any: `(generation,
@@ -413,9 +499,10 @@ impl<'a, S: Storage> Planner<'a, S> {
             segments: ids.len(),
             ..NOTHING_FOUND
         };
-        let (Some(&oldest), Some(&newest)) = (ids.first(), ids.last()) else {
+        if ids.is_empty() {
+            refuse_without_segments(self.storage, out);
             return Ok(());
-        };
+        }
         out.verdict = Verdict::Clean;
         let mut first_segment = None;
         for &id in ids.iter() {
@@ -434,7 +521,19 @@ impl<'a, S: Storage> Planner<'a, S> {
         // `first_segment` a header recorded. Both only ever grow, and each was true when it was
         // written, so an oldest segment after it means segments went missing.
         let start = read_start(self.storage, log_id, self.scratch).map(|s| s.1);
-        if let Some(expected) = first_segment.max(start).filter(|e| *e < oldest) {
+        let recorded = first_segment.max(start);
+        // Segments older than the recorded start that do not lead up to it are not part of the
+        // log (a restored backup, a stray file): they are left as they are and reported, never
+        // walked, so that they cannot make the live log look damaged or let salvage cut it.
+        let stale = recorded.map_or(0, |s| stale_below(ids, s));
+        out.stale = stale as u32;
+        let ids = &ids[stale..];
+        out.segments = ids.len();
+        let (Some(&oldest), Some(&newest)) = (ids.first(), ids.last()) else {
+            refuse_all_stale(out, recorded);
+            return Ok(());
+        };
+        if let Some(expected) = recorded.filter(|e| *e < oldest) {
             out.missing_front = Some(MissingFront {
                 expected,
                 found: oldest,

@@ -1,6 +1,7 @@
 //! One test per row of the recovery decision table, on real bytes.
 
 use super::*;
+use crate::inspect::{Verdict, inspect};
 use crate::{Case, Lsn, OpenError, RecoveryPolicy, SyncPolicy};
 
 /// Fixed-size payloads so record offsets are easy: record `i` of segment 0 is at 64 + 40(i−1).
@@ -505,6 +506,137 @@ fn segments_removed_from_the_front_are_found_unless_truncate_front_removed_them(
             assert!(report.is_clean(), "{report}");
         }
     }
+}
+
+#[test]
+fn stale_below_counts_what_does_not_lead_up_to_the_start() {
+    use crate::recovery::plan::stale_below;
+    // An interrupted truncate_front leaves an unbroken run below the start: kept.
+    assert_eq!(stale_below(&[2, 3, 4, 5], 4), 0);
+    assert_eq!(stale_below(&[3, 4], 4), 0);
+    assert_eq!(stale_below(&[4, 5], 4), 0);
+    assert_eq!(stale_below(&[], 4), 0);
+    // Below a gap under the start: stale.
+    assert_eq!(stale_below(&[0, 4, 5], 4), 1);
+    assert_eq!(stale_below(&[0, 2, 3, 4], 4), 1);
+    assert_eq!(stale_below(&[0, 1, 4], 4), 2);
+    assert_eq!(stale_below(&[0, 1], 4), 2);
+    assert_eq!(stale_below(&[0, 1, 3], 4), 2);
+    assert_eq!(stale_below(&[0, 2, 3], 4), 1);
+    assert_eq!(stale_below(&[0, 1, 3], 3), 2);
+    assert_eq!(stale_below(&[7, 9], 1), 0);
+}
+
+/// A truncated log (starting at segment 3) with what an operator's copy puts back below it.
+#[cfg(feature = "start-slots")]
+fn truncated_with(
+    original: &Mem,
+    extra: &[(u64, Option<&[u8]>)],
+) -> (Mem, u64, std::vec::Vec<(u64, std::vec::Vec<u8>)>) {
+    let (mut wal, _) = open(original.clone(), small());
+    let first_kept = wal.segments()[3].first_lsn;
+    assert_eq!(wal.truncate_front(first_kept).unwrap(), 3);
+    let start = wal.segments()[0].id;
+    let records = all(&wal);
+    let mut mem = wal.into_storage();
+    for &(id, bytes) in extra {
+        let bytes = bytes.map_or_else(|| original.files[&id].clone(), <[u8]>::to_vec);
+        mem.files.insert(id, bytes);
+    }
+    (mem, start, records)
+}
+
+#[cfg(feature = "start-slots")]
+#[test]
+fn segment_files_below_a_gap_under_the_start_are_left_out_of_the_log() {
+    let original = rotated();
+    // A restored copy of segment 0; an empty stray file named as segment 1.
+    for extra in [
+        &[(0, None)][..],
+        &[(1, Some(&[][..]))][..],
+        &[(0, None), (1, Some(&[0u8; 7][..]))][..],
+    ] {
+        let (mem, start, records) = truncated_with(&original, extra);
+        for &policy in policies() {
+            let (wal, report) = open(mem.clone(), small().with_recovery(policy));
+            assert_eq!(report.stale as usize, extra.len(), "{policy:?}");
+            assert!(!report.is_clean());
+            assert!(
+                report.salvage.is_none() && report.missing_front.is_none(),
+                "{report}"
+            );
+            assert_eq!(wal.segments()[0].id, start);
+            assert_eq!(all(&wal), records, "{policy:?}");
+            // Left as they are.
+            let after = wal.into_storage();
+            for &(id, _) in extra {
+                assert_eq!(after.files[&id], mem.files[&id]);
+            }
+        }
+        let mut scratch = [0u8; 512];
+        let ins = inspect::<_, Fixed<16>>(&mem, &small(), &mut scratch, &mut |_| {}).unwrap();
+        assert_eq!(ins.verdict, Verdict::Clean);
+        assert_eq!(ins.stale as usize, extra.len());
+        assert_eq!(
+            (ins.segments, ins.problems),
+            (records_segments(&mem, start), 0)
+        );
+    }
+    // What an interrupted truncate_front leaves (segments 1 and 2, up to the start) is kept.
+    let (mem, start, _) = truncated_with(&original, &[(1, None), (2, None)]);
+    let (wal, report) = open(mem, small());
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(wal.segments()[0].id, start - 2);
+    let (wal0, _) = open(original, small());
+    assert_eq!(wal.first_lsn(), wal0.segments()[1].first_lsn);
+}
+
+/// Segments from `start` on.
+#[cfg(feature = "start-slots")]
+fn records_segments(mem: &Mem, start: u64) -> usize {
+    mem.files
+        .keys()
+        .filter(|&&id| id >= start && !crate::format::is_start_slot(id))
+        .count()
+}
+
+#[cfg(feature = "start-slots")]
+#[test]
+fn a_log_whose_segments_are_all_gone_is_not_created_again() {
+    let original = rotated();
+    // Only the start slots left: the log's segments were deleted.
+    let (mut mem, start, _) = truncated_with(&original, &[]);
+    mem.files.retain(|&id, _| crate::format::is_start_slot(id));
+    assert!(!mem.files.is_empty());
+    let slots_only = mem.clone();
+    // Only an older segment left beside the slots.
+    mem.files.insert(0, original.files[&0].clone());
+    for (mem, segment) in [(slots_only, None), (mem, Some(start))] {
+        for &policy in policies() {
+            match try_open(mem.clone(), small().with_recovery(policy)).map(|(_, r)| r) {
+                Err(OpenError::Corrupted(c)) => {
+                    assert_eq!(c.case, Case::MissingSegment);
+                    match segment {
+                        Some(s) => assert_eq!(c.segment, s),
+                        None => assert!(crate::format::is_start_slot(c.segment)),
+                    }
+                }
+                other => panic!("{policy:?}: {other:?}"),
+            }
+        }
+        let mut scratch = [0u8; 512];
+        let ins = inspect::<_, Fixed<16>>(&mem, &small(), &mut scratch, &mut |_| {}).unwrap();
+        assert!(matches!(ins.verdict, Verdict::Refuse(c) if c.case == Case::MissingSegment));
+        assert!(ins.corruption);
+        assert_eq!((ins.problems, ins.segments), (1, 0));
+    }
+    // An empty slot file (its creation, before a record was written) is no evidence.
+    let mut empty = Mem::default();
+    empty
+        .files
+        .insert(crate::format::START_SLOTS[1], std::vec::Vec::new());
+    let (_, report) = open(empty, small());
+    assert!(report.created);
 }
 
 #[test]
