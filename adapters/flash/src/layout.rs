@@ -15,8 +15,9 @@ pub const AREA_HEADER_LEN: usize = 32;
 pub const MAX_WORD: usize = AREA_HEADER_LEN;
 
 const MAGIC: [u8; 4] = *b"WFLA";
-/// 2: the first bytes of every erase block past the header hold no data ([`Geometry::gap`]).
-const VERSION: u8 = 2;
+/// The area format this adapter reads and writes. 2: the first bytes of every erase block past
+/// the header hold no data ([`Geometry::gap`]).
+pub(crate) const VERSION: u8 = 2;
 /// Salt of the area header's CRC-32C, so that no other structure's bytes validate as one.
 const HEADER_SALT: u64 = 0x5746_4c41_5348_4844;
 
@@ -26,7 +27,7 @@ pub struct Layout {
     /// Byte offset of the first area in the flash (a multiple of the erase size).
     pub base: u32,
     /// Number of areas. The log needs one per segment it holds at once, two for the start
-    /// slots, and one spare that truncation copies into.
+    /// slots, and one spare that truncation copies into (a create never takes it).
     pub areas: u32,
     /// Erase blocks per area.
     pub blocks_per_area: u32,
@@ -253,7 +254,7 @@ impl Geometry {
 /// The area header: which segment an area holds, and how new that copy is.
 ///
 /// ```text
-///  0 magic "WFLA"   4 version (1)   5..8 zero   8 segment id (u64)   16 generation (u64)
+///  0 magic "WFLA"   4 version (2)   5..8 zero   8 segment id (u64)   16 generation (u64)
 /// 24 layout fingerprint (u32)      28 CRC-32C (salted) of bytes 0..28
 /// ```
 ///
@@ -296,8 +297,8 @@ impl AreaHeader {
 
     /// The version of a header another version of the adapter wrote: the magic, a version
     /// other than this one, and the salted CRC-32C of bytes 0..28 at 28 (every version keeps
-    /// those three where they are). A torn program of a version-1 header fails the CRC, so it
-    /// is a free area, not this.
+    /// those three where they are). A torn program of this version's header fails the CRC, so
+    /// it is a free area, not this.
     pub(crate) fn other_version(b: &[u8; AREA_HEADER_LEN]) -> Option<u8> {
         let stored = u32::from_le_bytes([b[28], b[29], b[30], b[31]]);
         (b[0..4] == MAGIC && b[4] != VERSION && stored == crc(&b[..28])).then_some(b[4])

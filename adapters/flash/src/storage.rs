@@ -17,6 +17,9 @@
 //! * A truncate that leaves programmed bytes after the new end copies the kept prefix into a spare
 //!   area, programs its header with a higher generation (the commit point), then zeroes the old
 //!   header. Mount keeps the newest copy of a segment and zeroes any older one.
+//! * A create never takes the last free area: it is the spare. Recovery cuts a torn tail with
+//!   such a truncate, so a log that had used every area would never open again after a power
+//!   cut during an append.
 
 use core::cell::RefCell;
 use core::fmt;
@@ -25,7 +28,9 @@ use embedded_storage::nor_flash::MultiwriteNorFlash;
 use walden_core::{SegmentId, Storage, StorageErrorKind};
 
 use crate::error::FlashError;
-use crate::layout::{AREA_HEADER_LEN, AreaHeader, Geometry, Layout, LayoutError, MAX_WORD};
+use crate::layout::{
+    AREA_HEADER_LEN, AreaHeader, Geometry, Layout, LayoutError, MAX_WORD, VERSION,
+};
 
 /// Stack buffer for inverting and copying: a multiple of every supported word size.
 const CHUNK: usize = 64;
@@ -33,6 +38,10 @@ const CHUNK: usize = 64;
 /// The seal core appends after a segment's last record (a record header and a 16-byte payload):
 /// a sealed segment is up to `segment_size` plus this.
 const SEAL_LEN: u32 = 48;
+
+// The RAM each area of the table takes is documented as 32 bytes: checked for every target
+// the crate is built for (it is 24 where `u64` is 4-byte aligned).
+const _: () = assert!(core::mem::size_of::<Option<AreaHeader>>() <= 32);
 
 /// The last partial word of the newest write, not yet programmed.
 #[derive(Clone, Copy, Debug)]
@@ -46,8 +55,9 @@ struct Tail {
 
 /// A Walden [`Storage`] on a NOR flash: segments in areas of erase blocks, no file system.
 ///
-/// `AREAS` is the most areas the table holds (RAM: 16 bytes each). Build it with
-/// [`FlashStorage::mount`]; configure the log with [`FlashStorage::segment_size`].
+/// `AREAS` is the most areas the table holds (RAM: 32 bytes each, an `Option` of a header with
+/// two `u64`s, on a Cortex-M as on a 64-bit host). Build it with [`FlashStorage::mount`];
+/// configure the log with [`FlashStorage::segment_size`].
 pub struct FlashStorage<F, const AREAS: usize> {
     /// Core reads through `&self`; flash drivers read through `&mut self`.
     flash: RefCell<F>,
@@ -72,7 +82,7 @@ pub enum MountError {
     UnsupportedVersion {
         /// The area's index in the layout.
         area: usize,
-        /// The header's version (this adapter writes 1).
+        /// The header's version (this adapter reads and writes version 2 only).
         version: u8,
     },
     /// The flash holds a log written with another layout (another base, area count or area
@@ -104,7 +114,7 @@ impl fmt::Display for MountError {
             Self::Flash(e) => write!(f, "mounting the flash: {e}"),
             Self::UnsupportedVersion { area, version } => write!(
                 f,
-                "flash area {area} holds an area header of version {version}; this version reads version 1"
+                "flash area {area} holds an area header of version {version}; this adapter reads and writes version {VERSION} only"
             ),
             Self::LayoutMismatch { area, offset } => write!(
                 f,
@@ -267,7 +277,8 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> FlashStorage<F, AREAS> {
         u64::from(self.geo.capacity() - SEAL_LEN)
     }
 
-    /// Areas holding no segment: room to create segments, and the spare a truncate copies into.
+    /// Areas holding no segment: room to create segments, and the spare a truncate copies into
+    /// (a create never takes the last one).
     pub fn free_areas(&self) -> usize {
         self.areas[..self.geo.areas]
             .iter()
@@ -481,6 +492,11 @@ impl<F: MultiwriteNorFlash, const AREAS: usize> Storage for FlashStorage<F, AREA
             ));
         }
         let i = self.free_area(None)?;
+        // The last free area is never taken: a truncate that drops programmed bytes copies the
+        // segment into a free area, and recovery needs one to cut a torn tail (of this very
+        // segment, if the power goes while it is written). Without it the log would not open.
+        // A truncate's copy frees the area it leaves, so one kept back is always enough.
+        self.free_area(Some(i))?;
         self.generation()?;
         self.flush()?;
         self.erase_area(i)?;

@@ -120,12 +120,18 @@ fn a_header_from_a_newer_version_is_refused_not_taken_for_free() {
     older[28..32].copy_from_slice(&crc.to_le_bytes());
     let mut nor = Nor::new(8, 0);
     program_header(&mut nor, 2, &older);
+    let e = refused(&mut nor, Layout::new(8, 1));
     assert_eq!(
-        refused(&mut nor, Layout::new(8, 1)),
+        e,
         MountError::UnsupportedVersion {
             area: 2,
             version: 1
         }
+    );
+    // The message names the version found and the one this adapter reads (2), not 1.
+    assert_eq!(
+        e.to_string(),
+        "flash area 2 holds an area header of version 1; this adapter reads and writes version 2 only"
     );
     // A torn program of a version-2 header is still a free area, not another version.
     let mut torn = header(3, 9).encode();
