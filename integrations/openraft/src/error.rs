@@ -1,6 +1,7 @@
 //! Errors opening a [`crate::LogStore`].
 
 use core::fmt;
+use std::path::PathBuf;
 
 use walden_std::{FileError, Lsn, ReadError};
 
@@ -28,6 +29,25 @@ pub enum OpenError {
         /// What is wrong.
         detail: &'static str,
     },
+    /// One of the two logs is missing (its directory removed or emptied; for the meta log,
+    /// also a log without a single record) while the other proves that the store existed: the
+    /// entries log is created only once the meta log holds a record, and the meta log records
+    /// that the entries log was created (see "Creating the store, and a missing log" in the
+    /// crate documentation). Opening would start the missing log again, empty: without the
+    /// meta log the node forgets its vote (and could vote twice in one term), its purge point
+    /// and its committed log id; without the entries log, entries it reported durable. The
+    /// store does not create the missing log, so every later open is refused too.
+    Missing {
+        /// `"entries"` or `"meta"`: the log that is missing.
+        log: &'static str,
+        /// Its directory.
+        dir: PathBuf,
+        /// What the other log holds that proves the store existed.
+        evidence: String,
+    },
+    /// A record marking a step of the store's creation could not be written to the meta log
+    /// or synced.
+    Create(Box<dyn core::error::Error + Send + Sync>),
 }
 
 impl fmt::Display for OpenError {
@@ -38,6 +58,24 @@ impl fmt::Display for OpenError {
             Self::Corrupted { log, lsn, detail } => {
                 write!(f, "{log} log, LSN {}: {detail}", lsn.0)
             }
+            Self::Missing { log, dir, evidence } => {
+                let (holds, lost) = match *log {
+                    "meta" => (
+                        "no record",
+                        "its vote (the node could vote twice in one term), purge point and committed log id",
+                    ),
+                    _ => ("no log", "entries it reported durable"),
+                };
+                write!(
+                    f,
+                    "the {log} log is missing ({} does not exist or holds {holds}), but {evidence}: \
+                     the store existed, and opening it would forget {lost}; restore the {log} \
+                     log, or remove the whole store and add the node to its cluster again as a \
+                     new member",
+                    dir.display()
+                )
+            }
+            Self::Create(e) => write!(f, "cannot record the store's creation: {e}"),
         }
     }
 }

@@ -16,7 +16,8 @@ use openraft::{
     RaftTypeConfig, StorageError, StorageIOError, Vote,
 };
 use walden_std::{
-    Config, DurableError, FileStorage, FileSystem, Lsn, Options, OsFs, SharedWal, SyncPolicy,
+    Config, DurableError, FileError, FileKind, FileStorage, FileSystem, Lsn, Options, OsFs,
+    SharedWal, SyncPolicy,
 };
 
 use crate::error::OpenError;
@@ -141,6 +142,10 @@ impl Drop for Unsettled<'_> {
 impl<C: RaftTypeConfig> LogStore<C> {
     /// Opens (recovers) or creates the store in `dir`, with Walden's default configuration
     /// for the entries log (64 MiB segments).
+    ///
+    /// A store one of whose logs is missing while the other proves the store existed is
+    /// refused with [`OpenError::Missing`], and the missing log is not created (see "Creating
+    /// the store, and a missing log" in the crate documentation).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, OpenError> {
         Self::open_with(dir, Options::default())
     }
@@ -172,16 +177,30 @@ impl<C: RaftTypeConfig, F: FileSystem> LogStore<C, F> {
         meta_options: Options,
     ) -> Result<Self, OpenError> {
         let dir = dir.as_ref();
+        let (entries_dir, meta_dir) = (dir.join("entries"), dir.join("meta"));
         let options = options.with_sync_policy(SyncPolicy::Manual);
-        let (entries, _) =
-            SharedWal::open_in(fs.clone(), dir.join("entries"), options).map_err(|error| {
-                OpenError::Wal {
-                    log: "entries",
-                    error,
-                }
-            })?;
-        let meta_options = meta_options.with_sync_policy(SyncPolicy::Manual);
-        let (meta_log, _) = SharedWal::open_in(fs, dir.join("meta"), meta_options)
+        let mut meta_options = meta_options.with_sync_policy(SyncPolicy::Manual);
+        // An open told not to create the entries log's directory creates no meta log either.
+        meta_options.create_dir &= options.create_dir;
+        // The meta log is created first, with a record, then the entries log, then a second
+        // meta record (see "Creating the store, and a missing log" in the crate documentation).
+        // So an entries log proves that the meta log held a record, and a second meta record
+        // proves that the entries log was created: a log missing against that proof is lost,
+        // not new.
+        let entries_found = holds_log(&fs, &entries_dir, "entries")?;
+        let meta_missing = || OpenError::Missing {
+            log: "meta",
+            dir: meta_dir.clone(),
+            evidence: format!(
+                "the entries log ({}) exists, and it is only created once the meta log holds a record",
+                entries_dir.display()
+            ),
+        };
+        if entries_found && !holds_log(&fs, &meta_dir, "meta")? {
+            // Refused before the meta log is opened, so that it is not created.
+            return Err(meta_missing());
+        }
+        let (meta_log, _) = SharedWal::open_in(fs.clone(), &meta_dir, meta_options)
             .map_err(|error| OpenError::Wal { log: "meta", error })?;
         let meta = match last_record(&meta_log)? {
             Some((lsn, bytes)) => Meta::decode(&bytes).map_err(|detail| OpenError::Corrupted {
@@ -189,8 +208,33 @@ impl<C: RaftTypeConfig, F: FileSystem> LogStore<C, F> {
                 lsn,
                 detail,
             })?,
-            None => Meta::default(),
+            None if entries_found => return Err(meta_missing()),
+            None => {
+                // A new store, or a first open cut short before this record was durable.
+                let meta = Meta::default();
+                write_synced(&meta_log, &meta)?;
+                meta
+            }
         };
+        let evidence = entries_evidence(&meta, meta_log.last_lsn());
+        let entries_missing = |evidence: String| OpenError::Missing {
+            log: "entries",
+            dir: entries_dir.clone(),
+            evidence,
+        };
+        if let Some(evidence) = evidence.clone().filter(|_| !entries_found) {
+            // Refused before the entries log is opened, so that it is not created.
+            return Err(entries_missing(evidence));
+        }
+        let (entries, report) =
+            SharedWal::open_in(fs, &entries_dir, options).map_err(|error| OpenError::Wal {
+                log: "entries",
+                error,
+            })?;
+        if let Some(evidence) = evidence.filter(|_| report.created) {
+            // Walden found no log where `holds_log` saw a segment file, and created one.
+            return Err(entries_missing(evidence));
+        }
         let last = match last_record(&entries)? {
             Some((lsn, bytes)) => {
                 let entry: C::Entry = decode(&bytes).map_err(|detail| OpenError::Corrupted {
@@ -224,6 +268,13 @@ impl<C: RaftTypeConfig, F: FileSystem> LogStore<C, F> {
                 },
             }
         })?;
+        if meta_log.last_lsn() < SECOND_META_LSN {
+            // The entries log is durable (Walden syncs a new log's segment and directory), and
+            // it makes a raft log with the meta state: from this record on, a missing entries
+            // log is refused. (Written after every check: an open that refuses an existing
+            // store writes no record.)
+            write_synced(&meta_log, &meta)?;
+        }
         let mut meta = meta;
         // The committed log id is saved without a sync, the entries it covers are synced
         // separately: after a crash it may name an entry that did not survive. Forget it then
@@ -285,6 +336,72 @@ impl<C: RaftTypeConfig, F: FileSystem> LogStore<C, F> {
     pub fn entries_wal(&self) -> &SharedWal<FileStorage<F>> {
         &self.shared.entries
     }
+}
+
+/// The LSN of the meta log's second record, written once the entries log exists.
+const SECOND_META_LSN: Lsn = Lsn(2);
+
+/// Whether `dir` holds a log: a segment file, named as docs/FORMAT.md ("Layout of a log")
+/// says, 20 decimal digits and `.wal`. Walden creates a log where it finds none; checked
+/// first, a missing log is refused without being created, so the next open refuses it too.
+fn holds_log<F: FileSystem>(fs: &F, dir: &Path, log: &'static str) -> Result<bool, OpenError> {
+    let fail = |action, e: io::Error| OpenError::Wal {
+        log,
+        error: walden_std::Error::Directory {
+            dir: dir.to_path_buf(),
+            action,
+            error: FileError::from_io(&e),
+        },
+    };
+    match fs.metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(fail("examine", e)),
+        // Not a directory: Walden's open says so.
+        Ok(m) if m.kind != FileKind::Dir => return Ok(true),
+        Ok(_) => {}
+    }
+    let is_segment = |name: &str| {
+        name.strip_suffix(".wal")
+            .is_some_and(|id| id.len() == 20 && id.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let names = fs.read_dir(dir).map_err(|e| fail("list", e))?;
+    Ok(names
+        .iter()
+        .any(|e| e.name.to_str().is_some_and(is_segment)))
+}
+
+/// What the meta log holds that proves the entries log was created, if anything: a vote, a
+/// committed log id or a purge point (saved only while the store is open), or a record after
+/// the first (the second is written once the entries log exists).
+fn entries_evidence<NID: openraft::NodeId>(meta: &Meta<NID>, last: Lsn) -> Option<String> {
+    let mut held = Vec::new();
+    if let Some(vote) = &meta.vote {
+        held.push(format!("vote {vote}"));
+    }
+    if let Some(committed) = &meta.committed {
+        held.push(format!("committed log id {committed}"));
+    }
+    if let Some(purged) = &meta.purged {
+        held.push(format!("purge point {purged}"));
+    }
+    if !held.is_empty() {
+        Some(format!("the meta log holds {}", held.join(", ")))
+    } else if last >= SECOND_META_LSN {
+        Some("the meta log records that the entries log was created".to_owned())
+    } else {
+        None
+    }
+}
+
+/// Appends `meta` to the meta log and syncs it (a step of the store's creation).
+fn write_synced<F: FileSystem, NID: openraft::NodeId>(
+    wal: &SharedWal<FileStorage<F>>,
+    meta: &Meta<NID>,
+) -> Result<(), OpenError> {
+    let bytes = meta.encode().map_err(|e| OpenError::Create(Box::new(e)))?;
+    let _appended = (wal.append(&bytes)).map_err(|e| OpenError::Create(Box::new(e)))?;
+    wal.sync().map_err(|e| OpenError::Create(Box::new(e)))?;
+    Ok(())
 }
 
 /// The last record of a log, if it has any.

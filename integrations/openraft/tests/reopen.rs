@@ -132,6 +132,9 @@ fn a_second_open_of_the_same_directory_is_refused() {
     let second = Store::open_with(dir.path(), small_segments());
     assert!(matches!(
         second,
-        Err(walden_openraft::OpenError::Wal { log: "entries", .. })
+        Err(walden_openraft::OpenError::Wal {
+            error: walden_std::Error::Locked { .. },
+            ..
+        })
     ));
 }
