@@ -561,6 +561,11 @@ fn segment_files_below_a_gap_under_the_start_are_left_out_of_the_log() {
             let (wal, report) = open(mem.clone(), small().with_recovery(policy));
             assert_eq!(report.stale as usize, extra.len(), "{policy:?}");
             assert!(!report.is_clean());
+            let said = std::format!("{}", extra.len());
+            assert!(
+                std::format!("{report}").contains(&std::format!("; left out {said} segment files")),
+                "{report}"
+            );
             assert!(
                 report.salvage.is_none() && report.missing_front.is_none(),
                 "{report}"
@@ -586,6 +591,7 @@ fn segment_files_below_a_gap_under_the_start_are_left_out_of_the_log() {
     let (mem, start, _) = truncated_with(&original, &[(1, None), (2, None)]);
     let (wal, report) = open(mem, small());
     assert!(report.is_clean(), "{report}");
+    assert!(!std::format!("{report}").contains("left out"), "{report}");
     assert_eq!(wal.segments()[0].id, start - 2);
     let (wal0, _) = open(original, small());
     assert_eq!(wal.first_lsn(), wal0.segments()[1].first_lsn);
