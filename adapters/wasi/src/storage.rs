@@ -1,7 +1,7 @@
 //! [`WasiStorage`]: core's [`Storage`] over a WASI preview 2 directory descriptor.
 
 use core::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use walden_core::{SegmentId, Storage, StorageErrorKind};
 use wasi::filesystem::preopens::get_directories;
@@ -46,6 +46,12 @@ pub struct WasiStorage {
     /// Open segment descriptors, by id. `RefCell` because `read` and `len` take `&self`; WASI
     /// components are single-threaded, so no borrow is ever held across a call into this type.
     open: RefCell<BTreeMap<SegmentId, Descriptor>>,
+    /// Segments written (or truncated) through their descriptor since their last sync. Their
+    /// descriptors are never closed by the cache: Linux reports a writeback error only to the
+    /// file descriptions open when it happened (`errseq_t`), so a sync through a descriptor
+    /// opened again later would report success for bytes the disk lost (walden-std keeps such
+    /// files open for the same reason).
+    unsynced: BTreeSet<SegmentId>,
     /// Written bytes not yet handed to the host. Only `&mut self` paths change it.
     pending: Option<Pending>,
     /// Most bytes held before they are handed to the host (0: every write goes straight
@@ -74,6 +80,7 @@ impl WasiStorage {
         Self {
             dir,
             open: RefCell::new(BTreeMap::new()),
+            unsynced: BTreeSet::new(),
             pending: None,
             buffer_limit: WRITE_BUFFER,
             changing: false,
@@ -165,10 +172,7 @@ impl WasiStorage {
                     DescriptorFlags::READ | DescriptorFlags::WRITE,
                 )
                 .map_err(|code| wasi_error("open-at", code))?;
-            if open.len() >= OPEN_SEGMENTS {
-                // Evict the oldest segment: the tail, which sees the traffic, has the highest id.
-                open.pop_first();
-            }
+            make_room(&mut open, &self.unsynced);
             open.insert(id, file);
         }
         match open.get(&id) {
@@ -205,7 +209,10 @@ impl WasiStorage {
     /// Hands the buffered bytes to the host (they stay volatile: no sync).
     fn flush(&mut self) -> Result<(), WasiError> {
         match self.pending.take() {
-            Some(p) => self.with_segment(p.id, |file| write_at(file, p.offset, &p.bytes)),
+            Some(p) => {
+                self.unsynced.insert(p.id);
+                self.with_segment(p.id, |file| write_at(file, p.offset, &p.bytes))
+            }
             None => Ok(()),
         }
     }
@@ -255,9 +262,7 @@ impl Storage for WasiStorage {
             )
             .map_err(|code| wasi_error("open-at", code))?;
         let mut open = self.open.borrow_mut();
-        if open.len() >= OPEN_SEGMENTS {
-            open.pop_first();
-        }
+        make_room(&mut open, &self.unsynced);
         open.insert(id, file);
         Ok(())
     }
@@ -269,6 +274,7 @@ impl Storage for WasiStorage {
         }
         // Close first: some hosts refuse to unlink an open file.
         self.open.borrow_mut().remove(&id);
+        self.unsynced.remove(&id);
         self.dir
             .unlink_file_at(SegmentName::new(id).as_str())
             .map_err(|code| wasi_error("unlink-file-at", code))
@@ -323,6 +329,7 @@ impl Storage for WasiStorage {
             _ => {
                 self.flush()?;
                 if data.len() >= self.buffer_limit {
+                    self.unsynced.insert(id);
                     return self.with_segment(id, |file| write_at(file, offset, data));
                 }
                 // Open it now, so a missing segment fails this write rather than a later flush.
@@ -345,6 +352,7 @@ impl Storage for WasiStorage {
     fn truncate(&mut self, id: SegmentId, len: u64) -> Result<(), WasiError> {
         self.before_change()?;
         self.flush_if(id)?;
+        self.unsynced.insert(id);
         self.with_segment(id, |file| {
             file.set_size(len)
                 .map_err(|code| wasi_error("set-size", code))
@@ -356,7 +364,9 @@ impl Storage for WasiStorage {
         self.with_segment(id, |file| {
             file.sync_data()
                 .map_err(|code| wasi_error("sync-data", code))
-        })
+        })?;
+        self.unsynced.remove(&id);
+        Ok(())
     }
 
     fn sync_dir(&mut self) -> Result<(), WasiError> {
@@ -378,6 +388,7 @@ impl Storage for WasiStorage {
         // (today a `create` always came first and removed it; this does not rely on it).
         self.before_change()?;
         let zeros = vec![0u8; CHUNK];
+        self.unsynced.insert(id);
         self.with_segment(id, |file| {
             let mut at = have;
             while at < want {
@@ -388,6 +399,20 @@ impl Storage for WasiStorage {
             file.sync_data()
                 .map_err(|code| wasi_error("sync-data", code))
         })
+    }
+}
+
+/// Makes room in the descriptor cache for one more: closes the lowest-id segment's descriptor
+/// (the tail, which sees the traffic, has the highest id) among those with nothing unsynced. A
+/// descriptor with unsynced writes stays open however many there are (see
+/// `WasiStorage::unsynced`); they are few: the active segment, and predecessors an early
+/// rotation left unsynced until the next sync.
+fn make_room<D>(open: &mut BTreeMap<SegmentId, D>, unsynced: &BTreeSet<SegmentId>) {
+    if open.len() < OPEN_SEGMENTS {
+        return;
+    }
+    if let Some(id) = open.keys().copied().find(|id| !unsynced.contains(id)) {
+        open.remove(&id);
     }
 }
 
@@ -450,4 +475,31 @@ fn write_at(file: &Descriptor, offset: u64, data: &[u8]) -> Result<(), WasiError
 /// Wraps a WASI error code from operation `op`.
 fn wasi_error(op: &'static str, code: ErrorCode) -> WasiError {
     WasiError::from_code(op, code.name())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_never_closes_a_descriptor_with_unsynced_writes() {
+        let mut open: BTreeMap<SegmentId, ()> =
+            (0..OPEN_SEGMENTS as u64).map(|id| (id, ())).collect();
+        // Segments 0 and 1 hold unsynced writes: 2 is the one closed.
+        let unsynced: BTreeSet<SegmentId> = [0, 1].into_iter().collect();
+        make_room(&mut open, &unsynced);
+        assert!(open.contains_key(&0) && open.contains_key(&1) && !open.contains_key(&2));
+        assert_eq!(open.len(), OPEN_SEGMENTS - 1);
+        // Below the limit nothing is closed.
+        make_room(&mut open, &unsynced);
+        assert_eq!(open.len(), OPEN_SEGMENTS - 1);
+        // Every descriptor unsynced: none is closed, the cache grows past its limit.
+        open.insert(2, ());
+        let all: BTreeSet<SegmentId> = open.keys().copied().collect();
+        make_room(&mut open, &all);
+        assert_eq!(open.len(), OPEN_SEGMENTS);
+        // With nothing unsynced the oldest goes, as before.
+        make_room(&mut open, &BTreeSet::new());
+        assert!(!open.contains_key(&0));
+    }
 }
