@@ -33,15 +33,9 @@ pub const MAX_CLIENTS: usize = 1024;
 /// The longest measurement, in seconds.
 pub const MAX_SECONDS: f64 = 3600.0;
 
-/// Starts a 3-node cluster of `exe` per store, and measures each client count for `seconds`.
-/// Refuses, before starting anything, a client count outside `1..=MAX_CLIENTS` and a duration
-/// that is not a number of seconds in `(0, MAX_SECONDS]`.
-pub async fn run(
-    exe: &Path,
-    stores: &[StoreKind],
-    clients: &[usize],
-    seconds: f64,
-) -> Result<Vec<Row>, String> {
+/// Refuses a client count outside `1..=MAX_CLIENTS` and a duration that is not a number of
+/// seconds in `(0, MAX_SECONDS]`.
+pub fn check(clients: &[usize], seconds: f64) -> Result<(), String> {
     if let Some(n) = clients.iter().find(|n| !(1..=MAX_CLIENTS).contains(*n)) {
         return Err(format!("--clients: {n} is not in 1..={MAX_CLIENTS}"));
     }
@@ -50,6 +44,18 @@ pub async fn run(
             "--seconds: {seconds} is not a duration in (0, {MAX_SECONDS}]"
         ));
     }
+    Ok(())
+}
+
+/// Starts a 3-node cluster of `exe` per store, and measures each client count for `seconds`.
+/// Refuses, before starting anything, what [`check`] refuses.
+pub async fn run(
+    exe: &Path,
+    stores: &[StoreKind],
+    clients: &[usize],
+    seconds: f64,
+) -> Result<Vec<Row>, String> {
+    check(clients, seconds)?;
     let mut rows = Vec::new();
     for &store in stores {
         let base = std::env::temp_dir().join(format!(

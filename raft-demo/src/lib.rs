@@ -15,4 +15,5 @@ pub mod cluster;
 pub mod mem_store;
 pub mod net;
 pub mod node;
+mod node_dir;
 pub mod proto;

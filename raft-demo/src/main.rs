@@ -19,6 +19,10 @@ const USAGE: &str = "usage:
   raft-demo status --addr ADDR
   raft-demo bench [--clients 1,16,64] [--seconds 3] [--store walden,memory]";
 
+/// Exit status of a bad command line (an unknown command or option, a missing or malformed
+/// value, a wrong number of arguments): the usage is printed. A command that fails exits 1.
+const USAGE_ERROR: u8 = 2;
+
 fn main() -> ExitCode {
     let mut args = Vec::new();
     for a in std::env::args_os().skip(1) {
@@ -26,13 +30,21 @@ fn main() -> ExitCode {
             Ok(a) => args.push(a),
             Err(a) => {
                 eprintln!("raft-demo: argument {a:?} is not UTF-8\n{USAGE}");
-                return ExitCode::from(2);
+                return ExitCode::from(USAGE_ERROR);
             }
         }
     }
     let Some((cmd, rest)) = args.split_first() else {
         eprintln!("{USAGE}");
-        return ExitCode::from(2);
+        return ExitCode::from(USAGE_ERROR);
+    };
+    // Everything the command line alone can get wrong is found here, before anything starts.
+    let command = match command(cmd, rest) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("raft-demo {cmd}: {e}\n{USAGE}");
+            return ExitCode::from(USAGE_ERROR);
+        }
     };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -41,7 +53,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cmd, rest)) {
+    match rt.block_on(execute(command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("raft-demo {cmd}: {e}");
@@ -76,7 +88,7 @@ const COMMANDS: &[(&str, &[&str], usize)] = &[
 /// option given twice and a stray argument are refused.
 fn parse(cmd: &str, args: &[String]) -> Result<(BTreeMap<String, String>, Vec<String>), String> {
     let Some((_, names, positional)) = COMMANDS.iter().find(|(c, ..)| *c == cmd) else {
-        return Err(format!("unknown command {cmd}\n{USAGE}"));
+        return Err(format!("unknown command {cmd}"));
     };
     let mut opts = BTreeMap::new();
     let mut pos = Vec::new();
@@ -85,7 +97,7 @@ fn parse(cmd: &str, args: &[String]) -> Result<(BTreeMap<String, String>, Vec<St
         match a.strip_prefix("--") {
             Some(name) => {
                 if !names.contains(&name) {
-                    return Err(format!("{cmd} takes no option --{name}\n{USAGE}"));
+                    return Err(format!("{cmd} takes no option --{name}"));
                 }
                 let v = it.next().ok_or(format!("--{name} needs a value"))?;
                 if opts.insert(name.to_string(), v.clone()).is_some() {
@@ -96,7 +108,11 @@ fn parse(cmd: &str, args: &[String]) -> Result<(BTreeMap<String, String>, Vec<St
         }
     }
     if pos.len() != *positional {
-        return Err(USAGE.into());
+        return Err(format!(
+            "{cmd} takes {positional} argument{} besides its options, not {}",
+            if *positional == 1 { "" } else { "s" },
+            pos.len()
+        ));
     }
     Ok((opts, pos))
 }
@@ -104,13 +120,40 @@ fn parse(cmd: &str, args: &[String]) -> Result<(BTreeMap<String, String>, Vec<St
 fn need<'a>(opts: &'a BTreeMap<String, String>, name: &str) -> Result<&'a str, String> {
     opts.get(name)
         .map(String::as_str)
-        .ok_or(format!("--{name} is required\n{USAGE}"))
+        .ok_or(format!("--{name} is required"))
 }
 
-async fn run(cmd: &str, args: &[String]) -> Result<(), String> {
+/// A command line, checked.
+enum Command {
+    Node(NodeOptions),
+    Init {
+        addr: String,
+        members: BTreeMap<u64, String>,
+    },
+    Put {
+        addrs: Vec<String>,
+        key: String,
+        value: String,
+    },
+    Get {
+        addr: String,
+        key: String,
+    },
+    Status {
+        addr: String,
+    },
+    Bench {
+        clients: Vec<usize>,
+        seconds: f64,
+        stores: Vec<StoreKind>,
+    },
+}
+
+/// The command `cmd` with `args`, or what is wrong with the command line (a usage error).
+fn command(cmd: &str, args: &[String]) -> Result<Command, String> {
     let (opts, pos) = parse(cmd, args)?;
-    let deadline = || Instant::now() + Duration::from_secs(30);
-    match cmd {
+    let one = |name: &str| need(&opts, name).map(String::from);
+    Ok(match cmd {
         "node" => {
             let store = opts.get("store").map_or("walden", String::as_str);
             let idle_timeout = match opts.get("idle-timeout") {
@@ -131,17 +174,16 @@ async fn run(cmd: &str, args: &[String]) -> Result<(), String> {
                     }
                 },
             };
-            node::run(NodeOptions {
+            Command::Node(NodeOptions {
                 id: need(&opts, "id")?
                     .parse()
                     .map_err(|e| format!("--id: {e}"))?,
-                listen: need(&opts, "listen")?.to_string(),
+                listen: one("listen")?,
                 dir: PathBuf::from(need(&opts, "dir")?),
                 store: StoreKind::parse(store).ok_or(format!("unknown store {store}"))?,
                 idle_timeout,
                 max_connections,
             })
-            .await
         }
         "init" => {
             let mut members = BTreeMap::new();
@@ -152,43 +194,31 @@ async fn run(cmd: &str, args: &[String]) -> Result<(), String> {
                     return Err(format!("--members: node {id} is given twice"));
                 }
             }
-            match client::call(need(&opts, "addr")?, &Call::Init(members)).await? {
-                Reply::Done => {
-                    println!("initialized");
-                    Ok(())
-                }
-                Reply::Refused(why) | Reply::Failed(why) => Err(why),
-                other => Err(format!("{other:?}")),
+            Command::Init {
+                addr: one("addr")?,
+                members,
             }
         }
         "put" => {
             let [key, value] = pos.as_slice() else {
-                return Err(USAGE.into());
+                return Err("put takes KEY VALUE".into());
             };
-            let addrs = need(&opts, "addr")?.split(',').map(String::from).collect();
-            let mut c = Client::new(addrs);
-            let index = c.write(key, value, deadline()).await?;
-            println!("ok: {key} = {value} (log index {index}, via {})", c.addr());
-            Ok(())
+            Command::Put {
+                addrs: need(&opts, "addr")?.split(',').map(String::from).collect(),
+                key: key.clone(),
+                value: value.clone(),
+            }
         }
         "get" => {
             let [key] = pos.as_slice() else {
-                return Err(USAGE.into());
+                return Err("get takes KEY".into());
             };
-            match client::read(need(&opts, "addr")?, key).await? {
-                Some(v) => println!("{v}"),
-                None => println!("(not set)"),
+            Command::Get {
+                addr: one("addr")?,
+                key: key.clone(),
             }
-            Ok(())
         }
-        "status" => {
-            let s = client::status(need(&opts, "addr")?).await?;
-            println!(
-                "node {} {} term {} leader {:?} last_log {:?} applied {:?} keys {} members {:?}",
-                s.id, s.state, s.term, s.leader, s.last_log, s.applied, s.keys, s.members
-            );
-            Ok(())
-        }
+        "status" => Command::Status { addr: one("addr")? },
         "bench" => {
             let clients: Vec<usize> = opts
                 .get("clients")
@@ -205,11 +235,60 @@ async fn run(cmd: &str, args: &[String]) -> Result<(), String> {
                 .split(',')
                 .map(|s| StoreKind::parse(s).ok_or(format!("unknown store {s}")))
                 .collect::<Result<_, _>>()?;
+            walden_raft_demo::bench::check(&clients, seconds)?;
+            Command::Bench {
+                clients,
+                seconds,
+                stores,
+            }
+        }
+        _ => return Err(format!("unknown command {cmd}")),
+    })
+}
+
+/// Runs a checked command line: an error here is the command failing (exit status 1).
+async fn execute(command: Command) -> Result<(), String> {
+    let deadline = || Instant::now() + Duration::from_secs(30);
+    match command {
+        Command::Node(opts) => node::run(opts).await,
+        Command::Init { addr, members } => match client::call(&addr, &Call::Init(members)).await? {
+            Reply::Done => {
+                println!("initialized");
+                Ok(())
+            }
+            Reply::Refused(why) | Reply::Failed(why) => Err(why),
+            other => Err(format!("{other:?}")),
+        },
+        Command::Put { addrs, key, value } => {
+            let mut c = Client::new(addrs);
+            let index = c.write(&key, &value, deadline()).await?;
+            println!("ok: {key} = {value} (log index {index}, via {})", c.addr());
+            Ok(())
+        }
+        Command::Get { addr, key } => {
+            match client::read(&addr, &key).await? {
+                Some(v) => println!("{v}"),
+                None => println!("(not set)"),
+            }
+            Ok(())
+        }
+        Command::Status { addr } => {
+            let s = client::status(&addr).await?;
+            println!(
+                "node {} {} term {} leader {:?} last_log {:?} applied {:?} keys {} members {:?}",
+                s.id, s.state, s.term, s.leader, s.last_log, s.applied, s.keys, s.members
+            );
+            Ok(())
+        }
+        Command::Bench {
+            clients,
+            seconds,
+            stores,
+        } => {
             let exe = std::env::current_exe().map_err(|e| e.to_string())?;
             let rows = walden_raft_demo::bench::run(&exe, &stores, &clients, seconds).await?;
             print!("{}", walden_raft_demo::bench::table(&rows));
             Ok(())
         }
-        _ => Err(format!("unknown command {cmd}\n{USAGE}")),
     }
 }

@@ -4,17 +4,18 @@
 use core::time::Duration;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use walden_openraft::LogStore;
 use walden_openraft::kv::{Applied, NodeId, Request, StateMachine, Tracked, TypeConfig};
 
 use crate::mem_store::MemLogStore;
 use crate::net::Network;
+pub use crate::node_dir::{LOG_CREATED_FILE, NODE_ID_FILE};
+use crate::node_dir::{claim_dir, open_log};
 use crate::proto::{Call, MAX_BATCH_BYTES, MAX_WRITE, Reply, Status, read_frame, write_frame};
 
 /// Which raft log a node keeps.
@@ -52,7 +53,8 @@ pub struct NodeOptions {
     pub id: NodeId,
     /// Where to listen (`127.0.0.1:0` picks a free port; the node prints the one it got).
     pub listen: String,
-    /// Its directory (the raft log lives in `<dir>/raft`).
+    /// Its directory (the raft log lives in `<dir>/raft`; see [`NODE_ID_FILE`] and
+    /// [`LOG_CREATED_FILE`]).
     pub dir: PathBuf,
     /// Which log.
     pub store: StoreKind,
@@ -104,8 +106,7 @@ pub async fn run(opts: NodeOptions) -> Result<(), String> {
     let raft = match opts.store {
         StoreKind::Walden => {
             claim_dir(&opts.dir, opts.id)?;
-            let store = LogStore::<TypeConfig>::open(opts.dir.join("raft"))
-                .map_err(|e| format!("cannot open the raft log in {}: {e}", opts.dir.display()))?;
+            let store = open_log(&opts.dir, opts.id)?;
             Raft::new(opts.id, config, Network, store, sm.clone()).await
         }
         StoreKind::Memory => {
@@ -210,64 +211,6 @@ async fn check_listen_addr(
 /// `addr`.
 fn reaches(a: &core::net::SocketAddr, addr: core::net::SocketAddr) -> bool {
     a.port() == addr.port() && (addr.ip().is_unspecified() || a.ip() == addr.ip())
-}
-
-/// The file in a node's directory that names the node its log belongs to.
-pub const NODE_ID_FILE: &str = "node-id";
-
-/// Makes sure the log in `dir` belongs to node `id`: a raft log started under another id would
-/// vote and lead as that node (two nodes with one id break raft's safety). The first start
-/// writes `<dir>/node-id` (durably, before the log exists, and only if absent: a hard link of
-/// a complete temporary file, so two starts racing cannot both win); later starts compare.
-/// A directory holding a log but no `node-id` is refused.
-fn claim_dir(dir: &Path, id: NodeId) -> Result<(), String> {
-    let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.display());
-    std::fs::create_dir_all(dir).map_err(|e| fail("cannot create", e))?;
-    let path = dir.join(NODE_ID_FILE);
-    let tmp = dir.join(format!("{NODE_ID_FILE}.{}.tmp", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(format!("{id}\n").as_bytes())?;
-        f.sync_all()?;
-        std::fs::hard_link(&tmp, &path)
-    };
-    // A log without the file (its `node-id` deleted, or a directory from before the file
-    // existed) cannot say whose it is: claimed by whichever id came next, it could vote as two
-    // nodes. The file is always made durable before the log, so no crash leaves this state.
-    let raft_dir = dir.join("raft");
-    if !path.exists() && raft_dir.exists() {
-        return Err(format!(
-            "{} holds a raft log but no {NODE_ID_FILE} file, so which node it belongs to is \
-             unknown: if it is node N's, write N into {}",
-            dir.display(),
-            path.display()
-        ));
-    }
-    let written = write();
-    let _ = std::fs::remove_file(&tmp);
-    match written {
-        Ok(()) => {
-            return std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| fail("cannot sync", e));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(fail("cannot write the node id into", e)),
-    }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    match text.trim().parse::<NodeId>() {
-        Ok(owner) if owner == id => Ok(()),
-        Ok(owner) => Err(format!(
-            "{} holds the raft log of node {owner}, not node {id}: start node {owner} on it, \
-             or give node {id} its own directory",
-            dir.display()
-        )),
-        Err(_) => Err(format!(
-            "{} does not name a node id ({text:?}): it is not a raft-demo node directory",
-            path.display()
-        )),
-    }
 }
 
 /// Most client writes one raft entry carries.

@@ -141,6 +141,91 @@ fn an_argument_that_is_not_utf8_is_a_usage_error() {
     refused(&run(&args), 2, "is not UTF-8");
 }
 
+/// A bad command line exited 2 when it had no arguments or one that is not UTF-8, but 1 for a
+/// missing `--id`, an unknown option or command, a value that does not parse: every one must
+/// exit 2 (usage) and print the usage, before anything starts.
+#[test]
+fn every_bad_command_line_exits_2_with_the_usage() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("n");
+    let dir = dir.to_str().unwrap();
+    let cases: [(&[&str], &str); 14] = [
+        (&[], "usage:"),
+        (&["nodes"], "unknown command nodes"),
+        (
+            &["node", "--listen", "127.0.0.1:0", "--dir", dir],
+            "--id is required",
+        ),
+        (&["node", "--id", "1", "--dir", dir], "--listen is required"),
+        (
+            &["node", "--id", "1", "--listen", "127.0.0.1:0"],
+            "--dir is required",
+        ),
+        (
+            &["node", "--id", "x", "--listen", "127.0.0.1:0", "--dir", dir],
+            "--id:",
+        ),
+        (
+            &[
+                "node",
+                "--id",
+                "1",
+                "--listen",
+                "127.0.0.1:0",
+                "--dir",
+                dir,
+                "--store",
+                "disk",
+            ],
+            "unknown store disk",
+        ),
+        (
+            &[
+                "node",
+                "--id",
+                "1",
+                "--listen",
+                "127.0.0.1:0",
+                "--dir",
+                dir,
+                "--idle-timeout",
+                "0",
+            ],
+            "--idle-timeout: 0 is not",
+        ),
+        (
+            &["status", "--adr", "127.0.0.1:1"],
+            "status takes no option --adr",
+        ),
+        (&["status", "--addr"], "--addr needs a value"),
+        (&["get", "--addr", "127.0.0.1:1"], "get takes 1 argument"),
+        (
+            &["put", "--addr", "127.0.0.1:1", "k"],
+            "put takes 2 arguments",
+        ),
+        (
+            &[
+                "init",
+                "--addr",
+                "127.0.0.1:1",
+                "--members",
+                "1:127.0.0.1:2",
+            ],
+            "bad member",
+        ),
+        (&["bench", "--store", "disk"], "unknown store disk"),
+    ];
+    for (args, says) in cases {
+        let out = run(args);
+        refused(&out, 2, says);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("usage:"),
+            "{args:?}: no usage"
+        );
+    }
+    assert!(!base.path().join("n").exists(), "a node started");
+}
+
 /// A negative, zero, NaN or infinite `--seconds` panicked in `Duration::from_secs_f64` after
 /// both clusters had started (or measured nothing); `--clients 0` measured nothing. All are
 /// refused before any node starts.
@@ -156,7 +241,7 @@ fn a_bench_that_cannot_measure_is_refused() {
             "--seconds",
             seconds,
         ]);
-        refused(&out, 1, "--seconds");
+        refused(&out, 2, "--seconds");
     }
     let out = run(&[
         "bench",
@@ -167,7 +252,7 @@ fn a_bench_that_cannot_measure_is_refused() {
         "--seconds",
         "0.1",
     ]);
-    refused(&out, 1, "--clients: 0 is not in");
+    refused(&out, 2, "--clients: 0 is not in");
 }
 
 /// `--members 1=A,1=B` kept `1=B` and went on: a typo in a cluster's membership, silently.
@@ -180,7 +265,7 @@ fn a_member_given_twice_is_refused() {
         "--members",
         "1=127.0.0.1:2,1=127.0.0.1:3",
     ]);
-    refused(&out, 1, "node 1 is given twice");
+    refused(&out, 2, "node 1 is given twice");
 }
 
 /// `--stroe memory` (a typo) was ignored, and the node ran on the default store; `--id 1 --id
@@ -202,7 +287,7 @@ fn an_option_the_command_does_not_take_is_refused() {
         match start_node_with("1", &base.path().join("n"), more) {
             Started::Listening(_) => panic!("a node runs with {more:?}"),
             Started::Exited(code, err) => {
-                assert_eq!(code, Some(1), "{more:?}: {err}");
+                assert_eq!(code, Some(2), "{more:?}: {err}");
                 assert!(err.contains(says), "{more:?}: {err}");
             }
         }
@@ -376,4 +461,158 @@ fn a_raft_log_without_a_node_id_is_refused() {
     }
     std::fs::write(dir.join("node-id"), "1\n").unwrap();
     drop(listening(start_node("1", &dir)));
+}
+
+/// `--dir` at a regular file said "cannot create ...: File exists": it must say that the path
+/// is not a directory (a command that fails: status 1), and leave the file alone.
+#[test]
+fn a_dir_that_is_a_regular_file_is_not_a_directory() {
+    let base = tempfile::tempdir().unwrap();
+    let file = base.path().join("f");
+    std::fs::write(&file, "data").unwrap();
+    for dir in [file.clone(), file.join("n1")] {
+        match start_node("1", &dir) {
+            Started::Listening(_) => panic!("a node runs in {}", dir.display()),
+            Started::Exited(code, err) => {
+                assert_eq!(code, Some(1), "{err}");
+                assert!(
+                    err.contains(&format!("{} is not a directory", file.display())),
+                    "{err}"
+                );
+            }
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "data");
+}
+
+/// A directory that holds other files and no `node-id` was claimed by the node, which wrote
+/// `node-id` and its raft log among them. It must be refused, naming what it holds, and left
+/// as it was; an empty one, or one holding only what a first start cut short leaves (a
+/// `node-id.<pid>.tmp`), is claimed.
+#[test]
+fn a_non_empty_directory_that_is_not_a_nodes_is_refused() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("mine");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("important.txt"), "keep").unwrap();
+    match start_node("1", &dir) {
+        Started::Listening(_) => panic!("node 1 claimed a directory holding important.txt"),
+        Started::Exited(code, err) => {
+            assert_eq!(code, Some(1), "{err}");
+            assert!(err.contains("is not empty (important.txt)"), "{err}");
+            assert!(err.contains("not a raft-demo node directory"), "{err}");
+        }
+    }
+    let mut left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["important.txt"]);
+    let empty = base.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    drop(listening(start_node("1", &empty)));
+    let cut_short = base.path().join("cut-short");
+    std::fs::create_dir(&cut_short).unwrap();
+    std::fs::write(cut_short.join("node-id.99999.tmp"), "1\n").unwrap();
+    drop(listening(start_node("1", &cut_short)));
+}
+
+/// Starts node 1 on `dir` and waits until it listens, then stops it.
+fn start_and_stop(dir: &Path) {
+    drop(listening(start_node("1", dir)));
+}
+
+/// Node 1 is refused on `dir`, with a message that names `missing` and says why.
+fn refused_as_lost(dir: &Path, missing: &Path) {
+    match start_node("1", dir) {
+        Started::Listening(_) => panic!(
+            "node 1 runs on an empty log though {} is missing",
+            missing.display()
+        ),
+        Started::Exited(code, err) => {
+            assert_eq!(code, Some(1), "{err}");
+            assert!(err.contains(&missing.display().to_string()), "{err}");
+            assert!(err.contains("is missing"), "{err}");
+            assert!(err.contains("vote twice in one term"), "{err}");
+        }
+    }
+}
+
+/// A node whose `raft/` was deleted started again as the same node on an empty log: no vote,
+/// no entries, so it could vote twice in one term. Once its log was created, a node must
+/// refuse to start without it (all of it, or either of its two logs), naming what is missing,
+/// and go on refusing; with the log restored, it starts.
+#[test]
+fn a_node_whose_raft_log_was_deleted_is_refused() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("n1");
+    start_and_stop(&dir);
+    let raft = dir.join("raft");
+    let saved = base.path().join("raft.saved");
+    copy_dir(&raft, &saved);
+    std::fs::remove_dir_all(&raft).unwrap();
+    refused_as_lost(&dir, &raft);
+    refused_as_lost(&dir, &raft);
+    assert!(!raft.exists(), "the refusal created the log");
+    for log in ["meta", "entries"] {
+        copy_dir(&saved, &raft);
+        std::fs::remove_dir_all(raft.join(log)).unwrap();
+        refused_as_lost(&dir, &raft.join(log));
+        // Emptied rather than removed: the same.
+        std::fs::remove_dir_all(&raft).unwrap();
+        copy_dir(&saved, &raft);
+        for f in std::fs::read_dir(raft.join(log)).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+        }
+        refused_as_lost(&dir, &raft.join(log));
+        std::fs::remove_dir_all(&raft).unwrap();
+    }
+    copy_dir(&saved, &raft);
+    start_and_stop(&dir);
+}
+
+/// `node-id` is written before the raft log is created: a first start cut short there (or
+/// while `walden-openraft` created the log) leaves `node-id` and no log, or part of one. Such a
+/// directory must start (it never had a log to lose), and record the log's creation, so that
+/// losing the log afterwards is refused.
+#[test]
+fn a_first_start_cut_short_after_node_id_starts() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("n1");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("node-id"), "1\n").unwrap();
+    start_and_stop(&dir);
+    std::fs::remove_dir_all(dir.join("raft")).unwrap();
+    refused_as_lost(&dir, &dir.join("raft"));
+    // Cut short inside the store's creation: `raft/` and an empty `raft/meta` only.
+    let dir = base.path().join("n1b");
+    std::fs::create_dir_all(dir.join("raft/meta")).unwrap();
+    std::fs::write(dir.join("node-id"), "1\n").unwrap();
+    start_and_stop(&dir);
+    assert!(dir.join("raft-created").exists());
+    std::fs::remove_dir_all(dir.join("raft/entries")).unwrap();
+    refused_as_lost(&dir, &dir.join("raft/entries"));
+    // A directory from before `raft-created` existed, whose meta log was lost: without the
+    // marker, walden-openraft's own check (the entries log proves the meta log existed)
+    // refuses it, and the node says so just as clearly.
+    let dir = base.path().join("n1c");
+    start_and_stop(&dir);
+    std::fs::remove_file(dir.join("raft-created")).unwrap();
+    std::fs::remove_dir_all(dir.join("raft/meta")).unwrap();
+    refused_as_lost(&dir, &dir.join("raft/meta"));
+}
+
+/// Copies the directory tree `from` to `to` (files and directories only).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
 }
