@@ -180,3 +180,76 @@ fn a_start_slot_does_not_waste_the_next_segments_spare() {
         rotation.iter().map(|e| &e.op).collect::<Vec<_>>()
     );
 }
+
+/// Found by an adversarial review of `SharedWal` (2026-12-07): a write of the buffered appends
+/// that failed inside a core sync (here at a rotation) dropped the buffer, while the core
+/// log's segment end still covered its records. The log was poisoned, but readers then read a
+/// hole where those records were and reported corruption (`corruption_events` went up, an
+/// error was logged), and a tail returned that error at every call instead of
+/// `TailEvent::Poisoned`. Now the buffer is kept, as the group-commit leader's flush keeps it:
+/// whatever the failing operation, every record the log holds reads back and a tail ends with
+/// the poison.
+#[test]
+fn a_failed_buffered_write_is_never_read_as_corruption() {
+    use walden_std::TailEvent;
+    let mut cases = 0;
+    for policy in [
+        SyncPolicy::Manual,
+        SyncPolicy::Always,
+        SyncPolicy::EveryRecords(4),
+    ] {
+        for kind in [StorageErrorKind::Io, StorageErrorKind::NoSpace] {
+            for skip in 0..80u64 {
+                let mut o = Options::from(
+                    Config::default()
+                        .with_segment_size(4096)
+                        .with_sync_policy(policy),
+                );
+                o.open_threads = 1;
+                let fs = SimFileSystem::new(ROOT, SimFs::new(SimConfig::default()));
+                let (wal, _) = SharedWal::open_in(fs.clone(), ROOT, o).expect("open");
+                for i in 0..5u8 {
+                    let _ = wal.append(&[i; 89]).expect("append");
+                }
+                fs.with(|sim| {
+                    let at = sim.op_count() + skip;
+                    sim.set_faults(FaultSchedule::new().at_op(at, FaultAction::Fail(kind)));
+                });
+                for i in 1..=200u32 {
+                    if wal.append(&[(i % 250) as u8; 89]).is_err()
+                        || (i % 3 == 0 && wal.sync().is_err())
+                    {
+                        break;
+                    }
+                }
+                if wal.poisoned().is_none() {
+                    continue;
+                }
+                cases += 1;
+                let what = format!("{policy:?}, {kind:?} at operation +{skip}");
+                let mut reader = wal.reader(Lsn(1)).expect("reader");
+                let mut read = 0u64;
+                while let Some(r) = reader
+                    .read_next()
+                    .unwrap_or_else(|e| panic!("{what}: read after LSN {read}: {e:?}"))
+                {
+                    read = r.lsn.0;
+                }
+                assert_eq!(Lsn(read), wal.last_lsn(), "{what}");
+                assert_eq!(wal.metrics().corruption_events, 0, "{what}");
+                let mut tail = wal.tail(Lsn(1));
+                let end = loop {
+                    match tail.try_next() {
+                        Ok(Some(TailEvent::Record { .. })) => {}
+                        other => break other,
+                    }
+                };
+                assert!(
+                    matches!(end, Ok(Some(TailEvent::Poisoned(_)))),
+                    "{what}: the tail ended with {end:?}"
+                );
+            }
+        }
+    }
+    assert!(cases > 100, "only {cases} cases poisoned the log");
+}

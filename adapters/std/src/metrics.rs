@@ -137,9 +137,12 @@ pub struct Metrics {
     pub batches: u64,
     /// Payload bytes appended.
     pub bytes_appended: u64,
-    /// Segment syncs done by the core log (rotations, explicit core syncs).
+    /// Successful segment syncs the core log completed: its own (rotations, `sync`, recovery)
+    /// and those a group-commit leader ran for it, so every group commit below is counted here
+    /// too (the two are not to be added: `core_syncs` is the total).
     pub core_syncs: u64,
-    /// Group commits: syncs done by a group-commit leader (each covers one group).
+    /// Group commits: syncs done by a group-commit leader (each covers one group; each that
+    /// succeeds is also counted in `core_syncs`, once per segment it synced).
     pub group_commits: u64,
     /// Rotations to a new segment.
     pub rotations: u64,

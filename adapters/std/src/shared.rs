@@ -295,7 +295,7 @@ impl<S: GroupSync> SharedWal<S> {
             _ => None,
         };
         let c = &self.inner.c;
-        let (first, last, due) = {
+        let (first, last, seen, due) = {
             // Counted until the log lock is released, so a leader can let it join its group.
             let _appending = c.appending();
             let (log, first, last) = self.append_locked(payloads)?;
@@ -306,10 +306,9 @@ impl<S: GroupSync> SharedWal<S> {
                 // `Interval`: the flusher's business; `Manual`: the caller's.
                 _ => false,
             };
-            // Read under the log lock, which every `truncate_back` holds: the rewinds these
-            // records live after (only where the call waits: the hot path takes no lock).
-            let seen = due.then(|| self.inner.rewinds().generation);
-            (first, last, due.then_some(seen).flatten())
+            // Read under the log lock, which every `truncate_back` holds while it moves it: the
+            // rewinds these records live after (an atomic: the hot path takes no other lock).
+            (first, last, self.generation(), due)
         };
         self.inner.c.bell.ring();
         if payloads.is_empty() {
@@ -321,17 +320,34 @@ impl<S: GroupSync> SharedWal<S> {
                 durable: !c.is_poisoned(),
             });
         }
-        let durable = if let Some(seen) = due {
+        let durable = if due {
             c.wait_durable(last, started.unwrap_or_else(Instant::now))? >= last
                 && self.still_in_log(seen, last)
         } else {
-            !c.is_poisoned() && c.durable() >= last
+            self.durable_since(seen, last)
         };
         Ok(Appended {
             first,
             last,
             durable,
         })
+    }
+
+    /// The rewind generation, read under the log lock (every `truncate_back` moves it while
+    /// it holds that lock): records appended under the same lock live after it.
+    fn generation(&self) -> u64 {
+        self.inner.rewind_generation.load(Ordering::Acquire)
+    }
+
+    /// Whether the records up to `last`, appended after rewind generation `seen`, are durable
+    /// now: the durable LSN covers `last` and no `truncate_back` since removed them (it would
+    /// have moved the generation before any later sync could cover `last` again, and the
+    /// durable LSN is read first).
+    fn durable_since(&self, seen: u64, last: Lsn) -> bool {
+        let c = &self.inner.c;
+        !c.is_poisoned()
+            && c.durable() >= last
+            && (self.generation() == seen || self.still_in_log(seen, last))
     }
 
     /// Whether no `truncate_back` since rewind generation `seen` removed `last`: a durable
@@ -480,12 +496,13 @@ impl<S: GroupSync> SharedWal<S> {
     {
         let (future, completion) = DurableFuture::waiting();
         let (log, first, last) = self.append_locked(payloads)?;
+        let seen = self.generation();
         self.watch_locked(log, last, Watcher::Future(completion));
         self.inner.c.bell.ring();
         let appended = Appended {
             first,
             last,
-            durable: !self.inner.c.is_poisoned() && self.durable_lsn() >= last,
+            durable: self.durable_since(seen, last),
         };
         Ok((appended, future))
     }
@@ -501,12 +518,13 @@ impl<S: GroupSync> SharedWal<S> {
         S: Send + 'static,
     {
         let (log, first, last) = self.append_locked(payloads)?;
+        let seen = self.generation();
         self.watch_locked(log, last, Watcher::Callback(Box::new(callback)));
         self.inner.c.bell.ring();
         Ok(Appended {
             first,
             last,
-            durable: !self.inner.c.is_poisoned() && self.durable_lsn() >= last,
+            durable: self.durable_since(seen, last),
         })
     }
 
@@ -858,7 +876,7 @@ mod tests {
             assert!(wal.append(p).unwrap().durable);
         }
         // What `append_batch` reads under the log lock before it waits for `last`.
-        let seen = wal.inner.rewinds().generation;
+        let seen = wal.generation();
         let last = wal.append(b"three").unwrap().last;
         assert_eq!(last, Lsn(3));
         assert!(wal.still_in_log(seen, last), "no truncation yet");
@@ -875,6 +893,79 @@ mod tests {
             !wal.still_in_log(seen, last),
             "LSN 3 now names another record"
         );
+    }
+
+    /// Found by an adversarial review: an append that does not wait (`Manual`, a policy whose
+    /// threshold it did not reach, `append_durable`, `append_then`) said `durable: true` for a
+    /// record that a `truncate_back` removed between its release of the log lock and its look
+    /// at the durable LSN, once another record at the same LSN was synced. Made deterministic
+    /// with a tail's waker, which the append wakes at exactly that point.
+    #[test]
+    fn an_append_whose_record_is_truncated_before_it_returns_is_not_durable() {
+        use core::task::{Context, Waker};
+        use std::sync::Mutex;
+        use std::task::Wake;
+
+        struct Meddler(Mutex<Option<SharedWal<Sim>>>);
+        impl Wake for Meddler {
+            fn wake(self: Arc<Self>) {
+                self.wake_by_ref();
+            }
+            fn wake_by_ref(self: &Arc<Self>) {
+                if let Some(wal) = self.0.lock().unwrap().take() {
+                    // Another thread's work, at this point of the append.
+                    wal.truncate_back(Lsn(1)).unwrap();
+                    let _ = wal.append(b"other").unwrap();
+                    wal.sync().unwrap();
+                }
+            }
+        }
+        for (policy, how) in [
+            (SyncPolicy::Manual, 0),
+            (SyncPolicy::EveryRecords(5), 0),
+            (SyncPolicy::Manual, 1),
+            (SyncPolicy::Manual, 2),
+        ] {
+            let wal = shared(policy);
+            let _ = wal.append(b"a").unwrap();
+            wal.sync().unwrap();
+            let meddler = Arc::new(Meddler(Mutex::new(Some(wal.clone()))));
+            let waker = Waker::from(Arc::clone(&meddler));
+            let mut tail = wal.tail(Lsn(2));
+            assert!(
+                tail.poll_event(&mut Context::from_waker(&waker))
+                    .is_pending()
+            );
+            let appended = match how {
+                0 => wal.append(b"victim").unwrap(),
+                1 => wal.append_durable(&[b"victim"]).unwrap().0,
+                _ => wal.append_then(&[b"victim"], |_| {}).unwrap(),
+            };
+            assert!(meddler.0.lock().unwrap().is_none(), "the truncation ran");
+            let at2 = wal
+                .reader(Lsn(2))
+                .unwrap()
+                .read_next()
+                .unwrap()
+                .map(|r| r.payload.to_vec());
+            assert_eq!(at2.as_deref(), Some(&b"other"[..]));
+            assert_eq!(appended.last, Lsn(2));
+            assert!(!appended.durable, "{policy:?}, call {how}: {appended:?}");
+        }
+    }
+
+    /// `core_syncs` is the total of the core log's syncs, group commits included (the
+    /// documentation said otherwise, found by an adversarial review).
+    #[test]
+    fn core_syncs_include_the_group_commits() {
+        let wal = shared(SyncPolicy::Always);
+        let before = wal.metrics();
+        for _ in 0..10 {
+            assert!(wal.append(b"x").unwrap().durable);
+        }
+        let after = wal.metrics();
+        assert_eq!(after.group_commits - before.group_commits, 10);
+        assert_eq!(after.core_syncs - before.core_syncs, 10);
     }
 
     /// A tail parked for the next record is woken when the log is poisoned, and reports it.

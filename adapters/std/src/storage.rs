@@ -340,23 +340,41 @@ impl<F: FileSystem> FileStorage<F> {
 
     /// Hands the buffered bytes to the OS (they stay volatile: no sync).
     fn flush(&mut self) -> Result<(), FileError> {
-        if let Some(p) = self
+        let Some(p) = self
             .pending
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
-        {
-            let end = p.offset + p.bytes.len() as u64;
-            self.before_write(p.id, end);
-            let f = Arc::clone(self.file(p.id)?);
+        else {
+            return Ok(());
+        };
+        let end = p.offset + p.bytes.len() as u64;
+        self.before_write(p.id, end);
+        let written = self.file(p.id).map(Arc::clone).and_then(|f| {
             f.write_all_at(&p.bytes, p.offset)
-                .map_err(|e| FileError::from_io(&e).in_buffered_write())?;
-            self.pace(p.id, &f, p.offset, end);
-            let mut bytes = p.bytes;
-            bytes.clear();
-            self.recycled = bytes;
+                .map_err(|e| FileError::from_io(&e).in_buffered_write())
+                .map(|()| f)
+        });
+        match written {
+            Ok(f) => {
+                self.pace(p.id, &f, p.offset, end);
+                let mut bytes = p.bytes;
+                bytes.clear();
+                self.recycled = bytes;
+                Ok(())
+            }
+            Err(e) => {
+                // Kept, as `flush_shared` keeps them: the core log's segment end covers these
+                // bytes, so readers must still find what was appended (through the buffer) and
+                // not take the hole for damage. The failure poisons the log; nothing here is
+                // ever reported durable.
+                *self
+                    .pending
+                    .get_mut()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(p);
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     /// After bytes `offset..end` of segment `id` went to its file: starts the write-back of
