@@ -64,7 +64,7 @@ pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Fai
     let (ins, segs, survey) = open_and_inspect(common, policy, false)?;
     let code = render::exit_code(&ins, &survey);
     if common.json {
-        let (foreign, unusable) = render::survey_json(&survey);
+        let (foreign, unusable, partial) = render::survey_json(&survey);
         let v = json!({
             "dir": render::dir_str(&common.dir),
             "log_id": ins.log_id.map(|id| format!("{id:016x}")),
@@ -75,6 +75,7 @@ pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Fai
             "segments": segs.iter().map(render::segment_json).collect::<Vec<_>>(),
             "foreign": foreign,
             "unusable": unusable,
+            "unfinished_backups": partial,
             "policy": render::policy(policy),
             "reopen": render::reopen_json(&ins, &segs, &survey),
             "status": render::status(code),
@@ -273,7 +274,7 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
                 })
             })
             .collect();
-        let (foreign, unusable) = render::survey_json(&survey);
+        let (foreign, unusable, partial) = render::survey_json(&survey);
         let v = json!({
             "dir": render::dir_str(&common.dir),
             "segments": ins.segments,
@@ -283,6 +284,7 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
             "problems": list,
             "unusable": unusable,
             "foreign": foreign,
+            "unfinished_backups": partial,
             "reopen": render::reopen_json(&ins, &segs, &survey),
             "authenticated": auth.as_ref().map(|a| a.read),
             "plaintext_records": auth.as_ref().map(|a| a.plaintext),

@@ -1,9 +1,10 @@
 //! How core's inspection and recovery results look, as text and as JSON.
 
 use core::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
+use walden_core::inspect::MissingFront;
 use walden_core::inspect::Problem;
 use walden_core::raw::Action;
 use walden_core::raw::HeaderProblem;
@@ -227,12 +228,50 @@ pub(crate) fn open_text(ins: &Inspection, segs: &[SegmentReport]) -> String {
     text
 }
 
+/// The last LSN the segments missing from the front held, as far as the disk tells: the one
+/// before the oldest remaining segment's first LSN (`None` when its header cannot say, or the
+/// log starts at LSN 1 there). Where they began is recorded nowhere.
+pub(crate) fn front_lost_through(m: &MissingFront, segs: &[SegmentReport]) -> Option<Lsn> {
+    segs.iter()
+        .find(|s| s.id == m.found && s.header.is_ok())
+        .map(|s| s.first_lsn)
+        .filter(|first| first.0 > 1)
+        .map(Lsn::prev)
+}
+
+/// "their records" of a front recorded as missing, with the last LSN when it is known.
+fn front_records(m: &MissingFront, segs: &[SegmentReport]) -> String {
+    match front_lost_through(m, segs) {
+        Some(last) => format!("their records, up to LSN {last}"),
+        None => "their records".into(),
+    }
+}
+
 fn verdict_words(ins: &Inspection, segs: &[SegmentReport]) -> String {
+    let text = verdict_words_alone(ins, segs);
+    match (ins.verdict, ins.missing_front) {
+        // An open under `Salvage` that repairs or salvages also records a missing front.
+        (Verdict::Repair { .. } | Verdict::Salvage { .. }, Some(m)) => format!(
+            "{text}; segments {}..{} are missing from the front of the log too: it would also \
+             record that the log now starts at segment {} (giving up {})",
+            m.expected,
+            m.found,
+            m.found,
+            front_records(&m, segs)
+        ),
+        _ => text,
+    }
+}
+
+fn verdict_words_alone(ins: &Inspection, segs: &[SegmentReport]) -> String {
     match (ins.verdict, ins.missing_front) {
         (Verdict::Clean, Some(m)) => format!(
             "would salvage: segments {}..{} are missing from the front of the log; record that it \
-             now starts at segment {} (giving up their records) and open",
-            m.expected, m.found, m.found
+             now starts at segment {} (giving up {}) and open",
+            m.expected,
+            m.found,
+            m.found,
+            front_records(&m, segs)
         ),
         (
             Verdict::Repair {
@@ -268,11 +307,30 @@ pub(crate) fn open_json(ins: &Inspection, segs: &[SegmentReport]) -> Value {
     v
 }
 
+/// A front recorded as missing, as JSON: `lost_through` is [`front_lost_through`].
+fn missing_front_json(m: &MissingFront, segs: &[SegmentReport]) -> Value {
+    json!({
+        "expected": m.expected,
+        "found": m.found,
+        "lost_through": front_lost_through(m, segs).map(|l| l.0),
+    })
+}
+
 fn verdict_words_json(ins: &Inspection, segs: &[SegmentReport]) -> Value {
+    let mut v = verdict_words_json_alone(ins, segs);
+    if let (Verdict::Repair { .. } | Verdict::Salvage { .. }, Some(m)) =
+        (ins.verdict, ins.missing_front)
+    {
+        v["missing_front"] = missing_front_json(&m, segs);
+    }
+    v
+}
+
+fn verdict_words_json_alone(ins: &Inspection, segs: &[SegmentReport]) -> Value {
     match (ins.verdict, ins.missing_front) {
         (Verdict::Clean, Some(m)) => json!({
             "would": "salvage",
-            "missing_front": { "expected": m.expected, "found": m.found },
+            "missing_front": missing_front_json(&m, segs),
         }),
         (
             Verdict::Repair {
@@ -354,18 +412,25 @@ pub(crate) fn problem_text(s: &SegmentReport) -> Option<String> {
     Some(t)
 }
 
-pub(crate) fn survey_json(survey: &Survey) -> (Value, Value) {
-    let foreign: Vec<String> = survey
-        .foreign
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
+/// The survey's foreign files, unusable entries and unfinished backup copies, as JSON.
+pub(crate) fn survey_json(survey: &Survey) -> (Value, Value, Value) {
+    let paths = |v: &[PathBuf]| {
+        json!(
+            v.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+        )
+    };
     let unusable: Vec<Value> = survey
         .unusable
         .iter()
         .map(|u| json!({ "path": u.path.display().to_string(), "why": u.why }))
         .collect();
-    (json!(foreign), json!(unusable))
+    (
+        paths(&survey.foreign),
+        json!(unusable),
+        paths(&survey.partial_backups),
+    )
 }
 
 pub(crate) fn survey_text(survey: &Survey, out: &mut String) {
@@ -383,6 +448,16 @@ pub(crate) fn survey_text(survey: &Survey, out: &mut String) {
             "{} spare segment file(s) prepared by walden-std (its next open removes them)",
             survey.spares.len()
         );
+    }
+    if !survey.partial_backups.is_empty() {
+        let _ = writeln!(
+            out,
+            "unfinished backup copies left by an interrupted `walden repair` (not backups; the \
+             next repair that changes the log removes them, and deleting them is safe):"
+        );
+        for f in &survey.partial_backups {
+            let _ = writeln!(out, "  {}", f.display());
+        }
     }
     if !survey.foreign.is_empty() {
         let _ = writeln!(out, "foreign files (not segments; left alone):");

@@ -2,18 +2,21 @@
 //! copy of every file it changes; corruption only with `--salvage`.
 
 use core::fmt::Write as _;
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use walden_core::{Lsn, RecoveryPolicy, SalvageLoss, Verdict};
+use walden_core::{
+    Inspection, Lsn, RecoveryPolicy, SalvageLoss, SegmentId, SegmentReport, Verdict,
+};
 use walden_std::{CoreWal, FileStorage};
 
 use crate::examine::run_inspection;
 use crate::render::{self, name};
-use crate::survey::{Failure, no_log, open_read_only};
+use crate::survey::{self, Failure, PARTIAL_SUFFIX, Survey, no_log, open_read_only};
 use crate::{Common, EXIT_CLEAN, EXIT_CORRUPT};
 
 /// A name beside `path` that does not exist yet: `<name>.broken`, then `<name>.broken.1`, ...
@@ -38,24 +41,178 @@ fn backup_name(path: &Path) -> Result<PathBuf, Failure> {
     )))
 }
 
-/// Copies `path` to a new file beside it and makes the copy durable.
-fn back_up(path: &Path) -> Result<PathBuf, Failure> {
+/// The name a copy of `path` is written under until it is complete and synced
+/// (`<name>.repair-partial`, [`PARTIAL_SUFFIX`]): never taken for a segment, a spare or a
+/// backup.
+fn partial_name(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(PARTIAL_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Removes an unfinished copy left by a repair that stopped part of the way (a regular file
+/// only: anything else with that name is not ours, and is refused).
+fn remove_partial(partial: &Path) -> Result<(), Failure> {
+    let fail = |e: io::Error| {
+        Failure::new(format!(
+            "backup: cannot remove the unfinished copy {}: {e}",
+            partial.display()
+        ))
+    };
+    match fs::symlink_metadata(partial) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(fail(e)),
+        Ok(m) if m.is_file() => fs::remove_file(partial).map_err(fail),
+        Ok(_) => Err(Failure::new(format!(
+            "backup: {} is in the way and is not a regular file; move it away",
+            partial.display()
+        ))),
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir).and_then(|d| d.sync_all())
+}
+
+/// Copies segment file `file` of `dir` to a new file beside it and makes the copy durable.
+fn back_up(dir: &Path, file: &str) -> Result<PathBuf, Failure> {
+    back_up_with(dir, file, |src, dst| io::copy(src, dst).map(drop))
+}
+
+/// [`back_up`], copying with `copy`. The copy is written under [`partial_name`], synced, and
+/// only then renamed to its `.broken` name and the directory synced: a `.broken` file is always
+/// a whole copy. On any error the partial copy is removed (a kill or crash can still leave it:
+/// the survey reports it as an unfinished copy, and the next repair that writes removes it).
+fn back_up_with(
+    dir: &Path,
+    file: &str,
+    copy: impl FnOnce(&mut File, &mut File) -> io::Result<()>,
+) -> Result<PathBuf, Failure> {
     let fail = |what: &str, e: io::Error| Failure::new(format!("backup: cannot {what}: {e}"));
-    let to = backup_name(path)?;
+    let path = dir.join(file);
+    let to = backup_name(&path)?;
+    let partial = partial_name(&path);
+    remove_partial(&partial)?;
     let mut src = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
+        .open(&path)
         .map_err(|e| fail(&format!("open {}", path.display()), e))?;
     let mut dst = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(&to)
-        .map_err(|e| fail(&format!("create {}", to.display()), e))?;
-    io::copy(&mut src, &mut dst).map_err(|e| fail(&format!("copy to {}", to.display()), e))?;
-    dst.sync_all()
-        .map_err(|e| fail(&format!("sync {}", to.display()), e))?;
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&partial)
+        .map_err(|e| fail(&format!("create {}", partial.display()), e))?;
+    let done = copy(&mut src, &mut dst)
+        .map_err(|e| {
+            fail(
+                &format!("copy {} to {}", path.display(), partial.display()),
+                e,
+            )
+        })
+        .and_then(|()| {
+            dst.sync_all()
+                .map_err(|e| fail(&format!("sync {}", partial.display()), e))
+        })
+        .and_then(|()| {
+            fs::rename(&partial, &to).map_err(|e| {
+                fail(
+                    &format!("rename {} to {}", partial.display(), to.display()),
+                    e,
+                )
+            })
+        });
+    drop(dst);
+    if let Err(mut failure) = done {
+        if let Err(e) = fs::remove_file(&partial) {
+            let _ = write!(
+                failure.message,
+                " (and the unfinished copy {} could not be removed: {e}; it is not a backup)",
+                partial.display()
+            );
+        }
+        return Err(failure);
+    }
+    sync_dir(dir).map_err(|e| fail(&format!("sync {}", dir.display()), e))?;
     Ok(to)
+}
+
+/// Every existing file of the log that the open under the inspected policy may change or
+/// remove, so that repair copies each first (what recovery writes: `cut_tail` truncates,
+/// `drop_from` removes, `add_segment` rewrites a header, `record_start` writes a start slot).
+fn files_recovery_changes(ins: &Inspection, survey: &Survey) -> BTreeSet<SegmentId> {
+    let is_slot = walden_core::raw::is_start_slot;
+    let data = || survey.segments.keys().copied().filter(|id| !is_slot(*id));
+    let mut ids = BTreeSet::new();
+    if let Verdict::Repair { segment, .. } | Verdict::Salvage { segment, .. } = ins.verdict {
+        // The repaired segment (cut, header rewritten, or dropped by salvage) and every later
+        // one: a torn tail cut in a segment with early successors removes them too, salvage
+        // removes them all (a torn newest segment has none after it).
+        ids.extend(data().filter(|id| *id >= segment));
+    }
+    if let Verdict::Salvage {
+        segment,
+        drops_segment: true,
+        ..
+    } = ins.verdict
+    {
+        // The segment before a dropped one becomes the newest and is cut at its last record:
+        // its seal (which the inspection counts in its `end`) and any bytes after it go.
+        ids.extend(data().filter(|id| *id < segment).max());
+    }
+    if ins.missing_front.is_some() {
+        // The open records where the log now starts in a start slot, rewriting an existing one
+        // (which of the two depends on their generations: both are copied).
+        ids.extend(survey.segments.keys().copied().filter(|id| is_slot(*id)));
+    }
+    ids
+}
+
+/// What `repair --salvage` would give up, for a refusal: everything the inspection under
+/// `Salvage` predicts, a front recorded as missing included.
+fn salvage_hint(ins: &Inspection, segs: &[SegmentReport]) -> Option<String> {
+    let front = ins.missing_front.map(|m| {
+        let through = render::front_lost_through(&m, segs);
+        let records = format!(
+            "the records of segments {}..{}, missing from the front of the log{}",
+            m.expected,
+            m.found,
+            through.map_or_else(String::new, |l| format!(" (up to LSN {l})"))
+        );
+        (m, through, records)
+    });
+    let text = match (ins.verdict, front) {
+        (Verdict::Salvage { first_lost, .. }, None) => format!(
+            "keep LSNs up to {} and give up LSN {first_lost} onward",
+            first_lost.0.saturating_sub(1)
+        ),
+        (Verdict::Salvage { first_lost, .. }, Some((m, through, records))) => {
+            let kept = match through.map(Lsn::next) {
+                Some(first) if first < first_lost => {
+                    format!("keeping LSNs {first}..={}", first_lost.prev())
+                }
+                Some(_) => "keeping no record".into(),
+                None => format!("keeping LSNs up to {}", first_lost.0.saturating_sub(1)),
+            };
+            format!(
+                "give up records at both ends of the log: {records}, recording that it now \
+                 starts at segment {}; and LSN {first_lost} onward, {kept}",
+                m.found
+            )
+        }
+        (Verdict::Clean, Some((m, _, records))) => format!(
+            "record that the log now starts at segment {} and give up {records}",
+            m.found
+        ),
+        (Verdict::Repair { .. }, Some((m, _, records))) => format!(
+            "record that the log now starts at segment {} and give up {records}; and it {}",
+            m.found,
+            render::verdict_text(&ins.verdict)
+        ),
+        _ => return None,
+    };
+    Some(format!("`walden repair --salvage` would {text}"))
 }
 
 /// What salvage gave up. Recovery's `last_known` comes from segment headers and later records
@@ -114,18 +271,12 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
             json!({}),
         );
     }
-    let to_change: Vec<u64> = match ins.verdict {
+    match ins.verdict {
         // Segments removed since the survey found some.
         Verdict::Empty => return Err(no_log(&common.dir)),
-        // Under `Salvage` only (any other policy refuses it): the front recorded as missing.
-        // The open below records where the log now starts, in a start slot; an existing slot
-        // is rewritten, so it is copied first.
-        Verdict::Clean if ins.missing_front.is_some() => survey
-            .segments
-            .keys()
-            .copied()
-            .filter(|id| walden_core::raw::is_start_slot(*id))
-            .collect(),
+        // Under `Salvage` only (any other policy refuses it): the front recorded as missing,
+        // which the open below records in a start slot.
+        Verdict::Clean if ins.missing_front.is_some() => {}
         Verdict::Clean => {
             return say(
                 EXIT_CLEAN,
@@ -141,18 +292,10 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
                 None,
             )
             .ok()
-            .map(|(i, _)| (i.verdict, i.missing_front));
-            match hint {
-                Some((Verdict::Salvage { first_lost, .. }, _)) => message.push_str(&format!(
-                    "; `walden repair --salvage` would keep LSNs up to {} and give up LSN {first_lost} onward",
-                    first_lost.0.saturating_sub(1)
-                )),
-                Some((Verdict::Clean, Some(m))) => message.push_str(&format!(
-                    "; `walden repair --salvage` would record that the log now starts at segment {} \
-                     and give up the records of segments {}..{}",
-                    m.found, m.expected, m.found
-                )),
-                _ => {}
+            .and_then(|(i, s)| salvage_hint(&i, &s));
+            if let Some(hint) = hint {
+                message.push_str("; ");
+                message.push_str(&hint);
             }
             return say(
                 EXIT_CORRUPT,
@@ -171,33 +314,36 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
                 json!({ "reopen": render::verdict_json(&ins.verdict) }),
             );
         }
-        // A torn tail cut in a segment with early successors removes them too: every segment
-        // from the repaired one on is copied (a torn newest segment has none after it).
-        Verdict::Repair { segment, .. } | Verdict::Salvage { segment, .. } => survey
-            .segments
-            .keys()
-            .copied()
-            .filter(|id| *id >= segment && !walden_core::raw::is_start_slot(*id))
-            .collect(),
-    };
+        Verdict::Repair { .. } | Verdict::Salvage { .. } => {}
+    }
 
     // Now exclusively: re-check under the writer's lock, back up, then let recovery repair.
     let storage = FileStorage::open(&common.dir, false)?;
     let (again, _) = run_inspection(&storage, &config, None)?;
-    if again.verdict != ins.verdict {
+    if again.verdict != ins.verdict || again.missing_front != ins.missing_front {
         return Err(Failure::new(
             "the log changed while being inspected; run repair again".into(),
         ));
     }
+    // What is there now, under the lock, is what recovery will change.
+    let now = survey::survey(&common.dir)?;
+    let to_change = files_recovery_changes(&again, &now);
+    // Unfinished copies of a repair that stopped part of the way are not backups: gone before
+    // anything is copied (each copy made below replaces its own anyway).
+    for partial in &now.partial_backups {
+        if let Err(e) = fs::remove_file(partial) {
+            note!(
+                "walden: cannot remove {}, an unfinished copy of an interrupted repair (not a backup): {e}",
+                partial.display()
+            );
+        }
+    }
     let mut backups = Vec::new();
     for id in &to_change {
-        let path = common.dir.join(name(*id));
-        let to = back_up(&path)?;
-        backups.push((path, to));
+        let file = name(*id);
+        let to = back_up(&common.dir, &file)?;
+        backups.push((common.dir.join(file), to));
     }
-    File::open(&common.dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Failure::new(format!("backup: cannot sync the directory: {e}")))?;
     let mut scratch = vec![0u8; 1 << 20];
     let (wal, report) = CoreWal::open(
         storage,
@@ -256,4 +402,57 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
         );
     }
     Ok(EXIT_CLEAN)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A copy that fails part of the way (here: no space left after half the file) leaves no
+    /// file behind, neither under the backup's name nor under the partial one; a leftover
+    /// partial copy of an earlier run is replaced, and a whole copy lands as `<name>.broken`.
+    #[test]
+    fn a_copy_that_fails_leaves_neither_a_backup_nor_a_partial_copy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let file = "00000000000000000000.wal";
+        let bytes: Vec<u8> = (0..4096u32).map(|i| i as u8).collect();
+        fs::write(dir.join(file), &bytes).unwrap();
+        let failure = back_up_with(dir, file, |src, dst| {
+            let mut half = vec![0u8; bytes.len() / 2];
+            src.read_exact(&mut half)?;
+            dst.write_all(&half)?;
+            Err(io::Error::from_raw_os_error(libc::ENOSPC))
+        })
+        .unwrap_err();
+        assert!(
+            failure.message.contains("backup: cannot copy"),
+            "{}",
+            failure.message
+        );
+        assert_eq!(names(dir), [file]);
+
+        let partial = format!("{file}{PARTIAL_SUFFIX}");
+        fs::write(dir.join(&partial), b"left by a killed repair").unwrap();
+        let to = back_up(dir, file).unwrap();
+        assert_eq!(to, dir.join(format!("{file}.broken")));
+        assert_eq!(fs::read(&to).unwrap(), bytes);
+        assert_eq!(names(dir), [file.to_owned(), format!("{file}.broken")]);
+
+        // A second backup of the same file gets the next name, whole.
+        let to = back_up(dir, file).unwrap();
+        assert_eq!(to, dir.join(format!("{file}.broken.1")));
+        assert_eq!(fs::read(&to).unwrap(), bytes);
+    }
 }

@@ -81,6 +81,10 @@ pub(crate) struct Survey {
     pub(crate) unusable: Vec<Unusable>,
     /// Spare segment files prepared by walden-std (removed by its next open).
     pub(crate) spares: Vec<PathBuf>,
+    /// Unfinished backup copies (`<segment name>.repair-partial`) left by a `walden repair`
+    /// that stopped while copying: never a backup, removed by the next repair that changes
+    /// the log.
+    pub(crate) partial_backups: Vec<PathBuf>,
     /// Everything else except the lock file: left alone, reported.
     pub(crate) foreign: Vec<PathBuf>,
 }
@@ -89,6 +93,18 @@ impl Survey {
     pub(crate) fn total_bytes(&self) -> u64 {
         self.segments.values().sum()
     }
+}
+
+/// What `walden repair` names a backup copy while writing it: `<segment name>` followed by
+/// this. It becomes `<name>.broken` only once complete and synced, so a file with this name is
+/// never a backup (a repair stopped part of the way: a kill, a crash, a full disk).
+pub(crate) const PARTIAL_SUFFIX: &str = ".repair-partial";
+
+/// Whether `name` is one of `walden repair`'s unfinished copies ([`PARTIAL_SUFFIX`] after a
+/// segment's name).
+pub(crate) fn is_partial_backup(name: &str) -> bool {
+    name.strip_suffix(PARTIAL_SUFFIX)
+        .is_some_and(|segment| parse_segment_name(segment).is_some())
 }
 
 fn is_spare(name: &str) -> bool {
@@ -160,10 +176,15 @@ pub(crate) fn survey(dir: &Path) -> Result<Survey, Failure> {
             None if name == LOCK_FILE || name == CLEAN_FILE => {}
             // walden-std's preallocated spare segments (`{id:020}.spare`): its own files.
             None if kind.is_file() && is_spare(&name.to_string_lossy()) => s.spares.push(path),
+            // A `walden repair` copy that was never completed: not a backup.
+            None if kind.is_file() && is_partial_backup(&name.to_string_lossy()) => {
+                s.partial_backups.push(path);
+            }
             None => s.foreign.push(path),
         }
     }
     s.foreign.sort();
+    s.partial_backups.sort();
     s.unusable.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(s)
 }
@@ -197,4 +218,26 @@ pub(crate) fn open_read_only(dir: &Path) -> Result<(ReadOnlyDir, Survey), Failur
     }
     view.retain(|id| survey.segments.contains_key(&id));
     Ok((view, survey))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_copies_are_told_apart_from_segments_spares_and_backups() {
+        assert!(is_partial_backup("00000000000000000003.wal.repair-partial"));
+        assert!(is_partial_backup("18446744073709551615.wal.repair-partial"));
+        for other in [
+            "00000000000000000003.wal",
+            "00000000000000000003.wal.broken",
+            "00000000000000000003.spare",
+            "notes.repair-partial",
+            "3.wal.repair-partial",
+        ] {
+            assert!(!is_partial_backup(other), "{other}");
+        }
+        let partial = "00000000000000000003.wal.repair-partial";
+        assert!(parse_segment_name(partial).is_none() && !is_spare(partial));
+    }
 }

@@ -998,3 +998,351 @@ fn a_refused_command_line_gives_json_when_json_was_asked_for() {
     assert_eq!(out.code, 64);
     assert!(out.stdout.is_empty(), "{}", out.stdout);
 }
+
+/// A log of 56 records in 400-byte segments (8 records each), its front truncated twice
+/// (`truncate_front` at LSN 10, then 20), so that both start slots exist; closed. Segments
+/// 2..=6 are left: segment 2 holds LSNs 17..=24, segment 3 LSNs 25..=32, ..., segment 6 LSNs
+/// 49..=56.
+fn log_with_both_start_slots(dir: &Path) {
+    let mut options = Options::from(Config::default().with_segment_size(400));
+    options.preallocate = false;
+    let (mut wal, _) = Wal::open(dir, options).expect("open");
+    for i in 1..=56 {
+        wal.append(format!("record {i:03}").as_bytes())
+            .expect("append");
+    }
+    wal.sync().expect("sync");
+    wal.truncate_front(walden_core::Lsn(10)).expect("truncate");
+    wal.truncate_front(walden_core::Lsn(20)).expect("truncate");
+    drop(wal);
+    for slot in SLOTS {
+        assert!(dir.join(slot).is_file(), "{slot}: {:?}", segments(dir));
+    }
+}
+
+const SLOTS: [&str; 2] = ["18446744073709551614.wal", "18446744073709551615.wal"];
+
+/// Flips a byte of the first record's payload in segment file `name` (64-byte segment header,
+/// 32-byte record header).
+fn damage_first_record(dir: &Path, name: &str) {
+    let path = dir.join(name);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[64 + 32 + 3] ^= 0x40;
+    fs::write(&path, &bytes).unwrap();
+}
+
+/// Runs `walden repair --json` with `args`, expects it to succeed, and checks the promise of
+/// docs/OPERATIONS.md: every file of the log it changed or removed (`before`: the directory
+/// beforehand) was first copied to the `.broken` file named in `backups`, and the text report
+/// of the same repair says so. Returns the JSON report.
+fn repair_copying_every_change(
+    dir: &Path,
+    args: &[&str],
+    before: &BTreeMap<String, Vec<u8>>,
+) -> Value {
+    let copy = tempfile::tempdir().unwrap();
+    for (name, bytes) in before {
+        fs::write(copy.path().join(name), bytes).unwrap();
+    }
+    let (code, rj) = json(&[&["repair", "--json"][..], args, &[p(dir)]].concat());
+    assert_eq!(code, 0, "{rj}");
+    let backups: BTreeMap<String, String> = rj["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let name = |k: &str| {
+                let path = Path::new(b[k].as_str().unwrap());
+                path.file_name().unwrap().to_string_lossy().into_owned()
+            };
+            (name("file"), name("backup"))
+        })
+        .collect();
+    let after = listing(dir);
+    for (name, bytes) in before.iter().filter(|(n, _)| n.ends_with(".wal")) {
+        if after.get(name) == Some(bytes) {
+            continue;
+        }
+        let backup = backups
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} was changed or removed without a backup: {rj}"));
+        assert_eq!(backup, &format!("{name}.broken"), "{rj}");
+        assert_eq!(
+            after.get(backup),
+            Some(bytes),
+            "{backup} holds {name}'s bytes"
+        );
+    }
+    // The text report of the same repair (of the same damage, in a copy) names the same copies.
+    let out = walden(&[&["repair"][..], args, &[p(copy.path())]].concat());
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    for name in backups.keys() {
+        assert!(
+            out.stdout.contains(&format!("{name}.broken")),
+            "{name}: {}",
+            out.stdout
+        );
+    }
+    rj
+}
+
+/// `repair --salvage` of a log missing its front records the new start in a start slot,
+/// rewriting an existing one: it copies both slots first, with mid-log damage to salvage
+/// (which copied only the segments from the damaged one on) and with a torn tail to cut.
+#[test]
+fn salvage_copies_the_start_slots_it_rewrites() {
+    let _serial = serial();
+    // Missing front and mid-log damage (segment 3 is sealed).
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    log_with_both_start_slots(dir);
+    fs::remove_file(dir.join("00000000000000000002.wal")).unwrap();
+    damage_first_record(dir, "00000000000000000004.wal");
+    let before = listing(dir);
+    let rj = repair_copying_every_change(dir, &["--salvage"], &before);
+    assert_eq!(rj["lost"]["first"], 33, "{rj}");
+    assert_eq!(rj["report"]["missing_front"]["first_segment"], 3, "{rj}");
+    let changed: Vec<&str> = SLOTS
+        .into_iter()
+        .filter(|s| fs::read(dir.join(s)).ok().as_ref() != before.get(*s))
+        .collect();
+    assert_eq!(changed.len(), 1, "one start slot was rewritten");
+    assert_eq!(walden(&["verify", p(dir)]).code, 0);
+
+    // Missing front and a torn tail in the newest segment.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    log_with_both_start_slots(dir);
+    fs::remove_file(dir.join("00000000000000000002.wal")).unwrap();
+    let newest = dir.join(
+        segments(dir)
+            .into_iter()
+            .rfind(|n| !SLOTS.contains(&n.as_str()))
+            .unwrap(),
+    );
+    let bytes = fs::read(&newest).unwrap();
+    fs::write(&newest, &bytes[..bytes.len() - 3]).unwrap();
+    let before = listing(dir);
+    let rj = repair_copying_every_change(dir, &["--salvage"], &before);
+    assert_eq!(rj["report"]["cut"]["first_lsn"], 56, "{rj}");
+    assert_eq!(rj["report"]["missing_front"]["first_segment"], 3, "{rj}");
+    assert_eq!(walden(&["verify", p(dir)]).code, 0);
+}
+
+/// Salvage that drops a segment whose header is damaged leaves the segment before it as the
+/// newest, cut at its last record (its seal goes): that segment is copied first too.
+#[test]
+fn salvage_copies_the_segment_it_cuts_before_a_dropped_one() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_log(dir, 40);
+    let path = dir.join("00000000000000000003.wal");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[20] ^= 0xff; // in the segment header
+    fs::write(&path, &bytes).unwrap();
+    let before = listing(dir);
+    let v = walden(&["inspect", "--policy", "salvage", p(dir)]);
+    assert!(
+        v.stdout.contains("drop this segment and every later one"),
+        "{}",
+        v.stdout
+    );
+    let rj = repair_copying_every_change(dir, &["--salvage"], &before);
+    assert_eq!(rj["lost"]["first"], 25, "{rj}");
+    let kept = "00000000000000000002.wal";
+    assert!(
+        fs::read(dir.join(kept)).unwrap().len() < before[kept].len(),
+        "segment 2 lost its seal"
+    );
+    assert_eq!(walden(&["verify", p(dir)]).code, 0);
+}
+
+/// A backup copy that cannot be completed (the disk full, here a file size limit; or the
+/// process killed part of the way) never leaves a file with a backup's name: the copy is
+/// written under `<name>.repair-partial` and renamed only once complete and synced. A partial
+/// copy a kill left is reported as such, not as a backup, and the next repair removes it and
+/// writes `<name>.broken` (not `.broken.1` beside a truncated `.broken`).
+#[test]
+fn a_backup_that_fails_part_of_the_way_leaves_no_broken_file() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut options = Options::from(Config::default().with_segment_size(1 << 20));
+    options.preallocate = false;
+    let (mut wal, _) = Wal::open(dir, options).expect("open");
+    for i in 1..=900 {
+        wal.append(format!("record {i:03}").as_bytes())
+            .expect("append");
+    }
+    drop(wal);
+    let segment = "00000000000000000000.wal";
+    let torn = {
+        let bytes = fs::read(dir.join(segment)).unwrap();
+        bytes[..bytes.len() - 5].to_vec()
+    };
+    assert!(torn.len() > 8192, "larger than the file size limit below");
+    fs::write(dir.join(segment), &torn).unwrap();
+    let names = || listing(dir).into_keys().collect::<Vec<_>>();
+    let backups = || {
+        names()
+            .into_iter()
+            .filter(|n| n.contains(".broken"))
+            .collect::<Vec<_>>()
+    };
+    // `walden repair` with files limited to one block (512 bytes, or 1,024): the copy's write
+    // past it fails with EFBIG when SIGXFSZ is ignored, and the signal kills the process when
+    // it is not. (The `walden` exec'd keeps both the limit and the ignored signal.)
+    let limited = |ignore_signal: bool| {
+        let script = format!(
+            "{}ulimit -c 0; ulimit -f 1; exec \"$@\"",
+            if ignore_signal { "trap '' XFSZ; " } else { "" }
+        );
+        Command::new("sh")
+            .args([
+                "-c",
+                &script,
+                "sh",
+                env!("CARGO_BIN_EXE_walden"),
+                "repair",
+                p(dir),
+            ])
+            .output()
+            .expect("run walden under sh")
+    };
+
+    let out = limited(true);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("backup: cannot copy"), "{stderr}");
+    assert_eq!(
+        backups(),
+        Vec::<String>::new(),
+        "no partial copy named as a backup"
+    );
+    assert!(
+        !names().iter().any(|n| n.contains("partial")),
+        "the partial copy is removed: {:?}",
+        names()
+    );
+    assert_eq!(
+        fs::read(dir.join(segment)).unwrap(),
+        torn,
+        "nothing changed"
+    );
+
+    let out = limited(false);
+    assert_eq!(out.status.signal(), Some(libc::SIGXFSZ), "killed mid-copy");
+    assert_eq!(
+        backups(),
+        Vec::<String>::new(),
+        "no partial copy named as a backup"
+    );
+    let partial = format!("{segment}.repair-partial");
+    assert!(names().contains(&partial), "{:?}", names());
+    let (code, ins) = json(&["inspect", "--json", p(dir)]);
+    assert_eq!(code, 1, "still a torn tail, nothing worse: {ins}");
+    assert_eq!(
+        ins["unfinished_backups"],
+        serde_json::json!([p(&dir.join(&partial))]),
+        "{ins}"
+    );
+    assert_eq!(ins["foreign"], serde_json::json!([]), "{ins}");
+    let text = walden(&["verify", p(dir)]);
+    assert!(
+        text.stdout.contains("unfinished backup copies"),
+        "{}",
+        text.stdout
+    );
+
+    let (code, rj) = json(&["repair", "--json", p(dir)]);
+    assert_eq!(code, 0, "{rj}");
+    assert_eq!(
+        rj["backups"][0]["backup"],
+        p(&dir.join(format!("{segment}.broken")))
+    );
+    assert_eq!(backups(), vec![format!("{segment}.broken")]);
+    assert_eq!(
+        fs::read(dir.join(format!("{segment}.broken"))).unwrap(),
+        torn
+    );
+    assert!(
+        !names().contains(&partial),
+        "the leftover is gone: {:?}",
+        names()
+    );
+    assert_eq!(walden(&["verify", p(dir)]).code, 0);
+}
+
+/// A refused repair says everything `--salvage` would give up: with segments missing from the
+/// front and damage later on, both (it named only the damage's LSNs); with a missing front
+/// and a torn tail, both (it named nothing).
+#[test]
+fn a_refused_repair_names_every_loss_salvage_would_cause() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    log_with_both_start_slots(dir);
+    fs::remove_file(dir.join("00000000000000000002.wal")).unwrap();
+    damage_first_record(dir, "00000000000000000004.wal");
+    let before = listing(dir);
+    let out = walden(&["repair", p(dir)]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(
+            "`walden repair --salvage` would give up records at both ends of the log: the \
+             records of segments 2..3, missing from the front of the log (up to LSN 24), \
+             recording that it now starts at segment 3; and LSN 33 onward, keeping LSNs 25..=32"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(listing(dir), before, "a refused repair changes nothing");
+    // `inspect --policy salvage` predicts both too.
+    let i = walden(&["inspect", "--policy", "salvage", p(dir)]);
+    assert!(
+        i.stdout
+            .contains("give up LSN 33 onward; segments 2..3 are missing from the front"),
+        "{}",
+        i.stdout
+    );
+    let (_, v) = json(&["inspect", "--json", "--policy", "salvage", p(dir)]);
+    assert_eq!(
+        v["reopen"]["missing_front"],
+        serde_json::json!({ "expected": 2, "found": 3, "lost_through": 24 }),
+        "{v}"
+    );
+    // And that is what it does.
+    let (code, rj) = json(&["repair", "--salvage", "--json", p(dir)]);
+    assert_eq!(code, 0, "{rj}");
+    assert_eq!(
+        (&rj["report"]["first_lsn"], &rj["report"]["last_lsn"]),
+        (&Value::from(25), &Value::from(32)),
+        "{rj}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    log_with_both_start_slots(dir);
+    fs::remove_file(dir.join("00000000000000000002.wal")).unwrap();
+    let newest = dir.join(
+        segments(dir)
+            .into_iter()
+            .rfind(|n| !SLOTS.contains(&n.as_str()))
+            .unwrap(),
+    );
+    let bytes = fs::read(&newest).unwrap();
+    fs::write(&newest, &bytes[..bytes.len() - 3]).unwrap();
+    let out = walden(&["repair", p(dir)]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains(
+            "`walden repair --salvage` would record that the log now starts at segment 3 and \
+             give up the records of segments 2..3, missing from the front of the log (up to LSN \
+             24); and it would cut the torn tail of segment 6 from LSN 56"
+        ),
+        "{}",
+        out.stderr
+    );
+}
