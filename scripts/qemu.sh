@@ -18,8 +18,8 @@ rustup target add thumbv7em-none-eabihf >/dev/null 2>&1 || true
 # The most stack `Wal::open` (with recovery, N = 8) may use, in bytes: the measured figures of
 # docs/EMBEDDED.md ("Stack") plus about 3%. The goal of issue 15 is 2048 for the size program,
 # which it meets exactly (2,048 with and without start slots); the margin is the ratchet's.
-stack_budget=${WALDEN_STACK_BUDGET:-2110}             # size program (RAM storage): 2,092 (2,092 without start slots) since the stale-segment check of 2026-12-07; 2,048 before
-stack_budget_flash=${WALDEN_STACK_BUDGET_FLASH:-3310} # power-cut demo (walden-flash): 3,276 after the stale-segment check of 2026-12-07 and walden-flash's reserved spare; 3,220 (3,164 before the gaps at erase blocks; 3,068 before the adapter's hostile-input checks)
+stack_budget=${WALDEN_STACK_BUDGET:-2048}             # size program (RAM storage): issue 15's goal itself; 2,020 (with and without start slots) since SegmentInfo shrank to 40 bytes (2026-12-07); 2,092 after the stale-segment check before that; 2,048 before
+stack_budget_flash=${WALDEN_STACK_BUDGET_FLASH:-3260} # power-cut demo (walden-flash): 3,212 since SegmentInfo shrank to 40 bytes (2026-12-07); 3,276 after the stale-segment check of 2026-12-07 and walden-flash's reserved spare; 3,220 (3,164 before the gaps at erase blocks; 3,068 before the adapter's hostile-input checks)
 if [ "${1:-}" = "--broken" ]; then
   stack_budget=1 stack_budget_flash=1
 fi

@@ -24,7 +24,8 @@ pub enum SyncPolicy {
     Manual,
     /// Sync after this many records have been appended since the last sync.
     EveryRecords(u32),
-    /// Sync after this many payload bytes have been appended since the last sync.
+    /// Sync after this many record bytes have been appended since the last sync: each
+    /// record counts its payload's length plus its 32-byte header, so empty records count too.
     EveryBytes(u64),
     /// A background flusher syncs whatever is unsynced at this interval (the usual choice is
     /// [`SyncPolicy::DEFAULT_INTERVAL`]). Only walden-std's `SharedWal` has one; every other

@@ -165,7 +165,8 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
     ///
     /// Allocates nothing: a compressed record (format version 3) is read into the end of
     /// `buf` and decoded into its start, so it needs its original length plus its stored
-    /// length (at most `2 × max_record_size + 4` bytes in all).
+    /// length (at most `2 × max_record_size + 20` bytes in all, an encrypted record's frame
+    /// included; `docs/FORMAT.md`).
     pub fn next<'b>(
         &mut self,
         buf: &'b mut [u8],
@@ -213,7 +214,7 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
                 DecodeError::Corrupt(f) => self.corrupt(f.describe()),
                 DecodeError::KeyMissing => ReadError::KeyMissing {
                     segment: seg.id,
-                    key_id: seg.key_id.unwrap_or(0),
+                    key_id: seg.key_id().unwrap_or(0),
                 },
                 DecodeError::BufferTooSmall { needed } => ReadError::BufferTooSmall { needed },
                 DecodeError::NotBuiltIn(what) => ReadError::NotBuiltIn {
@@ -229,7 +230,7 @@ impl<'w, S: Storage, Table: SegmentTable> Reader<'w, S, Table> {
                 },
             };
             #[cfg(feature = "encrypt")]
-            let key = seg.key_id.map(|k| crate::transform::Unseal {
+            let key = seg.key_id().map(|k| crate::transform::Unseal {
                 cipher: self.wal.keys.get(k),
                 log_id: self.wal.log_id,
                 segment: seg.id,

@@ -15,6 +15,10 @@ use crate::storage::{SegmentId, Storage, StorageError};
 use crate::table::{Fixed, SegmentList, SegmentTable};
 
 /// What the log knows about one segment.
+///
+/// 40 bytes: every entry of the segment table and every segment of a `Wal` costs this much,
+/// on a microcontroller in `Wal::open`'s frame too, so the format version and the key id are
+/// kept packed (read them with [`SegmentInfo::version`] and [`SegmentInfo::key_id`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentInfo {
     /// The segment id.
@@ -23,22 +27,71 @@ pub struct SegmentInfo {
     pub first_lsn: Lsn,
     /// Its salt.
     pub salt: u64,
-    /// Its checksum algorithm.
-    pub checksum: ChecksumAlgorithm,
-    /// Its format version.
-    pub version: u16,
     /// Offset just past its last record (before its seal, if it has one).
     pub end: u64,
+    /// Its checksum algorithm.
+    pub checksum: ChecksumAlgorithm,
     /// Whether a seal record (naming its successor) follows the last record, at `end`.
     pub sealed: bool,
-    /// The key id of an encrypted segment (version 3), `None` in plaintext.
-    pub key_id: Option<u32>,
     /// Whether the segment was created before its predecessor was durable (the header's
     /// `early` flag, [`Config::early_rotation`]).
     pub early: bool,
+    /// The format version (at most [`FORMAT_VERSION`], which fits 7 bits), with
+    /// [`ENCRYPTED`] set for an encrypted segment.
+    packed_version: u8,
+    /// The key id of an encrypted segment, 0 in plaintext.
+    key: u32,
 }
 
+/// The bit of [`SegmentInfo`]'s packed version that says the segment is encrypted.
+const ENCRYPTED: u8 = 0x80;
+
+const _: () = assert!(FORMAT_VERSION < ENCRYPTED as u16);
+const _: () = assert!(core::mem::size_of::<SegmentInfo>() <= 40);
+
 impl SegmentInfo {
+    /// A table entry. `version` is a decoded header's, so at most [`FORMAT_VERSION`].
+    #[allow(clippy::too_many_arguments)] // one per field; two callers, in walden-core
+    pub(crate) fn new(
+        id: SegmentId,
+        first_lsn: Lsn,
+        salt: u64,
+        end: u64,
+        checksum: ChecksumAlgorithm,
+        version: u16,
+        key_id: Option<u32>,
+        early: bool,
+    ) -> Self {
+        debug_assert!(version <= FORMAT_VERSION);
+        let version = version as u8;
+        Self {
+            id,
+            first_lsn,
+            salt,
+            end,
+            checksum,
+            sealed: false,
+            early,
+            // `+`, not `|`: the bits are disjoint, and an addition has no equivalent mutant.
+            packed_version: if key_id.is_some() {
+                ENCRYPTED + version
+            } else {
+                version
+            },
+            key: key_id.unwrap_or(0),
+        }
+    }
+
+    /// Its format version.
+    pub fn version(&self) -> u16 {
+        u16::from(self.packed_version & !ENCRYPTED)
+    }
+
+    /// The key id of an encrypted segment (version 3), `None` in plaintext.
+    pub fn key_id(&self) -> Option<u32> {
+        (self.packed_version & ENCRYPTED != 0).then_some(self.key)
+    }
+
     /// The cursor keys for reading this segment's records up to `end`.
     // Never inlined on 32-bit targets: one copy instead of one per reader and walk
     // (docs/EMBEDDED.md).
@@ -47,10 +100,10 @@ impl SegmentInfo {
         SegmentKeys {
             checksum: self.checksum,
             salt: self.salt,
-            version: self.version,
+            version: self.version(),
             max_record,
             end: self.end,
-            key_id: self.key_id,
+            key_id: self.key_id(),
         }
     }
 }
@@ -243,17 +296,16 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         self.guarded(Op::SyncDir, None, |s| s.sync_dir())?;
         // Only a hint: a failure here surfaces on the write that needs the space.
         let _ = self.storage.reserve(id, self.config.segment_size);
-        Ok(SegmentInfo {
+        Ok(SegmentInfo::new(
             id,
-            first_lsn: first,
+            first,
             salt,
+            SEGMENT_HEADER_LEN as u64,
             checksum,
-            version: FORMAT_VERSION,
-            end: SEGMENT_HEADER_LEN as u64,
-            sealed: false,
-            key_id: self.current_key(),
+            FORMAT_VERSION,
+            self.current_key(),
             early,
-        })
+        ))
     }
 
     /// The key id new segments are encrypted with (`None`: plaintext).
@@ -285,7 +337,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     /// have no metadata records: nothing is written and `false` returned.
     pub(crate) fn write_meta(&mut self, k: usize, meta: Meta) -> Result<bool, IoFailure<S::Error>> {
         let seg = &self.segments[k];
-        if seg.version < VERSION_WITH_META {
+        if seg.version() < VERSION_WITH_META {
             return Ok(false);
         }
         let record = crate::format::encode_meta_record(
@@ -432,8 +484,8 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             }
         }
         let stale = match want {
-            Some(key) => rewound || active.key_id != Some(key),
-            None => active.key_id.is_some(),
+            Some(key) => rewound || active.key_id() != Some(key),
+            None => active.key_id().is_some(),
         };
         if stale {
             self.rotate()?;
@@ -448,9 +500,9 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             salt,
             checksum,
             mut end,
-            version,
             ..
         } = *self.active();
+        let version = self.active().version();
         // Record flags exist from version 3 on: a segment an older version created (the
         // newest one of a log this code opened) takes its records as appended.
         #[cfg(feature = "compress")]
@@ -469,7 +521,7 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
             let how = crate::transform::Encode {
                 threshold,
                 #[cfg(feature = "encrypt")]
-                seal: self.active().key_id.and_then(|k| {
+                seal: self.active().key_id().and_then(|k| {
                     let place = crate::crypt::Place {
                         log_id: self.log_id,
                         segment: id,
@@ -503,7 +555,8 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
         self.next_lsn = Lsn(next);
         self.dirty = true;
         self.unsynced_records += n;
-        self.unsynced_bytes += total;
+        // Header bytes count too: a stream of empty records still reaches the threshold.
+        self.unsynced_bytes += total + n * RECORD_HEADER_LEN as u64;
         self.counters.appends += n;
         self.counters.bytes_appended += total;
         self.counters.batches += u64::from(n > 1);

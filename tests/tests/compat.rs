@@ -77,7 +77,7 @@ fn version_1_logs_open_read_and_take_new_records() {
         // Segment 1 goes; version-1 segment 2 becomes the first, which the version-2 headers
         // written since do not know: the start slot says so.
         assert_eq!(wal.truncate_front(Lsn(31)).unwrap(), 1);
-        assert_eq!(wal.segments()[0].version, 1);
+        assert_eq!(wal.segments()[0].version(), 1);
         drop(wal);
         // Reopened, and again after removing the version-1 segments the new code's headers
         // remember (the start slot says the log starts later now).
@@ -86,11 +86,11 @@ fn version_1_logs_open_read_and_take_new_records() {
         let first_v2 = wal
             .segments()
             .iter()
-            .find(|s| s.version >= 2)
+            .find(|s| s.version() >= 2)
             .map(|s| s.first_lsn)
             .unwrap();
         wal.truncate_front(first_v2).unwrap();
-        assert!(wal.segments().iter().all(|s| s.version >= 2));
+        assert!(wal.segments().iter().all(|s| s.version() >= 2));
         drop(wal);
         let (wal, report) = Wal::open(dir.path(), options).unwrap();
         assert!(report.is_clean(), "{name}: {report}");
@@ -130,7 +130,7 @@ fn version_2_logs_open_read_and_take_new_records() {
     for name in ["crc32c", "crc64"] {
         let (dir, mut wal) = open_fixture("v2", name);
         let options = fixture_options();
-        assert!(wal.segments().iter().all(|s| s.version == 2), "{name}");
+        assert!(wal.segments().iter().all(|s| s.version() == 2), "{name}");
         // Each record also reads on its own, through the caller-buffer path.
         let mut buf = vec![0u8; 4096];
         for (lsn, payload) in v1_records() {
@@ -208,13 +208,13 @@ fn a_version_2_segment_takes_no_compressed_records() {
     let (mut wal, _) = Wal::open(dir.path(), options).unwrap();
     let big = "compress me ".repeat(1000).into_bytes();
     wal.append(&big).unwrap();
-    assert_eq!(wal.segments().last().unwrap().version, 2);
+    assert_eq!(wal.segments().last().unwrap().version(), 2);
     let grown = std::fs::metadata(&newest).unwrap().len() - before;
     assert!(grown >= big.len() as u64, "stored as appended: {grown}");
     // A record too big for the rest of the segment rotates to version 3, where it shrinks.
     wal.append(&vec![b'z'; 60 * 1024]).unwrap();
     let last = *wal.segments().last().unwrap();
-    assert_eq!(last.version, walden_core::raw::FORMAT_VERSION);
+    assert_eq!(last.version(), walden_core::raw::FORMAT_VERSION);
     assert!(last.end < 2048, "compressed: {}", last.end);
     drop(wal);
     let (wal, report) = Wal::open(dir.path(), options).unwrap();

@@ -70,18 +70,49 @@ pub(crate) type Outcome = Result<Lsn, DurableError>;
 /// A callback run once when its LSN is durable or cannot become durable.
 pub(crate) type Callback = Box<dyn FnOnce(Outcome) + Send>;
 
-/// An async durability waiter, registered with the group-commit state.
-pub(crate) enum Watcher {
+/// An async durability waiter, registered with the group-commit state. Answered exactly
+/// once: by [`Watcher::fire`], or else [`DurableError::Closed`] when dropped, so that one
+/// dropped on any path (a batch abandoned by a panic, the state dropped at close) leaves no
+/// future pending forever.
+pub(crate) struct Watcher(Option<WatcherKind>);
+
+enum WatcherKind {
     Future(Arc<Completion>),
     Callback(Callback),
 }
 
 impl Watcher {
+    /// Resolves the future behind `c`.
+    pub(crate) fn future(c: Arc<Completion>) -> Self {
+        Self(Some(WatcherKind::Future(c)))
+    }
+
+    /// Runs `f`.
+    pub(crate) fn callback(f: impl FnOnce(Outcome) + Send + 'static) -> Self {
+        Self(Some(WatcherKind::Callback(Box::new(f))))
+    }
+
     /// Delivers the outcome. Called without any log lock held: a callback may use the log.
-    /// A callback that panics is caught here and logged: it runs on whichever thread
-    /// published the outcome (the syncer, a group-commit leader), which must go on to answer
-    /// the watchers after it (and, for the syncer, every later one).
-    pub(crate) fn fire(self, outcome: Outcome) {
+    /// It never panics: a callback or a future's `Waker` that panics is caught and logged, as
+    /// it runs on whichever thread published the outcome (the syncer, a group-commit leader),
+    /// which must go on to answer the watchers after it (and, for the syncer, every later one).
+    pub(crate) fn fire(mut self, outcome: Outcome) {
+        if let Some(kind) = self.0.take() {
+            kind.fire(outcome);
+        }
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if let Some(kind) = self.0.take() {
+            kind.fire(Err(DurableError::Closed));
+        }
+    }
+}
+
+impl WatcherKind {
+    fn fire(self, outcome: Outcome) {
         match self {
             Self::Future(c) => c.complete(outcome),
             Self::Callback(f) => {
@@ -117,7 +148,13 @@ impl Completion {
             st.waker.take()
         };
         if let Some(w) = waker {
-            w.wake();
+            // A `Waker` is the executor's code and may panic (a buggy or torn-down executor):
+            // caught like a callback's panic (`Watcher::fire`), so that the publishing thread
+            // goes on to answer the other watchers and the syncer thread survives.
+            let wake = core::panic::AssertUnwindSafe(move || w.wake());
+            if std::panic::catch_unwind(wake).is_err() {
+                tracing::error!("a durability future's waker panicked (the panic is dropped)");
+            }
         }
     }
 }
@@ -295,5 +332,60 @@ pub(crate) struct StopSyncer(pub(crate) Arc<Syncer>);
 impl Drop for StopSyncer {
     fn drop(&mut self) {
         self.0.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll_now(f: &mut DurableFuture) -> Poll<Outcome> {
+        Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    /// A watcher dropped without being answered (a batch abandoned on any path) answers its
+    /// future `Closed`, and its callback too, instead of leaving them pending forever.
+    #[test]
+    fn a_watcher_dropped_unanswered_answers_closed() {
+        let (mut f, c) = DurableFuture::waiting();
+        assert!(poll_now(&mut f).is_pending());
+        drop(Watcher::future(c));
+        assert_eq!(poll_now(&mut f), Poll::Ready(Err(DurableError::Closed)));
+
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        drop(Watcher::callback(move |o| s.lock().unwrap().push(o)));
+        assert_eq!(*seen.lock().unwrap(), vec![Err(DurableError::Closed)]);
+    }
+
+    /// A fired watcher is answered once: its drop adds nothing.
+    #[test]
+    fn a_fired_watcher_is_answered_once() {
+        let (mut f, c) = DurableFuture::waiting();
+        Watcher::future(c).fire(Ok(Lsn(3)));
+        assert_eq!(poll_now(&mut f), Poll::Ready(Ok(Lsn(3))));
+    }
+
+    struct PanickingWaker;
+
+    impl std::task::Wake for PanickingWaker {
+        fn wake(self: Arc<Self>) {
+            panic!("waker panicked");
+        }
+    }
+
+    /// A `Waker` that panics does not unwind out of `fire` (the publisher goes on answering
+    /// the others), and the future still gets its outcome.
+    #[test]
+    fn a_panicking_waker_is_caught() {
+        let (mut f, c) = DurableFuture::waiting();
+        let bad = Waker::from(Arc::new(PanickingWaker));
+        assert!(
+            Pin::new(&mut f)
+                .poll(&mut Context::from_waker(&bad))
+                .is_pending()
+        );
+        Watcher::future(c).fire(Ok(Lsn(1)));
+        assert_eq!(poll_now(&mut f), Poll::Ready(Ok(Lsn(1))));
     }
 }

@@ -31,6 +31,14 @@
 //! consumes (`errseq_t`) is one the later sync would not see: the join therefore returns the
 //! early sync's own outcome, and the outcome is recorded at once in the clean-close
 //! bookkeeping (`clean.rs`), even if nobody joins.
+//!
+//! For the same reason no early sync of a segment runs beside a group-commit leader's
+//! detached sync of it (`group.rs`), which runs on that file description too, without the log
+//! lock, and publishes on its own outcome: an early sync that consumed the error would leave
+//! the leader an `Ok` for bytes that never reached the disk. A seal written while a detached
+//! sync is in flight starts none (its sync is left to the core's next one), and a detached
+//! sync is not handed out while an early sync of its segment is held (the core's sync joins
+//! it instead). See `FileStorage::before_segment_write` and `detached_sync`.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};

@@ -9,9 +9,12 @@
 //! The gate counts the user's handles and the background threads' visits. The thread that
 //! drops the last handle closes the gate (no visit starts after that) and waits for the
 //! running visits to end, so the log is released on that thread, before its `drop` returns.
-//! One exception: a handle dropped on a thread that is itself visiting (a durability callback
-//! runs on the syncer) cannot wait for its own visit; the log is then released when that visit
-//! ends, on that thread.
+//! One exception: a handle dropped on a thread that is itself visiting *this* log (a
+//! durability callback runs on the syncer) cannot wait for its own visit; the log is then
+//! released when that visit ends, on that thread. Visits are counted per gate: a thread
+//! visiting another log (a callback of log A dropping the last handle of log B) waits for
+//! B's visits as any thread does. (So two logs whose callbacks drop each other's last handle
+//! at the same moment would wait for each other, as two threads that each join the other.)
 //!
 //! A tail ([`crate::Tail`]) holds a *follower* handle: it keeps the log alive while it is
 //! used, but it does not keep it open for the user. When the last handle that is not a
@@ -19,13 +22,15 @@
 //! (which wakes waiting tails, so that they report the log closed instead of waiting forever
 //! for a record that no handle can append); the log is released when the followers go too.
 
-use core::cell::Cell;
+use core::cell::RefCell;
 use core::ops::Deref;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 
 thread_local! {
-    /// Visits open on this thread (see the module docs' exception).
-    static VISITING: Cell<usize> = const { Cell::new(0) };
+    /// The gates this thread has a visit open on, by address, once per visit (see the module
+    /// docs' exception). An address is only compared while its visit, which borrows the gate,
+    /// is open, so it cannot belong to another gate meanwhile.
+    static VISITING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
 /// See the module docs.
@@ -61,12 +66,16 @@ impl Gate {
         if self.broken_no_wait {
             return;
         }
-        if VISITING.with(Cell::get) > 0 {
+        if VISITING.with(|v| v.borrow().contains(&self.addr())) {
             return;
         }
         while st.visits > 0 {
             st = self.cv.wait(st).unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    fn addr(&self) -> usize {
+        core::ptr::from_ref(self) as usize
     }
 
     /// Upgrades `weak` for a background thread, unless the last handle is gone or going.
@@ -77,7 +86,7 @@ impl Gate {
         }
         let arc = weak.upgrade()?;
         st.visits += 1;
-        VISITING.with(|v| v.set(v.get() + 1));
+        VISITING.with(|v| v.borrow_mut().push(self.addr()));
         Some(Visit {
             gate: self,
             arc: Some(arc),
@@ -106,7 +115,13 @@ impl<T> Drop for Visit<'_, T> {
         // Released before the count goes down (and outside the gate's lock: it may be the
         // last reference, see the module docs' exception, and run arbitrary drops).
         drop(self.arc.take());
-        VISITING.with(|v| v.set(v.get() - 1));
+        let addr = self.gate.addr();
+        VISITING.with(|v| {
+            let mut v = v.borrow_mut();
+            if let Some(k) = v.iter().rposition(|&a| a == addr) {
+                v.swap_remove(k);
+            }
+        });
         let mut st = self.gate.lock();
         st.visits -= 1;
         if st.visits == 0 {
@@ -261,9 +276,10 @@ mod tests {
         }
     }
 
-    /// A background thread visits; another thread drops the last handle during the visit.
-    /// Returns whether the log was released on the dropping thread.
-    fn released_by_dropper(gate: Gate) -> bool {
+    /// A background thread visits; another thread drops the last handle during the visit
+    /// (while it visits another gate itself, if `dropper_visits_another`). Returns whether the
+    /// log was released on the dropping thread.
+    fn released_by_dropper(gate: Gate, dropper_visits_another: bool) -> bool {
         let gate = Arc::new(gate);
         let (released_tx, released) = mpsc::channel();
         let handle = Handle::new(Log(released_tx), Arc::clone(&gate), |_| {});
@@ -280,7 +296,15 @@ mod tests {
             })
         };
         entered.recv().unwrap();
-        let dropper = thread::spawn(move || drop(handle));
+        let dropper = thread::spawn(move || {
+            // Another log, as a durability callback of it runs on its syncer.
+            let (tx, _rx) = mpsc::channel();
+            let other = Handle::new(Log(tx), Arc::new(Gate::default()), |_| {});
+            let weak = other.downgrade();
+            let visit = dropper_visits_another.then(|| other.gate.visit(&weak).expect("open"));
+            drop(handle);
+            drop(visit);
+        });
         let dropper_id = dropper.thread().id();
         // The dropper has closed the gate before it waits (a state, not a time).
         while !gate.lock().closed {
@@ -295,7 +319,32 @@ mod tests {
 
     #[test]
     fn the_last_handle_waits_for_a_running_visit() {
-        assert!(released_by_dropper(Gate::default()));
+        assert!(released_by_dropper(Gate::default(), false));
+    }
+
+    /// Visits are counted per gate: a thread visiting another log is not exempt.
+    #[test]
+    fn a_thread_visiting_another_log_waits_too() {
+        assert!(released_by_dropper(Gate::default(), true));
+    }
+
+    /// A thread visiting the log itself cannot wait for its own visit: the log is released
+    /// when that visit ends, on that thread, and `into_inner` gives the handle back.
+    #[test]
+    fn a_thread_visiting_the_log_itself_does_not_wait() {
+        let gate = Arc::new(Gate::default());
+        let (tx, released) = mpsc::channel();
+        let handle = Handle::new(Log(tx), Arc::clone(&gate), |_| {});
+        let weak = handle.downgrade();
+        let visit = gate.visit(&weak).expect("the gate is open");
+        let handle = handle
+            .into_inner()
+            .err()
+            .expect("visited by this very thread");
+        drop(handle); // returns: waiting would wait for itself
+        assert!(released.try_recv().is_err(), "the visit still holds it");
+        drop(visit);
+        assert_eq!(released.try_recv().unwrap(), thread::current().id());
     }
 
     #[test]
@@ -304,7 +353,7 @@ mod tests {
             broken_no_wait: true,
             ..Gate::default()
         };
-        assert!(!released_by_dropper(broken));
+        assert!(!released_by_dropper(broken, false));
     }
 
     #[test]

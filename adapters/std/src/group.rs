@@ -46,9 +46,13 @@
 //!    time (`leader` is set by whoever takes the role and only cleared or handed on by its
 //!    holder), and a failed leader publishes the poison before handing off, so no later leader
 //!    publishes anything. A core sync that failed poisons the core under the log lock; a
-//!    leader re-checks that poison under the log lock *after* its own sync returned. (The
-//!    background zero-fill in `fill.rs` syncs through its own file description, which Linux
-//!    gives its own copy of every writeback error, so it cannot consume one either.)
+//!    leader re-checks that poison under the log lock *after* its own sync returned. A sync
+//!    started early on a background job (`early_sync.rs`) poisons nothing until the core
+//!    joins it, so none runs beside a detached sync of the same file: a seal written while
+//!    one is in flight starts none, and no detached sync is handed out while one of its
+//!    segment is held. (The background zero-fill in `fill.rs` syncs through its own file
+//!    description, which Linux gives its own copy of every writeback error, so it cannot
+//!    consume one either.)
 //! 3. **Waiters never see durability after poison.** They check the poison before the durable
 //!    LSN, the poison is never cleared, and `durable` is never raised once poisoned.
 //! 4. **No lost wake-up, no waiting forever.** A waiter parks only while `leader` is set (it
@@ -96,9 +100,12 @@
 //!    commit lock, before handing the role on. A watcher registered later is clamped to the
 //!    new end, so it waits for a record that exists.
 //! 9. **Nothing is left hanging at close.** Watchers still registered when the last handle
-//!    drops (the `State` with them) are answered `Closed`. Dropping a future only drops its
-//!    side of the shared cell: the record was appended before the future existed, so it is
-//!    neither lost nor written twice.
+//!    drops (the `State` with them) are answered `Closed`, as is any watcher dropped
+//!    unanswered on another path (`Watcher`'s `Drop`). Answering never panics (a panicking
+//!    callback or `Waker` is caught), so one watcher cannot keep the others of its batch from
+//!    being answered, nor end the syncer. Dropping a future only drops its side of the shared
+//!    cell: the record was appended before the future existed, so it is neither lost nor
+//!    written twice.
 //!
 //! # How waiters wait, and why the leader lets followers come back
 //!
@@ -299,9 +306,11 @@ impl<S: Storage> Locked<S> {
         self.wal.counters().appends - self.targeted.0
     }
 
-    /// Payload bytes appended since the last leader took its target.
+    /// Record bytes (payloads and 32-byte headers, as `SyncPolicy::EveryBytes` counts them)
+    /// appended since the last leader took its target.
     pub(crate) fn unsynced_bytes(&self) -> u64 {
-        self.wal.counters().bytes_appended - self.targeted.1
+        let header = walden_core::raw::RECORD_HEADER_LEN as u64;
+        self.wal.counters().bytes_appended - self.targeted.1 + header * self.unsynced_records()
     }
 
     /// A leader took everything appended so far as its target (or a truncation removed it).
@@ -379,7 +388,9 @@ impl Slot {
     }
 }
 
-/// Threads to unpark and watchers to answer once the commit lock is released.
+/// Threads to unpark and watchers to answer once the commit lock is released. Declared before
+/// the commit lock's guard wherever both are held: a watcher dropped unanswered answers itself
+/// `Closed` (`durable.rs`), which must not run a callback under the lock.
 #[derive(Default)]
 struct Wakes {
     threads: Vec<Thread>,
@@ -530,9 +541,10 @@ impl<S: GroupSync> Committer<S> {
 
     /// Publishes the poison (first reason wins) and releases every parked waiter.
     pub(crate) fn poison(&self, p: Poisoned) {
+        // Before the guard: dropped after it if anything unwinds (see `Wakes`).
+        let mut wakes = Wakes::default();
         let mut st = self.lock_state();
         self.set_poison(&mut st, p);
-        let mut wakes = Wakes::default();
         self.release(&mut st, &mut wakes);
         drop(st);
         self.unpark(wakes);
@@ -895,7 +907,9 @@ const UNKNOWN: Poisoned = Poisoned {
 impl<S: GroupSync> Committer<S> {
     /// Unparks the released threads and answers the watchers: after the commit lock is
     /// dropped, so a callback may call into the log. Once the log is poisoned, also wakes the
-    /// waiting tails: no record can follow, and they report the poison.
+    /// waiting tails: no record can follow, and they report the poison. `fire` catches a
+    /// panicking callback or `Waker`, so one cannot keep the others from being answered (nor
+    /// end the syncer thread, which runs this as any leader does).
     fn unpark(&self, wakes: Wakes) {
         for t in wakes.threads {
             t.unpark();
@@ -940,6 +954,7 @@ impl<'c, S: GroupSync> LeaderGuard<'c, S> {
     fn finish(mut self, outcome: &Result<Lsn, SyncError<S::Error>>) {
         self.done = true;
         let c = self.c;
+        let mut wakes = Wakes::default();
         let mut st = c.lock_state();
         match outcome {
             Ok(d) => {
@@ -961,7 +976,6 @@ impl<'c, S: GroupSync> LeaderGuard<'c, S> {
         }
         let covered = st.core.covered();
         c.metrics.group_waiters.record(covered as u64 + 1);
-        let mut wakes = Wakes::default();
         c.hand_off(&mut st, &mut wakes);
         drop(st);
         c.unpark(wakes);
@@ -974,9 +988,9 @@ impl<S: GroupSync> Drop for LeaderGuard<'_, S> {
             return;
         }
         let c = self.c;
+        let mut wakes = Wakes::default();
         let mut st = c.lock_state();
         c.set_poison(&mut st, UNKNOWN);
-        let mut wakes = Wakes::default();
         c.hand_off(&mut st, &mut wakes);
         drop(st);
         c.unpark(wakes);
@@ -1005,7 +1019,7 @@ mod tests {
     fn recorder() -> (Watcher, Arc<Mutex<Vec<Outcome>>>) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = Arc::clone(&seen);
-        let w = Watcher::Callback(Box::new(move |o| s.lock().unwrap().push(o)));
+        let w = Watcher::callback(move |o| s.lock().unwrap().push(o));
         (w, seen)
     }
 

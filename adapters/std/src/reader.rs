@@ -330,7 +330,10 @@ pub struct SharedRecord<'r> {
 
 /// Reads records in LSN order, verifying checksums, concurrently with appends. Created by
 /// [`crate::SharedWal::reader`]. At the end of the log, [`SharedReader::read_next`] returns `None`;
-/// call it again later to see records appended since.
+/// call it again later to see records appended since. Like [`crate::Tail`], it returns records
+/// as soon as they are appended, durable or not (compare with
+/// [`crate::SharedWal::durable_lsn`], or await [`crate::SharedWal::durable`], to use only
+/// durable ones).
 ///
 /// **Rewinds.** When a [`crate::SharedWal::truncate_back`] removes records this reader has
 /// returned, its next read returns [`ReadError::Rewound`]` { to }` (the last LSN kept) instead
@@ -498,7 +501,7 @@ impl<S: GroupSync> SharedReader<S> {
             decoded: Vec::new(),
             max_record,
             sealed: Vec::new(),
-            seg_keys: (seg.salt, seg.key_id),
+            seg_keys: (seg.salt, seg.key_id()),
             log_id,
             #[cfg(feature = "encrypt")]
             keys,
@@ -759,7 +762,7 @@ impl<S: GroupSync> SharedReader<S> {
         if offset >= segs[i].end && i + 1 < segs.len() {
             i += 1;
             self.segment = segs[i].id;
-            self.seg_keys = (segs[i].salt, segs[i].key_id);
+            self.seg_keys = (segs[i].salt, segs[i].key_id());
             let next = self.cursor.next_lsn();
             self.cursor = RecordCursor::resume(
                 segs[i].keys(self.max_record),

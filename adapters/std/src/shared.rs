@@ -238,6 +238,9 @@ impl<S: GroupSync + Send + 'static> SharedWal<S> {
         if let Some(why) = window.invalid(wal.config()) {
             return Err(Error::InvalidOptions { why });
         }
+        if let Some(why) = crate::wal::endless_interval(policy) {
+            return Err(Error::InvalidOptions { why });
+        }
         Ok(Self::build(wal, policy, window, None, Vec::new()))
     }
 
@@ -461,7 +464,7 @@ impl<S: GroupSync> SharedWal<S> {
         let (future, completion) = DurableFuture::waiting();
         let log = self.inner.c.lock_log();
         let lsn = lsn.min(log.wal.last_lsn());
-        self.watch_locked(log, lsn, Watcher::Future(completion));
+        self.watch_locked(log, lsn, Watcher::future(completion));
         future
     }
 
@@ -479,7 +482,7 @@ impl<S: GroupSync> SharedWal<S> {
     {
         let log = self.inner.c.lock_log();
         let lsn = lsn.min(log.wal.last_lsn());
-        self.watch_locked(log, lsn, Watcher::Callback(Box::new(callback)));
+        self.watch_locked(log, lsn, Watcher::callback(callback));
     }
 
     /// Appends records atomically without waiting, and returns a future that resolves when
@@ -497,7 +500,7 @@ impl<S: GroupSync> SharedWal<S> {
         let (future, completion) = DurableFuture::waiting();
         let (log, first, last) = self.append_locked(payloads)?;
         let seen = self.generation();
-        self.watch_locked(log, last, Watcher::Future(completion));
+        self.watch_locked(log, last, Watcher::future(completion));
         self.inner.c.bell.ring();
         let appended = Appended {
             first,
@@ -519,7 +522,7 @@ impl<S: GroupSync> SharedWal<S> {
     {
         let (log, first, last) = self.append_locked(payloads)?;
         let seen = self.generation();
-        self.watch_locked(log, last, Watcher::Callback(Box::new(callback)));
+        self.watch_locked(log, last, Watcher::callback(callback));
         self.inner.c.bell.ring();
         Ok(Appended {
             first,
@@ -817,7 +820,7 @@ mod tests {
     fn quiet_watcher(wal: &SharedWal<Sim>, lsn: Lsn) -> Arc<Mutex<Vec<crate::durable::Outcome>>> {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = Arc::clone(&seen);
-        let w = Watcher::Callback(Box::new(move |o| s.lock().unwrap().push(o)));
+        let w = Watcher::callback(move |o| s.lock().unwrap().push(o));
         assert!(
             wal.inner.c.watch(lsn, w).is_ok(),
             "{lsn} is not durable yet"

@@ -1,6 +1,6 @@
 //! `FileStorage`: segments as files in one directory.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -88,6 +88,9 @@ pub struct FileStorage<F: FileSystem = OsFs> {
     early_seals: Vec<EarlySync>,
     /// The segment a rotation is sealing: its next write, the seal, starts its sync early.
     sealing: Option<SegmentId>,
+    /// Group-commit leaders' detached syncs handed out and not yet finished (`detached_sync`):
+    /// while one runs, a seal starts no early sync (see `before_segment_write`).
+    detached_in_flight: Arc<AtomicUsize>,
     /// The segment just created, until its header's sync (the rotation's own, not a sync of
     /// records: it does not count for [`Usage::synced_records`]).
     creating: Option<SegmentId>,
@@ -230,6 +233,7 @@ impl<F: FileSystem> FileStorage<F> {
             early_dir: None,
             early_seals: Vec::new(),
             sealing: None,
+            detached_in_flight: Arc::new(AtomicUsize::new(0)),
             creating: None,
             // No history yet: nothing is pushed to the disk ahead of a sync until one comes.
             sealed_synced: false,
@@ -486,9 +490,32 @@ impl<F: FileSystem> GroupSync for FileStorage<F> {
         self.usage.syncs.fetch_add(1, Ordering::Relaxed);
         self.usage.synced_records.store(true, Ordering::Relaxed);
         let (unsynced, mark) = (self.unsynced.clone(), self.unsynced.before_sync());
+        // Counted from here (under the log lock, like the seal's check) until the job's
+        // `fdatasync` has returned, or the job is dropped unrun.
+        let in_flight = InFlight::new(&self.detached_in_flight);
         Ok(Some(Box::new(move || {
-            unsynced.outcome(id, mark, file.sync_data().map_err(FileError::from))
+            let r = unsynced.outcome(id, mark, file.sync_data().map_err(FileError::from));
+            drop(in_flight);
+            r
         })))
+    }
+}
+
+/// One detached sync in flight (`FileStorage::detached_in_flight`), until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // `Release`: a seal that reads the count down (`Acquire`) starts its sync after this
+        // job's `fdatasync` returned.
+        self.0.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -1030,6 +1057,23 @@ impl<F: FileSystem> FileStorage<F> {
         if !self.sealed_synced {
             // Nothing synced its records while it was active: left to the next sync (early
             // rotation) or the core's own (see `log_syncs`).
+            return Ok(true);
+        }
+        if self.detached_in_flight.load(Ordering::Acquire) > 0 {
+            // A group-commit leader is syncing this file (the segment a detached sync is
+            // handed out for is the active one, which this rotation seals) on the same file
+            // description, without the log lock. Two concurrent `fdatasync`s of one file
+            // description share one writeback error (`errseq_t`): if the early sync consumed
+            // it, the leader's would return `Ok` and publish records whose bytes failed to
+            // reach the disk, before anyone joined the early sync. So the seal is left to the
+            // next core sync, which runs under the log lock and poisons the log if it fails.
+            // (The reverse order is safe: `detached_sync` hands out no job while an early sync
+            // of the segment is held, and the core's sync joins it.) Jobs are counted under
+            // the log lock, which this call holds: one handed out after this check finds the
+            // early sync started below and is not handed out; one counted down (`Acquire`)
+            // has seen its `fdatasync` return, so it shares no error with a sync started now.
+            // Any job in flight counts, not only one of `id`: simpler, and it is nearly always
+            // one of `id` (one leader at a time, and it syncs the active segment).
             return Ok(true);
         }
         if let Some(early) = EarlySync::start(&self.fs, Target::Segment(id), file, &self.unsynced) {

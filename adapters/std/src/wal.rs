@@ -119,7 +119,26 @@ impl Options {
         if let Some(why) = self.group_window.invalid(&self.config) {
             return Err(Error::InvalidOptions { why });
         }
+        if let Some(why) = endless_interval(self.config.sync_policy) {
+            return Err(Error::InvalidOptions { why });
+        }
         Ok(())
+    }
+}
+
+/// Why `policy` cannot be carried out, if it cannot: a [`walden_core::SyncPolicy::Interval`] too long for
+/// an `Instant` (such as `Duration::MAX`) would never fire, so no append would become durable
+/// (the same rule as [`crate::GroupWindow`]'s `max_wait`).
+pub(crate) fn endless_interval(policy: walden_core::SyncPolicy) -> Option<&'static str> {
+    match policy {
+        walden_core::SyncPolicy::Interval(every)
+            if std::time::Instant::now().checked_add(every).is_none() =>
+        {
+            Some(
+                "SyncPolicy::Interval: an interval with no time limit (Duration::MAX) never fires, so no append would become durable: give a finite interval, or SyncPolicy::Manual to sync only when asked",
+            )
+        }
+        _ => None,
     }
 }
 
@@ -455,7 +474,10 @@ impl<F: FileSystem> Wal<F> {
         self.inner.first_lsn()
     }
 
-    /// The LSN of the newest record ([`Lsn::ZERO`] when there is none).
+    /// The LSN of the newest record; with none, `first_lsn() - 1` ([`Lsn::ZERO`] only for a
+    /// log that never had one: after `truncate_front` or `truncate_back` an empty log keeps its
+    /// place). Compare with [`Wal::first_lsn`] to test for emptiness (`last_lsn() <
+    /// first_lsn()`).
     pub fn last_lsn(&self) -> Lsn {
         self.inner.last_lsn()
     }

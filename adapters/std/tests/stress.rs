@@ -148,7 +148,7 @@ fn policies_that_do_not_sync_every_append() {
     {
         let (wal, _) = SharedWal::open(
             dir.path(),
-            small().with_sync_policy(SyncPolicy::EveryBytes(1000)),
+            small().with_sync_policy(SyncPolicy::EveryBytes(1328)),
         )
         .unwrap();
         let mut crossed = 0;
@@ -157,7 +157,8 @@ fn policies_that_do_not_sync_every_append() {
                 crossed += 1;
             }
         }
-        // 300 bytes each: the 4th and the 8th append reach 1000 bytes since the last sync.
+        // 332 bytes each (300 and a 32-byte header): the 4th and the 8th append reach 1328
+        // bytes since the last sync.
         assert_eq!(crossed, 2);
     }
     // Interval: the flusher makes everything durable eventually; wait for it without a timer.

@@ -31,12 +31,45 @@ fn shared_wal_carries_out_every_records() {
 #[test]
 fn shared_wal_carries_out_every_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let (wal, _) = SharedWal::open(dir.path(), options(SyncPolicy::EveryBytes(25))).unwrap();
+    // Each record counts 10 bytes of payload and a 32-byte header: the third reaches 126.
+    let (wal, _) = SharedWal::open(dir.path(), options(SyncPolicy::EveryBytes(126))).unwrap();
     let durable: Vec<bool> = (0..4)
         .map(|_| wal.append(&[7u8; 10]).unwrap().durable)
         .collect();
     assert_eq!(durable, [false, false, true, false]);
     assert_eq!(wal.durable_lsn(), Lsn(3));
+}
+
+#[test]
+fn shared_wal_every_bytes_counts_empty_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = SharedWal::open(dir.path(), options(SyncPolicy::EveryBytes(64))).unwrap();
+    let durable: Vec<bool> = (0..4).map(|_| wal.append(b"").unwrap().durable).collect();
+    assert_eq!(
+        durable,
+        [false, true, false, true],
+        "each empty record is its 32-byte header"
+    );
+    assert_eq!(wal.durable_lsn(), Lsn(4));
+}
+
+#[test]
+fn an_interval_with_no_time_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = SyncPolicy::Interval(core::time::Duration::MAX);
+    assert!(matches!(
+        options(policy).validate(),
+        Err(walden_std::Error::InvalidOptions { .. })
+    ));
+    assert!(matches!(
+        SharedWal::open(dir.path(), options(policy)),
+        Err(walden_std::Error::InvalidOptions { .. })
+    ));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing created"
+    );
 }
 
 #[test]

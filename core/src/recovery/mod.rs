@@ -538,17 +538,18 @@ fn kept(seg: &SegmentReport) -> Option<SegmentInfo> {
         return None;
     }
     let sealed = seg.seal.is_some_and(|s| s.offset < seg.end);
-    Some(SegmentInfo {
-        id: seg.id,
-        first_lsn: h.first_lsn,
-        salt: h.salt,
-        checksum: h.checksum,
-        version: h.version,
-        end: seg.seal.filter(|_| sealed).map_or(seg.end, |s| s.offset),
-        sealed,
-        key_id: h.key_id,
-        early: h.early,
-    })
+    let mut info = SegmentInfo::new(
+        seg.id,
+        h.first_lsn,
+        h.salt,
+        seg.seal.filter(|_| sealed).map_or(seg.end, |s| s.offset),
+        h.checksum,
+        h.version,
+        h.key_id,
+        h.early,
+    );
+    info.sealed = sealed;
+    Some(info)
 }
 
 fn refusal(seg: &SegmentReport) -> Corruption {

@@ -53,15 +53,30 @@ fn a_full_adapter_sync_leaves_nothing_to_sync_and_restarts_the_policy_count() {
     assert_eq!(wal.durable_lsn(), Lsn(2));
     wal.append(b"e").unwrap();
     assert_eq!(wal.durable_lsn(), Lsn(5));
-    let cfg = small().with_sync_policy(SyncPolicy::EveryBytes(10));
+    // Each record counts its payload and its 32-byte header: 38 + 36 bytes reach 74.
+    let cfg = small().with_sync_policy(SyncPolicy::EveryBytes(74));
     let (mut wal, _) = open(Mem::default(), cfg);
     wal.append(b"123456").unwrap();
     let ticket = wal.begin_sync().unwrap();
     wal.finish_sync(ticket, Ok(())).unwrap();
     wal.append(b"789012").unwrap();
-    assert_eq!(wal.durable_lsn(), Lsn(1), "6 bytes since the last sync");
+    assert_eq!(wal.durable_lsn(), Lsn(1), "38 bytes since the last sync");
     wal.append(b"3456").unwrap();
     assert_eq!(wal.durable_lsn(), Lsn(3));
+    // Empty records count their headers: a stream of them is synced too.
+    let cfg = small().with_sync_policy(SyncPolicy::EveryBytes(64));
+    let (mut wal, _) = open(Mem::default(), cfg);
+    wal.append(b"").unwrap();
+    assert_eq!(wal.durable_lsn(), Lsn(0));
+    wal.append(b"").unwrap();
+    assert_eq!(wal.durable_lsn(), Lsn(2), "two empty records are 64 bytes");
+    // And every record of a batch counts its header.
+    wal.append_batch(&[b"", b""]).unwrap();
+    assert_eq!(
+        wal.durable_lsn(),
+        Lsn(4),
+        "a batch of two empty records is 64 bytes"
+    );
 }
 
 #[test]
@@ -95,7 +110,7 @@ fn sync_policies_sync_exactly_at_their_thresholds() {
     );
     let (mut wal, _) = open(
         Mem::default(),
-        small().with_sync_policy(SyncPolicy::EveryBytes(4)),
+        small().with_sync_policy(SyncPolicy::EveryBytes(68)),
     );
     wal.append(b"abc").unwrap();
     assert_eq!(wal.durable_lsn(), Lsn(0));
@@ -103,7 +118,7 @@ fn sync_policies_sync_exactly_at_their_thresholds() {
     assert_eq!(
         wal.durable_lsn(),
         Lsn(2),
-        "exactly 4 bytes reach a threshold of 4"
+        "exactly 68 bytes (two 32-byte headers and 4 of payload) reach a threshold of 68"
     );
     // Always: every append syncs the medium before it returns.
     let (mut wal, _) = open(Mem::default(), small());
@@ -148,14 +163,14 @@ fn a_version_1_log_rotates_without_writing_metadata_into_its_old_segment() {
     let v1_len = mem.files[&0].len();
     let (mut wal, report) = open(mem, small());
     assert!(report.is_clean(), "{report}");
-    assert_eq!(wal.segments()[0].version, 1);
+    assert_eq!(wal.segments()[0].version(), 1);
     for i in 4..=30 {
         wal.append(&payload(i)).unwrap();
     }
     assert!(wal.segments().len() > 2);
     let seg0 = wal.segments()[0];
     assert!(!seg0.sealed, "version-1 segments have no seal");
-    assert_eq!(wal.segments()[1].version, crate::format::FORMAT_VERSION);
+    assert_eq!(wal.segments()[1].version(), crate::format::FORMAT_VERSION);
     assert!(
         wal.segments()[1].sealed,
         "newer segments of the same log do"
@@ -182,7 +197,10 @@ fn a_version_2_segment_is_sealed_at_rotation() {
     }
     let (mut wal, report) = open(mem, small());
     assert!(report.is_clean(), "{report}");
-    assert_eq!(wal.segments()[0].version, crate::format::VERSION_WITH_META);
+    assert_eq!(
+        wal.segments()[0].version(),
+        crate::format::VERSION_WITH_META
+    );
     for i in 2..=30 {
         wal.append(&payload(i)).unwrap();
     }

@@ -149,7 +149,7 @@ fn rotation_writes_new_segments_with_the_current_key_and_reads_old_ones() {
     wal.set_keys(ring(&KEY_B, &[&KEY_A]));
     append(&mut wal, &[&secret(6)]);
     let last = *wal.segments().last().unwrap();
-    assert_eq!(last.key_id, Some(crate::key_id(&KEY_B)));
+    assert_eq!(last.key_id(), Some(crate::key_id(&KEY_B)));
     assert_eq!(
         last.first_lsn,
         Lsn(6),
@@ -311,7 +311,7 @@ fn without_a_current_key_appends_start_a_plaintext_segment() {
     wal.set_keys(read_only);
     append(&mut wal, &[&secret(5)]);
     let last = *wal.segments().last().unwrap();
-    assert_eq!((last.key_id, last.first_lsn), (None, Lsn(5)));
+    assert_eq!((last.key_id(), last.first_lsn), (None, Lsn(5)));
     let got = read_all(&wal).unwrap();
     assert_eq!(got.len(), 5);
     let (wal, report) = open(wal.into_storage(), config());

@@ -169,7 +169,8 @@ fn sync_policies_count_records_and_bytes() {
     assert_eq!(wal.durable_lsn(), Lsn(0));
     wal.append(b"3").unwrap();
     assert_eq!(wal.durable_lsn(), Lsn(3));
-    let cfg = small().with_sync_policy(SyncPolicy::EveryBytes(10));
+    // Headers count: 37 + 37 bytes reach 74.
+    let cfg = small().with_sync_policy(SyncPolicy::EveryBytes(74));
     let (mut wal, _) = open(Mem::default(), cfg);
     wal.append(b"12345").unwrap();
     assert_eq!(wal.durable_lsn(), Lsn(0));
