@@ -12,15 +12,16 @@ use crate::format::{RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 /// says so) except [`SyncPolicy::Interval`], which needs a clock and a thread; walden-std's
 /// `SharedWal` carries out every policy with group commit and a flusher thread, and walden-std's
 /// `Wal` every policy but `Interval`. A policy a log cannot carry out is refused when it is
-/// opened ([`ConfigError::NeedsFlusher`]), before anything on storage is touched: no setting is
-/// silently ignored.
+/// opened, before anything on storage is touched ([`ConfigError::NeedsFlusher`] from a core
+/// `Wal`, `Error::InvalidOptions` from walden-std's `Wal`): no setting is silently ignored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum SyncPolicy {
     /// Every `append` and `append_batch` syncs before it returns.
     Always,
-    /// Only an explicit `sync()` (or a rotation) makes records durable.
+    /// Only an explicit `sync()` makes records durable (and a rotation, unless
+    /// [`Config::early_rotation`] is on, as walden-std's default options have it).
     Manual,
     /// Sync after this many records have been appended since the last sync.
     EveryRecords(u32),
@@ -29,7 +30,8 @@ pub enum SyncPolicy {
     EveryBytes(u64),
     /// A background flusher syncs whatever is unsynced at this interval (the usual choice is
     /// [`SyncPolicy::DEFAULT_INTERVAL`]). Only walden-std's `SharedWal` has one; every other
-    /// log refuses this policy with [`ConfigError::NeedsFlusher`].
+    /// log refuses this policy ([`ConfigError::NeedsFlusher`] from a core `Wal`,
+    /// `Error::InvalidOptions` from walden-std's `Wal`).
     Interval(Duration),
 }
 
@@ -46,7 +48,9 @@ pub enum RecoveryPolicy {
     /// Any invalid byte is an error, even a torn tail from an ordinary crash.
     Strict,
     /// Cut a torn tail (bytes no record proves acknowledged) and report it; any other damage is
-    /// an error.
+    /// an error. Damage to the last records synced together, with nothing synced after them,
+    /// cannot be told from a torn tail and is cut as one (`docs/FORMAT.md`, "What is still
+    /// ambiguous"); [`RecoveryPolicy::Strict`] refuses instead.
     #[default]
     TolerateTornTail,
     /// Keep the longest valid prefix of the log and report exactly what was lost.

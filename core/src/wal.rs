@@ -117,7 +117,9 @@ pub const DEFAULT_SEGMENTS: usize = 64;
 /// [`SegmentTable`]).
 ///
 /// Open it with [`Wal::open`], which runs recovery. Errors on a write or sync path poison the
-/// log: every later call fails with [`Poisoned`] until the log is reopened.
+/// log: every later append, sync and truncation fails with [`Poisoned`] until the log is
+/// reopened. Reads still answer; a record above [`Wal::durable_lsn`] that they return may be
+/// gone after a crash (the failed sync may have lost it).
 pub struct Wal<S: Storage, Table: SegmentTable = Fixed<DEFAULT_SEGMENTS>> {
     pub(crate) storage: S,
     pub(crate) config: Config,

@@ -63,7 +63,7 @@ pub struct SegmentReport {
     pub end: u64,
     /// What is wrong, if anything.
     pub problem: Option<Problem>,
-    /// Valid records found after invalid bytes (not part of the log).
+    /// Valid records found after invalid bytes (not part of the log; a seal is not counted).
     pub orphans: u32,
     /// The highest LSN among those orphans.
     pub orphan_highest: Lsn,
@@ -722,7 +722,7 @@ impl<'a, S: Storage> Planner<'a, S> {
                 let mut win = Window::new(self.scratch, seg.id);
                 let orphans = scan::find_orphans(self.storage, &mut win, &keys, &bad)
                     .map_err(InspectError::Storage)?;
-                seg.orphans = orphans.count;
+                seg.orphans = orphans.records;
                 seg.orphan_highest = orphans.highest;
                 inputs.evidence = orphans.evidence(&bad);
                 ScanState::Invalid
@@ -744,7 +744,7 @@ impl<'a, S: Storage> Planner<'a, S> {
                     let mut win = Window::new(self.scratch, seg.id);
                     let orphans = scan::find_orphans(self.storage, &mut win, &keys, &bad)
                         .map_err(InspectError::Storage)?;
-                    seg.orphans = orphans.count;
+                    seg.orphans = orphans.records;
                     seg.orphan_highest = orphans.highest;
                 }
                 inputs.evidence = Evidence::Acknowledged;
@@ -774,7 +774,7 @@ impl<'a, S: Storage> Planner<'a, S> {
             let mut win = Window::new(self.scratch, seg.id);
             proof = scan::find_orphans(self.storage, &mut win, &keys, &bad)
                 .map_err(InspectError::Storage)?;
-            seg.orphans = proof.count;
+            seg.orphans = proof.records;
             seg.orphan_highest = proof.highest;
         }
         for &id in from.iter().skip(1) {

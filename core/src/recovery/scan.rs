@@ -4,7 +4,7 @@ use crate::case::Evidence;
 pub(crate) use crate::cursor::SegmentKeys;
 use crate::cursor::{Fault, Located, RecordCursor, SealFound};
 use crate::error::{IoFailure, Op};
-use crate::format::{META_LEN, RECORD_HEADER_LEN, RecordHeader, rec};
+use crate::format::{META_LEN, RECORD_HEADER_LEN, RecordHeader, RecordKind, rec};
 use crate::lsn::Lsn;
 use crate::storage::{SegmentId, Storage, read_full};
 #[cfg(all(feature = "replay", feature = "alloc"))]
@@ -604,11 +604,15 @@ pub(crate) fn scan_records_with<S: Storage>(
 /// What valid records lie after invalid bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Orphans {
-    /// How many valid records were found after the invalid bytes.
+    /// How many valid records were found after the invalid bytes, a seal or other metadata
+    /// record included (its `ack_gap` is evidence like any other's).
     pub(crate) count: u32,
+    /// How many of them are the log's records (not metadata): what reports count.
+    pub(crate) records: u32,
     /// The highest LSN any of them proves durable.
     pub(crate) proves_durable: Lsn,
-    /// The highest LSN among them.
+    /// The highest LSN among the log's records (a metadata record's `lsn` field is the next
+    /// record's, not one of its own).
     pub(crate) highest: Lsn,
 }
 
@@ -619,13 +623,17 @@ impl Orphans {
     fn add(&mut self, h: &RecordHeader) {
         self.count = self.count.saturating_add(1);
         self.proves_durable = self.proves_durable.max(h.proves_durable());
-        self.highest = self.highest.max(h.lsn);
+        if h.kind != RecordKind::Meta {
+            self.records = self.records.saturating_add(1);
+            self.highest = self.highest.max(h.lsn);
+        }
     }
 
     /// Counts the records `other` counted as well.
     #[cfg(feature = "early-rotation")]
     pub(crate) fn merge(&mut self, other: &Orphans) {
         self.count = self.count.saturating_add(other.count);
+        self.records = self.records.saturating_add(other.records);
         self.proves_durable = self.proves_durable.max(other.proves_durable);
         self.highest = self.highest.max(other.highest);
     }

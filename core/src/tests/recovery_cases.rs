@@ -165,6 +165,39 @@ fn damage_in_a_sealed_segment_is_an_error() {
 }
 
 #[test]
+fn a_seal_after_damage_is_not_counted_as_a_record() {
+    let mem = rotated();
+    let mut before = std::vec::Vec::new();
+    let clean = inspect::<_, Fixed<8>>(&mem, &small(), &mut [0u8; 256], &mut |s| {
+        before.push((s.id, s.records))
+    })
+    .unwrap();
+    let (_, in_one) = before.iter().copied().find(|&(id, _)| id == 1).unwrap();
+    assert!(in_one >= 2);
+    // The first record of sealed segment 1 damaged: the rest of its records follow, then its
+    // seal, which is metadata, not a record of the log.
+    let mut mem = mem;
+    mem.files.get_mut(&1).unwrap()[at(1) + crate::format::RECORD_HEADER_LEN + 1] ^= 1;
+    let mut orphans = None;
+    let damaged = inspect::<_, Fixed<8>>(&mem, &small(), &mut [0u8; 256], &mut |s| {
+        if s.id == 1 {
+            orphans = Some((s.records, s.orphans));
+        }
+    })
+    .unwrap();
+    assert_eq!(
+        orphans,
+        Some((0, in_one as u32 - 1)),
+        "the records after the damage, no seal"
+    );
+    assert_eq!(
+        damaged.records,
+        clean.records - 1,
+        "every record but the damaged one"
+    );
+}
+
+#[test]
 fn sealed_segment_trailing_garbage_is_reported_not_fatal() {
     let mut mem = rotated();
     mem.files.get_mut(&1).unwrap().extend_from_slice(b"junk");
