@@ -144,6 +144,12 @@ pub enum Error {
         /// The path.
         dir: PathBuf,
     },
+    /// The directory holds no log (no segment file) and [`crate::Options::create_log`] is
+    /// false: nothing was created.
+    NoLog {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// The directory's lock file is not a regular file (a symlink, a FIFO, a directory): it
     /// is neither followed nor waited on.
     LockNotAFile {
@@ -178,6 +184,11 @@ impl fmt::Display for Error {
             Error::NotADirectory { dir } => {
                 write!(f, "{} is not a directory", dir.display())
             }
+            Error::NoLog { dir } => write!(
+                f,
+                "{} holds no log (no segment file) and Options::create_log is false: nothing was created (is the data directory mounted, and the path right?)",
+                dir.display()
+            ),
             Error::LockNotAFile { path } => write!(
                 f,
                 "{} is not a regular file; refusing to use it as the lock",

@@ -34,7 +34,8 @@ pub const LOCK_FILE: &str = "walden.lock";
 ///   thread (see `fill.rs` for why that never overwrites a record). Zeros after the last record
 ///   are clean for recovery (`docs/FORMAT.md`). All of this only while the log syncs often:
 ///   a log that writes in bulk gets preallocated, unfilled segments instead (see `spare.rs`). Spare files are named `{id:020}.spare`, are
-///   never parsed as segments, and leftovers from a crash are removed on open.
+///   never parsed as segments, and leftovers from a crash are removed on open (only where a log
+///   was before, its lock file there: in a directory given by mistake they are someone else's).
 /// * Files in the directory that are not segments are left alone and listed by
 ///   [`FileStorage::foreign_files`].
 /// * Every file operation goes through the [`FileSystem`] `F` ([`OsFs`] by default; see
@@ -160,7 +161,14 @@ impl<F: FileSystem> FileStorage<F> {
         if create {
             match create_dir_durably(&fs, &dir) {
                 Ok(()) => {}
-                Err(_) if fs.metadata(&dir).is_ok_and(|m| m.kind != FileKind::Dir) => {
+                // A file, or an entry that leads nowhere (a dangling symlink: "already
+                // exists" from the creation would name neither).
+                Err(_)
+                    if fs.metadata(&dir).map_or_else(
+                        |_| fs.symlink_metadata(&dir).is_ok(),
+                        |m| m.kind != FileKind::Dir,
+                    ) =>
+                {
                     return Err(Error::NotADirectory { dir });
                 }
                 Err(e) => return Err(fail("create", e)),
@@ -175,12 +183,14 @@ impl<F: FileSystem> FileStorage<F> {
         // As `ReadOnlyDir` does: a FIFO opened here (read-write, non-blocking) would take the
         // lock, and every reader of the directory (`verify_dir`, the `walden` command) would
         // then refuse it while the log runs. A symlink is never followed either way.
-        match fs.symlink_metadata(&lock_path) {
+        // Whether a log was here before: its lock file is the first thing a log's open creates.
+        let had_lock = match fs.symlink_metadata(&lock_path) {
             Ok(m) if m.kind != FileKind::File => {
                 return Err(Error::LockNotAFile { path: lock_path });
             }
-            _ => {}
-        }
+            Ok(_) => true,
+            Err(_) => false,
+        };
         let lock = fs
             .open(&lock_path, OpenMode::CreateOrOpen)
             .map_err(|e| fail("open the lock file in", e))?;
@@ -192,7 +202,11 @@ impl<F: FileSystem> FileStorage<F> {
             Err(e) => return Err(fail("lock", e)),
         }
         // Spares left by a crash are ours and hold nothing: remove them before anything else.
-        if spare::remove_leftovers(&fs, &dir).map_err(|e| fail("clean spare files in", e))? {
+        // Only where a log was before (its lock file was there): in a directory given by
+        // mistake, a file named like a spare is someone else's.
+        if had_lock
+            && spare::remove_leftovers(&fs, &dir).map_err(|e| fail("clean spare files in", e))?
+        {
             dir_handle.sync_all().map_err(|e| fail("sync", e))?;
         }
         // Before anything changes a segment: a process that fails from here on must not leave

@@ -41,6 +41,13 @@ pub struct Options {
     pub config: Config,
     /// Create the directory if it does not exist (default: true).
     pub create_dir: bool,
+    /// Create a new, empty log where the directory holds none (no segment file; default:
+    /// true). With `false` such an open fails with [`Error::NoLog`] and creates nothing (not
+    /// the directory, not the lock file): for a service that must never start over from an
+    /// empty log because its data directory was not mounted, was mistyped, or lost its files.
+    /// (A directory whose segments are gone but whose start slots remain is refused either
+    /// way: `MissingSegment`.)
+    pub create_log: bool,
     /// Scratch memory for recovery scans (default 1 MiB).
     pub scratch_size: usize,
     /// Optional group-commit batching window for [`crate::SharedWal`] (default off).
@@ -63,6 +70,7 @@ impl Default for Options {
         Self {
             config: Config::default().with_early_rotation(true),
             create_dir: true,
+            create_log: true,
             scratch_size: 1 << 20,
             group_window: crate::GroupWindow::default(),
             preallocate: true,
@@ -74,6 +82,14 @@ impl Default for Options {
 }
 
 impl Options {
+    /// Builder-style setter for [`Options::create_log`]: `false` opens only an existing log
+    /// ([`Error::NoLog`] otherwise).
+    #[must_use]
+    pub fn with_create_log(mut self, create: bool) -> Self {
+        self.create_log = create;
+        self
+    }
+
     /// Builder-style setter for the configuration's sync policy: when appends become durable,
     /// for a [`Wal`] and a [`crate::SharedWal`] alike (the default is
     /// [`SyncPolicy::Always`](walden_core::SyncPolicy::Always)).
@@ -124,6 +140,20 @@ impl Options {
         }
         Ok(())
     }
+}
+
+/// Whether `dir` holds a file named like a segment (or a start slot): a log, or what is left
+/// of one (recovery judges which). A directory that cannot be read holds none here; the open
+/// that follows reports why it cannot be read.
+fn holds_log<F: FileSystem>(fs: &F, dir: &Path) -> bool {
+    fs.read_dir(dir).is_ok_and(|entries| {
+        entries.iter().any(|e| {
+            e.name
+                .to_str()
+                .and_then(walden_core::parse_segment_name)
+                .is_some()
+        })
+    })
 }
 
 /// Why `policy` cannot be carried out, if it cannot: a [`walden_core::SyncPolicy::Interval`] too long for
@@ -316,7 +346,25 @@ impl<F: FileSystem> Wal<F> {
             .into());
         }
         scratch.resize(size, 0);
+        // Checked before the directory or its lock file is created, and again under the lock
+        // (another process may have removed the log in between).
+        if !options.create_log && !holds_log(&fs, &dir) {
+            return Err(Error::NoLog { dir }.into());
+        }
         let mut storage = FileStorage::open_in(fs, &dir, options.create_dir)?;
+        if !options.create_log {
+            let mut any = false;
+            walden_core::Storage::list(&storage, &mut |_| any = true).map_err(|error| {
+                Error::Directory {
+                    dir: dir.clone(),
+                    action: "list",
+                    error,
+                }
+            })?;
+            if !any {
+                return Err(Error::NoLog { dir }.into());
+            }
+        }
         storage.set_preallocate(options.preallocate);
         storage.refresh_foreign().map_err(|e| Error::Directory {
             dir: dir.clone(),

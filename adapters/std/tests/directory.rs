@@ -451,3 +451,70 @@ fn verify_refuses_a_lock_that_is_not_a_file() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn create_log_false_opens_only_an_existing_log_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
+    let only_existing = Options::default().with_create_log(false);
+    // A directory without a log: refused, nothing created (no segment, no lock, no marker).
+    assert!(matches!(
+        Wal::open(dir.path(), only_existing),
+        Err(Error::NoLog { .. })
+    ));
+    assert!(matches!(
+        SharedWal::open(dir.path(), only_existing),
+        Err(Error::NoLog { .. })
+    ));
+    let names = |d: &std::path::Path| {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(dir.path()), ["notes.txt"]);
+    // A missing directory: refused, not created.
+    let missing = dir.path().join("not-mounted");
+    assert!(matches!(
+        Wal::open(&missing, only_existing),
+        Err(Error::NoLog { .. })
+    ));
+    assert!(!missing.exists());
+    // The default creates the log; after that, `create_log: false` opens it.
+    let (mut wal, report) = Wal::open(dir.path(), Options::default()).unwrap();
+    assert!(report.created);
+    wal.append(b"kept").unwrap();
+    drop(wal);
+    let (wal, report) = Wal::open(dir.path(), only_existing).unwrap();
+    assert!(!report.created);
+    assert_eq!(
+        wal.read_all_from(Lsn(1)).unwrap(),
+        [(Lsn(1), b"kept".to_vec())]
+    );
+}
+
+#[test]
+fn a_file_named_like_a_spare_in_a_directory_that_held_no_log_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let spare = dir.path().join("00000000000000000007.spare");
+    std::fs::write(&spare, b"my own backup data").unwrap();
+    let (wal, report) = Wal::open(dir.path(), Options::default()).unwrap();
+    assert!(report.created);
+    drop(wal);
+    assert_eq!(std::fs::read(&spare).unwrap(), b"my own backup data");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_dangling_symlink_as_the_directory_is_not_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("dangling");
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &link).unwrap();
+    assert!(matches!(
+        Wal::open(&link, Options::default()),
+        Err(Error::NotADirectory { .. })
+    ));
+    assert!(!dir.path().join("nowhere").exists(), "nothing created");
+}

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use walden_core::{SegmentId, Storage, StorageErrorKind};
 use wasi::filesystem::preopens::get_directories;
-use wasi::filesystem::types::{Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
+use wasi::filesystem::types::{
+    Descriptor, DescriptorFlags, DescriptorType, ErrorCode, OpenFlags, PathFlags,
+};
 
 use crate::dir::{DirHandle, open_path};
 use crate::error::WasiError;
@@ -119,6 +121,17 @@ impl WasiStorage {
         if !self.changing {
             match self.dir.unlink_file_at(CLEAN_FILE) {
                 Ok(()) | Err(ErrorCode::NoEntry) => self.changing = true,
+                // Only a regular file is the marker (walden-std trusts nothing else): a
+                // directory or any other entry with its name is someone else's, left in place,
+                // as walden-std leaves it.
+                Err(_)
+                    if self
+                        .dir
+                        .stat_at(PathFlags::empty(), CLEAN_FILE)
+                        .is_ok_and(|s| s.type_ != DescriptorType::RegularFile) =>
+                {
+                    self.changing = true;
+                }
                 Err(code) => return Err(wasi_error("unlink-file-at", code)),
             }
         }
