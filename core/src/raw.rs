@@ -24,6 +24,8 @@ pub use crate::format::{
     is_start_slot,
 };
 #[cfg(feature = "replay")]
+pub use crate::recovery::plan::stale_segments;
+#[cfg(feature = "replay")]
 pub use crate::recovery::replay_segment;
 #[cfg(all(feature = "replay", feature = "alloc"))]
 pub use crate::recovery::{Chunk, ReadAhead, replay_segment_ahead};

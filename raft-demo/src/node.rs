@@ -10,7 +10,9 @@ use std::sync::Arc;
 use openraft::{BasicNode, Config, Raft, SnapshotPolicy};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use walden_openraft::kv::{Applied, NodeId, Request, StateMachine, Tracked, TypeConfig};
+use walden_openraft::kv::{
+    Applied, MAX_SNAPSHOT_BYTES, NodeId, Request, StateMachine, Tracked, TypeConfig,
+};
 
 use crate::mem_store::MemLogStore;
 use crate::net::Network;
@@ -384,10 +386,23 @@ async fn handle(
             Ok(r) => Reply::Vote(r),
             Err(e) => Reply::Failed(e.to_string()),
         },
-        Call::Snapshot(rpc) => match raft.install_snapshot(rpc).await {
-            Ok(r) => Reply::Snapshot(r),
-            Err(e) => Reply::Failed(e.to_string()),
-        },
+        Call::Snapshot(rpc) => {
+            // Refused before openraft sees it: a chunk placing bytes past the largest snapshot
+            // the state machine takes (its buffer would refuse it too, as an I/O error).
+            let end = rpc.offset.checked_add(rpc.data.len() as u64);
+            if end.is_none_or(|end| end > MAX_SNAPSHOT_BYTES) {
+                return Reply::Failed(format!(
+                    "snapshot chunk at offset {} of {} bytes ends past kv::MAX_SNAPSHOT_BYTES ({})",
+                    rpc.offset,
+                    rpc.data.len(),
+                    MAX_SNAPSHOT_BYTES
+                ));
+            }
+            match raft.install_snapshot(rpc).await {
+                Ok(r) => Reply::Snapshot(r),
+                Err(e) => Reply::Failed(e.to_string()),
+            }
+        }
         Call::Write {
             client,
             serial,

@@ -163,7 +163,13 @@ pub(crate) fn claim_dir(dir: &Path, id: NodeId) -> Result<(), String> {
     let path = dir.join(NODE_ID_FILE);
     let tmp = dir.join(format!("{NODE_ID_FILE}.{}.tmp", std::process::id()));
     let write = || -> io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        // Never through a symlink or into an existing file (`create_new` follows neither): a
+        // name a start cut short left behind is unlinked first (a symlink's target untouched).
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(format!("{id}\n").as_bytes())?;
         f.sync_all()?;
         std::fs::hard_link(&tmp, &path)
@@ -209,8 +215,14 @@ pub(crate) fn claim_dir(dir: &Path, id: NodeId) -> Result<(), String> {
             ));
         }
     }
-    let written = write();
-    let _ = std::fs::remove_file(&tmp);
+    // Written only by the first start: later ones compare (below) and touch no file.
+    let written = if path.exists() {
+        Err(io::Error::from(io::ErrorKind::AlreadyExists))
+    } else {
+        let w = write();
+        let _ = std::fs::remove_file(&tmp);
+        w
+    };
     match written {
         Ok(()) => {
             return OsDirs.sync_dir(dir).map_err(|e| fail("cannot sync", e));
@@ -482,6 +494,33 @@ mod tests {
         let err = create_dir_durably(&fs, Path::new("f/n1")).unwrap_err();
         assert_eq!(err, "f is not a directory");
         assert_eq!(fs.ops(), Vec::<String>::new());
+    }
+
+    /// A symlink under this process's temporary name never has its target written: not by a
+    /// first start, and a later start writes no file at all.
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_under_the_temporary_name_is_not_followed() {
+        let base = tempfile::tempdir().unwrap();
+        let victim = base.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let dir = base.path().join("n1");
+        std::fs::create_dir(&dir).unwrap();
+        let tmp = dir.join(format!("{NODE_ID_FILE}.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        claim_dir(&dir, 1).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(
+            std::fs::read_to_string(dir.join(NODE_ID_FILE)).unwrap(),
+            "1\n"
+        );
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        claim_dir(&dir, 1).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert!(
+            std::fs::symlink_metadata(&tmp).is_ok(),
+            "a later start touches no file"
+        );
     }
 
     #[test]

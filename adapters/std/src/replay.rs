@@ -141,6 +141,21 @@ pub(crate) fn prepass<F: FileSystem>(
     if ids.is_empty() || listed.is_err() {
         return Ok(out);
     }
+    // Segment files an open leaves out of the log as stale (older than the start it records,
+    // below a gap: a restored copy, a stray file) are neither handed over nor scanned: their
+    // records are not the log's, and their LSNs may even fall inside it. The same rule as the
+    // open's. A header or start slot that cannot be read: nothing is handed over (the open
+    // reports the failure).
+    let mut heads = vec![0u8; walden_core::MIN_SCRATCH];
+    match walden_core::raw::stale_segments(storage, &ids, &mut heads) {
+        Ok(stale) => {
+            ids.drain(..stale);
+        }
+        Err(_) => return Ok(out),
+    }
+    if ids.is_empty() {
+        return Ok(out);
+    }
     let mut hand = Handing {
         live: true,
         // The broken variant the files explorer must catch: a segment's records are handed
@@ -148,6 +163,7 @@ pub(crate) fn prepass<F: FileSystem>(
         checked: storage.file_system().mutation() != Some(Mutation::ReplayIgnoresDamage),
         log_id: None,
         expect: None,
+        previous: None,
         next: None,
         stopped: false,
         stored: Vec::new(),
@@ -210,6 +226,9 @@ struct Handing {
     log_id: Option<u64>,
     /// The first LSN the next segment must have.
     expect: Option<Lsn>,
+    /// The id of the segment before (the next must be the one after it: a gap is a missing
+    /// segment, which the open refuses or salvages).
+    previous: Option<SegmentId>,
     /// The LSN after the last record handed over.
     next: Option<Lsn>,
     /// `apply` returned an error.
@@ -236,16 +255,21 @@ impl Handing {
             checked,
             log_id,
             expect,
+            previous,
             next,
             stopped,
             stored,
             decoded,
         } = self;
-        // Only a segment of the same log that begins where the one before ended; not an
+        // Only a segment of the same log, named as its header says, right after the one before
+        // (no id missing between them), that begins where the one before ended; not an
         // encrypted one (the keys are the open log's: the reader after the open has them).
         let mut began = false;
+        let after = previous.replace(id);
         let hand = |h: &SegmentHeader| {
             let follows = *log_id.get_or_insert(h.log_id) == h.log_id
+                && h.segment_id == id
+                && after.is_none_or(|p| p.checked_add(1) == Some(id))
                 && expect.is_none_or(|e| e == h.first_lsn);
             began = *live && (follows || !*checked) && h.key_id.is_none();
             began

@@ -282,6 +282,30 @@ pub(crate) fn stale_below(ids: &[SegmentId], start: SegmentId) -> usize {
     run
 }
 
+/// How many of the oldest `ids` (sorted, start slots left out) an open leaves out of the log as
+/// stale, by the planner's rule ([`Planner::plan`]: the highest `first_segment` among the
+/// headers of the log the oldest readable header names, or the start slots' start if later,
+/// then [`stale_below`] of it). For a reader that walks the segments before the open decides
+/// (walden-std's replay hands records over then): it must not hand over a stale file's records.
+#[cfg(feature = "replay")]
+pub fn stale_segments<S: Storage>(
+    storage: &S,
+    ids: &[SegmentId],
+    scratch: &mut [u8],
+) -> Result<usize, InspectError<S::Error>> {
+    let mut log_id = None;
+    let mut first_segment = None;
+    for &id in ids {
+        if let Ok(h) = listed(storage, id, scratch)?.header
+            && *log_id.get_or_insert(h.log_id) == h.log_id
+        {
+            first_segment = first_segment.max(h.first_segment);
+        }
+    }
+    let start = read_start(storage, log_id.unwrap_or(0), scratch).map(|s| s.1);
+    Ok(first_segment.max(start).map_or(0, |s| stale_below(ids, s)))
+}
+
 /// A refusal in `out` when every segment found is older than the recorded `start` and not
 /// leading up to it ([`stale_below`]): the log's own segments are gone.
 ///

@@ -615,6 +615,19 @@ fn segment_files_below_a_gap_under_the_start_are_left_out_of_the_log() {
         let ins = inspect::<_, Fixed<16>>(&mem, &small(), &mut scratch, &mut |_| {}).unwrap();
         assert_eq!(ins.verdict, Verdict::Clean);
         assert_eq!(ins.stale as usize, extra.len());
+        // The rule a reader ahead of the open (walden-std's replay) applies: the same count.
+        #[cfg(feature = "replay")]
+        {
+            let ids: std::vec::Vec<u64> = mem
+                .files
+                .keys()
+                .copied()
+                .filter(|&id| !crate::raw::is_start_slot(id))
+                .collect();
+            assert!(ids.is_sorted());
+            let stale = crate::raw::stale_segments(&mem, &ids, &mut scratch).unwrap();
+            assert_eq!(stale, extra.len());
+        }
         assert_eq!(
             (ins.segments, ins.problems),
             (records_segments(&mem, start), 0)

@@ -48,6 +48,33 @@ pub enum OpenError {
     /// A record marking a step of the store's creation could not be written to the meta log
     /// or synced.
     Create(Box<dyn core::error::Error + Send + Sync>),
+    /// The vote in the meta log is of an older term than a log id the store holds (the last
+    /// entry, the purge point or the committed log id). openraft saves a vote of a term before
+    /// the node appends, purges or commits anything of that term, and the store never lets
+    /// the vote go back: the meta log is older than the rest, restored from an older copy
+    /// beside a newer entries log. Opened, the node could vote again in a term it already
+    /// voted in (two leaders in one term).
+    VoteBehind {
+        /// The term of the vote in the meta log (0 without a vote).
+        vote_term: u64,
+        /// The newer term.
+        term: u64,
+        /// Which log id is of that term: `"the last entry"`, `"the purge point"` or
+        /// `"the committed log id"`.
+        of: &'static str,
+    },
+    /// The committed log id in the meta log names an entry past the end of the entries log
+    /// (its last entry, or the purge point when it holds none). openraft saves a committed log
+    /// id only once the entries it covers are durable in this log, so entries reported durable
+    /// and committed are gone: the entries log was restored from an older copy, or lost
+    /// entries. Opened, the node would serve a log without them.
+    CommittedBeyondLog {
+        /// The index of the committed log id.
+        committed: u64,
+        /// The index of the last entry (or of the purge point); `None` for a log without
+        /// entries never purged.
+        last: Option<u64>,
+    },
 }
 
 impl fmt::Display for OpenError {
@@ -76,6 +103,34 @@ impl fmt::Display for OpenError {
                 )
             }
             Self::Create(e) => write!(f, "cannot record the store's creation: {e}"),
+            Self::VoteBehind {
+                vote_term,
+                term,
+                of,
+            } => write!(
+                f,
+                "the meta log's vote is of term {vote_term}, but {of} is of term {term}: a node \
+                 saves a vote of a term before it takes anything of that term, so the meta log \
+                 is older than the entries log (restored from an older copy?), and opening it \
+                 would let the node vote twice in a term; restore the meta log that goes with \
+                 the entries log, or remove the whole store and add the node to its cluster \
+                 again as a new member"
+            ),
+            Self::CommittedBeyondLog { committed, last } => {
+                let end = match last {
+                    Some(last) => format!("ends at index {last}"),
+                    None => "holds no entry".to_string(),
+                };
+                write!(
+                    f,
+                    "the meta log's committed log id names index {committed}, but the entries \
+                     log {end}: a committed log id is saved only once the entries it covers \
+                     are durable, so committed entries are gone (the entries log restored from \
+                     an older copy?); restore the entries log that goes with the meta log, or \
+                     remove the whole store and add the node to its cluster again as a new \
+                     member"
+                )
+            }
         }
     }
 }

@@ -268,27 +268,15 @@ impl<C: RaftTypeConfig, F: FileSystem> LogStore<C, F> {
                 },
             }
         })?;
+        // A meta log or entries log restored from an older copy than the other.
+        check_terms(&meta, run.as_ref())?;
+        check_committed(&meta, run.as_ref())?;
         if meta_log.last_lsn() < SECOND_META_LSN {
             // The entries log is durable (Walden syncs a new log's segment and directory), and
             // it makes a raft log with the meta state: from this record on, a missing entries
             // log is refused. (Written after every check: an open that refuses an existing
             // store writes no record.)
             write_synced(&meta_log, &meta)?;
-        }
-        let mut meta = meta;
-        // The committed log id is saved without a sync, the entries it covers are synced
-        // separately: after a crash it may name an entry that did not survive. Forget it then
-        // (openraft re-learns it from the leader); never report one beyond the log.
-        let last_index = run
-            .as_ref()
-            .map(|r| r.last.index)
-            .or(meta.purged.as_ref().map(|p| p.index));
-        if meta
-            .committed
-            .as_ref()
-            .is_some_and(|c| last_index.is_none_or(|l| c.index > l))
-        {
-            meta.committed = None;
         }
         Ok(Self {
             shared: Arc::new(Shared {
@@ -336,6 +324,71 @@ impl<C: RaftTypeConfig, F: FileSystem> LogStore<C, F> {
     pub fn entries_wal(&self) -> &SharedWal<FileStorage<F>> {
         &self.shared.entries
     }
+}
+
+/// Refuses a vote older than a log id the store holds ([`OpenError::VoteBehind`]).
+///
+/// openraft 0.9 saves a vote of term T before the node appends, purges or commits anything of
+/// term T: its commands run one at a time in `RaftCore`, each awaited (`run_engine_commands`,
+/// `run_command`), and the engine queues `SaveVote` before the entries of a term. A leader
+/// saves its committed vote (`establish_leader`, through `VoteHandler::update_vote`) before
+/// `leader_append_entries` queues its first entry; a follower saves the leader's vote
+/// (`Engine::append_entries`, `handle_install_full_snapshot`) before appending the leader's
+/// entries, which are of its term or older, or purging up to a snapshot of them; committed
+/// and purged log ids name such entries. The store never lets the vote go back (each meta
+/// record holds the whole state, Walden recovers a prefix, `save_vote` returns once durable).
+/// So a newer term beside an older vote means the meta log went back.
+fn check_terms<NID: openraft::NodeId>(
+    meta: &Meta<NID>,
+    run: Option<&Run<NID>>,
+) -> Result<(), OpenError> {
+    let vote_term = meta.vote.as_ref().map_or(0, |v| v.leader_id().term);
+    let ids = [
+        ("the last entry", run.map(|r| &r.last)),
+        ("the purge point", meta.purged.as_ref()),
+        ("the committed log id", meta.committed.as_ref()),
+    ];
+    let newest = (ids.into_iter())
+        .filter_map(|(of, id)| id.map(|id| (of, id.leader_id.term)))
+        .max_by_key(|&(_, term)| term);
+    match newest {
+        Some((of, term)) if term > vote_term => Err(OpenError::VoteBehind {
+            vote_term,
+            term,
+            of,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a committed log id past the end of the log ([`OpenError::CommittedBeyondLog`]): the
+/// last entry, or the purge point when no entry is left.
+///
+/// openraft 0.9 saves a committed log id only for entries already durable here: `append_to_log`
+/// awaits the flush callback before the next command runs, a leader counts its own entries as
+/// replicated (`update_local_progress`) only after it, and sends them to followers by commands
+/// queued after it, so a quorum never covers an entry not flushed on the leader; a follower
+/// commits up to what it accepted, capped (`FollowingHandler::commit_entries`) at entries whose
+/// append is queued before the commit. Raft never truncates a committed entry, and a purge
+/// point is committed. A committed record saved without a sync may be lost in a crash (an older
+/// one is then read, never a newer one), but no entry it names can be.
+fn check_committed<NID: openraft::NodeId>(
+    meta: &Meta<NID>,
+    run: Option<&Run<NID>>,
+) -> Result<(), OpenError> {
+    let Some(committed) = &meta.committed else {
+        return Ok(());
+    };
+    let last = run
+        .map(|r| r.last.index)
+        .or(meta.purged.as_ref().map(|p| p.index));
+    if last.is_none_or(|l| committed.index > l) {
+        return Err(OpenError::CommittedBeyondLog {
+            committed: committed.index,
+            last,
+        });
+    }
+    Ok(())
 }
 
 /// The LSN of the meta log's second record, written once the entries log exists.

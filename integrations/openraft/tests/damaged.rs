@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::{Store, entry, id, indexes};
+use openraft::Vote;
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use walden_openraft::OpenError;
 use walden_std::{Config, Lsn, Options, Wal};
@@ -29,9 +30,11 @@ fn image(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-/// A store holding entries 0..3, closed.
+/// A store holding entries 0..3 of term 1 (and a vote of term 1, saved first, as openraft
+/// does), closed.
 async fn store_of_three(dir: &Path) {
     let mut s = Store::open(dir).unwrap();
+    s.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
     s.blocking_append((0..3).map(|i| entry(1, i)))
         .await
         .unwrap();

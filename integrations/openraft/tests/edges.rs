@@ -5,8 +5,8 @@
 mod common;
 
 use common::{Store, entry, id, indexes};
-use openraft::RaftLogReader;
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
+use openraft::{RaftLogReader, Vote};
 use walden_std::{Config, Options, OsFs};
 
 fn small(segment: u64) -> Options {
@@ -57,6 +57,7 @@ async fn the_meta_log_stays_small_under_commits_alone() {
 async fn a_purge_below_the_first_entry_of_a_log_never_purged_leaves_an_openable_store() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = open(dir.path());
+    s.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
     s.blocking_append((5..9).map(|i| entry(1, i)))
         .await
         .unwrap();

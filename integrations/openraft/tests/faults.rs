@@ -167,6 +167,7 @@ async fn a_failed_purge_is_not_reported_and_no_append_follows_it() {
     let dir = tempfile::tempdir().unwrap();
     let fs = faulty();
     let mut s = open_faulty(&fs, dir.path());
+    s.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
     s.blocking_append((0..10).map(|i| entry(1, i)))
         .await
         .unwrap();

@@ -224,6 +224,14 @@ async fn drive(workload: &RaftWorkload, variant: RaftVariant, fs: &PairFs) -> Ve
         return problems;
     };
     let mut term = 1u64;
+    // As openraft does: a vote of a term is saved before any entry of that term is appended
+    // (the store refuses to open a log whose entries are of a later term than its vote,
+    // `OpenError::VoteBehind`).
+    if let Err(e) = store.save_vote(&Vote::new(term, 1)).await {
+        problems.push(format!("first save_vote: {e}"));
+        return problems;
+    }
+    fs.note(Event::Voted(term));
     let mut next = 0u64; // the index of the next append
     let mut terms: BTreeMap<u64, u64> = BTreeMap::new();
     let mut seq = 0u64;
