@@ -16,8 +16,9 @@ pub const MAX_WORD: usize = AREA_HEADER_LEN;
 
 const MAGIC: [u8; 4] = *b"WFLA";
 /// The area format this adapter reads and writes. 2: the first bytes of every erase block past
-/// the header hold no data ([`Geometry::gap`]).
-pub(crate) const VERSION: u8 = 2;
+/// the header hold no data ([`Geometry::gap`]). 3: the layout fingerprint covers the erase size
+/// and the gap too (where the data of an area lies), not only where the areas are.
+pub(crate) const VERSION: u8 = 3;
 /// Salt of the area header's CRC-32C, so that no other structure's bytes validate as one.
 const HEADER_SALT: u64 = 0x5746_4c41_5348_4844;
 
@@ -239,14 +240,19 @@ impl Geometry {
         (at, per_block - r)
     }
 
-    /// A digest of where the areas are (base, count, size), kept in every area header: a
-    /// header found under another layout names a log this one cannot read.
+    /// A digest of where the areas are (base, count, size) and where data lies inside them
+    /// (the erase size, whose blocks each start with a gap, and the gap itself), kept in every
+    /// area header: a header found under another layout, or written by a driver with another
+    /// erase or write size, names a log this one cannot read. (Write sizes of 1, 2 and 4 bytes
+    /// have the same gap, so they lay data out alike and read each other's logs.)
     pub(crate) fn fingerprint(&self) -> u32 {
-        let mut b = [0u8; 16];
+        let mut b = [0u8; 24];
         b[0..4].copy_from_slice(b"AREA");
         b[4..8].copy_from_slice(&self.base.to_le_bytes());
         b[8..12].copy_from_slice(&(self.areas as u32).to_le_bytes());
         b[12..16].copy_from_slice(&self.area_bytes.to_le_bytes());
+        b[16..20].copy_from_slice(&self.block.to_le_bytes());
+        b[20..24].copy_from_slice(&self.gap().to_le_bytes());
         crc(&b)
     }
 }
@@ -254,7 +260,7 @@ impl Geometry {
 /// The area header: which segment an area holds, and how new that copy is.
 ///
 /// ```text
-///  0 magic "WFLA"   4 version (2)   5..8 zero   8 segment id (u64)   16 generation (u64)
+///  0 magic "WFLA"   4 version (3)   5..8 zero   8 segment id (u64)   16 generation (u64)
 /// 24 layout fingerprint (u32)      28 CRC-32C (salted) of bytes 0..28
 /// ```
 ///

@@ -144,5 +144,6 @@ fn each_area_takes_the_ram_the_documentation_says() {
 }
 
 mod full;
+mod geometry_change;
 mod hostile;
 mod layout_change;

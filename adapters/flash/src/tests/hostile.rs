@@ -102,7 +102,7 @@ fn generations_at_the_limit_are_errors_not_overflows() {
 fn a_header_from_a_newer_version_is_refused_not_taken_for_free() {
     let mut nor = Nor::new(8, 0);
     let mut newer = header(3, 9).encode();
-    newer[4] = 3;
+    newer[4] = 4;
     let crc = crate::layout::crc(&newer[..28]);
     newer[28..32].copy_from_slice(&crc.to_le_bytes());
     program_header(&mut nor, 5, &newer);
@@ -110,7 +110,21 @@ fn a_header_from_a_newer_version_is_refused_not_taken_for_free() {
         refused(&mut nor, Layout::new(8, 1)),
         MountError::UnsupportedVersion {
             area: 5,
-            version: 3
+            version: 4
+        }
+    );
+    // Version 2 (a fingerprint without the erase and write sizes) is refused too.
+    let mut v2 = header(3, 9).encode();
+    v2[4] = 2;
+    let crc = crate::layout::crc(&v2[..28]);
+    v2[28..32].copy_from_slice(&crc.to_le_bytes());
+    let mut nor = Nor::new(8, 0);
+    program_header(&mut nor, 1, &v2);
+    assert_eq!(
+        refused(&mut nor, Layout::new(8, 1)),
+        MountError::UnsupportedVersion {
+            area: 1,
+            version: 2
         }
     );
     // Version 1 (segment data with no gaps at erase blocks) is refused too, not misread.
@@ -128,14 +142,15 @@ fn a_header_from_a_newer_version_is_refused_not_taken_for_free() {
             version: 1
         }
     );
-    // The message names the version found and the one this adapter reads (2), not 1.
+    // The message names the version found and the one this adapter reads (3), not 1.
     assert_eq!(
         e.to_string(),
-        "flash area 2 holds an area header of version 1; this adapter reads and writes version 2 only"
+        "flash area 2 holds an area header of version 1; this adapter reads and writes version 3 only"
     );
-    // A torn program of a version-2 header is still a free area, not another version.
+    // A torn program of a version-3 header (bits of the version byte left set) is still a
+    // free area, not another version.
     let mut torn = header(3, 9).encode();
-    torn[4] = 0x03;
+    torn[4] = 0x07;
     let mut nor = Nor::new(8, 0);
     program_header(&mut nor, 5, &torn);
     let s = mount(nor);
