@@ -283,9 +283,9 @@ pub(crate) fn stale_below(ids: &[SegmentId], start: SegmentId) -> usize {
 }
 
 /// How many of the oldest `ids` (sorted, start slots left out) an open leaves out of the log as
-/// stale, by the planner's rule ([`Planner::plan`]: the highest `first_segment` among the
+/// stale, by the planner's rule (`Planner::plan`: the highest `first_segment` among the
 /// headers of the log the oldest readable header names, or the start slots' start if later,
-/// then [`stale_below`] of it). For a reader that walks the segments before the open decides
+/// then `stale_below` of it). For a reader that walks the segments before the open decides
 /// (walden-std's replay hands records over then): it must not hand over a stale file's records.
 #[cfg(feature = "replay")]
 pub fn stale_segments<S: Storage>(
