@@ -158,13 +158,19 @@ impl WasiStorage {
             .dir
             .read_directory()
             .map_err(|code| wasi_error("read-directory", code))?;
-        while let Some(entry) = stream
-            .read_directory_entry()
-            .map_err(|code| wasi_error("read-directory-entry", code))?
-        {
-            each(&entry.name, parse_segment_name(&entry.name));
+        // An entry whose name is not UTF-8 (wasmtime reports `illegal-byte-sequence` and moves
+        // past it) is not a segment, and is skipped as walden-std skips it, so that one such
+        // file does not make the log impossible to open. Bounded: a host that reports the
+        // error without moving on is not read for ever.
+        let mut skipped = 0u32;
+        loop {
+            match stream.read_directory_entry() {
+                Ok(Some(entry)) => each(&entry.name, parse_segment_name(&entry.name)),
+                Ok(None) => return Ok(()),
+                Err(ErrorCode::IllegalByteSequence) if skipped < 4096 => skipped += 1,
+                Err(code) => return Err(wasi_error("read-directory-entry", code)),
+            }
         }
-        Ok(())
     }
 
     /// Runs `f` on the open descriptor of segment `id`, opening it first if needed.
@@ -211,8 +217,17 @@ impl WasiStorage {
                 ))?;
                 got.copy_from_slice(&bytes);
                 done += bytes.len();
-                if end || bytes.is_empty() {
+                if end {
                     break;
+                }
+                // Core takes a short count for the end of the segment (recovery would cut
+                // what follows): an empty read that is not at the end is an error, not that.
+                if bytes.is_empty() {
+                    return Err(WasiError::new(
+                        "read",
+                        StorageErrorKind::Io,
+                        "empty read before the end of the file",
+                    ));
                 }
             }
             Ok(done)

@@ -44,18 +44,26 @@ impl Broken {
     /// that `--expect-violations` does not pass a broken guest caught for another reason (a
     /// guest that fails to start, output the host cannot read).
     pub(crate) fn explains(self, violation: &str) -> bool {
+        // An acknowledged record lost or changed, named with the run that acknowledged it. A
+        // recovery that failed names the last acknowledged record too (how much the log
+        // held), so it is not such a loss: any other bug (a storage error, a torn tail taken
+        // for damage) would pass for this one.
+        let failed = violation.contains(": recovery failed: ");
+        let lost = violation.contains("acknowledged in run") && !failed;
+        // The one refusal a dropped segment causes: the segment before it names it in its seal.
+        let missing = failed
+            && (violation.contains(": recovery failed: MissingNewestSegment ")
+                || violation.contains(": recovery failed: MissingSegment "));
         match self {
-            // An acknowledged record lost or changed, named with the run that acknowledged it.
-            Self::AckBeforeSync => violation.contains("acknowledged in run"),
+            Self::AckBeforeSync => lost,
             // A power loss dropped a segment whose creation was reported durable.
             Self::SkipDirSync => {
-                violation.contains("acknowledged in run")
+                (lost || missing)
                     && violation.contains(".wal: created since the last directory sync, dropped")
             }
             // A power loss dropped the log directory, with acknowledged records in it.
             Self::ParentNotSynced => {
-                violation.contains("acknowledged in run")
-                    && violation.contains("wal/: created since the last sync of /data, dropped")
+                lost && violation.contains("wal/: created since the last sync of /data, dropped")
             }
         }
     }
@@ -498,13 +506,22 @@ mod tests {
         let failed = "run 3: the guest failed: exited with status 2; stderr: bad option";
         let lost = "run 4: lost records: the first lost is LSN 1 `put k 01` (acknowledged in \
                     run 2)\n  after the crash: run 3 cut; power loss: ";
+        // A recovery that failed for another reason names the last acknowledged record too.
+        let refused = "run 4: recovery failed: Storage in segment 0 at offset 0; the log holds 3 \
+                       acknowledged records, the last is LSN 3 `put k 03` (acknowledged in run \
+                       2)\n  after the crash: run 3 cut; power loss: wal/00000000000000000002.wal: \
+                       created since the last directory sync, dropped";
         for broken in [
             Broken::AckBeforeSync,
             Broken::SkipDirSync,
             Broken::ParentNotSynced,
         ] {
             assert!(!broken.explains(failed), "{broken:?}");
+            assert!(!broken.explains(refused), "{broken:?}");
         }
+        let missing = refused.replace(": Storage in", ": MissingNewestSegment in");
+        assert!(Broken::SkipDirSync.explains(&missing));
+        assert!(!Broken::AckBeforeSync.explains(&missing));
         assert!(Broken::AckBeforeSync.explains(lost));
         let segment = format!(
             "{lost}wal/00000000000000000002.wal: created since the last directory sync, dropped"
