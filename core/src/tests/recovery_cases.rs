@@ -643,6 +643,45 @@ fn segment_files_below_a_gap_under_the_start_are_left_out_of_the_log() {
     assert_eq!(wal.first_lsn(), wal0.segments()[1].first_lsn);
 }
 
+/// The headers alone can record the start (a segment created after `truncate_front` names
+/// it): with the start slots gone, a stale copy below a gap is still left out, by the open and
+/// by the rule a reader ahead of it applies (`raw::stale_segments`), which counts only the
+/// headers of the log the oldest readable header names.
+#[cfg(all(feature = "start-slots", feature = "replay"))]
+#[test]
+fn the_start_recorded_in_headers_alone_leaves_a_stale_copy_out() {
+    let original = rotated();
+    let (mut wal, _) = open(original.clone(), small());
+    let first_kept = wal.segments()[3].first_lsn;
+    wal.truncate_front(first_kept).unwrap();
+    let start = wal.segments()[0].id;
+    // New segments, whose headers record the start.
+    let newest = wal.segments().last().unwrap().id;
+    let mut i = 1000;
+    while wal.segments().last().unwrap().id < newest + 2 {
+        wal.append(&fixed(i)).unwrap();
+        i += 1;
+    }
+    let records = all(&wal);
+    let mut mem = wal.into_storage();
+    mem.files.retain(|&id, _| !crate::raw::is_start_slot(id));
+    mem.files.insert(0, original.files[&0].clone());
+    let (wal, report) = open(mem.clone(), small());
+    assert_eq!(report.stale, 1, "{report}");
+    assert_eq!((wal.segments()[0].id, all(&wal)), (start, records));
+    let ids: std::vec::Vec<u64> = mem.files.keys().copied().collect();
+    let stale = crate::raw::stale_segments(&mem, &ids, &mut [0u8; 512]).unwrap();
+    assert_eq!(stale, 1);
+    // A segment of another log as the oldest file: its header names the log whose headers
+    // count, and nothing of this log's records a start, so nothing is stale by this rule.
+    let mut foreign = mem.clone();
+    let (other, _) = open(Mem::default(), small().with_salt_seed(7));
+    let mut other = other.into_storage();
+    foreign.files.insert(0, other.files.remove(&0).unwrap());
+    let stale = crate::raw::stale_segments(&foreign, &ids, &mut [0u8; 512]).unwrap();
+    assert_eq!(stale, 0);
+}
+
 /// Segments from `start` on.
 #[cfg(feature = "start-slots")]
 fn records_segments(mem: &Mem, start: u64) -> usize {
