@@ -13,8 +13,12 @@
 //! durability callback runs on the syncer) cannot wait for its own visit; the log is then
 //! released when that visit ends, on that thread. Visits are counted per gate: a thread
 //! visiting another log (a callback of log A dropping the last handle of log B) waits for
-//! B's visits as any thread does. (So two logs whose callbacks drop each other's last handle
-//! at the same moment would wait for each other, as two threads that each join the other.)
+//! B's visits as any thread does, unless waiting would close a cycle: two logs whose
+//! callbacks drop each other's last handle at the same moment (or any longer ring of them)
+//! would each wait for a visit held by a thread that waits for its own. A thread that waits
+//! while it visits registers in [`WAITING`]; one whose wait would reach a gate it visits
+//! itself, through threads registered there, does not wait, and that log is released when
+//! the visits end, on the visiting thread (as in the exception above).
 //!
 //! A tail ([`crate::Tail`]) holds a *follower* handle: it keeps the log alive while it is
 //! used, but it does not keep it open for the user. When the last handle that is not a
@@ -33,6 +37,45 @@ thread_local! {
     static VISITING: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The threads waiting in [`Gate::close`] while they visit other gates (see the module docs).
+/// Lock order: a gate's state, then this.
+static WAITING: Mutex<Vec<Waiting>> = Mutex::new(Vec::new());
+
+/// A thread in [`WAITING`]: the gates it visits (which it cannot leave while it waits) and the
+/// gate whose visits it waits for.
+struct Waiting {
+    thread: std::thread::ThreadId,
+    visits: Vec<usize>,
+    on: usize,
+}
+
+/// Whether a thread visiting `mine` that waits for the visits of gate `on` would wait
+/// forever: some thread visiting `on` waits for a gate that one visiting ... visits `mine`.
+fn closes_a_cycle(waiting: &[Waiting], mine: &[usize], on: usize) -> bool {
+    let mut todo = vec![on];
+    let mut seen = Vec::new();
+    while let Some(gate) = todo.pop() {
+        if mine.contains(&gate) {
+            return true;
+        }
+        if seen.contains(&gate) {
+            continue;
+        }
+        seen.push(gate);
+        todo.extend(
+            waiting
+                .iter()
+                .filter(|w| w.visits.contains(&gate))
+                .map(|w| w.on),
+        );
+    }
+    false
+}
+
+fn waiting() -> MutexGuard<'static, Vec<Waiting>> {
+    WAITING.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// See the module docs.
 #[derive(Default)]
 pub(crate) struct Gate {
@@ -41,6 +84,9 @@ pub(crate) struct Gate {
     /// Test-only broken variant: the last handle does not wait for running visits.
     #[cfg(test)]
     broken_no_wait: bool,
+    /// Test-only broken variant: a visiting thread waits without looking for a cycle.
+    #[cfg(test)]
+    broken_no_cycle_check: bool,
 }
 
 #[derive(Default)]
@@ -66,11 +112,33 @@ impl Gate {
         if self.broken_no_wait {
             return;
         }
-        if VISITING.with(|v| v.borrow().contains(&self.addr())) {
+        let mine = VISITING.with(|v| v.borrow().clone());
+        let on = self.addr();
+        if mine.contains(&on) || st.visits == 0 {
             return;
+        }
+        let registered = !mine.is_empty();
+        if registered {
+            let mut w = waiting();
+            #[cfg(test)]
+            let check = !self.broken_no_cycle_check;
+            #[cfg(not(test))]
+            let check = true;
+            if check && closes_a_cycle(&w, &mine, on) {
+                return;
+            }
+            w.push(Waiting {
+                thread: std::thread::current().id(),
+                visits: mine,
+                on,
+            });
         }
         while st.visits > 0 {
             st = self.cv.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+        if registered {
+            let me = std::thread::current().id();
+            waiting().retain(|w| w.thread != me);
         }
     }
 
@@ -354,6 +422,108 @@ mod tests {
             ..Gate::default()
         };
         assert!(!released_by_dropper(broken, false));
+    }
+
+    fn registered(id: ThreadId) -> bool {
+        waiting().iter().any(|w| w.thread == id)
+    }
+
+    /// Two threads each visit one log (as a durability callback runs on its log's syncer)
+    /// and drop the other log's last handle, the first while the second's visit is open.
+    /// Returns the first thread and the threads that released A and B if both returned, or
+    /// `None` once the second is seen waiting too: a deadlock (its threads are leaked).
+    fn drop_each_other(a: Gate) -> Option<(ThreadId, ThreadId, ThreadId)> {
+        let (a, b) = (Arc::new(a), Arc::new(Gate::default()));
+        let (a_tx, a_released) = mpsc::channel();
+        let (b_tx, b_released) = mpsc::channel();
+        let handle_a = Handle::new(Log(a_tx), Arc::clone(&a), |_| {});
+        let handle_b = Handle::new(Log(b_tx), Arc::clone(&b), |_| {});
+        let (weak_a, weak_b) = (handle_a.downgrade(), handle_b.downgrade());
+        let (entered_tx, entered) = mpsc::channel();
+        let (go_tx, go) = mpsc::channel::<()>();
+        let (go_first_tx, go_first) = mpsc::channel::<()>();
+        let first = {
+            let (a, entered_tx) = (Arc::clone(&a), entered_tx.clone());
+            thread::spawn(move || {
+                let visit = a.visit(&weak_a).expect("open");
+                entered_tx.send(()).unwrap();
+                go_first.recv().unwrap();
+                drop(handle_b); // waits for the second's visit of B
+                drop(visit);
+            })
+        };
+        entered.recv().unwrap();
+        let second = {
+            let b = Arc::clone(&b);
+            thread::spawn(move || {
+                let visit = b.visit(&weak_b).expect("open");
+                entered_tx.send(()).unwrap();
+                go.recv().unwrap();
+                drop(handle_a);
+                drop(visit);
+            })
+        };
+        entered.recv().unwrap();
+        go_first_tx.send(()).unwrap();
+        // The first waits for B (a state, not a time), then the second drops A's handle.
+        while !registered(first.thread().id()) {
+            thread::yield_now();
+        }
+        go_tx.send(()).unwrap();
+        loop {
+            if second.is_finished() {
+                break;
+            }
+            if registered(second.thread().id()) {
+                return None;
+            }
+            thread::yield_now();
+        }
+        let first_id = first.thread().id();
+        second.join().unwrap();
+        first.join().unwrap();
+        Some((
+            first_id,
+            a_released.recv().unwrap(),
+            b_released.recv().unwrap(),
+        ))
+    }
+
+    /// Neither waits forever: the second does not wait (that would close the cycle); A is
+    /// released when the first's visit of it ends, and B by the first, once the second's
+    /// visit of B has ended.
+    #[test]
+    fn two_logs_dropping_each_other_in_callbacks_do_not_deadlock() {
+        let (first, a, b) = drop_each_other(Gate::default()).expect("no deadlock");
+        assert_eq!((a, b), (first, first));
+        let me = thread::current().id();
+        assert!(!registered(me));
+    }
+
+    #[test]
+    fn the_gate_without_its_cycle_check_is_caught() {
+        let broken = Gate {
+            broken_no_cycle_check: true,
+            ..Gate::default()
+        };
+        assert!(drop_each_other(broken).is_none(), "both wait: a deadlock");
+    }
+
+    #[test]
+    fn a_cycle_is_found_through_a_chain_of_waiters() {
+        let w = |thread, visits: &[usize], on| Waiting {
+            thread,
+            visits: visits.to_vec(),
+            on,
+        };
+        let t = thread::current().id();
+        // Thread 1 visits gate 1 and waits for 2; thread 2 visits 2 and waits for 3.
+        let chain = [w(t, &[1], 2), w(t, &[2, 9], 3)];
+        assert!(closes_a_cycle(&chain, &[3], 1), "3 waits for 1 -> 2 -> 3");
+        assert!(closes_a_cycle(&chain, &[4, 3], 2));
+        assert!(!closes_a_cycle(&chain, &[4], 1), "nobody waits for 4");
+        assert!(!closes_a_cycle(&chain, &[1], 3), "nobody visiting 3 waits");
+        assert!(!closes_a_cycle(&[], &[1], 2));
     }
 
     #[test]

@@ -9,9 +9,11 @@
 //! has returned. A [`SharedWal`]'s own background threads (the syncer, the interval flusher)
 //! never hold the log past its last handle: dropping the last handle waits for a sync they are
 //! running and releases the log (its lock with it) before `drop` returns, on any thread (also
-//! in a durability callback of another log). The one exception is a log's own durability
-//! callback running on its syncer, which cannot wait for itself: a last handle dropped there
-//! releases the log once the syncer's turn ends.
+//! in a durability callback of another log). The exceptions are the waits that could never
+//! end: a log's own durability callback running on its syncer, which cannot wait for itself,
+//! and callbacks of two logs (or a ring of them) dropping each other's last handle at the same
+//! moment, which would wait for each other; a last handle dropped there releases the log once
+//! the syncer's turn ends.
 //!
 //! Two handles:
 //!
