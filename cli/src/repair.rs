@@ -90,7 +90,6 @@ fn back_up_with(
 ) -> Result<PathBuf, Failure> {
     let fail = |what: &str, e: io::Error| Failure::new(format!("backup: cannot {what}: {e}"));
     let path = dir.join(file);
-    let to = backup_name(&path)?;
     let partial = partial_name(&path);
     remove_partial(&partial)?;
     let mut src = OpenOptions::new()
@@ -115,14 +114,7 @@ fn back_up_with(
             dst.sync_all()
                 .map_err(|e| fail(&format!("sync {}", partial.display()), e))
         })
-        .and_then(|()| {
-            fs::rename(&partial, &to).map_err(|e| {
-                fail(
-                    &format!("rename {} to {}", partial.display(), to.display()),
-                    e,
-                )
-            })
-        });
+        .and_then(|()| place_backup(&partial, &path));
     drop(dst);
     if let Err(mut failure) = done {
         if let Err(e) = fs::remove_file(&partial) {
@@ -134,8 +126,54 @@ fn back_up_with(
         }
         return Err(failure);
     }
+    let to = done?;
     sync_dir(dir).map_err(|e| fail(&format!("sync {}", dir.display()), e))?;
     Ok(to)
+}
+
+/// Gives the whole copy `partial` of `path` its backup name ([`backup_name`]), never replacing
+/// a file: a name taken since it was chosen (by another program, or another repair) makes it
+/// try the next one.
+fn place_backup(partial: &Path, path: &Path) -> Result<PathBuf, Failure> {
+    for _ in 0..1000 {
+        let to = backup_name(path)?;
+        match rename_noreplace(partial, &to) {
+            Ok(()) => return Ok(to),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(Failure::new(format!(
+                    "backup: cannot rename {} to {}: {e}",
+                    partial.display(),
+                    to.display()
+                )));
+            }
+        }
+    }
+    Err(Failure::new(format!(
+        "backup: every backup name of {} was taken while a copy was placed",
+        path.display()
+    )))
+}
+
+/// Renames `from` to `to`, failing with `AlreadyExists` if `to` exists: a hard link, which
+/// never replaces a name, then the unlink of `from` (an interruption between them leaves the
+/// copy under both names, and the next repair removes the partial one). Only on a file system
+/// without hard links is it a check followed by a plain rename, which a file created between
+/// the two would lose to.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    match fs::hard_link(from, to) {
+        Ok(()) => return fs::remove_file(from),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(e),
+        Err(e) if !matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
+            return Err(e);
+        }
+        Err(_) => {}
+    }
+    match fs::symlink_metadata(to) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::rename(from, to),
+        Ok(_) => Err(io::Error::from(io::ErrorKind::AlreadyExists)),
+        Err(e) => Err(e),
+    }
 }
 
 /// Every existing file of the log that the open under the inspected policy may change or
@@ -454,5 +492,39 @@ mod tests {
         let to = back_up(dir, file).unwrap();
         assert_eq!(to, dir.join(format!("{file}.broken.1")));
         assert_eq!(fs::read(&to).unwrap(), bytes);
+    }
+
+    /// A file created under the backup's name while the copy is written is not replaced: the
+    /// copy takes the next free name.
+    #[test]
+    fn a_backup_name_taken_during_the_copy_is_not_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let file = "00000000000000000000.wal";
+        fs::write(dir.join(file), b"segment").unwrap();
+        let theirs = dir.join(format!("{file}.broken"));
+        let to = back_up_with(dir, file, |src, dst| {
+            fs::write(&theirs, b"someone else's").unwrap();
+            io::copy(src, dst).map(drop)
+        })
+        .unwrap();
+        assert_eq!(to, dir.join(format!("{file}.broken.1")));
+        assert_eq!(fs::read(&to).unwrap(), b"segment");
+        assert_eq!(fs::read(&theirs).unwrap(), b"someone else's");
+    }
+
+    #[test]
+    fn rename_noreplace_refuses_an_existing_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        fs::write(&a, b"a").unwrap();
+        fs::write(&b, b"b").unwrap();
+        let e = rename_noreplace(&a, &b).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&b).unwrap(), b"b");
+        fs::remove_file(&b).unwrap();
+        rename_noreplace(&a, &b).unwrap();
+        assert_eq!(fs::read(&b).unwrap(), b"a");
+        assert!(!a.exists());
     }
 }
