@@ -430,6 +430,15 @@ pub trait FileSystem: Clone + Send + Sync + 'static {
     /// Starts background work. [`OsFs`] runs it on a new thread.
     fn spawn(&self, name: &str, job: Job) -> io::Result<Worker>;
 
+    /// Fails if this process may not create and remove entries in directory `path` (a
+    /// read-only mount, or no write permission): a log opened there could append to its
+    /// newest segment and then fail at its first rotation. [`OsFs`] asks `faccessat(2)`
+    /// (`W_OK | X_OK`, effective ids); the default answers yes.
+    fn check_writable_dir(&self, path: &Path) -> io::Result<()> {
+        let _ = path;
+        Ok(())
+    }
+
     /// The buffer and fill sizes to use ([`Tuning::DEFAULT`] unless a simulator scales them).
     fn tuning(&self) -> Tuning {
         Tuning::DEFAULT

@@ -201,6 +201,10 @@ impl<F: FileSystem> FileStorage<F> {
             }
             Err(e) => return Err(fail("lock", e)),
         }
+        // Before anything else: a log that could not rotate, truncate or remove its
+        // clean-close marker must not open, however far it could append first.
+        fs.check_writable_dir(&dir)
+            .map_err(|e| fail("write to (create and remove files in)", e))?;
         // Spares left by a crash are ours and hold nothing: remove them before anything else.
         // Only where a log was before (its lock file was there): in a directory given by
         // mistake, a file named like a spare is someone else's.

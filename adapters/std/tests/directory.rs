@@ -518,3 +518,63 @@ fn a_dangling_symlink_as_the_directory_is_not_a_directory() {
     ));
     assert!(!dir.path().join("nowhere").exists(), "nothing created");
 }
+
+/// A log whose directory this process may not write to does not open: after a crash (no
+/// clean-close marker to remove) nothing in the open itself writes to the directory, so such
+/// a log (files owned by the service's user in a directory restored as root, say) used to open,
+/// take appends into its newest segment, and fail at its first rotation. It is refused at the
+/// open now, with the OS's reason, and nothing changes. The open runs in a child process
+/// without root's privileges (`setpriv`, as `nobody`); where this test does not run as root,
+/// or `setpriv` is missing, it says so and checks nothing.
+#[test]
+fn a_log_in_a_directory_without_write_permission_is_refused_at_the_open() {
+    const CHILD: &str = "WALDEN_TEST_OPEN_AS_NOBODY";
+    if let Some(dir) = std::env::var_os(CHILD) {
+        match Wal::open(&dir, Options::default()) {
+            Err(Error::Directory { action, error, .. }) => {
+                assert!(action.starts_with("write to"), "{action}");
+                assert_eq!(error.os_code(), Some(libc::EACCES));
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+            Ok(_) => panic!("a directory it cannot write to was opened for writing"),
+        }
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root, to run the open as another user");
+        return;
+    }
+    use std::os::unix::fs::{PermissionsExt, chown};
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = tmp.path().join("log");
+    let (mut wal, _) = Wal::open(&dir, Options::default()).unwrap();
+    wal.append(b"durable").unwrap();
+    drop(wal);
+    // As after a crash: no marker for the open to remove.
+    std::fs::remove_file(dir.join(walden_std::CLEAN_FILE)).unwrap();
+    let nobody = 65534;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        chown(entry.unwrap().path(), Some(nobody), Some(nobody)).unwrap();
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let before = snapshot(&dir);
+    let status = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_log_in_a_directory_without_write_permission_is_refused_at_the_open",
+            "--nocapture",
+        ])
+        .env(CHILD, &dir)
+        .status();
+    let Ok(status) = status else {
+        eprintln!("skipped: setpriv (util-linux) is not installed");
+        return;
+    };
+    assert!(status.success(), "the open as nobody: see its output above");
+    assert_eq!(snapshot(&dir), before, "nothing changed");
+    let (_, report) = Wal::open(&dir, Options::default()).unwrap();
+    assert_eq!(report.last_lsn, Lsn(1));
+}

@@ -459,6 +459,10 @@ impl<F: FileSystem, H: Hooks> FileSystem for Hooked<F, H> {
         self.hooks.spawn(&self.inner, name, job)
     }
 
+    fn check_writable_dir(&self, path: &Path) -> io::Result<()> {
+        self.inner.check_writable_dir(path)
+    }
+
     fn tuning(&self) -> Tuning {
         self.hooks.tuning(&self.inner)
     }

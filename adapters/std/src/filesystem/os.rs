@@ -129,6 +129,17 @@ impl FileSystem for OsFs {
         Ok(metadata(&fs::symlink_metadata(path)?))
     }
 
+    fn check_writable_dir(&self, path: &Path) -> io::Result<()> {
+        use rustix::fs::{Access, AtFlags, CWD, accessat};
+        accessat(
+            CWD,
+            path,
+            Access::WRITE_OK | Access::EXEC_OK,
+            AtFlags::EACCESS,
+        )?;
+        Ok(())
+    }
+
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<File> {
         let mut o = OpenOptions::new();
         match mode {
