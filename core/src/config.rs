@@ -78,8 +78,9 @@ pub struct Config {
     /// What recovery does with damage.
     pub recovery: RecoveryPolicy,
     /// Entropy for per-segment salts and the log id. Adapters fill it from the OS; give a
-    /// different value each open where you can (a constant still works: salts also mix in the
-    /// segment id and the log position).
+    /// different value each open where you can (a constant still works for plaintext logs:
+    /// salts also mix in the segment id and the log position). An encrypted log's nonces need
+    /// more: the entropy given to `Wal::set_keys` (feature `encrypt`) at every open.
     pub salt_seed: u64,
     /// Rotate without syncing the old segment first: the successor is created with the header's
     /// `early` flag, and the old segment's unsynced records become durable with the next

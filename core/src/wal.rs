@@ -324,8 +324,16 @@ impl<S: Storage, Table: SegmentTable> Wal<S, Table> {
     /// key, the next append starts a new segment, as does the first append after every open
     /// and every `truncate_back`: an encrypted log never appends to a segment it did not
     /// create since its last rewind, so no nonce repeats (docs/FORMAT.md).
+    ///
+    /// `entropy` must be a fresh random value at every call (a hardware RNG, the operating
+    /// system's): it is mixed into the salts of the segments created from now on. Salts
+    /// otherwise come only from [`Config::salt_seed`] and the salts on the medium, so with a
+    /// seed repeated across opens a log restored from a copy of its medium, salvaged, or
+    /// created again draws the same salts for the same segments and LSNs, and repeats nonces
+    /// under the key (which reveals the XOR of two plaintexts and lets tags be forged).
     #[cfg(feature = "encrypt")]
-    pub fn set_keys(&mut self, keys: crate::crypt::Keyring) {
+    pub fn set_keys(&mut self, keys: crate::crypt::Keyring, entropy: u64) {
+        self.salt_state = splitmix64(self.salt_state ^ splitmix64(entropy ^ 0x6b65_7973));
         self.keys = keys;
     }
 

@@ -41,7 +41,7 @@ fn keys(wal: &mut TestWal, sealed: bool) {
     if sealed {
         let mut k = Keyring::new();
         let _ = k.add_current(&[0x42; 32]);
-        wal.set_keys(k);
+        wal.set_keys(k, 0x5eed);
     }
 }
 

@@ -376,6 +376,9 @@ impl<F: FileSystem> Wal<F> {
         let config = options
             .config
             .with_salt_seed(options.config.salt_seed ^ storage.file_system().random_seed());
+        // A second draw, for the encrypted segments' salts (`CoreWal::set_keys`).
+        #[cfg(feature = "encrypt")]
+        let entropy = storage.file_system().random_seed();
         let paths = SegmentPaths(dir.clone());
         let (summaries, next) = match replay {
             None => (
@@ -410,7 +413,7 @@ impl<F: FileSystem> Wal<F> {
         let mut inner = inner;
         #[cfg(feature = "encrypt")]
         if let Some(keys) = options.keys {
-            inner.set_keys(keys.clone());
+            inner.set_keys(keys.clone(), entropy);
         }
         if !report.created {
             let _ = inner.reserve_active();

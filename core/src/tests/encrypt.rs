@@ -19,6 +19,12 @@ fn config() -> Config {
         .with_salt_seed(42)
 }
 
+/// A new value at every call, as a random source gives (`Wal::set_keys`' entropy).
+fn fresh() -> u64 {
+    static NEXT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, core::sync::atomic::Ordering::Relaxed)
+}
+
 fn ring(current: &[u8; 32], others: &[&[u8; 32]]) -> Keyring {
     let mut k = Keyring::new();
     for o in others {
@@ -54,7 +60,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 fn encrypted_log(n: u64) -> TestWal {
     let (mut wal, _) = open(Mem::default(), config());
-    wal.set_keys(ring(&KEY_A, &[]));
+    wal.set_keys(ring(&KEY_A, &[]), fresh());
     for i in 1..=n {
         append(&mut wal, &[&secret(i)]);
     }
@@ -96,7 +102,7 @@ fn a_missing_or_wrong_key_is_a_typed_error_and_changes_nothing() {
         let (mut wal, report) = open(mem.clone(), config());
         // Recovery never needs a key: it verifies checksums over the stored bytes.
         assert!(report.is_clean(), "{report}");
-        wal.set_keys(keys);
+        wal.set_keys(keys, fresh());
         assert_eq!(wal.last_lsn(), Lsn(10));
         let mut buf = [0u8; 4096];
         assert_eq!(
@@ -131,7 +137,7 @@ fn a_ciphertext_that_verifies_but_does_not_authenticate_is_tampering() {
     let (mut wal, report) = open(mem, config());
     assert!(report.is_clean(), "{report}");
     assert_eq!(wal.last_lsn(), Lsn(5), "nothing cut");
-    wal.set_keys(ring(&KEY_A, &[]));
+    wal.set_keys(ring(&KEY_A, &[]), fresh());
     let mut buf = [0u8; 4096];
     match wal.read(Lsn(5), &mut buf) {
         Err(ReadError::Corrupted(c)) => {
@@ -146,7 +152,7 @@ fn a_ciphertext_that_verifies_but_does_not_authenticate_is_tampering() {
 #[test]
 fn rotation_writes_new_segments_with_the_current_key_and_reads_old_ones() {
     let mut wal = encrypted_log(5);
-    wal.set_keys(ring(&KEY_B, &[&KEY_A]));
+    wal.set_keys(ring(&KEY_B, &[&KEY_A]), fresh());
     append(&mut wal, &[&secret(6)]);
     let last = *wal.segments().last().unwrap();
     assert_eq!(last.key_id(), Some(crate::key_id(&KEY_B)));
@@ -157,7 +163,7 @@ fn rotation_writes_new_segments_with_the_current_key_and_reads_old_ones() {
     );
     assert_eq!(read_all(&wal).unwrap().len(), 6);
     // Without the old key, the old segments name it; the new one reads.
-    wal.set_keys(ring(&KEY_B, &[]));
+    wal.set_keys(ring(&KEY_B, &[]), fresh());
     let mut buf = [0u8; 4096];
     assert_eq!(
         wal.read(Lsn(2), &mut buf),
@@ -274,11 +280,11 @@ fn rewinds_and_crashes() {
     let (mut wal, report) = open(mem, config());
     // The torn record is the batch's last: the whole batch goes.
     assert_eq!(report.cut.map(|c| c.first_lsn), Some(Lsn(8)));
-    wal.set_keys(ring(&KEY_A, &[]));
+    wal.set_keys(ring(&KEY_A, &[]), fresh());
     append(&mut wal, &[&secret(8), &secret(9)]);
     // And a plain reopen, then more appends.
     let (mut wal, _) = open(wal.into_storage(), config());
-    wal.set_keys(ring(&KEY_A, &[]));
+    wal.set_keys(ring(&KEY_A, &[]), fresh());
     append(&mut wal, &[&secret(10)]);
     let got = read_all(&wal).unwrap();
     assert_eq!(got.last().unwrap(), &(10, secret(10)));
@@ -299,6 +305,34 @@ fn the_nonce_check_catches_a_writer_that_reuses_segments() {
     assert!(repeat, "the broken writer must be caught");
 }
 
+/// A copy of the medium (a backup restored, a salvage that drops the newest segment, a log
+/// created again on a device) opened twice with the same configuration, a constant
+/// `salt_seed` included, and the same records appended: the segment ids and LSNs are the
+/// same both times, so only the entropy given to `set_keys` keeps the salts, and the nonces,
+/// apart. `entropy` gives the second open's value from the first's.
+fn reopened_copies(entropy: fn(u64) -> u64) {
+    let mem = encrypted_log(4).into_storage();
+    let first = fresh();
+    for e in [first, entropy(first)] {
+        let (mut wal, _) = open(mem.clone(), config());
+        wal.set_keys(ring(&KEY_A, &[]), e);
+        append(&mut wal, &[&secret(5), &secret(6)]);
+    }
+}
+
+#[test]
+fn two_opens_of_one_copy_use_different_nonces() {
+    let (used, repeat) = nonces_repeat(|| reopened_copies(|_| fresh()));
+    assert!(used >= 8, "{used}");
+    assert!(!repeat, "a nonce was used twice under one key");
+}
+
+#[test]
+fn the_nonce_check_catches_entropy_repeated_across_opens() {
+    let (_, repeat) = nonces_repeat(|| reopened_copies(|first| first));
+    assert!(repeat, "the same entropy must repeat the nonces");
+}
+
 #[test]
 fn without_a_current_key_appends_start_a_plaintext_segment() {
     // Reopened with the key for reading only: appends never go into the encrypted segment
@@ -308,7 +342,7 @@ fn without_a_current_key_appends_start_a_plaintext_segment() {
     let (mut wal, _) = open(mem, config());
     let mut read_only = Keyring::new();
     read_only.add(&KEY_A).unwrap();
-    wal.set_keys(read_only);
+    wal.set_keys(read_only, fresh());
     append(&mut wal, &[&secret(5)]);
     let last = *wal.segments().last().unwrap();
     assert_eq!((last.key_id(), last.first_lsn), (None, Lsn(5)));
@@ -324,7 +358,7 @@ fn without_a_current_key_appends_start_a_plaintext_segment() {
 fn typed_entries_are_appended_to_an_encrypted_log_through_the_rest_of_the_scratch() {
     use crate::{Entry, EntryLimits, TypedAppendError};
     let (mut wal, _) = open(Mem::default(), config());
-    wal.set_keys(ring(&KEY_A, &[]));
+    wal.set_keys(ring(&KEY_A, &[]), fresh());
     let limits = EntryLimits::default();
     let put = Entry::Put {
         key: b"k",
@@ -377,7 +411,7 @@ fn an_encrypted_record_whose_tag_does_not_fit_a_segment_is_refused_before_writin
         wal.append_batch_in(&[&largest], &mut scratch).unwrap(),
         Lsn(1)
     );
-    wal.set_keys(ring(&KEY_A, &[]));
+    wal.set_keys(ring(&KEY_A, &[]), fresh());
     let before = wal.storage().files.clone();
     assert_eq!(
         wal.append_batch_in(&[&largest], &mut scratch),
