@@ -42,7 +42,9 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// without flushing them, and `remove` discards them. A call across the component boundary costs
 /// far more than an append, so this is what lets the guest keep up with native code. It is within
 /// the `Storage` contract: unsynced bytes are volatile either way, and a guest that dies loses
-/// only bytes it never synced.
+/// only bytes it never synced. If handing one segment's bytes over fails during a write to
+/// another, they stay buffered and that write goes straight through: the failure is reported by
+/// a call on their own segment (its `sync`), so core blames the segment that lost them.
 pub struct WasiStorage {
     dir: Descriptor,
     /// Open segment descriptors, by id. `RefCell` because `read` and `len` take `&self`; WASI
@@ -245,6 +247,20 @@ impl WasiStorage {
         }
     }
 
+    /// Hands the buffered bytes to the host like [`WasiStorage::flush`], but keeps them
+    /// buffered if that fails (writing them again later rewrites the same bytes).
+    fn hand_over(&mut self) -> Result<(), WasiError> {
+        let Some(p) = self.pending.take() else {
+            return Ok(());
+        };
+        self.unsynced.insert(p.id);
+        let written = self.with_segment(p.id, |file| write_at(file, p.offset, &p.bytes));
+        if written.is_err() {
+            self.pending = Some(p);
+        }
+        written
+    }
+
     /// Flushes the buffer if it holds bytes of segment `id`.
     fn flush_if(&mut self, id: SegmentId) -> Result<(), WasiError> {
         if self.pending.as_ref().is_some_and(|p| p.id == id) {
@@ -352,6 +368,16 @@ impl Storage for WasiStorage {
 
     fn write(&mut self, id: SegmentId, offset: u64, data: &[u8]) -> Result<(), WasiError> {
         self.before_change()?;
+        if self.pending.as_ref().is_some_and(|p| p.id != id) && self.hand_over().is_err() {
+            // Another segment's buffered bytes could not be handed to the host. That is their
+            // segment's failure, not this write's: returned here, core would report it against
+            // `id` (and poison the log naming `id`). They stay buffered (reads still see them)
+            // and fail again where their own segment is named: its `sync` (which core makes
+            // before anything written after them is acknowledged), its `truncate`, or a write
+            // to it that fills the buffer. This write goes straight through.
+            self.unsynced.insert(id);
+            return self.with_segment(id, |file| write_at(file, offset, data));
+        }
         match &mut self.pending {
             Some(p) if p.id == id && p.end() == offset => p.bytes.extend_from_slice(data),
             _ => {

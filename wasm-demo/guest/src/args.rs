@@ -30,6 +30,8 @@ pub struct Args {
     pub sync_every: u64,
     /// Skip printing the recovered records (the state line is still printed).
     pub quiet_dump: bool,
+    /// Rotate without syncing the old segment first (core's `Config::early_rotation`).
+    pub early_rotation: bool,
     /// Run the conformance suite instead, from this case index on (`--conformance [--from N]`).
     pub conformance: Option<usize>,
 }
@@ -51,6 +53,7 @@ impl Args {
             bench: None,
             sync_every: 1,
             quiet_dump: false,
+            early_rotation: false,
             conformance: None,
         };
         while let Some(flag) = words.next() {
@@ -70,6 +73,7 @@ impl Args {
                 "--retain-segments" => args.retain_segments = number(&value()?)? as usize,
                 "--write-buffer" => args.write_buffer = number(&value()?)? as usize,
                 "--quiet-dump" => args.quiet_dump = true,
+                "--early-rotation" => args.early_rotation = true,
                 "--conformance" => args.conformance = Some(args.conformance.unwrap_or(0)),
                 "--from" => args.conformance = Some(number(&value()?)? as usize),
                 _ => return Err(format!("unknown option {flag}")),

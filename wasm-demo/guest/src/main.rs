@@ -25,7 +25,7 @@ use walden_core::entry::encode;
 use walden_core::{
     Config, Entry, EntryLimits, Fixed, Lsn, OpenError, RecoveryReport, SyncPolicy, Wal,
 };
-use walden_wasi::{WasiError, WasiStorage};
+use walden_wasi::WasiError;
 
 use crate::args::Args;
 use crate::fnv::fnv1a;
@@ -61,6 +61,7 @@ fn main() {
     config.segment_size = args.segment_size;
     config.max_record_size = MAX_RECORD as u32;
     config.sync_policy = SyncPolicy::Manual;
+    config.early_rotation = args.early_rotation;
     // From the run's seed rather than `wasi:random`, so that a run replays byte for byte (the
     // crash loop's replay depends on it); the host gives every run its own seed.
     config.salt_seed = SplitMix64(args.seed ^ 0x5a17_5eed_0000_0000).next();

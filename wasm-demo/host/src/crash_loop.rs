@@ -242,6 +242,7 @@ pub(crate) fn crash_loop(component: &Guest, data: &Path, plan: &Plan) -> Result<
                 _ => None,
             },
             real_sync: false,
+            fail_writes: None,
         };
         let (outcome, next_image) = component.run(data, &guest.args(plan), options, image)?;
         image = next_image;

@@ -8,6 +8,9 @@
 //! In the crash loop the real `fdatasync`/`fsync` is skipped (`HostState::real_sync`): the power
 //! loss is simulated from the image, so what the disk really holds plays no part, and thousands of
 //! real syncs would only cost time.
+//!
+//! `write` is shadowed too, only so that a test can make the host refuse chosen writes
+//! ([`FailWrites`](crate::runner::FailWrites)); otherwise it is wasmtime's.
 
 use std::fs::File;
 
@@ -38,13 +41,13 @@ pub(crate) fn install(linker: &mut Linker<HostState>) -> Result<()> {
     types.func_wrap(
         "[method]descriptor.sync-data",
         |mut store: StoreContextMut<'_, HostState>, (fd,): (Resource<Descriptor>,)| {
-            sync(store.data_mut(), &fd)
+            sync(store.data_mut(), fd)
         },
     )?;
     types.func_wrap(
         "[method]descriptor.sync",
         |mut store: StoreContextMut<'_, HostState>, (fd,): (Resource<Descriptor>,)| {
-            sync(store.data_mut(), &fd)
+            sync(store.data_mut(), fd)
         },
     )?;
     types.func_wrap(
@@ -74,6 +77,13 @@ pub(crate) fn install(linker: &mut Linker<HostState>) -> Result<()> {
         "[method]descriptor.set-size",
         |mut store: StoreContextMut<'_, HostState>, (fd, size): (Resource<Descriptor>, u64)| {
             set_size(store.data_mut(), fd, size)
+        },
+    )?;
+    types.func_wrap(
+        "[method]descriptor.write",
+        |mut store: StoreContextMut<'_, HostState>,
+         (fd, bytes, offset): (Resource<Descriptor>, Vec<u8>, u64)| {
+            write(store.data_mut(), fd, bytes, offset)
         },
     )?;
     linker.allow_shadowing(false);
@@ -125,14 +135,14 @@ fn dir_label(dir: &str) -> String {
     }
 }
 
-fn sync(state: &mut HostState, fd: &Resource<Descriptor>) -> Call<()> {
-    let Ok(descriptor) = state.table().get(fd) else {
+fn sync(state: &mut HostState, fd: Resource<Descriptor>) -> Call<()> {
+    let Ok(descriptor) = state.table().get(&fd) else {
         return Ok((Err(ErrorCode::BadDescriptor),));
     };
     match descriptor {
         Descriptor::File(file) => {
             let file = file.file.clone();
-            let name = name_of(state, fd);
+            let name = name_of(state, &fd);
             state.cutter.pass(Point::BeforeSync, &name)?;
             if state.real_sync && file.sync_data().is_err() {
                 return Ok((Err(ErrorCode::Io),));
@@ -141,8 +151,19 @@ fn sync(state: &mut HostState, fd: &Resource<Descriptor>) -> Call<()> {
             state.cutter.pass(Point::AfterSync, &name)?;
         }
         Descriptor::Dir(_) => {
-            // A directory outside the tree is not the guest's; sync it as the preopen would be.
-            let dir = dir_of(state, fd).unwrap_or_default();
+            // A directory the image cannot place (outside the tree, or no longer in it) holds
+            // none of the tree's entries: its sync makes none of them durable. Counting it as a
+            // sync of the preopen (as this once did) would make the preopen's new entries
+            // durable without one, hiding a missing sync of the right directory. It is synced
+            // for real by wasmtime (the directory it is, not the preopen) and is no crash point:
+            // nothing the power-loss model tracks is at stake.
+            let Some(dir) = dir_of(state, &fd) else {
+                if !state.real_sync {
+                    return Ok((Ok(()),));
+                }
+                let synced = state.filesystem().sync(fd);
+                return code(synced);
+            };
             let label = dir_label(&dir);
             state.cutter.pass(Point::BeforeDirSync, &label)?;
             // The descriptor's own handle may be an `O_PATH` one, which cannot be synced
@@ -218,6 +239,23 @@ fn unlink_file_at(state: &mut HostState, fd: Resource<Descriptor>, path: String)
     code(removed)
 }
 
+/// A write, unless the run refuses it ([`FailWrites`](crate::runner::FailWrites)): not a
+/// crash point (the bytes are volatile until a sync).
+fn write(
+    state: &mut HostState,
+    fd: Resource<Descriptor>,
+    bytes: Vec<u8>,
+    offset: u64,
+) -> Call<u64> {
+    if let Some(fail) = state.fail_writes {
+        let end = offset.saturating_add(bytes.len() as u64);
+        if end > fail.from && name_of(state, &fd) == fail.file {
+            return Ok((Err(ErrorCode::Io),));
+        }
+    }
+    code(state.filesystem().write(fd, bytes, offset))
+}
+
 fn set_size(state: &mut HostState, fd: Resource<Descriptor>, size: u64) -> Call<()> {
     let name = name_of(state, &fd);
     let resized = state.filesystem().set_size(fd, size);
@@ -226,4 +264,74 @@ fn set_size(state: &mut HostState, fd: Resource<Descriptor>, size: u64) -> Call<
         state.cutter.pass(Point::AfterTruncate, &name)?;
     }
     code(resized)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use wasmtime_wasi::p2::bindings::sync::filesystem::preopens::Host as _;
+    use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+    use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+    use super::*;
+    use crate::durable::DurableImage;
+    use crate::points::Cutter;
+
+    /// A run's state over the tree `data` (preopened as `/data`), with `other`, a directory
+    /// outside it, preopened as `/other`; and the two preopens' descriptors.
+    fn state(
+        data: &std::path::Path,
+        other: &std::path::Path,
+    ) -> (HostState, Resource<Descriptor>, Resource<Descriptor>) {
+        let mut builder = WasiCtxBuilder::new();
+        builder.allow_blocking_current_thread(true);
+        for (host, guest) in [(data, GUEST_DATA_DIR), (other, "/other")] {
+            builder
+                .preopened_dir(host, guest, FsPerms::ReadWrite)
+                .unwrap();
+        }
+        let mut state = HostState::new(
+            builder.build(),
+            DurableImage::of(data).unwrap(),
+            Cutter::new(None, MemoryOutputPipe::new(64)),
+            true,
+        );
+        let mut dirs = state.filesystem().get_directories().unwrap();
+        let find = |dirs: &mut Vec<(Resource<Descriptor>, String)>, name: &str| {
+            let at = dirs.iter().position(|(_, path)| path == name).unwrap();
+            dirs.remove(at).0
+        };
+        let data_fd = find(&mut dirs, GUEST_DATA_DIR);
+        let other_fd = find(&mut dirs, "/other");
+        (state, data_fd, other_fd)
+    }
+
+    /// Syncing a directory outside the tree makes none of the tree's entries durable: a new
+    /// directory in `/data` stays at stake until `/data` itself is synced (the hook used to
+    /// count any directory it could not place as a sync of `/data`).
+    #[test]
+    fn a_sync_of_a_directory_outside_the_tree_is_not_a_sync_of_the_preopen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (data, other) = (tmp.path().join("data"), tmp.path().join("other"));
+        fs::create_dir(&data).unwrap();
+        fs::create_dir(&other).unwrap();
+        let (mut state, data_fd, other_fd) = state(&data, &other);
+        fs::create_dir(data.join("wal")).unwrap();
+        assert!(!state.image.is_durable_name("wal/"));
+
+        let (synced,) = sync(&mut state, other_fd).unwrap();
+        assert!(synced.is_ok(), "{synced:?}");
+        assert!(
+            !state.image.is_durable_name("wal/"),
+            "a sync of /other made /data's new entry durable"
+        );
+        assert_eq!(state.image.dir_syncs, 0);
+
+        // The preopen's own sync does.
+        let (synced,) = sync(&mut state, data_fd).unwrap();
+        assert!(synced.is_ok(), "{synced:?}");
+        assert!(state.image.is_durable_name("wal/"));
+        assert_eq!(state.image.dir_syncs, 1);
+    }
 }

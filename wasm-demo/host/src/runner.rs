@@ -33,9 +33,24 @@ pub(crate) struct HostState {
     /// The file each descriptor `open-at` returned was opened by (by resource handle), so the
     /// hooks need not look files up by inode.
     pub(crate) opened: HashMap<u32, String>,
+    /// Writes the hooked `write` refuses ([`RunOptions::fail_writes`]).
+    pub(crate) fail_writes: Option<FailWrites>,
 }
 
 impl HostState {
+    /// The state of one run: `ctx`, and the hooks' image, cutter and sync mode.
+    pub(crate) fn new(ctx: WasiCtx, image: DurableImage, cutter: Cutter, real_sync: bool) -> Self {
+        Self {
+            ctx,
+            table: ResourceTable::new(),
+            image,
+            cutter,
+            real_sync,
+            opened: HashMap::new(),
+            fail_writes: None,
+        }
+    }
+
     pub(crate) fn table(&mut self) -> &mut ResourceTable {
         &mut self.table
     }
@@ -86,6 +101,8 @@ pub(crate) struct RunOptions {
     pub(crate) target: Option<Target>,
     /// Whether hooked syncs reach the real disk.
     pub(crate) real_sync: bool,
+    /// Writes the host refuses, if any (a hooked guest only).
+    pub(crate) fail_writes: Option<FailWrites>,
 }
 
 impl RunOptions {
@@ -95,8 +112,17 @@ impl RunOptions {
             fuel: u64::MAX / 2,
             target: None,
             real_sync: true,
+            fail_writes: None,
         }
     }
+}
+
+/// Writes the host refuses with the WASI error `io`: every `write` to `file` (its path below
+/// the preopen) that reaches `from` or beyond. For tests of how a failed write is reported.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FailWrites {
+    pub(crate) file: &'static str,
+    pub(crate) from: u64,
 }
 
 /// The engine and the pre-linked guest, reused by every run.
@@ -152,14 +178,13 @@ impl Guest {
             .preopened_dir(data, GUEST_DATA_DIR, FsPerms::ReadWrite)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("preopening {}", data.display()))?;
-        let state = HostState {
-            ctx: builder.build(),
-            table: ResourceTable::new(),
+        let mut state = HostState::new(
+            builder.build(),
             image,
-            cutter: Cutter::new(options.target, stdout.clone()),
-            real_sync: options.real_sync,
-            opened: HashMap::new(),
-        };
+            Cutter::new(options.target, stdout.clone()),
+            options.real_sync,
+        );
+        state.fail_writes = options.fail_writes;
         let mut store = Store::new(&self.engine, state);
         if self.fuel {
             store.set_fuel(fuel)?;
@@ -218,4 +243,68 @@ pub(crate) fn guest_path(explicit: Option<&Path>) -> Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With early rotation the log moves on to a new segment while the old one's last records
+    /// are still buffered in the guest (walden-wasi hands them to the host when the new
+    /// segment is first written). When the host refuses them, the error must name the old
+    /// segment, whose records are lost, not the new one whose write triggered the hand-over
+    /// (it named the new one: `IoFailure { op: Write, segment: Some(2), .. }`).
+    #[test]
+    fn a_failed_write_of_an_old_segments_buffer_is_reported_against_that_segment() {
+        // The log's second segment (the first is 0).
+        const FAILING: &str = "wal/00000000000000000001.wal";
+        let guest = Guest::load(&guest_path(None).unwrap(), true).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let args: Vec<String> = [
+            "--ops",
+            "200",
+            "--segment-size",
+            "4096",
+            "--min-value",
+            "100",
+            "--max-value",
+            "200",
+            "--early-rotation",
+            // No sync before the end: segment 1's records stay buffered in the guest until
+            // segment 2 is written.
+            "--sync-every",
+            "1000",
+            "--write-buffer",
+            "1048576",
+        ]
+        .map(String::from)
+        .to_vec();
+        let options = RunOptions {
+            // Every write to segment 1 past its header (64 bytes) fails.
+            fail_writes: Some(FailWrites {
+                file: FAILING,
+                from: 64,
+            }),
+            ..RunOptions::whole()
+        };
+        let image = DurableImage::of(tmp.path()).unwrap();
+        let (outcome, _) = guest.run(tmp.path(), &args, options, image).unwrap();
+        let shown = format!(
+            "{:?}: {:?}\n{}\n--- stderr ---\n{}",
+            outcome.ending, outcome.failure, outcome.stdout, outcome.stderr
+        );
+        assert_eq!(outcome.ending, Ending::Failed, "{shown}");
+        assert!(
+            tmp.path().join("wal/00000000000000000002.wal").exists(),
+            "the log never moved on to segment 2: {shown}"
+        );
+        assert!(
+            outcome.stderr.contains("segment: Some(1)"),
+            "the failure does not name segment 1: {shown}"
+        );
+        assert!(
+            !outcome.stderr.contains("segment: Some(2)"),
+            "the failure names segment 2: {shown}"
+        );
+    }
 }
