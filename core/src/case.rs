@@ -36,6 +36,9 @@ pub(crate) enum HeaderState {
     Invalid,
     /// Valid checksum, newer format version.
     NewerVersion,
+    /// Valid in every field, but its checksum algorithm is not built in (walden-core features
+    /// `crc32`, `crc64`).
+    ChecksumNotBuiltIn,
     /// Valid, but another log's id, a wrong segment id, or a first LSN that does not continue
     /// the previous segment.
     Foreign,
@@ -136,6 +139,10 @@ pub enum Case {
     DamagedHeader,
     /// A segment was written by a newer format version.
     NewerVersion,
+    /// A segment's header is valid but names a checksum algorithm this build does not have
+    /// (walden-core features `crc32`, `crc64`): not damage. Every policy refuses and changes
+    /// nothing; a build with the algorithm opens the log.
+    ChecksumNotBuiltIn,
     /// A segment belongs to another log or does not continue the previous one.
     ForeignSegment,
     /// A segment id is missing from the sequence.
@@ -166,7 +173,7 @@ pub enum Action {
 
 impl Case {
     /// Every case, in table order.
-    pub(crate) const ALL: [Case; 11] = [
+    pub(crate) const ALL: [Case; 12] = [
         Case::Clean,
         Case::TornTail,
         Case::MidLogCorruption,
@@ -174,6 +181,7 @@ impl Case {
         Case::TornCreation,
         Case::DamagedHeader,
         Case::NewerVersion,
+        Case::ChecksumNotBuiltIn,
         Case::ForeignSegment,
         Case::MissingSegment,
         Case::MissingNewestSegment,
@@ -206,6 +214,7 @@ impl Case {
                 cont && (i.header == H::Invalid || (i.header == H::Unfinished && !newest))
             }
             Case::NewerVersion => cont && i.header == H::NewerVersion,
+            Case::ChecksumNotBuiltIn => cont && i.header == H::ChecksumNotBuiltIn,
             Case::ForeignSegment => cont && i.header == H::Foreign,
             Case::MissingSegment => i.sequence == Sequence::Gap,
             Case::MissingNewestSegment => i.sequence == Sequence::SuccessorMissing,
@@ -241,16 +250,22 @@ impl Case {
                 | Case::MissingSegment,
                 Salvage,
             ) => Action::SalvageDrop,
+            // `RecordTooLarge` and `ChecksumNotBuiltIn` among them, under every policy: the
+            // medium may be fine, so nothing is cut or dropped for them.
             (_, _) => Action::Fail,
         }
     }
 
     /// Whether the case means damage to data that may have been acknowledged (as opposed to
-    /// the effects of an ordinary crash).
+    /// the effects of an ordinary crash, or to what this build or configuration cannot read).
     pub fn is_corruption(self) -> bool {
         !matches!(
             self,
-            Case::Clean | Case::TornTail | Case::TornCreation | Case::RecordTooLarge
+            Case::Clean
+                | Case::TornTail
+                | Case::TornCreation
+                | Case::RecordTooLarge
+                | Case::ChecksumNotBuiltIn
         )
     }
 
@@ -264,6 +279,7 @@ impl Case {
             Case::TornCreation => "TornCreation",
             Case::DamagedHeader => "DamagedHeader",
             Case::NewerVersion => "NewerVersion",
+            Case::ChecksumNotBuiltIn => "ChecksumNotBuiltIn",
             Case::ForeignSegment => "ForeignSegment",
             Case::MissingSegment => "MissingSegment",
             Case::MissingNewestSegment => "MissingNewestSegment",
@@ -293,6 +309,7 @@ mod tests {
                     H::Unfinished,
                     H::Invalid,
                     H::NewerVersion,
+                    H::ChecksumNotBuiltIn,
                     H::Foreign,
                 ]
                 .into_iter()
@@ -335,7 +352,7 @@ mod tests {
                 .unwrap()] = true;
             n += 1;
         }
-        assert_eq!(n, 3 * 5 * 3 * 3 * 3);
+        assert_eq!(n, 3 * 6 * 3 * 3 * 3);
         assert!(seen.iter().all(|s| *s), "every case is reachable");
     }
 
@@ -350,19 +367,18 @@ mod tests {
                 _ => assert_eq!(a, Action::Fail, "{case}"),
             }
             // Strict refuses everything but a clean log; Salvage refuses nothing but a
-            // configuration error, which no policy may "repair" (the record is fine).
+            // configuration error or a segment this build cannot read, which no policy may
+            // "repair" (the medium may be fine).
+            let not_damage = matches!(case, Case::RecordTooLarge | Case::ChecksumNotBuiltIn);
             assert_eq!(
                 case.action(RecoveryPolicy::Strict) == Action::Keep,
                 case == Case::Clean
             );
             assert_eq!(
                 case.action(RecoveryPolicy::Salvage) == Action::Fail,
-                case == Case::RecordTooLarge
+                not_damage
             );
-            assert_eq!(
-                case.is_corruption(),
-                a == Action::Fail && case != Case::RecordTooLarge
-            );
+            assert_eq!(case.is_corruption(), a == Action::Fail && !not_damage);
         }
     }
 

@@ -5,8 +5,9 @@
 //! * CRC-32C is always there: it protects segment headers and start slots whatever a log uses
 //!   for its records.
 //! * `crc32` adds CRC-32 (IEEE), `crc64` adds CRC-64/NVME. A log configured with an algorithm
-//!   that is not built in is refused by [`Config::validate`](crate::Config::validate); a segment
-//!   that uses one is an unreadable header ("checksum algorithm not built in").
+//!   that is not built in is refused by [`Config::validate`](crate::Config::validate); a log
+//!   with a segment that uses one is refused by every recovery policy, `Salvage` included
+//!   (`Case::ChecksumNotBuiltIn`), and nothing is cut or removed.
 //! * Table size: 256-entry tables by default (1 KiB per 32-bit algorithm, 2 KiB for CRC-64);
 //!   `crc-tables-16` selects slice-by-16 (16 times larger, several times faster: the server
 //!   setting); `crc-no-tables` computes bit by bit with no table at all (the smallest and

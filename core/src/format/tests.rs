@@ -262,8 +262,17 @@ fn a_header_naming_an_algorithm_not_built_in_is_refused_not_misread() {
         if alg.is_available() {
             assert_eq!(got, Ok(h));
         } else {
-            assert!(matches!(got, Err(HeaderProblem::Impossible(_))), "{got:?}");
+            assert_eq!(got, Err(HeaderProblem::Impossible(CHECKSUM_NOT_BUILT_IN)));
+            assert!(got.unwrap_err().checksum_not_built_in());
         }
+        // Impossible in another field too: damage, whatever the algorithm (the algorithm is
+        // judged last).
+        let mut b = h.encode();
+        b[seg::FLAGS] = 0x80;
+        reseal(&mut b);
+        let got = SegmentHeader::decode(&b);
+        assert_eq!(got, Err(HeaderProblem::Impossible("unknown flags")));
+        assert!(!got.unwrap_err().checksum_not_built_in());
     }
 }
 

@@ -718,7 +718,10 @@ impl<'a, S: Storage> Planner<'a, S> {
         let early = match successor {
             Some(l) => match l.header {
                 Ok(nh) => nh.early,
+                // A whole header whose flag this build cannot return: the strict rule, which
+                // under the default policy refuses rather than cut and remove later segments.
                 Err(HeaderProblem::NewerVersion(_)) => false,
+                Err(p) if p.checksum_not_built_in() => false,
                 Err(_) => {
                     cfg!(feature = "early-rotation")
                         && self.config.early_rotation
@@ -947,6 +950,8 @@ impl<'a, S: Storage> Planner<'a, S> {
                 }
             }
             Err(HeaderProblem::NewerVersion(_)) => HeaderState::NewerVersion,
+            // Valid in every field: not damage, whatever follows the header.
+            Err(p) if p.checksum_not_built_in() => HeaderState::ChecksumNotBuiltIn,
             Err(_) if self.unfinished(l).map_err(InspectError::Storage)? => HeaderState::Unfinished,
             Err(_) => HeaderState::Invalid,
         })
