@@ -53,6 +53,42 @@ fn every_crash_point_of_every_files_workload() {
     );
 }
 
+/// The workload with a restored copy (0x410) reaches what it is for: the log it leaves holds a
+/// stale segment file, which the open leaves out and reports, and which a replay does not
+/// hand over. (No crash of walden-std's own protocol leaves one; without this workload the
+/// explorer would never check the replay's stale rule.)
+#[test]
+fn the_restored_copy_leaves_a_stale_file_that_replay_leaves_out() {
+    use walden_core::{Lsn, RecoveryPolicy};
+    use walden_tests::files::{ROOT, drive, find, open_log};
+
+    let workload = find(0x410).expect("the workload with a restored copy");
+    let driven = drive(&workload, FileVariant::Correct, None, None);
+    assert!(driven.problems.is_empty(), "{:?}", driven.problems);
+    let policy = RecoveryPolicy::TolerateTornTail;
+    let mut handed: Vec<(Lsn, Vec<u8>)> = Vec::new();
+    let (wal, report) = walden_std::Wal::open_replaying_in(
+        driven.fs.clone(),
+        ROOT,
+        workload.options(policy),
+        |lsn, payload| {
+            handed.push((lsn, payload.to_vec()));
+            Ok::<_, core::convert::Infallible>(())
+        },
+    )
+    .expect("the log opens");
+    assert_eq!(report.stale, 1, "the restored copy is stale: {report}");
+    let records = wal
+        .read_all_from(wal.first_lsn())
+        .expect("the log reads back");
+    assert!(!records.is_empty());
+    assert_eq!(handed, records, "the replay handed over exactly the log");
+    drop(wal);
+    let (log, report) = open_log(&workload, &driven.fs, policy).expect("the log opens again");
+    assert_eq!(report.stale, 1);
+    assert_eq!(log.read_all().expect("reads back"), records);
+}
+
 fn fault_pass(
     name: &str,
     pass: fn(&Explorer<FileVariant>, &walden_tests::files::FileWorkload) -> Stats,

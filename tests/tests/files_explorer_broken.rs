@@ -141,6 +141,20 @@ fn a_replay_that_hands_over_records_past_damage_is_caught() {
     );
 }
 
+#[test]
+fn a_replay_that_hands_over_a_stale_file_is_caught() {
+    // The same variant, on the workload with a restored copy of a segment the log removed
+    // from its front: its records are not the log's, and a replay that ignores the rule
+    // leaving stale files out hands them over before the live log's first record.
+    let variant = FileVariant::ReplayIgnoresDamage;
+    let stats = Explorer {
+        stop_at_first: true,
+        ..shallow(variant)
+    }
+    .explore(&workload(0x410));
+    assert_caught(variant, &stats, "replay", "they differ from the 1th on");
+}
+
 /// One round of crash and recovery under the default policy: `pending_chain`'s unsynced
 /// writes over three files make its nested rounds many minutes long, and what it is for is
 /// the first recovery's replay.
@@ -192,7 +206,7 @@ fn an_early_rotation_sync_that_does_nothing_is_caught() {
 
 #[test]
 fn the_correct_variant_passes_the_same_runs() {
-    for seed in [0x401, 0x402, 0x406, 0x40b, 0x40c] {
+    for seed in [0x401, 0x402, 0x406, 0x40b, 0x40c, 0x410] {
         let stats = explorer(FileVariant::Correct).explore(&workload(seed));
         assert!(stats.violations.is_empty(), "{}", stats.violations[0]);
     }

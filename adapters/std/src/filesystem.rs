@@ -318,7 +318,8 @@ pub enum Mutation {
     CleanAlways,
     /// Opening to replay hands over a sealed segment's records even after a segment with
     /// damage (a predecessor that lost its unsynced tail), or one that ended before it began:
-    /// records the open then removes reach the application.
+    /// records the open then removes reach the application. It also ignores the stale rule:
+    /// a stale file below the log's start (a restored copy) is handed over.
     ReplayIgnoresDamage,
     /// A rotation's early syncs (the directory's after a link, the sealed segment's after its
     /// seal; `early_sync.rs`) report success without syncing anything.

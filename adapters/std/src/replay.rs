@@ -141,16 +141,27 @@ pub(crate) fn prepass<F: FileSystem>(
     if ids.is_empty() || listed.is_err() {
         return Ok(out);
     }
+    // The broken variant the files explorer must catch: a segment's records are handed over
+    // even after damage, or when it does not follow on from the one before, or when the open
+    // leaves it out as stale (below a gap under the log's start).
+    let checked = storage.file_system().mutation() != Some(Mutation::ReplayIgnoresDamage);
     // Segment files an open leaves out of the log as stale (older than the start it records,
     // below a gap: a restored copy, a stray file) are neither handed over nor scanned: their
     // records are not the log's, and their LSNs may even fall inside it. The same rule as the
-    // open's. A header or start slot that cannot be read: nothing is handed over (the open
-    // reports the failure).
+    // open's. A header that cannot be read: nothing is handed over (the open reports the
+    // failure). A start slot that cannot be read counts as absent, as in the open (the
+    // headers' `first_segment` is then the only bound).
+    //
+    // Each header is read here and again by its scan below (walden-core's
+    // `replay_segment_ahead` reads it itself): one short read per segment, from the page
+    // cache, beside the scan of the whole segment. The rule needs every header before the
+    // first segment is scanned, and the scan takes no header from its caller.
     let mut heads = vec![0u8; walden_core::MIN_SCRATCH];
     match walden_core::raw::stale_segments(storage, &ids, &mut heads) {
-        Ok(stale) => {
+        Ok(stale) if checked => {
             ids.drain(..stale);
         }
+        Ok(_) => {}
         Err(_) => return Ok(out),
     }
     if ids.is_empty() {
@@ -158,9 +169,7 @@ pub(crate) fn prepass<F: FileSystem>(
     }
     let mut hand = Handing {
         live: true,
-        // The broken variant the files explorer must catch: a segment's records are handed
-        // over even after damage, or when it does not follow on from the one before.
-        checked: storage.file_system().mutation() != Some(Mutation::ReplayIgnoresDamage),
+        checked,
         log_id: None,
         expect: None,
         previous: None,

@@ -30,7 +30,8 @@ const MANUAL: SyncPolicy = SyncPolicy::Manual;
 /// The workloads of the default run.
 pub fn default_workloads() -> Vec<FileWorkload> {
     use FileStep::{
-        Append, Background as Run, Batch, Kill, Reopen, Sync, TruncateBack, TruncateFront,
+        Append, Background as Run, Batch, Kill, Reopen, Restore, Save, Sync, TruncateBack,
+        TruncateFront,
     };
     vec![
         FileWorkload::new(
@@ -353,6 +354,36 @@ pub fn default_workloads() -> Vec<FileWorkload> {
                 ],
             )
         },
+        // A stale segment file. No crash of walden-std's own protocol leaves one: an
+        // interrupted `truncate_front` leaves its oldest segments as a run of ids up to the
+        // recorded start (it removes them oldest first, a directory sync after each), which
+        // the open keeps as the log's front. So a backup of the first segment is restored
+        // (`Restore`) after the log removed it and the one after it: below a gap under the
+        // start, which every open leaves out of the log and reports as stale, and whose
+        // records a replay (`open_replaying`) must not hand over. Every crash state from the
+        // restore on holds the copy, whole, torn or as an empty name.
+        FileWorkload::new(
+            "wal: a restored copy below the log's start",
+            0x410,
+            config(ALWAYS, 4096),
+            vec![
+                Append(1500),
+                Append(1500),
+                Append(1500),
+                Append(1500),
+                Append(1500),
+                Save(0),
+                Append(1500),
+                Append(700),
+                TruncateFront(5),
+                Restore,
+                Append(900),
+                Kill,
+                Append(1200),
+                TruncateFront(7),
+                Sync,
+            ],
+        ),
     ]
 }
 

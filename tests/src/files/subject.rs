@@ -3,7 +3,7 @@
 use core::panic::AssertUnwindSafe;
 use std::panic::catch_unwind;
 
-use walden_core::{Lsn, RecoveryPolicy, parse_segment_name};
+use walden_core::{Lsn, RecoveryPolicy, RecoveryReport, parse_segment_name};
 use walden_sim::{CaseId, CrashBounds, CrashPlan, CrashStates, SimFs};
 use walden_std::{FileError, LOCK_FILE, ReplayError};
 
@@ -115,10 +115,14 @@ impl Subject for FileVariant {
     /// Only what recovery's report calls a repair (a cut, a rewritten header, a removed
     /// segment). Removing a leftover spare, zero-filling the active segment and preparing the
     /// next spare happen at nearly every open; crashes during them are explored at the
-    /// workloads' own reopens and kills, not again after every crash state.
+    /// workloads' own reopens and kills, not again after every crash state. Stale segment
+    /// files (a restored copy below the log's start) are reported but left as they are: not a
+    /// repair either.
     fn repaired(&self, recovery: &Recovery<Self>) -> bool {
         match &recovery.outcome {
-            Outcome::Opened(got, _) => got.report.is_some_and(|r| !r.is_clean()),
+            Outcome::Opened(got, _) => got
+                .report
+                .is_some_and(|r| !RecoveryReport { stale: 0, ..r }.is_clean()),
             _ => false,
         }
     }
@@ -160,7 +164,7 @@ fn open_and_read(
             );
         }
     };
-    if let Err(why) = segment_set(&log) {
+    if let Err(why) = segment_set(&log, report.stale) {
         return Outcome::Broken("segment set", why);
     }
     // A replay hands over exactly the recovered log, each record once, in order: nothing the
@@ -206,9 +210,11 @@ fn open_and_read(
     Outcome::Opened(recovered, Some(log))
 }
 
-/// The directory holds exactly the log's segments (consecutive ids), the lock file, the start
-/// slots, and at most the spare of the next segment: no leftovers, nothing missing.
-fn segment_set(log: &OpenLog) -> Result<(), String> {
+/// The directory holds exactly the log's segments (consecutive ids), the `stale` segment files
+/// the open reported leaving out (older than the log's first segment and not leading up to it:
+/// a restored copy), the lock file, the start slots, and at most the spare of the next segment:
+/// no leftovers, nothing missing.
+fn segment_set(log: &OpenLog, stale: u32) -> Result<(), String> {
     let names = log
         .fs
         .inner()
@@ -228,9 +234,20 @@ fn segment_set(log: &OpenLog) -> Result<(), String> {
             return Err(format!("a leftover in the log directory: {name}"));
         }
     }
+    let stale = (stale as usize).min(listed.len());
+    let (left_out, listed) = listed.split_at(stale);
     if listed != held {
         return Err(format!(
-            "the directory holds segments {listed:?}, the log {held:?}"
+            "the directory holds segments {listed:?} (and {left_out:?} left out as stale), the \
+             log {held:?}"
+        ));
+    }
+    if let (Some(&newest), Some(&first)) = (left_out.last(), held.first())
+        && newest.checked_add(1) >= Some(first)
+    {
+        return Err(format!(
+            "segment {newest} was left out as stale, but the log's first segment, {first}, \
+             follows right after it"
         ));
     }
     if held.windows(2).any(|w| w[1] != w[0] + 1) {

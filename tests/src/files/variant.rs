@@ -38,7 +38,8 @@ pub enum FileVariant {
     /// `fadvise(DONTNEED)`.
     CleanAlways,
     /// Opening to replay hands over a sealed segment's records even after damage in the one
-    /// before, or a gap ([`Mutation::ReplayIgnoresDamage`]).
+    /// before, or a gap, and hands over stale segment files too (below a gap under the log's
+    /// recorded start: the open leaves them out) ([`Mutation::ReplayIgnoresDamage`]).
     ReplayIgnoresDamage,
     /// A rotation's early syncs (the directory's after the successor's link, the sealed
     /// segment's after its seal) report success without syncing

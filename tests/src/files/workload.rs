@@ -1,12 +1,16 @@
 //! Workloads over walden-std's `Wal` and `SharedWal` on the simulated file system, and the
 //! driver that runs one while keeping the [`Model`] up to date.
 
+use std::path::Path;
 use walden_core::{
     AppendError, Config, Lsn, RecoveryPolicy, RecoveryReport, SyncError, TruncateError,
 };
 use walden_sim::{FaultSchedule, SimConfig, SimFs};
+
+use walden_core::SegmentName;
 use walden_std::{
-    Background, FileStorage, Options, SIM_TUNING, SharedWal, SimFileSystem, SyncPolicy, Tuning, Wal,
+    Background, FileStorage, FileSystem, FsFile, OpenMode, Options, SIM_TUNING, SharedWal,
+    SimFileSystem, SyncPolicy, Tuning, Wal,
 };
 
 use super::variant::{FileVariant, TestFs, test_fs};
@@ -47,6 +51,15 @@ pub enum FileStep {
     /// Run this many steps of the queued background jobs (spare preparation, zero-fill):
     /// with [`Background::Deferred`], this is where background work interleaves.
     Background(usize),
+    /// Keep a copy of segment file `id` as it is now (an operator's backup; no file-system
+    /// operation).
+    Save(u64),
+    /// Write the copy kept by [`FileStep::Save`] back under its name (created, written,
+    /// synced, the directory synced), beside the open log: a restored backup. Once the log
+    /// has removed that segment and the one after it from its front, the copy lies below a
+    /// gap under the log's recorded start: a stale file, which every open leaves out of the
+    /// log, and whose records a replay must not hand over.
+    Restore,
 }
 
 impl FileStep {
@@ -58,7 +71,11 @@ impl FileStep {
             FileStep::Sync => Step::Sync,
             FileStep::TruncateFront(lsn) => Step::TruncateFront(*lsn),
             FileStep::TruncateBack(lsn) => Step::TruncateBack(*lsn),
-            FileStep::Reopen | FileStep::Kill | FileStep::Background(_) => return None,
+            FileStep::Reopen
+            | FileStep::Kill
+            | FileStep::Background(_)
+            | FileStep::Save(_)
+            | FileStep::Restore => return None,
         })
     }
 }
@@ -358,6 +375,7 @@ pub fn drive(
             poisoned: false,
         },
         log: None,
+        saved: None,
     };
     driver.run();
     drop(driver.log.take());
@@ -369,6 +387,8 @@ struct Driver<'w> {
     faulty: bool,
     driven: FileDriven,
     log: Option<OpenLog>,
+    /// The copy [`FileStep::Save`] kept: the segment id and its bytes.
+    saved: Option<(u64, Vec<u8>)>,
 }
 
 impl Driver<'_> {
@@ -463,6 +483,26 @@ impl Driver<'_> {
                 self.driven.fs.inner().run_background(*steps);
                 Ok(())
             }
+            FileStep::Save(id) => {
+                let name = SegmentName::new(*id);
+                let bytes = self
+                    .driven
+                    .fs
+                    .inner()
+                    .with(|sim| sim.contents(name.as_str()).map(<[u8]>::to_vec));
+                let bytes = bytes.ok_or_else(|| format!("no segment file {name} to save"))?;
+                self.saved = Some((*id, bytes));
+                Ok(())
+            }
+            FileStep::Restore => {
+                let restored = self.restore();
+                // With faults scheduled, the copy may fail to be written: the operator's
+                // mistake, not the log's (which goes on, not poisoned, whatever is left).
+                if restored.is_err() && self.faulty && !self.crashed() {
+                    return Ok(());
+                }
+                restored
+            }
             _ => {
                 let step = step.log_step().expect("a log step");
                 let seed = self.workload.seed;
@@ -488,6 +528,24 @@ impl Driver<'_> {
                 }
             }
         }
+    }
+
+    /// [`FileStep::Restore`]: the saved copy, written back under its name and made durable.
+    fn restore(&mut self) -> Result<(), String> {
+        let (id, bytes) = self.saved.clone().ok_or("nothing saved to restore")?;
+        let fs = &self.driven.fs;
+        let root = Path::new(ROOT);
+        let path = root.join(SegmentName::new(id).as_str());
+        let failed = |what: &str, e: std::io::Error| format!("restoring segment {id}: {what}: {e}");
+        let file = fs
+            .open(&path, OpenMode::CreateNew)
+            .map_err(|e| failed("create", e))?;
+        file.write_all_at(&bytes, 0)
+            .map_err(|e| failed("write", e))?;
+        file.sync_data().map_err(|e| failed("sync", e))?;
+        fs.open_dir(root)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| failed("directory sync", e))
     }
 
     /// After a reopen (clean, or after a kill): the log must hold every acknowledged record
