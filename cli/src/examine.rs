@@ -64,7 +64,7 @@ pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Fai
     let (ins, segs, survey) = open_and_inspect(common, policy, false)?;
     let code = render::exit_code(&ins, &survey);
     if common.json {
-        let (foreign, unusable, partial) = render::survey_json(&survey);
+        let (foreign, unusable, partial, spares) = render::survey_json(&survey);
         let v = json!({
             "dir": render::dir_str(&common.dir),
             "log_id": ins.log_id.map(|id| format!("{id:016x}")),
@@ -76,6 +76,7 @@ pub(crate) fn inspect(common: &Common, policy: RecoveryPolicy) -> Result<u8, Fai
             "foreign": foreign,
             "unusable": unusable,
             "unfinished_backups": partial,
+            "spares": spares,
             "policy": render::policy(policy),
             "reopen": render::reopen_json(&ins, &segs, &survey),
             "status": render::status(code),
@@ -274,7 +275,7 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
                 })
             })
             .collect();
-        let (foreign, unusable, partial) = render::survey_json(&survey);
+        let (foreign, unusable, partial, spares) = render::survey_json(&survey);
         let v = json!({
             "dir": render::dir_str(&common.dir),
             "segments": ins.segments,
@@ -285,6 +286,7 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
             "unusable": unusable,
             "foreign": foreign,
             "unfinished_backups": partial,
+            "spares": spares,
             "reopen": render::reopen_json(&ins, &segs, &survey),
             "authenticated": auth.as_ref().map(|a| a.read),
             "plaintext_records": auth.as_ref().map(|a| a.plaintext),

@@ -412,8 +412,10 @@ pub(crate) fn problem_text(s: &SegmentReport) -> Option<String> {
     Some(t)
 }
 
-/// The survey's foreign files, unusable entries and unfinished backup copies, as JSON.
-pub(crate) fn survey_json(survey: &Survey) -> (Value, Value, Value) {
+/// The survey's foreign files, unusable entries, unfinished backup copies and walden-std's
+/// spare files, as JSON. Paths are strings: a name that is not UTF-8 is shown with U+FFFD in
+/// place of its invalid bytes (docs/OPERATIONS.md, "JSON output").
+pub(crate) fn survey_json(survey: &Survey) -> (Value, Value, Value, Value) {
     let paths = |v: &[PathBuf]| {
         json!(
             v.iter()
@@ -430,6 +432,7 @@ pub(crate) fn survey_json(survey: &Survey) -> (Value, Value, Value) {
         paths(&survey.foreign),
         json!(unusable),
         paths(&survey.partial_backups),
+        paths(&survey.spares),
     )
 }
 

@@ -79,9 +79,10 @@ fn back_up(dir: &Path, file: &str) -> Result<PathBuf, Failure> {
     back_up_with(dir, file, |src, dst| io::copy(src, dst).map(drop))
 }
 
-/// [`back_up`], copying with `copy`. The copy is written under [`partial_name`], synced, and
-/// only then renamed to its `.broken` name and the directory synced: a `.broken` file is always
-/// a whole copy. On any error the partial copy is removed (a kill or crash can still leave it:
+/// [`back_up`], copying with `copy`. The copy is written under [`partial_name`] with the
+/// segment's mode (and owner, as root: [`keep_access`]), synced, and only then placed under its
+/// `.broken` name ([`place_backup`]: a hard link, never replacing a file) and the directory
+/// synced: a `.broken` file is always a whole copy. On any error the partial copy is removed (a kill or crash can still leave it:
 /// the survey reports it as an unfinished copy, and the next repair that writes removes it).
 fn back_up_with(
     dir: &Path,
@@ -103,12 +104,20 @@ fn back_up_with(
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&partial)
         .map_err(|e| fail(&format!("create {}", partial.display()), e))?;
-    let done = copy(&mut src, &mut dst)
+    let done = keep_access(&src, &dst)
         .map_err(|e| {
             fail(
-                &format!("copy {} to {}", path.display(), partial.display()),
+                &format!("give {} the mode of {}", partial.display(), path.display()),
                 e,
             )
+        })
+        .and_then(|()| {
+            copy(&mut src, &mut dst).map_err(|e| {
+                fail(
+                    &format!("copy {} to {}", path.display(), partial.display()),
+                    e,
+                )
+            })
         })
         .and_then(|()| {
             dst.sync_all()
@@ -129,6 +138,28 @@ fn back_up_with(
     let to = done?;
     sync_dir(dir).map_err(|e| fail(&format!("sync {}", dir.display()), e))?;
     Ok(to)
+}
+
+/// Gives the copy `dst` the permission bits of `src` (a 0600 segment's backup is 0600, not
+/// whatever the umask makes of a new file), and, when running as root, its owner and group
+/// (a repair run as root on a service's log leaves backups the service's user owns). A
+/// change of owner that is not permitted (`EPERM`: not root after all, or a file system
+/// without owners) is not an error: the copy keeps its mode, and the warning of
+/// [`warn_if_not_owner`] said who owns what.
+fn keep_access(src: &File, dst: &File) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let m = src.metadata()?;
+    // Before any byte is copied: the copy is never readable by more users than the segment.
+    dst.set_permissions(fs::Permissions::from_mode(m.mode() & 0o7777))?;
+    if rustix::process::geteuid().is_root() {
+        match std::os::unix::fs::fchown(dst, Some(m.uid()), Some(m.gid())) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+            other => other?,
+        }
+        // A change of owner clears set-id bits: give them back.
+        dst.set_permissions(fs::Permissions::from_mode(m.mode() & 0o7777))?;
+    }
+    Ok(())
 }
 
 /// Gives the whole copy `partial` of `path` its backup name ([`backup_name`]), never replacing
@@ -254,11 +285,19 @@ fn salvage_hint(ins: &Inspection, segs: &[SegmentReport]) -> Option<String> {
 }
 
 /// What salvage gave up. Recovery's `last_known` comes from segment headers and later records
-/// in the damaged segment; inspection also scanned the dropped segments, so `seen` (the highest
-/// valid LSN in them) can only make the range more exact.
-fn lost_text(l: &SalvageLoss, seen: Option<Lsn>) -> (Option<Lsn>, String) {
+/// in the damaged segment, and is a lower bound (its report says "at least up to"); inspection
+/// also scanned the dropped segments, so `seen` (the highest valid LSN in them) can only make
+/// the range more exact. The range is stated as definite only when `end_known`
+/// ([`log_end_on_disk`]): otherwise records after the last one known may have existed (a
+/// segment removed by an earlier salvage that was killed part of the way, whose predecessor's
+/// seal names it), and the text says "at least", as the recovery report does.
+fn lost_text(l: &SalvageLoss, seen: Option<Lsn>, end_known: bool) -> (Option<Lsn>, String) {
     let last = l.last_known.max(seen).filter(|k| *k >= l.first_lost);
     let text = match last {
+        Some(k) if !end_known => format!(
+            "LSN {} onward was lost (at least up to {k}; nothing left on disk tells how far the log went)",
+            l.first_lost
+        ),
         Some(k) if k > l.first_lost => format!("LSNs {}..={} were lost", l.first_lost, k),
         Some(_) => format!("LSN {} was lost", l.first_lost),
         None => format!(
@@ -267,6 +306,100 @@ fn lost_text(l: &SalvageLoss, seen: Option<Lsn>) -> (Option<Lsn>, String) {
         ),
     };
     (last, text)
+}
+
+/// Whether the log's end is on disk: its newest data segment has a valid header and no seal.
+/// A sealed newest segment names a successor that is gone (removed by an earlier salvage
+/// killed part of the way, or by hand), so the records known are only a lower bound.
+fn log_end_on_disk(segs: &[SegmentReport]) -> bool {
+    segs.iter()
+        .filter(|s| !walden_core::raw::is_start_slot(s.id))
+        .max_by_key(|s| s.id)
+        .is_some_and(|s| s.header.is_ok() && s.seal.is_none())
+}
+
+/// The checksum algorithm of the log's newest segment with a valid header of this log: what
+/// its writer configured, and what a segment that repair creates or whose header it rewrites
+/// gets (not `Config::default()`'s, which would give a CRC-64 log a CRC-32C segment).
+fn log_checksum(
+    segs: &[SegmentReport],
+    log_id: Option<u64>,
+) -> Option<walden_core::ChecksumAlgorithm> {
+    segs.iter()
+        .filter(|s| !walden_core::raw::is_start_slot(s.id))
+        .filter_map(|s| s.header.ok().map(|h| (s.id, h)))
+        .filter(|(_, h)| log_id.is_none_or(|id| h.log_id == id))
+        .max_by_key(|(id, _)| *id)
+        .map(|(_, h)| h.checksum)
+}
+
+/// Backs up every file of `ids` with `back_up`. When one fails (a full disk, an I/O error),
+/// nothing of the log has changed yet, so the backups this run already made are copies of
+/// unchanged files: they are removed (and the directory synced), so that a failed repair
+/// leaves no space taken behind; the failure says so, and names any it could not remove.
+fn back_up_all(
+    dir: &Path,
+    ids: &BTreeSet<SegmentId>,
+    mut back_up: impl FnMut(&Path, &str) -> Result<PathBuf, Failure>,
+) -> Result<Vec<(PathBuf, PathBuf)>, Failure> {
+    let mut backups = Vec::new();
+    for id in ids {
+        let file = name(*id);
+        match back_up(dir, &file) {
+            Ok(to) => backups.push((dir.join(file), to)),
+            Err(mut failure) => {
+                if backups.is_empty() {
+                    return Err(failure);
+                }
+                let mut kept = Vec::new();
+                for (_, b) in &backups {
+                    if let Err(e) = fs::remove_file(b) {
+                        kept.push(format!("{} ({e})", b.display()));
+                    }
+                }
+                let _ = sync_dir(dir);
+                let _ = write!(
+                    failure.message,
+                    "; nothing of the log was changed, and the {} backup(s) this run made were removed",
+                    backups.len() - kept.len()
+                );
+                if !kept.is_empty() {
+                    let _ = write!(
+                        failure.message,
+                        "; these copies of unchanged files could not be removed (delete them): {}",
+                        kept.join(", ")
+                    );
+                }
+                return Err(failure);
+            }
+        }
+    }
+    Ok(backups)
+}
+
+/// Warns (on stderr, before anything changes) when `repair` runs as another user than the one
+/// who owns the log directory: the files the open creates (`walden.lock` when there is none,
+/// a new segment) belong to the user running it, and a service running as the owner may then
+/// fail to open its own log. Not refused: running as root is often the only way to reach a
+/// service's log, and the backups keep their segments' owner. The warning names the `chown`
+/// that gives everything back.
+fn warn_if_not_owner(dir: &Path) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(m) = fs::metadata(dir) else {
+        return;
+    };
+    let me = rustix::process::geteuid().as_raw();
+    if m.uid() != me {
+        note!(
+            "walden: warning: repairing as user {me}, but {} belongs to user {}: files the repair              creates (walden.lock if missing, a new segment) will belong to user {me}, and a              service running as user {} may then fail to open the log; give them back with              `chown -R {}:{} {}` (or run repair as that user)",
+            dir.display(),
+            m.uid(),
+            m.uid(),
+            m.uid(),
+            m.gid(),
+            dir.display()
+        );
+    }
 }
 
 pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
@@ -355,6 +488,7 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
         Verdict::Repair { .. } | Verdict::Salvage { .. } => {}
     }
 
+    warn_if_not_owner(&common.dir);
     // Now exclusively: re-check under the writer's lock, back up, then let recovery repair.
     let storage = FileStorage::open(&common.dir, false)?;
     let (again, _) = run_inspection(&storage, &config, None)?;
@@ -376,16 +510,13 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
             );
         }
     }
-    let mut backups = Vec::new();
-    for id in &to_change {
-        let file = name(*id);
-        let to = back_up(&common.dir, &file)?;
-        backups.push((common.dir.join(file), to));
-    }
+    let backups = back_up_all(&common.dir, &to_change, back_up)?;
     let mut scratch = vec![0u8; 1 << 20];
     let (wal, report) = CoreWal::open(
         storage,
-        config.with_salt_seed(walden_std::random_seed()),
+        config
+            .with_checksum(log_checksum(&segs, ins.log_id).unwrap_or(config.checksum))
+            .with_salt_seed(walden_std::random_seed()),
         &mut scratch,
     )
     .map_err(|e| Failure::new(format!("repair failed (backups kept): {e}")))?;
@@ -398,7 +529,11 @@ pub(crate) fn run(common: &Common, salvage: bool) -> Result<u8, Failure> {
             .map(|s| s.last_lsn)
             .max()
     });
-    let lost = report.salvage.as_ref().map(|l| lost_text(l, seen));
+    let end_known = log_end_on_disk(&segs);
+    let lost = report
+        .salvage
+        .as_ref()
+        .map(|l| lost_text(l, seen, end_known));
     // The repair is done and durable: what follows only reports it, and cannot change the
     // exit status.
     let mut out = String::new();
@@ -511,6 +646,97 @@ mod tests {
         assert_eq!(to, dir.join(format!("{file}.broken.1")));
         assert_eq!(fs::read(&to).unwrap(), b"segment");
         assert_eq!(fs::read(&theirs).unwrap(), b"someone else's");
+    }
+
+    /// A backup has its segment's permission bits (a 0600 segment's copy was 0644 by the
+    /// umask) and, when repair runs as root, its owner and group.
+    #[test]
+    fn a_backup_keeps_the_mode_and_owner_of_its_segment() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let file = "00000000000000000000.wal";
+        let path = dir.join(file);
+        fs::write(&path, b"segment").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let root = rustix::process::geteuid().is_root();
+        if root {
+            // nobody:nogroup, as a service's user would own its log.
+            std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        } else {
+            eprintln!("not root: the owner of a backup is not checked");
+        }
+        let to = back_up(dir, file).unwrap();
+        let m = fs::metadata(&to).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o600);
+        if root {
+            assert_eq!((m.uid(), m.gid()), (65534, 65534));
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
+        let to = back_up(dir, file).unwrap();
+        assert_eq!(fs::metadata(&to).unwrap().mode() & 0o7777, 0o640);
+    }
+
+    /// A backup that fails after others were made (a full disk on the second file) leaves
+    /// none behind: nothing of the log changed, so they were copies of unchanged files
+    /// taking space. The failure says they were removed.
+    #[test]
+    fn a_failed_backup_removes_the_backups_this_run_made() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let ids: BTreeSet<SegmentId> = [1, 2, 3].into_iter().collect();
+        for id in &ids {
+            fs::write(dir.join(name(*id)), b"segment").unwrap();
+        }
+        let before = names(dir);
+        let mut n = 0;
+        let failure = back_up_all(dir, &ids, |dir, file| {
+            n += 1;
+            if n == 3 {
+                return back_up_with(dir, file, |_, _| {
+                    Err(io::Error::from_raw_os_error(libc::ENOSPC))
+                });
+            }
+            back_up(dir, file)
+        })
+        .unwrap_err();
+        assert_eq!(n, 3);
+        assert_eq!(names(dir), before, "no backup left behind");
+        assert!(
+            failure
+                .message
+                .contains("the 2 backup(s) this run made were removed"),
+            "{}",
+            failure.message
+        );
+        // All made: all kept.
+        let backups = back_up_all(dir, &ids, back_up).unwrap();
+        assert_eq!(backups.len(), 3);
+        assert!(backups.iter().all(|(_, b)| b.exists()));
+    }
+
+    /// The range of a salvage's loss is definite only when the log's end is on disk; after
+    /// a salvage killed part of the way (a removed segment that the seal before it names),
+    /// it is "at least", as the recovery report says.
+    #[test]
+    fn a_loss_whose_end_is_not_known_says_at_least() {
+        let loss = SalvageLoss {
+            case: walden_core::Case::SealedSegmentDamaged,
+            segment: 0,
+            offset: 106,
+            first_lost: Lsn(5),
+            last_known: Some(Lsn(20)),
+            segments_dropped: 2,
+            detail: "",
+        };
+        let (last, text) = lost_text(&loss, Some(Lsn(36)), false);
+        assert_eq!(last, Some(Lsn(36)));
+        assert_eq!(
+            text,
+            "LSN 5 onward was lost (at least up to 36; nothing left on disk tells how far the log went)"
+        );
+        let (_, text) = lost_text(&loss, Some(Lsn(36)), true);
+        assert_eq!(text, "LSNs 5..=36 were lost");
     }
 
     #[test]

@@ -185,14 +185,52 @@ pub(crate) fn survey(dir: &Path) -> Result<Survey, Failure> {
     }
     s.foreign.sort();
     s.partial_backups.sort();
+    s.spares.sort();
     s.unusable.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(s)
 }
 
+/// What opening the segment file `path` for reading (`opened`: the open and its `fstat`) says
+/// about it. A file that is no longer a regular file (replaced between the listing and the
+/// open: a symlink, which `O_NOFOLLOW` refuses with `ELOOP`, a directory, a device, a socket)
+/// or no longer there is left out of the view and reported as unusable (`Ok(Some(..))`). Any
+/// other error (permission denied, an I/O error) says nothing about the log: the command could
+/// not run (exit status 3), and the failure names the file and the OS error. A segment the
+/// caller may not read is never reported as corruption, and `repair` never asks for a healthy
+/// one to be moved away.
+fn classify_open(
+    path: &Path,
+    opened: io::Result<fs::Metadata>,
+) -> Result<Option<Unusable>, Failure> {
+    let unusable = |why| {
+        Ok(Some(Unusable {
+            path: path.to_path_buf(),
+            why,
+        }))
+    };
+    match opened {
+        Ok(m) if m.is_file() => Ok(None),
+        Ok(_) => unusable("is not a regular file (it was replaced while being opened)"),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            unusable("is a symlink; walden never follows symlinks")
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => unusable("was removed while being opened"),
+        Err(e) => match fs::symlink_metadata(path) {
+            // Not a regular file (a socket or device that cannot be opened: ENXIO, ENODEV).
+            Ok(m) if !m.is_file() => unusable("is not a regular file"),
+            _ => Err(Failure::new(format!(
+                "cannot open segment {} for reading: {e}",
+                path.display()
+            ))),
+        },
+    }
+}
+
 /// Opens `dir` read-only: walden-std's [`walden_std::ReadOnlyDir`], which holds a shared lock
 /// so that no writer can open the log while it is being read (and refuses if one already has),
-/// and the survey of the directory. Segments that are not regular files, or that cannot be
-/// opened for reading, are left out of the view and reported in the survey as unusable. A
+/// and the survey of the directory. Segments that are not regular files are left out of the
+/// view and reported in the survey as unusable; one that cannot be opened for reading for any
+/// other reason (permission denied, an I/O error) is a failure to run ([`classify_open`]). A
 /// directory with no entry named like a segment is refused ([`no_log`]).
 pub(crate) fn open_read_only(dir: &Path) -> Result<(ReadOnlyDir, Survey), Failure> {
     check_dir(dir)?;
@@ -201,16 +239,10 @@ pub(crate) fn open_read_only(dir: &Path) -> Result<(ReadOnlyDir, Survey), Failur
     let ids: Vec<SegmentId> = survey.segments.keys().copied().collect();
     for id in ids {
         let path = dir.join(walden_core::SegmentName::new(id).as_str());
-        if !nofollow()
-            .open(&path)
-            .is_ok_and(|f| f.metadata().is_ok_and(|m| m.is_file()))
-        {
-            // Replaced between the listing and the open: treat it as unusable.
+        let opened = nofollow().open(&path).and_then(|f| f.metadata());
+        if let Some(unusable) = classify_open(&path, opened)? {
             survey.segments.remove(&id);
-            survey.unusable.push(Unusable {
-                path,
-                why: "changed while being opened, or cannot be opened for reading",
-            });
+            survey.unusable.push(unusable);
         }
     }
     if survey.segments.is_empty() && survey.unusable.is_empty() {
@@ -239,5 +271,32 @@ mod tests {
         }
         let partial = "00000000000000000003.wal.repair-partial";
         assert!(parse_segment_name(partial).is_none() && !is_spare(partial));
+    }
+
+    /// A segment the caller may not read, or cannot read (an I/O error), is a failure to run
+    /// (exit status 3) naming the file and the OS error, never an unusable entry (which is
+    /// reported as corruption, and which `repair` asks to be moved away). Only a symlink or a
+    /// file that is not a regular file is unusable.
+    #[test]
+    fn a_segment_that_cannot_be_read_is_a_failure_not_an_unusable_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("00000000000000000000.wal");
+        fs::write(&path, b"segment").unwrap();
+        for errno in [libc::EACCES, libc::EIO, libc::EPERM] {
+            let e = classify_open(&path, Err(io::Error::from_raw_os_error(errno))).unwrap_err();
+            assert_eq!(e.code, crate::EXIT_FAILURE, "{e}");
+            assert!(e.message.contains(&path.display().to_string()), "{e}");
+            let os = io::Error::from_raw_os_error(errno).to_string();
+            assert!(e.message.contains(&os), "{e}");
+        }
+        let u = classify_open(&path, Err(io::Error::from_raw_os_error(libc::ELOOP)))
+            .unwrap()
+            .unwrap();
+        assert!(u.why.contains("symlink"), "{}", u.why);
+        assert!(classify_open(&path, fs::metadata(&path)).unwrap().is_none());
+        let u = classify_open(&path, fs::metadata(tmp.path()))
+            .unwrap()
+            .unwrap();
+        assert!(u.why.contains("not a regular file"), "{}", u.why);
     }
 }

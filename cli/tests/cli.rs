@@ -1346,3 +1346,174 @@ fn a_refused_repair_names_every_loss_salvage_would_cause() {
         out.stderr
     );
 }
+
+/// A segment the caller may not read (here: root's, mode 0600, with `walden` run as nobody)
+/// is a failure to run (exit status 3) naming the file and the OS error, not corruption (it
+/// exited 2 calling the segment unusable, and `repair` asked for it to be moved away). Needs
+/// root and `setpriv`; skipped with a message otherwise.
+#[test]
+fn a_segment_that_cannot_be_read_is_a_failure_to_run_not_corruption() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let _serial = serial();
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root (to run walden as another user)");
+        return;
+    }
+    let setpriv = ["/usr/bin/setpriv", "/bin/setpriv"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(setpriv) = setpriv else {
+        eprintln!("skipped: no setpriv");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    fs::create_dir(&dir).unwrap();
+    make_log(&dir, 20);
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    for e in fs::read_dir(&dir).unwrap() {
+        std::os::unix::fs::chown(e.unwrap().path(), Some(65534), Some(65534)).unwrap();
+    }
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let segment = dir.join("00000000000000000000.wal");
+    std::os::unix::fs::chown(&segment, Some(0), Some(0)).unwrap();
+    fs::set_permissions(&segment, fs::Permissions::from_mode(0o600)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        let out = Command::new(setpriv)
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                env!("CARGO_BIN_EXE_walden"),
+            ])
+            .args(args)
+            .output()
+            .expect("run walden under setpriv");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let before = listing(&dir);
+    for command in ["verify", "inspect", "repair", "dump"] {
+        let (code, stdout, stderr) = as_nobody(&[command, "--json", p(&dir)]);
+        assert_eq!(code, Some(3), "{command}: {stdout}{stderr}");
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        let error = v["error"].as_str().unwrap();
+        assert!(error.contains(p(&segment)), "{command}: {error}");
+        assert!(error.contains("Permission denied"), "{command}: {error}");
+        assert!(!stderr.contains("move it away"), "{command}: {stderr}");
+    }
+    assert_eq!(listing(&dir), before, "nothing changed");
+    // Root reads it: a clean log.
+    assert_eq!(walden(&["verify", p(&dir)]).code, 0);
+}
+
+/// `repair` gives a segment whose torn header it rewrites the log's checksum algorithm (that
+/// of its newest valid segment), not the default: a CRC-64 log got a CRC-32C segment.
+#[test]
+fn repair_keeps_the_logs_checksum_algorithm() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut options =
+        Options::from(Config::default().with_checksum(walden_core::ChecksumAlgorithm::Crc64));
+    options.preallocate = false;
+    let (mut wal, _) = Wal::open(dir, options).expect("open");
+    for i in 1..=3 {
+        wal.append(format!("record {i:03}").as_bytes())
+            .expect("append");
+    }
+    drop(wal);
+    // A zero-length newest segment: a torn creation, whose header repair rewrites.
+    fs::write(dir.join("00000000000000000001.wal"), b"").unwrap();
+    let (code, rj) = json(&["repair", "--json", p(dir)]);
+    assert_eq!(code, 0, "{rj}");
+    assert_eq!(rj["report"]["rewritten_header"], 1, "{rj}");
+    let (code, ins) = json(&["inspect", "--json", p(dir)]);
+    assert_eq!(code, 0, "{ins}");
+    let checksums: Vec<&Value> = ins["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["header"]["checksum"])
+        .collect();
+    let crc64 = Value::from(walden_core::ChecksumAlgorithm::Crc64.name());
+    assert_eq!(checksums, [&crc64, &crc64], "{ins}");
+}
+
+/// After a salvage killed part of the way (it removed the newest segment, then stopped), a
+/// second salvage cannot know how far the log went: the seal of the newest segment left
+/// names a successor that is gone. Its `LOST:` line says "at least", as the recovery report
+/// does, instead of a definite range.
+#[test]
+fn a_salvage_after_a_killed_one_says_at_least() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_log(dir, 20);
+    let names = segments(dir);
+    assert!(names.len() >= 3, "{names:?}");
+    let first = dir.join(&names[0]);
+    let mut bytes = fs::read(&first).unwrap();
+    bytes[64 + 32 + 42 + 3] ^= 0x40; // record 2's payload, in a sealed segment
+    fs::write(&first, &bytes).unwrap();
+    // What a salvage killed part of the way leaves: the newest segment removed.
+    fs::remove_file(dir.join(names.last().unwrap())).unwrap();
+    let (code, rj) = json(&["repair", "--salvage", "--json", p(dir)]);
+    assert_eq!(code, 0, "{rj}");
+    assert_eq!(rj["lost"]["first"], 2, "{rj}");
+    let message = rj["lost"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("LSN 2 onward was lost (at least up to "),
+        "{message}"
+    );
+    assert!(
+        rj["report"]["salvage"]["last_known"].is_number(),
+        "recovery knows a lower bound: {rj}"
+    );
+}
+
+/// `repair` run as another user than the log directory's owner (root on a service's log)
+/// warns before changing anything, naming the owner and the `chown` that gives the files
+/// back; the backups it makes keep their segment's owner and mode. Needs root; skipped
+/// otherwise.
+#[test]
+fn repair_as_another_user_warns_and_backups_keep_their_owner() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let _serial = serial();
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: needs root (to repair a log another user owns)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    make_log(dir, 20);
+    let newest = segments(dir).pop().unwrap();
+    let path = dir.join(&newest);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() - 3);
+    fs::write(&path, &bytes).unwrap();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap().path();
+        std::os::unix::fs::chown(&e, Some(65534), Some(65534)).unwrap();
+        fs::set_permissions(&e, fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+    let r = walden(&["repair", p(dir)]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("warning: repairing as user 0") && r.stderr.contains("chown -R 65534:"),
+        "{}",
+        r.stderr
+    );
+    let m = fs::metadata(dir.join(format!("{newest}.broken"))).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (65534, 65534, 0o600));
+    // The owner running it: no warning.
+    fs::write(&path, &fs::read(&path).unwrap()[..bytes.len() - 60]).unwrap();
+    std::os::unix::fs::chown(dir, Some(0), Some(0)).unwrap();
+    let r = walden(&["repair", p(dir)]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+}

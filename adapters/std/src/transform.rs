@@ -130,20 +130,60 @@ impl core::error::Error for KeyFileError {}
 /// current key, which new segments are encrypted with. Rotating a key is adding a line at the
 /// end (keep the old lines while segments encrypted with them exist: see docs/OPERATIONS.md).
 /// The key bytes never appear in errors or `Debug` output.
+///
+/// Only a regular file is read (a symlink to one is followed), and only up to 64 KiB (8 keys
+/// with comments fit many times over): a FIFO, a device (`/dev/zero`), a directory or a
+/// longer file is refused with [`KeyFileError::Io`] of kind
+/// [`std::io::ErrorKind::InvalidData`] before anything is read, and the open never waits
+/// (`O_NONBLOCK`: a FIFO with no writer does not block it).
 #[cfg(feature = "encrypt")]
 pub fn load_key_file(
     path: impl AsRef<std::path::Path>,
 ) -> Result<walden_core::Keyring, KeyFileError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    /// The longest key file read.
+    const MAX_LEN: u64 = 64 * 1024;
     let path = path.as_ref();
+    let io_error = |error| KeyFileError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let invalid =
+        |what: String| io_error(std::io::Error::new(std::io::ErrorKind::InvalidData, what));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(io_error)?;
+    let meta = file.metadata().map_err(io_error)?;
+    if !meta.is_file() {
+        return Err(invalid(
+            "not a regular file (a key file is a small text file)".into(),
+        ));
+    }
+    if meta.len() > MAX_LEN {
+        return Err(invalid(format!(
+            "{} bytes, longer than a key file can be ({MAX_LEN} bytes at most)",
+            meta.len()
+        )));
+    }
     // The text and every parsed key are wiped when dropped, on success or error; the ring's
-    // ciphers wipe their copies when the ring is dropped.
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|error| {
-        KeyFileError::Io {
-            path: path.to_path_buf(),
-            error,
-        }
-    })?);
-    parse_key_file(&text, path)
+    // ciphers wipe their copies when the ring is dropped. Reserved whole before reading, so
+    // that no reallocation leaves a copy of key bytes behind.
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(MAX_LEN as usize + 1));
+    // At most one byte more than the limit: a file that grew since its `fstat` is refused too.
+    file.take(MAX_LEN + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error)?;
+    if bytes.len() as u64 > MAX_LEN {
+        return Err(invalid(format!(
+            "longer than a key file can be ({MAX_LEN} bytes at most)"
+        )));
+    }
+    let text = core::str::from_utf8(&bytes)
+        .map_err(|_| invalid("stream did not contain valid UTF-8".into()))?;
+    parse_key_file(text, path)
 }
 
 #[cfg(feature = "encrypt")]
@@ -218,5 +258,49 @@ mod tests {
         // Errors never show key bytes.
         let e = parse_key_file(&format!("{a}\n{}x\n", &b[1..]), p).unwrap_err();
         assert!(!e.to_string().contains("3C3C"), "{e}");
+    }
+
+    /// Only a regular file of at most 64 KiB is read: a device that never ends (`/dev/zero`
+    /// grew memory without bound), a FIFO (which blocked the open until a writer came), a
+    /// directory or a longer file is refused as not a key file, at once.
+    #[test]
+    fn key_files_that_are_not_small_regular_files_are_refused_without_reading_them() {
+        let is_invalid = |r: Result<walden_core::Keyring, KeyFileError>| match r {
+            Err(KeyFileError::Io { error, .. }) => error.kind() == std::io::ErrorKind::InvalidData,
+            other => panic!("{other:?}"),
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(is_invalid(load_key_file("/dev/zero")));
+        assert!(is_invalid(load_key_file(tmp.path())));
+        let fifo = tmp.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(is_invalid(load_key_file(&fifo)));
+
+        let key = format!("{}\n", "a5".repeat(32));
+        let file = tmp.path().join("keys");
+        // Exactly the limit: read (comments and a key).
+        let mut text = "#".repeat(64 * 1024 - key.len() - 1);
+        text.push('\n');
+        text.push_str(&key);
+        assert_eq!(text.len(), 64 * 1024);
+        std::fs::write(&file, &text).unwrap();
+        assert_eq!(load_key_file(&file).unwrap().ids().len(), 1);
+        // One byte more: refused, and the error says why.
+        text.insert(0, '#');
+        std::fs::write(&file, &text).unwrap();
+        let e = load_key_file(&file).unwrap_err();
+        assert!(e.to_string().contains("65536 bytes at most"), "{e}");
+        // A symlink to a key file is followed.
+        std::fs::write(&file, &key).unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(load_key_file(&link).unwrap().ids().len(), 1);
     }
 }
