@@ -217,6 +217,11 @@ fn stops(s: &walden_core::SegmentReport) {
             " (corruption: run `walden verify` for details)"
         } else if s.case == walden_core::Case::RecordTooLarge {
             " (a record longer than --max-record-size: give the limit the writer used)"
+        } else if matches!(
+            s.case,
+            walden_core::Case::NewerVersion | walden_core::Case::ChecksumNotBuiltIn
+        ) {
+            " (written by a newer version or with a checksum this build lacks: use a build that reads it)"
         } else {
             " (an ordinary crash: no record proves what follows was acknowledged)"
         }

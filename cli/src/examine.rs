@@ -330,6 +330,11 @@ pub(crate) fn verify(common: &Common) -> Result<u8, Failure> {
                 "CORRUPTION"
             } else if s.case == walden_core::Case::RecordTooLarge {
                 "CONFIGURATION"
+            } else if matches!(
+                s.case,
+                walden_core::Case::NewerVersion | walden_core::Case::ChecksumNotBuiltIn
+            ) {
+                "UNREADABLE BY THIS BUILD"
             } else {
                 "torn"
             };

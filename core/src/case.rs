@@ -243,15 +243,12 @@ impl Case {
                 Case::MidLogCorruption | Case::SealedSegmentDamaged | Case::MissingNewestSegment,
                 Salvage,
             ) => Action::SalvageCut,
-            (
-                Case::DamagedHeader
-                | Case::NewerVersion
-                | Case::ForeignSegment
-                | Case::MissingSegment,
-                Salvage,
-            ) => Action::SalvageDrop,
-            // `RecordTooLarge` and `ChecksumNotBuiltIn` among them, under every policy: the
-            // medium may be fine, so nothing is cut or dropped for them.
+            (Case::DamagedHeader | Case::ForeignSegment | Case::MissingSegment, Salvage) => {
+                Action::SalvageDrop
+            }
+            // `RecordTooLarge`, `ChecksumNotBuiltIn` and `NewerVersion` among them, under every
+            // policy: the medium may be fine (a newer build reads it), so nothing is cut or
+            // dropped for them.
             (_, _) => Action::Fail,
         }
     }
@@ -266,6 +263,7 @@ impl Case {
                 | Case::TornCreation
                 | Case::RecordTooLarge
                 | Case::ChecksumNotBuiltIn
+                | Case::NewerVersion
         )
     }
 
@@ -369,7 +367,10 @@ mod tests {
             // Strict refuses everything but a clean log; Salvage refuses nothing but a
             // configuration error or a segment this build cannot read, which no policy may
             // "repair" (the medium may be fine).
-            let not_damage = matches!(case, Case::RecordTooLarge | Case::ChecksumNotBuiltIn);
+            let not_damage = matches!(
+                case,
+                Case::RecordTooLarge | Case::ChecksumNotBuiltIn | Case::NewerVersion
+            );
             assert_eq!(
                 case.action(RecoveryPolicy::Strict) == Action::Keep,
                 case == Case::Clean

@@ -240,7 +240,23 @@ fn foreign_and_newer_segments_are_refused() {
     f[8..10].copy_from_slice(&(crate::format::FORMAT_VERSION + 1).to_le_bytes());
     let crc = crate::checksum::crc32c(&f[..60]);
     f[60..64].copy_from_slice(&crc.to_le_bytes());
-    assert_eq!(corruption(try_open(mem, small())), Case::NewerVersion);
+    assert_eq!(
+        corruption(try_open(mem.clone(), small())),
+        Case::NewerVersion
+    );
+    // Salvage refuses it too, and changes nothing: a newer build reads that segment (it
+    // dropped it and every later one).
+    #[cfg(feature = "salvage")]
+    {
+        let mut opened = mem.clone();
+        let salvage = small().with_recovery(RecoveryPolicy::Salvage);
+        let got = Wal::<&mut Mem, Fixed<16>>::open(&mut opened, salvage, &mut [0u8; 4096]);
+        let Err(OpenError::Corrupted(c)) = got.map(|(_, r)| r) else {
+            panic!("Salvage opened a log with a newer segment");
+        };
+        assert_eq!((c.case, c.segment), (Case::NewerVersion, 3));
+        assert!(opened.files == mem.files, "nothing dropped");
+    }
 }
 
 fn rotated_with_seed(seed: u64) -> Mem {
