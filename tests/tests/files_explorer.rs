@@ -139,3 +139,21 @@ fn failed_fdatasyncs_poison_and_a_restart_reads_only_the_disk() {
 fn an_error_at_any_file_operation_loses_nothing_acknowledged() {
     fault_pass("errors", walden_tests::files::faults::errors_at_each_op);
 }
+
+/// The workload with a detached sync in flight across a rotation (0x411) reaches what it is
+/// for: a leader's job is handed out (not replaced by a sync under the lock) and the log
+/// rotates, sealing its segment, before the job runs. Without it no seal is ever written while
+/// a detached sync is in flight, and walden-std's guard against an early seal sync beside one
+/// (`FileStorage::before_segment_write`) goes unchecked.
+#[test]
+fn the_held_detached_sync_is_in_flight_across_a_rotation() {
+    use walden_tests::files::{drive, find};
+
+    let workload = find(0x411).expect("the workload with a held detached sync");
+    let driven = drive(&workload, FileVariant::Correct, None, None);
+    assert!(driven.problems.is_empty(), "{:?}", driven.problems);
+    assert_eq!(
+        driven.held_across_rotation, 1,
+        "the first held job was in flight across a rotation"
+    );
+}

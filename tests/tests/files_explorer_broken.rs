@@ -183,6 +183,16 @@ fn pending_chain() -> FileWorkload {
     )
 }
 
+/// A seal's early sync beside a leader's detached sync of the same file (fsyncgate): with a
+/// failed sync on the early one, the leader's returns `Ok` and publishes records the disk
+/// never got (`0x411` holds the detached sync across the rotation).
+#[test]
+fn an_early_seal_sync_beside_a_detached_sync_is_caught() {
+    let variant = FileVariant::EarlySealIgnoresDetached;
+    let stats = faults::failed_syncs(&explorer(variant), &workload(0x411));
+    assert_caught(variant, &stats, "durability", "lost");
+}
+
 #[test]
 fn an_early_rotation_sync_that_does_nothing_is_caught() {
     // The directory's early sync after a link: with the next spare prepared late, records
@@ -212,8 +222,10 @@ fn the_correct_variant_passes_the_same_runs() {
     }
     let stats = shallow(FileVariant::Correct).explore(&pending_chain());
     assert!(stats.violations.is_empty(), "{}", stats.violations[0]);
-    let stats = faults::failed_syncs(&explorer(FileVariant::Correct), &workload(0x403));
-    assert!(stats.violations.is_empty(), "{}", stats.violations[0]);
+    for seed in [0x403, 0x411] {
+        let stats = faults::failed_syncs(&explorer(FileVariant::Correct), &workload(seed));
+        assert!(stats.violations.is_empty(), "{}", stats.violations[0]);
+    }
 }
 
 #[test]

@@ -91,6 +91,16 @@ fn a_store_that_reports_a_vote_saved_before_syncing_it_is_caught() {
     caught(RaftVariant::VoteBeforeSync, &["vote"]);
 }
 
+/// Entries submitted but not flushed, a commit naming them, then a vote or purge whose meta
+/// record (holding the committed id) is durable before them (`AppendQueued` in `0x501`).
+#[test]
+fn a_store_whose_meta_overtakes_its_entries_is_caught() {
+    caught(
+        RaftVariant::MetaBeforeEntriesDurable,
+        &["reopen", "in order"],
+    );
+}
+
 #[test]
 fn a_reopen_that_is_unsafe_only_when_interrupted_is_caught() {
     let found = caught(RaftVariant::RewriteOnReopen, &["durability"]);

@@ -324,6 +324,10 @@ pub enum Mutation {
     /// A rotation's early syncs (the directory's after a link, the sealed segment's after its
     /// seal; `early_sync.rs`) report success without syncing anything.
     EarlySyncNoop,
+    /// A seal's early sync starts while a group-commit leader's detached sync of the same
+    /// file is in flight: the two `fdatasync`s share one writeback error, and the leader's may
+    /// return `Ok` for bytes that failed (fsyncgate).
+    EarlySealIgnoresDetached,
     /// A replay's read-ahead reads every chunk after a segment's first from a byte later than
     /// the offset it says the chunk holds: the scan then judges bytes that are not where it
     /// thinks.

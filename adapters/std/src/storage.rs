@@ -1077,7 +1077,9 @@ impl<F: FileSystem> FileStorage<F> {
             // rotation) or the core's own (see `log_syncs`).
             return Ok(true);
         }
-        if self.detached_in_flight.load(Ordering::Acquire) > 0 {
+        if self.detached_in_flight.load(Ordering::Acquire) > 0
+            && self.fs.mutation() != Some(Mutation::EarlySealIgnoresDetached)
+        {
             // A group-commit leader is syncing this file (the segment a detached sync is
             // handed out for is the active one, which this rotation seals) on the same file
             // description, without the log lock. Two concurrent `fdatasync`s of one file

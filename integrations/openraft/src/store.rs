@@ -67,6 +67,9 @@ struct Shared<C: RaftTypeConfig, F: FileSystem> {
     /// A deliberately broken mode for the crash explorer: `save_vote` returns before the
     /// meta record holding the vote is durable.
     vote_before_sync: AtomicBool,
+    /// Test-only broken order: `save_vote` and `purge` do not wait for entries already
+    /// appended to be durable ([`LogStore::meta_before_entries_durable_for_testing`]).
+    meta_before_entries_durable: AtomicBool,
 }
 
 struct State<NID: openraft::NodeId> {
@@ -287,6 +290,7 @@ impl<C: RaftTypeConfig, F: FileSystem> LogStore<C, F> {
                 ack_before_sync: AtomicBool::new(false),
                 purge_before_meta_durable: AtomicBool::new(false),
                 vote_before_sync: AtomicBool::new(false),
+                meta_before_entries_durable: AtomicBool::new(false),
             }),
         })
     }
@@ -320,9 +324,26 @@ impl<C: RaftTypeConfig, F: FileSystem> LogStore<C, F> {
         self.shared.vote_before_sync.store(true, Ordering::Relaxed);
     }
 
+    /// **Breaks the store, for testing crash checkers only**: from now on `save_vote` and
+    /// `purge` do not wait for entries already appended (submitted, not yet flushed) to be
+    /// durable, so their meta record (which carries the committed id) can be durable before
+    /// the entries it names: a power loss then loses them, and the reopen refuses with
+    /// `CommittedBeyondLog`. The crash explorer of `walden-tests` must catch it.
+    #[doc(hidden)]
+    pub fn meta_before_entries_durable_for_testing(&self) {
+        self.shared
+            .meta_before_entries_durable
+            .store(true, Ordering::Relaxed);
+    }
+
     /// The entries log (for inspection and metrics).
     pub fn entries_wal(&self) -> &SharedWal<FileStorage<F>> {
         &self.shared.entries
+    }
+
+    /// The meta log (votes, commits, purge points; for inspection and metrics).
+    pub fn meta_wal(&self) -> &SharedWal<FileStorage<F>> {
+        &self.shared.meta
     }
 }
 
@@ -703,7 +724,13 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
 
     async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         self.shared.check(|e| vote_err(e))?;
-        self.shared.entries_durable().await?;
+        if !self
+            .shared
+            .meta_before_entries_durable
+            .load(Ordering::Relaxed)
+        {
+            self.shared.entries_durable().await?;
+        }
         let unsettled = self.shared.unsettled("vote save");
         let durable = {
             let mut st = self.shared.lock();
@@ -845,7 +872,13 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
         // The purge point is durable before anything is removed, and before any later append
         // (which, after a purge past the end, starts a new run that only it explains).
         self.shared.check(|e| write_err(e))?;
-        self.shared.entries_durable().await?;
+        if !self
+            .shared
+            .meta_before_entries_durable
+            .load(Ordering::Relaxed)
+        {
+            self.shared.entries_durable().await?;
+        }
         let (durable, cut, unsettled) = {
             let mut st = self.shared.lock();
             if st

@@ -30,8 +30,8 @@ const MANUAL: SyncPolicy = SyncPolicy::Manual;
 /// The workloads of the default run.
 pub fn default_workloads() -> Vec<FileWorkload> {
     use FileStep::{
-        Append, Background as Run, Batch, Kill, Reopen, Restore, Save, Sync, TruncateBack,
-        TruncateFront,
+        Append, Background as Run, Batch, HoldDetachedSync, Kill, Reopen, Restore, RunHeldSync,
+        Save, Sync, TruncateBack, TruncateFront,
     };
     vec![
         FileWorkload::new(
@@ -350,6 +350,36 @@ pub fn default_workloads() -> Vec<FileWorkload> {
                     Append(1300),
                     Append(600),
                     TruncateFront(3),
+                    Sync,
+                ],
+            )
+        },
+        // A group-commit leader's detached sync in flight across a rotation. With one thread a
+        // leader's job always finishes before the next append, so no seal is ever written
+        // while one is in flight; here the leader's sync is split in two (`HoldDetachedSync`:
+        // `begin_sync` and the job handed out; `RunHeldSync`: the job's `fdatasync`, then
+        // `finish_sync` and the durable LSN published) with appends between that rotate with
+        // early rotation. The sealed segment had its records synced (the `Sync`, and the held
+        // job too), so its seal would start an early sync, which must not run beside the leader's
+        // `fdatasync` of the same file description: an early sync that took the fsyncgate
+        // error would leave the leader an `Ok` for records the disk never got. The queued
+        // jobs run (`Run`) before the held one, so such an early sync would come first, and
+        // the failed-syncs pass fails each sync in turn. Then the core's sync of the pending
+        // segment (which syncs the seal the guard left unsynced).
+        FileWorkload {
+            handle: Handle::Shared(SyncPolicy::Manual),
+            ..FileWorkload::new(
+                "shared: a detached sync in flight across a rotation",
+                0x411,
+                config(MANUAL, 4096).with_early_rotation(true),
+                vec![
+                    Append(1600),
+                    Sync,
+                    Append(300),
+                    HoldDetachedSync,
+                    Append(2200),
+                    Run(8),
+                    RunHeldSync,
                     Sync,
                 ],
             )

@@ -54,11 +54,14 @@ pub enum FileVariant {
     /// Zeros asked of the file system for the rest of the active segment start at the sector
     /// below its end ([`Mutation::ZeroesAlignedDown`]).
     ZeroesAlignedDown,
+    /// A seal's early sync runs while a group-commit leader's detached sync of the same file
+    /// is in flight ([`Mutation::EarlySealIgnoresDetached`]).
+    EarlySealIgnoresDetached,
 }
 
 impl FileVariant {
     /// Every variant, the correct one first.
-    pub const ALL: [FileVariant; 13] = [
+    pub const ALL: [FileVariant; 14] = [
         FileVariant::Correct,
         FileVariant::LinkNotDirSynced,
         FileVariant::SyncSkipsFlush,
@@ -72,6 +75,7 @@ impl FileVariant {
         FileVariant::ReadAheadMisplaced,
         FileVariant::ShrinkBeforeUnlinkDurable,
         FileVariant::ZeroesAlignedDown,
+        FileVariant::EarlySealIgnoresDetached,
     ];
 
     /// The walden-std mutation this variant turns on, if any.
@@ -87,6 +91,7 @@ impl FileVariant {
             FileVariant::ReadAheadMisplaced => Some(Mutation::ReadAheadMisplaced),
             FileVariant::ShrinkBeforeUnlinkDurable => Some(Mutation::ShrinkBeforeUnlinkDurable),
             FileVariant::ZeroesAlignedDown => Some(Mutation::ZeroesAlignedDown),
+            FileVariant::EarlySealIgnoresDetached => Some(Mutation::EarlySealIgnoresDetached),
             _ => None,
         }
     }

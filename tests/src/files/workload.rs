@@ -3,14 +3,14 @@
 
 use std::path::Path;
 use walden_core::{
-    AppendError, Config, Lsn, RecoveryPolicy, RecoveryReport, SyncError, TruncateError,
+    AppendError, Config, Lsn, RecoveryPolicy, RecoveryReport, SyncError, SyncTicket, TruncateError,
 };
 use walden_sim::{FaultSchedule, SimConfig, SimFs};
 
 use walden_core::SegmentName;
 use walden_std::{
-    Background, FileStorage, FileSystem, FsFile, OpenMode, Options, SIM_TUNING, SharedWal,
-    SimFileSystem, SyncPolicy, Tuning, Wal,
+    Background, CoreWal, DetachedSync, FileError, FileStorage, FileSystem, FsFile, GroupSync,
+    GroupWindow, OpenMode, Options, SIM_TUNING, SharedWal, SimFileSystem, SyncPolicy, Tuning, Wal,
 };
 
 use super::variant::{FileVariant, TestFs, test_fs};
@@ -25,7 +25,9 @@ pub enum Handle {
     /// [`Wal`], under the config's `sync_policy`.
     Wal,
     /// [`SharedWal`] driven from one thread (group commit with a single member: the leader's
-    /// detached sync path), under this durability.
+    /// detached sync path), under this durability. [`FileStep::HoldDetachedSync`] and
+    /// [`FileStep::RunHeldSync`] split one leader's sync in two, so that the log changes while
+    /// its detached sync is in flight.
     Shared(SyncPolicy),
 }
 
@@ -60,6 +62,17 @@ pub enum FileStep {
     /// gap under the log's recorded start: a stale file, which every open leaves out of the
     /// log, and whose records a replay must not hand over.
     Restore,
+    /// The first half of a group-commit leader's sync ([`Handle::Shared`] only), as
+    /// `Committer::lead` does it under the log lock: `begin_sync` and
+    /// [`GroupSync::detached_sync`] of the active segment. The job is kept, not run: a
+    /// detached sync in flight (walden-std's `detached_in_flight`) while the steps that
+    /// follow append, rotate and seal, as appenders do while a leader waits for the disk.
+    /// Where the leader would sync under the lock instead (segments an early rotation left
+    /// pending, or no job handed out), that sync runs here and nothing is held.
+    HoldDetachedSync,
+    /// The second half: the held job runs (its `fdatasync`, without the log lock), then
+    /// `finish_sync` and the durable LSN published, as the leader does on its outcome.
+    RunHeldSync,
 }
 
 impl FileStep {
@@ -75,7 +88,9 @@ impl FileStep {
             | FileStep::Kill
             | FileStep::Background(_)
             | FileStep::Save(_)
-            | FileStep::Restore => return None,
+            | FileStep::Restore
+            | FileStep::HoldDetachedSync
+            | FileStep::RunHeldSync => return None,
         })
     }
 }
@@ -343,6 +358,9 @@ pub struct FileDriven {
     pub fs: TestFs,
     /// A scheduled fault fired and poisoned the log.
     pub poisoned: bool,
+    /// Detached syncs held ([`FileStep::HoldDetachedSync`]) and run while the log had
+    /// rotated past their segment: the seal was written with the job in flight.
+    pub held_across_rotation: usize,
 }
 
 /// Runs `workload` on a fresh file system of `variant`, with the power cut after `budget`
@@ -373,11 +391,15 @@ pub fn drive(
             problems: Vec::new(),
             fs,
             poisoned: false,
+            held_across_rotation: 0,
         },
         log: None,
         saved: None,
+        held: None,
     };
     driver.run();
+    // A leader that never ran its job: it is dropped unrun, before the log closes.
+    drop(driver.held.take());
     drop(driver.log.take());
     driver.driven
 }
@@ -389,6 +411,15 @@ struct Driver<'w> {
     log: Option<OpenLog>,
     /// The copy [`FileStep::Save`] kept: the segment id and its bytes.
     saved: Option<(u64, Vec<u8>)>,
+    /// The detached sync [`FileStep::HoldDetachedSync`] handed out and
+    /// [`FileStep::RunHeldSync`] runs.
+    held: Option<Held>,
+}
+
+/// A group-commit leader's sync, begun and handed out, not yet run.
+struct Held {
+    ticket: SyncTicket,
+    job: DetachedSync<FileError>,
 }
 
 impl Driver<'_> {
@@ -454,6 +485,7 @@ impl Driver<'_> {
     fn step(&mut self, index: usize, step: &FileStep) -> Result<(), String> {
         match step {
             FileStep::Reopen => {
+                drop(self.held.take());
                 drop(self.log.take());
                 let report = self.open()?;
                 let model = &mut self.driven.model;
@@ -472,6 +504,7 @@ impl Driver<'_> {
                 let restarted = self.driven.fs.inner().snapshot().restart();
                 // The old process's handles act on the old state: nothing they do on the way
                 // out (its `Drop` flushing, stopping jobs) reaches the new process's kernel.
+                drop(self.held.take());
                 drop(self.log.take());
                 let variant = self.driven.fs.hooks().variant();
                 self.driven.fs = self.workload.fs_on(variant, restarted);
@@ -494,6 +527,8 @@ impl Driver<'_> {
                 self.saved = Some((*id, bytes));
                 Ok(())
             }
+            FileStep::HoldDetachedSync => self.hold_detached_sync(),
+            FileStep::RunHeldSync => self.run_held_sync(),
             FileStep::Restore => {
                 let restored = self.restore();
                 // With faults scheduled, the copy may fail to be written: the operator's
@@ -528,6 +563,102 @@ impl Driver<'_> {
                 }
             }
         }
+    }
+
+    /// Runs `f` on the core log under the [`SharedWal`] (taken out of it and shared again
+    /// after, as `SharedWal::into_core` and `SharedWal::from_core` allow: one handle, and
+    /// the committer's published durable LSN is the core's), as a group-commit leader holding
+    /// the log lock does. Then the model learns the durable LSN.
+    fn with_core<T>(&mut self, f: impl FnOnce(&mut CoreWal<TestFs>) -> T) -> Result<T, String> {
+        let Handle::Shared(policy) = self.workload.handle else {
+            return Err("a detached sync needs Handle::Shared".into());
+        };
+        let OpenLog { log, fs } = self.log.take().ok_or("no open log")?;
+        let FileLog::Shared(shared) = log else {
+            unreachable!("a shared workload opens a SharedWal")
+        };
+        let before = shared.durable_lsn();
+        let mut core = match shared.into_core() {
+            Ok(core) => core,
+            Err(shared) => {
+                self.log = Some(OpenLog {
+                    log: FileLog::Shared(shared),
+                    fs,
+                });
+                return Err("the SharedWal has another handle".into());
+            }
+        };
+        let out = f(&mut core);
+        let shared = SharedWal::from_core(core, policy, GroupWindow::default())
+            .map_err(|e| format!("sharing the core log again: {e}"))?;
+        let durable = shared.durable_lsn();
+        if durable < before {
+            self.problem(format!("durable LSN went back from {before} to {durable}"));
+        }
+        self.driven.model.acknowledge(durable);
+        self.log = Some(OpenLog {
+            log: FileLog::Shared(shared),
+            fs,
+        });
+        Ok(out)
+    }
+
+    /// [`FileStep::HoldDetachedSync`]: `Committer::lead`'s part under the log lock.
+    fn hold_detached_sync(&mut self) -> Result<(), String> {
+        if self.held.is_some() {
+            return Err("a detached sync is already held".into());
+        }
+        let held = self.with_core(|core| -> Result<Option<Held>, String> {
+            if let Some(p) = core.poisoned() {
+                return Err(format!("poisoned: {p}"));
+            }
+            if core.durable_lsn() >= core.last_lsn() {
+                return Ok(None); // nothing to sync: the leader returns at once
+            }
+            let ticket = core.begin_sync().map_err(|p| format!("poisoned: {p}"))?;
+            let core_sync = |core: &mut CoreWal<TestFs>| {
+                core.sync()
+                    .map(drop)
+                    .map_err(|e| format!("sync failed: {e}"))
+            };
+            if ticket.first != ticket.segment {
+                // Pending segments of an early rotation: the leader has the core sync them.
+                core_sync(core)?;
+                return Ok(None);
+            }
+            match core.storage().detached_sync(ticket.segment) {
+                Ok(Some(job)) => Ok(Some(Held { ticket, job })),
+                Ok(None) => {
+                    core_sync(core)?;
+                    Ok(None)
+                }
+                Err(error) => {
+                    let failed = core.finish_sync(ticket, Err(error)).err();
+                    Err(format!("detached sync failed: {failed:?}"))
+                }
+            }
+        })??;
+        self.held = held;
+        Ok(())
+    }
+
+    /// [`FileStep::RunHeldSync`]: the leader's job, run without the log lock, then its
+    /// `finish_sync` under it and the durable LSN published.
+    fn run_held_sync(&mut self) -> Result<(), String> {
+        let Some(Held { ticket, job }) = self.held.take() else {
+            return Ok(()); // the leader synced under the lock, or had nothing to sync
+        };
+        let rotated = self
+            .log
+            .as_ref()
+            .and_then(|log| log.segment_ids().last().copied())
+            .is_some_and(|active| active > ticket.segment);
+        let outcome = job();
+        let finished = self.with_core(|core| core.finish_sync(ticket, outcome))?;
+        if rotated {
+            self.driven.held_across_rotation += 1;
+        }
+        finished.map(drop).map_err(|e| format!("sync failed: {e}"))
     }
 
     /// [`FileStep::Restore`]: the saved copy, written back under its name and made durable.

@@ -9,6 +9,10 @@ fn append(count: u64, len: usize) -> RaftStep {
     RaftStep::Append { count, len }
 }
 
+fn queued(count: u64, len: usize) -> RaftStep {
+    RaftStep::AppendQueued { count, len }
+}
+
 /// The workloads of the default run.
 pub fn default_workloads() -> Vec<RaftWorkload> {
     use RaftStep::{Committed, Purge, Reopen, Truncate, Vote};
@@ -36,6 +40,15 @@ pub fn default_workloads() -> Vec<RaftWorkload> {
                 Purge(11),
                 Truncate(14),
                 append(1, 300),
+                // Appends still unflushed when a commit names them and a vote or a purge
+                // comes: the store must make them durable before the vote's or the purge
+                // point's meta record (with the commit in it).
+                queued(2, 200),
+                Committed(16),
+                Vote,
+                queued(2, 200),
+                Committed(18),
+                Purge(15),
             ],
         },
         RaftWorkload {

@@ -420,6 +420,28 @@ fn check_recording(
                 }
             }
         }
+        for barrier in &model.barriers {
+            if !barrier.durable(term, purged) {
+                continue;
+            }
+            for (index, want) in &barrier.entries {
+                let removed = purged.is_some_and(|p| *index <= p)
+                    || model.truncating.is_some_and(|t| *index >= t)
+                    || model.dead.contains(&want.1);
+                if !removed && got.get(index) != Some(want) {
+                    return Err((
+                        "in order",
+                        format!(
+                            "entry {index} {want:?} was appended before {}, which is durable \
+                             (vote {term:?}, purge point {purged:?}), and is {}",
+                            barrier.what(),
+                            got.get(index)
+                                .map_or("gone".to_owned(), |have| format!("{have:?}"))
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(Recovered {
             got,
             vote: term,

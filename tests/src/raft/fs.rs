@@ -15,10 +15,13 @@
 //! after the snapshot was not given yet when the power went. The tape's lock is held across
 //! the operation, so snapshots and operations of different threads never interleave.
 
+use core::time::Duration;
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::ThreadId;
+use std::time::Instant;
 
 use walden_sim::SimFs;
 use walden_std::{
@@ -72,7 +75,29 @@ pub struct PairFs {
     entries: SimFileSystem,
     meta: SimFileSystem,
     tape: Arc<Mutex<Tape>>,
+    hold: Arc<Hold>,
 }
+
+/// Holds back the syncs of the entries directory's files made by other threads than the
+/// holder's (Walden's syncer thread), so that appended entries stay unflushed, in the page
+/// cache, for as long as the workload says: a deterministic "appended, not yet flushed".
+#[derive(Default)]
+struct Hold {
+    state: Mutex<HoldState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct HoldState {
+    /// The thread that holds the syncs back (it syncs freely itself), if they are held.
+    holder: Option<ThreadId>,
+    /// Syncs waiting for the release.
+    parked: usize,
+}
+
+/// How long a held sync waits at most: only a store that blocks the workload's thread on a
+/// held sync (a broken one) waits that long, and the run goes on without the hold.
+const HOLD_LIMIT: Duration = Duration::from_secs(2);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -99,7 +124,66 @@ impl PairFs {
                 record,
                 ..Tape::default()
             })),
+            hold: Arc::default(),
         }
+    }
+
+    /// From now on, syncs of the entries directory's files by any other thread than this one
+    /// wait until [`PairFs::release_entries_syncs`] (or, if nothing releases them, a few
+    /// seconds).
+    pub fn hold_entries_syncs(&self) {
+        lock(&self.hold.state).holder = Some(std::thread::current().id());
+    }
+
+    /// Whether entries syncs are held back.
+    pub fn holding_entries_syncs(&self) -> bool {
+        lock(&self.hold.state).holder.is_some()
+    }
+
+    /// Lets the held syncs go.
+    pub fn release_entries_syncs(&self) {
+        lock(&self.hold.state).holder = None;
+        self.hold.changed.notify_all();
+    }
+
+    /// Waits (at most `limit`) until a sync of the entries directory is held back; returns
+    /// whether one is.
+    pub fn wait_for_held_sync(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut st = lock(&self.hold.state);
+        while st.parked == 0 && st.holder.is_some() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = (self.hold.changed.wait_timeout(st, deadline - now))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        st.parked > 0
+    }
+
+    /// A sync of an entries file: waits while syncs are held by another thread.
+    fn held_sync(&self) {
+        let me = std::thread::current().id();
+        let mut st = lock(&self.hold.state);
+        if st.holder.is_none_or(|h| h == me) {
+            return;
+        }
+        st.parked += 1;
+        self.hold.changed.notify_all();
+        let deadline = Instant::now() + HOLD_LIMIT;
+        while st.holder.is_some_and(|h| h != me) {
+            let now = Instant::now();
+            if now >= deadline {
+                st.holder = None;
+                break;
+            }
+            st = (self.hold.changed.wait_timeout(st, deadline - now))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        st.parked -= 1;
     }
 
     /// The entries directory's simulator, as it is now.
@@ -200,8 +284,8 @@ impl PairFs {
 
 /// An open file or directory of a [`PairFs`].
 pub enum PairFile {
-    /// A file or directory of one of the two directories.
-    One(SimFile, PairFs),
+    /// A file or directory of one of the two directories (true: of the entries directory).
+    One(SimFile, PairFs, bool),
     /// The store's directory or an ancestor: syncing it syncs what it holds in both.
     Both(SimFile, SimFile, PairFs),
 }
@@ -217,28 +301,38 @@ fn not_a_file() -> io::Error {
 impl FsFile for PairFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         match self {
-            PairFile::One(f, _) => f.read_at(buf, offset),
+            PairFile::One(f, ..) => f.read_at(buf, offset),
             PairFile::Both(..) => Err(not_a_file()),
         }
     }
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         match self {
-            PairFile::One(f, fs) => fs.counted(|| f.write_all_at(buf, offset)),
+            PairFile::One(f, fs, _) => fs.counted(|| f.write_all_at(buf, offset)),
             PairFile::Both(..) => Err(not_a_file()),
         }
     }
 
     fn sync_data(&self) -> io::Result<()> {
         match self {
-            PairFile::One(f, fs) => fs.counted(|| f.sync_data()),
+            PairFile::One(f, fs, entries) => {
+                if *entries {
+                    fs.held_sync();
+                }
+                fs.counted(|| f.sync_data())
+            }
             PairFile::Both(..) => self.sync_all(),
         }
     }
 
     fn sync_all(&self) -> io::Result<()> {
         match self {
-            PairFile::One(f, fs) => fs.counted(|| f.sync_all()),
+            PairFile::One(f, fs, entries) => {
+                if *entries {
+                    fs.held_sync();
+                }
+                fs.counted(|| f.sync_all())
+            }
             PairFile::Both(a, b, fs) => {
                 fs.counted(|| a.sync_all())?;
                 fs.counted(|| b.sync_all())
@@ -248,14 +342,14 @@ impl FsFile for PairFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         match self {
-            PairFile::One(f, fs) => fs.counted(|| f.set_len(len)),
+            PairFile::One(f, fs, _) => fs.counted(|| f.set_len(len)),
             PairFile::Both(..) => Err(not_a_file()),
         }
     }
 
     fn len(&self) -> io::Result<u64> {
         match self {
-            PairFile::One(f, _) => f.len(),
+            PairFile::One(f, ..) => f.len(),
             PairFile::Both(..) => Err(not_a_file()),
         }
     }
@@ -263,21 +357,21 @@ impl FsFile for PairFile {
     /// Not a moment: an allocation changes nothing a crash could leave.
     fn allocate(&self, len: u64) -> io::Result<()> {
         match self {
-            PairFile::One(f, _) => f.allocate(len),
+            PairFile::One(f, ..) => f.allocate(len),
             PairFile::Both(..) => Err(not_a_file()),
         }
     }
 
     fn forget_cache(&self) -> io::Result<()> {
         match self {
-            PairFile::One(f, _) => f.forget_cache(),
+            PairFile::One(f, ..) => f.forget_cache(),
             PairFile::Both(..) => Ok(()),
         }
     }
 
     fn try_lock(&self) -> io::Result<()> {
         match self {
-            PairFile::One(f, _) => f.try_lock(),
+            PairFile::One(f, ..) => f.try_lock(),
             PairFile::Both(..) => Err(not_a_file()),
         }
     }
@@ -300,11 +394,12 @@ impl FileSystem for PairFs {
     }
 
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<PairFile> {
-        let sim = self.sim(Self::which(path));
+        let which = Self::which(path);
+        let sim = self.sim(which);
         // Any mode may create a file (and a new one may come): counted, a moment only if the
         // simulator numbered it.
         let file = self.counted(|| sim.open(path, mode))?;
-        Ok(PairFile::One(file, self.clone()))
+        Ok(PairFile::One(file, self.clone(), which == Which::Entries))
     }
 
     fn open_dir(&self, path: &Path) -> io::Result<PairFile> {
@@ -314,7 +409,11 @@ impl FileSystem for PairFs {
                 self.meta.open_dir(path)?,
                 self.clone(),
             )),
-            which => Ok(PairFile::One(self.sim(which).open_dir(path)?, self.clone())),
+            which => Ok(PairFile::One(
+                self.sim(which).open_dir(path)?,
+                self.clone(),
+                false,
+            )),
         }
     }
 

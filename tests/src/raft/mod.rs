@@ -21,7 +21,12 @@
 //!    live entries are consecutive and start right after it;
 //! 5. **reopen**: the store opens after every pure crash, its log state agrees with its
 //!    entries, and the committed log id never lies beyond the log;
-//! 6. **no phantoms**: every entry read back was appended, at that index, with that term.
+//! 6. **no phantoms**: every entry read back was appended, at that index, with that term;
+//! 7. **in order**: once the meta record of a `save_vote` or `purge` is durable (the vote or
+//!    purge point read back is at least its own), every entry appended before the call is
+//!    there (unless a purge, a reported truncate or the truncate the crash interrupted
+//!    removed it), flushed or not when the call started: openraft's writes in order.
+//!    [`RaftStep::AppendQueued`] leaves entries unflushed across such calls.
 //!
 //! [`RaftVariant`] breaks the store on purpose, to prove the explorer notices.
 
@@ -34,5 +39,6 @@ pub use catalog::{deep_workloads, default_workloads, find};
 pub use explore::{RaftExplorer, replay};
 pub use fs::{Moment, PairFile, PairFs, RAFT_DIR, Tape};
 pub use workload::{
-    Event, Model, RaftStep, RaftVariant, RaftWorkload, SimStore, log_id, record, value_of,
+    Barrier, BarrierCall, Event, Model, RaftStep, RaftVariant, RaftWorkload, SimStore, log_id,
+    record, value_of,
 };

@@ -1,16 +1,28 @@
 //! Workloads over the raft store, the events they report, and the model of what those events
 //! promise.
 
+use core::fmt::Debug;
+use core::future::Future;
+use core::ops::RangeBounds;
+use core::pin::{Pin, pin};
+use core::task::{Context, Poll, Waker};
+use core::time::Duration;
 use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Wake;
+use std::thread::Thread;
 
+use futures::FutureExt;
 use futures::executor::block_on;
-use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
-use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftLogStorageExt};
+use openraft::{
+    CommittedLeaderId, Entry, EntryPayload, LogId, OptionalSend, RaftLogReader, StorageError, Vote,
+};
 use walden_core::{Config, Lsn};
 use walden_openraft::LogStore;
 use walden_openraft::kv::{Request, TypeConfig};
 use walden_sim::{SimConfig, SimFs};
-use walden_std::Options;
+use walden_std::{FileStorage, Options, SharedWal};
 
 use super::fs::{PairFs, RAFT_DIR, Tape};
 
@@ -37,16 +49,21 @@ pub enum RaftVariant {
     /// `save_vote` returns before the meta record holding the vote is durable
     /// (`vote_before_sync_for_testing`).
     VoteBeforeSync,
+    /// `save_vote` and `purge` do not wait for entries appended before them to be durable
+    /// (`meta_before_entries_durable_for_testing`): their meta record can name entries a
+    /// power loss then loses.
+    MetaBeforeEntriesDurable,
 }
 
 impl RaftVariant {
     /// Every variant, the correct one first.
-    pub const ALL: [RaftVariant; 5] = [
+    pub const ALL: [RaftVariant; 6] = [
         RaftVariant::Correct,
         RaftVariant::AckBeforeSync,
         RaftVariant::PurgeBeforeMetaDurable,
         RaftVariant::RewriteOnReopen,
         RaftVariant::VoteBeforeSync,
+        RaftVariant::MetaBeforeEntriesDurable,
     ];
 
     fn apply(self, store: &SimStore) {
@@ -56,6 +73,9 @@ impl RaftVariant {
             RaftVariant::PurgeBeforeMetaDurable => store.purge_before_meta_durable_for_testing(),
             RaftVariant::RewriteOnReopen => {}
             RaftVariant::VoteBeforeSync => store.vote_before_sync_for_testing(),
+            RaftVariant::MetaBeforeEntriesDurable => {
+                store.meta_before_entries_durable_for_testing();
+            }
         }
     }
 
@@ -90,6 +110,18 @@ pub enum RaftStep {
     /// `append` of `count` entries of the current term after the last one, each a `Set`
     /// whose value is `len` bytes; waits for the flush callback.
     Append {
+        /// Entries in the call.
+        count: u64,
+        /// Bytes of each entry's value.
+        len: usize,
+    },
+    /// `append` of `count` entries like [`RaftStep::Append`], whose flush callback is kept,
+    /// not awaited: the entries' syncs are held back (see [`PairFs::hold_entries_syncs`])
+    /// until a later `save_vote` or `purge` waits for them, or a step other than
+    /// `save_committed`, another queued append, a vote or a purge comes. A `Committed` of one of
+    /// them in between is what openraft's API allows (a commit of entries whose append is
+    /// queued before it).
+    AppendQueued {
         /// Entries in the call.
         count: u64,
         /// Bytes of each entry's value.
@@ -177,6 +209,10 @@ pub enum Event {
     },
     /// The flush callback fired for the entries appended up to this index.
     Flushed(u64),
+    /// A `save_vote` of this term starts (its record may be durable before it returns).
+    Voting(u64),
+    /// A `purge` up to this index starts.
+    Purging(u64),
     /// `save_vote` of this term returned.
     Voted(u64),
     /// A `truncate` at this index starts (a crash during it may or may not remove entries).
@@ -235,29 +271,25 @@ async fn drive(workload: &RaftWorkload, variant: RaftVariant, fs: &PairFs) -> Ve
     let mut next = 0u64; // the index of the next append
     let mut terms: BTreeMap<u64, u64> = BTreeMap::new();
     let mut seq = 0u64;
+    // Queued appends: the last index of each and its flush callback's receiving end.
+    let mut queued: Vec<(u64, Flushed)> = Vec::new();
     for (n, step) in workload.steps.iter().enumerate() {
         let failed = |what: &str, e: &dyn core::fmt::Display| format!("step {n} ({what}): {e}");
+        if !matches!(
+            step,
+            RaftStep::AppendQueued { .. }
+                | RaftStep::Committed(_)
+                | RaftStep::Vote
+                | RaftStep::Purge(_)
+        ) && let Err(e) = settle(fs, &mut queued).await
+        {
+            problems.push(failed("queued append's flush", &e));
+            return problems;
+        }
         match step {
             RaftStep::Append { count, len } => {
-                let mut entries = Vec::new();
-                for index in next..next + count {
-                    seq += 1;
-                    let mut value = format!("{:x}-{seq:05}-", workload.seed);
-                    value.extend(core::iter::repeat_n('.', len.saturating_sub(value.len())));
-                    fs.note(Event::Appending {
-                        index,
-                        term,
-                        value: value.clone(),
-                    });
-                    terms.insert(index, term);
-                    entries.push(Entry {
-                        log_id: log_id(term, index),
-                        payload: EntryPayload::Normal(Request::Set {
-                            key: format!("k{index}"),
-                            value,
-                        }),
-                    });
-                }
+                let entries =
+                    new_entries(workload, fs, &mut terms, &mut seq, next, *count, *len, term);
                 if let Err(e) = store.blocking_append(entries).await {
                     problems.push(failed("append", &e));
                     return problems;
@@ -265,13 +297,46 @@ async fn drive(workload: &RaftWorkload, variant: RaftVariant, fs: &PairFs) -> Ve
                 next += count;
                 fs.note(Event::Flushed(next - 1));
             }
+            RaftStep::AppendQueued { count, len } => {
+                fs.hold_entries_syncs();
+                let entries =
+                    new_entries(workload, fs, &mut terms, &mut seq, next, *count, *len, term);
+                let (callback, mut flushed) = flush_callback();
+                if let Err(e) = store.append(entries, callback).await {
+                    problems.push(failed("append (queued)", &e));
+                    return problems;
+                }
+                next += count;
+                match (&mut flushed).now_or_never() {
+                    // The callback fired already (a store that acknowledges at once).
+                    Some(Ok(())) => fs.note(Event::Flushed(next - 1)),
+                    Some(Err(e)) => {
+                        problems.push(failed("queued append's flush", &e));
+                        return problems;
+                    }
+                    None => {
+                        // Walden's syncer thread is on its way to sync them: let it reach the
+                        // hold, so that what it writes before the sync comes before the next
+                        // call's writes in every run.
+                        fs.wait_for_held_sync(Duration::from_secs(5));
+                        queued.push((next - 1, flushed));
+                    }
+                }
+            }
             RaftStep::Vote => {
                 term += 1;
-                if let Err(e) = store.save_vote(&Vote::new(term, 1)).await {
+                fs.note(Event::Voting(term));
+                let vote = Vote::new(term, 1);
+                if let Err(e) = held(fs, &store.meta_wal().clone(), store.save_vote(&vote)).await {
                     problems.push(failed("save_vote", &e));
                     return problems;
                 }
+                flushed_so_far(fs, &mut queued);
                 fs.note(Event::Voted(term));
+                if let Err(e) = settle(fs, &mut queued).await {
+                    problems.push(failed("queued append's flush", &e));
+                    return problems;
+                }
             }
             RaftStep::Truncate(index) => {
                 let at = log_id(terms.get(index).copied().unwrap_or(term), *index);
@@ -286,11 +351,17 @@ async fn drive(workload: &RaftWorkload, variant: RaftVariant, fs: &PairFs) -> Ve
             }
             RaftStep::Purge(index) => {
                 let at = log_id(terms.get(index).copied().unwrap_or(term), *index);
-                if let Err(e) = store.purge(at).await {
+                fs.note(Event::Purging(*index));
+                if let Err(e) = held(fs, &store.meta_wal().clone(), store.purge(at)).await {
                     problems.push(failed("purge", &e));
                     return problems;
                 }
+                flushed_so_far(fs, &mut queued);
                 fs.note(Event::Purged(*index));
+                if let Err(e) = settle(fs, &mut queued).await {
+                    problems.push(failed("queued append's flush", &e));
+                    return problems;
+                }
                 next = next.max(index + 1);
             }
             RaftStep::Committed(index) => {
@@ -309,8 +380,194 @@ async fn drive(workload: &RaftWorkload, variant: RaftVariant, fs: &PairFs) -> Ve
             }
         }
     }
+    if let Err(e) = settle(fs, &mut queued).await {
+        problems.push(format!("the last queued append's flush: {e}"));
+        return problems;
+    }
     drop(store);
     problems
+}
+
+/// `count` new entries of `term` from `next`, each reported as [`Event::Appending`].
+#[allow(clippy::too_many_arguments)]
+fn new_entries(
+    workload: &RaftWorkload,
+    fs: &PairFs,
+    terms: &mut BTreeMap<u64, u64>,
+    seq: &mut u64,
+    next: u64,
+    count: u64,
+    len: usize,
+    term: u64,
+) -> Vec<Entry<TypeConfig>> {
+    let mut entries = Vec::new();
+    for index in next..next + count {
+        *seq += 1;
+        let mut value = format!("{:x}-{:05}-", workload.seed, *seq);
+        value.extend(core::iter::repeat_n('.', len.saturating_sub(value.len())));
+        fs.note(Event::Appending {
+            index,
+            term,
+            value: value.clone(),
+        });
+        terms.insert(index, term);
+        entries.push(Entry {
+            log_id: log_id(term, index),
+            payload: EntryPayload::Normal(Request::Set {
+                key: format!("k{index}"),
+                value,
+            }),
+        });
+    }
+    entries
+}
+
+/// The receiving end of a flush callback: resolves once the store calls it.
+type Flushed = Pin<Box<dyn Future<Output = Result<(), StorageError<u64>>> + Send>>;
+
+/// An openraft flush callback ([`LogFlushed`]) and its receiving end. Only openraft can make
+/// one (`LogFlushed::new` is crate-private), so this asks openraft's own `blocking_append`
+/// to append to a [`Catcher`], which keeps the callback it is handed; the `blocking_append`
+/// future, polled once, is left waiting for that callback.
+fn flush_callback() -> (LogFlushed<TypeConfig>, Flushed) {
+    let slot = Arc::new(Mutex::new(None));
+    let mut catcher = Catcher(Arc::clone(&slot));
+    let mut flushed: Flushed = Box::pin(async move {
+        catcher
+            .blocking_append(Vec::<Entry<TypeConfig>>::new())
+            .await
+    });
+    assert!(
+        (&mut flushed).now_or_never().is_none(),
+        "blocking_append waits for the callback it hands over"
+    );
+    let callback = slot
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+        .expect("blocking_append called append");
+    (callback, flushed)
+}
+
+/// Runs `call` (a `save_vote` or a `purge`) with the entries' syncs still held back while it
+/// makes progress without them, then lets them go and finishes it. Decided by what the call
+/// did, not by time: its first poll runs up to its first wait. The store as it ships waits
+/// there for the held entries (it appends nothing to `meta` before they are durable): the
+/// syncs are let go at once. One that does not wait has appended its meta record by then:
+/// the syncs stay held until the call returns (its meta record is synced first, the crash
+/// state the explorer must see).
+async fn held<T>(
+    fs: &PairFs,
+    meta: &SharedWal<FileStorage<PairFs>>,
+    call: impl Future<Output = T>,
+) -> T {
+    let mut call = pin!(call);
+    if !fs.holding_entries_syncs() {
+        return call.await;
+    }
+    let before = meta.last_lsn();
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    if let Poll::Ready(out) = call.as_mut().poll(&mut cx) {
+        return out;
+    }
+    if meta.last_lsn() == before {
+        fs.release_entries_syncs();
+        return call.await;
+    }
+    loop {
+        if let Poll::Ready(out) = call.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
+/// Wakes the workload's thread (for [`held`]'s polling).
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Reports the queued appends whose callbacks have fired by now, in order.
+fn flushed_so_far(fs: &PairFs, queued: &mut Vec<(u64, Flushed)>) {
+    while let Some((last, flushed)) = queued.first_mut() {
+        match flushed.now_or_never() {
+            Some(Ok(())) => {
+                fs.note(Event::Flushed(*last));
+                drop(queued.remove(0));
+            }
+            // Reported by `settle`, which awaits it again.
+            Some(Err(_)) | None => break,
+        }
+    }
+}
+
+/// Lets the held syncs go and waits for every queued append's callback, reporting each.
+async fn settle(fs: &PairFs, queued: &mut Vec<(u64, Flushed)>) -> Result<(), StorageError<u64>> {
+    fs.release_entries_syncs();
+    for (last, flushed) in queued.drain(..) {
+        flushed.await?;
+        fs.note(Event::Flushed(last));
+    }
+    Ok(())
+}
+
+/// A log store that only keeps the flush callback openraft's `blocking_append` hands it (see
+/// [`flush_callback`]); nothing else of it is ever called.
+struct Catcher(Arc<Mutex<Option<LogFlushed<TypeConfig>>>>);
+
+impl RaftLogReader<TypeConfig> for Catcher {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        _range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
+        unreachable!("only append is called")
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for Catcher {
+    type LogReader = Catcher;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
+        unreachable!("only append is called")
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        unreachable!("only append is called")
+    }
+
+    async fn save_vote(&mut self, _vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
+        unreachable!("only append is called")
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
+        unreachable!("only append is called")
+    }
+
+    async fn append<I>(
+        &mut self,
+        _entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(callback);
+        Ok(())
+    }
+
+    async fn truncate(&mut self, _log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        unreachable!("only append is called")
+    }
+
+    async fn purge(&mut self, _log_id: LogId<u64>) -> Result<(), StorageError<u64>> {
+        unreachable!("only append is called")
+    }
 }
 
 /// What the events up to a moment promise.
@@ -331,6 +588,47 @@ pub struct Model {
     pub purged: Option<u64>,
     /// A truncate that started and did not report: it may have removed entries from here.
     pub truncating: Option<u64>,
+    /// The `save_vote`s and `purge`s that started while appended entries were not yet
+    /// reported flushed: once one of them is durable, so are those entries (openraft's writes
+    /// in order; the store waits for them before it writes the meta record).
+    pub barriers: Vec<Barrier>,
+}
+
+/// A `save_vote` or `purge` that started with entries appended and not yet flushed.
+#[derive(Clone, Debug)]
+pub struct Barrier {
+    /// The call, as [`Barrier::what`] names it.
+    pub call: BarrierCall,
+    /// index -> (term, value) of the entries appended before it and not yet flushed.
+    pub entries: BTreeMap<u64, (u64, String)>,
+}
+
+/// The call of a [`Barrier`].
+#[derive(Clone, Copy, Debug)]
+pub enum BarrierCall {
+    /// `save_vote` of this term.
+    Vote(u64),
+    /// `purge` up to this index.
+    Purge(u64),
+}
+
+impl Barrier {
+    /// Whether a store holding this vote term and purge point holds the barrier's meta record
+    /// (or a later one).
+    pub fn durable(&self, vote: Option<u64>, purged: Option<u64>) -> bool {
+        match self.call {
+            BarrierCall::Vote(term) => vote >= Some(term),
+            BarrierCall::Purge(index) => purged >= Some(index),
+        }
+    }
+
+    /// The call, for reports.
+    pub fn what(&self) -> String {
+        match self.call {
+            BarrierCall::Vote(term) => format!("the save_vote of term {term}"),
+            BarrierCall::Purge(index) => format!("the purge up to {index}"),
+        }
+    }
 }
 
 impl Model {
@@ -359,6 +657,19 @@ impl Model {
             vote,
             purged,
             truncating: None,
+            barriers: Vec::new(),
+        }
+    }
+
+    /// A barrier of `call`, if entries appended before it are not yet reported flushed.
+    fn barrier(&mut self, call: BarrierCall) {
+        let floor = self.purged.map_or(0, |p| p + 1);
+        let entries: BTreeMap<u64, (u64, String)> = (self.appended.range(floor..))
+            .filter(|(index, entry)| self.expected.get(index) != Some(entry))
+            .map(|(index, entry)| (*index, entry.clone()))
+            .collect();
+        if !entries.is_empty() {
+            self.barriers.push(Barrier { call, entries });
         }
     }
 
@@ -380,6 +691,13 @@ impl Model {
                 }
             }
             Event::Voted(term) => self.vote = Some(*term),
+            Event::Voting(term) => self.barrier(BarrierCall::Vote(*term)),
+            // A purge to an older point than the last one returns at once: its barrier would
+            // be held by the older record.
+            Event::Purging(index) if self.purged.is_none_or(|p| p < *index) => {
+                self.barrier(BarrierCall::Purge(*index));
+            }
+            Event::Purging(_) => {}
             Event::Truncating(index) => self.truncating = Some(*index),
             Event::Truncated(index) => {
                 self.truncating = None;
