@@ -641,3 +641,12 @@ fn the_early_flag_is_bit_1_of_version_3_only() {
         Err(HeaderProblem::Impossible("unknown flags"))
     );
 }
+
+/// `checksum_not_built_in` recognises exactly its own words (in every build: the headers that
+/// carry them arise only where an algorithm is missing).
+#[test]
+fn only_the_not_built_in_words_say_checksum_not_built_in() {
+    assert!(HeaderProblem::Impossible(CHECKSUM_NOT_BUILT_IN).checksum_not_built_in());
+    assert!(!HeaderProblem::Impossible("unknown flags").checksum_not_built_in());
+    assert!(!HeaderProblem::BadChecksum.checksum_not_built_in());
+}

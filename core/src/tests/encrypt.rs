@@ -327,6 +327,17 @@ fn two_opens_of_one_copy_use_different_nonces() {
     assert!(!repeat, "a nonce was used twice under one key");
 }
 
+/// How `set_keys` mixes its entropy into the salts (pinned: a weaker mix still gives two
+/// entropies two salts, which the test above cannot tell apart).
+#[test]
+fn set_keys_mixes_its_entropy_into_the_salt_state() {
+    let (mut wal, _) = open(Mem::default(), config());
+    let before = wal.salt_state;
+    wal.set_keys(ring(&KEY_A, &[]), 0x1234_5678);
+    let mixed = crate::wal::splitmix64(0x1234_5678 ^ 0x6b65_7973);
+    assert_eq!(wal.salt_state, crate::wal::splitmix64(before ^ mixed));
+}
+
 #[test]
 fn the_nonce_check_catches_entropy_repeated_across_opens() {
     let (_, repeat) = nonces_repeat(|| reopened_copies(|first| first));
