@@ -236,15 +236,14 @@ impl WasiStorage {
         })
     }
 
-    /// Hands the buffered bytes to the host (they stay volatile: no sync).
+    /// Hands the buffered bytes to the host (they stay volatile: no sync). On failure they
+    /// are dropped: the call that fails reports them lost.
     fn flush(&mut self) -> Result<(), WasiError> {
-        match self.pending.take() {
-            Some(p) => {
-                self.unsynced.insert(p.id);
-                self.with_segment(p.id, |file| write_at(file, p.offset, &p.bytes))
-            }
-            None => Ok(()),
+        let handed = self.hand_over();
+        if handed.is_err() {
+            self.pending = None;
         }
+        handed
     }
 
     /// Hands the buffered bytes to the host like [`WasiStorage::flush`], but keeps them

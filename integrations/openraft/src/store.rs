@@ -610,6 +610,9 @@ impl<C: RaftTypeConfig, F: FileSystem> Shared<C, F> {
     /// Waits until every entry appended so far is durable, so a later write to the meta log
     /// never becomes durable before an earlier append (openraft requires its writes in order).
     async fn entries_durable(&self) -> Result<(), StorageError<C::NodeId>> {
+        if self.meta_before_entries_durable.load(Ordering::Relaxed) {
+            return Ok(()); // the broken order, for the crash explorer only
+        }
         let last = self.entries.last_lsn();
         if self.entries.durable_lsn() < last {
             let durable = self.entries.durable(last).await;
@@ -724,13 +727,7 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
 
     async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         self.shared.check(|e| vote_err(e))?;
-        if !self
-            .shared
-            .meta_before_entries_durable
-            .load(Ordering::Relaxed)
-        {
-            self.shared.entries_durable().await?;
-        }
+        self.shared.entries_durable().await?;
         let unsettled = self.shared.unsettled("vote save");
         let durable = {
             let mut st = self.shared.lock();
@@ -872,13 +869,7 @@ impl<C: RaftTypeConfig, F: FileSystem> RaftLogStorage<C> for LogStore<C, F> {
         // The purge point is durable before anything is removed, and before any later append
         // (which, after a purge past the end, starts a new run that only it explains).
         self.shared.check(|e| write_err(e))?;
-        if !self
-            .shared
-            .meta_before_entries_durable
-            .load(Ordering::Relaxed)
-        {
-            self.shared.entries_durable().await?;
-        }
+        self.shared.entries_durable().await?;
         let (durable, cut, unsettled) = {
             let mut st = self.shared.lock();
             if st
